@@ -1,0 +1,52 @@
+/* Layer 6, large objects: requests above ZC_SMALL_MAX (64 KiB) and any request whose alignment a page of
+ * size classes cannot give. Each large object is a region with a small header at its base; freed regions
+ * are cached by size class (four per doubling, page-granular) in a global pool split into dirty (still
+ * resident, reused first) and clean (purged) lists, bounded by ZCMEM_LARGE_CACHE; a background purger
+ * moves dirty regions to clean after ZCMEM_PURGE_DELAY; ZCMEM_LARGE_FILE backs new regions with an
+ * unlinked file so the OS can page them out without swap.
+ *
+ * Includes: os.h, segmap.h, options.h. Never the heap layer: the public API calls down into this.
+ *
+ * Regions are registered in the segment map as ZC_MAP_LARGE (+ back entries), so free() finds the header
+ * of any pointer into a live region and can tell a region's base from a foreign or interior pointer.
+ */
+#ifndef ZC_LARGE_H
+#define ZC_LARGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Allocate a region whose user block has at least size bytes and is aligned to align (a power of two,
+ * >= 16). zero: the block reads as zeros. NULL with errno = ENOMEM on failure. */
+void *zc_large_alloc(size_t size, size_t align, bool zero);
+
+/* Free a block returned by zc_large_alloc; hdr is the region base found through the segment map.
+ * A pointer that is not the block's start, or a region already free, is reported (zc_error) and ignored. */
+void zc_large_free(void *p, void *hdr);
+
+/* Usable bytes of the block p in the region at hdr (0 if p is not a live block start). */
+size_t zc_large_usable(const void *p, const void *hdr);
+
+/* Grow or shrink in place if the region has room (returns true), else false: the caller copies. */
+bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size);
+
+/* Purge cached dirty regions: all of them if force, else those older than the purge delay. Returns the
+ * number of bytes purged. */
+size_t zc_large_purge(bool force);
+
+typedef struct zc_large_stats_s {
+  uint64_t live_regions, live_bytes;     /* regions handed out and their usable bytes */
+  uint64_t cached_dirty, cached_clean;   /* bytes cached for reuse */
+  uint64_t mapped;                       /* bytes mapped in all regions (live + cached) */
+  uint64_t purged;                       /* bytes purged or unmapped since start */
+  uint64_t cache_hits, cache_misses;
+} zc_large_stats_t;
+void zc_large_stats(zc_large_stats_t *out);
+
+/* fork: the parent holds the pool lock across fork; the child reinitialises it (and the purger). */
+void zc_large_fork_prepare(void);
+void zc_large_fork_parent(void);
+void zc_large_fork_child(void);
+
+#endif /* ZC_LARGE_H */

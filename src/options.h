@@ -1,0 +1,31 @@
+/* Options and messages: the ZCMEM_* environment variables, read once from one table, and the allocator's
+ * only way to print (errors and warnings on stderr, formatted without malloc).
+ *
+ * Includes: os.h and the public zcmem.h (for zc_option_t). Every layer may use it; it uses no layer.
+ */
+#ifndef ZC_OPTIONS_H
+#define ZC_OPTIONS_H
+
+#include "zcmem.h"
+#include "os.h"
+
+#include <stdarg.h>
+
+/* The value of an option; the first call reads the environment (cheap after that: one load). */
+long zc_opt(zc_option_t opt);
+/* Read every option now (idempotent). */
+void zc_options_init(void);
+
+/* Print "zcmem: error: <message>\n" on stderr, count it, and abort if ZCMEM_ABORT_ON_ERROR=1. Formats with
+ * %s %d %u %ld %lu %zu %p %x only; never allocates. */
+void zc_error(const char *fmt, ...);
+/* The same as a warning (shown when ZCMEM_VERBOSE >= 1) */
+void zc_warning(const char *fmt, ...);
+/* Format into buf (at most cap bytes, always NUL-terminated); returns the length it wanted. */
+size_t zc_vformat(char *buf, size_t cap, const char *fmt, va_list ap);
+size_t zc_format(char *buf, size_t cap, const char *fmt, ...);
+
+/* Number of errors reported so far. */
+unsigned long zc_error_count(void);
+
+#endif /* ZC_OPTIONS_H */

@@ -1,0 +1,274 @@
+/* Layer 1, platform: the Linux implementation of os.h (x86-64 and arm64). The only file of the allocator
+ * that includes system headers or makes system calls. Nothing here calls malloc. */
+#define _GNU_SOURCE
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+size_t zc_os_page_size(void) {
+  static size_t cached;
+  if (cached == 0) {
+    long v = sysconf(_SC_PAGESIZE);
+    cached = v > 0 ? (size_t)v : 4096;
+  }
+  return cached;
+}
+
+/* ---- fault injection ---- */
+static _Atomic long fail_after = -1;
+
+void zc_os_fail_after(long n) { atomic_store(&fail_after, n); }
+
+static bool inject_failure(void) {
+  long n = atomic_load_explicit(&fail_after, memory_order_relaxed);
+  while (n >= 0) {
+    if (n == 0) return true;
+    if (atomic_compare_exchange_weak(&fail_after, &n, n - 1)) return false;
+  }
+  return false;
+}
+
+/* Map size bytes aligned to align: map size + align - page, then unmap the unaligned head and tail. */
+static void *map_aligned(size_t size, size_t align, int fd) {
+  if (inject_failure()) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t page = zc_os_page_size();
+  if (align < page) align = page;
+  int flags = fd >= 0 ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+  if (align == page) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+    if (p == MAP_FAILED) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    return p;
+  }
+  if (fd >= 0) {
+    /* A file mapping cannot be trimmed at its head without moving its offset: reserve anonymous address
+     * space, then map the file over the aligned part of it. */
+    size_t span = size + align;
+    if (span < size) goto nomem;
+    char *r = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) goto nomem;
+    char *a = (char *)(((uintptr_t)r + align - 1) & ~(uintptr_t)(align - 1));
+    void *p = mmap(a, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+      munmap(r, span);
+      goto nomem;
+    }
+    if (a > r) munmap(r, (size_t)(a - r));
+    size_t tail = (size_t)((r + span) - (a + size));
+    if (tail) munmap(a + size, tail);
+    return a;
+  }
+  /* First try an exact mapping: with Linux's top-down allocator it is often aligned already. */
+  char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (p == MAP_FAILED) goto nomem;
+  if (((uintptr_t)p & (align - 1)) == 0) return p;
+  munmap(p, size);
+  size_t span = size + align - page;
+  if (span < size) goto nomem;
+  p = mmap(NULL, span, PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (p == MAP_FAILED) goto nomem;
+  char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+  if (a > p) munmap(p, (size_t)(a - p));
+  size_t tail = (size_t)((p + span) - (a + size));
+  if (tail) munmap(a + size, tail);
+  return a;
+nomem:
+  errno = ENOMEM;
+  return NULL;
+}
+
+void *zc_os_alloc_aligned(size_t size, size_t align) { return map_aligned(size, align, -1); }
+
+void *zc_os_alloc_file_backed(size_t size, size_t align) {
+  const char *dir = zc_os_getenv("TMPDIR");
+  if (dir == NULL || dir[0] == 0) dir = "/tmp";
+  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *p = NULL;
+  if (ftruncate(fd, (off_t)size) == 0) p = map_aligned(size, align, fd);
+  close(fd); /* the mapping keeps the unlinked file alive */
+  if (p == NULL) errno = ENOMEM;
+  return p;
+}
+
+void zc_os_free(void *p, size_t size) {
+  if (p != NULL && size != 0) munmap(p, size);
+}
+
+bool zc_os_purge(void *p, size_t size, int mode) {
+#ifdef MADV_FREE
+  if (mode == 1 && madvise(p, size, MADV_FREE) == 0) return true;
+#endif
+  (void)mode;
+  return madvise(p, size, MADV_DONTNEED) == 0;
+}
+
+bool zc_os_huge_pages(void *p, size_t size) {
+#ifdef MADV_HUGEPAGE
+  return madvise(p, size, MADV_HUGEPAGE) == 0;
+#else
+  (void)p;
+  (void)size;
+  return false;
+#endif
+}
+
+/* ---- threads, time, process ---- */
+
+uintptr_t zc_os_thread_id(void) { return (uintptr_t)pthread_self(); }
+
+uint64_t zc_os_clock_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void zc_os_sleep_ns(uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+unsigned zc_os_cpu_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (unsigned)n : 1;
+}
+
+const char *zc_os_getenv(const char *name) {
+  /* environ is set by the dynamic loader before any constructor runs; scan it by hand because getenv may
+   * not be usable this early in every libc. */
+  if (environ == NULL || name == NULL) return NULL;
+  size_t n = strlen(name);
+  for (char **e = environ; *e != NULL; e++) {
+    if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+  }
+  return NULL;
+}
+
+void zc_os_entropy(void *buf, size_t len) {
+  unsigned char *b = buf;
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = getrandom(b + got, len - got, GRND_NONBLOCK);
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  if (got == len) return;
+  uint64_t x = zc_os_clock_ns() ^ (uint64_t)(uintptr_t)&got ^ ((uint64_t)getpid() << 32);
+  for (; got < len; got++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b[got] = (unsigned char)x;
+  }
+}
+
+uint64_t zc_os_rss(void) {
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  const char *s = buf;
+  while (*s && *s != ' ') s++; /* skip total size */
+  while (*s == ' ') s++;
+  uint64_t pages = 0;
+  while (*s >= '0' && *s <= '9') pages = pages * 10 + (uint64_t)(*s++ - '0');
+  return pages * zc_os_page_size();
+}
+
+uint64_t zc_os_peak_rss(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return (uint64_t)ru.ru_maxrss * 1024u;
+}
+
+void zc_os_write(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+}
+
+static pthread_key_t exit_key;
+
+bool zc_os_thread_exit_init(void (*fn)(void *)) { return pthread_key_create(&exit_key, fn) == 0; }
+
+void zc_os_thread_exit_register(void *arg) { pthread_setspecific(exit_key, arg); }
+
+void zc_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+  pthread_atfork(prepare, parent, child);
+}
+
+bool zc_os_thread_start(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) return false;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  bool ok = pthread_create(&t, &attr, fn, arg) == 0;
+  pthread_attr_destroy(&attr);
+  return ok;
+}
+
+/* ---- locks: a three-state futex mutex (free, locked, locked with waiters) ---- */
+
+static long futex(int *addr, int op, int val) { return syscall(SYS_futex, addr, op, val, NULL, NULL, 0); }
+
+void zc_lock_init(zc_lock_t *l) { __atomic_store_n(&l->state, 0, __ATOMIC_RELAXED); }
+
+bool zc_trylock(zc_lock_t *l) {
+  int expect = 0;
+  return __atomic_compare_exchange_n(&l->state, &expect, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+void zc_lock(zc_lock_t *l) {
+  int c = 0;
+  if (__atomic_compare_exchange_n(&l->state, &c, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
+  for (int spin = 0; spin < 100; spin++) {
+    c = 0;
+    if (__atomic_compare_exchange_n(&l->state, &c, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
+    sched_yield();
+  }
+  if (c != 2) c = __atomic_exchange_n(&l->state, 2, __ATOMIC_ACQUIRE);
+  while (c != 0) {
+    futex(&l->state, FUTEX_WAIT_PRIVATE, 2);
+    c = __atomic_exchange_n(&l->state, 2, __ATOMIC_ACQUIRE);
+  }
+}
+
+void zc_unlock(zc_lock_t *l) {
+  if (__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) == 2) futex(&l->state, FUTEX_WAKE_PRIVATE, 1);
+}
+
+/* ---- inter-process (the zero-copy channel, layer 9) ---- */

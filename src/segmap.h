@@ -1,0 +1,69 @@
+/* Layer 2, segments: the segment map. One byte for every 4 MiB of address space says whether zcmem owns
+ * that chunk and where the header of the mapping that covers it starts. free() reads it before touching
+ * any metadata, so a pointer zcmem did not hand out is recognised (and reported) instead of followed.
+ *
+ * Includes: os.h only. Used by the segment layer (small/medium pages) and the large-region layer.
+ *
+ * Encoding of zc_segmap[addr >> ZC_SEGMENT_SHIFT]:
+ *   0                    not zcmem's
+ *   ZC_MAP_SMALL (1)     a small/medium segment starts here (its header is at the chunk's base)
+ *   ZC_MAP_LARGE (2)     a large region's header is at the chunk's base
+ *   ZC_MAP_BACK + k      interior chunk of a large region: its header is k+1 chunks lower (k <= 250);
+ *                        at k == 250 the walk continues from the chunk 251 lower.
+ * The map is a zero-initialised array in .bss: untouched parts cost address space, never memory (64 MiB of
+ * address space for a 48-bit user address space, about 4 KiB resident per 16 GiB of mapped heap).
+ */
+#ifndef ZC_SEGMAP_H
+#define ZC_SEGMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ZC_SEGMENT_SHIFT 22u
+#define ZC_SEGMENT_SIZE ((size_t)1 << ZC_SEGMENT_SHIFT) /* 4 MiB */
+#define ZC_SEGMENT_MASK (ZC_SEGMENT_SIZE - 1)
+#define ZC_ADDRESS_BITS 48u
+#define ZC_SEGMAP_ENTRIES ((size_t)1 << (ZC_ADDRESS_BITS - ZC_SEGMENT_SHIFT))
+
+enum { ZC_MAP_NONE = 0, ZC_MAP_SMALL = 1, ZC_MAP_LARGE = 2, ZC_MAP_BACK = 3, ZC_MAP_BACK_MAX = 250 };
+
+extern uint8_t zc_segmap[ZC_SEGMAP_ENTRIES];
+
+static inline uint8_t zc_segmap_get(const void *p) {
+  uintptr_t u = (uintptr_t)p;
+  if (u >> ZC_ADDRESS_BITS) return ZC_MAP_NONE; /* kernel half or tagged pointers: never ours */
+  return __atomic_load_n(&zc_segmap[u >> ZC_SEGMENT_SHIFT], __ATOMIC_RELAXED);
+}
+
+/* The base of the mapping whose header covers p (p's kind is returned in *kind), or NULL if not ours. */
+static inline void *zc_segmap_header(const void *p, uint8_t *kind) {
+  uintptr_t u = (uintptr_t)p;
+  if (u >> ZC_ADDRESS_BITS) return NULL;
+  size_t i = u >> ZC_SEGMENT_SHIFT;
+  uint8_t v = __atomic_load_n(&zc_segmap[i], __ATOMIC_RELAXED);
+  while (v >= ZC_MAP_BACK) {
+    i -= (size_t)(v - ZC_MAP_BACK) + 1;
+    v = __atomic_load_n(&zc_segmap[i], __ATOMIC_RELAXED);
+  }
+  *kind = v;
+  return v == ZC_MAP_NONE ? NULL : (void *)(i << ZC_SEGMENT_SHIFT);
+}
+
+/* Mark [base, base+size) as one mapping of the given kind (base is 4 MiB-aligned). */
+static inline void zc_segmap_set(void *base, size_t size, uint8_t kind) {
+  size_t first = (uintptr_t)base >> ZC_SEGMENT_SHIFT;
+  size_t n = (size + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
+  for (size_t j = 1; j < n; j++) {
+    size_t back = (j - 1) % (ZC_MAP_BACK_MAX + 1);
+    __atomic_store_n(&zc_segmap[first + j], (uint8_t)(ZC_MAP_BACK + back), __ATOMIC_RELAXED);
+  }
+  __atomic_store_n(&zc_segmap[first], kind, __ATOMIC_RELEASE);
+}
+
+static inline void zc_segmap_clear(void *base, size_t size) {
+  size_t first = (uintptr_t)base >> ZC_SEGMENT_SHIFT;
+  size_t n = (size + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
+  for (size_t j = 0; j < n; j++) __atomic_store_n(&zc_segmap[first + j], ZC_MAP_NONE, __ATOMIC_RELAXED);
+}
+
+#endif /* ZC_SEGMAP_H */
