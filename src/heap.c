@@ -27,13 +27,21 @@ static bool process_ready;
 static void heap_reset(zc_heap_t *h) {
   for (size_t i = 0; i < ZC_DIRECT_SLOTS; i++) h->direct[i] = &zc_page_empty;
   memset(h->queues, 0, sizeof h->queues);
+  memset(h->current, 0, sizeof h->current);
   memset(&h->pending, 0, sizeof h->pending);
 }
 
 /* Point every direct slot of class cls at the class's current page (or the empty page). */
 void zc_heap_queue_changed(zc_heap_t *h, unsigned cls) {
+  zc_page_t *first = h->queues[cls].first;
+  zc_page_t *cur = h->current[cls];
+  if (cur != first) { /* move the extra count; an old current page left at 0 is found by collect/rotation */
+    if (cur != NULL) cur->used--;
+    if (first != NULL) first->used++;
+    h->current[cls] = first;
+  }
   if (zc_class_size[cls] > ZC_DIRECT_MAX) return;
-  zc_page_t *pg = h->queues[cls].first ? h->queues[cls].first : &zc_page_empty;
+  zc_page_t *pg = first ? first : &zc_page_empty;
   size_t lo = cls == 1 ? 0 : (size_t)(zc_class_size[cls - 1] / 8) + 1;
   size_t hi = zc_class_size[cls] / 8;
   for (size_t w = lo; w <= hi; w++) h->direct[w] = pg;
@@ -104,7 +112,11 @@ void zc_heap_collect(zc_heap_t *h, bool force) {
     while (pg != NULL) {
       zc_page_t *next = pg->next;
       zc_page_collect(pg);
-      if (pg->used == 0 && (force || pg != q->first)) {
+      if (force && pg == h->current[c] && pg->used == 1) { /* only the extra count: let it go */
+        pg->used = 0;
+        h->current[c] = NULL;
+      }
+      if (pg->used == 0) {
         if (pg->prev) pg->prev->next = pg->next;
         else q->first = pg->next;
         if (pg->next) pg->next->prev = pg->prev;
@@ -119,9 +131,17 @@ void zc_heap_collect(zc_heap_t *h, bool force) {
   zc_segment_purge(h, force);
 }
 
+static void heap_unbias_all(zc_heap_t *h) {
+  for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) {
+    if (h->current[c] != NULL) h->current[c]->used--;
+    h->current[c] = NULL;
+  }
+}
+
 /* Thread exit: hand over pending remote frees, give the pages up, park the heap. */
 static void heap_done(zc_heap_t *h) {
   zc_heap_collect(h, true);
+  heap_unbias_all(h);
   zc_segments_abandon(h);
   heap_reset(h);
   zc_heap_tls = &zc_heap_empty;
@@ -176,6 +196,7 @@ static void fork_child(void) {
     if (h == mine || !h->live) continue;
     /* That thread does not exist in the child: its blocks stay valid; its pages go to whoever adopts. */
     zc_remote_flush(h);
+    heap_unbias_all(h);
     zc_segments_abandon(h);
     heap_reset(h);
     h->live = false;

@@ -141,11 +141,11 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
   uint8_t *start = page_area_start(s, pg);
   pg->free = NULL;
   pg->local_free = NULL;
-  atomic_store_explicit(&pg->thread_free, NULL, memory_order_relaxed);
+  atomic_store_explicit(&pg->thread_free, 0, memory_order_relaxed);
   pg->used = 0;
   pg->capacity = 0;
   pg->block_size = (uint32_t)bsize;
-  pg->reserved = (uint32_t)(page_area_size(s, pg) / bsize);
+  pg->reserved = (uint16_t)(page_area_size(s, pg) / bsize);
   pg->start = start;
   pg->class_idx = (uint8_t)cls;
   pg->state = ZC_PAGE_IN_USE;
