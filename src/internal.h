@@ -36,6 +36,11 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls);
 void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg);
 /* Purge dirty free pages older than the delay, or all of them if force, or beyond the dirty budget. */
 size_t zc_segment_purge(zc_heap_t *h, bool force);
+/* The same for a heap another thread owns, from the purger or malloc_trim: pages only, never segments. */
+size_t zc_segment_purge_other(zc_heap_t *h, bool force);
+/* Start the background purger if the option asks for it and it is not running (call with no lock held). */
+void zc_purger_ensure(void);
+extern bool zc_purger_running;
 /* Give all of h's segments up (thread exit): empty pages are purged, the rest waits for adoption. */
 void zc_segments_abandon(zc_heap_t *h);
 /* Adopt every abandoned segment whose pages can be collected (trim) or one of a kind (allocation). */

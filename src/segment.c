@@ -73,7 +73,7 @@ static void seg_push_back(zc_segment_t **head, zc_segment_t *s) {
 static void dirty_unlink(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   if (!pg->dirty) return;
   if (pg->prev) pg->prev->next = pg->next;
-  else h->dirty_first = pg->next;
+  else __atomic_store_n(&h->dirty_first, pg->next, __ATOMIC_RELAXED); /* the owner peeks without the lock */
   if (pg->next) pg->next->prev = pg->prev;
   else h->dirty_last = pg->prev;
   pg->next = pg->prev = NULL;
@@ -85,7 +85,7 @@ static void dirty_append(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   pg->next = NULL;
   pg->prev = h->dirty_last;
   if (h->dirty_last) h->dirty_last->next = pg;
-  else h->dirty_first = pg;
+  else __atomic_store_n(&h->dirty_first, pg, __ATOMIC_RELAXED);
   h->dirty_last = pg;
   h->dirty_bytes += page_area_size(s, pg);
 }
@@ -212,24 +212,33 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
   zc_unlock(&h->lock);
 }
 
-static size_t purge_locked(zc_heap_t *h, bool force) {
+/* Purge h's dirty pages (all if force, else those past the delay); release its spare segments only when
+ * the owner asks (release): another thread must not unmap a segment the owner may be walking. */
+static size_t purge_locked(zc_heap_t *h, bool force, bool release) {
   uint64_t now = zc_os_clock_ns();
   uint64_t delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
   size_t before = (size_t)h->stat_purged;
   while (h->dirty_first != NULL && (force || h->dirty_first->freed_at + delay <= now)) page_purge(h, h->dirty_first);
-  if (force) {
+  if (force && release) {
     for (int k = 0; k < ZC_SEG_KINDS; k++) {
       zc_segment_t *sp = h->spare[k];
       if (sp != NULL && sp->used_pages == 0) segment_release(h, sp);
     }
   }
-  h->next_purge_check = now + delay / 2 + 1;
+  __atomic_store_n(&h->next_purge_check, now + delay / 2 + 1, __ATOMIC_RELAXED);
   return (size_t)h->stat_purged - before;
 }
 
 size_t zc_segment_purge(zc_heap_t *h, bool force) {
   zc_lock(&h->lock);
-  size_t n = purge_locked(h, force);
+  size_t n = purge_locked(h, force, true);
+  zc_unlock(&h->lock);
+  return n;
+}
+
+size_t zc_segment_purge_other(zc_heap_t *h, bool force) {
+  if (!zc_trylock(&h->lock)) return 0; /* the owner is busy in its slow path: it purges itself */
+  size_t n = h->dirty_first != NULL ? purge_locked(h, force, false) : 0;
   zc_unlock(&h->lock);
   return n;
 }
@@ -253,7 +262,7 @@ void zc_segments_abandon(zc_heap_t *h) {
   }
   h->hold_segments = false;
   zc_lock(&h->lock);
-  purge_locked(h, true);
+  purge_locked(h, true, true);
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     zc_segment_t *s;
     while ((s = h->segments[k]) != NULL) {
