@@ -21,6 +21,7 @@ static zc_lock_t heaps_lock = ZC_LOCK_INIT;
 static zc_heap_t *heaps_all;       /* every heap ever made, linked by next_heap */
 static uint32_t heaps_made;
 static bool process_ready;
+static zc_lock_t purger_lock = ZC_LOCK_INIT; /* only serialises starting the purger thread */
 
 #define HEAPS_PER_MAP 16u
 
@@ -241,8 +242,6 @@ int malloc_trim(size_t pad) ZC_ALIAS(zc_trim);
  * and in the large-region cache. It is what bounds the delay for a thread that has gone idle: without it,
  * an idle heap keeps up to ZCMEM_DIRTY_BUDGET of empty pages until its next slow path. */
 bool zc_purger_running;
-static zc_lock_t purger_lock = ZC_LOCK_INIT;
-
 static void *purger_main(void *arg) {
   (void)arg;
   for (;;) {
