@@ -227,6 +227,7 @@ ZC_API int zc_trim(size_t pad) {
   }
   bool force = true;
   zc_heaps_visit(purge_other, &force);
+  zc_segments_purge_abandoned(true);
   size_t large = zc_large_purge(true);
   return (large != 0 || zc_segments_purged_bytes() != before) ? 1 : 0;
 }
@@ -249,6 +250,7 @@ static void *purger_main(void *arg) {
     zc_os_sleep_ns((delay_ms < 2 ? 1 : delay_ms / 2) * 1000000u);
     bool force = false;
     zc_heaps_visit(purge_other, &force);
+    zc_segments_purge_abandoned(false);
     zc_large_purge(false);
   }
   return NULL;

@@ -43,6 +43,8 @@ void zc_purger_ensure(void);
 extern bool zc_purger_running;
 /* Give all of h's segments up (thread exit): empty pages are purged, the rest waits for adoption. */
 void zc_segments_abandon(zc_heap_t *h);
+/* The purger's pass over abandoned segments (purge aged empty pages, unmap empty segments). */
+size_t zc_segments_purge_abandoned(bool force);
 /* Adopt every abandoned segment whose pages can be collected (trim) or one of a kind (allocation). */
 bool zc_segment_adopt(zc_heap_t *h, int kind);
 size_t zc_segments_abandoned_count(void);

@@ -156,18 +156,21 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   int kind = cls >= ZC_MEDIUM_MIN_CLASS ? ZC_SEG_MEDIUM : ZC_SEG_SMALL;
   zc_lock(&h->lock);
   zc_segment_t *s = h->segments[kind];
-  if (s == NULL || s->free_mask == 0) {
+  while (s == NULL || s->free_mask == 0) {
+    /* Pages of exited threads come before fresh memory: thread churn must not grow the process. Adopt
+     * until one of them has a free page; a full one stays with us (its blocks come back as frees). */
     zc_unlock(&h->lock);
-    /* Pages of exited threads come before fresh memory: thread churn must not grow the process. */
     bool adopted = zc_segment_adopt(h, kind);
     zc_lock(&h->lock);
     s = h->segments[kind];
-    if (!adopted || s == NULL || s->free_mask == 0) s = segment_new(h, kind);
+    if (adopted) continue;
+    if (s == NULL || s->free_mask == 0) s = segment_new(h, kind);
     if (s == NULL) {
       zc_unlock(&h->lock);
       errno = ENOMEM;
       return NULL;
     }
+    break;
   }
   unsigned i = (unsigned)__builtin_ctzll(s->free_mask);
   zc_page_t *pg = &s->pages[i];
@@ -261,13 +264,24 @@ void zc_segments_abandon(zc_heap_t *h) {
     }
   }
   h->hold_segments = false;
+  bool keep_dirty = zc_purger_running; /* the purger ages abandoned pages; without it, purge now */
   zc_lock(&h->lock);
-  purge_locked(h, true, true);
+  if (!keep_dirty) purge_locked(h, true, true);
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     zc_segment_t *s;
     while ((s = h->segments[k]) != NULL) {
+      /* Empty pages leave h's dirty list but stay resident (dirty = 1) for the adopter to reuse. */
+      for (uint32_t i = 0; i < s->page_count; i++) {
+        zc_page_t *pg = &s->pages[i];
+        if (pg->state == ZC_PAGE_FREE && pg->dirty) {
+          uint64_t t = pg->freed_at;
+          dirty_unlink(h, s, pg);
+          pg->dirty = 1;
+          pg->freed_at = t;
+        }
+      }
       seg_unlink(&h->segments[k], s);
-      if (s->used_pages == 0) { /* the spare: nothing live in it */
+      if (s->used_pages == 0 && !keep_dirty) {
         seg_push_front(&h->segments[k], s);
         segment_release(h, s);
         continue;
@@ -284,6 +298,46 @@ void zc_segments_abandon(zc_heap_t *h) {
   zc_unlock(&h->lock);
 }
 
+/* The purger's pass over abandoned segments: purge empty pages past the delay, unmap segments that hold
+ * nothing and have aged. Pages of an abandoned segment have no owner: abandoned_lock makes us exclusive. */
+size_t zc_segments_purge_abandoned(bool force) {
+  uint64_t now = zc_os_clock_ns();
+  uint64_t delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
+  size_t purged = 0;
+  zc_lock(&abandoned_lock);
+  for (int k = 0; k < ZC_SEG_KINDS; k++) {
+    zc_segment_t **link = &abandoned[k];
+    while (*link != NULL) {
+      zc_segment_t *s = *link;
+      bool all_clean = true;
+      for (uint32_t i = 0; i < s->page_count; i++) {
+        zc_page_t *pg = &s->pages[i];
+        if (pg->state != ZC_PAGE_FREE || !pg->dirty) continue;
+        if (force || pg->freed_at + delay <= now) {
+          size_t size = page_area_size(s, pg);
+          zc_os_purge(page_area_start(s, pg), size, (int)zc_opt(zc_option_purge_mode));
+          pg->dirty = 0;
+          purged += size;
+        } else {
+          all_clean = false;
+        }
+      }
+      if (s->used_pages == 0 && all_clean) {
+        *link = s->next;
+        abandoned_count--;
+        zc_segmap_clear(s, ZC_SEGMENT_SIZE);
+        atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);
+        zc_os_free(s, ZC_SEGMENT_SIZE);
+        continue;
+      }
+      link = &s->next;
+    }
+  }
+  zc_unlock(&abandoned_lock);
+  atomic_fetch_add_explicit(&purged_bytes, purged, memory_order_relaxed);
+  return purged;
+}
+
 static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
   h->hold_segments = true;
   atomic_store_explicit(&s->heap, h, memory_order_release);
@@ -293,7 +347,16 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
   zc_unlock(&h->lock);
   for (uint32_t i = 0; i < s->page_count; i++) {
     zc_page_t *pg = &s->pages[i];
-    if (pg->state != ZC_PAGE_IN_USE) continue;
+    if (pg->state != ZC_PAGE_IN_USE) {
+      if (pg->dirty) { /* an empty page the last owner left resident: ours to reuse or purge */
+        uint64_t t = pg->freed_at;
+        zc_lock(&h->lock);
+        dirty_append(h, s, pg);
+        pg->freed_at = t;
+        zc_unlock(&h->lock);
+      }
+      continue;
+    }
     zc_page_collect(pg);
     if (pg->used == 0) {
       zc_segment_page_free(h, pg);
