@@ -167,7 +167,7 @@ void zc_heaps_visit(void (*fn)(zc_heap_t *h, void *arg), void *arg) {
   zc_unlock(&heaps_lock);
 }
 
-bool zc_is_debug_build(void) { return ZC_DEBUG != 0; }
+ZC_API int zc_debug_build(void) { return ZC_DEBUG != 0; }
 
 /* ---- fork ----
  * The parent takes every allocator lock before fork so no other thread holds one in the copied image; the

@@ -26,7 +26,6 @@ zc_heap_t *zc_heap_init_thread(void);
 void zc_heap_collect(zc_heap_t *h, bool force);
 /* Visit every heap ever created (live or parked) under the heap-list lock. */
 void zc_heaps_visit(void (*fn)(zc_heap_t *h, void *arg), void *arg);
-bool zc_is_debug_build(void);
 void zc_process_init(void);
 
 /* ---- pages and segments (segment.c) ---- */
