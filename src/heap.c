@@ -53,13 +53,17 @@ static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
 
+/* Once per process, by the first thread that makes a heap (others wait: it takes microseconds). */
 void zc_process_init(void) {
-  if (process_ready) return;
-  process_ready = true;
-  zc_options_init();
-  heap_reset(&zc_heap_empty);
-  zc_os_thread_exit_init(thread_exit);
-  zc_os_atfork(fork_prepare, fork_parent, fork_child);
+  if (__atomic_load_n(&process_ready, __ATOMIC_ACQUIRE)) return;
+  zc_lock(&heaps_lock);
+  if (!process_ready) {
+    zc_options_init();
+    zc_os_thread_exit_init(thread_exit);
+    zc_os_atfork(fork_prepare, fork_parent, fork_child);
+    __atomic_store_n(&process_ready, true, __ATOMIC_RELEASE);
+  }
+  zc_unlock(&heaps_lock);
 }
 
 static zc_heap_t *heap_take(void) {

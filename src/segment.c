@@ -32,7 +32,7 @@ static uint64_t cookie_secret;
 uint64_t zc_segments_live(void) { return atomic_load_explicit(&segments_live, memory_order_relaxed); }
 uint64_t zc_segments_reserved_bytes(void) { return zc_segments_live() * ZC_SEGMENT_SIZE; }
 uint64_t zc_segments_purged_bytes(void) { return atomic_load_explicit(&purged_bytes, memory_order_relaxed); }
-size_t zc_segments_abandoned_count(void) { return abandoned_count; }
+size_t zc_segments_abandoned_count(void) { return __atomic_load_n(&abandoned_count, __ATOMIC_RELAXED); }
 
 static uint8_t *page_area_start(zc_segment_t *s, zc_page_t *pg) {
   return pg->index == 0 ? (uint8_t *)s + ZC_SEGMENT_HEADER : (uint8_t *)s + ((size_t)pg->index << s->page_shift);
@@ -105,17 +105,19 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
   zc_segment_t *s = zc_os_alloc_aligned(ZC_SEGMENT_SIZE, ZC_SEGMENT_SIZE);
   if (s == NULL) return NULL;
   if (zc_opt(zc_option_huge_pages)) zc_os_huge_pages(s, ZC_SEGMENT_SIZE);
-  if (cookie_secret == 0) {
-    uint64_t r;
+  uint64_t secret = __atomic_load_n(&cookie_secret, __ATOMIC_RELAXED);
+  if (secret == 0) {
+    uint64_t r, expect = 0;
     zc_os_entropy(&r, sizeof r);
-    cookie_secret = r | 1;
+    __atomic_compare_exchange_n(&cookie_secret, &expect, r | 1, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    secret = __atomic_load_n(&cookie_secret, __ATOMIC_RELAXED);
   }
   s->page_shift = kind == ZC_SEG_SMALL ? ZC_SMALL_PAGE_SHIFT : ZC_MEDIUM_PAGE_SHIFT;
   s->page_count = (uint32_t)(ZC_SEGMENT_SIZE >> s->page_shift);
   s->kind = (uint32_t)kind;
   s->used_pages = 0;
   s->free_mask = s->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << s->page_count) - 1);
-  s->cookie = cookie_secret ^ (uint64_t)(uintptr_t)s;
+  s->cookie = secret ^ (uint64_t)(uintptr_t)s;
   for (uint32_t i = 0; i < s->page_count; i++) s->pages[i].index = (uint8_t)i;
   atomic_store_explicit(&s->heap, h, memory_order_relaxed);
   zc_segmap_set(s, ZC_SEGMENT_SIZE, ZC_MAP_SMALL);
@@ -264,7 +266,7 @@ void zc_segments_abandon(zc_heap_t *h) {
     }
   }
   h->hold_segments = false;
-  bool keep_dirty = zc_purger_running; /* the purger ages abandoned pages; without it, purge now */
+  bool keep_dirty = __atomic_load_n(&zc_purger_running, __ATOMIC_RELAXED); /* the purger ages abandoned pages; without it, purge now */
   zc_lock(&h->lock);
   if (!keep_dirty) purge_locked(h, true, true);
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
@@ -290,7 +292,7 @@ void zc_segments_abandon(zc_heap_t *h) {
       zc_lock(&abandoned_lock);
       s->next = abandoned[k];
       abandoned[k] = s;
-      abandoned_count++;
+      __atomic_fetch_add(&abandoned_count, 1, __ATOMIC_RELAXED);
       zc_unlock(&abandoned_lock);
     }
     h->spare[k] = NULL;
@@ -324,7 +326,7 @@ size_t zc_segments_purge_abandoned(bool force) {
       }
       if (s->used_pages == 0 && all_clean) {
         *link = s->next;
-        abandoned_count--;
+        __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
         zc_segmap_clear(s, ZC_SEGMENT_SIZE);
         atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);
         zc_os_free(s, ZC_SEGMENT_SIZE);
@@ -389,7 +391,7 @@ bool zc_segment_adopt(zc_heap_t *h, int kind) {
       zc_segment_t *s = abandoned[k];
       if (s != NULL) {
         abandoned[k] = s->next;
-        abandoned_count--;
+        __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
       }
       zc_unlock(&abandoned_lock);
       if (s == NULL) break;
