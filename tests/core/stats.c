@@ -230,6 +230,12 @@ int main(int argc, char **argv) {
          (unsigned long long)(st1.remote_frees - st0.remote_frees), NB);
   CHECK(st1.remote_batches > st0.remote_batches);
   CHECK(st1.remote_batches - st0.remote_batches <= st1.remote_frees - st0.remote_frees);
+  /* DESIGN layer 5: remote frees are batched per owner, one atomic hand-over per batch; 20000 blocks of
+   * one owner freed in a row by one thread must not take one hand-over each */
+  CHECKF((st1.remote_batches - st0.remote_batches) * 2 <= st1.remote_frees - st0.remote_frees,
+         "%llu hand-overs for %llu remote frees of one owner: not batched",
+         (unsigned long long)(st1.remote_batches - st0.remote_batches),
+         (unsigned long long)(st1.remote_frees - st0.remote_frees));
   CHECK(st1.allocated >= 400 * 16 + ((size_t)1 << 20));
   CHECK(st1.rss > 0 && st1.peak_rss >= st1.rss);
   CHECK(st1.committed >= st1.allocated);
