@@ -6,6 +6,7 @@
 #   build-ubsan/  ZCMEM_SANITIZE=undefined: the tests labelled `sanitize` (prefixed library only)
 #   build-tsan/   ZCMEM_SANITIZE=thread: the tests labelled `sanitize`
 # --quick (CI) sets ZC_TEST_QUICK=1, which the tests read to run shorter loops.
+# ZC_BUILD_PREFIX=build-x puts the four build directories at build-x, build-x-debug, ... instead.
 # Ends with one line "test.sh: N passed, N failed" counting the ctest runs; exits non-zero on a failure.
 set -u
 cd "$(dirname "$0")" || exit 1
@@ -14,7 +15,7 @@ quick=0
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument $a (usage: ./test.sh [--quick])"; exit 2 ;;
   esac
 done
@@ -56,11 +57,12 @@ flavour() {
   fi
 }
 
-mkdir -p build build-debug build-ubsan build-tsan
-flavour release build "" -DCMAKE_BUILD_TYPE=Release
-flavour debug build-debug "" -DCMAKE_BUILD_TYPE=Debug -DZCMEM_DEBUG=ON
-flavour ubsan build-ubsan sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZCMEM_SANITIZE=undefined -DZCMEM_BUILD_BENCH=OFF
-flavour tsan build-tsan sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZCMEM_SANITIZE=thread -DZCMEM_BUILD_BENCH=OFF
+b=${ZC_BUILD_PREFIX:-build}
+mkdir -p "$b" "$b-debug" "$b-ubsan" "$b-tsan"
+flavour release "$b" "" -DCMAKE_BUILD_TYPE=Release
+flavour debug "$b-debug" "" -DCMAKE_BUILD_TYPE=Debug -DZCMEM_DEBUG=ON
+flavour ubsan "$b-ubsan" sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZCMEM_SANITIZE=undefined -DZCMEM_BUILD_BENCH=OFF
+flavour tsan "$b-tsan" sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZCMEM_SANITIZE=thread -DZCMEM_BUILD_BENCH=OFF
 
 [ ${#failed_names[@]} -gt 0 ] && echo "test.sh: failed: ${failed_names[*]}"
 echo "test.sh: $passed passed, $failed failed"
