@@ -45,7 +45,7 @@ static int stress_after(unsigned char *keep, size_t keep_n) {
   rng_t r;
   rng_seed(&r, 5);
   int bad = 0;
-  for (int it = 0; it < 40000 && !bad; it++) {
+  for (int it = 0; it < 20000 && !bad; it++) {
     unsigned i = (unsigned)(rng_next(&r) % SLOTS);
     if (slot[i]) {
       for (size_t k = 0; k < size[i]; k++)
@@ -56,7 +56,7 @@ static int stress_after(unsigned char *keep, size_t keep_n) {
         }
       free(slot[i]);
     }
-    size[i] = (rng_next(&r) % 50) ? (size_t)rng_range(&r, 8, 1024) : (size_t)rng_range(&r, 60000, 1 << 20);
+    size[i] = (rng_next(&r) % 200) ? (size_t)rng_range(&r, 8, 1024) : (size_t)rng_range(&r, 60000, 1 << 20);
     slot[i] = malloc(size[i]);
     if (!slot[i]) {
       fprintf(stderr, "malloc(%zu) returned NULL after the bad free\n", size[i]);
@@ -148,6 +148,8 @@ static void run_one(const case_t *c, int debug) {
   char st[64];
   status_str(r.status, st, sizeof st);
   printf("%-20s %s, %d error line(s)%s\n", c->name, st, lines, required ? "" : " (detection optional)");
+  const char *msg = strstr(r.err, "zcmem: error:");
+  if (msg) printf("%20s %.*s\n", "", (int)strcspn(msg, "\n"), msg);
   int ok_exit = WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0;
   CHECKF(ok_exit, "case %s: the child ended with %s (a bad free must be survived without corruption)",
          c->name, st);
