@@ -4,8 +4,9 @@
  * 4 MiB OS chunks). Each page counts its live objects; any object is freed on its own, from any thread, by
  * its pointer alone (zc_pages_free finds the page by masking: there is no per-object header). A page whose
  * count reaches zero is recycled at once; the current page simply restarts at its beginning when all its
- * objects are gone. Empty pages beyond a bound are purged (their memory goes back to the OS, the address
- * space is kept until zc_pages_destroy). Objects larger than a page get a chunk of their own, freed by the
+ * objects are gone. Empty pages beyond a bound (max_empty) are purged, coldest first, once they have been
+ * empty for the purge delay (ZCMEM_PURGE_DELAY), when the owner next takes a page; a thread that empties a
+ * page while four times the bound are already waiting purges that page itself at once. Purged memory goes back to the OS; the address space is kept until zc_pages_destroy. Objects larger than a page get a chunk of their own, freed by the
  * same call.
  *
  * Thread safety:
@@ -38,7 +39,7 @@ typedef struct zc_pages_s zc_pages_t;
 
 typedef struct zc_pages_config_s {
   size_t page_size; /* a power of two from 16 KiB to 1 MiB (0: 64 KiB) */
-  size_t max_empty; /* empty pages kept ready without purging (0: 4; SIZE_MAX: never purge) */
+  size_t max_empty; /* empty pages kept ready without purging (0: 8; SIZE_MAX: never purge) */
   size_t limit;     /* at most this many bytes mapped from the OS, chunks and large objects (0: none) */
 } zc_pages_config_t;
 
@@ -69,8 +70,8 @@ ZC_API ZC_MALLOC_ATTR void *zc_pages_alloc_aligned(zc_pages_t *pg, size_t align,
 /* Free p (NULL is ignored). Any thread. */
 ZC_API void zc_pages_free(void *p);
 
-/* Owner: take back pages other threads emptied and purge empty pages beyond max_empty. Allocation does this
- * by itself when it needs a page; call it from an idle hook to give memory back sooner. */
+/* Owner: take back the pages other threads emptied and purge every empty page now (an idle hook's call:
+ * the next allocations fault their pages back in). */
 ZC_API void zc_pages_collect(zc_pages_t *pg);
 ZC_API void zc_pages_stats(zc_pages_t *pg, zc_pages_stats_t *out);
 

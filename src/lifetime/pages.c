@@ -19,8 +19,17 @@
  * list, memory given back). A page with a negative count (more frees than objects) is reported and
  * quarantined: its count is raised by QUARANTINE so it is never recycled, never corrupting a live object.
  *
- * Free lists: the owner's local list (owner only) and a lock-free stack of pages emptied by other threads
- * (multi-producer push with CAS; the owner takes the whole stack with one exchange, so no ABA).
+ * Free lists: pages emptied by other threads go to a lock-free stack (multi-producer push with CAS; the
+ * owner takes the whole stack with one exchange, so no ABA). The owner keeps the empty pages in two lists:
+ * `dirty` (doubly linked, most recently emptied first) and `purged`. It reuses dirty pages hottest first,
+ * then purged ones, then carves new ones.
+ * Purge policy: up to max_empty empty pages stay dirty. Beyond that, when the owner takes a page it purges
+ * the coldest dirty pages that have been empty for at least the purge delay (ZCMEM_PURGE_DELAY), so a
+ * producer/consumer pair whose in-flight pages swing around the bound does not purge and fault the same
+ * pages over and over; zc_pages_collect purges them all at once. Purging the page that was just emptied
+ * would be backwards (it is the next one reused), hence the trim at the cold end. An owner that stopped
+ * allocating never trims: a thread that empties a page while 4 * max_empty are already dirty purges that
+ * page itself, so memory stays bounded without the owner.
  * Large objects are listed under pg->large_lock (taken only on their allocation, free and destroy).
  */
 #include "lifetime.h"
@@ -42,6 +51,8 @@ typedef struct pg_meta_s {
   _Atomic uint32_t top;        /* bytes of the page handed out (page size while current) */
   _Atomic uint8_t state;       /* PG_* state */
   struct pg_meta_s *next;      /* free-list link (written before a release push) */
+  struct pg_meta_s *prev;      /* owner's dirty list only */
+  uint64_t empty_since;        /* clock (ns) when the page last became empty */
 } __attribute__((aligned(ZC_LT_CACHE_LINE))) pg_meta_t;
 
 typedef struct pg_chunk_s {
@@ -66,7 +77,9 @@ struct zc_pages_s {
   size_t page_size;
   unsigned page_shift;
   size_t max_empty, limit;
-  pg_meta_t *local_free;       /* empty pages (EMPTY or PURGED), owner only */
+  size_t hard_empty;           /* dirty empty pages at which a freeing thread purges (4 * max_empty) */
+  pg_meta_t *dirty, *dirty_cold; /* EMPTY pages, hottest first (owner only) */
+  pg_meta_t *purged;           /* PURGED pages (owner only) */
   pg_chunk_t *chunks;          /* page chunks, owner only */
   pg_chunk_t *carve;           /* newest chunk, pages from carve_next on are UNUSED */
   uint32_t carve_next;
@@ -102,7 +115,7 @@ zc_pages_t *zc_pages_create(const zc_pages_config_t *cfg) {
   zc_pages_config_t c = {0};
   if (cfg) c = *cfg;
   if (c.page_size == 0) c.page_size = (size_t)64 << 10;
-  if (c.max_empty == 0) c.max_empty = 4;
+  if (c.max_empty == 0) c.max_empty = 8;
   if (!zc_lt_is_pow2(c.page_size) || c.page_size < ((size_t)16 << 10) || c.page_size > ((size_t)1 << 20) ||
       c.page_size < zc_os_page_size()) {
     errno = EINVAL;
@@ -113,6 +126,7 @@ zc_pages_t *zc_pages_create(const zc_pages_config_t *cfg) {
   pg->page_size = c.page_size;
   pg->page_shift = (unsigned)__builtin_ctzl(c.page_size);
   pg->max_empty = c.max_empty;
+  pg->hard_empty = c.max_empty > SIZE_MAX / 4 ? SIZE_MAX : 4 * c.max_empty;
   pg->limit = c.limit;
   zc_lock_init(&pg->large_lock);
   return pg; /* the mapping is zeroed: every other field starts at 0/NULL */
@@ -176,17 +190,77 @@ static pg_chunk_t *chunk_new(zc_pages_t *pg) {
   return c;
 }
 
-/* An empty page for the owner: its own free list, then pages other threads emptied, then a fresh one. */
+static void purge_page(zc_pages_t *pg, pg_meta_t *m) {
+  zc_os_purge(page_start(m, NULL), pg->page_size, (int)zc_opt(zc_option_purge_mode));
+  atomic_fetch_add_explicit(&pg->pages_purged, 1, memory_order_relaxed);
+  atomic_store_explicit(&m->state, PG_PURGED, memory_order_relaxed);
+}
+
+/* Owner: put an empty page on its dirty (hot end) or purged list. */
+static void owner_keep(zc_pages_t *pg, pg_meta_t *m) {
+  if (atomic_load_explicit(&m->state, memory_order_relaxed) == PG_PURGED) {
+    m->next = pg->purged;
+    pg->purged = m;
+    return;
+  }
+  m->prev = NULL;
+  m->next = pg->dirty;
+  if (pg->dirty) pg->dirty->prev = m;
+  else pg->dirty_cold = m;
+  pg->dirty = m;
+}
+
+/* Owner: take in the pages other threads emptied (oldest first, so the newest end up hottest). */
+static void owner_drain(zc_pages_t *pg) {
+  pg_meta_t *r = atomic_exchange_explicit(&pg->remote_free, NULL, memory_order_acquire), *rev = NULL;
+  while (r) {
+    pg_meta_t *n = r->next;
+    r->next = rev;
+    rev = r;
+    r = n;
+  }
+  while (rev) {
+    pg_meta_t *n = rev->next;
+    owner_keep(pg, rev);
+    rev = n;
+  }
+}
+
+/* Owner: purge the coldest dirty pages while more than keep are dirty (unless force, only those empty for
+ * at least the purge delay). */
+static void owner_trim(zc_pages_t *pg, size_t keep, bool force) {
+  uint64_t now = 0, delay = force ? 0 : (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
+  while (pg->dirty_cold && atomic_load_explicit(&pg->empty_dirty, memory_order_relaxed) > (int64_t)keep) {
+    pg_meta_t *m = pg->dirty_cold;
+    if (delay) {
+      if (now == 0) now = zc_os_clock_ns();
+      if (now - m->empty_since < delay) break;
+    }
+    pg->dirty_cold = m->prev;
+    if (m->prev) m->prev->next = NULL;
+    else pg->dirty = NULL;
+    atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
+    purge_page(pg, m);
+    m->next = pg->purged;
+    pg->purged = m;
+  }
+}
+
+/* An empty page for the owner: the hottest dirty page, then a purged one, then a fresh one. */
 static pg_meta_t *page_take(zc_pages_t *pg) {
-  if (pg->local_free == NULL)
-    pg->local_free = atomic_exchange_explicit(&pg->remote_free, NULL, memory_order_acquire);
-  pg_meta_t *m = pg->local_free;
+  if (pg->dirty == NULL) owner_drain(pg);
+  pg_meta_t *m = pg->dirty;
   if (m) {
-    pg->local_free = m->next;
-    if (atomic_load_explicit(&m->state, memory_order_relaxed) == PG_EMPTY)
-      atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
-    else
-      atomic_fetch_sub_explicit(&pg->pages_purged, 1, memory_order_relaxed);
+    pg->dirty = m->next;
+    if (m->next) m->next->prev = NULL;
+    else pg->dirty_cold = NULL;
+    atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
+    owner_trim(pg, pg->max_empty, false);
+    return m;
+  }
+  if ((m = pg->purged) != NULL) {
+    pg->purged = m->next;
+    atomic_fetch_sub_explicit(&pg->pages_purged, 1, memory_order_relaxed);
     return m;
   }
   if (pg->carve == NULL || pg->carve_next >= pg->carve->npages) {
@@ -196,23 +270,24 @@ static pg_meta_t *page_take(zc_pages_t *pg) {
   return &pg->carve->meta[pg->carve_next++];
 }
 
-/* The page's count reached zero (it is not current): make it empty, purge it if too many are. */
+/* The page's count reached zero (it is not current): make it empty. */
 static void page_recycle(zc_pages_t *pg, pg_meta_t *m, bool by_owner) {
   uint32_t top = atomic_load_explicit(&m->top, memory_order_relaxed);
   atomic_fetch_sub_explicit(&pg->wasted, (int64_t)(pg->page_size - top), memory_order_relaxed);
   atomic_fetch_sub_explicit(&pg->pages_busy, 1, memory_order_relaxed);
-  uint8_t state = PG_EMPTY;
-  if (atomic_fetch_add_explicit(&pg->empty_dirty, 1, memory_order_relaxed) >= (int64_t)pg->max_empty) {
-    zc_os_purge(page_start(m, NULL), pg->page_size, (int)zc_opt(zc_option_purge_mode));
-    atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pg->pages_purged, 1, memory_order_relaxed);
-    state = PG_PURGED;
-  }
-  atomic_store_explicit(&m->state, state, memory_order_release);
+  int64_t dirty = atomic_fetch_add_explicit(&pg->empty_dirty, 1, memory_order_relaxed) + 1;
+  m->empty_since = zc_os_clock_ns();
   if (by_owner) {
-    m->next = pg->local_free;
-    pg->local_free = m;
+    atomic_store_explicit(&m->state, PG_EMPTY, memory_order_relaxed);
+    owner_keep(pg, m);
+    owner_trim(pg, pg->max_empty, false);
     return;
+  }
+  if ((uint64_t)dirty > pg->hard_empty) { /* the owner is not trimming: purge it here */
+    atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
+    purge_page(pg, m);
+  } else {
+    atomic_store_explicit(&m->state, PG_EMPTY, memory_order_relaxed);
   }
   pg_meta_t *head = atomic_load_explicit(&pg->remote_free, memory_order_relaxed);
   do {
@@ -434,21 +509,8 @@ void zc_pages_free(void *p) {
 /* ---- upkeep and stats (owner) ---- */
 
 void zc_pages_collect(zc_pages_t *pg) {
-  pg_meta_t *r = atomic_exchange_explicit(&pg->remote_free, NULL, memory_order_acquire);
-  while (r) {
-    pg_meta_t *n = r->next;
-    r->next = pg->local_free;
-    pg->local_free = r;
-    r = n;
-  }
-  int mode = (int)zc_opt(zc_option_purge_mode);
-  for (pg_meta_t *m = pg->local_free; m; m = m->next) {
-    if (atomic_load_explicit(&m->state, memory_order_relaxed) != PG_EMPTY) continue;
-    zc_os_purge(page_start(m, NULL), pg->page_size, mode);
-    atomic_store_explicit(&m->state, PG_PURGED, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pg->pages_purged, 1, memory_order_relaxed);
-  }
+  owner_drain(pg);
+  owner_trim(pg, 0, true);
 }
 
 void zc_pages_stats(zc_pages_t *pg, zc_pages_stats_t *out) {

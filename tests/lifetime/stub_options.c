@@ -1,5 +1,5 @@
-/* Test-only stand-in for src/options.c while the core does not build yet: zc_opt with the documented
- * defaults (ZCMEM_PURGE_MODE read from the environment), zc_error/zc_warning on stderr with a counter.
+/* Test-only stand-in for src/options.c while the core does not build yet: zc_opt/zc_option_set with the
+ * documented defaults (ZCMEM_PURGE_MODE and ZCMEM_PURGE_DELAY read from the environment), zc_error/zc_warning on stderr with a counter.
  * Used only by the standalone build of tests/lifetime (cmake -S tests/lifetime); never part of the library. */
 #include "options.h"
 
@@ -8,12 +8,25 @@
 
 static unsigned long errors;
 
+static long values[zc_option_count];
+static int loaded;
+
 long zc_opt(zc_option_t opt) {
-  if (opt == zc_option_purge_mode) {
+  if (!loaded) {
     const char *v = getenv("ZCMEM_PURGE_MODE");
-    return v ? atol(v) : 0;
+    values[zc_option_purge_mode] = v ? atol(v) : 0;
+    v = getenv("ZCMEM_PURGE_DELAY");
+    values[zc_option_purge_delay] = v ? atol(v) : 100;
+    loaded = 1;
   }
-  return 0;
+  return (unsigned)opt < zc_option_count ? values[opt] : 0;
+}
+
+long zc_option_get(zc_option_t opt) { return zc_opt(opt); }
+
+void zc_option_set(zc_option_t opt, long value) {
+  zc_opt(opt);
+  if ((unsigned)opt < zc_option_count) values[opt] = value;
 }
 
 void zc_options_init(void) {}

@@ -211,30 +211,60 @@ static void test_misuse(void) {
   zc_pages_destroy(pg);
 }
 
-/* With max_empty = 1, emptying three retired pages leaves one dirty and purges two. */
+/* max_empty = 1 (so a freeing thread purges beyond 4): the owner trims the coldest dirty page when it takes
+ * a page, a free beyond the hard bound purges at once, collect purges all; purged pages are reused. */
 static void test_purge(void) {
+  long delay = zc_option_get(zc_option_purge_delay);
+  zc_option_set(zc_option_purge_delay, 0);
   zc_pages_config_t cfg = {.max_empty = 1};
   zc_pages_t *pg = zc_pages_create(&cfg);
-  char *o[4];
-  for (int p = 0; p < 4; p++) o[p] = zc_pages_alloc(pg, PAGE - 16);
-  CHECK(zc_pages_alloc(pg, PAGE - 16) != NULL); /* 4 retired pages with one live object each, 1 current */
-  zc_pages_stats_t s = stats(pg);
-  CHECK_EQ(s.pages_busy, 5);
-  CHECK_EQ(s.pages_purged, 0);
+  char *o[8];
+  for (int p = 0; p < 8; p++) {
+    o[p] = zc_pages_alloc(pg, PAGE - 16);
+    memset(o[p], 0x5a, PAGE - 16);
+  }
+  zc_pages_stats_t s = stats(pg); /* 7 retired pages with one live object each, 1 current */
+  CHECK_EQ(s.pages_busy, 8);
   for (int p = 0; p < 3; p++) zc_pages_free(o[p]);
   s = stats(pg);
-  CHECK_EQ(s.pages_busy, 2);
-  CHECK_EQ(s.pages_purged, 2);
-  /* collect purges the remaining empty page */
-  zc_pages_collect(pg);
-  CHECK_EQ(stats(pg).pages_purged, 3);
-  /* purged pages are reused (no new pages carved) */
-  for (int p = 0; p < 3; p++) CHECK(zc_pages_alloc(pg, PAGE - 16) != NULL);
+  CHECK_EQ(s.pages_busy, 5);
+  CHECK_EQ(s.pages_purged, 0); /* 3 dirty: below the hard bound of 4, left to the owner */
+  char *n1 = zc_pages_alloc(pg, PAGE - 16); /* takes the hottest (o[2]'s page), trims the coldest */
+  CHECK(n1 == o[2]);
   s = stats(pg);
-  CHECK_EQ(s.pages, 5);
+  CHECK_EQ(s.pages_purged, 1);
+  for (int p = 3; p < 7; p++) zc_pages_free(o[p]); /* dirty: 2, 3, 4, then 5 > 4: purged by the free */
+  s = stats(pg);
+  CHECK_EQ(s.pages_purged, 2);
+  zc_pages_collect(pg); /* the 4 dirty ones */
+  s = stats(pg);
+  CHECK_EQ(s.pages_purged, 6);
+  CHECK_EQ(s.pages, 8);
+  /* purged pages are reused (no new pages carved) and usable */
+  for (int p = 0; p < 6; p++) {
+    char *x = zc_pages_alloc(pg, PAGE - 16);
+    CHECK(x != NULL);
+    memset(x, 1, PAGE - 16);
+  }
+  s = stats(pg);
+  CHECK_EQ(s.pages, 8);
   CHECK_EQ(s.pages_purged, 0);
-  zc_pages_free(o[3]);
   zc_pages_destroy(pg);
+
+  /* with a purge delay of an hour, the owner keeps the extra empty pages dirty when it takes a page ... */
+  zc_option_set(zc_option_purge_delay, 3600000);
+  pg = zc_pages_create(&cfg);
+  for (int p = 0; p < 8; p++) o[p] = zc_pages_alloc(pg, PAGE - 16);
+  for (int p = 0; p < 3; p++) zc_pages_free(o[p]);
+  CHECK(zc_pages_alloc(pg, PAGE - 16) == o[2]);
+  CHECK_EQ(stats(pg).pages_purged, 0);
+  /* ... but the hard bound still holds, and collect still purges everything */
+  for (int p = 3; p < 7; p++) zc_pages_free(o[p]);
+  CHECK_EQ(stats(pg).pages_purged, 2); /* dirty 2, 3, 4, 5: the 5th and 6th exceed 4 */
+  zc_pages_collect(pg);
+  CHECK_EQ(stats(pg).pages_purged, 6);
+  zc_pages_destroy(pg);
+  zc_option_set(zc_option_purge_delay, delay);
 }
 
 static void test_limit(void) {
