@@ -9,24 +9,22 @@
 static unsigned long errors;
 
 static long values[zc_option_count];
-static int loaded;
+
+__attribute__((constructor)) static void stub_load(void) {
+  const char *v = getenv("ZCMEM_PURGE_MODE");
+  values[zc_option_purge_mode] = v ? atol(v) : 0;
+  v = getenv("ZCMEM_PURGE_DELAY");
+  values[zc_option_purge_delay] = v ? atol(v) : 100;
+}
 
 long zc_opt(zc_option_t opt) {
-  if (!loaded) {
-    const char *v = getenv("ZCMEM_PURGE_MODE");
-    values[zc_option_purge_mode] = v ? atol(v) : 0;
-    v = getenv("ZCMEM_PURGE_DELAY");
-    values[zc_option_purge_delay] = v ? atol(v) : 100;
-    loaded = 1;
-  }
-  return (unsigned)opt < zc_option_count ? values[opt] : 0;
+  return (unsigned)opt < zc_option_count ? __atomic_load_n(&values[opt], __ATOMIC_RELAXED) : 0;
 }
 
 long zc_option_get(zc_option_t opt) { return zc_opt(opt); }
 
 void zc_option_set(zc_option_t opt, long value) {
-  zc_opt(opt);
-  if ((unsigned)opt < zc_option_count) values[opt] = value;
+  if ((unsigned)opt < zc_option_count) __atomic_store_n(&values[opt], value, __ATOMIC_RELAXED);
 }
 
 void zc_options_init(void) {}
