@@ -14,7 +14,7 @@
  * Protocol (bench/): args -q (quick) and key=value; prints
  *   zcbench bench=lifetime_msg_<alloc> metric=msgs_per_s value=<n> unit=msg/s better=higher
  * Parameters: n=<messages> (default 4000000, -q: 400000), alloc=, batch=, qcap=<queue slots> (1024),
- * ring=<ring bytes> (4 MiB), seed=. Peak RSS is measured by the runner (run one variant per process).
+ * ring=<ring bytes> (1 MiB), seed=. Peak RSS is measured by the runner (run one variant per process).
  */
 #define _GNU_SOURCE
 #include "zcmem_pages.h"
@@ -41,7 +41,7 @@ enum { A_MALLOC, A_PAGES, A_RING, A_POOL, A_COUNT };
 static const char *alloc_names[A_COUNT] = {"malloc", "pages", "ring", "pool"};
 
 static long n_msgs = 4000000, batch = 64, qcap = 1024;
-static size_t ring_bytes = (size_t)4 << 20;
+static size_t ring_bytes = (size_t)1 << 20;
 static uint64_t seed = 42;
 
 #define NSIZES 65536

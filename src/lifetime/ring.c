@@ -36,6 +36,8 @@ struct zc_ring_s {
   char *data;
   rg_rec_t *rec;
   size_t chunk, n, max_chunks, map_size;
+  size_t n_mask;         /* n - 1 if n is a power of two, else 0 (then positions use %) */
+  unsigned chunk_shift;  /* log2(chunk) if chunk is a power of two, else 0 (then offsets use /) */
   /* producer side */
   uint64_t head __attribute__((aligned(ZC_LT_CACHE_LINE)));
   uint64_t tail_seen; /* a tail the producer read; the real one is never lower */
@@ -53,6 +55,15 @@ static inline void ctr_add(rg_ctr_t *c, uint64_t v) {
   atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
 }
 static inline uint64_t ctr_get(rg_ctr_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
+
+/* Chunk index of a position, and chunk count of a byte offset: a mask and a shift in the usual
+ * power-of-two case, a division otherwise. */
+static inline size_t ring_idx(const zc_ring_t *r, uint64_t pos) {
+  return r->n_mask ? (size_t)(pos & r->n_mask) : (size_t)(pos % r->n);
+}
+static inline size_t ring_chunks(const zc_ring_t *r, size_t off) {
+  return r->chunk_shift ? off >> r->chunk_shift : off / r->chunk;
+}
 
 zc_ring_t *zc_ring_create(size_t chunk_size, size_t chunks) {
   if (chunk_size == 0) chunk_size = 128;
@@ -75,6 +86,8 @@ zc_ring_t *zc_ring_create(size_t chunk_size, size_t chunks) {
   r->chunk = chunk_size;
   r->n = chunks;
   r->max_chunks = chunks / 2;
+  r->n_mask = zc_lt_is_pow2(chunks) ? chunks - 1 : 0;
+  r->chunk_shift = zc_lt_is_pow2(chunk_size) ? (unsigned)__builtin_ctzl(chunk_size) : 0;
   r->map_size = hdr + body;
   return r;
 }
@@ -84,13 +97,13 @@ void zc_ring_destroy(zc_ring_t *r) {
 }
 
 void *zc_ring_alloc(zc_ring_t *r, size_t size) {
-  size_t k = size ? (size - 1) / r->chunk + 1 : 1;
+  size_t k = size ? ring_chunks(r, size - 1) + 1 : 1;
   if (zc_lt_unlikely(k > r->max_chunks)) {
     errno = EMSGSIZE;
     return NULL;
   }
   uint64_t head = r->head;
-  size_t idx = (size_t)(head % r->n);
+  size_t idx = ring_idx(r, head);
   size_t pad = idx + k > r->n ? r->n - idx : 0;
   if (zc_lt_unlikely(head + pad + k - r->tail_seen > r->n)) {
     r->tail_seen = atomic_load_explicit(&r->tail_pub, memory_order_acquire);
@@ -133,7 +146,7 @@ static void tail_advance(zc_ring_t *r) {
       head = r->head_seen = atomic_load_explicit(&r->head_pub, memory_order_acquire);
       if (tail == head) break;
     }
-    rg_rec_t *rec = &r->rec[tail % r->n];
+    rg_rec_t *rec = &r->rec[ring_idx(r, tail)];
     uint32_t kl = rec->kind_len;
     if (kl & REC_LIVE) break;
     if (kl & REC_PAD) ctr_add(&r->pad_passed, kl & REC_LEN);
@@ -150,14 +163,15 @@ void zc_ring_free(zc_ring_t *r, void *p) {
     bad_free(r, p, "not inside this ring");
     return;
   }
-  if (zc_lt_unlikely(off % r->chunk != 0)) {
+  if (zc_lt_unlikely((ring_chunks(r, off) * r->chunk) != off)) {
     bad_free(r, p, "not on a chunk boundary (interior pointer)");
     return;
   }
-  size_t idx = off / r->chunk;
+  size_t idx = ring_chunks(r, off);
   /* Its position relative to the tail must lie in [tail, head) before its record may be read. */
   uint64_t tail = r->tail;
-  uint64_t pos = tail + (idx + r->n - (size_t)(tail % r->n)) % r->n;
+  size_t tidx = ring_idx(r, tail);
+  uint64_t pos = tail + (idx >= tidx ? idx - tidx : idx + r->n - tidx);
   if (pos >= r->head_seen) {
     r->head_seen = atomic_load_explicit(&r->head_pub, memory_order_acquire);
     if (pos >= r->head_seen) {
@@ -176,7 +190,7 @@ void zc_ring_free(zc_ring_t *r, void *p) {
   ctr_add(&r->freed_chunks, kl & REC_LEN);
   ctr_add(&r->freed_bytes, rec->size);
   /* Walk if the tail now sits on a freed message (this one) or on padding (the message after it). */
-  if ((r->rec[tail % r->n].kind_len & REC_LIVE) == 0) tail_advance(r);
+  if ((r->rec[tidx].kind_len & REC_LIVE) == 0) tail_advance(r);
 }
 
 void zc_ring_stats(zc_ring_t *r, zc_ring_stats_t *out) {
