@@ -87,8 +87,12 @@ static void queue_push_back(zc_page_queue_t *q, zc_page_t *pg) {
 static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   zc_page_queue_t *q = &h->queues[cls];
   if (h->pending.count != 0) zc_remote_flush(h);
-  if (h->dirty_first != NULL && zc_os_clock_ns() >= h->next_purge_check) zc_segment_purge(h, false);
-  h->stat_class_refills[cls]++;
+  /* dirty_first and next_purge_check are also written by the purger thread (under h->lock) */
+  if (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) {
+    if (zc_unlikely(!__atomic_load_n(&zc_purger_running, __ATOMIC_RELAXED))) zc_purger_ensure();
+    if (zc_os_clock_ns() >= __atomic_load_n(&h->next_purge_check, __ATOMIC_RELAXED)) zc_segment_purge(h, false);
+  }
+  __atomic_fetch_add(&h->stat_class_refills[cls], 1, __ATOMIC_RELAXED);
   zc_page_t *found = NULL;
   for (unsigned i = 0; i < ZC_QUEUE_SCAN && q->first != NULL; i++) {
     zc_page_t *pg = q->first;

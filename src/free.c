@@ -62,8 +62,8 @@ void zc_remote_flush(zc_heap_t *h) {
   zc_remote_batch_t *b = &h->pending;
   if (b->count == 0) return;
   push_chain(b->page, b->head, b->tail, b->count);
-  h->stat_remote_frees += b->count;
-  h->stat_remote_batches++;
+  __atomic_fetch_add(&h->stat_remote_frees, b->count, __ATOMIC_RELAXED); /* read by stats walks */
+  __atomic_fetch_add(&h->stat_remote_batches, 1, __ATOMIC_RELAXED);
   b->page = NULL;
   b->head = b->tail = NULL;
   b->count = 0;
