@@ -9,7 +9,9 @@
  *   ring    zc_ring_alloc / zc_ring_free (SPSC; the producer spins while the ring is full);
  *   pool    the producer fills a pool with a batch of messages (batch=, default 64); the consumer resets
  *           the pool after the batch's last message and hands it back through a second queue.
- * Without alloc=, every variant runs in turn.
+ * Without alloc=, every variant runs in turn. threads=1 runs the same lifetimes in one thread (the producer
+ * frees the oldest message itself when qcap are in flight; bench name lifetime_msg_st_<alloc>): the
+ * allocator's own cost without the cross-core traffic and with much less sensitivity to a loaded machine.
  *
  * Protocol (bench/): args -q (quick) and key=value; prints
  *   zcbench bench=lifetime_msg_<alloc> metric=msgs_per_s value=<n> unit=msg/s better=higher
@@ -40,7 +42,7 @@
 enum { A_MALLOC, A_PAGES, A_RING, A_POOL, A_COUNT };
 static const char *alloc_names[A_COUNT] = {"malloc", "pages", "ring", "pool"};
 
-static long n_msgs = 4000000, batch = 64, qcap = 1024;
+static long n_msgs = 4000000, batch = 64, qcap = 1024, threads = 2;
 static size_t ring_bytes = (size_t)1 << 20;
 static uint64_t seed = 42;
 
@@ -117,27 +119,30 @@ static void fill(unsigned char *p, uint32_t size, long seq) {
   memset(p + 8, (int)(seq & 0xff), size - 8);
 }
 
+/* Check message number i and free it. */
+static uint64_t consume_one(run_t *r, long i, entry_t e) {
+  uint64_t h;
+  memcpy(&h, e.p, sizeof h);
+  if (h != (uint64_t)i || e.p[e.size - 1] != (unsigned char)(i & 0xff)) r->bad++;
+  uint64_t v = e.p[e.size / 2];
+  switch (r->alloc) {
+  case A_MALLOC: free(e.p); break;
+  case A_PAGES: zc_pages_free(e.p); break;
+  case A_RING: zc_ring_free(r->ring, e.p); break;
+  case A_POOL:
+    if (e.last) {
+      zc_pool_reset(e.owner);
+      q_push(&r->back, (entry_t){.owner = e.owner});
+    }
+    break;
+  }
+  return v;
+}
+
 static void *consumer(void *arg) {
   run_t *r = arg;
   uint64_t sum = 0;
-  for (long i = 0; i < n_msgs; i++) {
-    entry_t e = q_pop(&r->q);
-    uint64_t h;
-    memcpy(&h, e.p, sizeof h);
-    if (h != (uint64_t)i || e.p[e.size - 1] != (unsigned char)(i & 0xff)) r->bad++;
-    sum += e.p[e.size / 2];
-    switch (r->alloc) {
-    case A_MALLOC: free(e.p); break;
-    case A_PAGES: zc_pages_free(e.p); break;
-    case A_RING: zc_ring_free(r->ring, e.p); break;
-    case A_POOL:
-      if (e.last) {
-        zc_pool_reset(e.owner);
-        q_push(&r->back, (entry_t){.owner = e.owner});
-      }
-      break;
-    }
-  }
+  for (long i = 0; i < n_msgs; i++) sum += consume_one(r, i, q_pop(&r->q));
   r->checksum = sum;
   return NULL;
 }
@@ -176,7 +181,8 @@ static int run(int alloc) {
   long pools_made = 0, in_batch = 0;
   pthread_t t;
   double t0 = now_s();
-  pthread_create(&t, NULL, consumer, r);
+  long consumed = 0; /* threads=1: the producer consumes the oldest message itself when the queue is full */
+  if (threads == 2) pthread_create(&t, NULL, consumer, r);
   for (long i = 0; i < n_msgs; i++) {
     uint32_t size = sizes[i & (NSIZES - 1)];
     entry_t e = {.size = size};
@@ -205,16 +211,22 @@ static int run(int alloc) {
       exit(1);
     }
     fill(e.p, size, i);
+    if (threads == 1 && (long)(atomic_load(&r->q.head) - atomic_load(&r->q.tail)) == qcap)
+      r->checksum += consume_one(r, consumed, q_pop(&r->q)), consumed++;
     q_push(&r->q, e);
+    if (threads == 1 && alloc == A_POOL && e.last) /* the pool comes back at once: drain the batch */
+      while (consumed <= i) r->checksum += consume_one(r, consumed, q_pop(&r->q)), consumed++;
   }
-  pthread_join(t, NULL);
+  if (threads == 2) pthread_join(t, NULL);
+  else
+    while (consumed < n_msgs) r->checksum += consume_one(r, consumed, q_pop(&r->q)), consumed++;
   double dt = now_s() - t0;
   if (r->bad) {
     fprintf(stderr, "lifetime_msg: %ld messages arrived damaged\n", r->bad);
     return 1;
   }
-  printf("zcbench bench=lifetime_msg_%s metric=msgs_per_s value=%.0f unit=msg/s better=higher\n",
-         alloc_names[alloc], (double)n_msgs / dt);
+  printf("zcbench bench=lifetime_msg%s_%s metric=msgs_per_s value=%.0f unit=msg/s better=higher\n",
+         threads == 1 ? "_st" : "", alloc_names[alloc], (double)n_msgs / dt);
   fflush(stdout);
   if (alloc == A_POOL) {
     entry_t b;
@@ -239,6 +251,7 @@ int main(int argc, char **argv) {
     else if (strncmp(a, "qcap=", 5) == 0) qcap = atol(a + 5);
     else if (strncmp(a, "ring=", 5) == 0) ring_bytes = (size_t)atol(a + 5);
     else if (strncmp(a, "seed=", 5) == 0) seed = (uint64_t)atoll(a + 5);
+    else if (strncmp(a, "threads=", 8) == 0) threads = atol(a + 8);
     else if (strncmp(a, "alloc=", 6) == 0) {
       for (int k = 0; k < A_COUNT; k++)
         if (strcmp(a + 6, alloc_names[k]) == 0) which = k;
@@ -248,12 +261,13 @@ int main(int argc, char **argv) {
       }
     } else {
       fprintf(stderr, "usage: lifetime_msg [-q] [n=N] [alloc=pool|pages|ring|malloc] [batch=N] [qcap=N] "
-                      "[ring=BYTES] [seed=N]\n");
+                      "[ring=BYTES] [seed=N] [threads=1|2]\n");
       return 2;
     }
   }
   if (quick && n_msgs == 4000000) n_msgs = 400000;
-  if (n_msgs < 1 || batch < 1 || qcap < 2 || ring_bytes < ((size_t)64 << 10)) {
+  if (n_msgs < 1 || batch < 1 || qcap < 2 || ring_bytes < ((size_t)64 << 10) || threads < 1 || threads > 2 ||
+      (threads == 1 && batch > qcap)) {
     fprintf(stderr, "lifetime_msg: bad parameter\n");
     return 2;
   }
