@@ -204,7 +204,7 @@ static void *alloc_large(zc_pool_t *pool, size_t align, size_t n) {
 
 static void *alloc_slow(zc_pool_t *pool, size_t align, size_t n) {
   void *p;
-  if (n > pool->block_size / 4 || align > zc_os_page_size()) {
+  if (n > pool->block_size / 4 || align > zc_os_page_size() || n + align > pool->block_size - PL_HDR) {
     p = alloc_large(pool, align, n);
   } else {
     pl_block_t *b = pool->spare;

@@ -36,6 +36,15 @@ static void test_basic(void) {
   }
   errno = 0;
   CHECK(zc_pool_alloc_aligned(p, 48, 8) == NULL && errno == EINVAL);
+  /* 4 KiB blocks with a 4 KiB alignment: the object cannot sit in a block after its header */
+  zc_pool_config_t small = {.block_size = 4096};
+  zc_pool_t *sp = zc_pool_create(NULL, &small);
+  for (int i = 0; i < 4; i++) {
+    char *x = zc_pool_alloc_aligned(sp, 4096, 512);
+    CHECK(x != NULL && ((uintptr_t)x & 4095) == 0);
+    if (x) memset(x, 0x11, 512);
+  }
+  zc_pool_destroy(sp);
   errno = 0;
   CHECK(zc_pool_alloc(p, SIZE_MAX) == NULL && errno == ENOMEM);
   errno = 0;
