@@ -17,7 +17,7 @@
  *     chunk is already gone).
  *
  * Errors: allocation returns NULL with errno = ENOMEM (memory limit reached or the OS refused) or EINVAL
- * (bad alignment). A free of a pointer that does not point into a live object area of a counted page, that
+ * (bad alignment, or a NULL allocator). A free of a pointer that does not point into a live object area of a counted page, that
  * is misaligned, or that drives a page's count below zero (a double free) is reported with a one-line
  * message on stderr and counted; the allocator's state is left unchanged. Double frees are caught exactly
  * for pages that are no longer current; on the current page they are caught when it is retired. The

@@ -14,7 +14,7 @@
  * whole tree to another thread is fine when the hand-over orders memory (a queue, a mutex).
  *
  * Errors: allocation returns NULL with errno = ENOMEM (limit reached or the OS refused) or EINVAL (align
- * not a power of two). Create returns NULL with EINVAL (bad config) or ENOMEM.
+ * not a power of two, or a NULL pool). Create returns NULL with EINVAL (bad config) or ENOMEM.
  *
  * Includes: zcmem.h only.
  */

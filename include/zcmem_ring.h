@@ -21,7 +21,7 @@
  *     consumer frees (a transient condition, so not ENOMEM);
  *   - a message of more than half the ring's chunks: NULL, errno = EMSGSIZE (it could wait forever: with
  *     the head near the end, the padding plus the message would not fit even in an empty ring);
- *   - bad create arguments: NULL, errno = EINVAL; no memory: NULL, ENOMEM;
+ *   - bad create arguments or a NULL ring: NULL, errno = EINVAL; no memory: NULL, ENOMEM;
  *   - zc_ring_free of a pointer that is not the start of a live message (outside the ring, not on a chunk
  *     boundary, inside a message, padding, or already freed): a one-line report on stderr, counted in
  *     stats.errors, and the ring is left unchanged.

@@ -423,6 +423,10 @@ static void *alloc_slow(zc_pages_t *pg, size_t align, size_t n) {
 }
 
 void *zc_pages_alloc(zc_pages_t *pg, size_t size) {
+  if (zc_lt_unlikely(pg == NULL)) {
+    errno = EINVAL;
+    return NULL;
+  }
   size_t n = size ? zc_lt_align_up(size, ZC_LT_ALIGN) : ZC_LT_ALIGN;
   if (zc_lt_unlikely(n < size)) {
     errno = ENOMEM;
@@ -439,7 +443,7 @@ void *zc_pages_alloc(zc_pages_t *pg, size_t size) {
 }
 
 void *zc_pages_alloc_aligned(zc_pages_t *pg, size_t align, size_t size) {
-  if (!zc_lt_is_pow2(align) || align > PG_MAX_ALIGN) {
+  if (pg == NULL || !zc_lt_is_pow2(align) || align > PG_MAX_ALIGN) {
     errno = EINVAL;
     return NULL;
   }
@@ -509,12 +513,14 @@ void zc_pages_free(void *p) {
 /* ---- upkeep and stats (owner) ---- */
 
 void zc_pages_collect(zc_pages_t *pg) {
+  if (pg == NULL) return;
   owner_drain(pg);
   owner_trim(pg, 0, true);
 }
 
 void zc_pages_stats(zc_pages_t *pg, zc_pages_stats_t *out) {
   memset(out, 0, sizeof *out);
+  if (pg == NULL) return;
   int64_t live = 0;
   for (pg_chunk_t *c = pg->chunks; c; c = c->next) {
     uint32_t last = c == pg->carve ? pg->carve_next : c->npages;

@@ -231,6 +231,10 @@ static void *alloc_slow(zc_pool_t *pool, size_t align, size_t n) {
 }
 
 void *zc_pool_alloc(zc_pool_t *pool, size_t size) {
+  if (zc_lt_unlikely(pool == NULL)) {
+    errno = EINVAL;
+    return NULL;
+  }
   size_t n = size ? zc_lt_align_up(size, ZC_LT_ALIGN) : ZC_LT_ALIGN;
   if (zc_lt_unlikely(n < size)) {
     errno = ENOMEM;
@@ -248,7 +252,7 @@ void *zc_pool_alloc(zc_pool_t *pool, size_t size) {
 }
 
 void *zc_pool_alloc_aligned(zc_pool_t *pool, size_t align, size_t size) {
-  if (!zc_lt_is_pow2(align)) {
+  if (pool == NULL || !zc_lt_is_pow2(align)) {
     errno = EINVAL;
     return NULL;
   }
@@ -285,6 +289,10 @@ void *zc_pool_calloc(zc_pool_t *pool, size_t count, size_t size) {
 }
 
 char *zc_pool_strdup(zc_pool_t *pool, const char *s) {
+  if (zc_lt_unlikely(s == NULL)) {
+    errno = EINVAL;
+    return NULL;
+  }
   size_t len = strlen(s) + 1;
   char *p = zc_pool_alloc(pool, len);
   if (p) memcpy(p, s, len);
@@ -292,7 +300,7 @@ char *zc_pool_strdup(zc_pool_t *pool, const char *s) {
 }
 
 int zc_pool_cleanup_add(zc_pool_t *pool, void (*fn)(void *), void *arg) {
-  if (fn == NULL) {
+  if (pool == NULL || fn == NULL) {
     errno = EINVAL;
     return -1;
   }
@@ -306,10 +314,11 @@ int zc_pool_cleanup_add(zc_pool_t *pool, void (*fn)(void *), void *arg) {
   return 0;
 }
 
-zc_pool_t *zc_pool_parent(const zc_pool_t *pool) { return pool->parent; }
+zc_pool_t *zc_pool_parent(const zc_pool_t *pool) { return pool ? pool->parent : NULL; }
 
 void zc_pool_stats(const zc_pool_t *pool, zc_pool_stats_t *out) {
   memset(out, 0, sizeof *out);
+  if (pool == NULL) return;
   out->in_use = pool->in_use;
   out->peak_in_use = pool->peak_in_use;
   out->held = pool->held;

@@ -97,6 +97,10 @@ void zc_ring_destroy(zc_ring_t *r) {
 }
 
 void *zc_ring_alloc(zc_ring_t *r, size_t size) {
+  if (zc_lt_unlikely(r == NULL)) {
+    errno = EINVAL;
+    return NULL;
+  }
   size_t k = size ? ring_chunks(r, size - 1) + 1 : 1;
   if (zc_lt_unlikely(k > r->max_chunks)) {
     errno = EMSGSIZE;
@@ -158,6 +162,10 @@ static void tail_advance(zc_ring_t *r) {
 
 void zc_ring_free(zc_ring_t *r, void *p) {
   if (p == NULL) return;
+  if (zc_lt_unlikely(r == NULL)) {
+    zc_error("zc_ring_free(%p): no ring given", p);
+    return;
+  }
   uintptr_t off = (uintptr_t)p - (uintptr_t)r->data;
   if (zc_lt_unlikely((uintptr_t)p < (uintptr_t)r->data || off >= r->n * r->chunk)) {
     bad_free(r, p, "not inside this ring");
@@ -195,6 +203,7 @@ void zc_ring_free(zc_ring_t *r, void *p) {
 
 void zc_ring_stats(zc_ring_t *r, zc_ring_stats_t *out) {
   memset(out, 0, sizeof *out);
+  if (r == NULL) return;
   uint64_t head = atomic_load_explicit(&r->head_pub, memory_order_acquire);
   uint64_t tail = atomic_load_explicit(&r->tail_pub, memory_order_acquire);
   uint64_t ch = r->chunk;

@@ -49,6 +49,9 @@ static void test_basic(void) {
   zc_pages_free(b);
   zc_pages_free(c);
   zc_pages_free(NULL);
+  errno = 0;
+  CHECK(zc_pages_alloc(NULL, 8) == NULL && errno == EINVAL);
+  zc_pages_destroy(NULL);
   s = stats(pg);
   CHECK_EQ(s.frees, s.allocs);
   CHECK_EQ(s.errors, 0);

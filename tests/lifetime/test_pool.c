@@ -51,6 +51,11 @@ static void test_basic(void) {
   CHECK(zc_pool_calloc(p, SIZE_MAX / 2, 4) == NULL && errno == ENOMEM);
   zc_pool_destroy(p);
   zc_pool_destroy(NULL);
+  zc_pool_reset(NULL);
+  errno = 0;
+  CHECK(zc_pool_alloc(NULL, 8) == NULL && errno == EINVAL);
+  errno = 0;
+  CHECK(zc_pool_cleanup_add(NULL, note, NULL) == -1 && errno == EINVAL);
   zc_pool_config_t bad = {.block_size = 3000};
   errno = 0;
   CHECK(zc_pool_create(NULL, &bad) == NULL && errno == EINVAL);

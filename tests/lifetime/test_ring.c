@@ -97,6 +97,9 @@ static void test_limits_and_misuse(void) {
   zc_ring_free(r, big);
   CHECK_REPORTS(1, zc_ring_free(r, big));              /* double free (passed: free area) */
   zc_ring_free(r, NULL);
+  errno = 0;
+  CHECK(zc_ring_alloc(NULL, 8) == NULL && errno == EINVAL);
+  CHECK_REPORTS(1, zc_ring_free(NULL, a));
   zc_ring_stats_t s = stats(r);
   CHECK_EQ(s.errors, 7);
   CHECK_EQ(s.in_use, 0);
