@@ -156,6 +156,8 @@ static void test_misuse(void) {
   int on_stack;
   CHECK_REPORTS(1, zc_pages_free(m));
   CHECK_REPORTS(1, zc_pages_free(&on_stack));
+  CHECK_REPORTS(1, zc_pages_free((void *)(uintptr_t)0xffff800000001000ull)); /* kernel half */
+  CHECK_REPORTS(1, zc_pages_free((void *)(uintptr_t)0x10)); /* never mapped */
   CHECK_REPORTS(1, zc_pages_free((char *)obj[3] + 8)); /* misaligned */
   CHECK_REPORTS(1, zc_pages_free((char *)((uintptr_t)obj[0] & ~(uintptr_t)((4u << 20) - 1)))); /* header */
   CHECK_REPORTS(1, zc_pages_free(obj[0] + 10 * PAGE)); /* a page never carved from the chunk */
