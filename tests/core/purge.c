@@ -4,6 +4,8 @@
  *                       (no allocator call): within the purge delay plus a margin, RSS is back within
  *                       50 MiB of where it started. Also run with ZCMEM_PURGE_DELAY=0.
  *   core_purge idle:    the same burst made and freed by a thread that then sleeps without exiting.
+ *   core_purge remote:  the main thread allocates the burst, another thread frees it all (remote frees)
+ *                       and sleeps; neither calls the allocator again, yet the memory goes back.
  *   core_purge options: children started with ZCMEM_* set print zc_option_get(): K/M/G suffixes,
  *                       true/false/on/off, the documented defaults, and a bad value is warned about on
  *                       stderr and leaves the default.
@@ -30,26 +32,43 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Allocate BURST bytes of small blocks, touch them, free them all. Returns the RSS at the peak. */
-static size_t burst(void) {
-  size_t cap = BURST / 32;
-  void **ps = mmap(NULL, cap * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  REQUIRE(ps != MAP_FAILED);
+/* A burst: BURST bytes of small blocks, touched; the pointer array is mmap'ed (not counted in RSS once
+ * unmapped). */
+typedef struct {
+  void **ps;
+  size_t n, cap, peak;
+} burst_t;
+
+static void burst_alloc(burst_t *b) {
+  b->cap = BURST / 32;
+  b->ps = mmap(NULL, b->cap * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(b->ps != MAP_FAILED);
   rng_t r;
   rng_seed(&r, 3);
-  size_t n = 0, total = 0;
-  while (total < BURST && n < cap) {
+  size_t total = 0;
+  b->n = 0;
+  while (total < BURST && b->n < b->cap) {
     size_t sz = (rng_next(&r) % 100) < 95 ? (size_t)rng_range(&r, 32, 512) : (size_t)rng_range(&r, 513, 8192);
     void *p = zc_malloc(sz);
     REQUIRE(p != NULL);
     memset(p, 0x11, sz);
-    ps[n++] = p;
+    b->ps[b->n++] = p;
     total += sz;
   }
-  size_t peak = rss_bytes();
-  for (size_t i = 0; i < n; i++) zc_free(ps[i]);
-  munmap(ps, cap * sizeof(void *));
-  return peak;
+  b->peak = rss_bytes();
+}
+
+static void burst_free(burst_t *b) {
+  for (size_t i = 0; i < b->n; i++) zc_free(b->ps[i]);
+  munmap(b->ps, b->cap * sizeof(void *));
+}
+
+/* Allocate a burst, free it all. Returns the RSS at the peak. */
+static size_t burst(void) {
+  burst_t b;
+  burst_alloc(&b);
+  burst_free(&b);
+  return b.peak;
 }
 
 /* Wait (sleeping) until RSS <= bound or the deadline passes; returns the last RSS. */
@@ -90,6 +109,16 @@ static void *idle_thread(void *arg) {
   size_t *peak = arg;
   *peak = burst();
   sleep_ms(purge_delay_ms() + 3000); /* idle: holds its (empty) heap, calls nothing */
+  return NULL;
+}
+
+/* Frees the blocks another thread allocated (remote frees), then idles: neither the owner nor this
+ * thread calls the allocator again. */
+static void *remote_freer(void *arg) {
+  burst_t *b = arg;
+  burst_free(b);
+  __atomic_store_n(&b->n, 0, __ATOMIC_RELEASE);
+  sleep_ms(purge_delay_ms() + 3000);
   return NULL;
 }
 
@@ -207,6 +236,16 @@ int main(int argc, char **argv) {
     pthread_join(t, NULL);
     return check_exit("core_purge_idle");
   }
-  fprintf(stderr, "usage: %s main|idle|options\n", argv[0]);
+  if (strcmp(mode, "remote") == 0) {
+    burst_t b;
+    burst_alloc(&b);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, remote_freer, &b) == 0);
+    while (__atomic_load_n(&b.n, __ATOMIC_ACQUIRE) != 0) sleep_ms(10);
+    check_returned("remote frees, owner and freer idle", start, b.peak);
+    pthread_join(t, NULL);
+    return check_exit("core_purge_remote");
+  }
+  fprintf(stderr, "usage: %s main|idle|remote|options\n", argv[0]);
   return 2;
 }
