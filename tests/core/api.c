@@ -341,11 +341,15 @@ static void test_usable_and_sized(void) {
   CHECKF(HAVE_FREE_ALIGNED_SIZED, "free_aligned_sized is not exported");
 }
 
-/* malloc_trim returns 1 and gives memory back at once after a burst is freed (background purging and the
- * purge delay are switched off first, so the release is trim's doing). */
+/* malloc_trim gives memory back at once after a burst is freed. Background purging, the purge delay and
+ * the dirty budget are switched off first, so that what is still resident after the frees is trim's to
+ * release: then it must return 1 and bring RSS down. (If the frees already gave everything back, trim may
+ * return 0 by its contract, and RSS must be down all the same.) */
 static void test_trim(void) {
   zc_option_set(zc_option_background, 0);
   zc_option_set(zc_option_purge_delay, 1000000);
+  zc_option_set(zc_option_dirty_budget, 1L << 30);
+  zc_option_set(zc_option_large_cache, 1L << 30);
   enum { N = 200000 };
   void **ps = mmap(NULL, N * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(ps != MAP_FAILED);
@@ -370,7 +374,10 @@ static void test_trim(void) {
   printf("trim: rss start %zu MiB, full %zu MiB, after free %zu MiB, after trim %zu MiB (returned %d)\n",
          rss0 >> 20, rss_full >> 20, rss_freed >> 20, rss_trim >> 20, rc);
   CHECKF(rss_full >= rss0 + MIB(80), "the burst did not raise RSS (%zu -> %zu)", rss0, rss_full);
-  CHECKF(rc == 1, "malloc_trim returned %d after freeing 90 MiB", rc);
+  if (rss_freed > rss0 + MIB(16))
+    CHECKF(rc == 1, "malloc_trim returned %d with %zu MiB still resident after the frees", rc, rss_freed >> 20);
+  else
+    CHECKF(rc == 0 || rc == 1, "malloc_trim returned %d", rc);
   CHECKF(rss_trim <= rss0 + MIB(16), "RSS after trim %zu MiB, start %zu MiB", rss_trim >> 20, rss0 >> 20);
   munmap(ps, N * sizeof(void *));
 }
