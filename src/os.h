@@ -84,6 +84,12 @@ void zc_lock(zc_lock_t *l);
 void zc_unlock(zc_lock_t *l);
 bool zc_trylock(zc_lock_t *l);
 
+/* ---- large regions (layer 6): in-place growth ----
+ * Grow the anonymous private mapping [p, p+old_size) to new_size bytes without moving it (both page
+ * multiples). False, with nothing changed, if the address range after it is not free. Counts as a mapping
+ * for zc_os_fail_after. */
+bool zc_os_extend(void *p, size_t old_size, size_t new_size);
+
 /* ---- inter-process (the zero-copy channel, layer 9) ----
  * Declared in the section below by the channel; implemented at the end of os_linux.c. */
 

@@ -271,4 +271,12 @@ void zc_unlock(zc_lock_t *l) {
   if (__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) == 2) futex(&l->state, FUTEX_WAKE_PRIVATE, 1);
 }
 
+/* ---- large regions (layer 6): in-place growth ---- */
+
+bool zc_os_extend(void *p, size_t old_size, size_t new_size) {
+  if (inject_failure()) return false;
+  /* Without MREMAP_MAYMOVE the kernel only extends into free address space, never over a mapping. */
+  return mremap(p, old_size, new_size, 0) == p;
+}
+
 /* ---- inter-process (the zero-copy channel, layer 9) ---- */

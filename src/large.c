@@ -1,0 +1,561 @@
+/* Layer 6, large objects: blocks above ZC_SMALL_MAX and blocks whose alignment a page of size classes
+ * cannot give. Each block lives alone in a region: one OS mapping, 4 MiB-aligned so the segment map can
+ * describe it, with a 128-byte header at its base and the user block right after it (rounded up to the
+ * requested alignment). Regions are sized in classes, four per doubling (so a mapping exceeds the request
+ * by at most 25%, and the pages of that tail that are never touched cost no memory).
+ *
+ * Freed regions are kept in one global pool, by class, in two lists per class:
+ *   dirty  still resident; reused first, most recently freed first (its pages are likely still in cache);
+ *   clean  purged (zc_os_purge from the second page on); reused after dirty.
+ * A request takes a region of its class or the next one (dirty first, then clean), or maps a new one.
+ * Two age lists (oldest first) drive the policy: a dirty region older than the purge delay is purged and
+ * becomes clean; a clean region unused for max(10 x delay, 1 s) is unmapped; the cache never holds more
+ * than ZCMEM_LARGE_CACHE bytes (oldest clean unmapped first, then oldest dirty) nor more than a quarter of
+ * that dirty (oldest dirty purged at once). The time policy runs on a background thread started on the
+ * first free into the pool (ZCMEM_BACKGROUND=1), else inline on allocations and frees.
+ * File-backed regions (ZCMEM_LARGE_FILE=1) are never purged (MADV_DONTNEED does not free the pages of a
+ * shared file mapping): where an anonymous region would be purged, they are unmapped.
+ *
+ * Invariants:
+ *  - a region's chunks are marked ZC_MAP_LARGE (+ back entries) from the moment its header is written to
+ *    just before it is unmapped: the entry is always cleared before the munmap, so a chunk the map calls
+ *    ours always has its header mapped;
+ *  - the header page is never purged, so validating a pointer never faults;
+ *  - a region is in exactly one state: LIVE (handed out, in no list), DIRTY or CLEAN (in the class list
+ *    and the age list of that state), or BUSY (off every list, owned by the one thread that is freeing,
+ *    purging or unmapping it). Only the LIVE -> BUSY step of free races, and it is a compare-and-swap.
+ *
+ * Locking: pool.lock protects the lists and pool.bytes/count. It is a leaf (nothing else is locked while it
+ * is held) and it is never held across mmap, munmap, madvise or memset: regions are taken off the lists
+ * (BUSY) under the lock, and worked on after it is released.
+ */
+#include "large.h"
+#include "options.h"
+#include "os.h"
+#include "segmap.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define HDR_SIZE ((size_t)128)         /* bytes reserved for the header; block offset >= this */
+#define LARGE_MAX ((size_t)1 << 46)    /* larger requests (or alignments) fail with ENOMEM */
+#define MIN_REGION ((size_t)64 * 1024) /* smallest mapping (shrinking never goes below) */
+#define NCLASS 192u                    /* classes 4*b+q for mappings up to 2^47 */
+#define CLEAN_TTL_MIN ((uint64_t)1000000000u)
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+enum { ST_LIVE = 0x4c1u, ST_DIRTY = 0xd1u, ST_CLEAN = 0xc1u, ST_BUSY = 0xb5u };
+enum {
+  F_FILE = 1u,     /* backed by an unlinked file */
+  F_STALE = 2u,    /* purged with MADV_FREE: may still read old bytes */
+  F_RESIDENT = 4u, /* cached dirty: its pages may be resident */
+};
+enum { DIRTY = 0, CLEAN = 1 };      /* list index */
+enum { L_CLASS = 0, L_AGE = 1 };    /* link index */
+
+typedef struct region_s region_t;
+typedef struct rlink_s {
+  region_t *next, *prev;
+} rlink_t;
+typedef struct rlist_s {
+  region_t *head, *tail;
+} rlist_t;
+
+struct region_s {
+  uint64_t magic;   /* secret ^ base: written by zcmem, unlikely to be forged by a stray write */
+  size_t map_size;  /* bytes mapped at base, a page multiple */
+  size_t offset;    /* block start - base (valid while LIVE) */
+  uint32_t state;   /* ST_*, changed with atomics */
+  uint32_t flags;   /* F_* */
+  uint32_t cls;     /* class it is cached under: the largest class whose size <= map_size */
+  uint32_t unused;
+  uint64_t stamp;   /* ns: when it entered its current cache list */
+  rlink_t link[2];  /* L_CLASS: class list (also the BUSY victim chain); L_AGE: age list */
+};
+_Static_assert(sizeof(region_t) <= HDR_SIZE, "region header must fit in HDR_SIZE");
+
+/* Region list for work done outside the lock (chained through link[L_CLASS].next). */
+typedef struct victims_s {
+  region_t *purge, *unmap;
+} victims_t;
+
+static struct {
+  zc_lock_t lock;
+  rlist_t cls[2][NCLASS]; /* per class, most recently cached first */
+  rlist_t age[2];         /* oldest first */
+  size_t bytes[2];        /* mapped bytes of the cached regions (atomic stores: read by stats) */
+  size_t count[2];
+} pool;
+
+/* Purger thread: 0 not running, 1 running, 2 could not start (the policy runs inline). Changed under
+ * pool.lock. */
+static int purger_state;
+
+static uint64_t secret; /* nonzero once initialised */
+
+static struct {
+  uint64_t live_regions, live_bytes, mapped, purged, hits, misses;
+} st;
+
+#define STAT_ADD(f, n) __atomic_fetch_add(&st.f, (uint64_t)(n), __ATOMIC_RELAXED)
+#define STAT_SUB(f, n) __atomic_fetch_sub(&st.f, (uint64_t)(n), __ATOMIC_RELAXED)
+
+/* ---- size classes of regions: c = 4*b + q covers (2^b, 2^(b+1)] in steps of 2^(b-2) ---- */
+
+static unsigned class_ceil(size_t n) { /* smallest class whose size >= n; n > 16 */
+  size_t w = n - 1;
+  unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)w);
+  return (b << 2) + (unsigned)((w >> (b - 2u)) & 3u);
+}
+
+static size_t class_bytes(unsigned c) { return (size_t)(5u + (c & 3u)) << ((c >> 2) - 2u); }
+
+static size_t page_round(size_t n) {
+  size_t pg = zc_os_page_size();
+  return (n + pg - 1) & ~(pg - 1);
+}
+
+static unsigned class_floor(size_t map_size) { /* largest class whose size <= map_size */
+  unsigned c = class_ceil(map_size);
+  return class_bytes(c) > map_size ? c - 1 : c;
+}
+
+/* ---- options ---- */
+
+static size_t cache_budget(void) {
+  long v = zc_opt(zc_option_large_cache);
+  return v > 0 ? (size_t)v : 0;
+}
+
+static uint64_t delay_ns(void) {
+  long v = zc_opt(zc_option_purge_delay);
+  return v > 0 ? (uint64_t)v * 1000000u : 0;
+}
+
+static uint64_t clean_ttl_ns(uint64_t delay) {
+  uint64_t t = delay * 10u;
+  return t < CLEAN_TTL_MIN ? CLEAN_TTL_MIN : t;
+}
+
+/* ---- headers ---- */
+
+static uint64_t get_secret(void) {
+  uint64_t s = __atomic_load_n(&secret, __ATOMIC_ACQUIRE);
+  if (likely(s != 0)) return s;
+  uint64_t r = 0;
+  zc_os_entropy(&r, sizeof r);
+  r |= 1u;
+  uint64_t expect = 0;
+  if (!__atomic_compare_exchange_n(&secret, &expect, r, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return expect;
+  return r;
+}
+
+static bool region_valid(const region_t *r) {
+  uint64_t s = __atomic_load_n(&secret, __ATOMIC_ACQUIRE);
+  return r != NULL && s != 0 && r->magic == (s ^ (uint64_t)(uintptr_t)r);
+}
+
+static uint32_t region_state(const region_t *r) { return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE); }
+
+static char *block_of(const region_t *r) { return (char *)r + r->offset; }
+
+/* p is the start of the live block of the region at hdr. */
+static bool live_block(const region_t *r, const void *p) {
+  return region_valid(r) && region_state(r) == ST_LIVE && p == block_of(r);
+}
+
+/* ---- lists (pool.lock held) ---- */
+
+static void list_push_front(rlist_t *l, region_t *r, int k) {
+  r->link[k].prev = NULL;
+  r->link[k].next = l->head;
+  if (l->head) l->head->link[k].prev = r;
+  else l->tail = r;
+  l->head = r;
+}
+
+static void list_push_back(rlist_t *l, region_t *r, int k) {
+  r->link[k].next = NULL;
+  r->link[k].prev = l->tail;
+  if (l->tail) l->tail->link[k].next = r;
+  else l->head = r;
+  l->tail = r;
+}
+
+static void list_remove(rlist_t *l, region_t *r, int k) {
+  region_t *n = r->link[k].next, *p = r->link[k].prev;
+  if (p) p->link[k].next = n;
+  else l->head = n;
+  if (n) n->link[k].prev = p;
+  else l->tail = p;
+}
+
+static void pool_add_bytes(int w, size_t bytes, long count) {
+  __atomic_store_n(&pool.bytes[w], pool.bytes[w] + bytes, __ATOMIC_RELAXED);
+  __atomic_store_n(&pool.count[w], pool.count[w] + (size_t)count, __ATOMIC_RELAXED);
+}
+
+static void cache_insert(region_t *r, int w, uint64_t now) {
+  r->stamp = now;
+  if (w == DIRTY) r->flags |= F_RESIDENT;
+  __atomic_store_n(&r->state, w == DIRTY ? ST_DIRTY : ST_CLEAN, __ATOMIC_RELEASE);
+  list_push_front(&pool.cls[w][r->cls], r, L_CLASS);
+  list_push_back(&pool.age[w], r, L_AGE);
+  pool_add_bytes(w, r->map_size, 1);
+}
+
+/* Take r off its lists; it becomes BUSY. */
+static void cache_unlink(region_t *r) {
+  int w = r->state == ST_DIRTY ? DIRTY : CLEAN;
+  list_remove(&pool.cls[w][r->cls], r, L_CLASS);
+  list_remove(&pool.age[w], r, L_AGE);
+  pool_add_bytes(w, (size_t)0 - r->map_size, -1);
+  __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
+}
+
+static void chain(region_t **head, region_t *r) {
+  r->link[L_CLASS].next = *head;
+  *head = r;
+}
+
+/* Over the byte budget: unmap oldest clean, then oldest dirty. Over the dirty budget: purge oldest dirty. */
+static void collect_over_budget(victims_t *v, size_t budget) {
+  while (pool.bytes[DIRTY] + pool.bytes[CLEAN] > budget) {
+    region_t *r = pool.age[CLEAN].head ? pool.age[CLEAN].head : pool.age[DIRTY].head;
+    cache_unlink(r);
+    chain(&v->unmap, r);
+  }
+  while (pool.bytes[DIRTY] > budget / 4) {
+    region_t *r = pool.age[DIRTY].head;
+    cache_unlink(r);
+    chain(&v->purge, r);
+  }
+}
+
+/* Dirty regions past the delay (all if force) are purged; clean ones past their TTL are unmapped. */
+static void collect_due(victims_t *v, uint64_t now, bool force) {
+  uint64_t d = delay_ns(), ttl = clean_ttl_ns(d);
+  region_t *r;
+  while ((r = pool.age[DIRTY].head) != NULL && (force || now - r->stamp >= d)) {
+    cache_unlink(r);
+    chain(&v->purge, r);
+  }
+  while ((r = pool.age[CLEAN].head) != NULL && now - r->stamp >= ttl) {
+    cache_unlink(r);
+    chain(&v->unmap, r);
+  }
+}
+
+/* Something in the pool is due (pool.lock held). */
+static bool pool_due(uint64_t now) {
+  uint64_t d = delay_ns();
+  region_t *dr = pool.age[DIRTY].head, *cr = pool.age[CLEAN].head;
+  return (dr && now - dr->stamp >= d) || (cr && now - cr->stamp >= clean_ttl_ns(d));
+}
+
+/* ---- mapping, purging, unmapping (no lock held) ---- */
+
+static region_t *map_region(size_t map_size, uint64_t s);
+
+static size_t unmap_region(region_t *r) {
+  size_t size = r->map_size;
+  zc_segmap_clear(r, size); /* first: no chunk is marked ours without its header mapped */
+  zc_os_free(r, size);
+  STAT_SUB(mapped, size);
+  STAT_ADD(purged, size);
+  return size;
+}
+
+/* Purge or unmap the victims; purged regions go back to the pool as clean. Returns bytes released. */
+static size_t process_victims(victims_t *v) {
+  size_t released = 0, pg = zc_os_page_size();
+  int mode = (int)zc_opt(zc_option_purge_mode);
+  region_t *done = NULL, *r, *next;
+  for (r = v->purge; r != NULL; r = next) {
+    next = r->link[L_CLASS].next;
+    if (!(r->flags & F_FILE) && zc_os_purge((char *)r + pg, r->map_size - pg, mode)) {
+      r->flags = (mode == 1 ? (r->flags | F_STALE) : (r->flags & ~F_STALE)) & ~F_RESIDENT;
+      STAT_ADD(purged, r->map_size - pg);
+      released += r->map_size - pg;
+      chain(&done, r);
+    } else {
+      released += unmap_region(r);
+    }
+  }
+  if (done != NULL) {
+    size_t budget = cache_budget();
+    uint64_t now = zc_os_clock_ns();
+    region_t *over = NULL;
+    zc_lock(&pool.lock);
+    for (r = done; r != NULL; r = next) {
+      next = r->link[L_CLASS].next;
+      if (pool.bytes[DIRTY] + pool.bytes[CLEAN] + r->map_size > budget) chain(&over, r);
+      else cache_insert(r, CLEAN, now);
+    }
+    zc_unlock(&pool.lock);
+    for (r = over; r != NULL; r = next) {
+      next = r->link[L_CLASS].next;
+      unmap_region(r);
+    }
+  }
+  for (r = v->unmap; r != NULL; r = next) {
+    next = r->link[L_CLASS].next;
+    bool resident = r->flags & F_RESIDENT;
+    size_t size = unmap_region(r);
+    if (resident) released += size;
+  }
+  return released;
+}
+
+/* ---- background purger ---- */
+
+static void *purger_main(void *arg) {
+  (void)arg;
+  uint64_t idle_since = 0;
+  for (;;) {
+    uint64_t d = delay_ns(), period = d / 2;
+    if (period < 1000000u) period = 1000000u;
+    zc_os_sleep_ns(period);
+    uint64_t now = zc_os_clock_ns();
+    victims_t v = {NULL, NULL};
+    zc_lock(&pool.lock);
+    collect_due(&v, now, false);
+    if (pool.count[DIRTY] + pool.count[CLEAN] == 0 && v.purge == NULL && v.unmap == NULL) {
+      if (idle_since == 0) idle_since = now;
+      else if (now - idle_since >= clean_ttl_ns(d)) { /* idle for long: exit; the next free restarts it */
+        purger_state = 0;
+        zc_unlock(&pool.lock);
+        return NULL;
+      }
+    } else {
+      idle_since = 0;
+    }
+    zc_unlock(&pool.lock);
+    process_victims(&v);
+  }
+}
+
+/* ---- public entry points ---- */
+
+/* Take a cached region able to hold class c: class c or c+1, dirty before clean. *from says which. */
+static region_t *cache_take(unsigned c, int *from, victims_t *v, uint64_t now, bool inline_policy) {
+  if (__atomic_load_n(&pool.count[DIRTY], __ATOMIC_RELAXED) + __atomic_load_n(&pool.count[CLEAN], __ATOMIC_RELAXED) == 0)
+    return NULL;
+  static const unsigned char order[4][2] = {{DIRTY, 0}, {DIRTY, 1}, {CLEAN, 0}, {CLEAN, 1}};
+  region_t *r = NULL;
+  zc_lock(&pool.lock);
+  for (int i = 0; i < 4 && r == NULL; i++) {
+    unsigned cc = c + order[i][1];
+    if (cc >= NCLASS) continue;
+    r = pool.cls[order[i][0]][cc].head;
+    if (r != NULL) {
+      *from = order[i][0];
+      cache_unlink(r);
+    }
+  }
+  if (inline_policy && pool_due(now)) collect_due(v, now, false);
+  zc_unlock(&pool.lock);
+  return r;
+}
+
+static bool inline_policy(void) { return __atomic_load_n(&purger_state, __ATOMIC_RELAXED) != 1; }
+
+void *zc_large_alloc(size_t size, size_t align, bool zero) {
+  if (align < 16) align = 16;
+  if (align & (align - 1)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (size > LARGE_MAX || align > LARGE_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t need = (align > HDR_SIZE ? align : HDR_SIZE) + size;
+  if (need < MIN_REGION) need = MIN_REGION;
+  unsigned c = class_ceil(need);
+  uint64_t s = get_secret();
+  uint64_t now = zc_os_clock_ns();
+  victims_t v = {NULL, NULL};
+  int from = DIRTY;
+  region_t *r = cache_take(c, &from, &v, now, inline_policy());
+  if (v.purge || v.unmap) process_victims(&v);
+  bool fresh = r == NULL;
+  if (fresh) {
+    r = map_region(page_round(class_bytes(c)), s);
+    if (r == NULL) return NULL;
+    STAT_ADD(misses, 1);
+  } else {
+    STAT_ADD(hits, 1);
+  }
+  char *base = (char *)r;
+  char *block = (char *)(((uintptr_t)base + HDR_SIZE + align - 1) & ~(uintptr_t)(align - 1));
+  r->offset = (size_t)(block - base);
+  if (zero && !fresh) { /* fresh mappings read zero */
+    if (from == DIRTY || (r->flags & (F_STALE | F_FILE))) {
+      memset(block, 0, size);
+    } else { /* purged with MADV_DONTNEED from the second page on: only the first page kept its bytes */
+      char *first_end = base + zc_os_page_size();
+      if (block < first_end) memset(block, 0, size < (size_t)(first_end - block) ? size : (size_t)(first_end - block));
+    }
+  }
+  STAT_ADD(live_regions, 1);
+  STAT_ADD(live_bytes, r->map_size - r->offset);
+  __atomic_store_n(&r->state, ST_LIVE, __ATOMIC_RELEASE);
+  return block;
+}
+
+static region_t *map_region(size_t map_size, uint64_t s) {
+  void *base = NULL;
+  uint32_t flags = 0;
+  for (int attempt = 0; attempt < 2 && base == NULL; attempt++) {
+    if (zc_opt(zc_option_large_file) == 1) {
+      base = zc_os_alloc_file_backed(map_size, ZC_SEGMENT_SIZE);
+      if (base != NULL) flags = F_FILE;
+    }
+    if (base == NULL) base = zc_os_alloc_aligned(map_size, ZC_SEGMENT_SIZE);
+    if (base == NULL && attempt == 0) { /* out of address space or mappings: drop the cache, retry once */
+      victims_t v = {NULL, NULL};
+      zc_lock(&pool.lock);
+      collect_over_budget(&v, 0);
+      zc_unlock(&pool.lock);
+      if (v.purge == NULL && v.unmap == NULL) break;
+      process_victims(&v);
+    }
+  }
+  if (base == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  region_t *r = base;
+  r->magic = s ^ (uint64_t)(uintptr_t)r;
+  r->map_size = map_size;
+  r->offset = HDR_SIZE;
+  r->flags = flags;
+  r->cls = class_floor(map_size);
+  r->stamp = 0;
+  __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
+  zc_segmap_set(r, map_size, ZC_MAP_LARGE);
+  STAT_ADD(mapped, map_size);
+  return r;
+}
+
+void zc_large_free(void *p, void *hdr) {
+  region_t *r = hdr;
+  if (!region_valid(r)) {
+    zc_error("invalid free of %p: no zcmem large block there", p);
+    return;
+  }
+  uint32_t state = region_state(r);
+  if (state != ST_LIVE) {
+    zc_error("double free of large block %p", p);
+    return;
+  }
+  if (p != block_of(r)) {
+    zc_error("invalid free of %p: not the start of a large block (it starts at %p)", p, (void *)block_of(r));
+    return;
+  }
+  if (!__atomic_compare_exchange_n(&r->state, &state, ST_BUSY, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+    zc_error("double free of large block %p", p);
+    return;
+  }
+  STAT_SUB(live_regions, 1);
+  STAT_SUB(live_bytes, r->map_size - r->offset);
+
+  size_t budget = cache_budget();
+  bool keep = r->map_size <= budget && r->cls < NCLASS; /* else unmapped at once */
+  uint64_t now = zc_os_clock_ns();
+  victims_t v = {NULL, NULL};
+  bool start = false;
+  zc_lock(&pool.lock);
+  if (keep) cache_insert(r, DIRTY, now);
+  collect_over_budget(&v, budget); /* the budget may have been lowered since the last free */
+  if (keep && purger_state == 0 && zc_opt(zc_option_background) == 1 && delay_ns() > 0) {
+    purger_state = 1;
+    start = true;
+  }
+  if (purger_state != 1 && pool_due(now)) collect_due(&v, now, false);
+  zc_unlock(&pool.lock);
+  if (!keep) unmap_region(r);
+  if (start && !zc_os_thread_start(purger_main, NULL)) {
+    zc_lock(&pool.lock);
+    purger_state = 2;
+    zc_unlock(&pool.lock);
+  }
+  if (v.purge || v.unmap) process_victims(&v);
+}
+
+size_t zc_large_usable(const void *p, const void *hdr) {
+  const region_t *r = hdr;
+  return live_block(r, p) ? r->map_size - r->offset : 0;
+}
+
+bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size) {
+  region_t *r = hdr;
+  if (!live_block(r, p) || new_size > LARGE_MAX) return false;
+  size_t old_map = r->map_size, old_usable = old_map - r->offset;
+  size_t need = r->offset + new_size;
+  if (need < MIN_REGION) need = MIN_REGION;
+  size_t want = page_round(class_bytes(class_ceil(need)));
+  if (new_size <= old_usable) {
+    /* Shrink: give back the tail when it is at least a quarter of the mapping (hysteresis, so a block that
+     * shrinks and grows by a little does not map and unmap). File mappings keep their size. */
+    if (want <= old_map - old_map / 4 && !(r->flags & F_FILE)) {
+      size_t chunks_old = (old_map + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
+      size_t chunks_new = (want + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
+      if (chunks_new < chunks_old) zc_segmap_clear((char *)r + (chunks_new << ZC_SEGMENT_SHIFT), (chunks_old - chunks_new) << ZC_SEGMENT_SHIFT);
+      r->map_size = want;
+      r->cls = class_floor(want);
+      zc_os_free((char *)r + want, old_map - want);
+      STAT_SUB(mapped, old_map - want);
+      STAT_ADD(purged, old_map - want);
+      STAT_SUB(live_bytes, old_map - want);
+    }
+    return true;
+  }
+  /* Grow: extend the mapping in place when the address range after it is free. A file mapping would need
+   * its file grown too: the caller copies. */
+  if (r->flags & F_FILE) return false;
+  if (!zc_os_extend(r, old_map, want)) return false;
+  zc_segmap_set(r, want, ZC_MAP_LARGE);
+  r->map_size = want;
+  r->cls = class_floor(want);
+  STAT_ADD(mapped, want - old_map);
+  STAT_ADD(live_bytes, want - old_map);
+  return true;
+}
+
+size_t zc_large_purge(bool force) {
+  victims_t v = {NULL, NULL};
+  uint64_t now = zc_os_clock_ns();
+  zc_lock(&pool.lock);
+  collect_due(&v, now, force);
+  zc_unlock(&pool.lock);
+  return process_victims(&v);
+}
+
+void zc_large_stats(zc_large_stats_t *out) {
+  out->live_regions = __atomic_load_n(&st.live_regions, __ATOMIC_RELAXED);
+  out->live_bytes = __atomic_load_n(&st.live_bytes, __ATOMIC_RELAXED);
+  out->cached_dirty = __atomic_load_n(&pool.bytes[DIRTY], __ATOMIC_RELAXED);
+  out->cached_clean = __atomic_load_n(&pool.bytes[CLEAN], __ATOMIC_RELAXED);
+  out->mapped = __atomic_load_n(&st.mapped, __ATOMIC_RELAXED);
+  out->purged = __atomic_load_n(&st.purged, __ATOMIC_RELAXED);
+  out->cache_hits = __atomic_load_n(&st.hits, __ATOMIC_RELAXED);
+  out->cache_misses = __atomic_load_n(&st.misses, __ATOMIC_RELAXED);
+}
+
+/* ---- fork ---- */
+
+void zc_large_fork_prepare(void) { zc_lock(&pool.lock); }
+
+void zc_large_fork_parent(void) { zc_unlock(&pool.lock); }
+
+/* The child has one thread: the lock is reset and the purger restarts on the next free. Regions another
+ * parent thread held BUSY at the fork (being purged or unmapped) stay mapped in the child but are lost to
+ * the pool: address space, not memory. */
+void zc_large_fork_child(void) {
+  zc_lock_init(&pool.lock);
+  if (purger_state == 1) purger_state = 0;
+}
