@@ -96,7 +96,7 @@ static int purger_state;
 static uint64_t secret; /* nonzero once initialised */
 
 static struct {
-  uint64_t live_regions, live_bytes, mapped, purged, hits, misses;
+  uint64_t live_regions, live_bytes, mapped, purged, hits, misses, contended;
 } st;
 
 #define STAT_ADD(f, n) __atomic_fetch_add(&st.f, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -165,6 +165,16 @@ static char *block_of(const region_t *r) { return (char *)r + r->offset; }
 static bool live_block(const region_t *r, const void *p) {
   return region_valid(r) && region_state(r) == ST_LIVE && p == block_of(r);
 }
+
+/* ---- the pool lock: counts the acquisitions that had to wait (zc_large_stats: lock_contended) ---- */
+
+static void pool_lock(void) {
+  if (likely(zc_trylock(&pool.lock))) return;
+  STAT_ADD(contended, 1);
+  zc_lock(&pool.lock);
+}
+
+static void pool_unlock(void) { zc_unlock(&pool.lock); }
 
 /* ---- lists (pool.lock held) ---- */
 
@@ -288,13 +298,13 @@ static size_t process_victims(victims_t *v) {
     size_t budget = cache_budget();
     uint64_t now = zc_os_clock_ns();
     region_t *over = NULL;
-    zc_lock(&pool.lock);
+    pool_lock();
     for (r = done; r != NULL; r = next) {
       next = r->link[L_CLASS].next;
       if (pool.bytes[DIRTY] + pool.bytes[CLEAN] + r->map_size > budget) chain(&over, r);
       else cache_insert(r, CLEAN, now);
     }
-    zc_unlock(&pool.lock);
+    pool_unlock();
     for (r = over; r != NULL; r = next) {
       next = r->link[L_CLASS].next;
       unmap_region(r);
@@ -320,19 +330,19 @@ static void *purger_main(void *arg) {
     zc_os_sleep_ns(period);
     uint64_t now = zc_os_clock_ns();
     victims_t v = {NULL, NULL};
-    zc_lock(&pool.lock);
+    pool_lock();
     collect_due(&v, now, false);
     if (pool.count[DIRTY] + pool.count[CLEAN] == 0 && v.purge == NULL && v.unmap == NULL) {
       if (idle_since == 0) idle_since = now;
       else if (now - idle_since >= clean_ttl_ns(d)) { /* idle for long: exit; the next free restarts it */
         purger_state = 0;
-        zc_unlock(&pool.lock);
+        pool_unlock();
         return NULL;
       }
     } else {
       idle_since = 0;
     }
-    zc_unlock(&pool.lock);
+    pool_unlock();
     process_victims(&v);
   }
 }
@@ -345,7 +355,7 @@ static region_t *cache_take(unsigned c, int *from, victims_t *v, uint64_t now, b
     return NULL;
   static const unsigned char order[4][2] = {{DIRTY, 0}, {DIRTY, 1}, {CLEAN, 0}, {CLEAN, 1}};
   region_t *r = NULL;
-  zc_lock(&pool.lock);
+  pool_lock();
   for (int i = 0; i < 4 && r == NULL; i++) {
     unsigned cc = c + order[i][1];
     if (cc >= NCLASS) continue;
@@ -356,7 +366,7 @@ static region_t *cache_take(unsigned c, int *from, victims_t *v, uint64_t now, b
     }
   }
   if (inline_policy && pool_due(now)) collect_due(v, now, false);
-  zc_unlock(&pool.lock);
+  pool_unlock();
   return r;
 }
 
@@ -417,9 +427,9 @@ static region_t *map_region(size_t map_size, uint64_t s) {
     if (base == NULL) base = zc_os_alloc_aligned(map_size, ZC_SEGMENT_SIZE);
     if (base == NULL && attempt == 0) { /* out of address space or mappings: drop the cache, retry once */
       victims_t v = {NULL, NULL};
-      zc_lock(&pool.lock);
+      pool_lock();
       collect_over_budget(&v, 0);
-      zc_unlock(&pool.lock);
+      pool_unlock();
       if (v.purge == NULL && v.unmap == NULL) break;
       process_victims(&v);
     }
@@ -468,7 +478,7 @@ void zc_large_free(void *p, void *hdr) {
   uint64_t now = zc_os_clock_ns();
   victims_t v = {NULL, NULL};
   bool start = false;
-  zc_lock(&pool.lock);
+  pool_lock();
   if (keep) cache_insert(r, DIRTY, now);
   collect_over_budget(&v, budget); /* the budget may have been lowered since the last free */
   if (keep && purger_state == 0 && zc_opt(zc_option_background) == 1 && delay_ns() > 0) {
@@ -476,12 +486,12 @@ void zc_large_free(void *p, void *hdr) {
     start = true;
   }
   if (purger_state != 1 && pool_due(now)) collect_due(&v, now, false);
-  zc_unlock(&pool.lock);
+  pool_unlock();
   if (!keep) unmap_region(r);
   if (start && !zc_os_thread_start(purger_main, NULL)) {
-    zc_lock(&pool.lock);
+    pool_lock();
     purger_state = 2;
-    zc_unlock(&pool.lock);
+    pool_unlock();
   }
   if (v.purge || v.unmap) process_victims(&v);
 }
@@ -529,9 +539,9 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size) {
 size_t zc_large_purge(bool force) {
   victims_t v = {NULL, NULL};
   uint64_t now = zc_os_clock_ns();
-  zc_lock(&pool.lock);
+  pool_lock();
   collect_due(&v, now, force);
-  zc_unlock(&pool.lock);
+  pool_unlock();
   return process_victims(&v);
 }
 
@@ -544,6 +554,7 @@ void zc_large_stats(zc_large_stats_t *out) {
   out->purged = __atomic_load_n(&st.purged, __ATOMIC_RELAXED);
   out->cache_hits = __atomic_load_n(&st.hits, __ATOMIC_RELAXED);
   out->cache_misses = __atomic_load_n(&st.misses, __ATOMIC_RELAXED);
+  out->lock_contended = __atomic_load_n(&st.contended, __ATOMIC_RELAXED);
 }
 
 /* ---- fork ---- */

@@ -41,6 +41,7 @@ typedef struct zc_large_stats_s {
   uint64_t mapped;                       /* bytes mapped in all regions (live + cached) */
   uint64_t purged;                       /* bytes purged or unmapped since start */
   uint64_t cache_hits, cache_misses;
+  uint64_t lock_contended;               /* pool-lock acquisitions that found it held */
 } zc_large_stats_t;
 void zc_large_stats(zc_large_stats_t *out);
 

@@ -515,8 +515,50 @@ static double run_threads(int nt) {
   return (double)nt * iters / secs;
 }
 
+/* Pool contention: alloc/free pairs that touch one word each (the allocator's own cost, not page faults). */
+static int churn_iters = 200000;
+static void *churner(void *arg) {
+  static const size_t sz[4] = {96 * KiB, 200 * KiB, 1 * MiB, 3 * MiB};
+  uint64_t s = (uintptr_t)arg * 0x2545f4914f6cdd1du + 7, tag = (uintptr_t)arg << 40;
+  uint64_t *held[4] = {0};
+  for (int i = 0; i < churn_iters; i++) {
+    int k = (int)(rnd(&s) & 3);
+    if (held[k]) {
+      if (held[k][0] != tag + (uint64_t)k) __atomic_fetch_add(&bad_payloads, 1, __ATOMIC_RELAXED);
+      lfree(held[k]);
+      held[k] = NULL;
+    } else {
+      held[k] = lalloc(sz[k], 16, false);
+      if (held[k]) held[k][0] = tag + (uint64_t)k;
+      else __atomic_fetch_add(&bad_payloads, 1, __ATOMIC_RELAXED);
+    }
+  }
+  for (int k = 0; k < 4; k++)
+    if (held[k]) lfree(held[k]);
+  return NULL;
+}
+
+static void run_churn(int nt, const char *label) {
+  pthread_t t[NT];
+  zc_large_stats_t s0 = stats();
+  uint64_t t0 = zc_os_clock_ns();
+  for (int i = 0; i < nt; i++) pthread_create(&t[i], NULL, churner, (void *)(uintptr_t)(i + 1));
+  for (int i = 0; i < nt; i++) pthread_join(t[i], NULL);
+  double secs = (double)(zc_os_clock_ns() - t0) / 1e9;
+  zc_large_stats_t s1 = stats();
+  uint64_t ops = (uint64_t)nt * (uint64_t)churn_iters;
+  printf("churn %s: %d threads, %.2f M ops/s (%.0f ns/op), hits %lu misses %lu, lock contended %lu (%.2f%% of ops)\n",
+         label, nt, (double)ops / secs / 1e6, secs * 1e9 / (double)ops, (unsigned long)(s1.cache_hits - s0.cache_hits),
+         (unsigned long)(s1.cache_misses - s0.cache_misses), (unsigned long)(s1.lock_contended - s0.lock_contended),
+         100.0 * (double)(s1.lock_contended - s0.lock_contended) / (double)ops);
+}
+
 static void test_threads(int argc, char **argv) {
   if (argc > 2) iters = atoi(argv[2]);
+  if (argc > 3) churn_iters = atoi(argv[3]);
+  run_churn(1, "1 thread");
+  run_churn(2, "2 threads");
+  CHECK(bad_payloads == 0, "%d blocks handed out twice or failed", bad_payloads);
   zc_option_set(zc_option_purge_delay, 50);
   double r1 = run_threads(1);
   double rn = run_threads(NT);
