@@ -536,6 +536,29 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size) {
   return true;
 }
 
+void *zc_large_move(void *p, void *hdr, size_t new_size) {
+  region_t *r = hdr;
+  if (!live_block(r, p) || new_size > LARGE_MAX || (r->flags & F_FILE) || r->offset >= ZC_SEGMENT_SIZE) return NULL;
+  size_t old_map = r->map_size, offset = r->offset;
+  size_t want = page_round(class_bytes(class_ceil(offset + new_size)));
+  if (want <= old_map) return NULL; /* not a growth: resize in place serves it */
+  /* Unmark first: once moved, the old range may be mapped by anyone. p is live and the caller's, so no
+   * valid lookup of it can run meanwhile. */
+  zc_segmap_clear(r, old_map);
+  region_t *q = zc_os_move(r, old_map, want, ZC_SEGMENT_SIZE);
+  if (q == NULL) {
+    zc_segmap_set(r, old_map, ZC_MAP_LARGE);
+    return NULL;
+  }
+  q->magic = get_secret() ^ (uint64_t)(uintptr_t)q;
+  q->map_size = want;
+  q->cls = class_floor(want);
+  zc_segmap_set(q, want, ZC_MAP_LARGE);
+  STAT_ADD(mapped, want - old_map);
+  STAT_ADD(live_bytes, want - old_map);
+  return (char *)q + offset;
+}
+
 size_t zc_large_purge(bool force) {
   victims_t v = {NULL, NULL};
   uint64_t now = zc_os_clock_ns();

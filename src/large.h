@@ -28,8 +28,16 @@ void zc_large_free(void *p, void *hdr);
 /* Usable bytes of the block p in the region at hdr (0 if p is not a live block start). */
 size_t zc_large_usable(const void *p, const void *hdr);
 
-/* Grow or shrink in place if the region has room (returns true), else false: the caller copies. */
+/* Grow or shrink in place if the region has room (returns true), else false. A shrink always succeeds (the
+ * tail of the mapping is unmapped when it is a quarter of it or more); a growth extends the mapping when the
+ * address space after it is free. False also when p is not a live block start. */
 bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size);
+
+/* Grow a block that could not grow in place by moving its pages, without copying them, to a new mapping
+ * large enough for new_size bytes. Returns the new block (p and hdr are gone) with the same contents and
+ * at least the alignment p had up to 4 MiB; or NULL with nothing changed (file-backed regions, blocks
+ * aligned beyond 4 MiB, no address space): the caller copies. */
+void *zc_large_move(void *p, void *hdr, size_t new_size);
 
 /* Purge cached dirty regions: all of them if force, else those older than the purge delay. Returns the
  * number of bytes purged. */

@@ -89,6 +89,10 @@ bool zc_trylock(zc_lock_t *l);
  * multiples). False, with nothing changed, if the address range after it is not free. Counts as a mapping
  * for zc_os_fail_after. */
 bool zc_os_extend(void *p, size_t old_size, size_t new_size);
+/* Move the anonymous private mapping [p, p+old_size) to a new mapping of new_size bytes aligned to align,
+ * carrying its pages over without copying them (Linux mremap). Returns the new address (p is gone), or NULL
+ * with errno = ENOMEM and nothing changed. Counts as a mapping for zc_os_fail_after. */
+void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align);
 
 /* ---- inter-process (the zero-copy channel, layer 9) ----
  * Declared in the section below by the channel; implemented at the end of os_linux.c. */

@@ -279,4 +279,17 @@ bool zc_os_extend(void *p, size_t old_size, size_t new_size) {
   return mremap(p, old_size, new_size, 0) == p;
 }
 
+void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align) {
+  /* Reserve an aligned target first: MREMAP_FIXED replaces it atomically, and alignment is kept. */
+  void *target = map_aligned(new_size, align, -1);
+  if (target == NULL) return NULL;
+  void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  if (q == MAP_FAILED) {
+    munmap(target, new_size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return q;
+}
+
 /* ---- inter-process (the zero-copy channel, layer 9) ---- */

@@ -210,7 +210,7 @@ static void test_purge(bool background) {
   while (now_ms() < deadline) {
     if (!background) lfree(lalloc(100 * KiB, 16, false));
     s = stats();
-    if (s.cached_dirty < n && zc_os_rss() + 48 * MiB < rss_live) break;
+    if (s.cached_dirty < n && s.cached_clean >= n && zc_os_rss() + 48 * MiB < rss_live) break;
     usleep(20000);
   }
   uint64_t rss_purged = zc_os_rss();
@@ -225,7 +225,7 @@ static void test_purge(bool background) {
   while (now_ms() < deadline) {
     if (!background) lfree(lalloc(100 * KiB, 16, false));
     s = stats();
-    if (s.cached_clean < n) break;
+    if (s.cached_clean < n && s.mapped < n) break;
     usleep(50000);
   }
   CHECK(s.cached_clean < n, "clean region never unmapped: %lu cached clean", (unsigned long)s.cached_clean);
@@ -415,6 +415,32 @@ static void test_resize(void) {
   memset(p + 1 * MiB, 9, 5 * MiB);
   for (size_t i = 0; i < 1 * MiB; i += 4096) CHECK(p[i] == (unsigned char)(i >> 12), "data lost at %zu", i);
   CHECK(!zc_large_resize_in_place(p + 64, h, 1 * MiB), "resize of an interior pointer");
+  CHECK(zc_large_move(p + 64, h, 64 * MiB) == NULL, "move of an interior pointer");
+  /* block the address space right after the mapping: growth in place must fail, a move must work */
+  size_t u = zc_large_usable(p, h);
+  void *blocker = mmap(p + u, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  CHECK(blocker == p + u, "could not place a blocker after the region (%p)", blocker);
+  CHECK(!zc_large_resize_in_place(p, h, u + 1), "grew in place over a blocker");
+  uint64_t mapped_before = stats().mapped;
+  unsigned char *q = zc_large_move(p, h, 20 * MiB);
+  CHECK(q != NULL, "move failed");
+  if (q != NULL) {
+    void *hq = hdr_of(q);
+    CHECK(hq != NULL && hq != h && zc_large_usable(q, hq) >= 20 * MiB, "moved block: header %p usable %zu", hq,
+          hq ? zc_large_usable(q, hq) : 0);
+    CHECK(hdr_of(q + 20 * MiB - 1) == hq, "segment map of the moved block's end");
+    CHECK(hdr_of(p) != h, "old location still marked as the old region");
+    for (size_t i = 0; i < 1 * MiB; i += 4096) CHECK(q[i] == (unsigned char)(i >> 12), "moved data lost at %zu", i);
+    CHECK(q[1 * MiB] == 9 && q[6 * MiB - 1] == 9, "moved data lost in the grown part");
+    CHECK(stats().mapped > mapped_before, "mapped bytes after move");
+    memset(q + 6 * MiB, 5, 14 * MiB);
+    p = q;
+  }
+  munmap(blocker, 4096);
+  /* moving is refused for blocks aligned beyond 4 MiB (the caller copies) */
+  void *a8 = lalloc(1 * MiB, 8 * MiB, false);
+  CHECK(zc_large_move(a8, hdr_of(a8), 64 * MiB) == NULL, "moved an 8 MiB-aligned block");
+  lfree(a8);
   lfree(p);
   check_quiet_pool("resize");
 }
