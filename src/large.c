@@ -96,11 +96,50 @@ static int purger_state;
 static uint64_t secret; /* nonzero once initialised */
 
 static struct {
-  uint64_t live_regions, live_bytes, mapped, purged, hits, misses, contended;
+  uint64_t mapped, purged, contended;
 } st;
 
 #define STAT_ADD(f, n) __atomic_fetch_add(&st.f, (uint64_t)(n), __ATOMIC_RELAXED)
 #define STAT_SUB(f, n) __atomic_fetch_sub(&st.f, (uint64_t)(n), __ATOMIC_RELAXED)
+
+/* ---- front cache ----
+ * In front of the pool: NSHARD shards of FRONT_SLOTS slots, each shard on its own cache line with its
+ * counters. A thread gets a shard on its first call (round robin: up to NSHARD threads never share one).
+ * A slot holds one dirty region as a single word, base | class (the base is 4 MiB-aligned, so the low bits
+ * are free): a region goes in and out with one compare-and-swap, no lock, no clock read. Only regions of at
+ * most budget/8 / (NSHARD * FRONT_SLOTS) bytes go there (512 KiB with the default budget), so the front
+ * holds at most an eighth of the budget and the pool gets the rest. Aging: every purger pass (or inline
+ * policy run, at most every half delay) notes each slot's word; a word seen on three passes in a row (held
+ * for at least one purge delay) is taken out and purged into the pool's clean lists. */
+#define NSHARD 16u
+#define FRONT_SLOTS 4u
+#define FRONT_CLS_MASK ((uintptr_t)0xff)
+
+typedef struct front_s {
+  uintptr_t slot[FRONT_SLOTS];
+  int64_t live_regions, live_bytes; /* counted in the shard that allocates or frees: only sums mean anything */
+  uint64_t hits, misses;
+} __attribute__((aligned(64))) front_t;
+
+static front_t front[NSHARD];
+static struct {
+  uintptr_t word;
+  uint32_t passes;
+} front_seen[NSHARD * FRONT_SLOTS]; /* pool.lock */
+static uint64_t next_sweep;         /* inline policy: when the next front sweep is due (ns) */
+static unsigned front_next;
+static __thread unsigned front_mine; /* this thread's shard + 1; 0 until its first call */
+
+static front_t *my_front(void) {
+  unsigned i = front_mine;
+  if (unlikely(i == 0)) {
+    i = __atomic_fetch_add(&front_next, 1u, __ATOMIC_RELAXED) % NSHARD + 1u;
+    front_mine = i;
+  }
+  return &front[i - 1];
+}
+
+#define FSTAT_ADD(f, field, n) __atomic_fetch_add(&(f)->field, (n), __ATOMIC_RELAXED)
 
 /* ---- size classes of regions: c = 4*b + q covers (2^b, 2^(b+1)] in steps of 2^(b-2) ---- */
 
@@ -230,15 +269,21 @@ static void chain(region_t **head, region_t *r) {
   *head = r;
 }
 
-/* Over the byte budget: unmap oldest clean, then oldest dirty. Over the dirty budget: purge oldest dirty. */
+/* The budget split: the front holds at most budget/8 (its regions are at most front_max each); the pool
+ * holds the rest, of which at most budget/4 dirty. */
+static size_t front_max(size_t budget) { return budget / 8 / (NSHARD * FRONT_SLOTS); }
+static size_t pool_budget(size_t budget) { return budget - budget / 8; }
+
+/* Over the pool's budget: unmap oldest clean, then oldest dirty. Over the dirty budget: purge oldest dirty. */
 static void collect_over_budget(victims_t *v, size_t budget) {
-  while (pool.bytes[DIRTY] + pool.bytes[CLEAN] > budget) {
-    region_t *r = pool.age[CLEAN].head ? pool.age[CLEAN].head : pool.age[DIRTY].head;
+  region_t *r;
+  while (pool.bytes[DIRTY] + pool.bytes[CLEAN] > pool_budget(budget)) {
+    r = pool.age[CLEAN].head ? pool.age[CLEAN].head : pool.age[DIRTY].head;
+    if (r == NULL) break;
     cache_unlink(r);
     chain(&v->unmap, r);
   }
-  while (pool.bytes[DIRTY] > budget / 4) {
-    region_t *r = pool.age[DIRTY].head;
+  while (pool.bytes[DIRTY] > budget / 4 && (r = pool.age[DIRTY].head) != NULL) {
     cache_unlink(r);
     chain(&v->purge, r);
   }
@@ -263,6 +308,89 @@ static bool pool_due(uint64_t now) {
   uint64_t d = delay_ns();
   region_t *dr = pool.age[DIRTY].head, *cr = pool.age[CLEAN].head;
   return (dr && now - dr->stamp >= d) || (cr && now - cr->stamp >= clean_ttl_ns(d));
+}
+
+/* ---- front cache operations (no lock, except the sweep) ---- */
+
+/* Put r (BUSY) into a free slot of f; false if r does not qualify or the shard is full. */
+static bool front_put(front_t *f, region_t *r, size_t budget) {
+  if (r->map_size > front_max(budget) || r->map_size != class_bytes(r->cls)) return false;
+  uintptr_t w = (uintptr_t)r | r->cls;
+  r->flags |= F_RESIDENT;
+  __atomic_store_n(&r->state, ST_DIRTY, __ATOMIC_RELAXED); /* a double free from now on is reported */
+  for (unsigned i = 0; i < FRONT_SLOTS; i++) {
+    uintptr_t e = 0;
+    if (__atomic_load_n(&f->slot[i], __ATOMIC_RELAXED) == 0 &&
+        __atomic_compare_exchange_n(&f->slot[i], &e, w, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+      return true;
+  }
+  __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
+  return false;
+}
+
+/* Take a region of class c, else c+1, from f. */
+static region_t *front_take(front_t *f, unsigned c) {
+  for (unsigned want = c; want <= c + 1; want++) {
+    for (unsigned i = 0; i < FRONT_SLOTS; i++) {
+      uintptr_t w = __atomic_load_n(&f->slot[i], __ATOMIC_RELAXED);
+      if (w != 0 && (w & FRONT_CLS_MASK) == want &&
+          __atomic_compare_exchange_n(&f->slot[i], &w, 0, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        region_t *r = (region_t *)(w & ~FRONT_CLS_MASK);
+        __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
+        return r;
+      }
+    }
+  }
+  return NULL;
+}
+
+/* pool.lock held: take out the regions seen on three passes (all of them if force) for purging. */
+static void front_sweep(victims_t *v, bool force) {
+  for (unsigned i = 0; i < NSHARD * FRONT_SLOTS; i++) {
+    uintptr_t *slot = &front[i / FRONT_SLOTS].slot[i % FRONT_SLOTS];
+    uintptr_t w = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    if (w == 0) {
+      front_seen[i].word = 0;
+      continue;
+    }
+    if (!force) {
+      if (w != front_seen[i].word) {
+        front_seen[i].word = w;
+        front_seen[i].passes = 1;
+        continue;
+      }
+      if (++front_seen[i].passes < 3) continue;
+    }
+    front_seen[i].word = 0;
+    if (__atomic_compare_exchange_n(slot, &w, 0, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+      region_t *r = (region_t *)(w & ~FRONT_CLS_MASK);
+      __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
+      chain(&v->purge, r);
+    }
+  }
+}
+
+static size_t front_bytes(void) {
+  size_t n = 0;
+  for (unsigned i = 0; i < NSHARD * FRONT_SLOTS; i++) {
+    uintptr_t w = __atomic_load_n(&front[i / FRONT_SLOTS].slot[i % FRONT_SLOTS], __ATOMIC_RELAXED);
+    if (w != 0) n += class_bytes((unsigned)(w & FRONT_CLS_MASK));
+  }
+  return n;
+}
+
+static uint64_t sweep_period_ns(void) {
+  uint64_t p = delay_ns() / 2;
+  return p < 1000000u ? 1000000u : p;
+}
+
+/* The time policy when no purger thread runs (pool.lock held). */
+static void policy_locked(victims_t *v, uint64_t now) {
+  if (pool_due(now)) collect_due(v, now, false);
+  if (now >= next_sweep) {
+    front_sweep(v, false);
+    __atomic_store_n(&next_sweep, now + sweep_period_ns(), __ATOMIC_RELAXED);
+  }
 }
 
 /* ---- mapping, purging, unmapping (no lock held) ---- */
@@ -301,7 +429,7 @@ static size_t process_victims(victims_t *v) {
     pool_lock();
     for (r = done; r != NULL; r = next) {
       next = r->link[L_CLASS].next;
-      if (pool.bytes[DIRTY] + pool.bytes[CLEAN] + r->map_size > budget) chain(&over, r);
+      if (pool.bytes[DIRTY] + pool.bytes[CLEAN] + r->map_size > pool_budget(budget)) chain(&over, r);
       else cache_insert(r, CLEAN, now);
     }
     pool_unlock();
@@ -325,17 +453,16 @@ static void *purger_main(void *arg) {
   (void)arg;
   uint64_t idle_since = 0;
   for (;;) {
-    uint64_t d = delay_ns(), period = d / 2;
-    if (period < 1000000u) period = 1000000u;
-    zc_os_sleep_ns(period);
-    uint64_t now = zc_os_clock_ns();
+    zc_os_sleep_ns(sweep_period_ns());
+    uint64_t now = zc_os_clock_ns(), d = delay_ns();
     victims_t v = {NULL, NULL};
     pool_lock();
     collect_due(&v, now, false);
-    if (pool.count[DIRTY] + pool.count[CLEAN] == 0 && v.purge == NULL && v.unmap == NULL) {
+    front_sweep(&v, false);
+    if (pool.count[DIRTY] + pool.count[CLEAN] == 0 && front_bytes() == 0 && v.purge == NULL && v.unmap == NULL) {
       if (idle_since == 0) idle_since = now;
       else if (now - idle_since >= clean_ttl_ns(d)) { /* idle for long: exit; the next free restarts it */
-        purger_state = 0;
+        __atomic_store_n(&purger_state, 0, __ATOMIC_RELAXED);
         pool_unlock();
         return NULL;
       }
@@ -347,11 +474,49 @@ static void *purger_main(void *arg) {
   }
 }
 
+static void purger_start(void) {
+  bool start = false;
+  pool_lock();
+  if (purger_state == 0) {
+    __atomic_store_n(&purger_state, 1, __ATOMIC_RELAXED);
+    start = true;
+  }
+  pool_unlock();
+  if (start && !zc_os_thread_start(purger_main, NULL)) {
+    pool_lock();
+    __atomic_store_n(&purger_state, 2, __ATOMIC_RELAXED);
+    pool_unlock();
+  }
+}
+
+static bool want_purger(void) {
+  return __atomic_load_n(&purger_state, __ATOMIC_RELAXED) == 0 && zc_opt(zc_option_background) == 1 &&
+         delay_ns() > 0;
+}
+
+/* After a front-cache operation (which took no lock): start the purger if it should run, else run the
+ * inline policy when a sweep is due. */
+static void front_tick(void) {
+  if (likely(__atomic_load_n(&purger_state, __ATOMIC_RELAXED) == 1)) return;
+  if (want_purger()) {
+    purger_start();
+    return;
+  }
+  uint64_t now = zc_os_clock_ns();
+  if (now < __atomic_load_n(&next_sweep, __ATOMIC_RELAXED)) return;
+  victims_t v = {NULL, NULL};
+  pool_lock();
+  policy_locked(&v, now);
+  pool_unlock();
+  if (v.purge || v.unmap) process_victims(&v);
+}
+
 /* ---- public entry points ---- */
 
 /* Take a cached region able to hold class c: class c or c+1, dirty before clean. *from says which. */
 static region_t *cache_take(unsigned c, int *from, victims_t *v, uint64_t now, bool inline_policy) {
-  if (__atomic_load_n(&pool.count[DIRTY], __ATOMIC_RELAXED) + __atomic_load_n(&pool.count[CLEAN], __ATOMIC_RELAXED) == 0)
+  if (__atomic_load_n(&pool.count[DIRTY], __ATOMIC_RELAXED) + __atomic_load_n(&pool.count[CLEAN], __ATOMIC_RELAXED) == 0 &&
+      (!inline_policy || now < __atomic_load_n(&next_sweep, __ATOMIC_RELAXED)))
     return NULL;
   static const unsigned char order[4][2] = {{DIRTY, 0}, {DIRTY, 1}, {CLEAN, 0}, {CLEAN, 1}};
   region_t *r = NULL;
@@ -365,7 +530,7 @@ static region_t *cache_take(unsigned c, int *from, victims_t *v, uint64_t now, b
       cache_unlink(r);
     }
   }
-  if (inline_policy && pool_due(now)) collect_due(v, now, false);
+  if (inline_policy) policy_locked(v, now);
   pool_unlock();
   return r;
 }
@@ -386,18 +551,23 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
   if (need < MIN_REGION) need = MIN_REGION;
   unsigned c = class_ceil(need);
   uint64_t s = get_secret();
-  uint64_t now = zc_os_clock_ns();
-  victims_t v = {NULL, NULL};
+  front_t *f = my_front();
   int from = DIRTY;
-  region_t *r = cache_take(c, &from, &v, now, inline_policy());
-  if (v.purge || v.unmap) process_victims(&v);
+  region_t *r = front_take(f, c);
+  if (r != NULL) {
+    front_tick();
+  } else {
+    victims_t v = {NULL, NULL};
+    r = cache_take(c, &from, &v, zc_os_clock_ns(), inline_policy());
+    if (v.purge || v.unmap) process_victims(&v);
+  }
   bool fresh = r == NULL;
   if (fresh) {
     r = map_region(page_round(class_bytes(c)), s);
     if (r == NULL) return NULL;
-    STAT_ADD(misses, 1);
+    FSTAT_ADD(f, misses, 1);
   } else {
-    STAT_ADD(hits, 1);
+    FSTAT_ADD(f, hits, 1);
   }
   char *base = (char *)r;
   char *block = (char *)(((uintptr_t)base + HDR_SIZE + align - 1) & ~(uintptr_t)(align - 1));
@@ -410,8 +580,8 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
       if (block < first_end) memset(block, 0, size < (size_t)(first_end - block) ? size : (size_t)(first_end - block));
     }
   }
-  STAT_ADD(live_regions, 1);
-  STAT_ADD(live_bytes, r->map_size - r->offset);
+  FSTAT_ADD(f, live_regions, 1);
+  FSTAT_ADD(f, live_bytes, (int64_t)(r->map_size - r->offset));
   __atomic_store_n(&r->state, ST_LIVE, __ATOMIC_RELEASE);
   return block;
 }
@@ -429,6 +599,7 @@ static region_t *map_region(size_t map_size, uint64_t s) {
       victims_t v = {NULL, NULL};
       pool_lock();
       collect_over_budget(&v, 0);
+      front_sweep(&v, true);
       pool_unlock();
       if (v.purge == NULL && v.unmap == NULL) break;
       process_victims(&v);
@@ -470,29 +641,25 @@ void zc_large_free(void *p, void *hdr) {
     zc_error("double free of large block %p", p);
     return;
   }
-  STAT_SUB(live_regions, 1);
-  STAT_SUB(live_bytes, r->map_size - r->offset);
+  front_t *f = my_front();
+  FSTAT_ADD(f, live_regions, -1);
+  FSTAT_ADD(f, live_bytes, -(int64_t)(r->map_size - r->offset));
 
   size_t budget = cache_budget();
-  bool keep = r->map_size <= budget && r->cls < NCLASS; /* else unmapped at once */
+  if (front_put(f, r, budget)) {
+    front_tick();
+    return;
+  }
+  bool keep = r->map_size <= pool_budget(budget) && r->cls < NCLASS; /* else unmapped at once */
   uint64_t now = zc_os_clock_ns();
   victims_t v = {NULL, NULL};
-  bool start = false;
   pool_lock();
   if (keep) cache_insert(r, DIRTY, now);
   collect_over_budget(&v, budget); /* the budget may have been lowered since the last free */
-  if (keep && purger_state == 0 && zc_opt(zc_option_background) == 1 && delay_ns() > 0) {
-    purger_state = 1;
-    start = true;
-  }
-  if (purger_state != 1 && pool_due(now)) collect_due(&v, now, false);
+  if (inline_policy()) policy_locked(&v, now);
   pool_unlock();
   if (!keep) unmap_region(r);
-  if (start && !zc_os_thread_start(purger_main, NULL)) {
-    pool_lock();
-    purger_state = 2;
-    pool_unlock();
-  }
+  if (keep && want_purger()) purger_start();
   if (v.purge || v.unmap) process_victims(&v);
 }
 
@@ -520,7 +687,7 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size) {
       zc_os_free((char *)r + want, old_map - want);
       STAT_SUB(mapped, old_map - want);
       STAT_ADD(purged, old_map - want);
-      STAT_SUB(live_bytes, old_map - want);
+      FSTAT_ADD(my_front(), live_bytes, -(int64_t)(old_map - want));
     }
     return true;
   }
@@ -532,7 +699,7 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size) {
   r->map_size = want;
   r->cls = class_floor(want);
   STAT_ADD(mapped, want - old_map);
-  STAT_ADD(live_bytes, want - old_map);
+  FSTAT_ADD(my_front(), live_bytes, (int64_t)(want - old_map));
   return true;
 }
 
@@ -555,7 +722,7 @@ void *zc_large_move(void *p, void *hdr, size_t new_size) {
   q->cls = class_floor(want);
   zc_segmap_set(q, want, ZC_MAP_LARGE);
   STAT_ADD(mapped, want - old_map);
-  STAT_ADD(live_bytes, want - old_map);
+  FSTAT_ADD(my_front(), live_bytes, (int64_t)(want - old_map));
   return (char *)q + offset;
 }
 
@@ -564,19 +731,28 @@ size_t zc_large_purge(bool force) {
   uint64_t now = zc_os_clock_ns();
   pool_lock();
   collect_due(&v, now, force);
+  if (force) front_sweep(&v, true);
   pool_unlock();
   return process_victims(&v);
 }
 
 void zc_large_stats(zc_large_stats_t *out) {
-  out->live_regions = __atomic_load_n(&st.live_regions, __ATOMIC_RELAXED);
-  out->live_bytes = __atomic_load_n(&st.live_bytes, __ATOMIC_RELAXED);
-  out->cached_dirty = __atomic_load_n(&pool.bytes[DIRTY], __ATOMIC_RELAXED);
+  int64_t live_regions = 0, live_bytes = 0;
+  uint64_t hits = 0, misses = 0;
+  for (unsigned i = 0; i < NSHARD; i++) {
+    live_regions += __atomic_load_n(&front[i].live_regions, __ATOMIC_RELAXED);
+    live_bytes += __atomic_load_n(&front[i].live_bytes, __ATOMIC_RELAXED);
+    hits += __atomic_load_n(&front[i].hits, __ATOMIC_RELAXED);
+    misses += __atomic_load_n(&front[i].misses, __ATOMIC_RELAXED);
+  }
+  out->live_regions = live_regions > 0 ? (uint64_t)live_regions : 0;
+  out->live_bytes = live_bytes > 0 ? (uint64_t)live_bytes : 0;
+  out->cached_dirty = __atomic_load_n(&pool.bytes[DIRTY], __ATOMIC_RELAXED) + front_bytes();
   out->cached_clean = __atomic_load_n(&pool.bytes[CLEAN], __ATOMIC_RELAXED);
   out->mapped = __atomic_load_n(&st.mapped, __ATOMIC_RELAXED);
   out->purged = __atomic_load_n(&st.purged, __ATOMIC_RELAXED);
-  out->cache_hits = __atomic_load_n(&st.hits, __ATOMIC_RELAXED);
-  out->cache_misses = __atomic_load_n(&st.misses, __ATOMIC_RELAXED);
+  out->cache_hits = hits;
+  out->cache_misses = misses;
   out->lock_contended = __atomic_load_n(&st.contended, __ATOMIC_RELAXED);
 }
 

@@ -79,9 +79,10 @@ static void test_sizes(void) {
       CHECK(h != NULL && (uintptr_t)h < (uintptr_t)p, "no header for %p", (void *)p);
       size_t u = zc_large_usable(p, h);
       CHECK(u >= n, "usable %zu < request %zu (align %zu)", u, n, a);
-      /* waste bound: the mapping exceeds header + alignment + request by at most a quarter (+ a page) */
-      size_t lead = a > 128 ? a : 128;
-      CHECK(u <= (lead + n) + (lead + n) / 4 + 4096, "usable %zu too large for %zu (align %zu)", u, n, a);
+      /* waste bound: the mapping is of the request's class (at most a quarter above header + alignment +
+       * request) or, from the cache, of the next class */
+      size_t lead = a > 128 ? a : 128, cls = (lead + n) + (lead + n) / 4;
+      CHECK(u <= cls + cls / 4 + 4096, "usable %zu too large for %zu (align %zu)", u, n, a);
       p[0] = 1;
       p[n / 2] = 2;
       p[n - 1] = 3;
@@ -232,6 +233,64 @@ static void test_purge(bool background) {
   CHECK(s.mapped < n, "mapped %lu after the clean TTL", (unsigned long)s.mapped);
   CHECK(hdr_of(p) == NULL, "segment map still marks the unmapped region");
   check_quiet_pool("purge");
+}
+
+/* ---- the front cache (per-thread shards of small regions) ---- */
+static void *front_thread(void *arg) {
+  char *p = lalloc(256 * KiB, 16, false);
+  memset(p, 0x77, 256 * KiB);
+  lfree(p); /* into this thread's shard; the thread then exits */
+  *(char **)arg = p;
+  return NULL;
+}
+
+static void test_front(bool background) {
+  zc_option_set(zc_option_background, background);
+  zc_option_set(zc_option_purge_delay, 200);
+  enum { N = 6 };
+  size_t n = 256 * KiB;
+  char *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = lalloc(n, 16, false);
+    memset(p[i], i + 1, n);
+  }
+  size_t map = zc_large_usable(p[0], hdr_of(p[0])) + 128; /* the mapping: header + usable */
+  uint64_t t0 = now_ms();
+  for (int i = 0; i < N; i++) lfree(p[i]);
+  zc_large_stats_t s = stats();
+  if (now_ms() - t0 < 150) CHECK(s.cached_dirty == N * map, "dirty %lu, want %zu", (unsigned long)s.cached_dirty, N * map);
+  uint64_t misses = s.cache_misses;
+  char *q = lalloc(n, 16, true);
+  int mine = 0;
+  for (int i = 0; i < N; i++) mine |= q == p[i];
+  CHECK(mine && stats().cache_misses == misses, "front reuse: %p is not a freed region or missed", (void *)q);
+  CHECK(all_zero((unsigned char *)q, n), "zero=true from the front cache");
+  lfree(q);
+  /* a thread that frees into its own shard and exits: its region is not lost */
+  char *theirs = NULL;
+  pthread_t t;
+  pthread_create(&t, NULL, front_thread, &theirs);
+  pthread_join(t, NULL);
+  /* aging: within a few seconds every cached region is purged into the pool's clean lists */
+  uint64_t deadline = now_ms() + 5000;
+  while (now_ms() < deadline) {
+    if (!background) lfree(lalloc(2 * MiB, 16, false)); /* inline policy needs traffic */
+    s = stats();
+    if (getenv("DBG")) fprintf(stderr, "t=%lu dirty %lu clean %lu mapped %lu\n", (unsigned long)(now_ms() - t0), (unsigned long)s.cached_dirty, (unsigned long)s.cached_clean, (unsigned long)s.mapped);
+    if (s.cached_clean >= N * map) break;
+    usleep(20000);
+  }
+  CHECK(s.cached_clean >= N * map, "front regions not purged: clean %lu dirty %lu, want clean >= %zu",
+        (unsigned long)s.cached_clean, (unsigned long)s.cached_dirty, N * map);
+  /* a forced purge (malloc_trim) empties the front at once */
+  char *r = lalloc(n, 16, false);
+  memset(r, 1, n);
+  lfree(r);
+  CHECK(stats().cached_dirty >= map, "freed region not cached dirty");
+  CHECK(zc_large_purge(true) >= map - 4096, "forced purge released too little");
+  s = stats();
+  CHECK(s.cached_dirty == 0, "dirty after forced purge: %lu", (unsigned long)s.cached_dirty);
+  check_quiet_pool("front");
 }
 
 /* ---- budget ---- */
@@ -543,8 +602,9 @@ static double run_threads(int nt) {
 
 /* Pool contention: alloc/free pairs that touch one word each (the allocator's own cost, not page faults). */
 static int churn_iters = 200000;
+static const size_t *churn_sizes;
 static void *churner(void *arg) {
-  static const size_t sz[4] = {96 * KiB, 200 * KiB, 1 * MiB, 3 * MiB};
+  const size_t *sz = churn_sizes;
   uint64_t s = (uintptr_t)arg * 0x2545f4914f6cdd1du + 7, tag = (uintptr_t)arg << 40;
   uint64_t *held[4] = {0};
   for (int i = 0; i < churn_iters; i++) {
@@ -564,8 +624,9 @@ static void *churner(void *arg) {
   return NULL;
 }
 
-static void run_churn(int nt, const char *label) {
+static void run_churn(int nt, const char *label, const size_t *sizes) {
   pthread_t t[NT];
+  churn_sizes = sizes;
   zc_large_stats_t s0 = stats();
   uint64_t t0 = zc_os_clock_ns();
   for (int i = 0; i < nt; i++) pthread_create(&t[i], NULL, churner, (void *)(uintptr_t)(i + 1));
@@ -582,8 +643,12 @@ static void run_churn(int nt, const char *label) {
 static void test_threads(int argc, char **argv) {
   if (argc > 2) iters = atoi(argv[2]);
   if (argc > 3) churn_iters = atoi(argv[3]);
-  run_churn(1, "1 thread");
-  run_churn(2, "2 threads");
+  static const size_t front_sizes[4] = {96 * KiB, 200 * KiB, 300 * KiB, 400 * KiB};
+  static const size_t pool_sizes[4] = {1 * MiB, 1536 * KiB, 2 * MiB, 3 * MiB};
+  run_churn(1, "front (<= 400 KiB)", front_sizes);
+  run_churn(2, "front (<= 400 KiB)", front_sizes);
+  run_churn(1, "pool (1-3 MiB)", pool_sizes);
+  run_churn(2, "pool (1-3 MiB)", pool_sizes);
   CHECK(bad_payloads == 0, "%d blocks handed out twice or failed", bad_payloads);
   zc_option_set(zc_option_purge_delay, 50);
   double r1 = run_threads(1);
@@ -607,6 +672,8 @@ int main(int argc, char **argv) {
   else if (!strcmp(c, "purge_background")) test_purge(true);
   else if (!strcmp(c, "purge_inline")) test_purge(false);
   else if (!strcmp(c, "budget")) test_budget();
+  else if (!strcmp(c, "front_background")) test_front(true);
+  else if (!strcmp(c, "front_inline")) test_front(false);
   else if (!strcmp(c, "bad_free")) test_bad_free();
   else if (!strcmp(c, "fail")) test_fail();
   else if (!strcmp(c, "file")) test_file();
@@ -614,8 +681,8 @@ int main(int argc, char **argv) {
   else if (!strcmp(c, "fork")) test_fork();
   else if (!strcmp(c, "threads")) test_threads(argc, argv);
   else {
-    fprintf(stderr, "usage: test_large sizes|reuse|zero|purge_background|purge_inline|budget|bad_free|fail|file|"
-                    "resize|fork|threads [iterations]\n");
+    fprintf(stderr, "usage: test_large sizes|reuse|zero|purge_background|purge_inline|front_background|"
+                    "front_inline|budget|bad_free|fail|file|resize|fork|threads [iterations [churn iterations]]\n");
     return 2;
   }
   if (failures) fprintf(stderr, "test_large %s: %d failures\n", c, failures);
