@@ -1,33 +1,37 @@
 /* Layer 6, large objects: blocks above ZC_SMALL_MAX and blocks whose alignment a page of size classes
  * cannot give. Each block lives alone in a region: one OS mapping, 4 MiB-aligned so the segment map can
  * describe it, with a 128-byte header at its base and the user block right after it (rounded up to the
- * requested alignment). Regions are sized in classes, four per doubling (so a mapping exceeds the request
- * by at most 25%, and the pages of that tail that are never touched cost no memory).
+ * requested alignment). Regions are sized in classes, four per doubling (so a mapping exceeds header +
+ * alignment + request by at most 25%, and the pages of that tail that are never touched cost no memory).
  *
- * Freed regions are kept in one global pool, by class, in two lists per class:
- *   dirty  still resident; reused first, most recently freed first (its pages are likely still in cache);
- *   clean  purged (zc_os_purge from the second page on); reused after dirty.
- * A request takes a region of its class or the next one (dirty first, then clean), or maps a new one.
- * Two age lists (oldest first) drive the policy: a dirty region older than the purge delay is purged and
- * becomes clean; a clean region unused for max(10 x delay, 1 s) is unmapped; the cache never holds more
- * than ZCMEM_LARGE_CACHE bytes (oldest clean unmapped first, then oldest dirty) nor more than a quarter of
- * that dirty (oldest dirty purged at once). The time policy runs on a background thread started on the
- * first free into the pool (ZCMEM_BACKGROUND=1), else inline on allocations and frees.
- * File-backed regions (ZCMEM_LARGE_FILE=1) are never purged (MADV_DONTNEED does not free the pages of a
- * shared file mapping): where an anonymous region would be purged, they are unmapped.
+ * Freed regions are cached at two levels:
+ *   front  per-thread shards of a few lock-free slots for small regions (see "front cache" below);
+ *   pool   one global pool, by class, two lists per class:
+ *            dirty  still resident; reused first, most recently freed first (likely still in cache);
+ *            clean  purged (zc_os_purge from the second page on); reused after dirty.
+ * A request takes a region of its class or the next one (front, then pool dirty, then pool clean), or maps
+ * a new one. Policy: a dirty region cached for longer than the purge delay is purged and becomes clean; a
+ * clean region unused for max(10 x delay, 1 s) is unmapped. Budget (ZCMEM_LARGE_CACHE = B): the front
+ * holds at most B/8, the pool at most B - B/8 (oldest clean unmapped first, then oldest dirty) of which at
+ * most B/4 dirty (oldest dirty purged at once); so at most B cached and 3B/8 resident. The time policy runs
+ * on a background thread started on the first free into the cache (ZCMEM_BACKGROUND=1), else inline on
+ * allocations and frees. File-backed regions (ZCMEM_LARGE_FILE=1) are never purged (MADV_DONTNEED does not
+ * free the pages of a shared file mapping): where an anonymous region would be purged, it is unmapped.
  *
  * Invariants:
  *  - a region's chunks are marked ZC_MAP_LARGE (+ back entries) from the moment its header is written to
- *    just before it is unmapped: the entry is always cleared before the munmap, so a chunk the map calls
- *    ours always has its header mapped;
+ *    just before it is unmapped (or moved): the entry is cleared before the munmap, so a chunk the map
+ *    calls ours always has its header mapped;
  *  - the header page is never purged, so validating a pointer never faults;
- *  - a region is in exactly one state: LIVE (handed out, in no list), DIRTY or CLEAN (in the class list
- *    and the age list of that state), or BUSY (off every list, owned by the one thread that is freeing,
- *    purging or unmapping it). Only the LIVE -> BUSY step of free races, and it is a compare-and-swap.
+ *  - a region is in exactly one state: LIVE (handed out), DIRTY (in one front slot, or in the pool's dirty
+ *    class and age lists), CLEAN (in the pool's clean lists), or BUSY (in no slot or list, owned by the one
+ *    thread that is allocating, freeing, purging or unmapping it). Every change of owner is a
+ *    compare-and-swap (LIVE -> BUSY in free, slot word -> 0 in the front) or happens under pool.lock.
  *
- * Locking: pool.lock protects the lists and pool.bytes/count. It is a leaf (nothing else is locked while it
- * is held) and it is never held across mmap, munmap, madvise or memset: regions are taken off the lists
- * (BUSY) under the lock, and worked on after it is released.
+ * Locking: pool.lock protects the pool's lists, pool.bytes/count and front_seen. It is a leaf (nothing
+ * else is locked while it is held) and it is never held across mmap, munmap, madvise or memset: regions
+ * are taken off the lists (BUSY) under the lock, and worked on after it is released. The front takes no
+ * lock.
  */
 #include "large.h"
 #include "options.h"
@@ -90,7 +94,7 @@ static struct {
 } pool;
 
 /* Purger thread: 0 not running, 1 running, 2 could not start (the policy runs inline). Changed under
- * pool.lock. */
+ * pool.lock (atomic stores: read without it). */
 static int purger_state;
 
 static uint64_t secret; /* nonzero once initialised */
@@ -477,7 +481,7 @@ static void *purger_main(void *arg) {
 static void purger_start(void) {
   bool start = false;
   pool_lock();
-  if (purger_state == 0) {
+  if (__atomic_load_n(&purger_state, __ATOMIC_RELAXED) == 0) {
     __atomic_store_n(&purger_state, 1, __ATOMIC_RELAXED);
     start = true;
   }
@@ -767,5 +771,5 @@ void zc_large_fork_parent(void) { zc_unlock(&pool.lock); }
  * the pool: address space, not memory. */
 void zc_large_fork_child(void) {
   zc_lock_init(&pool.lock);
-  if (purger_state == 1) purger_state = 0;
+  if (__atomic_load_n(&purger_state, __ATOMIC_RELAXED) == 1) __atomic_store_n(&purger_state, 0, __ATOMIC_RELAXED);
 }

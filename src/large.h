@@ -1,9 +1,9 @@
 /* Layer 6, large objects: requests above ZC_SMALL_MAX (64 KiB) and any request whose alignment a page of
  * size classes cannot give. Each large object is a region with a small header at its base; freed regions
- * are cached by size class (four per doubling, page-granular) in a global pool split into dirty (still
- * resident, reused first) and clean (purged) lists, bounded by ZCMEM_LARGE_CACHE; a background purger
- * moves dirty regions to clean after ZCMEM_PURGE_DELAY; ZCMEM_LARGE_FILE backs new regions with an
- * unlinked file so the OS can page them out without swap.
+ * are cached by size class (four per doubling, page-granular) in small per-thread front caches and a
+ * global pool split into dirty (still resident, reused first) and clean (purged) lists, bounded by
+ * ZCMEM_LARGE_CACHE; a background purger moves dirty regions to clean after ZCMEM_PURGE_DELAY;
+ * ZCMEM_LARGE_FILE backs new regions with an unlinked file so the OS can page them out without swap.
  *
  * Includes: os.h, segmap.h, options.h. Never the heap layer: the public API calls down into this.
  *
@@ -22,7 +22,8 @@
 void *zc_large_alloc(size_t size, size_t align, bool zero);
 
 /* Free a block returned by zc_large_alloc; hdr is the region base found through the segment map.
- * A pointer that is not the block's start, or a region already free, is reported (zc_error) and ignored. */
+ * A pointer that is not the block's start, or a region already free, is reported (zc_error) and ignored.
+ * May start the background purger thread (first free into the cache, ZCMEM_BACKGROUND=1). */
 void zc_large_free(void *p, void *hdr);
 
 /* Usable bytes of the block p in the region at hdr (0 if p is not a live block start). */
@@ -39,8 +40,8 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size);
  * aligned beyond 4 MiB, no address space): the caller copies. */
 void *zc_large_move(void *p, void *hdr, size_t new_size);
 
-/* Purge cached dirty regions: all of them if force, else those older than the purge delay. Returns the
- * number of bytes purged. */
+/* Purge cached dirty regions: all of them (front caches included) if force, else those older than the
+ * purge delay; also unmaps clean regions unused for long. Returns the number of resident bytes released. */
 size_t zc_large_purge(bool force);
 
 typedef struct zc_large_stats_s {

@@ -1,8 +1,10 @@
 /* Tests of the large-region layer (src/large.c) against its contract in src/large.h: sizes and alignments,
- * segment-map lookups, cache reuse, zeroing, the purge policy (background thread and inline), the cache
- * budget, bad frees, mmap failure, file-backed regions, in-place resize, fork, and threads.
+ * segment-map lookups, cache reuse, zeroing, the purge policy (background thread and inline), the front
+ * cache, the cache budget, bad frees, mmap failure, file-backed regions, resize in place and by moving,
+ * fork, and threads (payload checks, cross-thread frees; prints pool-lock contention figures).
  *
- * Usage: test_large <case>   (each case runs in its own process: options are set at its start)
+ * Usage: test_large <case> [iterations [churn iterations]]   (each case runs in its own process: options
+ * are set at its start). Polls with deadlines where it waits for the purge policy, never a fixed sleep.
  */
 #define _GNU_SOURCE
 #include "large.h"
@@ -276,7 +278,6 @@ static void test_front(bool background) {
   while (now_ms() < deadline) {
     if (!background) lfree(lalloc(2 * MiB, 16, false)); /* inline policy needs traffic */
     s = stats();
-    if (getenv("DBG")) fprintf(stderr, "t=%lu dirty %lu clean %lu mapped %lu\n", (unsigned long)(now_ms() - t0), (unsigned long)s.cached_dirty, (unsigned long)s.cached_clean, (unsigned long)s.mapped);
     if (s.cached_clean >= N * map) break;
     usleep(20000);
   }
