@@ -112,9 +112,10 @@ static struct {
  * A slot holds one dirty region as a single word, base | class (the base is 4 MiB-aligned, so the low bits
  * are free): a region goes in and out with one compare-and-swap, no lock, no clock read. Only regions of at
  * most budget/8 / (NSHARD * FRONT_SLOTS) bytes go there (512 KiB with the default budget), so the front
- * holds at most an eighth of the budget and the pool gets the rest. Aging: every purger pass (or inline
- * policy run, at most every half delay) notes each slot's word; a word seen on three passes in a row (held
- * for at least one purge delay) is taken out and purged into the pool's clean lists. */
+ * holds at most an eighth of the budget and the pool gets the rest. Aging: every sweep (purger pass,
+ * zc_large_purge, or inline policy run at most every half delay) notes each slot's word and when it first
+ * saw it; a word still there a purge delay later is taken out and purged into the pool's clean lists. A
+ * word that left and came back between two sweeps looks older than it is: it is purged early, harmlessly. */
 #define NSHARD 16u
 #define FRONT_SLOTS 4u
 #define FRONT_CLS_MASK ((uintptr_t)0xff)
@@ -127,8 +128,8 @@ typedef struct front_s {
 
 static front_t front[NSHARD];
 static struct {
-  uintptr_t word;
-  uint32_t passes;
+  uintptr_t word;  /* the slot's word when a sweep first saw it */
+  uint64_t since;  /* ns: that sweep's time */
 } front_seen[NSHARD * FRONT_SLOTS]; /* pool.lock */
 static uint64_t next_sweep;         /* inline policy: when the next front sweep is due (ns) */
 static unsigned front_next;
@@ -348,8 +349,9 @@ static region_t *front_take(front_t *f, unsigned c) {
   return NULL;
 }
 
-/* pool.lock held: take out the regions seen on three passes (all of them if force) for purging. */
-static void front_sweep(victims_t *v, bool force) {
+/* pool.lock held: take out for purging the regions seen for a purge delay (all of them if force). */
+static void front_sweep(victims_t *v, uint64_t now, bool force) {
+  uint64_t d = delay_ns();
   for (unsigned i = 0; i < NSHARD * FRONT_SLOTS; i++) {
     uintptr_t *slot = &front[i / FRONT_SLOTS].slot[i % FRONT_SLOTS];
     uintptr_t w = __atomic_load_n(slot, __ATOMIC_RELAXED);
@@ -360,10 +362,10 @@ static void front_sweep(victims_t *v, bool force) {
     if (!force) {
       if (w != front_seen[i].word) {
         front_seen[i].word = w;
-        front_seen[i].passes = 1;
+        front_seen[i].since = now;
         continue;
       }
-      if (++front_seen[i].passes < 3) continue;
+      if (now - front_seen[i].since < d) continue;
     }
     front_seen[i].word = 0;
     if (__atomic_compare_exchange_n(slot, &w, 0, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
@@ -392,7 +394,7 @@ static uint64_t sweep_period_ns(void) {
 static void policy_locked(victims_t *v, uint64_t now) {
   if (pool_due(now)) collect_due(v, now, false);
   if (now >= next_sweep) {
-    front_sweep(v, false);
+    front_sweep(v, now, false);
     __atomic_store_n(&next_sweep, now + sweep_period_ns(), __ATOMIC_RELAXED);
   }
 }
@@ -462,7 +464,7 @@ static void *purger_main(void *arg) {
     victims_t v = {NULL, NULL};
     pool_lock();
     collect_due(&v, now, false);
-    front_sweep(&v, false);
+    front_sweep(&v, now, false);
     if (pool.count[DIRTY] + pool.count[CLEAN] == 0 && front_bytes() == 0 && v.purge == NULL && v.unmap == NULL) {
       if (idle_since == 0) idle_since = now;
       else if (now - idle_since >= clean_ttl_ns(d)) { /* idle for long: exit; the next free restarts it */
@@ -603,7 +605,7 @@ static region_t *map_region(size_t map_size, uint64_t s) {
       victims_t v = {NULL, NULL};
       pool_lock();
       collect_over_budget(&v, 0);
-      front_sweep(&v, true);
+      front_sweep(&v, 0, true);
       pool_unlock();
       if (v.purge == NULL && v.unmap == NULL) break;
       process_victims(&v);
@@ -735,7 +737,7 @@ size_t zc_large_purge(bool force) {
   uint64_t now = zc_os_clock_ns();
   pool_lock();
   collect_due(&v, now, force);
-  if (force) front_sweep(&v, true);
+  front_sweep(&v, now, force);
   pool_unlock();
   return process_victims(&v);
 }
