@@ -107,44 +107,67 @@ static struct {
 #define STAT_SUB(f, n) __atomic_fetch_sub(&st.f, (uint64_t)(n), __ATOMIC_RELAXED)
 
 /* ---- front cache ----
- * In front of the pool: NSHARD shards of FRONT_SLOTS slots, each shard on its own cache line with its
- * counters. A thread gets a shard on its first call (round robin: up to NSHARD threads never share one).
+ * In front of the pool: NSHARD shards owned by one thread each, plus one shared shard for the threads that
+ * find none free; each on its own cache line with its counters. A thread claims a shard on its first call
+ * and gives it back in zc_large_thread_exit (regions cached in it stay, for the next owner or the purger).
  * A slot holds one dirty region as a single word, base | class (the base is 4 MiB-aligned, so the low bits
- * are free): a region goes in and out with one compare-and-swap, no lock, no clock read. Only regions of at
- * most budget/8 / (NSHARD * FRONT_SLOTS) bytes go there (512 KiB with the default budget), so the front
- * holds at most an eighth of the budget and the pool gets the rest. Aging: every sweep (purger pass,
- * zc_large_purge, or inline policy run at most every half delay) notes each slot's word and when it first
- * saw it; a word still there a purge delay later is taken out and purged into the pool's clean lists. A
- * word that left and came back between two sweeps looks older than it is: it is purged early, harmlessly. */
+ * are free): a region goes in and out with one compare-and-swap (the purger may take it concurrently), no
+ * lock, no clock read. An owned shard's counters are updated without atomic read-modify-writes (only its
+ * owner writes them); the shared shard's with them. A shard holds at most budget/8 / (NSHARD + 1) bytes
+ * (about 2 MiB with the default budget, so regions up to that size use the front): the front holds at most
+ * an eighth of the budget and the pool gets the rest. Aging: every sweep (purger pass, zc_large_purge, or
+ * inline policy run at most every half delay) notes each slot's word and when it first saw it; a word
+ * still there a purge delay later is taken out and purged into the pool's clean lists. A word that left
+ * and came back between two sweeps looks older than it is: it is purged early, harmlessly. */
 #define NSHARD 16u
+#define NFRONT (NSHARD + 1u) /* front[NSHARD] is the shared shard */
 #define FRONT_SLOTS 4u
 #define FRONT_CLS_MASK ((uintptr_t)0xff)
 
 typedef struct front_s {
   uintptr_t slot[FRONT_SLOTS];
-  int64_t live_regions, live_bytes; /* counted in the shard that allocates or frees: only sums mean anything */
-  uint64_t hits, misses;
+  /* Counted in the shard of the thread that allocates or frees (only sums over shards mean anything):
+   * live regions = allocs - frees, hits = allocs - misses; live_bytes wraps (a signed sum). */
+  uint64_t allocs, frees, misses, live_bytes;
 } __attribute__((aligned(64))) front_t;
 
-static front_t front[NSHARD];
+static front_t front[NFRONT];
+static bool front_owned[NSHARD]; /* claimed with compare-and-swap, released by the owner */
 static struct {
-  uintptr_t word;  /* the slot's word when a sweep first saw it */
-  uint64_t since;  /* ns: that sweep's time */
-} front_seen[NSHARD * FRONT_SLOTS]; /* pool.lock */
+  uintptr_t word; /* the slot's word when a sweep first saw it */
+  uint64_t since; /* ns: that sweep's time */
+} front_seen[NFRONT * FRONT_SLOTS]; /* pool.lock */
 static uint64_t next_sweep;         /* inline policy: when the next front sweep is due (ns) */
-static unsigned front_next;
-static __thread unsigned front_mine; /* this thread's shard + 1; 0 until its first call */
+static __thread front_t *front_mine; /* this thread's shard; NULL until its first call */
 
 static front_t *my_front(void) {
-  unsigned i = front_mine;
-  if (unlikely(i == 0)) {
-    i = __atomic_fetch_add(&front_next, 1u, __ATOMIC_RELAXED) % NSHARD + 1u;
-    front_mine = i;
+  front_t *f = front_mine;
+  if (likely(f != NULL)) return f;
+  f = &front[NSHARD];
+  for (unsigned i = 0; i < NSHARD; i++) {
+    bool expect = false;
+    if (!__atomic_load_n(&front_owned[i], __ATOMIC_RELAXED) &&
+        __atomic_compare_exchange_n(&front_owned[i], &expect, true, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+      f = &front[i];
+      break;
+    }
   }
-  return &front[i - 1];
+  front_mine = f;
+  return f;
 }
 
-#define FSTAT_ADD(f, field, n) __atomic_fetch_add(&(f)->field, (n), __ATOMIC_RELAXED)
+void zc_large_thread_exit(void) {
+  front_t *f = front_mine;
+  front_mine = NULL;
+  if (f != NULL && f != &front[NSHARD]) __atomic_store_n(&front_owned[f - front], false, __ATOMIC_RELEASE);
+}
+
+/* Add n (two's complement for a decrement) to a counter of f. */
+static inline void fstat(front_t *f, uint64_t *field, uint64_t n) {
+  if (unlikely(f == &front[NSHARD])) __atomic_fetch_add(field, n, __ATOMIC_RELAXED);
+  else __atomic_store_n(field, __atomic_load_n(field, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+#define FSTAT_ADD(f, field, n) fstat((f), &(f)->field, (uint64_t)(n))
 
 /* ---- size classes of regions: c = 4*b + q covers (2^b, 2^(b+1)] in steps of 2^(b-2) ---- */
 
@@ -274,9 +297,9 @@ static void chain(region_t **head, region_t *r) {
   *head = r;
 }
 
-/* The budget split: the front holds at most budget/8 (its regions are at most front_max each); the pool
- * holds the rest, of which at most budget/4 dirty. */
-static size_t front_max(size_t budget) { return budget / 8 / (NSHARD * FRONT_SLOTS); }
+/* The budget split: the front holds at most budget/8 (a shard at most front_max); the pool holds the rest,
+ * of which at most budget/4 dirty. */
+static size_t front_max(size_t budget) { return budget / 8 / NFRONT; }
 static size_t pool_budget(size_t budget) { return budget - budget / 8; }
 
 /* Over the pool's budget: unmap oldest clean, then oldest dirty. Over the dirty budget: purge oldest dirty. */
@@ -317,20 +340,38 @@ static bool pool_due(uint64_t now) {
 
 /* ---- front cache operations (no lock, except the sweep) ---- */
 
-/* Put r (BUSY) into a free slot of f; false if r does not qualify or the shard is full. */
-static bool front_put(front_t *f, region_t *r, size_t budget) {
-  if (r->map_size > front_max(budget) || r->map_size != class_bytes(r->cls)) return false;
+/* Put r (BUSY) into a slot of f, so that the most recently freed regions are the ones in the front.
+ * Returns r if it does not qualify (the caller puts it in the pool), NULL if it went into an empty slot,
+ * or the older region (now BUSY) it displaced, which the caller puts in the pool instead. Two threads that
+ * share a shard may together overshoot its byte cap by one region each: a bounded, transient excess. */
+static region_t *front_put(front_t *f, region_t *r, size_t budget) {
+  size_t cap = front_max(budget), held = r->map_size;
+  if (held > cap || r->map_size != class_bytes(r->cls)) return r;
+  uintptr_t ws[FRONT_SLOTS];
+  for (unsigned i = 0; i < FRONT_SLOTS; i++) {
+    ws[i] = __atomic_load_n(&f->slot[i], __ATOMIC_RELAXED);
+    if (ws[i] != 0) held += class_bytes((unsigned)(ws[i] & FRONT_CLS_MASK));
+  }
   uintptr_t w = (uintptr_t)r | r->cls;
   r->flags |= F_RESIDENT;
   __atomic_store_n(&r->state, ST_DIRTY, __ATOMIC_RELAXED); /* a double free from now on is reported */
-  for (unsigned i = 0; i < FRONT_SLOTS; i++) {
+  for (unsigned i = 0; i < FRONT_SLOTS; i++) { /* an empty slot, if the shard has room */
     uintptr_t e = 0;
-    if (__atomic_load_n(&f->slot[i], __ATOMIC_RELAXED) == 0 &&
+    if (held <= cap && ws[i] == 0 &&
         __atomic_compare_exchange_n(&f->slot[i], &e, w, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-      return true;
+      return NULL;
+  }
+  for (unsigned i = 0; i < FRONT_SLOTS; i++) { /* else displace a region whose room suffices */
+    uintptr_t old = ws[i];
+    if (old != 0 && held - class_bytes((unsigned)(old & FRONT_CLS_MASK)) <= cap &&
+        __atomic_compare_exchange_n(&f->slot[i], &old, w, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+      region_t *out = (region_t *)(old & ~FRONT_CLS_MASK);
+      __atomic_store_n(&out->state, ST_BUSY, __ATOMIC_RELAXED);
+      return out;
+    }
   }
   __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
-  return false;
+  return r;
 }
 
 /* Take a region of class c, else c+1, from f. */
@@ -352,7 +393,7 @@ static region_t *front_take(front_t *f, unsigned c) {
 /* pool.lock held: take out for purging the regions seen for a purge delay (all of them if force). */
 static void front_sweep(victims_t *v, uint64_t now, bool force) {
   uint64_t d = delay_ns();
-  for (unsigned i = 0; i < NSHARD * FRONT_SLOTS; i++) {
+  for (unsigned i = 0; i < NFRONT * FRONT_SLOTS; i++) {
     uintptr_t *slot = &front[i / FRONT_SLOTS].slot[i % FRONT_SLOTS];
     uintptr_t w = __atomic_load_n(slot, __ATOMIC_RELAXED);
     if (w == 0) {
@@ -378,7 +419,7 @@ static void front_sweep(victims_t *v, uint64_t now, bool force) {
 
 static size_t front_bytes(void) {
   size_t n = 0;
-  for (unsigned i = 0; i < NSHARD * FRONT_SLOTS; i++) {
+  for (unsigned i = 0; i < NFRONT * FRONT_SLOTS; i++) {
     uintptr_t w = __atomic_load_n(&front[i / FRONT_SLOTS].slot[i % FRONT_SLOTS], __ATOMIC_RELAXED);
     if (w != 0) n += class_bytes((unsigned)(w & FRONT_CLS_MASK));
   }
@@ -430,7 +471,7 @@ static size_t process_victims(victims_t *v) {
   }
   if (done != NULL) {
     size_t budget = cache_budget();
-    uint64_t now = zc_os_clock_ns();
+    uint64_t now = zc_os_clock_coarse_ns();
     region_t *over = NULL;
     pool_lock();
     for (r = done; r != NULL; r = next) {
@@ -460,7 +501,7 @@ static void *purger_main(void *arg) {
   uint64_t idle_since = 0;
   for (;;) {
     zc_os_sleep_ns(sweep_period_ns());
-    uint64_t now = zc_os_clock_ns(), d = delay_ns();
+    uint64_t now = zc_os_clock_coarse_ns(), d = delay_ns();
     victims_t v = {NULL, NULL};
     pool_lock();
     collect_due(&v, now, false);
@@ -508,7 +549,7 @@ static void front_tick(void) {
     purger_start();
     return;
   }
-  uint64_t now = zc_os_clock_ns();
+  uint64_t now = zc_os_clock_coarse_ns();
   if (now < __atomic_load_n(&next_sweep, __ATOMIC_RELAXED)) return;
   victims_t v = {NULL, NULL};
   pool_lock();
@@ -564,7 +605,8 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
     front_tick();
   } else {
     victims_t v = {NULL, NULL};
-    r = cache_take(c, &from, &v, zc_os_clock_ns(), inline_policy());
+    bool inl = inline_policy();
+    r = cache_take(c, &from, &v, inl ? zc_os_clock_coarse_ns() : 0, inl);
     if (v.purge || v.unmap) process_victims(&v);
   }
   bool fresh = r == NULL;
@@ -572,8 +614,6 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
     r = map_region(page_round(class_bytes(c)), s);
     if (r == NULL) return NULL;
     FSTAT_ADD(f, misses, 1);
-  } else {
-    FSTAT_ADD(f, hits, 1);
   }
   char *base = (char *)r;
   char *block = (char *)(((uintptr_t)base + HDR_SIZE + align - 1) & ~(uintptr_t)(align - 1));
@@ -586,7 +626,7 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
       if (block < first_end) memset(block, 0, size < (size_t)(first_end - block) ? size : (size_t)(first_end - block));
     }
   }
-  FSTAT_ADD(f, live_regions, 1);
+  FSTAT_ADD(f, allocs, 1);
   FSTAT_ADD(f, live_bytes, (int64_t)(r->map_size - r->offset));
   __atomic_store_n(&r->state, ST_LIVE, __ATOMIC_RELEASE);
   return block;
@@ -648,16 +688,17 @@ void zc_large_free(void *p, void *hdr) {
     return;
   }
   front_t *f = my_front();
-  FSTAT_ADD(f, live_regions, -1);
+  FSTAT_ADD(f, frees, 1);
   FSTAT_ADD(f, live_bytes, -(int64_t)(r->map_size - r->offset));
 
   size_t budget = cache_budget();
-  if (front_put(f, r, budget)) {
+  r = front_put(f, r, budget);
+  if (r == NULL) {
     front_tick();
     return;
   }
   bool keep = r->map_size <= pool_budget(budget) && r->cls < NCLASS; /* else unmapped at once */
-  uint64_t now = zc_os_clock_ns();
+  uint64_t now = zc_os_clock_coarse_ns();
   victims_t v = {NULL, NULL};
   pool_lock();
   if (keep) cache_insert(r, DIRTY, now);
@@ -734,7 +775,7 @@ void *zc_large_move(void *p, void *hdr, size_t new_size) {
 
 size_t zc_large_purge(bool force) {
   victims_t v = {NULL, NULL};
-  uint64_t now = zc_os_clock_ns();
+  uint64_t now = zc_os_clock_coarse_ns();
   pool_lock();
   collect_due(&v, now, force);
   front_sweep(&v, now, force);
@@ -743,16 +784,18 @@ size_t zc_large_purge(bool force) {
 }
 
 void zc_large_stats(zc_large_stats_t *out) {
-  int64_t live_regions = 0, live_bytes = 0;
-  uint64_t hits = 0, misses = 0;
-  for (unsigned i = 0; i < NSHARD; i++) {
-    live_regions += __atomic_load_n(&front[i].live_regions, __ATOMIC_RELAXED);
+  uint64_t allocs = 0, frees = 0, misses = 0, live_bytes = 0;
+  for (unsigned i = 0; i < NFRONT; i++) {
+    frees += __atomic_load_n(&front[i].frees, __ATOMIC_RELAXED); /* frees first: never more than allocs */
     live_bytes += __atomic_load_n(&front[i].live_bytes, __ATOMIC_RELAXED);
-    hits += __atomic_load_n(&front[i].hits, __ATOMIC_RELAXED);
+  }
+  for (unsigned i = 0; i < NFRONT; i++) {
+    allocs += __atomic_load_n(&front[i].allocs, __ATOMIC_RELAXED);
     misses += __atomic_load_n(&front[i].misses, __ATOMIC_RELAXED);
   }
-  out->live_regions = live_regions > 0 ? (uint64_t)live_regions : 0;
-  out->live_bytes = live_bytes > 0 ? (uint64_t)live_bytes : 0;
+  uint64_t hits = allocs > misses ? allocs - misses : 0;
+  out->live_regions = allocs > frees ? allocs - frees : 0;
+  out->live_bytes = (int64_t)live_bytes > 0 ? live_bytes : 0;
   out->cached_dirty = __atomic_load_n(&pool.bytes[DIRTY], __ATOMIC_RELAXED) + front_bytes();
   out->cached_clean = __atomic_load_n(&pool.bytes[CLEAN], __ATOMIC_RELAXED);
   out->mapped = __atomic_load_n(&st.mapped, __ATOMIC_RELAXED);

@@ -54,6 +54,12 @@ typedef struct zc_large_stats_s {
 } zc_large_stats_t;
 void zc_large_stats(zc_large_stats_t *out);
 
+/* Thread exit (called by the heap layer's thread-exit hook): gives the thread's front-cache shard to the
+ * next new thread. Without it a new thread finds no free shard after NSHARD (16) threads and uses the
+ * shared one (slower: atomic counters, shared slots). Harmless to call twice or from a thread that never
+ * used the large layer. */
+void zc_large_thread_exit(void);
+
 /* fork: the parent holds the pool lock across fork; the child reinitialises it (and the purger). */
 void zc_large_fork_prepare(void);
 void zc_large_fork_parent(void);

@@ -93,6 +93,9 @@ bool zc_os_extend(void *p, size_t old_size, size_t new_size);
  * carrying its pages over without copying them (Linux mremap). Returns the new address (p is gone), or NULL
  * with errno = ENOMEM and nothing changed. Counts as a mapping for zc_os_fail_after. */
 void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align);
+/* The monotonic clock at the kernel tick's resolution (a few ms; CLOCK_MONOTONIC_COARSE), several times
+ * cheaper than zc_os_clock_ns: for ages and delays. Never ahead of zc_os_clock_ns. */
+uint64_t zc_os_clock_coarse_ns(void);
 
 /* ---- inter-process (the zero-copy channel, layer 9) ----
  * Declared in the section below by the channel; implemented at the end of os_linux.c. */

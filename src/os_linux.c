@@ -292,4 +292,10 @@ void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align) {
   return q;
 }
 
+uint64_t zc_os_clock_coarse_ns(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) return zc_os_clock_ns();
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* ---- inter-process (the zero-copy channel, layer 9) ---- */

@@ -559,6 +559,13 @@ static int verify(const uint64_t *p) {
 }
 
 static int bad_payloads;
+static void *worker(void *arg);
+static void *worker_main(void *arg) {
+  worker(arg);
+  zc_large_thread_exit();
+  return NULL;
+}
+
 static void *worker(void *arg) {
   uint64_t s = (uintptr_t)arg * 0x9e3779b97f4a7c15u + 1;
   for (int i = 0; i < iters; i++) {
@@ -587,7 +594,7 @@ static void *worker(void *arg) {
 static double run_threads(int nt) {
   pthread_t t[NT];
   uint64_t t0 = zc_os_clock_ns();
-  for (int i = 0; i < nt; i++) pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1));
+  for (int i = 0; i < nt; i++) pthread_create(&t[i], NULL, worker_main, (void *)(uintptr_t)(i + 1));
   for (int i = 0; i < nt; i++) pthread_join(t[i], NULL);
   double secs = (double)(zc_os_clock_ns() - t0) / 1e9;
   for (int i = 0; i < SLOTS; i++) {
@@ -622,11 +629,13 @@ static void *churner(void *arg) {
   }
   for (int k = 0; k < 4; k++)
     if (held[k]) lfree(held[k]);
+  if (arg != NULL && (uintptr_t)arg % 2 == 0) zc_large_thread_exit(); /* half of them give their shard back */
   return NULL;
 }
 
+#define NCHURN 24
 static void run_churn(int nt, const char *label, const size_t *sizes) {
-  pthread_t t[NT];
+  pthread_t t[NCHURN];
   churn_sizes = sizes;
   zc_large_stats_t s0 = stats();
   uint64_t t0 = zc_os_clock_ns();
@@ -645,11 +654,18 @@ static void test_threads(int argc, char **argv) {
   if (argc > 2) iters = atoi(argv[2]);
   if (argc > 3) churn_iters = atoi(argv[3]);
   static const size_t front_sizes[4] = {96 * KiB, 200 * KiB, 300 * KiB, 400 * KiB};
-  static const size_t pool_sizes[4] = {1 * MiB, 1536 * KiB, 2 * MiB, 3 * MiB};
   run_churn(1, "front (<= 400 KiB)", front_sizes);
   run_churn(2, "front (<= 400 KiB)", front_sizes);
-  run_churn(1, "pool (1-3 MiB)", pool_sizes);
-  run_churn(2, "pool (1-3 MiB)", pool_sizes);
+  static const size_t big_sizes[4] = {3 * MiB, 4 * MiB, 6 * MiB, 8 * MiB};
+  run_churn(1, "pool (3-8 MiB)", big_sizes);
+  run_churn(2, "pool (3-8 MiB)", big_sizes);
+  /* more threads than shards: some use the shared shard; the counts must still be exact */
+  churn_iters /= 10;
+  run_churn(NCHURN, "front, 24 threads", front_sizes);
+  churn_iters *= 10;
+  zc_large_stats_t cs = stats();
+  CHECK(cs.live_regions == 0 && cs.cache_hits + cs.cache_misses > 0, "after churn: %lu live regions",
+        (unsigned long)cs.live_regions);
   CHECK(bad_payloads == 0, "%d blocks handed out twice or failed", bad_payloads);
   zc_option_set(zc_option_purge_delay, 50);
   double r1 = run_threads(1);
