@@ -533,7 +533,7 @@ static void test_fork(void) {
 #define NT 4
 #define SLOTS 64
 static void *volatile shared[SLOTS];
-static int iters = 3000;
+static int iters = 1500;
 
 static uint64_t rnd(uint64_t *s) {
   *s ^= *s << 13;
@@ -609,7 +609,7 @@ static double run_threads(int nt) {
 }
 
 /* Pool contention: alloc/free pairs that touch one word each (the allocator's own cost, not page faults). */
-static int churn_iters = 200000;
+static int churn_iters = 100000;
 static const size_t *churn_sizes;
 static void *churner(void *arg) {
   const size_t *sz = churn_sizes;
@@ -683,6 +683,9 @@ int main(int argc, char **argv) {
   const char *c = argc > 1 ? argv[1] : "";
   setvbuf(stdout, NULL, _IONBF, 0);
   zc_option_set(zc_option_background, 1);
+  /* Cases that do not test the time policy keep regions dirty for long, so a slow machine cannot purge
+   * them in the middle of a reuse check; the policy cases set their own delay. */
+  zc_option_set(zc_option_purge_delay, 10000);
   if (!strcmp(c, "sizes")) test_sizes();
   else if (!strcmp(c, "reuse")) test_reuse();
   else if (!strcmp(c, "zero")) test_zero();
