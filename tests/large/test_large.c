@@ -653,6 +653,7 @@ static void run_churn(int nt, const char *label, const size_t *sizes) {
 static void test_threads(int argc, char **argv) {
   if (argc > 2) iters = atoi(argv[2]);
   if (argc > 3) churn_iters = atoi(argv[3]);
+  zc_option_set(zc_option_purge_delay, 50); /* before any thread: options are not meant to change under load */
   static const size_t front_sizes[4] = {96 * KiB, 200 * KiB, 300 * KiB, 400 * KiB};
   run_churn(1, "front (<= 400 KiB)", front_sizes);
   run_churn(2, "front (<= 400 KiB)", front_sizes);
@@ -667,7 +668,6 @@ static void test_threads(int argc, char **argv) {
   CHECK(cs.live_regions == 0 && cs.cache_hits + cs.cache_misses > 0, "after churn: %lu live regions",
         (unsigned long)cs.live_regions);
   CHECK(bad_payloads == 0, "%d blocks handed out twice or failed", bad_payloads);
-  zc_option_set(zc_option_purge_delay, 50);
   double r1 = run_threads(1);
   double rn = run_threads(NT);
   CHECK(bad_payloads == 0, "%d corrupted or misaligned blocks", bad_payloads);
