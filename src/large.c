@@ -74,7 +74,6 @@ struct region_s {
   uint32_t state;   /* ST_*, changed with atomics */
   uint32_t flags;   /* F_* */
   uint32_t cls;     /* class it is cached under: the largest class whose size <= map_size */
-  uint32_t unused;
   uint64_t stamp;   /* ns: when it entered its current cache list */
   rlink_t link[2];  /* L_CLASS: class list (also the BUSY victim chain); L_AGE: age list */
 };
@@ -225,7 +224,6 @@ static bool region_valid(const region_t *r) {
 }
 
 static uint32_t region_state(const region_t *r) { return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE); }
-
 static char *block_of(const region_t *r) { return (char *)r + r->offset; }
 
 /* p is the start of the live block of the region at hdr. */
@@ -242,7 +240,6 @@ static void pool_lock(void) {
 }
 
 static void pool_unlock(void) { zc_unlock(&pool.lock); }
-
 /* ---- lists (pool.lock held) ---- */
 
 static void list_push_front(rlist_t *l, region_t *r, int k) {
@@ -292,10 +289,7 @@ static void cache_unlink(region_t *r) {
   __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
 }
 
-static void chain(region_t **head, region_t *r) {
-  r->link[L_CLASS].next = *head;
-  *head = r;
-}
+static void chain(region_t **head, region_t *r) { r->link[L_CLASS].next = *head, *head = r; }
 
 /* The budget split: the front holds at most budget/8 (a shard at most front_max); the pool holds the rest,
  * of which at most budget/4 dirty. */
@@ -562,9 +556,8 @@ static void front_tick(void) {
 
 /* Take a cached region able to hold class c: class c or c+1, dirty before clean. *from says which. */
 static region_t *cache_take(unsigned c, int *from, victims_t *v, uint64_t now, bool inline_policy) {
-  if (__atomic_load_n(&pool.count[DIRTY], __ATOMIC_RELAXED) + __atomic_load_n(&pool.count[CLEAN], __ATOMIC_RELAXED) == 0 &&
-      (!inline_policy || now < __atomic_load_n(&next_sweep, __ATOMIC_RELAXED)))
-    return NULL;
+  size_t cached = __atomic_load_n(&pool.count[DIRTY], __ATOMIC_RELAXED) + __atomic_load_n(&pool.count[CLEAN], __ATOMIC_RELAXED);
+  if (cached == 0 && (!inline_policy || now < __atomic_load_n(&next_sweep, __ATOMIC_RELAXED))) return NULL;
   static const unsigned char order[4][2] = {{DIRTY, 0}, {DIRTY, 1}, {CLEAN, 0}, {CLEAN, 1}};
   region_t *r = NULL;
   pool_lock();
@@ -728,7 +721,8 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size) {
     if (want <= old_map - old_map / 4 && !(r->flags & F_FILE)) {
       size_t chunks_old = (old_map + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
       size_t chunks_new = (want + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
-      if (chunks_new < chunks_old) zc_segmap_clear((char *)r + (chunks_new << ZC_SEGMENT_SHIFT), (chunks_old - chunks_new) << ZC_SEGMENT_SHIFT);
+      if (chunks_new < chunks_old) /* chunks the region no longer touches */
+        zc_segmap_clear((char *)r + (chunks_new << ZC_SEGMENT_SHIFT), (chunks_old - chunks_new) << ZC_SEGMENT_SHIFT);
       r->map_size = want;
       r->cls = class_floor(want);
       zc_os_free((char *)r + want, old_map - want);
@@ -784,23 +778,20 @@ size_t zc_large_purge(bool force) {
 }
 
 void zc_large_stats(zc_large_stats_t *out) {
-  uint64_t allocs = 0, frees = 0, misses = 0, live_bytes = 0;
+  uint64_t allocs = 0, frees = 0, misses = 0, live_bytes = 0; /* a snapshot while others run: clamped */
   for (unsigned i = 0; i < NFRONT; i++) {
-    frees += __atomic_load_n(&front[i].frees, __ATOMIC_RELAXED); /* frees first: never more than allocs */
+    frees += __atomic_load_n(&front[i].frees, __ATOMIC_RELAXED);
     live_bytes += __atomic_load_n(&front[i].live_bytes, __ATOMIC_RELAXED);
-  }
-  for (unsigned i = 0; i < NFRONT; i++) {
     allocs += __atomic_load_n(&front[i].allocs, __ATOMIC_RELAXED);
     misses += __atomic_load_n(&front[i].misses, __ATOMIC_RELAXED);
   }
-  uint64_t hits = allocs > misses ? allocs - misses : 0;
   out->live_regions = allocs > frees ? allocs - frees : 0;
   out->live_bytes = (int64_t)live_bytes > 0 ? live_bytes : 0;
   out->cached_dirty = __atomic_load_n(&pool.bytes[DIRTY], __ATOMIC_RELAXED) + front_bytes();
   out->cached_clean = __atomic_load_n(&pool.bytes[CLEAN], __ATOMIC_RELAXED);
   out->mapped = __atomic_load_n(&st.mapped, __ATOMIC_RELAXED);
   out->purged = __atomic_load_n(&st.purged, __ATOMIC_RELAXED);
-  out->cache_hits = hits;
+  out->cache_hits = allocs > misses ? allocs - misses : 0;
   out->cache_misses = misses;
   out->lock_contended = __atomic_load_n(&st.contended, __ATOMIC_RELAXED);
 }
@@ -808,7 +799,6 @@ void zc_large_stats(zc_large_stats_t *out) {
 /* ---- fork ---- */
 
 void zc_large_fork_prepare(void) { zc_lock(&pool.lock); }
-
 void zc_large_fork_parent(void) { zc_unlock(&pool.lock); }
 
 /* The child has one thread: the lock is reset and the purger restarts on the next free. Regions another
