@@ -1,6 +1,6 @@
 /* Test-only stand-in for the core's options and messages (src/options.c) and the segment map's storage
- * (src/segment.c), so the large-region layer can be tested before the core builds. Linked only when
- * src/options.c does not exist yet; the real core replaces all of it. */
+ * (src/segment.c), so the large-region layer can be tested on its own (build-standalone.sh). The CMake
+ * build links the real core instead. */
 #include "options.h"
 #include "segmap.h"
 
