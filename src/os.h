@@ -84,7 +84,7 @@ void zc_lock(zc_lock_t *l);
 void zc_unlock(zc_lock_t *l);
 bool zc_trylock(zc_lock_t *l);
 
-/* ---- large regions (layer 6): in-place growth ----
+/* ---- added for the large regions (layer 6): growing and moving mappings, a coarse clock ----
  * Grow the anonymous private mapping [p, p+old_size) to new_size bytes without moving it (both page
  * multiples). False, with nothing changed, if the address range after it is not free. Counts as a mapping
  * for zc_os_fail_after. */

@@ -271,7 +271,7 @@ void zc_unlock(zc_lock_t *l) {
   if (__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) == 2) futex(&l->state, FUTEX_WAKE_PRIVATE, 1);
 }
 
-/* ---- large regions (layer 6): in-place growth ---- */
+/* ---- added for the large regions (layer 6): growing and moving mappings, a coarse clock ---- */
 
 bool zc_os_extend(void *p, size_t old_size, size_t new_size) {
   if (inject_failure()) return false;
