@@ -258,7 +258,11 @@ ZC_API void *zc_realloc(void *p, size_t n) {
   } else if (old > ZC_SMALL_MAX) {
     uint8_t kind = 0;
     void *hdr = zc_segmap_header(p, &kind);
-    if (kind == ZC_MAP_LARGE && zc_large_resize_in_place(p, hdr, n)) return p;
+    if (kind == ZC_MAP_LARGE) {
+      if (zc_large_resize_in_place(p, hdr, n)) return p;
+      void *moved = zc_large_move(p, hdr, n); /* the kernel moves the pages: no copy */
+      if (moved != NULL) return moved;
+    }
   }
   void *q = zc_malloc(n);
   if (q == NULL) return NULL;

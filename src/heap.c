@@ -150,6 +150,7 @@ static void heap_done(zc_heap_t *h) {
   zc_segments_abandon(h);
   heap_reset(h);
   zc_heap_tls = &zc_heap_empty;
+  zc_large_thread_exit();
   zc_lock(&heaps_lock);
   h->live = false;
   zc_unlock(&heaps_lock);
