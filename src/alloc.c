@@ -89,7 +89,7 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   if (h->pending.count != 0) zc_remote_flush(h);
   /* dirty_first and next_purge_check are also written by the purger thread (under h->lock) */
   if (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) {
-    if (zc_unlikely(!__atomic_load_n(&zc_purger_running, __ATOMIC_RELAXED))) zc_purger_ensure();
+    if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();
     if (zc_os_clock_ns() >= __atomic_load_n(&h->next_purge_check, __ATOMIC_RELAXED)) zc_segment_purge(h, false);
   }
   __atomic_fetch_add(&h->stat_class_refills[cls], 1, __ATOMIC_RELAXED);

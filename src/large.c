@@ -490,17 +490,24 @@ static size_t process_victims(victims_t *v) {
 
 /* ---- background purger ---- */
 
+/* The rest of the allocator's sweep (empty small/medium pages of every heap and of exited threads),
+ * installed by the heap layer: one background thread serves the whole process. Returns true while it
+ * still holds memory to age, which keeps the thread from exiting as idle. */
+static bool (*sweep_hook)(void);
+
 static void *purger_main(void *arg) {
   (void)arg;
   uint64_t idle_since = 0;
   for (;;) {
     zc_os_sleep_ns(sweep_period_ns());
+    bool other_busy = sweep_hook != NULL && sweep_hook();
     uint64_t now = zc_os_clock_coarse_ns(), d = delay_ns();
     victims_t v = {NULL, NULL};
     pool_lock();
     collect_due(&v, now, false);
     front_sweep(&v, now, false);
-    if (pool.count[DIRTY] + pool.count[CLEAN] == 0 && front_bytes() == 0 && v.purge == NULL && v.unmap == NULL) {
+    if (!other_busy && pool.count[DIRTY] + pool.count[CLEAN] == 0 && front_bytes() == 0 && v.purge == NULL &&
+        v.unmap == NULL) {
       if (idle_since == 0) idle_since = now;
       else if (now - idle_since >= clean_ttl_ns(d)) { /* idle for long: exit; the next free restarts it */
         __atomic_store_n(&purger_state, 0, __ATOMIC_RELAXED);
@@ -533,6 +540,14 @@ static void purger_start(void) {
 static bool want_purger(void) {
   return __atomic_load_n(&purger_state, __ATOMIC_RELAXED) == 0 && zc_opt(zc_option_background) == 1 &&
          delay_ns() > 0;
+}
+
+void zc_background_set_hook(bool (*fn)(void)) { sweep_hook = fn; }
+
+bool zc_background_running(void) { return __atomic_load_n(&purger_state, __ATOMIC_RELAXED) == 1; }
+
+void zc_background_start(void) {
+  if (want_purger()) purger_start();
 }
 
 /* After a front-cache operation (which took no lock): start the purger if it should run, else run the

@@ -60,6 +60,14 @@ void zc_large_stats(zc_large_stats_t *out);
  * used the large layer. */
 void zc_large_thread_exit(void);
 
+/* The background purger (ZCMEM_BACKGROUND=1): one thread for the whole allocator, started on the first
+ * free into a cache and stopped after an idle spell. It sweeps the large-region cache and calls the hook,
+ * which the heap layer sets to sweep small and medium pages; the hook returns true while it still holds
+ * dirty memory to age. */
+void zc_background_set_hook(bool (*fn)(void));
+void zc_background_start(void);
+bool zc_background_running(void);
+
 /* fork: the parent holds the pool lock across fork; the child reinitialises it (and the purger). */
 void zc_large_fork_prepare(void);
 void zc_large_fork_parent(void);
