@@ -86,7 +86,7 @@ static void queue_push_back(zc_page_queue_t *q, zc_page_t *pg) {
 /* A page of class cls with a free block, now first in its queue; NULL if out of memory. */
 static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   zc_page_queue_t *q = &h->queues[cls];
-  if (h->pending.count != 0) zc_remote_flush(h);
+  if (h->pending_count != 0) zc_remote_flush(h);
   /* dirty_first and next_purge_check are also written by the purger thread (under h->lock) */
   if (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) {
     if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();
@@ -168,7 +168,7 @@ ZC_API void *zc_calloc(size_t count, size_t size) {
 /* Allocation with alignment align (a power of two). Up to ZC_NATURAL_ALIGN_MAX a size class whose block
  * size is a multiple of align gives it for free (pages start 4 KiB-aligned); beyond, a large region. */
 static void *alloc_aligned(size_t align, size_t n, bool zero) {
-  if (align <= 16 && (align <= 8 || n >= 16)) return zero ? zc_calloc(1, n) : zc_malloc(n);
+  if (align <= 8) return zero ? zc_calloc(1, n) : zc_malloc(n); /* every class is 8-aligned */
   if (align <= ZC_NATURAL_ALIGN_MAX && n <= ZC_SMALL_MAX) {
     size_t s = n < align ? align : (n + align - 1) & ~(align - 1);
     if (s <= ZC_SMALL_MAX && zc_class_size[zc_size_class(s)] % align != 0) {

@@ -4,17 +4,18 @@
  * segment and a shift the page, the segment's owner is this thread's heap: push on the page's local_free
  * list. One unlikely branch covers "page becomes empty" and "page had nothing to free" (a double free).
  *
- * Remote free (another thread frees; the producer/consumer case): the freer keeps one pending chain of
- * blocks of the same page and hands the whole chain over with one compare-and-swap on the page's
- * thread_free stack when the page changes or the chain reaches ZC_REMOTE_BATCH blocks. A consumer frees
+ * Remote free (another thread frees; the producer/consumer case): the freer keeps pending chains of
+ * blocks, one per page in a small direct-mapped table, and hands a whole chain over with one
+ * compare-and-swap on the page's thread_free stack when another page takes its slot, when it reaches
+ * ZC_REMOTE_BATCH blocks, or at the freer's next malloc slow path. A consumer frees
  * messages in about the order a producer made them, so consecutive frees hit the same page and the atomic
  * operation is paid once per batch (BatchIt's observation), not once per block. A thread that only frees
- * holds at most one chain: it never grows.
+ * holds at most ZC_REMOTE_SLOTS chains of ZC_REMOTE_BATCH blocks: it never grows.
  *
  * What is detected (always): a pointer that is not in zcmem's memory (segment map), a pointer into a page
- * that holds no live block, a free into a page whose count is already zero; large blocks: double and
- * interior frees (the region header's state). With ZC_DEBUG, also: a pointer that is not a block start,
- * a block that is already on one of its page's free lists.
+ * that holds no live block, a pointer that is not a block start (one multiply on the fast path), a free
+ * into a page whose count is already zero; large blocks: double and interior frees (the region header's
+ * state). With ZC_DEBUG, also: a block that is already on one of its page's free lists (a list walk).
  */
 #include "internal.h"
 #include "large.h"
@@ -58,35 +59,43 @@ static void push_chain(zc_page_t *pg, zc_block_t *head, zc_block_t *tail, uint32
                                                    memory_order_relaxed));
 }
 
-void zc_remote_flush(zc_heap_t *h) {
-  zc_remote_batch_t *b = &h->pending;
-  if (b->count == 0) return;
+static void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
   push_chain(b->page, b->head, b->tail, b->count);
   __atomic_fetch_add(&h->stat_remote_frees, b->count, __ATOMIC_RELAXED); /* read by stats walks */
   __atomic_fetch_add(&h->stat_remote_batches, 1, __ATOMIC_RELAXED);
+  h->pending_count -= b->count;
   b->page = NULL;
   b->head = b->tail = NULL;
   b->count = 0;
 }
 
+void zc_remote_flush(zc_heap_t *h) {
+  if (h->pending_count == 0) return;
+  for (unsigned i = 0; i < ZC_REMOTE_SLOTS; i++)
+    if (h->pending[i].count != 0) flush_slot(h, &h->pending[i]);
+}
+
 static zc_noinline void free_remote(zc_page_t *pg, void *p) {
   zc_heap_t *h = zc_heap_get();
   if (zc_unlikely(h == &zc_heap_empty)) {
-    h = zc_heap_init_thread(); /* a thread that only frees still needs a place for its pending chain */
+    h = zc_heap_init_thread(); /* a thread that only frees still needs a place for its pending chains */
     if (h == NULL) {          /* no memory even for that: hand the block over alone */
       push_chain(pg, p, p, 1);
       return;
     }
   }
-  zc_remote_batch_t *b = &h->pending;
+  /* Direct-mapped by page: producers' pages of several size classes interleave in a consumer's frees. */
+  uintptr_t key = (uintptr_t)pg;
+  zc_remote_batch_t *b = &h->pending[((key >> 7) ^ (key >> ZC_SEGMENT_SHIFT)) & (ZC_REMOTE_SLOTS - 1)];
   zc_block_t *blk = p;
+  h->pending_count++;
   if (b->page == pg) {
     blk->next = b->head;
     b->head = blk;
-    if (++b->count >= ZC_REMOTE_BATCH) zc_remote_flush(h);
+    if (++b->count >= ZC_REMOTE_BATCH) flush_slot(h, b);
     return;
   }
-  zc_remote_flush(h);
+  if (b->count != 0) flush_slot(h, b);
   blk->next = NULL;
   b->page = pg;
   b->head = b->tail = blk;
@@ -132,6 +141,10 @@ static zc_noinline void free_slow(void *p, uint8_t map) {
     report_invalid(p, "free of a pointer into memory that holds no block:");
     return;
   }
+  if (zc_unlikely(((uintptr_t)p - (uintptr_t)pg->start) % pg->block_size != 0)) {
+    report_invalid(p, "free of a pointer that is not a block start:");
+    return;
+  }
   if (zc_unlikely(pg->used == (pg == h->current[pg->class_idx] ? 1u : 0u))) {
     report_invalid(p, "double free (or free into a page with no live block) of");
     return;
@@ -162,8 +175,11 @@ ZC_API void zc_free(void *p) {
     zc_segment_t *s = zc_segment_of(p);
     zc_page_t *pg = zc_page_of(s, p);
     zc_heap_t *h = zc_heap_get();
+    uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)pg->start);
     if (zc_likely(atomic_load_explicit(&s->heap, memory_order_relaxed) == h && !ZC_DEBUG)) {
-      if (zc_likely(pg->used > 1)) {
+      /* used > 1: neither the page's last block nor a free into an empty page; off * grid < grid: p is a
+       * block start (p below start wraps off to near 2^32, never a multiple within a page's reach) */
+      if (zc_likely(pg->used > 1 && (uint64_t)off * pg->grid < pg->grid && off < ZC_SEGMENT_SIZE)) {
         ((zc_block_t *)p)->next = pg->local_free;
         pg->local_free = p;
         pg->used--;

@@ -26,7 +26,8 @@ static void heap_reset(zc_heap_t *h) {
   for (size_t i = 0; i < ZC_DIRECT_SLOTS; i++) h->direct[i] = &zc_page_empty;
   memset(h->queues, 0, sizeof h->queues);
   memset(h->current, 0, sizeof h->current);
-  memset(&h->pending, 0, sizeof h->pending);
+  memset(h->pending, 0, sizeof h->pending);
+  h->pending_count = 0;
 }
 
 /* Point every direct slot of class cls at the class's current page (or the empty page). */

@@ -129,12 +129,16 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
 
 /* Unmap an empty segment of h (its free pages may be on h's dirty list). */
 static void segment_release(zc_heap_t *h, zc_segment_t *s) {
-  for (uint32_t i = 0; i < s->page_count; i++) dirty_unlink(h, s, &s->pages[i]);
+  size_t resident = ZC_SEGMENT_HEADER; /* what the unmap gives back beyond pages purged before */
+  for (uint32_t i = 0; i < s->page_count; i++) {
+    if (s->pages[i].dirty) resident += page_area_size(s, &s->pages[i]);
+    dirty_unlink(h, s, &s->pages[i]);
+  }
   seg_unlink(&h->segments[s->kind], s);
   if (h->spare[s->kind] == s) h->spare[s->kind] = NULL;
   zc_segmap_clear(s, ZC_SEGMENT_SIZE);
   atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&purged_bytes, ZC_SEGMENT_SIZE, memory_order_relaxed);
+  atomic_fetch_add_explicit(&purged_bytes, resident, memory_order_relaxed);
   zc_os_free(s, ZC_SEGMENT_SIZE);
 }
 
@@ -147,6 +151,7 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
   pg->used = 0;
   pg->capacity = 0;
   pg->block_size = (uint32_t)bsize;
+  pg->grid = UINT64_MAX / bsize + 1;
   pg->reserved = (uint16_t)(page_area_size(s, pg) / bsize);
   pg->start = start;
   pg->class_idx = (uint8_t)cls;
@@ -315,6 +320,17 @@ bool zc_segments_purge_abandoned(bool force) {
       bool all_clean = true;
       for (uint32_t i = 0; i < s->page_count; i++) {
         zc_page_t *pg = &s->pages[i];
+        if (pg->state == ZC_PAGE_IN_USE) {
+          /* Blocks other threads freed since the owner exited: a page they emptied becomes free here. */
+          zc_page_collect(pg);
+          if (pg->used != 0) continue;
+          pg->state = ZC_PAGE_FREE;
+          pg->free = pg->local_free = NULL;
+          pg->dirty = 1;
+          pg->freed_at = now;
+          s->free_mask |= (uint64_t)1 << pg->index;
+          s->used_pages--;
+        }
         if (pg->state != ZC_PAGE_FREE || !pg->dirty) continue;
         if (force || pg->freed_at + delay <= now) {
           size_t size = page_area_size(s, pg);

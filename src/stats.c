@@ -52,6 +52,7 @@ static void gather(gather_t *g) {
   g->s.reserved = zc_segments_reserved_bytes() + ls.mapped;
   g->s.rss = zc_os_rss();
   g->s.peak_rss = zc_os_peak_rss();
+  if (g->s.peak_rss < g->s.rss) g->s.peak_rss = g->s.rss; /* the kernel updates the peak lazily */
   g->s.segments = zc_segments_live();
   g->s.large_live = ls.live_regions;
   g->s.large_cached = ls.cached_dirty + ls.cached_clean;

@@ -51,10 +51,12 @@
 #define ZC_SMALL_PAGE_SHIFT 16u   /* 64 KiB */
 #define ZC_MEDIUM_PAGE_SHIFT 19u  /* 512 KiB */
 #define ZC_SEGMENT_PAGES_MAX 64u
-#define ZC_SEGMENT_HEADER ((size_t)16 * 1024) /* page 0 starts here: room for the header, 16 KiB-aligned */
+#define ZC_SEGMENT_HEADER ((size_t)16 * 1024) /* page 0 starts here: room for the header (64 descriptors of
+                                                 128 B and the segment fields), 16 KiB-aligned */
 #define ZC_NATURAL_ALIGN_MAX ((size_t)4096)   /* larger alignments go to the large-region layer */
 #define ZC_DIRECT_SLOTS (ZC_DIRECT_MAX / 8 + 1)
 #define ZC_REMOTE_BATCH 64u                   /* blocks a freer gathers before one hand-over */
+#define ZC_REMOTE_SLOTS 8u                    /* pages a freer gathers for at once (direct-mapped) */
 #define ZC_TF_SHIFT 48u                       /* thread_free: count above, pointer below */
 #define ZC_TF_PTR(v) ((zc_block_t *)((v) & (((uintptr_t)1 << ZC_TF_SHIFT) - 1)))
 #define ZC_TF_COUNT(v) ((uint32_t)((v) >> ZC_TF_SHIFT))
@@ -72,22 +74,25 @@ typedef enum zc_page_state_e {
 } zc_page_state_t;
 
 typedef struct zc_page_s {
+  /* first cache line: what malloc and free touch */
   zc_block_t *free;                 /* owner: pop on malloc */
-  union {
-    zc_block_t *local_free;         /* in use: the owner pushes its frees here */
-    uint64_t freed_at;              /* free: clock when it became free (for the purge delay) */
-  };
+  zc_block_t *local_free;           /* owner: push on local free */
+  uint8_t *start;                   /* first block */
+  uint64_t grid;                    /* ceil(2^64 / block_size): (p - start) * grid < grid iff p is a
+                                       block start (Lemire's divisibility test, one multiply) */
   uint32_t used;                    /* see the invariant above */
+  uint32_t block_size;
   uint16_t capacity;                /* blocks carved from the page so far (the rest is untouched) */
   uint16_t reserved;                /* blocks the page can hold (at most 64 KiB / 8) */
-  uint32_t block_size;
   uint8_t class_idx;
   uint8_t state;                    /* zc_page_state_t */
   uint8_t index;                    /* position in its segment */
   uint8_t dirty;                    /* free page whose memory may be resident */
   _Atomic(uintptr_t) thread_free;   /* remote frees: chain head | (blocks in the chain << 48) */
-  uint8_t *start;                   /* first block */
-  struct zc_page_s *next, *prev;    /* heap queue of its class (in use) or heap dirty list (free) */
+  /* second cache line: slow paths */
+  _Alignas(64) struct zc_page_s *next; /* heap queue of its class (in use) or dirty list (free) */
+  struct zc_page_s *prev;
+  uint64_t freed_at;                /* clock when it became free (for the purge delay) */
 } zc_page_t;
 
 typedef enum zc_segment_kind_e { ZC_SEG_SMALL = 0, ZC_SEG_MEDIUM = 1, ZC_SEG_KINDS = 2 } zc_segment_kind_t;
@@ -109,7 +114,8 @@ typedef struct zc_page_queue_s {
   uint32_t count;
 } zc_page_queue_t;
 
-/* A freer's chain of blocks of one page, handed over with one CAS when it is full or the page changes. */
+/* A freer's chain of blocks of one page, handed over with one CAS when it is full, when another page takes
+ * its slot, or at the freer's next malloc slow path. */
 typedef struct zc_remote_batch_s {
   zc_page_t *page;
   zc_block_t *head, *tail;
@@ -122,7 +128,8 @@ typedef struct zc_heap_s {
   zc_page_t *current[ZC_CLASS_COUNT];      /* the first page of each queue, which holds one extra count
                                               in used so that frees never empty it: the common
                                               malloc/free ping-pong stays on the fast path */
-  zc_remote_batch_t pending;               /* this thread's remote frees not yet handed over */
+  zc_remote_batch_t pending[ZC_REMOTE_SLOTS]; /* this thread's remote frees not yet handed over, by page */
+  uint32_t pending_count;                  /* blocks in all pending chains */
   zc_segment_t *segments[ZC_SEG_KINDS];    /* segments this heap owns, those with free pages first */
   zc_segment_t *spare[ZC_SEG_KINDS];       /* one fully empty segment kept per kind */
   zc_page_t *dirty_first, *dirty_last;     /* free pages still resident, oldest first */
@@ -152,6 +159,6 @@ zc_inline uint8_t *zc_page_end(zc_segment_t *s, const zc_page_t *pg) {
   return (uint8_t *)s + ((size_t)(pg->index + 1) << s->page_shift);
 }
 
-_Static_assert(sizeof(zc_page_t) == 64, "a page descriptor is one cache line: the free path finds it by a shift");
+_Static_assert(sizeof(zc_page_t) == 128, "a page descriptor is two cache lines: the free path finds it by a shift");
 
 #endif /* ZC_TYPES_H */
