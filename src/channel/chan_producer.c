@@ -150,7 +150,7 @@ static int drain_returns(zc_chan_t *ch) {
     const char *why;
     if (find_slot(ch, chan_handle_seg(h), chan_handle_off(h), SLOT_SENT, chan_handle_gen(h), &id, &cls, &why) != 0) {
       ch->p_ret_tail = t + i;
-      return fail_locked(ch, EPROTO, "consumer returned an invalid handle %lu (segment %u, offset %u, generation %u): %s",
+      return fail_locked(ch, EPROTO, "consumer returned an invalid handle 0x%lx (segment %u, offset %u, generation %u): %s",
                          (unsigned long)h, chan_handle_seg(h), chan_handle_off(h), chan_handle_gen(h), why);
     }
     free_slot(ch, id, cls);

@@ -80,6 +80,7 @@ static void fill_defaults(zc_chan_config_t *c, const zc_chan_config_t *user) {
 static long recv_wait(zc_chan_t *ch, chan_wire_t *w, int *fd, uint64_t deadline) {
   for (;;) {
     long n = zc_os_msg_recv(ch->sock, w, sizeof *w, fd);
+    if (n < 0 && errno == ECONNRESET) return 0; /* the peer closed with records unread: it is gone */
     if (n >= 0 || errno != EAGAIN) return n;
     uint64_t now = zc_os_clock_ns();
     if (now >= deadline) {
@@ -147,9 +148,7 @@ static int consumer_setup(zc_chan_t *ch, uint64_t deadline) {
   ch->ret_cap = rcap;
   ch->ring = (chan_desc_t *)((char *)ch->ctl + CHAN_RING_OFFSET);
   ch->ret = (uint64_t *)(ch->ring + ch->ring_cap);
-  /* Start from where the producer is (0 on a fresh channel); validated like every later load. */
-  uint64_t h = CHAN_LOAD(&ch->ctl->head);
-  if (h != 0) return chan_fail(ch, EPROTO, "control segment not fresh (head %lu)", (unsigned long)h);
+  /* c_tail starts at 0 like the producer's head; the producer may have published already. */
   return chan_consumer_poll_socket(ch);
 }
 
@@ -181,8 +180,7 @@ zc_chan_t *zc_chan_open(int sock, zc_chan_role_t role, const zc_chan_config_t *c
     chan_fail(ch, errno, "cannot greet the peer: errno %d", errno);
     goto fail;
   }
-  if (role == ZC_CHAN_PRODUCER && (producer_setup(ch) != 0 || chan_producer_grow(ch, 0) != 0)) goto fail;
-  /* the peer's HELLO: same protocol, opposite role */
+  /* the peer's HELLO: same protocol, opposite role (both greet before either can fail and close) */
   chan_wire_t w;
   int fd;
   long n = recv_wait(ch, &w, &fd, deadline);
@@ -199,6 +197,7 @@ zc_chan_t *zc_chan_open(int sock, zc_chan_role_t role, const zc_chan_config_t *c
     chan_fail(ch, EPROTO, "both ends opened the channel as %s", role == ZC_CHAN_PRODUCER ? "producer" : "consumer");
     goto fail;
   }
+  if (role == ZC_CHAN_PRODUCER && (producer_setup(ch) != 0 || chan_producer_grow(ch, 0) != 0)) goto fail;
   if (role == ZC_CHAN_CONSUMER && consumer_setup(ch, deadline) != 0) goto fail;
   return ch;
 fail: {
@@ -232,6 +231,7 @@ int chan_consumer_poll_socket(zc_chan_t *ch) {
     int fd;
     long n = zc_os_msg_recv(ch->sock, &w, sizeof w, &fd);
     if (n < 0 && errno == EAGAIN) return 0;
+    if (n < 0 && errno == ECONNRESET) n = 0;
     if (n < 0 && errno == EMFILE)
       return chan_fail(ch, EMFILE, "a shared-memory fd from the producer was dropped (MSG_CTRUNC): "
                                    "too many open files (RLIMIT_NOFILE)");
