@@ -128,6 +128,8 @@ static int consumer_setup(zc_chan_t *ch, uint64_t deadline) {
   chan_wire_t w;
   int fd;
   long n = recv_wait(ch, &w, &fd, deadline);
+  if (n < 0 && errno == EMFILE)
+    return chan_fail(ch, EMFILE, "the control segment fd was dropped (MSG_CTRUNC): too many open files (RLIMIT_NOFILE)");
   if (n <= 0) return chan_fail(ch, n == 0 ? EPIPE : errno, "no control segment from the producer (errno %d)", n == 0 ? EPIPE : errno);
   uint32_t cap = w.a, rcap = w.b;
   uint64_t size = w.size;
