@@ -334,7 +334,9 @@ static void wake_consumer(zc_chan_t *ch) {
   __atomic_thread_fence(__ATOMIC_SEQ_CST); /* head store before the c_wait load: pairs with the consumer */
   uint32_t cw = CHAN_LOAD_RELAXED(&ctl->c_wait);
   if (__builtin_expect(cw == 0, 1)) return; /* the consumer is spinning or busy: no system call */
-  if (cw & CHAN_SLEEPING) {
+  /* Clearing the flag makes this the only wake-up for this sleep: later sends skip the system call until
+   * the consumer sets the flag again. */
+  if ((cw & CHAN_SLEEPING) && (__atomic_fetch_and(&ctl->c_wait, ~CHAN_SLEEPING, __ATOMIC_ACQ_REL) & CHAN_SLEEPING)) {
     __atomic_fetch_add(&ctl->data_word, 1, __ATOMIC_RELEASE);
     zc_os_futex_wake_shared(&ctl->data_word, 1);
     __atomic_fetch_add(&ch->wakes, 1, __ATOMIC_RELAXED);
