@@ -31,21 +31,30 @@ static void wake_producer(zc_chan_t *ch) {
   ch->wakes++;
 }
 
+/* The sequence the slot at position pos holds while it waits for its descriptor: 0 on the first lap,
+ * else what the previous lap published. */
+static inline bool seq_empty(zc_chan_t *ch, uint64_t pos, uint64_t s) {
+  return pos < ch->ring_cap ? s == 0 : s == pos + 1 - ch->ring_cap;
+}
+
+/* Could the next descriptor be there? (A garbage sequence counts as yes: take() rejects it.) */
+static inline bool maybe_ready(zc_chan_t *ch) {
+  uint64_t s = CHAN_LOAD_RELAXED(&ch->ring[ch->c_tail & (ch->ring_cap - 1)].seq);
+  return !seq_empty(ch, ch->c_tail, s);
+}
+
 /* Take up to max descriptors: 0 if the ring is empty, -1 if the channel failed. */
 static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
-  if (ch->c_tail == ch->c_head) {
-    uint64_t h = CHAN_LOAD(&ch->ctl->head);
-    if (h - ch->c_tail > ch->ring_cap) {
-      ch->rejected++;
-      return chan_fail(ch, EPROTO, "producer ring head %lu outside [%lu, %lu + ring size]", (unsigned long)h,
-                       (unsigned long)ch->c_tail, (unsigned long)ch->c_tail);
-    }
-    ch->c_head = h;
-    if (h == ch->c_tail) return 0;
-  }
   int n = 0;
-  while (n < max && ch->c_tail != ch->c_head) {
+  while (n < max) {
     const chan_desc_t *d = &ch->ring[ch->c_tail & (ch->ring_cap - 1)];
+    uint64_t s = CHAN_LOAD(&d->seq);
+    if (s != ch->c_tail + 1) {
+      if (seq_empty(ch, ch->c_tail, s)) break; /* not published yet */
+      ch->rejected++;
+      return chan_fail(ch, EPROTO, "descriptor %lu has sequence %lu: neither published nor empty",
+                       (unsigned long)ch->c_tail, (unsigned long)s);
+    }
     uint64_t h = CHAN_LOAD_RELAXED(&d->handle); /* each field loaded once: the producer may rewrite it */
     uint32_t len = CHAN_LOAD_RELAXED(&d->len), type = CHAN_LOAD_RELAXED(&d->type);
     unsigned seg = chan_handle_seg(h);
@@ -69,6 +78,7 @@ static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
     ch->c_tail++;
     n++;
   }
+  if (n == 0) return 0;
   ch->held_msgs += (uint64_t)n;
   ch->received += (uint64_t)n;
   CHAN_STORE(&ch->ctl->tail, ch->c_tail);
@@ -81,7 +91,8 @@ static void sleep_once(zc_chan_t *ch, uint64_t deadline) {
   chan_ctl_t *ctl = ch->ctl;
   uint32_t w = CHAN_LOAD(&ctl->data_word);
   __atomic_fetch_or(&ctl->c_wait, CHAN_SLEEPING, __ATOMIC_SEQ_CST);
-  if (CHAN_LOAD(&ctl->head) == ch->c_tail) {
+  __atomic_thread_fence(__ATOMIC_SEQ_CST); /* flag store before the ring load: pairs with wake_consumer */
+  if (!maybe_ready(ch)) {
     uint64_t now = zc_os_clock_ns(), left = now < deadline ? deadline - now : 0;
     ch->sleeps++;
     if (zc_os_futex_wait_shared(&ctl->data_word, w, (int64_t)(left < CHAN_SLICE_NS ? left : CHAN_SLICE_NS)) != 0)
@@ -109,7 +120,7 @@ int zc_chan_receive_batch(zc_chan_t *ch, zc_chan_msg_t *out, int max, int timeou
     now = zc_os_clock_ns();
     if (now >= deadline) return errno = ETIMEDOUT, -1;
     if (now < spin_end) {
-      for (int i = 0; i < 16 && CHAN_LOAD_RELAXED(&ch->ctl->head) == ch->c_tail; i++) chan_pause();
+      for (int i = 0; i < 16 && !maybe_ready(ch); i++) chan_pause();
     } else {
       sleep_once(ch, deadline);
       if (chan_dead(ch) != 0) return -1;
@@ -184,10 +195,11 @@ int zc_chan_release(zc_chan_t *ch, const zc_chan_msg_t *m) { return zc_chan_rele
 int zc_chan_arm(zc_chan_t *ch) {
   if (consumer_check(ch) != 0) return -1;
   if (chan_consumer_poll_socket(ch) != 0) return -1; /* drains earlier kicks, maps new segments */
-  if (CHAN_LOAD(&ch->ctl->head) != ch->c_tail) return 1;
+  if (maybe_ready(ch)) return 1;
   if (ch->eof) return chan_fail(ch, EPIPE, "the producer closed or died");
   __atomic_fetch_or(&ch->ctl->c_wait, CHAN_ARMED, __ATOMIC_SEQ_CST);
-  return CHAN_LOAD(&ch->ctl->head) != ch->c_tail ? 1 : 0;
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  return maybe_ready(ch) ? 1 : 0;
 }
 
 void chan_consumer_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
@@ -199,6 +211,7 @@ void chan_consumer_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
   uint64_t b = 0;
   for (unsigned i = 0; i < ch->nseg; i++) b += ch->seg[i].size;
   out->segment_bytes = b;
-  uint64_t h = ch->ctl ? CHAN_LOAD(&ch->ctl->head) : 0;
-  out->queued = h - ch->c_tail <= ch->ring_cap ? h - ch->c_tail : 0;
+  uint64_t q = 0; /* published descriptors not taken yet */
+  while (ch->ctl && q < ch->ring_cap && CHAN_LOAD(&ch->ring[(ch->c_tail + q) & (ch->ring_cap - 1)].seq) == ch->c_tail + q + 1) q++;
+  out->queued = q;
 }

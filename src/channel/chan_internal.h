@@ -24,9 +24,8 @@
 typedef struct chan_ctl_s {
   uint32_t magic, version, ring_cap, ret_cap;  /* written once by the producer, informative only */
   char pad0[CHAN_LINE - 16];
-  uint64_t head;       /* producer: descriptors published */
   uint64_t ret_tail;   /* producer: return handles taken back */
-  char pad1[CHAN_LINE - 16];
+  char pad1[CHAN_LINE - 8];
   uint64_t tail;       /* consumer: descriptors taken */
   char pad2[CHAN_LINE - 8];
   uint64_t ret_head;   /* consumer: handles pushed on the return ring */
@@ -41,10 +40,15 @@ typedef struct chan_ctl_s {
 
 enum { CHAN_SLEEPING = 1u, CHAN_ARMED = 2u };
 
+/* A descriptor is published by its sequence word: position + 1, stored last (release). The consumer polls
+ * the sequence of the next slot instead of a shared head index, so the only cache lines that travel per
+ * message are the descriptor's (two per line) and the payload's. */
 typedef struct chan_desc_s {
+  uint64_t seq;
   uint64_t handle;
   uint32_t len;
   uint32_t type;
+  uint64_t spare; /* 0; keeps a descriptor 32 bytes */
 } chan_desc_t;
 
 #define CHAN_RING_OFFSET ((size_t)sizeof(chan_ctl_t))
@@ -128,7 +132,7 @@ struct zc_chan_s {
   uint64_t sent, returned, reclaimed, full_waits;
 
   /* consumer */
-  uint64_t c_tail, c_head;   /* private tail; last validated producer head */
+  uint64_t c_tail;           /* private: descriptors taken */
   uint64_t c_ret_head;       /* handles pushed on the return ring */
   uint64_t c_ret_tail;       /* last validated producer ret_tail */
   uint64_t *pend;            /* releases that did not fit the return ring, oldest first */

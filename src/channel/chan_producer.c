@@ -378,10 +378,12 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
         break;
       }
       chan_slot_t *sl = slot_of(ch, id);
-      chan_desc_t *d = &ch->ring[(ch->p_head + (uint64_t)i) & (ch->ring_cap - 1)];
+      uint64_t pos = ch->p_head + (uint64_t)i;
+      chan_desc_t *d = &ch->ring[pos & (ch->ring_cap - 1)];
       __atomic_store_n(&d->handle, chan_handle(seg, off, sl->gen_state >> 2), __ATOMIC_RELAXED);
       __atomic_store_n(&d->len, m->len, __ATOMIC_RELAXED);
       __atomic_store_n(&d->type, m->type, __ATOMIC_RELAXED);
+      CHAN_STORE(&d->seq, pos + 1); /* publishes the descriptor and the payload written before it */
       sl->gen_state = (sl->gen_state & ~3u) | SLOT_SENT;
       ch->loaned_msgs--;
       ch->loaned_bytes -= class_size(cls);
@@ -390,7 +392,6 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
     }
     ch->p_head += (uint64_t)i;
     ch->sent += (uint64_t)i;
-    CHAN_STORE(&ch->ctl->head, ch->p_head); /* publishes the descriptors and the payloads before them */
     done += i;
   }
   if (err == EPIPE || err == EPROTO || err == EMFILE) {
@@ -464,6 +465,8 @@ void chan_producer_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
   out->returned = ch->returned;
   out->reclaimed = ch->reclaimed;
   out->full_waits = ch->full_waits;
+  uint64_t t = CHAN_LOAD(&ch->ctl->tail);
+  if (chan_dead(ch) == 0 && t - ch->p_tail <= ch->p_head - ch->p_tail) ch->p_tail = t;
   out->queued = chan_dead(ch) == 0 ? ch->p_head - ch->p_tail : 0;
   zc_unlock(&ch->lock);
 }
