@@ -163,6 +163,8 @@ static void pause_ns(uint64_t ns) {
   nanosleep(&ts, NULL);
 }
 
+static double last_wakes; /* producer wake-up system calls per message in the last channel run */
+
 static result_t run_chan(int mode, size_t size, uint64_t n, double *secs) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0 || pipe(res_pipe) != 0) die("socketpair");
@@ -212,6 +214,9 @@ static result_t run_chan(int mode, size_t size, uint64_t n, double *secs) {
   }
   result_t r = get_result();
   *secs = (double)(r.t_end - t0) / 1e9;
+  zc_chan_stats_t st;
+  zc_chan_stats(ch, &st);
+  last_wakes = (double)st.wakes / (double)n;
   zc_chan_close(ch); /* the consumer sees end of file and exits */
   waitpid(pid, NULL, 0);
   close(res_pipe[0]);
@@ -411,10 +416,12 @@ int main(int argc, char **argv) {
     char m[64];
     if (only && only != size) continue;
     if (do_thr) {
-    double c = throughput(1, MODE_THR, size, n, runs), k = throughput(0, MODE_THR, size, n, runs);
-    double cb = throughput(1, MODE_THR_BATCH, size, n, runs);
+    double cb = throughput(1, MODE_THR_BATCH, size, n, runs), k = throughput(0, MODE_THR, size, n, runs);
+    double c = throughput(1, MODE_THR, size, n, runs);
     thr[s][0] = c;
     thr[s][1] = k;
+    snprintf(m, sizeof m, "chan_wake_syscalls_per_msg_%zu", size);
+    report(m, last_wakes, "calls/msg", 0);
     snprintf(m, sizeof m, "chan_msgs_per_s_%zu", size);
     report(m, c, "msgs/s", 1);
     snprintf(m, sizeof m, "chan_batch_msgs_per_s_%zu", size);
@@ -442,19 +449,25 @@ int main(int argc, char **argv) {
   report("segment_bytes_per_asked_byte", seg_ratio, "x", 0);
   report("chan_payload_copies", 0, "copies/msg", 0);
   report("sock_payload_copies", 2, "copies/msg", 0);
-  if (table) {
+  if (table && do_lat) {
     printf("\n%-8s | %-28s | %-28s | %-28s | %-28s\n", "size", "chan polled p50/p99/max ns", "sock polled p50/p99/max ns",
            "chan blocking p50/p99/max ns", "sock blocking p50/p99/max ns");
     for (int s = 0; s < 3; s++) {
+      if (only && only != sizes[s]) continue;
       printf("%-8zu", sizes[s]);
       for (int j = 0; j < 4; j++)
         printf(" | %8.0f %8.0f %10.0f", lat_tbl[s][j][0], lat_tbl[s][j][1], lat_tbl[s][j][2]);
       printf("\n");
     }
+  }
+  if (table && do_thr) {
     printf("\n%-8s | %14s %10s | %14s %10s | %8s\n", "size", "chan msgs/s", "GB/s", "sock msgs/s", "GB/s", "ratio");
     for (int s = 0; s < 3; s++)
-      printf("%-8zu | %14.0f %10.2f | %14.0f %10.2f | %7.2fx\n", sizes[s], thr[s][0], thr[s][0] * (double)sizes[s] / 1e9,
+      if (!only || only == sizes[s])
+        printf("%-8zu | %14.0f %10.2f | %14.0f %10.2f | %7.2fx\n", sizes[s], thr[s][0], thr[s][0] * (double)sizes[s] / 1e9,
              thr[s][1], thr[s][1] * (double)sizes[s] / 1e9, thr[s][0] / thr[s][1]);
+  }
+  if (table) {
     printf("\nallocator waste, random 100 B..16 KiB: %.1f%% (segments hold %.2fx the bytes asked)\n", 100 * waste, seg_ratio);
     printf("payload copies per message: channel 0 (written once in place, read in place), socket 2 (write + read)\n");
   }
