@@ -24,7 +24,7 @@ static int consumer_check(zc_chan_t *ch) {
 
 static void wake_producer(zc_chan_t *ch) {
   chan_ctl_t *ctl = ch->ctl;
-  __atomic_thread_fence(__ATOMIC_SEQ_CST); /* tail/ret_head store before the p_wait load */
+  chan_fence(); /* tail/ret_head store before the p_wait load */
   if (__builtin_expect(CHAN_LOAD_RELAXED(&ctl->p_wait) == 0, 1)) return;
   __atomic_fetch_add(&ctl->space_word, 1, __ATOMIC_RELEASE);
   zc_os_futex_wake_shared(&ctl->space_word, 1 << 30);
@@ -91,7 +91,7 @@ static void sleep_once(zc_chan_t *ch, uint64_t deadline) {
   chan_ctl_t *ctl = ch->ctl;
   uint32_t w = CHAN_LOAD(&ctl->data_word);
   __atomic_fetch_or(&ctl->c_wait, CHAN_SLEEPING, __ATOMIC_SEQ_CST);
-  __atomic_thread_fence(__ATOMIC_SEQ_CST); /* flag store before the ring load: pairs with wake_consumer */
+  chan_fence(); /* flag store before the ring load: pairs with wake_consumer */
   if (!maybe_ready(ch)) {
     uint64_t now = zc_os_clock_ns(), left = now < deadline ? deadline - now : 0;
     ch->sleeps++;
@@ -198,7 +198,7 @@ int zc_chan_arm(zc_chan_t *ch) {
   if (maybe_ready(ch)) return 1;
   if (ch->eof) return chan_fail(ch, EPIPE, "the producer closed or died");
   __atomic_fetch_or(&ch->ctl->c_wait, CHAN_ARMED, __ATOMIC_SEQ_CST);
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  chan_fence();
   return maybe_ready(ch) ? 1 : 0;
 }
 

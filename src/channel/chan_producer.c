@@ -84,8 +84,8 @@ int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
   if (r != 0) {
     zc_os_free(base, size);
     chan_private_free(m, meta);
-    return fail_locked(ch, e == EPIPE || e == ECONNRESET ? EPIPE : e,
-                       "cannot send a data segment to the consumer (errno %d)", e);
+    if (e == EPIPE || e == ECONNRESET) return fail_locked(ch, EPIPE, "the consumer closed or died (seen sending a segment)");
+    return fail_locked(ch, e, "cannot send a data segment to the consumer (errno %d)", e);
   }
   chan_seg_t *s = &ch->seg[ch->nseg];
   s->base = base;
@@ -331,7 +331,7 @@ static int64_t ring_room(zc_chan_t *ch) {
 
 static void wake_consumer(zc_chan_t *ch) {
   chan_ctl_t *ctl = ch->ctl;
-  __atomic_thread_fence(__ATOMIC_SEQ_CST); /* head store before the c_wait load: pairs with the consumer */
+  chan_fence(); /* head store before the c_wait load: pairs with the consumer */
   uint32_t cw = CHAN_LOAD_RELAXED(&ctl->c_wait);
   if (__builtin_expect(cw == 0, 1)) return; /* the consumer is spinning or busy: no system call */
   /* Clearing the flag makes this the only wake-up for this sleep: later sends skip the system call until
