@@ -198,9 +198,10 @@ static uint32_t alloc_slot(zc_chan_t *ch, unsigned cls) {
   return id;
 }
 
-/* Consumer gone? Reads what the socket holds without blocking. 0 if alive, -1 (dead) otherwise. */
+/* Consumer gone? Reads what the socket holds without blocking (a bounded number of records, so a peer
+ * flooding the socket cannot keep us here). 0 if alive, -1 (dead) otherwise. */
 int chan_producer_peer_check(zc_chan_t *ch) {
-  for (;;) {
+  for (int k = 0; k < 64; k++) {
     chan_wire_t w;
     int fd;
     long n = zc_os_msg_recv(ch->sock, &w, sizeof w, &fd);
@@ -211,6 +212,7 @@ int chan_producer_peer_check(zc_chan_t *ch) {
     if (n != sizeof w || w.magic != CHAN_MAGIC || w.kind != WIRE_KICK)
       return fail_locked(ch, EPROTO, "unexpected record from the consumer");
   }
+  return 0;
 }
 
 /* Called with the lock held when the ring or the memory is full. Applies the policy: EAGAIN at once, or

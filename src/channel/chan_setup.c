@@ -224,11 +224,11 @@ zc_chan_t *zc_chan_connect(const char *path, zc_chan_role_t role, const zc_chan_
   return fd < 0 ? NULL : zc_chan_open(fd, role, cfg);
 }
 
-/* Consumer: read every record queued on the socket. SEG maps the next data segment read-only; KICK only
- * wakes; end of file is remembered (receive reports EPIPE once the ring is empty). 0, or -1 if the
- * channel is now dead. */
+/* Consumer: read the records queued on the socket (at most 512 per call: a flood cannot hold us). SEG
+ * maps the next data segment read-only; KICK only wakes; end of file is remembered (receive reports EPIPE
+ * once the ring is empty). 0, or -1 if the channel is now dead. */
 int chan_consumer_poll_socket(zc_chan_t *ch) {
-  for (;;) {
+  for (int k = 0; k < 512; k++) {
     chan_wire_t w;
     int fd;
     long n = zc_os_msg_recv(ch->sock, &w, sizeof w, &fd);
@@ -268,6 +268,7 @@ int chan_consumer_poll_socket(zc_chan_t *ch) {
     ch->seg[ch->nseg].size = (size_t)size;
     __atomic_store_n(&ch->nseg, ch->nseg + 1, __ATOMIC_RELEASE);
   }
+  return 0;
 }
 
 void zc_chan_close(zc_chan_t *ch) {
