@@ -16,6 +16,7 @@
  * It also reports the allocator's waste for uniformly random sizes from 100 B to 16 KiB.
  *
  * Usage: channel_bench [-q] [--table] [runs=3] [n64=..] [n1k=..] [n16k=..] [lat=..] [size=..] [what=thr|lat]
+ *                      [ring=N] [queued=BYTES] (producer configuration; defaults are the library's)
  * Prints zcbench lines (medians of `runs` throughput runs; latency percentiles over all samples).
  */
 #define _GNU_SOURCE
@@ -164,6 +165,7 @@ static void pause_ns(uint64_t ns) {
 }
 
 static double last_wakes; /* producer wake-up system calls per message in the last channel run */
+static zc_chan_config_t prod_cfg; /* ring=N, queued=BYTES set ring_entries, max_queued_bytes */
 
 static result_t run_chan(int mode, size_t size, uint64_t n, double *secs) {
   int sv[2];
@@ -175,7 +177,7 @@ static result_t run_chan(int mode, size_t size, uint64_t n, double *secs) {
     _exit(0);
   }
   close(sv[1]);
-  zc_chan_t *ch = zc_chan_open(sv[0], ZC_CHAN_PRODUCER, NULL);
+  zc_chan_t *ch = zc_chan_open(sv[0], ZC_CHAN_PRODUCER, &prod_cfg);
   if (ch == NULL) die("producer open");
   uint64_t t0 = now_ns();
   if (mode == MODE_THR) {
@@ -393,11 +395,13 @@ int main(int argc, char **argv) {
     else if (strncmp(argv[i], "n1k=", 4) == 0) n_of[1] = strtoull(argv[i] + 4, NULL, 10);
     else if (strncmp(argv[i], "n16k=", 5) == 0) n_of[2] = strtoull(argv[i] + 5, NULL, 10);
     else if (strncmp(argv[i], "lat=", 4) == 0) lat_n = strtoull(argv[i] + 4, NULL, 10);
+    else if (strncmp(argv[i], "queued=", 7) == 0) prod_cfg.max_queued_bytes = strtoull(argv[i] + 7, NULL, 10);
+    else if (strncmp(argv[i], "ring=", 5) == 0) prod_cfg.ring_entries = (uint32_t)strtoul(argv[i] + 5, NULL, 10);
     else if (strncmp(argv[i], "size=", 5) == 0) only = strtoull(argv[i] + 5, NULL, 10);
     else if (strcmp(argv[i], "what=thr") == 0) do_lat = 0;
     else if (strcmp(argv[i], "what=lat") == 0) do_thr = 0;
     else {
-      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [lat=N] [size=64|1024|16384] [what=thr|lat]\n");
+      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [lat=N] [size=64|1024|16384] [what=thr|lat] [ring=N] [queued=BYTES]\n");
       return 2;
     }
   }

@@ -62,6 +62,8 @@ typedef struct zc_chan_config_s {
   int block_timeout_ms;   /* ZC_CHAN_BLOCK: how long to wait (0: 1000 ms; < 0: forever) */
   int spin_ns;            /* how long a waiting side spins before it sleeps on the futex (0: 20000) */
   int setup_timeout_ms;   /* how long open/accept waits for the peer's handshake (0: 5000 ms) */
+  uint64_t max_queued_bytes; /* bytes sent but not yet received before send waits like on a full ring,
+                                as a socket buffer does (1 MiB; one message always fits) */
 } zc_chan_config_t;
 
 /* A received message: a read-only view into shared memory, valid until released. */
@@ -137,6 +139,7 @@ typedef struct zc_chan_stats_s {
   uint64_t received, released;
   /* both */
   uint64_t queued;                        /* descriptors in the ring now */
+  uint64_t queued_bytes;                  /* producer: their payload bytes */
   uint64_t rejected;                      /* invalid descriptors or handles seen (the channel is closed) */
   uint64_t wakes;                         /* futex wake or socket kick system calls made */
   uint64_t sleeps;                        /* times this side slept on the futex or the socket */

@@ -126,6 +126,8 @@ struct zc_chan_s {
   zc_lock_t lock;
   uint64_t p_head, p_tail; /* private head; last validated consumer tail */
   uint64_t p_ret_tail;     /* return handles taken so far */
+  uint32_t *qlen;          /* length of the message at each ring position (private, ring_cap entries) */
+  uint64_t q_bytes;        /* bytes of the messages in [p_tail, p_head) */
   uint64_t seg_bytes, next_seg_size;
   chan_class_t cls[ZC_CLASS_COUNT];
   uint64_t loaned_msgs, loaned_bytes, inflight_msgs, inflight_bytes, used_bytes;

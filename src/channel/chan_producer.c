@@ -319,16 +319,21 @@ int zc_chan_cancel(zc_chan_t *ch, void *p) {
   return r;
 }
 
-/* Room in the ring, refreshing the consumer's tail when it looks full; -1 if that tail is garbage. */
-static int64_t ring_room(zc_chan_t *ch) {
-  uint64_t used = ch->p_head - ch->p_tail;
-  if (used < ch->ring_cap) return (int64_t)(ch->ring_cap - used);
+/* May one more message of len bytes be queued? The ring must have a free descriptor, and the bytes sent
+ * but not yet received must stay under max_queued_bytes (one message may always go into an empty queue):
+ * like a socket buffer, this keeps a fast producer from running far ahead of the consumer through cold
+ * memory. The consumer's tail is re-read only when one of the two looks full. 1 yes, 0 no, -1 if the tail
+ * is garbage (the channel is then closed). */
+static int queue_room(zc_chan_t *ch, uint32_t len) {
+  uint64_t cap = ch->cfg.max_queued_bytes;
+  if (ch->p_head - ch->p_tail < ch->ring_cap && (ch->q_bytes + len <= cap || ch->p_head == ch->p_tail)) return 1;
   uint64_t t = CHAN_LOAD(&ch->ctl->tail);
   if (t - ch->p_tail > ch->p_head - ch->p_tail)
     return fail_locked(ch, EPROTO, "consumer ring tail %lu outside [%lu, %lu]", (unsigned long)t,
                        (unsigned long)ch->p_tail, (unsigned long)ch->p_head);
+  for (uint64_t p = ch->p_tail; p != t; p++) ch->q_bytes -= ch->qlen[p & (ch->ring_cap - 1)];
   ch->p_tail = t;
-  return (int64_t)(ch->ring_cap - (ch->p_head - t));
+  return ch->p_head - t < ch->ring_cap && (ch->q_bytes + len <= cap || ch->p_head == t);
 }
 
 static void wake_consumer(zc_chan_t *ch) {
@@ -355,46 +360,49 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
   uint64_t deadline = 0;
   int done = 0, err = 0;
   zc_lock(&ch->lock);
+  bool unwoken = false; /* published descriptors the consumer has not been told about */
   while (done < n && err == 0) {
-    int64_t room = chan_dead(ch) == 0 ? ring_room(ch) : -1;
+    const zc_chan_msg_t *m = &msgs[done];
+    int room = chan_dead(ch) == 0 ? queue_room(ch, m->len) : -1;
     if (room < 0) {
       err = errno;
       break;
     }
     if (room == 0) {
+      if (unwoken) wake_consumer(ch); /* it must not sleep on what we published while we wait for it */
+      unwoken = false;
       if (wait_full(ch, &deadline) != 0) err = errno;
       continue;
     }
-    int k = n - done < room ? n - done : (int)room, i = 0;
-    for (; i < k; i++) {
-      const zc_chan_msg_t *m = &msgs[done + i];
-      uint32_t id, off;
-      unsigned cls, seg;
-      if (find_loan(ch, m->data, &id, &cls, &off, &seg) != 0) {
-        err = EINVAL;
-        break;
-      }
-      if (m->len > class_size(cls)) {
-        give_back(ch, id, cls);
-        err = EMSGSIZE;
-        break;
-      }
-      chan_slot_t *sl = slot_of(ch, id);
-      uint64_t pos = ch->p_head + (uint64_t)i;
-      chan_desc_t *d = &ch->ring[pos & (ch->ring_cap - 1)];
-      __atomic_store_n(&d->handle, chan_handle(seg, off, sl->gen_state >> 2), __ATOMIC_RELAXED);
-      __atomic_store_n(&d->len, m->len, __ATOMIC_RELAXED);
-      __atomic_store_n(&d->type, m->type, __ATOMIC_RELAXED);
-      CHAN_STORE(&d->seq, pos + 1); /* publishes the descriptor and the payload written before it */
-      sl->gen_state = (sl->gen_state & ~3u) | SLOT_SENT;
-      ch->loaned_msgs--;
-      ch->loaned_bytes -= class_size(cls);
-      ch->inflight_msgs++;
-      ch->inflight_bytes += class_size(cls);
+    uint32_t id, off;
+    unsigned cls, seg;
+    if (find_loan(ch, m->data, &id, &cls, &off, &seg) != 0) {
+      err = EINVAL;
+      break;
     }
-    ch->p_head += (uint64_t)i;
-    ch->sent += (uint64_t)i;
-    done += i;
+    if (m->len > class_size(cls)) {
+      give_back(ch, id, cls);
+      err = EMSGSIZE;
+      break;
+    }
+    chan_slot_t *sl = slot_of(ch, id);
+    uint64_t pos = ch->p_head;
+    chan_desc_t *d = &ch->ring[pos & (ch->ring_cap - 1)];
+    __atomic_store_n(&d->handle, chan_handle(seg, off, sl->gen_state >> 2), __ATOMIC_RELAXED);
+    __atomic_store_n(&d->len, m->len, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->type, m->type, __ATOMIC_RELAXED);
+    CHAN_STORE(&d->seq, pos + 1); /* publishes the descriptor and the payload written before it */
+    ch->qlen[pos & (ch->ring_cap - 1)] = m->len;
+    ch->q_bytes += m->len;
+    sl->gen_state = (sl->gen_state & ~3u) | SLOT_SENT;
+    ch->loaned_msgs--;
+    ch->loaned_bytes -= class_size(cls);
+    ch->inflight_msgs++;
+    ch->inflight_bytes += class_size(cls);
+    ch->p_head = pos + 1;
+    ch->sent++;
+    done++;
+    unwoken = true;
   }
   if (err == EPIPE || err == EPROTO || err == EMFILE) {
     /* the channel is dead: the loans not sent go back to the allocator (EAGAIN/ETIMEDOUT keep them) */
@@ -405,7 +413,7 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
     }
   }
   zc_unlock(&ch->lock);
-  if (done > 0) wake_consumer(ch);
+  if (unwoken) wake_consumer(ch);
   if (done == 0) {
     errno = err;
     return -1;
@@ -452,6 +460,7 @@ void chan_producer_reclaim(zc_chan_t *ch) {
     }
   }
   ch->p_tail = ch->p_head; /* descriptors still in the ring are void */
+  ch->q_bytes = 0;
 }
 
 void chan_producer_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
@@ -467,8 +476,8 @@ void chan_producer_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
   out->returned = ch->returned;
   out->reclaimed = ch->reclaimed;
   out->full_waits = ch->full_waits;
-  uint64_t t = CHAN_LOAD(&ch->ctl->tail);
-  if (chan_dead(ch) == 0 && t - ch->p_tail <= ch->p_head - ch->p_tail) ch->p_tail = t;
+  if (chan_dead(ch) == 0) queue_room(ch, UINT32_MAX); /* refreshes the tail */
   out->queued = chan_dead(ch) == 0 ? ch->p_head - ch->p_tail : 0;
+  out->queued_bytes = ch->q_bytes;
   zc_unlock(&ch->lock);
 }

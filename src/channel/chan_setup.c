@@ -20,6 +20,7 @@
 #define CHAN_DEFAULT_RING 4096u
 #define CHAN_DEFAULT_FIRST ((uint64_t)4 << 20)
 #define CHAN_DEFAULT_MAX ((uint64_t)1 << 30)
+#define CHAN_DEFAULT_QUEUED ((uint64_t)1 << 20)
 
 void *chan_private_alloc(size_t size) {
   size_t page = zc_os_page_size();
@@ -69,6 +70,7 @@ static void fill_defaults(zc_chan_config_t *c, const zc_chan_config_t *user) {
   if (c->spin_ns == 0) c->spin_ns = 20000;
   if (c->spin_ns < 0) c->spin_ns = 0;
   if (c->setup_timeout_ms == 0) c->setup_timeout_ms = 5000;
+  if (c->max_queued_bytes == 0) c->max_queued_bytes = CHAN_DEFAULT_QUEUED;
   /* segments are whole big pages (512 KiB); the cap is at least one segment */
   uint64_t big = (uint64_t)CHAN_GRANULE * CHAN_BIG_PAGE_GRANULES;
   c->first_segment = (c->first_segment + big - 1) / big * big;
@@ -119,6 +121,8 @@ static int producer_setup(zc_chan_t *ch) {
   int r = send_record(ch, WIRE_CTL, ch->ring_cap, ch->ret_cap, ch->ctl_size, fd);
   zc_os_close(fd);
   if (r != 0) return chan_fail(ch, errno == EPIPE ? EPIPE : errno, "cannot send the control segment: errno %d", errno);
+  ch->qlen = chan_private_alloc((size_t)cap * sizeof(uint32_t));
+  if (ch->qlen == NULL) return chan_fail(ch, ENOMEM, "out of memory for the ring's private lengths");
   ch->next_seg_size = ch->cfg.first_segment;
   for (unsigned c = 0; c < ZC_CLASS_COUNT; c++) ch->cls[c].free = ch->cls[c].page = CHAN_NONE;
   return 0;
@@ -281,6 +285,7 @@ void zc_chan_close(zc_chan_t *ch) {
   }
   if (ch->ctl) zc_os_free(ch->ctl, ch->ctl_size);
   chan_private_free(ch->pend, ch->pend_cap * sizeof(uint64_t));
+  chan_private_free(ch->qlen, (size_t)ch->ring_cap * sizeof(uint32_t));
   chan_private_free(ch, sizeof *ch);
 }
 
