@@ -386,7 +386,7 @@ static void latency(int chan, int mode, size_t size, uint64_t n, const char *tag
 int main(int argc, char **argv) {
   int quick = 0, runs = 3, do_thr = 1, do_lat = 1;
   size_t only = 0;
-  uint64_t n_of[3] = {2000000, 500000, 100000}, lat_n = 20000;
+  uint64_t n_of[3] = {300000, 100000, 30000}, lat_n = 10000;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-q") == 0) quick = 1;
     else if (strcmp(argv[i], "--table") == 0) table = 1;

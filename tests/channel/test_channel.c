@@ -381,6 +381,37 @@ static int t_eagain(void) {
   return 0;
 }
 
+/* ---- budget: bytes sent and not yet received stay under max_queued_bytes ---- */
+static int t_budget(void) {
+  seqpacket_pair(sv);
+  CHECK(pipe(ready) == 0 && pipe(go) == 0, "pipe");
+  pid_t c = spawn(slow_consumer, NULL);
+  zc_chan_config_t cfg = {.policy = ZC_CHAN_FAIL, .max_queued_bytes = 40000};
+  zc_chan_t *ch = open_parent_producer(&cfg);
+  char b;
+  CHECK(read(ready[0], &b, 1) == 1, "ready");
+  for (int i = 0; i < 2; i++) {
+    void *p = zc_chan_loan(ch, 16384);
+    CHECK(p != NULL && zc_chan_send(ch, p, 16384, 1) == 0, "send %d: %s", i, strerror(errno));
+  }
+  void *p = zc_chan_loan(ch, 16384);
+  CHECK(zc_chan_send(ch, p, 16384, 1) == -1 && errno == EAGAIN, "a third 16 KiB message passed a 40000-byte budget");
+  CHECK(zc_chan_send(ch, p, 1000, 1) == 0, "a 1000-byte send still fits the budget: %s", strerror(errno));
+  zc_chan_stats_t st;
+  zc_chan_stats(ch, &st);
+  CHECK(st.queued == 3 && st.queued_bytes == 2 * 16384 + 1000, "queued %lu (%lu bytes)", (unsigned long)st.queued,
+        (unsigned long)st.queued_bytes);
+  tell("g"); /* received: the budget is free again, though the consumer released them too */
+  drain_returns(ch);
+  p = zc_chan_loan(ch, 65536);
+  CHECK(p != NULL && zc_chan_send(ch, p, 65536, 1) == 0, "one message larger than the budget goes into an empty queue");
+  tell("q");
+  drain_returns(ch);
+  zc_chan_close(ch);
+  CHECK(reap(c) == 0, "consumer failed");
+  return 0;
+}
+
 /* ---- block: a full ring blocks until the consumer reads, or times out ---- */
 static int delayed_consumer(void *arg) {
   zc_chan_t *ch = open_child_consumer(NULL);
@@ -641,7 +672,7 @@ int main(int argc, char **argv) {
     const char *name;
     int (*fn)(void);
   } tests[] = {{"flow", t_flow},       {"path", t_path},   {"threads", t_threads}, {"batch", t_batch},
-               {"timeout", t_timeout}, {"spinwake", t_spinwake}, {"eagain", t_eagain}, {"block", t_block},
+               {"timeout", t_timeout}, {"spinwake", t_spinwake}, {"eagain", t_eagain}, {"budget", t_budget}, {"block", t_block},
                {"epoll", t_epoll},     {"slots", t_slots}, {"misuse", t_misuse},   {"devshm", t_devshm}};
   alarm(120);
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
