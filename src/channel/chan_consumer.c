@@ -152,6 +152,12 @@ static size_t push_returns(zc_chan_t *ch, const uint64_t *h, const zc_chan_msg_t
 }
 
 static int pend_push(zc_chan_t *ch, uint64_t h) {
+  /* An honest producer never has more messages out than its segments have 64-byte slots; more pending
+   * releases than that means it stopped taking them back (a hostile producer growing our memory). */
+  uint64_t slots = 0;
+  for (unsigned i = 0; i < ch->nseg; i++) slots += ch->seg[i].size / CHAN_MIN_CLASS_SIZE;
+  if (ch->npend >= slots)
+    return chan_fail(ch, EPROTO, "the producer does not take back released messages (%lu pending)", (unsigned long)ch->npend);
   if (ch->npend == ch->pend_cap) {
     size_t cap = ch->pend_cap ? ch->pend_cap * 2 : 4096;
     uint64_t *p = chan_private_alloc(cap * sizeof *p);

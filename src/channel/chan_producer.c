@@ -113,8 +113,8 @@ static int find_slot(zc_chan_t *ch, unsigned seg, uint64_t off, unsigned state, 
   chan_gran_t gi = s->gran[g];
   if (gi.cls == 0) return *why = "offset outside any page", -1;
   unsigned pg = g - gi.back;
-  size_t in_page = (size_t)off - ((size_t)pg << CHAN_GRANULE_SHIFT), csize = class_size(gi.cls);
-  size_t idx = in_page / csize;
+  uint32_t in_page = (uint32_t)(off - ((uint64_t)pg << CHAN_GRANULE_SHIFT)), csize = (uint32_t)class_size(gi.cls);
+  uint32_t idx = in_page / csize; /* both under 2^20: a 32-bit division */
   if (idx * csize != in_page || idx >= CHAN_SLOTS_PER_PAGE) return *why = "offset not at a slot start", -1;
   uint32_t sid = (uint32_t)seg << 24 | (uint32_t)pg << 10 | (uint32_t)idx;
   uint32_t gs = slot_of(ch, sid)->gen_state;
