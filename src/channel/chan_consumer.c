@@ -43,8 +43,11 @@ static inline bool maybe_ready(zc_chan_t *ch) {
   return !seq_empty(ch, ch->c_tail, s);
 }
 
+static void flush_pend(zc_chan_t *ch);
+
 /* Take up to max descriptors: 0 if the ring is empty, -1 if the channel failed. */
 static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
+  if (__builtin_expect(ch->npend != 0, 0)) flush_pend(ch);
   int n = 0;
   while (n < max) {
     const chan_desc_t *d = &ch->ring[ch->c_tail & (ch->ring_cap - 1)];
@@ -89,6 +92,7 @@ static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
 /* Sleep until the ring may be non-empty, the deadline passes or the slice ends. */
 static void sleep_once(zc_chan_t *ch, uint64_t deadline) {
   chan_ctl_t *ctl = ch->ctl;
+  flush_pend(ch);
   uint32_t w = CHAN_LOAD(&ctl->data_word);
   __atomic_fetch_or(&ctl->c_wait, CHAN_SLEEPING, __ATOMIC_SEQ_CST);
   chan_fence(); /* flag store before the ring load: pairs with wake_consumer */
@@ -181,11 +185,7 @@ int zc_chan_release_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
   ch->released += (uint64_t)n;
   if (chan_dead(ch) != 0) return 0; /* nobody to give them to; the producer reclaimed them at EOF */
   uint64_t before = ch->c_ret_head;
-  if (ch->npend) { /* releases that did not fit earlier go first, in order */
-    size_t k = push_returns(ch, ch->pend, NULL, ch->npend);
-    memmove(ch->pend, ch->pend + k, (ch->npend - k) * sizeof *ch->pend);
-    ch->npend -= k;
-  }
+  flush_pend(ch); /* releases that did not fit earlier go first, in order */
   size_t k = ch->npend ? 0 : push_returns(ch, NULL, msgs, (size_t)n);
   for (size_t i = k; i < (size_t)n; i++)
     if (pend_push(ch, msgs[i].handle) != 0) return -1;
@@ -194,6 +194,18 @@ int zc_chan_release_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
     wake_producer(ch);
   }
   return 0;
+}
+
+/* Push what the return ring could not take earlier (the producer had not drained it). Called from every
+ * release and receive, and before sleeping; the producer nudges us when it drains a full ring. */
+static void flush_pend(zc_chan_t *ch) {
+  if (ch->npend == 0 || chan_dead(ch) != 0) return;
+  size_t k = push_returns(ch, ch->pend, NULL, ch->npend);
+  if (k == 0) return;
+  memmove(ch->pend, ch->pend + k, (ch->npend - k) * sizeof *ch->pend);
+  ch->npend -= k;
+  CHAN_STORE(&ch->ctl->ret_head, ch->c_ret_head);
+  wake_producer(ch);
 }
 
 int zc_chan_release(zc_chan_t *ch, const zc_chan_msg_t *m) { return zc_chan_release_batch(ch, m, 1); }

@@ -136,6 +136,8 @@ static void free_slot(zc_chan_t *ch, uint32_t id, unsigned cls) {
   ch->used_bytes -= class_size(cls);
 }
 
+static void wake_consumer(zc_chan_t *ch);
+
 /* Take back what the consumer released. 0, or -1 if a handle was bad (the channel is then closed). */
 static int drain_returns(zc_chan_t *ch) {
   uint64_t rh = CHAN_LOAD(&ch->ctl->ret_head), t = ch->p_ret_tail;
@@ -160,6 +162,9 @@ static int drain_returns(zc_chan_t *ch) {
   }
   ch->p_ret_tail = rh;
   CHAN_STORE(&ch->ctl->ret_tail, rh);
+  /* A full ring may have sent further releases to the consumer's overflow list: nudge it (if it sleeps
+   * or waits in epoll) so it pushes them now instead of at its next call. */
+  if (n == ch->ret_cap) wake_consumer(ch);
   return 0;
 }
 
