@@ -2,10 +2,10 @@
  * segments it has mapped, hands out read-only views, pushes released handles on the return ring, and
  * waits (spin, then futex) when the ring is empty.
  *
- * Invariants: c_tail and c_ret_head are private and only copied out to the control segment; a head loaded
- * from shared memory is accepted only if it lies in [c_tail, c_tail + ring_cap]; a descriptor is loaded
- * once into locals and its segment, offset and length are checked so that the view lies inside a mapped
- * segment before the user sees it. A hostile producer can make us read garbage payloads, never memory
+ * Invariants: c_tail and c_ret_head are private and only copied out to the control segment; a descriptor
+ * counts as published only if its sequence word is exactly c_tail + 1 (anything but that or the previous
+ * lap's value closes the channel); it is loaded once into locals and its segment, offset and length are
+ * checked so that the view lies inside a mapped segment before the user sees it. A hostile producer can make us read garbage payloads, never memory
  * outside its segments.
  * Threads: one consumer thread at a time (no lock).
  */
@@ -55,14 +55,15 @@ static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
     if (s != ch->c_tail + 1) {
       if (seq_empty(ch, ch->c_tail, s)) break; /* not published yet */
       ch->rejected++;
-      return chan_fail(ch, EPROTO, "descriptor %lu has sequence %lu: neither published nor empty",
-                       (unsigned long)ch->c_tail, (unsigned long)s);
+      chan_fail(ch, EPROTO, "descriptor %lu has sequence %lu: neither published nor empty", (unsigned long)ch->c_tail,
+                (unsigned long)s);
+      break;
     }
     uint64_t h = CHAN_LOAD_RELAXED(&d->handle); /* each field loaded once: the producer may rewrite it */
     uint32_t len = CHAN_LOAD_RELAXED(&d->len), type = CHAN_LOAD_RELAXED(&d->type);
     unsigned seg = chan_handle_seg(h);
     uint64_t off = chan_handle_off(h);
-    if (seg >= ch->nseg && seg < CHAN_SEG_MAX && chan_consumer_poll_socket(ch) != 0) return -1;
+    if (seg >= ch->nseg && seg < CHAN_SEG_MAX && chan_consumer_poll_socket(ch) != 0) break;
     const char *why = NULL;
     if (seg >= ch->nseg) why = "segment not announced";
     else if (off & 15) why = "misaligned offset";
@@ -70,8 +71,9 @@ static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
     else if (off + len > ch->seg[seg].size) why = "message runs past the end of its segment";
     if (why) {
       ch->rejected++;
-      return chan_fail(ch, EPROTO, "invalid descriptor from the producer (segment %u, offset %lu, length %u): %s",
-                       seg, (unsigned long)off, len, why);
+      chan_fail(ch, EPROTO, "invalid descriptor from the producer (segment %u, offset %lu, length %u): %s", seg,
+                (unsigned long)off, len, why);
+      break;
     }
     out[n].data = ch->seg[seg].base + off;
     out[n].len = len;
@@ -81,7 +83,8 @@ static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
     ch->c_tail++;
     n++;
   }
-  if (n == 0) return 0;
+  /* Messages taken before a failure are still good: hand them out; the next call reports the failure. */
+  if (n == 0) return chan_dead(ch);
   ch->held_msgs += (uint64_t)n;
   ch->received += (uint64_t)n;
   CHAN_STORE(&ch->ctl->tail, ch->c_tail);
