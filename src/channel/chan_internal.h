@@ -5,7 +5,7 @@
  * Memory of one channel (docs/channel.md has the figures):
  *   control segment (memfd, both map read-write):   chan_ctl | descriptor ring | return ring
  *   data segments   (memfd, producer read-write, consumer read-only, at most 255 of them)
- *   producer-private (anonymous mmap, never shared): per-granule class map, per-slot metadata, free lists
+ *   producer-private (anonymous mmap, never shared): page table, per-slot metadata, free lists
  * Invariant: nothing the producer's allocator relies on lives in shared memory; every word either side
  * reads from the control segment is loaded once into a local and checked against private state before use.
  */
@@ -64,45 +64,48 @@ static inline uint32_t chan_handle_off(uint64_t h) { return (uint32_t)(h >> CHAN
 static inline uint32_t chan_handle_gen(uint64_t h) { return (uint32_t)h & CHAN_GEN_MASK; }
 
 /* ---- the producer's allocator (private memory) ----
- * A data segment is cut into 64 KiB granules. A page is 1 granule (classes up to 8 KiB) or 8 granules
- * (larger classes) and holds slots of one size class, carved in order and never given back to the segment.
- * A slot is named by its id: seg << 24 | granule << 10 | index in page (at most 1024 slots per page). */
-#define CHAN_GRANULE_SHIFT 16u
-#define CHAN_GRANULE ((size_t)1 << CHAN_GRANULE_SHIFT)
-#define CHAN_BIG_PAGE_GRANULES 8u
-#define CHAN_SLOTS_PER_PAGE 1024u
+ * A data segment is cut into 512 KiB pages. A page holds slots of one size class, carved in order, then
+ * recycled through the page's own free list; a page whose last slot comes back returns to the channel's
+ * pool of free pages (one empty page per class is kept) and may serve any class next.
+ * A slot is named by its id: seg << 22 | page << 13 | index in page (at most 8192 slots of 64 B).
+ * A page is named by seg << 9 | page. */
+#define CHAN_GRANULE ((size_t)64 << 10) /* segment sizes are multiples of this (checked by the consumer) */
+#define CHAN_PAGE_SHIFT 19u
+#define CHAN_PAGE_SIZE ((size_t)1 << CHAN_PAGE_SHIFT)
+#define CHAN_SLOTS_PER_PAGE 8192u
 #define CHAN_MIN_CLASS_SIZE 64u /* smaller requests take the 64 B class: every slot is 16-byte aligned */
 #define CHAN_SEG_MAX 255u       /* segment index 255 is never valid */
-#define CHAN_SEG_MAX_BYTES ((size_t)256 << 20)
+#define CHAN_SEG_MAX_BYTES ((size_t)256 << 20) /* 512 pages */
 #define CHAN_NONE 0xffffffffu
 
 enum { SLOT_FREE = 0u, SLOT_LOANED = 1u, SLOT_SENT = 2u };
 
 typedef struct chan_slot_s {
   uint32_t gen_state; /* generation << 2 | state */
-  uint32_t next;      /* free-list link (slot id), CHAN_NONE at the end */
+  uint32_t next;      /* the page's free list: index of the next free slot, CHAN_NONE at the end */
 } chan_slot_t;
 
-typedef struct chan_gran_s {
-  uint8_t cls;   /* size class of the page covering this granule, 0: not in a page */
-  uint8_t pad;
-  uint16_t back; /* granules back to the page's first granule */
-} chan_gran_t;
+typedef struct chan_page_s {
+  uint8_t cls;        /* size class, 0 while the page is free */
+  uint8_t listed;     /* on its class's list of pages with room */
+  uint16_t pad;
+  uint32_t free;      /* first free slot (index), CHAN_NONE if none */
+  uint32_t live;      /* slots loaned or sent */
+  uint32_t carved;    /* slots taken from the never-used tail so far */
+  uint32_t next, prev; /* class list of pages with room, or the free-page pool (next only): page ids */
+} chan_page_t;
 
 typedef struct chan_seg_s {
   char *base;         /* producer: read-write; consumer: read-only */
   size_t size;
-  chan_gran_t *gran;  /* producer only: size >> 16 entries */
-  chan_slot_t *slots; /* producer only: (size >> 16) * 1024 entries, touched lazily */
-  size_t meta_size;   /* bytes of the gran + slots mapping */
-  uint32_t next_gran; /* producer: first granule not yet given to a page */
+  chan_page_t *pages; /* producer only: size >> 19 entries */
+  chan_slot_t *slots; /* producer only: pages * 8192 entries, touched lazily */
+  size_t meta_size;   /* bytes of the pages + slots mapping */
+  uint32_t next_page; /* producer: first page never used */
 } chan_seg_t;
 
 typedef struct chan_class_s {
-  uint32_t free;   /* free-list head (slot id) */
-  uint32_t page;   /* slot id of slot 0 of the page being carved, CHAN_NONE if none */
-  uint32_t carved; /* slots of that page handed out so far */
-  uint32_t nslots; /* slots that page holds */
+  uint32_t avail; /* first page with a free or never-used slot (page id), CHAN_NONE if none */
 } chan_class_t;
 
 /* ---- the channel ---- */
@@ -130,6 +133,7 @@ struct zc_chan_s {
   uint64_t q_bytes;        /* bytes of the messages in [p_tail, p_head) */
   uint64_t seg_bytes, next_seg_size;
   chan_class_t cls[ZC_CLASS_COUNT];
+  uint32_t free_pages;     /* pool of empty pages (page ids linked by next) */
   uint64_t loaned_msgs, loaned_bytes, inflight_msgs, inflight_bytes, used_bytes;
   uint64_t sent, returned, reclaimed, full_waits;
 

@@ -4,9 +4,11 @@
  *
  * Allocator: requests are rounded to the class grid of sizeclass.h (at least 64 B), so the internal waste
  * is at most 25% just above a power of two and about 12.5% on average; a 100 B message takes a 112 B slot.
- * Pages of one class (64 KiB, or 512 KiB for classes above 8 KiB) are carved from the segments in order.
- * Free lists, generations and the page map live in private memory (chan_seg_t.gran/slots): the consumer
- * can only hand back 64-bit handles, and each one is checked before it touches a free list.
+ * Pages of 512 KiB hold one class each (at most 12% of a page is left over, for the 40 KiB class); each
+ * page keeps its own free list and live count, and a page whose last slot comes back goes to a pool any
+ * class can take from (one empty page per class is kept, so a steady flow does not churn pages).
+ * Free lists, generations and the page table live in private memory (chan_seg_t.pages/slots): the
+ * consumer can only hand back 64-bit handles, and each one is checked before it touches a free list.
  *
  * Invariants: a slot is FREE, LOANED or SENT. Only a SENT slot whose generation matches the handle may come
  * back from the consumer, and it comes back once (it is FREE afterwards). inflight_msgs counts the SENT
@@ -24,12 +26,12 @@
 #define CHAN_SLICE_NS 50000000 /* a sleeping producer looks at the socket this often */
 
 static inline size_t class_size(unsigned c) { return zc_class_block_size(c); }
-static inline unsigned page_granules(unsigned c) { return class_size(c) > 8192 ? CHAN_BIG_PAGE_GRANULES : 1u; }
-static inline chan_slot_t *slot_of(zc_chan_t *ch, uint32_t id) { return &ch->seg[id >> 24].slots[id & 0xffffffu]; }
-static inline unsigned gran_of(uint32_t id) { return (id >> 10) & 0x3fffu; }
+static inline uint32_t class_slots(unsigned c) { return (uint32_t)(CHAN_PAGE_SIZE / class_size(c)); }
+static inline chan_slot_t *slot_of(zc_chan_t *ch, uint32_t id) { return &ch->seg[id >> 22].slots[id & 0x3fffffu]; }
+static inline chan_page_t *page_of(zc_chan_t *ch, uint32_t pid) { return &ch->seg[pid >> 9].pages[pid & 511u]; }
 
 static inline char *slot_addr(zc_chan_t *ch, uint32_t id, unsigned cls) {
-  return ch->seg[id >> 24].base + ((size_t)gran_of(id) << CHAN_GRANULE_SHIFT) + (size_t)(id & 1023u) * class_size(cls);
+  return ch->seg[id >> 22].base + ((size_t)((id >> 13) & 511u) << CHAN_PAGE_SHIFT) + (size_t)(id & 8191u) * class_size(cls);
 }
 
 /* Fail the channel from inside the lock: record the reason, then take every sent slot back. */
@@ -47,7 +49,7 @@ static int fail_locked(zc_chan_t *ch, int err, const char *fmt, ...) {
 }
 
 int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
-  size_t big = CHAN_GRANULE * CHAN_BIG_PAGE_GRANULES;
+  size_t big = CHAN_PAGE_SIZE;
   size_t size = ch->next_seg_size;
   if (size < min_bytes) size = (min_bytes + big - 1) / big * big;
   if (ch->seg_bytes + size > ch->cfg.max_bytes) size = (ch->cfg.max_bytes - ch->seg_bytes) / big * big;
@@ -62,9 +64,9 @@ int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
     errno = e;
     return -1;
   }
-  size_t granules = size >> CHAN_GRANULE_SHIFT;
-  size_t gbytes = (granules * sizeof(chan_gran_t) + 63) & ~(size_t)63;
-  size_t meta = gbytes + granules * CHAN_SLOTS_PER_PAGE * sizeof(chan_slot_t);
+  size_t npages = size >> CHAN_PAGE_SHIFT;
+  size_t pbytes = (npages * sizeof(chan_page_t) + 63) & ~(size_t)63;
+  size_t meta = pbytes + npages * CHAN_SLOTS_PER_PAGE * sizeof(chan_slot_t);
   char *base = zc_os_shm_map(fd, size, true);
   void *m = base ? chan_private_alloc(meta) : NULL;
   if (m == NULL) {
@@ -90,10 +92,10 @@ int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
   chan_seg_t *s = &ch->seg[ch->nseg];
   s->base = base;
   s->size = size;
-  s->gran = m;
-  s->slots = (chan_slot_t *)((char *)m + gbytes);
+  s->pages = m;
+  s->slots = (chan_slot_t *)((char *)m + pbytes);
   s->meta_size = meta;
-  s->next_gran = 0;
+  s->next_page = 0;
   ch->nseg++;
   ch->seg_bytes += size;
   ch->next_seg_size = size * 2 > CHAN_SEG_MAX_BYTES ? CHAN_SEG_MAX_BYTES : size * 2;
@@ -104,19 +106,18 @@ int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
  * gen > CHAN_GEN_MASK). 0 with *id and *cls, or -1 with *why. Everything is checked against private
  * metadata: seg and off may come straight from the hostile side. */
 static int find_slot(zc_chan_t *ch, unsigned seg, uint64_t off, unsigned state, uint32_t gen, uint32_t *id,
-                     unsigned *cls, const char **why) {
+                     unsigned *cls_out, const char **why) {
   if (seg >= ch->nseg) return *why = "segment out of range", -1;
   chan_seg_t *s = &ch->seg[seg];
   if (off >= s->size) return *why = "offset out of range", -1;
   if (off & 15) return *why = "misaligned offset", -1;
-  unsigned g = (unsigned)(off >> CHAN_GRANULE_SHIFT);
-  chan_gran_t gi = s->gran[g];
-  if (gi.cls == 0) return *why = "offset outside any page", -1;
-  unsigned pg = g - gi.back;
-  uint32_t in_page = (uint32_t)(off - ((uint64_t)pg << CHAN_GRANULE_SHIFT)), csize = (uint32_t)class_size(gi.cls);
-  uint32_t idx = in_page / csize; /* both under 2^20: a 32-bit division */
-  if (idx * csize != in_page || idx >= CHAN_SLOTS_PER_PAGE) return *why = "offset not at a slot start", -1;
-  uint32_t sid = (uint32_t)seg << 24 | (uint32_t)pg << 10 | (uint32_t)idx;
+  uint32_t pg = (uint32_t)(off >> CHAN_PAGE_SHIFT);
+  unsigned cls = s->pages[pg].cls;
+  if (cls == 0) return *why = "offset outside any page", -1;
+  uint32_t in_page = (uint32_t)(off & (CHAN_PAGE_SIZE - 1)), csize = (uint32_t)class_size(cls);
+  uint32_t idx = in_page / csize; /* both under 2^19: a 32-bit division */
+  if (idx * csize != in_page || idx >= class_slots(cls)) return *why = "offset not at a slot start", -1;
+  uint32_t sid = (uint32_t)seg << 22 | pg << 13 | idx;
   uint32_t gs = slot_of(ch, sid)->gen_state;
   if ((gs & 3u) != state) {
     if (state == SLOT_SENT) return *why = (gs & 3u) == SLOT_FREE ? "slot not in flight (released twice?)" : "slot not sent", -1;
@@ -124,16 +125,54 @@ static int find_slot(zc_chan_t *ch, unsigned seg, uint64_t off, unsigned state, 
   }
   if (gen <= CHAN_GEN_MASK && ((gs >> 2) & CHAN_GEN_MASK) != gen) return *why = "wrong generation (stale handle)", -1;
   *id = sid;
-  *cls = gi.cls;
+  *cls_out = cls;
   return 0;
 }
 
+/* The class's list of pages with room (doubly linked through the page table). */
+static void avail_push(zc_chan_t *ch, unsigned cls, uint32_t pid) {
+  chan_page_t *p = page_of(ch, pid);
+  uint32_t head = ch->cls[cls].avail;
+  p->prev = CHAN_NONE;
+  p->next = head;
+  if (head != CHAN_NONE) page_of(ch, head)->prev = pid;
+  ch->cls[cls].avail = pid;
+  p->listed = 1;
+}
+
+static void avail_remove(zc_chan_t *ch, unsigned cls, uint32_t pid) {
+  chan_page_t *p = page_of(ch, pid);
+  if (p->prev != CHAN_NONE) page_of(ch, p->prev)->next = p->next;
+  else ch->cls[cls].avail = p->next;
+  if (p->next != CHAN_NONE) page_of(ch, p->next)->prev = p->prev;
+  p->listed = 0;
+}
+
 static void free_slot(zc_chan_t *ch, uint32_t id, unsigned cls) {
+  uint32_t pid = id >> 13, idx = id & 8191u;
+  chan_page_t *p = page_of(ch, pid);
   chan_slot_t *sl = slot_of(ch, id);
+  bool first_free = p->free == CHAN_NONE;
   sl->gen_state = (sl->gen_state & ~3u) | SLOT_FREE;
-  sl->next = ch->cls[cls].free;
-  ch->cls[cls].free = id;
+  sl->next = p->free;
+  p->free = idx;
+  p->live--;
   ch->used_bytes -= class_size(cls);
+  if (!p->listed) {
+    avail_push(ch, cls, pid); /* it was full: it has room again */
+  } else if (first_free && ch->cls[cls].avail != pid) {
+    avail_remove(ch, cls, pid); /* to the front: returned (warm) slots go out before never-used ones */
+    avail_push(ch, cls, pid);
+  }
+  if (p->live == 0 && (p->prev != CHAN_NONE || p->next != CHAN_NONE)) {
+    /* empty, and the class has another page with room: the page goes to the pool for any class */
+    avail_remove(ch, cls, pid);
+    p->cls = 0;
+    p->free = CHAN_NONE;
+    p->carved = 0;
+    p->next = ch->free_pages;
+    ch->free_pages = pid;
+  }
 }
 
 static void wake_consumer(zc_chan_t *ch);
@@ -168,39 +207,45 @@ static int drain_returns(zc_chan_t *ch) {
   return 0;
 }
 
+/* Give class cls a page: one from the pool, else a never-used one, else from a new segment. */
 static int new_page(zc_chan_t *ch, unsigned cls) {
-  unsigned ng = page_granules(cls);
-  chan_seg_t *s = NULL;
-  for (unsigned i = 0; i < ch->nseg && s == NULL; i++)
-    if (ch->seg[i].next_gran + ng <= (ch->seg[i].size >> CHAN_GRANULE_SHIFT)) s = &ch->seg[i];
-  if (s == NULL) {
-    if (chan_producer_grow(ch, (size_t)ng << CHAN_GRANULE_SHIFT) != 0) return -1;
-    s = &ch->seg[ch->nseg - 1];
+  uint32_t pid = ch->free_pages;
+  if (pid != CHAN_NONE) {
+    ch->free_pages = page_of(ch, pid)->next;
+  } else {
+    unsigned si = 0;
+    while (si < ch->nseg && ch->seg[si].next_page >= (ch->seg[si].size >> CHAN_PAGE_SHIFT)) si++;
+    if (si == ch->nseg) {
+      if (chan_producer_grow(ch, CHAN_PAGE_SIZE) != 0) return -1;
+      si = ch->nseg - 1;
+    }
+    pid = (uint32_t)si << 9 | ch->seg[si].next_page++;
   }
-  unsigned g = s->next_gran;
-  s->next_gran += ng;
-  for (unsigned i = 0; i < ng; i++) s->gran[g + i] = (chan_gran_t){(uint8_t)cls, 0, (uint16_t)i};
-  chan_class_t *c = &ch->cls[cls];
-  c->page = (uint32_t)(s - ch->seg) << 24 | (uint32_t)g << 10;
-  c->carved = 0;
-  c->nslots = (uint32_t)(((size_t)ng << CHAN_GRANULE_SHIFT) / class_size(cls));
+  chan_page_t *p = page_of(ch, pid);
+  p->cls = (uint8_t)cls;
+  p->free = CHAN_NONE;
+  p->live = 0;
+  p->carved = 0;
+  avail_push(ch, cls, pid);
   return 0;
 }
 
-/* A free slot of class cls: the free list, then what the consumer returned, then a new slot of the page
- * being carved, then a new page (and segment). CHAN_NONE with errno ENOSPC at the cap, or another errno. */
+/* A free slot of class cls: a free slot of the first page with room; if that page has none, first take
+ * in what the consumer returned (reusing warm slots before touching new memory), then a never-used slot,
+ * then a new page (and segment). CHAN_NONE with errno ENOSPC at the cap, or another errno. */
 static uint32_t alloc_slot(zc_chan_t *ch, unsigned cls) {
   chan_class_t *c = &ch->cls[cls];
-  if (c->free == CHAN_NONE && drain_returns(ch) != 0) return CHAN_NONE;
-  uint32_t id = c->free;
-  if (id != CHAN_NONE) {
-    c->free = slot_of(ch, id)->next;
-  } else {
-    if ((c->page == CHAN_NONE || c->carved == c->nslots) && new_page(ch, cls) != 0) return CHAN_NONE;
-    id = c->page + c->carved++;
-  }
+  if ((c->avail == CHAN_NONE || page_of(ch, c->avail)->free == CHAN_NONE) && drain_returns(ch) != 0) return CHAN_NONE;
+  if (c->avail == CHAN_NONE && new_page(ch, cls) != 0) return CHAN_NONE;
+  uint32_t pid = c->avail;
+  chan_page_t *p = page_of(ch, pid);
+  uint32_t idx = p->free;
+  if (idx != CHAN_NONE) p->free = slot_of(ch, pid << 13 | idx)->next;
+  else idx = p->carved++;
+  p->live++;
+  if (p->free == CHAN_NONE && p->carved == class_slots(cls)) avail_remove(ch, cls, pid); /* full */
   ch->used_bytes += class_size(cls);
-  return id;
+  return pid << 13 | idx;
 }
 
 /* Consumer gone? Reads what the socket holds without blocking (a bounded number of records, so a peer
@@ -449,18 +494,17 @@ long zc_chan_collect(zc_chan_t *ch) {
 void chan_producer_reclaim(zc_chan_t *ch) {
   for (unsigned si = 0; si < ch->nseg; si++) {
     chan_seg_t *s = &ch->seg[si];
-    for (unsigned g = 0; g < s->next_gran; g++) {
-      chan_gran_t gi = s->gran[g];
-      if (gi.cls == 0 || gi.back != 0) continue;
-      size_t csize = class_size(gi.cls);
-      uint32_t nslots = (uint32_t)(((size_t)page_granules(gi.cls) << CHAN_GRANULE_SHIFT) / csize);
-      for (uint32_t i = 0; i < nslots; i++) {
-        uint32_t id = si << 24 | g << 10 | i;
+    for (uint32_t pg = 0; pg < s->next_page; pg++) {
+      chan_page_t *p = &s->pages[pg];
+      unsigned cls = p->cls;
+      for (uint32_t i = 0; cls != 0 && i < p->carved; i++) {
+        uint32_t id = si << 22 | pg << 13 | i;
         if ((slot_of(ch, id)->gen_state & 3u) != SLOT_SENT) continue;
-        free_slot(ch, id, gi.cls);
+        free_slot(ch, id, cls); /* may give the page back to the pool: the loop stops there */
         ch->inflight_msgs--;
-        ch->inflight_bytes -= csize;
+        ch->inflight_bytes -= class_size(cls);
         ch->reclaimed++;
+        if (p->cls == 0) break;
       }
     }
   }

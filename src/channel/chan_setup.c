@@ -71,8 +71,8 @@ static void fill_defaults(zc_chan_config_t *c, const zc_chan_config_t *user) {
   if (c->spin_ns < 0) c->spin_ns = 0;
   if (c->setup_timeout_ms == 0) c->setup_timeout_ms = 5000;
   if (c->max_queued_bytes == 0) c->max_queued_bytes = CHAN_DEFAULT_QUEUED;
-  /* segments are whole big pages (512 KiB); the cap is at least one segment */
-  uint64_t big = (uint64_t)CHAN_GRANULE * CHAN_BIG_PAGE_GRANULES;
+  /* segments are whole pages (512 KiB); the cap is at least one segment */
+  uint64_t big = CHAN_PAGE_SIZE;
   c->first_segment = (c->first_segment + big - 1) / big * big;
   if (c->first_segment > CHAN_SEG_MAX_BYTES) c->first_segment = CHAN_SEG_MAX_BYTES;
   if (c->max_bytes < c->first_segment) c->max_bytes = c->first_segment;
@@ -124,7 +124,8 @@ static int producer_setup(zc_chan_t *ch) {
   ch->qlen = chan_private_alloc((size_t)cap * sizeof(uint32_t));
   if (ch->qlen == NULL) return chan_fail(ch, ENOMEM, "out of memory for the ring's private lengths");
   ch->next_seg_size = ch->cfg.first_segment;
-  for (unsigned c = 0; c < ZC_CLASS_COUNT; c++) ch->cls[c].free = ch->cls[c].page = CHAN_NONE;
+  for (unsigned c = 0; c < ZC_CLASS_COUNT; c++) ch->cls[c].avail = CHAN_NONE;
+  ch->free_pages = CHAN_NONE;
   return 0;
 }
 
@@ -281,7 +282,7 @@ void zc_chan_close(zc_chan_t *ch) {
   zc_os_close(ch->sock);
   for (unsigned i = 0; i < ch->nseg; i++) {
     zc_os_free(ch->seg[i].base, ch->seg[i].size);
-    chan_private_free(ch->seg[i].gran, ch->seg[i].meta_size);
+    chan_private_free(ch->seg[i].pages, ch->seg[i].meta_size);
   }
   if (ch->ctl) zc_os_free(ch->ctl, ch->ctl_size);
   chan_private_free(ch->pend, ch->pend_cap * sizeof(uint64_t));

@@ -601,6 +601,31 @@ static int t_slots(void) {
   return 0;
 }
 
+/* ---- recycle: a page emptied by one class serves another ---- */
+static int t_recycle(void) {
+  seqpacket_pair(sv);
+  pid_t c = spawn(idle_consumer, NULL);
+  zc_chan_config_t cfg = {.first_segment = 1 << 20, .max_bytes = 1 << 20, .policy = ZC_CHAN_FAIL};
+  zc_chan_t *ch = open_parent_producer(&cfg); /* 1 MiB: two 512 KiB pages */
+  static void *p[20000];
+  int n = 0;
+  while (n < 20000 && (p[n] = zc_chan_loan(ch, 64)) != NULL) n++;
+  CHECK(n == 16384 && errno == EAGAIN, "64 B loans filling 1 MiB: %d (errno %d)", n, errno);
+  for (int i = 0; i < n; i++) CHECK(zc_chan_cancel(ch, p[i]) == 0, "cancel");
+  /* the 64 B class keeps one empty page; the other goes back to the pool */
+  int m = 0;
+  while (m < 100 && (p[m] = zc_chan_loan(ch, 16384)) != NULL) m++;
+  CHECK(m == 32 && errno == EAGAIN, "16 KiB loans after the 64 B ones were freed: %d (errno %d)", m, errno);
+  CHECK(zc_chan_loan(ch, 64) != NULL, "the 64 B class kept its empty page");
+  zc_chan_stats_t st;
+  zc_chan_stats(ch, &st);
+  CHECK(st.segment_bytes == 1 << 20 && st.loaned_bytes == 32 * 16384 + 64, "segments %lu loaned %lu",
+        (unsigned long)st.segment_bytes, (unsigned long)st.loaned_bytes);
+  zc_chan_close(ch);
+  CHECK(reap(c) == 0, "consumer failed");
+  return 0;
+}
+
 /* ---- misuse: bad arguments get errors, not crashes ---- */
 static int producer_child(void *arg) {
   close(sv[0]);
@@ -710,7 +735,7 @@ int main(int argc, char **argv) {
     int (*fn)(void);
   } tests[] = {{"flow", t_flow},       {"path", t_path},   {"threads", t_threads}, {"batch", t_batch},
                {"timeout", t_timeout}, {"spinwake", t_spinwake}, {"eagain", t_eagain}, {"budget", t_budget}, {"overflow", t_overflow}, {"block", t_block},
-               {"epoll", t_epoll},     {"slots", t_slots}, {"misuse", t_misuse},   {"devshm", t_devshm}};
+               {"epoll", t_epoll},     {"slots", t_slots}, {"recycle", t_recycle}, {"misuse", t_misuse},   {"devshm", t_devshm}};
   alarm(120);
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
     if (argc > 1 && strcmp(argv[1], tests[i].name) != 0) continue;
