@@ -92,10 +92,14 @@ ZC_CHAN_API void zc_chan_close(zc_chan_t *ch);
 /* A writable buffer of at least n bytes (1 <= n <= ZC_CHAN_MAX_MSG) in shared memory. */
 ZC_CHAN_API void *zc_chan_loan(zc_chan_t *ch, size_t n);
 /* Send a loaned buffer: its first len bytes (len <= the loaned n) reach the consumer with the type tag.
- * The buffer belongs to the channel from then on. On failure the loan is given back (not sent). */
+ * The buffer belongs to the channel from then on. When the queue is full (EAGAIN, ETIMEDOUT) the loan stays
+ * with the caller: send again or cancel it. On any other error (EINVAL: not a live loan; EMSGSIZE: len
+ * beyond the slot; EPIPE, EPROTO) the loan, if it was one, is given back to the allocator. */
 ZC_CHAN_API int zc_chan_send(zc_chan_t *ch, void *p, size_t len, uint32_t type);
 /* Send n messages at once (data, len, type of each; handle ignored). Returns how many were sent; all of
- * them unless an error stops it (then -1 if none was sent, with errno; the unsent loans are given back). */
+ * them unless an error stops it (then -1 if none was sent, with errno). The unsent loans follow the rules
+ * of zc_chan_send: kept after EAGAIN/ETIMEDOUT, given back after the channel died; a message that fails
+ * with EINVAL or EMSGSIZE stops the batch there and the loans after it stay with the caller. */
 ZC_CHAN_API int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n);
 /* Give a loan back without sending it. */
 ZC_CHAN_API int zc_chan_cancel(zc_chan_t *ch, void *p);

@@ -454,7 +454,7 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
     done++;
     unwoken = true;
   }
-  if (err == EPIPE || err == EPROTO || err == EMFILE) {
+  if (err != 0 && __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE) != 0) {
     /* the channel is dead: the loans not sent go back to the allocator (EAGAIN/ETIMEDOUT keep them) */
     for (int i = done; i < n; i++) {
       uint32_t id, off;
