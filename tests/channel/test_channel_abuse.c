@@ -8,6 +8,11 @@
  *   hostile_producer          garbage descriptors (segment, bounds, alignment, length, sequence), an unsealed
  *                             or undersized memfd, bad control/segment records (9 kinds):
  *                             the consumer rejects them with EPROTO before handing out any view
+ *   fuzz                      random and plausible garbage written all over the control segment by a
+ *                             hostile consumer (against the real producer) and by a hostile producer
+ *                             (against the real consumer), 12 rounds each: every view stays inside the
+ *                             mapped segments, every channel ends in EPROTO or EPIPE, the producer
+ *                             reclaims everything, nobody crashes
  *   readonly                  the consumer cannot make the payload pages writable, nor write them
  *   fdlimit                   RLIMIT_NOFILE exhausted at open, at growth (MSG_CTRUNC) and in the producer
  * Usage: test_channel_abuse <name>. Uses the internal layout (chan_internal.h) to play the hostile peer. */
@@ -407,6 +412,153 @@ static int t_hostile_producer(void) {
   return 0;
 }
 
+/* ---- fuzz: random garbage all over the control segment, from either side ---- */
+static uint64_t rng_next(uint64_t *x) {
+  *x ^= *x << 13;
+  *x ^= *x >> 7;
+  *x ^= *x << 17;
+  return *x;
+}
+
+/* One garbage write into the part of the control segment the *other* side reads: random words, or
+ * plausible ones (nearby counters, handles seen before with a bit flipped), which get further into the
+ * checks than pure noise. The consumer scribbles on tail, ret_head, the return ring and the wake-up words;
+ * the producer on the descriptor ring and ret_tail. */
+static void scribble(zc_chan_t *ch, uint64_t *x, uint64_t seen, int as_consumer) {
+  uint64_t r = rng_next(x), flip = 1ull << ((r >> 8) % 64);
+  chan_ctl_t *ctl = ch->ctl;
+  if (as_consumer) {
+    uint64_t *ret = ch->ret;
+    switch (r % 6) {
+      case 0: __atomic_store_n(&ret[rng_next(x) % ch->ret_cap], rng_next(x), __ATOMIC_RELAXED); break;
+      case 1: __atomic_store_n(&ctl->tail, ctl->tail + (r >> 8) % 9 - 4, __ATOMIC_RELEASE); break;
+      case 2: __atomic_store_n(&ctl->ret_head, ctl->ret_head + (r >> 8) % 9 - 4, __ATOMIC_RELEASE); break;
+      case 3: /* a plausible handle pushed for real */
+        __atomic_store_n(&ret[ch->c_ret_head & (ch->ret_cap - 1)], seen ^ (r & 1 ? flip : 0), __ATOMIC_RELAXED);
+        ch->c_ret_head++;
+        __atomic_store_n(&ctl->ret_head, ch->c_ret_head, __ATOMIC_RELEASE);
+        break;
+      case 4: __atomic_store_n(&ctl->c_wait, (uint32_t)rng_next(x), __ATOMIC_RELAXED); break;
+      case 5: __atomic_store_n(&ctl->space_word, (uint32_t)rng_next(x), __ATOMIC_RELAXED); break;
+    }
+  } else {
+    chan_desc_t *d = &ch->ring[(r & 1 ? ch->p_head : rng_next(x)) % ch->ring_cap];
+    switch (r % 5) {
+      case 0: __atomic_store_n(&d->seq, rng_next(x) % 3 ? d->seq + ch->ring_cap : rng_next(x), __ATOMIC_RELEASE); break;
+      case 1: __atomic_store_n(&d->handle, seen ^ flip, __ATOMIC_RELAXED); break;
+      case 2: __atomic_store_n(&d->len, (uint32_t)(rng_next(x) % 70000), __ATOMIC_RELAXED); break;
+      case 3: __atomic_store_n(&d->handle, rng_next(x), __ATOMIC_RELAXED); break;
+      case 4: __atomic_store_n(&ctl->ret_tail, ctl->ret_tail + (r >> 8) % 9 - 4, __ATOMIC_RELEASE); break;
+    }
+  }
+}
+
+static int in_segments(zc_chan_t *ch, const void *p, size_t len) {
+  for (unsigned i = 0; i < ch->nseg; i++)
+    if ((const char *)p >= ch->seg[i].base && (const char *)p + len <= ch->seg[i].base + ch->seg[i].size) return 1;
+  return 0;
+}
+
+static int fuzz_reader(void *arg) {
+  uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(uintptr_t)arg + 1, seen = 0, sum = 0;
+  close(sv[0]);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  for (int it = 0; it < 3000; it++) {
+    zc_chan_msg_t m;
+    if (zc_chan_receive(ch, &m, 20) == 0) {
+      CHECK(in_segments(ch, m.data, m.len), "a view outside the mapped segments");
+      for (uint32_t i = 0; i < m.len; i++) sum += ((const unsigned char *)m.data)[i]; /* read it all */
+      seen = m.handle;
+      zc_chan_release(ch, &m);
+    } else if (errno != ETIMEDOUT && errno != EAGAIN) {
+      break;
+    }
+    if (it % 7 == 3) scribble(ch, &x, seen, 1);
+  }
+  zc_chan_close(ch);
+  return sum == 1 ? 1 : 0; /* keeps the reads */
+}
+
+static int fuzz_writer(void *arg) {
+  uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(uintptr_t)arg + 7, seen = 0;
+  close(sv[0]);
+  zc_chan_config_t cfg = {.policy = ZC_CHAN_FAIL, .ring_entries = 64};
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_PRODUCER, &cfg);
+  for (int it = 0; it < 3000; it++) {
+    void *p = zc_chan_loan(ch, 1 + rng_next(&x) % 20000);
+    if (p == NULL) {
+      if (errno != EAGAIN) break;
+      zc_chan_collect(ch);
+      continue;
+    }
+    seen = chan_handle(0, (uint32_t)((char *)p - ch->seg[0].base), 1);
+    if (zc_chan_send(ch, p, 100, 1) != 0) {
+      if (errno != EAGAIN) break;
+      zc_chan_cancel(ch, p);
+      zc_chan_collect(ch);
+    }
+    if (it % 5 == 2) scribble(ch, &x, seen, 0);
+  }
+  zc_chan_close(ch);
+  return 0;
+}
+
+static int t_fuzz(void) {
+  int ends[2][2] = {{0, 0}, {0, 0}}; /* [producer, consumer] x [EPROTO, EPIPE] */
+  for (int round = 0; round < 12; round++) {
+    /* a hostile consumer against the real producer */
+    seqpacket_pair(sv);
+    pid_t c = spawn(fuzz_reader, (void *)(intptr_t)(round + 1));
+    close(sv[1]);
+    zc_chan_config_t cfg = {.policy = ZC_CHAN_FAIL, .ring_entries = 64, .max_bytes = 8 << 20, .first_segment = 1 << 20};
+    zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, &cfg);
+    uint64_t x = (uint64_t)round * 7919 + 3;
+    int err = 0;
+    for (int i = 0; i < 100000 && err == 0; i++) {
+      size_t n = 1 + rng_next(&x) % 20000;
+      void *p = zc_chan_loan(ch, n);
+      if (p == NULL) {
+        if (errno != EAGAIN) err = errno;
+        else if (zc_chan_collect(ch) < 0) err = errno;
+        continue;
+      }
+      memset(p, 0x5a, n);
+      if (zc_chan_send(ch, p, n, 2) != 0) {
+        if (errno != EAGAIN) err = errno;
+        zc_chan_cancel(ch, p);
+        if (err == 0 && zc_chan_collect(ch) < 0) err = errno;
+      }
+    }
+    if (err == 0) err = collect_until_dead(ch);
+    CHECK(err == EPROTO || err == EPIPE, "round %d: the producer ended with errno %d (%s)", round, err, zc_chan_error(ch));
+    ends[0][err == EPROTO ? 0 : 1]++;
+    check_reclaimed(ch, err);
+    zc_chan_close(ch);
+    CHECK(reap(c) == 0, "round %d: the hostile consumer crashed", round);
+    /* a hostile producer against the real consumer */
+    seqpacket_pair(sv);
+    c = spawn(fuzz_writer, (void *)(intptr_t)(round + 1));
+    close(sv[1]);
+    ch = open_end(sv[0], ZC_CHAN_CONSUMER, NULL);
+    zc_chan_msg_t m;
+    uint64_t sum = 0;
+    while (zc_chan_receive(ch, &m, 10000) == 0) {
+      CHECK(in_segments(ch, m.data, m.len), "round %d: a view outside the mapped segments", round);
+      for (uint32_t i = 0; i < m.len; i++) sum += ((const unsigned char *)m.data)[i];
+      zc_chan_release(ch, &m);
+    }
+    CHECK(errno == EPROTO || errno == EPIPE, "round %d: the consumer ended with errno %d (%s)", round, errno,
+          zc_chan_error(ch));
+    ends[1][errno == EPROTO ? 0 : 1]++;
+    zc_chan_close(ch);
+    CHECK(reap(c) == 0, "round %d: the hostile producer crashed", round);
+  }
+  printf("fuzz: producer closed %d channels as corrupt (EPROTO), saw %d end (EPIPE); consumer %d and %d\n",
+         ends[0][0], ends[0][1], ends[1][0], ends[1][1]);
+  CHECK(ends[0][0] > 0 && ends[1][0] > 0, "garbage was never detected on one side");
+  return 0;
+}
+
 /* ---- readonly: the consumer's view cannot be made writable ---- */
 static void on_segv(int sig) { _exit(42); }
 
@@ -530,6 +682,7 @@ int main(int argc, char **argv) {
                {"kill_producer_blocked", t_kill_producer_blocked},
                {"hostile_consumer", t_hostile_consumer},
                {"hostile_producer", t_hostile_producer},
+               {"fuzz", t_fuzz},
                {"readonly", t_readonly},
                {"fdlimit", t_fdlimit}};
   alarm(120);
