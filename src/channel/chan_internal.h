@@ -1,6 +1,7 @@
 /* Layer 9, zero-copy channel: the data model shared by chan_setup.c, chan_producer.c and chan_consumer.c.
  *
- * Includes: os.h, sizeclass.h, options.h (zc_error) and the public zcmem_channel.h; nothing else of zcmem.
+ * Includes: os.h, sizeclass.h and the public zcmem_channel.h (the .c files add options.h for zc_error);
+ * nothing else of zcmem. Nothing below this layer includes it.
  *
  * Memory of one channel (docs/channel.md has the figures):
  *   control segment (memfd, both map read-write):   chan_ctl | descriptor ring | return ring
@@ -33,7 +34,7 @@ typedef struct chan_ctl_s {
   uint32_t c_wait;     /* consumer: CHAN_SLEEPING while on the futex, CHAN_ARMED while in poll/epoll */
   uint32_t data_word;  /* consumer sleeps on it; the producer bumps it to wake */
   char pad4[CHAN_LINE - 8];
-  uint32_t p_wait;     /* producer: CHAN_SLEEPING while waiting for ring space or returned memory */
+  uint32_t p_wait;     /* producer: number of threads asleep waiting for ring space or returned memory */
   uint32_t space_word; /* producer sleeps on it; the consumer bumps it */
   char pad5[CHAN_LINE - 8];
 } chan_ctl_t;
