@@ -18,6 +18,7 @@
  *
  * Usage: channel_bench [-q] [--table] [runs=3] [n64=..] [n1k=..] [n16k=..] [lat=..] [size=..] [what=thr|lat]
  *                      [ring=N] [queued=BYTES] (producer configuration; defaults are the library's)
+ *                      [pin=1] (producer on CPU 0, consumer on CPU 1; pin=0 leaves it to the scheduler)
  * Prints zcbench lines (medians of `runs` throughput runs; latency percentiles over all samples).
  */
 #define _GNU_SOURCE
@@ -81,6 +82,17 @@ static uint64_t io_bytes(void) {
     if (strncmp(line, "rchar:", 6) == 0 || strncmp(line, "wchar:", 6) == 0) sum += strtoull(line + 6, NULL, 10);
   fclose(f);
   return sum;
+}
+
+/* Keep the producer and the consumer on different CPUs (pin=0 turns it off): a cross-core hand-off is
+ * what is measured, and on a busy machine two spinning processes sharing a core measure the scheduler. */
+static int pin = 1;
+static void pin_to(int cpu) {
+  if (!pin || sysconf(_SC_NPROCESSORS_ONLN) < 2) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  sched_setaffinity(0, sizeof set, &set); /* best effort */
 }
 
 /* ---- child process plumbing ---- */
@@ -191,6 +203,7 @@ static result_t run_chan(int mode, size_t size, uint64_t n, double *secs) {
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0 || pipe(res_pipe) != 0) die("socketpair");
   pid_t pid = fork();
   if (pid == 0) {
+    pin_to(1);
     close(sv[0]);
     chan_consumer(sv[1], mode, size, n);
     _exit(0);
@@ -274,6 +287,7 @@ static result_t run_sock(int mode, size_t size, uint64_t n, double *secs) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 || pipe(res_pipe) != 0) die("socketpair");
   pid_t pid = fork();
   if (pid == 0) {
+    pin_to(1);
     close(sv[0]);
     char *buf = malloc(size);
     result_t r = {0};
@@ -421,17 +435,19 @@ int main(int argc, char **argv) {
     else if (strncmp(argv[i], "n1k=", 4) == 0) n_of[1] = strtoull(argv[i] + 4, NULL, 10);
     else if (strncmp(argv[i], "n16k=", 5) == 0) n_of[2] = strtoull(argv[i] + 5, NULL, 10);
     else if (strncmp(argv[i], "lat=", 4) == 0) lat_n = strtoull(argv[i] + 4, NULL, 10);
+    else if (strncmp(argv[i], "pin=", 4) == 0) pin = atoi(argv[i] + 4);
     else if (strncmp(argv[i], "queued=", 7) == 0) prod_cfg.max_queued_bytes = strtoull(argv[i] + 7, NULL, 10);
     else if (strncmp(argv[i], "ring=", 5) == 0) prod_cfg.ring_entries = (uint32_t)strtoul(argv[i] + 5, NULL, 10);
     else if (strncmp(argv[i], "size=", 5) == 0) only = strtoull(argv[i] + 5, NULL, 10);
     else if (strcmp(argv[i], "what=thr") == 0) do_lat = 0;
     else if (strcmp(argv[i], "what=lat") == 0) do_thr = 0;
     else {
-      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [lat=N] [size=64|1024|16384] [what=thr|lat] [ring=N] [queued=BYTES]\n");
+      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [lat=N] [size=64|1024|16384] [what=thr|lat] [ring=N] [queued=BYTES] [pin=0|1]\n");
       return 2;
     }
   }
   setvbuf(stdout, NULL, _IOLBF, 0); /* one result line at a time, even into a pipe */
+  pin_to(0);
   if (quick) {
     for (int i = 0; i < 3; i++) n_of[i] /= 10;
     lat_n /= 10;
