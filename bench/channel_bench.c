@@ -87,11 +87,13 @@ static uint64_t io_bytes(void) {
 /* Keep the producer and the consumer on different CPUs (pin=0 turns it off): a cross-core hand-off is
  * what is measured, and on a busy machine two spinning processes sharing a core measure the scheduler. */
 static int pin = 1;
-static void pin_to(int cpu) {
-  if (!pin || sysconf(_SC_NPROCESSORS_ONLN) < 2) return;
+static void pin_to(int cpu) { /* cpu < 0: any CPU */
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  if (!pin || ncpu < 2) return;
   cpu_set_t set;
   CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
+  for (long c = 0; c < ncpu; c++)
+    if (cpu < 0 || c == cpu) CPU_SET((int)c, &set);
   sched_setaffinity(0, sizeof set, &set); /* best effort */
 }
 
@@ -218,9 +220,11 @@ static result_t run_chan(int mode, size_t size, uint64_t n, double *secs) {
   } else if (mode == MODE_THR_MT) {
     prod_arg_t a[2] = {{ch, size, n / 2, 1}, {ch, size, n - n / 2, 2}};
     pthread_t t;
+    pin_to(-1); /* two producer threads: let the scheduler place them */
     pthread_create(&t, NULL, chan_produce, &a[1]);
     chan_produce(&a[0]);
     pthread_join(t, NULL);
+    pin_to(0);
   } else if (mode == MODE_THR_BATCH) {
     zc_chan_msg_t m[32];
     for (uint64_t i = 0; i < n; i += 32) {
