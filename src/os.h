@@ -98,6 +98,54 @@ void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align);
 uint64_t zc_os_clock_coarse_ns(void);
 
 /* ---- inter-process (the zero-copy channel, layer 9) ----
- * Declared in the section below by the channel; implemented at the end of os_linux.c. */
+ * Declared in the section below by the channel; implemented at the end of os_linux.c.
+ * Every function returns -1 (or NULL) with errno set on failure and never prints; fds are close-on-exec.
+ * The sockets are AF_UNIX SOCK_SEQPACKET: one send is one record, so records never merge or split. */
+
+/* Create an anonymous memory file (memfd, never a name in /dev/shm) of size bytes, zero-filled, sealed so
+ * that neither side can shrink or grow it (F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL). Returns the fd. */
+int zc_os_shm_create(const char *name, size_t size);
+/* A second, read-only file descriptor on the same memory file (reopened through /proc/self/fd): a peer
+ * given this fd cannot map the file writable. -1 if /proc is not mounted. */
+int zc_os_shm_reopen_ro(int fd);
+/* Check that fd is a memory file of exactly size bytes whose size is sealed (shrink and grow). 0 if so,
+ * else -1 with errno EPROTO (not sealed, wrong size, not a memfd) or the fstat/fcntl error. */
+int zc_os_shm_check(int fd, size_t size);
+/* Map size bytes of fd shared between processes: read-write, or read-only (PROT_READ) if !writable.
+ * NULL and errno on failure. Unmap with zc_os_free. */
+void *zc_os_shm_map(int fd, size_t size, bool writable);
+/* Close fd (ignores EINTR; a negative fd is ignored). */
+void zc_os_close(int fd);
+
+/* Listen on a UNIX socket path (an existing socket file there is replaced). Returns the listening fd. */
+int zc_os_unix_listen(const char *path);
+/* Accept one connection on a listening fd, waiting at most timeout_ms (-1: forever). ETIMEDOUT. */
+int zc_os_unix_accept(int lfd, int timeout_ms);
+/* Connect to a UNIX socket path. Returns the connected fd. */
+int zc_os_unix_connect(const char *path);
+/* Create a connected pair of sockets (sv[0], sv[1]). 0 or -1. */
+int zc_os_unix_pair(int sv[2]);
+/* 0 if fd is a connected AF_UNIX SOCK_SEQPACKET socket, else -1 with errno (EPROTOTYPE: wrong kind). */
+int zc_os_unix_check(int fd);
+
+/* Send one record of len bytes with at most one fd attached (pass_fd < 0: none). Blocks if block, else
+ * fails with EAGAIN when the socket buffer is full. EPIPE (no SIGPIPE) if the peer is gone. */
+int zc_os_msg_send(int sock, const void *buf, size_t len, int pass_fd, bool block);
+/* Receive one record into buf (at most cap bytes) without blocking. Returns its length, 0 at end of file
+ * (peer closed or died), -1 with EAGAIN if nothing is queued. An attached fd is stored in *fd_out (-1 if
+ * none); extra fds are closed. A record whose fds could not be installed (MSG_CTRUNC: RLIMIT_NOFILE
+ * reached or too many fds) fails with EMFILE; a truncated record fails with EMSGSIZE. */
+long zc_os_msg_recv(int sock, void *buf, size_t cap, int *fd_out);
+/* Wait until fd is readable or hung up, at most timeout_ms (-1: forever, 0: just look). 1 readable, 0
+ * timed out, -1 error. EINTR counts as a timeout. */
+int zc_os_fd_wait(int fd, int timeout_ms);
+/* Shut the socket down both ways: the peer sees end of file at once, even while fd stays open. */
+void zc_os_unix_shutdown(int fd);
+
+/* Futexes on words in memory shared between processes (no FUTEX_PRIVATE_FLAG). wait sleeps while
+ * *addr == expect, at most timeout_ns (< 0: forever); returns at once if *addr != expect. Returns 0 when
+ * woken or the word changed, -1 with ETIMEDOUT or EINTR. wake wakes up to n waiters. */
+int zc_os_futex_wait_shared(uint32_t *addr, uint32_t expect, int64_t timeout_ns);
+void zc_os_futex_wake_shared(uint32_t *addr, int n);
 
 #endif /* ZC_OS_H */

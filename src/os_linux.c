@@ -299,3 +299,223 @@ uint64_t zc_os_clock_coarse_ns(void) {
 }
 
 /* ---- inter-process (the zero-copy channel, layer 9) ---- */
+/* Everything the channel asks of the kernel: memfd files and seals, shared mappings, SEQPACKET sockets
+ * with SCM_RIGHTS, poll and shared futexes. The contracts are in os.h. */
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+int zc_os_shm_create(const char *name, size_t size) {
+  int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return -1;
+  if (ftruncate(fd, (off_t)size) != 0 ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+int zc_os_shm_reopen_ro(int fd) {
+  char path[32] = "/proc/self/fd/", digits[12];
+  if (fd < 0) {
+    errno = EBADF;
+    return -1;
+  }
+  int n = 0;
+  do digits[n++] = (char)('0' + fd % 10); while ((fd /= 10) != 0);
+  size_t at = strlen(path);
+  while (n > 0) path[at++] = digits[--n];
+  path[at] = 0;
+  return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+int zc_os_shm_check(int fd, size_t size) {
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0) {
+    if (errno == EINVAL) errno = EPROTO; /* not a memory file: no seals at all */
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -1;
+  int need = F_SEAL_SHRINK | F_SEAL_GROW;
+  if ((seals & need) != need || !S_ISREG(st.st_mode) || st.st_size < 0 || (uint64_t)st.st_size != size) {
+    errno = EPROTO;
+    return -1;
+  }
+  return 0;
+}
+
+void *zc_os_shm_map(int fd, size_t size, bool writable) {
+  void *p = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void zc_os_close(int fd) {
+  if (fd >= 0) close(fd); /* Linux closes the fd even when close reports EINTR: never retry */
+}
+
+static int unix_address(const char *path, struct sockaddr_un *a) {
+  memset(a, 0, sizeof *a);
+  a->sun_family = AF_UNIX;
+  size_t n = path ? strlen(path) : 0;
+  if (n == 0 || n >= sizeof a->sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(a->sun_path, path, n);
+  return 0;
+}
+
+int zc_os_unix_listen(const char *path) {
+  struct sockaddr_un a;
+  if (unix_address(path, &a) != 0) return -1;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct stat st;
+  if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path); /* a stale socket of an earlier run */
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+int zc_os_unix_accept(int lfd, int timeout_ms) {
+  int r = zc_os_fd_wait(lfd, timeout_ms);
+  if (r < 0) return -1;
+  if (r == 0) {
+    errno = ETIMEDOUT;
+    return -1;
+  }
+  return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+int zc_os_unix_connect(const char *path) {
+  struct sockaddr_un a;
+  if (unix_address(path, &a) != 0) return -1;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  while (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    if (errno == EINTR) continue;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+int zc_os_unix_pair(int sv[2]) { return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv); }
+
+int zc_os_unix_check(int fd) {
+  int type = 0, domain = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return -1;
+  len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return -1;
+  if (type != SOCK_SEQPACKET || domain != AF_UNIX) {
+    errno = EPROTOTYPE;
+    return -1;
+  }
+  return 0;
+}
+
+int zc_os_msg_send(int sock, const void *buf, size_t len, int pass_fd, bool block) {
+  struct iovec iov = {(void *)buf, len};
+  union {
+    struct cmsghdr h;
+    char space[CMSG_SPACE(sizeof(int))];
+  } ctl;
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  if (pass_fd >= 0) {
+    memset(&ctl, 0, sizeof ctl);
+    m.msg_control = ctl.space;
+    m.msg_controllen = sizeof ctl.space;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+  for (;;) {
+    ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL | (block ? 0 : MSG_DONTWAIT));
+    if (n == (ssize_t)len) return 0;
+    if (n >= 0) {
+      errno = EMSGSIZE;
+      return -1;
+    }
+    if (errno != EINTR) return -1;
+  }
+}
+
+long zc_os_msg_recv(int sock, void *buf, size_t cap, int *fd_out) {
+  struct iovec iov = {buf, cap};
+  union {
+    struct cmsghdr h;
+    char space[CMSG_SPACE(sizeof(int) * 8)];
+  } ctl;
+  struct msghdr m;
+  *fd_out = -1;
+  for (;;) {
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl.space;
+    m.msg_controllen = sizeof ctl.space;
+    ssize_t n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    int got = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < k; i++) {
+        int f;
+        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+        if (got < 0) got = f;
+        else close(f); /* a well-behaved peer sends at most one fd per record */
+      }
+    }
+    if (m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) {
+      zc_os_close(got);
+      errno = (m.msg_flags & MSG_CTRUNC) ? EMFILE : EMSGSIZE;
+      return -1;
+    }
+    *fd_out = got;
+    return (long)n;
+  }
+}
+
+int zc_os_fd_wait(int fd, int timeout_ms) {
+  struct pollfd p = {fd, POLLIN, 0};
+  int r = poll(&p, 1, timeout_ms < 0 ? -1 : timeout_ms);
+  if (r < 0) return errno == EINTR ? 0 : -1;
+  return r > 0 ? 1 : 0;
+}
+
+void zc_os_unix_shutdown(int fd) {
+  if (fd >= 0) shutdown(fd, SHUT_RDWR);
+}
+
+int zc_os_futex_wait_shared(uint32_t *addr, uint32_t expect, int64_t timeout_ns) {
+  struct timespec ts, *tp = NULL;
+  if (timeout_ns >= 0) {
+    ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+    ts.tv_nsec = (long)(timeout_ns % 1000000000);
+    tp = &ts;
+  }
+  long r = syscall(SYS_futex, addr, FUTEX_WAIT, expect, tp, NULL, 0);
+  if (r == 0 || errno == EAGAIN) return 0;
+  return -1;
+}
+
+void zc_os_futex_wake_shared(uint32_t *addr, int n) { syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0); }

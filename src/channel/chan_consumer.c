@@ -1,0 +1,238 @@
+/* Layer 9, zero-copy channel: the consumer. Takes descriptors from the ring, checks each one against the
+ * segments it has mapped, hands out read-only views, pushes released handles on the return ring, and
+ * waits (spin, then futex) when the ring is empty.
+ *
+ * Invariants: c_tail and c_ret_head are private and only copied out to the control segment; a descriptor
+ * counts as published only if its sequence word is exactly c_tail + 1 (anything but that or the previous
+ * lap's value closes the channel); it is loaded once into locals and its segment, offset and length are
+ * checked so that the view lies inside a mapped segment before the user sees it. A hostile producer can make us read garbage payloads, never memory
+ * outside its segments.
+ * Threads: one consumer thread at a time (no lock).
+ */
+#include "chan_internal.h"
+#include "options.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define CHAN_SLICE_NS 50000000 /* a sleeping consumer looks at the socket this often */
+
+static int consumer_check(zc_chan_t *ch) {
+  if (ch->role != ZC_CHAN_CONSUMER) return errno = EINVAL, -1;
+  return chan_dead(ch);
+}
+
+static void wake_producer(zc_chan_t *ch) {
+  chan_ctl_t *ctl = ch->ctl;
+  chan_fence(); /* tail/ret_head store before the p_wait load */
+  if (__builtin_expect(CHAN_LOAD_RELAXED(&ctl->p_wait) == 0, 1)) return;
+  __atomic_fetch_add(&ctl->space_word, 1, __ATOMIC_RELEASE);
+  zc_os_futex_wake_shared(&ctl->space_word, 1 << 30);
+  ch->wakes++;
+}
+
+/* The sequence the slot at position pos holds while it waits for its descriptor: 0 on the first lap,
+ * else what the previous lap published. */
+static inline bool seq_empty(zc_chan_t *ch, uint64_t pos, uint64_t s) {
+  return pos < ch->ring_cap ? s == 0 : s == pos + 1 - ch->ring_cap;
+}
+
+/* Could the next descriptor be there? (A garbage sequence counts as yes: take() rejects it.) */
+static inline bool maybe_ready(zc_chan_t *ch) {
+  uint64_t s = CHAN_LOAD_RELAXED(&ch->ring[ch->c_tail & (ch->ring_cap - 1)].seq);
+  return !seq_empty(ch, ch->c_tail, s);
+}
+
+static void flush_pend(zc_chan_t *ch);
+
+/* Take up to max descriptors: 0 if the ring is empty, -1 if the channel failed. */
+static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
+  if (__builtin_expect(ch->npend != 0, 0)) flush_pend(ch);
+  int n = 0;
+  while (n < max) {
+    const chan_desc_t *d = &ch->ring[ch->c_tail & (ch->ring_cap - 1)];
+    uint64_t s = CHAN_LOAD(&d->seq);
+    if (s != ch->c_tail + 1) {
+      if (seq_empty(ch, ch->c_tail, s)) break; /* not published yet */
+      ch->rejected++;
+      chan_fail(ch, EPROTO, "descriptor %lu has sequence %lu: neither published nor empty", (unsigned long)ch->c_tail,
+                (unsigned long)s);
+      break;
+    }
+    uint64_t h = CHAN_LOAD_RELAXED(&d->handle); /* each field loaded once: the producer may rewrite it */
+    uint32_t len = CHAN_LOAD_RELAXED(&d->len), type = CHAN_LOAD_RELAXED(&d->type);
+    unsigned seg = chan_handle_seg(h);
+    uint64_t off = chan_handle_off(h);
+    if (seg >= ch->nseg && seg < CHAN_SEG_MAX && chan_consumer_poll_socket(ch) != 0) break;
+    const char *why = NULL;
+    if (seg >= ch->nseg) why = "segment not announced";
+    else if (off & 15) why = "misaligned offset";
+    else if (len > ZC_CHAN_MAX_MSG) why = "length too large";
+    else if (off + len > ch->seg[seg].size) why = "message runs past the end of its segment";
+    if (why) {
+      ch->rejected++;
+      chan_fail(ch, EPROTO, "invalid descriptor from the producer (segment %u, offset %lu, length %u): %s", seg,
+                (unsigned long)off, len, why);
+      break;
+    }
+    out[n].data = ch->seg[seg].base + off;
+    out[n].len = len;
+    out[n].type = type;
+    out[n].handle = h;
+    ch->held_bytes += len;
+    ch->c_tail++;
+    n++;
+  }
+  /* Messages taken before a failure are still good: hand them out; the next call reports the failure. */
+  if (n == 0) return chan_dead(ch);
+  ch->held_msgs += (uint64_t)n;
+  ch->received += (uint64_t)n;
+  CHAN_STORE(&ch->ctl->tail, ch->c_tail);
+  wake_producer(ch);
+  return n;
+}
+
+/* Sleep until the ring may be non-empty, the deadline passes or the slice ends. */
+static void sleep_once(zc_chan_t *ch, uint64_t deadline) {
+  chan_ctl_t *ctl = ch->ctl;
+  flush_pend(ch);
+  uint32_t w = CHAN_LOAD(&ctl->data_word);
+  __atomic_fetch_or(&ctl->c_wait, CHAN_SLEEPING, __ATOMIC_SEQ_CST);
+  chan_fence(); /* flag store before the ring load: pairs with wake_consumer */
+  if (!maybe_ready(ch)) {
+    uint64_t now = zc_os_clock_ns(), left = now < deadline ? deadline - now : 0;
+    ch->sleeps++;
+    if (zc_os_futex_wait_shared(&ctl->data_word, w, (int64_t)(left < CHAN_SLICE_NS ? left : CHAN_SLICE_NS)) != 0)
+      chan_consumer_poll_socket(ch); /* timed out: is the producer still there? */
+  }
+  __atomic_fetch_and(&ctl->c_wait, ~CHAN_SLEEPING, __ATOMIC_RELAXED);
+}
+
+int zc_chan_receive_batch(zc_chan_t *ch, zc_chan_msg_t *out, int max, int timeout_ms) {
+  if (max <= 0) return errno = EINVAL, -1;
+  if (consumer_check(ch) != 0) return -1;
+  int n = take(ch, out, max);
+  if (n != 0) return n;
+  uint64_t now = zc_os_clock_ns();
+  uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
+  uint64_t spin_end = now + (uint64_t)ch->cfg.spin_ns;
+  for (;;) {
+    if (ch->eof) {
+      /* the producer is gone; a last look at the ring (it may have published before dying) */
+      n = take(ch, out, max);
+      if (n != 0) return n;
+      return chan_fail(ch, EPIPE, "the producer closed or died");
+    }
+    if (timeout_ms == 0) return errno = EAGAIN, -1;
+    now = zc_os_clock_ns();
+    if (now >= deadline) return errno = ETIMEDOUT, -1;
+    if (now < spin_end) {
+      for (int i = 0; i < 16 && !maybe_ready(ch); i++) chan_pause();
+    } else {
+      sleep_once(ch, deadline);
+      if (chan_dead(ch) != 0) return -1;
+    }
+    n = take(ch, out, max);
+    if (n != 0) return n;
+  }
+}
+
+int zc_chan_receive(zc_chan_t *ch, zc_chan_msg_t *out, int timeout_ms) {
+  return zc_chan_receive_batch(ch, out, 1, timeout_ms) == 1 ? 0 : -1;
+}
+
+/* Push handles (h[i], or m[i].handle if h is NULL) on the return ring as far as it has room; returns how
+ * many went. */
+static size_t push_returns(zc_chan_t *ch, const uint64_t *h, const zc_chan_msg_t *m, size_t n) {
+  uint64_t room = ch->ret_cap - (ch->c_ret_head - ch->c_ret_tail);
+  if (room < n) {
+    uint64_t t = CHAN_LOAD(&ch->ctl->ret_tail);
+    /* a garbage ret_tail only costs us room: never trust it beyond what we pushed */
+    if (t - ch->c_ret_tail <= ch->c_ret_head - ch->c_ret_tail) ch->c_ret_tail = t;
+    room = ch->ret_cap - (ch->c_ret_head - ch->c_ret_tail);
+  }
+  size_t k = n < room ? n : (size_t)room;
+  uint64_t *ring = ch->ret, mask = ch->ret_cap - 1, at = ch->c_ret_head;
+  for (size_t i = 0; i < k; i++) __atomic_store_n(&ring[(at + i) & mask], h ? h[i] : m[i].handle, __ATOMIC_RELAXED);
+  ch->c_ret_head += k;
+  return k;
+}
+
+static int pend_push(zc_chan_t *ch, uint64_t h) {
+  /* An honest producer never has more messages out than its segments have 64-byte slots; more pending
+   * releases than that means it stopped taking them back (a hostile producer growing our memory). */
+  uint64_t slots = 0;
+  for (unsigned i = 0; i < ch->nseg; i++) slots += ch->seg[i].size / CHAN_MIN_CLASS_SIZE;
+  if (ch->npend >= slots)
+    return chan_fail(ch, EPROTO, "the producer does not take back released messages (%lu pending)", (unsigned long)ch->npend);
+  if (ch->npend == ch->pend_cap) {
+    size_t cap = ch->pend_cap ? ch->pend_cap * 2 : 4096;
+    uint64_t *p = chan_private_alloc(cap * sizeof *p);
+    if (p == NULL) return chan_fail(ch, ENOMEM, "out of memory for pending releases");
+    if (ch->npend) memcpy(p, ch->pend, ch->npend * sizeof *p);
+    chan_private_free(ch->pend, ch->pend_cap * sizeof *p);
+    ch->pend = p;
+    ch->pend_cap = cap;
+  }
+  ch->pend[ch->npend++] = h;
+  return 0;
+}
+
+int zc_chan_release_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
+  if (n < 0) return errno = EINVAL, -1;
+  if (ch->role != ZC_CHAN_CONSUMER) return errno = EINVAL, -1;
+  for (int i = 0; i < n; i++) {
+    ch->held_msgs--;
+    ch->held_bytes -= msgs[i].len;
+  }
+  ch->released += (uint64_t)n;
+  if (chan_dead(ch) != 0) return 0; /* nobody to give them to; the producer reclaimed them at EOF */
+  uint64_t before = ch->c_ret_head;
+  flush_pend(ch); /* releases that did not fit earlier go first, in order */
+  size_t k = ch->npend ? 0 : push_returns(ch, NULL, msgs, (size_t)n);
+  for (size_t i = k; i < (size_t)n; i++)
+    if (pend_push(ch, msgs[i].handle) != 0) return -1;
+  if (ch->c_ret_head != before) {
+    CHAN_STORE(&ch->ctl->ret_head, ch->c_ret_head);
+    wake_producer(ch);
+  }
+  return 0;
+}
+
+/* Push what the return ring could not take earlier (the producer had not drained it). Called from every
+ * release and receive, and before sleeping; the producer nudges us when it drains a full ring. */
+static void flush_pend(zc_chan_t *ch) {
+  if (ch->npend == 0 || chan_dead(ch) != 0) return;
+  size_t k = push_returns(ch, ch->pend, NULL, ch->npend);
+  if (k == 0) return;
+  memmove(ch->pend, ch->pend + k, (ch->npend - k) * sizeof *ch->pend);
+  ch->npend -= k;
+  CHAN_STORE(&ch->ctl->ret_head, ch->c_ret_head);
+  wake_producer(ch);
+}
+
+int zc_chan_release(zc_chan_t *ch, const zc_chan_msg_t *m) { return zc_chan_release_batch(ch, m, 1); }
+
+int zc_chan_arm(zc_chan_t *ch) {
+  if (consumer_check(ch) != 0) return -1;
+  if (chan_consumer_poll_socket(ch) != 0) return -1; /* drains earlier kicks, maps new segments */
+  if (maybe_ready(ch)) return 1;
+  if (ch->eof) return chan_fail(ch, EPIPE, "the producer closed or died");
+  __atomic_fetch_or(&ch->ctl->c_wait, CHAN_ARMED, __ATOMIC_SEQ_CST);
+  chan_fence();
+  return maybe_ready(ch) ? 1 : 0;
+}
+
+void chan_consumer_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
+  out->held_msgs = ch->held_msgs;
+  out->held_bytes = ch->held_bytes;
+  out->received = ch->received;
+  out->released = ch->released;
+  out->segments = ch->nseg;
+  uint64_t b = 0;
+  for (unsigned i = 0; i < ch->nseg; i++) b += ch->seg[i].size;
+  out->segment_bytes = b;
+  uint64_t q = 0; /* published descriptors not taken yet */
+  while (ch->ctl && q < ch->ring_cap && CHAN_LOAD(&ch->ring[(ch->c_tail + q) & (ch->ring_cap - 1)].seq) == ch->c_tail + q + 1) q++;
+  out->queued = q;
+}

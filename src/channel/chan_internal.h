@@ -1,0 +1,202 @@
+/* Layer 9, zero-copy channel: the data model shared by chan_setup.c, chan_producer.c and chan_consumer.c.
+ *
+ * Includes: os.h, sizeclass.h and the public zcmem_channel.h (the .c files add options.h for zc_error);
+ * nothing else of zcmem. Nothing below this layer includes it.
+ *
+ * Memory of one channel (docs/channel.md has the figures):
+ *   control segment (memfd, both map read-write):   chan_ctl | descriptor ring | return ring
+ *   data segments   (memfd, producer read-write, consumer read-only, at most 255 of them)
+ *   producer-private (anonymous mmap, never shared): page table, per-slot metadata, free lists
+ * Invariant: nothing the producer's allocator relies on lives in shared memory; every word either side
+ * reads from the control segment is loaded once into a local and checked against private state before use.
+ */
+#ifndef ZC_CHAN_INTERNAL_H
+#define ZC_CHAN_INTERNAL_H
+
+#include "zcmem_channel.h"
+#include "os.h"
+#include "sizeclass.h"
+
+#define CHAN_MAGIC 0x7a636368u /* "zcch": first word of every wire record */
+#define CHAN_VERSION 1u
+#define CHAN_LINE 64
+
+/* ---- control segment (shared, both sides write: trust nothing read from it) ---- */
+typedef struct chan_ctl_s {
+  uint32_t magic, version, ring_cap, ret_cap;  /* written once by the producer, informative only */
+  char pad0[CHAN_LINE - 16];
+  uint64_t ret_tail;   /* producer: return handles taken back */
+  char pad1[CHAN_LINE - 8];
+  uint64_t tail;       /* consumer: descriptors taken */
+  char pad2[CHAN_LINE - 8];
+  uint64_t ret_head;   /* consumer: handles pushed on the return ring */
+  char pad3[CHAN_LINE - 8];
+  uint32_t c_wait;     /* consumer: CHAN_SLEEPING while on the futex, CHAN_ARMED while in poll/epoll */
+  uint32_t data_word;  /* consumer sleeps on it; the producer bumps it to wake */
+  char pad4[CHAN_LINE - 8];
+  uint32_t p_wait;     /* producer: number of threads asleep waiting for ring space or returned memory */
+  uint32_t space_word; /* producer sleeps on it; the consumer bumps it */
+  char pad5[CHAN_LINE - 8];
+} chan_ctl_t;
+
+enum { CHAN_SLEEPING = 1u, CHAN_ARMED = 2u };
+
+/* A descriptor is published by its sequence word: position + 1, stored last (release). The consumer polls
+ * the sequence of the next slot instead of a shared head index, so the only cache lines that travel per
+ * message are the descriptor's (two per line) and the payload's. */
+typedef struct chan_desc_s {
+  uint64_t seq;
+  uint64_t handle;
+  uint32_t len;
+  uint32_t type;
+  uint64_t spare; /* 0; keeps a descriptor 32 bytes */
+} chan_desc_t;
+
+#define CHAN_RING_OFFSET ((size_t)sizeof(chan_ctl_t))
+
+/* ---- handles: seg (8 bits) | byte offset in the segment (32 bits) | generation (24 bits) ---- */
+#define CHAN_GEN_BITS 24u
+#define CHAN_GEN_MASK ((1u << CHAN_GEN_BITS) - 1u)
+static inline uint64_t chan_handle(unsigned seg, uint32_t off, uint32_t gen) {
+  return ((uint64_t)seg << 56) | ((uint64_t)off << CHAN_GEN_BITS) | (gen & CHAN_GEN_MASK);
+}
+static inline unsigned chan_handle_seg(uint64_t h) { return (unsigned)(h >> 56); }
+static inline uint32_t chan_handle_off(uint64_t h) { return (uint32_t)(h >> CHAN_GEN_BITS); }
+static inline uint32_t chan_handle_gen(uint64_t h) { return (uint32_t)h & CHAN_GEN_MASK; }
+
+/* ---- the producer's allocator (private memory) ----
+ * A data segment is cut into 512 KiB pages. A page holds slots of one size class, carved in order, then
+ * recycled through the page's own free list; a page whose last slot comes back returns to the channel's
+ * pool of free pages (one empty page per class is kept) and may serve any class next.
+ * A slot is named by its id: seg << 22 | page << 13 | index in page (at most 8192 slots of 64 B).
+ * A page is named by seg << 9 | page. */
+#define CHAN_GRANULE ((size_t)64 << 10) /* segment sizes are multiples of this (checked by the consumer) */
+#define CHAN_PAGE_SHIFT 19u
+#define CHAN_PAGE_SIZE ((size_t)1 << CHAN_PAGE_SHIFT)
+#define CHAN_SLOTS_PER_PAGE 8192u
+#define CHAN_MIN_CLASS_SIZE 64u /* smaller requests take the 64 B class: every slot is 16-byte aligned */
+#define CHAN_SEG_MAX 255u       /* segment index 255 is never valid */
+#define CHAN_SEG_MAX_BYTES ((size_t)256 << 20) /* 512 pages */
+#define CHAN_NONE 0xffffffffu
+
+enum { SLOT_FREE = 0u, SLOT_LOANED = 1u, SLOT_SENT = 2u };
+
+typedef struct chan_slot_s {
+  uint32_t gen_state; /* generation << 2 | state */
+  uint32_t next;      /* the page's free list: index of the next free slot, CHAN_NONE at the end */
+} chan_slot_t;
+
+typedef struct chan_page_s {
+  uint8_t cls;        /* size class, 0 while the page is free */
+  uint8_t listed;     /* on its class's list of pages with room */
+  uint16_t pad;
+  uint32_t free;      /* first free slot (index), CHAN_NONE if none */
+  uint32_t live;      /* slots loaned or sent */
+  uint32_t carved;    /* slots taken from the never-used tail so far */
+  uint32_t next, prev; /* class list of pages with room, or the free-page pool (next only): page ids */
+} chan_page_t;
+
+typedef struct chan_seg_s {
+  char *base;         /* producer: read-write; consumer: read-only */
+  size_t size;
+  chan_page_t *pages; /* producer only: size >> 19 entries */
+  chan_slot_t *slots; /* producer only: pages * 8192 entries, touched lazily */
+  size_t meta_size;   /* bytes of the pages + slots mapping */
+  uint32_t next_page; /* producer: first page never used */
+} chan_seg_t;
+
+typedef struct chan_class_s {
+  uint32_t avail; /* first page with a free or never-used slot (page id), CHAN_NONE if none */
+} chan_class_t;
+
+/* ---- the channel ---- */
+struct zc_chan_s {
+  int sock;
+  zc_chan_role_t role;
+  int dead;              /* 0 while usable, else the errno every call returns (atomic) */
+  char err[200];         /* the reason, one line */
+  zc_chan_config_t cfg;  /* defaults filled in */
+
+  chan_ctl_t *ctl;       /* shared control segment */
+  size_t ctl_size;
+  chan_desc_t *ring;
+  uint64_t *ret;
+  uint32_t ring_cap, ret_cap;
+
+  chan_seg_t seg[CHAN_SEG_MAX];
+  unsigned nseg;         /* producer: under lock; consumer: single thread */
+
+  /* producer; everything below is protected by lock */
+  zc_lock_t lock;
+  uint64_t p_head, p_tail; /* private head; last validated consumer tail */
+  uint64_t p_ret_tail;     /* return handles taken so far */
+  uint32_t *qlen;          /* length of the message at each ring position (private, ring_cap entries) */
+  uint64_t q_bytes;        /* bytes of the messages in [p_tail, p_head) */
+  uint64_t seg_bytes, next_seg_size;
+  chan_class_t cls[ZC_CLASS_COUNT];
+  uint32_t free_pages;     /* pool of empty pages (page ids linked by next) */
+  uint64_t loaned_msgs, loaned_bytes, inflight_msgs, inflight_bytes, used_bytes;
+  uint64_t sent, returned, reclaimed, full_waits;
+
+  /* consumer */
+  uint64_t c_tail;           /* private: descriptors taken */
+  uint64_t c_ret_head;       /* handles pushed on the return ring */
+  uint64_t c_ret_tail;       /* last validated producer ret_tail */
+  uint64_t *pend;            /* releases that did not fit the return ring, oldest first */
+  size_t npend, pend_cap;
+  uint64_t held_msgs, held_bytes, received, released;
+  int eof;                   /* the producer's end of file was seen */
+
+  uint64_t rejected, wakes, sleeps;
+};
+
+/* chan_setup.c */
+int chan_fail(zc_chan_t *ch, int err, const char *fmt, ...); /* mark dead, record, report; returns -1 */
+int chan_dead(zc_chan_t *ch);                                /* 0, or sets errno and returns -1 */
+void *chan_private_alloc(size_t size);                       /* zeroed private pages, NULL on failure */
+void chan_private_free(void *p, size_t size);
+size_t chan_ctl_size(uint32_t ring_cap, uint32_t ret_cap);
+int chan_consumer_poll_socket(zc_chan_t *ch);                /* map new segments, drain kicks; see file */
+
+/* wire records on the socket */
+enum { WIRE_HELLO = 1, WIRE_CTL = 2, WIRE_SEG = 3, WIRE_KICK = 4 };
+typedef struct chan_wire_s {
+  uint32_t magic;
+  uint16_t kind, role;
+  uint32_t a, b; /* HELLO: version; CTL: ring_cap, ret_cap; SEG: index */
+  uint64_t size; /* CTL, SEG: bytes of the memory file attached */
+} chan_wire_t;
+
+/* chan_producer.c */
+int chan_producer_grow(zc_chan_t *ch, size_t min_bytes); /* add a data segment; -1 ENOSPC at the cap */
+void chan_producer_reclaim(zc_chan_t *ch); /* peer gone: every sent slot back to the free lists */
+int chan_producer_peer_check(zc_chan_t *ch);
+void chan_producer_stats(zc_chan_t *ch, zc_chan_stats_t *out);
+
+/* chan_consumer.c */
+void chan_consumer_stats(zc_chan_t *ch, zc_chan_stats_t *out);
+
+static inline void chan_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* A full fence (store-load ordering for the wake-up handshakes). TSan does not model fences: there a
+ * sequentially consistent read-modify-write of a private word stands in for it. */
+static inline void chan_fence(void) {
+#if defined(__SANITIZE_THREAD__)
+  static int dummy;
+  __atomic_fetch_add(&dummy, 0, __ATOMIC_SEQ_CST);
+#else
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+#define CHAN_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define CHAN_LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define CHAN_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+#endif /* ZC_CHAN_INTERNAL_H */

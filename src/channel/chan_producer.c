@@ -1,0 +1,532 @@
+/* Layer 9, zero-copy channel: the producer. A size-class allocator over the shared data segments (loan,
+ * cancel, the return ring), the descriptor ring (send), waiting when full, and reclaiming everything the
+ * consumer held when it dies or misbehaves.
+ *
+ * Allocator: requests are rounded to the class grid of sizeclass.h (at least 64 B), so the internal waste
+ * is at most 25% just above a power of two and about 12.5% on average; a 100 B message takes a 112 B slot.
+ * Pages of 512 KiB hold one class each (at most 12% of a page is left over, for the 40 KiB class); each
+ * page keeps its own free list and live count, and a page whose last slot comes back goes to a pool any
+ * class can take from (one empty page per class is kept, so a steady flow does not churn pages).
+ * Free lists, generations and the page table live in private memory (chan_seg_t.pages/slots): the
+ * consumer can only hand back 64-bit handles, and each one is checked before it touches a free list.
+ *
+ * Invariants: a slot is FREE, LOANED or SENT. Only a SENT slot whose generation matches the handle may come
+ * back from the consumer, and it comes back once (it is FREE afterwards). inflight_msgs counts the SENT
+ * slots; when the consumer is gone, chan_producer_reclaim makes it 0.
+ * Lock: ch->lock protects every producer field of zc_chan_t and the private metadata; it is the only lock
+ * of a channel and is never held while sleeping.
+ */
+#include "chan_internal.h"
+#include "options.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#define CHAN_SLICE_NS 50000000 /* a sleeping producer looks at the socket this often */
+
+static inline size_t class_size(unsigned c) { return zc_class_block_size(c); }
+static inline uint32_t class_slots(unsigned c) { return (uint32_t)(CHAN_PAGE_SIZE / class_size(c)); }
+static inline chan_slot_t *slot_of(zc_chan_t *ch, uint32_t id) { return &ch->seg[id >> 22].slots[id & 0x3fffffu]; }
+static inline chan_page_t *page_of(zc_chan_t *ch, uint32_t pid) { return &ch->seg[pid >> 9].pages[pid & 511u]; }
+
+static inline char *slot_addr(zc_chan_t *ch, uint32_t id, unsigned cls) {
+  return ch->seg[id >> 22].base + ((size_t)((id >> 13) & 511u) << CHAN_PAGE_SHIFT) + (size_t)(id & 8191u) * class_size(cls);
+}
+
+/* Fail the channel from inside the lock: record the reason, then take every sent slot back. */
+static int fail_locked(zc_chan_t *ch, int err, const char *fmt, ...) {
+  char msg[160];
+  va_list ap;
+  va_start(ap, fmt);
+  zc_vformat(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (err == EPROTO) ch->rejected++;
+  chan_fail(ch, err, "%s", msg);
+  chan_producer_reclaim(ch);
+  errno = __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE);
+  return -1;
+}
+
+int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
+  size_t big = CHAN_PAGE_SIZE;
+  size_t size = ch->next_seg_size;
+  if (size < min_bytes) size = (min_bytes + big - 1) / big * big;
+  if (ch->seg_bytes + size > ch->cfg.max_bytes) size = (ch->cfg.max_bytes - ch->seg_bytes) / big * big;
+  if (ch->nseg >= CHAN_SEG_MAX || size < big || size < min_bytes) {
+    errno = ENOSPC;
+    return -1;
+  }
+  int fd = zc_os_shm_create("zcmem-chan-data", size);
+  if (fd < 0) {
+    int e = errno;
+    zc_format(ch->err, sizeof ch->err, "cannot create a data segment (memfd) of %zu bytes: errno %d", size, e);
+    errno = e;
+    return -1;
+  }
+  size_t npages = size >> CHAN_PAGE_SHIFT;
+  size_t pbytes = (npages * sizeof(chan_page_t) + 63) & ~(size_t)63;
+  size_t meta = pbytes + npages * CHAN_SLOTS_PER_PAGE * sizeof(chan_slot_t);
+  char *base = zc_os_shm_map(fd, size, true);
+  void *m = base ? chan_private_alloc(meta) : NULL;
+  if (m == NULL) {
+    if (base) zc_os_free(base, size);
+    zc_os_close(fd);
+    errno = ENOMEM;
+    return -1;
+  }
+  /* The consumer gets a read-only file description: it cannot map the payloads writable even if it tries.
+   * Without /proc we fall back to the read-write fd (the consumer still maps it PROT_READ). */
+  int ro = zc_os_shm_reopen_ro(fd);
+  chan_wire_t w = {CHAN_MAGIC, WIRE_SEG, (uint16_t)ch->role, ch->nseg, 0, size};
+  int r = zc_os_msg_send(ch->sock, &w, sizeof w, ro >= 0 ? ro : fd, true);
+  int e = errno;
+  zc_os_close(ro);
+  zc_os_close(fd);
+  if (r != 0) {
+    zc_os_free(base, size);
+    chan_private_free(m, meta);
+    if (e == EPIPE || e == ECONNRESET) return fail_locked(ch, EPIPE, "the consumer closed or died (seen sending a segment)");
+    return fail_locked(ch, e, "cannot send a data segment to the consumer (errno %d)", e);
+  }
+  chan_seg_t *s = &ch->seg[ch->nseg];
+  s->base = base;
+  s->size = size;
+  s->pages = m;
+  s->slots = (chan_slot_t *)((char *)m + pbytes);
+  s->meta_size = meta;
+  s->next_page = 0;
+  ch->nseg++;
+  ch->seg_bytes += size;
+  ch->next_seg_size = size * 2 > CHAN_SEG_MAX_BYTES ? CHAN_SEG_MAX_BYTES : size * 2;
+  return 0;
+}
+
+/* Find the slot at byte offset off of segment seg, in the given state, with the given generation (any if
+ * gen > CHAN_GEN_MASK). 0 with *id and *cls, or -1 with *why. Everything is checked against private
+ * metadata: seg and off may come straight from the hostile side. */
+static int find_slot(zc_chan_t *ch, unsigned seg, uint64_t off, unsigned state, uint32_t gen, uint32_t *id,
+                     unsigned *cls_out, const char **why) {
+  if (seg >= ch->nseg) return *why = "segment out of range", -1;
+  chan_seg_t *s = &ch->seg[seg];
+  if (off >= s->size) return *why = "offset out of range", -1;
+  if (off & 15) return *why = "misaligned offset", -1;
+  uint32_t pg = (uint32_t)(off >> CHAN_PAGE_SHIFT);
+  unsigned cls = s->pages[pg].cls;
+  if (cls == 0) return *why = "offset outside any page", -1;
+  uint32_t in_page = (uint32_t)(off & (CHAN_PAGE_SIZE - 1)), csize = (uint32_t)class_size(cls);
+  uint32_t idx = in_page / csize; /* both under 2^19: a 32-bit division */
+  if (idx * csize != in_page || idx >= class_slots(cls)) return *why = "offset not at a slot start", -1;
+  uint32_t sid = (uint32_t)seg << 22 | pg << 13 | idx;
+  uint32_t gs = slot_of(ch, sid)->gen_state;
+  if ((gs & 3u) != state) {
+    if (state == SLOT_SENT) return *why = (gs & 3u) == SLOT_FREE ? "slot not in flight (released twice?)" : "slot not sent", -1;
+    return *why = "not a live loan", -1;
+  }
+  if (gen <= CHAN_GEN_MASK && ((gs >> 2) & CHAN_GEN_MASK) != gen) return *why = "wrong generation (stale handle)", -1;
+  *id = sid;
+  *cls_out = cls;
+  return 0;
+}
+
+/* The class's list of pages with room (doubly linked through the page table). */
+static void avail_push(zc_chan_t *ch, unsigned cls, uint32_t pid) {
+  chan_page_t *p = page_of(ch, pid);
+  uint32_t head = ch->cls[cls].avail;
+  p->prev = CHAN_NONE;
+  p->next = head;
+  if (head != CHAN_NONE) page_of(ch, head)->prev = pid;
+  ch->cls[cls].avail = pid;
+  p->listed = 1;
+}
+
+static void avail_remove(zc_chan_t *ch, unsigned cls, uint32_t pid) {
+  chan_page_t *p = page_of(ch, pid);
+  if (p->prev != CHAN_NONE) page_of(ch, p->prev)->next = p->next;
+  else ch->cls[cls].avail = p->next;
+  if (p->next != CHAN_NONE) page_of(ch, p->next)->prev = p->prev;
+  p->listed = 0;
+}
+
+static void free_slot(zc_chan_t *ch, uint32_t id, unsigned cls) {
+  uint32_t pid = id >> 13, idx = id & 8191u;
+  chan_page_t *p = page_of(ch, pid);
+  chan_slot_t *sl = slot_of(ch, id);
+  bool first_free = p->free == CHAN_NONE;
+  sl->gen_state = (sl->gen_state & ~3u) | SLOT_FREE;
+  sl->next = p->free;
+  p->free = idx;
+  p->live--;
+  ch->used_bytes -= class_size(cls);
+  if (!p->listed) {
+    avail_push(ch, cls, pid); /* it was full: it has room again */
+  } else if (first_free && ch->cls[cls].avail != pid) {
+    avail_remove(ch, cls, pid); /* to the front: returned (warm) slots go out before never-used ones */
+    avail_push(ch, cls, pid);
+  }
+  if (p->live == 0 && (p->prev != CHAN_NONE || p->next != CHAN_NONE)) {
+    /* empty, and the class has another page with room: the page goes to the pool for any class */
+    avail_remove(ch, cls, pid);
+    p->cls = 0;
+    p->free = CHAN_NONE;
+    p->carved = 0;
+    p->next = ch->free_pages;
+    ch->free_pages = pid;
+  }
+}
+
+static void wake_consumer(zc_chan_t *ch);
+
+/* Take back what the consumer released. 0, or -1 if a handle was bad (the channel is then closed). */
+static int drain_returns(zc_chan_t *ch) {
+  uint64_t rh = CHAN_LOAD(&ch->ctl->ret_head), t = ch->p_ret_tail;
+  uint64_t n = rh - t;
+  if (n == 0) return 0;
+  if (n > ch->ret_cap)
+    return fail_locked(ch, EPROTO, "return ring head %lu out of range (taken %lu)", (unsigned long)rh, (unsigned long)t);
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t h = CHAN_LOAD_RELAXED(&ch->ret[(t + i) & (ch->ret_cap - 1)]); /* one load, then only h */
+    uint32_t id;
+    unsigned cls;
+    const char *why;
+    if (find_slot(ch, chan_handle_seg(h), chan_handle_off(h), SLOT_SENT, chan_handle_gen(h), &id, &cls, &why) != 0) {
+      ch->p_ret_tail = t + i;
+      return fail_locked(ch, EPROTO, "consumer returned an invalid handle 0x%lx (segment %u, offset %u, generation %u): %s",
+                         (unsigned long)h, chan_handle_seg(h), chan_handle_off(h), chan_handle_gen(h), why);
+    }
+    free_slot(ch, id, cls);
+    ch->inflight_msgs--;
+    ch->inflight_bytes -= class_size(cls);
+    ch->returned++;
+  }
+  ch->p_ret_tail = rh;
+  CHAN_STORE(&ch->ctl->ret_tail, rh);
+  /* A full ring may have sent further releases to the consumer's overflow list: nudge it (if it sleeps
+   * or waits in epoll) so it pushes them now instead of at its next call. */
+  if (n == ch->ret_cap) wake_consumer(ch);
+  return 0;
+}
+
+/* Give class cls a page: one from the pool, else a never-used one, else from a new segment. */
+static int new_page(zc_chan_t *ch, unsigned cls) {
+  uint32_t pid = ch->free_pages;
+  if (pid != CHAN_NONE) {
+    ch->free_pages = page_of(ch, pid)->next;
+  } else {
+    unsigned si = 0;
+    while (si < ch->nseg && ch->seg[si].next_page >= (ch->seg[si].size >> CHAN_PAGE_SHIFT)) si++;
+    if (si == ch->nseg) {
+      if (chan_producer_grow(ch, CHAN_PAGE_SIZE) != 0) return -1;
+      si = ch->nseg - 1;
+    }
+    pid = (uint32_t)si << 9 | ch->seg[si].next_page++;
+  }
+  chan_page_t *p = page_of(ch, pid);
+  p->cls = (uint8_t)cls;
+  p->free = CHAN_NONE;
+  p->live = 0;
+  p->carved = 0;
+  avail_push(ch, cls, pid);
+  return 0;
+}
+
+/* A free slot of class cls: a free slot of the first page with room; if that page has none, first take
+ * in what the consumer returned (reusing warm slots before touching new memory), then a never-used slot,
+ * then a new page (and segment). CHAN_NONE with errno ENOSPC at the cap, or another errno. */
+static uint32_t alloc_slot(zc_chan_t *ch, unsigned cls) {
+  chan_class_t *c = &ch->cls[cls];
+  if ((c->avail == CHAN_NONE || page_of(ch, c->avail)->free == CHAN_NONE) && drain_returns(ch) != 0) return CHAN_NONE;
+  if (c->avail == CHAN_NONE && new_page(ch, cls) != 0) return CHAN_NONE;
+  uint32_t pid = c->avail;
+  chan_page_t *p = page_of(ch, pid);
+  uint32_t idx = p->free;
+  if (idx != CHAN_NONE) p->free = slot_of(ch, pid << 13 | idx)->next;
+  else idx = p->carved++;
+  p->live++;
+  if (p->free == CHAN_NONE && p->carved == class_slots(cls)) avail_remove(ch, cls, pid); /* full */
+  ch->used_bytes += class_size(cls);
+  return pid << 13 | idx;
+}
+
+/* Consumer gone? Reads what the socket holds without blocking (a bounded number of records, so a peer
+ * flooding the socket cannot keep us here). 0 if alive, -1 (dead) otherwise. */
+int chan_producer_peer_check(zc_chan_t *ch) {
+  for (int k = 0; k < 64; k++) {
+    chan_wire_t w;
+    int fd;
+    long n = zc_os_msg_recv(ch->sock, &w, sizeof w, &fd);
+    zc_os_close(fd);
+    if (n < 0 && errno == EAGAIN) return 0;
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) return fail_locked(ch, EPIPE, "the consumer closed or died");
+    if (n < 0) return fail_locked(ch, errno, "socket error %d", errno);
+    if (n != sizeof w || w.magic != CHAN_MAGIC || w.kind != WIRE_KICK)
+      return fail_locked(ch, EPROTO, "unexpected record from the consumer");
+  }
+  return 0;
+}
+
+/* Called with the lock held when the ring or the memory is full. Applies the policy: EAGAIN at once, or
+ * wait (unlocked) until the consumer makes progress, the deadline passes (ETIMEDOUT) or it dies. 0 means
+ * try again (the lock is held again). */
+static int wait_full(zc_chan_t *ch, uint64_t *deadline) {
+  ch->full_waits++;
+  if (ch->cfg.policy == ZC_CHAN_FAIL) {
+    errno = EAGAIN;
+    return -1;
+  }
+  uint64_t now = zc_os_clock_ns();
+  if (*deadline == 0)
+    *deadline = ch->cfg.block_timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)ch->cfg.block_timeout_ms * 1000000u;
+  if (now >= *deadline) {
+    errno = ETIMEDOUT;
+    return -1;
+  }
+  chan_ctl_t *ctl = ch->ctl;
+  uint64_t t0 = CHAN_LOAD(&ctl->tail), r0 = CHAN_LOAD(&ctl->ret_head);
+  zc_unlock(&ch->lock);
+  uint64_t spin_end = now + (uint64_t)ch->cfg.spin_ns;
+  bool moved = false;
+  while (!moved && zc_os_clock_ns() < spin_end) {
+    for (int i = 0; i < 64; i++) chan_pause();
+    moved = CHAN_LOAD(&ctl->tail) != t0 || CHAN_LOAD(&ctl->ret_head) != r0;
+  }
+  if (!moved) {
+    uint32_t w = CHAN_LOAD(&ctl->space_word);
+    __atomic_fetch_add(&ctl->p_wait, 1, __ATOMIC_SEQ_CST);
+    if (CHAN_LOAD(&ctl->tail) == t0 && CHAN_LOAD(&ctl->ret_head) == r0) {
+      uint64_t t = zc_os_clock_ns(), left = t < *deadline ? *deadline - t : 0;
+      __atomic_fetch_add(&ch->sleeps, 1, __ATOMIC_RELAXED);
+      zc_os_futex_wait_shared(&ctl->space_word, w, (int64_t)(left < CHAN_SLICE_NS ? left : CHAN_SLICE_NS));
+    }
+    __atomic_fetch_sub(&ctl->p_wait, 1, __ATOMIC_RELAXED);
+  }
+  zc_lock(&ch->lock);
+  return chan_dead(ch) != 0 ? -1 : chan_producer_peer_check(ch);
+}
+
+void *zc_chan_loan(zc_chan_t *ch, size_t n) {
+  if (ch->role != ZC_CHAN_PRODUCER || n == 0 || n > ZC_CHAN_MAX_MSG) {
+    errno = n > ZC_CHAN_MAX_MSG ? EMSGSIZE : EINVAL;
+    return NULL;
+  }
+  unsigned cls = zc_size_class(n < CHAN_MIN_CLASS_SIZE ? CHAN_MIN_CLASS_SIZE : n);
+  uint64_t deadline = 0;
+  uint32_t id;
+  zc_lock(&ch->lock);
+  for (;;) {
+    if (chan_dead(ch) != 0) goto fail;
+    id = alloc_slot(ch, cls);
+    if (id != CHAN_NONE) break;
+    if (errno != ENOSPC || wait_full(ch, &deadline) != 0) goto fail;
+  }
+  chan_slot_t *sl = slot_of(ch, id);
+  sl->gen_state = (sl->gen_state + 4u) & ~3u;
+  sl->gen_state |= SLOT_LOANED;
+  ch->loaned_msgs++;
+  ch->loaned_bytes += class_size(cls);
+  char *p = slot_addr(ch, id, cls);
+  zc_unlock(&ch->lock);
+  return p;
+fail: {
+  int e = errno;
+  zc_unlock(&ch->lock);
+  errno = e;
+  return NULL;
+}
+}
+
+/* The live loan at p: 0 with its slot, or -1 EINVAL. */
+static int find_loan(zc_chan_t *ch, const void *p, uint32_t *id, unsigned *cls, uint32_t *off, unsigned *seg) {
+  const char *why;
+  for (unsigned i = 0; i < ch->nseg; i++) {
+    const char *b = ch->seg[i].base;
+    if ((const char *)p >= b && (const char *)p < b + ch->seg[i].size) {
+      *seg = i;
+      *off = (uint32_t)((const char *)p - b);
+      if (find_slot(ch, i, *off, SLOT_LOANED, UINT32_MAX, id, cls, &why) == 0) return 0;
+      break;
+    }
+  }
+  errno = EINVAL;
+  return -1;
+}
+
+static void give_back(zc_chan_t *ch, uint32_t id, unsigned cls) {
+  free_slot(ch, id, cls);
+  ch->loaned_msgs--;
+  ch->loaned_bytes -= class_size(cls);
+}
+
+int zc_chan_cancel(zc_chan_t *ch, void *p) {
+  uint32_t id, off;
+  unsigned cls, seg;
+  if (ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
+  zc_lock(&ch->lock);
+  int r = find_loan(ch, p, &id, &cls, &off, &seg);
+  if (r == 0) give_back(ch, id, cls);
+  zc_unlock(&ch->lock);
+  if (r != 0) errno = EINVAL;
+  return r;
+}
+
+/* May one more message of len bytes be queued? The ring must have a free descriptor, and the bytes sent
+ * but not yet received must stay under max_queued_bytes (one message may always go into an empty queue):
+ * like a socket buffer, this keeps a fast producer from running far ahead of the consumer through cold
+ * memory. The consumer's tail is re-read only when one of the two looks full. 1 yes, 0 no, -1 if the tail
+ * is garbage (the channel is then closed). */
+static int queue_room(zc_chan_t *ch, uint32_t len) {
+  uint64_t cap = ch->cfg.max_queued_bytes;
+  if (ch->p_head - ch->p_tail < ch->ring_cap && (ch->q_bytes + len <= cap || ch->p_head == ch->p_tail)) return 1;
+  uint64_t t = CHAN_LOAD(&ch->ctl->tail);
+  if (t - ch->p_tail > ch->p_head - ch->p_tail)
+    return fail_locked(ch, EPROTO, "consumer ring tail %lu outside [%lu, %lu]", (unsigned long)t,
+                       (unsigned long)ch->p_tail, (unsigned long)ch->p_head);
+  for (uint64_t p = ch->p_tail; p != t; p++) ch->q_bytes -= ch->qlen[p & (ch->ring_cap - 1)];
+  ch->p_tail = t;
+  return ch->p_head - t < ch->ring_cap && (ch->q_bytes + len <= cap || ch->p_head == t);
+}
+
+static void wake_consumer(zc_chan_t *ch) {
+  chan_ctl_t *ctl = ch->ctl;
+  chan_fence(); /* head store before the c_wait load: pairs with the consumer */
+  uint32_t cw = CHAN_LOAD_RELAXED(&ctl->c_wait);
+  if (__builtin_expect(cw == 0, 1)) return; /* the consumer is spinning or busy: no system call */
+  /* Clearing the flag makes this the only wake-up for this sleep: later sends skip the system call until
+   * the consumer sets the flag again. */
+  if ((cw & CHAN_SLEEPING) && (__atomic_fetch_and(&ctl->c_wait, ~CHAN_SLEEPING, __ATOMIC_ACQ_REL) & CHAN_SLEEPING)) {
+    __atomic_fetch_add(&ctl->data_word, 1, __ATOMIC_RELEASE);
+    zc_os_futex_wake_shared(&ctl->data_word, 1);
+    __atomic_fetch_add(&ch->wakes, 1, __ATOMIC_RELAXED);
+  }
+  if ((cw & CHAN_ARMED) && (__atomic_fetch_and(&ctl->c_wait, ~CHAN_ARMED, __ATOMIC_ACQ_REL) & CHAN_ARMED)) {
+    chan_wire_t k = {CHAN_MAGIC, WIRE_KICK, ZC_CHAN_PRODUCER, 0, 0, 0};
+    zc_os_msg_send(ch->sock, &k, sizeof k, -1, false); /* EAGAIN: the socket is readable already */
+    __atomic_fetch_add(&ch->wakes, 1, __ATOMIC_RELAXED);
+  }
+}
+
+int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
+  if (ch->role != ZC_CHAN_PRODUCER || n <= 0) return errno = EINVAL, -1;
+  uint64_t deadline = 0;
+  int done = 0, err = 0;
+  zc_lock(&ch->lock);
+  bool unwoken = false; /* published descriptors the consumer has not been told about */
+  while (done < n && err == 0) {
+    const zc_chan_msg_t *m = &msgs[done];
+    int room = chan_dead(ch) == 0 ? queue_room(ch, m->len) : -1;
+    if (room < 0) {
+      err = errno;
+      break;
+    }
+    if (room == 0) {
+      if (unwoken) wake_consumer(ch); /* it must not sleep on what we published while we wait for it */
+      unwoken = false;
+      if (wait_full(ch, &deadline) != 0) err = errno;
+      continue;
+    }
+    uint32_t id, off;
+    unsigned cls, seg;
+    if (find_loan(ch, m->data, &id, &cls, &off, &seg) != 0) {
+      err = EINVAL;
+      break;
+    }
+    if (m->len > class_size(cls)) {
+      give_back(ch, id, cls);
+      err = EMSGSIZE;
+      break;
+    }
+    chan_slot_t *sl = slot_of(ch, id);
+    uint64_t pos = ch->p_head;
+    chan_desc_t *d = &ch->ring[pos & (ch->ring_cap - 1)];
+    __atomic_store_n(&d->handle, chan_handle(seg, off, sl->gen_state >> 2), __ATOMIC_RELAXED);
+    __atomic_store_n(&d->len, m->len, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->type, m->type, __ATOMIC_RELAXED);
+    CHAN_STORE(&d->seq, pos + 1); /* publishes the descriptor and the payload written before it */
+    ch->qlen[pos & (ch->ring_cap - 1)] = m->len;
+    ch->q_bytes += m->len;
+    sl->gen_state = (sl->gen_state & ~3u) | SLOT_SENT;
+    ch->loaned_msgs--;
+    ch->loaned_bytes -= class_size(cls);
+    ch->inflight_msgs++;
+    ch->inflight_bytes += class_size(cls);
+    ch->p_head = pos + 1;
+    ch->sent++;
+    done++;
+    unwoken = true;
+  }
+  if (err != 0 && __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE) != 0) {
+    /* the channel is dead: the loans not sent go back to the allocator (EAGAIN/ETIMEDOUT keep them) */
+    for (int i = done; i < n; i++) {
+      uint32_t id, off;
+      unsigned cls, seg;
+      if (find_loan(ch, msgs[i].data, &id, &cls, &off, &seg) == 0) give_back(ch, id, cls);
+    }
+  }
+  zc_unlock(&ch->lock);
+  if (unwoken) wake_consumer(ch);
+  if (done == 0) {
+    errno = err;
+    return -1;
+  }
+  return done;
+}
+
+int zc_chan_send(zc_chan_t *ch, void *p, size_t len, uint32_t type) {
+  if (len > ZC_CHAN_MAX_MSG) {
+    zc_chan_cancel(ch, p);
+    return errno = EMSGSIZE, -1;
+  }
+  zc_chan_msg_t m = {p, (uint32_t)len, type, 0};
+  return zc_chan_send_batch(ch, &m, 1) == 1 ? 0 : -1;
+}
+
+long zc_chan_collect(zc_chan_t *ch) {
+  if (ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
+  zc_lock(&ch->lock);
+  long r = -1;
+  if (chan_dead(ch) == 0 && drain_returns(ch) == 0 && chan_producer_peer_check(ch) == 0) r = (long)ch->inflight_msgs;
+  int e = errno;
+  zc_unlock(&ch->lock);
+  errno = e;
+  return r;
+}
+
+void chan_producer_reclaim(zc_chan_t *ch) {
+  for (unsigned si = 0; si < ch->nseg; si++) {
+    chan_seg_t *s = &ch->seg[si];
+    for (uint32_t pg = 0; pg < s->next_page; pg++) {
+      chan_page_t *p = &s->pages[pg];
+      unsigned cls = p->cls;
+      for (uint32_t i = 0; cls != 0 && i < p->carved; i++) {
+        uint32_t id = si << 22 | pg << 13 | i;
+        if ((slot_of(ch, id)->gen_state & 3u) != SLOT_SENT) continue;
+        free_slot(ch, id, cls); /* may give the page back to the pool: the loop stops there */
+        ch->inflight_msgs--;
+        ch->inflight_bytes -= class_size(cls);
+        ch->reclaimed++;
+        if (p->cls == 0) break;
+      }
+    }
+  }
+  ch->p_tail = ch->p_head; /* descriptors still in the ring are void */
+  ch->q_bytes = 0;
+}
+
+void chan_producer_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
+  zc_lock(&ch->lock);
+  out->loaned_msgs = ch->loaned_msgs;
+  out->loaned_bytes = ch->loaned_bytes;
+  out->inflight_msgs = ch->inflight_msgs;
+  out->inflight_bytes = ch->inflight_bytes;
+  out->segment_bytes = ch->seg_bytes;
+  out->free_bytes = ch->seg_bytes - ch->used_bytes;
+  out->segments = ch->nseg;
+  out->sent = ch->sent;
+  out->returned = ch->returned;
+  out->reclaimed = ch->reclaimed;
+  out->full_waits = ch->full_waits;
+  if (chan_dead(ch) == 0) queue_room(ch, UINT32_MAX); /* refreshes the tail */
+  out->queued = chan_dead(ch) == 0 ? ch->p_head - ch->p_tail : 0;
+  out->queued_bytes = ch->q_bytes;
+  zc_unlock(&ch->lock);
+}

@@ -1,0 +1,304 @@
+/* Layer 9, zero-copy channel: setup and teardown. The handshake over the UNIX socket, the control segment,
+ * the consumer's side of segment growth (mapping data segments read-only as the producer announces them),
+ * errors, stats and close.
+ *
+ * Handshake (SOCK_SEQPACKET records, chan_wire_t):
+ *   both      HELLO(role, version)                   sent first by each side
+ *   producer  CTL(ring_cap, ret_cap, size) + memfd   the control segment
+ *   producer  SEG(index, size) + read-only memfd     data segment 0, later 1, 2, ... as the producer grows
+ *   producer  KICK                                   wake-up for a consumer armed for poll/epoll
+ * Invariant: the consumer maps a memory file only after checking that its size is what the record says and
+ * that the size is sealed, so no later truncation can fault a reader (SIGBUS) in either process.
+ */
+#include "chan_internal.h"
+#include "options.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#define CHAN_DEFAULT_RING 4096u
+#define CHAN_DEFAULT_FIRST ((uint64_t)4 << 20)
+#define CHAN_DEFAULT_MAX ((uint64_t)1 << 30)
+#define CHAN_DEFAULT_QUEUED ((uint64_t)1 << 20)
+
+void *chan_private_alloc(size_t size) {
+  size_t page = zc_os_page_size();
+  size = (size + page - 1) & ~(page - 1);
+  return zc_os_alloc_aligned(size, page);
+}
+
+void chan_private_free(void *p, size_t size) {
+  size_t page = zc_os_page_size();
+  if (p != NULL) zc_os_free(p, (size + page - 1) & ~(page - 1));
+}
+
+size_t chan_ctl_size(uint32_t ring_cap, uint32_t ret_cap) {
+  size_t page = zc_os_page_size();
+  size_t n = CHAN_RING_OFFSET + (size_t)ring_cap * sizeof(chan_desc_t) + (size_t)ret_cap * sizeof(uint64_t);
+  return (n + page - 1) & ~(page - 1);
+}
+
+int chan_dead(zc_chan_t *ch) {
+  int d = __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE);
+  if (d == 0) return 0;
+  errno = d;
+  return -1;
+}
+
+int chan_fail(zc_chan_t *ch, int err, const char *fmt, ...) {
+  int expect = 0;
+  if (__atomic_compare_exchange_n(&ch->dead, &expect, err, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    va_list ap;
+    va_start(ap, fmt);
+    zc_vformat(ch->err, sizeof ch->err, fmt, ap);
+    va_end(ap);
+    if (err != EPIPE) zc_error("channel (%s): %s", ch->role == ZC_CHAN_PRODUCER ? "producer" : "consumer", ch->err);
+    zc_os_unix_shutdown(ch->sock); /* the peer sees end of file now and reclaims or stops */
+  }
+  errno = __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE);
+  return -1;
+}
+
+static void fill_defaults(zc_chan_config_t *c, const zc_chan_config_t *user) {
+  if (user) *c = *user;
+  else memset(c, 0, sizeof *c);
+  if (c->ring_entries == 0) c->ring_entries = CHAN_DEFAULT_RING;
+  if (c->first_segment == 0) c->first_segment = CHAN_DEFAULT_FIRST;
+  if (c->max_bytes == 0) c->max_bytes = CHAN_DEFAULT_MAX;
+  if (c->block_timeout_ms == 0) c->block_timeout_ms = 1000;
+  if (c->spin_ns == 0) c->spin_ns = 20000;
+  if (c->spin_ns < 0) c->spin_ns = 0;
+  if (c->setup_timeout_ms == 0) c->setup_timeout_ms = 5000;
+  if (c->max_queued_bytes == 0) c->max_queued_bytes = CHAN_DEFAULT_QUEUED;
+  /* segments are whole pages (512 KiB); the cap is at least one segment */
+  uint64_t big = CHAN_PAGE_SIZE;
+  c->first_segment = (c->first_segment + big - 1) / big * big;
+  if (c->first_segment > CHAN_SEG_MAX_BYTES) c->first_segment = CHAN_SEG_MAX_BYTES;
+  if (c->max_bytes < c->first_segment) c->max_bytes = c->first_segment;
+}
+
+/* Wait for the next record, at most until deadline (ns, monotonic). Returns its length, 0 at EOF, -1. */
+static long recv_wait(zc_chan_t *ch, chan_wire_t *w, int *fd, uint64_t deadline) {
+  for (;;) {
+    long n = zc_os_msg_recv(ch->sock, w, sizeof *w, fd);
+    if (n < 0 && errno == ECONNRESET) return 0; /* the peer closed with records unread: it is gone */
+    if (n >= 0 || errno != EAGAIN) return n;
+    uint64_t now = zc_os_clock_ns();
+    if (now >= deadline) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    if (zc_os_fd_wait(ch->sock, (int)((deadline - now) / 1000000u) + 1) < 0) return -1;
+  }
+}
+
+static int send_record(zc_chan_t *ch, unsigned kind, uint32_t a, uint32_t b, uint64_t size, int fd) {
+  chan_wire_t w = {CHAN_MAGIC, (uint16_t)kind, (uint16_t)ch->role, a, b, size};
+  return zc_os_msg_send(ch->sock, &w, sizeof w, fd, true);
+}
+
+static int producer_setup(zc_chan_t *ch) {
+  uint32_t cap = ch->cfg.ring_entries;
+  if (cap < 64 || cap > (1u << 20) || (cap & (cap - 1)) != 0)
+    return chan_fail(ch, EINVAL, "ring_entries %u is not a power of two in [64, 1M]", cap);
+  ch->ring_cap = cap;
+  ch->ret_cap = cap * 2;
+  ch->ctl_size = chan_ctl_size(ch->ring_cap, ch->ret_cap);
+  int fd = zc_os_shm_create("zcmem-chan-ctl", ch->ctl_size);
+  if (fd < 0) return chan_fail(ch, errno, "cannot create the control segment (memfd): errno %d", errno);
+  ch->ctl = zc_os_shm_map(fd, ch->ctl_size, true);
+  if (ch->ctl == NULL) {
+    zc_os_close(fd);
+    return chan_fail(ch, ENOMEM, "cannot map the control segment");
+  }
+  ch->ctl->magic = CHAN_MAGIC;
+  ch->ctl->version = CHAN_VERSION;
+  ch->ctl->ring_cap = ch->ring_cap;
+  ch->ctl->ret_cap = ch->ret_cap;
+  ch->ring = (chan_desc_t *)((char *)ch->ctl + CHAN_RING_OFFSET);
+  ch->ret = (uint64_t *)(ch->ring + ch->ring_cap);
+  int r = send_record(ch, WIRE_CTL, ch->ring_cap, ch->ret_cap, ch->ctl_size, fd);
+  zc_os_close(fd);
+  if (r != 0) return chan_fail(ch, errno == EPIPE ? EPIPE : errno, "cannot send the control segment: errno %d", errno);
+  ch->qlen = chan_private_alloc((size_t)cap * sizeof(uint32_t));
+  if (ch->qlen == NULL) return chan_fail(ch, ENOMEM, "out of memory for the ring's private lengths");
+  ch->next_seg_size = ch->cfg.first_segment;
+  for (unsigned c = 0; c < ZC_CLASS_COUNT; c++) ch->cls[c].avail = CHAN_NONE;
+  ch->free_pages = CHAN_NONE;
+  return 0;
+}
+
+static int consumer_setup(zc_chan_t *ch, uint64_t deadline) {
+  chan_wire_t w;
+  int fd;
+  long n = recv_wait(ch, &w, &fd, deadline);
+  if (n < 0 && errno == EMFILE)
+    return chan_fail(ch, EMFILE, "the control segment fd was dropped (MSG_CTRUNC): too many open files (RLIMIT_NOFILE)");
+  if (n <= 0) return chan_fail(ch, n == 0 ? EPIPE : errno, "no control segment from the producer (errno %d)", n == 0 ? EPIPE : errno);
+  uint32_t cap = w.a, rcap = w.b;
+  uint64_t size = w.size;
+  if (n != sizeof w || w.magic != CHAN_MAGIC || w.kind != WIRE_CTL || fd < 0 || cap < 64 || cap > (1u << 20) ||
+      (cap & (cap - 1)) != 0 || rcap != cap * 2 || size != chan_ctl_size(cap, rcap)) {
+    zc_os_close(fd);
+    return chan_fail(ch, EPROTO, "bad control-segment record from the producer");
+  }
+  if (zc_os_shm_check(fd, size) != 0) {
+    zc_os_close(fd);
+    return chan_fail(ch, EPROTO, "control segment is not a sealed memory file of %lu bytes", (unsigned long)size);
+  }
+  ch->ctl = zc_os_shm_map(fd, size, true);
+  zc_os_close(fd);
+  if (ch->ctl == NULL) return chan_fail(ch, ENOMEM, "cannot map the control segment");
+  ch->ctl_size = size;
+  ch->ring_cap = cap;
+  ch->ret_cap = rcap;
+  ch->ring = (chan_desc_t *)((char *)ch->ctl + CHAN_RING_OFFSET);
+  ch->ret = (uint64_t *)(ch->ring + ch->ring_cap);
+  /* c_tail starts at 0 like the producer's head; the producer may have published already. */
+  return chan_consumer_poll_socket(ch);
+}
+
+zc_chan_t *zc_chan_open(int sock, zc_chan_role_t role, const zc_chan_config_t *cfg) {
+  if (role != ZC_CHAN_PRODUCER && role != ZC_CHAN_CONSUMER) {
+    zc_os_close(sock);
+    errno = EINVAL;
+    return NULL;
+  }
+  if (zc_os_unix_check(sock) != 0) {
+    int e = errno;
+    zc_error("channel: fd %d is not a connected AF_UNIX SOCK_SEQPACKET socket (errno %d)", sock, e);
+    zc_os_close(sock);
+    errno = e;
+    return NULL;
+  }
+  zc_chan_t *ch = chan_private_alloc(sizeof *ch);
+  if (ch == NULL) {
+    zc_os_close(sock);
+    errno = ENOMEM;
+    return NULL;
+  }
+  ch->sock = sock;
+  ch->role = role;
+  fill_defaults(&ch->cfg, cfg);
+  zc_lock_init(&ch->lock);
+  uint64_t deadline = zc_os_clock_ns() + (uint64_t)ch->cfg.setup_timeout_ms * 1000000u;
+  if (send_record(ch, WIRE_HELLO, CHAN_VERSION, 0, 0, -1) != 0) {
+    chan_fail(ch, errno, "cannot greet the peer: errno %d", errno);
+    goto fail;
+  }
+  /* the peer's HELLO: same protocol, opposite role (both greet before either can fail and close) */
+  chan_wire_t w;
+  int fd;
+  long n = recv_wait(ch, &w, &fd, deadline);
+  zc_os_close(fd);
+  if (n <= 0) {
+    chan_fail(ch, n == 0 ? EPIPE : errno, "no greeting from the peer (errno %d)", n == 0 ? EPIPE : errno);
+    goto fail;
+  }
+  if (n != sizeof w || w.magic != CHAN_MAGIC || w.kind != WIRE_HELLO || w.a != CHAN_VERSION) {
+    chan_fail(ch, EPROTO, "the peer does not speak the zcmem channel protocol version %u", CHAN_VERSION);
+    goto fail;
+  }
+  if (w.role == role || (w.role != ZC_CHAN_PRODUCER && w.role != ZC_CHAN_CONSUMER)) {
+    chan_fail(ch, EPROTO, "both ends opened the channel as %s", role == ZC_CHAN_PRODUCER ? "producer" : "consumer");
+    goto fail;
+  }
+  if (role == ZC_CHAN_PRODUCER && (producer_setup(ch) != 0 || chan_producer_grow(ch, 0) != 0)) goto fail;
+  if (role == ZC_CHAN_CONSUMER && consumer_setup(ch, deadline) != 0) goto fail;
+  return ch;
+fail: {
+  int e = errno;
+  zc_chan_close(ch);
+  errno = e;
+  return NULL;
+}
+}
+
+int zc_chan_listen(const char *path) { return zc_os_unix_listen(path); }
+
+zc_chan_t *zc_chan_accept(int lfd, zc_chan_role_t role, const zc_chan_config_t *cfg) {
+  zc_chan_config_t c;
+  fill_defaults(&c, cfg);
+  int fd = zc_os_unix_accept(lfd, c.setup_timeout_ms);
+  return fd < 0 ? NULL : zc_chan_open(fd, role, cfg);
+}
+
+zc_chan_t *zc_chan_connect(const char *path, zc_chan_role_t role, const zc_chan_config_t *cfg) {
+  int fd = zc_os_unix_connect(path);
+  return fd < 0 ? NULL : zc_chan_open(fd, role, cfg);
+}
+
+/* Consumer: read the records queued on the socket (at most 512 per call: a flood cannot hold us). SEG
+ * maps the next data segment read-only; KICK only wakes; end of file is remembered (receive reports EPIPE
+ * once the ring is empty). 0, or -1 if the channel is now dead. */
+int chan_consumer_poll_socket(zc_chan_t *ch) {
+  for (int k = 0; k < 512; k++) {
+    chan_wire_t w;
+    int fd;
+    long n = zc_os_msg_recv(ch->sock, &w, sizeof w, &fd);
+    if (n < 0 && errno == EAGAIN) return 0;
+    if (n < 0 && errno == ECONNRESET) n = 0;
+    if (n < 0 && errno == EMFILE)
+      return chan_fail(ch, EMFILE, "a shared-memory fd from the producer was dropped (MSG_CTRUNC): "
+                                   "too many open files (RLIMIT_NOFILE)");
+    if (n < 0) return chan_fail(ch, errno, "socket error %d", errno);
+    if (n == 0) {
+      ch->eof = 1;
+      return 0;
+    }
+    if (n != sizeof w || w.magic != CHAN_MAGIC || (w.kind != WIRE_SEG && w.kind != WIRE_KICK)) {
+      zc_os_close(fd);
+      return chan_fail(ch, EPROTO, "unexpected record from the producer");
+    }
+    if (w.kind == WIRE_KICK) {
+      zc_os_close(fd);
+      continue;
+    }
+    uint64_t size = w.size;
+    if (fd < 0 || w.a != ch->nseg || ch->nseg >= CHAN_SEG_MAX || size < CHAN_GRANULE ||
+        size > CHAN_SEG_MAX_BYTES || (size & (CHAN_GRANULE - 1)) != 0) {
+      zc_os_close(fd);
+      return chan_fail(ch, EPROTO, "bad data-segment record (index %u, size %lu)", w.a, (unsigned long)size);
+    }
+    if (zc_os_shm_check(fd, (size_t)size) != 0) {
+      zc_os_close(fd);
+      return chan_fail(ch, EPROTO, "data segment %u is not a sealed memory file of %lu bytes", w.a,
+                       (unsigned long)size);
+    }
+    void *p = zc_os_shm_map(fd, (size_t)size, false); /* read-only: the consumer never writes payloads */
+    zc_os_close(fd);
+    if (p == NULL) return chan_fail(ch, ENOMEM, "cannot map data segment %u", w.a);
+    ch->seg[ch->nseg].base = p;
+    ch->seg[ch->nseg].size = (size_t)size;
+    __atomic_store_n(&ch->nseg, ch->nseg + 1, __ATOMIC_RELEASE);
+  }
+  return 0;
+}
+
+void zc_chan_close(zc_chan_t *ch) {
+  if (ch == NULL) return;
+  zc_os_unix_shutdown(ch->sock);
+  zc_os_close(ch->sock);
+  for (unsigned i = 0; i < ch->nseg; i++) {
+    zc_os_free(ch->seg[i].base, ch->seg[i].size);
+    chan_private_free(ch->seg[i].pages, ch->seg[i].meta_size);
+  }
+  if (ch->ctl) zc_os_free(ch->ctl, ch->ctl_size);
+  chan_private_free(ch->pend, ch->pend_cap * sizeof(uint64_t));
+  chan_private_free(ch->qlen, (size_t)ch->ring_cap * sizeof(uint32_t));
+  chan_private_free(ch, sizeof *ch);
+}
+
+int zc_chan_fd(zc_chan_t *ch) { return ch->sock; }
+const char *zc_chan_error(zc_chan_t *ch) { return ch->err; }
+zc_chan_role_t zc_chan_role(zc_chan_t *ch) { return ch->role; }
+
+void zc_chan_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  if (ch->role == ZC_CHAN_PRODUCER) chan_producer_stats(ch, out);
+  else chan_consumer_stats(ch, out);
+  out->rejected = ch->rejected;
+  out->wakes = ch->wakes;
+  out->sleeps = ch->sleeps;
+}
