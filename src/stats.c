@@ -1,0 +1,176 @@
+/* Layer 10, statistics. Nothing here runs on the fast paths: counters are kept by the slow paths (page
+ * refills, remote hand-overs, purges) and the rest is gathered when asked, by walking every heap's page
+ * queues under that heap's lock (which keeps its segments mapped while we look). The per-class figures
+ * are a snapshot: exact when the other threads are quiet (at exit), approximate while they run.
+ */
+#include "internal.h"
+#include "large.h"
+
+#include <string.h>
+
+typedef struct class_row_s {
+  uint64_t pages, blocks_used, blocks_capacity, refills;
+} class_row_t;
+
+typedef struct gather_s {
+  zc_stats_t s;
+  class_row_t rows[ZC_CLASS_COUNT];
+  uint64_t page_bytes, dirty_bytes, pages_fresh, pages_reused;
+} gather_t;
+
+static void gather_heap(zc_heap_t *h, void *arg) {
+  gather_t *g = arg;
+  zc_lock(&h->lock);
+  if (h->live) g->s.threads++;
+  for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) {
+    for (zc_page_t *pg = h->queues[c].first; pg != NULL; pg = pg->next) {
+      uint32_t used = __atomic_load_n(&pg->used, __ATOMIC_RELAXED);
+      g->rows[c].pages++;
+      g->rows[c].blocks_used += used;
+      g->rows[c].blocks_capacity += pg->reserved;
+      g->page_bytes += (uint64_t)pg->reserved * pg->block_size;
+    }
+    g->rows[c].refills += __atomic_load_n(&h->stat_class_refills[c], __ATOMIC_RELAXED);
+  }
+  g->dirty_bytes += h->dirty_bytes;
+  g->s.remote_frees += __atomic_load_n(&h->stat_remote_frees, __ATOMIC_RELAXED);
+  g->s.remote_batches += __atomic_load_n(&h->stat_remote_batches, __ATOMIC_RELAXED);
+  g->pages_fresh += h->stat_pages_fresh;
+  g->pages_reused += h->stat_pages_reused;
+  zc_unlock(&h->lock);
+}
+
+static void gather(gather_t *g) {
+  memset(g, 0, sizeof *g);
+  zc_heaps_visit(gather_heap, g);
+  zc_large_stats_t ls;
+  zc_large_stats(&ls);
+  for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) g->s.allocated += g->rows[c].blocks_used * zc_class_size[c];
+  g->s.allocated += ls.live_bytes;
+  g->s.committed = g->page_bytes + g->dirty_bytes + ls.live_bytes + ls.cached_dirty;
+  g->s.purged = zc_segments_purged_bytes() + ls.purged;
+  g->s.reserved = zc_segments_reserved_bytes() + ls.mapped;
+  g->s.rss = zc_os_rss();
+  g->s.peak_rss = zc_os_peak_rss();
+  g->s.segments = zc_segments_live();
+  g->s.large_live = ls.live_regions;
+  g->s.large_cached = ls.cached_dirty + ls.cached_clean;
+  g->s.abandoned = zc_segments_abandoned_count();
+  g->s.errors = zc_error_count();
+}
+
+ZC_API void zc_stats_get(zc_stats_t *out) {
+  gather_t g;
+  gather(&g);
+  *out = g.s;
+}
+
+/* ---- text ---- */
+
+typedef struct out_s {
+  char buf[4096];
+  size_t len;
+  int fd;
+} out_t;
+
+static void out_flush(out_t *o) {
+  if (o->len) zc_os_write(o->fd, o->buf, o->len);
+  o->len = 0;
+}
+
+static void outf(out_t *o, const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  size_t n = zc_vformat(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n >= sizeof line) n = sizeof line - 1;
+  if (o->len + n > sizeof o->buf) out_flush(o);
+  memcpy(o->buf + o->len, line, n);
+  o->len += n;
+}
+
+static const char *human(char *buf, uint64_t v) {
+  static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  uint64_t whole = v, frac = 0;
+  while (whole >= 1024 && u < 4) {
+    frac = (whole % 1024) * 10 / 1024;
+    whole /= 1024;
+    u++;
+  }
+  if (u == 0) zc_format(buf, 32, "%lu B", (unsigned long)whole);
+  else zc_format(buf, 32, "%lu.%lu %s", (unsigned long)whole, (unsigned long)frac, unit[u]);
+  return buf;
+}
+
+ZC_API void zc_stats_print(int fd) {
+  gather_t g;
+  gather(&g);
+  out_t o = {.len = 0, .fd = fd};
+  char a[32], b[32], c[32], d[32];
+  outf(&o, "zcmem stats (purge: %s, delay %ld ms)\n", zc_opt(zc_option_purge_mode) ? "MADV_FREE" : "MADV_DONTNEED",
+       zc_opt(zc_option_purge_delay));
+  outf(&o, "  allocated  %s   committed %s   resident (process) %s   peak %s\n", human(a, g.s.allocated),
+       human(b, g.s.committed), human(c, g.s.rss), human(d, g.s.peak_rss));
+  outf(&o, "  purged     %s   reserved  %s   segments %lu   abandoned %lu   threads %lu\n", human(a, g.s.purged),
+       human(b, g.s.reserved), (unsigned long)g.s.segments, (unsigned long)g.s.abandoned, (unsigned long)g.s.threads);
+  outf(&o, "  remote frees %lu in %lu hand-overs   large regions live %lu, cached %s   errors %lu\n",
+       (unsigned long)g.s.remote_frees, (unsigned long)g.s.remote_batches, (unsigned long)g.s.large_live,
+       human(a, g.s.large_cached), (unsigned long)g.s.errors);
+  outf(&o, "  pages: %lu fresh, %lu reused from the dirty cache\n", (unsigned long)g.pages_fresh,
+       (unsigned long)g.pages_reused);
+  outf(&o, "  %8s %8s %12s %12s %10s %8s\n", "class", "pages", "blocks used", "in use", "refills", "fill%");
+  for (unsigned k = 1; k < ZC_CLASS_COUNT; k++) {
+    class_row_t *r = &g.rows[k];
+    if (r->pages == 0 && r->refills == 0) continue;
+    unsigned long fill = r->blocks_capacity ? (unsigned long)(r->blocks_used * 100 / r->blocks_capacity) : 0;
+    outf(&o, "  %8u %8lu %12lu %12s %10lu %7lu%%\n", zc_class_size[k], (unsigned long)r->pages,
+         (unsigned long)r->blocks_used, human(a, r->blocks_used * zc_class_size[k]), (unsigned long)r->refills, fill);
+  }
+  out_flush(&o);
+}
+
+/* ---- JSON ---- */
+
+ZC_API size_t zc_stats_json(char *buf, size_t cap) {
+  gather_t g;
+  gather(&g);
+  size_t len = 0;
+#define J(...) len += zc_format(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, __VA_ARGS__)
+  J("{\"allocated\":%lu,\"committed\":%lu,\"purged\":%lu,\"reserved\":%lu,\"rss\":%lu,\"peak_rss\":%lu,",
+    (unsigned long)g.s.allocated, (unsigned long)g.s.committed, (unsigned long)g.s.purged,
+    (unsigned long)g.s.reserved, (unsigned long)g.s.rss, (unsigned long)g.s.peak_rss);
+  J("\"remote_frees\":%lu,\"remote_batches\":%lu,\"segments\":%lu,\"large_live\":%lu,\"large_cached\":%lu,",
+    (unsigned long)g.s.remote_frees, (unsigned long)g.s.remote_batches, (unsigned long)g.s.segments,
+    (unsigned long)g.s.large_live, (unsigned long)g.s.large_cached);
+  J("\"threads\":%lu,\"abandoned\":%lu,\"errors\":%lu,\"purge_mode\":\"%s\",\"classes\":[",
+    (unsigned long)g.s.threads, (unsigned long)g.s.abandoned, (unsigned long)g.s.errors,
+    zc_opt(zc_option_purge_mode) ? "MADV_FREE" : "MADV_DONTNEED");
+  bool first = true;
+  for (unsigned k = 1; k < ZC_CLASS_COUNT; k++) {
+    class_row_t *r = &g.rows[k];
+    if (r->pages == 0 && r->refills == 0) continue;
+    J("%s{\"size\":%u,\"pages\":%lu,\"blocks_used\":%lu,\"blocks_capacity\":%lu,\"refills\":%lu}", first ? "" : ",",
+      zc_class_size[k], (unsigned long)r->pages, (unsigned long)r->blocks_used, (unsigned long)r->blocks_capacity,
+      (unsigned long)r->refills);
+    first = false;
+  }
+  J("]}");
+#undef J
+  return len;
+}
+
+/* ZCMEM_STATS at exit. */
+__attribute__((destructor)) static void stats_at_exit(void) {
+  long mode = zc_opt(zc_option_stats);
+  if (mode == 1) {
+    zc_stats_print(2);
+  } else if (mode == 2) {
+    char buf[16384];
+    size_t n = zc_stats_json(buf, sizeof buf - 1);
+    if (n > sizeof buf - 2) n = sizeof buf - 2;
+    buf[n++] = '\n';
+    zc_os_write(2, buf, n);
+  }
+}

@@ -1,0 +1,145 @@
+/* The data model of the small/medium allocator (layers 2-5): segments, pages, heaps.
+ *
+ * Includes: os.h, segmap.h, sizeclass.h. Used by segment.c, heap.c, alloc.c, free.c, stats.c.
+ *
+ * A segment is 4 MiB, aligned to 4 MiB, owned by one heap (one thread). Its header (this struct) sits at
+ * its base; a block finds its segment by masking and its page by a shift, no lookup table. A small
+ * segment holds 64 pages of 64 KiB (classes up to 8 KiB), a medium segment 8 pages of 512 KiB (classes up
+ * to 64 KiB); page 0 starts after the header, so it is a little shorter.
+ *
+ * A page holds blocks of one size class and three free lists (the sharding of mimalloc):
+ *   free         blocks malloc pops; only the owner touches it
+ *   local_free   blocks the owner freed; swapped into free when free runs dry, so malloc takes the slow path
+ *                once per page-full of allocations and housekeeping has a place to run
+ *   thread_free  blocks other threads freed: a lock-free stack; a freer pushes a whole chain of blocks of
+ *                this page with one compare-and-swap, the owner takes the whole stack with one exchange.
+ * Invariant: used == blocks handed out and not yet returned to free/local_free (blocks waiting in
+ * thread_free or in some thread's pending chain still count as used). A page with used == 0 is empty.
+ */
+#ifndef ZC_TYPES_H
+#define ZC_TYPES_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "os.h"
+#include "segmap.h"
+#include "sizeclass.h"
+
+#if defined(__GNUC__)
+#define zc_likely(x) __builtin_expect(!!(x), 1)
+#define zc_unlikely(x) __builtin_expect(!!(x), 0)
+#define zc_noinline __attribute__((noinline))
+#define zc_inline static inline __attribute__((always_inline))
+#define zc_cold __attribute__((cold))
+#else
+#define zc_likely(x) (x)
+#define zc_unlikely(x) (x)
+#define zc_noinline
+#define zc_inline static inline
+#define zc_cold
+#endif
+
+#ifndef ZC_DEBUG
+#define ZC_DEBUG 0
+#endif
+
+#define ZC_SMALL_PAGE_SHIFT 16u   /* 64 KiB */
+#define ZC_MEDIUM_PAGE_SHIFT 19u  /* 512 KiB */
+#define ZC_SEGMENT_PAGES_MAX 64u
+#define ZC_SEGMENT_HEADER ((size_t)16 * 1024) /* page 0 starts here: room for the header, 16 KiB-aligned */
+#define ZC_NATURAL_ALIGN_MAX ((size_t)4096)   /* larger alignments go to the large-region layer */
+#define ZC_DIRECT_SLOTS (ZC_DIRECT_MAX / 8 + 1)
+#define ZC_REMOTE_BATCH 64u                   /* blocks a freer gathers before one hand-over */
+
+typedef struct zc_block_s {
+  struct zc_block_s *next;
+} zc_block_t;
+
+struct zc_heap_s;
+struct zc_segment_s;
+
+typedef enum zc_page_state_e {
+  ZC_PAGE_FREE = 0,   /* not holding blocks; dirty or purged per the segment's masks */
+  ZC_PAGE_IN_USE = 1, /* holds blocks of one class, is in its heap's queue for that class */
+} zc_page_state_t;
+
+typedef struct zc_page_s {
+  zc_block_t *free;                 /* owner: pop on malloc */
+  zc_block_t *local_free;           /* owner: push on local free */
+  uint32_t used;                    /* see the invariant above */
+  uint32_t capacity;                /* blocks carved from the page so far (the rest is untouched) */
+  uint32_t reserved;                /* blocks the page can hold */
+  uint32_t block_size;
+  _Atomic(zc_block_t *) thread_free; /* remote frees */
+  uint8_t *start;                   /* first block */
+  struct zc_page_s *next, *prev;    /* heap queue of its class (in use) or heap dirty list (free) */
+  uint64_t freed_at;                /* clock when it became free (for the purge delay) */
+  uint8_t class_idx;
+  uint8_t state;                    /* zc_page_state_t */
+  uint8_t index;                    /* position in its segment */
+  uint8_t dirty;                    /* free page whose memory may be resident */
+} zc_page_t;
+
+typedef enum zc_segment_kind_e { ZC_SEG_SMALL = 0, ZC_SEG_MEDIUM = 1, ZC_SEG_KINDS = 2 } zc_segment_kind_t;
+
+typedef struct zc_segment_s {
+  _Atomic(struct zc_heap_s *) heap; /* owner; NULL while abandoned */
+  uint32_t page_shift;
+  uint32_t page_count;
+  uint32_t used_pages;              /* pages in state IN_USE */
+  uint32_t kind;
+  uint64_t free_mask;               /* bit i: page i is free */
+  uint64_t cookie;                  /* segment secret: checked when a pointer leads here */
+  struct zc_segment_s *next, *prev; /* in the heap's segment list, or the abandoned list */
+  zc_page_t pages[ZC_SEGMENT_PAGES_MAX];
+} zc_segment_t;
+
+typedef struct zc_page_queue_s {
+  zc_page_t *first, *last;
+  uint32_t count;
+} zc_page_queue_t;
+
+/* A freer's chain of blocks of one page, handed over with one CAS when it is full or the page changes. */
+typedef struct zc_remote_batch_s {
+  zc_page_t *page;
+  zc_block_t *head, *tail;
+  uint32_t count;
+} zc_remote_batch_t;
+
+typedef struct zc_heap_s {
+  zc_page_t *direct[ZC_DIRECT_SLOTS];      /* word size -> current page of its class (the fast path) */
+  zc_page_queue_t queues[ZC_CLASS_COUNT];  /* pages in use per class, current page first */
+  zc_remote_batch_t pending;               /* this thread's remote frees not yet handed over */
+  zc_segment_t *segments[ZC_SEG_KINDS];    /* segments this heap owns, those with free pages first */
+  zc_segment_t *spare[ZC_SEG_KINDS];       /* one fully empty segment kept per kind */
+  zc_page_t *dirty_first, *dirty_last;     /* free pages still resident, oldest first */
+  size_t dirty_bytes;
+  uint64_t next_purge_check;               /* clock of the next delay-based purge scan */
+  uintptr_t thread_id;
+  uint32_t id;                             /* small number for stats (remote traffic per pair) */
+  bool live;
+  bool hold_segments;                      /* abandon/adopt walk a segment: do not unmap it under them */
+  zc_lock_t lock;                          /* the segment/dirty state: owner's slow path vs. purger */
+  struct zc_heap_s *next_heap;             /* all heaps ever made (they are recycled, never freed) */
+  /* statistics kept on slow paths only */
+  uint64_t stat_remote_frees, stat_remote_batches, stat_pages_fresh, stat_pages_reused, stat_purged;
+  uint64_t stat_class_refills[ZC_CLASS_COUNT];
+} zc_heap_t;
+
+/* ---- lookups ---- */
+
+zc_inline zc_segment_t *zc_segment_of(const void *p) {
+  return (zc_segment_t *)((uintptr_t)p & ~(uintptr_t)ZC_SEGMENT_MASK);
+}
+zc_inline zc_page_t *zc_page_of(zc_segment_t *s, const void *p) {
+  return &s->pages[((uintptr_t)p - (uintptr_t)s) >> s->page_shift];
+}
+zc_inline size_t zc_page_area(const zc_segment_t *s) { return (size_t)1 << s->page_shift; }
+zc_inline uint8_t *zc_page_end(zc_segment_t *s, const zc_page_t *pg) {
+  return (uint8_t *)s + ((size_t)(pg->index + 1) << s->page_shift);
+}
+
+#endif /* ZC_TYPES_H */
