@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
   zb_init(argc, argv, "alloctest");
   unsigned nthreads = (unsigned)zb_param("threads", 1, 1);
   nslots = zb_param("slots", 65536, 65536);
-  nops = zb_param("ops", 20000000, 2500000);
+  nops = zb_param("ops", 8000000, 2000000);
   seed = zb_param("seed", 1, 1);
   zb_params_done();
   if (nthreads < 1 || nthreads > 256 || nslots < 1) zb_die("bad threads/slots");

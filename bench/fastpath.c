@@ -9,7 +9,7 @@
  *
  * Run natively it also reports nanoseconds per pair, as a sanity check.
  *
- * Parameters: pairs=1000000 size=32
+ * Parameters: pairs=1000000 size=32 live=64
  * Metrics: ns (ns per pair, native; callgrind runs ignore it). */
 #define _GNU_SOURCE
 #include "common.h"
@@ -31,7 +31,11 @@ int main(int argc, char **argv) {
   zb_init(argc, argv, "fastpath");
   uint64_t pairs = zb_param("pairs", 1000000, 200000);
   size_t size = (size_t)zb_param("size", 32, 32);
+  uint64_t live = zb_param("live", 64, 64);
   zb_params_done();
+
+  void **keep = zb_xmalloc(sizeof(void *) * (live + 1));
+  for (uint64_t i = 0; i < live; i++) keep[i] = zb_xmalloc(size);
 
   for (int i = 0; i < 1000; i++) {  /* warm-up: lazy binding, heap creation, first page of the class */
     zb_sink = zb_xmalloc(size);
@@ -41,5 +45,7 @@ int main(int argc, char **argv) {
   zb_fastpath_loop(pairs, size);
   double dt = zb_now() - t0;
   if (pairs > 0) zb_report("ns", dt * 1e9 / (double)pairs, "ns", false);
+  for (uint64_t i = 0; i < live; i++) free(keep[i]);
+  free(keep);
   return 0;
 }

@@ -58,7 +58,7 @@ static void *worker(void *arg) {
 int main(int argc, char **argv) {
   zb_init(argc, argv, "large");
   unsigned nthreads = (unsigned)zb_param("threads", 2, 2);
-  steps = zb_param("steps", 1200, 150);
+  steps = zb_param("steps", 240, 60);
   keep = zb_param("keep", 4, 4);
   seed = zb_param("seed", 1, 1);
   zb_params_done();

@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
   zb_init(argc, argv, "larson");
   unsigned nthreads = (unsigned)zb_param("threads", 2, 2);
   nslots = zb_param("slots", 1000, 1000);
-  uint64_t ops = zb_param("ops", 6000000, 800000);
+  uint64_t ops = zb_param("ops", 6000000, 1500000);
   gen_ops = zb_param("gen", 20000, 20000);
   uint64_t seed = zb_param("seed", 1, 1);
   zb_params_done();

@@ -88,7 +88,7 @@ static void *worker(void *arg) {
 int main(int argc, char **argv) {
   zb_init(argc, argv, "mstress");
   unsigned nthreads = (unsigned)zb_param("threads", 2, 2);
-  unsigned phases = (unsigned)zb_param("phases", 10, 4);
+  unsigned phases = (unsigned)zb_param("phases", 8, 4);
   ops_per_share = zb_param("ops", 150000, 60000);
   nlive = zb_param("live", 500, 500);
   ntransfer = zb_param("transfer", 1000, 1000);

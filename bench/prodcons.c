@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
   zb_init(argc, argv, "prodcons");
   nprod = (unsigned)zb_param("producers", 1, 1);
   ncons = (unsigned)zb_param("consumers", 1, 1);
-  nmsg = zb_param("messages", 4000000, 500000);
+  nmsg = zb_param("messages", 4000000, 1000000);
   uint64_t ring = zb_param("ring", 1024, 1024);
   seed = zb_param("seed", 1, 1);
   zb_params_done();

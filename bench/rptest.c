@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
   nthreads = (unsigned)zb_param("threads", 2, 2);
   nlive = zb_param("live", 4096, 4096);
   batch = zb_param("batch", 64, 64);
-  steps = zb_param("steps", 60000, 8000);
+  steps = zb_param("steps", 20000, 5000);
   cross = zb_param("cross", 10, 10);
   seed = zb_param("seed", 1, 1);
   zb_params_done();

@@ -102,7 +102,7 @@ int main(int argc, char **argv) {
   zb_init(argc, argv, "xmalloc");
   nalloc = (unsigned)zb_param("alloc", 2, 2);
   nfree = (unsigned)zb_param("free", 2, 2);
-  nblocks = zb_param("blocks", 12000000, 1500000);
+  nblocks = zb_param("blocks", 6000000, 1500000);
   depth = zb_param("depth", 256, 256);
   seed = zb_param("seed", 1, 1);
   zb_params_done();
