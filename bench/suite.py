@@ -4,7 +4,8 @@ Adding a benchmark is one entry in BENCHMARKS (and, for a new program, one zcben
 bench/CMakeLists.txt). The fields:
 
   name       the row name in the tables and the --only key
-  binary     the program, relative to <build>/bench/ (bench/CMakeLists.txt puts every program there)
+  binary     the program: a bare name is in <build>/bench/ (where zcbench_add() puts every program), a
+             path with a slash is relative to the build directory (e.g. "examples/foo")
   quick      arguments in quick mode (the program also gets -q)
   full       arguments in full mode
   metric     the primary metric: the `metric=` of the zcbench line the tables rank by
