@@ -55,6 +55,9 @@ ZC_API void zc_collect(bool force);
  * Called automatically at thread exit; call it earlier from a thread that will free no more. */
 ZC_API void zc_thread_done(void);
 
+/* 1 if this library was built with ZCMEM_DEBUG (full double-free and block-grid checks on every free). */
+ZC_API int zc_debug_build(void);
+
 /* ---- stats ---- */
 typedef struct zc_stats_s {
   uint64_t allocated;       /* bytes in blocks handed out and not freed (usable sizes) */

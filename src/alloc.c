@@ -15,17 +15,18 @@
 #define ZC_EXTEND_BYTES ((size_t)4096)
 
 bool zc_page_collect(zc_page_t *pg) {
-  if (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) != NULL) {
-    zc_block_t *tf = atomic_exchange_explicit(&pg->thread_free, NULL, memory_order_acquire);
-    uint32_t n = 1;
-    zc_block_t *tail = tf;
-    while (tail->next != NULL) {
-      tail = tail->next;
-      n++;
+  if (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) != 0) {
+    uintptr_t v = atomic_exchange_explicit(&pg->thread_free, 0, memory_order_acquire);
+    zc_block_t *tf = ZC_TF_PTR(v);
+    pg->used -= ZC_TF_COUNT(v);
+    if (pg->free == NULL) {
+      pg->free = tf; /* the usual case (malloc's slow path): no walk over the returned blocks */
+    } else {
+      zc_block_t *tail = tf;
+      while (tail->next != NULL) tail = tail->next;
+      tail->next = pg->free;
+      pg->free = tf;
     }
-    pg->used -= n;
-    tail->next = pg->local_free;
-    pg->local_free = tf;
   }
   if (pg->local_free != NULL) {
     if (pg->free == NULL) {
@@ -46,13 +47,14 @@ bool zc_page_extend(zc_page_t *pg) {
   size_t bsize = pg->block_size;
   uint32_t n = (uint32_t)(ZC_EXTEND_BYTES / bsize);
   if (n == 0) n = 1;
-  if (n > pg->reserved - pg->capacity) n = pg->reserved - pg->capacity;
+  uint32_t room = (uint32_t)pg->reserved - pg->capacity;
+  if (n > room) n = room;
   uint8_t *first = pg->start + (size_t)pg->capacity * bsize;
   uint8_t *b = first;
   for (uint32_t i = 1; i < n; i++, b += bsize) ((zc_block_t *)b)->next = (zc_block_t *)(b + bsize);
   ((zc_block_t *)b)->next = pg->free;
   pg->free = (zc_block_t *)first;
-  pg->capacity += n;
+  pg->capacity = (uint16_t)(pg->capacity + n);
   return true;
 }
 
@@ -85,8 +87,12 @@ static void queue_push_back(zc_page_queue_t *q, zc_page_t *pg) {
 static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   zc_page_queue_t *q = &h->queues[cls];
   if (h->pending.count != 0) zc_remote_flush(h);
-  if (h->dirty_first != NULL && zc_os_clock_ns() >= h->next_purge_check) zc_segment_purge(h, false);
-  h->stat_class_refills[cls]++;
+  /* dirty_first and next_purge_check are also written by the purger thread (under h->lock) */
+  if (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) {
+    if (zc_unlikely(!__atomic_load_n(&zc_purger_running, __ATOMIC_RELAXED))) zc_purger_ensure();
+    if (zc_os_clock_ns() >= __atomic_load_n(&h->next_purge_check, __ATOMIC_RELAXED)) zc_segment_purge(h, false);
+  }
+  __atomic_fetch_add(&h->stat_class_refills[cls], 1, __ATOMIC_RELAXED);
   zc_page_t *found = NULL;
   for (unsigned i = 0; i < ZC_QUEUE_SCAN && q->first != NULL; i++) {
     zc_page_t *pg = q->first;

@@ -35,7 +35,7 @@ static bool debug_block_ok(zc_page_t *pg, const void *p) {
     if (b == p) goto twice;
   for (zc_block_t *b = pg->local_free; b != NULL; b = b->next)
     if (b == p) goto twice;
-  for (zc_block_t *b = atomic_load(&pg->thread_free); b != NULL; b = b->next)
+  for (zc_block_t *b = ZC_TF_PTR(atomic_load(&pg->thread_free)); b != NULL; b = b->next)
     if (b == p) goto twice;
   return true;
 twice:
@@ -48,17 +48,22 @@ twice:
 #define ZC_DEBUG_CHECK(pg, p) ((void)0)
 #endif
 
+/* Push a chain of count blocks of pg on its thread_free stack: one compare-and-swap. */
+static void push_chain(zc_page_t *pg, zc_block_t *head, zc_block_t *tail, uint32_t count) {
+  uintptr_t old = atomic_load_explicit(&pg->thread_free, memory_order_relaxed), nv;
+  do {
+    tail->next = ZC_TF_PTR(old);
+    nv = (uintptr_t)head | ((uintptr_t)(ZC_TF_COUNT(old) + count) << ZC_TF_SHIFT);
+  } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &old, nv, memory_order_release,
+                                                   memory_order_relaxed));
+}
+
 void zc_remote_flush(zc_heap_t *h) {
   zc_remote_batch_t *b = &h->pending;
   if (b->count == 0) return;
-  zc_page_t *pg = b->page;
-  zc_block_t *old = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
-  do {
-    b->tail->next = old;
-  } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &old, b->head, memory_order_release,
-                                                   memory_order_relaxed));
-  h->stat_remote_frees += b->count;
-  h->stat_remote_batches++;
+  push_chain(b->page, b->head, b->tail, b->count);
+  __atomic_fetch_add(&h->stat_remote_frees, b->count, __ATOMIC_RELAXED); /* read by stats walks */
+  __atomic_fetch_add(&h->stat_remote_batches, 1, __ATOMIC_RELAXED);
   b->page = NULL;
   b->head = b->tail = NULL;
   b->count = 0;
@@ -69,11 +74,7 @@ static zc_noinline void free_remote(zc_page_t *pg, void *p) {
   if (zc_unlikely(h == &zc_heap_empty)) {
     h = zc_heap_init_thread(); /* a thread that only frees still needs a place for its pending chain */
     if (h == NULL) {          /* no memory even for that: hand the block over alone */
-      zc_block_t *old = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
-      do {
-        ((zc_block_t *)p)->next = old;
-      } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &old, (zc_block_t *)p,
-                                                       memory_order_release, memory_order_relaxed));
+      push_chain(pg, p, p, 1);
       return;
     }
   }
@@ -94,7 +95,6 @@ static zc_noinline void free_remote(zc_page_t *pg, void *p) {
 
 void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
   zc_page_queue_t *q = &h->queues[pg->class_idx];
-  if (q->first == pg && q->count == 1) return; /* the class's only page: keep it, a malloc will follow */
   if (pg->prev) pg->prev->next = pg->next;
   else q->first = pg->next;
   if (pg->next) pg->next->prev = pg->prev;
@@ -132,7 +132,7 @@ static zc_noinline void free_slow(void *p, uint8_t map) {
     report_invalid(p, "free of a pointer into memory that holds no block:");
     return;
   }
-  if (zc_unlikely(pg->used == 0)) {
+  if (zc_unlikely(pg->used == (pg == h->current[pg->class_idx] ? 1u : 0u))) {
     report_invalid(p, "double free (or free into a page with no live block) of");
     return;
   }
@@ -144,16 +144,32 @@ static zc_noinline void free_slow(void *p, uint8_t map) {
 
 void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
 
+/* The owner freed the last block of pg (or a block of a page that has none: a double free). */
+static zc_noinline void free_local_last(zc_heap_t *h, zc_page_t *pg, void *p) {
+  if (pg->used == 0 || pg->state != ZC_PAGE_IN_USE || (uint8_t *)p < pg->start || pg == h->current[pg->class_idx]) {
+    free_slow(p, ZC_MAP_SMALL); /* reports */
+    return;
+  }
+  ((zc_block_t *)p)->next = pg->local_free;
+  pg->local_free = p;
+  pg->used = 0;
+  zc_page_retire(h, pg);
+}
+
 ZC_API void zc_free(void *p) {
   uint8_t map = zc_segmap_get(p);
   if (zc_likely(map == ZC_MAP_SMALL)) {
     zc_segment_t *s = zc_segment_of(p);
     zc_page_t *pg = zc_page_of(s, p);
-    if (zc_likely(atomic_load_explicit(&s->heap, memory_order_relaxed) == zc_heap_get() && pg->used > 1 &&
-                  !ZC_DEBUG)) {
-      ((zc_block_t *)p)->next = pg->local_free;
-      pg->local_free = p;
-      pg->used--;
+    zc_heap_t *h = zc_heap_get();
+    if (zc_likely(atomic_load_explicit(&s->heap, memory_order_relaxed) == h && !ZC_DEBUG)) {
+      if (zc_likely(pg->used > 1)) {
+        ((zc_block_t *)p)->next = pg->local_free;
+        pg->local_free = p;
+        pg->used--;
+        return;
+      }
+      free_local_last(h, pg, p);
       return;
     }
   }

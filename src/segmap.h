@@ -29,10 +29,11 @@ enum { ZC_MAP_NONE = 0, ZC_MAP_SMALL = 1, ZC_MAP_LARGE = 2, ZC_MAP_BACK = 3, ZC_
 
 extern uint8_t zc_segmap[ZC_SEGMAP_ENTRIES];
 
+/* The map byte for p. A pointer with bits above the address space (never one of ours) reads the entry
+ * of its low bits instead: zc_segmap_header, used on every slow path, checks those bits. */
 static inline uint8_t zc_segmap_get(const void *p) {
   uintptr_t u = (uintptr_t)p;
-  if (u >> ZC_ADDRESS_BITS) return ZC_MAP_NONE; /* kernel half or tagged pointers: never ours */
-  return __atomic_load_n(&zc_segmap[u >> ZC_SEGMENT_SHIFT], __ATOMIC_RELAXED);
+  return __atomic_load_n(&zc_segmap[(u >> ZC_SEGMENT_SHIFT) & (ZC_SEGMAP_ENTRIES - 1)], __ATOMIC_RELAXED);
 }
 
 /* The base of the mapping whose header covers p (p's kind is returned in *kind), or NULL if not ours. */

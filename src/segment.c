@@ -32,7 +32,7 @@ static uint64_t cookie_secret;
 uint64_t zc_segments_live(void) { return atomic_load_explicit(&segments_live, memory_order_relaxed); }
 uint64_t zc_segments_reserved_bytes(void) { return zc_segments_live() * ZC_SEGMENT_SIZE; }
 uint64_t zc_segments_purged_bytes(void) { return atomic_load_explicit(&purged_bytes, memory_order_relaxed); }
-size_t zc_segments_abandoned_count(void) { return abandoned_count; }
+size_t zc_segments_abandoned_count(void) { return __atomic_load_n(&abandoned_count, __ATOMIC_RELAXED); }
 
 static uint8_t *page_area_start(zc_segment_t *s, zc_page_t *pg) {
   return pg->index == 0 ? (uint8_t *)s + ZC_SEGMENT_HEADER : (uint8_t *)s + ((size_t)pg->index << s->page_shift);
@@ -73,7 +73,7 @@ static void seg_push_back(zc_segment_t **head, zc_segment_t *s) {
 static void dirty_unlink(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   if (!pg->dirty) return;
   if (pg->prev) pg->prev->next = pg->next;
-  else h->dirty_first = pg->next;
+  else __atomic_store_n(&h->dirty_first, pg->next, __ATOMIC_RELAXED); /* the owner peeks without the lock */
   if (pg->next) pg->next->prev = pg->prev;
   else h->dirty_last = pg->prev;
   pg->next = pg->prev = NULL;
@@ -85,7 +85,7 @@ static void dirty_append(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   pg->next = NULL;
   pg->prev = h->dirty_last;
   if (h->dirty_last) h->dirty_last->next = pg;
-  else h->dirty_first = pg;
+  else __atomic_store_n(&h->dirty_first, pg, __ATOMIC_RELAXED);
   h->dirty_last = pg;
   h->dirty_bytes += page_area_size(s, pg);
 }
@@ -105,17 +105,19 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
   zc_segment_t *s = zc_os_alloc_aligned(ZC_SEGMENT_SIZE, ZC_SEGMENT_SIZE);
   if (s == NULL) return NULL;
   if (zc_opt(zc_option_huge_pages)) zc_os_huge_pages(s, ZC_SEGMENT_SIZE);
-  if (cookie_secret == 0) {
-    uint64_t r;
+  uint64_t secret = __atomic_load_n(&cookie_secret, __ATOMIC_RELAXED);
+  if (secret == 0) {
+    uint64_t r, expect = 0;
     zc_os_entropy(&r, sizeof r);
-    cookie_secret = r | 1;
+    __atomic_compare_exchange_n(&cookie_secret, &expect, r | 1, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    secret = __atomic_load_n(&cookie_secret, __ATOMIC_RELAXED);
   }
   s->page_shift = kind == ZC_SEG_SMALL ? ZC_SMALL_PAGE_SHIFT : ZC_MEDIUM_PAGE_SHIFT;
   s->page_count = (uint32_t)(ZC_SEGMENT_SIZE >> s->page_shift);
   s->kind = (uint32_t)kind;
   s->used_pages = 0;
   s->free_mask = s->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << s->page_count) - 1);
-  s->cookie = cookie_secret ^ (uint64_t)(uintptr_t)s;
+  s->cookie = secret ^ (uint64_t)(uintptr_t)s;
   for (uint32_t i = 0; i < s->page_count; i++) s->pages[i].index = (uint8_t)i;
   atomic_store_explicit(&s->heap, h, memory_order_relaxed);
   zc_segmap_set(s, ZC_SEGMENT_SIZE, ZC_MAP_SMALL);
@@ -141,11 +143,11 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
   uint8_t *start = page_area_start(s, pg);
   pg->free = NULL;
   pg->local_free = NULL;
-  atomic_store_explicit(&pg->thread_free, NULL, memory_order_relaxed);
+  atomic_store_explicit(&pg->thread_free, 0, memory_order_relaxed);
   pg->used = 0;
   pg->capacity = 0;
   pg->block_size = (uint32_t)bsize;
-  pg->reserved = (uint32_t)(page_area_size(s, pg) / bsize);
+  pg->reserved = (uint16_t)(page_area_size(s, pg) / bsize);
   pg->start = start;
   pg->class_idx = (uint8_t)cls;
   pg->state = ZC_PAGE_IN_USE;
@@ -156,18 +158,21 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   int kind = cls >= ZC_MEDIUM_MIN_CLASS ? ZC_SEG_MEDIUM : ZC_SEG_SMALL;
   zc_lock(&h->lock);
   zc_segment_t *s = h->segments[kind];
-  if (s == NULL || s->free_mask == 0) {
+  while (s == NULL || s->free_mask == 0) {
+    /* Pages of exited threads come before fresh memory: thread churn must not grow the process. Adopt
+     * until one of them has a free page; a full one stays with us (its blocks come back as frees). */
     zc_unlock(&h->lock);
-    /* Pages of exited threads come before fresh memory: thread churn must not grow the process. */
     bool adopted = zc_segment_adopt(h, kind);
     zc_lock(&h->lock);
     s = h->segments[kind];
-    if (!adopted || s == NULL || s->free_mask == 0) s = segment_new(h, kind);
+    if (adopted) continue;
+    if (s == NULL || s->free_mask == 0) s = segment_new(h, kind);
     if (s == NULL) {
       zc_unlock(&h->lock);
       errno = ENOMEM;
       return NULL;
     }
+    break;
   }
   unsigned i = (unsigned)__builtin_ctzll(s->free_mask);
   zc_page_t *pg = &s->pages[i];
@@ -212,24 +217,33 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
   zc_unlock(&h->lock);
 }
 
-static size_t purge_locked(zc_heap_t *h, bool force) {
+/* Purge h's dirty pages (all if force, else those past the delay); release its spare segments only when
+ * the owner asks (release): another thread must not unmap a segment the owner may be walking. */
+static size_t purge_locked(zc_heap_t *h, bool force, bool release) {
   uint64_t now = zc_os_clock_ns();
   uint64_t delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
   size_t before = (size_t)h->stat_purged;
   while (h->dirty_first != NULL && (force || h->dirty_first->freed_at + delay <= now)) page_purge(h, h->dirty_first);
-  if (force) {
+  if (force && release) {
     for (int k = 0; k < ZC_SEG_KINDS; k++) {
       zc_segment_t *sp = h->spare[k];
       if (sp != NULL && sp->used_pages == 0) segment_release(h, sp);
     }
   }
-  h->next_purge_check = now + delay / 2 + 1;
+  __atomic_store_n(&h->next_purge_check, now + delay / 2 + 1, __ATOMIC_RELAXED);
   return (size_t)h->stat_purged - before;
 }
 
 size_t zc_segment_purge(zc_heap_t *h, bool force) {
   zc_lock(&h->lock);
-  size_t n = purge_locked(h, force);
+  size_t n = purge_locked(h, force, true);
+  zc_unlock(&h->lock);
+  return n;
+}
+
+size_t zc_segment_purge_other(zc_heap_t *h, bool force) {
+  if (!zc_trylock(&h->lock)) return 0; /* the owner is busy in its slow path: it purges itself */
+  size_t n = h->dirty_first != NULL ? purge_locked(h, force, false) : 0;
   zc_unlock(&h->lock);
   return n;
 }
@@ -252,13 +266,24 @@ void zc_segments_abandon(zc_heap_t *h) {
     }
   }
   h->hold_segments = false;
+  bool keep_dirty = __atomic_load_n(&zc_purger_running, __ATOMIC_RELAXED); /* the purger ages abandoned pages; without it, purge now */
   zc_lock(&h->lock);
-  purge_locked(h, true);
+  if (!keep_dirty) purge_locked(h, true, true);
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     zc_segment_t *s;
     while ((s = h->segments[k]) != NULL) {
+      /* Empty pages leave h's dirty list but stay resident (dirty = 1) for the adopter to reuse. */
+      for (uint32_t i = 0; i < s->page_count; i++) {
+        zc_page_t *pg = &s->pages[i];
+        if (pg->state == ZC_PAGE_FREE && pg->dirty) {
+          uint64_t t = pg->freed_at;
+          dirty_unlink(h, s, pg);
+          pg->dirty = 1;
+          pg->freed_at = t;
+        }
+      }
       seg_unlink(&h->segments[k], s);
-      if (s->used_pages == 0) { /* the spare: nothing live in it */
+      if (s->used_pages == 0 && !keep_dirty) {
         seg_push_front(&h->segments[k], s);
         segment_release(h, s);
         continue;
@@ -267,12 +292,52 @@ void zc_segments_abandon(zc_heap_t *h) {
       zc_lock(&abandoned_lock);
       s->next = abandoned[k];
       abandoned[k] = s;
-      abandoned_count++;
+      __atomic_fetch_add(&abandoned_count, 1, __ATOMIC_RELAXED);
       zc_unlock(&abandoned_lock);
     }
     h->spare[k] = NULL;
   }
   zc_unlock(&h->lock);
+}
+
+/* The purger's pass over abandoned segments: purge empty pages past the delay, unmap segments that hold
+ * nothing and have aged. Pages of an abandoned segment have no owner: abandoned_lock makes us exclusive. */
+size_t zc_segments_purge_abandoned(bool force) {
+  uint64_t now = zc_os_clock_ns();
+  uint64_t delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
+  size_t purged = 0;
+  zc_lock(&abandoned_lock);
+  for (int k = 0; k < ZC_SEG_KINDS; k++) {
+    zc_segment_t **link = &abandoned[k];
+    while (*link != NULL) {
+      zc_segment_t *s = *link;
+      bool all_clean = true;
+      for (uint32_t i = 0; i < s->page_count; i++) {
+        zc_page_t *pg = &s->pages[i];
+        if (pg->state != ZC_PAGE_FREE || !pg->dirty) continue;
+        if (force || pg->freed_at + delay <= now) {
+          size_t size = page_area_size(s, pg);
+          zc_os_purge(page_area_start(s, pg), size, (int)zc_opt(zc_option_purge_mode));
+          pg->dirty = 0;
+          purged += size;
+        } else {
+          all_clean = false;
+        }
+      }
+      if (s->used_pages == 0 && all_clean) {
+        *link = s->next;
+        __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
+        zc_segmap_clear(s, ZC_SEGMENT_SIZE);
+        atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);
+        zc_os_free(s, ZC_SEGMENT_SIZE);
+        continue;
+      }
+      link = &s->next;
+    }
+  }
+  zc_unlock(&abandoned_lock);
+  atomic_fetch_add_explicit(&purged_bytes, purged, memory_order_relaxed);
+  return purged;
 }
 
 static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
@@ -284,7 +349,16 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
   zc_unlock(&h->lock);
   for (uint32_t i = 0; i < s->page_count; i++) {
     zc_page_t *pg = &s->pages[i];
-    if (pg->state != ZC_PAGE_IN_USE) continue;
+    if (pg->state != ZC_PAGE_IN_USE) {
+      if (pg->dirty) { /* an empty page the last owner left resident: ours to reuse or purge */
+        uint64_t t = pg->freed_at;
+        zc_lock(&h->lock);
+        dirty_append(h, s, pg);
+        pg->freed_at = t;
+        zc_unlock(&h->lock);
+      }
+      continue;
+    }
     zc_page_collect(pg);
     if (pg->used == 0) {
       zc_segment_page_free(h, pg);
@@ -317,7 +391,7 @@ bool zc_segment_adopt(zc_heap_t *h, int kind) {
       zc_segment_t *s = abandoned[k];
       if (s != NULL) {
         abandoned[k] = s->next;
-        abandoned_count--;
+        __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
       }
       zc_unlock(&abandoned_lock);
       if (s == NULL) break;

@@ -24,7 +24,7 @@ static void gather_heap(zc_heap_t *h, void *arg) {
   if (h->live) g->s.threads++;
   for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) {
     for (zc_page_t *pg = h->queues[c].first; pg != NULL; pg = pg->next) {
-      uint32_t used = __atomic_load_n(&pg->used, __ATOMIC_RELAXED);
+      uint32_t used = __atomic_load_n(&pg->used, __ATOMIC_RELAXED) - (pg == h->current[c] ? 1u : 0u);
       g->rows[c].pages++;
       g->rows[c].blocks_used += used;
       g->rows[c].blocks_capacity += pg->reserved;

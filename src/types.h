@@ -13,6 +13,8 @@
  *                once per page-full of allocations and housekeeping has a place to run
  *   thread_free  blocks other threads freed: a lock-free stack; a freer pushes a whole chain of blocks of
  *                this page with one compare-and-swap, the owner takes the whole stack with one exchange.
+ *                The top 16 bits of the word count the blocks in the stack, so the owner learns how many
+ *                came back without walking (and missing the cache on) blocks another core just wrote.
  * Invariant: used == blocks handed out and not yet returned to free/local_free (blocks waiting in
  * thread_free or in some thread's pending chain still count as used). A page with used == 0 is empty.
  */
@@ -53,6 +55,9 @@
 #define ZC_NATURAL_ALIGN_MAX ((size_t)4096)   /* larger alignments go to the large-region layer */
 #define ZC_DIRECT_SLOTS (ZC_DIRECT_MAX / 8 + 1)
 #define ZC_REMOTE_BATCH 64u                   /* blocks a freer gathers before one hand-over */
+#define ZC_TF_SHIFT 48u                       /* thread_free: count above, pointer below */
+#define ZC_TF_PTR(v) ((zc_block_t *)((v) & (((uintptr_t)1 << ZC_TF_SHIFT) - 1)))
+#define ZC_TF_COUNT(v) ((uint32_t)((v) >> ZC_TF_SHIFT))
 
 typedef struct zc_block_s {
   struct zc_block_s *next;
@@ -68,19 +73,21 @@ typedef enum zc_page_state_e {
 
 typedef struct zc_page_s {
   zc_block_t *free;                 /* owner: pop on malloc */
-  zc_block_t *local_free;           /* owner: push on local free */
+  union {
+    zc_block_t *local_free;         /* in use: the owner pushes its frees here */
+    uint64_t freed_at;              /* free: clock when it became free (for the purge delay) */
+  };
   uint32_t used;                    /* see the invariant above */
-  uint32_t capacity;                /* blocks carved from the page so far (the rest is untouched) */
-  uint32_t reserved;                /* blocks the page can hold */
+  uint16_t capacity;                /* blocks carved from the page so far (the rest is untouched) */
+  uint16_t reserved;                /* blocks the page can hold (at most 64 KiB / 8) */
   uint32_t block_size;
-  _Atomic(zc_block_t *) thread_free; /* remote frees */
-  uint8_t *start;                   /* first block */
-  struct zc_page_s *next, *prev;    /* heap queue of its class (in use) or heap dirty list (free) */
-  uint64_t freed_at;                /* clock when it became free (for the purge delay) */
   uint8_t class_idx;
   uint8_t state;                    /* zc_page_state_t */
   uint8_t index;                    /* position in its segment */
   uint8_t dirty;                    /* free page whose memory may be resident */
+  _Atomic(uintptr_t) thread_free;   /* remote frees: chain head | (blocks in the chain << 48) */
+  uint8_t *start;                   /* first block */
+  struct zc_page_s *next, *prev;    /* heap queue of its class (in use) or heap dirty list (free) */
 } zc_page_t;
 
 typedef enum zc_segment_kind_e { ZC_SEG_SMALL = 0, ZC_SEG_MEDIUM = 1, ZC_SEG_KINDS = 2 } zc_segment_kind_t;
@@ -112,6 +119,9 @@ typedef struct zc_remote_batch_s {
 typedef struct zc_heap_s {
   zc_page_t *direct[ZC_DIRECT_SLOTS];      /* word size -> current page of its class (the fast path) */
   zc_page_queue_t queues[ZC_CLASS_COUNT];  /* pages in use per class, current page first */
+  zc_page_t *current[ZC_CLASS_COUNT];      /* the first page of each queue, which holds one extra count
+                                              in used so that frees never empty it: the common
+                                              malloc/free ping-pong stays on the fast path */
   zc_remote_batch_t pending;               /* this thread's remote frees not yet handed over */
   zc_segment_t *segments[ZC_SEG_KINDS];    /* segments this heap owns, those with free pages first */
   zc_segment_t *spare[ZC_SEG_KINDS];       /* one fully empty segment kept per kind */
@@ -141,5 +151,7 @@ zc_inline size_t zc_page_area(const zc_segment_t *s) { return (size_t)1 << s->pa
 zc_inline uint8_t *zc_page_end(zc_segment_t *s, const zc_page_t *pg) {
   return (uint8_t *)s + ((size_t)(pg->index + 1) << s->page_shift);
 }
+
+_Static_assert(sizeof(zc_page_t) == 64, "a page descriptor is one cache line: the free path finds it by a shift");
 
 #endif /* ZC_TYPES_H */
