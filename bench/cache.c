@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
   const char *mode = zb_param_str("mode", "thrash");
   unsigned nthreads = (unsigned)zb_param("threads", 2, 2);
   objsize = zb_param("objsize", 8, 8);
-  iterations = zb_param("iterations", 120000, 30000);
+  iterations = zb_param("iterations", 60000, 20000);
   writes = zb_param("writes", 1000, 1000);
   zb_params_done();
   if (strcmp(mode, "thrash") == 0) scratch = false;

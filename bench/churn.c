@@ -27,7 +27,7 @@ static size_t churn_size(zb_rng *r) {
 int main(int argc, char **argv) {
   zb_init(argc, argv, "churn");
   uint64_t window = zb_param("window", 2000, 2000);
-  uint64_t ops = zb_param("ops", 2000000, 500000);
+  uint64_t ops = zb_param("ops", 2000000, 300000);
   uint64_t seed = zb_param("seed", 1, 1);
   zb_params_done();
   if (window < 1) zb_die("window must be >= 1");
