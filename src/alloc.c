@@ -89,7 +89,7 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   if (h->pending.count != 0) zc_remote_flush(h);
   /* dirty_first and next_purge_check are also written by the purger thread (under h->lock) */
   if (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) {
-    if (zc_unlikely(!__atomic_load_n(&zc_purger_running, __ATOMIC_RELAXED))) zc_purger_ensure();
+    if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();
     if (zc_os_clock_ns() >= __atomic_load_n(&h->next_purge_check, __ATOMIC_RELAXED)) zc_segment_purge(h, false);
   }
   __atomic_fetch_add(&h->stat_class_refills[cls], 1, __ATOMIC_RELAXED);
@@ -258,7 +258,11 @@ ZC_API void *zc_realloc(void *p, size_t n) {
   } else if (old > ZC_SMALL_MAX) {
     uint8_t kind = 0;
     void *hdr = zc_segmap_header(p, &kind);
-    if (kind == ZC_MAP_LARGE && zc_large_resize_in_place(p, hdr, n)) return p;
+    if (kind == ZC_MAP_LARGE) {
+      if (zc_large_resize_in_place(p, hdr, n)) return p;
+      void *moved = zc_large_move(p, hdr, n); /* the kernel moves the pages: no copy */
+      if (moved != NULL) return moved;
+    }
   }
   void *q = zc_malloc(n);
   if (q == NULL) return NULL;

@@ -26,7 +26,18 @@ zc_heap_t *zc_heap_init_thread(void);
 void zc_heap_collect(zc_heap_t *h, bool force);
 /* Visit every heap ever created (live or parked) under the heap-list lock. */
 void zc_heaps_visit(void (*fn)(zc_heap_t *h, void *arg), void *arg);
+/* Thread exit: hand over, give the pages up, park the heap. */
+void zc_heap_done(zc_heap_t *h);
+void zc_heap_unbias_all(zc_heap_t *h);
+void zc_heaps_fork_prepare(void);
+void zc_heaps_fork_parent(void);
+void zc_heaps_fork_child(void);
+
+/* ---- implemented by the process glue (process.c, layer 7) for the layers below ---- */
 void zc_process_init(void);
+/* Start the background purger if the option asks for it (call with no lock held); is it running? */
+void zc_purger_ensure(void);
+bool zc_purger_active(void);
 
 /* ---- pages and segments (segment.c) ---- */
 /* A fresh or recycled page for class cls, owned by h and initialised (empty free list, nothing carved). */
@@ -37,13 +48,11 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg);
 size_t zc_segment_purge(zc_heap_t *h, bool force);
 /* The same for a heap another thread owns, from the purger or malloc_trim: pages only, never segments. */
 size_t zc_segment_purge_other(zc_heap_t *h, bool force);
-/* Start the background purger if the option asks for it and it is not running (call with no lock held). */
-void zc_purger_ensure(void);
-extern bool zc_purger_running;
 /* Give all of h's segments up (thread exit): empty pages are purged, the rest waits for adoption. */
-void zc_segments_abandon(zc_heap_t *h);
-/* The purger's pass over abandoned segments (purge aged empty pages, unmap empty segments). */
-size_t zc_segments_purge_abandoned(bool force);
+void zc_segments_abandon(zc_heap_t *h, bool keep_dirty);
+/* The purger's pass over abandoned segments (purge aged empty pages, unmap empty segments); true while
+ * some of their empty pages are still too young to purge. */
+bool zc_segments_purge_abandoned(bool force);
 /* Adopt every abandoned segment whose pages can be collected (trim) or one of a kind (allocation). */
 bool zc_segment_adopt(zc_heap_t *h, int kind);
 size_t zc_segments_abandoned_count(void);

@@ -1,9 +1,9 @@
 /* Layer 6, large objects: requests above ZC_SMALL_MAX (64 KiB) and any request whose alignment a page of
  * size classes cannot give. Each large object is a region with a small header at its base; freed regions
- * are cached by size class (four per doubling, page-granular) in a global pool split into dirty (still
- * resident, reused first) and clean (purged) lists, bounded by ZCMEM_LARGE_CACHE; a background purger
- * moves dirty regions to clean after ZCMEM_PURGE_DELAY; ZCMEM_LARGE_FILE backs new regions with an
- * unlinked file so the OS can page them out without swap.
+ * are cached by size class (four per doubling, page-granular) in small per-thread front caches and a
+ * global pool split into dirty (still resident, reused first) and clean (purged) lists, bounded by
+ * ZCMEM_LARGE_CACHE; a background purger moves dirty regions to clean after ZCMEM_PURGE_DELAY;
+ * ZCMEM_LARGE_FILE backs new regions with an unlinked file so the OS can page them out without swap.
  *
  * Includes: os.h, segmap.h, options.h. Never the heap layer: the public API calls down into this.
  *
@@ -22,17 +22,26 @@
 void *zc_large_alloc(size_t size, size_t align, bool zero);
 
 /* Free a block returned by zc_large_alloc; hdr is the region base found through the segment map.
- * A pointer that is not the block's start, or a region already free, is reported (zc_error) and ignored. */
+ * A pointer that is not the block's start, or a region already free, is reported (zc_error) and ignored.
+ * May start the background purger thread (first free into the cache, ZCMEM_BACKGROUND=1). */
 void zc_large_free(void *p, void *hdr);
 
 /* Usable bytes of the block p in the region at hdr (0 if p is not a live block start). */
 size_t zc_large_usable(const void *p, const void *hdr);
 
-/* Grow or shrink in place if the region has room (returns true), else false: the caller copies. */
+/* Grow or shrink in place if the region has room (returns true), else false. A shrink always succeeds (the
+ * tail of the mapping is unmapped when it is a quarter of it or more); a growth extends the mapping when the
+ * address space after it is free. False also when p is not a live block start. */
 bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size);
 
-/* Purge cached dirty regions: all of them if force, else those older than the purge delay. Returns the
- * number of bytes purged. */
+/* Grow a block that could not grow in place by moving its pages, without copying them, to a new mapping
+ * large enough for new_size bytes. Returns the new block (p and hdr are gone) with the same contents and
+ * at least the alignment p had up to 4 MiB; or NULL with nothing changed (file-backed regions, blocks
+ * aligned beyond 4 MiB, no address space): the caller copies. */
+void *zc_large_move(void *p, void *hdr, size_t new_size);
+
+/* Purge cached dirty regions: all of them (front caches included) if force, else those older than the
+ * purge delay; also unmaps clean regions unused for long. Returns the number of resident bytes released. */
 size_t zc_large_purge(bool force);
 
 typedef struct zc_large_stats_s {
@@ -41,8 +50,23 @@ typedef struct zc_large_stats_s {
   uint64_t mapped;                       /* bytes mapped in all regions (live + cached) */
   uint64_t purged;                       /* bytes purged or unmapped since start */
   uint64_t cache_hits, cache_misses;
+  uint64_t lock_contended;               /* pool-lock acquisitions that found it held */
 } zc_large_stats_t;
 void zc_large_stats(zc_large_stats_t *out);
+
+/* Thread exit (called by the heap layer's thread-exit hook): gives the thread's front-cache shard to the
+ * next new thread. Without it a new thread finds no free shard after NSHARD (16) threads and uses the
+ * shared one (slower: atomic counters, shared slots). Harmless to call twice or from a thread that never
+ * used the large layer. */
+void zc_large_thread_exit(void);
+
+/* The background purger (ZCMEM_BACKGROUND=1): one thread for the whole allocator, started on the first
+ * free into a cache and stopped after an idle spell. It sweeps the large-region cache and calls the hook,
+ * which the heap layer sets to sweep small and medium pages; the hook returns true while it still holds
+ * dirty memory to age. */
+void zc_background_set_hook(bool (*fn)(void));
+void zc_background_start(void);
+bool zc_background_running(void);
 
 /* fork: the parent holds the pool lock across fork; the child reinitialises it (and the purger). */
 void zc_large_fork_prepare(void);

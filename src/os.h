@@ -84,6 +84,19 @@ void zc_lock(zc_lock_t *l);
 void zc_unlock(zc_lock_t *l);
 bool zc_trylock(zc_lock_t *l);
 
+/* ---- added for the large regions (layer 6): growing and moving mappings, a coarse clock ----
+ * Grow the anonymous private mapping [p, p+old_size) to new_size bytes without moving it (both page
+ * multiples). False, with nothing changed, if the address range after it is not free. Counts as a mapping
+ * for zc_os_fail_after. */
+bool zc_os_extend(void *p, size_t old_size, size_t new_size);
+/* Move the anonymous private mapping [p, p+old_size) to a new mapping of new_size bytes aligned to align,
+ * carrying its pages over without copying them (Linux mremap). Returns the new address (p is gone), or NULL
+ * with errno = ENOMEM and nothing changed. Counts as a mapping for zc_os_fail_after. */
+void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align);
+/* The monotonic clock at the kernel tick's resolution (a few ms; CLOCK_MONOTONIC_COARSE), several times
+ * cheaper than zc_os_clock_ns: for ages and delays. Never ahead of zc_os_clock_ns. */
+uint64_t zc_os_clock_coarse_ns(void);
+
 /* ---- inter-process (the zero-copy channel, layer 9) ----
  * Declared in the section below by the channel; implemented at the end of os_linux.c. */
 

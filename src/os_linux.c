@@ -271,4 +271,31 @@ void zc_unlock(zc_lock_t *l) {
   if (__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) == 2) futex(&l->state, FUTEX_WAKE_PRIVATE, 1);
 }
 
+/* ---- added for the large regions (layer 6): growing and moving mappings, a coarse clock ---- */
+
+bool zc_os_extend(void *p, size_t old_size, size_t new_size) {
+  if (inject_failure()) return false;
+  /* Without MREMAP_MAYMOVE the kernel only extends into free address space, never over a mapping. */
+  return mremap(p, old_size, new_size, 0) == p;
+}
+
+void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align) {
+  /* Reserve an aligned target first: MREMAP_FIXED replaces it atomically, and alignment is kept. */
+  void *target = map_aligned(new_size, align, -1);
+  if (target == NULL) return NULL;
+  void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  if (q == MAP_FAILED) {
+    munmap(target, new_size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return q;
+}
+
+uint64_t zc_os_clock_coarse_ns(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) return zc_os_clock_ns();
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* ---- inter-process (the zero-copy channel, layer 9) ---- */

@@ -250,7 +250,7 @@ size_t zc_segment_purge_other(zc_heap_t *h, bool force) {
 
 /* ---- thread exit: abandon and adopt ---- */
 
-void zc_segments_abandon(zc_heap_t *h) {
+void zc_segments_abandon(zc_heap_t *h, bool keep_dirty) {
   h->hold_segments = true;
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     zc_segment_t *s = h->segments[k];
@@ -266,7 +266,7 @@ void zc_segments_abandon(zc_heap_t *h) {
     }
   }
   h->hold_segments = false;
-  bool keep_dirty = __atomic_load_n(&zc_purger_running, __ATOMIC_RELAXED); /* the purger ages abandoned pages; without it, purge now */
+  /* keep_dirty: the purger runs and will age the empty pages; else they are purged now */
   zc_lock(&h->lock);
   if (!keep_dirty) purge_locked(h, true, true);
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
@@ -302,10 +302,11 @@ void zc_segments_abandon(zc_heap_t *h) {
 
 /* The purger's pass over abandoned segments: purge empty pages past the delay, unmap segments that hold
  * nothing and have aged. Pages of an abandoned segment have no owner: abandoned_lock makes us exclusive. */
-size_t zc_segments_purge_abandoned(bool force) {
+bool zc_segments_purge_abandoned(bool force) {
   uint64_t now = zc_os_clock_ns();
   uint64_t delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
   size_t purged = 0;
+  bool young = false;
   zc_lock(&abandoned_lock);
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     zc_segment_t **link = &abandoned[k];
@@ -322,6 +323,7 @@ size_t zc_segments_purge_abandoned(bool force) {
           purged += size;
         } else {
           all_clean = false;
+          young = true;
         }
       }
       if (s->used_pages == 0 && all_clean) {
@@ -337,7 +339,7 @@ size_t zc_segments_purge_abandoned(bool force) {
   }
   zc_unlock(&abandoned_lock);
   atomic_fetch_add_explicit(&purged_bytes, purged, memory_order_relaxed);
-  return purged;
+  return young;
 }
 
 static void adopt_one(zc_heap_t *h, zc_segment_t *s) {

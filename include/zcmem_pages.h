@@ -1,0 +1,81 @@
+/* zcmem counted pages: an allocator for short-lived messages freed in roughly the order they were made.
+ *
+ * Objects are bump-allocated into the current page (64 KiB by default, aligned to its size, carved from
+ * 4 MiB OS chunks). Each page counts its live objects; any object is freed on its own, from any thread, by
+ * its pointer alone (zc_pages_free finds the page by masking: there is no per-object header). A page whose
+ * count reaches zero is recycled at once; the current page simply restarts at its beginning when all its
+ * objects are gone. Empty pages beyond a bound (max_empty) are purged, coldest first, once they have been
+ * empty for the purge delay (ZCMEM_PURGE_DELAY), when the owner next takes a page; a thread that empties a
+ * page while four times the bound are already waiting purges that page itself at once. Purged memory goes back to the OS; the address space is kept until zc_pages_destroy. Objects larger than a page get a chunk of their own, freed by the
+ * same call.
+ *
+ * Thread safety:
+ *   - zc_pages_alloc*, zc_pages_collect, zc_pages_stats and zc_pages_destroy of one zc_pages_t must be
+ *     called by one thread at a time (the owner; give each producing thread its own zc_pages_t).
+ *   - zc_pages_free may be called from any thread at any time, concurrently with everything above except
+ *     zc_pages_destroy (freeing into a destroyed allocator is a use after free; it is reported when the
+ *     chunk is already gone).
+ *
+ * Errors: allocation returns NULL with errno = ENOMEM (memory limit reached or the OS refused) or EINVAL
+ * (bad alignment, or a NULL allocator). A free of a pointer that does not point into a live object area of a counted page, that
+ * is misaligned, or that drives a page's count below zero (a double free) is reported with a one-line
+ * message on stderr and counted; the allocator's state is left unchanged. Double frees are caught exactly
+ * for pages that are no longer current; on the current page they are caught when it is retired. The
+ * detection cannot tell one live object from another (no per-object header): a double free of A while B
+ * on the same page is still live is taken as the free of B, and reported when B is freed.
+ *
+ * Includes: zcmem.h only.
+ */
+#ifndef ZCMEM_PAGES_H
+#define ZCMEM_PAGES_H
+
+#include "zcmem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct zc_pages_s zc_pages_t;
+
+typedef struct zc_pages_config_s {
+  size_t page_size; /* a power of two from 16 KiB to 1 MiB (0: 64 KiB) */
+  size_t max_empty; /* empty pages kept ready without purging (0: 8; SIZE_MAX: never purge) */
+  size_t limit;     /* at most this many bytes mapped from the OS, chunks and large objects (0: none) */
+} zc_pages_config_t;
+
+typedef struct zc_pages_stats_s {
+  uint64_t in_use;       /* bytes of pages holding live objects (or current) + large objects' mappings */
+  uint64_t peak_in_use;  /* high-water mark of in_use */
+  uint64_t held;         /* bytes mapped from the OS (chunks and large objects) */
+  uint64_t peak_held;    /* high-water mark of held */
+  uint64_t pages;        /* pages carved from chunks (busy, empty or purged) */
+  uint64_t pages_busy;   /* pages that are current or still hold live objects */
+  uint64_t pages_purged; /* empty pages whose memory was given back to the OS */
+  uint64_t wasted;       /* bytes left unused at the ends of retired pages still holding objects */
+  uint64_t allocs;       /* objects handed out since creation */
+  uint64_t frees;        /* objects freed since creation (any thread) */
+  uint64_t large_live;   /* live objects larger than a page */
+  uint64_t errors;       /* bad or double frees reported for this allocator */
+} zc_pages_stats_t;
+
+/* A new allocator (cfg may be NULL for defaults). NULL + EINVAL for a bad config, ENOMEM if out of memory. */
+ZC_API zc_pages_t *zc_pages_create(const zc_pages_config_t *cfg);
+/* Unmap everything, live objects included. */
+ZC_API void zc_pages_destroy(zc_pages_t *pg);
+
+/* size bytes aligned to 16 (size 0 gives a unique 16-byte object). */
+ZC_API ZC_MALLOC_ATTR void *zc_pages_alloc(zc_pages_t *pg, size_t size);
+/* align: a power of two up to 4096 (EINVAL otherwise). */
+ZC_API ZC_MALLOC_ATTR void *zc_pages_alloc_aligned(zc_pages_t *pg, size_t align, size_t size);
+/* Free p (NULL is ignored). Any thread. */
+ZC_API void zc_pages_free(void *p);
+
+/* Owner: take back the pages other threads emptied and purge every empty page now (an idle hook's call:
+ * the next allocations fault their pages back in). */
+ZC_API void zc_pages_collect(zc_pages_t *pg);
+ZC_API void zc_pages_stats(zc_pages_t *pg, zc_pages_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZCMEM_PAGES_H */

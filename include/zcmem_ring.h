@@ -1,0 +1,72 @@
+/* zcmem chunk ring: a circular buffer of fixed-size chunks for messages that are freed about in order.
+ *
+ * A message takes contiguous chunks starting at the allocation head. Frees may come in any order; the free
+ * marker (tail) advances over each run of freed chunks at the tail. When the end of the buffer has too
+ * little contiguous room for a message, the head skips to the start and the skipped end chunks are
+ * accounted as padding (freed at once, reclaimed when the tail passes them).
+ *
+ * Thread safety: single producer, single consumer, no locks. One thread at a time calls zc_ring_alloc (the
+ * producer) and one thread at a time calls zc_ring_free (the consumer); they may be two different threads.
+ * The ring does not carry the messages from producer to consumer: hand the pointer over through something
+ * that orders memory (a queue with release/acquire, a mutex, a pipe). zc_ring_stats may be called from
+ * either side; its figures are then a consistent-enough snapshot, exact when both sides are quiet.
+ * Memory ordering inside: the producer writes a message's chunk record, then publishes the head with a
+ * release store; the consumer reads the head with acquire before walking records. The consumer marks
+ * records freed, then publishes the tail with a release store; the producer reads the tail with acquire
+ * before reusing those chunks. Each side keeps a private copy of the other's index and re-reads the shared
+ * one only when its copy says the ring is full (producer) or the walk reached it (consumer).
+ *
+ * Errors:
+ *   - full ring (the message would fit in an empty ring but not now): NULL, errno = EAGAIN; retry after the
+ *     consumer frees (a transient condition, so not ENOMEM);
+ *   - a message of more than half the ring's chunks: NULL, errno = EMSGSIZE (it could wait forever: with
+ *     the head near the end, the padding plus the message would not fit even in an empty ring);
+ *   - bad create arguments or a NULL ring: NULL, errno = EINVAL; no memory: NULL, ENOMEM;
+ *   - zc_ring_free of a pointer that is not the start of a live message (outside the ring, not on a chunk
+ *     boundary, inside a message, padding, or already freed): a one-line report on stderr, counted in
+ *     stats.errors, and the ring is left unchanged.
+ *
+ * Includes: zcmem.h only.
+ */
+#ifndef ZCMEM_RING_H
+#define ZCMEM_RING_H
+
+#include "zcmem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct zc_ring_s zc_ring_t;
+
+typedef struct zc_ring_stats_s {
+  uint64_t in_use;      /* bytes of chunks held by live messages */
+  uint64_t requested;   /* bytes the live messages asked for (in_use - requested: rounding waste) */
+  uint64_t occupied;    /* bytes between tail and head: live, freed-but-not-passed and padding chunks */
+  uint64_t peak;        /* high-water mark of occupied, seen by the producer */
+  uint64_t held;        /* bytes of the buffer (chunk_size * chunks) */
+  uint64_t chunks;      /* chunks in the ring */
+  uint64_t chunk_size;
+  uint64_t wasted;      /* bytes of padding chunks skipped at the end and not yet passed by the tail */
+  uint64_t padding_total; /* bytes of padding ever skipped */
+  uint64_t allocs, frees, full; /* messages allocated, freed, and allocations refused with EAGAIN */
+  uint64_t errors;      /* bad frees reported */
+} zc_ring_stats_t;
+
+/* A ring of `chunks` chunks of chunk_size bytes (a multiple of 128; 0 gives 128); chunks >= 2. The largest
+ * message is chunks / 2 chunks. */
+ZC_API zc_ring_t *zc_ring_create(size_t chunk_size, size_t chunks);
+/* Unmap the ring (live messages included). */
+ZC_API void zc_ring_destroy(zc_ring_t *r);
+
+/* Producer: size bytes in contiguous chunks, aligned to 128 (size 0 takes one chunk). */
+ZC_API ZC_MALLOC_ATTR void *zc_ring_alloc(zc_ring_t *r, size_t size);
+/* Consumer: free the message starting at p (NULL is ignored). */
+ZC_API void zc_ring_free(zc_ring_t *r, void *p);
+
+ZC_API void zc_ring_stats(zc_ring_t *r, zc_ring_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZCMEM_RING_H */

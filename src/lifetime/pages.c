@@ -1,0 +1,549 @@
+/* Layer 8: counted pages (include/zcmem_pages.h). Bump allocation into a current page; each page counts
+ * its live objects; a free from any thread decrements the count of the page it finds by masking; the
+ * thread that brings a retired page's count to zero recycles it.
+ *
+ * Memory layout: 4 MiB chunks aligned to 4 MiB, registered in the chunk registry. A chunk's first page(s)
+ * hold its header and one 64-byte metadata record per page (so the pages themselves carry no header and a
+ * purge never touches metadata); the remaining pages are handed out. An object larger than a page gets a
+ * chunk of its own (kind LARGE), whose header sits in front of the object.
+ *
+ * The count (meta.live) and its invariant:
+ *   - a page that is not current: live == number of its objects not yet freed (0 means empty);
+ *   - the current page: live == BIAS + (objects bumped this tenure, counted only by the owner in nalloc,
+ *     published at retirement) - (frees so far) - nalloc; i.e. live + nalloc - BIAS == live objects. The
+ *     bias keeps a concurrent free from ever seeing zero on the current page, so the owner needs no atomic
+ *     operation per allocation and the freeing threads no coordination with it.
+ *   - exactly one thread observes the transition to zero (the fetch_sub that returns 1, or the owner's
+ *     retiring fetch_add that returns -published), and only that thread recycles the page.
+ * Page states: UNUSED (never carved), CURRENT, RETIRED, EMPTY (dirty, in a free list), PURGED (in a free
+ * list, memory given back). A page with a negative count (more frees than objects) is reported and
+ * quarantined: its count is raised by QUARANTINE so it is never recycled, never corrupting a live object.
+ *
+ * Free lists: pages emptied by other threads go to a lock-free stack (multi-producer push with CAS; the
+ * owner takes the whole stack with one exchange, so no ABA). The owner keeps the empty pages in two lists:
+ * `dirty` (doubly linked, most recently emptied first) and `purged`. It reuses dirty pages hottest first,
+ * then purged ones, then carves new ones.
+ * Purge policy: up to max_empty empty pages stay dirty. Beyond that, when the owner takes a page it purges
+ * the coldest dirty pages that have been empty for at least the purge delay (ZCMEM_PURGE_DELAY), so a
+ * producer/consumer pair whose in-flight pages swing around the bound does not purge and fault the same
+ * pages over and over; zc_pages_collect purges them all at once. Purging the page that was just emptied
+ * would be backwards (it is the next one reused), hence the trim at the cold end. An owner that stopped
+ * allocating never trims: a thread that empties a page while 4 * max_empty are already dirty purges that
+ * page itself, so memory stays bounded without the owner.
+ * Large objects are listed under pg->large_lock (taken only on their allocation, free and destroy).
+ */
+#include "lifetime.h"
+#include "zcmem_pages.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define PG_MAGIC 0x7a637067u /* "zcpg" */
+#define PG_BIAS ((int64_t)1 << 40)
+#define PG_QUARANTINE ((int64_t)1 << 50)
+#define PG_MAX_ALIGN 4096u
+
+enum { PG_KIND_PAGES = 1, PG_KIND_LARGE = 2 };
+enum { PG_UNUSED = 0, PG_CURRENT, PG_RETIRED, PG_EMPTY, PG_PURGED };
+
+typedef struct pg_meta_s {
+  _Atomic int64_t live;        /* see the invariant above */
+  _Atomic uint32_t top;        /* bytes of the page handed out (page size while current) */
+  _Atomic uint8_t state;       /* PG_* state */
+  struct pg_meta_s *next;      /* free-list link (written before a release push) */
+  struct pg_meta_s *prev;      /* owner's dirty list only */
+  uint64_t empty_since;        /* clock (ns) when the page last became empty */
+} __attribute__((aligned(ZC_LT_CACHE_LINE))) pg_meta_t;
+
+typedef struct pg_chunk_s {
+  uint32_t magic;
+  uint8_t kind;
+  uint8_t page_shift;
+  uint16_t first_page;         /* pages [first_page, npages) carry objects */
+  uint32_t npages;
+  zc_pages_t *owner;
+  struct pg_chunk_s *next, *prev; /* page chunks: owner's list; large: owner's large list */
+  size_t map_size;             /* large: bytes mapped */
+  size_t data_off;             /* large: offset of the object from the chunk base */
+  _Atomic int freed;           /* large: 1 once freed */
+  pg_meta_t meta[];            /* page chunks: one per page */
+} pg_chunk_t;
+
+struct zc_pages_s {
+  /* owner only, hot */
+  char *bump, *end;            /* free part of the current page */
+  pg_meta_t *cur;              /* current page (NULL before the first allocation) */
+  int64_t nalloc;              /* objects bumped on the current page this tenure, not yet published */
+  size_t page_size;
+  unsigned page_shift;
+  size_t max_empty, limit;
+  size_t hard_empty;           /* dirty empty pages at which a freeing thread purges (4 * max_empty) */
+  pg_meta_t *dirty, *dirty_cold; /* EMPTY pages, hottest first (owner only) */
+  pg_meta_t *purged;           /* PURGED pages (owner only) */
+  pg_chunk_t *chunks;          /* page chunks, owner only */
+  pg_chunk_t *carve;           /* newest chunk, pages from carve_next on are UNUSED */
+  uint32_t carve_next;
+  uint64_t allocs, pages_carved, peak_in_use, peak_held;
+  /* shared with freeing threads */
+  _Atomic(pg_meta_t *) remote_free __attribute__((aligned(ZC_LT_CACHE_LINE)));
+  _Atomic int64_t empty_dirty __attribute__((aligned(ZC_LT_CACHE_LINE))); /* pages EMPTY, not purged */
+  _Atomic int64_t pages_busy;
+  _Atomic int64_t pages_purged;
+  _Atomic int64_t wasted;
+  _Atomic uint64_t held;
+  _Atomic uint64_t errors;
+  zc_lock_t large_lock;        /* protects large, large_live, large_bytes' consistency with the list */
+  pg_chunk_t *large;
+  _Atomic int64_t large_live;
+  _Atomic uint64_t large_bytes;
+};
+
+static inline char *page_start(pg_meta_t *m, pg_chunk_t **chunk_out) {
+  pg_chunk_t *c = (pg_chunk_t *)((uintptr_t)m & ~(uintptr_t)ZC_LT_CHUNK_MASK);
+  if (chunk_out) *chunk_out = c;
+  return (char *)c + ((size_t)(m - c->meta) << c->page_shift);
+}
+
+static void report(zc_pages_t *pg, const char *what, const void *p) {
+  if (pg) atomic_fetch_add_explicit(&pg->errors, 1, memory_order_relaxed);
+  zc_error("zc_pages_free(%p): %s", p, what);
+}
+
+/* ---- creation and destruction ---- */
+
+zc_pages_t *zc_pages_create(const zc_pages_config_t *cfg) {
+  zc_pages_config_t c = {0};
+  if (cfg) c = *cfg;
+  if (c.page_size == 0) c.page_size = (size_t)64 << 10;
+  if (c.max_empty == 0) c.max_empty = 8;
+  if (!zc_lt_is_pow2(c.page_size) || c.page_size < ((size_t)16 << 10) || c.page_size > ((size_t)1 << 20) ||
+      c.page_size < zc_os_page_size()) {
+    errno = EINVAL;
+    return NULL;
+  }
+  zc_pages_t *pg = zc_os_alloc_aligned(zc_lt_os_round(sizeof *pg), zc_os_page_size());
+  if (pg == NULL) return NULL;
+  pg->page_size = c.page_size;
+  pg->page_shift = (unsigned)__builtin_ctzl(c.page_size);
+  pg->max_empty = c.max_empty;
+  pg->hard_empty = c.max_empty > SIZE_MAX / 4 ? SIZE_MAX : 4 * c.max_empty;
+  pg->limit = c.limit;
+  zc_lock_init(&pg->large_lock);
+  return pg; /* the mapping is zeroed: every other field starts at 0/NULL */
+}
+
+void zc_pages_destroy(zc_pages_t *pg) {
+  if (pg == NULL) return;
+  for (pg_chunk_t *c = pg->chunks, *n; c; c = n) {
+    n = c->next;
+    zc_lt_registry_set(c, ZC_LT_REG_NONE);
+    zc_os_free(c, ZC_LT_CHUNK_SIZE);
+  }
+  zc_lock(&pg->large_lock);
+  for (pg_chunk_t *c = pg->large, *n; c; c = n) {
+    n = c->next;
+    zc_lt_registry_set(c, ZC_LT_REG_NONE);
+    zc_os_free(c, c->map_size);
+  }
+  zc_unlock(&pg->large_lock);
+  zc_os_free(pg, zc_lt_os_round(sizeof *pg));
+}
+
+/* ---- page life cycle ---- */
+
+static void held_add(zc_pages_t *pg, uint64_t n) {
+  uint64_t h = atomic_fetch_add_explicit(&pg->held, n, memory_order_relaxed) + n;
+  zc_lt_peak(&pg->peak_held, h);
+}
+
+static bool limit_allows(zc_pages_t *pg, size_t n) {
+  if (pg->limit == 0) return true;
+  uint64_t h = atomic_load_explicit(&pg->held, memory_order_relaxed);
+  return h <= pg->limit && n <= pg->limit - h;
+}
+
+static pg_chunk_t *chunk_new(zc_pages_t *pg) {
+  if (!limit_allows(pg, ZC_LT_CHUNK_SIZE)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  pg_chunk_t *c = zc_os_alloc_aligned(ZC_LT_CHUNK_SIZE, ZC_LT_CHUNK_SIZE);
+  if (c == NULL) return NULL;
+  uint32_t npages = (uint32_t)(ZC_LT_CHUNK_SIZE >> pg->page_shift);
+  size_t hdr = sizeof(pg_chunk_t) + (size_t)npages * sizeof(pg_meta_t);
+  c->magic = PG_MAGIC;
+  c->kind = PG_KIND_PAGES;
+  c->page_shift = (uint8_t)pg->page_shift;
+  c->first_page = (uint16_t)((hdr + pg->page_size - 1) >> pg->page_shift);
+  c->npages = npages;
+  c->owner = pg;
+  if (!zc_lt_registry_set(c, ZC_LT_REG_PAGES)) {
+    zc_os_free(c, ZC_LT_CHUNK_SIZE);
+    errno = ENOMEM;
+    return NULL;
+  }
+  c->next = pg->chunks;
+  pg->chunks = c;
+  pg->carve = c;
+  pg->carve_next = c->first_page;
+  held_add(pg, ZC_LT_CHUNK_SIZE);
+  return c;
+}
+
+static void purge_page(zc_pages_t *pg, pg_meta_t *m) {
+  zc_os_purge(page_start(m, NULL), pg->page_size, (int)zc_opt(zc_option_purge_mode));
+  atomic_fetch_add_explicit(&pg->pages_purged, 1, memory_order_relaxed);
+  atomic_store_explicit(&m->state, PG_PURGED, memory_order_relaxed);
+}
+
+/* Owner: put an empty page on its dirty (hot end) or purged list. */
+static void owner_keep(zc_pages_t *pg, pg_meta_t *m) {
+  if (atomic_load_explicit(&m->state, memory_order_relaxed) == PG_PURGED) {
+    m->next = pg->purged;
+    pg->purged = m;
+    return;
+  }
+  m->prev = NULL;
+  m->next = pg->dirty;
+  if (pg->dirty) pg->dirty->prev = m;
+  else pg->dirty_cold = m;
+  pg->dirty = m;
+}
+
+/* Owner: take in the pages other threads emptied (oldest first, so the newest end up hottest). */
+static void owner_drain(zc_pages_t *pg) {
+  pg_meta_t *r = atomic_exchange_explicit(&pg->remote_free, NULL, memory_order_acquire), *rev = NULL;
+  while (r) {
+    pg_meta_t *n = r->next;
+    r->next = rev;
+    rev = r;
+    r = n;
+  }
+  while (rev) {
+    pg_meta_t *n = rev->next;
+    owner_keep(pg, rev);
+    rev = n;
+  }
+}
+
+/* Owner: purge the coldest dirty pages while more than keep are dirty (unless force, only those empty for
+ * at least the purge delay). */
+static void owner_trim(zc_pages_t *pg, size_t keep, bool force) {
+  uint64_t now = 0, delay = force ? 0 : (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
+  while (pg->dirty_cold && atomic_load_explicit(&pg->empty_dirty, memory_order_relaxed) > (int64_t)keep) {
+    pg_meta_t *m = pg->dirty_cold;
+    if (delay) {
+      if (now == 0) now = zc_os_clock_ns();
+      if (now - m->empty_since < delay) break;
+    }
+    pg->dirty_cold = m->prev;
+    if (m->prev) m->prev->next = NULL;
+    else pg->dirty = NULL;
+    atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
+    purge_page(pg, m);
+    m->next = pg->purged;
+    pg->purged = m;
+  }
+}
+
+/* An empty page for the owner: the hottest dirty page, then a purged one, then a fresh one. */
+static pg_meta_t *page_take(zc_pages_t *pg) {
+  if (pg->dirty == NULL) owner_drain(pg);
+  pg_meta_t *m = pg->dirty;
+  if (m) {
+    pg->dirty = m->next;
+    if (m->next) m->next->prev = NULL;
+    else pg->dirty_cold = NULL;
+    atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
+    owner_trim(pg, pg->max_empty, false);
+    return m;
+  }
+  if ((m = pg->purged) != NULL) {
+    pg->purged = m->next;
+    atomic_fetch_sub_explicit(&pg->pages_purged, 1, memory_order_relaxed);
+    return m;
+  }
+  if (pg->carve == NULL || pg->carve_next >= pg->carve->npages) {
+    if (chunk_new(pg) == NULL) return NULL;
+  }
+  pg->pages_carved++;
+  return &pg->carve->meta[pg->carve_next++];
+}
+
+/* The page's count reached zero (it is not current): make it empty. */
+static void page_recycle(zc_pages_t *pg, pg_meta_t *m, bool by_owner) {
+  uint32_t top = atomic_load_explicit(&m->top, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&pg->wasted, (int64_t)(pg->page_size - top), memory_order_relaxed);
+  atomic_fetch_sub_explicit(&pg->pages_busy, 1, memory_order_relaxed);
+  int64_t dirty = atomic_fetch_add_explicit(&pg->empty_dirty, 1, memory_order_relaxed) + 1;
+  m->empty_since = zc_os_clock_ns();
+  if (by_owner) {
+    atomic_store_explicit(&m->state, PG_EMPTY, memory_order_relaxed);
+    owner_keep(pg, m);
+    owner_trim(pg, pg->max_empty, false);
+    return;
+  }
+  if ((uint64_t)dirty > pg->hard_empty) { /* the owner is not trimming: purge it here */
+    atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
+    purge_page(pg, m);
+  } else {
+    atomic_store_explicit(&m->state, PG_EMPTY, memory_order_relaxed);
+  }
+  pg_meta_t *head = atomic_load_explicit(&pg->remote_free, memory_order_relaxed);
+  do {
+    m->next = head;
+  } while (!atomic_compare_exchange_weak_explicit(&pg->remote_free, &head, m, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* Publish the current page's allocation count and let it go. */
+static void page_retire(zc_pages_t *pg) {
+  pg_meta_t *m = pg->cur;
+  char *start = page_start(m, NULL);
+  atomic_store_explicit(&m->top, (uint32_t)(pg->bump - start), memory_order_relaxed);
+  atomic_fetch_add_explicit(&pg->wasted, (int64_t)(pg->end - pg->bump), memory_order_relaxed);
+  atomic_store_explicit(&m->state, PG_RETIRED, memory_order_relaxed);
+  int64_t delta = pg->nalloc - PG_BIAS;
+  int64_t now = atomic_fetch_add_explicit(&m->live, delta, memory_order_acq_rel) + delta;
+  pg->cur = NULL;
+  pg->bump = pg->end = NULL;
+  pg->nalloc = 0;
+  if (now == 0) {
+    page_recycle(pg, m, true);
+  } else if (zc_lt_unlikely(now < 0)) {
+    atomic_fetch_add_explicit(&pg->errors, 1, memory_order_relaxed);
+    zc_error("zc_pages: page %p had %ld more frees than objects (double free); page quarantined",
+             (void *)start, (long)-now);
+    atomic_fetch_add_explicit(&m->live, PG_QUARANTINE, memory_order_relaxed);
+  }
+}
+
+static bool page_make_current(zc_pages_t *pg) {
+  pg_meta_t *m = page_take(pg);
+  if (m == NULL) return false;
+  char *start = page_start(m, NULL);
+  atomic_store_explicit(&m->top, (uint32_t)pg->page_size, memory_order_relaxed);
+  atomic_fetch_add_explicit(&m->live, PG_BIAS, memory_order_relaxed); /* add, not store: see free() */
+  atomic_store_explicit(&m->state, PG_CURRENT, memory_order_release);
+  pg->cur = m;
+  pg->bump = start;
+  pg->end = start + pg->page_size;
+  pg->nalloc = 0;
+  int64_t busy = atomic_fetch_add_explicit(&pg->pages_busy, 1, memory_order_relaxed) + 1;
+  uint64_t in_use = (uint64_t)busy * pg->page_size +
+                    atomic_load_explicit(&pg->large_bytes, memory_order_relaxed);
+  zc_lt_peak(&pg->peak_in_use, in_use);
+  return true;
+}
+
+/* ---- large objects ---- */
+
+static void *large_alloc(zc_pages_t *pg, size_t align, size_t size) {
+  size_t off = zc_lt_align_up(sizeof(pg_chunk_t), align > ZC_LT_CACHE_LINE ? align : ZC_LT_CACHE_LINE);
+  if (size > SIZE_MAX / 2) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t map = zc_lt_os_round(off + size);
+  if (map == 0 || !limit_allows(pg, map)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  pg_chunk_t *c = zc_os_alloc_aligned(map, ZC_LT_CHUNK_SIZE);
+  if (c == NULL) return NULL;
+  c->magic = PG_MAGIC;
+  c->kind = PG_KIND_LARGE;
+  c->owner = pg;
+  c->map_size = map;
+  c->data_off = off;
+  if (!zc_lt_registry_set(c, ZC_LT_REG_PAGES)) {
+    zc_os_free(c, map);
+    errno = ENOMEM;
+    return NULL;
+  }
+  zc_lock(&pg->large_lock);
+  c->next = pg->large;
+  if (pg->large) pg->large->prev = c;
+  pg->large = c;
+  atomic_fetch_add_explicit(&pg->large_live, 1, memory_order_relaxed);
+  uint64_t lb = atomic_fetch_add_explicit(&pg->large_bytes, map, memory_order_relaxed) + map;
+  zc_unlock(&pg->large_lock);
+  held_add(pg, map);
+  uint64_t busy = (uint64_t)atomic_load_explicit(&pg->pages_busy, memory_order_relaxed);
+  zc_lt_peak(&pg->peak_in_use, busy * pg->page_size + lb);
+  pg->allocs++;
+  return (char *)c + off;
+}
+
+static void large_free(pg_chunk_t *c, void *p) {
+  zc_pages_t *pg = c->owner;
+  if ((char *)p != (char *)c + c->data_off) {
+    report(pg, "not the start of a large object", p);
+    return;
+  }
+  int expect = 0;
+  if (!atomic_compare_exchange_strong(&c->freed, &expect, 1)) {
+    report(pg, "double free of a large object", p);
+    return;
+  }
+  zc_lock(&pg->large_lock);
+  if (c->prev) c->prev->next = c->next;
+  else pg->large = c->next;
+  if (c->next) c->next->prev = c->prev;
+  atomic_fetch_sub_explicit(&pg->large_live, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&pg->large_bytes, c->map_size, memory_order_relaxed);
+  zc_unlock(&pg->large_lock);
+  atomic_fetch_sub_explicit(&pg->held, c->map_size, memory_order_relaxed);
+  zc_lt_registry_set(c, ZC_LT_REG_NONE);
+  zc_os_free(c, c->map_size);
+}
+
+/* ---- allocation ---- */
+
+static void *alloc_slow(zc_pages_t *pg, size_t align, size_t n) {
+  if (n > pg->page_size || n + align - ZC_LT_ALIGN > pg->page_size) return large_alloc(pg, align, n);
+  pg_meta_t *m = pg->cur;
+  if (m != NULL) {
+    /* Every object of the current page freed already: start it over instead of retiring it. */
+    int64_t live = atomic_load_explicit(&m->live, memory_order_acquire);
+    if (live == PG_BIAS - pg->nalloc) {
+      atomic_fetch_add_explicit(&m->live, pg->nalloc, memory_order_relaxed);
+      pg->nalloc = 0;
+      pg->bump = page_start(m, NULL);
+    } else {
+      page_retire(pg);
+    }
+  }
+  if (pg->cur == NULL && !page_make_current(pg)) return NULL;
+  char *p = (char *)zc_lt_align_up((uintptr_t)pg->bump, align);
+  pg->bump = p + n;
+  pg->nalloc++;
+  pg->allocs++;
+  return p;
+}
+
+void *zc_pages_alloc(zc_pages_t *pg, size_t size) {
+  if (zc_lt_unlikely(pg == NULL)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t n = size ? zc_lt_align_up(size, ZC_LT_ALIGN) : ZC_LT_ALIGN;
+  if (zc_lt_unlikely(n < size)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  char *p = pg->bump;
+  if (zc_lt_likely(n <= (size_t)(pg->end - p))) {
+    pg->bump = p + n;
+    pg->nalloc++;
+    pg->allocs++;
+    return p;
+  }
+  return alloc_slow(pg, ZC_LT_ALIGN, n);
+}
+
+void *zc_pages_alloc_aligned(zc_pages_t *pg, size_t align, size_t size) {
+  if (pg == NULL || !zc_lt_is_pow2(align) || align > PG_MAX_ALIGN) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (align <= ZC_LT_ALIGN) return zc_pages_alloc(pg, size);
+  size_t n = size ? zc_lt_align_up(size, ZC_LT_ALIGN) : ZC_LT_ALIGN;
+  if (n < size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  char *p = (char *)zc_lt_align_up((uintptr_t)pg->bump, align);
+  if (pg->cur && p <= pg->end && n <= (size_t)(pg->end - p)) {
+    pg->bump = p + n;
+    pg->nalloc++;
+    pg->allocs++;
+    return p;
+  }
+  return alloc_slow(pg, align, n);
+}
+
+/* ---- free (any thread) ---- */
+
+void zc_pages_free(void *p) {
+  if (p == NULL) return;
+  if (zc_lt_unlikely(zc_lt_registry_get(p) != ZC_LT_REG_PAGES)) {
+    report(NULL, "not an object of a live counted-pages allocator", p);
+    return;
+  }
+  pg_chunk_t *c = (pg_chunk_t *)((uintptr_t)p & ~(uintptr_t)ZC_LT_CHUNK_MASK);
+  if (zc_lt_unlikely(c->magic != PG_MAGIC)) {
+    report(NULL, "chunk header damaged", p);
+    return;
+  }
+  if (zc_lt_unlikely(c->kind != PG_KIND_PAGES)) {
+    large_free(c, p);
+    return;
+  }
+  zc_pages_t *pg = c->owner;
+  size_t off = (uintptr_t)p - (uintptr_t)c;
+  size_t idx = off >> c->page_shift;
+  size_t in_page = off & (((size_t)1 << c->page_shift) - 1);
+  if (zc_lt_unlikely(idx < c->first_page)) {
+    report(pg, "points into page metadata", p);
+    return;
+  }
+  pg_meta_t *m = &c->meta[idx];
+  uint8_t state = atomic_load_explicit(&m->state, memory_order_acquire);
+  if (zc_lt_unlikely(state != PG_CURRENT && state != PG_RETIRED)) {
+    report(pg, "page holds no live objects (double free or stray pointer)", p);
+    return;
+  }
+  if (zc_lt_unlikely((in_page & (ZC_LT_ALIGN - 1)) != 0 ||
+                     in_page >= atomic_load_explicit(&m->top, memory_order_relaxed))) {
+    report(pg, "not the start of an object handed out from its page", p);
+    return;
+  }
+  int64_t old = atomic_fetch_sub_explicit(&m->live, 1, memory_order_acq_rel);
+  if (zc_lt_likely(old > 1)) return;
+  if (old == 1) {
+    page_recycle(pg, m, false);
+    return;
+  }
+  /* old <= 0: more frees than objects. Undo (an add, so a concurrent retire or reuse stays exact). */
+  atomic_fetch_add_explicit(&m->live, 1, memory_order_relaxed);
+  report(pg, "double free (page count would go below zero)", p);
+}
+
+/* ---- upkeep and stats (owner) ---- */
+
+void zc_pages_collect(zc_pages_t *pg) {
+  if (pg == NULL) return;
+  owner_drain(pg);
+  owner_trim(pg, 0, true);
+}
+
+void zc_pages_stats(zc_pages_t *pg, zc_pages_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  if (pg == NULL) return;
+  int64_t live = 0;
+  for (pg_chunk_t *c = pg->chunks; c; c = c->next) {
+    uint32_t last = c == pg->carve ? pg->carve_next : c->npages;
+    for (uint32_t i = c->first_page; i < last; i++) {
+      pg_meta_t *m = &c->meta[i];
+      uint8_t st = atomic_load_explicit(&m->state, memory_order_relaxed);
+      int64_t l = atomic_load_explicit(&m->live, memory_order_relaxed);
+      if (st == PG_CURRENT) live += l - PG_BIAS + pg->nalloc;
+      else if (st == PG_RETIRED && l < PG_QUARANTINE / 2) live += l;
+    }
+  }
+  int64_t large_live = atomic_load_explicit(&pg->large_live, memory_order_relaxed);
+  uint64_t busy = (uint64_t)atomic_load_explicit(&pg->pages_busy, memory_order_relaxed);
+  out->pages_busy = busy;
+  out->in_use = busy * pg->page_size + atomic_load_explicit(&pg->large_bytes, memory_order_relaxed);
+  out->peak_in_use = pg->peak_in_use;
+  out->held = atomic_load_explicit(&pg->held, memory_order_relaxed);
+  out->peak_held = pg->peak_held;
+  out->pages = pg->pages_carved;
+  out->pages_purged = (uint64_t)atomic_load_explicit(&pg->pages_purged, memory_order_relaxed);
+  out->wasted = (uint64_t)atomic_load_explicit(&pg->wasted, memory_order_relaxed);
+  out->allocs = pg->allocs;
+  out->large_live = (uint64_t)large_live;
+  out->frees = pg->allocs - (uint64_t)(live + large_live);
+  out->errors = atomic_load_explicit(&pg->errors, memory_order_relaxed);
+}

@@ -1,0 +1,333 @@
+/* Layer 8: the pool, or arena (include/zcmem_pool.h). Bump allocation in blocks mapped from the OS; no
+ * per-object free; reset and destroy walk the block lists once.
+ *
+ * Layout: the pool's own struct lives at the start of its first block, right after the block header, so a
+ * pool costs one mapping. Blocks are listed in three singly linked lists: `used` (normal blocks filled
+ * since the last reset, except the first), `spare` (normal blocks kept by a reset for reuse) and `large`
+ * (one block per request above a quarter of a block or aligned above the OS page).
+ * Invariants:
+ *   - [bump, end) is the free tail of the block being filled (the first block, or the head of `used`);
+ *   - held == bytes of all blocks this pool maps; tree_held == held + the children's tree_held; every
+ *     ancestor's tree_held includes it; no pool's tree_held exceeds its nonzero limit;
+ *   - the children list holds exactly the live pools created with this pool as parent.
+ */
+#include "lifetime.h"
+#include "zcmem_pool.h"
+
+#include <errno.h>
+#include <string.h>
+
+typedef struct pl_block_s {
+  struct pl_block_s *next;
+  size_t size; /* bytes mapped, header included */
+} pl_block_t;
+
+typedef struct pl_cleanup_s {
+  struct pl_cleanup_s *next;
+  void (*fn)(void *);
+  void *arg;
+} pl_cleanup_t;
+
+struct zc_pool_s {
+  char *bump, *end;
+  pl_block_t *first, *used, *spare, *large;
+  pl_cleanup_t *cleanups;       /* last registered first */
+  zc_pool_t *parent, *child, *sib_next, *sib_prev;
+  size_t block_size, limit, retain, spare_bytes;
+  uint64_t held, tree_held, peak_held, in_use, peak_in_use, wasted;
+  uint64_t allocs, resets, blocks, nlarge, children;
+};
+
+#define PL_HDR zc_lt_align_up(sizeof(pl_block_t), ZC_LT_ALIGN)
+
+/* Charge n bytes of new mappings to pool and its ancestors, or fail (false) if a limit forbids it. */
+static bool charge(zc_pool_t *pool, zc_pool_t *parent, uint64_t n) {
+  for (zc_pool_t *q = pool ? pool : parent; q; q = q->parent) {
+    if (q->limit && (q->tree_held > q->limit || n > q->limit - q->tree_held)) return false;
+  }
+  for (zc_pool_t *q = pool ? pool : parent; q; q = q->parent) q->tree_held += n;
+  if (pool) {
+    pool->held += n;
+    zc_lt_peak(&pool->peak_held, pool->held);
+  }
+  return true;
+}
+
+static void uncharge(zc_pool_t *pool, uint64_t n) {
+  pool->held -= n;
+  for (zc_pool_t *q = pool; q; q = q->parent) q->tree_held -= n;
+}
+
+static pl_block_t *block_map(zc_pool_t *pool, size_t size, size_t align) {
+  if (!charge(pool, NULL, size)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  pl_block_t *b = zc_os_alloc_aligned(size, align);
+  if (b == NULL) {
+    uncharge(pool, size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  b->size = size;
+  pool->blocks++;
+  return b;
+}
+
+static void block_unmap(zc_pool_t *pool, pl_block_t *b) {
+  uncharge(pool, b->size);
+  pool->blocks--;
+  zc_os_free(b, b->size);
+}
+
+zc_pool_t *zc_pool_create(zc_pool_t *parent, const zc_pool_config_t *cfg) {
+  zc_pool_config_t c = {0};
+  if (cfg) c = *cfg;
+  if (c.block_size == 0) c.block_size = (size_t)64 << 10;
+  if (!zc_lt_is_pow2(c.block_size) || c.block_size < ((size_t)4 << 10) || c.block_size > ((size_t)64 << 20) ||
+      c.block_size < zc_os_page_size() || c.block_size < 4 * (PL_HDR + sizeof(zc_pool_t))) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (c.retain == 0) c.retain = 4 * c.block_size;
+  if (c.limit && c.limit < c.block_size) {
+    errno = ENOMEM; /* not even the first block fits */
+    return NULL;
+  }
+  if (parent && !charge(NULL, parent, c.block_size)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  pl_block_t *b = zc_os_alloc_aligned(c.block_size, zc_os_page_size());
+  if (b == NULL) {
+    for (zc_pool_t *q = parent; q; q = q->parent) q->tree_held -= c.block_size;
+    errno = ENOMEM;
+    return NULL;
+  }
+  b->size = c.block_size;
+  zc_pool_t *pool = (zc_pool_t *)((char *)b + PL_HDR); /* zeroed mapping */
+  pool->first = b;
+  pool->block_size = c.block_size;
+  pool->limit = c.limit;
+  pool->retain = c.retain;
+  pool->held = pool->tree_held = pool->peak_held = c.block_size;
+  pool->blocks = 1;
+  pool->bump = (char *)pool + zc_lt_align_up(sizeof(zc_pool_t), ZC_LT_ALIGN);
+  pool->end = (char *)b + c.block_size;
+  if (parent) {
+    pool->parent = parent;
+    pool->sib_next = parent->child;
+    if (parent->child) parent->child->sib_prev = pool;
+    parent->child = pool;
+    parent->children++;
+  }
+  return pool;
+}
+
+/* Destroy children, run cleanups, release large blocks and the filled blocks (keeping up to `retain`). */
+static void pool_clear(zc_pool_t *pool) {
+  while (pool->child) zc_pool_destroy(pool->child);
+  while (pool->cleanups) {
+    pl_cleanup_t *c = pool->cleanups;
+    pool->cleanups = c->next;
+    c->fn(c->arg);
+  }
+  for (pl_block_t *b = pool->large, *n; b; b = n) {
+    n = b->next;
+    pool->nlarge--;
+    block_unmap(pool, b);
+  }
+  pool->large = NULL;
+  for (pl_block_t *b = pool->used, *n; b; b = n) {
+    n = b->next;
+    if (pool->spare_bytes + b->size <= pool->retain) {
+      b->next = pool->spare;
+      pool->spare = b;
+      pool->spare_bytes += b->size;
+    } else {
+      block_unmap(pool, b);
+    }
+  }
+  pool->used = NULL;
+}
+
+void zc_pool_reset(zc_pool_t *pool) {
+  if (pool == NULL) return;
+  pool_clear(pool);
+  pool->bump = (char *)pool + zc_lt_align_up(sizeof(zc_pool_t), ZC_LT_ALIGN);
+  pool->end = (char *)pool->first + pool->block_size;
+  pool->in_use = 0;
+  pool->wasted = 0;
+  pool->resets++;
+}
+
+void zc_pool_destroy(zc_pool_t *pool) {
+  if (pool == NULL) return;
+  pool_clear(pool);
+  for (pl_block_t *b = pool->spare, *n; b; b = n) {
+    n = b->next;
+    block_unmap(pool, b);
+  }
+  zc_pool_t *parent = pool->parent;
+  if (parent) {
+    if (pool->sib_prev) pool->sib_prev->sib_next = pool->sib_next;
+    else parent->child = pool->sib_next;
+    if (pool->sib_next) pool->sib_next->sib_prev = pool->sib_prev;
+    parent->children--;
+    for (zc_pool_t *q = parent; q; q = q->parent) q->tree_held -= pool->block_size;
+  }
+  zc_os_free(pool->first, pool->block_size);
+}
+
+/* ---- allocation ---- */
+
+static void *alloc_large(zc_pool_t *pool, size_t align, size_t n) {
+  size_t pg = zc_os_page_size();
+  size_t off = zc_lt_align_up(PL_HDR, align);
+  if (n > SIZE_MAX / 2 || off > SIZE_MAX / 2) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t size = zc_lt_os_round(off + n);
+  if (size == 0) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  pl_block_t *b = block_map(pool, size, align > pg ? align : pg);
+  if (b == NULL) return NULL;
+  b->next = pool->large;
+  pool->large = b;
+  pool->nlarge++;
+  pool->wasted += off - PL_HDR;
+  return (char *)b + off;
+}
+
+static void *alloc_slow(zc_pool_t *pool, size_t align, size_t n) {
+  void *p;
+  if (n > pool->block_size / 4 || align > zc_os_page_size() || n + align > pool->block_size - PL_HDR) {
+    p = alloc_large(pool, align, n);
+  } else {
+    pl_block_t *b = pool->spare;
+    if (b) {
+      pool->spare = b->next;
+      pool->spare_bytes -= b->size;
+    } else if ((b = block_map(pool, pool->block_size, zc_os_page_size())) == NULL) {
+      return NULL;
+    }
+    b->next = pool->used;
+    pool->used = b;
+    pool->wasted += (uint64_t)(pool->end - pool->bump);
+    char *start = (char *)b + PL_HDR;
+    p = (char *)zc_lt_align_up((uintptr_t)start, align);
+    pool->wasted += (uint64_t)((char *)p - start);
+    pool->bump = (char *)p + n;
+    pool->end = (char *)b + b->size;
+  }
+  if (p == NULL) return NULL;
+  pool->allocs++;
+  pool->in_use += n;
+  zc_lt_peak(&pool->peak_in_use, pool->in_use);
+  return p;
+}
+
+void *zc_pool_alloc(zc_pool_t *pool, size_t size) {
+  if (zc_lt_unlikely(pool == NULL)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t n = size ? zc_lt_align_up(size, ZC_LT_ALIGN) : ZC_LT_ALIGN;
+  if (zc_lt_unlikely(n < size)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  char *p = pool->bump;
+  if (zc_lt_likely(n <= (size_t)(pool->end - p))) {
+    pool->bump = p + n;
+    pool->allocs++;
+    pool->in_use += n;
+    zc_lt_peak(&pool->peak_in_use, pool->in_use);
+    return p;
+  }
+  return alloc_slow(pool, ZC_LT_ALIGN, n);
+}
+
+void *zc_pool_alloc_aligned(zc_pool_t *pool, size_t align, size_t size) {
+  if (pool == NULL || !zc_lt_is_pow2(align)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (align <= ZC_LT_ALIGN) return zc_pool_alloc(pool, size);
+  size_t n = size ? zc_lt_align_up(size, ZC_LT_ALIGN) : ZC_LT_ALIGN;
+  if (n < size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (align <= zc_os_page_size()) {
+    char *p = (char *)zc_lt_align_up((uintptr_t)pool->bump, align);
+    if (p <= pool->end && n <= (size_t)(pool->end - p)) {
+      pool->wasted += (uint64_t)(p - pool->bump);
+      pool->bump = p + n;
+      pool->allocs++;
+      pool->in_use += n;
+      zc_lt_peak(&pool->peak_in_use, pool->in_use);
+      return p;
+    }
+  }
+  return alloc_slow(pool, align, n);
+}
+
+void *zc_pool_calloc(zc_pool_t *pool, size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *p = zc_pool_alloc(pool, total);
+  /* Blocks come zeroed from the OS, but reused blocks (reset, spare) do not: always clear. */
+  if (p) memset(p, 0, total);
+  return p;
+}
+
+char *zc_pool_strdup(zc_pool_t *pool, const char *s) {
+  if (zc_lt_unlikely(s == NULL)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t len = strlen(s) + 1;
+  char *p = zc_pool_alloc(pool, len);
+  if (p) memcpy(p, s, len);
+  return p;
+}
+
+int zc_pool_cleanup_add(zc_pool_t *pool, void (*fn)(void *), void *arg) {
+  if (pool == NULL || fn == NULL) {
+    errno = EINVAL;
+    return -1;
+  }
+  pl_cleanup_t *c = zc_pool_alloc(pool, sizeof *c);
+  if (c == NULL) return -1;
+  pool->in_use -= zc_lt_align_up(sizeof *c, ZC_LT_ALIGN); /* bookkeeping, not the caller's bytes */
+  c->fn = fn;
+  c->arg = arg;
+  c->next = pool->cleanups;
+  pool->cleanups = c;
+  return 0;
+}
+
+zc_pool_t *zc_pool_parent(const zc_pool_t *pool) { return pool ? pool->parent : NULL; }
+
+void zc_pool_stats(const zc_pool_t *pool, zc_pool_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  if (pool == NULL) return;
+  out->in_use = pool->in_use;
+  out->peak_in_use = pool->peak_in_use;
+  out->held = pool->held;
+  out->tree_held = pool->tree_held;
+  out->peak_held = pool->peak_held;
+  out->blocks = pool->blocks;
+  out->large = pool->nlarge;
+  out->wasted = pool->wasted;
+  out->allocs = pool->allocs;
+  out->resets = pool->resets;
+  out->children = pool->children;
+}

@@ -1,0 +1,109 @@
+/* Layer 7, the process glue: what spans every layer. Process start (options, thread-exit and fork hooks),
+ * thread exit, fork, malloc_trim, and the background sweep of small and medium pages that the one
+ * background thread (large.c's purger) runs.
+ *
+ * Lock order at fork: heap list, every heap, abandoned segments, large-region pool (the order every other
+ * path takes them in).
+ */
+#include "internal.h"
+#include "large.h"
+
+static zc_lock_t init_lock = ZC_LOCK_INIT;
+static bool process_ready;
+
+static void thread_exit(void *arg) {
+  zc_heap_t *h = arg;
+  if (h != NULL && h == zc_heap_tls) zc_heap_done(h);
+  zc_large_thread_exit();
+}
+
+ZC_API void zc_thread_done(void) {
+  zc_heap_t *h = zc_heap_tls;
+  if (h != &zc_heap_empty) zc_heap_done(h);
+  zc_large_thread_exit();
+}
+
+static void fork_prepare(void) {
+  zc_heaps_fork_prepare();
+  zc_segments_fork_prepare();
+  zc_large_fork_prepare();
+}
+
+static void fork_parent(void) {
+  zc_large_fork_parent();
+  zc_segments_fork_parent();
+  zc_heaps_fork_parent();
+}
+
+static void fork_child(void) {
+  zc_large_fork_child();
+  zc_segments_fork_child();
+  zc_heaps_fork_child();
+}
+
+/* ---- the background sweep of small and medium pages ----
+ * Every half purge delay: purge what is past the delay in every heap whose lock the thread can take (an
+ * owner busy in its slow path purges itself) and in abandoned segments. This is what bounds the delay for a
+ * thread that has gone idle: without it, an idle heap keeps up to ZCMEM_DIRTY_BUDGET of empty pages until
+ * its next slow path. Returns true while dirty pages remain to age. */
+static void sweep_heap(zc_heap_t *h, void *arg) {
+  if (!h->live) return;
+  zc_segment_purge_other(h, false);
+  if (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) *(bool *)arg = true;
+}
+
+static bool background_sweep(void) {
+  bool pending = false;
+  zc_heaps_visit(sweep_heap, &pending);
+  return zc_segments_purge_abandoned(false) || pending;
+}
+
+void zc_purger_ensure(void) { zc_background_start(); }
+bool zc_purger_active(void) { return zc_background_running(); }
+
+/* Once per process, by the first thread that makes a heap (others wait: it takes microseconds). */
+void zc_process_init(void) {
+  if (__atomic_load_n(&process_ready, __ATOMIC_ACQUIRE)) return;
+  zc_lock(&init_lock);
+  if (!process_ready) {
+    zc_options_init();
+    zc_os_thread_exit_init(thread_exit);
+    zc_background_set_hook(background_sweep);
+    zc_os_atfork(fork_prepare, fork_parent, fork_child);
+    __atomic_store_n(&process_ready, true, __ATOMIC_RELEASE);
+  }
+  zc_unlock(&init_lock);
+}
+
+/* ---- collect and trim (the public calls) ---- */
+
+ZC_API void zc_collect(bool force) {
+  zc_heap_t *h = zc_heap_get();
+  if (h != &zc_heap_empty) zc_heap_collect(h, force);
+}
+
+static void purge_other(zc_heap_t *h, void *arg) {
+  (void)arg;
+  if (h->live && h != zc_heap_tls) zc_segment_purge_other(h, true);
+}
+
+ZC_API int zc_trim(size_t pad) {
+  (void)pad;
+  uint64_t before = zc_segments_purged_bytes();
+  zc_heap_t *h = zc_heap_get();
+  if (h != &zc_heap_empty) {
+    zc_segment_adopt(h, -1); /* exited threads' pages: collect what other threads freed since */
+    zc_heap_collect(h, true);
+  }
+  zc_heaps_visit(purge_other, NULL);
+  zc_segments_purge_abandoned(true);
+  size_t large = zc_large_purge(true);
+  return (large != 0 || zc_segments_purged_bytes() != before) ? 1 : 0;
+}
+
+ZC_API int zc_debug_build(void) { return ZC_DEBUG != 0; }
+
+/* The override (libzcmem.so, libzcmem.a): the standard name is an alias of the zc_ function above. */
+#if ZC_OVERRIDE
+int malloc_trim(size_t pad) ZC_ALIAS(zc_trim);
+#endif

@@ -1,0 +1,711 @@
+/* Tests of the large-region layer (src/large.c) against its contract in src/large.h: sizes and alignments,
+ * segment-map lookups, cache reuse, zeroing, the purge policy (background thread and inline), the front
+ * cache, the cache budget, bad frees, mmap failure, file-backed regions, resize in place and by moving,
+ * fork, and threads (payload checks, cross-thread frees; prints pool-lock contention figures).
+ *
+ * Usage: test_large <case> [iterations [churn iterations]]   (each case runs in its own process: options
+ * are set at its start). Polls with deadlines where it waits for the purge policy, never a fixed sleep.
+ */
+#define _GNU_SOURCE
+#include "large.h"
+#include "options.h"
+#include "os.h"
+#include "segmap.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define KiB ((size_t)1024)
+#define MiB ((size_t)1024 * 1024)
+
+static int failures;
+#define CHECK(cond, ...)                                              \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      failures++;                                                     \
+      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                                   \
+      fputc('\n', stderr);                                            \
+    }                                                                 \
+  } while (0)
+
+static zc_large_stats_t stats(void) {
+  zc_large_stats_t s;
+  zc_large_stats(&s);
+  return s;
+}
+
+/* The header the segment map gives for p (NULL unless it is a large region). */
+static void *hdr_of(const void *p) {
+  uint8_t kind = 0;
+  void *h = zc_segmap_header(p, &kind);
+  return h != NULL && kind == ZC_MAP_LARGE ? h : NULL;
+}
+
+static void *lalloc(size_t size, size_t align, bool zero) { return zc_large_alloc(size, align, zero); }
+static void lfree(void *p) { zc_large_free(p, hdr_of(p)); }
+
+static uint64_t now_ms(void) { return zc_os_clock_ns() / 1000000u; }
+
+/* Mapped bytes must be exactly the cached bytes when nothing is live. */
+static void check_quiet_pool(const char *where) {
+  zc_large_stats_t s = stats();
+  CHECK(s.live_regions == 0 && s.live_bytes == 0, "%s: %lu live regions, %lu live bytes", where,
+        (unsigned long)s.live_regions, (unsigned long)s.live_bytes);
+  CHECK(s.mapped == s.cached_dirty + s.cached_clean, "%s: mapped %lu != dirty %lu + clean %lu", where,
+        (unsigned long)s.mapped, (unsigned long)s.cached_dirty, (unsigned long)s.cached_clean);
+}
+
+/* ---- sizes and alignments ---- */
+static void test_sizes(void) {
+  static const size_t sizes[] = {64 * KiB + 1, 65 * KiB, 100 * KiB, 128 * KiB, 128 * KiB + 1, 1 * MiB,
+                                 3 * MiB + 17, 4 * MiB - 128, 4 * MiB, 5 * MiB, 16 * MiB + 17, 64 * MiB};
+  static const size_t aligns[] = {16, 64, 256, 4 * KiB, 64 * KiB, 1 * MiB, 4 * MiB, 8 * MiB, 64 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+    for (size_t j = 0; j < sizeof aligns / sizeof *aligns; j++) {
+      size_t n = sizes[i], a = aligns[j];
+      unsigned char *p = lalloc(n, a, false);
+      CHECK(p != NULL, "alloc(%zu, align %zu) failed: %s", n, a, strerror(errno));
+      if (p == NULL) continue;
+      CHECK(((uintptr_t)p & (a - 1)) == 0, "alloc(%zu, align %zu) = %p misaligned", n, a, (void *)p);
+      void *h = hdr_of(p);
+      CHECK(h != NULL && (uintptr_t)h < (uintptr_t)p, "no header for %p", (void *)p);
+      size_t u = zc_large_usable(p, h);
+      CHECK(u >= n, "usable %zu < request %zu (align %zu)", u, n, a);
+      /* waste bound: the mapping is of the request's class (at most a quarter above header + alignment +
+       * request) or, from the cache, of the next class */
+      size_t lead = a > 128 ? a : 128, cls = (lead + n) + (lead + n) / 4;
+      CHECK(u <= cls + cls / 4 + 4096, "usable %zu too large for %zu (align %zu)", u, n, a);
+      p[0] = 1;
+      p[n / 2] = 2;
+      p[n - 1] = 3;
+      p[u - 1] = 4; /* the whole usable size is writable */
+      const unsigned char *probe[] = {p, p + n / 2, p + n - 1, p + u - 1};
+      for (int k = 0; k < 4; k++)
+        CHECK(hdr_of(probe[k]) == h, "segment map lookup of %p (block %p + %zu) gave %p, want %p", (void *)probe[k],
+              (void *)p, (size_t)(probe[k] - p), hdr_of(probe[k]), h);
+      CHECK(zc_large_usable(p + 16, h) == 0, "usable of an interior pointer must be 0");
+      lfree(p);
+    }
+  }
+  /* 1 GiB alignment: only address space */
+  void *p = lalloc(100 * KiB, (size_t)1 << 30, true);
+  CHECK(p != NULL && ((uintptr_t)p & (((size_t)1 << 30) - 1)) == 0, "1 GiB-aligned alloc: %p", p);
+  if (p) {
+    memset(p, 7, 100 * KiB);
+    CHECK(hdr_of((char *)p + 99 * KiB) == hdr_of(p), "lookup in a 1 GiB-aligned block");
+    lfree(p);
+  }
+  /* bad alignment */
+  errno = 0;
+  CHECK(lalloc(100 * KiB, 48, false) == NULL && errno == EINVAL, "alignment 48 must fail with EINVAL");
+  errno = 0;
+  CHECK(lalloc((size_t)1 << 62, 16, false) == NULL && errno == ENOMEM, "2^62 bytes must fail with ENOMEM");
+  check_quiet_pool("sizes");
+}
+
+/* ---- cache reuse ---- */
+static void test_reuse(void) {
+  zc_large_stats_t s0 = stats();
+  char *p = lalloc(1 * MiB, 16, false);
+  CHECK(p != NULL, "alloc");
+  memset(p, 0x5a, 1 * MiB);
+  lfree(p);
+  zc_large_stats_t s1 = stats();
+  CHECK(s1.cached_dirty >= 1 * MiB, "freed region not cached dirty: %lu", (unsigned long)s1.cached_dirty);
+  char *q = lalloc(1 * MiB - 1000, 16, false); /* same class */
+  CHECK(q == p, "same class not reused: %p then %p", (void *)p, (void *)q);
+  zc_large_stats_t s2 = stats();
+  CHECK(s2.cache_hits == s0.cache_hits + 1, "hits %lu -> %lu", (unsigned long)s0.cache_hits, (unsigned long)s2.cache_hits);
+  CHECK(s2.cache_misses == s0.cache_misses + 1, "misses %lu -> %lu", (unsigned long)s0.cache_misses,
+        (unsigned long)s2.cache_misses);
+  /* LIFO: of two cached regions of one class the last freed comes back first */
+  char *r = lalloc(1 * MiB, 16, false);
+  CHECK(r != NULL && r != q, "second region");
+  lfree(q);
+  lfree(r);
+  char *a = lalloc(1 * MiB, 16, false);
+  char *b = lalloc(1 * MiB, 16, false);
+  CHECK(a == r && b == q, "LIFO reuse: got %p %p, freed %p then %p", (void *)a, (void *)b, (void *)q, (void *)r);
+  lfree(a);
+  lfree(b);
+  /* a smaller class is served from the next class up, never from a much larger one */
+  char *big = lalloc(8 * MiB, 16, false);
+  lfree(big);
+  char *small = lalloc(200 * KiB, 16, false);
+  CHECK(small != big, "a 200 KiB request took an 8 MiB region");
+  lfree(small);
+  /* alignment reuses a region when it fits */
+  char *al = lalloc(1 * MiB, 64 * KiB, false);
+  CHECK(al != NULL && ((uintptr_t)al & (64 * KiB - 1)) == 0, "aligned from cache: %p", (void *)al);
+  lfree(al);
+  check_quiet_pool("reuse");
+}
+
+/* ---- zero ---- */
+static int all_zero(const unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i]) return 0;
+  return 1;
+}
+
+static void test_zero(void) {
+  for (int round = 0; round < 3; round++) { /* 0 dirty reuse; 1 clean (DONTNEED); 2 clean (MADV_FREE) */
+    zc_option_set(zc_option_purge_mode, round == 2 ? 1 : 0);
+    size_t n = 2 * MiB + 333;
+    unsigned char *p = lalloc(n, 16, false);
+    CHECK(p != NULL, "alloc");
+    size_t u = zc_large_usable(p, hdr_of(p));
+    memset(p, 0xab, u);
+    lfree(p);
+    if (round > 0) {
+      size_t purged = zc_large_purge(true);
+      CHECK(purged > 0, "round %d: forced purge released nothing", round);
+      zc_large_stats_t s = stats();
+      CHECK(s.cached_dirty == 0 && s.cached_clean >= u, "round %d: not clean after purge (dirty %lu clean %lu)", round,
+            (unsigned long)s.cached_dirty, (unsigned long)s.cached_clean);
+    }
+    unsigned char *q = lalloc(n, 16, true);
+    CHECK(q == p, "round %d: not reused", round);
+    CHECK(all_zero(q, n), "round %d: zero=true block has nonzero bytes", round);
+    lfree(q);
+    /* an aligned block starting at a page boundary after a dirty reuse */
+    unsigned char *a = lalloc(n, 4096, false);
+    memset(a, 0xcd, n);
+    lfree(a);
+    unsigned char *b = lalloc(n, 4096, true);
+    CHECK(b == a && all_zero(b, n), "round %d: aligned zero reuse", round);
+    lfree(b);
+  }
+  check_quiet_pool("zero");
+}
+
+/* ---- purge after the delay (background thread or inline) ---- */
+static void test_purge(bool background) {
+  zc_option_set(zc_option_background, background);
+  zc_option_set(zc_option_purge_delay, 300);
+  zc_option_set(zc_option_large_cache, 1L << 30);
+  size_t n = 64 * MiB;
+  char *p = lalloc(n, 16, false);
+  CHECK(p != NULL, "alloc");
+  memset(p, 1, n);
+  uint64_t rss_live = zc_os_rss();
+  lfree(p);
+  uint64_t t_free = now_ms();
+  zc_large_stats_t s = stats();
+  uint64_t rss_after_free = zc_os_rss();
+  if (now_ms() - t_free < 250) { /* still within the delay: the region is cached dirty, still resident */
+    CHECK(s.cached_dirty >= n, "freed region not dirty-cached: %lu", (unsigned long)s.cached_dirty);
+    CHECK(rss_after_free + 8 * MiB > rss_live, "RSS dropped before the delay: %lu -> %lu", (unsigned long)rss_live,
+          (unsigned long)rss_after_free);
+  }
+  /* within a few seconds (no fixed sleep) the region is purged; inline mode needs allocator traffic */
+  uint64_t deadline = now_ms() + 5000;
+  while (now_ms() < deadline) {
+    if (!background) lfree(lalloc(100 * KiB, 16, false));
+    s = stats();
+    if (s.cached_dirty < n && s.cached_clean >= n && zc_os_rss() + 48 * MiB < rss_live) break;
+    usleep(20000);
+  }
+  uint64_t rss_purged = zc_os_rss();
+  CHECK(s.cached_dirty < n, "dirty bytes still cached after the delay: %lu", (unsigned long)s.cached_dirty);
+  CHECK(s.cached_clean >= n, "purged region not cached clean: %lu", (unsigned long)s.cached_clean);
+  CHECK(rss_purged + 48 * MiB < rss_live, "RSS did not drop: live %lu MiB, after purge %lu MiB",
+        (unsigned long)(rss_live >> 20), (unsigned long)(rss_purged >> 20));
+  printf("purge (%s): rss live %lu MiB, after free %lu MiB, after purge %lu MiB\n", background ? "background" : "inline",
+         (unsigned long)(rss_live >> 20), (unsigned long)(rss_after_free >> 20), (unsigned long)(rss_purged >> 20));
+  /* clean regions unused for max(10 x delay, 1 s) are unmapped */
+  deadline = now_ms() + 15000;
+  while (now_ms() < deadline) {
+    if (!background) lfree(lalloc(100 * KiB, 16, false));
+    s = stats();
+    if (s.cached_clean < n && s.mapped < n) break;
+    usleep(50000);
+  }
+  CHECK(s.cached_clean < n, "clean region never unmapped: %lu cached clean", (unsigned long)s.cached_clean);
+  CHECK(s.mapped < n, "mapped %lu after the clean TTL", (unsigned long)s.mapped);
+  CHECK(hdr_of(p) == NULL, "segment map still marks the unmapped region");
+  check_quiet_pool("purge");
+}
+
+/* ---- the front cache (per-thread shards of small regions) ---- */
+static void *front_thread(void *arg) {
+  char *p = lalloc(256 * KiB, 16, false);
+  memset(p, 0x77, 256 * KiB);
+  lfree(p); /* into this thread's shard; the thread then exits */
+  *(char **)arg = p;
+  return NULL;
+}
+
+static void test_front(bool background) {
+  zc_option_set(zc_option_background, background);
+  zc_option_set(zc_option_purge_delay, 200);
+  enum { N = 6 };
+  size_t n = 256 * KiB;
+  char *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = lalloc(n, 16, false);
+    memset(p[i], i + 1, n);
+  }
+  size_t map = zc_large_usable(p[0], hdr_of(p[0])) + 128; /* the mapping: header + usable */
+  uint64_t t0 = now_ms();
+  for (int i = 0; i < N; i++) lfree(p[i]);
+  zc_large_stats_t s = stats();
+  if (now_ms() - t0 < 150) CHECK(s.cached_dirty == N * map, "dirty %lu, want %zu", (unsigned long)s.cached_dirty, N * map);
+  uint64_t misses = s.cache_misses;
+  char *q = lalloc(n, 16, true);
+  int mine = 0;
+  for (int i = 0; i < N; i++) mine |= q == p[i];
+  CHECK(mine && stats().cache_misses == misses, "front reuse: %p is not a freed region or missed", (void *)q);
+  CHECK(all_zero((unsigned char *)q, n), "zero=true from the front cache");
+  lfree(q);
+  /* a thread that frees into its own shard and exits: its region is not lost */
+  char *theirs = NULL;
+  pthread_t t;
+  pthread_create(&t, NULL, front_thread, &theirs);
+  pthread_join(t, NULL);
+  /* aging: within a few seconds every cached region is purged into the pool's clean lists */
+  uint64_t deadline = now_ms() + 5000;
+  while (now_ms() < deadline) {
+    if (!background) lfree(lalloc(2 * MiB, 16, false)); /* inline policy needs traffic */
+    s = stats();
+    if (s.cached_clean >= N * map) break;
+    usleep(20000);
+  }
+  CHECK(s.cached_clean >= N * map, "front regions not purged: clean %lu dirty %lu, want clean >= %zu",
+        (unsigned long)s.cached_clean, (unsigned long)s.cached_dirty, N * map);
+  /* a forced purge (malloc_trim) empties the front at once */
+  char *r = lalloc(n, 16, false);
+  memset(r, 1, n);
+  lfree(r);
+  CHECK(stats().cached_dirty >= map, "freed region not cached dirty");
+  CHECK(zc_large_purge(true) >= map - 4096, "forced purge released too little");
+  s = stats();
+  CHECK(s.cached_dirty == 0, "dirty after forced purge: %lu", (unsigned long)s.cached_dirty);
+  check_quiet_pool("front");
+}
+
+/* ---- budget ---- */
+static void test_budget(void) {
+  size_t budget = 32 * MiB;
+  zc_option_set(zc_option_large_cache, (long)budget);
+  zc_option_set(zc_option_purge_delay, 100000); /* only the budget acts */
+  enum { N = 40 };
+  char *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = lalloc(2 * MiB, 16, false);
+    CHECK(p[i] != NULL, "alloc %d", i);
+    memset(p[i], i, 2 * MiB);
+  }
+  for (int i = 0; i < N; i++) {
+    lfree(p[i]);
+    zc_large_stats_t s = stats();
+    CHECK(s.cached_dirty + s.cached_clean <= budget, "after %d frees cache %lu > budget", i + 1,
+          (unsigned long)(s.cached_dirty + s.cached_clean));
+    CHECK(s.cached_dirty <= budget / 4, "after %d frees dirty %lu > budget/4", i + 1, (unsigned long)s.cached_dirty);
+  }
+  zc_large_stats_t s = stats();
+  CHECK(s.cached_clean > 0 && s.cached_dirty > 0, "both lists in use (dirty %lu clean %lu)", (unsigned long)s.cached_dirty,
+        (unsigned long)s.cached_clean);
+  check_quiet_pool("budget");
+  /* a region larger than the budget is unmapped at once */
+  char *big = lalloc(48 * MiB, 16, false);
+  uint64_t mapped = stats().mapped;
+  lfree(big);
+  s = stats();
+  CHECK(s.mapped + 48 * MiB <= mapped, "oversized region kept: mapped %lu -> %lu", (unsigned long)mapped,
+        (unsigned long)s.mapped);
+  CHECK(hdr_of(big) == NULL, "segment map still marks the unmapped oversized region");
+  /* budget 0: nothing cached */
+  zc_option_set(zc_option_large_cache, 0);
+  lfree(lalloc(1 * MiB, 16, false));
+  s = stats();
+  CHECK(s.cached_dirty + s.cached_clean <= 0 + 0, "budget 0 still caches (or old regions remain): %lu",
+        (unsigned long)(s.cached_dirty + s.cached_clean));
+  check_quiet_pool("budget 0");
+}
+
+/* ---- bad frees: message printed, nothing crashes, pool intact ---- */
+static void test_bad_free(void) {
+  int fds[2];
+  CHECK(pipe(fds) == 0, "pipe");
+  fflush(stderr);
+  int saved = dup(2);
+  dup2(fds[1], 2);
+  unsigned long e0 = zc_error_count();
+
+  char *p = lalloc(300 * KiB, 16, false);
+  lfree(p);
+  lfree(p); /* double free (region cached) */
+  char *q = lalloc(300 * KiB, 16, false); /* reuses p's region */
+  lfree(q + 4096); /* interior pointer of a live block */
+  lfree(q + 1); 
+  char *fake = mmap(NULL, 8 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char *fbase = (char *)(((uintptr_t)fake + 4 * MiB - 1) & ~(uintptr_t)(4 * MiB - 1));
+  memset(fbase, 0x41, 4096); /* garbage where a header would be */
+  zc_large_free(fbase + 128, fbase);
+
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  close(fds[1]);
+  char buf[4096];
+  ssize_t n = read(fds[0], buf, sizeof buf - 1);
+  close(fds[0]);
+  buf[n > 0 ? n : 0] = 0;
+  CHECK(zc_error_count() == e0 + 4, "%lu errors reported, want 4", zc_error_count() - e0);
+  CHECK(strstr(buf, "double free of large block") != NULL, "no double-free message in: %s", buf);
+  char *second = strstr(buf, "invalid free");
+  CHECK(second != NULL && strstr(second + 1, "invalid free") && strstr(strstr(second + 1, "invalid free") + 1, "invalid free"),
+        "want three invalid-free messages in: %s", buf);
+  printf("messages:\n%s", buf);
+  /* q is still live and intact; the pool still works */
+  CHECK(zc_large_usable(q, hdr_of(q)) >= 300 * KiB, "live block damaged by bad frees");
+  memset(q, 3, 300 * KiB);
+  lfree(q);
+  char *r = lalloc(300 * KiB, 16, false);
+  CHECK(r == q, "cache corrupted: %p after freeing %p", (void *)r, (void *)q);
+  lfree(r);
+  CHECK(zc_error_count() == e0 + 4, "a valid free was reported");
+  munmap(fake, 8 * MiB);
+  check_quiet_pool("bad free");
+}
+
+/* ---- mmap failure ---- */
+static void test_fail(void) {
+  char *cached = lalloc(1 * MiB, 16, false);
+  lfree(cached);
+  zc_os_fail_after(0);
+  errno = 0;
+  void *p = lalloc(10 * MiB, 16, false); /* no cached region of that class */
+  CHECK(p == NULL && errno == ENOMEM, "alloc under injected mmap failure: %p errno %d", p, errno);
+  errno = 0;
+  p = lalloc(100 * KiB, 4 * MiB, true);
+  CHECK(p == NULL && errno == ENOMEM, "aligned alloc under injected mmap failure: %p errno %d", p, errno);
+  zc_os_fail_after(-1);
+  p = lalloc(10 * MiB, 16, true);
+  CHECK(p != NULL && all_zero(p, 10 * MiB), "alloc after failures end");
+  /* growth in place fails cleanly under injection */
+  zc_os_fail_after(0);
+  CHECK(!zc_large_resize_in_place(p, hdr_of(p), 40 * MiB), "grow under injected failure");
+  zc_os_fail_after(-1);
+  CHECK(zc_large_usable(p, hdr_of(p)) >= 10 * MiB, "block intact after failed grow");
+  lfree(p);
+  check_quiet_pool("fail");
+}
+
+/* ---- file-backed ---- */
+static int mapping_is_file(const void *p, char *line_out, size_t cap) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  int found = -1;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi, ino;
+    char perms[8], dev[16];
+    unsigned long off;
+    if (sscanf(line, "%lx-%lx %7s %lx %15s %lu", &lo, &hi, perms, &off, dev, &ino) != 6) continue;
+    if ((uintptr_t)p >= lo && (uintptr_t)p < hi) {
+      found = ino != 0 && perms[3] == 's';
+      snprintf(line_out, cap, "%s", line);
+    }
+  }
+  if (f) fclose(f);
+  return found;
+}
+
+static void test_file(void) {
+  zc_option_set(zc_option_large_file, 1);
+  size_t n = 3 * MiB;
+  unsigned char *p = lalloc(n, 16, true);
+  CHECK(p != NULL, "file-backed alloc: %s", strerror(errno));
+  if (!p) return;
+  char line[512] = "";
+  CHECK(mapping_is_file(p, line, sizeof line) == 1, "not a shared file mapping: %s", line);
+  printf("maps: %s", line);
+  CHECK(all_zero(p, n), "fresh file-backed block not zero");
+  for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 7);
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != (unsigned char)(i * 7)) {
+      CHECK(0, "payload mismatch at %zu", i);
+      break;
+    }
+  CHECK(!zc_large_resize_in_place(p, hdr_of(p), 40 * MiB), "file-backed regions never grow in place");
+  lfree(p);
+  unsigned char *q = lalloc(n, 16, true);
+  CHECK(q == p && all_zero(q, n), "file-backed dirty reuse with zero");
+  lfree(q);
+  /* a forced purge unmaps file regions (DONTNEED would not free their pages) */
+  zc_large_purge(true);
+  zc_large_stats_t s = stats();
+  CHECK(s.cached_clean == 0 && s.cached_dirty == 0 && s.mapped == 0, "file region kept after purge: clean %lu mapped %lu",
+        (unsigned long)s.cached_clean, (unsigned long)s.mapped);
+  check_quiet_pool("file");
+}
+
+/* ---- resize in place ---- */
+static void test_resize(void) {
+  zc_option_set(zc_option_background, 0);
+  unsigned char *p = lalloc(8 * MiB, 16, false);
+  void *h = hdr_of(p);
+  for (size_t i = 0; i < 8 * MiB; i += 4096) p[i] = (unsigned char)(i >> 12);
+  size_t u0 = zc_large_usable(p, h);
+  CHECK(zc_large_resize_in_place(p, h, u0), "resize to the same capacity");
+  CHECK(zc_large_resize_in_place(p, h, 7 * MiB), "small shrink");
+  CHECK(zc_large_usable(p, h) == u0, "a small shrink keeps the mapping");
+  uint64_t mapped = stats().mapped;
+  CHECK(zc_large_resize_in_place(p, h, 1 * MiB), "shrink to 1 MiB");
+  size_t u1 = zc_large_usable(p, h);
+  CHECK(u1 >= 1 * MiB && u1 < 2 * MiB, "usable after shrink: %zu", u1);
+  CHECK(stats().mapped + 6 * MiB <= mapped, "tail not unmapped");
+  CHECK(hdr_of(p + 5 * MiB) == NULL, "segment map still marks the released chunk");
+  for (size_t i = 0; i < 1 * MiB; i += 4096) CHECK(p[i] == (unsigned char)(i >> 12), "data lost at %zu", i);
+  /* the range just released is free: growing back into it must succeed in place */
+  CHECK(zc_large_resize_in_place(p, h, 6 * MiB), "grow back in place");
+  CHECK(zc_large_usable(p, h) >= 6 * MiB, "usable after grow: %zu", zc_large_usable(p, h));
+  CHECK(hdr_of(p + 6 * MiB - 1) == h, "segment map of the grown chunk");
+  memset(p + 1 * MiB, 9, 5 * MiB);
+  for (size_t i = 0; i < 1 * MiB; i += 4096) CHECK(p[i] == (unsigned char)(i >> 12), "data lost at %zu", i);
+  CHECK(!zc_large_resize_in_place(p + 64, h, 1 * MiB), "resize of an interior pointer");
+  CHECK(zc_large_move(p + 64, h, 64 * MiB) == NULL, "move of an interior pointer");
+  /* block the address space right after the mapping: growth in place must fail, a move must work */
+  size_t u = zc_large_usable(p, h);
+  void *blocker = mmap(p + u, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  CHECK(blocker == p + u, "could not place a blocker after the region (%p)", blocker);
+  CHECK(!zc_large_resize_in_place(p, h, u + 1), "grew in place over a blocker");
+  uint64_t mapped_before = stats().mapped;
+  unsigned char *q = zc_large_move(p, h, 20 * MiB);
+  CHECK(q != NULL, "move failed");
+  if (q != NULL) {
+    void *hq = hdr_of(q);
+    CHECK(hq != NULL && hq != h && zc_large_usable(q, hq) >= 20 * MiB, "moved block: header %p usable %zu", hq,
+          hq ? zc_large_usable(q, hq) : 0);
+    CHECK(hdr_of(q + 20 * MiB - 1) == hq, "segment map of the moved block's end");
+    CHECK(hdr_of(p) != h, "old location still marked as the old region");
+    for (size_t i = 0; i < 1 * MiB; i += 4096) CHECK(q[i] == (unsigned char)(i >> 12), "moved data lost at %zu", i);
+    CHECK(q[1 * MiB] == 9 && q[6 * MiB - 1] == 9, "moved data lost in the grown part");
+    CHECK(stats().mapped > mapped_before, "mapped bytes after move");
+    memset(q + 6 * MiB, 5, 14 * MiB);
+    p = q;
+  }
+  munmap(blocker, 4096);
+  /* moving is refused for blocks aligned beyond 4 MiB (the caller copies) */
+  void *a8 = lalloc(1 * MiB, 8 * MiB, false);
+  CHECK(zc_large_move(a8, hdr_of(a8), 64 * MiB) == NULL, "moved an 8 MiB-aligned block");
+  lfree(a8);
+  lfree(p);
+  check_quiet_pool("resize");
+}
+
+/* ---- fork ---- */
+static void test_fork(void) {
+  char *p = lalloc(1 * MiB, 16, false);
+  lfree(p);
+  /* A raw fork (no atfork handlers): the hooks under test are called by hand, whatever the core registers. */
+  zc_large_fork_prepare();
+  pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+  if (pid == 0) {
+    zc_large_fork_child();
+    char *q = lalloc(1 * MiB, 16, true);
+    int ok = q == p && all_zero((unsigned char *)q, 1 * MiB);
+    lfree(q);
+    lfree(lalloc(5 * MiB, 16, false));
+    _exit(ok ? 0 : 1);
+  }
+  zc_large_fork_parent();
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child could not use the pool (status %d)", status);
+  char *q = lalloc(1 * MiB, 16, false);
+  CHECK(q == p, "parent pool after fork");
+  lfree(q);
+}
+
+/* ---- threads: random sizes, seeded payloads, cross-thread frees ---- */
+#define NT 4
+#define SLOTS 64
+static void *volatile shared[SLOTS];
+static int iters = 1500;
+
+static uint64_t rnd(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+/* a block carries its size and a seed; payload words at every 4 KiB and at the end */
+static void fill(uint64_t *p, size_t n, uint64_t seed) {
+  p[0] = n;
+  p[1] = seed;
+  for (size_t i = 512; i < n / 8 - 1; i += 512) p[i] = seed ^ i;
+  p[n / 8 - 1] = ~seed;
+}
+
+static int verify(const uint64_t *p) {
+  size_t n = p[0];
+  uint64_t seed = p[1];
+  for (size_t i = 512; i < n / 8 - 1; i += 512)
+    if (p[i] != (seed ^ i)) return 0;
+  return p[n / 8 - 1] == ~seed;
+}
+
+static int bad_payloads;
+static void *worker(void *arg);
+static void *worker_main(void *arg) {
+  worker(arg);
+  zc_large_thread_exit();
+  return NULL;
+}
+
+static void *worker(void *arg) {
+  uint64_t s = (uintptr_t)arg * 0x9e3779b97f4a7c15u + 1;
+  for (int i = 0; i < iters; i++) {
+    size_t n = (64 * KiB + (rnd(&s) % (4 * MiB))) & ~(size_t)7;
+    size_t align = (rnd(&s) & 7) == 0 ? (size_t)1 << (4 + rnd(&s) % 20) : 16;
+    uint64_t *p = lalloc(n, align, (rnd(&s) & 3) == 0);
+    if (p == NULL || ((uintptr_t)p & (align - 1))) {
+      fprintf(stderr, "alloc(%zu, %zu) = %p errno %d\n", n, align, (void *)p, errno);
+      __atomic_fetch_add(&bad_payloads, 1, __ATOMIC_RELAXED);
+      continue;
+    }
+    fill(p, n, rnd(&s));
+    /* swap into a shared slot: the block freed here was usually allocated by another thread */
+    uint64_t *old = __atomic_exchange_n((uint64_t **)&shared[rnd(&s) % SLOTS], p, __ATOMIC_ACQ_REL);
+    if (old) {
+      if (!verify(old)) {
+        fprintf(stderr, "payload of %p (%zu bytes) corrupted\n", (void *)old, (size_t)old[0]);
+        __atomic_fetch_add(&bad_payloads, 1, __ATOMIC_RELAXED);
+      }
+      lfree(old);
+    }
+  }
+  return NULL;
+}
+
+static double run_threads(int nt) {
+  pthread_t t[NT];
+  uint64_t t0 = zc_os_clock_ns();
+  for (int i = 0; i < nt; i++) pthread_create(&t[i], NULL, worker_main, (void *)(uintptr_t)(i + 1));
+  for (int i = 0; i < nt; i++) pthread_join(t[i], NULL);
+  double secs = (double)(zc_os_clock_ns() - t0) / 1e9;
+  for (int i = 0; i < SLOTS; i++) {
+    uint64_t *p = shared[i];
+    if (p) {
+      if (!verify(p)) bad_payloads++;
+      lfree(p);
+      shared[i] = NULL;
+    }
+  }
+  return (double)nt * iters / secs;
+}
+
+/* Pool contention: alloc/free pairs that touch one word each (the allocator's own cost, not page faults). */
+static int churn_iters = 100000;
+static const size_t *churn_sizes;
+static void *churner(void *arg) {
+  const size_t *sz = churn_sizes;
+  uint64_t s = (uintptr_t)arg * 0x2545f4914f6cdd1du + 7, tag = (uintptr_t)arg << 40;
+  uint64_t *held[4] = {0};
+  for (int i = 0; i < churn_iters; i++) {
+    int k = (int)(rnd(&s) & 3);
+    if (held[k]) {
+      if (held[k][0] != tag + (uint64_t)k) __atomic_fetch_add(&bad_payloads, 1, __ATOMIC_RELAXED);
+      lfree(held[k]);
+      held[k] = NULL;
+    } else {
+      held[k] = lalloc(sz[k], 16, false);
+      if (held[k]) held[k][0] = tag + (uint64_t)k;
+      else __atomic_fetch_add(&bad_payloads, 1, __ATOMIC_RELAXED);
+    }
+  }
+  for (int k = 0; k < 4; k++)
+    if (held[k]) lfree(held[k]);
+  if (arg != NULL && (uintptr_t)arg % 2 == 0) zc_large_thread_exit(); /* half of them give their shard back */
+  return NULL;
+}
+
+#define NCHURN 24
+static void run_churn(int nt, const char *label, const size_t *sizes) {
+  pthread_t t[NCHURN];
+  churn_sizes = sizes;
+  zc_large_stats_t s0 = stats();
+  uint64_t t0 = zc_os_clock_ns();
+  for (int i = 0; i < nt; i++) pthread_create(&t[i], NULL, churner, (void *)(uintptr_t)(i + 1));
+  for (int i = 0; i < nt; i++) pthread_join(t[i], NULL);
+  double secs = (double)(zc_os_clock_ns() - t0) / 1e9;
+  zc_large_stats_t s1 = stats();
+  uint64_t ops = (uint64_t)nt * (uint64_t)churn_iters;
+  printf("churn %s: %d threads, %.2f M ops/s (%.0f ns/op), hits %lu misses %lu, lock contended %lu (%.2f%% of ops)\n",
+         label, nt, (double)ops / secs / 1e6, secs * 1e9 / (double)ops, (unsigned long)(s1.cache_hits - s0.cache_hits),
+         (unsigned long)(s1.cache_misses - s0.cache_misses), (unsigned long)(s1.lock_contended - s0.lock_contended),
+         100.0 * (double)(s1.lock_contended - s0.lock_contended) / (double)ops);
+}
+
+static void test_threads(int argc, char **argv) {
+  if (argc > 2) iters = atoi(argv[2]);
+  if (argc > 3) churn_iters = atoi(argv[3]);
+  zc_option_set(zc_option_purge_delay, 50); /* before any thread: options are not meant to change under load */
+  static const size_t front_sizes[4] = {96 * KiB, 200 * KiB, 300 * KiB, 400 * KiB};
+  run_churn(1, "front (<= 400 KiB)", front_sizes);
+  run_churn(2, "front (<= 400 KiB)", front_sizes);
+  static const size_t big_sizes[4] = {3 * MiB, 4 * MiB, 6 * MiB, 8 * MiB};
+  run_churn(1, "pool (3-8 MiB)", big_sizes);
+  run_churn(2, "pool (3-8 MiB)", big_sizes);
+  /* more threads than shards: some use the shared shard; the counts must still be exact */
+  churn_iters /= 10;
+  run_churn(NCHURN, "front, 24 threads", front_sizes);
+  churn_iters *= 10;
+  zc_large_stats_t cs = stats();
+  CHECK(cs.live_regions == 0 && cs.cache_hits + cs.cache_misses > 0, "after churn: %lu live regions",
+        (unsigned long)cs.live_regions);
+  CHECK(bad_payloads == 0, "%d blocks handed out twice or failed", bad_payloads);
+  double r1 = run_threads(1);
+  double rn = run_threads(NT);
+  CHECK(bad_payloads == 0, "%d corrupted or misaligned blocks", bad_payloads);
+  zc_large_stats_t s = stats();
+  CHECK(s.cache_hits > s.cache_misses, "cache mostly missed: %lu hits %lu misses", (unsigned long)s.cache_hits,
+        (unsigned long)s.cache_misses);
+  printf("threads: 1 thread %.0f alloc+free/s, %d threads %.0f alloc+free/s; hits %lu misses %lu\n", r1, NT, rn,
+         (unsigned long)s.cache_hits, (unsigned long)s.cache_misses);
+  check_quiet_pool("threads");
+}
+
+int main(int argc, char **argv) {
+  const char *c = argc > 1 ? argv[1] : "";
+  setvbuf(stdout, NULL, _IONBF, 0);
+  zc_option_set(zc_option_background, 1);
+  /* Cases that do not test the time policy keep regions dirty for long, so a slow machine cannot purge
+   * them in the middle of a reuse check; the policy cases set their own delay. */
+  zc_option_set(zc_option_purge_delay, 10000);
+  if (!strcmp(c, "sizes")) test_sizes();
+  else if (!strcmp(c, "reuse")) test_reuse();
+  else if (!strcmp(c, "zero")) test_zero();
+  else if (!strcmp(c, "purge_background")) test_purge(true);
+  else if (!strcmp(c, "purge_inline")) test_purge(false);
+  else if (!strcmp(c, "budget")) test_budget();
+  else if (!strcmp(c, "front_background")) test_front(true);
+  else if (!strcmp(c, "front_inline")) test_front(false);
+  else if (!strcmp(c, "bad_free")) test_bad_free();
+  else if (!strcmp(c, "fail")) test_fail();
+  else if (!strcmp(c, "file")) test_file();
+  else if (!strcmp(c, "resize")) test_resize();
+  else if (!strcmp(c, "fork")) test_fork();
+  else if (!strcmp(c, "threads")) test_threads(argc, argv);
+  else {
+    fprintf(stderr, "usage: test_large sizes|reuse|zero|purge_background|purge_inline|front_background|"
+                    "front_inline|budget|bad_free|fail|file|resize|fork|threads [iterations [churn iterations]]\n");
+    return 2;
+  }
+  if (failures) fprintf(stderr, "test_large %s: %d failures\n", c, failures);
+  else printf("test_large %s: ok\n", c);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,309 @@
+/* Multi-threaded stress of the lifetime allocators with seeded payloads, each verified before its free:
+ *   - counted pages: 2 producers (each its own zc_pages_t) send messages to 2 consumers that free them
+ *     (cross-thread frees), while producers also free some of their own; sizes 16 B..16 KiB plus a few
+ *     above a page; then stats must balance (frees == allocs, no errors, at most the current page busy);
+ *   - chunk ring: one producer, one consumer that frees out of order, ring often full;
+ *   - pool: whole pool trees handed from a producer thread to a consumer thread that checks and destroys
+ *     them, while each also resets its own pool.
+ * Argument: iterations per producer (default 200000). */
+#include "zcmem_pages.h"
+#include "zcmem_pool.h"
+#include "zcmem_ring.h"
+#include "check.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static long iters = 200000;
+static _Atomic long bad_payloads;
+
+/* ---- a bounded SPSC queue of pointers ---- */
+#define QCAP 256
+typedef struct {
+  _Atomic size_t head __attribute__((aligned(64)));
+  _Atomic size_t tail __attribute__((aligned(64)));
+  void *slot[QCAP];
+} spsc_t;
+
+static int q_push(spsc_t *q, void *p) {
+  size_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+  if (h - atomic_load_explicit(&q->tail, memory_order_acquire) == QCAP) return 0;
+  q->slot[h % QCAP] = p;
+  atomic_store_explicit(&q->head, h + 1, memory_order_release);
+  return 1;
+}
+static void *q_pop(spsc_t *q) {
+  size_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+  if (t == atomic_load_explicit(&q->head, memory_order_acquire)) return NULL;
+  void *p = q->slot[t % QCAP];
+  atomic_store_explicit(&q->tail, t + 1, memory_order_release);
+  return p;
+}
+static void q_push_wait(spsc_t *q, void *p) {
+  while (!q_push(q, p)) sched_yield();
+}
+
+/* ---- payloads: [seed:8][size:8][bytes derived from seed] ---- */
+static uint64_t rng(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+static size_t msg_size(uint64_t *s) {
+  uint64_t r = rng(s) % 1000;
+  if (r < 850) return 64 + rng(s) % 449;   /* 64..512 */
+  if (r < 995) return 16 + rng(s) % 16369; /* up to 16 KiB */
+  return 70000 + rng(s) % 60000;           /* above a 64 KiB page */
+}
+static void fill(unsigned char *p, size_t n, uint64_t seed) {
+  memcpy(p, &seed, 8);
+  memcpy(p + 8, &n, 8);
+  for (size_t i = 16; i < n; i++) p[i] = (unsigned char)((seed >> (i & 31)) + i);
+}
+static void verify(const unsigned char *p) {
+  uint64_t seed;
+  size_t n;
+  memcpy(&seed, p, 8);
+  memcpy(&n, p + 8, 8);
+  int ok = n >= 16 && n < 200000;
+  for (size_t i = 16; ok && i < n; i++) ok = p[i] == (unsigned char)((seed >> (i & 31)) + i);
+  if (!ok) atomic_fetch_add(&bad_payloads, 1);
+}
+
+/* ---- counted pages ---- */
+#define NP 2
+#define NC 2
+static spsc_t pq[NP][NC];
+static zc_pages_t *ppg[NP];
+static _Atomic int producers_left;
+
+static void *pages_producer(void *arg) {
+  int id = (int)(intptr_t)arg;
+  zc_pages_t *pg = ppg[id];
+  uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(id + 1);
+  void *mine[8];
+  int nmine = 0;
+  for (long i = 0; i < iters; i++) {
+    size_t n = msg_size(&s);
+    unsigned char *p = zc_pages_alloc(pg, n);
+    if (p == NULL) {
+      atomic_fetch_add(&bad_payloads, 1);
+      continue;
+    }
+    fill(p, n, rng(&s));
+    if (rng(&s) % 8 == 0) { /* keep some, free them ourselves a little later */
+      if (nmine == 8) {
+        verify(mine[0]);
+        zc_pages_free(mine[0]);
+        memmove(mine, mine + 1, 7 * sizeof *mine);
+        nmine--;
+      }
+      mine[nmine++] = p;
+      continue;
+    }
+    q_push_wait(&pq[id][i % NC], p);
+  }
+  for (int k = 0; k < nmine; k++) {
+    verify(mine[k]);
+    zc_pages_free(mine[k]);
+  }
+  atomic_fetch_sub(&producers_left, 1);
+  return NULL;
+}
+
+static void *pages_consumer(void *arg) {
+  int id = (int)(intptr_t)arg;
+  for (;;) {
+    int got = 0;
+    for (int p = 0; p < NP; p++) {
+      unsigned char *m = q_pop(&pq[p][id]);
+      if (m) {
+        verify(m);
+        zc_pages_free(m);
+        got = 1;
+      }
+    }
+    if (!got) {
+      if (atomic_load(&producers_left) == 0) {
+        int more = 0;
+        for (int p = 0; p < NP; p++) more |= atomic_load(&pq[p][id].head) != atomic_load(&pq[p][id].tail);
+        if (!more) break;
+      }
+      sched_yield();
+    }
+  }
+  return NULL;
+}
+
+static void stress_pages(void) {
+  pthread_t t[NP + NC];
+  atomic_store(&producers_left, NP);
+  for (int i = 0; i < NP; i++) ppg[i] = zc_pages_create(NULL);
+  for (int i = 0; i < NP; i++) pthread_create(&t[i], NULL, pages_producer, (void *)(intptr_t)i);
+  for (int i = 0; i < NC; i++) pthread_create(&t[NP + i], NULL, pages_consumer, (void *)(intptr_t)i);
+  for (int i = 0; i < NP + NC; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < NP; i++) {
+    zc_pages_stats_t s;
+    zc_pages_stats(ppg[i], &s);
+    CHECK_EQ(s.allocs, iters);
+    CHECK_EQ(s.frees, s.allocs);
+    CHECK_EQ(s.errors, 0);
+    CHECK(s.pages_busy <= 1);
+    CHECK_EQ(s.large_live, 0);
+    CHECK_EQ(s.wasted, 0);
+    printf("pages[%d]: allocs %lu, pages carved %lu, peak held %lu KiB, purged now %lu\n", i,
+           (unsigned long)s.allocs, (unsigned long)s.pages, (unsigned long)(s.peak_held >> 10),
+           (unsigned long)s.pages_purged);
+    zc_pages_destroy(ppg[i]);
+  }
+}
+
+/* ---- chunk ring ---- */
+static spsc_t rq;
+static zc_ring_t *ring;
+static _Atomic int ring_done;
+
+static void *ring_producer(void *arg) {
+  uint64_t s = 777;
+  for (long i = 0; i < iters; i++) {
+    size_t n = msg_size(&s);
+    if (n > 16384) n = 16384;
+    unsigned char *p;
+    while ((p = zc_ring_alloc(ring, n)) == NULL) {
+      if (errno != EAGAIN) {
+        atomic_fetch_add(&bad_payloads, 1);
+        break;
+      }
+      sched_yield();
+    }
+    if (p == NULL) continue;
+    fill(p, n, rng(&s));
+    q_push_wait(&rq, p);
+  }
+  atomic_store(&ring_done, 1);
+  return NULL;
+}
+
+static void *ring_consumer(void *arg) {
+  enum { W = 8 };
+  unsigned char *held[W];
+  int nheld = 0;
+  uint64_t s = 4242;
+  for (;;) {
+    unsigned char *m = q_pop(&rq);
+    if (m == NULL) {
+      if (atomic_load(&ring_done) && atomic_load(&rq.head) == atomic_load(&rq.tail)) break;
+      if (nheld == 0) sched_yield();
+    } else {
+      verify(m);
+      held[nheld++] = m;
+    }
+    /* free out of order: a random one of the held window */
+    if (nheld == W || (m == NULL && nheld > 0)) {
+      int k = (int)(rng(&s) % (uint64_t)nheld);
+      verify(held[k]);
+      zc_ring_free(ring, held[k]);
+      held[k] = held[--nheld];
+    }
+  }
+  while (nheld > 0) zc_ring_free(ring, held[--nheld]);
+  return NULL;
+}
+
+static void stress_ring(void) {
+  ring = zc_ring_create(128, 512); /* 64 KiB: full often with 16 KiB messages */
+  pthread_t a, b;
+  pthread_create(&a, NULL, ring_producer, NULL);
+  pthread_create(&b, NULL, ring_consumer, NULL);
+  pthread_join(a, NULL);
+  pthread_join(b, NULL);
+  zc_ring_stats_t s;
+  zc_ring_stats(ring, &s);
+  CHECK_EQ(s.allocs, iters);
+  CHECK_EQ(s.frees, iters);
+  CHECK_EQ(s.errors, 0);
+  CHECK_EQ(s.in_use, 0);
+  CHECK_EQ(s.occupied, 0);
+  CHECK_EQ(s.wasted, 0);
+  printf("ring: allocs %lu, full %lu, padding %lu KiB, peak %lu KiB\n", (unsigned long)s.allocs,
+         (unsigned long)s.full, (unsigned long)(s.padding_total >> 10), (unsigned long)(s.peak >> 10));
+  zc_ring_destroy(ring);
+}
+
+/* ---- pools handed between threads ---- */
+static spsc_t poolq;
+static char stop_mark; /* the end-of-stream marker */
+static _Atomic int pool_cleanups;
+static void count_cleanup(void *arg) { atomic_fetch_add(&pool_cleanups, 1); }
+
+static void *pool_producer(void *arg) {
+  uint64_t s = 99;
+  zc_pool_t *scratch = zc_pool_create(NULL, NULL);
+  long trees = iters / 100;
+  for (long i = 0; i < trees; i++) {
+    zc_pool_t *root = zc_pool_create(NULL, NULL);
+    zc_pool_t *child = zc_pool_create(root, NULL);
+    zc_pool_cleanup_add(child, count_cleanup, NULL);
+    zc_pool_cleanup_add(root, count_cleanup, NULL);
+    /* root's first object: a table of the messages, for the consumer */
+    unsigned char **tab = zc_pool_alloc(root, 33 * sizeof *tab);
+    for (int k = 0; k < 32; k++) {
+      size_t n = msg_size(&s);
+      tab[k] = zc_pool_alloc(k & 1 ? child : root, n);
+      fill(tab[k], n, rng(&s));
+    }
+    tab[32] = (unsigned char *)root;
+    for (int k = 0; k < 16; k++) {
+      size_t n = msg_size(&s);
+      unsigned char *x = zc_pool_alloc(scratch, n);
+      fill(x, n, rng(&s));
+      verify(x);
+    }
+    if (i % 8 == 7) zc_pool_reset(scratch);
+    q_push_wait(&poolq, tab);
+  }
+  q_push_wait(&poolq, (void *)&stop_mark);
+  zc_pool_destroy(scratch);
+  return NULL;
+}
+
+static void *pool_consumer(void *arg) {
+  for (;;) {
+    unsigned char **tab = q_pop(&poolq);
+    if (tab == NULL) {
+      sched_yield();
+      continue;
+    }
+    if ((void *)tab == (void *)&stop_mark) break;
+    for (int k = 0; k < 32; k++) verify(tab[k]);
+    zc_pool_destroy((zc_pool_t *)tab[32]);
+  }
+  return NULL;
+}
+
+static void stress_pool(void) {
+  pthread_t a, b;
+  pthread_create(&a, NULL, pool_producer, NULL);
+  pthread_create(&b, NULL, pool_consumer, NULL);
+  pthread_join(a, NULL);
+  pthread_join(b, NULL);
+  CHECK_EQ(atomic_load(&pool_cleanups), 2 * (iters / 100));
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1) iters = atol(argv[1]);
+  if (iters < 1000) iters = 1000;
+  unsigned long errors_before = zc_error_count();
+  stress_pages();
+  stress_ring();
+  stress_pool();
+  CHECK_EQ(atomic_load(&bad_payloads), 0);
+  CHECK_EQ(zc_error_count() - errors_before, 0);
+  TEST_DONE("test_lifetime_stress");
+}

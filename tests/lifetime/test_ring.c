@@ -1,0 +1,191 @@
+/* Unit tests of the chunk ring (include/zcmem_ring.h): contiguous messages, out-of-order frees and the tail
+ * walk, wrap with padding, full ring (EAGAIN), messages too large (EMSGSIZE), every wrong free (outside,
+ * misaligned, interior chunk, padding, free area, double free), a non-power-of-two chunk size, and a
+ * seeded single-thread run with random sizes and random free order that checks every payload. */
+#include "zcmem_ring.h"
+#include "check.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static zc_ring_stats_t stats(zc_ring_t *r) {
+  zc_ring_stats_t s;
+  zc_ring_stats(r, &s);
+  return s;
+}
+
+static void test_create(void) {
+  errno = 0;
+  CHECK(zc_ring_create(100, 8) == NULL && errno == EINVAL);
+  errno = 0;
+  CHECK(zc_ring_create(128, 1) == NULL && errno == EINVAL);
+  errno = 0;
+  CHECK(zc_ring_create(128, SIZE_MAX / 64) == NULL && errno == EINVAL);
+  zc_ring_t *r = zc_ring_create(0, 4);
+  CHECK(r != NULL);
+  zc_ring_stats_t s = stats(r);
+  CHECK_EQ(s.chunk_size, 128);
+  CHECK_EQ(s.chunks, 4);
+  CHECK_EQ(s.held, 512);
+  zc_ring_destroy(r);
+  zc_ring_destroy(NULL);
+}
+
+/* The scenario of the header, chunk by chunk, on a ring of 8 chunks of 128 bytes. */
+static void test_walkthrough(void) {
+  zc_ring_t *r = zc_ring_create(128, 8);
+  char *m0 = zc_ring_alloc(r, 100), *m1 = zc_ring_alloc(r, 128), *m2 = zc_ring_alloc(r, 129);
+  CHECK(m0 && m1 && m2);
+  CHECK(((uintptr_t)m0 & 127) == 0 && m1 == m0 + 128 && m2 == m0 + 256);
+  zc_ring_stats_t s = stats(r);
+  CHECK_EQ(s.in_use, 4 * 128);
+  CHECK_EQ(s.requested, 357);
+  CHECK_EQ(s.occupied, 4 * 128);
+  memset(m2, 2, 129);
+  /* out of order: m1 first; the tail cannot move */
+  zc_ring_free(r, m1);
+  s = stats(r);
+  CHECK_EQ(s.in_use, 3 * 128);
+  CHECK_EQ(s.occupied, 4 * 128);
+  /* m0 at the tail: the tail passes m0 and the already freed m1 */
+  zc_ring_free(r, m0);
+  s = stats(r);
+  CHECK_EQ(s.occupied, 2 * 128);
+  char *m3 = zc_ring_alloc(r, 300); /* chunks 4..6 */
+  CHECK(m3 == m0 + 4 * 128);
+  /* 2 chunks do not fit at chunk 7: padding of 1 chunk, message at chunk 0 */
+  char *m4 = zc_ring_alloc(r, 256);
+  CHECK(m4 == m0);
+  s = stats(r);
+  CHECK_EQ(s.wasted, 128);
+  CHECK_EQ(s.padding_total, 128);
+  CHECK_EQ(s.occupied, 8 * 128);
+  CHECK_EQ(s.peak, 8 * 128);
+  /* full: EAGAIN */
+  errno = 0;
+  CHECK(zc_ring_alloc(r, 1) == NULL && errno == EAGAIN);
+  CHECK_EQ(stats(r).full, 1);
+  /* padding is not a message */
+  CHECK_REPORTS(1, zc_ring_free(r, m0 + 7 * 128));
+  CHECK(m2[0] == 2 && m2[128] == 2);
+  zc_ring_free(r, m2); /* tail 2 -> 4 */
+  CHECK(zc_ring_alloc(r, 1) == m0 + 2 * 128);
+  zc_ring_free(r, m3); /* tail 4 -> 7, then over the padding to chunk 0 (m4, live) */
+  s = stats(r);
+  CHECK_EQ(s.wasted, 0);
+  CHECK_EQ(s.occupied, 3 * 128);
+  zc_ring_destroy(r);
+}
+
+static void test_limits_and_misuse(void) {
+  zc_ring_t *r = zc_ring_create(128, 8);
+  errno = 0;
+  CHECK(zc_ring_alloc(r, 4 * 128 + 1) == NULL && errno == EMSGSIZE);
+  char *big = zc_ring_alloc(r, 4 * 128); /* the largest message: half the ring */
+  CHECK(big != NULL);
+  char *a = zc_ring_alloc(r, 10);
+  char *foreign = malloc(256);
+  CHECK_REPORTS(1, zc_ring_free(r, foreign));
+  CHECK_REPORTS(1, zc_ring_free(r, big + 1));          /* not on a chunk boundary */
+  CHECK_REPORTS(1, zc_ring_free(r, big + 128));        /* interior chunk of a live message */
+  CHECK_REPORTS(1, zc_ring_free(r, big + 6 * 128));    /* free area: nothing allocated there */
+  CHECK_REPORTS(1, zc_ring_free(r, big + 8 * 128));    /* one past the end */
+  zc_ring_free(r, a);
+  CHECK_REPORTS(1, zc_ring_free(r, a));                /* double free (not yet passed by the tail) */
+  zc_ring_free(r, big);
+  CHECK_REPORTS(1, zc_ring_free(r, big));              /* double free (passed: free area) */
+  zc_ring_free(r, NULL);
+  errno = 0;
+  CHECK(zc_ring_alloc(NULL, 8) == NULL && errno == EINVAL);
+  CHECK_REPORTS(1, zc_ring_free(NULL, a));
+  zc_ring_stats_t s = stats(r);
+  CHECK_EQ(s.errors, 7);
+  CHECK_EQ(s.in_use, 0);
+  CHECK_EQ(s.occupied, 0);
+  CHECK_EQ(s.allocs, 2);
+  CHECK_EQ(s.frees, 2);
+  /* the ring still works after the reports: a message of half the ring fits from any head position */
+  for (int i = 0; i < 20; i++) {
+    char *x = zc_ring_alloc(r, 1 + (size_t)i * 37 % 512);
+    CHECK(x != NULL);
+    zc_ring_free(r, x);
+  }
+  CHECK_EQ(stats(r).occupied, 0);
+  free(foreign);
+  zc_ring_destroy(r);
+}
+
+/* Chunks of 384 bytes (not a power of two), random sizes, a window of live messages freed in random
+ * order, a seeded payload checked before each free. */
+static uint64_t rng(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+static void fill(unsigned char *p, size_t n, uint64_t seed) {
+  for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(seed + i * 131);
+}
+static int verify(const unsigned char *p, size_t n, uint64_t seed) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != (unsigned char)(seed + i * 131)) return 0;
+  return 1;
+}
+
+static void test_random(void) {
+  enum { W = 16 };
+  zc_ring_t *r = zc_ring_create(384, 50);
+  struct { unsigned char *p; size_t n; uint64_t seed; } live[W];
+  int nlive = 0, bad = 0;
+  uint64_t s = 12345;
+  for (int it = 0; it < 100000; it++) {
+    size_t n = rng(&s) % 4000;
+    unsigned char *p = nlive < W ? zc_ring_alloc(r, n) : NULL;
+    if (p) {
+      CHECK(((uintptr_t)p & 127) == 0);
+      uint64_t seed = rng(&s);
+      fill(p, n, seed);
+      live[nlive].p = p;
+      live[nlive].n = n;
+      live[nlive].seed = seed;
+      nlive++;
+      continue;
+    }
+    if (nlive < W) CHECK(errno == EAGAIN);
+    /* free one: mostly the oldest, sometimes a random one */
+    CHECK(nlive > 0); /* an empty ring always has room for 4000 bytes */
+    if (nlive == 0) continue;
+    int k = rng(&s) % 4 == 0 ? (int)(rng(&s) % (uint64_t)nlive) : 0;
+    if (!verify(live[k].p, live[k].n, live[k].seed)) bad++;
+    zc_ring_free(r, live[k].p);
+    memmove(&live[k], &live[k + 1], (size_t)(nlive - 1 - k) * sizeof live[0]);
+    nlive--;
+  }
+  CHECK_EQ(bad, 0);
+  while (nlive > 0) {
+    if (!verify(live[nlive - 1].p, live[nlive - 1].n, live[nlive - 1].seed)) bad++;
+    zc_ring_free(r, live[--nlive].p);
+  }
+  zc_ring_stats_t st = stats(r);
+  CHECK_EQ(bad, 0);
+  CHECK_EQ(st.errors, 0);
+  CHECK_EQ(st.in_use, 0);
+  CHECK_EQ(st.requested, 0);
+  CHECK_EQ(st.occupied, 0);
+  CHECK_EQ(st.allocs, st.frees);
+  CHECK(st.padding_total > 0);
+  CHECK(st.full > 0);
+  CHECK(st.peak <= 50 * 384);
+  zc_ring_destroy(r);
+}
+
+int main(void) {
+  test_create();
+  test_walkthrough();
+  test_limits_and_misuse();
+  test_random();
+  TEST_DONE("test_ring");
+}
