@@ -70,7 +70,7 @@ size_t zb_size_loguniform(zb_rng *r, size_t lo, size_t hi);
  * The shape alloc-test (ITHare) uses for "most allocations are small". */
 size_t zb_size_pareto(zb_rng *r, size_t lo, size_t hi);
 /* Message sizes of the producer/consumer benchmarks: 90% in 32..256 B, 9% in 256 B..4 KiB, 1% in
- * 4..64 KiB, each band log-uniform. Mean about 500 B. */
+ * 4..64 KiB, each band log-uniform. Mean about 450 B. */
 size_t zb_size_message(zb_rng *r);
 
 /* ---- payload checks: a block carries its size and a seed, the reader verifies them ---- */
