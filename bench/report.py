@@ -86,7 +86,7 @@ COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#ed
 
 def svg_panel(title, groups, cols, y0, width, height, cap):
     """A grouped-bar panel: groups = [(label, {col: ratio})]; bars are capped at `cap` (value printed)."""
-    left, right, top, bottom = 50, 10, 40, 50
+    left, right, top, bottom = 50, 10, 50, 50
     pw, ph = width - left - right, height - top - bottom
     o = [f'<text x="{left}" y="{y0 + 18}" font-size="14" font-weight="bold">{svg_escape(title)}</text>']
     ymax = cap
