@@ -1,0 +1,93 @@
+"""The benchmark registry read by bench/run: one Bench(...) entry per benchmark, and the allocators.
+
+Adding a benchmark is one entry in BENCHMARKS (and, for a new program, one zcbench_add() line in
+bench/CMakeLists.txt). The fields:
+
+  name       the row name in the tables and the --only key
+  binary     the program: a bare name is in <build>/bench/ (where zcbench_add() puts every program), a
+             path with a slash is relative to the build directory (e.g. "examples/foo")
+  quick      arguments in quick mode (the program also gets -q)
+  full       arguments in full mode
+  metric     the primary metric: the `metric=` of the zcbench line the tables rank by
+  extra      further metrics of the same program shown as their own rows (optional)
+  mode       "each": the same binary under every allocator (LD_PRELOAD), columns are allocators;
+             "once": the program compares its own variants, columns are variants (see `variants`)
+  variants   for mode "once": {column name: [extra arguments]}; each variant runs as its own process
+             (so peak RSS is per variant) interleaved like allocators. If empty, the program runs once
+             per repetition and its zcbench lines carry `variant=<name>`, which become the columns.
+  preload    for mode "once": the allocator to run the program under (None = glibc, "zcmem" = the
+             library built in this tree); ignored for mode "each"
+  about      one line for --list and the Markdown report
+
+Everything else (medians, ratios, peak RSS, the plot) the runner derives. Programs follow the protocol
+in bench/common.h: `-q`, key=value parameters, `zcbench bench=... metric=... value=... unit=...
+better=...` lines on stdout.
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+
+@dataclass
+class Bench:
+    name: str
+    binary: str
+    quick: List[str]
+    full: List[str]
+    metric: str
+    about: str
+    extra: List[str] = field(default_factory=list)
+    mode: str = "each"
+    variants: Dict[str, List[str]] = field(default_factory=dict)
+    preload: Optional[str] = None
+
+
+BENCHMARKS = [
+    # Program defaults are the full sizes and -q the quick ones (a few seconds / a few tenths of a
+    # second on 2 cores); arguments here only choose a variant of a program.
+    Bench("prodcons", "prodcons", [], [], "msgs",
+          "1 producer -> 1 consumer, messages 32 B-64 KiB written, checked, freed remotely"),
+    Bench("prodcons-2x2", "prodcons", ["producers=2", "consumers=2"], ["producers=2", "consumers=2"], "msgs",
+          "2 producers -> 2 consumers (4 threads on the cores we have)"),
+    Bench("larson", "larson", [], [], "ops",
+          "server threads replace random blocks, hand their blocks to fresh threads"),
+    Bench("xmalloc", "xmalloc", [], [], "ops",
+          "2 threads only allocate, 2 threads only free"),
+    Bench("cache-thrash", "cache", ["mode=thrash"], ["mode=thrash"], "time",
+          "active false sharing: each thread allocates and writes small objects"),
+    Bench("cache-scratch", "cache", ["mode=scratch"], ["mode=scratch"], "time",
+          "passive false sharing: objects allocated by main, freed by the workers"),
+    Bench("mstress", "mstress", [], [], "time",
+          "power-of-two sizes, realloc, blocks migrate and outlive their threads"),
+    Bench("rptest", "rptest", [], [], "ops",
+          "sizes 8 B-16 KiB log-uniform, 10% of frees cross-thread"),
+    Bench("alloc-test1", "alloctest", ["threads=1"], ["threads=1"], "ops",
+          "Pareto sizes under 1 KiB, one thread"),
+    Bench("alloc-testN", "alloctest", ["threads=2"], ["threads=2"], "ops",
+          "Pareto sizes under 1 KiB, all (2) threads"),
+    Bench("churn", "churn", [], [], "ops",
+          "one thread, 8 B-1 MiB, sliding-window lifetimes, realloc growth"),
+    Bench("large", "large", [], [], "ops",
+          "2 threads allocate, write and free 64 KiB-32 MiB buffers"),
+    Bench("rss", "rss", [], [], "rss_free_1s",
+          "1 GiB (quick: 256 MiB) of small/medium blocks, free 90% then all; resident MiB",
+          extra=["rss_full", "rss_90", "rss_90_1s", "rss_free"]),
+]
+
+# The fast path: instructions per malloc/free pair under callgrind (bench/fastpath.c).
+FASTPATH = {
+    "binary": "fastpath",
+    "sizes": {"quick": [32, 256], "full": [32, 256]},
+    "pairs": {"quick": 200000, "full": 1000000},
+}
+
+# name, shared object (glob patterns tried in order; None = the system malloc), Debian package.
+# "zcmem" is special: the library built by the runner in <build>/src/.
+ALLOCATORS = [
+    ("glibc", None, "libc6"),
+    ("jemalloc", ["/usr/lib/*/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2"], "libjemalloc2"),
+    ("mimalloc", ["/usr/lib/*/libmimalloc.so.2", "/usr/lib/libmimalloc.so.2"], "libmimalloc2.0"),
+    ("tcmalloc", ["/usr/lib/*/libtcmalloc_minimal.so.4", "/usr/lib/libtcmalloc_minimal.so.4"],
+     "libtcmalloc-minimal4"),
+    ("zcmem", "BUILD", None),
+]
