@@ -72,6 +72,21 @@ BENCHMARKS = [
     Bench("rss", "rss", [], [], "rss_free_1s",
           "1 GiB (quick: 256 MiB) of small/medium blocks, free 90% then all; resident MiB",
           extra=["rss_full", "rss_90", "rss_90_1s", "rss_free"]),
+    # The lifetime allocators (issue 4): the message workload (allocate, fill, hand to another thread,
+    # free) through each allocator in its own process; "malloc" is the process's malloc, i.e. glibc here.
+    # The entry after it runs the same malloc variant under every allocator (zcmem, mimalloc, ...).
+    Bench("lifetime", "lifetime_msg", [], [], "msgs_per_s",
+          "messages by lifetime: pool, counted pages, chunk ring, against glibc malloc",
+          mode="once", variants={"pool": ["alloc=pool"], "pages": ["alloc=pages"], "ring": ["alloc=ring"],
+                                 "glibc malloc": ["alloc=malloc"]}),
+    Bench("lifetime-malloc", "lifetime_msg", ["alloc=malloc"], ["alloc=malloc"], "msgs_per_s",
+          "the lifetime message workload on plain malloc, under every allocator"),
+    # The zero-copy channel (issue 5) against a UNIX socket copy in the same run; one process prints both.
+    Bench("channel", "channel_bench", [], [], "msgs_per_s_64",
+          "zero-copy channel against a UNIX socket copy, 64 B / 1 KiB / 16 KiB",
+          mode="once", extra=["msgs_per_s_1024", "msgs_per_s_16384", "gb_per_s_16384", "lat_polled_p50_64",
+                              "lat_polled_p99_64", "lat_polled_p50_16384", "lat_blocking_p50_16384",
+                              "lat_blocking_p99_16384", "payload_copies_64", "payload_copies_16384"]),
 ]
 
 # The fast path: instructions per malloc/free pair under callgrind (bench/fastpath.c).
