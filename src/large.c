@@ -121,6 +121,7 @@ static struct {
 #define NSHARD 16u
 #define NFRONT (NSHARD + 1u) /* front[NSHARD] is the shared shard */
 #define FRONT_SLOTS 4u
+#define REUSE_SPAN 8u /* a request of class c may take a cached region up to class c+8: four times its size */
 #define FRONT_CLS_MASK ((uintptr_t)0xff)
 
 typedef struct front_s {
@@ -292,9 +293,29 @@ static void cache_unlink(region_t *r) {
 static void chain(region_t **head, region_t *r) { r->link[L_CLASS].next = *head, *head = r; }
 
 /* The budget split: the front holds at most budget/8 (a shard at most front_max); the pool holds the rest,
- * of which at most budget/4 dirty. */
+ * of which at most dirty_budget() dirty. */
 static size_t front_max(size_t budget) { return budget / 8 / NFRONT; }
 static size_t pool_budget(size_t budget) { return budget - budget / 8; }
+
+static uint64_t live_bytes_now(void);
+static uint64_t live_peak; /* the most live bytes since the last time-based sweep */
+
+static void note_live_peak(void) {
+  uint64_t live = live_bytes_now(), peak = __atomic_load_n(&live_peak, __ATOMIC_RELAXED);
+  while (live > peak && !__atomic_compare_exchange_n(&live_peak, &peak, live, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
+/* Resident cache beside live blocks: up to the peak of live bytes since the last sweep (so a program that
+ * keeps 100 MiB of buffers in flight, or frees and takes one 64 MiB buffer again and again, reuses them
+ * without page faults), at least 8 MiB, at most a quarter of the budget. A program whose large blocks are
+ * few keeps little dirty memory: RSS stays near the live size. */
+static size_t dirty_budget(size_t budget) {
+  size_t cap = (size_t)__atomic_load_n(&live_peak, __ATOMIC_RELAXED);
+  cap += cap / 4; /* mappings round up to their class, usable bytes do not */
+  if (cap < ((size_t)8 << 20)) cap = (size_t)8 << 20;
+  return cap < budget / 4 ? cap : budget / 4;
+}
 
 /* Over the pool's budget: unmap oldest clean, then oldest dirty. Over the dirty budget: purge oldest dirty. */
 static void collect_over_budget(victims_t *v, size_t budget) {
@@ -305,7 +326,8 @@ static void collect_over_budget(victims_t *v, size_t budget) {
     cache_unlink(r);
     chain(&v->unmap, r);
   }
-  while (pool.bytes[DIRTY] > budget / 4 && (r = pool.age[DIRTY].head) != NULL) {
+  size_t dirty_cap = dirty_budget(budget);
+  while (pool.bytes[DIRTY] > dirty_cap && (r = pool.age[DIRTY].head) != NULL) {
     cache_unlink(r);
     chain(&v->purge, r);
   }
@@ -314,6 +336,7 @@ static void collect_over_budget(victims_t *v, size_t budget) {
 /* Dirty regions past the delay (all if force) are purged; clean ones past their TTL are unmapped. */
 static void collect_due(victims_t *v, uint64_t now, bool force) {
   uint64_t d = delay_ns(), ttl = clean_ttl_ns(d);
+  __atomic_store_n(&live_peak, live_bytes_now(), __ATOMIC_RELAXED); /* the window starts again */
   region_t *r;
   while ((r = pool.age[DIRTY].head) != NULL && (force || now - r->stamp >= d)) {
     cache_unlink(r);
@@ -368,20 +391,25 @@ static region_t *front_put(front_t *f, region_t *r, size_t budget) {
   return r;
 }
 
-/* Take a region of class c, else c+1, from f. */
+/* Take from f the smallest region of class c .. c+REUSE_SPAN (at most twice the size): a dirty region a
+ * little too big costs no more memory than the one it would otherwise sit beside while we map another. */
 static region_t *front_take(front_t *f, unsigned c) {
-  for (unsigned want = c; want <= c + 1; want++) {
+  for (;;) {
+    unsigned best = FRONT_SLOTS, best_cls = ~0u;
     for (unsigned i = 0; i < FRONT_SLOTS; i++) {
       uintptr_t w = __atomic_load_n(&f->slot[i], __ATOMIC_RELAXED);
-      if (w != 0 && (w & FRONT_CLS_MASK) == want &&
-          __atomic_compare_exchange_n(&f->slot[i], &w, 0, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-        region_t *r = (region_t *)(w & ~FRONT_CLS_MASK);
-        __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
-        return r;
-      }
+      unsigned wc = (unsigned)(w & FRONT_CLS_MASK);
+      if (w != 0 && wc >= c && wc <= c + REUSE_SPAN && wc < best_cls) best = i, best_cls = wc;
+    }
+    if (best == FRONT_SLOTS) return NULL;
+    uintptr_t w = __atomic_load_n(&f->slot[best], __ATOMIC_RELAXED);
+    if ((unsigned)(w & FRONT_CLS_MASK) != best_cls || w == 0) continue; /* taken meanwhile: look again */
+    if (__atomic_compare_exchange_n(&f->slot[best], &w, 0, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+      region_t *r = (region_t *)(w & ~FRONT_CLS_MASK);
+      __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
+      return r;
     }
   }
-  return NULL;
 }
 
 /* pool.lock held: take out for purging the regions seen for a purge delay (all of them if force). */
@@ -569,22 +597,21 @@ static void front_tick(void) {
 
 /* ---- public entry points ---- */
 
-/* Take a cached region able to hold class c: class c or c+1, dirty before clean. *from says which. */
+/* Take a cached region able to hold class c: the smallest dirty one of class c .. c+REUSE_SPAN (resident
+ * already: reusing it costs no page faults and no memory), else a clean one of class c or c+1. *from says
+ * which. */
 static region_t *cache_take(unsigned c, int *from, victims_t *v, uint64_t now, bool inline_policy) {
   size_t cached = __atomic_load_n(&pool.count[DIRTY], __ATOMIC_RELAXED) + __atomic_load_n(&pool.count[CLEAN], __ATOMIC_RELAXED);
   if (cached == 0 && (!inline_policy || now < __atomic_load_n(&next_sweep, __ATOMIC_RELAXED))) return NULL;
-  static const unsigned char order[4][2] = {{DIRTY, 0}, {DIRTY, 1}, {CLEAN, 0}, {CLEAN, 1}};
   region_t *r = NULL;
   pool_lock();
-  for (int i = 0; i < 4 && r == NULL; i++) {
-    unsigned cc = c + order[i][1];
-    if (cc >= NCLASS) continue;
-    r = pool.cls[order[i][0]][cc].head;
-    if (r != NULL) {
-      *from = order[i][0];
-      cache_unlink(r);
-    }
+  for (unsigned cc = c; cc <= c + REUSE_SPAN && cc < NCLASS && r == NULL; cc++) {
+    if ((r = pool.cls[DIRTY][cc].head) != NULL) *from = DIRTY;
   }
+  for (unsigned cc = c; cc <= c + 1 && cc < NCLASS && r == NULL; cc++) {
+    if ((r = pool.cls[CLEAN][cc].head) != NULL) *from = CLEAN;
+  }
+  if (r != NULL) cache_unlink(r);
   if (inline_policy) policy_locked(v, now);
   pool_unlock();
   return r;
@@ -636,6 +663,7 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
   }
   FSTAT_ADD(f, allocs, 1);
   FSTAT_ADD(f, live_bytes, (int64_t)(r->map_size - r->offset));
+  note_live_peak();
   __atomic_store_n(&r->state, ST_LIVE, __ATOMIC_RELEASE);
   return block;
 }
@@ -790,6 +818,13 @@ size_t zc_large_purge(bool force) {
   front_sweep(&v, now, force);
   pool_unlock();
   return process_victims(&v);
+}
+
+/* Usable bytes of live regions, summed over the shards (a snapshot; clamped at 0 while others run). */
+static uint64_t live_bytes_now(void) {
+  int64_t live = 0;
+  for (unsigned i = 0; i < NFRONT; i++) live += (int64_t)__atomic_load_n(&front[i].live_bytes, __ATOMIC_RELAXED);
+  return live > 0 ? (uint64_t)live : 0;
 }
 
 void zc_large_stats(zc_large_stats_t *out) {
