@@ -58,31 +58,6 @@ bool zc_page_extend(zc_page_t *pg) {
   return true;
 }
 
-static void queue_remove(zc_page_queue_t *q, zc_page_t *pg) {
-  if (pg->prev) pg->prev->next = pg->next;
-  else q->first = pg->next;
-  if (pg->next) pg->next->prev = pg->prev;
-  else q->last = pg->prev;
-  pg->next = pg->prev = NULL;
-  q->count--;
-}
-static void queue_push_front(zc_page_queue_t *q, zc_page_t *pg) {
-  pg->prev = NULL;
-  pg->next = q->first;
-  if (q->first) q->first->prev = pg;
-  else q->last = pg;
-  q->first = pg;
-  q->count++;
-}
-static void queue_push_back(zc_page_queue_t *q, zc_page_t *pg) {
-  pg->next = NULL;
-  pg->prev = q->last;
-  if (q->last) q->last->next = pg;
-  else q->first = pg;
-  q->last = pg;
-  q->count++;
-}
-
 /* A page of class cls with a free block, now first in its queue; NULL if out of memory. */
 static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   zc_page_queue_t *q = &h->queues[cls];
@@ -101,8 +76,8 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
       break;
     }
     if (q->count == 1) break;
-    queue_remove(q, pg); /* full: let the next page have a turn, this one comes round again */
-    queue_push_back(q, pg);
+    zc_queue_remove(q, pg); /* full: let the next page have a turn, this one comes round again */
+    zc_queue_push_back(q, pg);
   }
   if (found == NULL) {
     found = zc_segment_page_alloc(h, cls);
@@ -110,7 +85,7 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
       zc_heap_queue_changed(h, cls);
       return NULL;
     }
-    queue_push_front(q, found);
+    zc_queue_push_front(q, found);
     zc_page_extend(found);
   }
   zc_heap_queue_changed(h, cls);

@@ -103,13 +103,7 @@ static zc_noinline void free_remote(zc_page_t *pg, void *p) {
 }
 
 void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
-  zc_page_queue_t *q = &h->queues[pg->class_idx];
-  if (pg->prev) pg->prev->next = pg->next;
-  else q->first = pg->next;
-  if (pg->next) pg->next->prev = pg->prev;
-  else q->last = pg->prev;
-  pg->next = pg->prev = NULL;
-  q->count--;
+  zc_queue_remove(&h->queues[pg->class_idx], pg);
   zc_heap_queue_changed(h, pg->class_idx);
   zc_segment_page_free(h, pg);
 }

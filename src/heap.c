@@ -102,11 +102,7 @@ void zc_heap_collect(zc_heap_t *h, bool force) {
         h->current[c] = NULL;
       }
       if (pg->used == 0) {
-        if (pg->prev) pg->prev->next = pg->next;
-        else q->first = pg->next;
-        if (pg->next) pg->next->prev = pg->prev;
-        else q->last = pg->prev;
-        q->count--;
+        zc_queue_remove(q, pg);
         zc_segment_page_free(h, pg);
       }
       pg = next;

@@ -78,6 +78,32 @@ void zc_free_generic(void *p);
 /* Queue of class cls: refresh the heap's direct table after its first page changed. */
 void zc_heap_queue_changed(zc_heap_t *h, unsigned cls);
 
+/* ---- page queues (the owner's, no lock) ---- */
+zc_inline void zc_queue_remove(zc_page_queue_t *q, zc_page_t *pg) {
+  if (pg->prev) pg->prev->next = pg->next;
+  else q->first = pg->next;
+  if (pg->next) pg->next->prev = pg->prev;
+  else q->last = pg->prev;
+  pg->next = pg->prev = NULL;
+  q->count--;
+}
+zc_inline void zc_queue_push_front(zc_page_queue_t *q, zc_page_t *pg) {
+  pg->prev = NULL;
+  pg->next = q->first;
+  if (q->first) q->first->prev = pg;
+  else q->last = pg;
+  q->first = pg;
+  q->count++;
+}
+zc_inline void zc_queue_push_back(zc_page_queue_t *q, zc_page_t *pg) {
+  pg->next = NULL;
+  pg->prev = q->last;
+  if (q->last) q->last->next = pg;
+  else q->first = pg;
+  q->last = pg;
+  q->count++;
+}
+
 /* ---- the hot paths ---- */
 
 /* malloc of n <= ZC_DIRECT_MAX: one load for the page, one pop. */

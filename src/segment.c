@@ -27,7 +27,6 @@ static zc_segment_t *abandoned[ZC_SEG_KINDS];
 static size_t abandoned_count;
 static _Atomic uint64_t segments_live;
 static _Atomic uint64_t purged_bytes;
-static uint64_t cookie_secret;
 
 uint64_t zc_segments_live(void) { return atomic_load_explicit(&segments_live, memory_order_relaxed); }
 uint64_t zc_segments_reserved_bytes(void) { return zc_segments_live() * ZC_SEGMENT_SIZE; }
@@ -105,25 +104,16 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
   zc_segment_t *s = zc_os_alloc_aligned(ZC_SEGMENT_SIZE, ZC_SEGMENT_SIZE);
   if (s == NULL) return NULL;
   if (zc_opt(zc_option_huge_pages)) zc_os_huge_pages(s, ZC_SEGMENT_SIZE);
-  uint64_t secret = __atomic_load_n(&cookie_secret, __ATOMIC_RELAXED);
-  if (secret == 0) {
-    uint64_t r, expect = 0;
-    zc_os_entropy(&r, sizeof r);
-    __atomic_compare_exchange_n(&cookie_secret, &expect, r | 1, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-    secret = __atomic_load_n(&cookie_secret, __ATOMIC_RELAXED);
-  }
   s->page_shift = kind == ZC_SEG_SMALL ? ZC_SMALL_PAGE_SHIFT : ZC_MEDIUM_PAGE_SHIFT;
   s->page_count = (uint32_t)(ZC_SEGMENT_SIZE >> s->page_shift);
   s->kind = (uint32_t)kind;
   s->used_pages = 0;
   s->free_mask = s->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << s->page_count) - 1);
-  s->cookie = secret ^ (uint64_t)(uintptr_t)s;
   for (uint32_t i = 0; i < s->page_count; i++) s->pages[i].index = (uint8_t)i;
   atomic_store_explicit(&s->heap, h, memory_order_relaxed);
   zc_segmap_set(s, ZC_SEGMENT_SIZE, ZC_MAP_SMALL);
   atomic_fetch_add_explicit(&segments_live, 1, memory_order_relaxed);
   seg_push_front(&h->segments[kind], s);
-  h->stat_pages_fresh++;
   return s;
 }
 
@@ -184,9 +174,11 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   s->free_mask &= ~((uint64_t)1 << i);
   s->used_pages++;
   if (h->spare[kind] == s) h->spare[kind] = NULL;
-  if (pg->dirty) {
+  if (pg->dirty) { /* resident still: no page faults */
     dirty_unlink(h, s, pg);
     h->stat_pages_reused++;
+  } else {
+    h->stat_pages_fresh++;
   }
   if (s->free_mask == 0 && s->next != NULL) { /* full: behind the segments that still have room */
     seg_unlink(&h->segments[kind], s);
@@ -383,12 +375,7 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
       continue;
     }
     zc_page_queue_t *q = &h->queues[pg->class_idx];
-    pg->next = NULL;
-    pg->prev = q->last;
-    if (q->last) q->last->next = pg;
-    else q->first = pg;
-    q->last = pg;
-    q->count++;
+    zc_queue_push_back(q, pg);
     if (q->first == pg) zc_heap_queue_changed(h, pg->class_idx);
   }
   h->hold_segments = false;

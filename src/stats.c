@@ -119,7 +119,7 @@ ZC_API void zc_stats_print(int fd) {
   outf(&o, "  remote frees %lu in %lu hand-overs   large regions live %lu, cached %s   errors %lu\n",
        (unsigned long)g.s.remote_frees, (unsigned long)g.s.remote_batches, (unsigned long)g.s.large_live,
        human(a, g.s.large_cached), (unsigned long)g.s.errors);
-  outf(&o, "  pages: %lu fresh, %lu reused from the dirty cache\n", (unsigned long)g.pages_fresh,
+  outf(&o, "  pages taken: %lu fresh or purged, %lu still resident (dirty cache)\n", (unsigned long)g.pages_fresh,
        (unsigned long)g.pages_reused);
   outf(&o, "  %8s %8s %12s %12s %10s %8s\n", "class", "pages", "blocks used", "in use", "refills", "fill%");
   for (unsigned k = 1; k < ZC_CLASS_COUNT; k++) {

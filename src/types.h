@@ -104,7 +104,6 @@ typedef struct zc_segment_s {
   uint32_t used_pages;              /* pages in state IN_USE */
   uint32_t kind;
   uint64_t free_mask;               /* bit i: page i is free */
-  uint64_t cookie;                  /* segment secret: checked when a pointer leads here */
   struct zc_segment_s *next, *prev; /* in the heap's segment list, or the abandoned list */
   zc_page_t pages[ZC_SEGMENT_PAGES_MAX];
 } zc_segment_t;
