@@ -9,6 +9,7 @@ set -u
 declare -A need=(
   [cmake]=cmake [gcc]=gcc [make]=make [python3]=python3 [sqlite3]=sqlite3 [git]=git
   [gawk]=gawk [perl]=perl [valgrind]=valgrind [sort]=coreutils [sha256sum]=coreutils
+  [pkg-config]=pkgconf
 )
 # libraries without a command: the sanitizer runtimes of gcc
 libs=(libubsan1 libtsan2)

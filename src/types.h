@@ -55,8 +55,16 @@
                                                  128 B and the segment fields), 16 KiB-aligned */
 #define ZC_NATURAL_ALIGN_MAX ((size_t)4096)   /* larger alignments go to the large-region layer */
 #define ZC_DIRECT_SLOTS (ZC_DIRECT_MAX / 8 + 1)
+#ifndef ZC_REMOTE_BATCH
 #define ZC_REMOTE_BATCH 64u                   /* blocks a freer gathers before one hand-over */
-#define ZC_REMOTE_SLOTS 8u                    /* pages a freer gathers for at once (direct-mapped) */
+#endif
+/* Pages a freer gathers blocks for at once (a direct-mapped table). Measured on bench/prodcons (median of
+ * 5 interleaved runs, messages of ~12 size classes): 1 slot 5.87 M msg/s, 4 slots 4.83 M, 8 slots 4.56 M,
+ * 32 slots 4.12 M. More slots batch better (2.1 -> 9.5 blocks per hand-over) but keep blocks away from the
+ * producer longer, and it then reuses colder memory: the prompt return wins. */
+#ifndef ZC_REMOTE_SLOTS
+#define ZC_REMOTE_SLOTS 1u
+#endif
 #define ZC_TF_SHIFT 48u                       /* thread_free: count above, pointer below */
 #define ZC_TF_PTR(v) ((zc_block_t *)((v) & (((uintptr_t)1 << ZC_TF_SHIFT) - 1)))
 #define ZC_TF_COUNT(v) ((uint32_t)((v) >> ZC_TF_SHIFT))
