@@ -14,32 +14,43 @@
 #define ZC_QUEUE_SCAN 4u
 #define ZC_EXTEND_BYTES ((size_t)4096)
 
-bool zc_page_collect(zc_page_t *pg) {
-  if (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) != 0) {
-    uintptr_t v = atomic_exchange_explicit(&pg->thread_free, 0, memory_order_acquire);
-    zc_block_t *tf = ZC_TF_PTR(v);
-    pg->used -= ZC_TF_COUNT(v);
-    if (pg->free == NULL) {
-      pg->free = tf; /* the usual case (malloc's slow path): no walk over the returned blocks */
-    } else {
-      zc_block_t *tail = tf;
-      while (tail->next != NULL) tail = tail->next;
-      tail->next = pg->free;
-      pg->free = tf;
-    }
+/* Put chain (count blocks, tail unknown) in front of pg's free list. */
+static void prepend(zc_page_t *pg, zc_block_t *chain) {
+  if (pg->free != NULL) {
+    zc_block_t *t = chain;
+    while (t->next != NULL) t = t->next;
+    t->next = pg->free;
   }
+  pg->free = chain;
+}
+
+/* Take the page's remote frees (one exchange; the count rides in the word, so no walk is needed to keep
+ * used exact). */
+static void take_thread_free(zc_page_t *pg) {
+  if (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) == 0) return;
+  uintptr_t v = atomic_exchange_explicit(&pg->thread_free, 0, memory_order_acquire);
+  pg->used -= ZC_TF_COUNT(v);
+  prepend(pg, ZC_TF_PTR(v));
+}
+
+/* malloc's slow path, called with pg->free empty: the owner's own frees first (warm in its cache), the
+ * other threads' only when there are none, so the usual case touches no list but the one it takes. */
+bool zc_page_collect(zc_page_t *pg) {
   if (pg->local_free != NULL) {
-    if (pg->free == NULL) {
-      pg->free = pg->local_free;
-    } else {
-      zc_block_t *t = pg->local_free;
-      while (t->next != NULL) t = t->next;
-      t->next = pg->free;
-      pg->free = pg->local_free;
-    }
+    prepend(pg, pg->local_free);
     pg->local_free = NULL;
+  } else {
+    take_thread_free(pg);
   }
   return pg->free != NULL;
+}
+
+void zc_page_collect_all(zc_page_t *pg) {
+  take_thread_free(pg);
+  if (pg->local_free != NULL) {
+    prepend(pg, pg->local_free);
+    pg->local_free = NULL;
+  }
 }
 
 bool zc_page_extend(zc_page_t *pg) {

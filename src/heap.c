@@ -96,7 +96,7 @@ void zc_heap_collect(zc_heap_t *h, bool force) {
     zc_page_t *pg = q->first;
     while (pg != NULL) {
       zc_page_t *next = pg->next;
-      zc_page_collect(pg);
+      zc_page_collect_all(pg);
       if (force && pg == h->current[c] && pg->used == 1) { /* only the extra count: let it go */
         pg->used = 0;
         h->current[c] = NULL;

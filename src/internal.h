@@ -64,8 +64,10 @@ void zc_segments_fork_parent(void);
 void zc_segments_fork_child(void);
 
 /* ---- page free lists (alloc.c / free.c) ---- */
-/* Move thread_free and local_free into free; returns true if free is non-empty afterwards. */
+/* malloc's refill (free is empty): local_free, or else thread_free, becomes free; true if it is non-empty. */
 bool zc_page_collect(zc_page_t *pg);
+/* Everything returned (thread_free and local_free) into free, so used is exact: collect, exit, adoption. */
+void zc_page_collect_all(zc_page_t *pg);
 /* Carve more never-used blocks into free; false if the page is fully carved. */
 bool zc_page_extend(zc_page_t *pg);
 /* Called by the owner when its local free made used reach 0. */

@@ -256,7 +256,7 @@ void zc_segments_abandon(zc_heap_t *h, bool keep_dirty) {
       for (uint32_t i = 0; i < s->page_count; i++) {
         zc_page_t *pg = &s->pages[i];
         if (pg->state != ZC_PAGE_IN_USE) continue;
-        zc_page_collect(pg);
+        zc_page_collect_all(pg);
         if (pg->used == 0) zc_segment_page_free(h, pg);
       }
       s = next;
@@ -314,7 +314,7 @@ bool zc_segments_purge_abandoned(bool force) {
         zc_page_t *pg = &s->pages[i];
         if (pg->state == ZC_PAGE_IN_USE) {
           /* Blocks other threads freed since the owner exited: a page they emptied becomes free here. */
-          zc_page_collect(pg);
+          zc_page_collect_all(pg);
           if (pg->used != 0) continue;
           pg->state = ZC_PAGE_FREE;
           pg->free = pg->local_free = NULL;
@@ -369,7 +369,7 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
       }
       continue;
     }
-    zc_page_collect(pg);
+    zc_page_collect_all(pg);
     if (pg->used == 0) {
       zc_segment_page_free(h, pg);
       continue;
