@@ -92,6 +92,8 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   }
   if (found == NULL) {
     found = zc_segment_page_alloc(h, cls);
+    if (found == NULL && zc_large_release_cache() != 0) /* out of address space: the large cache gives */
+      found = zc_segment_page_alloc(h, cls);
     if (found == NULL) {
       zc_heap_queue_changed(h, cls);
       return NULL;

@@ -391,15 +391,17 @@ static region_t *front_put(front_t *f, region_t *r, size_t budget) {
   return r;
 }
 
-/* Take from f the smallest region of class c .. c+REUSE_SPAN (at most twice the size): a dirty region a
- * little too big costs no more memory than the one it would otherwise sit beside while we map another. */
+/* Take from f the newest region of class c (reuse stays LIFO, cache-warm), else the smallest of class
+ * c+1 .. c+REUSE_SPAN: a dirty region a little too big is trimmed to size by the caller, which costs an
+ * unmap instead of a fresh mapping's page faults. */
 static region_t *front_take(front_t *f, unsigned c) {
   for (;;) {
     unsigned best = FRONT_SLOTS, best_cls = ~0u;
-    for (unsigned i = 0; i < FRONT_SLOTS; i++) {
+    for (unsigned i = FRONT_SLOTS; i-- > 0;) { /* front_put fills the lowest empty slot: newest last */
       uintptr_t w = __atomic_load_n(&f->slot[i], __ATOMIC_RELAXED);
       unsigned wc = (unsigned)(w & FRONT_CLS_MASK);
       if (w != 0 && wc >= c && wc <= c + REUSE_SPAN && wc < best_cls) best = i, best_cls = wc;
+      if (best_cls == c) break;
     }
     if (best == FRONT_SLOTS) return NULL;
     uintptr_t w = __atomic_load_n(&f->slot[best], __ATOMIC_RELAXED);
@@ -665,6 +667,9 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
   FSTAT_ADD(f, live_bytes, (int64_t)(r->map_size - r->offset));
   note_live_peak();
   __atomic_store_n(&r->state, ST_LIVE, __ATOMIC_RELEASE);
+  /* A cached region of a bigger class: give its tail back (unmapped when a quarter of it or more), so the
+   * block's usable size keeps the class bound and the tail's memory returns. */
+  if (!fresh && r->cls > c) zc_large_resize_in_place(block, r, size);
   return block;
 }
 
@@ -808,6 +813,15 @@ void *zc_large_move(void *p, void *hdr, size_t new_size) {
   STAT_ADD(mapped, want - old_map);
   FSTAT_ADD(my_front(), live_bytes, (int64_t)(want - old_map));
   return (char *)q + offset;
+}
+
+size_t zc_large_release_cache(void) {
+  victims_t v = {NULL, NULL};
+  pool_lock();
+  collect_over_budget(&v, 0);
+  front_sweep(&v, 0, true);
+  pool_unlock();
+  return process_victims(&v);
 }
 
 size_t zc_large_purge(bool force) {

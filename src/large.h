@@ -44,6 +44,10 @@ void *zc_large_move(void *p, void *hdr, size_t new_size);
  * purge delay; also unmaps clean regions unused for long. Returns the number of resident bytes released. */
 size_t zc_large_purge(bool force);
 
+/* Unmap every cached region (dirty and clean): the address space is needed elsewhere (a mapping failed).
+ * Returns the bytes released. */
+size_t zc_large_release_cache(void);
+
 typedef struct zc_large_stats_s {
   uint64_t live_regions, live_bytes;     /* regions handed out and their usable bytes */
   uint64_t cached_dirty, cached_clean;   /* bytes cached for reuse */
