@@ -392,8 +392,9 @@ static region_t *front_put(front_t *f, region_t *r, size_t budget) {
 }
 
 /* Take from f the newest region of class c (reuse stays LIFO, cache-warm), else the smallest of class
- * c+1 .. c+REUSE_SPAN: a dirty region a little too big is trimmed to size by the caller, which costs an
- * unmap instead of a fresh mapping's page faults. */
+ * c+1 .. c+REUSE_SPAN (up to four times the size). A dirty region that is too big is used whole: trimming
+ * its tail (an unmap per reuse) measured slower on bench/churn and bench/large than keeping it, and its
+ * memory is resident either way. */
 static region_t *front_take(front_t *f, unsigned c) {
   for (;;) {
     unsigned best = FRONT_SLOTS, best_cls = ~0u;
@@ -667,9 +668,6 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
   FSTAT_ADD(f, live_bytes, (int64_t)(r->map_size - r->offset));
   note_live_peak();
   __atomic_store_n(&r->state, ST_LIVE, __ATOMIC_RELEASE);
-  /* A cached region of a bigger class: give its tail back (unmapped when a quarter of it or more), so the
-   * block's usable size keeps the class bound and the tail's memory returns. */
-  if (!fresh && r->cls > c) zc_large_resize_in_place(block, r, size);
   return block;
 }
 
