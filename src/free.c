@@ -4,13 +4,14 @@
  * segment and a shift the page, the segment's owner is this thread's heap: push on the page's local_free
  * list. One unlikely branch covers "page becomes empty" and "page had nothing to free" (a double free).
  *
- * Remote free (another thread frees; the producer/consumer case): the freer keeps pending chains of
- * blocks, one per page in a small direct-mapped table, and hands a whole chain over with one
- * compare-and-swap on the page's thread_free stack when another page takes its slot, when it reaches
- * ZC_REMOTE_BATCH blocks, or at the freer's next malloc slow path. A consumer frees
- * messages in about the order a producer made them, so consecutive frees hit the same page and the atomic
- * operation is paid once per batch (BatchIt's observation), not once per block. A thread that only frees
- * holds at most ZC_REMOTE_SLOTS chains of ZC_REMOTE_BATCH blocks: it never grows.
+ * Remote free (another thread frees; the producer/consumer case): the freer keeps a pending chain of
+ * blocks of one page (ZC_REMOTE_SLOTS chains in a direct-mapped table; one, measured best, see types.h) and
+ * hands the whole chain over with one compare-and-swap on the page's thread_free stack when another page
+ * takes its slot, when it reaches ZC_REMOTE_BATCH blocks, or at the freer's next malloc slow path. A
+ * consumer frees messages in about the order a producer made them, so consecutive frees of one message type
+ * hit the same page and the atomic operation is paid once per batch (BatchIt's observation), not once per
+ * block. A thread that only frees holds at most ZC_REMOTE_SLOTS chains of ZC_REMOTE_BATCH blocks: it never
+ * grows.
  *
  * What is detected (always): a pointer that is not in zcmem's memory (segment map), a pointer into a page
  * that holds no live block, a pointer that is not a block start (one multiply on the fast path), a free
