@@ -155,21 +155,20 @@ ZC_API void *zc_calloc(size_t count, size_t size) {
 
 /* Allocation with alignment align (a power of two). Up to ZC_NATURAL_ALIGN_MAX a size class whose block
  * size is a multiple of align gives it for free (pages start 4 KiB-aligned); beyond, a large region. */
-static void *alloc_aligned(size_t align, size_t n, bool zero) {
-  if (align <= 8) return zero ? zc_calloc(1, n) : zc_malloc(n); /* every class is 8-aligned */
+static void *alloc_aligned(size_t align, size_t n) {
+  if (align <= 8) return zc_malloc(n); /* every class is 8-aligned */
   if (align <= ZC_NATURAL_ALIGN_MAX && n <= ZC_SMALL_MAX) {
     size_t s = n < align ? align : (n + align - 1) & ~(align - 1);
     if (s <= ZC_SMALL_MAX && zc_class_size[zc_size_class(s)] % align != 0) {
-      size_t p2 = (size_t)1 << (64 - __builtin_clzll((unsigned long long)(s - 1)));
-      s = p2;
+      s = (size_t)1 << (64 - __builtin_clzll((unsigned long long)(s - 1))); /* a power of two is a class */
     }
-    if (s <= ZC_SMALL_MAX) return zero ? zc_calloc(1, s) : zc_malloc(s);
+    if (s <= ZC_SMALL_MAX) return zc_malloc(s);
   }
   if (zc_heap_get() == &zc_heap_empty && zc_heap_init_thread() == NULL) {
     errno = ENOMEM;
     return NULL;
   }
-  return zc_large_alloc(n == 0 ? 1 : n, align, zero);
+  return zc_large_alloc(n == 0 ? 1 : n, align, false);
 }
 
 static bool is_pow2(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
@@ -179,13 +178,13 @@ ZC_API void *zc_aligned_alloc(size_t align, size_t n) {
     errno = EINVAL;
     return NULL;
   }
-  return alloc_aligned(align, n, false);
+  return alloc_aligned(align, n);
 }
 
 ZC_API int zc_posix_memalign(void **out, size_t align, size_t n) {
   if (!is_pow2(align) || align % sizeof(void *) != 0) return EINVAL;
   int saved = errno;
-  void *p = alloc_aligned(align, n, false);
+  void *p = alloc_aligned(align, n);
   if (p == NULL) {
     errno = saved;
     return ENOMEM;
@@ -200,10 +199,10 @@ ZC_API void *zc_memalign(size_t align, size_t n) {
     return NULL;
   }
   if (!is_pow2(align)) align = align == 0 ? 1 : (size_t)1 << (64 - __builtin_clzll((unsigned long long)align));
-  return alloc_aligned(align, n, false);
+  return alloc_aligned(align, n);
 }
 
-ZC_API void *zc_valloc(size_t n) { return alloc_aligned(zc_os_page_size(), n, false); }
+ZC_API void *zc_valloc(size_t n) { return alloc_aligned(zc_os_page_size(), n); }
 
 ZC_API void *zc_pvalloc(size_t n) {
   size_t page = zc_os_page_size();
@@ -212,7 +211,7 @@ ZC_API void *zc_pvalloc(size_t n) {
     errno = ENOMEM;
     return NULL;
   }
-  return alloc_aligned(page, r == 0 ? page : r, false);
+  return alloc_aligned(page, r == 0 ? page : r);
 }
 
 ZC_API char *zc_strdup(const char *s) {
