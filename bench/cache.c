@@ -55,13 +55,7 @@ int main(int argc, char **argv) {
     initial[i] = zb_xmalloc(objsize);
     memset(initial[i], 0, objsize);
   }
-  pthread_t th[256];
-  pthread_barrier_init(&start, NULL, nthreads + 1);
-  for (unsigned i = 0; i < nthreads; i++) pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i);
-  pthread_barrier_wait(&start);
-  double t0 = zb_now();
-  for (unsigned i = 0; i < nthreads; i++) pthread_join(th[i], NULL);
-  double dt = zb_now() - t0;
+  double dt = zb_run_threads(nthreads, worker, &start);
   if (!scratch)
     for (unsigned i = 0; i < nthreads; i++) free(initial[i]);
   free(initial);

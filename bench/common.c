@@ -122,6 +122,18 @@ double zb_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double zb_run_threads(unsigned n, void *(*fn)(void *), pthread_barrier_t *start) {
+  pthread_t th[256];
+  if (n < 1 || n > 256) zb_die("threads must be 1..256");
+  pthread_barrier_init(start, NULL, n + 1);
+  for (unsigned i = 0; i < n; i++)
+    if (pthread_create(&th[i], NULL, fn, (void *)(uintptr_t)i) != 0) zb_die("pthread_create failed");
+  pthread_barrier_wait(start);
+  double t0 = zb_now();
+  for (unsigned i = 0; i < n; i++) pthread_join(th[i], NULL);
+  return zb_now() - t0;
+}
+
 size_t zb_rss_bytes(void) {
   /* statm: size resident shared text lib data dt, in pages. Read with plain syscalls-backed stdio is
    * fine here: the benchmark, not the allocator, owns this call. */

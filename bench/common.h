@@ -10,6 +10,7 @@
 #ifndef ZCBENCH_COMMON_H
 #define ZCBENCH_COMMON_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -37,6 +38,9 @@ void *zb_xmalloc(size_t size);
 
 /* ---- time and memory ---- */
 double zb_now(void);            /* monotonic seconds */
+/* Start n threads running fn((void *)i) that each wait on *start (initialised here for n + 1) before their
+ * work; returns the seconds from releasing them to the last join. */
+double zb_run_threads(unsigned n, void *(*fn)(void *), pthread_barrier_t *start);
 size_t zb_rss_bytes(void);      /* resident set size from /proc/self/statm */
 void zb_sleep(double seconds);
 

@@ -64,13 +64,7 @@ int main(int argc, char **argv) {
   zb_params_done();
   if (nthreads < 1 || nthreads > 256 || keep < 1) zb_die("bad threads/keep");
 
-  pthread_t th[256];
-  pthread_barrier_init(&start, NULL, nthreads + 1);
-  for (unsigned i = 0; i < nthreads; i++) pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i);
-  pthread_barrier_wait(&start);
-  double t0 = zb_now();
-  for (unsigned i = 0; i < nthreads; i++) pthread_join(th[i], NULL);
-  double dt = zb_now() - t0;
+  double dt = zb_run_threads(nthreads, worker, &start);
   zb_report("ops", (double)(steps * nthreads) / dt, "ops/s", true);
   zb_report("gbytes", (double)atomic_load(&written) / dt / 1073741824.0, "GiB/s", true);
   zb_report("time", dt, "s", false);
