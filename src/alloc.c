@@ -14,43 +14,113 @@
 #define ZC_QUEUE_SCAN 4u
 #define ZC_EXTEND_BYTES ((size_t)4096)
 
-/* Put chain (count blocks, tail unknown) in front of pg's free list. */
-static void prepend(zc_page_t *pg, zc_block_t *chain) {
+void zc_page_break(zc_page_t *pg, const void *p, const char *what, bool report) {
+  if (report) zc_bad_free(p, what);
+  pg->state = ZC_PAGE_BROKEN;
+  pg->free = pg->local_free = NULL;
+  __atomic_store_n(&pg->span, 0, __ATOMIC_RELAXED); /* every later free and pop of it fails its checks */
+}
+
+/* Put chain (blocks of pg, at most max of them, tail unknown) in front of pg's free list. Only when free
+ * is not empty must the chain be walked to its tail: that walk is bounded and checks every block. */
+static bool prepend(zc_page_t *pg, zc_block_t *chain, uint32_t max) {
   if (pg->free != NULL) {
     zc_block_t *t = chain;
-    while (t->next != NULL) t = t->next;
-    t->next = pg->free;
+    uint32_t span = pg->span;
+    for (uint32_t n = 1;; n++) {
+      if (!zc_block_ok(pg, t, span) || t->tag != pg->tag || n > max) {
+        zc_page_break(pg, t, "corrupted free list (a write after free or a double free) in the page of", true);
+        return false;
+      }
+      zc_block_t *next = zc_link_decode(pg, t->link);
+      if (next == NULL) break;
+      t = next;
+    }
+    t->link = zc_link_encode(pg, pg->free);
   }
   pg->free = chain;
+  return true;
 }
 
 /* Take the page's remote frees (one exchange; the count rides in the word, so no walk is needed to keep
- * used exact). */
-static void take_thread_free(zc_page_t *pg) {
-  if (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) == 0) return;
+ * used exact). More blocks back than handed out means some block was freed twice: the chain cannot be
+ * trusted, the page is broken. */
+static bool take_thread_free(zc_page_t *pg) {
+  if (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) == 0) return true;
   uintptr_t v = atomic_exchange_explicit(&pg->thread_free, 0, memory_order_acquire);
-  pg->used -= ZC_TF_COUNT(v);
-  prepend(pg, ZC_TF_PTR(v));
+  uint32_t n = ZC_TF_COUNT(v);
+  if (zc_unlikely(n + pg->held > pg->used)) {
+    zc_page_break(pg, ZC_TF_PTR(v), "double free (other threads freed more blocks than are in use) in the page of",
+                  true);
+    return false;
+  }
+  pg->used -= n;
+  return prepend(pg, ZC_TF_PTR(v), n);
 }
 
 /* malloc's slow path, called with pg->free empty: the owner's own frees first (warm in its cache), the
  * other threads' only when there are none, so the usual case touches no list but the one it takes. */
 bool zc_page_collect(zc_page_t *pg) {
   if (pg->local_free != NULL) {
-    prepend(pg, pg->local_free);
+    pg->free = pg->local_free; /* free is empty: no walk */
     pg->local_free = NULL;
-  } else {
-    take_thread_free(pg);
+  } else if (!take_thread_free(pg)) {
+    return false;
   }
   return pg->free != NULL;
 }
 
 void zc_page_collect_all(zc_page_t *pg) {
-  take_thread_free(pg);
+  if (!take_thread_free(pg)) return;
   if (pg->local_free != NULL) {
-    prepend(pg, pg->local_free);
+    if (!prepend(pg, pg->local_free, pg->capacity)) return;
     pg->local_free = NULL;
   }
+}
+
+/* One list into the bitmap: false if a block is out of range, off the grid, or seen before. */
+static bool rebuild_list(zc_page_t *pg, zc_block_t *b, uint64_t *seen, zc_block_t **head, uint32_t *nfree,
+                         const void **bad) {
+  uint32_t span = pg->span;
+  while (b != NULL) {
+    if (!zc_block_ok(pg, b, span) || b->tag != pg->tag) {
+      *bad = b;
+      return false;
+    }
+    uint32_t i = (uint32_t)(((unsigned __int128)((uintptr_t)b - (uintptr_t)pg->start) * pg->grid) >> 64);
+    if (seen[i >> 6] & ((uint64_t)1 << (i & 63))) {
+      *bad = b;
+      return false;
+    }
+    seen[i >> 6] |= (uint64_t)1 << (i & 63);
+    zc_block_t *next = zc_link_decode(pg, b->link);
+    b->link = zc_link_encode(pg, *head);
+    *head = b;
+    (*nfree)++;
+    b = next;
+  }
+  return true;
+}
+
+bool zc_page_rebuild(zc_page_t *pg, bool report) {
+  uint64_t seen[ZC_PAGE_BLOCKS_MAX / 64];
+  memset(seen, 0, ((size_t)pg->capacity + 63) / 64 * sizeof(uint64_t));
+  uintptr_t v = atomic_exchange_explicit(&pg->thread_free, 0, memory_order_acquire);
+  zc_block_t *head = NULL;
+  uint32_t nfree = 0;
+  const void *bad = NULL;
+  bool ok = rebuild_list(pg, pg->free, seen, &head, &nfree, &bad) &&
+            rebuild_list(pg, pg->local_free, seen, &head, &nfree, &bad) &&
+            rebuild_list(pg, ZC_TF_PTR(v), seen, &head, &nfree, &bad);
+  if (!ok) {
+    zc_page_break(pg, bad, "double free or write after free (a block twice, or a bad link, on the lists of the page of)",
+                  report);
+    return false;
+  }
+  pg->free = head;
+  pg->local_free = NULL;
+  pg->used = (uint32_t)pg->capacity - nfree + pg->held;
+  return true;
 }
 
 bool zc_page_extend(zc_page_t *pg) {
@@ -62,11 +132,23 @@ bool zc_page_extend(zc_page_t *pg) {
   if (n > room) n = room;
   uint8_t *first = pg->start + (size_t)pg->capacity * bsize;
   uint8_t *b = first;
-  for (uint32_t i = 1; i < n; i++, b += bsize) ((zc_block_t *)b)->next = (zc_block_t *)(b + bsize);
-  ((zc_block_t *)b)->next = pg->free;
+  uintptr_t tag = pg->tag; /* carved blocks are free blocks: a free of one never handed out is caught */
+  for (uint32_t i = 1; i < n; i++, b += bsize) {
+    ((zc_block_t *)b)->link = zc_link_encode(pg, b + bsize);
+    ((zc_block_t *)b)->tag = tag;
+  }
+  ((zc_block_t *)b)->link = zc_link_encode(pg, pg->free);
+  ((zc_block_t *)b)->tag = tag;
   pg->free = (zc_block_t *)first;
   pg->capacity = (uint16_t)(pg->capacity + n);
+  __atomic_store_n(&pg->span, (uint32_t)(pg->capacity * bsize), __ATOMIC_RELAXED);
   return true;
+}
+
+void zc_heap_page_broken(zc_heap_t *h, zc_page_t *pg) {
+  if (pg->next == NULL && pg->prev == NULL && h->queues[pg->class_idx].first != pg) return; /* in no queue */
+  zc_queue_remove(&h->queues[pg->class_idx], pg);
+  zc_heap_queue_changed(h, pg->class_idx);
 }
 
 /* A page of class cls with a free block, now first in its queue; NULL if out of memory. */
@@ -82,9 +164,13 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   zc_page_t *found = NULL;
   for (unsigned i = 0; i < ZC_QUEUE_SCAN && q->first != NULL; i++) {
     zc_page_t *pg = q->first;
-    if (pg->free != NULL || zc_page_collect(pg) || zc_page_extend(pg)) {
+    if (pg->free != NULL || zc_page_collect(pg) || (pg->state == ZC_PAGE_IN_USE && zc_page_extend(pg))) {
       found = pg;
       break;
+    }
+    if (pg->state == ZC_PAGE_BROKEN) { /* its lists were corrupted: it leaves the queue for good */
+      zc_heap_page_broken(h, pg);
+      continue;
     }
     if (q->count == 1) break;
     zc_queue_remove(q, pg); /* full: let the next page have a turn, this one comes round again */
@@ -116,15 +202,24 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
   if (n > ZC_SMALL_MAX) return zc_large_alloc(n, 16, zero);
   unsigned cls = zc_size_class(n);
   zc_page_t *pg = h->queues[cls].first;
-  if (pg == NULL || pg->free == NULL) {
-    pg = page_for_class(h, cls);
-    if (pg == NULL) {
-      errno = ENOMEM;
-      return NULL;
+  zc_block_t *b;
+  for (;;) {
+    if (pg == NULL || pg->free == NULL) {
+      pg = page_for_class(h, cls);
+      if (pg == NULL) {
+        errno = ENOMEM;
+        return NULL;
+      }
     }
+    b = pg->free;
+    if (zc_likely(zc_pop_ok(pg, b))) break;
+    /* A link that leads outside the page's blocks or off their grid: written after free, never followed. */
+    zc_page_break(pg, b, "corrupted free list (a write after free?): a link leads to", true);
+    zc_heap_page_broken(h, pg);
+    pg = NULL;
   }
-  zc_block_t *b = pg->free;
-  pg->free = b->next;
+  pg->free = zc_link_decode(pg, b->link);
+  b->tag = 0;
   pg->used++;
   if (zero) memset(b, 0, n);
   return b;

@@ -13,36 +13,40 @@
  * block. A thread that only frees holds at most ZC_REMOTE_SLOTS chains of ZC_REMOTE_BATCH blocks: it never
  * grows.
  *
- * What is detected (always): a pointer that is not in zcmem's memory (segment map), a pointer into a page
- * that holds no live block, a pointer that is not a block start (one multiply on the fast path), a free
- * into a page whose count is already zero; large blocks: double and interior frees (the region header's
- * state). With ZC_DEBUG, also: a block that is already on one of its page's free lists (a list walk).
+ * What is checked (release builds; docs/design.md has the table with the costs):
+ *   every free     the segment map says the pointer is zcmem's (foreign pointers are never followed)
+ *   owner's fast   p is a carved block start of its page (range and grid, one multiply), the page has more
+ *                  than one block in use, p does not carry the page's free tag (types.h: a double free)
+ *   owner's slow   all of that again on every path, the page is in use, p is not at the head of a list
+ *   other threads  the same range, grid, page state and tag checks before the block is put on a chain; the
+ *                  owner checks that a hand-over never brings back more blocks than are in use
+ *   malloc         every block popped is checked (range, grid) before it is handed out or its link followed
+ * With ZC_DEBUG, also: a block already on one of its page's lists (a bounded walk of all three).
+ * A bad free is reported by zc_bad_free (one line, then abort unless ZCMEM_ABORT_ON_ERROR=0) and ignored.
  */
 #include "internal.h"
 #include "large.h"
 
 #include <errno.h>
 
-static void report_invalid(const void *p, const char *what) { zc_error("%s %p", what, p); }
+void zc_bad_free(const void *p, const char *what) { zc_error("%s %p", what, p); }
 
 #if ZC_DEBUG
-/* Debug build: walk the page's lists to catch a double free, check the block grid. O(blocks in page). */
+/* Debug build: walk the page's lists (bounded, decoded) to catch any double free. O(blocks in page). */
+static bool on_list(zc_page_t *pg, zc_block_t *b, const void *p) {
+  for (uint32_t n = 0; b != NULL && n <= pg->capacity; n++, b = zc_link_decode(pg, b->link)) {
+    if (b == p) return true;
+    if (!zc_block_ok(pg, b, pg->span)) return false; /* corrupted: pops will report it */
+  }
+  return false;
+}
 static bool debug_block_ok(zc_page_t *pg, const void *p) {
-  uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
-  if ((uintptr_t)p < (uintptr_t)pg->start || off % pg->block_size != 0 || off / pg->block_size >= pg->capacity) {
-    report_invalid(p, "free of a pointer that is not a block start:");
+  if (on_list(pg, pg->free, p) || on_list(pg, pg->local_free, p) ||
+      on_list(pg, ZC_TF_PTR(atomic_load(&pg->thread_free)), p)) {
+    zc_bad_free(p, "double free of");
     return false;
   }
-  for (zc_block_t *b = pg->free; b != NULL; b = b->next)
-    if (b == p) goto twice;
-  for (zc_block_t *b = pg->local_free; b != NULL; b = b->next)
-    if (b == p) goto twice;
-  for (zc_block_t *b = ZC_TF_PTR(atomic_load(&pg->thread_free)); b != NULL; b = b->next)
-    if (b == p) goto twice;
   return true;
-twice:
-  report_invalid(p, "double free of");
-  return false;
 }
 #define ZC_DEBUG_CHECK(pg, p) \
   do { if (!debug_block_ok(pg, p)) return; } while (0)
@@ -54,7 +58,7 @@ twice:
 static void push_chain(zc_page_t *pg, zc_block_t *head, zc_block_t *tail, uint32_t count) {
   uintptr_t old = atomic_load_explicit(&pg->thread_free, memory_order_relaxed), nv;
   do {
-    tail->next = ZC_TF_PTR(old);
+    tail->link = zc_link_encode(pg, ZC_TF_PTR(old));
     nv = (uintptr_t)head | ((uintptr_t)(ZC_TF_COUNT(old) + count) << ZC_TF_SHIFT);
   } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &old, nv, memory_order_release,
                                                    memory_order_relaxed));
@@ -76,28 +80,36 @@ void zc_remote_flush(zc_heap_t *h) {
     if (h->pending[i].count != 0) flush_slot(h, &h->pending[i]);
 }
 
+/* A free of another thread's block (p passed the page checks). */
 static zc_noinline void free_remote(zc_page_t *pg, void *p) {
+  zc_block_t *blk = p;
+  if (zc_unlikely(blk->tag == pg->tag)) { /* on a list of its page, or in some freer's pending chain */
+    zc_bad_free(p, "double free (from another thread) of");
+    return;
+  }
+  blk->tag = pg->tag;
   zc_heap_t *h = zc_heap_get();
   if (zc_unlikely(h == &zc_heap_empty)) {
-    h = zc_heap_init_thread(); /* a thread that only frees still needs a place for its pending chains */
-    if (h == NULL) {          /* no memory even for that: hand the block over alone */
-      push_chain(pg, p, p, 1);
+    /* A thread that only frees needs a heap for its pending chains; a thread that is exiting (a late TLS
+     * destructor) or out of memory hands the block over alone instead. */
+    h = zc_thread_exiting() ? NULL : zc_heap_init_thread();
+    if (h == NULL) {
+      push_chain(pg, blk, blk, 1);
       return;
     }
   }
   /* Direct-mapped by page: producers' pages of several size classes interleave in a consumer's frees. */
   uintptr_t key = (uintptr_t)pg;
   zc_remote_batch_t *b = &h->pending[((key >> 7) ^ (key >> ZC_SEGMENT_SHIFT)) & (ZC_REMOTE_SLOTS - 1)];
-  zc_block_t *blk = p;
   h->pending_count++;
   if (b->page == pg) {
-    blk->next = b->head;
+    blk->link = zc_link_encode(pg, b->head);
     b->head = blk;
     if (++b->count >= ZC_REMOTE_BATCH) flush_slot(h, b);
     return;
   }
   if (b->count != 0) flush_slot(h, b);
-  blk->next = NULL;
+  blk->link = zc_link_encode(pg, NULL);
   b->page = pg;
   b->head = b->tail = blk;
   b->count = 1;
@@ -109,78 +121,88 @@ void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
   zc_segment_page_free(h, pg);
 }
 
+/* The checks every free of a small block passes, whoever frees: p is in a page in use, a carved block start
+ * (range and grid). span is read once (the owner may be extending the page). False if reported. */
+static bool block_checks(zc_segment_t *s, zc_page_t *pg, const void *p) {
+  uint8_t state = __atomic_load_n(&pg->state, __ATOMIC_RELAXED);
+  if (state == ZC_PAGE_BROKEN) return false; /* reported when it broke; its blocks are never reused */
+  if ((uintptr_t)p - (uintptr_t)s < ZC_SEGMENT_HEADER || state != ZC_PAGE_IN_USE) {
+    zc_bad_free(p, "invalid free: no block was handed out at");
+    return false;
+  }
+  uint32_t span = __atomic_load_n(&pg->span, __ATOMIC_RELAXED);
+  if (!zc_block_ok(pg, p, span)) {
+    uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
+    zc_bad_free(p, off < span ? "invalid free: not the start of a block (interior or misaligned pointer)"
+                              : "invalid free: no block was handed out at");
+    return false;
+  }
+  return true;
+}
+
+/* The owner's free, every check (the fast path's and more): whatever the fast path does not handle. */
+static zc_noinline void free_local_checked(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg, void *p) {
+  if (!block_checks(s, pg, p)) return;
+  zc_block_t *blk = p;
+  if (zc_unlikely(blk->tag == pg->tag || p == pg->local_free || p == pg->free)) {
+    zc_bad_free(p, "double free of");
+    return;
+  }
+  if (zc_unlikely(pg->used <= pg->held)) {
+    zc_bad_free(p, "double free (the page has no block in use) of");
+    return;
+  }
+  ZC_DEBUG_CHECK(pg, p);
+  blk->link = zc_link_encode(pg, pg->local_free);
+  blk->tag = pg->tag;
+  pg->local_free = blk;
+  if (--pg->used == 0) zc_page_retire(h, pg);
+}
+
 /* Everything the fast path does not handle: NULL, large regions, foreign pointers, remote frees, a page
- * whose count reaches or is already zero. */
+ * whose count reaches or is already zero, anything that fails a check. */
 static zc_noinline void free_slow(void *p, uint8_t map) {
   if (p == NULL) return;
   if (map != ZC_MAP_SMALL) {
     uint8_t kind;
     void *hdr = zc_segmap_header(p, &kind);
     if (hdr != NULL && kind == ZC_MAP_LARGE) zc_large_free(p, hdr);
-    else report_invalid(p, "free of a pointer zcmem did not allocate:");
+    else zc_bad_free(p, "invalid free: zcmem did not allocate");
     return;
   }
   zc_segment_t *s = zc_segment_of(p);
   zc_page_t *pg = zc_page_of(s, p);
   zc_heap_t *h = zc_heap_get();
-  if (atomic_load_explicit(&s->heap, memory_order_relaxed) != h) {
-    /* Another thread's page: only what never changes under us may be checked here. */
-    if ((uintptr_t)p - (uintptr_t)s < ZC_SEGMENT_HEADER) {
-      report_invalid(p, "free of a pointer into memory that holds no block:");
-      return;
-    }
-    free_remote(pg, p);
+  if (atomic_load_explicit(&s->heap, memory_order_relaxed) == h) {
+    free_local_checked(h, s, pg, p);
     return;
   }
-  if (zc_unlikely(pg->state != ZC_PAGE_IN_USE || (uint8_t *)p < pg->start)) {
-    report_invalid(p, "free of a pointer into memory that holds no block:");
-    return;
-  }
-  if (zc_unlikely(((uintptr_t)p - (uintptr_t)pg->start) % pg->block_size != 0)) {
-    report_invalid(p, "free of a pointer that is not a block start:");
-    return;
-  }
-  if (zc_unlikely(pg->used == (pg == h->current[pg->class_idx] ? 1u : 0u))) {
-    report_invalid(p, "double free (or free into a page with no live block) of");
-    return;
-  }
-  ZC_DEBUG_CHECK(pg, p);
-  ((zc_block_t *)p)->next = pg->local_free;
-  pg->local_free = p;
-  if (--pg->used == 0) zc_page_retire(h, pg);
+  /* Another thread's page: what the checks read is fixed while a block of the page is live. */
+  if (block_checks(s, pg, p)) free_remote(pg, p);
 }
 
 void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
 
-/* The owner freed the last block of pg (or a block of a page that has none: a double free). */
-static zc_noinline void free_local_last(zc_heap_t *h, zc_page_t *pg, void *p) {
-  if (pg->used == 0 || pg->state != ZC_PAGE_IN_USE || (uint8_t *)p < pg->start || pg == h->current[pg->class_idx]) {
-    free_slow(p, ZC_MAP_SMALL); /* reports */
-    return;
-  }
-  ((zc_block_t *)p)->next = pg->local_free;
-  pg->local_free = p;
-  pg->used = 0;
-  zc_page_retire(h, pg);
-}
-
-ZC_API void zc_free(void *p) {
+/* (no SLP vectorising: it would pack the two stores into a block through vector registers, 3 more instructions) */
+__attribute__((optimize("no-tree-slp-vectorize"))) ZC_API void zc_free(void *p) {
   uint8_t map = zc_segmap_get(p);
   if (zc_likely(map == ZC_MAP_SMALL)) {
     zc_segment_t *s = zc_segment_of(p);
     zc_page_t *pg = zc_page_of(s, p);
     zc_heap_t *h = zc_heap_get();
-    uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)pg->start);
     if (zc_likely(atomic_load_explicit(&s->heap, memory_order_relaxed) == h && !ZC_DEBUG)) {
-      /* used > 1: neither the page's last block nor a free into an empty page; off * grid < grid: p is a
-       * block start (p below start wraps off to near 2^32, never a multiple within a page's reach) */
-      if (zc_likely(pg->used > 1 && (uint64_t)off * pg->grid < pg->grid && off < ZC_SEGMENT_SIZE)) {
-        ((zc_block_t *)p)->next = pg->local_free;
-        pg->local_free = p;
+      /* used > 1: neither the page's last block nor a free into an empty page; p a carved block start;
+       * p not the last block freed (the commonest double free) */
+      zc_block_t *blk = p;
+      uintptr_t tag = pg->tag;
+      if (zc_likely(pg->used > 1 && zc_block_ok(pg, p, pg->span) && blk->tag != tag)) {
+        blk->link = zc_link_encode(pg, pg->local_free);
+        blk->tag = tag;
+        pg->local_free = blk;
         pg->used--;
         return;
       }
-      free_local_last(h, pg, p);
+      free_local_checked(h, s, pg, p);
       return;
     }
   }
@@ -193,7 +215,7 @@ ZC_API size_t zc_usable_size(const void *p) {
   if (map == ZC_MAP_SMALL) {
     zc_segment_t *s = zc_segment_of(p);
     zc_page_t *pg = zc_page_of(s, p);
-    if (pg->state == ZC_PAGE_IN_USE && (const uint8_t *)p >= pg->start) {
+    if (__atomic_load_n(&pg->state, __ATOMIC_RELAXED) == ZC_PAGE_IN_USE && (const uint8_t *)p >= pg->start) {
       size_t off = (size_t)((const uint8_t *)p - pg->start) % pg->block_size;
       return pg->block_size - off;
     }
@@ -202,7 +224,7 @@ ZC_API size_t zc_usable_size(const void *p) {
     void *hdr = zc_segmap_header(p, &kind);
     if (hdr != NULL && kind == ZC_MAP_LARGE) return zc_large_usable(p, hdr);
   }
-  report_invalid(p, "usable size of a pointer zcmem did not allocate:");
+  zc_bad_free(p, "usable size of a pointer zcmem did not allocate:");
   return 0;
 }
 

@@ -15,6 +15,7 @@
 zc_page_t zc_page_empty;
 zc_heap_t zc_heap_empty = {.direct = {[0 ... ZC_DIRECT_SLOTS - 1] = &zc_page_empty}};
 __thread zc_heap_t *zc_heap_tls = &zc_heap_empty;
+__thread bool zc_thread_exited;
 
 static zc_lock_t heaps_lock = ZC_LOCK_INIT;
 static zc_heap_t *heaps_all;       /* every heap ever made, linked by next_heap */
@@ -35,8 +36,14 @@ void zc_heap_queue_changed(zc_heap_t *h, unsigned cls) {
   zc_page_t *first = h->queues[cls].first;
   zc_page_t *cur = h->current[cls];
   if (cur != first) { /* move the extra count; an old current page left at 0 is found by collect/rotation */
-    if (cur != NULL) cur->used--;
-    if (first != NULL) first->used++;
+    if (cur != NULL) {
+      cur->used--;
+      cur->held = 0;
+    }
+    if (first != NULL) {
+      first->used++;
+      first->held = 1;
+    }
     h->current[cls] = first;
   }
   if (zc_class_size[cls] > ZC_DIRECT_MAX) return;
@@ -97,8 +104,14 @@ void zc_heap_collect(zc_heap_t *h, bool force) {
     while (pg != NULL) {
       zc_page_t *next = pg->next;
       zc_page_collect_all(pg);
+      if (pg->state == ZC_PAGE_BROKEN) {
+        zc_heap_page_broken(h, pg);
+        pg = next;
+        continue;
+      }
       if (force && pg == h->current[c] && pg->used == 1) { /* only the extra count: let it go */
         pg->used = 0;
+        pg->held = 0;
         h->current[c] = NULL;
       }
       if (pg->used == 0) {
@@ -114,7 +127,10 @@ void zc_heap_collect(zc_heap_t *h, bool force) {
 
 void zc_heap_unbias_all(zc_heap_t *h) {
   for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) {
-    if (h->current[c] != NULL) h->current[c]->used--;
+    if (h->current[c] != NULL) {
+      h->current[c]->used--;
+      h->current[c]->held = 0;
+    }
     h->current[c] = NULL;
   }
 }
@@ -139,9 +155,16 @@ void zc_heap_done(zc_heap_t *h) {
 }
 
 /* ---- fork ----
- * The parent takes the heap-list lock and every heap's lock before fork so no other thread holds one in the
- * copied image; the child re-initialises them and parks the heaps of the threads that did not come along
- * (their pending frees are handed over, their segments abandoned so the child's thread can adopt them). */
+ * The parent takes the heap-list lock and every heap's lock before fork, so no other thread is inside a
+ * locked section (segment lists, dirty lists, the heap list) in the copied image. The lock-free steps are
+ * another matter: another thread may have been anywhere in malloc or free, or between handing a pending
+ * chain over (its compare-and-swap) and clearing its slot, or between taking a page's thread_free and
+ * putting it on free. The child therefore trusts nothing the threads that did not come along were doing:
+ * their pending chains are dropped, not handed over (a chain may already be on its page: pushing it again
+ * would make a cycle), and each of their pages is rebuilt from a bounded, checked walk of its lists
+ * (zc_page_rebuild, silently: a list torn by the fork is not the program's error). A page whose lists do
+ * not check out is set aside, never reused. Blocks the lost threads held in flight count as used: the
+ * child leaks them (at most a pending chain and a few blocks per lost thread), it never hands them out. */
 void zc_heaps_fork_prepare(void) {
   zc_lock(&heaps_lock);
   for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) zc_lock(&h->lock);
@@ -158,9 +181,10 @@ void zc_heaps_fork_child(void) {
   zc_heap_t *mine = zc_heap_tls;
   for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) {
     if (h == mine || !h->live) continue;
-    zc_remote_flush(h);
-    zc_heap_unbias_all(h);
-    zc_segments_abandon(h, false);
+    memset(h->pending, 0, sizeof h->pending); /* dropped, see above */
+    h->pending_count = 0;
+    for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) h->current[c] = NULL;
+    zc_segments_fork_orphan(h);
     heap_reset(h);
     h->live = false;
   }

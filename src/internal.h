@@ -19,7 +19,10 @@ extern zc_heap_t zc_heap_empty; /* every direct slot points at zc_page_empty: ma
 extern zc_page_t zc_page_empty;
 extern __thread zc_heap_t *zc_heap_tls;
 
+extern __thread bool zc_thread_exited; /* the thread-exit hook ran: a late TLS destructor is freeing */
+
 zc_inline zc_heap_t *zc_heap_get(void) { return zc_heap_tls; }
+zc_inline bool zc_thread_exiting(void) { return zc_thread_exited; }
 /* The calling thread's real heap, created on first use (NULL only if out of memory). */
 zc_heap_t *zc_heap_init_thread(void);
 /* Take in this heap's remote frees, retire empty pages, purge (everything if force). */
@@ -62,18 +65,34 @@ uint64_t zc_segments_purged_bytes(void);
 void zc_segments_fork_prepare(void);
 void zc_segments_fork_parent(void);
 void zc_segments_fork_child(void);
+/* Fork child: abandon the segments of heap h, whose thread did not come along, trusting none of its pages'
+ * lists (each is rebuilt by zc_page_rebuild, silently; a page that does not check out is set aside). */
+void zc_segments_fork_orphan(zc_heap_t *h);
 
 /* ---- page free lists (alloc.c / free.c) ---- */
-/* malloc's refill (free is empty): local_free, or else thread_free, becomes free; true if it is non-empty. */
+/* malloc's refill (free is empty): local_free, or else thread_free, becomes free; true if it is non-empty.
+ * May find the page's lists corrupted: then the page is broken (state ZC_PAGE_BROKEN) and false returned. */
 bool zc_page_collect(zc_page_t *pg);
-/* Everything returned (thread_free and local_free) into free, so used is exact: collect, exit, adoption. */
+/* Everything returned (thread_free and local_free) into free, so used is exact: collect, exit, adoption.
+ * May break the page as above. */
 void zc_page_collect_all(zc_page_t *pg);
+/* Walk every list of pg (bounded, each block range- and grid-checked, each seen once: an on-stack bitmap),
+ * relink all free blocks into free and recompute used from them. False if a list was corrupted (a link out
+ * of range, a block twice): the page is then broken, with one error line if report. */
+bool zc_page_rebuild(zc_page_t *pg, bool report);
+/* Take a corrupted page out of use for good (ZC_PAGE_BROKEN), reporting what was found unless silent. The
+ * caller removes it from its heap's queue. */
+void zc_page_break(zc_page_t *pg, const void *p, const char *what, bool report);
 /* Carve more never-used blocks into free; false if the page is fully carved. */
 bool zc_page_extend(zc_page_t *pg);
 /* Called by the owner when its local free made used reach 0. */
 void zc_page_retire(zc_heap_t *h, zc_page_t *pg);
+/* Take a page that zc_page_collect* broke out of h's queue. */
+void zc_heap_page_broken(zc_heap_t *h, zc_page_t *pg);
 /* Hand this thread's pending remote-free chain over. */
 void zc_remote_flush(zc_heap_t *h);
+/* Report a bad free (invalid pointer, double free): one line, then abort unless ZCMEM_ABORT_ON_ERROR=0. */
+void zc_bad_free(const void *p, const char *what);
 /* The allocation slow path (class cls, request size n) and the generic free. */
 void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero);
 void zc_free_generic(void *p);
@@ -106,14 +125,33 @@ zc_inline void zc_queue_push_back(zc_page_queue_t *q, zc_page_t *pg) {
   q->count++;
 }
 
+/* ---- safe-linking (types.h): links are stored XOR the page's key, checked when popped ---- */
+zc_inline uintptr_t zc_link_encode(const zc_page_t *pg, const void *next) { return (uintptr_t)next ^ pg->key; }
+zc_inline zc_block_t *zc_link_decode(const zc_page_t *pg, uintptr_t link) { return (zc_block_t *)(link ^ pg->key); }
+/* p is a carved block start of pg: inside [start, start + span) and on the block grid (one multiply,
+ * Lemire's divisibility test, exact for offsets below 2^32). NULL and every pointer of another page fail. */
+zc_inline bool zc_block_ok(const zc_page_t *pg, const void *p, uint32_t span) {
+  uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
+  return off < span && (uint64_t)(uint32_t)off * pg->grid < pg->grid;
+}
+
+/* b, about to be popped from one of pg's lists, is a free block of pg: inside the carved area (NULL fails:
+ * an empty list takes the same branch) and carrying the page's tag, which only free blocks carry at their
+ * start: a link bent off the grid, onto a live block or out of the page is caught before it is followed. */
+zc_inline bool zc_pop_ok(const zc_page_t *pg, const zc_block_t *b) {
+  return (uintptr_t)b - (uintptr_t)pg->start < pg->span && b->tag == pg->tag;
+}
+
 /* ---- the hot paths ---- */
 
-/* malloc of n <= ZC_DIRECT_MAX: one load for the page, one pop. */
+/* malloc of n <= ZC_DIRECT_MAX: one load for the page, one checked pop. An empty list (NULL) fails the
+ * same check as a corrupted head, so one branch leads to the slow path for both. */
 zc_inline void *zc_malloc_small(zc_heap_t *h, size_t n) {
   zc_page_t *pg = h->direct[(n + 7) >> 3];
   zc_block_t *b = pg->free;
-  if (zc_likely(b != NULL)) {
-    pg->free = b->next;
+  if (zc_likely(zc_pop_ok(pg, b))) {
+    pg->free = zc_link_decode(pg, b->link);
+    b->tag = 0;
     pg->used++;
     return b;
   }

@@ -29,7 +29,7 @@ static option_desc_t options[zc_option_count] = {
     [zc_option_large_file] = {"ZCMEM_LARGE_FILE", 0, OPT_BOOL, 1, "back large regions by an unlinked file"},
     [zc_option_background] = {"ZCMEM_BACKGROUND", 1, OPT_BOOL, 1, "run the background purger thread"},
     [zc_option_verbose] = {"ZCMEM_VERBOSE", 0, OPT_NUM, 2, "0 errors, 1 warnings, 2 info"},
-    [zc_option_abort_on_error] = {"ZCMEM_ABORT_ON_ERROR", 0, OPT_BOOL, 1, "abort() after reporting a bad free"},
+    [zc_option_abort_on_error] = {"ZCMEM_ABORT_ON_ERROR", 1, OPT_BOOL, 1, "abort() after reporting a bad free"},
     [zc_option_huge_pages] = {"ZCMEM_HUGE_PAGES", 0, OPT_BOOL, 1, "transparent huge pages for segments"},
 };
 
@@ -204,6 +204,14 @@ void zc_error(const char *fmt, ...) {
   message("error", fmt, ap);
   va_end(ap);
   if (zc_opt(zc_option_abort_on_error)) abort();
+}
+
+void zc_report(const char *fmt, ...) {
+  atomic_fetch_add_explicit(&error_count, 1, memory_order_relaxed);
+  va_list ap;
+  va_start(ap, fmt);
+  message("error", fmt, ap);
+  va_end(ap);
 }
 
 void zc_warning(const char *fmt, ...) {

@@ -16,9 +16,13 @@ long zc_opt(zc_option_t opt);
 /* Read every option now (idempotent). */
 void zc_options_init(void);
 
-/* Print "zcmem: error: <message>\n" on stderr, count it, and abort if ZCMEM_ABORT_ON_ERROR=1. Formats with
+/* A bad free (invalid or double, of any allocator of zcmem): print "zcmem: error: <message>\n" on stderr,
+ * count it, and abort unless ZCMEM_ABORT_ON_ERROR=0 (the default is 1, as glibc). Formats with
  * %s %d %u %ld %lu %zu %p %x only; never allocates. */
 void zc_error(const char *fmt, ...);
+/* An error that is not the program's memory misuse (e.g. a channel's peer broke the protocol): the same
+ * line and count, never an abort. */
+void zc_report(const char *fmt, ...);
 /* The same as a warning (shown when ZCMEM_VERBOSE >= 1) */
 void zc_warning(const char *fmt, ...);
 /* Format into buf (at most cap bytes, always NUL-terminated); returns the length it wanted. */

@@ -9,10 +9,12 @@
 #include "large.h"
 
 static zc_lock_t init_lock = ZC_LOCK_INIT;
+uintptr_t zc_link_secret, zc_tag_secret;
 static bool process_ready;
 
 static void thread_exit(void *arg) {
   zc_heap_t *h = arg;
+  zc_thread_exited = true; /* a free from a later TLS destructor must not make a heap nobody parks */
   if (h != NULL && h == zc_heap_tls) zc_heap_done(h);
   zc_large_thread_exit();
 }
@@ -67,6 +69,10 @@ void zc_process_init(void) {
   zc_lock(&init_lock);
   if (!process_ready) {
     zc_options_init();
+    uintptr_t secret[2] = {0, 0};
+    zc_os_entropy(secret, sizeof secret);
+    zc_link_secret = secret[0] | 1; /* never zero: a zero key would store links in the clear */
+    zc_tag_secret = secret[1];
     zc_os_thread_exit_init(thread_exit);
     zc_background_set_hook(background_sweep);
     zc_os_atfork(fork_prepare, fork_parent, fork_child);

@@ -139,8 +139,13 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
   pg->local_free = NULL;
   atomic_store_explicit(&pg->thread_free, 0, memory_order_relaxed);
   pg->used = 0;
+  pg->held = 0;
   pg->capacity = 0;
+  pg->span = 0;
   pg->block_size = (uint32_t)bsize;
+  /* a new key at every reuse: links left over from the page's previous class decode to nothing valid */
+  pg->key = (pg->key * 0x9E3779B97F4A7C15ull) ^ zc_link_secret ^ (uintptr_t)start;
+  pg->tag = ((pg->tag * 0xC2B2AE3D27D4EB4Full) ^ zc_tag_secret ^ (uintptr_t)start) | 1; /* never 0: malloc's */
   pg->grid = UINT64_MAX / bsize + 1;
   pg->reserved = (uint16_t)(page_area_size(s, pg) / bsize);
   pg->start = start;
@@ -247,7 +252,11 @@ size_t zc_segment_purge_other(zc_heap_t *h, bool force) {
 
 /* ---- thread exit: abandon and adopt ---- */
 
-void zc_segments_abandon(zc_heap_t *h, bool keep_dirty) {
+static void abandon_segments(zc_heap_t *h, bool keep_dirty);
+
+/* Collect every page in use of h's segments and give the empty ones back. In a fork child (rebuild) the
+ * lists are not trusted: each page is rebuilt from a checked walk, and set aside if it does not check out. */
+static void abandon_pages(zc_heap_t *h, bool rebuild) {
   h->hold_segments = true;
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     zc_segment_t *s = h->segments[k];
@@ -256,13 +265,32 @@ void zc_segments_abandon(zc_heap_t *h, bool keep_dirty) {
       for (uint32_t i = 0; i < s->page_count; i++) {
         zc_page_t *pg = &s->pages[i];
         if (pg->state != ZC_PAGE_IN_USE) continue;
-        zc_page_collect_all(pg);
-        if (pg->used == 0) zc_segment_page_free(h, pg);
+        pg->next = pg->prev = NULL; /* out of h's queues (the heap is reset after) */
+        if (rebuild) {
+          pg->held = 0;
+          if (!zc_page_rebuild(pg, false)) continue;
+        } else {
+          zc_page_collect_all(pg);
+        }
+        if (pg->state == ZC_PAGE_IN_USE && pg->used == 0) zc_segment_page_free(h, pg);
       }
       s = next;
     }
   }
   h->hold_segments = false;
+}
+
+void zc_segments_fork_orphan(zc_heap_t *h) {
+  abandon_pages(h, true);
+  abandon_segments(h, false);
+}
+
+void zc_segments_abandon(zc_heap_t *h, bool keep_dirty) {
+  abandon_pages(h, false);
+  abandon_segments(h, keep_dirty);
+}
+
+static void abandon_segments(zc_heap_t *h, bool keep_dirty) {
   /* keep_dirty: the purger runs and will age the empty pages; else they are purged now */
   zc_lock(&h->lock);
   if (!keep_dirty) purge_locked(h, true, true);
@@ -315,7 +343,7 @@ bool zc_segments_purge_abandoned(bool force) {
         if (pg->state == ZC_PAGE_IN_USE) {
           /* Blocks other threads freed since the owner exited: a page they emptied becomes free here. */
           zc_page_collect_all(pg);
-          if (pg->used != 0) continue;
+          if (pg->state != ZC_PAGE_IN_USE || pg->used != 0) continue;
           pg->state = ZC_PAGE_FREE;
           pg->free = pg->local_free = NULL;
           pg->dirty = 1;
@@ -370,6 +398,7 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
       continue;
     }
     zc_page_collect_all(pg);
+    if (pg->state != ZC_PAGE_IN_USE) continue; /* broken: its lists were corrupted */
     if (pg->used == 0) {
       zc_segment_page_free(h, pg);
       continue;

@@ -2,7 +2,7 @@
 #include "sizeclass.h"
 
 const uint32_t zc_class_size[ZC_CLASS_COUNT] = {
-    0,     8,     16,    32,    48,    64,    /* 8, then multiples of 16: blocks of 16 B and up are 16-aligned */
+    0,     16,    32,    48,    64,    /* multiples of 16: every block is 16-aligned */
     80,    96,    112,   128,   160,   192,   224,   256,   320,   384,   448,   512,
     640,   768,   896,   1024,  1280,  1536,  1792,  2048,  2560,  3072,  3584,  4096,
     5120,  6144,  7168,  8192,  /* last class in 64 KiB pages */

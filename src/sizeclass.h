@@ -1,11 +1,10 @@
-/* Layer 3, size classes: 45 classes from 8 B to 64 KiB: 8, then every multiple of 16 up to 64 (16, 32, 48,
- * 64), then four classes per doubling (80, 96, 112, 128, 160, ...). Every block of 16 B or more is a
- * multiple of 16, so every request of n >= 16 bytes is 16-aligned (C23: max_align_t is 16 on x86-64 and
- * arm64); only requests of 1..8 bytes get 8-byte blocks (nothing needing 16-byte alignment fits in them).
- * A request wastes at most 25% just above a power of two and at most 12.5% on average over a doubling
- * above 64 B; below, up to 15 bytes (17 B is served as 32). 0 is served as 8. Size to class is O(1): a
- * shift up to 64 B, one bit-scan and two shifts above; no table walk.
- *
+/* Layer 3, size classes: 44 classes from 16 B to 64 KiB: every multiple of 16 up to 64 (16, 32, 48, 64),
+ * then four classes per doubling (80, 96, 112, 128, 160, ...). Every block is a multiple of 16 bytes, so
+ * every request is 16-aligned (C23: max_align_t is 16 on x86-64 and arm64), and every block has room for
+ * a link and a tag while it is free (types.h). A request wastes at most 25% just above a power of two and
+ * at most 12.5% on average over a doubling above 64 B; below, up to 15 bytes (17 B is served as 32, as in
+ * glibc; 1..16 B as 16). 0 is served as 16. Size to class is O(1): a shift up to 64 B, one bit-scan and
+ * two shifts above; no table walk. *
  * Includes: nothing of zcmem. Used by the page/heap layers and by anyone who needs the class grid
  * (the zero-copy channel sizes its slots with it).
  */
@@ -15,18 +14,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ZC_CLASS_COUNT 46u                   /* class 0 is unused: index 1..45 */
+#define ZC_CLASS_COUNT 45u                   /* class 0 is unused: index 1..44 */
 #define ZC_SMALL_MAX ((size_t)64 * 1024)     /* the largest class; larger requests are large regions */
 #define ZC_DIRECT_MAX ((size_t)1024)         /* sizes the heap's direct table serves */
-#define ZC_MEDIUM_MIN_CLASS 34u              /* first class (10 KiB) that lives in 512 KiB pages */
+#define ZC_MEDIUM_MIN_CLASS 33u              /* first class (10 KiB) that lives in 512 KiB pages */
 
 extern const uint32_t zc_class_size[ZC_CLASS_COUNT];
 
 static inline unsigned zc_size_class(size_t n) {
-  if (n <= 64) return n <= 8 ? 1u : (unsigned)((n + 15) >> 4) + 1u;
+  if (n <= 64) return n <= 16 ? 1u : (unsigned)((n + 15) >> 4);
   size_t w = n - 1;
   unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)w); /* n in (2^b, 2^(b+1)] */
-  return 6u + ((b - 6u) << 2) + (unsigned)((w >> (b - 2u)) & 3u);
+  return 5u + ((b - 6u) << 2) + (unsigned)((w >> (b - 2u)) & 3u);
 }
 
 static inline size_t zc_class_block_size(unsigned c) { return zc_class_size[c]; }

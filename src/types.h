@@ -15,8 +15,17 @@
  *                this page with one compare-and-swap, the owner takes the whole stack with one exchange.
  *                The top 16 bits of the word count the blocks in the stack, so the owner learns how many
  *                came back without walking (and missing the cache on) blocks another core just wrote.
+ * Safe-linking: the link a free block stores (in its first word, which the program can overwrite after a
+ * use-after-free) is the next block's address XOR the page's key (a per-process secret from the platform's
+ * entropy mixed with the page's address), on all three lists; the heads kept in the descriptor are plain.
+ * A block is checked when it is popped (inside the page's carved area, on the block grid) before it is
+ * handed out or followed, so a corrupted link is reported, never followed. A free block also carries the
+ * page's tag (a second secret) in its second word, which malloc clears: a free that finds the tag is a
+ * double free, whoever frees and whichever list the block is on (a program would have to store exactly
+ * the 64-bit tag there itself to be taken for one).
  * Invariant: used == blocks handed out and not yet returned to free/local_free (blocks waiting in
- * thread_free or in some thread's pending chain still count as used). A page with used == 0 is empty.
+ * thread_free or in some thread's pending chain still count as used), plus held (one extra count on the
+ * first page of each class queue). A page with used == 0 is empty.
  */
 #ifndef ZC_TYPES_H
 #define ZC_TYPES_H
@@ -68,9 +77,15 @@
 #define ZC_TF_SHIFT 48u                       /* thread_free: count above, pointer below */
 #define ZC_TF_PTR(v) ((zc_block_t *)((v) & (((uintptr_t)1 << ZC_TF_SHIFT) - 1)))
 #define ZC_TF_COUNT(v) ((uint32_t)((v) >> ZC_TF_SHIFT))
+#define ZC_PAGE_BLOCKS_MAX 4096u               /* 64 KiB / 16: the most blocks a page holds */
+
+/* The per-process secrets of safe-linking and of the free tag (process.c draws them from the platform's entropy before the first
+ * page is made; never zero). */
+extern uintptr_t zc_link_secret, zc_tag_secret;
 
 typedef struct zc_block_s {
-  struct zc_block_s *next;
+  uintptr_t link; /* the next block's address XOR the page's key (NULL is stored as the key itself) */
+  uintptr_t tag;  /* the page's tag while the block is free (every block is at least 16 bytes) */
 } zc_block_t;
 
 struct zc_heap_s;
@@ -79,6 +94,8 @@ struct zc_segment_s;
 typedef enum zc_page_state_e {
   ZC_PAGE_FREE = 0,   /* not holding blocks; dirty or purged per the segment's masks */
   ZC_PAGE_IN_USE = 1, /* holds blocks of one class, is in its heap's queue for that class */
+  ZC_PAGE_BROKEN = 2, /* its lists were found corrupted (a double free, a write after free): it leaves every
+                         list and is never reused, so no live block of it can be handed out again */
 } zc_page_state_t;
 
 typedef struct zc_page_s {
@@ -88,19 +105,25 @@ typedef struct zc_page_s {
   uint8_t *start;                   /* first block */
   uint64_t grid;                    /* ceil(2^64 / block_size): (p - start) * grid < grid iff p is a
                                        block start (Lemire's divisibility test, one multiply) */
-  uint32_t used;                    /* see the invariant above */
-  uint32_t block_size;
-  uint16_t capacity;                /* blocks carved from the page so far (the rest is untouched) */
-  uint16_t reserved;                /* blocks the page can hold (at most 64 KiB / 8) */
-  uint8_t class_idx;
-  uint8_t state;                    /* zc_page_state_t */
-  uint8_t index;                    /* position in its segment */
-  uint8_t dirty;                    /* free page whose memory may be resident */
+  uintptr_t key;                    /* safe-linking key of this page's links */
+  uintptr_t tag;                    /* written in the second word of every block put on a list (and
+                                       cleared by malloc): a free that finds it there is a double free */
   _Atomic(uintptr_t) thread_free;   /* remote frees: chain head | (blocks in the chain << 48) */
+  uint32_t used;                    /* see the invariant above */
+  uint32_t span;                    /* capacity * block_size: blocks live in [start, start + span) (the
+                                       owner writes it, other threads' frees read it: relaxed atomics) */
   /* second cache line: slow paths */
   _Alignas(64) struct zc_page_s *next; /* heap queue of its class (in use) or dirty list (free) */
   struct zc_page_s *prev;
   uint64_t freed_at;                /* clock when it became free (for the purge delay) */
+  uint32_t block_size;
+  uint16_t capacity;                /* blocks carved from the page so far (the rest is untouched) */
+  uint16_t reserved;                /* blocks the page can hold (at most 64 KiB / 16) */
+  uint8_t class_idx;
+  uint8_t state;                    /* zc_page_state_t */
+  uint8_t index;                    /* position in its segment */
+  uint8_t dirty;                    /* free page whose memory may be resident */
+  uint8_t held;                     /* 1 while the page is its class's current page (see zc_heap_t) */
 } zc_page_t;
 
 typedef enum zc_segment_kind_e { ZC_SEG_SMALL = 0, ZC_SEG_MEDIUM = 1, ZC_SEG_KINDS = 2 } zc_segment_kind_t;

@@ -53,7 +53,7 @@ int chan_fail(zc_chan_t *ch, int err, const char *fmt, ...) {
     va_start(ap, fmt);
     zc_vformat(ch->err, sizeof ch->err, fmt, ap);
     va_end(ap);
-    if (err != EPIPE) zc_error("channel (%s): %s", ch->role == ZC_CHAN_PRODUCER ? "producer" : "consumer", ch->err);
+    if (err != EPIPE) zc_report("channel (%s): %s", ch->role == ZC_CHAN_PRODUCER ? "producer" : "consumer", ch->err);
     zc_os_unix_shutdown(ch->sock); /* the peer sees end of file now and reclaims or stops */
   }
   errno = __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE);
@@ -167,7 +167,7 @@ zc_chan_t *zc_chan_open(int sock, zc_chan_role_t role, const zc_chan_config_t *c
   }
   if (zc_os_unix_check(sock) != 0) {
     int e = errno;
-    zc_error("channel: fd %d is not a connected AF_UNIX SOCK_SEQPACKET socket (errno %d)", sock, e);
+    zc_report("channel: fd %d is not a connected AF_UNIX SOCK_SEQPACKET socket (errno %d)", sock, e);
     zc_os_close(sock);
     errno = e;
     return NULL;

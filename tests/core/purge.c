@@ -145,7 +145,7 @@ static int print_options(void *arg) {
 
 static void test_options(void) {
   /* documented defaults (zcmem.h) */
-  const long def[zc_option_count] = {0, 100, 0, 8L << 20, 1L << 30, 0, 1, 0, 0, 0};
+  const long def[zc_option_count] = {0, 100, 0, 8L << 20, 1L << 30, 0, 1, 0, 1, 0};
   static opt_case_t cases[] = {
       {{NULL}, {0}, 0},
       {{"ZCMEM_PURGE_DELAY=250", "ZCMEM_STATS=2", NULL}, {0}, 0},
@@ -153,7 +153,7 @@ static void test_options(void) {
       {{"ZCMEM_LARGE_CACHE=512K", "ZCMEM_DIRTY_BUDGET=12345", NULL}, {0}, 0},
       {{"ZCMEM_BACKGROUND=off", "ZCMEM_HUGE_PAGES=on", NULL}, {0}, 0},
       {{"ZCMEM_BACKGROUND=false", "ZCMEM_LARGE_FILE=true", NULL}, {0}, 0},
-      {{"ZCMEM_BACKGROUND=0", "ZCMEM_ABORT_ON_ERROR=1", NULL}, {0}, 0},
+      {{"ZCMEM_BACKGROUND=0", "ZCMEM_ABORT_ON_ERROR=0", NULL}, {0}, 0},
       {{"ZCMEM_PURGE_MODE=1", "ZCMEM_VERBOSE=2", NULL}, {0}, 0},
       {{"ZCMEM_PURGE_DELAY=abc", NULL}, {0}, 1},
       {{"ZCMEM_LARGE_CACHE=12Q", NULL}, {0}, 1},
@@ -172,7 +172,7 @@ static void test_options(void) {
   cases[5].want[zc_option_background] = 0;
   cases[5].want[zc_option_large_file] = 1;
   cases[6].want[zc_option_background] = 0;
-  cases[6].want[zc_option_abort_on_error] = 1;
+  cases[6].want[zc_option_abort_on_error] = 0;
   cases[7].want[zc_option_purge_mode] = 1;
   cases[7].want[zc_option_verbose] = 2;
   static const char *bad_names[] = {"ZCMEM_PURGE_DELAY", "ZCMEM_LARGE_CACHE", "ZCMEM_BACKGROUND"};
