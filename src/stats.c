@@ -1,7 +1,10 @@
 /* Layer 10, statistics. Nothing here runs on the fast paths: counters are kept by the slow paths (page
- * refills, remote hand-overs, purges) and the rest is gathered when asked, by walking every heap's page
- * queues under that heap's lock (which keeps its segments mapped while we look). The per-class figures
- * are a snapshot: exact when the other threads are quiet (at exit), approximate while they run.
+ * refills, remote hand-overs, purges) and the rest is gathered when asked. The per-class figures come from
+ * a walk of each heap's segments under that heap's lock, which is what keeps those segments mapped and
+ * their list still (every segment list change and every unmap of a heap's segment is made under it); the
+ * page descriptors inside are read with relaxed atomic loads and never followed as lists, since their
+ * owners change queues, counts and states without the lock. So the walk is safe while other threads run
+ * (at exit too); its per-class figures are a snapshot, exact when the other threads are quiet.
  */
 #include "internal.h"
 #include "large.h"
@@ -18,23 +21,33 @@ typedef struct gather_s {
   uint64_t page_bytes, dirty_bytes, pages_fresh, pages_reused;
 } gather_t;
 
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
 static void gather_heap(zc_heap_t *h, void *arg) {
   gather_t *g = arg;
   zc_lock(&h->lock);
   if (h->live) g->s.threads++;
-  for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) {
-    for (zc_page_t *pg = h->queues[c].first; pg != NULL; pg = pg->next) {
-      uint32_t used = __atomic_load_n(&pg->used, __ATOMIC_RELAXED) - (pg == h->current[c] ? 1u : 0u);
-      g->rows[c].pages++;
-      g->rows[c].blocks_used += used;
-      g->rows[c].blocks_capacity += pg->reserved;
-      g->page_bytes += (uint64_t)pg->reserved * pg->block_size;
+  for (int k = 0; k < ZC_SEG_KINDS; k++) {
+    for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
+      for (uint32_t i = 0; i < s->page_count; i++) {
+        zc_page_t *pg = &s->pages[i];
+        if (LOAD(pg->state) != ZC_PAGE_IN_USE) continue;
+        unsigned c = LOAD(pg->class_idx);
+        if (c == 0 || c >= ZC_CLASS_COUNT) continue; /* being initialised */
+        uint32_t used = LOAD(pg->used), held = LOAD(pg->held), reserved = LOAD(pg->reserved);
+        used = used > held ? used - held : 0;
+        if (used > reserved) used = reserved;
+        g->rows[c].pages++;
+        g->rows[c].blocks_used += used;
+        g->rows[c].blocks_capacity += reserved;
+        g->page_bytes += (uint64_t)reserved * zc_class_size[c];
+      }
     }
-    g->rows[c].refills += __atomic_load_n(&h->stat_class_refills[c], __ATOMIC_RELAXED);
   }
+  for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) g->rows[c].refills += LOAD(h->stat_class_refills[c]);
   g->dirty_bytes += h->dirty_bytes;
-  g->s.remote_frees += __atomic_load_n(&h->stat_remote_frees, __ATOMIC_RELAXED);
-  g->s.remote_batches += __atomic_load_n(&h->stat_remote_batches, __ATOMIC_RELAXED);
+  g->s.remote_frees += LOAD(h->stat_remote_frees);
+  g->s.remote_batches += LOAD(h->stat_remote_batches);
   g->pages_fresh += h->stat_pages_fresh;
   g->pages_reused += h->stat_pages_reused;
   zc_unlock(&h->lock);
