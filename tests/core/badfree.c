@@ -33,7 +33,7 @@ static const char *const cases[] = {
     "never-handed-out", "uncarved", "segment-header", "empty-page", "medium-interior", "medium-double-free",
     "remote-double-free-same", "remote-double-free-two", "remote-interior", "remote-misaligned",
     "remote-uncarved", "remote-header", "remote-then-owner", "owner-then-remote", "remote-older-page",
-    "uaf-link-local", "uaf-link-remote", "uaf-link-to-live",
+    "uaf-link-local", "uaf-link-remote", "uaf-link-to-live", "uaf-link-low-byte",
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
@@ -82,6 +82,11 @@ static int check_live(void) {
         break;
       }
   return bad;
+}
+
+static int cmp_uptr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
 }
 
 /* A pointer just past everything carved of p's page (the class's pages carve a little at a time). */
@@ -279,6 +284,31 @@ static int run_case(const char *name) {
       memset(q, 0xDD, 80);
     }
     rc = check_live();
+  } else if (IS("uaf-link-low-byte")) {
+    /* a one-byte write after free into an encoded link: the decoded pointer moves by 64 bytes, still inside
+     * the page, off the block grid (80-byte blocks), over a live neighbour */
+    unsigned char *q = malloc(80), *p = malloc(80);
+    fill_live(80);
+    free(q);
+    free(p); /* p's link is q, encoded */
+    p[0] ^= 0x40;
+    static uintptr_t got[NLIVE + 3000];
+    int n = 0;
+    for (int i = 0; i < NLIVE; i++) got[n++] = (uintptr_t)live[i];
+    for (int i = 0; i < 3000; i++) {
+      unsigned char *x = malloc(80);
+      REQUIRE(x != NULL);
+      memset(x, 0xDD, 80);
+      got[n++] = (uintptr_t)x;
+    }
+    rc = check_live();
+    qsort(got, (size_t)n, sizeof got[0], cmp_uptr); /* no block handed out may overlap another */
+    for (int i = 1; i < n; i++)
+      if (got[i] - got[i - 1] < 80) {
+        fprintf(stderr, "overlapping blocks handed out: %p and %p\n", (void *)got[i - 1], (void *)got[i]);
+        rc = 5;
+        break;
+      }
   } else if (IS("uaf-link-remote")) {
     fill_live(112);
     unsigned char *p = malloc(112);
