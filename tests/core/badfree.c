@@ -30,7 +30,7 @@ static const char *const cases[] = {
     "interior-large", "misaligned-small", "misaligned-large",
     /* issue 8 */
     "interior-older-page", "misaligned-older-page", "double-free-deep", "double-free-after-refill",
-    "never-handed-out", "uncarved", "segment-header", "empty-page", "medium-interior", "medium-double-free",
+    "never-handed-out", "uncarved", "never-used-page", "segment-header", "empty-page", "medium-interior", "medium-double-free",
     "remote-double-free-same", "remote-double-free-two", "remote-interior", "remote-misaligned",
     "remote-uncarved", "remote-header", "remote-then-owner", "owner-then-remote", "remote-older-page",
     "uaf-link-local", "uaf-link-remote", "uaf-link-to-live", "uaf-link-low-byte",
@@ -216,6 +216,9 @@ static int run_case(const char *name) {
   } else if (IS("uncarved")) {
     unsigned char *q = malloc(4000); /* 4 KiB blocks are carved one at a time */
     free(q + 4096 * 3);
+  } else if (IS("never-used-page")) {
+    keep = owned(keep_n = 64);
+    free((char *)segment_of(keep) + ((size_t)4 << 20) - 65536 + 64); /* the segment's last page */
   } else if (IS("segment-header")) {
     keep = owned(keep_n = 64);
     free((char *)segment_of(keep) + 4096);
