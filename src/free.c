@@ -183,8 +183,14 @@ static zc_noinline void free_slow(void *p, uint8_t map) {
 
 void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
 
-/* (no SLP vectorising: it would pack the two stores into a block through vector registers, 3 more instructions) */
-__attribute__((optimize("no-tree-slp-vectorize"))) ZC_API void zc_free(void *p) {
+/* No SLP vectorising in GCC: it would pack the two stores into a block (link, tag) through vector
+ * registers, 3 more instructions. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define ZC_NO_SLP __attribute__((optimize("no-tree-slp-vectorize")))
+#else
+#define ZC_NO_SLP
+#endif
+ZC_NO_SLP ZC_API void zc_free(void *p) {
   uint8_t map = zc_segmap_get(p);
   if (zc_likely(map == ZC_MAP_SMALL)) {
     zc_segment_t *s = zc_segment_of(p);
