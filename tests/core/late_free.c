@@ -60,6 +60,11 @@ static void *short_lived(void *arg) {
 
 int main(int argc, char **argv) {
   int quick = quick_mode(argc, argv);
+  if (UNDER_HEAVY_SANITIZER) { /* TSan has finished the thread before glibc's last destructor round: any
+                                  atomic operation there crashes inside TSan itself */
+    printf("core_late_free: skipped under a thread/address sanitizer\n");
+    return 0;
+  }
   zc_free(zc_malloc(1)); /* the main thread's heap, and zcmem's thread-exit key before ours (its hook runs
                             first in each round, so ours frees after it, in the last round) */
   REQUIRE(pthread_key_create(&late_key, late_destructor) == 0);
@@ -85,9 +90,8 @@ int main(int argc, char **argv) {
   CHECKF(s1.allocated <= s0.allocated + 4096, "allocated grew from %llu to %llu: the late frees were lost",
          (unsigned long long)s0.allocated, (unsigned long long)s1.allocated);
 
-  /* statistics while others churn and exit. Not under TSan: the walk reads page counts the owners write
-   * without synchronisation on purpose (a snapshot, memory-safe, see src/stats.c), which TSan reports. */
-  if (UNDER_HEAVY_SANITIZER) return check_exit("core_late_free");
+  /* statistics while others churn and exit (the walk reads page counts the owners write without
+   * synchronisation on purpose: a snapshot, memory-safe, see src/stats.c; TSan would report it) */
   enum { T = 3 };
   pthread_t th[T];
   for (uintptr_t i = 0; i < T; i++) REQUIRE(pthread_create(&th[i], NULL, churn, (void *)(i + 7)) == 0);
