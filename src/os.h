@@ -19,6 +19,12 @@
 /* The OS page size (4 KiB on x86-64; 4, 16 or 64 KiB on arm64). */
 size_t zc_os_page_size(void);
 
+/* Every mapping zc_os_alloc_*, zc_os_extend and zc_os_move hand out lies below this address (the 48-bit
+ * user address space of x86-64 4-level paging and of arm64 48-bit VA); a kernel that places a mapping higher
+ * (5-level paging, 52-bit VA, which Linux does only when asked with a hint above 2^47) has it unmapped and
+ * the call fails with ENOMEM. The segment map (segmap.h) relies on it. */
+#define ZC_OS_ADDRESS_LIMIT ((uintptr_t)1 << 48)
+
 /* Map size bytes of zeroed, readable and writable memory aligned to align (a power of two, at least the
  * page size). Size is a multiple of the page size. Physical pages are supplied lazily on first touch. */
 void *zc_os_alloc_aligned(size_t size, size_t align);

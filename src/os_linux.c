@@ -97,7 +97,17 @@ nomem:
   return NULL;
 }
 
-void *zc_os_alloc_aligned(size_t size, size_t align) { return map_aligned(size, align, -1); }
+/* A mapping above ZC_OS_ADDRESS_LIMIT (see os.h) is given back: the segment map cannot describe it. */
+static void *below_limit(void *p, size_t size) {
+  if (p != NULL && ((uintptr_t)p >= ZC_OS_ADDRESS_LIMIT || size > ZC_OS_ADDRESS_LIMIT - (uintptr_t)p)) {
+    munmap(p, size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return p;
+}
+
+void *zc_os_alloc_aligned(size_t size, size_t align) { return below_limit(map_aligned(size, align, -1), size); }
 
 void *zc_os_alloc_file_backed(size_t size, size_t align) {
   const char *dir = zc_os_getenv("TMPDIR");
@@ -108,7 +118,7 @@ void *zc_os_alloc_file_backed(size_t size, size_t align) {
     return NULL;
   }
   void *p = NULL;
-  if (ftruncate(fd, (off_t)size) == 0) p = map_aligned(size, align, fd);
+  if (ftruncate(fd, (off_t)size) == 0) p = below_limit(map_aligned(size, align, fd), size);
   close(fd); /* the mapping keeps the unlinked file alive */
   if (p == NULL) errno = ENOMEM;
   return p;
@@ -275,13 +285,14 @@ void zc_unlock(zc_lock_t *l) {
 
 bool zc_os_extend(void *p, size_t old_size, size_t new_size) {
   if (inject_failure()) return false;
+  if (new_size > ZC_OS_ADDRESS_LIMIT - (uintptr_t)p) return false;
   /* Without MREMAP_MAYMOVE the kernel only extends into free address space, never over a mapping. */
   return mremap(p, old_size, new_size, 0) == p;
 }
 
 void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align) {
   /* Reserve an aligned target first: MREMAP_FIXED replaces it atomically, and alignment is kept. */
-  void *target = map_aligned(new_size, align, -1);
+  void *target = below_limit(map_aligned(new_size, align, -1), new_size);
   if (target == NULL) return NULL;
   void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   if (q == MAP_FAILED) {
