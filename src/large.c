@@ -8,7 +8,7 @@
  *   front  per-thread shards of a few lock-free slots for small regions (see "front cache" below);
  *   pool   one global pool, by class, two lists per class:
  *            dirty  still resident; reused first, most recently freed first (likely still in cache);
- *            clean  purged (zc_os_purge from the second page on); reused after dirty.
+ *            clean  purged (zc_os_purge from the second OS page on); reused after dirty.
  * A request takes a region of its class or the next one (front, then pool dirty, then pool clean), or maps
  * a new one. Policy: a dirty region cached for longer than the purge delay is purged and becomes clean; a
  * clean region unused for max(10 x delay, 1 s) is unmapped. Budget (ZCMEM_LARGE_CACHE = B): the front
@@ -485,10 +485,13 @@ static size_t process_victims(victims_t *v) {
   region_t *done = NULL, *r, *next;
   for (r = v->purge; r != NULL; r = next) {
     next = r->link[L_CLASS].next;
-    if (!(r->flags & F_FILE) && zc_os_purge((char *)r + pg, r->map_size - pg, mode)) {
+    /* The header page stays; the rest is whole OS pages (map_size is a page multiple). Counted only if
+     * the OS took it; a region it refused is unmapped instead. */
+    size_t want = r->map_size - pg;
+    if (!(r->flags & F_FILE) && (want == 0 || zc_os_purge((char *)r + pg, want, mode) == want)) {
       r->flags = (mode == 1 ? (r->flags | F_STALE) : (r->flags & ~F_STALE)) & ~F_RESIDENT;
-      STAT_ADD(purged, r->map_size - pg);
-      released += r->map_size - pg;
+      STAT_ADD(purged, want);
+      released += want;
       chain(&done, r);
     } else {
       released += unmap_region(r);

@@ -20,19 +20,35 @@
 
 extern char **environ;
 
+static size_t page_cached; /* the page size, or a test's pretend one (zc_os_set_page_size) */
+
+static size_t real_page_size(void) {
+  long v = sysconf(_SC_PAGESIZE);
+  return v > 0 ? (size_t)v : 4096;
+}
+
 size_t zc_os_page_size(void) {
-  static size_t cached;
-  if (cached == 0) {
-    long v = sysconf(_SC_PAGESIZE);
-    cached = v > 0 ? (size_t)v : 4096;
+  size_t pg = __atomic_load_n(&page_cached, __ATOMIC_RELAXED);
+  if (pg == 0) {
+    pg = real_page_size();
+    __atomic_store_n(&page_cached, pg, __ATOMIC_RELAXED);
   }
-  return cached;
+  return pg;
+}
+
+void zc_os_set_page_size(size_t page) {
+  size_t real = real_page_size();
+  if (page == 0 || (page & (page - 1)) != 0 || page % real != 0) page = real;
+  __atomic_store_n(&page_cached, page, __ATOMIC_RELAXED);
 }
 
 /* ---- fault injection ---- */
 static _Atomic long fail_after = -1;
 
 void zc_os_fail_after(long n) { atomic_store(&fail_after, n); }
+
+static _Atomic bool fail_purge;
+void zc_os_fail_purge(bool on) { atomic_store(&fail_purge, on); }
 
 static bool inject_failure(void) {
   long n = atomic_load_explicit(&fail_after, memory_order_relaxed);
@@ -128,12 +144,15 @@ void zc_os_free(void *p, size_t size) {
   if (p != NULL && size != 0) munmap(p, size);
 }
 
-bool zc_os_purge(void *p, size_t size, int mode) {
+size_t zc_os_purge(void *p, size_t size, int mode) {
+  uintptr_t first;
+  size_t len = zc_os_page_inward((uintptr_t)p, size, zc_os_page_size(), &first);
+  if (len == 0 || atomic_load_explicit(&fail_purge, memory_order_relaxed)) return 0;
 #ifdef MADV_FREE
-  if (mode == 1 && madvise(p, size, MADV_FREE) == 0) return true;
+  if (mode == 1 && madvise((void *)first, len, MADV_FREE) == 0) return len;
 #endif
   (void)mode;
-  return madvise(p, size, MADV_DONTNEED) == 0;
+  return madvise((void *)first, len, MADV_DONTNEED) == 0 ? len : 0;
 }
 
 bool zc_os_huge_pages(void *p, size_t size) {
