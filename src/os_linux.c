@@ -21,10 +21,16 @@
 extern char **environ;
 
 static size_t page_cached; /* the page size, or a test's pretend one (zc_os_set_page_size) */
+static size_t page_real;   /* the kernel's: mmap aligns to it, whatever we pretend */
 
 static size_t real_page_size(void) {
-  long v = sysconf(_SC_PAGESIZE);
-  return v > 0 ? (size_t)v : 4096;
+  size_t pg = __atomic_load_n(&page_real, __ATOMIC_RELAXED);
+  if (pg == 0) {
+    long v = sysconf(_SC_PAGESIZE);
+    pg = v > 0 ? (size_t)v : 4096;
+    __atomic_store_n(&page_real, pg, __ATOMIC_RELAXED);
+  }
+  return pg;
 }
 
 size_t zc_os_page_size(void) {
@@ -65,8 +71,8 @@ static void *map_aligned(size_t size, size_t align, int fd) {
     errno = ENOMEM;
     return NULL;
   }
-  size_t page = zc_os_page_size();
-  if (align < page) align = page;
+  size_t page = real_page_size(); /* what mmap aligns to */
+  if (align < zc_os_page_size()) align = zc_os_page_size();
   int flags = fd >= 0 ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
   if (align == page) {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
@@ -228,7 +234,7 @@ uint64_t zc_os_rss(void) {
   while (*s == ' ') s++;
   uint64_t pages = 0;
   while (*s >= '0' && *s <= '9') pages = pages * 10 + (uint64_t)(*s++ - '0');
-  return pages * zc_os_page_size();
+  return pages * real_page_size();
 }
 
 uint64_t zc_os_peak_rss(void) {

@@ -107,6 +107,12 @@ static const char *const kind_names[K_COUNT] = {"foreign",      "wild",        "
  * core-trust branch: enable them then with mask=0x1ff. */
 #define DEFAULT_MASK ((1u << K_FOREIGN) | (1u << K_WILD) | (1u << K_INTERIOR_LARGE) | (1u << K_DOUBLE_LARGE) | \
                       (1u << K_HEADER_SMALL))
+#if defined(__SANITIZE_THREAD__)
+/* A large double free reads the header of a region the background purger may be purging at that moment:
+ * a race by design (the program is wrong), which TSan rightly reports. Not injected under TSan. */
+#undef DEFAULT_MASK
+#define DEFAULT_MASK ((1u << K_FOREIGN) | (1u << K_WILD) | (1u << K_INTERIOR_LARGE) | (1u << K_HEADER_SMALL))
+#endif
 #define SERIAL_KINDS ((1u << K_DOUBLE_LARGE) | (1u << K_DOUBLE_LOCAL) | (1u << K_DOUBLE_REMOTE))
 
 /* ---- shadow model ---- */
@@ -555,6 +561,8 @@ int main(int argc, char **argv) {
     workers[t].id = t;
     rng_seed(&workers[t].rng, base_seed * 1000003u + t);
     pthread_mutex_init(&inboxes[t].lock, NULL);
+  }
+  for (unsigned t = 0; t < nthreads; t++) {
     REQUIRE(pthread_create(&th[t], NULL, worker_main, &workers[t]) == 0);
   }
   for (unsigned t = 0; t < nthreads; t++) pthread_join(th[t], NULL);
