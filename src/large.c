@@ -200,36 +200,6 @@ uint64_t zc_large_secret(void) {
 
 #define get_secret zc_large_secret
 
-/* After zcmem changed a field the mac covers. */
-static void seal(region_t *r) { r->mac = region_mac(r, get_secret()); }
-
-/* The header's fields are the ones zcmem last sealed (so offset, map_size, cls can be trusted). */
-static bool region_valid(const region_t *r) {
-  uint64_t s = __atomic_load_n(&secret, __ATOMIC_ACQUIRE);
-  return r != NULL && s != 0 && r->mac == region_mac(r, s);
-}
-
-static uint32_t region_state(const region_t *r) { return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE); }
-static char *block_of(const region_t *r) { return (char *)r + r->offset; }
-
-/* The canary right below the block (r valid). */
-static void set_canary(region_t *r) {
-  char *b = block_of(r);
-  uint64_t c = region_canary(b, get_secret());
-  memcpy(b - sizeof c, &c, sizeof c);
-}
-static bool canary_ok(const region_t *r) {
-  const char *b = block_of(r);
-  uint64_t c;
-  memcpy(&c, b - sizeof c, sizeof c);
-  return c == region_canary(b, get_secret());
-}
-
-/* p is the start of the live block of the region at hdr, and neither header nor canary was overwritten. */
-static bool live_block(const region_t *r, const void *p) {
-  return region_valid(r) && region_state(r) == ST_LIVE && p == block_of(r) && canary_ok(r);
-}
-
 /* A cached or busy region whose header fails its check: reported, then never used again (leaked). */
 static void report_corrupt(const region_t *r, const char *when) {
   zc_error("large region at %p: header overwritten (keyed check failed) %s; the region is left alone",

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "os.h"
 
@@ -73,6 +74,37 @@ static inline uint64_t region_mac(const region_t *r, uint64_t secret) {
 /* The canary value for a block at address b. */
 static inline uint64_t region_canary(const void *b, uint64_t secret) {
   return region_mix(secret ^ 0x5bd1e9955bd1e995ull, (uint64_t)(uintptr_t)b, 0x9e3779b97f4a7c15ull);
+}
+
+/* ---- the checks, for large.c ---- */
+
+/* After zcmem changed a field the mac covers. */
+static inline void seal(region_t *r) { r->mac = region_mac(r, zc_large_secret()); }
+
+/* The header's fields are the ones zcmem last sealed (so offset, map_size, cls can be trusted). */
+static inline bool region_valid(const region_t *r) {
+  return r != NULL && r->mac == region_mac(r, zc_large_secret());
+}
+
+static inline uint32_t region_state(const region_t *r) { return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE); }
+static inline char *block_of(const region_t *r) { return (char *)r + r->offset; }
+
+/* The canary right below the block (r valid). */
+static inline void set_canary(region_t *r) {
+  char *b = block_of(r);
+  uint64_t c = region_canary(b, zc_large_secret());
+  memcpy(b - sizeof c, &c, sizeof c);
+}
+static inline bool canary_ok(const region_t *r) {
+  const char *b = block_of(r);
+  uint64_t c;
+  memcpy(&c, b - sizeof c, sizeof c);
+  return c == region_canary(b, zc_large_secret());
+}
+
+/* p is the start of the live block of the region at hdr, and neither header nor canary was overwritten. */
+static inline bool live_block(const region_t *r, const void *p) {
+  return region_valid(r) && region_state(r) == ST_LIVE && p == block_of(r) && canary_ok(r);
 }
 
 #endif /* ZC_LARGE_REGION_H */
