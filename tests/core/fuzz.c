@@ -22,7 +22,8 @@
  * Built twice: core_fuzz_prefixed (zc_*, zcmem_prefixed, label sanitize) and core_fuzz_preload (plain
  * malloc, LD_PRELOAD=libzcmem.so; `--expect-zcmem` checks the override is in).
  * Args: [--quick] [seed=N] [threads=N] [rounds=N] [ops=N] [mask=N] [align16=0|1] [stderr=1]
- * Environment: ZC_FUZZ_SEED, ZC_FUZZ_MASK (as the args), ZC_FUZZ_LONG=1 (50x the rounds: the long run).
+ * Environment: ZC_FUZZ_SEED, ZC_FUZZ_MASK, ZC_FUZZ_ROUNDS, ZC_FUZZ_OPS (as the args; args win),
+ * ZC_FUZZ_LONG=1 (50x the rounds: the long run).
  * Exit 0 if every check held; a failure prints the seed, round, kind and block to rerun it.
  */
 #define _GNU_SOURCE
@@ -515,9 +516,9 @@ int main(int argc, char **argv) {
   nthreads = (unsigned)arg_value(argc, argv, "threads", 4);
   if (nthreads < 2) nthreads = 2;
   if (nthreads > MAXT) nthreads = MAXT;
-  rounds = (unsigned)arg_value(argc, argv, "rounds", quick || UNDER_HEAVY_SANITIZER ? 6 : 12);
+  rounds = (unsigned)arg_value(argc, argv, "rounds", env_num("ZC_FUZZ_ROUNDS", quick || UNDER_HEAVY_SANITIZER ? 6 : 12));
   if (env_num("ZC_FUZZ_LONG", 0)) rounds *= 50;
-  ops_per_round = arg_value(argc, argv, "ops", UNDER_HEAVY_SANITIZER ? 1000 : 3000);
+  ops_per_round = arg_value(argc, argv, "ops", env_num("ZC_FUZZ_OPS", UNDER_HEAVY_SANITIZER ? 1000 : 3000));
   mask = (unsigned)arg_value(argc, argv, "mask", env_num("ZC_FUZZ_MASK", DEFAULT_MASK));
   align16 = arg_value(argc, argv, "align16", 0) != 0;
   bool keep_stderr = arg_value(argc, argv, "stderr", 0) != 0;
