@@ -228,7 +228,8 @@ ZC_API size_t zc_usable_size(const void *p) {
   } else {
     uint8_t kind;
     void *hdr = zc_segmap_header(p, &kind);
-    if (hdr != NULL && kind == ZC_MAP_LARGE) return zc_large_usable(p, hdr);
+    size_t n = hdr != NULL && kind == ZC_MAP_LARGE ? zc_large_usable(p, hdr) : 0;
+    if (n != 0) return n; /* 0: freed, interior, or its header or canary overwritten: reported below */
   }
   zc_bad_free(p, "usable size of a pointer zcmem did not allocate:");
   return 0;

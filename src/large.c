@@ -8,7 +8,7 @@
  *   front  per-thread shards of a few lock-free slots for small regions (see "front cache" below);
  *   pool   one global pool, by class, two lists per class:
  *            dirty  still resident; reused first, most recently freed first (likely still in cache);
- *            clean  purged (zc_os_purge from the second page on); reused after dirty.
+ *            clean  purged (zc_os_purge from the second OS page on); reused after dirty.
  * A request takes a region of its class or the next one (front, then pool dirty, then pool clean), or maps
  * a new one. Policy: a dirty region cached for longer than the purge delay is purged and becomes clean; a
  * clean region unused for max(10 x delay, 1 s) is unmapped. Budget (ZCMEM_LARGE_CACHE = B): the front
@@ -34,6 +34,7 @@
  * lock.
  */
 #include "large.h"
+#include "large_region.h"
 #include "options.h"
 #include "os.h"
 #include "segmap.h"
@@ -41,7 +42,6 @@
 #include <errno.h>
 #include <string.h>
 
-#define HDR_SIZE ((size_t)128)         /* bytes reserved for the header; block offset >= this */
 #define LARGE_MAX ((size_t)1 << 46)    /* larger requests (or alignments) fail with ENOMEM */
 #define MIN_REGION ((size_t)64 * 1024) /* smallest mapping (shrinking never goes below) */
 #define NCLASS 192u                    /* classes 4*b+q for mappings up to 2^47 */
@@ -50,34 +50,13 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-enum { ST_LIVE = 0x4c1u, ST_DIRTY = 0xd1u, ST_CLEAN = 0xc1u, ST_BUSY = 0xb5u };
-enum {
-  F_FILE = 1u,     /* backed by an unlinked file */
-  F_STALE = 2u,    /* purged with MADV_FREE: may still read old bytes */
-  F_RESIDENT = 4u, /* cached dirty: its pages may be resident */
-};
 enum { DIRTY = 0, CLEAN = 1 };      /* list index */
 enum { L_CLASS = 0, L_AGE = 1 };    /* link index */
 
-typedef struct region_s region_t;
-typedef struct rlink_s {
-  region_t *next, *prev;
-} rlink_t;
 typedef struct rlist_s {
   region_t *head, *tail;
 } rlist_t;
 
-struct region_s {
-  uint64_t magic;   /* secret ^ base: written by zcmem, unlikely to be forged by a stray write */
-  size_t map_size;  /* bytes mapped at base, a page multiple */
-  size_t offset;    /* block start - base (valid while LIVE) */
-  uint32_t state;   /* ST_*, changed with atomics */
-  uint32_t flags;   /* F_* */
-  uint32_t cls;     /* class it is cached under: the largest class whose size <= map_size */
-  uint64_t stamp;   /* ns: when it entered its current cache list */
-  rlink_t link[2];  /* L_CLASS: class list (also the BUSY victim chain); L_AGE: age list */
-};
-_Static_assert(sizeof(region_t) <= HDR_SIZE, "region header must fit in HDR_SIZE");
 
 /* Region list for work done outside the lock (chained through link[L_CLASS].next). */
 typedef struct victims_s {
@@ -206,9 +185,9 @@ static uint64_t clean_ttl_ns(uint64_t delay) {
   return t < CLEAN_TTL_MIN ? CLEAN_TTL_MIN : t;
 }
 
-/* ---- headers ---- */
+/* ---- headers and their keyed checks (large_region.h) ---- */
 
-static uint64_t get_secret(void) {
+uint64_t zc_large_secret(void) {
   uint64_t s = __atomic_load_n(&secret, __ATOMIC_ACQUIRE);
   if (likely(s != 0)) return s;
   uint64_t r = 0;
@@ -219,17 +198,12 @@ static uint64_t get_secret(void) {
   return r;
 }
 
-static bool region_valid(const region_t *r) {
-  uint64_t s = __atomic_load_n(&secret, __ATOMIC_ACQUIRE);
-  return r != NULL && s != 0 && r->magic == (s ^ (uint64_t)(uintptr_t)r);
-}
+#define get_secret zc_large_secret
 
-static uint32_t region_state(const region_t *r) { return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE); }
-static char *block_of(const region_t *r) { return (char *)r + r->offset; }
-
-/* p is the start of the live block of the region at hdr. */
-static bool live_block(const region_t *r, const void *p) {
-  return region_valid(r) && region_state(r) == ST_LIVE && p == block_of(r);
+/* A cached or busy region whose header fails its check: reported, then never used again (leaked). */
+static void report_corrupt(const region_t *r, const char *when) {
+  zc_error("large region at %p: header overwritten (keyed check failed) %s; the region is left alone",
+           (const void *)r, when);
 }
 
 /* ---- the pool lock: counts the acquisitions that had to wait (zc_large_stats: lock_contended) ---- */
@@ -275,18 +249,35 @@ static void pool_add_bytes(int w, size_t bytes, long count) {
 static void cache_insert(region_t *r, int w, uint64_t now) {
   r->stamp = now;
   if (w == DIRTY) r->flags |= F_RESIDENT;
+  seal(r);
   __atomic_store_n(&r->state, w == DIRTY ? ST_DIRTY : ST_CLEAN, __ATOMIC_RELEASE);
   list_push_front(&pool.cls[w][r->cls], r, L_CLASS);
   list_push_back(&pool.age[w], r, L_AGE);
   pool_add_bytes(w, r->map_size, 1);
 }
 
-/* Take r off its lists; it becomes BUSY. */
+/* Take r off its lists; it becomes BUSY. A header overwritten while cached (it fails its keyed check) has
+ * a cls and map_size that cannot be trusted: its list is found by searching instead, its bytes stay
+ * counted (the pool believes it holds a little more than it does), and whoever takes it reports it and
+ * leaves it alone. */
 static void cache_unlink(region_t *r) {
   int w = r->state == ST_DIRTY ? DIRTY : CLEAN;
-  list_remove(&pool.cls[w][r->cls], r, L_CLASS);
+  unsigned c = r->cls;
+  size_t bytes = r->map_size;
+  if (unlikely(!region_valid(r))) {
+    bytes = 0;
+    c = NCLASS;
+    for (int k = 0; k < 2; k++) {
+      for (region_t *x = pool.age[k].head; x != NULL; x = x->link[L_AGE].next)
+        if (x == r) w = k;
+      for (unsigned i = 0; i < NCLASS; i++)
+        for (region_t *x = pool.cls[k][i].head; x != NULL; x = x->link[L_CLASS].next)
+          if (x == r) c = i;
+    }
+  }
+  if (c < NCLASS) list_remove(&pool.cls[w][c], r, L_CLASS);
   list_remove(&pool.age[w], r, L_AGE);
-  pool_add_bytes(w, (size_t)0 - r->map_size, -1);
+  pool_add_bytes(w, (size_t)0 - bytes, -1);
   __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
 }
 
@@ -371,6 +362,7 @@ static region_t *front_put(front_t *f, region_t *r, size_t budget) {
   }
   uintptr_t w = (uintptr_t)r | r->cls;
   r->flags |= F_RESIDENT;
+  seal(r);
   __atomic_store_n(&r->state, ST_DIRTY, __ATOMIC_RELAXED); /* a double free from now on is reported */
   for (unsigned i = 0; i < FRONT_SLOTS; i++) { /* an empty slot, if the shard has room */
     uintptr_t e = 0;
@@ -470,6 +462,10 @@ static void policy_locked(victims_t *v, uint64_t now) {
 static region_t *map_region(size_t map_size, uint64_t s);
 
 static size_t unmap_region(region_t *r) {
+  if (!region_valid(r)) { /* a wrong map_size would unmap someone else's memory */
+    report_corrupt(r, "before unmapping it");
+    return 0;
+  }
   size_t size = r->map_size;
   zc_segmap_clear(r, size); /* first: no chunk is marked ours without its header mapped */
   zc_os_free(r, size);
@@ -485,10 +481,18 @@ static size_t process_victims(victims_t *v) {
   region_t *done = NULL, *r, *next;
   for (r = v->purge; r != NULL; r = next) {
     next = r->link[L_CLASS].next;
-    if (!(r->flags & F_FILE) && zc_os_purge((char *)r + pg, r->map_size - pg, mode)) {
+    if (!region_valid(r)) {
+      report_corrupt(r, "before purging it");
+      continue;
+    }
+    /* The header page stays; the rest is whole OS pages (map_size is a page multiple). Counted only if
+     * the OS took it; a region it refused is unmapped instead. */
+    size_t want = r->map_size - pg;
+    if (!(r->flags & F_FILE) && (want == 0 || zc_os_purge((char *)r + pg, want, mode) == want)) {
       r->flags = (mode == 1 ? (r->flags | F_STALE) : (r->flags & ~F_STALE)) & ~F_RESIDENT;
-      STAT_ADD(purged, r->map_size - pg);
-      released += r->map_size - pg;
+      seal(r);
+      STAT_ADD(purged, want);
+      released += want;
       chain(&done, r);
     } else {
       released += unmap_region(r);
@@ -647,6 +651,10 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
     r = cache_take(c, &from, &v, inl ? zc_os_clock_coarse_ns() : 0, inl);
     if (v.purge || v.unmap) process_victims(&v);
   }
+  if (r != NULL && !region_valid(r)) { /* overwritten while cached: leave it, map a new one */
+    report_corrupt(r, "when taken from the cache");
+    r = NULL;
+  }
   bool fresh = r == NULL;
   if (fresh) {
     r = map_region(page_round(class_bytes(c)), s);
@@ -656,6 +664,8 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
   char *base = (char *)r;
   char *block = (char *)(((uintptr_t)base + HDR_SIZE + align - 1) & ~(uintptr_t)(align - 1));
   r->offset = (size_t)(block - base);
+  seal(r);
+  set_canary(r);
   if (zero && !fresh) { /* fresh mappings read zero */
     if (from == DIRTY || (r->flags & (F_STALE | F_FILE))) {
       memset(block, 0, size);
@@ -695,12 +705,13 @@ static region_t *map_region(size_t map_size, uint64_t s) {
     return NULL;
   }
   region_t *r = base;
-  r->magic = s ^ (uint64_t)(uintptr_t)r;
+  (void)s;
   r->map_size = map_size;
   r->offset = HDR_SIZE;
   r->flags = flags;
   r->cls = class_floor(map_size);
   r->stamp = 0;
+  seal(r);
   __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
   zc_segmap_set(r, map_size, ZC_MAP_LARGE);
   STAT_ADD(mapped, map_size);
@@ -710,7 +721,7 @@ static region_t *map_region(size_t map_size, uint64_t s) {
 void zc_large_free(void *p, void *hdr) {
   region_t *r = hdr;
   if (!region_valid(r)) {
-    zc_error("invalid free of %p: no zcmem large block there", p);
+    zc_error("invalid free of %p: the header of its large region at %p fails its keyed check (overwritten)", p, hdr);
     return;
   }
   uint32_t state = region_state(r);
@@ -720,6 +731,10 @@ void zc_large_free(void *p, void *hdr) {
   }
   if (p != block_of(r)) {
     zc_error("invalid free of %p: not the start of a large block (it starts at %p)", p, (void *)block_of(r));
+    return;
+  }
+  if (!canary_ok(r)) {
+    zc_error("heap corruption: the 8 bytes below large block %p were overwritten (buffer underflow); not freed", p);
     return;
   }
   if (!__atomic_compare_exchange_n(&r->state, &state, ST_BUSY, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
@@ -771,6 +786,7 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size) {
         zc_segmap_clear((char *)r + (chunks_new << ZC_SEGMENT_SHIFT), (chunks_old - chunks_new) << ZC_SEGMENT_SHIFT);
       r->map_size = want;
       r->cls = class_floor(want);
+      seal(r);
       zc_os_free((char *)r + want, old_map - want);
       STAT_SUB(mapped, old_map - want);
       STAT_ADD(purged, old_map - want);
@@ -785,6 +801,7 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size) {
   zc_segmap_set(r, want, ZC_MAP_LARGE);
   r->map_size = want;
   r->cls = class_floor(want);
+  seal(r);
   STAT_ADD(mapped, want - old_map);
   FSTAT_ADD(my_front(), live_bytes, (int64_t)(want - old_map));
   return true;
@@ -804,9 +821,10 @@ void *zc_large_move(void *p, void *hdr, size_t new_size) {
     zc_segmap_set(r, old_map, ZC_MAP_LARGE);
     return NULL;
   }
-  q->magic = get_secret() ^ (uint64_t)(uintptr_t)q;
   q->map_size = want;
   q->cls = class_floor(want);
+  seal(q);
+  set_canary(q); /* keyed by the block's address, which moved */
   zc_segmap_set(q, want, ZC_MAP_LARGE);
   STAT_ADD(mapped, want - old_map);
   FSTAT_ADD(my_front(), live_bytes, (int64_t)(want - old_map));

@@ -36,6 +36,11 @@ static option_desc_t options[zc_option_count] = {
 static _Atomic int options_state; /* 0 unread, 1 reading, 2 read */
 static _Atomic unsigned long error_count;
 
+/* A value: for switches and numbers a yes/no word, else decimal digits, then for sizes one suffix
+ * (K, M, G or T, optionally followed by i and/or B, any case: powers of 1024). Anything else fails: empty,
+ * a sign, spaces, hex, junk after the number, a suffix on a plain number, a value above the option's
+ * maximum. The maximum is checked before every step (digit or suffix), so no value can wrap around: 2^64
+ * written as 16777216T fails instead of parsing as 0. */
 static bool parse_value(const option_desc_t *d, const char *s, long *out) {
   if (d->kind == OPT_BOOL || d->kind == OPT_NUM) {
     static const char *const yes[] = {"true", "on", "yes"}, *const no[] = {"false", "off", "no"};
@@ -45,13 +50,15 @@ static bool parse_value(const option_desc_t *d, const char *s, long *out) {
     }
   }
   if (*s < '0' || *s > '9') return false;
+  const unsigned long long max = (unsigned long long)d->max; /* d->max >= 0 and below 2^63 */
   unsigned long long v = 0;
   for (; *s >= '0' && *s <= '9'; s++) {
-    v = v * 10 + (unsigned long long)(*s - '0');
-    if (v > (1ull << 50)) return false;
+    unsigned digit = (unsigned)(*s - '0');
+    if (v > max / 10 || v * 10 + digit > max) return false; /* v * 10 <= max < 2^63: no wrap */
+    v = v * 10 + digit;
   }
-  int shift = 0;
   if (*s != 0 && d->kind == OPT_SIZE) {
+    unsigned shift;
     switch (*s | 0x20) {
       case 'k': shift = 10; break;
       case 'm': shift = 20; break;
@@ -62,12 +69,17 @@ static bool parse_value(const option_desc_t *d, const char *s, long *out) {
     s++;
     if ((*s | 0x20) == 'i') s++;
     if ((*s | 0x20) == 'b') s++;
+    if (v > (max >> shift)) return false; /* v << shift > max, or would wrap */
+    v <<= shift;
   }
   if (*s != 0) return false;
-  v <<= shift;
-  if (v > (unsigned long long)d->max) return false;
   *out = (long)v;
   return true;
+}
+
+bool zc_option_parse(zc_option_t opt, const char *s, long *out) {
+  if ((unsigned)opt >= zc_option_count || s == NULL) return false;
+  return parse_value(&options[opt], s, out);
 }
 
 static void message_str(const char *kind, const char *text);

@@ -16,6 +16,10 @@ long zc_opt(zc_option_t opt);
 /* Read every option now (idempotent). */
 void zc_options_init(void);
 
+/* Parse s as zc_options_init parses the value of opt's variable (store it in *out, true), without reading
+ * or changing any option; false if zc_options_init would reject it (keep the default, warn). For tests. */
+bool zc_option_parse(zc_option_t opt, const char *s, long *out);
+
 /* A bad free (invalid or double, of any allocator of zcmem): print "zcmem: error: <message>\n" on stderr,
  * count it, and abort unless ZCMEM_ABORT_ON_ERROR=0 (the default is 1, as glibc). Formats with
  * %s %d %u %ld %lu %zu %p %x only; never allocates. */

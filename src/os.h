@@ -19,6 +19,12 @@
 /* The OS page size (4 KiB on x86-64; 4, 16 or 64 KiB on arm64). */
 size_t zc_os_page_size(void);
 
+/* Every mapping zc_os_alloc_*, zc_os_extend and zc_os_move hand out lies below this address (the 48-bit
+ * user address space of x86-64 4-level paging and of arm64 48-bit VA); a kernel that places a mapping higher
+ * (5-level paging, 52-bit VA, which Linux does only when asked with a hint above 2^47) has it unmapped and
+ * the call fails with ENOMEM. The segment map (segmap.h) relies on it. */
+#define ZC_OS_ADDRESS_LIMIT ((uintptr_t)1 << 48)
+
 /* Map size bytes of zeroed, readable and writable memory aligned to align (a power of two, at least the
  * page size). Size is a multiple of the page size. Physical pages are supplied lazily on first touch. */
 void *zc_os_alloc_aligned(size_t size, size_t align);
@@ -32,8 +38,21 @@ void zc_os_free(void *p, size_t size);
 
 /* Give the physical pages of [p, p+size) back to the OS but keep the mapping: the next touch reads zeros
  * (mode 0, MADV_DONTNEED) or either the old bytes or zeros (mode 1, MADV_FREE: freed lazily under memory
- * pressure, cheaper). p and size are page-aligned. Returns false if the OS refused. */
-bool zc_os_purge(void *p, size_t size, int mode);
+ * pressure, cheaper). Only the whole OS pages inside the range are purged (p rounded up, p+size rounded
+ * down to zc_os_page_size(): with 16 or 64 KiB pages a range that starts 16 KiB into a page loses its
+ * head, and one shorter than a page is left alone). Returns the bytes given back: the length of those
+ * whole pages, or 0 if there were none or the OS refused. */
+size_t zc_os_purge(void *p, size_t size, int mode);
+
+/* The whole pages of size page (a power of two) inside [p, p+size): *first is p rounded up to the page,
+ * the result the length from there to p+size rounded down (0 if no whole page fits). Pure arithmetic,
+ * so that tests can check it for 16 and 64 KiB pages on a 4 KiB machine. */
+static inline size_t zc_os_page_inward(uintptr_t p, size_t size, size_t page, uintptr_t *first) {
+  uintptr_t lo = (p + page - 1) & ~(uintptr_t)(page - 1);
+  uintptr_t hi = (p + size) & ~(uintptr_t)(page - 1);
+  *first = lo;
+  return hi > lo ? (size_t)(hi - lo) : 0;
+}
 
 /* Ask for transparent huge pages on [p, p+size) (a hint; false if not supported). */
 bool zc_os_huge_pages(void *p, size_t size);
@@ -42,6 +61,12 @@ bool zc_os_huge_pages(void *p, size_t size);
  * After n more successful mappings, every zc_os_alloc_* fails (NULL, ENOMEM) until reset with n < 0.
  * The default (n < 0) never injects. */
 void zc_os_fail_after(long n);
+/* While on, zc_os_purge gives nothing back and returns 0, as if the OS refused. */
+void zc_os_fail_purge(bool on);
+/* Pretend the OS page size is page (a power of two, a multiple of the real one; 0: the real one again):
+ * zc_os_page_size returns it and purges round to it, so a 4 KiB machine runs the arithmetic of a 16 or
+ * 64 KiB kernel (arm64). Call before the allocator maps anything. */
+void zc_os_set_page_size(size_t page);
 
 /* ---- threads, time, process ---- */
 

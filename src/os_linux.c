@@ -20,19 +20,41 @@
 
 extern char **environ;
 
-size_t zc_os_page_size(void) {
-  static size_t cached;
-  if (cached == 0) {
+static size_t page_cached; /* the page size, or a test's pretend one (zc_os_set_page_size) */
+static size_t page_real;   /* the kernel's: mmap aligns to it, whatever we pretend */
+
+static size_t real_page_size(void) {
+  size_t pg = __atomic_load_n(&page_real, __ATOMIC_RELAXED);
+  if (pg == 0) {
     long v = sysconf(_SC_PAGESIZE);
-    cached = v > 0 ? (size_t)v : 4096;
+    pg = v > 0 ? (size_t)v : 4096;
+    __atomic_store_n(&page_real, pg, __ATOMIC_RELAXED);
   }
-  return cached;
+  return pg;
+}
+
+size_t zc_os_page_size(void) {
+  size_t pg = __atomic_load_n(&page_cached, __ATOMIC_RELAXED);
+  if (pg == 0) {
+    pg = real_page_size();
+    __atomic_store_n(&page_cached, pg, __ATOMIC_RELAXED);
+  }
+  return pg;
+}
+
+void zc_os_set_page_size(size_t page) {
+  size_t real = real_page_size();
+  if (page == 0 || (page & (page - 1)) != 0 || page % real != 0) page = real;
+  __atomic_store_n(&page_cached, page, __ATOMIC_RELAXED);
 }
 
 /* ---- fault injection ---- */
 static _Atomic long fail_after = -1;
 
 void zc_os_fail_after(long n) { atomic_store(&fail_after, n); }
+
+static _Atomic bool fail_purge;
+void zc_os_fail_purge(bool on) { atomic_store(&fail_purge, on); }
 
 static bool inject_failure(void) {
   long n = atomic_load_explicit(&fail_after, memory_order_relaxed);
@@ -49,8 +71,8 @@ static void *map_aligned(size_t size, size_t align, int fd) {
     errno = ENOMEM;
     return NULL;
   }
-  size_t page = zc_os_page_size();
-  if (align < page) align = page;
+  size_t page = real_page_size(); /* what mmap aligns to */
+  if (align < zc_os_page_size()) align = zc_os_page_size();
   int flags = fd >= 0 ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
   if (align == page) {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
@@ -97,7 +119,17 @@ nomem:
   return NULL;
 }
 
-void *zc_os_alloc_aligned(size_t size, size_t align) { return map_aligned(size, align, -1); }
+/* A mapping above ZC_OS_ADDRESS_LIMIT (see os.h) is given back: the segment map cannot describe it. */
+static void *below_limit(void *p, size_t size) {
+  if (p != NULL && ((uintptr_t)p >= ZC_OS_ADDRESS_LIMIT || size > ZC_OS_ADDRESS_LIMIT - (uintptr_t)p)) {
+    munmap(p, size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return p;
+}
+
+void *zc_os_alloc_aligned(size_t size, size_t align) { return below_limit(map_aligned(size, align, -1), size); }
 
 void *zc_os_alloc_file_backed(size_t size, size_t align) {
   const char *dir = zc_os_getenv("TMPDIR");
@@ -108,7 +140,7 @@ void *zc_os_alloc_file_backed(size_t size, size_t align) {
     return NULL;
   }
   void *p = NULL;
-  if (ftruncate(fd, (off_t)size) == 0) p = map_aligned(size, align, fd);
+  if (ftruncate(fd, (off_t)size) == 0) p = below_limit(map_aligned(size, align, fd), size);
   close(fd); /* the mapping keeps the unlinked file alive */
   if (p == NULL) errno = ENOMEM;
   return p;
@@ -118,12 +150,15 @@ void zc_os_free(void *p, size_t size) {
   if (p != NULL && size != 0) munmap(p, size);
 }
 
-bool zc_os_purge(void *p, size_t size, int mode) {
+size_t zc_os_purge(void *p, size_t size, int mode) {
+  uintptr_t first;
+  size_t len = zc_os_page_inward((uintptr_t)p, size, zc_os_page_size(), &first);
+  if (len == 0 || atomic_load_explicit(&fail_purge, memory_order_relaxed)) return 0;
 #ifdef MADV_FREE
-  if (mode == 1 && madvise(p, size, MADV_FREE) == 0) return true;
+  if (mode == 1 && madvise((void *)first, len, MADV_FREE) == 0) return len;
 #endif
   (void)mode;
-  return madvise(p, size, MADV_DONTNEED) == 0;
+  return madvise((void *)first, len, MADV_DONTNEED) == 0 ? len : 0;
 }
 
 bool zc_os_huge_pages(void *p, size_t size) {
@@ -199,7 +234,7 @@ uint64_t zc_os_rss(void) {
   while (*s == ' ') s++;
   uint64_t pages = 0;
   while (*s >= '0' && *s <= '9') pages = pages * 10 + (uint64_t)(*s++ - '0');
-  return pages * zc_os_page_size();
+  return pages * real_page_size();
 }
 
 uint64_t zc_os_peak_rss(void) {
@@ -275,13 +310,14 @@ void zc_unlock(zc_lock_t *l) {
 
 bool zc_os_extend(void *p, size_t old_size, size_t new_size) {
   if (inject_failure()) return false;
+  if (new_size > ZC_OS_ADDRESS_LIMIT - (uintptr_t)p) return false;
   /* Without MREMAP_MAYMOVE the kernel only extends into free address space, never over a mapping. */
   return mremap(p, old_size, new_size, 0) == p;
 }
 
 void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align) {
   /* Reserve an aligned target first: MREMAP_FIXED replaces it atomically, and alignment is kept. */
-  void *target = map_aligned(new_size, align, -1);
+  void *target = below_limit(map_aligned(new_size, align, -1), new_size);
   if (target == NULL) return NULL;
   void *q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   if (q == MAP_FAILED) {

@@ -19,21 +19,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "os.h"
+
 #define ZC_SEGMENT_SHIFT 22u
 #define ZC_SEGMENT_SIZE ((size_t)1 << ZC_SEGMENT_SHIFT) /* 4 MiB */
 #define ZC_SEGMENT_MASK (ZC_SEGMENT_SIZE - 1)
 #define ZC_ADDRESS_BITS 48u
 #define ZC_SEGMAP_ENTRIES ((size_t)1 << (ZC_ADDRESS_BITS - ZC_SEGMENT_SHIFT))
 
+_Static_assert(((uintptr_t)1 << ZC_ADDRESS_BITS) == ZC_OS_ADDRESS_LIMIT, "the map covers every address zcmem maps");
+
 enum { ZC_MAP_NONE = 0, ZC_MAP_SMALL = 1, ZC_MAP_LARGE = 2, ZC_MAP_BACK = 3, ZC_MAP_BACK_MAX = 250 };
 
 extern uint8_t zc_segmap[ZC_SEGMAP_ENTRIES];
 
-/* The map byte for p. A pointer with bits above the address space (never one of ours) reads the entry
- * of its low bits instead: zc_segmap_header, used on every slow path, checks those bits. */
+/* The map byte for p; ZC_MAP_NONE for a pointer with bits above the 48-bit user address space (5-level
+ * paging or arm64 52-bit addresses, kernel addresses, garbage such as 0xdeadbeef00000000): zcmem never maps
+ * memory there (the platform layer refuses such mappings), so such a pointer is never ours and must not be
+ * folded onto the entry of its low bits and followed. One compare on the fast path: the index is the
+ * pointer's high bits, and an index past the map's end is out of range. */
 static inline uint8_t zc_segmap_get(const void *p) {
-  uintptr_t u = (uintptr_t)p;
-  return __atomic_load_n(&zc_segmap[(u >> ZC_SEGMENT_SHIFT) & (ZC_SEGMAP_ENTRIES - 1)], __ATOMIC_RELAXED);
+  uintptr_t i = (uintptr_t)p >> ZC_SEGMENT_SHIFT;
+  if (__builtin_expect(i >= ZC_SEGMAP_ENTRIES, 0)) return ZC_MAP_NONE;
+  return __atomic_load_n(&zc_segmap[i], __ATOMIC_RELAXED);
 }
 
 /* The base of the mapping whose header covers p (p's kind is returned in *kind), or NULL if not ours. */

@@ -93,7 +93,10 @@ static void page_purge(zc_heap_t *h, zc_page_t *pg) {
   zc_segment_t *s = zc_segment_of(pg);
   size_t size = page_area_size(s, pg);
   dirty_unlink(h, s, pg);
-  zc_os_purge(page_area_start(s, pg), size, (int)zc_opt(zc_option_purge_mode));
+  /* Counted: what the OS took back, whole OS pages only (page 0 starts 16 KiB in: with 64 KiB pages
+   * nothing of a small segment's page 0 can go). The page counts as purged either way: a page the OS
+   * refused stays resident until its segment is unmapped, it is not retried on every pass. */
+  size = zc_os_purge(page_area_start(s, pg), size, (int)zc_opt(zc_option_purge_mode));
   atomic_fetch_add_explicit(&purged_bytes, size, memory_order_relaxed);
   h->stat_purged += size;
 }
@@ -353,10 +356,8 @@ bool zc_segments_purge_abandoned(bool force) {
         }
         if (pg->state != ZC_PAGE_FREE || !pg->dirty) continue;
         if (force || pg->freed_at + delay <= now) {
-          size_t size = page_area_size(s, pg);
-          zc_os_purge(page_area_start(s, pg), size, (int)zc_opt(zc_option_purge_mode));
+          purged += zc_os_purge(page_area_start(s, pg), page_area_size(s, pg), (int)zc_opt(zc_option_purge_mode));
           pg->dirty = 0;
-          purged += size;
         } else {
           all_clean = false;
           young = true;
