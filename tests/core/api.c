@@ -9,7 +9,7 @@
  * Invariant: every check states the contract it enforces; a failure prints file:line and exits non-zero.
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 #include "zcmem.h"
 
 #include <dirent.h>
@@ -81,13 +81,6 @@ static bool verify(const void *p, size_t n, unsigned seed) {
     if (b[i] != (unsigned char)(i * 31u + seed)) return false;
   return true;
 }
-static bool all_zero(const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++)
-    if (b[i]) return false;
-  return true;
-}
-
 static void test_malloc_zero_and_free_null(void) {
   enum { N = 1000 };
   void *ps[N];

@@ -9,7 +9,7 @@
  * Each part runs in a forked child so a crash or abort is reported as such.
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 
 #include <dlfcn.h>
 #include <sys/resource.h>

@@ -14,25 +14,13 @@
  * Links zcmem_prefixed (zc_* API; RSS is the process's).
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 #include "zcmem.h"
 
 #include <pthread.h>
 #include <time.h>
 
 #define BURST ((size_t)512 << 20)
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* A burst: BURST bytes of small blocks, touched; the pointer array is mmap'ed (not counted in RSS once
  * unmapped). */

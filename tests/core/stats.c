@@ -6,7 +6,7 @@
  * captured). Linked with libzcmem.so.
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 #include "zcmem.h"
 
 #include <ctype.h>

@@ -12,7 +12,7 @@
  * Args: [--quick] [seed=N] [threads=N] [rounds=N] [ops=N].
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

@@ -6,7 +6,7 @@
  * Args: [--quick] [threads=N] [seed=N].
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 #include "zcmem.h"
 
 #include <dlfcn.h>
