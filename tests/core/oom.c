@@ -149,6 +149,7 @@ static int part_injection(void *arg) {
   /* failures in the middle of a mixed burst, after 1..24 successful mappings */
   rng_t r;
   rng_seed(&r, 99);
+  size_t total_nulls = 0;
   for (long after = 1; after <= 24; after++) {
     zc_os_fail_after(after);
     size_t nulls = 0;
@@ -163,12 +164,28 @@ static int part_injection(void *arg) {
         continue;
       }
       ((char *)q)[n - 1] = 1;
+      size_t u = zc_usable_size(q);
+      fill_pattern(q, u < 64 ? u : 64, (uint64_t)(uintptr_t)q);
       ptrs[count++] = q;
       if ((rng_next(&r) & 3) == 0) zc_free(ptrs[--count]);
     }
     zc_os_fail_after(-1);
+    /* the failures did happen (a burst of 3000 blocks up to 2 MiB needs more than 24 mappings), and the
+     * blocks handed out around them are intact */
+    CHECKF(nulls >= 1, "fail after %ld mappings: no NULL in 3000 allocations", after);
+    size_t bad = 0;
+    for (size_t i = 0; i < count; i++) {
+      size_t n = zc_usable_size(ptrs[i]);
+      bad += verify_pattern(ptrs[i], n < 64 ? n : 64, (uint64_t)(uintptr_t)ptrs[i]) != -1;
+    }
+    CHECKF(bad == 0, "fail after %ld mappings: %zu of %zu live blocks changed", after, bad, count);
+    total_nulls += nulls;
     free_all(&count);
+    void *again = zc_malloc((size_t)2 << 20);
+    CHECKF(again != NULL, "fail after %ld: a 2 MiB malloc fails once the failures end", after);
+    zc_free(again);
   }
+  printf("injection: %zu NULLs in the mixed bursts\n", total_nulls);
   zc_stats_t st;
   zc_stats_get(&st);
   CHECKF(st.errors == 0, "the allocator reported %llu error(s)", (unsigned long long)st.errors);
@@ -200,6 +217,9 @@ static int part_rlimit(void *arg) {
     size_t got = alloc_until_null(kinds[k].size, (size_t)8 << 30, &count, &err);
     printf("rlimit: %s: %zu blocks before NULL, errno %d\n", kinds[k].what, got, err);
     CHECKF(err == ENOMEM, "%s: errno %d after %zu blocks", kinds[k].what, err, got);
+    /* NULL came from the limit, not at once: at least a third of the 384 MiB was handed out */
+    CHECKF(got * kinds[k].size >= ((size_t)128 << 20), "%s: NULL after only %zu blocks under a 384 MiB limit",
+           kinds[k].what, got);
     free_all(&count);
     /* after the frees, memory is available again */
     void *q = O_malloc(kinds[k].size);
