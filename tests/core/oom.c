@@ -249,13 +249,7 @@ int main(int argc, char **argv) {
 #ifdef ZC_TEST_PREFIXED
   run_part("fault injection", part_injection);
 #else
-  int expect = 0;
-  for (int i = 1; i < argc; i++) expect |= strcmp(argv[i], "--expect-zcmem") == 0;
-  if (expect) {
-    void *m = dlsym(RTLD_DEFAULT, "malloc");
-    Dl_info di;
-    CHECKF(m && dladdr(m, &di) && di.dli_fname && strstr(di.dli_fname, "zcmem"), "malloc is not zcmem's");
-  }
+  if (arg_flag(argc, argv, "--expect-zcmem")) CHECKF(is_zcmem_malloc(), "malloc is not zcmem's");
 #endif
 #if UNDER_HEAVY_SANITIZER
   printf("%s: RLIMIT_AS part not run: the sanitizer's shadow memory needs the address space\n", NAME);
