@@ -60,14 +60,6 @@ static void free_all(size_t *count) {
 }
 
 #ifdef ZC_TEST_PREFIXED
-static void fill(void *p, size_t n, unsigned seed) {
-  for (size_t i = 0; i < n; i++) ((unsigned char *)p)[i] = (unsigned char)(i * 7 + seed);
-}
-static int verify(const void *p, size_t n, unsigned seed) {
-  for (size_t i = 0; i < n; i++)
-    if (((const unsigned char *)p)[i] != (unsigned char)(i * 7 + seed)) return 0;
-  return 1;
-}
 
 static int part_injection(void *arg) {
   (void)arg;
@@ -77,7 +69,7 @@ static int part_injection(void *arg) {
   for (unsigned i = 0; i < NB; i++) {
     before[i] = zc_malloc(before_sizes[i]);
     REQUIRE(before[i] != NULL);
-    fill(before[i], before_sizes[i], i);
+    fill_pattern(before[i], before_sizes[i], i);
   }
   /* some freed memory of each kind, so that caches are not empty when the OS starts refusing */
   for (int i = 0; i < 4; i++) zc_free(zc_malloc((size_t)1 << 20));
@@ -141,7 +133,7 @@ static int part_injection(void *arg) {
   zc_free(p);
   free_all(&count);
   for (unsigned i = 0; i < NB; i++) {
-    CHECKF(verify(before[i], before_sizes[i], i), "block of %zu B allocated before the failures changed",
+    CHECKF((verify_pattern(before[i], before_sizes[i], i) == -1), "block of %zu B allocated before the failures changed",
            before_sizes[i]);
     zc_free(before[i]);
   }
