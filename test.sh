@@ -86,9 +86,11 @@ timings=()
 san=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DZCMEM_BUILD_BENCH=OFF)
 flavour release "$b" "-LE valgrind" -DCMAKE_BUILD_TYPE=Release
 flavour debug "$b-debug" "" -DCMAKE_BUILD_TYPE=Debug -DZCMEM_DEBUG=ON
-flavour ubsan "$b-ubsan" "-LE nosanitize" "${san[@]}" -DZCMEM_SANITIZE=undefined
-flavour tsan "$b-tsan" "-LE nosanitize" "${san[@]}" -DZCMEM_SANITIZE=thread
-flavour asan "$b-asan" "-LE nosanitize" "${san[@]}" -DZCMEM_SANITIZE=address
+# Sanitizer runs are 2-15x slower: a test that times out is run once more (a real hang times out twice).
+sf="-LE nosanitize --repeat after-timeout:2"
+flavour ubsan "$b-ubsan" "$sf" "${san[@]}" -DZCMEM_SANITIZE=undefined
+flavour tsan "$b-tsan" "$sf" "${san[@]}" -DZCMEM_SANITIZE=thread
+flavour asan "$b-asan" "$sf" "${san[@]}" -DZCMEM_SANITIZE=address
 # valgrind: the release build's tests labelled `valgrind` (built there when valgrind is installed)
 if [ -z "$only" ] || [[ "$only" == *",valgrind,"* ]]; then
   [ -z "$only" ] || [ -f "$b/CTestTestfile.cmake" ] || cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null

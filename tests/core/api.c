@@ -351,12 +351,20 @@ static void test_trim(void) {
   size_t rss_trim = rss_bytes();
   printf("trim: rss start %zu MiB, full %zu MiB, after free %zu MiB, after trim %zu MiB (returned %d)\n",
          rss0 >> 20, rss_full >> 20, rss_freed >> 20, rss_trim >> 20, rc);
-  CHECKF(rss_full >= rss0 + MIB(80), "the burst did not raise RSS (%zu -> %zu)", rss0, rss_full);
-  if (rss_freed > rss0 + MIB(16))
-    CHECKF(rc == 1, "malloc_trim returned %d with %zu MiB still resident after the frees", rc, rss_freed >> 20);
-  else
-    CHECKF(rc == 0 || rc == 1, "malloc_trim returned %d", rc);
-  CHECKF(rss_trim <= rss0 + MIB(16), "RSS after trim %zu MiB, start %zu MiB", rss_trim >> 20, rss0 >> 20);
+  zc_stats_t st;
+  zc_stats_get(&st);
+  /* what zcmem holds that may be resident: the allocator's own view, valid under every sanitizer */
+  CHECKF(st.committed <= MIB(16), "committed %llu MiB after malloc_trim", (unsigned long long)(st.committed >> 20));
+  if (UNDER_HEAVY_SANITIZER) { /* shadow memory: process RSS says nothing about zcmem */
+    CHECKF(rc == 1, "malloc_trim returned %d after 93 MiB were freed with purging off", rc);
+  } else {
+    CHECKF(rss_full >= rss0 + MIB(80), "the burst did not raise RSS (%zu -> %zu)", rss0, rss_full);
+    if (rss_freed > rss0 + MIB(16))
+      CHECKF(rc == 1, "malloc_trim returned %d with %zu MiB still resident after the frees", rc, rss_freed >> 20);
+    else
+      CHECKF(rc == 0 || rc == 1, "malloc_trim returned %d", rc);
+    CHECKF(rss_trim <= rss0 + MIB(16), "RSS after trim %zu MiB, start %zu MiB", rss_trim >> 20, rss0 >> 20);
+  }
   munmap(ps, N * sizeof(void *));
 }
 
