@@ -11,8 +11,8 @@ declare -A need=(
   [gawk]=gawk [perl]=perl [valgrind]=valgrind [sort]=coreutils [sha256sum]=coreutils
   [pkg-config]=pkgconf
 )
-# libraries without a command: the sanitizer runtimes of gcc
-libs=(libubsan1 libtsan2)
+# libraries without a command: the sanitizer runtimes of gcc 12 (UBSan, TSan, ASan)
+libs=(libubsan1 libtsan2 libasan8)
 
 missing=()
 for cmd in "${!need[@]}"; do

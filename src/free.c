@@ -119,6 +119,9 @@ void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
   zc_queue_remove(&h->queues[pg->class_idx], pg);
   zc_heap_queue_changed(h, pg->class_idx);
   zc_segment_page_free(h, pg);
+  /* The page is dirty now: the purger must run to honour the delay if this thread goes idle (started here,
+   * after h->lock is released; a no-op with ZCMEM_BACKGROUND=0 or once it runs). */
+  if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();
 }
 
 /* The checks every free of a small block passes, whoever frees: p is in a page in use, a carved block start

@@ -108,7 +108,7 @@ void zc_options_init(void) {
 
 long zc_opt(zc_option_t opt) {
   if (__builtin_expect(atomic_load_explicit(&options_state, memory_order_acquire) != 2, 0)) zc_options_init();
-  return options[opt].value;
+  return __atomic_load_n(&options[opt].value, __ATOMIC_RELAXED); /* zc_option_set may change it at any time */
 }
 
 ZC_API long zc_option_get(zc_option_t opt) {
@@ -119,7 +119,7 @@ ZC_API long zc_option_get(zc_option_t opt) {
 ZC_API void zc_option_set(zc_option_t opt, long value) {
   if ((unsigned)opt >= zc_option_count || value < 0 || value > options[opt].max) return;
   zc_options_init();
-  options[opt].value = value;
+  __atomic_store_n(&options[opt].value, value, __ATOMIC_RELAXED); /* read by other threads (the purger) */
 }
 
 /* ---- messages: a tiny formatter that never allocates ---- */

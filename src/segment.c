@@ -207,6 +207,7 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
   s->used_pages--;
   pg->freed_at = zc_os_clock_ns();
   dirty_append(h, s, pg);
+  if (zc_opt(zc_option_purge_delay) == 0) page_purge(h, pg); /* no delay: no purger runs, purge now */
   if (was_full) {
     seg_unlink(&h->segments[s->kind], s);
     seg_push_front(&h->segments[s->kind], s);

@@ -8,7 +8,7 @@
  *     library that allocates in its constructor and functions, exchanges blocks both ways, dlcloses it.
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

@@ -9,7 +9,7 @@
  * Each part runs in a forked child so a crash or abort is reported as such.
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 
 #include <dlfcn.h>
 #include <sys/resource.h>
@@ -60,14 +60,6 @@ static void free_all(size_t *count) {
 }
 
 #ifdef ZC_TEST_PREFIXED
-static void fill(void *p, size_t n, unsigned seed) {
-  for (size_t i = 0; i < n; i++) ((unsigned char *)p)[i] = (unsigned char)(i * 7 + seed);
-}
-static int verify(const void *p, size_t n, unsigned seed) {
-  for (size_t i = 0; i < n; i++)
-    if (((const unsigned char *)p)[i] != (unsigned char)(i * 7 + seed)) return 0;
-  return 1;
-}
 
 static int part_injection(void *arg) {
   (void)arg;
@@ -77,7 +69,7 @@ static int part_injection(void *arg) {
   for (unsigned i = 0; i < NB; i++) {
     before[i] = zc_malloc(before_sizes[i]);
     REQUIRE(before[i] != NULL);
-    fill(before[i], before_sizes[i], i);
+    fill_pattern(before[i], before_sizes[i], i);
   }
   /* some freed memory of each kind, so that caches are not empty when the OS starts refusing */
   for (int i = 0; i < 4; i++) zc_free(zc_malloc((size_t)1 << 20));
@@ -141,7 +133,7 @@ static int part_injection(void *arg) {
   zc_free(p);
   free_all(&count);
   for (unsigned i = 0; i < NB; i++) {
-    CHECKF(verify(before[i], before_sizes[i], i), "block of %zu B allocated before the failures changed",
+    CHECKF((verify_pattern(before[i], before_sizes[i], i) == -1), "block of %zu B allocated before the failures changed",
            before_sizes[i]);
     zc_free(before[i]);
   }
@@ -149,6 +141,7 @@ static int part_injection(void *arg) {
   /* failures in the middle of a mixed burst, after 1..24 successful mappings */
   rng_t r;
   rng_seed(&r, 99);
+  size_t total_nulls = 0;
   for (long after = 1; after <= 24; after++) {
     zc_os_fail_after(after);
     size_t nulls = 0;
@@ -163,12 +156,28 @@ static int part_injection(void *arg) {
         continue;
       }
       ((char *)q)[n - 1] = 1;
+      size_t u = zc_usable_size(q);
+      fill_pattern(q, u < 64 ? u : 64, (uint64_t)(uintptr_t)q);
       ptrs[count++] = q;
       if ((rng_next(&r) & 3) == 0) zc_free(ptrs[--count]);
     }
     zc_os_fail_after(-1);
+    /* the failures did happen (a burst of 3000 blocks up to 2 MiB needs more than 24 mappings), and the
+     * blocks handed out around them are intact */
+    CHECKF(nulls >= 1, "fail after %ld mappings: no NULL in 3000 allocations", after);
+    size_t bad = 0;
+    for (size_t i = 0; i < count; i++) {
+      size_t n = zc_usable_size(ptrs[i]);
+      bad += verify_pattern(ptrs[i], n < 64 ? n : 64, (uint64_t)(uintptr_t)ptrs[i]) != -1;
+    }
+    CHECKF(bad == 0, "fail after %ld mappings: %zu of %zu live blocks changed", after, bad, count);
+    total_nulls += nulls;
     free_all(&count);
+    void *again = zc_malloc((size_t)2 << 20);
+    CHECKF(again != NULL, "fail after %ld: a 2 MiB malloc fails once the failures end", after);
+    zc_free(again);
   }
+  printf("injection: %zu NULLs in the mixed bursts\n", total_nulls);
   zc_stats_t st;
   zc_stats_get(&st);
   CHECKF(st.errors == 0, "the allocator reported %llu error(s)", (unsigned long long)st.errors);
@@ -200,6 +209,9 @@ static int part_rlimit(void *arg) {
     size_t got = alloc_until_null(kinds[k].size, (size_t)8 << 30, &count, &err);
     printf("rlimit: %s: %zu blocks before NULL, errno %d\n", kinds[k].what, got, err);
     CHECKF(err == ENOMEM, "%s: errno %d after %zu blocks", kinds[k].what, err, got);
+    /* NULL came from the limit, not at once: at least a third of the 384 MiB was handed out */
+    CHECKF(got * kinds[k].size >= ((size_t)128 << 20), "%s: NULL after only %zu blocks under a 384 MiB limit",
+           kinds[k].what, got);
     free_all(&count);
     /* after the frees, memory is available again */
     void *q = O_malloc(kinds[k].size);
@@ -229,13 +241,7 @@ int main(int argc, char **argv) {
 #ifdef ZC_TEST_PREFIXED
   run_part("fault injection", part_injection);
 #else
-  int expect = 0;
-  for (int i = 1; i < argc; i++) expect |= strcmp(argv[i], "--expect-zcmem") == 0;
-  if (expect) {
-    void *m = dlsym(RTLD_DEFAULT, "malloc");
-    Dl_info di;
-    CHECKF(m && dladdr(m, &di) && di.dli_fname && strstr(di.dli_fname, "zcmem"), "malloc is not zcmem's");
-  }
+  if (arg_flag(argc, argv, "--expect-zcmem")) CHECKF(is_zcmem_malloc(), "malloc is not zcmem's");
 #endif
 #if UNDER_HEAVY_SANITIZER
   printf("%s: RLIMIT_AS part not run: the sanitizer's shadow memory needs the address space\n", NAME);

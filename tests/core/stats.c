@@ -1,12 +1,14 @@
 /* Statistics: ZCMEM_STATS=1 prints a readable summary on stderr at exit (allocated, resident, purged and
  * remote-free lines, a row per size class in use), ZCMEM_STATS=2 prints JSON at exit that a strict parser
- * accepts, zc_stats_get counts remote frees after a cross-thread free, and zc_stats_json follows the
- * snprintf contract and produces valid JSON.
+ * accepts, ZCMEM_STATS=0 prints nothing, zc_stats_get counts remote frees after a cross-thread free,
+ * zc_stats_json follows the snprintf contract, zc_stats_print(fd) writes the summary to fd. Fields are
+ * checked by name and value where work() fixes them (20000 remote frees, a large region, 0 errors, one
+ * row per class used with its pages and blocks).
  * The exit-time output is checked on a fresh process (this program re-executed with `work`, its stderr
  * captured). Linked with libzcmem.so.
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 #include "zcmem.h"
 
 #include <ctype.h>
@@ -162,28 +164,82 @@ static int exec_work(void *arg) {
   return 127;
 }
 
-static int has_line_with(const char *text, const char *word) {
-  for (const char *line = text; line && *line;) {
-    const char *nl = strchr(line, '\n');
-    size_t len = nl ? (size_t)(nl - line) : strlen(line);
-    for (size_t i = 0; i + strlen(word) <= len; i++)
-      if (strncasecmp(line + i, word, strlen(word)) == 0) return 1;
-    line = nl ? nl + 1 : NULL;
-  }
-  return 0;
+/* The value of "key":<number> in JSON text (the first occurrence after from), or -1. */
+static long long json_num(const char *from, const char *key) {
+  char want[64];
+  snprintf(want, sizeof want, "\"%s\":", key);
+  const char *at = from ? strstr(from, want) : NULL;
+  if (!at || !isdigit((unsigned char)at[strlen(want)])) return -1;
+  return strtoll(at + strlen(want), NULL, 10);
 }
 
-/* A line that has the number n as a whole token (a size-class row). */
-static int has_number_token(const char *text, unsigned long n) {
-  char want[32];
-  snprintf(want, sizeof want, "%lu", n);
-  size_t wl = strlen(want);
-  for (const char *s = text; (s = strstr(s, want)) != NULL; s += wl) {
-    int left = s == text || !isalnum((unsigned char)s[-1]);
-    int right = !isalnum((unsigned char)s[wl]) && s[wl] != '.';
-    if (left && right) return 1;
+/* The class row of the text summary for block size `size`: "<size> <pages> <blocks used> ...". Returns 1
+ * and the two counts if there is exactly one such row. */
+static int text_class_row(const char *text, size_t size, long *pages, long *used) {
+  int rows = 0;
+  for (const char *line = text; line && *line;) {
+    unsigned long sz;
+    long pg, us;
+    int len = 0;
+    if (sscanf(line, " %lu %ld %ld%n", &sz, &pg, &us, &len) == 3 && sz == size) {
+      rows++;
+      *pages = pg;
+      *used = us;
+    }
+    const char *nl = strchr(line, '\n');
+    line = nl ? nl + 1 : NULL;
   }
-  return 0;
+  return rows == 1;
+}
+
+/* The text summary of one run of work(): exact counts where work() fixes them. */
+static void check_text(const char *what, const char *text) {
+  const char *rf = strstr(text, "remote frees ");
+  unsigned long long frees = 0, batches = 0;
+  CHECKF(rf && sscanf(rf, "remote frees %llu in %llu hand-overs", &frees, &batches) == 2,
+         "%s: no \"remote frees N in M hand-overs\" field:\n%s", what, text);
+  CHECKF(frees == NB && batches >= 1 && batches * 2 <= frees, "%s: remote frees %llu in %llu hand-overs, want %d",
+         what, frees, batches, NB);
+  const char *ll = strstr(text, "large regions live ");
+  /* work() keeps one 1 MiB block; a sanitizer runtime may hold another */
+  CHECKF(ll && strtol(ll + strlen("large regions live "), NULL, 10) >= 1, "%s: \"large regions live N\" (N >= 1) "
+         "missing", what);
+  const char *er = strstr(text, "errors ");
+  CHECKF(er && strtol(er + 7, NULL, 10) == 0, "%s: \"errors 0\" missing", what);
+  static const char *words[] = {"allocated ", "committed ", "resident (process) ", "purged ", "segments "};
+  for (unsigned i = 0; i < sizeof words / sizeof words[0]; i++)
+    CHECKF(strstr(text, words[i]) != NULL, "%s: no \"%s\" field", what, words[i]);
+  for (unsigned i = 0; i < 4; i++) {
+    long pages = -1, used = -1;
+    int one = text_class_row(text, class_sizes[i], &pages, &used);
+    /* live at the end: 100 blocks of the class (plus remote frees the owner has not collected yet) */
+    CHECKF(one && pages >= 1 && used >= 100 && used <= NB / 4 + 100,
+           "%s: class %zu row: %s, pages %ld, blocks used %ld", what, class_sizes[i], one ? "one" : "not exactly one",
+           pages, used);
+  }
+}
+
+static void check_json(const char *what, const char *js) {
+  CHECKF(json_valid(js), "%s: not valid JSON:\n%s", what, js);
+  static const char *keys[] = {"allocated", "committed", "purged", "reserved", "rss", "peak_rss", "remote_frees",
+                               "remote_batches", "segments", "large_live", "large_cached", "threads",
+                               "abandoned", "errors"};
+  for (unsigned i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    CHECKF(json_num(js, keys[i]) >= 0, "%s: no numeric \"%s\"", what, keys[i]);
+  CHECK(json_num(js, "large_live") >= 1);
+  CHECK_EQ(json_num(js, "errors"), 0);
+  CHECK(json_num(js, "allocated") >= 400 * 16 + (1 << 20));
+  CHECK(json_num(js, "committed") >= json_num(js, "allocated"));
+  CHECK(json_num(js, "threads") >= 1);
+  for (unsigned i = 0; i < 4; i++) {
+    char want[48];
+    snprintf(want, sizeof want, "{\"size\":%zu,", class_sizes[i]);
+    const char *row = strstr(js, want);
+    long long used = row ? json_num(row, "blocks_used") : -1, cap = row ? json_num(row, "blocks_capacity") : -1;
+    CHECKF(row && json_num(row, "pages") >= 1 && used >= 100 && cap >= used,
+           "%s: class %zu: pages %lld, blocks_used %lld, blocks_capacity %lld", what, class_sizes[i],
+           row ? json_num(row, "pages") : -1, used, cap);
+  }
 }
 
 int main(int argc, char **argv) {
@@ -200,24 +256,28 @@ int main(int argc, char **argv) {
   child_result_t r = run_child(exec_work, (void *)a1, 60);
   CHECK(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
   printf("---- ZCMEM_STATS=1 output (%zu bytes) ----\n%s----\n", r.len, r.err);
-  static const char *words[] = {"allocated", "resident", "purged", "remote"};
-  for (unsigned i = 0; i < 4; i++) CHECKF(has_line_with(r.err, words[i]), "no line mentions \"%s\"", words[i]);
-  for (unsigned i = 0; i < 4; i++)
-    CHECKF(has_number_token(r.err, class_sizes[i]), "no size-class row for %zu B blocks", class_sizes[i]);
+  check_text("ZCMEM_STATS=1", r.err);
+  CHECK_EQ(json_num(r.err, "remote_frees"), -1); /* text, not JSON */
   CHECK(count_lines_with_prefix(r.err, "zcmem: error") == 0);
   child_result_free(&r);
 
   const char *a2[2] = {self, "2"};
   r = run_child(exec_work, (void *)a2, 60);
   CHECK(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
-  char *open = strchr(r.err, '{'), *close = strrchr(r.err, '}');
-  CHECKF(open && close && close > open, "ZCMEM_STATS=2 printed no JSON object:\n%s", r.err);
-  if (open && close && close > open) {
-    close[1] = 0;
-    CHECKF(json_valid(open), "ZCMEM_STATS=2 output is not valid JSON:\n%s", open);
-    CHECKF(strstr(open, "\"allocated\""), "no \"allocated\" key in the JSON");
-    printf("ZCMEM_STATS=2: %zu bytes of valid JSON\n", strlen(open));
+  char *jopen = strchr(r.err, '{'), *jclose = strrchr(r.err, '}');
+  CHECKF(jopen && jclose && jclose > jopen, "ZCMEM_STATS=2 printed no JSON object:\n%s", r.err);
+  if (jopen && jclose && jclose > jopen) {
+    jclose[1] = 0;
+    check_json("ZCMEM_STATS=2", jopen);
+    CHECK_EQ(json_num(jopen, "remote_frees"), NB);
+    printf("ZCMEM_STATS=2: %zu bytes of valid JSON\n", strlen(jopen));
   }
+  child_result_free(&r);
+
+  const char *a0[2] = {self, "0"};
+  r = run_child(exec_work, (void *)a0, 60);
+  CHECK(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
+  CHECKF(r.len == 0, "ZCMEM_STATS=0 printed something:\n%s", r.err);
   child_result_free(&r);
 
   /* in this process: remote frees are counted, zc_stats_json follows the snprintf contract */
@@ -249,12 +309,24 @@ int main(int argc, char **argv) {
   REQUIRE(buf != NULL);
   size_t got = zc_stats_json(buf, need + 4096);
   CHECKF(got < need + 4096 && strlen(buf) == got, "zc_stats_json returned %zu, wrote %zu", got, strlen(buf));
-  CHECKF(json_valid(buf), "zc_stats_json output is not valid JSON:\n%s", buf);
+  check_json("zc_stats_json", buf);
   memset(buf, 'x', 32);
   got = zc_stats_json(buf, 10);
   CHECKF(got > 10 && buf[9] == 0 && strlen(buf) == 9, "truncated zc_stats_json: returned %zu, strlen %zu", got,
          strlen(buf));
   free(buf);
+  /* zc_stats_print(fd): the same summary as ZCMEM_STATS=1, on the descriptor given */
+  int fd = memfd_create("zc_stats_print", 0);
+  REQUIRE(fd >= 0);
+  zc_stats_print(fd);
+  off_t len = lseek(fd, 0, SEEK_END);
+  char *text = malloc((size_t)len + 1);
+  REQUIRE(text != NULL && pread(fd, text, (size_t)len, 0) == len);
+  text[len] = 0;
+  close(fd);
+  CHECKF(strncmp(text, "zcmem stats", 11) == 0, "zc_stats_print does not start with \"zcmem stats\":\n%s", text);
+  check_text("zc_stats_print", text);
+  free(text);
   for (int i = 0; i <= 400; i++) zc_free(blocks[i]);
   /* the validator itself rejects what it must */
   CHECK(!json_valid("{\"a\":1,}") && !json_valid("{\"a\":01}") && !json_valid("{'a':1}") && !json_valid("{\"a\":1} x"));

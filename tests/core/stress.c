@@ -12,7 +12,7 @@
  * Args: [--quick] [seed=N] [threads=N] [rounds=N] [ops=N].
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -214,13 +214,9 @@ int main(int argc, char **argv) {
 #endif
   if (threads < 1) threads = 1;
 #ifndef ZC_TEST_PREFIXED
-  for (int i = 1; i < argc; i++)
-    if (strcmp(argv[i], "--expect-zcmem") == 0) {
-      void *m = dlsym(RTLD_DEFAULT, "malloc");
-      Dl_info di;
-      CHECKF(m && dladdr(m, &di) && di.dli_fname && strstr(di.dli_fname, "zcmem"),
-             "malloc is not zcmem's: LD_PRELOAD=%s", getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "(unset)");
-    }
+  if (arg_flag(argc, argv, "--expect-zcmem"))
+    CHECKF(is_zcmem_malloc(), "malloc is not zcmem's: LD_PRELOAD=%s",
+           getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "(unset)");
 #endif
   printf("%s: seed=%llu threads=%u rounds=%u ops=%lu\n", NAME, (unsigned long long)base_seed, threads, rounds,
          ops_per_thread);

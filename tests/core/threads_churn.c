@@ -1,12 +1,13 @@
 /* Thread churn: 100k short-lived threads (20k with --quick), in waves of 8 at a time, each allocating and
  * freeing, and some of its blocks freed by a thread of the next wave. The heaps of dead threads must be
  * given back or adopted: resident memory at the end stays within 16 MiB of what it was after the first
- * 5000 threads, and the count of live heaps returns to a handful.
+ * 5000 threads, the count of live heaps returns to a handful, the segments of dead threads are adopted
+ * (at most two waves' worth wait at the end) and the segment count does not grow with the threads.
  * Linked with libzcmem.so (the malloc override): thread start and exit in glibc allocate through it too.
  * Args: [--quick] [threads=N] [seed=N].
  */
 #define _GNU_SOURCE
-#include "check.h"
+#include "zc_test.h"
 #include "zcmem.h"
 
 #include <dlfcn.h>
@@ -61,14 +62,19 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
+static uint64_t current_segments(void) {
+  zc_stats_t st;
+  zc_stats_get(&st);
+  return st.segments;
+}
+
 int main(int argc, char **argv) {
   int quick = quick_mode(argc, argv);
   unsigned long total = (unsigned long)arg_value(argc, argv, "threads", quick ? 20000 : 100000);
   uint64_t seed = arg_value(argc, argv, "seed", 7);
-  void *m = dlsym(RTLD_DEFAULT, "malloc");
-  Dl_info di;
-  CHECKF(m && dladdr(m, &di) && di.dli_fname && strstr(di.dli_fname, "zcmem"), "malloc is not zcmem's");
+  CHECKF(is_zcmem_malloc(), "malloc is not zcmem's");
   size_t rss_5k = 0, rss_peak = 0;
+  uint64_t seg_5k = 0, seg_max = 0;
   pthread_t th[WAVE];
   unsigned long started = 0;
   int bad = 0;
@@ -86,7 +92,14 @@ int main(int argc, char **argv) {
     started += WAVE;
     size_t rss = rss_bytes();
     if (rss > rss_peak) rss_peak = rss;
-    if (rss_5k == 0 && started >= 5000) rss_5k = rss;
+    if (rss_5k == 0 && started >= 5000) {
+      rss_5k = rss;
+      seg_5k = current_segments();
+    }
+    if (rss_5k != 0 && (started & 1023) < WAVE) {
+      uint64_t sg = current_segments();
+      if (sg > seg_max) seg_max = sg;
+    }
   }
   for (int k = 0; k < WAVE; k++) {
     for (int i = 0; i < HANDOFF; i++) free(lanes[k].outbox[i]);
@@ -96,9 +109,16 @@ int main(int argc, char **argv) {
   zc_stats_t st;
   zc_stats_get(&st);
   printf("threads_churn: %lu threads; RSS after 5000: %zu KiB, peak %zu KiB, end %zu KiB; live heaps %llu, "
-         "abandoned segments %llu\n",
+         "abandoned segments %llu, segments %llu (at most %llu after 5000 threads)\n",
          started, rss_5k >> 10, rss_peak >> 10, rss_end >> 10, (unsigned long long)st.threads,
+         (unsigned long long)st.abandoned, (unsigned long long)st.segments, (unsigned long long)seg_max);
+  /* dead threads' segments are adopted by the next threads: what waits for adoption at the end is at most
+   * the last wave's, and the segment count does not grow with the number of threads */
+  CHECKF(st.abandoned <= 2 * WAVE, "%llu segments of dead threads were never adopted",
          (unsigned long long)st.abandoned);
+  CHECKF(st.segments <= seg_5k + 2 * WAVE && seg_max <= seg_5k + 4 * WAVE,
+         "segments grew with the threads: %llu after 5000 threads, %llu at most, %llu at the end",
+         (unsigned long long)seg_5k, (unsigned long long)seg_max, (unsigned long long)st.segments);
   CHECKF(bad == 0, "%d handed-over blocks were damaged or allocations failed", bad);
   CHECKF(rss_end <= rss_5k + MIB(16), "RSS grew from %zu KiB after 5000 threads to %zu KiB", rss_5k >> 10,
          rss_end >> 10);

@@ -7,6 +7,8 @@
  * are set at its start). Polls with deadlines where it waits for the purge policy, never a fixed sleep.
  */
 #define _GNU_SOURCE
+#include "zc_test.h"
+#include "zcmem.h"
 #include "large.h"
 #include "options.h"
 #include "os.h"
@@ -27,17 +29,6 @@
 #define KiB ((size_t)1024)
 #define MiB ((size_t)1024 * 1024)
 
-static int failures;
-#define CHECK(cond, ...)                                              \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      failures++;                                                     \
-      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                   \
-      fputc('\n', stderr);                                            \
-    }                                                                 \
-  } while (0)
-
 static zc_large_stats_t stats(void) {
   zc_large_stats_t s;
   zc_large_stats(&s);
@@ -54,14 +45,13 @@ static void *hdr_of(const void *p) {
 static void *lalloc(size_t size, size_t align, bool zero) { return zc_large_alloc(size, align, zero); }
 static void lfree(void *p) { zc_large_free(p, hdr_of(p)); }
 
-static uint64_t now_ms(void) { return zc_os_clock_ns() / 1000000u; }
 
 /* Mapped bytes must be exactly the cached bytes when nothing is live. */
 static void check_quiet_pool(const char *where) {
   zc_large_stats_t s = stats();
-  CHECK(s.live_regions == 0 && s.live_bytes == 0, "%s: %lu live regions, %lu live bytes", where,
+  CHECKF(s.live_regions == 0 && s.live_bytes == 0, "%s: %lu live regions, %lu live bytes", where,
         (unsigned long)s.live_regions, (unsigned long)s.live_bytes);
-  CHECK(s.mapped == s.cached_dirty + s.cached_clean, "%s: mapped %lu != dirty %lu + clean %lu", where,
+  CHECKF(s.mapped == s.cached_dirty + s.cached_clean, "%s: mapped %lu != dirty %lu + clean %lu", where,
         (unsigned long)s.mapped, (unsigned long)s.cached_dirty, (unsigned long)s.cached_clean);
 }
 
@@ -75,53 +65,53 @@ static void test_sizes(void) {
     zc_large_release_cache();
     size_t n = sizes[i], cls = (128 + n) + (128 + n) / 4;
     unsigned char *p = lalloc(n, 16, false);
-    CHECK(p != NULL, "alloc(%zu) failed", n);
+    CHECKF(p != NULL, "alloc(%zu) failed", n);
     if (p == NULL) continue;
     size_t u = zc_large_usable(p, hdr_of(p));
-    CHECK(u >= n && u <= cls + 4096, "fresh mapping: usable %zu for %zu (class bound %zu)", u, n, cls);
+    CHECKF(u >= n && u <= cls + 4096, "fresh mapping: usable %zu for %zu (class bound %zu)", u, n, cls);
     lfree(p);
   }
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
     for (size_t j = 0; j < sizeof aligns / sizeof *aligns; j++) {
       size_t n = sizes[i], a = aligns[j];
       unsigned char *p = lalloc(n, a, false);
-      CHECK(p != NULL, "alloc(%zu, align %zu) failed: %s", n, a, strerror(errno));
+      CHECKF(p != NULL, "alloc(%zu, align %zu) failed: %s", n, a, strerror(errno));
       if (p == NULL) continue;
-      CHECK(((uintptr_t)p & (a - 1)) == 0, "alloc(%zu, align %zu) = %p misaligned", n, a, (void *)p);
+      CHECKF(((uintptr_t)p & (a - 1)) == 0, "alloc(%zu, align %zu) = %p misaligned", n, a, (void *)p);
       void *h = hdr_of(p);
-      CHECK(h != NULL && (uintptr_t)h < (uintptr_t)p, "no header for %p", (void *)p);
+      CHECKF(h != NULL && (uintptr_t)h < (uintptr_t)p, "no header for %p", (void *)p);
       size_t u = zc_large_usable(p, h);
-      CHECK(u >= n, "usable %zu < request %zu (align %zu)", u, n, a);
+      CHECKF(u >= n, "usable %zu < request %zu (align %zu)", u, n, a);
       /* waste bound: a fresh mapping is of the request's class (at most a quarter above header + alignment
        * + request); a cached one may be up to REUSE_SPAN (8) classes above, four times the size, since it is
        * resident already (large.c: front_take, cache_take) */
       size_t lead = a > 128 ? a : 128, cls = (lead + n) + (lead + n) / 4;
-      CHECK(u <= 4 * (cls + cls / 4) + 4096, "usable %zu too large for %zu (align %zu)", u, n, a);
+      CHECKF(u <= 4 * (cls + cls / 4) + 4096, "usable %zu too large for %zu (align %zu)", u, n, a);
       p[0] = 1;
       p[n / 2] = 2;
       p[n - 1] = 3;
       p[u - 1] = 4; /* the whole usable size is writable */
       const unsigned char *probe[] = {p, p + n / 2, p + n - 1, p + u - 1};
       for (int k = 0; k < 4; k++)
-        CHECK(hdr_of(probe[k]) == h, "segment map lookup of %p (block %p + %zu) gave %p, want %p", (void *)probe[k],
+        CHECKF(hdr_of(probe[k]) == h, "segment map lookup of %p (block %p + %zu) gave %p, want %p", (void *)probe[k],
               (void *)p, (size_t)(probe[k] - p), hdr_of(probe[k]), h);
-      CHECK(zc_large_usable(p + 16, h) == 0, "usable of an interior pointer must be 0");
+      CHECKF(zc_large_usable(p + 16, h) == 0, "usable of an interior pointer must be 0");
       lfree(p);
     }
   }
   /* 1 GiB alignment: only address space */
   void *p = lalloc(100 * KiB, (size_t)1 << 30, true);
-  CHECK(p != NULL && ((uintptr_t)p & (((size_t)1 << 30) - 1)) == 0, "1 GiB-aligned alloc: %p", p);
+  CHECKF(p != NULL && ((uintptr_t)p & (((size_t)1 << 30) - 1)) == 0, "1 GiB-aligned alloc: %p", p);
   if (p) {
     memset(p, 7, 100 * KiB);
-    CHECK(hdr_of((char *)p + 99 * KiB) == hdr_of(p), "lookup in a 1 GiB-aligned block");
+    CHECKF(hdr_of((char *)p + 99 * KiB) == hdr_of(p), "lookup in a 1 GiB-aligned block");
     lfree(p);
   }
   /* bad alignment */
   errno = 0;
-  CHECK(lalloc(100 * KiB, 48, false) == NULL && errno == EINVAL, "alignment 48 must fail with EINVAL");
+  CHECKF(lalloc(100 * KiB, 48, false) == NULL && errno == EINVAL, "alignment 48 must fail with EINVAL");
   errno = 0;
-  CHECK(lalloc((size_t)1 << 62, 16, false) == NULL && errno == ENOMEM, "2^62 bytes must fail with ENOMEM");
+  CHECKF(lalloc((size_t)1 << 62, 16, false) == NULL && errno == ENOMEM, "2^62 bytes must fail with ENOMEM");
   check_quiet_pool("sizes");
 }
 
@@ -129,73 +119,68 @@ static void test_sizes(void) {
 static void test_reuse(void) {
   zc_large_stats_t s0 = stats();
   char *p = lalloc(1 * MiB, 16, false);
-  CHECK(p != NULL, "alloc");
+  CHECKF(p != NULL, "alloc");
   memset(p, 0x5a, 1 * MiB);
   lfree(p);
   zc_large_stats_t s1 = stats();
-  CHECK(s1.cached_dirty >= 1 * MiB, "freed region not cached dirty: %lu", (unsigned long)s1.cached_dirty);
+  CHECKF(s1.cached_dirty >= 1 * MiB, "freed region not cached dirty: %lu", (unsigned long)s1.cached_dirty);
   char *q = lalloc(1 * MiB - 1000, 16, false); /* same class */
-  CHECK(q == p, "same class not reused: %p then %p", (void *)p, (void *)q);
+  CHECKF(q == p, "same class not reused: %p then %p", (void *)p, (void *)q);
   zc_large_stats_t s2 = stats();
-  CHECK(s2.cache_hits == s0.cache_hits + 1, "hits %lu -> %lu", (unsigned long)s0.cache_hits, (unsigned long)s2.cache_hits);
-  CHECK(s2.cache_misses == s0.cache_misses + 1, "misses %lu -> %lu", (unsigned long)s0.cache_misses,
+  CHECKF(s2.cache_hits == s0.cache_hits + 1, "hits %lu -> %lu", (unsigned long)s0.cache_hits, (unsigned long)s2.cache_hits);
+  CHECKF(s2.cache_misses == s0.cache_misses + 1, "misses %lu -> %lu", (unsigned long)s0.cache_misses,
         (unsigned long)s2.cache_misses);
   /* LIFO: of two cached regions of one class the last freed comes back first */
   char *r = lalloc(1 * MiB, 16, false);
-  CHECK(r != NULL && r != q, "second region");
+  CHECKF(r != NULL && r != q, "second region");
   lfree(q);
   lfree(r);
   char *a = lalloc(1 * MiB, 16, false);
   char *b = lalloc(1 * MiB, 16, false);
-  CHECK(a == r && b == q, "LIFO reuse: got %p %p, freed %p then %p", (void *)a, (void *)b, (void *)q, (void *)r);
+  CHECKF(a == r && b == q, "LIFO reuse: got %p %p, freed %p then %p", (void *)a, (void *)b, (void *)q, (void *)r);
   lfree(a);
   lfree(b);
   /* a smaller class is served from the next class up, never from a much larger one */
   char *big = lalloc(8 * MiB, 16, false);
   lfree(big);
   char *small = lalloc(200 * KiB, 16, false);
-  CHECK(small != big, "a 200 KiB request took an 8 MiB region");
+  CHECKF(small != big, "a 200 KiB request took an 8 MiB region");
   lfree(small);
   /* alignment reuses a region when it fits */
   char *al = lalloc(1 * MiB, 64 * KiB, false);
-  CHECK(al != NULL && ((uintptr_t)al & (64 * KiB - 1)) == 0, "aligned from cache: %p", (void *)al);
+  CHECKF(al != NULL && ((uintptr_t)al & (64 * KiB - 1)) == 0, "aligned from cache: %p", (void *)al);
   lfree(al);
   check_quiet_pool("reuse");
 }
 
 /* ---- zero ---- */
-static int all_zero(const unsigned char *p, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (p[i]) return 0;
-  return 1;
-}
 
 static void test_zero(void) {
   for (int round = 0; round < 3; round++) { /* 0 dirty reuse; 1 clean (DONTNEED); 2 clean (MADV_FREE) */
     zc_option_set(zc_option_purge_mode, round == 2 ? 1 : 0);
     size_t n = 2 * MiB + 333;
     unsigned char *p = lalloc(n, 16, false);
-    CHECK(p != NULL, "alloc");
+    CHECKF(p != NULL, "alloc");
     size_t u = zc_large_usable(p, hdr_of(p));
     memset(p, 0xab, u);
     lfree(p);
     if (round > 0) {
       size_t purged = zc_large_purge(true);
-      CHECK(purged > 0, "round %d: forced purge released nothing", round);
+      CHECKF(purged > 0, "round %d: forced purge released nothing", round);
       zc_large_stats_t s = stats();
-      CHECK(s.cached_dirty == 0 && s.cached_clean >= u, "round %d: not clean after purge (dirty %lu clean %lu)", round,
+      CHECKF(s.cached_dirty == 0 && s.cached_clean >= u, "round %d: not clean after purge (dirty %lu clean %lu)", round,
             (unsigned long)s.cached_dirty, (unsigned long)s.cached_clean);
     }
     unsigned char *q = lalloc(n, 16, true);
-    CHECK(q == p, "round %d: not reused", round);
-    CHECK(all_zero(q, n), "round %d: zero=true block has nonzero bytes", round);
+    CHECKF(q == p, "round %d: not reused", round);
+    CHECKF(all_zero(q, n), "round %d: zero=true block has nonzero bytes", round);
     lfree(q);
     /* an aligned block starting at a page boundary after a dirty reuse */
     unsigned char *a = lalloc(n, 4096, false);
     memset(a, 0xcd, n);
     lfree(a);
     unsigned char *b = lalloc(n, 4096, true);
-    CHECK(b == a && all_zero(b, n), "round %d: aligned zero reuse", round);
+    CHECKF(b == a && all_zero(b, n), "round %d: aligned zero reuse", round);
     lfree(b);
   }
   check_quiet_pool("zero");
@@ -208,7 +193,7 @@ static void test_purge(bool background) {
   zc_option_set(zc_option_large_cache, 1L << 30);
   size_t n = 64 * MiB;
   char *p = lalloc(n, 16, false);
-  CHECK(p != NULL, "alloc");
+  CHECKF(p != NULL, "alloc");
   memset(p, 1, n);
   uint64_t rss_live = zc_os_rss();
   lfree(p);
@@ -216,8 +201,8 @@ static void test_purge(bool background) {
   zc_large_stats_t s = stats();
   uint64_t rss_after_free = zc_os_rss();
   if (now_ms() - t_free < 250) { /* still within the delay: the region is cached dirty, still resident */
-    CHECK(s.cached_dirty >= n, "freed region not dirty-cached: %lu", (unsigned long)s.cached_dirty);
-    CHECK(rss_after_free + 8 * MiB > rss_live, "RSS dropped before the delay: %lu -> %lu", (unsigned long)rss_live,
+    CHECKF(s.cached_dirty >= n, "freed region not dirty-cached: %lu", (unsigned long)s.cached_dirty);
+    CHECKF(rss_after_free + 8 * MiB > rss_live, "RSS dropped before the delay: %lu -> %lu", (unsigned long)rss_live,
           (unsigned long)rss_after_free);
   }
   /* within a few seconds (no fixed sleep) the region is purged; inline mode needs allocator traffic */
@@ -229,9 +214,9 @@ static void test_purge(bool background) {
     usleep(20000);
   }
   uint64_t rss_purged = zc_os_rss();
-  CHECK(s.cached_dirty < n, "dirty bytes still cached after the delay: %lu", (unsigned long)s.cached_dirty);
-  CHECK(s.cached_clean >= n, "purged region not cached clean: %lu", (unsigned long)s.cached_clean);
-  CHECK(rss_purged + 48 * MiB < rss_live, "RSS did not drop: live %lu MiB, after purge %lu MiB",
+  CHECKF(s.cached_dirty < n, "dirty bytes still cached after the delay: %lu", (unsigned long)s.cached_dirty);
+  CHECKF(s.cached_clean >= n, "purged region not cached clean: %lu", (unsigned long)s.cached_clean);
+  CHECKF(rss_purged + 48 * MiB < rss_live, "RSS did not drop: live %lu MiB, after purge %lu MiB",
         (unsigned long)(rss_live >> 20), (unsigned long)(rss_purged >> 20));
   printf("purge (%s): rss live %lu MiB, after free %lu MiB, after purge %lu MiB\n", background ? "background" : "inline",
          (unsigned long)(rss_live >> 20), (unsigned long)(rss_after_free >> 20), (unsigned long)(rss_purged >> 20));
@@ -243,9 +228,9 @@ static void test_purge(bool background) {
     if (s.cached_clean < n && s.mapped < n) break;
     usleep(50000);
   }
-  CHECK(s.cached_clean < n, "clean region never unmapped: %lu cached clean", (unsigned long)s.cached_clean);
-  CHECK(s.mapped < n, "mapped %lu after the clean TTL", (unsigned long)s.mapped);
-  CHECK(hdr_of(p) == NULL, "segment map still marks the unmapped region");
+  CHECKF(s.cached_clean < n, "clean region never unmapped: %lu cached clean", (unsigned long)s.cached_clean);
+  CHECKF(s.mapped < n, "mapped %lu after the clean TTL", (unsigned long)s.mapped);
+  CHECKF(hdr_of(p) == NULL, "segment map still marks the unmapped region");
   check_quiet_pool("purge");
 }
 
@@ -272,19 +257,19 @@ static void test_front(bool background) {
   uint64_t t0 = now_ms();
   for (int i = 0; i < N; i++) lfree(p[i]);
   zc_large_stats_t s = stats();
-  if (now_ms() - t0 < 150) CHECK(s.cached_dirty == N * map, "dirty %lu, want %zu", (unsigned long)s.cached_dirty, N * map);
+  if (now_ms() - t0 < 150) CHECKF(s.cached_dirty == N * map, "dirty %lu, want %zu", (unsigned long)s.cached_dirty, N * map);
   uint64_t misses = s.cache_misses;
   char *q = lalloc(n, 16, true);
   int mine = 0;
   for (int i = 0; i < N; i++) mine |= q == p[i];
-  CHECK(mine && stats().cache_misses == misses, "front reuse: %p is not a freed region or missed", (void *)q);
-  CHECK(all_zero((unsigned char *)q, n), "zero=true from the front cache");
+  CHECKF(mine && stats().cache_misses == misses, "front reuse: %p is not a freed region or missed", (void *)q);
+  CHECKF(all_zero((unsigned char *)q, n), "zero=true from the front cache");
   lfree(q);
   /* a thread that frees into its own shard and exits: its region is not lost */
   char *theirs = NULL;
   pthread_t t;
-  pthread_create(&t, NULL, front_thread, &theirs);
-  pthread_join(t, NULL);
+  REQUIRE(pthread_create(&t, NULL, front_thread, &theirs) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
   /* aging: within a few seconds every cached region is purged into the pool's clean lists */
   uint64_t deadline = now_ms() + 5000;
   while (now_ms() < deadline) {
@@ -293,16 +278,16 @@ static void test_front(bool background) {
     if (s.cached_clean >= N * map) break;
     usleep(20000);
   }
-  CHECK(s.cached_clean >= N * map, "front regions not purged: clean %lu dirty %lu, want clean >= %zu",
+  CHECKF(s.cached_clean >= N * map, "front regions not purged: clean %lu dirty %lu, want clean >= %zu",
         (unsigned long)s.cached_clean, (unsigned long)s.cached_dirty, N * map);
   /* a forced purge (malloc_trim) empties the front at once */
   char *r = lalloc(n, 16, false);
   memset(r, 1, n);
   lfree(r);
-  CHECK(stats().cached_dirty >= map, "freed region not cached dirty");
-  CHECK(zc_large_purge(true) >= map - 4096, "forced purge released too little");
+  CHECKF(stats().cached_dirty >= map, "freed region not cached dirty");
+  CHECKF(zc_large_purge(true) >= map - 4096, "forced purge released too little");
   s = stats();
-  CHECK(s.cached_dirty == 0, "dirty after forced purge: %lu", (unsigned long)s.cached_dirty);
+  CHECKF(s.cached_dirty == 0, "dirty after forced purge: %lu", (unsigned long)s.cached_dirty);
   check_quiet_pool("front");
 }
 
@@ -315,18 +300,18 @@ static void test_budget(void) {
   char *p[N];
   for (int i = 0; i < N; i++) {
     p[i] = lalloc(2 * MiB, 16, false);
-    CHECK(p[i] != NULL, "alloc %d", i);
+    CHECKF(p[i] != NULL, "alloc %d", i);
     memset(p[i], i, 2 * MiB);
   }
   for (int i = 0; i < N; i++) {
     lfree(p[i]);
     zc_large_stats_t s = stats();
-    CHECK(s.cached_dirty + s.cached_clean <= budget, "after %d frees cache %lu > budget", i + 1,
+    CHECKF(s.cached_dirty + s.cached_clean <= budget, "after %d frees cache %lu > budget", i + 1,
           (unsigned long)(s.cached_dirty + s.cached_clean));
-    CHECK(s.cached_dirty <= budget / 4, "after %d frees dirty %lu > budget/4", i + 1, (unsigned long)s.cached_dirty);
+    CHECKF(s.cached_dirty <= budget / 4, "after %d frees dirty %lu > budget/4", i + 1, (unsigned long)s.cached_dirty);
   }
   zc_large_stats_t s = stats();
-  CHECK(s.cached_clean > 0 && s.cached_dirty > 0, "both lists in use (dirty %lu clean %lu)", (unsigned long)s.cached_dirty,
+  CHECKF(s.cached_clean > 0 && s.cached_dirty > 0, "both lists in use (dirty %lu clean %lu)", (unsigned long)s.cached_dirty,
         (unsigned long)s.cached_clean);
   check_quiet_pool("budget");
   /* a region larger than the budget is unmapped at once */
@@ -334,14 +319,14 @@ static void test_budget(void) {
   uint64_t mapped = stats().mapped;
   lfree(big);
   s = stats();
-  CHECK(s.mapped + 48 * MiB <= mapped, "oversized region kept: mapped %lu -> %lu", (unsigned long)mapped,
+  CHECKF(s.mapped + 48 * MiB <= mapped, "oversized region kept: mapped %lu -> %lu", (unsigned long)mapped,
         (unsigned long)s.mapped);
-  CHECK(hdr_of(big) == NULL, "segment map still marks the unmapped oversized region");
+  CHECKF(hdr_of(big) == NULL, "segment map still marks the unmapped oversized region");
   /* budget 0: nothing cached */
   zc_option_set(zc_option_large_cache, 0);
   lfree(lalloc(1 * MiB, 16, false));
   s = stats();
-  CHECK(s.cached_dirty + s.cached_clean <= 0 + 0, "budget 0 still caches (or old regions remain): %lu",
+  CHECKF(s.cached_dirty + s.cached_clean <= 0 + 0, "budget 0 still caches (or old regions remain): %lu",
         (unsigned long)(s.cached_dirty + s.cached_clean));
   check_quiet_pool("budget 0");
 }
@@ -349,7 +334,7 @@ static void test_budget(void) {
 /* ---- bad frees: message printed, nothing crashes, pool intact ---- */
 static void test_bad_free(void) {
   int fds[2];
-  CHECK(pipe(fds) == 0, "pipe");
+  CHECKF(pipe(fds) == 0, "pipe");
   fflush(stderr);
   int saved = dup(2);
   dup2(fds[1], 2);
@@ -374,20 +359,20 @@ static void test_bad_free(void) {
   ssize_t n = read(fds[0], buf, sizeof buf - 1);
   close(fds[0]);
   buf[n > 0 ? n : 0] = 0;
-  CHECK(zc_error_count() == e0 + 4, "%lu errors reported, want 4", zc_error_count() - e0);
-  CHECK(strstr(buf, "double free of large block") != NULL, "no double-free message in: %s", buf);
+  CHECKF(zc_error_count() == e0 + 4, "%lu errors reported, want 4", zc_error_count() - e0);
+  CHECKF(strstr(buf, "double free of large block") != NULL, "no double-free message in: %s", buf);
   char *second = strstr(buf, "invalid free");
-  CHECK(second != NULL && strstr(second + 1, "invalid free") && strstr(strstr(second + 1, "invalid free") + 1, "invalid free"),
+  CHECKF(second != NULL && strstr(second + 1, "invalid free") && strstr(strstr(second + 1, "invalid free") + 1, "invalid free"),
         "want three invalid-free messages in: %s", buf);
   printf("messages:\n%s", buf);
   /* q is still live and intact; the pool still works */
-  CHECK(zc_large_usable(q, hdr_of(q)) >= 300 * KiB, "live block damaged by bad frees");
+  CHECKF(zc_large_usable(q, hdr_of(q)) >= 300 * KiB, "live block damaged by bad frees");
   memset(q, 3, 300 * KiB);
   lfree(q);
   char *r = lalloc(300 * KiB, 16, false);
-  CHECK(r == q, "cache corrupted: %p after freeing %p", (void *)r, (void *)q);
+  CHECKF(r == q, "cache corrupted: %p after freeing %p", (void *)r, (void *)q);
   lfree(r);
-  CHECK(zc_error_count() == e0 + 4, "a valid free was reported");
+  CHECKF(zc_error_count() == e0 + 4, "a valid free was reported");
   munmap(fake, 8 * MiB);
   check_quiet_pool("bad free");
 }
@@ -399,18 +384,18 @@ static void test_fail(void) {
   zc_os_fail_after(0);
   errno = 0;
   void *p = lalloc(10 * MiB, 16, false); /* no cached region of that class */
-  CHECK(p == NULL && errno == ENOMEM, "alloc under injected mmap failure: %p errno %d", p, errno);
+  CHECKF(p == NULL && errno == ENOMEM, "alloc under injected mmap failure: %p errno %d", p, errno);
   errno = 0;
   p = lalloc(100 * KiB, 4 * MiB, true);
-  CHECK(p == NULL && errno == ENOMEM, "aligned alloc under injected mmap failure: %p errno %d", p, errno);
+  CHECKF(p == NULL && errno == ENOMEM, "aligned alloc under injected mmap failure: %p errno %d", p, errno);
   zc_os_fail_after(-1);
   p = lalloc(10 * MiB, 16, true);
-  CHECK(p != NULL && all_zero(p, 10 * MiB), "alloc after failures end");
+  CHECKF(p != NULL && all_zero(p, 10 * MiB), "alloc after failures end");
   /* growth in place fails cleanly under injection */
   zc_os_fail_after(0);
-  CHECK(!zc_large_resize_in_place(p, hdr_of(p), 40 * MiB), "grow under injected failure");
+  CHECKF(!zc_large_resize_in_place(p, hdr_of(p), 40 * MiB), "grow under injected failure");
   zc_os_fail_after(-1);
-  CHECK(zc_large_usable(p, hdr_of(p)) >= 10 * MiB, "block intact after failed grow");
+  CHECKF(zc_large_usable(p, hdr_of(p)) >= 10 * MiB, "block intact after failed grow");
   lfree(p);
   check_quiet_pool("fail");
 }
@@ -438,29 +423,63 @@ static void test_file(void) {
   zc_option_set(zc_option_large_file, 1);
   size_t n = 3 * MiB;
   unsigned char *p = lalloc(n, 16, true);
-  CHECK(p != NULL, "file-backed alloc: %s", strerror(errno));
+  CHECKF(p != NULL, "file-backed alloc: %s", strerror(errno));
   if (!p) return;
   char line[512] = "";
-  CHECK(mapping_is_file(p, line, sizeof line) == 1, "not a shared file mapping: %s", line);
+  CHECKF(mapping_is_file(p, line, sizeof line) == 1, "not a shared file mapping: %s", line);
   printf("maps: %s", line);
-  CHECK(all_zero(p, n), "fresh file-backed block not zero");
+  CHECKF(all_zero(p, n), "fresh file-backed block not zero");
   for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 7);
   for (size_t i = 0; i < n; i++)
     if (p[i] != (unsigned char)(i * 7)) {
-      CHECK(0, "payload mismatch at %zu", i);
+      CHECKF(0, "payload mismatch at %zu", i);
       break;
     }
-  CHECK(!zc_large_resize_in_place(p, hdr_of(p), 40 * MiB), "file-backed regions never grow in place");
+  CHECKF(!zc_large_resize_in_place(p, hdr_of(p), 40 * MiB), "file-backed regions never grow in place");
   lfree(p);
   unsigned char *q = lalloc(n, 16, true);
-  CHECK(q == p && all_zero(q, n), "file-backed dirty reuse with zero");
+  CHECKF(q == p && all_zero(q, n), "file-backed dirty reuse with zero");
   lfree(q);
   /* a forced purge unmaps file regions (DONTNEED would not free their pages) */
   zc_large_purge(true);
   zc_large_stats_t s = stats();
-  CHECK(s.cached_clean == 0 && s.cached_dirty == 0 && s.mapped == 0, "file region kept after purge: clean %lu mapped %lu",
+  CHECKF(s.cached_clean == 0 && s.cached_dirty == 0 && s.mapped == 0, "file region kept after purge: clean %lu mapped %lu",
         (unsigned long)s.cached_clean, (unsigned long)s.mapped);
   check_quiet_pool("file");
+}
+
+/* ZCMEM_LARGE_FILE=1 (set in the environment by CMake) through the public API: zc_malloc, zc_calloc and
+ * zc_realloc of large blocks give shared file mappings, contents survive a realloc that moves (file regions
+ * never grow in place), calloc of a reused file region is zero. */
+static void test_file_api(void) {
+  CHECKF(zc_option_get(zc_option_large_file) == 1, "ZCMEM_LARGE_FILE=1 not seen (%ld)",
+         zc_option_get(zc_option_large_file));
+  char line[512] = "";
+  size_t n = 3 * MiB;
+  unsigned char *p = zc_malloc(n);
+  REQUIRE(p != NULL);
+  CHECKF(mapping_is_file(p, line, sizeof line) == 1, "zc_malloc(3 MiB): not a shared file mapping: %s", line);
+  fill_pattern(p, n, 11);
+  unsigned char *q = zc_realloc(p, 10 * MiB);
+  REQUIRE(q != NULL);
+  CHECKF(mapping_is_file(q, line, sizeof line) == 1, "zc_realloc to 10 MiB: not a shared file mapping: %s", line);
+  CHECKF(verify_pattern(q, n, 11) == -1, "zc_realloc 3 -> 10 MiB lost contents at %ld", verify_pattern(q, n, 11));
+  q = zc_realloc(q, 2 * MiB);
+  REQUIRE(q != NULL);
+  CHECKF(verify_pattern(q, 2 * MiB, 11) == -1, "zc_realloc 10 -> 2 MiB lost contents");
+  CHECKF(mapping_is_file(q, line, sizeof line) == 1, "zc_realloc to 2 MiB: not a shared file mapping: %s", line);
+  zc_free(q);
+  unsigned char *c = zc_calloc(1, 3 * MiB);
+  REQUIRE(c != NULL);
+  CHECKF(mapping_is_file(c, line, sizeof line) == 1, "zc_calloc(3 MiB): not a shared file mapping: %s", line);
+  CHECKF(all_zero(c, 3 * MiB), "zc_calloc(3 MiB) of a file region not zero");
+  zc_free(c);
+  /* a small block is never file-backed */
+  void *small = zc_malloc(1000);
+  REQUIRE(small != NULL);
+  CHECKF(mapping_is_file(small, line, sizeof line) == 0, "a 1000-byte block is file-backed: %s", line);
+  zc_free(small);
+  zc_large_purge(true);
 }
 
 /* ---- resize in place ---- */
@@ -470,48 +489,48 @@ static void test_resize(void) {
   void *h = hdr_of(p);
   for (size_t i = 0; i < 8 * MiB; i += 4096) p[i] = (unsigned char)(i >> 12);
   size_t u0 = zc_large_usable(p, h);
-  CHECK(zc_large_resize_in_place(p, h, u0), "resize to the same capacity");
-  CHECK(zc_large_resize_in_place(p, h, 7 * MiB), "small shrink");
-  CHECK(zc_large_usable(p, h) == u0, "a small shrink keeps the mapping");
+  CHECKF(zc_large_resize_in_place(p, h, u0), "resize to the same capacity");
+  CHECKF(zc_large_resize_in_place(p, h, 7 * MiB), "small shrink");
+  CHECKF(zc_large_usable(p, h) == u0, "a small shrink keeps the mapping");
   uint64_t mapped = stats().mapped;
-  CHECK(zc_large_resize_in_place(p, h, 1 * MiB), "shrink to 1 MiB");
+  CHECKF(zc_large_resize_in_place(p, h, 1 * MiB), "shrink to 1 MiB");
   size_t u1 = zc_large_usable(p, h);
-  CHECK(u1 >= 1 * MiB && u1 < 2 * MiB, "usable after shrink: %zu", u1);
-  CHECK(stats().mapped + 6 * MiB <= mapped, "tail not unmapped");
-  CHECK(hdr_of(p + 5 * MiB) == NULL, "segment map still marks the released chunk");
-  for (size_t i = 0; i < 1 * MiB; i += 4096) CHECK(p[i] == (unsigned char)(i >> 12), "data lost at %zu", i);
+  CHECKF(u1 >= 1 * MiB && u1 < 2 * MiB, "usable after shrink: %zu", u1);
+  CHECKF(stats().mapped + 6 * MiB <= mapped, "tail not unmapped");
+  CHECKF(hdr_of(p + 5 * MiB) == NULL, "segment map still marks the released chunk");
+  for (size_t i = 0; i < 1 * MiB; i += 4096) CHECKF(p[i] == (unsigned char)(i >> 12), "data lost at %zu", i);
   /* the range just released is free: growing back into it must succeed in place */
-  CHECK(zc_large_resize_in_place(p, h, 6 * MiB), "grow back in place");
-  CHECK(zc_large_usable(p, h) >= 6 * MiB, "usable after grow: %zu", zc_large_usable(p, h));
-  CHECK(hdr_of(p + 6 * MiB - 1) == h, "segment map of the grown chunk");
+  CHECKF(zc_large_resize_in_place(p, h, 6 * MiB), "grow back in place");
+  CHECKF(zc_large_usable(p, h) >= 6 * MiB, "usable after grow: %zu", zc_large_usable(p, h));
+  CHECKF(hdr_of(p + 6 * MiB - 1) == h, "segment map of the grown chunk");
   memset(p + 1 * MiB, 9, 5 * MiB);
-  for (size_t i = 0; i < 1 * MiB; i += 4096) CHECK(p[i] == (unsigned char)(i >> 12), "data lost at %zu", i);
-  CHECK(!zc_large_resize_in_place(p + 64, h, 1 * MiB), "resize of an interior pointer");
-  CHECK(zc_large_move(p + 64, h, 64 * MiB) == NULL, "move of an interior pointer");
+  for (size_t i = 0; i < 1 * MiB; i += 4096) CHECKF(p[i] == (unsigned char)(i >> 12), "data lost at %zu", i);
+  CHECKF(!zc_large_resize_in_place(p + 64, h, 1 * MiB), "resize of an interior pointer");
+  CHECKF(zc_large_move(p + 64, h, 64 * MiB) == NULL, "move of an interior pointer");
   /* block the address space right after the mapping: growth in place must fail, a move must work */
   size_t u = zc_large_usable(p, h);
   void *blocker = mmap(p + u, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-  CHECK(blocker == p + u, "could not place a blocker after the region (%p)", blocker);
-  CHECK(!zc_large_resize_in_place(p, h, u + 1), "grew in place over a blocker");
+  CHECKF(blocker == p + u, "could not place a blocker after the region (%p)", blocker);
+  CHECKF(!zc_large_resize_in_place(p, h, u + 1), "grew in place over a blocker");
   uint64_t mapped_before = stats().mapped;
   unsigned char *q = zc_large_move(p, h, 20 * MiB);
-  CHECK(q != NULL, "move failed");
+  CHECKF(q != NULL, "move failed");
   if (q != NULL) {
     void *hq = hdr_of(q);
-    CHECK(hq != NULL && hq != h && zc_large_usable(q, hq) >= 20 * MiB, "moved block: header %p usable %zu", hq,
+    CHECKF(hq != NULL && hq != h && zc_large_usable(q, hq) >= 20 * MiB, "moved block: header %p usable %zu", hq,
           hq ? zc_large_usable(q, hq) : 0);
-    CHECK(hdr_of(q + 20 * MiB - 1) == hq, "segment map of the moved block's end");
-    CHECK(hdr_of(p) != h, "old location still marked as the old region");
-    for (size_t i = 0; i < 1 * MiB; i += 4096) CHECK(q[i] == (unsigned char)(i >> 12), "moved data lost at %zu", i);
-    CHECK(q[1 * MiB] == 9 && q[6 * MiB - 1] == 9, "moved data lost in the grown part");
-    CHECK(stats().mapped > mapped_before, "mapped bytes after move");
+    CHECKF(hdr_of(q + 20 * MiB - 1) == hq, "segment map of the moved block's end");
+    CHECKF(hdr_of(p) != h, "old location still marked as the old region");
+    for (size_t i = 0; i < 1 * MiB; i += 4096) CHECKF(q[i] == (unsigned char)(i >> 12), "moved data lost at %zu", i);
+    CHECKF(q[1 * MiB] == 9 && q[6 * MiB - 1] == 9, "moved data lost in the grown part");
+    CHECKF(stats().mapped > mapped_before, "mapped bytes after move");
     memset(q + 6 * MiB, 5, 14 * MiB);
     p = q;
   }
   munmap(blocker, 4096);
   /* moving is refused for blocks aligned beyond 4 MiB (the caller copies) */
   void *a8 = lalloc(1 * MiB, 8 * MiB, false);
-  CHECK(zc_large_move(a8, hdr_of(a8), 64 * MiB) == NULL, "moved an 8 MiB-aligned block");
+  CHECKF(zc_large_move(a8, hdr_of(a8), 64 * MiB) == NULL, "moved an 8 MiB-aligned block");
   lfree(a8);
   lfree(p);
   check_quiet_pool("resize");
@@ -524,6 +543,8 @@ static void test_fork(void) {
   /* A raw fork (no atfork handlers): the hooks under test are called by hand, whatever the core registers. */
   zc_large_fork_prepare();
   pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+  if (pid < 0) zc_large_fork_parent(); /* the pool lock is released either way */
+  REQUIRE(pid >= 0);
   if (pid == 0) {
     zc_large_fork_child();
     char *q = lalloc(1 * MiB, 16, true);
@@ -534,10 +555,10 @@ static void test_fork(void) {
   }
   zc_large_fork_parent();
   int status = 0;
-  waitpid(pid, &status, 0);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child could not use the pool (status %d)", status);
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child could not use the pool (status %d)", status);
   char *q = lalloc(1 * MiB, 16, false);
-  CHECK(q == p, "parent pool after fork");
+  CHECKF(q == p, "parent pool after fork");
   lfree(q);
 }
 
@@ -606,8 +627,8 @@ static void *worker(void *arg) {
 static double run_threads(int nt) {
   pthread_t t[NT];
   uint64_t t0 = zc_os_clock_ns();
-  for (int i = 0; i < nt; i++) pthread_create(&t[i], NULL, worker_main, (void *)(uintptr_t)(i + 1));
-  for (int i = 0; i < nt; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < nt; i++) REQUIRE(pthread_create(&t[i], NULL, worker_main, (void *)(uintptr_t)(i + 1)) == 0);
+  for (int i = 0; i < nt; i++) REQUIRE(pthread_join(t[i], NULL) == 0);
   double secs = (double)(zc_os_clock_ns() - t0) / 1e9;
   for (int i = 0; i < SLOTS; i++) {
     uint64_t *p = shared[i];
@@ -651,8 +672,8 @@ static void run_churn(int nt, const char *label, const size_t *sizes) {
   churn_sizes = sizes;
   zc_large_stats_t s0 = stats();
   uint64_t t0 = zc_os_clock_ns();
-  for (int i = 0; i < nt; i++) pthread_create(&t[i], NULL, churner, (void *)(uintptr_t)(i + 1));
-  for (int i = 0; i < nt; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < nt; i++) REQUIRE(pthread_create(&t[i], NULL, churner, (void *)(uintptr_t)(i + 1)) == 0);
+  for (int i = 0; i < nt; i++) REQUIRE(pthread_join(t[i], NULL) == 0);
   double secs = (double)(zc_os_clock_ns() - t0) / 1e9;
   zc_large_stats_t s1 = stats();
   uint64_t ops = (uint64_t)nt * (uint64_t)churn_iters;
@@ -663,8 +684,8 @@ static void run_churn(int nt, const char *label, const size_t *sizes) {
 }
 
 static void test_threads(int argc, char **argv) {
-  if (argc > 2) iters = atoi(argv[2]);
-  if (argc > 3) churn_iters = atoi(argv[3]);
+  if (argc > 1) iters = atoi(argv[1]); /* argv[0] is the case name */
+  if (argc > 2) churn_iters = atoi(argv[2]);
   zc_option_set(zc_option_purge_delay, 50); /* before any thread: options are not meant to change under load */
   static const size_t front_sizes[4] = {96 * KiB, 200 * KiB, 300 * KiB, 400 * KiB};
   run_churn(1, "front (<= 400 KiB)", front_sizes);
@@ -677,47 +698,53 @@ static void test_threads(int argc, char **argv) {
   run_churn(NCHURN, "front, 24 threads", front_sizes);
   churn_iters *= 10;
   zc_large_stats_t cs = stats();
-  CHECK(cs.live_regions == 0 && cs.cache_hits + cs.cache_misses > 0, "after churn: %lu live regions",
+  CHECKF(cs.live_regions == 0 && cs.cache_hits + cs.cache_misses > 0, "after churn: %lu live regions",
         (unsigned long)cs.live_regions);
-  CHECK(bad_payloads == 0, "%d blocks handed out twice or failed", bad_payloads);
+  CHECKF(bad_payloads == 0, "%d blocks handed out twice or failed", bad_payloads);
   double r1 = run_threads(1);
   double rn = run_threads(NT);
-  CHECK(bad_payloads == 0, "%d corrupted or misaligned blocks", bad_payloads);
+  CHECKF(bad_payloads == 0, "%d corrupted or misaligned blocks", bad_payloads);
   zc_large_stats_t s = stats();
-  CHECK(s.cache_hits > s.cache_misses, "cache mostly missed: %lu hits %lu misses", (unsigned long)s.cache_hits,
+  CHECKF(s.cache_hits > s.cache_misses, "cache mostly missed: %lu hits %lu misses", (unsigned long)s.cache_hits,
         (unsigned long)s.cache_misses);
   printf("threads: 1 thread %.0f alloc+free/s, %d threads %.0f alloc+free/s; hits %lu misses %lu\n", r1, NT, rn,
          (unsigned long)s.cache_hits, (unsigned long)s.cache_misses);
   check_quiet_pool("threads");
 }
 
+#define CASE_VOID(name, call)                   \
+  static int case_##name(int argc, char **argv) { \
+    (void)argc;                                 \
+    call;                                       \
+    CHECK_DONE(argv[0]);                        \
+  }
+CASE_VOID(sizes, test_sizes())
+CASE_VOID(reuse, test_reuse())
+CASE_VOID(zero, test_zero())
+CASE_VOID(purge_background, test_purge(true))
+CASE_VOID(purge_inline, test_purge(false))
+CASE_VOID(budget, test_budget())
+CASE_VOID(front_background, test_front(true))
+CASE_VOID(front_inline, test_front(false))
+CASE_VOID(bad_free, test_bad_free())
+CASE_VOID(fail, test_fail())
+CASE_VOID(file, test_file())
+CASE_VOID(file_api, test_file_api())
+CASE_VOID(resize, test_resize())
+CASE_VOID(fork, test_fork())
+CASE_VOID(threads, test_threads(argc, argv))
+
 int main(int argc, char **argv) {
-  const char *c = argc > 1 ? argv[1] : "";
   setvbuf(stdout, NULL, _IONBF, 0);
   zc_option_set(zc_option_background, 1);
   /* Cases that do not test the time policy keep regions dirty for long, so a slow machine cannot purge
    * them in the middle of a reuse check; the policy cases set their own delay. */
   zc_option_set(zc_option_purge_delay, 10000);
-  if (!strcmp(c, "sizes")) test_sizes();
-  else if (!strcmp(c, "reuse")) test_reuse();
-  else if (!strcmp(c, "zero")) test_zero();
-  else if (!strcmp(c, "purge_background")) test_purge(true);
-  else if (!strcmp(c, "purge_inline")) test_purge(false);
-  else if (!strcmp(c, "budget")) test_budget();
-  else if (!strcmp(c, "front_background")) test_front(true);
-  else if (!strcmp(c, "front_inline")) test_front(false);
-  else if (!strcmp(c, "bad_free")) test_bad_free();
-  else if (!strcmp(c, "fail")) test_fail();
-  else if (!strcmp(c, "file")) test_file();
-  else if (!strcmp(c, "resize")) test_resize();
-  else if (!strcmp(c, "fork")) test_fork();
-  else if (!strcmp(c, "threads")) test_threads(argc, argv);
-  else {
-    fprintf(stderr, "usage: test_large sizes|reuse|zero|purge_background|purge_inline|front_background|"
-                    "front_inline|budget|bad_free|fail|file|resize|fork|threads [iterations [churn iterations]]\n");
-    return 2;
-  }
-  if (failures) fprintf(stderr, "test_large %s: %d failures\n", c, failures);
-  else printf("test_large %s: ok\n", c);
-  return failures ? 1 : 0;
+  static const zc_case_t cases[] = {
+      {"sizes", case_sizes}, {"reuse", case_reuse}, {"zero", case_zero}, {"purge_background", case_purge_background},
+      {"purge_inline", case_purge_inline}, {"budget", case_budget}, {"front_background", case_front_background},
+      {"front_inline", case_front_inline}, {"bad_free", case_bad_free}, {"fail", case_fail}, {"file", case_file},
+      {"file_api", case_file_api}, {"resize", case_resize}, {"fork", case_fork}, {"threads", case_threads},
+      {NULL, NULL}};
+  return zc_run_case(argc, argv, cases);
 }

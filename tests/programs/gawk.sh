@@ -28,5 +28,5 @@ BEGIN {
   printf "kept words %d\n", total
 }
 AWK
-zc_run_both gawk gawk -f "$ZC_WORK/work.awk"
+zc_run_both gawk gawk gawk -f "$ZC_WORK/work.awk"
 zc_finish

@@ -31,5 +31,5 @@ git ls-tree -r HEAD | sha256sum
 git log --stat --format='%H %s' | sha256sum
 git diff HEAD~3 HEAD --stat | tail -n 1
 SH
-zc_run_both git bash "$ZC_WORK/work.sh"
+zc_run_both git git bash "$ZC_WORK/work.sh"
 zc_finish

@@ -5,5 +5,5 @@
 zc_init "$1"
 zc_require sort
 if [ ! -x "${2:-}" ]; then echo "FAIL: mtfork executable '${2:-}' not found"; exit 1; fi
-zc_run_both mtfork "$2"
+zc_run_both mtfork "$(basename "$2")" "$2"
 zc_finish

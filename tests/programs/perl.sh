@@ -23,5 +23,5 @@ print "words ", scalar(keys %count), " zu-words $n len ", length($t2), "\n";
 my %rev; $rev{reverse $_} = $_ for keys %count;
 print "palindromes ", scalar(grep { exists $count{$_} && $rev{$_} eq $_ } keys %rev), "\n";
 PL
-zc_run_both perl perl "$ZC_WORK/work.pl"
+zc_run_both perl perl perl "$ZC_WORK/work.pl"
 zc_finish

@@ -54,5 +54,5 @@ if __name__ == "__main__":
     with ctx.Pool(2) as pool:
         print("pool", pool.map(square_list, range(1000, 1040)))
 PY
-zc_run_both python python3 "$ZC_WORK/work.py"
+zc_run_both python python3 python3 "$ZC_WORK/work.py"
 zc_finish

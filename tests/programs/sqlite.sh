@@ -27,5 +27,5 @@ SELECT topic, size FROM msg WHERE topic BETWEEN 100 AND 102 ORDER BY topic, size
 VACUUM;
 PRAGMA integrity_check;
 SQL
-zc_run_both sqlite sh -c 'sqlite3 test.db < "$0"' "$ZC_WORK/work.sql"
+zc_run_both sqlite sqlite3 sh -c 'sqlite3 test.db < "$0"' "$ZC_WORK/work.sql"
 zc_finish
