@@ -1,0 +1,830 @@
+/* Channel tests, what a hostile or careless peer cannot do (docs/channel.md, "Against a hostile peer"):
+ *   kick_flood         a consumer that keeps c_wait ARMED, takes every descriptor, never releases and never
+ *                      reads its socket: every producer call returns within its policy (ETIMEDOUT at the
+ *                      memory cap), stats from another thread never block, at most one kick is unread
+ *   writable_segment   a consumer that gets the data segment's fd by hand and tries every way to write it
+ *                      (mmap writable, reopen through /proc O_RDWR, mprotect, pwrite): all fail
+ *   rewrite            the payload is the producer's memory, not a copy: a change the producer makes after
+ *                      send is what the consumer reads; zc_chan_copy takes a snapshot and checks bounds
+ *   zero_freed         what a consumer sees in its own segments: a cancelled loan's bytes and a returned
+ *                      message's bytes stay visible by default, and are zeros with zero_freed
+ *   pend_bound         a producer that republishes one handle and never takes releases back cannot grow the
+ *                      consumer's overflow list beyond the return ring's size
+ *   arm_overflow       an epoll consumer with releases in its overflow list pushes them when it arms, so a
+ *                      producer waiting for memory is not starved
+ *   uid                the listener accepts only allowed uids (default: its own); both sides read the peer's
+ *                      pid, uid and gid; as root also a real other-uid process
+ *   live_path          zc_chan_listen refuses a path where a socket is listening, replaces a stale one
+ *   nofork             a fork child of the producer does not inherit the data or control mappings
+ *   setup_forever      setup_timeout_ms < 0 waits for a late peer instead of failing at once
+ *   kill_setup         a peer killed during the handshake: the other side fails the open with EPIPE
+ *   kill_growth        the producer killed right after it announced a new segment; the consumer killed
+ *                      right after a growth: the survivor ends with EPIPE, keeps its data, reclaims all
+ *   kill_releases      the consumer killed during a long run of release batches: the producer reclaims
+ *                      exactly what was not returned
+ *   role               zc_chan_role on both ends
+ * Usage: test_channel_trust <name>. Uses the internal layout (chan_internal.h) to play the hostile peer. */
+#include "chan_test.h"
+
+#include "chan_internal.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+static int sv[2], pipefd[2], pipe2fd[2];
+
+static zc_chan_t *open_end(int fd, zc_chan_role_t role, const zc_chan_config_t *cfg) {
+  zc_chan_t *ch = zc_chan_open(fd, role, cfg);
+  CHECK(ch != NULL, "open: %s", strerror(errno));
+  return ch;
+}
+
+static void signal_byte(int fd) { CHECK(write(fd, "x", 1) == 1, "pipe write: %s", strerror(errno)); }
+static void wait_byte(int fd) {
+  char b;
+  CHECK(read(fd, &b, 1) == 1, "pipe read: %s", strerror(errno));
+}
+
+static int collect_until_dead(zc_chan_t *ch) {
+  uint64_t end = now_ns() + 10000000000ull;
+  while (now_ns() < end) {
+    if (zc_chan_collect(ch) < 0) return errno;
+    sleep_ms(2);
+  }
+  return 0;
+}
+
+static void check_reclaimed(zc_chan_t *ch) {
+  zc_chan_stats_t st;
+  zc_chan_stats(ch, &st);
+  CHECK(st.inflight_msgs == 0 && st.loaned_msgs == 0 && st.free_bytes == st.segment_bytes &&
+            st.returned + st.reclaimed == st.sent,
+        "after the peer's end: inflight %lu, loaned %lu, free %lu of %lu, sent %lu = returned %lu + reclaimed %lu",
+        (unsigned long)st.inflight_msgs, (unsigned long)st.loaned_msgs, (unsigned long)st.free_bytes,
+        (unsigned long)st.segment_bytes, (unsigned long)st.sent, (unsigned long)st.returned,
+        (unsigned long)st.reclaimed);
+}
+
+/* ---- kick_flood ---- */
+/* Takes every descriptor (tail advances, nothing is released), keeps c_wait ARMED, never reads the
+ * socket. When the parent says stop, counts the records waiting in its socket and exits with the number
+ * of unread KICKs (capped at 100). */
+static int flooding_consumer(void *arg) {
+  close(sv[0]);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  signal_byte(pipe2fd[1]);
+  uint64_t tail = ch->c_tail;
+  for (uint64_t it = 0;; it++) {
+    uint64_t s = __atomic_load_n(&ch->ring[tail & (ch->ring_cap - 1)].seq, __ATOMIC_ACQUIRE);
+    if (s == tail + 1) {
+      tail++;
+      __atomic_store_n(&ch->ctl->tail, tail, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&ch->ctl->c_wait, CHAN_ARMED, __ATOMIC_SEQ_CST);
+    if ((it & 4095) == 0) {
+      struct pollfd pf = {pipefd[0], POLLIN, 0};
+      if (poll(&pf, 1, 0) == 1) break;
+    }
+  }
+  int kicks = 0, segs = 0;
+  for (;;) {
+    chan_wire_t w;
+    int fd;
+    long n = zc_os_msg_recv(ch->sock, &w, sizeof w, &fd);
+    zc_os_close(fd);
+    if (n <= 0) break;
+    if (w.kind == WIRE_KICK) kicks++;
+    if (w.kind == WIRE_SEG) segs++;
+  }
+  printf("flooding consumer: %lu descriptors taken, %d kicks and %d segment records unread\n", (unsigned long)tail,
+         kicks, segs);
+  return kicks > 100 ? 100 : kicks;
+}
+
+static volatile int flood_done;
+static void *stats_caller(void *arg) {
+  zc_chan_t *ch = arg;
+  long calls = 0;
+  while (!__atomic_load_n(&flood_done, __ATOMIC_ACQUIRE)) { /* a hang here hangs the join: alarm fails us */
+    zc_chan_stats_t st;
+    zc_chan_stats(ch, &st);
+    calls++;
+    sleep_ms(1);
+  }
+  return (void *)calls;
+}
+
+static int t_kick_flood(void) {
+  seqpacket_pair(sv);
+  CHECK(pipe(pipefd) == 0 && pipe(pipe2fd) == 0, "pipe");
+  pid_t c = spawn(flooding_consumer, NULL);
+  close(sv[1]);
+  zc_chan_config_t cfg = {.first_segment = 512 << 10, .max_bytes = 64 << 20, .block_timeout_ms = 300};
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, &cfg);
+  wait_byte(pipe2fd[0]);
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, stats_caller, ch) == 0, "pthread_create");
+  int err = 0;
+  long sent = 0;
+  uint64_t worst = 0;
+  while (err == 0) { /* 64 MiB of 16 KiB messages nobody returns: the memory cap ends it */
+    uint64_t t0 = now_ns();
+    void *p = zc_chan_loan(ch, 16384);
+    if (p == NULL || zc_chan_send(ch, p, 16384, 1) != 0) err = errno;
+    else sent++;
+    uint64_t dt = now_ns() - t0;
+    if (dt > worst) worst = dt;
+  }
+  __atomic_store_n(&flood_done, 1, __ATOMIC_RELEASE);
+  long calls;
+  pthread_join(t, (void **)&calls);
+  zc_chan_stats_t st;
+  zc_chan_stats(ch, &st);
+  printf("kick_flood: %ld messages sent, then errno %d (%s); %lu segments; slowest call %.0f ms; %ld stats calls\n",
+         sent, err, zc_chan_error(ch), (unsigned long)st.segments, (double)worst / 1e6, calls);
+  CHECK(err == ETIMEDOUT, "the producer ended with errno %d (%s), expected ETIMEDOUT at the memory cap", err,
+        zc_chan_error(ch));
+  CHECK(sent >= 4000, "only %ld messages went before the cap", sent);
+  signal_byte(pipefd[1]);
+  int kicks = reap(c);
+  CHECK(kicks <= 1, "the consumer's socket holds %d unread kicks (at most 1 may be outstanding)", kicks);
+  zc_chan_close(ch);
+  return 0;
+}
+
+/* ---- writable_segment ---- */
+static void raw_send(int fd, unsigned kind, unsigned role) {
+  chan_wire_t w = {CHAN_MAGIC, (uint16_t)kind, (uint16_t)role, CHAN_VERSION, 0, 0};
+  CHECK(zc_os_msg_send(fd, &w, sizeof w, -1, true) == 0, "send: %s", strerror(errno));
+}
+
+static long raw_recv(int fd, chan_wire_t *w, int *pass) {
+  struct pollfd pf = {fd, POLLIN, 0};
+  CHECK(poll(&pf, 1, 10000) == 1, "no record from the peer");
+  return zc_os_msg_recv(fd, w, sizeof *w, pass);
+}
+
+/* Speaks the consumer's side of the handshake by hand, keeps the data segment's fd and tries to write
+ * through it. Exits with the number of ways that worked (0 expected). */
+static int segment_writer(void *arg) {
+  close(sv[0]);
+  int fd = sv[1], seg = -1, ctl = -1, ways = 0;
+  chan_wire_t w;
+  raw_send(fd, WIRE_HELLO, ZC_CHAN_CONSUMER);
+  CHECK(raw_recv(fd, &w, &ctl) == sizeof w && w.kind == WIRE_HELLO, "hello");
+  zc_os_close(ctl);
+  CHECK(raw_recv(fd, &w, &ctl) == sizeof w && w.kind == WIRE_CTL && ctl >= 0, "control record");
+  CHECK(raw_recv(fd, &w, &seg) == sizeof w && w.kind == WIRE_SEG && seg >= 0, "segment record");
+  size_t size = (size_t)w.size;
+  char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, seg, 0);
+  if (p != MAP_FAILED) {
+    printf("writable_segment: mmap of the received fd read-write worked\n");
+    memset(p, 0x55, 4096);
+    ways++;
+  }
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", seg);
+  int rw = open(path, O_RDWR | O_CLOEXEC);
+  if (rw >= 0) {
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0);
+    if (p != MAP_FAILED) {
+      printf("writable_segment: mmap of a /proc reopen read-write worked\n");
+      memset(p, 0x66, 4096);
+      ways++;
+    }
+    if (pwrite(rw, "hostile", 7, 0) == 7) {
+      printf("writable_segment: pwrite on a /proc reopen worked\n");
+      ways++;
+    }
+    close(rw);
+  }
+  p = mmap(NULL, size, PROT_READ, MAP_SHARED, seg, 0);
+  CHECK(p != MAP_FAILED, "read-only mmap: %s", strerror(errno));
+  if (mprotect(p, 4096, PROT_READ | PROT_WRITE) == 0) {
+    printf("writable_segment: mprotect of a read-only mapping to writable worked\n");
+    ways++;
+  }
+  int seals = zc_os_shm_seals(seg);
+  CHECK(seals >= 0 && (seals & ZC_SEAL_FUTURE_WRITE) && (seals & ZC_SEAL_SEAL), "seals of the segment: %d", seals);
+  signal_byte(pipefd[1]);
+  return ways;
+}
+
+static int t_writable_segment(void) {
+  seqpacket_pair(sv);
+  CHECK(pipe(pipefd) == 0, "pipe");
+  pid_t c = spawn(segment_writer, NULL);
+  close(sv[1]);
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
+  char *p = zc_chan_loan(ch, 8192); /* the first slot: offset 0, the page the hostile side aims at */
+  CHECK(p == ch->seg[0].base, "the first loan is not at the segment's start");
+  fill(p, 8192, 11);
+  wait_byte(pipefd[0]);
+  int ways = reap(c);
+  CHECK(ways == 0, "the consumer found %d ways to write the data segment", ways);
+  CHECK(verify(p, 8192, 11) < 0, "the producer's loan changed under it");
+  zc_chan_cancel(ch, p);
+  zc_chan_close(ch);
+  return 0;
+}
+
+/* ---- rewrite: no copy on the way, and zc_chan_copy ---- */
+typedef struct hdr_s {
+  uint32_t len, check;
+} hdr_t;
+
+static int rewrite_consumer(void *arg) {
+  close(sv[0]);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  uint64_t off; /* the producer has sent, then rewritten the message; it tells us the loan's offset */
+  CHECK(read(pipefd[0], &off, sizeof off) == sizeof off, "pipe");
+  zc_chan_msg_t m;
+  CHECK(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s", strerror(errno));
+  CHECK(m.len == 4096, "len %u", m.len);
+  CHECK((const char *)m.data == ch->seg[0].base + off && chan_handle_off(m.handle) == off,
+        "the view is not the loan's own bytes (offset %lu in the producer's segment)", (unsigned long)off);
+  CHECK(verify(m.data, 4096, 2) < 0, "the consumer reads what was sent, not what the producer wrote after send: "
+                                     "the payload was copied somewhere on the way");
+  hdr_t h;
+  CHECK(zc_chan_copy(&m, 0, &h, sizeof h) == 0, "copy of the header");
+  CHECK(zc_chan_copy(&m, 4096 - 4, &h, 8) == -1 && errno == EMSGSIZE, "a copy past the end is refused");
+  CHECK(zc_chan_copy(&m, (size_t)-1, &h, 8) == -1 && errno == EMSGSIZE, "an offset that wraps is refused");
+  CHECK(zc_chan_copy(&m, 4096, &h, 0) == 0, "an empty copy at the end");
+  zc_chan_release(ch, &m);
+  /* a producer flipping a header field while we read: the copy is what we check and use */
+  signal_byte(pipe2fd[1]);
+  long odd = 0;
+  for (int i = 0; i < 20000; i++) {
+    CHECK(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s", strerror(errno));
+    CHECK(zc_chan_copy(&m, 0, &h, sizeof h) == 0, "copy");
+    if (h.len > m.len - sizeof h) {
+      odd++;
+    } else {
+      unsigned char body[64];
+      CHECK(zc_chan_copy(&m, sizeof h, body, h.len < 64 ? h.len : 64) == 0, "body copy within the checked length");
+    }
+    zc_chan_release(ch, &m);
+  }
+  printf("rewrite: %ld of 20000 headers were caught mid-rewrite (too long) and refused\n", odd);
+  zc_chan_close(ch);
+  return 0;
+}
+
+static volatile int flipping;
+static void *flipper(void *arg) {
+  volatile hdr_t *h = arg;
+  while (__atomic_load_n(&flipping, __ATOMIC_RELAXED)) {
+    h->len = 0x7fffffffu;
+    h->len = 32;
+  }
+  return NULL;
+}
+
+static int t_rewrite(void) {
+  seqpacket_pair(sv);
+  CHECK(pipe(pipefd) == 0 && pipe(pipe2fd) == 0, "pipe");
+  pid_t c = spawn(rewrite_consumer, NULL);
+  close(sv[1]);
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
+  void *p = zc_chan_loan(ch, 4096);
+  fill(p, 4096, 1);
+  CHECK(zc_chan_send(ch, p, 4096, 1) == 0, "send");
+  fill(p, 4096, 2); /* after send: the slot is the channel's now, which is why only a test does this */
+  uint64_t off = (uint64_t)((char *)p - ch->seg[0].base);
+  CHECK(write(pipefd[1], &off, sizeof off) == sizeof off, "pipe");
+  wait_byte(pipe2fd[0]);
+  /* one slot sent again and again while a thread flips its header: ring of 4096, one message in flight */
+  for (int i = 0; i < 20000; i++) {
+    hdr_t *h = zc_chan_loan(ch, 64);
+    CHECK(h != NULL, "loan: %s", strerror(errno));
+    h->len = 32;
+    CHECK(zc_chan_send(ch, h, 64, 1) == 0, "send: %s", strerror(errno));
+    if (i == 0) {
+      flipping = 1;
+      pthread_t t;
+      CHECK(pthread_create(&t, NULL, flipper, h) == 0, "pthread_create");
+      pthread_detach(t);
+    }
+  }
+  while (zc_chan_collect(ch) > 0) sleep_ms(1);
+  flipping = 0;
+  CHECK(reap(c) == 0, "consumer failed");
+  zc_chan_close(ch);
+  return 0;
+}
+
+/* ---- zero_freed ---- */
+static const char secret[] = "ZCMEM-SECRET-7f3a9c";
+
+/* 1 if the secret appears anywhere in the consumer's mapped segments. */
+static int secret_visible(zc_chan_t *ch) {
+  for (unsigned s = 0; s < ch->nseg; s++)
+    if (memmem(ch->seg[s].base, ch->seg[s].size, secret, sizeof secret - 1) != NULL) return 1;
+  return 0;
+}
+
+static int snooping_consumer(void *arg) {
+  close(sv[0]);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  zc_chan_msg_t m;
+  CHECK(zc_chan_receive(ch, &m, 10000) == 0, "receive");
+  zc_chan_release(ch, &m);
+  wait_byte(pipefd[0]); /* the producer cancelled a loan and took our release back */
+  int seen = secret_visible(ch);
+  zc_chan_close(ch);
+  return seen;
+}
+
+static int t_zero_freed(void) {
+  for (int zero = 0; zero <= 1; zero++) {
+    seqpacket_pair(sv);
+    CHECK(pipe(pipefd) == 0, "pipe");
+    pid_t c = spawn(snooping_consumer, NULL);
+    close(sv[1]);
+    zc_chan_config_t cfg = {.zero_freed = zero};
+    zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, &cfg);
+    char *p = zc_chan_loan(ch, 1000); /* a message whose secret lies past the length sent */
+    memset(p, 'a', 1000);
+    memcpy(p + 500, secret, sizeof secret);
+    CHECK(zc_chan_send(ch, p, 100, 1) == 0, "send");
+    char *q = zc_chan_loan(ch, 3000); /* a loan written, then cancelled */
+    memcpy(q + 100, secret, sizeof secret);
+    CHECK(zc_chan_cancel(ch, q) == 0, "cancel");
+    while (zc_chan_collect(ch) > 0) sleep_ms(1);
+    signal_byte(pipefd[1]);
+    int seen = reap(c);
+    printf("zero_freed=%d: the consumer %s the secret in its segments\n", zero, seen ? "found" : "did not find");
+    CHECK(seen == !zero, "zero_freed=%d: secret %s", zero, seen ? "visible" : "gone");
+    zc_chan_close(ch);
+    close(pipefd[0]);
+    close(pipefd[1]);
+  }
+  return 0;
+}
+
+/* ---- pend_bound ---- */
+/* A producer that sends one real message, then publishes the same handle over and over and never looks
+ * at the return ring. Its first segment is 256 MiB (never touched). */
+static int republishing_producer(void *arg) {
+  close(sv[0]);
+  zc_chan_config_t cfg = {.ring_entries = 64, .first_segment = 256 << 20};
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_PRODUCER, &cfg);
+  void *p = zc_chan_loan(ch, 100);
+  CHECK(zc_chan_send(ch, p, 100, 1) == 0, "send");
+  uint64_t h = ch->ring[0].handle, pos = ch->p_head;
+  struct pollfd pf = {pipefd[0], POLLIN, 0};
+  while (poll(&pf, 1, 0) == 0) {
+    if (pos - __atomic_load_n(&ch->ctl->tail, __ATOMIC_ACQUIRE) >= ch->ring_cap) continue;
+    chan_desc_t *d = &ch->ring[pos & (ch->ring_cap - 1)];
+    d->handle = h;
+    d->len = 100;
+    d->type = 1;
+    __atomic_store_n(&d->seq, pos + 1, __ATOMIC_RELEASE);
+    pos++;
+  }
+  zc_chan_close(ch);
+  return 0;
+}
+
+static int t_pend_bound(void) {
+  seqpacket_pair(sv);
+  CHECK(pipe(pipefd) == 0, "pipe");
+  pid_t c = spawn(republishing_producer, NULL);
+  close(sv[1]);
+  zc_chan_config_t cfg = {.spin_ns = 1000};
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_CONSUMER, &cfg);
+  long got = 0;
+  size_t most = 0;
+  zc_chan_msg_t m;
+  while (got < 30000 && zc_chan_receive(ch, &m, 300) == 0) {
+    zc_chan_release(ch, &m);
+    got++;
+    if (ch->npend > most) most = ch->npend;
+  }
+  int err = errno;
+  printf("pend_bound: %ld messages received, then errno %d; overflow list peaked at %zu (return ring %u)\n", got, err,
+         most, ch->ret_cap);
+  CHECK(most <= ch->ret_cap, "the overflow list grew to %zu releases (bound: the return ring's %u)", most, ch->ret_cap);
+  CHECK(got < 30000 && err == ETIMEDOUT, "receive went on (%ld messages, errno %d) with the overflow list full", got, err);
+  signal_byte(pipefd[1]);
+  CHECK(reap(c) == 0, "producer failed");
+  zc_chan_close(ch);
+  return 0;
+}
+
+/* ---- arm_overflow ---- */
+/* Producer: 512 KiB of memory = 256 slots of 2 KiB, ring of 64 (return ring of 128). */
+static int starving_producer(void *arg) {
+  close(sv[0]);
+  zc_chan_config_t cfg = {.ring_entries = 64, .first_segment = 512 << 10, .max_bytes = 512 << 10,
+                          .block_timeout_ms = 8000};
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_PRODUCER, &cfg);
+  void *loans[256];
+  for (int i = 0; i < 256; i++) {
+    loans[i] = zc_chan_loan(ch, 2048);
+    CHECK(loans[i] != NULL && zc_chan_send(ch, loans[i], 2048, 1) == 0, "send %d: %s", i, strerror(errno));
+  }
+  /* the consumer holds all 256 and releases them: 128 fit the return ring, 128 wait in its overflow list.
+   * Loan 129 slots without sending: the first 128 come from the ring, the last needs the overflow. */
+  wait_byte(pipefd[0]);
+  for (int i = 0; i < 129; i++) {
+    loans[i] = zc_chan_loan(ch, 2048);
+    CHECK(loans[i] != NULL, "loan %d: %s (%s): the consumer's overflow never came", i, strerror(errno), zc_chan_error(ch));
+  }
+  CHECK(zc_chan_send(ch, loans[128], 2048, 2) == 0, "send");
+  for (int i = 0; i < 128; i++) zc_chan_cancel(ch, loans[i]);
+  wait_byte(pipefd[0]);
+  zc_chan_close(ch);
+  return 0;
+}
+
+static int t_arm_overflow(void) {
+  seqpacket_pair(sv);
+  CHECK(pipe(pipefd) == 0, "pipe");
+  pid_t c = spawn(starving_producer, NULL);
+  close(sv[1]);
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_CONSUMER, NULL);
+  zc_chan_msg_t held[256];
+  for (int i = 0; i < 256; i++) CHECK(zc_chan_receive(ch, &held[i], 10000) == 0, "receive %d", i);
+  CHECK(zc_chan_release_batch(ch, held, 256) == 0, "release");
+  CHECK(ch->npend == 128, "overflow list: %zu", ch->npend);
+  signal_byte(pipefd[1]);
+  /* wait until the producer took the return ring in (its loans drain it), then go to sleep in epoll */
+  uint64_t end = now_ns() + 10000000000ull;
+  while (__atomic_load_n(&ch->ctl->ret_tail, __ATOMIC_ACQUIRE) != ch->c_ret_head && now_ns() < end) sleep_ms(1);
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN};
+  CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, zc_chan_fd(ch), &ev) == 0, "epoll_ctl");
+  int armed = zc_chan_arm(ch);
+  CHECK(armed >= 0, "arm: %s", strerror(errno));
+  if (armed == 0) CHECK(epoll_wait(ep, &ev, 1, 5000) == 1, "no wake-up: the producer starved for the overflow list");
+  zc_chan_msg_t m;
+  CHECK(zc_chan_receive(ch, &m, 5000) == 0 && m.type == 2, "the message sent after the overflow came back");
+  zc_chan_release(ch, &m);
+  signal_byte(pipefd[1]);
+  CHECK(reap(c) == 0, "producer failed");
+  close(ep);
+  zc_chan_close(ch);
+  return 0;
+}
+
+/* ---- uid ---- */
+static char sock_path[108];
+
+static int connecting_peer(void *arg) {
+  uint32_t uid = (uint32_t)(uintptr_t)arg;
+  if (uid != 0) CHECK(setgid(uid) == 0 && setuid(uid) == 0, "setuid(%u): %s", uid, strerror(errno));
+  zc_chan_config_t cfg = {.peer_uids = (const uint32_t[]){0}, .n_peer_uids = 1}; /* the listener runs as root */
+  zc_chan_t *ch = zc_chan_connect(sock_path, ZC_CHAN_PRODUCER, uid != 0 ? &cfg : NULL);
+  if (ch == NULL) return errno == EPIPE ? 3 : 4; /* the listener turned us away */
+  zc_chan_peer_t peer;
+  uint32_t listener_uid = uid != 0 ? 0 : geteuid(); /* the listener is root when we changed uid */
+  CHECK(zc_chan_peer(ch, &peer) == 0 && peer.pid == getppid() && peer.uid == listener_uid,
+        "the connector sees pid %d uid %u; the listener is pid %d uid %u", peer.pid, peer.uid, (int)getppid(),
+        listener_uid);
+  zc_chan_close(ch);
+  return 0;
+}
+
+/* Accept one connection from a child running as uid (0: our own) with the given allowed list. Returns
+ * the child's exit code; *ok whether accept opened a channel. */
+static int accept_from(uint32_t uid, const zc_chan_config_t *cfg, int *ok) {
+  unlink(sock_path);
+  int lfd = zc_chan_listen(sock_path);
+  CHECK(lfd >= 0, "listen: %s", strerror(errno));
+  chmod(sock_path, 0777); /* another uid must be able to connect */
+  pid_t c = spawn(connecting_peer, (void *)(uintptr_t)uid);
+  char why[512];
+  stderr_capture_t cap = capture_stderr();
+  zc_chan_t *ch = zc_chan_accept(lfd, ZC_CHAN_CONSUMER, cfg);
+  int err = errno;
+  capture_end(cap, why, sizeof why);
+  *ok = ch != NULL;
+  int rc = -1;
+  if (ch != NULL) {
+    rc = reap(c); /* the connector finishes its open and closes first */
+    zc_chan_peer_t peer;
+    CHECK(zc_chan_peer(ch, &peer) == 0, "peer");
+    CHECK(peer.pid == c && peer.uid == (uid ? uid : geteuid()) && peer.gid == (uid ? uid : getegid()),
+          "the listener sees pid %d uid %u gid %u; expected %d %u", peer.pid, peer.uid, peer.gid, (int)c, uid);
+    zc_chan_close(ch);
+  } else {
+    CHECK(err == EACCES && strstr(why, "is not allowed") != NULL, "refused with errno %d: %s", err, why);
+  }
+  close(lfd);
+  unlink(sock_path);
+  return rc >= 0 ? rc : reap(c);
+}
+
+static int t_uid(void) {
+  snprintf(sock_path, sizeof sock_path, "/tmp/zc-chan-uid-%d.sock", (int)getpid());
+  int ok;
+  CHECK(accept_from(0, NULL, &ok) == 0 && ok, "same uid, default list: refused");
+  uint32_t other[] = {geteuid() + 1};
+  zc_chan_config_t only_other = {.peer_uids = other, .n_peer_uids = 1};
+  CHECK(accept_from(0, &only_other, &ok) == 3 && !ok, "our own uid accepted although the list names only %u", other[0]);
+  uint32_t any[] = {ZC_CHAN_ANY_UID};
+  zc_chan_config_t anyone = {.peer_uids = any, .n_peer_uids = 1};
+  CHECK(accept_from(0, &anyone, &ok) == 0 && ok, "ZC_CHAN_ANY_UID refused us");
+  if (geteuid() != 0) {
+    printf("uid: not root, the other-uid part is skipped\n");
+    return 0;
+  }
+  CHECK(accept_from(65534, NULL, &ok) == 3 && !ok, "uid 65534 accepted by a root listener with the default list");
+  uint32_t nobody[] = {65534};
+  zc_chan_config_t nob = {.peer_uids = nobody, .n_peer_uids = 1};
+  CHECK(accept_from(65534, &nob, &ok) == 0 && ok, "uid 65534 refused although listed");
+  printf("uid: another uid refused by default, accepted when listed\n");
+  return 0;
+}
+
+/* ---- live_path ---- */
+static int path_peer(void *arg) {
+  zc_chan_t *ch = zc_chan_connect(sock_path, ZC_CHAN_PRODUCER, NULL);
+  CHECK(ch != NULL, "connect: %s", strerror(errno));
+  void *p = zc_chan_loan(ch, 10);
+  CHECK(zc_chan_send(ch, p, 10, 5) == 0, "send");
+  while (zc_chan_collect(ch) > 0) sleep_ms(1);
+  zc_chan_close(ch);
+  return 0;
+}
+
+static int t_live_path(void) {
+  snprintf(sock_path, sizeof sock_path, "/tmp/zc-chan-live-%d.sock", (int)getpid());
+  unlink(sock_path);
+  int lfd = zc_chan_listen(sock_path);
+  CHECK(lfd >= 0, "listen: %s", strerror(errno));
+  CHECK(zc_chan_listen(sock_path) == -1 && errno == EADDRINUSE, "a second listen on a live path: errno %d", errno);
+  pid_t c = spawn(path_peer, NULL); /* the first listener still owns the path */
+  zc_chan_t *ch = zc_chan_accept(lfd, ZC_CHAN_CONSUMER, NULL);
+  CHECK(ch != NULL, "accept after the refused listen: %s", strerror(errno));
+  zc_chan_msg_t m;
+  CHECK(zc_chan_receive(ch, &m, 10000) == 0 && m.type == 5, "receive");
+  zc_chan_release(ch, &m);
+  CHECK(reap(c) == 0, "peer failed");
+  zc_chan_close(ch);
+  close(lfd); /* the socket file stays behind, stale */
+  struct stat st;
+  CHECK(lstat(sock_path, &st) == 0 && S_ISSOCK(st.st_mode), "the stale socket file is gone");
+  lfd = zc_chan_listen(sock_path);
+  CHECK(lfd >= 0, "listen on a stale socket file: %s", strerror(errno));
+  close(lfd);
+  unlink(sock_path);
+  return 0;
+}
+
+/* ---- nofork ---- */
+static char *fork_probe[2];
+static size_t fork_probe_size[2];
+
+static int mapped(void *p, size_t size) { return msync(p, size, MS_ASYNC) == 0 || errno != ENOMEM; }
+
+static int forked_child(void *arg) {
+  int bad = 0;
+  for (int i = 0; i < 2; i++)
+    if (mapped(fork_probe[i], fork_probe_size[i])) {
+      printf("nofork: mapping %d is still there in the fork child\n", i);
+      bad++;
+    }
+  return bad;
+}
+
+static int idle_consumer(void *arg) {
+  close(sv[0]);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  zc_chan_msg_t m;
+  while (zc_chan_receive(ch, &m, 10000) == 0) zc_chan_release(ch, &m);
+  zc_chan_close(ch);
+  return 0;
+}
+
+static int t_nofork(void) {
+  seqpacket_pair(sv);
+  pid_t c = spawn(idle_consumer, NULL);
+  close(sv[1]);
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
+  fork_probe[0] = ch->seg[0].base;
+  fork_probe_size[0] = ch->seg[0].size;
+  fork_probe[1] = (char *)ch->ctl;
+  fork_probe_size[1] = ch->ctl_size;
+  CHECK(mapped(fork_probe[0], fork_probe_size[0]) && mapped(fork_probe[1], fork_probe_size[1]), "probe");
+  pid_t f = spawn(forked_child, NULL);
+  CHECK(reap(f) == 0, "a fork child of the producer inherited the channel's writable mappings");
+  zc_chan_close(ch);
+  CHECK(reap(c) == 0, "consumer failed");
+  return 0;
+}
+
+/* ---- setup_forever ---- */
+static int late_producer(void *arg) {
+  close(sv[0]);
+  sleep_ms(300);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_PRODUCER, NULL);
+  void *p = zc_chan_loan(ch, 10);
+  CHECK(zc_chan_send(ch, p, 10, 3) == 0, "send");
+  while (zc_chan_collect(ch) > 0) sleep_ms(1);
+  zc_chan_close(ch);
+  return 0;
+}
+
+static int t_setup_forever(void) {
+  seqpacket_pair(sv);
+  pid_t c = spawn(late_producer, NULL);
+  close(sv[1]);
+  zc_chan_config_t cfg = {.setup_timeout_ms = -1};
+  zc_chan_t *ch = zc_chan_open(sv[0], ZC_CHAN_CONSUMER, &cfg);
+  CHECK(ch != NULL, "open with setup_timeout_ms = -1 failed: errno %d", errno);
+  zc_chan_msg_t m;
+  CHECK(zc_chan_receive(ch, &m, 10000) == 0 && m.type == 3, "receive");
+  zc_chan_release(ch, &m);
+  CHECK(reap(c) == 0, "producer failed");
+  zc_chan_close(ch);
+  return 0;
+}
+
+/* ---- kill_setup ---- */
+static int greet_and_die(void *arg) {
+  close(sv[0]);
+  raw_send(sv[1], WIRE_HELLO, (unsigned)(uintptr_t)arg);
+  raise(SIGKILL);
+  return 1;
+}
+
+static int t_kill_setup(void) {
+  for (int side = 0; side < 2; side++) { /* 0: the producer dies, 1: the consumer dies */
+    seqpacket_pair(sv);
+    pid_t c = spawn(greet_and_die, (void *)(uintptr_t)(side == 0 ? ZC_CHAN_PRODUCER : ZC_CHAN_CONSUMER));
+    close(sv[1]);
+    CHECK(reap(c) == 128 + SIGKILL, "the peer did not die");
+    zc_chan_t *ch = zc_chan_open(sv[0], side == 0 ? ZC_CHAN_CONSUMER : ZC_CHAN_PRODUCER, NULL);
+    int err = errno;
+    if (ch != NULL) { /* the producer's records went out before it saw the death: its next look sees it */
+      CHECK(side == 1, "the consumer opened a channel with a dead producer");
+      err = collect_until_dead(ch);
+      zc_chan_close(ch);
+    }
+    CHECK(err == EPIPE, "side %d: a peer killed during the handshake gave errno %d, expected EPIPE", side, err);
+  }
+  return 0;
+}
+
+/* ---- kill_growth ---- */
+/* Producer: sends until it has grown to a second segment, then dies right after the loan that grew it. */
+static int growing_producer(void *arg) {
+  close(sv[0]);
+  zc_chan_config_t cfg = {.first_segment = 512 << 10};
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_PRODUCER, &cfg);
+  for (uint64_t i = 0;; i++) {
+    void *p = zc_chan_loan(ch, 16384);
+    CHECK(p != NULL, "loan: %s", strerror(errno));
+    if (ch->nseg == 2) raise(SIGKILL); /* the SEG record is out, no descriptor names the segment yet */
+    fill(p, 16384, i);
+    CHECK(zc_chan_send(ch, p, 16384, (uint32_t)i) == 0, "send: %s", strerror(errno));
+  }
+}
+
+/* Consumer: holds everything; dies by the parent's hand right after the producer grew. */
+static int holding_consumer(void *arg) {
+  close(sv[0]);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  for (;;) {
+    zc_chan_msg_t m;
+    if (zc_chan_receive(ch, &m, 10000) != 0) return 1;
+  }
+}
+
+static int t_kill_growth(void) {
+  /* the producer dies during growth */
+  seqpacket_pair(sv);
+  pid_t c = spawn(growing_producer, NULL);
+  close(sv[1]);
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_CONSUMER, NULL);
+  zc_chan_msg_t m[64];
+  int n = 0, r;
+  while (n < 64 && (r = zc_chan_receive(ch, &m[n], 10000)) == 0) {
+    CHECK(m[n].type == (uint32_t)n && verify(m[n].data, 16384, (uint64_t)n) < 0, "message %d", n);
+    n++;
+  }
+  CHECK(n == 32 && errno == EPIPE, "%d messages (the first segment holds 32), then errno %d: %s", n, errno,
+        zc_chan_error(ch));
+  CHECK(reap(c) == 128 + SIGKILL, "the producer did not die");
+  for (int i = 0; i < n; i++) CHECK(verify(m[i].data, 16384, (uint64_t)i) < 0, "held message %d changed", i);
+  zc_chan_close(ch);
+  /* the consumer dies during growth */
+  seqpacket_pair(sv);
+  c = spawn(holding_consumer, NULL);
+  close(sv[1]);
+  zc_chan_config_t cfg = {.first_segment = 512 << 10};
+  ch = open_end(sv[0], ZC_CHAN_PRODUCER, &cfg);
+  int err = 0;
+  for (uint64_t i = 0; err == 0; i++) {
+    void *p = zc_chan_loan(ch, 16384);
+    if (p == NULL) {
+      err = errno;
+      break;
+    }
+    if (ch->nseg == 2 && c > 0) {
+      kill(c, SIGKILL);
+      CHECK(reap(c) == 128 + SIGKILL, "the consumer did not die");
+      c = 0;
+    }
+    if (zc_chan_send(ch, p, 16384, 1) != 0) err = errno;
+    if (i > 100000) break;
+  }
+  if (err == 0) err = collect_until_dead(ch);
+  CHECK(err == EPIPE, "the producer ended with errno %d, expected EPIPE", err);
+  check_reclaimed(ch);
+  zc_chan_close(ch);
+  return 0;
+}
+
+/* ---- kill_releases ---- */
+static int releasing_consumer(void *arg) {
+  close(sv[0]);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  static zc_chan_msg_t m[4000];
+  for (int i = 0; i < 4000; i++) CHECK(zc_chan_receive(ch, &m[i], 10000) == 0, "receive %d", i);
+  CHECK(zc_chan_release_batch(ch, m, 2000) == 0, "release");
+  signal_byte(pipefd[1]);
+  for (int i = 2000; i < 4000; i += 8) { /* the rest in batches of 8, slowly: the kill lands among them */
+    zc_chan_release_batch(ch, &m[i], 8);
+    uint64_t until = now_ns() + 200000;
+    while (now_ns() < until) {
+    }
+  }
+  for (;;) pause();
+}
+
+static int t_kill_releases(void) {
+  seqpacket_pair(sv);
+  CHECK(pipe(pipefd) == 0, "pipe");
+  pid_t c = spawn(releasing_consumer, NULL);
+  close(sv[1]);
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
+  for (int i = 0; i < 4000; i++) {
+    void *p = zc_chan_loan(ch, 200);
+    CHECK(p != NULL && zc_chan_send(ch, p, 200, 1) == 0, "send %d: %s", i, strerror(errno));
+  }
+  wait_byte(pipefd[0]);
+  sleep_ms(2);
+  kill(c, SIGKILL);
+  CHECK(reap(c) == 128 + SIGKILL, "the consumer did not die");
+  int err = collect_until_dead(ch);
+  CHECK(err == EPIPE, "the producer ended with errno %d (%s)", err, zc_chan_error(ch));
+  zc_chan_stats_t st;
+  zc_chan_stats(ch, &st);
+  printf("kill_releases: sent %lu, returned %lu, reclaimed %lu (%s)\n", (unsigned long)st.sent,
+         (unsigned long)st.returned, (unsigned long)st.reclaimed, zc_chan_error(ch));
+  check_reclaimed(ch);
+  CHECK(st.returned >= 2000 && st.reclaimed > 0, "the kill did not land among the releases");
+  zc_chan_close(ch);
+  return 0;
+}
+
+/* ---- role ---- */
+static int role_consumer(void *arg) {
+  close(sv[0]);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  CHECK(zc_chan_role(ch) == ZC_CHAN_CONSUMER, "role %d", zc_chan_role(ch));
+  zc_chan_peer_t peer;
+  /* a socket pair's credentials are its creator's, on both ends (connect/accept give the peer's own: uid test) */
+  CHECK(zc_chan_peer(ch, &peer) == 0 && peer.pid == getppid() && peer.uid == geteuid(), "peer pid %d", peer.pid);
+  CHECK(zc_chan_loan(ch, 10) == NULL && errno == EINVAL, "a consumer cannot loan");
+  wait_byte(pipefd[0]); /* the producer's open has finished */
+  zc_chan_close(ch);
+  return 0;
+}
+
+static int t_role(void) {
+  seqpacket_pair(sv);
+  CHECK(pipe(pipefd) == 0, "pipe");
+  pid_t c = spawn(role_consumer, NULL);
+  close(sv[1]);
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
+  signal_byte(pipefd[1]);
+  CHECK(zc_chan_role(ch) == ZC_CHAN_PRODUCER, "role %d", zc_chan_role(ch));
+  zc_chan_peer_t peer;
+  CHECK(zc_chan_peer(ch, &peer) == 0 && peer.pid == getpid() && peer.uid == geteuid() && peer.gid == getegid(),
+        "peer: pid %d uid %u gid %u, expected the pair's creator %d", peer.pid, peer.uid, peer.gid, (int)getpid());
+  zc_chan_msg_t m;
+  CHECK(zc_chan_receive(ch, &m, 0) == -1 && errno == EINVAL, "a producer cannot receive");
+  CHECK(reap(c) == 0, "consumer failed");
+  zc_chan_close(ch);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const chan_case_t tests[] = {
+      {"kick_flood", t_kick_flood},       {"writable_segment", t_writable_segment}, {"rewrite", t_rewrite},
+      {"zero_freed", t_zero_freed},       {"pend_bound", t_pend_bound},             {"arm_overflow", t_arm_overflow},
+      {"uid", t_uid},                     {"live_path", t_live_path},               {"nofork", t_nofork},
+      {"setup_forever", t_setup_forever}, {"kill_setup", t_kill_setup},             {"kill_growth", t_kill_growth},
+      {"kill_releases", t_kill_releases}, {"role", t_role}};
+  alarm(120);
+  signal(SIGPIPE, SIG_IGN);
+  return run_cases(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}
