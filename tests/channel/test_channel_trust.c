@@ -123,6 +123,7 @@ static int t_kick_flood(void) {
   CHECK(pipe(pipefd) == 0 && pipe(pipe2fd) == 0, "pipe");
   pid_t c = spawn(flooding_consumer, NULL);
   close(sv[1]);
+  close(pipe2fd[1]); /* a dead child reads as end of file, not as a hang */
   zc_chan_config_t cfg = {.first_segment = 512 << 10, .max_bytes = 64 << 20, .block_timeout_ms = 300};
   zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, &cfg);
   wait_byte(pipe2fd[0]);
@@ -219,6 +220,7 @@ static int t_writable_segment(void) {
   CHECK(pipe(pipefd) == 0, "pipe");
   pid_t c = spawn(segment_writer, NULL);
   close(sv[1]);
+  close(pipefd[1]);
   zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
   char *p = zc_chan_loan(ch, 8192); /* the first slot: offset 0, the page the hostile side aims at */
   CHECK(p == ch->seg[0].base, "the first loan is not at the segment's start");
@@ -289,6 +291,7 @@ static int t_rewrite(void) {
   CHECK(pipe(pipefd) == 0 && pipe(pipe2fd) == 0, "pipe");
   pid_t c = spawn(rewrite_consumer, NULL);
   close(sv[1]);
+  close(pipe2fd[1]);
   zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
   void *p = zc_chan_loan(ch, 4096);
   fill(p, 4096, 1);
