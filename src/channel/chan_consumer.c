@@ -106,7 +106,8 @@ static void sleep_once(zc_chan_t *ch, uint64_t deadline) {
   flush_pend(ch);
   uint32_t w = CHAN_LOAD(&ctl->data_word);
   __atomic_fetch_or(&ctl->c_wait, CHAN_SLEEPING, __ATOMIC_SEQ_CST);
-  chan_fence(); /* flag store before the ring load: pairs with wake_consumer */
+  chan_fence(); /* flag store before the ring and ret_tail loads: pairs with wake_consumer */
+  if (pend_full(ch)) flush_pend(ch); /* a drain just before the flag was set did not wake us */
   if (pend_full(ch) || !maybe_ready(ch)) { /* the producer's drain of a full return ring wakes us */
     uint64_t now = zc_os_clock_ns(), left = now < deadline ? deadline - now : 0;
     ch->sleeps++;
@@ -228,7 +229,8 @@ int zc_chan_arm(zc_chan_t *ch) {
   if (maybe_ready(ch) && !pend_full(ch)) return 1;
   if (ch->eof) return chan_fail(ch, EPIPE, "the producer closed or died");
   __atomic_fetch_or(&ch->ctl->c_wait, CHAN_ARMED, __ATOMIC_SEQ_CST);
-  chan_fence();
+  chan_fence(); /* flag store before the ring and ret_tail loads: pairs with wake_consumer */
+  if (pend_full(ch)) flush_pend(ch);
   return maybe_ready(ch) && !pend_full(ch) ? 1 : 0;
 }
 

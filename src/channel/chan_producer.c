@@ -215,9 +215,10 @@ static int drain_returns(zc_chan_t *ch) {
   }
   ch->p_ret_tail = rh;
   CHAN_STORE(&ch->ctl->ret_tail, rh);
-  /* A full ring may have sent further releases to the consumer's overflow list: nudge it (if it sleeps
-   * or waits in epoll) so it pushes them now instead of at its next call. */
-  if (n == ch->ret_cap) wake_consumer(ch);
+  /* Releases that did not fit may wait in the consumer's overflow list, and a consumer whose list is
+   * full takes no messages until it can push them: nudge it if it sleeps or waits in epoll (a fence and
+   * a load when it does not). */
+  wake_consumer(ch);
   return 0;
 }
 
@@ -407,6 +408,26 @@ static int queue_room(zc_chan_t *ch, uint32_t len) {
   return ch->p_head - t < ch->ring_cap && (ch->q_bytes + len <= cap || ch->p_head == t);
 }
 
+/* Make the consumer's socket readable, with at most one record it has not read: if anything is unread (a
+ * kick, a segment), the socket is readable already and epoll reports it. A consumer that keeps re-arming
+ * and never reads costs one ioctl per send, never a full socket buffer. One thread at a time decides;
+ * a request that arrives meanwhile makes that thread look again (the consumer may have read in between),
+ * so no request is lost. */
+static void kick(zc_chan_t *ch) {
+  if (__atomic_fetch_add(&ch->kicking, 1, __ATOMIC_ACQ_REL) != 0) return; /* the deciding thread will look */
+  int seen = 1;
+  for (;;) {
+    if (zc_os_unix_unread(ch->sock) == 0) {
+      chan_wire_t k = {CHAN_MAGIC, WIRE_KICK, ZC_CHAN_PRODUCER, 0, 0, 0};
+      zc_os_msg_send(ch->sock, &k, sizeof k, -1, false);
+      __atomic_fetch_add(&ch->wakes, 1, __ATOMIC_RELAXED);
+    }
+    int expect = seen;
+    if (__atomic_compare_exchange_n(&ch->kicking, &expect, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return;
+    seen = expect; /* more requests came: look again */
+  }
+}
+
 static void wake_consumer(zc_chan_t *ch) {
   chan_ctl_t *ctl = ch->ctl;
   chan_fence(); /* head store before the c_wait load: pairs with the consumer */
@@ -419,18 +440,7 @@ static void wake_consumer(zc_chan_t *ch) {
     zc_os_futex_wake_shared(&ctl->data_word, 1);
     __atomic_fetch_add(&ch->wakes, 1, __ATOMIC_RELAXED);
   }
-  /* At most one record the consumer has not read yet: if anything is unread (a kick, a segment), the
-   * socket is readable already and epoll will report it. A consumer that keeps re-arming and never reads
-   * thus costs us one ioctl per send, never a full socket buffer; one thread at a time decides. */
-  if ((cw & CHAN_ARMED) && (__atomic_fetch_and(&ctl->c_wait, ~CHAN_ARMED, __ATOMIC_ACQ_REL) & CHAN_ARMED) &&
-      !__atomic_exchange_n(&ch->kicking, 1, __ATOMIC_ACQUIRE)) {
-    if (zc_os_unix_unread(ch->sock) == 0) {
-      chan_wire_t k = {CHAN_MAGIC, WIRE_KICK, ZC_CHAN_PRODUCER, 0, 0, 0};
-      zc_os_msg_send(ch->sock, &k, sizeof k, -1, false);
-      __atomic_fetch_add(&ch->wakes, 1, __ATOMIC_RELAXED);
-    }
-    __atomic_store_n(&ch->kicking, 0, __ATOMIC_RELEASE);
-  }
+  if ((cw & CHAN_ARMED) && (__atomic_fetch_and(&ctl->c_wait, ~CHAN_ARMED, __ATOMIC_ACQ_REL) & CHAN_ARMED)) kick(ch);
 }
 
 int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
