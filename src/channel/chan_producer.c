@@ -41,7 +41,7 @@ static int fail_locked(zc_chan_t *ch, int err, const char *fmt, ...) {
   va_start(ap, fmt);
   zc_vformat(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (err == EPROTO) ch->rejected++;
+  if (err == EPROTO) __atomic_fetch_add(&ch->rejected, 1, __ATOMIC_RELAXED);
   chan_fail(ch, err, "%s", msg);
   chan_producer_reclaim(ch);
   errno = __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE);

@@ -354,7 +354,7 @@ void zc_chan_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
   memset(out, 0, sizeof *out);
   if (ch->role == ZC_CHAN_PRODUCER) chan_producer_stats(ch, out);
   else chan_consumer_stats(ch, out);
-  out->rejected = ch->rejected;
-  out->wakes = ch->wakes;
-  out->sleeps = ch->sleeps;
+  out->rejected = __atomic_load_n(&ch->rejected, __ATOMIC_RELAXED); /* producer threads bump these unlocked */
+  out->wakes = __atomic_load_n(&ch->wakes, __ATOMIC_RELAXED);
+  out->sleeps = __atomic_load_n(&ch->sleeps, __ATOMIC_RELAXED);
 }
