@@ -54,7 +54,7 @@ static inline bool pend_full(zc_chan_t *ch) { return ch->npend >= ch->ret_cap; }
 static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
   if (__builtin_expect(ch->npend != 0, 0)) {
     flush_pend(ch);
-    if (pend_full(ch)) return chan_dead(ch);
+    if (pend_full(ch) && !ch->eof) return chan_dead(ch); /* after the producer's end: take what is left */
   }
   int n = 0;
   while (n < max) {
@@ -108,7 +108,7 @@ static void sleep_once(zc_chan_t *ch, uint64_t deadline) {
   __atomic_fetch_or(&ctl->c_wait, CHAN_SLEEPING, __ATOMIC_SEQ_CST);
   chan_fence(); /* flag store before the ring and ret_tail loads: pairs with wake_consumer */
   if (pend_full(ch)) flush_pend(ch); /* a drain just before the flag was set did not wake us */
-  if (pend_full(ch) || !maybe_ready(ch)) { /* the producer's drain of a full return ring wakes us */
+  if (pend_full(ch) || !maybe_ready(ch)) { /* the producer's next drain of the return ring wakes us */
     uint64_t now = zc_os_clock_ns(), left = now < deadline ? deadline - now : 0;
     ch->sleeps++;
     if (zc_os_futex_wait_shared(&ctl->data_word, w, (int64_t)(left < CHAN_SLICE_NS ? left : CHAN_SLICE_NS)) != 0)

@@ -160,7 +160,8 @@ static int consumer_setup(zc_chan_t *ch, uint64_t deadline) {
     zc_os_close(fd);
     return chan_fail(ch, EPROTO, "control segment is not a sealed memory file of %lu bytes", (unsigned long)size);
   }
-  if (!(zc_os_shm_seals(fd) & ZC_SEAL_SEAL)) {
+  int seals = zc_os_shm_seals(fd);
+  if (seals < 0 || !(seals & ZC_SEAL_SEAL)) {
     zc_os_close(fd);
     return chan_fail(ch, EPROTO, "control segment's seal set is not closed (F_SEAL_SEAL)");
   }
@@ -304,7 +305,7 @@ int chan_consumer_poll_socket(zc_chan_t *ch) {
                        (unsigned long)size);
     }
     int seals = zc_os_shm_seals(fd), need = ZC_SEAL_FUTURE_WRITE | ZC_SEAL_SEAL;
-    if ((seals & need) != need) {
+    if (seals < 0 || (seals & need) != need) {
       zc_os_close(fd);
       return chan_fail(ch, EPROTO, "data segment %u is not sealed against writes (F_SEAL_FUTURE_WRITE and "
                                    "F_SEAL_SEAL): the producer could let others write it", w.a);
