@@ -215,10 +215,11 @@ static int drain_returns(zc_chan_t *ch) {
   }
   ch->p_ret_tail = rh;
   CHAN_STORE(&ch->ctl->ret_tail, rh);
-  /* Releases that did not fit may wait in the consumer's overflow list, and a consumer whose list is
-   * full takes no messages until it can push them: nudge it if it sleeps or waits in epoll (a fence and
-   * a load when it does not). */
-  wake_consumer(ch);
+  /* A full ring may have sent further releases to the consumer's overflow list, and a consumer whose list
+   * is full takes no messages until it can push them: nudge it (if it sleeps or waits in epoll) so it
+   * pushes them now. A consumer only waits with a full list right after a push that filled the ring, so
+   * the drain that matters always takes a full ring (and arm/sleep look again after setting their flag). */
+  if (n == ch->ret_cap) wake_consumer(ch);
   return 0;
 }
 

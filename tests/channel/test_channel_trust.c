@@ -10,6 +10,8 @@
  *                      message's bytes stay visible by default, and are zeros with zero_freed
  *   pend_bound         a producer that republishes one handle and never takes releases back cannot grow the
  *                      consumer's overflow list beyond the return ring's size
+ *   pend_gate          an honest producer and a consumer whose overflow list fills: both go on (the
+ *                      producer waiting on a full ring takes the releases back)
  *   arm_overflow       an epoll consumer with releases in its overflow list pushes them when it arms, so a
  *                      producer waiting for memory is not starved
  *   uid                the listener accepts only allowed uids (default: its own); both sides read the peer's
@@ -419,6 +421,54 @@ static int t_pend_bound(void) {
   return 0;
 }
 
+/* ---- pend_gate ---- */
+/* An honest producer with free slots in hand (so its loans do not look at the return ring) and a consumer
+ * that releases 600 messages at once into a return ring of 128: the consumer's overflow list fills and it
+ * stops taking; the producer, waiting on a full ring, must take the releases back so both go on. */
+#define GATE_N 6000
+static int gate_producer(void *arg) {
+  close(sv[0]);
+  zc_chan_config_t cfg = {.ring_entries = 64, .block_timeout_ms = 5000};
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_PRODUCER, &cfg);
+  for (uint64_t i = 0; i < GATE_N; i++) {
+    void *p = zc_chan_loan(ch, 64);
+    CHECK(p != NULL, "loan %lu: %s (%s)", (unsigned long)i, strerror(errno), zc_chan_error(ch));
+    fill(p, 64, i);
+    CHECK(zc_chan_send(ch, p, 64, 1) == 0, "send %lu: %s (%s)", (unsigned long)i, strerror(errno), zc_chan_error(ch));
+  }
+  while (zc_chan_collect(ch) > 0) sleep_ms(1);
+  zc_chan_close(ch);
+  return 0;
+}
+
+static int t_pend_gate(void) {
+  seqpacket_pair(sv);
+  pid_t c = spawn(gate_producer, NULL);
+  close(sv[1]);
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_CONSUMER, NULL);
+  static zc_chan_msg_t held[600];
+  size_t most = 0;
+  int nheld = 0;
+  for (uint64_t i = 0; i < GATE_N; i++) {
+    zc_chan_msg_t m;
+    CHECK(zc_chan_receive(ch, &m, 10000) == 0, "receive %lu: %s", (unsigned long)i, strerror(errno));
+    CHECK(verify(m.data, 64, i) < 0, "message %lu", (unsigned long)i);
+    if (i < 2000 || nheld == 600) { /* first a plain flow (the producer collects free slots), then hold */
+      zc_chan_release(ch, &m);
+    } else {
+      held[nheld++] = m;
+      if (nheld == 600) zc_chan_release_batch(ch, held, 600);
+    }
+    if (ch->npend > most) most = ch->npend;
+  }
+  if (nheld < 600) zc_chan_release_batch(ch, held, nheld);
+  printf("pend_gate: the overflow list peaked at %zu (return ring %u)\n", most, ch->ret_cap);
+  CHECK(most >= ch->ret_cap, "the overflow list never filled (%zu): the test did not reach the case", most);
+  CHECK(reap(c) == 0, "the producer failed");
+  zc_chan_close(ch);
+  return 0;
+}
+
 /* ---- arm_overflow ---- */
 /* Producer: 512 KiB of memory = 256 slots of 2 KiB, ring of 64 (return ring of 128). */
 static int starving_producer(void *arg) {
@@ -821,7 +871,7 @@ static int t_role(void) {
 int main(int argc, char **argv) {
   static const chan_case_t tests[] = {
       {"kick_flood", t_kick_flood},       {"writable_segment", t_writable_segment}, {"rewrite", t_rewrite},
-      {"zero_freed", t_zero_freed},       {"pend_bound", t_pend_bound},             {"arm_overflow", t_arm_overflow},
+      {"zero_freed", t_zero_freed},       {"pend_bound", t_pend_bound},             {"pend_gate", t_pend_gate},             {"arm_overflow", t_arm_overflow},
       {"uid", t_uid},                     {"live_path", t_live_path},               {"nofork", t_nofork},
       {"setup_forever", t_setup_forever}, {"kill_setup", t_kill_setup},             {"kill_growth", t_kill_growth},
       {"kill_releases", t_kill_releases}, {"role", t_role}};
