@@ -45,7 +45,10 @@ int main(int argc, char **argv) {
   const char *path = argc > 1 ? argv[1] : EXAMPLE_PATH;
   int threads = argc > 2 ? atoi(argv[2]) : 4;
   if (argc > 3) per_thread = atol(argv[3]);
-  ch = zc_chan_connect(path, ZC_CHAN_PRODUCER, NULL);
+  /* A full ring makes a worker wait for the engine; four workers share the room it frees, so one of them
+   * may wait a while on a loaded machine: allow 30 s (the default is 1 s) before calling it a failure. */
+  zc_chan_config_t cfg = {.block_timeout_ms = 30000};
+  ch = zc_chan_connect(path, ZC_CHAN_PRODUCER, &cfg);
   if (ch == NULL) {
     fprintf(stderr, "connect %s: %s (is example_consumer running?)\n", path, strerror(errno));
     return 1;

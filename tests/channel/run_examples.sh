@@ -1,8 +1,8 @@
 #!/bin/sh
 # Runs the two example programs against each other: the engine (consumer) listens, the web-server stand-in
-# (producer) connects with 4 threads of 20000 requests; both must exit 0 (the producer fails if a loan or
+# (producer) connects with 4 threads of 10000 requests; both must exit 0 (the producer fails if a loan or
 # send failed, the engine on any bad request or any error but the producer's end), and the engine must
-# count exactly 80000 good requests.
+# count exactly 40000 good requests.
 set -u
 consumer=$1 producer=$2
 sock=${TMPDIR:-/tmp}/zcmem-examples-$$.sock
@@ -11,9 +11,9 @@ out=${TMPDIR:-/tmp}/zcmem-examples-$$.out
 cpid=$!
 i=0
 while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-"$producer" "$sock" 4 20000 || { kill $cpid 2>/dev/null; echo "producer failed"; exit 1; }
+"$producer" "$sock" 4 10000 || { kill $cpid 2>/dev/null; echo "producer failed"; exit 1; }
 wait $cpid || { cat "$out"; rm -f "$out"; echo "consumer failed"; exit 1; }
 cat "$out"
-grep -q "^engine: 80000 requests (.*), bad 0," "$out" || { rm -f "$out"; echo "the engine did not count 80000 good requests"; exit 1; }
+grep -q "^engine: 40000 requests (.*), bad 0," "$out" || { rm -f "$out"; echo "the engine did not count 40000 good requests"; exit 1; }
 rm -f "$out"
-echo "examples: 80000 requests end to end"
+echo "examples: 40000 requests end to end"
