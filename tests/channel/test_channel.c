@@ -172,7 +172,10 @@ static int threads_consumer(void *arg) {
 static int t_threads(void) {
   seqpacket_pair(sv);
   pid_t c = spawn(threads_consumer, NULL);
-  shared_ch = open_parent_producer(NULL);
+  /* four threads share the room the consumer frees: on a loaded machine (sanitizers, parallel tests) one
+   * of them can wait longer than the default second; this test is about order and payloads, not timeouts */
+  zc_chan_config_t cfg = {.block_timeout_ms = 20000};
+  shared_ch = open_parent_producer(&cfg);
   pthread_t th[N_THREADS];
   for (uintptr_t t = 0; t < N_THREADS; t++) pthread_create(&th[t], NULL, producer_thread, (void *)(t + 1));
   for (int t = 0; t < N_THREADS; t++) pthread_join(th[t], NULL);
