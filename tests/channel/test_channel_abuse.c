@@ -582,7 +582,7 @@ static int writing_reader(void *arg) {
   CHECK(zc_chan_receive(ch, &m, 10000) == 0, "receive");
   void *page = (void *)((uintptr_t)m.data & ~(uintptr_t)4095);
   CHECK(mprotect(page, 4096, PROT_READ | PROT_WRITE) == -1 && errno == EACCES,
-        "mprotect to writable: errno %d (the segment fd must be read-only)", errno);
+        "mprotect to writable: errno %d (the segment must be sealed against writes)", errno);
   signal(SIGSEGV, on_segv);
   *(volatile char *)m.data = 0x55;
   return 1; /* the write went through */
