@@ -1,5 +1,10 @@
-/* The engine: an epoll event loop on the channel's fd. It reads each request in place (no copy), checks
- * it, and releases it so the producer can reuse the memory. Exits when the producer goes away.
+/* The engine: an epoll event loop on the channel's fd. It reads each request in place (no copy of the
+ * body), checks it, and releases it so the producer can reuse the memory. Exits when the producer goes
+ * away (0), or on any other error (1, with the reason).
+ *
+ * The request lives in the producer's memory, which the producer can change while we read it. So the
+ * header is copied out once (zc_chan_copy) and only the copy is checked and used: a body_len checked
+ * against m.len is never read again from shared memory. The body is read in place, within that length.
  * Usage: example_consumer [socket path] */
 #include "zcmem_channel.h"
 #include "request.h"
@@ -31,29 +36,33 @@ int main(int argc, char **argv) {
 
   unsigned long count[REQ_TYPES] = {0}, bytes = 0, bad = 0, wakeups = 0;
   zc_chan_msg_t m[64];
-  for (;;) {
+  int err = 0;
+  while (err == 0) {
     int n;
     while ((n = zc_chan_receive_batch(ch, m, 64, 0)) > 0) { /* everything that is waiting */
       for (int i = 0; i < n; i++) {
-        const request_t *r = m[i].data; /* read in place: this is the producer's memory, read-only */
-        if (m[i].type >= REQ_TYPES || m[i].len < sizeof *r || r->body_len != m[i].len - sizeof *r ||
-            body_checksum((const unsigned char *)(r + 1), r->body_len) != r->checksum)
+        request_t r; /* the header, copied once: the only one we check and use */
+        if (m[i].type >= REQ_TYPES || zc_chan_copy(&m[i], 0, &r, sizeof r) != 0 || r.body_len != m[i].len - sizeof r ||
+            body_checksum((const unsigned char *)m[i].data + sizeof r, r.body_len) != r.checksum)
           bad++;
         else
           count[m[i].type]++;
         bytes += m[i].len;
       }
-      zc_chan_release_batch(ch, m, n);
+      if (zc_chan_release_batch(ch, m, n) != 0) break;
     }
-    if (errno != EAGAIN) break;      /* EPIPE: the web server is gone */
-    int armed = zc_chan_arm(ch);      /* ask for a wake-up on the fd, unless messages came meanwhile */
-    if (armed < 0) break;
-    if (armed == 0 && epoll_wait(ep, &ev, 1, -1) > 0) wakeups++;
+    if (errno == EAGAIN) {
+      int armed = zc_chan_arm(ch); /* ask for a wake-up on the fd, unless messages came meanwhile */
+      if (armed == 0 && epoll_wait(ep, &ev, 1, -1) > 0) wakeups++;
+      if (armed >= 0 || errno == EINTR) continue;
+    }
+    err = errno; /* EPIPE: the web server is gone; anything else is a failure */
   }
-  printf("engine: GET %lu, POST %lu, LOG %lu, bad %lu, %.1f MiB read in place, %lu epoll wake-ups (%s)\n",
-         count[REQ_GET], count[REQ_POST], count[REQ_LOG], bad, (double)bytes / (1 << 20), wakeups,
-         errno == EPIPE ? "producer closed" : zc_chan_error(ch));
+  unsigned long total = count[REQ_GET] + count[REQ_POST] + count[REQ_LOG];
+  printf("engine: %lu requests (GET %lu, POST %lu, LOG %lu), bad %lu, %.1f MiB read in place, %lu epoll wake-ups\n",
+         total, count[REQ_GET], count[REQ_POST], count[REQ_LOG], bad, (double)bytes / (1 << 20), wakeups);
+  if (err != EPIPE) fprintf(stderr, "engine: stopped by %s (%s)\n", strerror(err), zc_chan_error(ch));
   zc_chan_close(ch);
   close(ep);
-  return bad != 0;
+  return bad != 0 || err != EPIPE;
 }

@@ -23,6 +23,7 @@
  *   EPIPE      the peer closed or died (its messages were reclaimed)
  *   EPROTO     the peer broke the protocol (garbage in shared memory): the channel is closed
  *   EMFILE     a shared-memory fd could not be received (RLIMIT_NOFILE): the channel is closed
+ *   EACCES     open/accept/connect: the peer's uid is not allowed (zc_chan_config_t.peer_uids)
  * After EPIPE, EPROTO or EMFILE the channel is dead: every call fails the same way; zc_chan_close it.
  */
 #ifndef ZCMEM_CHANNEL_H
@@ -61,12 +62,27 @@ typedef struct zc_chan_config_s {
   int policy;             /* zc_chan_policy_t (ZC_CHAN_BLOCK) */
   int block_timeout_ms;   /* ZC_CHAN_BLOCK: how long to wait (0: 1000 ms; < 0: forever) */
   int spin_ns;            /* how long a waiting side spins before it sleeps on the futex (0: 20000) */
-  int setup_timeout_ms;   /* how long open/accept waits for the peer's handshake (0: 5000 ms) */
+  int setup_timeout_ms;   /* how long open/accept waits for the peer's handshake (0: 5000 ms; < 0: forever) */
   uint64_t max_queued_bytes; /* bytes sent but not yet received before send waits like on a full ring,
                                 as a socket buffer does (1 MiB; one message always fits) */
+  /* Who may be on the other end: open/accept/connect fail with EACCES unless the peer's uid (SO_PEERCRED,
+   * recorded by the kernel at connect time) is one of these. 0 entries (default): only this process's
+   * effective uid. ZC_CHAN_ANY_UID in the list accepts every uid. Read during open only. */
+  const uint32_t *peer_uids;
+  uint32_t n_peer_uids;
+  /* Producer: zero a slot's bytes when it becomes free (released, cancelled or reclaimed), so a consumer
+   * (which can read its whole segments) never sees what an earlier message or a cancelled loan held. Costs
+   * a memset of the slot per message. 0: off (default). */
+  int zero_freed;
 } zc_chan_config_t;
 
-/* A received message: a read-only view into shared memory, valid until released. */
+#define ZC_CHAN_ANY_UID 0xffffffffu
+
+/* A received message: a read-only view into shared memory, valid until released. data, len and type were
+ * loaded once and checked (the view lies inside memory the consumer mapped); the bytes at data are the
+ * producer's and may change while you read them (a hostile or buggy producer can rewrite a message after
+ * sending it). Rule: read every field you check exactly once, or copy it out first (zc_chan_copy), and use
+ * only the copy; never check a length in shared memory and then read it again. */
 typedef struct zc_chan_msg_s {
   const void *data;
   uint32_t len;
@@ -75,7 +91,8 @@ typedef struct zc_chan_msg_s {
 } zc_chan_msg_t;
 
 /* ---- setup ---- */
-/* Listen on a UNIX socket path (replacing a stale socket file there); returns the listening fd. */
+/* Listen on a UNIX socket path; returns the listening fd. A stale socket file there (nobody listening) is
+ * replaced; a live one is not touched: -1 with EADDRINUSE. */
 ZC_CHAN_API int zc_chan_listen(const char *path);
 /* Accept one peer on a listening fd and open the channel with the given role. */
 ZC_CHAN_API zc_chan_t *zc_chan_accept(int listen_fd, zc_chan_role_t role, const zc_chan_config_t *cfg);
@@ -85,7 +102,10 @@ ZC_CHAN_API zc_chan_t *zc_chan_connect(const char *path, zc_chan_role_t role, co
  * The channel owns the fd from then on (also on failure). */
 ZC_CHAN_API zc_chan_t *zc_chan_open(int sock_fd, zc_chan_role_t role, const zc_chan_config_t *cfg);
 /* Close the channel and unmap its memory. The peer sees end of file; a producer's messages the consumer
- * still held come back to nobody (the memory is gone with the producer's mappings). */
+ * still held come back to nobody (the memory is gone with the producer's mappings). Call it last: no other
+ * thread may be inside a call on this channel, or start one, once close has begun (it frees the channel).
+ * To stop producer threads blocked in loan or send, let them time out (block_timeout_ms) or have the
+ * consumer close its end (they fail with EPIPE), then join them, then close. */
 ZC_CHAN_API void zc_chan_close(zc_chan_t *ch);
 
 /* ---- producer ---- */
@@ -115,6 +135,9 @@ ZC_CHAN_API int zc_chan_receive(zc_chan_t *ch, zc_chan_msg_t *out, int timeout_m
 /* Receive up to max messages: waits like zc_chan_receive for the first, then takes what is there.
  * Returns the number received (>= 1) or -1. */
 ZC_CHAN_API int zc_chan_receive_batch(zc_chan_t *ch, zc_chan_msg_t *out, int max, int timeout_ms);
+/* Copy bytes [off, off + n) of a received message into dst (private memory), so that what you check is
+ * what you use. 0, or -1 with EMSGSIZE if the range is not inside the message (off + n > m->len). */
+ZC_CHAN_API int zc_chan_copy(const zc_chan_msg_t *m, size_t off, void *dst, size_t n);
 /* Give a message back to the producer; the view must not be used afterwards. */
 ZC_CHAN_API int zc_chan_release(zc_chan_t *ch, const zc_chan_msg_t *m);
 ZC_CHAN_API int zc_chan_release_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n);
@@ -153,6 +176,13 @@ typedef struct zc_chan_stats_s {
 ZC_CHAN_API void zc_chan_stats(zc_chan_t *ch, zc_chan_stats_t *out);
 /* The last error of this channel as one line ("" if none). */
 ZC_CHAN_API const char *zc_chan_error(zc_chan_t *ch);
+/* Who is on the other end: the process id, uid and gid the kernel recorded when the peer connected (or
+ * created the socket pair). The pid may have been reused if the peer has died since. 0, or -1 EINVAL. */
+typedef struct zc_chan_peer_s {
+  int32_t pid;
+  uint32_t uid, gid;
+} zc_chan_peer_t;
+ZC_CHAN_API int zc_chan_peer(zc_chan_t *ch, zc_chan_peer_t *out);
 /* The role this channel was opened with. */
 ZC_CHAN_API zc_chan_role_t zc_chan_role(zc_chan_t *ch);
 

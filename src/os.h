@@ -128,11 +128,9 @@ uint64_t zc_os_clock_coarse_ns(void);
  * The sockets are AF_UNIX SOCK_SEQPACKET: one send is one record, so records never merge or split. */
 
 /* Create an anonymous memory file (memfd, never a name in /dev/shm) of size bytes, zero-filled, sealed so
- * that neither side can shrink or grow it (F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL). Returns the fd. */
+ * that neither side can shrink or grow it (F_SEAL_SHRINK|F_SEAL_GROW). The seal set is still open: finish
+ * it with zc_os_shm_seal (below) once the creator has mapped it. Returns the fd. */
 int zc_os_shm_create(const char *name, size_t size);
-/* A second, read-only file descriptor on the same memory file (reopened through /proc/self/fd): a peer
- * given this fd cannot map the file writable. -1 if /proc is not mounted. */
-int zc_os_shm_reopen_ro(int fd);
 /* Check that fd is a memory file of exactly size bytes whose size is sealed (shrink and grow). 0 if so,
  * else -1 with errno EPROTO (not sealed, wrong size, not a memfd) or the fstat/fcntl error. */
 int zc_os_shm_check(int fd, size_t size);
@@ -142,7 +140,8 @@ void *zc_os_shm_map(int fd, size_t size, bool writable);
 /* Close fd (ignores EINTR; a negative fd is ignored). */
 void zc_os_close(int fd);
 
-/* Listen on a UNIX socket path (an existing socket file there is replaced). Returns the listening fd. */
+/* Listen on a UNIX socket path. A stale socket file there (nobody listening) is replaced; a live one is
+ * left alone and the call fails with EADDRINUSE. Returns the listening fd. */
 int zc_os_unix_listen(const char *path);
 /* Accept one connection on a listening fd, waiting at most timeout_ms (-1: forever). ETIMEDOUT. */
 int zc_os_unix_accept(int lfd, int timeout_ms);
@@ -172,5 +171,25 @@ void zc_os_unix_shutdown(int fd);
  * woken or the word changed, -1 with ETIMEDOUT or EINTR. wake wakes up to n waiters. */
 int zc_os_futex_wait_shared(uint32_t *addr, uint32_t expect, int64_t timeout_ns);
 void zc_os_futex_wake_shared(uint32_t *addr, int n);
+
+/* ---- added for the channel's trust rules (layer 9): seals, fork, peer credentials ---- */
+
+/* Finish the seal set of a memory file from zc_os_shm_create: F_SEAL_FUTURE_WRITE if no_writes (no new
+ * writable mapping and no write() from anyone, mappings that exist stay writable), then F_SEAL_SEAL. -1
+ * with errno EINVAL if the kernel lacks F_SEAL_FUTURE_WRITE (Linux < 5.1). */
+int zc_os_shm_seal(int fd, bool no_writes);
+/* The seals of fd as bits: 1 shrink, 2 grow, 4 future write, 8 seal (the seal set is closed). -1 with
+ * errno EPROTO if fd is not a memory file. */
+enum { ZC_SEAL_SHRINK = 1, ZC_SEAL_GROW = 2, ZC_SEAL_FUTURE_WRITE = 4, ZC_SEAL_SEAL = 8 };
+int zc_os_shm_seals(int fd);
+/* Keep [p, p+size) out of fork()ed children (MADV_DONTFORK). False if the OS refused. */
+bool zc_os_no_fork(void *p, size_t size);
+/* The credentials of the process at the other end of a connected UNIX socket, as the kernel recorded
+ * them at connect (or socketpair) time (SO_PEERCRED). 0 or -1 with errno. */
+int zc_os_unix_peer(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+/* The effective uid of this process. */
+uint32_t zc_os_euid(void);
+/* Bytes this end sent on a UNIX socket that the peer has not read yet (SIOCOUTQ), -1 on error. */
+long zc_os_unix_unread(int fd);
 
 #endif /* ZC_OS_H */

@@ -345,28 +345,13 @@ uint64_t zc_os_clock_coarse_ns(void) {
 int zc_os_shm_create(const char *name, size_t size) {
   int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return -1;
-  if (ftruncate(fd, (off_t)size) != 0 ||
-      fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+  if (ftruncate(fd, (off_t)size) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
     int e = errno;
     close(fd);
     errno = e;
     return -1;
   }
   return fd;
-}
-
-int zc_os_shm_reopen_ro(int fd) {
-  char path[32] = "/proc/self/fd/", digits[12];
-  if (fd < 0) {
-    errno = EBADF;
-    return -1;
-  }
-  int n = 0;
-  do digits[n++] = (char)('0' + fd % 10); while ((fd /= 10) != 0);
-  size_t at = strlen(path);
-  while (n > 0) path[at++] = digits[--n];
-  path[at] = 0;
-  return open(path, O_RDONLY | O_CLOEXEC);
 }
 
 int zc_os_shm_check(int fd, size_t size) {
@@ -406,13 +391,30 @@ static int unix_address(const char *path, struct sockaddr_un *a) {
   return 0;
 }
 
+/* Is a socket bound and listening at this address? A connect with the wrong socket type tells without
+ * creating a connection: EPROTOTYPE from a live SEQPACKET listener, ECONNREFUSED from a stale file. */
+static bool unix_path_live(const struct sockaddr_un *a) {
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true; /* cannot tell: do not remove it */
+  int r = connect(fd, (const struct sockaddr *)a, sizeof *a), e = errno;
+  close(fd);
+  return r == 0 || (e != ECONNREFUSED && e != ENOENT);
+}
+
 int zc_os_unix_listen(const char *path) {
   struct sockaddr_un a;
   if (unix_address(path, &a) != 0) return -1;
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   struct stat st;
-  if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path); /* a stale socket of an earlier run */
+  if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    if (unix_path_live(&a)) {
+      close(fd);
+      errno = EADDRINUSE; /* someone listens there: never take the path from a running program */
+      return -1;
+    }
+    unlink(path); /* a stale socket of an earlier run */
+  }
   if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0) {
     int e = errno;
     close(fd);
@@ -555,3 +557,41 @@ int zc_os_futex_wait_shared(uint32_t *addr, uint32_t expect, int64_t timeout_ns)
 }
 
 void zc_os_futex_wake_shared(uint32_t *addr, int n) { syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0); }
+
+/* ---- added for the channel's trust rules (layer 9): seals, fork, peer credentials ---- */
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
+
+int zc_os_shm_seal(int fd, bool no_writes) {
+  if (no_writes && fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0) return -1;
+  return fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL) != 0 ? -1 : 0;
+}
+
+int zc_os_shm_seals(int fd) {
+  int s = fcntl(fd, F_GET_SEALS);
+  if (s < 0) {
+    if (errno == EINVAL) errno = EPROTO; /* not a memory file */
+    return -1;
+  }
+  return ((s & F_SEAL_SHRINK) ? ZC_SEAL_SHRINK : 0) | ((s & F_SEAL_GROW) ? ZC_SEAL_GROW : 0) |
+         ((s & F_SEAL_FUTURE_WRITE) ? ZC_SEAL_FUTURE_WRITE : 0) | ((s & F_SEAL_SEAL) ? ZC_SEAL_SEAL : 0);
+}
+
+bool zc_os_no_fork(void *p, size_t size) { return madvise(p, size, MADV_DONTFORK) == 0; }
+
+int zc_os_unix_peer(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
+  struct ucred c;
+  socklen_t len = sizeof c;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) != 0) return -1;
+  *pid = (int32_t)c.pid;
+  *uid = (uint32_t)c.uid;
+  *gid = (uint32_t)c.gid;
+  return 0;
+}
+
+uint32_t zc_os_euid(void) { return (uint32_t)geteuid(); }
+
+long zc_os_unix_unread(int fd) {
+  int n = 0;
+  return ioctl(fd, SIOCOUTQ, &n) != 0 ? -1 : (long)n;
+}

@@ -45,9 +45,17 @@ static inline bool maybe_ready(zc_chan_t *ch) {
 
 static void flush_pend(zc_chan_t *ch);
 
-/* Take up to max descriptors: 0 if the ring is empty, -1 if the channel failed. */
+/* Releases waiting in the overflow list beyond this stop the consumer from taking new messages until the
+ * producer takes some back: the list then holds at most this many plus what the application itself held
+ * when it released them (a producer that republishes a handle and never drains cannot grow it further). */
+static inline bool pend_full(zc_chan_t *ch) { return ch->npend >= ch->ret_cap; }
+
+/* Take up to max descriptors: 0 if the ring is empty (or pend_full), -1 if the channel failed. */
 static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
-  if (__builtin_expect(ch->npend != 0, 0)) flush_pend(ch);
+  if (__builtin_expect(ch->npend != 0, 0)) {
+    flush_pend(ch);
+    if (pend_full(ch) && !ch->eof) return chan_dead(ch); /* after the producer's end: take what is left */
+  }
   int n = 0;
   while (n < max) {
     const chan_desc_t *d = &ch->ring[ch->c_tail & (ch->ring_cap - 1)];
@@ -98,8 +106,9 @@ static void sleep_once(zc_chan_t *ch, uint64_t deadline) {
   flush_pend(ch);
   uint32_t w = CHAN_LOAD(&ctl->data_word);
   __atomic_fetch_or(&ctl->c_wait, CHAN_SLEEPING, __ATOMIC_SEQ_CST);
-  chan_fence(); /* flag store before the ring load: pairs with wake_consumer */
-  if (!maybe_ready(ch)) {
+  chan_fence(); /* flag store before the ring and ret_tail loads: pairs with wake_consumer */
+  if (pend_full(ch)) flush_pend(ch); /* a drain just before the flag was set did not wake us */
+  if (pend_full(ch) || !maybe_ready(ch)) { /* the producer's next drain of the return ring wakes us */
     uint64_t now = zc_os_clock_ns(), left = now < deadline ? deadline - now : 0;
     ch->sleeps++;
     if (zc_os_futex_wait_shared(&ctl->data_word, w, (int64_t)(left < CHAN_SLICE_NS ? left : CHAN_SLICE_NS)) != 0)
@@ -126,7 +135,7 @@ int zc_chan_receive_batch(zc_chan_t *ch, zc_chan_msg_t *out, int max, int timeou
     if (timeout_ms == 0) return errno = EAGAIN, -1;
     now = zc_os_clock_ns();
     if (now >= deadline) return errno = ETIMEDOUT, -1;
-    if (now < spin_end) {
+    if (now < spin_end && !pend_full(ch)) {
       for (int i = 0; i < 16 && !maybe_ready(ch); i++) chan_pause();
     } else {
       sleep_once(ch, deadline);
@@ -216,11 +225,13 @@ int zc_chan_release(zc_chan_t *ch, const zc_chan_msg_t *m) { return zc_chan_rele
 int zc_chan_arm(zc_chan_t *ch) {
   if (consumer_check(ch) != 0) return -1;
   if (chan_consumer_poll_socket(ch) != 0) return -1; /* drains earlier kicks, maps new segments */
-  if (maybe_ready(ch)) return 1;
+  flush_pend(ch); /* a producer starved of memory may be waiting for these while we sleep in epoll */
+  if (maybe_ready(ch) && !pend_full(ch)) return 1;
   if (ch->eof) return chan_fail(ch, EPIPE, "the producer closed or died");
   __atomic_fetch_or(&ch->ctl->c_wait, CHAN_ARMED, __ATOMIC_SEQ_CST);
-  chan_fence();
-  return maybe_ready(ch) ? 1 : 0;
+  chan_fence(); /* flag store before the ring and ret_tail loads: pairs with wake_consumer */
+  if (pend_full(ch)) flush_pend(ch);
+  return maybe_ready(ch) && !pend_full(ch) ? 1 : 0;
 }
 
 void chan_consumer_stats(zc_chan_t *ch, zc_chan_stats_t *out) {

@@ -116,6 +116,8 @@ struct zc_chan_s {
   int dead;              /* 0 while usable, else the errno every call returns (atomic) */
   char err[200];         /* the reason, one line */
   zc_chan_config_t cfg;  /* defaults filled in */
+  zc_chan_peer_t peer;   /* SO_PEERCRED of the other end, read at open */
+  int kicking;           /* producer: kick requests not yet looked at (atomic); the thread raising it from 0 decides */
 
   chan_ctl_t *ctl;       /* shared control segment */
   size_t ctl_size;

@@ -41,7 +41,7 @@ static int fail_locked(zc_chan_t *ch, int err, const char *fmt, ...) {
   va_start(ap, fmt);
   zc_vformat(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (err == EPROTO) ch->rejected++;
+  if (err == EPROTO) __atomic_fetch_add(&ch->rejected, 1, __ATOMIC_RELAXED);
   chan_fail(ch, err, "%s", msg);
   chan_producer_reclaim(ch);
   errno = __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE);
@@ -69,23 +69,36 @@ int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
   size_t meta = pbytes + npages * CHAN_SLOTS_PER_PAGE * sizeof(chan_slot_t);
   char *base = zc_os_shm_map(fd, size, true);
   void *m = base ? chan_private_alloc(meta) : NULL;
-  if (m == NULL) {
+  if (m == NULL || !zc_os_no_fork(base, size)) { /* fork children of the producer never inherit it */
     if (base) zc_os_free(base, size);
+    chan_private_free(m, meta);
     zc_os_close(fd);
     errno = ENOMEM;
     return -1;
   }
-  /* The consumer gets a read-only file description: it cannot map the payloads writable even if it tries.
-   * Without /proc we fall back to the read-write fd (the consumer still maps it PROT_READ). */
-  int ro = zc_os_shm_reopen_ro(fd);
+  /* Our writable mapping exists: seal the file so that no one, whatever fd they hold (the consumer's, or
+   * a reopen of it through /proc), can map it writable or write() it again. No seal, no channel: we never
+   * hand out a file the consumer could write. */
+  if (zc_os_shm_seal(fd, true) != 0) {
+    int e = errno;
+    zc_os_free(base, size);
+    chan_private_free(m, meta);
+    zc_os_close(fd);
+    return fail_locked(ch, e == EINVAL ? ENOSYS : e,
+                       "cannot seal a data segment against writes (F_SEAL_FUTURE_WRITE needs Linux 5.1+): errno %d", e);
+  }
   chan_wire_t w = {CHAN_MAGIC, WIRE_SEG, (uint16_t)ch->role, ch->nseg, 0, size};
-  int r = zc_os_msg_send(ch->sock, &w, sizeof w, ro >= 0 ? ro : fd, true);
+  int r = zc_os_msg_send(ch->sock, &w, sizeof w, fd, false); /* never blocks under the lock */
   int e = errno;
-  zc_os_close(ro);
   zc_os_close(fd);
   if (r != 0) {
     zc_os_free(base, size);
     chan_private_free(m, meta);
+    if (e == EAGAIN) { /* the consumer does not read its socket: like a full memory cap, the policy decides */
+      zc_format(ch->err, sizeof ch->err, "the consumer does not read its socket: a new segment cannot be announced");
+      errno = ENOSPC;
+      return -1;
+    }
     if (e == EPIPE || e == ECONNRESET) return fail_locked(ch, EPIPE, "the consumer closed or died (seen sending a segment)");
     return fail_locked(ch, e, "cannot send a data segment to the consumer (errno %d)", e);
   }
@@ -150,6 +163,7 @@ static void avail_remove(zc_chan_t *ch, unsigned cls, uint32_t pid) {
 
 static void free_slot(zc_chan_t *ch, uint32_t id, unsigned cls) {
   uint32_t pid = id >> 13, idx = id & 8191u;
+  if (__builtin_expect(ch->cfg.zero_freed != 0, 0)) memset(slot_addr(ch, id, cls), 0, class_size(cls));
   chan_page_t *p = page_of(ch, pid);
   chan_slot_t *sl = slot_of(ch, id);
   bool first_free = p->free == CHAN_NONE;
@@ -201,8 +215,10 @@ static int drain_returns(zc_chan_t *ch) {
   }
   ch->p_ret_tail = rh;
   CHAN_STORE(&ch->ctl->ret_tail, rh);
-  /* A full ring may have sent further releases to the consumer's overflow list: nudge it (if it sleeps
-   * or waits in epoll) so it pushes them now instead of at its next call. */
+  /* A full ring may have sent further releases to the consumer's overflow list, and a consumer whose list
+   * is full takes no messages until it can push them: nudge it (if it sleeps or waits in epoll) so it
+   * pushes them now. A consumer only waits with a full list right after a push that filled the ring, so
+   * the drain that matters always takes a full ring (and arm/sleep look again after setting their flag). */
   if (n == ch->ret_cap) wake_consumer(ch);
   return 0;
 }
@@ -265,10 +281,12 @@ int chan_producer_peer_check(zc_chan_t *ch) {
   return 0;
 }
 
-/* Called with the lock held when the ring or the memory is full. Applies the policy: EAGAIN at once, or
- * wait (unlocked) until the consumer makes progress, the deadline passes (ETIMEDOUT) or it dies. 0 means
- * try again (the lock is held again). */
-static int wait_full(zc_chan_t *ch, uint64_t *deadline) {
+/* Called with the lock held when the ring (for_memory false) or the memory (true) is full. Applies the
+ * policy: EAGAIN at once, or wait (unlocked) until the consumer makes progress, the deadline passes
+ * (ETIMEDOUT) or it dies. 0 means try again (the lock is held again). Progress is measured against the
+ * values the failed check itself used (p_tail, p_ret_tail), never against a fresh read: movement between
+ * the check and the wait must not be missed (it would cost a whole sleep slice). */
+static int wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory) {
   ch->full_waits++;
   if (ch->cfg.policy == ZC_CHAN_FAIL) {
     errno = EAGAIN;
@@ -282,18 +300,23 @@ static int wait_full(zc_chan_t *ch, uint64_t *deadline) {
     return -1;
   }
   chan_ctl_t *ctl = ch->ctl;
-  uint64_t t0 = CHAN_LOAD(&ctl->tail), r0 = CHAN_LOAD(&ctl->ret_head);
+  /* A consumer whose overflow list is long stops taking messages until we take its releases back: take
+   * them now so it can go on (and free memory for us). */
+  uint64_t taken = ch->p_ret_tail;
+  if (CHAN_LOAD_RELAXED(&ctl->ret_head) != taken && drain_returns(ch) != 0) return -1;
+  if (for_memory && ch->p_ret_tail != taken) return 0; /* memory came back: try again */
+  uint64_t *word = for_memory ? &ctl->ret_head : &ctl->tail, seen = for_memory ? ch->p_ret_tail : ch->p_tail;
   zc_unlock(&ch->lock);
   uint64_t spin_end = now + (uint64_t)ch->cfg.spin_ns;
-  bool moved = false;
+  bool moved = CHAN_LOAD(word) != seen;
   while (!moved && zc_os_clock_ns() < spin_end) {
     for (int i = 0; i < 64; i++) chan_pause();
-    moved = CHAN_LOAD(&ctl->tail) != t0 || CHAN_LOAD(&ctl->ret_head) != r0;
+    moved = CHAN_LOAD(word) != seen;
   }
   if (!moved) {
     uint32_t w = CHAN_LOAD(&ctl->space_word);
     __atomic_fetch_add(&ctl->p_wait, 1, __ATOMIC_SEQ_CST);
-    if (CHAN_LOAD(&ctl->tail) == t0 && CHAN_LOAD(&ctl->ret_head) == r0) {
+    if (CHAN_LOAD(word) == seen) {
       uint64_t t = zc_os_clock_ns(), left = t < *deadline ? *deadline - t : 0;
       __atomic_fetch_add(&ch->sleeps, 1, __ATOMIC_RELAXED);
       zc_os_futex_wait_shared(&ctl->space_word, w, (int64_t)(left < CHAN_SLICE_NS ? left : CHAN_SLICE_NS));
@@ -317,7 +340,7 @@ void *zc_chan_loan(zc_chan_t *ch, size_t n) {
     if (chan_dead(ch) != 0) goto fail;
     id = alloc_slot(ch, cls);
     if (id != CHAN_NONE) break;
-    if (errno != ENOSPC || wait_full(ch, &deadline) != 0) goto fail;
+    if (errno != ENOSPC || wait_full(ch, &deadline, true) != 0) goto fail;
   }
   chan_slot_t *sl = slot_of(ch, id);
   sl->gen_state = (sl->gen_state + 4u) & ~3u;
@@ -386,6 +409,26 @@ static int queue_room(zc_chan_t *ch, uint32_t len) {
   return ch->p_head - t < ch->ring_cap && (ch->q_bytes + len <= cap || ch->p_head == t);
 }
 
+/* Make the consumer's socket readable, with at most one record it has not read: if anything is unread (a
+ * kick, a segment), the socket is readable already and epoll reports it. A consumer that keeps re-arming
+ * and never reads costs one ioctl per send, never a full socket buffer. One thread at a time decides;
+ * a request that arrives meanwhile makes that thread look again (the consumer may have read in between),
+ * so no request is lost. */
+static void kick(zc_chan_t *ch) {
+  if (__atomic_fetch_add(&ch->kicking, 1, __ATOMIC_ACQ_REL) != 0) return; /* the deciding thread will look */
+  int seen = 1;
+  for (;;) {
+    if (zc_os_unix_unread(ch->sock) == 0) {
+      chan_wire_t k = {CHAN_MAGIC, WIRE_KICK, ZC_CHAN_PRODUCER, 0, 0, 0};
+      zc_os_msg_send(ch->sock, &k, sizeof k, -1, false);
+      __atomic_fetch_add(&ch->wakes, 1, __ATOMIC_RELAXED);
+    }
+    int expect = seen;
+    if (__atomic_compare_exchange_n(&ch->kicking, &expect, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return;
+    seen = expect; /* more requests came: look again */
+  }
+}
+
 static void wake_consumer(zc_chan_t *ch) {
   chan_ctl_t *ctl = ch->ctl;
   chan_fence(); /* head store before the c_wait load: pairs with the consumer */
@@ -398,11 +441,7 @@ static void wake_consumer(zc_chan_t *ch) {
     zc_os_futex_wake_shared(&ctl->data_word, 1);
     __atomic_fetch_add(&ch->wakes, 1, __ATOMIC_RELAXED);
   }
-  if ((cw & CHAN_ARMED) && (__atomic_fetch_and(&ctl->c_wait, ~CHAN_ARMED, __ATOMIC_ACQ_REL) & CHAN_ARMED)) {
-    chan_wire_t k = {CHAN_MAGIC, WIRE_KICK, ZC_CHAN_PRODUCER, 0, 0, 0};
-    zc_os_msg_send(ch->sock, &k, sizeof k, -1, false); /* EAGAIN: the socket is readable already */
-    __atomic_fetch_add(&ch->wakes, 1, __ATOMIC_RELAXED);
-  }
+  if ((cw & CHAN_ARMED) && (__atomic_fetch_and(&ctl->c_wait, ~CHAN_ARMED, __ATOMIC_ACQ_REL) & CHAN_ARMED)) kick(ch);
 }
 
 int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
@@ -421,7 +460,7 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
     if (room == 0) {
       if (unwoken) wake_consumer(ch); /* it must not sleep on what we published while we wait for it */
       unwoken = false;
-      if (wait_full(ch, &deadline) != 0) err = errno;
+      if (wait_full(ch, &deadline, false) != 0) err = errno;
       continue;
     }
     uint32_t id, off;

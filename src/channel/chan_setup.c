@@ -5,10 +5,14 @@
  * Handshake (SOCK_SEQPACKET records, chan_wire_t):
  *   both      HELLO(role, version)                   sent first by each side
  *   producer  CTL(ring_cap, ret_cap, size) + memfd   the control segment
- *   producer  SEG(index, size) + read-only memfd     data segment 0, later 1, 2, ... as the producer grows
+ *   producer  SEG(index, size) + memfd               data segment 0, later 1, 2, ... as the producer grows
  *   producer  KICK                                   wake-up for a consumer armed for poll/epoll
- * Invariant: the consumer maps a memory file only after checking that its size is what the record says and
- * that the size is sealed, so no later truncation can fault a reader (SIGBUS) in either process.
+ * Every record is sent without blocking: a consumer that never reads its socket cannot stall the producer.
+ * Invariants: the consumer maps a memory file only after checking that its size is what the record says,
+ * that the size is sealed (no later truncation can fault a reader with SIGBUS in either process) and that
+ * the seal set is closed; a data segment must also carry F_SEAL_FUTURE_WRITE, which the producer adds
+ * after its own writable mapping: nobody can map it writable again or write() it, whatever fd they hold.
+ * Before anything else each side checks the peer's uid (SO_PEERCRED) against cfg.peer_uids.
  */
 #include "chan_internal.h"
 #include "options.h"
@@ -70,6 +74,7 @@ static void fill_defaults(zc_chan_config_t *c, const zc_chan_config_t *user) {
   if (c->spin_ns == 0) c->spin_ns = 20000;
   if (c->spin_ns < 0) c->spin_ns = 0;
   if (c->setup_timeout_ms == 0) c->setup_timeout_ms = 5000;
+  if (c->setup_timeout_ms < 0) c->setup_timeout_ms = -1; /* forever */
   if (c->max_queued_bytes == 0) c->max_queued_bytes = CHAN_DEFAULT_QUEUED;
   /* segments are whole pages (512 KiB); the cap is at least one segment */
   uint64_t big = CHAN_PAGE_SIZE;
@@ -78,7 +83,8 @@ static void fill_defaults(zc_chan_config_t *c, const zc_chan_config_t *user) {
   if (c->max_bytes < c->first_segment) c->max_bytes = c->first_segment;
 }
 
-/* Wait for the next record, at most until deadline (ns, monotonic). Returns its length, 0 at EOF, -1. */
+/* Wait for the next record, at most until deadline (ns, monotonic; UINT64_MAX: forever). Returns its
+ * length, 0 at EOF, -1. */
 static long recv_wait(zc_chan_t *ch, chan_wire_t *w, int *fd, uint64_t deadline) {
   for (;;) {
     long n = zc_os_msg_recv(ch->sock, w, sizeof *w, fd);
@@ -89,13 +95,15 @@ static long recv_wait(zc_chan_t *ch, chan_wire_t *w, int *fd, uint64_t deadline)
       errno = ETIMEDOUT;
       return -1;
     }
-    if (zc_os_fd_wait(ch->sock, (int)((deadline - now) / 1000000u) + 1) < 0) return -1;
+    uint64_t left_ms = (deadline - now) / 1000000u + 1;
+    if (zc_os_fd_wait(ch->sock, deadline == UINT64_MAX ? -1 : (int)(left_ms < 1000000 ? left_ms : 1000000)) < 0)
+      return -1;
   }
 }
 
 static int send_record(zc_chan_t *ch, unsigned kind, uint32_t a, uint32_t b, uint64_t size, int fd) {
   chan_wire_t w = {CHAN_MAGIC, (uint16_t)kind, (uint16_t)ch->role, a, b, size};
-  return zc_os_msg_send(ch->sock, &w, sizeof w, fd, true);
+  return zc_os_msg_send(ch->sock, &w, sizeof w, fd, false); /* never blocks: see the top of the file */
 }
 
 static int producer_setup(zc_chan_t *ch) {
@@ -111,6 +119,11 @@ static int producer_setup(zc_chan_t *ch) {
   if (ch->ctl == NULL) {
     zc_os_close(fd);
     return chan_fail(ch, ENOMEM, "cannot map the control segment");
+  }
+  if (!zc_os_no_fork(ch->ctl, ch->ctl_size) || zc_os_shm_seal(fd, false) != 0) {
+    int e = errno;
+    zc_os_close(fd);
+    return chan_fail(ch, e, "cannot seal the control segment or keep it from fork children: errno %d", e);
   }
   ch->ctl->magic = CHAN_MAGIC;
   ch->ctl->version = CHAN_VERSION;
@@ -147,9 +160,15 @@ static int consumer_setup(zc_chan_t *ch, uint64_t deadline) {
     zc_os_close(fd);
     return chan_fail(ch, EPROTO, "control segment is not a sealed memory file of %lu bytes", (unsigned long)size);
   }
+  int seals = zc_os_shm_seals(fd);
+  if (seals < 0 || !(seals & ZC_SEAL_SEAL)) {
+    zc_os_close(fd);
+    return chan_fail(ch, EPROTO, "control segment's seal set is not closed (F_SEAL_SEAL)");
+  }
   ch->ctl = zc_os_shm_map(fd, size, true);
   zc_os_close(fd);
   if (ch->ctl == NULL) return chan_fail(ch, ENOMEM, "cannot map the control segment");
+  zc_os_no_fork(ch->ctl, size); /* a fork child has no business in the channel's control words */
   ch->ctl_size = size;
   ch->ring_cap = cap;
   ch->ret_cap = rcap;
@@ -157,6 +176,22 @@ static int consumer_setup(zc_chan_t *ch, uint64_t deadline) {
   ch->ret = (uint64_t *)(ch->ring + ch->ring_cap);
   /* c_tail starts at 0 like the producer's head; the producer may have published already. */
   return chan_consumer_poll_socket(ch);
+}
+
+/* The peer's credentials, checked against cfg.peer_uids (default: our own effective uid). */
+static int peer_allowed(zc_chan_t *ch) {
+  zc_chan_peer_t *p = &ch->peer;
+  if (zc_os_unix_peer(ch->sock, &p->pid, &p->uid, &p->gid) != 0)
+    return chan_fail(ch, errno, "cannot read the peer's credentials (SO_PEERCRED): errno %d", errno);
+  const uint32_t *ok = ch->cfg.peer_uids;
+  uint32_t n = ch->cfg.n_peer_uids, own = zc_os_euid();
+  if (ok == NULL || n == 0) {
+    ok = &own;
+    n = 1;
+  }
+  for (uint32_t i = 0; i < n; i++)
+    if (ok[i] == p->uid || ok[i] == ZC_CHAN_ANY_UID) return 0;
+  return chan_fail(ch, EACCES, "peer uid %u (pid %d) is not allowed to use this channel", p->uid, (int)p->pid);
 }
 
 zc_chan_t *zc_chan_open(int sock, zc_chan_role_t role, const zc_chan_config_t *cfg) {
@@ -182,7 +217,9 @@ zc_chan_t *zc_chan_open(int sock, zc_chan_role_t role, const zc_chan_config_t *c
   ch->role = role;
   fill_defaults(&ch->cfg, cfg);
   zc_lock_init(&ch->lock);
-  uint64_t deadline = zc_os_clock_ns() + (uint64_t)ch->cfg.setup_timeout_ms * 1000000u;
+  uint64_t deadline =
+      ch->cfg.setup_timeout_ms < 0 ? UINT64_MAX : zc_os_clock_ns() + (uint64_t)ch->cfg.setup_timeout_ms * 1000000u;
+  if (peer_allowed(ch) != 0) goto fail;
   if (send_record(ch, WIRE_HELLO, CHAN_VERSION, 0, 0, -1) != 0) {
     chan_fail(ch, errno, "cannot greet the peer: errno %d", errno);
     goto fail;
@@ -217,10 +254,11 @@ fail: {
 
 int zc_chan_listen(const char *path) { return zc_os_unix_listen(path); }
 
+
 zc_chan_t *zc_chan_accept(int lfd, zc_chan_role_t role, const zc_chan_config_t *cfg) {
   zc_chan_config_t c;
   fill_defaults(&c, cfg);
-  int fd = zc_os_unix_accept(lfd, c.setup_timeout_ms);
+  int fd = zc_os_unix_accept(lfd, c.setup_timeout_ms); /* -1: forever */
   return fd < 0 ? NULL : zc_chan_open(fd, role, cfg);
 }
 
@@ -266,7 +304,13 @@ int chan_consumer_poll_socket(zc_chan_t *ch) {
       return chan_fail(ch, EPROTO, "data segment %u is not a sealed memory file of %lu bytes", w.a,
                        (unsigned long)size);
     }
-    void *p = zc_os_shm_map(fd, (size_t)size, false); /* read-only: the consumer never writes payloads */
+    int seals = zc_os_shm_seals(fd), need = ZC_SEAL_FUTURE_WRITE | ZC_SEAL_SEAL;
+    if (seals < 0 || (seals & need) != need) {
+      zc_os_close(fd);
+      return chan_fail(ch, EPROTO, "data segment %u is not sealed against writes (F_SEAL_FUTURE_WRITE and "
+                                   "F_SEAL_SEAL): the producer could let others write it", w.a);
+    }
+    void *p = zc_os_shm_map(fd, (size_t)size, false); /* read-only, and the seal keeps it so */
     zc_os_close(fd);
     if (p == NULL) return chan_fail(ch, ENOMEM, "cannot map data segment %u", w.a);
     ch->seg[ch->nseg].base = p;
@@ -294,11 +338,24 @@ int zc_chan_fd(zc_chan_t *ch) { return ch->sock; }
 const char *zc_chan_error(zc_chan_t *ch) { return ch->err; }
 zc_chan_role_t zc_chan_role(zc_chan_t *ch) { return ch->role; }
 
+int zc_chan_peer(zc_chan_t *ch, zc_chan_peer_t *out) {
+  if (ch == NULL || out == NULL) return errno = EINVAL, -1;
+  *out = ch->peer;
+  return 0;
+}
+
+int zc_chan_copy(const zc_chan_msg_t *m, size_t off, void *dst, size_t n) {
+  size_t len = m->len; /* private: loaded and checked once at receive */
+  if (off > len || n > len - off) return errno = EMSGSIZE, -1;
+  memcpy(dst, (const char *)m->data + off, n);
+  return 0;
+}
+
 void zc_chan_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
   memset(out, 0, sizeof *out);
   if (ch->role == ZC_CHAN_PRODUCER) chan_producer_stats(ch, out);
   else chan_consumer_stats(ch, out);
-  out->rejected = ch->rejected;
-  out->wakes = ch->wakes;
-  out->sleeps = ch->sleeps;
+  out->rejected = __atomic_load_n(&ch->rejected, __ATOMIC_RELAXED); /* producer threads bump these unlocked */
+  out->wakes = __atomic_load_n(&ch->wakes, __ATOMIC_RELAXED);
+  out->sleeps = __atomic_load_n(&ch->sleeps, __ATOMIC_RELAXED);
 }

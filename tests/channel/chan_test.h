@@ -74,7 +74,9 @@ static inline pid_t spawn(int (*fn)(void *), void *arg) {
   }
   if (p == 0) {
     alarm(60); /* a hung child fails the test instead of hanging ctest */
-    _exit(fn(arg));
+    int r = fn(arg);
+    fflush(NULL); /* what the child printed */
+    _exit(r);
   }
   return p;
 }
@@ -102,6 +104,57 @@ static inline void sleep_ms(int ms) {
 /* A connected SOCK_SEQPACKET pair: sv[0] for the parent, sv[1] for the child. */
 static inline void seqpacket_pair(int sv[2]) {
   CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair: %s", strerror(errno));
+}
+
+/* One test per name: run the test named by argv[1] (every test if none is given). An unknown name fails
+ * (exit 2), so a case renamed on one side of CMake cannot pass silently. */
+typedef struct chan_case_s {
+  const char *name;
+  int (*fn)(void);
+} chan_case_t;
+
+static inline int run_cases(int argc, char **argv, const chan_case_t *cases, size_t n) {
+  int found = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (argc > 1 && strcmp(argv[1], cases[i].name) != 0) continue;
+    found = 1;
+    int r = cases[i].fn();
+    printf("%s: %s\n", cases[i].name, r == 0 ? "ok" : "FAILED");
+    if (r != 0) return 1;
+  }
+  if (!found) {
+    fprintf(stderr, "%s: no test named \"%s\"\n", argv[0], argc > 1 ? argv[1] : "");
+    return 2;
+  }
+  return 0;
+}
+
+/* Capture what the library prints on stderr (zc_error) while a call runs: begin, the call, end. */
+typedef struct stderr_capture_s {
+  int saved, fd;
+} stderr_capture_t;
+
+static inline stderr_capture_t capture_stderr(void) {
+  char path[] = "/tmp/zc-chan-stderr-XXXXXX";
+  stderr_capture_t c;
+  fflush(stderr);
+  c.fd = mkstemp(path);
+  CHECK(c.fd >= 0, "mkstemp: %s", strerror(errno));
+  unlink(path);
+  c.saved = dup(2);
+  dup2(c.fd, 2);
+  return c;
+}
+
+/* Restores stderr, copies what was written into buf (NUL-terminated) and echoes it. */
+static inline void capture_end(stderr_capture_t c, char *buf, size_t cap) {
+  fflush(stderr);
+  dup2(c.saved, 2);
+  close(c.saved);
+  ssize_t n = pread(c.fd, buf, cap - 1, 0);
+  buf[n > 0 ? n : 0] = 0;
+  close(c.fd);
+  fputs(buf, stderr);
 }
 
 #endif

@@ -1,12 +1,19 @@
 #!/bin/sh
 # Runs the two example programs against each other: the engine (consumer) listens, the web-server stand-in
-# (producer) connects with 4 threads; both must exit 0 (the engine fails on any bad request).
+# (producer) connects with 4 threads of 10000 requests; both must exit 0 (the producer fails if a loan or
+# send failed, the engine on any bad request or any error but the producer's end), and the engine must
+# count exactly 40000 good requests.
 set -u
 consumer=$1 producer=$2
 sock=${TMPDIR:-/tmp}/zcmem-examples-$$.sock
-"$consumer" "$sock" &
+out=${TMPDIR:-/tmp}/zcmem-examples-$$.out
+"$consumer" "$sock" >"$out" &
 cpid=$!
 i=0
 while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-"$producer" "$sock" 4 20000 || { kill $cpid 2>/dev/null; echo "producer failed"; exit 1; }
-wait $cpid || { echo "consumer failed"; exit 1; }
+"$producer" "$sock" 4 10000 || { kill $cpid 2>/dev/null; echo "producer failed"; exit 1; }
+wait $cpid || { cat "$out"; rm -f "$out"; echo "consumer failed"; exit 1; }
+cat "$out"
+grep -q "^engine: 40000 requests (.*), bad 0," "$out" || { rm -f "$out"; echo "the engine did not count 40000 good requests"; exit 1; }
+rm -f "$out"
+echo "examples: 40000 requests end to end"
