@@ -42,13 +42,15 @@ typedef struct zc_pages_s zc_pages_t;
 typedef struct zc_pages_config_s {
   size_t page_size; /* a power of two from 16 KiB to 1 MiB (0: 64 KiB) */
   size_t max_empty; /* empty pages kept ready without purging (0: 8; SIZE_MAX: never purge) */
-  size_t limit;     /* at most this many bytes mapped from the OS, chunks and large objects (0: none) */
+  size_t limit;     /* at most this many bytes in memory (stats.resident: chunk pages not purged, large
+                     * objects); the allocator purges its empty pages before it refuses (0: no limit) */
 } zc_pages_config_t;
 
 typedef struct zc_pages_stats_s {
   uint64_t in_use;       /* bytes of pages holding live objects (or current) + large objects' mappings */
   uint64_t peak_in_use;  /* high-water mark of in_use */
-  uint64_t held;         /* bytes mapped from the OS (chunks and large objects) */
+  uint64_t held;         /* bytes mapped from the OS (chunks and large objects): address space reserved */
+  uint64_t resident;     /* upper bound of held's bytes in memory: held less purged and never-carved pages */
   uint64_t peak_held;    /* high-water mark of held */
   uint64_t pages;        /* pages carved from chunks (busy, empty or purged) */
   uint64_t pages_busy;   /* pages that are current or still hold live objects */

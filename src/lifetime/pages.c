@@ -234,14 +234,34 @@ static void held_add(zc_pages_t *pg, uint64_t n) {
   zc_lt_peak(&pg->peak_held, h);
 }
 
+/* Bytes that may be in memory (an upper bound): what is mapped less the purged pages and the pages of the
+ * newest chunk not carved yet. The limit applies to this, not to the address space. */
+static uint64_t pages_resident(zc_pages_t *pg) {
+  uint64_t h = atomic_load_explicit(&pg->held, memory_order_relaxed);
+  uint64_t off = (uint64_t)atomic_load_explicit(&pg->pages_purged, memory_order_relaxed);
+  if (pg->carve) off += pg->carve->npages - pg->carve_next;
+  off <<= pg->page_shift;
+  return h > off ? h - off : 0;
+}
+
+static void owner_trim(zc_pages_t *pg, size_t keep, bool force);
+
+/* Owner: may n more bytes come into memory? If not at first, purge every empty page and look again. */
 static bool limit_allows(zc_pages_t *pg, size_t n) {
   if (pg->limit == 0) return true;
-  uint64_t h = atomic_load_explicit(&pg->held, memory_order_relaxed);
-  return h <= pg->limit && n <= pg->limit - h;
+  for (int pass = 0; pass < 2; pass++) {
+    uint64_t r = pages_resident(pg);
+    if (r <= pg->limit && n <= pg->limit - r) return true;
+    if (pass == 0) {
+      owner_drain(pg);
+      owner_trim(pg, 0, true);
+    }
+  }
+  return false;
 }
 
 static pg_chunk_t *chunk_new(zc_pages_t *pg) {
-  if (!limit_allows(pg, ZC_LT_CHUNK_SIZE)) {
+  if (!limit_allows(pg, (size_t)2 << pg->page_shift)) { /* its header page(s) and its first page */
     errno = ENOMEM;
     return NULL;
   }
@@ -341,6 +361,12 @@ static pg_meta_t *page_take(zc_pages_t *pg) {
     atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
     owner_trim(pg, pg->max_empty, false);
     return m;
+  }
+  /* A purged or fresh page comes back into memory: the limit decides. */
+  if ((pg->purged != NULL || (pg->carve != NULL && pg->carve_next < pg->carve->npages)) &&
+      !limit_allows(pg, pg->page_size)) {
+    errno = ENOMEM;
+    return NULL;
   }
   if ((m = pg->purged) != NULL) {
     pg->purged = m->next;
@@ -706,6 +732,7 @@ void zc_pages_stats(zc_pages_t *pg, zc_pages_stats_t *out) {
   out->in_use = busy * pg->page_size + atomic_load_explicit(&pg->large_bytes, memory_order_relaxed);
   out->peak_in_use = pg->peak_in_use;
   out->held = atomic_load_explicit(&pg->held, memory_order_relaxed);
+  out->resident = pages_resident(pg);
   out->peak_held = pg->peak_held;
   out->pages = pg->pages_carved;
   out->pages_purged = (uint64_t)atomic_load_explicit(&pg->pages_purged, memory_order_relaxed);

@@ -423,6 +423,41 @@ static void *free_all(void *arg) {
   return NULL;
 }
 
+/* Issue 10, item 5: the limit measures memory, not address space. Pages emptied and purged no longer count
+ * (held stays, resident drops), so a large object fits where only address space was used; without an
+ * explicit collect, the allocator purges its empty pages itself before refusing. */
+static void test_limit_resident(void) {
+  zc_pages_config_t cfg = {.limit = 8u << 20, .max_empty = 64}; /* freeing threads purge nothing */
+  zc_pages_t *pg = zc_pages_create(&cfg);
+  enum { N = 90 }; /* 90 pages: two chunks */
+  char *o[N];
+  for (int i = 0; i < N; i++) {
+    o[i] = zc_pages_alloc(pg, PAGE - 16);
+    CHECK(o[i] != NULL);
+  }
+  errno = 0;
+  CHECK(zc_pages_alloc(pg, 3u << 20) == NULL && errno == ENOMEM); /* 90 live pages: no room */
+  for (int i = 0; i < N - 1; i++) zc_pages_free(o[i]);
+  zc_pages_stats_t s = stats(pg);
+  CHECK_EQ(s.held, 8u << 20);
+  CHECK(s.resident > (5u << 20)); /* empty but dirty */
+  char *big = zc_pages_alloc(pg, 3u << 20); /* the allocator purges the empty pages to make room */
+  CHECK(big != NULL);
+  s = stats(pg);
+  CHECK(s.pages_purged >= 40);
+  CHECK(s.resident <= cfg.limit);
+  CHECK(s.held > cfg.limit); /* address space beyond the limit: only memory is limited */
+  /* purged pages count again when they are reused: the limit still holds */
+  int n = 0;
+  while (zc_pages_alloc(pg, PAGE - 16) != NULL) n++;
+  CHECK(errno == ENOMEM);
+  s = stats(pg);
+  CHECK(s.resident <= cfg.limit);
+  CHECK(n > 20 && n < 80);
+  zc_pages_free(big);
+  zc_pages_destroy(pg);
+}
+
 static void test_remote_free(void) {
   zc_pages_t *pg = zc_pages_create(NULL);
   enum { N = 2 * PAGE / 256 };
@@ -452,6 +487,7 @@ int main(void) {
   test_purge();
   test_limit();
   test_remote_free();
+  test_limit_resident();
   test_double_free_no_overwrite();
   test_never_purge();
   test_calloc_usable();
