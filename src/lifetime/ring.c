@@ -338,11 +338,15 @@ void zc_ring_stats(zc_ring_t *r, zc_ring_stats_t *out) {
   out->held = (uint64_t)r->n * ch;
   out->allocs = allocs;
   out->frees = frees <= allocs ? frees : allocs;
-  out->in_use = (achunks >= fchunks ? achunks - fchunks : 0) * ch;
+  /* Between the two reads both sides may have moved: clamp to what a snapshot can hold. */
+  uint64_t occ = head >= tail ? head - tail : 0, used = achunks >= fchunks ? achunks - fchunks : 0;
+  out->occupied = (occ < r->n ? occ : r->n) * ch;
+  out->in_use = (used < r->n ? used : r->n) * ch;
   out->requested = abytes >= fbytes ? abytes - fbytes : 0;
-  out->occupied = (head >= tail ? head - tail : 0) * ch;
+  if (out->requested > out->in_use) out->requested = out->in_use;
   out->peak = ctr_get(&r->peak) * ch;
-  out->wasted = (pad >= passed ? pad - passed : 0) * ch;
+  uint64_t unpassed = pad >= passed ? pad - passed : 0;
+  out->wasted = (unpassed < r->n ? unpassed : r->n) * ch;
   /* Resident: the buffer less what the last trim purged and the head has not reached again since. */
   uint64_t lo = ctr_get(&r->trim_lo), hi = ctr_get(&r->trim_hi), from = head > lo ? head : lo;
   uint64_t gone = hi > from ? (hi - from) * ch : 0;
