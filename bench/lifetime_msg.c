@@ -16,7 +16,10 @@
  * Protocol (bench/): args -q (quick) and key=value; prints
  *   zcbench bench=lifetime_msg_<alloc> metric=msgs_per_s value=<n> unit=msg/s better=higher
  * Parameters: n=<messages> (default 4000000, -q: 400000), alloc=, batch=, qcap=<queue slots> (1024),
- * ring=<ring bytes> (1 MiB), seed=. Peak RSS is measured by the runner (run one variant per process).
+ * ring=<ring bytes> (1 MiB), seed=, idle=1 (after the run, wait one idle second with the allocator still
+ * alive and print metric=rss_idle: the process RSS then). Peak RSS is measured by the runner (run one
+ * variant per process). With threads=1 and the ring variant, a full ring makes the producer consume its
+ * oldest message (a queue larger than the ring would otherwise wait for a consumer that does not exist).
  */
 #define _GNU_SOURCE
 #include "zcmem_pages.h"
@@ -32,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -45,6 +49,7 @@ static const char *alloc_names[A_COUNT] = {"malloc", "pages", "ring", "pool"};
 static long n_msgs = 4000000, batch = 64, qcap = 1024, threads = 2;
 static size_t ring_bytes = (size_t)1 << 20;
 static uint64_t seed = 42;
+static int idle_rss; /* idle=1: report the RSS after an idle second */
 
 #define NSIZES 65536
 static uint32_t sizes[NSIZES];
@@ -147,15 +152,35 @@ static void *consumer(void *arg) {
   return NULL;
 }
 
-static unsigned char *ring_alloc_wait(zc_ring_t *ring, size_t size) {
+/* The ring is full: with a consumer thread, wait for it; with threads=1 nobody else frees, so the producer
+ * consumes its oldest message itself (*consumed counts them), and an empty queue with a full ring is a
+ * failure, never a spin (the ring could not hold even one message). */
+static unsigned char *ring_alloc_wait(run_t *r, size_t size, long *consumed) {
   unsigned spins = 0;
   unsigned char *p;
-  while ((p = zc_ring_alloc(ring, size)) == NULL) {
+  while ((p = zc_ring_alloc(r->ring, size)) == NULL) {
     if (errno != EAGAIN) return NULL;
+    if (threads == 1) {
+      entry_t e;
+      if (!q_try_pop(&r->q, &e)) return NULL;
+      r->checksum += consume_one(r, *consumed, e);
+      ++*consumed;
+      continue;
+    }
     if (++spins & 1023) cpu_relax();
     else sched_yield();
   }
   return p;
+}
+
+/* Resident set of the process now (bytes), from /proc/self/statm. */
+static long rss_now(void) {
+  long pages = 0, res = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f == NULL) return 0;
+  if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
+  fclose(f);
+  return res * sysconf(_SC_PAGESIZE);
 }
 
 static double now_s(void) {
@@ -189,7 +214,7 @@ static int run(int alloc) {
     switch (alloc) {
     case A_MALLOC: e.p = malloc(size); break;
     case A_PAGES: e.p = zc_pages_alloc(r->pages, size); break;
-    case A_RING: e.p = ring_alloc_wait(r->ring, size); break;
+    case A_RING: e.p = ring_alloc_wait(r, size, &consumed); break;
     case A_POOL:
       if (pool == NULL) {
         entry_t b;
@@ -227,6 +252,14 @@ static int run(int alloc) {
   }
   printf("zcbench bench=lifetime_msg%s_%s metric=msgs_per_s value=%.0f unit=msg/s better=higher\n",
          threads == 1 ? "_st" : "", alloc_names[alloc], (double)n_msgs / dt);
+  /* What the allocator keeps resident once the work is over: idle for one second (its purge delay is
+   * 100 ms by default), allocators still alive, then read the process RSS. */
+  if (idle_rss) {
+    struct timespec one = {1, 0};
+    nanosleep(&one, NULL);
+    printf("zcbench bench=lifetime_msg%s_%s metric=rss_idle value=%ld unit=bytes better=lower\n",
+           threads == 1 ? "_st" : "", alloc_names[alloc], rss_now());
+  }
   fflush(stdout);
   if (alloc == A_POOL) {
     entry_t b;
@@ -252,6 +285,7 @@ int main(int argc, char **argv) {
     else if (strncmp(a, "ring=", 5) == 0) ring_bytes = (size_t)atol(a + 5);
     else if (strncmp(a, "seed=", 5) == 0) seed = (uint64_t)atoll(a + 5);
     else if (strncmp(a, "threads=", 8) == 0) threads = atol(a + 8);
+    else if (strncmp(a, "idle=", 5) == 0) idle_rss = atoi(a + 5);
     else if (strncmp(a, "alloc=", 6) == 0) {
       for (int k = 0; k < A_COUNT; k++)
         if (strcmp(a + 6, alloc_names[k]) == 0) which = k;
@@ -261,7 +295,7 @@ int main(int argc, char **argv) {
       }
     } else {
       fprintf(stderr, "usage: lifetime_msg [-q] [n=N] [alloc=pool|pages|ring|malloc] [batch=N] [qcap=N] "
-                      "[ring=BYTES] [seed=N] [threads=1|2]\n");
+                      "[ring=BYTES] [seed=N] [threads=1|2] [idle=1]\n");
       return 2;
     }
   }

@@ -17,12 +17,14 @@
  *     chunk is already gone).
  *
  * Errors: allocation returns NULL with errno = ENOMEM (memory limit reached or the OS refused) or EINVAL
- * (bad alignment, or a NULL allocator). A free of a pointer that does not point into a live object area of a counted page, that
- * is misaligned, or that drives a page's count below zero (a double free) is reported with a one-line
- * message on stderr and counted; the allocator's state is left unchanged. Double frees are caught exactly
- * for pages that are no longer current; on the current page they are caught when it is retired. The
- * detection cannot tell one live object from another (no per-object header): a double free of A while B
- * on the same page is still live is taken as the free of B, and reported when B is freed.
+ * (bad alignment, or a NULL allocator). A free of a pointer at which no live object of a counted-pages
+ * allocator starts is reported with a one-line message on stderr, counted in stats.errors, and changes
+ * nothing: a pointer outside every live allocator, into chunk metadata, misaligned, inside an object, a
+ * double free. Each page keeps a bitmap of its live objects (one bit per 16 bytes, set at allocation,
+ * cleared at free), so these are caught at the bad free itself, whichever page they land on. What cannot
+ * be caught without a per-object header: a free of the start of another live object (it is that object's
+ * free), and a double free that arrives after the page was recycled and a new object was placed at the
+ * same address (it frees the new object).
  *
  * Includes: zcmem.h only.
  */
@@ -40,13 +42,15 @@ typedef struct zc_pages_s zc_pages_t;
 typedef struct zc_pages_config_s {
   size_t page_size; /* a power of two from 16 KiB to 1 MiB (0: 64 KiB) */
   size_t max_empty; /* empty pages kept ready without purging (0: 8; SIZE_MAX: never purge) */
-  size_t limit;     /* at most this many bytes mapped from the OS, chunks and large objects (0: none) */
+  size_t limit;     /* at most this many bytes in memory (stats.resident: chunk pages not purged, large
+                     * objects); the allocator purges its empty pages before it refuses (0: no limit) */
 } zc_pages_config_t;
 
 typedef struct zc_pages_stats_s {
   uint64_t in_use;       /* bytes of pages holding live objects (or current) + large objects' mappings */
   uint64_t peak_in_use;  /* high-water mark of in_use */
-  uint64_t held;         /* bytes mapped from the OS (chunks and large objects) */
+  uint64_t held;         /* bytes mapped from the OS (chunks and large objects): address space reserved */
+  uint64_t resident;     /* upper bound of held's bytes in memory: held less purged and never-carved pages */
   uint64_t peak_held;    /* high-water mark of held */
   uint64_t pages;        /* pages carved from chunks (busy, empty or purged) */
   uint64_t pages_busy;   /* pages that are current or still hold live objects */
@@ -60,15 +64,24 @@ typedef struct zc_pages_stats_s {
 
 /* A new allocator (cfg may be NULL for defaults). NULL + EINVAL for a bad config, ENOMEM if out of memory. */
 ZC_API zc_pages_t *zc_pages_create(const zc_pages_config_t *cfg);
-/* Unmap everything, live objects included. */
+/* Unmap everything, live objects included: no other thread may still free into it. */
 ZC_API void zc_pages_destroy(zc_pages_t *pg);
+/* Destroy once every object is freed and no freeing thread still touches the allocator: waits up to
+ * timeout_ms (0: look once; negative: no limit), then returns 0. While objects are still live at the
+ * deadline, returns -1 with errno = EBUSY and leaves the allocator as it was (EINVAL for NULL). */
+ZC_API int zc_pages_destroy_wait(zc_pages_t *pg, long timeout_ms);
 
 /* size bytes aligned to 16 (size 0 gives a unique 16-byte object). */
 ZC_API ZC_MALLOC_ATTR void *zc_pages_alloc(zc_pages_t *pg, size_t size);
 /* align: a power of two up to 4096 (EINVAL otherwise). */
 ZC_API ZC_MALLOC_ATTR void *zc_pages_alloc_aligned(zc_pages_t *pg, size_t align, size_t size);
+/* count * size zeroed bytes (overflow: NULL, ENOMEM). */
+ZC_API ZC_MALLOC_ATTR void *zc_pages_calloc(zc_pages_t *pg, size_t count, size_t size);
 /* Free p (NULL is ignored). Any thread. */
 ZC_API void zc_pages_free(void *p);
+/* Bytes usable at p, a live object (its size rounded up to 16; a large object's whole mapping past it).
+ * Any thread holding p. 0 for NULL; a pointer that is not a live object is reported and gives 0. */
+ZC_API size_t zc_pages_usable_size(const void *p);
 
 /* Owner: take back the pages other threads emptied and purge every empty page now (an idle hook's call:
  * the next allocations fault their pages back in). */

@@ -5,6 +5,15 @@
  * above a quarter of a block gets a block of its own. A pool may have a parent: destroying or resetting the
  * parent destroys its children first. Cleanup callbacks run in reverse order of registration when the pool
  * is reset or destroyed, after its children are gone and before its memory is released.
+ * Order of a reset or destroy: the children are destroyed, then the cleanups run (last registered first);
+ * this repeats until neither is left, so a cleanup may create children of its pool or register cleanups
+ * (they are destroyed and run in the same reset/destroy). A cleanup may allocate from its pool. Resetting
+ * or destroying a pool from one of its own cleanups (or an ancestor's, while that ancestor is being
+ * destroyed) is refused with a report on stderr (it would free memory the reset is still walking).
+ * Memory return: a reset keeps up to config.retain bytes of blocks for reuse; a kept block unused for the
+ * purge delay (ZCMEM_PURGE_DELAY) gives its pages back to the OS at the next reset or block change, and
+ * zc_pool_trim gives back every kept block and the unused rest of the current block at once. A pool makes
+ * no OS call while nobody calls it: an idle pool keeps its memory until its next reset or a trim.
  * A memory limit makes allocation fail cleanly (NULL, errno = ENOMEM) instead of growing: it counts the
  * bytes mapped by the pool and all its descendants (a child's blocks are charged to every ancestor, and
  * each ancestor's limit applies).
@@ -22,6 +31,8 @@
 #define ZCMEM_POOL_H
 
 #include "zcmem.h"
+
+#include <stdarg.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,6 +58,7 @@ typedef struct zc_pool_stats_s {
   uint64_t allocs;      /* allocations since creation */
   uint64_t resets;      /* resets since creation */
   uint64_t children;    /* live child pools */
+  uint64_t resident;    /* upper bound of held's bytes in memory: held less the kept blocks' purged pages */
 } zc_pool_stats_t;
 
 /* A new pool, child of parent if parent is not NULL (cfg NULL: defaults). */
@@ -65,8 +77,23 @@ ZC_API ZC_MALLOC_ATTR void *zc_pool_calloc(zc_pool_t *pool, size_t count, size_t
 ZC_API ZC_MALLOC_ATTR void *zc_pool_alloc_aligned(zc_pool_t *pool, size_t align, size_t size);
 ZC_API ZC_MALLOC_ATTR char *zc_pool_strdup(zc_pool_t *pool, const char *s);
 
+/* A copy of n bytes at p; of at most n bytes of s, NUL-terminated; formatted text (vsnprintf's formats).
+ * NULL with EINVAL for a NULL pointer or format, ENOMEM as zc_pool_alloc. */
+ZC_API ZC_MALLOC_ATTR void *zc_pool_memdup(zc_pool_t *pool, const void *p, size_t n);
+ZC_API ZC_MALLOC_ATTR char *zc_pool_strndup(zc_pool_t *pool, const char *s, size_t n);
+ZC_API ZC_MALLOC_ATTR char *zc_pool_printf(zc_pool_t *pool, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+ZC_API ZC_MALLOC_ATTR char *zc_pool_vprintf(zc_pool_t *pool, const char *fmt, va_list ap);
+
 /* Run fn(arg) when the pool is reset or destroyed. Returns 0, or -1 with errno = ENOMEM. */
 ZC_API int zc_pool_cleanup_add(zc_pool_t *pool, void (*fn)(void *arg), void *arg);
+/* Unregister the most recently registered cleanup with this fn and arg without running it (kill), or
+ * unregister and run it now (run). 0, or -1 with errno = ENOENT (none registered) or EINVAL. */
+ZC_API int zc_pool_cleanup_kill(zc_pool_t *pool, void (*fn)(void *arg), void *arg);
+ZC_API int zc_pool_cleanup_run(zc_pool_t *pool, void (*fn)(void *arg), void *arg);
+
+/* Give the memory of the kept blocks and of the current block's unused rest back to the OS now. */
+ZC_API void zc_pool_trim(zc_pool_t *pool);
 
 ZC_API zc_pool_t *zc_pool_parent(const zc_pool_t *pool);
 ZC_API void zc_pool_stats(const zc_pool_t *pool, zc_pool_stats_t *out);

@@ -24,7 +24,9 @@
  *   - bad create arguments or a NULL ring: NULL, errno = EINVAL; no memory: NULL, ENOMEM;
  *   - zc_ring_free of a pointer that is not the start of a live message (outside the ring, not on a chunk
  *     boundary, inside a message, padding, or already freed): a one-line report on stderr, counted in
- *     stats.errors, and the ring is left unchanged.
+ *     stats.errors, and the ring is left unchanged. One case cannot be told by the pointer alone: a double
+ *     free that arrives after the ring went a full lap and a new message starts on the same chunk frees
+ *     that new message (see docs/lifetime.md).
  *
  * Includes: zcmem.h only.
  */
@@ -43,8 +45,11 @@ typedef struct zc_ring_stats_s {
   uint64_t in_use;      /* bytes of chunks held by live messages */
   uint64_t requested;   /* bytes the live messages asked for (in_use - requested: rounding waste) */
   uint64_t occupied;    /* bytes between tail and head: live, freed-but-not-passed and padding chunks */
-  uint64_t peak;        /* high-water mark of occupied, seen by the producer */
-  uint64_t held;        /* bytes of the buffer (chunk_size * chunks) */
+  uint64_t peak;        /* high-water mark of occupied (checked against the consumer's real tail) */
+  uint64_t held;        /* bytes of the buffer (chunk_size * chunks): address space reserved */
+  uint64_t resident;    /* upper bound of the buffer's bytes in memory: held less what the last trim gave
+                         * back and the head has not reached since */
+  uint64_t trimmed;     /* bytes given back to the OS by zc_ring_trim, ever */
   uint64_t chunks;      /* chunks in the ring */
   uint64_t chunk_size;
   uint64_t wasted;      /* bytes of padding chunks skipped at the end and not yet passed by the tail */
@@ -59,8 +64,26 @@ ZC_API zc_ring_t *zc_ring_create(size_t chunk_size, size_t chunks);
 /* Unmap the ring (live messages included). */
 ZC_API void zc_ring_destroy(zc_ring_t *r);
 
-/* Producer: size bytes in contiguous chunks, aligned to 128 (size 0 takes one chunk). */
+/* Producer: size bytes in contiguous chunks, aligned to 128 (size 0 takes one chunk). EBUSY while a
+ * reservation is open. */
 ZC_API ZC_MALLOC_ATTR void *zc_ring_alloc(zc_ring_t *r, size_t size);
+/* Producer: the same, but when the ring is full wait (sleeping, woken by the consumer's frees) up to
+ * timeout_ms (negative: no limit; 0: do not wait). NULL with ETIMEDOUT when the time is up, or the errors of
+ * zc_ring_alloc. */
+ZC_API void *zc_ring_alloc_wait(zc_ring_t *r, size_t size, long timeout_ms);
+
+/* Producer, for a message whose size is known only after writing it: reserve room for max_size bytes
+ * (errors as zc_ring_alloc), write, then commit the size actually used (at most max_size; the chunks
+ * beyond it stay free). The consumer cannot see the message before the commit. One reservation at a time;
+ * zc_ring_alloc and zc_ring_trim wait for it (EBUSY / no-op). commit: 0, or -1 with EINVAL (no reservation,
+ * p not the reserved pointer) or EMSGSIZE (size > max_size: the reservation stays open). cancel drops it. */
+ZC_API void *zc_ring_reserve(zc_ring_t *r, size_t max_size);
+ZC_API int zc_ring_commit(zc_ring_t *r, void *p, size_t size);
+ZC_API void zc_ring_cancel(zc_ring_t *r);
+
+/* Producer: give the memory of the free part of the ring back to the OS (whole OS pages between the head
+ * and the tail; the next messages there fault their pages back in). An idle hook's call. */
+ZC_API void zc_ring_trim(zc_ring_t *r);
 /* Consumer: free the message starting at p (NULL is ignored). */
 ZC_API void zc_ring_free(zc_ring_t *r, void *p);
 

@@ -19,6 +19,16 @@
  * list, memory given back). A page with a negative count (more frees than objects) is reported and
  * quarantined: its count is raised by QUARANTINE so it is never recycled, never corrupting a live object.
  *
+ * The live bitmap: one bit per 16 bytes of the chunk's object pages, set (atomic OR, by the owner) when an
+ * object starts there and cleared (atomic AND, by the freeing thread) when it is freed. A free whose bit is
+ * already clear (a double free, a pointer inside an object, a pointer into the free tail) is reported before
+ * the count is touched, so the count only ever counts real frees and a page is never recycled early. Every
+ * bit of a page is clear when its count reaches zero (each object's free cleared its own bit first), so
+ * recycling needs no clearing. The ends bitmap (same geometry, written by the owner only, with relaxed
+ * stores) marks the last 16 bytes of each object of the page's current tenure: zc_pages_usable_size finds
+ * an object's end without a header. The owner clears a page's ends bits when it takes the page. Together
+ * the two bitmaps cost 1/64 of the object pages, in the chunk's metadata pages.
+ *
  * Free lists: pages emptied by other threads go to a lock-free stack (multi-producer push with CAS; the
  * owner takes the whole stack with one exchange, so no ABA). The owner keeps the empty pages in two lists:
  * `dirty` (doubly linked, most recently emptied first) and `purged`. It reuses dirty pages hottest first,
@@ -66,6 +76,10 @@ typedef struct pg_chunk_s {
   size_t map_size;             /* large: bytes mapped */
   size_t data_off;             /* large: offset of the object from the chunk base */
   _Atomic int freed;           /* large: 1 once freed */
+  uintptr_t data_start;        /* page chunks: address of the first object page (bitmaps start there) */
+  _Atomic uint64_t *live_bm;   /* page chunks: 1 bit per 16 bytes from data_start, set while an object
+                                * starts there */
+  _Atomic uint64_t *ends_bm;   /* page chunks: 1 bit per 16 bytes, set at the last unit of each object */
   pg_meta_t meta[];            /* page chunks: one per page */
 } pg_chunk_t;
 
@@ -74,6 +88,8 @@ struct zc_pages_s {
   char *bump, *end;            /* free part of the current page */
   pg_meta_t *cur;              /* current page (NULL before the first allocation) */
   int64_t nalloc;              /* objects bumped on the current page this tenure, not yet published */
+  uintptr_t bm_base;           /* the current page's chunk: data_start, live_bm, ends_bm */
+  _Atomic uint64_t *bm_live, *bm_ends;
   size_t page_size;
   unsigned page_shift;
   size_t max_empty, limit;
@@ -102,6 +118,24 @@ static inline char *page_start(pg_meta_t *m, pg_chunk_t **chunk_out) {
   pg_chunk_t *c = (pg_chunk_t *)((uintptr_t)m & ~(uintptr_t)ZC_LT_CHUNK_MASK);
   if (chunk_out) *chunk_out = c;
   return (char *)c + ((size_t)(m - c->meta) << c->page_shift);
+}
+
+/* Mark the object [p, p+n) live (owner, every allocation): its start in the live bitmap (an atomic OR:
+ * freeing threads clear other bits of the same word concurrently) and its last 16 bytes in the ends bitmap
+ * (the owner is its only writer). */
+static inline void obj_mark(zc_pages_t *pg, char *p, size_t n) {
+  size_t i = ((uintptr_t)p - pg->bm_base) >> 4, e = i + (n >> 4) - 1;
+  atomic_fetch_or_explicit(&pg->bm_live[i >> 6], (uint64_t)1 << (i & 63), memory_order_relaxed);
+  _Atomic uint64_t *w = &pg->bm_ends[e >> 6];
+  atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << (e & 63),
+                        memory_order_relaxed);
+}
+
+/* Owner: forget the ends of the page's previous tenure (its live bits are all clear already). */
+static void page_clear_ends(zc_pages_t *pg, char *start) {
+  size_t i = ((uintptr_t)start - pg->bm_base) >> 4;
+  for (size_t w = i >> 6, k = 0; k < pg->page_size >> 10; k++)
+    atomic_store_explicit(&pg->bm_ends[w + k], 0, memory_order_relaxed);
 }
 
 static void report(zc_pages_t *pg, const char *what, const void *p) {
@@ -149,6 +183,50 @@ void zc_pages_destroy(zc_pages_t *pg) {
   zc_os_free(pg, zc_lt_os_round(sizeof *pg));
 }
 
+static void owner_drain(zc_pages_t *pg);
+
+/* Owner: true when no object is live and no freeing thread can still touch the allocator: every carved
+ * page is current with nothing live, quarantined, or back in the owner's lists (a freeing thread's push onto
+ * the remote stack is its last touch), and no large object is live (its free's last touch is under the
+ * lock). */
+static bool pages_quiet(zc_pages_t *pg) {
+  owner_drain(pg);
+  uint64_t parked = 0;
+  for (pg_meta_t *m = pg->dirty; m; m = m->next) parked++;
+  for (pg_meta_t *m = pg->purged; m; m = m->next) parked++;
+  for (pg_chunk_t *c = pg->chunks; c; c = c->next) {
+    uint32_t last = c == pg->carve ? pg->carve_next : c->npages;
+    for (uint32_t i = c->first_page; i < last; i++) {
+      pg_meta_t *m = &c->meta[i];
+      int64_t l = atomic_load_explicit(&m->live, memory_order_acquire);
+      if (m == pg->cur) parked += l - PG_BIAS + pg->nalloc == 0;
+      else if (atomic_load_explicit(&m->state, memory_order_relaxed) == PG_RETIRED && l > PG_QUARANTINE / 2)
+        parked++;
+    }
+  }
+  zc_lock(&pg->large_lock);
+  bool large = atomic_load_explicit(&pg->large_live, memory_order_relaxed) != 0;
+  zc_unlock(&pg->large_lock);
+  return !large && parked == pg->pages_carved;
+}
+
+int zc_pages_destroy_wait(zc_pages_t *pg, long timeout_ms) {
+  if (pg == NULL) {
+    errno = EINVAL;
+    return -1;
+  }
+  uint64_t deadline = zc_os_clock_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  while (!pages_quiet(pg)) {
+    if (timeout_ms >= 0 && zc_os_clock_ns() >= deadline) {
+      errno = EBUSY;
+      return -1;
+    }
+    zc_os_sleep_ns(200000); /* 0.2 ms: the other threads are finishing their frees */
+  }
+  zc_pages_destroy(pg);
+  return 0;
+}
+
 /* ---- page life cycle ---- */
 
 static void held_add(zc_pages_t *pg, uint64_t n) {
@@ -156,26 +234,52 @@ static void held_add(zc_pages_t *pg, uint64_t n) {
   zc_lt_peak(&pg->peak_held, h);
 }
 
+/* Bytes that may be in memory (an upper bound): what is mapped less the purged pages and the pages of the
+ * newest chunk not carved yet. The limit applies to this, not to the address space. */
+static uint64_t pages_resident(zc_pages_t *pg) {
+  uint64_t h = atomic_load_explicit(&pg->held, memory_order_relaxed);
+  uint64_t off = (uint64_t)atomic_load_explicit(&pg->pages_purged, memory_order_relaxed);
+  if (pg->carve) off += pg->carve->npages - pg->carve_next;
+  off <<= pg->page_shift;
+  return h > off ? h - off : 0;
+}
+
+static void owner_trim(zc_pages_t *pg, size_t keep, bool force);
+
+/* Owner: may n more bytes come into memory? If not at first, purge every empty page and look again. */
 static bool limit_allows(zc_pages_t *pg, size_t n) {
   if (pg->limit == 0) return true;
-  uint64_t h = atomic_load_explicit(&pg->held, memory_order_relaxed);
-  return h <= pg->limit && n <= pg->limit - h;
+  for (int pass = 0; pass < 2; pass++) {
+    uint64_t r = pages_resident(pg);
+    if (r <= pg->limit && n <= pg->limit - r) return true;
+    if (pass == 0) {
+      owner_drain(pg);
+      owner_trim(pg, 0, true);
+    }
+  }
+  return false;
 }
 
 static pg_chunk_t *chunk_new(zc_pages_t *pg) {
-  if (!limit_allows(pg, ZC_LT_CHUNK_SIZE)) {
+  if (!limit_allows(pg, (size_t)2 << pg->page_shift)) { /* its header page(s) and its first page */
     errno = ENOMEM;
     return NULL;
   }
   pg_chunk_t *c = zc_os_alloc_aligned(ZC_LT_CHUNK_SIZE, ZC_LT_CHUNK_SIZE);
   if (c == NULL) return NULL;
   uint32_t npages = (uint32_t)(ZC_LT_CHUNK_SIZE >> pg->page_shift);
-  size_t hdr = sizeof(pg_chunk_t) + (size_t)npages * sizeof(pg_meta_t);
+  size_t hdr = zc_lt_align_up(sizeof(pg_chunk_t) + (size_t)npages * sizeof(pg_meta_t), ZC_LT_CACHE_LINE);
+  size_t first = 1; /* the header and both bitmaps (1/128 of the object pages each) must fit before it */
+  while (hdr + 2 * ((ZC_LT_CHUNK_SIZE - (first << pg->page_shift)) >> 7) > (first << pg->page_shift)) first++;
+  size_t bm_words = (ZC_LT_CHUNK_SIZE - (first << pg->page_shift)) >> 10;
   c->magic = PG_MAGIC;
   c->kind = PG_KIND_PAGES;
   c->page_shift = (uint8_t)pg->page_shift;
-  c->first_page = (uint16_t)((hdr + pg->page_size - 1) >> pg->page_shift);
+  c->first_page = (uint16_t)first;
   c->npages = npages;
+  c->data_start = (uintptr_t)c + (first << pg->page_shift);
+  c->live_bm = (_Atomic uint64_t *)((char *)c + hdr);
+  c->ends_bm = c->live_bm + bm_words;
   c->owner = pg;
   if (!zc_lt_registry_set(c, ZC_LT_REG_PAGES)) {
     zc_os_free(c, ZC_LT_CHUNK_SIZE);
@@ -230,7 +334,7 @@ static void owner_drain(zc_pages_t *pg) {
  * at least the purge delay). */
 static void owner_trim(zc_pages_t *pg, size_t keep, bool force) {
   uint64_t now = 0, delay = force ? 0 : (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
-  while (pg->dirty_cold && atomic_load_explicit(&pg->empty_dirty, memory_order_relaxed) > (int64_t)keep) {
+  while (pg->dirty_cold && (uint64_t)atomic_load_explicit(&pg->empty_dirty, memory_order_relaxed) > keep) {
     pg_meta_t *m = pg->dirty_cold;
     if (delay) {
       if (now == 0) now = zc_os_clock_ns();
@@ -257,6 +361,12 @@ static pg_meta_t *page_take(zc_pages_t *pg) {
     atomic_fetch_sub_explicit(&pg->empty_dirty, 1, memory_order_relaxed);
     owner_trim(pg, pg->max_empty, false);
     return m;
+  }
+  /* A purged or fresh page comes back into memory: the limit decides. */
+  if ((pg->purged != NULL || (pg->carve != NULL && pg->carve_next < pg->carve->npages)) &&
+      !limit_allows(pg, pg->page_size)) {
+    errno = ENOMEM;
+    return NULL;
   }
   if ((m = pg->purged) != NULL) {
     pg->purged = m->next;
@@ -321,7 +431,12 @@ static void page_retire(zc_pages_t *pg) {
 static bool page_make_current(zc_pages_t *pg) {
   pg_meta_t *m = page_take(pg);
   if (m == NULL) return false;
-  char *start = page_start(m, NULL);
+  pg_chunk_t *c;
+  char *start = page_start(m, &c);
+  pg->bm_base = c->data_start;
+  pg->bm_live = c->live_bm;
+  pg->bm_ends = c->ends_bm;
+  page_clear_ends(pg, start);
   atomic_store_explicit(&m->top, (uint32_t)pg->page_size, memory_order_relaxed);
   atomic_fetch_add_explicit(&m->live, PG_BIAS, memory_order_relaxed); /* add, not store: see free() */
   atomic_store_explicit(&m->state, PG_CURRENT, memory_order_release);
@@ -392,8 +507,8 @@ static void large_free(pg_chunk_t *c, void *p) {
   if (c->next) c->next->prev = c->prev;
   atomic_fetch_sub_explicit(&pg->large_live, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(&pg->large_bytes, c->map_size, memory_order_relaxed);
-  zc_unlock(&pg->large_lock);
   atomic_fetch_sub_explicit(&pg->held, c->map_size, memory_order_relaxed);
+  zc_unlock(&pg->large_lock); /* the last touch of pg: zc_pages_destroy_wait may unmap it from here on */
   zc_lt_registry_set(c, ZC_LT_REG_NONE);
   zc_os_free(c, c->map_size);
 }
@@ -410,6 +525,7 @@ static void *alloc_slow(zc_pages_t *pg, size_t align, size_t n) {
       atomic_fetch_add_explicit(&m->live, pg->nalloc, memory_order_relaxed);
       pg->nalloc = 0;
       pg->bump = page_start(m, NULL);
+      page_clear_ends(pg, pg->bump);
     } else {
       page_retire(pg);
     }
@@ -419,6 +535,7 @@ static void *alloc_slow(zc_pages_t *pg, size_t align, size_t n) {
   pg->bump = p + n;
   pg->nalloc++;
   pg->allocs++;
+  obj_mark(pg, p, n);
   return p;
 }
 
@@ -437,6 +554,7 @@ void *zc_pages_alloc(zc_pages_t *pg, size_t size) {
     pg->bump = p + n;
     pg->nalloc++;
     pg->allocs++;
+    obj_mark(pg, p, n);
     return p;
   }
   return alloc_slow(pg, ZC_LT_ALIGN, n);
@@ -458,9 +576,77 @@ void *zc_pages_alloc_aligned(zc_pages_t *pg, size_t align, size_t size) {
     pg->bump = p + n;
     pg->nalloc++;
     pg->allocs++;
+    obj_mark(pg, p, n);
     return p;
   }
   return alloc_slow(pg, align, n);
+}
+
+void *zc_pages_calloc(zc_pages_t *pg, size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  void *p = zc_pages_alloc(pg, total);
+  /* A recycled page holds its previous objects' bytes (and MADV_FREE may keep them): always clear, except
+   * a large object, which is a fresh zeroed mapping. */
+  if (p != NULL && total <= pg->page_size) memset(p, 0, total);
+  return p;
+}
+
+/* ---- free (any thread) ---- */
+
+/* The chunk and page of p if p is the start of a live object (large: *m = NULL); else report and NULL. */
+static pg_chunk_t *obj_find(void *p, pg_meta_t **m_out, const char *who) {
+  if (zc_lt_unlikely(zc_lt_registry_get(p) != ZC_LT_REG_PAGES)) {
+    zc_error("%s(%p): not an object of a live counted-pages allocator", who, p);
+    return NULL;
+  }
+  pg_chunk_t *c = (pg_chunk_t *)((uintptr_t)p & ~(uintptr_t)ZC_LT_CHUNK_MASK);
+  if (c->magic != PG_MAGIC) {
+    zc_error("%s(%p): chunk header damaged", who, p);
+    return NULL;
+  }
+  *m_out = NULL;
+  if (c->kind != PG_KIND_PAGES) {
+    if ((char *)p != (char *)c + c->data_off || atomic_load_explicit(&c->freed, memory_order_relaxed)) {
+      report(c->owner, "not a live large object", p);
+      return NULL;
+    }
+    return c;
+  }
+  size_t off = (uintptr_t)p - (uintptr_t)c, idx = off >> c->page_shift;
+  size_t bit = ((uintptr_t)p - c->data_start) >> 4;
+  if (idx < c->first_page || (off & (ZC_LT_ALIGN - 1)) != 0 ||
+      (atomic_load_explicit(&c->live_bm[bit >> 6], memory_order_relaxed) & ((uint64_t)1 << (bit & 63))) == 0) {
+    report(c->owner, "no live object starts here", p);
+    return NULL;
+  }
+  *m_out = &c->meta[idx];
+  return c;
+}
+
+size_t zc_pages_usable_size(const void *p) {
+  if (p == NULL) return 0;
+  pg_meta_t *m;
+  pg_chunk_t *c = obj_find((void *)p, &m, "zc_pages_usable_size");
+  if (c == NULL) return 0;
+  if (m == NULL) return c->map_size - c->data_off;
+  /* The first end mark at or after the object's first unit: never beyond its page (the page's last object
+   * has one, set when it was handed out). */
+  size_t i = ((uintptr_t)p - c->data_start) >> 4, e = i;
+  size_t last = i | ((((size_t)1 << c->page_shift) >> 4) - 1);
+  for (;;) {
+    uint64_t w = atomic_load_explicit(&c->ends_bm[e >> 6], memory_order_relaxed) >> (e & 63);
+    if (w) {
+      e += (size_t)__builtin_ctzll(w);
+      break;
+    }
+    e = (e | 63) + 1;
+    if (e > last) return 0; /* cannot happen for a live object */
+  }
+  return (e - i + 1) << 4;
 }
 
 /* ---- free (any thread) ---- */
@@ -497,6 +683,14 @@ void zc_pages_free(void *p) {
   if (zc_lt_unlikely((in_page & (ZC_LT_ALIGN - 1)) != 0 ||
                      in_page >= atomic_load_explicit(&m->top, memory_order_relaxed))) {
     report(pg, "not the start of an object handed out from its page", p);
+    return;
+  }
+  /* The object's live bit, cleared before the count moves: a clear bit means no object starts here. */
+  size_t bit = ((uintptr_t)p - c->data_start) >> 4;
+  uint64_t mask = (uint64_t)1 << (bit & 63);
+  if (zc_lt_unlikely((atomic_fetch_and_explicit(&c->live_bm[bit >> 6], ~mask, memory_order_relaxed) & mask) ==
+                     0)) {
+    report(pg, "no live object starts here (double free, or a pointer inside an object)", p);
     return;
   }
   int64_t old = atomic_fetch_sub_explicit(&m->live, 1, memory_order_acq_rel);
@@ -538,6 +732,7 @@ void zc_pages_stats(zc_pages_t *pg, zc_pages_stats_t *out) {
   out->in_use = busy * pg->page_size + atomic_load_explicit(&pg->large_bytes, memory_order_relaxed);
   out->peak_in_use = pg->peak_in_use;
   out->held = atomic_load_explicit(&pg->held, memory_order_relaxed);
+  out->resident = pages_resident(pg);
   out->peak_held = pg->peak_held;
   out->pages = pg->pages_carved;
   out->pages_purged = (uint64_t)atomic_load_explicit(&pg->pages_purged, memory_order_relaxed);

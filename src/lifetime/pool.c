@@ -10,16 +10,33 @@
  *   - held == bytes of all blocks this pool maps; tree_held == held + the children's tree_held; every
  *     ancestor's tree_held includes it; no pool's tree_held exceeds its nonzero limit;
  *   - the children list holds exactly the live pools created with this pool as parent.
+ *
+ * Clearing (reset, destroy) and the callbacks it runs: while a pool is being cleared its `clearing` flag is
+ * set. The clear loops "destroy every child, then run every cleanup" until neither is left, so a cleanup
+ * may create children of the pool or add cleanups: they are destroyed and run in the same clear, never
+ * left alive behind a reset that says it destroys children. A cleanup may allocate from its pool (the
+ * blocks are released only after the loop). What would free memory the clear is still walking is refused
+ * with a report (zc_error): destroying or resetting a pool that is being cleared (its own pool, an ancestor
+ * being destroyed), from one of its cleanups.
+ *
+ * Memory return: a reset keeps up to `retain` bytes of blocks (the spare list) and the first block. A spare
+ * block that stays unused for the purge delay (ZCMEM_PURGE_DELAY) is purged (its pages past the header go
+ * back to the OS; the mapping stays, reuse faults them back in) at the next reset or block change;
+ * zc_pool_trim purges every spare block and the unused tail of the current block at once.
  */
 #include "lifetime.h"
 #include "zcmem_pool.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct pl_block_s {
   struct pl_block_s *next;
-  size_t size; /* bytes mapped, header included */
+  size_t size;         /* bytes mapped, header included */
+  uint64_t idle_since; /* spare blocks: clock (ns) when the block became spare */
+  size_t purged;       /* spare blocks: bytes given back to the OS (0: none) */
 } pl_block_t;
 
 typedef struct pl_cleanup_s {
@@ -36,6 +53,8 @@ struct zc_pool_s {
   size_t block_size, limit, retain, spare_bytes;
   uint64_t held, tree_held, peak_held, in_use, peak_in_use, wasted;
   uint64_t allocs, resets, blocks, nlarge, children;
+  uint64_t purged_bytes;        /* bytes of spare blocks now purged */
+  bool clearing;                /* inside reset or destroy: see "Clearing" above */
 };
 
 #define PL_HDR zc_lt_align_up(sizeof(pl_block_t), ZC_LT_ALIGN)
@@ -72,6 +91,33 @@ static pl_block_t *block_map(zc_pool_t *pool, size_t size, size_t align) {
   b->size = size;
   pool->blocks++;
   return b;
+}
+
+/* Give back the pages of [from, to) (rounded inwards to OS pages); the bytes purged. */
+static size_t purge_range(char *from, char *to) {
+  size_t pg = zc_os_page_size();
+  uintptr_t a = zc_lt_align_up((uintptr_t)from, pg), b = (uintptr_t)to & ~(uintptr_t)(pg - 1);
+  if (b <= a || !zc_os_purge((void *)a, b - a, (int)zc_opt(zc_option_purge_mode))) return 0;
+  return b - a;
+}
+
+static void spare_purge(zc_pool_t *pool, pl_block_t *b) {
+  if (b->purged) return;
+  b->purged = purge_range((char *)b + PL_HDR, (char *)b + b->size);
+  pool->purged_bytes += b->purged;
+}
+
+/* A spare block leaves the spare list (reused or unmapped): its purged pages count again. */
+static void spare_unpurge(zc_pool_t *pool, pl_block_t *b) {
+  pool->purged_bytes -= b->purged;
+  b->purged = 0;
+}
+
+/* Purge the spare blocks idle for at least the purge delay (all of them if force). */
+static void pool_age(zc_pool_t *pool, bool force) {
+  uint64_t now = zc_os_clock_ns(), delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
+  for (pl_block_t *b = pool->spare; b; b = b->next)
+    if (force || now - b->idle_since >= delay) spare_purge(pool, b);
 }
 
 static void block_unmap(zc_pool_t *pool, pl_block_t *b) {
@@ -124,24 +170,32 @@ zc_pool_t *zc_pool_create(zc_pool_t *parent, const zc_pool_config_t *cfg) {
   return pool;
 }
 
-/* Destroy children, run cleanups, release large blocks and the filled blocks (keeping up to `retain`). */
+/* Destroy children and run cleanups until neither is left (a cleanup may add either), then release large
+ * blocks and the filled blocks (keeping up to `retain` as spares). */
 static void pool_clear(zc_pool_t *pool) {
-  while (pool->child) zc_pool_destroy(pool->child);
-  while (pool->cleanups) {
-    pl_cleanup_t *c = pool->cleanups;
-    pool->cleanups = c->next;
-    c->fn(c->arg);
+  pool->clearing = true;
+  while (pool->child || pool->cleanups) {
+    while (pool->child) zc_pool_destroy(pool->child);
+    if (pool->cleanups) {
+      pl_cleanup_t *c = pool->cleanups;
+      pool->cleanups = c->next;
+      c->fn(c->arg);
+    }
   }
+  pool->clearing = false;
   for (pl_block_t *b = pool->large, *n; b; b = n) {
     n = b->next;
     pool->nlarge--;
     block_unmap(pool, b);
   }
   pool->large = NULL;
+  uint64_t now = zc_os_clock_ns();
   for (pl_block_t *b = pool->used, *n; b; b = n) {
     n = b->next;
     if (pool->spare_bytes + b->size <= pool->retain) {
       b->next = pool->spare;
+      b->idle_since = now;
+      b->purged = 0;
       pool->spare = b;
       pool->spare_bytes += b->size;
     } else {
@@ -149,10 +203,19 @@ static void pool_clear(zc_pool_t *pool) {
     }
   }
   pool->used = NULL;
+  pool_age(pool, false);
+}
+
+/* Refuse to clear a pool that is being cleared (called from one of its cleanups). */
+static bool clear_refused(zc_pool_t *pool, const char *who) {
+  if (zc_lt_likely(!pool->clearing)) return false;
+  zc_error("%s(%p): the pool is being reset or destroyed (called from its cleanup); refused", who,
+           (void *)pool);
+  return true;
 }
 
 void zc_pool_reset(zc_pool_t *pool) {
-  if (pool == NULL) return;
+  if (pool == NULL || clear_refused(pool, "zc_pool_reset")) return;
   pool_clear(pool);
   pool->bump = (char *)pool + zc_lt_align_up(sizeof(zc_pool_t), ZC_LT_ALIGN);
   pool->end = (char *)pool->first + pool->block_size;
@@ -162,10 +225,11 @@ void zc_pool_reset(zc_pool_t *pool) {
 }
 
 void zc_pool_destroy(zc_pool_t *pool) {
-  if (pool == NULL) return;
+  if (pool == NULL || clear_refused(pool, "zc_pool_destroy")) return;
   pool_clear(pool);
   for (pl_block_t *b = pool->spare, *n; b; b = n) {
     n = b->next;
+    spare_unpurge(pool, b);
     block_unmap(pool, b);
   }
   zc_pool_t *parent = pool->parent;
@@ -177,6 +241,14 @@ void zc_pool_destroy(zc_pool_t *pool) {
     for (zc_pool_t *q = parent; q; q = q->parent) q->tree_held -= pool->block_size;
   }
   zc_os_free(pool->first, pool->block_size);
+}
+
+void zc_pool_trim(zc_pool_t *pool) {
+  if (pool == NULL) return;
+  pool_age(pool, true);
+  /* The free tail of the block being filled (after a reset: nearly all of the first block); the next
+   * allocations fault its pages back in. Not counted in purged_bytes: resident stays an upper bound. */
+  purge_range(pool->bump, pool->end);
 }
 
 /* ---- allocation ---- */
@@ -211,6 +283,8 @@ static void *alloc_slow(zc_pool_t *pool, size_t align, size_t n) {
     if (b) {
       pool->spare = b->next;
       pool->spare_bytes -= b->size;
+      spare_unpurge(pool, b);
+      if (pool->spare) pool_age(pool, false); /* the other spares age on each block change */
     } else if ((b = block_map(pool, pool->block_size, zc_os_page_size())) == NULL) {
       return NULL;
     }
@@ -314,6 +388,92 @@ int zc_pool_cleanup_add(zc_pool_t *pool, void (*fn)(void *), void *arg) {
   return 0;
 }
 
+/* Unlink the most recently registered cleanup (fn, arg); NULL if there is none. */
+static pl_cleanup_t *cleanup_take(zc_pool_t *pool, void (*fn)(void *), void *arg) {
+  for (pl_cleanup_t **pp = &pool->cleanups; *pp; pp = &(*pp)->next) {
+    pl_cleanup_t *c = *pp;
+    if (c->fn == fn && c->arg == arg) {
+      *pp = c->next;
+      return c;
+    }
+  }
+  return NULL;
+}
+
+int zc_pool_cleanup_kill(zc_pool_t *pool, void (*fn)(void *), void *arg) {
+  if (pool == NULL || fn == NULL) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (cleanup_take(pool, fn, arg) == NULL) {
+    errno = ENOENT;
+    return -1;
+  }
+  return 0;
+}
+
+int zc_pool_cleanup_run(zc_pool_t *pool, void (*fn)(void *), void *arg) {
+  if (zc_pool_cleanup_kill(pool, fn, arg) != 0) return -1;
+  fn(arg);
+  return 0;
+}
+
+void *zc_pool_memdup(zc_pool_t *pool, const void *p, size_t n) {
+  if (zc_lt_unlikely(p == NULL && n != 0)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  void *q = zc_pool_alloc(pool, n);
+  if (q && n) memcpy(q, p, n);
+  return q;
+}
+
+char *zc_pool_strndup(zc_pool_t *pool, const char *s, size_t n) {
+  if (zc_lt_unlikely(s == NULL)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t len = strnlen(s, n);
+  char *p = zc_pool_alloc(pool, len + 1);
+  if (p) {
+    memcpy(p, s, len);
+    p[len] = 0;
+  }
+  return p;
+}
+
+char *zc_pool_vprintf(zc_pool_t *pool, const char *fmt, va_list ap) {
+  if (pool == NULL || fmt == NULL) {
+    errno = EINVAL;
+    return NULL;
+  }
+  /* Format straight into the current block when it fits (one pass), else measure and format again. */
+  va_list again;
+  va_copy(again, ap);
+  char *tail = pool->bump;
+  size_t room = (size_t)(pool->end - tail);
+  int n = vsnprintf(tail, room, fmt, ap);
+  char *p = NULL;
+  if (n < 0) {
+    errno = EINVAL;
+  } else if ((size_t)n < room) {
+    /* the text is at tail; the allocation (rounded to 16) may not fit there and come from a new block */
+    if ((p = zc_pool_alloc(pool, (size_t)n + 1)) != NULL && p != tail) memcpy(p, tail, (size_t)n + 1);
+  } else if ((p = zc_pool_alloc(pool, (size_t)n + 1)) != NULL) {
+    vsnprintf(p, (size_t)n + 1, fmt, again);
+  }
+  va_end(again);
+  return p;
+}
+
+char *zc_pool_printf(zc_pool_t *pool, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *p = zc_pool_vprintf(pool, fmt, ap);
+  va_end(ap);
+  return p;
+}
+
 zc_pool_t *zc_pool_parent(const zc_pool_t *pool) { return pool ? pool->parent : NULL; }
 
 void zc_pool_stats(const zc_pool_t *pool, zc_pool_stats_t *out) {
@@ -330,4 +490,5 @@ void zc_pool_stats(const zc_pool_t *pool, zc_pool_stats_t *out) {
   out->allocs = pool->allocs;
   out->resets = pool->resets;
   out->children = pool->children;
+  out->resident = pool->held - pool->purged_bytes;
 }

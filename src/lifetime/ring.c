@@ -41,11 +41,19 @@ struct zc_ring_s {
   /* producer side */
   uint64_t head __attribute__((aligned(ZC_LT_CACHE_LINE)));
   uint64_t tail_seen; /* a tail the producer read; the real one is never lower */
+  uint64_t res_head;  /* an open reservation: the head it will publish at commit (0: none) */
+  size_t res_idx, res_k, res_pad, res_size;
   rg_ctr_t allocs, alloc_chunks, alloc_bytes, full, pad_chunks, peak;
+  rg_ctr_t trim_lo, trim_hi; /* positions [lo, hi) whose chunks were last purged by zc_ring_trim */
+  rg_ctr_t trimmed;          /* bytes purged by zc_ring_trim, ever */
   /* consumer side */
   uint64_t tail __attribute__((aligned(ZC_LT_CACHE_LINE)));
   uint64_t head_seen; /* a head the consumer read; the real one is never lower */
   rg_ctr_t frees, freed_chunks, freed_bytes, pad_passed, errors;
+  /* a producer waiting for room (zc_ring_alloc_wait): it sets waiting, the consumer's tail walk bumps
+   * wake_seq and wakes it (one line the producer writes only when it is about to sleep) */
+  _Atomic uint32_t waiting __attribute__((aligned(ZC_LT_CACHE_LINE)));
+  _Atomic uint32_t wake_seq;
   /* the shared indexes, one line each */
   _Atomic uint64_t head_pub __attribute__((aligned(ZC_LT_CACHE_LINE)));
   _Atomic uint64_t tail_pub __attribute__((aligned(ZC_LT_CACHE_LINE)));
@@ -96,15 +104,17 @@ void zc_ring_destroy(zc_ring_t *r) {
   if (r) zc_os_free(r, r->map_size);
 }
 
-void *zc_ring_alloc(zc_ring_t *r, size_t size) {
-  if (zc_lt_unlikely(r == NULL)) {
-    errno = EINVAL;
-    return NULL;
-  }
+/* Producer: room for size bytes at the head? Sets the message's chunk count, padding and chunk index; else
+ * NULL with errno (EMSGSIZE, EAGAIN; EBUSY while a reservation is open). */
+static inline bool ring_room(zc_ring_t *r, size_t size, size_t *k_out, size_t *pad_out, size_t *idx_out) {
   size_t k = size ? ring_chunks(r, size - 1) + 1 : 1;
   if (zc_lt_unlikely(k > r->max_chunks)) {
     errno = EMSGSIZE;
-    return NULL;
+    return false;
+  }
+  if (zc_lt_unlikely(r->res_head != 0)) {
+    errno = EBUSY;
+    return false;
   }
   uint64_t head = r->head;
   size_t idx = ring_idx(r, head);
@@ -114,9 +124,18 @@ void *zc_ring_alloc(zc_ring_t *r, size_t size) {
     if (head + pad + k - r->tail_seen > r->n) {
       ctr_add(&r->full, 1);
       errno = EAGAIN;
-      return NULL;
+      return false;
     }
   }
+  *k_out = k;
+  *pad_out = pad;
+  *idx_out = idx;
+  return true;
+}
+
+/* Producer: write the records of a message of k chunks (after pad chunks of padding) and publish it. */
+static inline void *ring_publish(zc_ring_t *r, size_t size, size_t k, size_t pad, size_t idx) {
+  uint64_t head = r->head;
   if (pad) {
     r->rec[idx].kind_len = REC_PAD | (uint32_t)pad;
     r->rec[idx].size = 0;
@@ -132,9 +151,103 @@ void *zc_ring_alloc(zc_ring_t *r, size_t size) {
   ctr_add(&r->allocs, 1);
   ctr_add(&r->alloc_chunks, k);
   ctr_add(&r->alloc_bytes, size);
-  if (head - r->tail_seen > ctr_get(&r->peak)) atomic_store_explicit(&r->peak, head - r->tail_seen,
-                                                                     memory_order_relaxed);
+  /* The peak: head - tail_seen overstates the occupancy by whatever the consumer freed since the producer
+   * last looked (up to a whole lap), so a candidate peak is confirmed against the real tail first. Only a
+   * candidate above the peak pays that load. */
+  if (zc_lt_unlikely(head - r->tail_seen > ctr_get(&r->peak))) {
+    r->tail_seen = atomic_load_explicit(&r->tail_pub, memory_order_acquire);
+    if (head - r->tail_seen > ctr_get(&r->peak)) atomic_store_explicit(&r->peak, head - r->tail_seen,
+                                                                       memory_order_relaxed);
+  }
   return r->data + idx * r->chunk;
+}
+
+void *zc_ring_alloc(zc_ring_t *r, size_t size) {
+  if (zc_lt_unlikely(r == NULL)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t k, pad, idx;
+  if (zc_lt_unlikely(!ring_room(r, size, &k, &pad, &idx))) return NULL;
+  return ring_publish(r, size, k, pad, idx);
+}
+
+void *zc_ring_reserve(zc_ring_t *r, size_t max_size) {
+  if (zc_lt_unlikely(r == NULL)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t k, pad, idx;
+  if (!ring_room(r, max_size, &k, &pad, &idx)) return NULL;
+  r->res_head = r->head + pad + k; /* never 0: k >= 1 */
+  r->res_idx = idx;
+  r->res_k = k;
+  r->res_pad = pad;
+  r->res_size = max_size;
+  return r->data + (pad ? 0 : idx) * r->chunk;
+}
+
+int zc_ring_commit(zc_ring_t *r, void *p, size_t size) {
+  if (r == NULL || r->res_head == 0 || p != r->data + (r->res_pad ? 0 : r->res_idx) * r->chunk) {
+    errno = EINVAL;
+    return -1;
+  }
+  size_t k = size ? ring_chunks(r, size - 1) + 1 : 1;
+  if (size > r->res_size) {
+    errno = EMSGSIZE;
+    return -1;
+  }
+  r->res_head = 0;
+  ring_publish(r, size, k, r->res_pad, r->res_idx); /* fewer chunks than reserved: the rest stays free */
+  return 0;
+}
+
+void zc_ring_cancel(zc_ring_t *r) {
+  if (r) r->res_head = 0;
+}
+
+void *zc_ring_alloc_wait(zc_ring_t *r, size_t size, long timeout_ms) {
+  void *p = zc_ring_alloc(r, size);
+  if (p != NULL || errno != EAGAIN || timeout_ms == 0) return p;
+  uint64_t now = zc_os_clock_ns(), deadline = now + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  for (;;) {
+    uint32_t seq = atomic_load_explicit(&r->wake_seq, memory_order_acquire);
+    atomic_store_explicit(&r->waiting, 1, memory_order_seq_cst);
+    if ((p = zc_ring_alloc(r, size)) != NULL || errno != EAGAIN) break;
+    if (timeout_ms > 0 && (now = zc_os_clock_ns()) >= deadline) {
+      errno = ETIMEDOUT;
+      break;
+    }
+    /* Sleep until the consumer's tail walk wakes us; in slices of at most 1 ms, so a wake-up missed in the
+     * window between our check and the consumer's (it reads `waiting` without a fence) costs 1 ms, not a
+     * hang. */
+    int64_t slice = 1000000;
+    if (timeout_ms > 0 && deadline - now < (uint64_t)slice) slice = (int64_t)(deadline - now);
+    zc_os_futex_wait_shared((uint32_t *)&r->wake_seq, seq, slice);
+  }
+  atomic_store_explicit(&r->waiting, 0, memory_order_relaxed);
+  return p;
+}
+
+void zc_ring_trim(zc_ring_t *r) {
+  if (r == NULL || r->res_head != 0) return;
+  /* The free area [head, tail + n) belongs to the producer: purge the OS pages wholly inside it. */
+  uint64_t head = r->head, tail = atomic_load_explicit(&r->tail_pub, memory_order_acquire);
+  r->tail_seen = tail;
+  uint64_t end = tail + r->n;
+  size_t ps = zc_os_page_size();
+  uint64_t purged = 0;
+  for (uint64_t pos = head; pos < end;) {
+    size_t idx = ring_idx(r, pos);
+    size_t run = r->n - idx < end - pos ? r->n - idx : (size_t)(end - pos); /* up to the buffer's end */
+    uintptr_t a = zc_lt_align_up((uintptr_t)(r->data + idx * r->chunk), ps);
+    uintptr_t b = ((uintptr_t)(r->data + (idx + run) * r->chunk)) & ~(uintptr_t)(ps - 1);
+    if (b > a && zc_os_purge((void *)a, b - a, (int)zc_opt(zc_option_purge_mode))) purged += b - a;
+    pos += run;
+  }
+  ctr_add(&r->trimmed, purged);
+  atomic_store_explicit(&r->trim_lo, head, memory_order_relaxed);
+  atomic_store_explicit(&r->trim_hi, end, memory_order_relaxed);
 }
 
 static void bad_free(zc_ring_t *r, void *p, const char *what) {
@@ -158,6 +271,11 @@ static void tail_advance(zc_ring_t *r) {
   }
   r->tail = tail;
   atomic_store_explicit(&r->tail_pub, tail, memory_order_release);
+  if (zc_lt_unlikely(atomic_load_explicit(&r->waiting, memory_order_relaxed))) {
+    atomic_store_explicit(&r->waiting, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->wake_seq, 1, memory_order_release);
+    zc_os_futex_wake_shared((uint32_t *)&r->wake_seq, 1);
+  }
 }
 
 void zc_ring_free(zc_ring_t *r, void *p) {
@@ -204,20 +322,36 @@ void zc_ring_free(zc_ring_t *r, void *p) {
 void zc_ring_stats(zc_ring_t *r, zc_ring_stats_t *out) {
   memset(out, 0, sizeof *out);
   if (r == NULL) return;
-  uint64_t head = atomic_load_explicit(&r->head_pub, memory_order_acquire);
+  /* The consumer's side first, then the producer's: a free is counted only after its allocation was (the
+   * consumer read head_pub with acquire before freeing), so each producer count read later is at least the
+   * matching consumer count, and the differences cannot wrap. They are clamped all the same. */
   uint64_t tail = atomic_load_explicit(&r->tail_pub, memory_order_acquire);
+  uint64_t frees = ctr_get(&r->frees), fchunks = ctr_get(&r->freed_chunks), fbytes = ctr_get(&r->freed_bytes);
+  uint64_t passed = ctr_get(&r->pad_passed);
+  atomic_thread_fence(memory_order_acquire);
+  uint64_t head = atomic_load_explicit(&r->head_pub, memory_order_acquire);
+  uint64_t allocs = ctr_get(&r->allocs), achunks = ctr_get(&r->alloc_chunks), abytes = ctr_get(&r->alloc_bytes);
+  uint64_t pad = ctr_get(&r->pad_chunks);
   uint64_t ch = r->chunk;
   out->chunk_size = ch;
   out->chunks = r->n;
   out->held = (uint64_t)r->n * ch;
-  out->allocs = ctr_get(&r->allocs);
-  out->frees = ctr_get(&r->frees);
-  out->in_use = (ctr_get(&r->alloc_chunks) - ctr_get(&r->freed_chunks)) * ch;
-  out->requested = ctr_get(&r->alloc_bytes) - ctr_get(&r->freed_bytes);
-  out->occupied = (head >= tail ? head - tail : 0) * ch;
+  out->allocs = allocs;
+  out->frees = frees <= allocs ? frees : allocs;
+  /* Between the two reads both sides may have moved: clamp to what a snapshot can hold. */
+  uint64_t occ = head >= tail ? head - tail : 0, used = achunks >= fchunks ? achunks - fchunks : 0;
+  out->occupied = (occ < r->n ? occ : r->n) * ch;
+  out->in_use = (used < r->n ? used : r->n) * ch;
+  out->requested = abytes >= fbytes ? abytes - fbytes : 0;
+  if (out->requested > out->in_use) out->requested = out->in_use;
   out->peak = ctr_get(&r->peak) * ch;
-  uint64_t pad = ctr_get(&r->pad_chunks), passed = ctr_get(&r->pad_passed);
-  out->wasted = (pad >= passed ? pad - passed : 0) * ch;
+  uint64_t unpassed = pad >= passed ? pad - passed : 0;
+  out->wasted = (unpassed < r->n ? unpassed : r->n) * ch;
+  /* Resident: the buffer less what the last trim purged and the head has not reached again since. */
+  uint64_t lo = ctr_get(&r->trim_lo), hi = ctr_get(&r->trim_hi), from = head > lo ? head : lo;
+  uint64_t gone = hi > from ? (hi - from) * ch : 0;
+  out->resident = out->held > gone ? out->held - gone : 0;
+  out->trimmed = ctr_get(&r->trimmed);
   out->padding_total = pad * ch;
   out->full = ctr_get(&r->full);
   out->errors = ctr_get(&r->errors);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static long iters = 200000;
 static _Atomic long bad_payloads;
@@ -174,15 +175,29 @@ static void *ring_producer(void *arg) {
   for (long i = 0; i < iters; i++) {
     size_t n = msg_size(&s);
     if (n > 16384) n = 16384;
-    unsigned char *p;
-    while ((p = zc_ring_alloc(ring, n)) == NULL) {
-      if (errno != EAGAIN) {
-        atomic_fetch_add(&bad_payloads, 1);
-        break;
+    unsigned char *p = NULL;
+    switch (i % 4) {
+    case 0: /* spin */
+      while ((p = zc_ring_alloc(ring, n)) == NULL && errno == EAGAIN) sched_yield();
+      break;
+    case 1: /* sleep on the futex until the consumer frees */
+      p = zc_ring_alloc_wait(ring, n, -1);
+      break;
+    case 2: /* reserve twice the size, commit the real one */
+      while ((p = zc_ring_reserve(ring, n * 2 > 16384 ? 16384 : n * 2)) == NULL && errno == EAGAIN)
+        sched_yield();
+      if (p != NULL && zc_ring_commit(ring, p, n) != 0) p = NULL;
+      break;
+    default: /* wait with a timeout, and trim now and then */
+      while ((p = zc_ring_alloc_wait(ring, n, 1)) == NULL && errno == ETIMEDOUT) {
       }
-      sched_yield();
+      if (i % 64 == 3) zc_ring_trim(ring);
+      break;
     }
-    if (p == NULL) continue;
+    if (p == NULL) {
+      atomic_fetch_add(&bad_payloads, 1);
+      continue;
+    }
     fill(p, n, rng(&s));
     q_push_wait(&rq, p);
   }
@@ -216,13 +231,38 @@ static void *ring_consumer(void *arg) {
   return NULL;
 }
 
+/* A third thread reads the stats all along: no difference of two counters may wrap. */
+static void *ring_watcher(void *arg) {
+  long bad = 0;
+  while (!atomic_load(&ring_done)) {
+    struct timespec pause = {0, 20000}; /* 20 us: a watcher, not a third busy thread on two cores */
+    nanosleep(&pause, NULL);
+    zc_ring_stats_t s;
+    zc_ring_stats(ring, &s);
+    if (s.in_use > s.held || s.occupied > s.held || s.frees > s.allocs || s.requested > s.in_use ||
+        s.wasted > s.held || s.resident > s.held) {
+      if (bad++ == 0)
+        fprintf(stderr, "ring stats: in_use %lu occupied %lu held %lu frees %lu allocs %lu requested %lu wasted %lu\n",
+                (unsigned long)s.in_use, (unsigned long)s.occupied, (unsigned long)s.held,
+                (unsigned long)s.frees, (unsigned long)s.allocs, (unsigned long)s.requested,
+                (unsigned long)s.wasted);
+    }
+  }
+  *(long *)arg = bad;
+  return NULL;
+}
+
 static void stress_ring(void) {
   ring = zc_ring_create(128, 512); /* 64 KiB: full often with 16 KiB messages */
-  pthread_t a, b;
+  pthread_t a, b, w;
+  long watch_bad = 0;
   pthread_create(&a, NULL, ring_producer, NULL);
   pthread_create(&b, NULL, ring_consumer, NULL);
+  pthread_create(&w, NULL, ring_watcher, &watch_bad);
   pthread_join(a, NULL);
   pthread_join(b, NULL);
+  pthread_join(w, NULL);
+  CHECK_EQ(watch_bad, 0);
   zc_ring_stats_t s;
   zc_ring_stats(ring, &s);
   CHECK_EQ(s.allocs, iters);
@@ -296,13 +336,51 @@ static void stress_pool(void) {
   CHECK_EQ(atomic_load(&pool_cleanups), 2 * (iters / 100));
 }
 
+/* destroy_wait while another thread is still freeing: it must wait for the last free, then unmap. */
+static void *free_slowly(void *arg) {
+  void **v = arg;
+  for (int i = 0; v[i]; i++) {
+    zc_pages_free(v[i]);
+    if (i % 256 == 0) sched_yield();
+  }
+  return NULL;
+}
+
+static void stress_destroy_wait(void) {
+  for (int round = 0; round < 20; round++) {
+    zc_pages_t *pg = zc_pages_create(NULL);
+    enum { N = 3000 };
+    static void *v[N + 1];
+    for (int i = 0; i < N; i++) v[i] = zc_pages_alloc(pg, i % 50 == 0 ? 70000 : 200);
+    v[N] = NULL;
+    pthread_t t;
+    pthread_create(&t, NULL, free_slowly, v);
+    CHECK_EQ(zc_pages_destroy_wait(pg, -1), 0);
+    pthread_join(t, NULL);
+  }
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int main(int argc, char **argv) {
+  if (getenv("ZC_LT_STRESS_ITERS")) iters = atol(getenv("ZC_LT_STRESS_ITERS"));
   if (argc > 1) iters = atol(argv[1]);
   if (iters < 1000) iters = 1000;
   unsigned long errors_before = zc_error_count();
+  double t0 = now_s();
   stress_pages();
+  double t1 = now_s();
   stress_ring();
+  double t2 = now_s();
   stress_pool();
+  double t3 = now_s();
+  stress_destroy_wait();
+  printf("seconds: pages %.1f, ring %.1f, pool %.1f, destroy_wait %.1f\n", t1 - t0, t2 - t1, t3 - t2,
+         now_s() - t3);
   CHECK_EQ(atomic_load(&bad_payloads), 0);
   CHECK_EQ(zc_error_count() - errors_before, 0);
   TEST_DONE("test_lifetime_stress");

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PAGE (64u << 10)
 
@@ -162,18 +163,21 @@ static void test_misuse(void) {
   CHECK_REPORTS(1, zc_pages_free((char *)((uintptr_t)obj[0] & ~(uintptr_t)((4u << 20) - 1)))); /* header */
   CHECK_REPORTS(1, zc_pages_free(obj[0] + 10 * PAGE)); /* a page never carved from the chunk */
   free(m);
-  /* A double free of obj[5] while other objects of its page are live cannot be told from the free of one
-   * of them (no per-object header): it is taken silently, and reported when the count would go below
-   * zero, i.e. at the free of the page's last object. */
+  /* A double free of obj[5] while other objects of its page are live: the live bitmap says no object
+   * starts there any more, so it is reported at once and the count is not touched. */
   unsigned long before = zc_error_count();
   zc_pages_free(obj[5]);
-  zc_pages_free(obj[5]);
-  CHECK_EQ(zc_error_count() - before, 0);
+  CHECK_REPORTS(1, zc_pages_free(obj[5]));
+  CHECK_REPORTS(1, zc_pages_free(obj[6] + 16)); /* 16-aligned, inside a live object */
+  CHECK_REPORTS(1, zc_pages_free(obj[6] + 496)); /* the object's last 16 bytes */
   for (int i = 0; i < N - 1; i++)
     if (i != 5) zc_pages_free(obj[i]);
-  CHECK_EQ(zc_error_count() - before, 0);
-  CHECK_REPORTS(1, zc_pages_free(obj[N - 1])); /* the page was recycled one free early */
-  CHECK_EQ(stats(pg).errors, 4); /* the foreign pointers are not charged to any allocator */
+  CHECK_EQ(zc_error_count() - before, 3);
+  CHECK_EQ(stats(pg).pages_busy, 2); /* obj[N - 1] still holds its page */
+  zc_pages_free(obj[N - 1]); /* the real last free recycles it */
+  CHECK_EQ(zc_error_count() - before, 3);
+  CHECK_EQ(stats(pg).pages_busy, 1);
+  CHECK_EQ(stats(pg).errors, 6); /* the foreign pointers are not charged to any allocator */
   zc_pages_destroy(pg);
 
   /* exact detection once a page's objects are all freed */
@@ -203,17 +207,134 @@ static void test_misuse(void) {
   CHECK_EQ(stats(pg).wasted, 0);
   zc_pages_destroy(pg);
 
-  /* more frees than objects on the current page: found when it is retired, the page is quarantined */
+  /* a double free on the current page is caught at once too, and the page still restarts normally */
   pg = zc_pages_create(NULL);
   char *x = zc_pages_alloc(pg, 64), *y = zc_pages_alloc(pg, 64);
   zc_pages_free(x);
-  zc_pages_free(x);
+  CHECK_REPORTS(1, zc_pages_free(x));
   zc_pages_free(y);
-  CHECK_REPORTS(1, CHECK(zc_pages_alloc(pg, PAGE) != NULL));
   zc_pages_stats_t s = stats(pg);
   CHECK_EQ(s.errors, 1);
-  CHECK_EQ(s.pages_busy, 2); /* the quarantined page is never recycled */
+  CHECK_EQ(s.frees, 2);
+  CHECK(zc_pages_alloc(pg, PAGE - 16) == x); /* all freed: the current page restarted */
   zc_pages_destroy(pg);
+}
+
+/* Issue 10, item 1: the double free of A while B lives on the same page used to count as a free, the page
+ * was recycled one free early and reused first, and the next objects overwrote B. Now: B is never
+ * overwritten, B's own free is accepted, and the double free is reported. */
+static void test_double_free_no_overwrite(void) {
+  zc_pages_t *pg = zc_pages_create(NULL);
+  enum { N = PAGE / 1024 };
+  char *o[N];
+  for (int i = 0; i < N; i++) o[i] = zc_pages_alloc(pg, 1024);
+  CHECK(zc_pages_alloc(pg, 16) != NULL); /* page 1 retired */
+  for (int i = 0; i < N - 1; i++) zc_pages_free(o[i]);
+  char *b = o[N - 1]; /* the survivor */
+  memset(b, 0xbb, 1024);
+  CHECK_REPORTS(1, zc_pages_free(o[0])); /* the double free */
+  /* reuse: allocate two pages' worth; none of it may land on b */
+  char *fresh[2 * N];
+  for (int i = 0; i < 2 * N; i++) {
+    fresh[i] = zc_pages_alloc(pg, 1024);
+    CHECK(fresh[i] + 1024 <= b || fresh[i] >= b + 1024);
+    memset(fresh[i], 0x11, 1024);
+  }
+  int intact = 1;
+  for (int i = 0; i < 1024; i++) intact &= (unsigned char)b[i] == 0xbb;
+  CHECK(intact);
+  unsigned long before = zc_error_count();
+  zc_pages_free(b); /* its own free: accepted, recycles page 1 */
+  for (int i = 0; i < 2 * N; i++) zc_pages_free(fresh[i]);
+  CHECK_EQ(zc_error_count() - before, 0);
+  CHECK_EQ(stats(pg).errors, 1);
+  zc_pages_destroy(pg);
+}
+
+/* Issue 10, item 2: max_empty = SIZE_MAX means never purge (it was compared as -1: everything purged). */
+static void test_never_purge(void) {
+  long delay = zc_option_get(zc_option_purge_delay);
+  zc_option_set(zc_option_purge_delay, 0);
+  zc_pages_config_t cfg = {.max_empty = SIZE_MAX};
+  zc_pages_t *pg = zc_pages_create(&cfg);
+  char *o[12];
+  for (int p = 0; p < 12; p++) o[p] = zc_pages_alloc(pg, PAGE - 16);
+  for (int p = 0; p < 11; p++) zc_pages_free(o[p]);
+  CHECK(zc_pages_alloc(pg, PAGE - 16) == o[10]); /* takes a page: the owner's trim runs */
+  CHECK_EQ(stats(pg).pages_purged, 0);
+  zc_pages_collect(pg); /* an explicit collect still purges */
+  CHECK_EQ(stats(pg).pages_purged, 10);
+  zc_pages_destroy(pg);
+  zc_option_set(zc_option_purge_delay, delay);
+}
+
+/* calloc zeroes reused memory; usable size is the rounded size and is refused for non-objects. */
+static void test_calloc_usable(void) {
+  zc_pages_t *pg = zc_pages_create(NULL);
+  enum { N = PAGE / 1024 };
+  char *o[N];
+  for (int i = 0; i < N; i++) {
+    o[i] = zc_pages_alloc(pg, 1017);
+    memset(o[i], 0xee, 1017);
+    CHECK_EQ(zc_pages_usable_size(o[i]), 1024);
+  }
+  CHECK_EQ(zc_pages_usable_size(NULL), 0);
+  for (int i = 0; i < N; i++) zc_pages_free(o[i]); /* current page: restarts on the next call */
+  char *z = zc_pages_calloc(pg, 300, 10);
+  CHECK(z == o[0]);
+  int zero = 1;
+  for (int i = 0; i < 3000; i++) zero &= z[i] == 0;
+  CHECK(zero);
+  CHECK_EQ(zc_pages_usable_size(z), 3008); /* the old ends of the page were forgotten at the restart */
+  char *t = zc_pages_alloc(pg, 0), *u = zc_pages_alloc_aligned(pg, 256, 33);
+  CHECK_EQ(zc_pages_usable_size(t), 16);
+  CHECK_EQ(zc_pages_usable_size(u), 48);
+  char *big = zc_pages_calloc(pg, 3, PAGE);
+  CHECK(big != NULL && big[3 * PAGE - 1] == 0);
+  CHECK(zc_pages_usable_size(big) >= 3 * PAGE);
+  errno = 0;
+  CHECK(zc_pages_calloc(pg, SIZE_MAX / 2, 3) == NULL && errno == ENOMEM);
+  CHECK_REPORTS(1, CHECK_EQ(zc_pages_usable_size(z + 16), 0));
+  zc_pages_free(t);
+  CHECK_REPORTS(1, CHECK_EQ(zc_pages_usable_size(t), 0));
+  zc_pages_free(big);
+  zc_pages_free(z);
+  zc_pages_free(u);
+  zc_pages_destroy(pg);
+}
+
+/* destroy_wait refuses (EBUSY, nothing changed) while an object is live, destroys once all are freed. */
+static void *free_later(void *arg) {
+  struct timespec ts = {0, 20 * 1000 * 1000};
+  nanosleep(&ts, NULL);
+  zc_pages_free(arg);
+  return NULL;
+}
+
+static void test_destroy_wait(void) {
+  zc_pages_t *pg = zc_pages_create(NULL);
+  char *a = zc_pages_alloc(pg, 100), *big = zc_pages_alloc(pg, 2 * PAGE);
+  errno = 0;
+  CHECK(zc_pages_destroy_wait(pg, 0) == -1 && errno == EBUSY);
+  zc_pages_free(a);
+  errno = 0;
+  CHECK(zc_pages_destroy_wait(pg, 0) == -1 && errno == EBUSY); /* the large object is live */
+  CHECK(zc_pages_alloc(pg, 100) != NULL); /* still usable after a refusal */
+  zc_pages_stats_t s = stats(pg);
+  CHECK_EQ(s.allocs - s.frees, 2);
+  zc_pages_destroy(pg);
+
+  pg = zc_pages_create(NULL);
+  enum { N = 3 * PAGE / 512 };
+  for (int i = 0; i < N; i++) zc_pages_free(zc_pages_alloc(pg, 500)); /* some recycled pages */
+  a = zc_pages_alloc(pg, 500);
+  pthread_t t;
+  pthread_create(&t, NULL, free_later, a);
+  CHECK_EQ(zc_pages_destroy_wait(pg, -1), 0); /* waits for the other thread's free */
+  pthread_join(t, NULL);
+  errno = 0;
+  CHECK(zc_pages_destroy_wait(NULL, 0) == -1 && errno == EINVAL);
+  (void)big;
 }
 
 /* max_empty = 1 (so a freeing thread purges beyond 4): the owner trims the coldest dirty page when it takes
@@ -302,6 +423,41 @@ static void *free_all(void *arg) {
   return NULL;
 }
 
+/* Issue 10, item 5: the limit measures memory, not address space. Pages emptied and purged no longer count
+ * (held stays, resident drops), so a large object fits where only address space was used; without an
+ * explicit collect, the allocator purges its empty pages itself before refusing. */
+static void test_limit_resident(void) {
+  zc_pages_config_t cfg = {.limit = 8u << 20, .max_empty = 64}; /* freeing threads purge nothing */
+  zc_pages_t *pg = zc_pages_create(&cfg);
+  enum { N = 90 }; /* 90 pages: two chunks */
+  char *o[N];
+  for (int i = 0; i < N; i++) {
+    o[i] = zc_pages_alloc(pg, PAGE - 16);
+    CHECK(o[i] != NULL);
+  }
+  errno = 0;
+  CHECK(zc_pages_alloc(pg, 3u << 20) == NULL && errno == ENOMEM); /* 90 live pages: no room */
+  for (int i = 0; i < N - 1; i++) zc_pages_free(o[i]);
+  zc_pages_stats_t s = stats(pg);
+  CHECK_EQ(s.held, 8u << 20);
+  CHECK(s.resident > (5u << 20)); /* empty but dirty */
+  char *big = zc_pages_alloc(pg, 3u << 20); /* the allocator purges the empty pages to make room */
+  CHECK(big != NULL);
+  s = stats(pg);
+  CHECK(s.pages_purged >= 40);
+  CHECK(s.resident <= cfg.limit);
+  CHECK(s.held > cfg.limit); /* address space beyond the limit: only memory is limited */
+  /* purged pages count again when they are reused: the limit still holds */
+  int n = 0;
+  while (zc_pages_alloc(pg, PAGE - 16) != NULL) n++;
+  CHECK(errno == ENOMEM);
+  s = stats(pg);
+  CHECK(s.resident <= cfg.limit);
+  CHECK(n > 20 && n < 80);
+  zc_pages_free(big);
+  zc_pages_destroy(pg);
+}
+
 static void test_remote_free(void) {
   zc_pages_t *pg = zc_pages_create(NULL);
   enum { N = 2 * PAGE / 256 };
@@ -331,5 +487,10 @@ int main(void) {
   test_purge();
   test_limit();
   test_remote_free();
+  test_limit_resident();
+  test_double_free_no_overwrite();
+  test_never_purge();
+  test_calloc_usable();
+  test_destroy_wait();
   TEST_DONE("test_pages");
 }
