@@ -174,7 +174,8 @@ def test_programs(bindir):
         check(counts.get("mmap", 0) >= 1 and counts.get("munmap", 0) >= 1,
               f"strace pass: glibc's mmap and munmap of big buffers are counted (got {counts})")
         counts, ops, err = syscalls.run_traced(
-            [os.path.join(bindir, "rounds"), "-q", "threads=2", "rounds=3", "objects=10"], None, 120, tmp, line_re)
+            [os.path.join(bindir, "rounds"), "-q", "threads=2", "rounds=3", "objects=10"], None, 120, tmp,
+            line_re)
         check(err is None and (counts or {}).get("stack_mmap", 0) >= 1,
               f"strace pass: thread stacks are recognised and counted apart (got {counts}, {err})")
     if shutil.which("valgrind") is None:
@@ -190,7 +191,7 @@ def test_programs(bindir):
             alloc, in_malloc, in_free = callgrind.parse(out) if ok else (0, 0, 0)
             # glibc: a 32 B pair takes over 50 instructions; malloc and free are both called 1000 times.
             check(ok and in_malloc > 1000 * 10 and in_free > 1000 * 10,
-                  f"callgrind: the loop's malloc and free calls are found (malloc {in_malloc}, free {in_free})")
+                  f"callgrind: the loop's malloc and free calls are found ({in_malloc}, {in_free})")
             check(ok and abs(alloc - in_malloc - in_free) <= alloc * 0.05,
                   f"callgrind: malloc + free is what the allocator ran ({in_malloc} + {in_free} vs {alloc})")
 
