@@ -44,6 +44,19 @@ double zb_run_threads(unsigned n, void *(*fn)(void *), pthread_barrier_t *start)
 size_t zb_rss_bytes(void);      /* resident set size from /proc/self/statm */
 void zb_sleep(double seconds);
 
+/* ---- the measured phase: secondary metrics per operation ---- */
+
+/* Mark the start and the end of the measured phase, from any one thread. zb_phase_end(ops) reports
+ *   ops_done       the operations of the phase (the unit is the program's: a message, a malloc/free pair,
+ *                  a buffer), so the runner can divide counts it took from outside (system calls) by it;
+ *   faults_per_op  minor page faults of the whole process during the phase (getrusage: every thread,
+ *                  exited ones too) per operation;
+ *   cpu_us_per_op  user + system CPU time of the process during the phase per operation, microseconds.
+ * Each mark also makes one faccessat() call on a path that does not exist ("/zcbench-phase/begin",
+ * ".../end"), which the runner's strace pass uses to count only the phase's system calls. */
+void zb_phase_begin(void);
+void zb_phase_end(uint64_t ops);
+
 /* ---- random numbers: splitmix64, one state per thread, deterministic from the seed ---- */
 typedef struct { uint64_t s; } zb_rng;
 

@@ -4,12 +4,15 @@
  * and allocates a new block of a new size there; after G operations it starts a fresh thread, hands it
  * the array and exits. So blocks are freed by threads that did not allocate them, often after their
  * allocating thread is gone ("bleeding" in the paper), and threads come and go all the time.
- * Sizes: Pareto from 16 B (median 32 B, 1.6% above 1 KiB, cut at 8 KiB), not Larson's uniform 10-500 B.
+ * Sizes: uniform in [min, max] = 8..1000 B, the parameters mimalloc-bench runs larson with (5000 blocks
+ * per thread, 8..1000 B); Larson's paper used 10..500 B.
  *
  * Invariant checked: every block freed carries the size and seed it was written with.
  *
- * Parameters: threads=2 slots=1000 ops=<per chain> gen=<ops per thread before the hand-off> seed=1
- * Metrics: ops (malloc+free pairs per second, primary). */
+ * Parameters: threads=2 slots=5000 ops=<per chain> gen=100000 (ops per thread before the hand-off) min=8
+ *   max=1000 seed=1
+ * Metrics: ops (malloc+free pairs per second, primary);
+ *   per pair: faults_per_op, cpu_us_per_op (the measured phase, see common.h). */
 #define _GNU_SOURCE
 #include "common.h"
 
@@ -26,7 +29,12 @@ typedef struct {
   uint64_t serial;
 } chain_t;
 
-static uint64_t nslots, gen_ops;
+static uint64_t nslots, gen_ops, min_size, max_size;
+
+/* Uniform in [min, max], as Larson's original and mimalloc-bench's run of it (8..1000 B). */
+static size_t block_size(zb_rng *r) {
+  return (size_t)(min_size + zb_below(r, max_size - min_size + 1));
+}
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 static unsigned chains_done;
@@ -39,7 +47,7 @@ static void *worker(void *arg) {
     uint64_t i = zb_below(&ch->r, nslots);
     zb_check(ch->slot[i], ch->size[i], ch->seed[i]);
     free(ch->slot[i]);
-    size_t s = zb_size_pareto(&ch->r, 16, 8192);
+    size_t s = block_size(&ch->r);
     ch->slot[i] = zb_xmalloc(s);
     ch->size[i] = s;
     ch->seed[i] = ++ch->serial;
@@ -66,12 +74,16 @@ static void *worker(void *arg) {
 int main(int argc, char **argv) {
   zb_init(argc, argv, "larson");
   unsigned nthreads = (unsigned)zb_param("threads", 2, 2);
-  nslots = zb_param("slots", 1000, 1000);
+  nslots = zb_param("slots", 5000, 5000);
   uint64_t ops = zb_param("ops", 6000000, 1500000);
-  gen_ops = zb_param("gen", 20000, 20000);
+  gen_ops = zb_param("gen", 100000, 100000);
+  min_size = zb_param("min", 8, 8);
+  max_size = zb_param("max", 1000, 1000);
   uint64_t seed = zb_param("seed", 1, 1);
   zb_params_done();
   if (nthreads < 1 || nslots < 1 || gen_ops < 1) zb_die("threads, slots and gen must be >= 1");
+  if (min_size < 1 || max_size < min_size || max_size > ((uint64_t)1 << 30))
+    zb_die("need 1 <= min <= max <= 1G");
 
   chain_t *ch = zb_xmalloc(sizeof(chain_t) * nthreads);
   for (unsigned c = 0; c < nthreads; c++) {
@@ -82,12 +94,13 @@ int main(int argc, char **argv) {
     ch[c].ops_left = ops;
     ch[c].serial = (uint64_t)c << 48;
     for (uint64_t i = 0; i < nslots; i++) {  /* the first blocks come from the main thread */
-      ch[c].size[i] = zb_size_pareto(&ch[c].r, 16, 8192);
+      ch[c].size[i] = block_size(&ch[c].r);
       ch[c].slot[i] = zb_xmalloc(ch[c].size[i]);
       ch[c].seed[i] = ++ch[c].serial;
       zb_fill(ch[c].slot[i], ch[c].size[i], ch[c].seed[i]);
     }
   }
+  zb_phase_begin();
   double t0 = zb_now();
   for (unsigned c = 0; c < nthreads; c++) {
     pthread_t t;
@@ -101,6 +114,7 @@ int main(int argc, char **argv) {
   while (chains_done < nthreads) pthread_cond_wait(&done_cond, &done_lock);
   pthread_mutex_unlock(&done_lock);
   double dt = zb_now() - t0;
+  zb_phase_end(ops * nthreads);
 
   zb_report("ops", (double)(ops * nthreads) / dt, "ops/s", true);
   zb_report("time", dt, "s", false);

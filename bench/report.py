@@ -27,9 +27,38 @@ def fmt_num(v):
     return f"{v:.3g}"
 
 
+def spread(cell):
+    """Half the spread of a cell's runs, (max - min) / 2, relative to its median; 0 with fewer than 2 runs."""
+    runs_ = cell.get("runs") or []
+    if len(runs_) < 2 or not cell.get("median"):
+        return 0.0
+    return (max(runs_) - min(runs_)) / 2 / abs(cell["median"])
+
+
+def verdict(row):
+    """The best column of a row, or "tie: a, b" when the row's ± is at least the gap between the first
+    two: the larger ± of the two cells, against the second's ratio - 1. Every column whose gap to the best
+    is within the larger ± of it and the best is named in the tie. "-" when fewer than two cells rank."""
+    cells = sorted(((c, x) for c, x in row["cells"].items() if x.get("ratio") is not None),
+                   key=lambda cx: cx[1]["ratio"])
+    if not cells:
+        return "-"
+    if len(cells) < 2:
+        return cells[0][0]
+    best = cells[0][1]
+    if max(spread(best), spread(cells[1][1])) < cells[1][1]["ratio"] - best["ratio"]:
+        return cells[0][0]
+    tied = [c for c, x in cells if x["ratio"] - best["ratio"] <= max(spread(best), spread(x))]
+    return "tie: " + ", ".join(tied)
+
+
+SPREAD_METRICS = ("faults_per_op",)  # non-primary rows that show their ±
+
+
 def table_lines(rows, cols, md):
-    """A table: one line per row, a cell per column 'median (ratio)'."""
-    head = ["benchmark", "metric"] + cols
+    """A table: one line per row, a cell per column 'median ±spread (ratio)', and the row's best column
+    (or a tie, see verdict())."""
+    head = ["benchmark", "metric"] + cols + ["best"]
     body = []
     prev = None
     for r in rows:
@@ -40,37 +69,42 @@ def table_lines(rows, cols, md):
         for c in cols:
             cell = r["cells"].get(c)
             if not cell or cell["median"] is None:
-                line.append("fail" if cell is not None else "-")
+                line.append("n/a" if cell and cell.get("na") else "fail" if cell is not None else "-")
                 continue
             rt = cell["ratio"]
             s = fmt_num(cell["median"])
-            runs_ = cell.get("runs") or []
-            if r["primary"] and len(runs_) >= 2 and cell["median"]:
-                # The spread of the runs, (max - min) / median: how far to trust a ratio near 1.
-                s += f" ±{100 * (max(runs_) - min(runs_)) / 2 / abs(cell['median']):.0f}%"
+            if (r["primary"] or r["metric"] in SPREAD_METRICS) and len(cell.get("runs") or []) >= 2 \
+                    and cell["median"]:
+                # The spread of the runs: how far to trust a ratio near 1.
+                s += f" ±{100 * spread(cell):.0f}%"
             if rt is not None:
                 s += f" ({rt:.2f})" if not (md and rt <= 1.0005) else " (**1.00**)"
             line.append(s)
+        line.append(verdict({"cells": {c: x for c, x in r["cells"].items() if c in cols}}))
         body.append(line)
     if md:
-        out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(cols)) + "|"]
+        out = ["| " + " | ".join(head) + " |",
+               "|" + "|".join(["---"] * 2 + ["---:"] * len(cols) + ["---"]) + "|"]
         out += ["| " + " | ".join(l) + " |" for l in body]
         return out
     w = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
-    fmt = lambda l: "  ".join(str(x).ljust(w[i]) if i < 2 else str(x).rjust(w[i]) for i, x in enumerate(l))
+    fmt = lambda l: "  ".join(str(x).ljust(w[i]) if i < 2 or i == len(l) - 1 else str(x).rjust(w[i])
+                              for i, x in enumerate(l))
     return [fmt(head), "-" * len(fmt(head))] + [fmt(l) for l in body]
 
 
 def fastpath_lines(fp, md):
-    """Per allocator and size: instructions in malloc+free per pair, and with the caller's loop."""
+    """Per allocator and size: instructions per pair in malloc, in free, in both (the allocator), and with
+    the caller's loop. fp: {allocator: {size: (malloc+free, with loop, malloc, free) or None}}."""
     if not fp:
         return []
     sizes = sorted({s for v in fp.values() for s in v})
-    head = ["allocator"] + [f"{s} B: malloc+free" for s in sizes] + [f"{s} B: with loop" for s in sizes]
+    parts = (("malloc", 2), ("free", 3), ("malloc+free", 0), ("with loop", 1))
+    head = ["allocator"] + [f"{s} B: {p}" for s in sizes for p, _ in parts]
     cell = lambda v, i: "-" if v is None else f"{v[i]:.1f}"
-    body = [[a] + [cell(fp[a].get(s), 0) for s in sizes] + [cell(fp[a].get(s), 1) for s in sizes] for a in fp]
+    body = [[a] + [cell(fp[a].get(s), i) for s in sizes for _, i in parts] for a in fp]
     if md:
-        return (["| " + " | ".join(head) + " |", "|---|" + "---:|" * (2 * len(sizes))]
+        return (["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(parts) * len(sizes))]
                 + ["| " + " | ".join(l) + " |" for l in body])
     w = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
     fmt = lambda l: "  ".join(x.ljust(w[i]) if i == 0 else x.rjust(w[i]) for i, x in enumerate(l))

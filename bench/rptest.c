@@ -10,7 +10,8 @@
  * Invariant checked: every block freed (locally or remotely) carries its header and payload.
  *
  * Parameters: threads=2 live=4096 batch=64 steps=<per thread> cross=10 seed=1
- * Metrics: ops (malloc+free pairs per second, primary). */
+ * Metrics: ops (malloc+free pairs per second, primary);
+ *   per pair: faults_per_op, cpu_us_per_op (the measured phase, see common.h). */
 #define _GNU_SOURCE
 #include "common.h"
 
@@ -129,10 +130,12 @@ int main(int argc, char **argv) {
   for (unsigned i = 0; i < nthreads; i++) atomic_init(&peers[i].inbox, NULL);
   pthread_barrier_init(&bar, NULL, nthreads);
   pthread_t th[256];
+  zb_phase_begin();
   double t0 = zb_now();
   for (unsigned i = 0; i < nthreads; i++) pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i);
   for (unsigned i = 0; i < nthreads; i++) pthread_join(th[i], NULL);
   double dt = zb_now() - t0;
+  zb_phase_end(atomic_load(&total_ops));
   free(peers);
   zb_report("ops", (double)atomic_load(&total_ops) / dt, "ops/s", true);
   zb_report("time", dt, "s", false);

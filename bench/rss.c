@@ -14,7 +14,8 @@
  *
  * Parameters: total=1G medium=3 (percent of blocks) delay=1000 (ms) seed=1
  * Metrics (MiB, lower is better): rss_free_1s (all freed, after the delay: primary), rss_full,
- *   rss_90 (90% freed, at once), rss_90_1s, rss_free; live_full, live_90 (live data). */
+ *   rss_90 (90% freed, at once), rss_90_1s, rss_free; live_full, live_90 (live data); per block (its malloc
+ *   and its free, the sleeps included): faults_per_op, cpu_us_per_op (see common.h). */
 #define _GNU_SOURCE
 #include "common.h"
 
@@ -48,6 +49,7 @@ int main(int argc, char **argv) {
    * holds it; pages touched later are the allocator's share of the error, not the benchmark's. */
   memset(b, 0, (total / 200 < cap ? total / 200 : cap) * sizeof(blk_t));
   size_t base = zb_rss_bytes();
+  zb_phase_begin();
 
   size_t n = 0, live = 0;
   while (live < total && n < cap) {
@@ -82,6 +84,7 @@ int main(int argc, char **argv) {
   size_t rss_free = above(zb_rss_bytes(), base);
   zb_sleep((double)delay / 1000.0);
   size_t rss_free_1s = above(zb_rss_bytes(), base);
+  zb_phase_end(n);  /* per block: its malloc and its free */
 
   zb_report("rss_free_1s", mib(rss_free_1s), "MiB", false);
   zb_report("rss_full", mib(rss_full), "MiB", false);

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Self-test of the benchmark runner's arithmetic and parsers (ctest: bench_selftest).
+
+    bench/selftest.py [<build>/bench]
+
+Checks, on made-up inputs, what the report's figures rest on: the "tie" verdict, the system-call count of
+the measured phase (marks, unfinished calls, thread stacks counted apart) and the split of a callgrind
+profile into malloc and free. Given the directory of the built programs, it also checks the real thing: a
+program's phase lines, a strace pass over a program that maps and unmaps (if strace is installed) and a
+callgrind run of the fast-path loop (if valgrind is). Exits 0 when all pass, 1 on a failure.
+Standard library only.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import callgrind  # noqa: E402
+import syscalls  # noqa: E402
+from report import verdict  # noqa: E402
+
+failures = []
+
+
+def check(cond, what):
+    print(("ok    " if cond else "FAIL  ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def cell(median, runs, ratio):
+    return {"median": median, "runs": runs, "ratio": ratio}
+
+
+def test_verdict():
+    # a: 100 ±5%, b: 90 ±2% (ratio 1.11): the gap 0.11 is wider than the larger ± -> a wins.
+    row = {"cells": {"a": cell(100, [95, 100, 105], 1.0), "b": cell(90, [89, 90, 91], 100 / 90)}}
+    check(verdict(row) == "a", "verdict: a gap wider than both spreads names the best")
+    # a: 100 ±15%, b: 90 (ratio 1.11): the gap is inside a's ± -> tie, both named, best first.
+    row = {"cells": {"a": cell(100, [85, 100, 115], 1.0), "b": cell(90, [89, 90, 91], 100 / 90),
+                     "c": cell(50, [50, 50, 50], 2.0)}}
+    check(verdict(row) == "tie: a, b", "verdict: a gap inside the best's ± is a tie of the two")
+    # The second's spread counts too.
+    row = {"cells": {"a": cell(100, [100, 100, 100], 1.0), "b": cell(90, [70, 90, 110], 100 / 90)}}
+    check(verdict(row) == "tie: a, b", "verdict: a gap inside the second's ± is a tie")
+    row = {"cells": {"a": cell(None, [], None), "b": cell(90, [90], 1.0)}}
+    check(verdict(row) == "b", "verdict: a failed cell does not rank")
+
+
+TRACE = """\
+100 mmap(NULL, 8392704, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_STACK, -1, 0) = 0x7f0000000000
+100 mmap(NULL, 4194304, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7e0000000000
+100 faccessat(AT_FDCWD, "/zcbench-phase/begin", F_OK) = -1 ENOENT (No such file or directory)
+101 madvise(0x7e0000010000, 65536, MADV_DONTNEED <unfinished ...>
+100 mmap(NULL, 8392704, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_STACK, -1, 0 <unfinished ...>
+101 <... madvise resumed>) = 0
+100 <... mmap resumed>) = 0x7d0000000000
+102 madvise(0x7d0000001000, 8000000, MADV_DONTNEED) = 0
+101 madvise(0x7f0000002000, 8000000, MADV_DONTNEED) = 0
+101 munmap(0x7e0000000000, 4194304) = 0
+[pid   103] mmap(NULL, 1048576, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7c0000000000
+100 faccessat(AT_FDCWD, "/zcbench-phase/end", F_OK) = -1 ENOENT (No such file or directory)
+100 munmap(0x7c0000000000, 1048576) = 0
+"""
+
+
+def test_count_phase():
+    with tempfile.NamedTemporaryFile("w", suffix=".trace", delete=False) as f:
+        f.write(TRACE)
+    try:
+        c = syscalls.count_phase(f.name)
+    finally:
+        os.unlink(f.name)
+    check(c is not None, "count_phase: finds the phase marks")
+    c = c or {}
+    check(c.get("madvise") == 1, f"count_phase: one heap madvise in the phase (got {c.get('madvise')})")
+    check(c.get("stack_madvise") == 2,
+          f"count_phase: madvise on both thread stacks counted apart (got {c.get('stack_madvise')})")
+    check(c.get("mmap") == 1 and c.get("stack_mmap") == 1,
+          f"count_phase: the stack mapping made inside the phase counted apart (got {c})")
+    check(c.get("munmap") == 1, "count_phase: the munmap after the end mark is left out")
+    with tempfile.NamedTemporaryFile("w", suffix=".trace", delete=False) as f:
+        f.write("100 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x1000\n")
+    try:
+        check(syscalls.count_phase(f.name) is None, "count_phase: no marks, no counts")
+    finally:
+        os.unlink(f.name)
+
+
+PROFILE = """\
+# callgrind format
+version: 1
+events: Ir
+summary: 1300
+
+ob=(5) /lib/liballoc.so
+fl=(140) ???
+fn=(594) malloc
+0 200
+cfn=(596) malloc_slow
+calls=2 0
+0 100
+
+fn=(596)
+0 100
+
+fn=(672) free
+0 500
+
+ob=(6) /bench/fastpath
+fl=(148) fastpath.c
+fn=(682) zb_fastpath_loop
+24 100
+cob=(5)
+cfi=(140)
+cfn=(594)
+calls=10 -25
+* 300
++1 100
+cfn=(672)
+calls=10 -26
+* 500
+"""
+
+
+def test_callgrind_parse():
+    with tempfile.NamedTemporaryFile("w", suffix=".cg", delete=False) as f:
+        f.write(PROFILE)
+    try:
+        alloc, in_malloc, in_free = callgrind.parse(f.name)
+    finally:
+        os.unlink(f.name)
+    check(alloc == 800, f"callgrind.parse: self costs outside the loop add up (800, got {alloc})")
+    check(in_malloc == 300, f"callgrind.parse: malloc's inclusive cost from the loop (300, got {in_malloc})")
+    check(in_free == 500, f"callgrind.parse: free's inclusive cost from the loop (500, got {in_free})")
+
+
+def run_program(bindir, args):
+    r = subprocess.run([os.path.join(bindir, args[0])] + args[1:], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120, env={k: v for k, v in os.environ.items()
+                                                                  if k != "LD_PRELOAD"})
+    out = r.stdout.decode(errors="replace")
+    return r.returncode, {m.group(1): float(m.group(2))
+                          for m in re.finditer(r"metric=(\S+) value=(\S+)", out)}
+
+
+def test_programs(bindir):
+    rc, m = run_program(bindir, ["larson", "-q", "ops=4000", "gen=1000", "slots=100"])
+    check(rc == 0 and m.get("ops_done") == 8000,
+          f"larson: reports ops_done of its phase (2 chains x 4000 = 8000, got {m.get('ops_done')})")
+    check(m.get("faults_per_op", -1) >= 0 and m.get("cpu_us_per_op", -1) >= 0,
+          "larson: reports faults_per_op and cpu_us_per_op")
+    # 64 buffers of 64 KiB-8 MiB touched page by page: the first touch of a fresh page faults, so the
+    # faults per buffer are at least in the tens (a buffer averages ~1.7 MiB, ~400 pages).
+    rc, m = run_program(bindir, ["large", "-q", "threads=1", "steps=64", "keep=8", "max=8M", "touch=page"])
+    check(rc == 0 and m.get("ops_done") == 64 and m.get("faults_per_op", 0) > 10,
+          f"large touch=page: 64 buffers, faults counted in the phase (got {m})")
+    if not syscalls.available():
+        print("skip  strace pass: strace is not installed")
+    else:
+        line_re = re.compile(r"^zcbench\s+(.*)$")
+        tmp = os.path.join(tempfile.gettempdir(), f"zcbench-selftest-{os.getpid()}.trace")
+        # glibc serves a 32 MiB block by mmap and gives it back by munmap at free: both in the phase.
+        counts, ops, err = syscalls.run_traced(
+            [os.path.join(bindir, "large"), "-q", "threads=1", "steps=3", "keep=1", "max=64M", "seed=3"],
+            None, 120, tmp, line_re)
+        check(err is None and ops == 3, f"strace pass: runs and reads ops_done (error: {err})")
+        counts = counts or {}
+        check(counts.get("mmap", 0) >= 1 and counts.get("munmap", 0) >= 1,
+              f"strace pass: glibc's mmap and munmap of big buffers are counted (got {counts})")
+        counts, ops, err = syscalls.run_traced(
+            [os.path.join(bindir, "rounds"), "-q", "threads=2", "rounds=3", "objects=10"], None, 120, tmp,
+            line_re)
+        check(err is None and (counts or {}).get("stack_mmap", 0) >= 1,
+              f"strace pass: thread stacks are recognised and counted apart (got {counts}, {err})")
+    if shutil.which("valgrind") is None:
+        print("skip  callgrind run: valgrind is not installed")
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "cg.out")
+            r = subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=zb_fastpath_loop",
+                                f"--callgrind-out-file={out}", os.path.join(bindir, "fastpath"),
+                                "pairs=1000", "size=32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               timeout=300, env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+            ok = r.returncode == 0 and os.path.exists(out)
+            alloc, in_malloc, in_free = callgrind.parse(out) if ok else (0, 0, 0)
+            # glibc: a 32 B pair takes over 50 instructions; malloc and free are both called 1000 times.
+            check(ok and in_malloc > 1000 * 10 and in_free > 1000 * 10,
+                  f"callgrind: the loop's malloc and free calls are found ({in_malloc}, {in_free})")
+            check(ok and abs(alloc - in_malloc - in_free) <= alloc * 0.05,
+                  f"callgrind: malloc + free is what the allocator ran ({in_malloc} + {in_free} vs {alloc})")
+
+
+def main():
+    test_verdict()
+    test_count_phase()
+    test_callgrind_parse()
+    if len(sys.argv) > 1:
+        test_programs(sys.argv[1])
+    print(f"selftest: {len(failures)} failed" if failures else "selftest: all passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
