@@ -12,7 +12,7 @@ declare -A need=(
   [pkg-config]=pkgconf
 )
 # libraries without a command: the sanitizer runtimes of gcc
-libs=(libubsan1 libtsan2)
+libs=(libubsan1 libtsan2 libzmq3-dev) # libzmq3-dev: the ZeroMQ transport (zcmem_zmq) and its tests
 
 missing=()
 for cmd in "${!need[@]}"; do
