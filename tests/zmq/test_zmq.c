@@ -58,6 +58,8 @@ static int producer_main(void *arg) {
     zc_stats_t after;
     zc_stats_get(&after);
     CHECK(after.remote_frees > before.remote_frees, "libzmq's I/O thread freed no block into zcmem");
+    CHECK(after.allocated < before.allocated + (4u << 20), "%lu bytes more allocated after every block came back",
+          (unsigned long)(after.allocated - before.allocated));
   }
   zc_zmq_close(z);
   return 0;
