@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,12 +81,13 @@ static inline void sleep_ms(int ms) {
 }
 
 /* Run fn(arg) in a child process (its return value is the exit code). The child closes every inherited fd
- * but keep (the parent's ZeroMQ sockets must not live on in it) and dies after 60 s if it hangs. */
+ * but keep (the parent's ZeroMQ sockets must not live on in it), dies with the parent, and after 60 s if it hangs. */
 static inline pid_t spawn(int (*fn)(void *), void *arg, int keep) {
   fflush(NULL);
   pid_t p = fork();
   CHECK(p >= 0, "fork: %s", strerror(errno));
   if (p == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed parent takes its children along */
     for (int fd = 3; fd < 1024; fd++)
       if (fd != keep) close(fd);
     alarm(60);
