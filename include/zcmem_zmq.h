@@ -138,6 +138,8 @@ ZC_ZMQ_API zc_ep_t *zc_ep_listen(const char *endpoint, zc_chan_role_t role, cons
 ZC_ZMQ_API zc_ep_t *zc_ep_connect(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg);
 ZC_ZMQ_API void zc_ep_close(zc_ep_t *e);
 ZC_ZMQ_API zc_ep_kind_t zc_ep_kind(zc_ep_t *e);
+/* The endpoint: ZeroMQ's as bound or connected (the real port after port *), the channel's path. */
+ZC_ZMQ_API const char *zc_ep_endpoint(zc_ep_t *e);
 ZC_ZMQ_API void *zc_ep_loan(zc_ep_t *e, size_t n);
 ZC_ZMQ_API int zc_ep_send(zc_ep_t *e, void *p, size_t len, uint32_t type);
 ZC_ZMQ_API int zc_ep_send_batch(zc_ep_t *e, const zc_chan_msg_t *msgs, int n);

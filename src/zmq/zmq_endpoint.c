@@ -11,6 +11,7 @@ struct zc_ep_s {
   zc_ep_kind_t kind;
   zc_chan_t *ch;
   zc_zmq_t *z;
+  char path[]; /* the channel's path */
 };
 
 zc_ep_kind_t zc_ep_kind_of(const char *endpoint) {
@@ -20,9 +21,9 @@ zc_ep_kind_t zc_ep_kind_of(const char *endpoint) {
   return ZC_EP_CHANNEL;
 }
 
-static zc_ep_t *wrap(zc_ep_kind_t kind, zc_chan_t *ch, zc_zmq_t *z) {
+static zc_ep_t *wrap(zc_ep_kind_t kind, zc_chan_t *ch, zc_zmq_t *z, const char *path) {
   if (ch == NULL && z == NULL) return NULL;
-  zc_ep_t *e = malloc(sizeof *e);
+  zc_ep_t *e = malloc(sizeof *e + strlen(path) + 1);
   if (e == NULL) {
     int err = errno;
     if (ch != NULL) zc_chan_close(ch);
@@ -30,7 +31,10 @@ static zc_ep_t *wrap(zc_ep_kind_t kind, zc_chan_t *ch, zc_zmq_t *z) {
     errno = err;
     return NULL;
   }
-  *e = (zc_ep_t){kind, ch, z};
+  e->kind = kind;
+  e->ch = ch;
+  e->z = z;
+  memcpy(e->path, path, strlen(path) + 1);
   return e;
 }
 
@@ -39,7 +43,7 @@ zc_ep_t *zc_ep_listen(const char *endpoint, zc_chan_role_t role, const zc_zmq_co
     errno = EINVAL;
     return NULL;
   }
-  if (zc_ep_kind_of(endpoint) == ZC_EP_ZMQ) return wrap(ZC_EP_ZMQ, NULL, zc_zmq_bind(endpoint, role, cfg));
+  if (zc_ep_kind_of(endpoint) == ZC_EP_ZMQ) return wrap(ZC_EP_ZMQ, NULL, zc_zmq_bind(endpoint, role, cfg), "");
   int lfd = zc_chan_listen(endpoint);
   if (lfd < 0) return NULL;
   zc_chan_t *ch = zc_chan_accept(lfd, role, cfg != NULL ? &cfg->chan : NULL);
@@ -47,7 +51,7 @@ zc_ep_t *zc_ep_listen(const char *endpoint, zc_chan_role_t role, const zc_zmq_co
   close(lfd);
   unlink(endpoint);
   errno = err;
-  return wrap(ZC_EP_CHANNEL, ch, NULL);
+  return wrap(ZC_EP_CHANNEL, ch, NULL, endpoint);
 }
 
 zc_ep_t *zc_ep_connect(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg) {
@@ -55,8 +59,8 @@ zc_ep_t *zc_ep_connect(const char *endpoint, zc_chan_role_t role, const zc_zmq_c
     errno = EINVAL;
     return NULL;
   }
-  if (zc_ep_kind_of(endpoint) == ZC_EP_ZMQ) return wrap(ZC_EP_ZMQ, NULL, zc_zmq_connect(endpoint, role, cfg));
-  return wrap(ZC_EP_CHANNEL, zc_chan_connect(endpoint, role, cfg != NULL ? &cfg->chan : NULL), NULL);
+  if (zc_ep_kind_of(endpoint) == ZC_EP_ZMQ) return wrap(ZC_EP_ZMQ, NULL, zc_zmq_connect(endpoint, role, cfg), "");
+  return wrap(ZC_EP_CHANNEL, zc_chan_connect(endpoint, role, cfg != NULL ? &cfg->chan : NULL), NULL, endpoint);
 }
 
 void zc_ep_close(zc_ep_t *e) {
@@ -69,6 +73,7 @@ void zc_ep_close(zc_ep_t *e) {
 }
 
 zc_ep_kind_t zc_ep_kind(zc_ep_t *e) { return e->kind; }
+const char *zc_ep_endpoint(zc_ep_t *e) { return e->kind == ZC_EP_ZMQ ? zc_zmq_endpoint(e->z) : e->path; }
 
 #define DISPATCH(e, chan_call, zmq_call) ((e)->kind == ZC_EP_ZMQ ? (zmq_call) : (chan_call))
 
