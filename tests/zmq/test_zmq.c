@@ -246,10 +246,11 @@ static int t_kill_consumer(void) {
 static int t_restart_producer(void) {
   zc_zmq_t *z = bind_consumer(NULL);
   for (int round = 0; round < 3; round++) {
-    prod_args_t a = {zc_zmq_endpoint(z), 1000u * (round + 1), 500, 0, 0, 0, 1, 0};
+    /* the last producer closes right after its last send: close's linger must still deliver it all */
+    prod_args_t a = {zc_zmq_endpoint(z), 1000u * (round + 1), round < 2 ? 500 : 3000, 0, 0, 0, round < 2, 0};
     pid_t p = spawn(producer_main, &a, -1);
     uint64_t next = 0, deadline = now_ns() + 20000000000ull;
-    while (next < 500) {
+    while (next < (uint64_t)a.count) {
       if (recv_checked(z, a.base, &next, 1000, NULL) == 0) continue;
       /* EPIPE lasts while no producer is connected: until the new one is */
       CHECK((errno == EPIPE || errno == ETIMEDOUT) && next == 0 && now_ns() < deadline,
@@ -259,6 +260,25 @@ static int t_restart_producer(void) {
     expect_epipe(z, 20000);
     CHECK(reap(p) == 0, "producer %d failed", round);
   }
+  zc_zmq_close(z);
+  return 0;
+}
+
+/* A producer that closes right after its last send, towards a consumer that takes little at a time
+ * (high-water mark 2): close waits (linger) until everything has left, nothing is dropped. */
+static int t_linger(void) {
+  zc_zmq_config_t cfg = {.chan.ring_entries = 2};
+  zc_zmq_t *z = bind_consumer(&cfg);
+  prod_args_t a = {zc_zmq_endpoint(z), 1500, 1000, 0, 0, 0, 0, 0};
+  pid_t p = spawn(producer_main, &a, -1);
+  uint64_t next = 0;
+  while (next < (uint64_t)a.count) {
+    CHECK(recv_checked(z, a.base, &next, 20000, NULL) == 0, "receive %lu: %s", (unsigned long)next,
+          strerror(errno));
+    if (next % 100 == 0) sleep_ms(10); /* slow: the producer closes long before we are done */
+  }
+  CHECK(reap(p) == 0, "producer failed");
+  expect_epipe(z, 20000);
   zc_zmq_close(z);
   return 0;
 }
@@ -660,7 +680,7 @@ int main(int argc, char **argv) {
   } tests[] = {{"stream", t_stream},   {"kill_producer", t_kill_producer},
                {"kill_consumer", t_kill_consumer}, {"restart_producer", t_restart_producer},
                {"restart_consumer", t_restart_consumer}, {"garbage", t_garbage},
-               {"heartbeat", t_heartbeat}, {"epoll", t_epoll}, {"hwm", t_hwm}, {"api", t_api},
+               {"heartbeat", t_heartbeat}, {"epoll", t_epoll}, {"hwm", t_hwm}, {"api", t_api}, {"linger", t_linger},
                {"inproc", t_inproc}};
   signal(SIGPIPE, SIG_IGN);
   alarm(110); /* a hang fails the test before ctest's timeout */
