@@ -81,20 +81,23 @@ static inline void sleep_ms(int ms) {
 }
 
 /* Run fn(arg) in a child process (its return value is the exit code). The child closes every inherited fd
- * but keep (the parent's ZeroMQ sockets must not live on in it), dies with the parent, and after 60 s if it hangs. */
-static inline pid_t spawn(int (*fn)(void *), void *arg, int keep) {
+ * but keep and keep2 (the parent's ZeroMQ sockets must not live on in it), dies with the parent, and dies
+ * after 60 s if it hangs. */
+static inline pid_t spawn2(int (*fn)(void *), void *arg, int keep, int keep2) {
   fflush(NULL);
   pid_t p = fork();
   CHECK(p >= 0, "fork: %s", strerror(errno));
   if (p == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed parent takes its children along */
     for (int fd = 3; fd < 1024; fd++)
-      if (fd != keep) close(fd);
+      if (fd != keep && fd != keep2) close(fd);
     alarm(60);
     _exit(fn(arg));
   }
   return p;
 }
+
+static inline pid_t spawn(int (*fn)(void *), void *arg, int keep) { return spawn2(fn, arg, keep, -1); }
 
 /* Exit code of child p, or 128 + signal. */
 static inline int reap(pid_t p) {
