@@ -52,14 +52,21 @@ typedef struct zq_slot_s {
   uint32_t len;
 } zq_slot_t;
 
-/* What the free callback touches; freed by whoever drops the last reference. */
+/* What the free callback touches; freed by whoever drops the last reference. Producer-written and
+ * callback-written counters sit on separate cache lines: per message, the producer and libzmq's I/O thread
+ * each write only their own line (the memory cap reads the other line only when it seems reached). */
 typedef struct zq_tally_s {
-  _Atomic uint64_t refs;      /* 1 for the endpoint + 1 per block libzmq holds */
-  _Atomic uint64_t out_bytes; /* loaned + in flight (16 + size each), for max_bytes */
-  _Atomic uint64_t returned, returned_bytes; /* blocks libzmq gave back (free callback) */
-  _Atomic int space_waiters;
-  pthread_mutex_t lock;       /* only for space: a loan waiting for the memory cap */
+  /* producer threads */
+  _Atomic uint64_t reserved;   /* bytes loaned (16 + size each), minus what was given back unsent */
+  _Atomic uint64_t freed_seen; /* the last value of freed the producer read */
+  int per_block_refs;          /* inproc: each block libzmq holds keeps the tally alive */
+  _Atomic int space_waiters;   /* loans waiting for the memory cap */
+  pthread_mutex_t lock;        /* only for space: a loan waiting for the memory cap */
   pthread_cond_t space;
+  /* the free callback (libzmq's I/O thread) */
+  _Alignas(64) _Atomic uint64_t freed; /* bytes given back by libzmq: in use = reserved - freed */
+  _Atomic uint64_t returned, returned_bytes; /* blocks (payload bytes) libzmq gave back */
+  _Atomic uint64_t refs;       /* 1 for the endpoint (+ 1 per block libzmq holds, inproc) */
 } zq_tally_t;
 
 struct zc_zmq_s {

@@ -35,24 +35,33 @@ void zq_free_cb(void *data, void *hint) {
     atomic_fetch_add_explicit(&t->returned_bytes, bytes - ZQ_HDR, memory_order_relaxed);
     atomic_fetch_add_explicit(&t->returned, 1, memory_order_release);
   }
-  atomic_fetch_sub(&t->out_bytes, bytes);
+  atomic_fetch_add(&t->freed, bytes);
   if (atomic_load(&t->space_waiters) != 0) {
     pthread_mutex_lock(&t->lock);
     pthread_cond_broadcast(&t->space);
     pthread_mutex_unlock(&t->lock);
   }
-  zq_tally_put(t);
+  if (t->per_block_refs) zq_tally_put(t);
 }
 
-/* The memory cap (max_bytes over loaned + in flight): wait for the callback under ZC_CHAN_BLOCK. One
- * message always fits when nothing else is out. */
+/* Bytes in use may grow by `bytes` under the cap: one message always fits when nothing else is out. The
+ * fast test uses the last freed value seen (freed only grows, so it can only overestimate what is out). */
+static int fits(zq_tally_t *t, uint64_t bytes, uint64_t max) {
+  uint64_t after = atomic_fetch_add(&t->reserved, bytes) + bytes;
+  if (after - atomic_load_explicit(&t->freed_seen, memory_order_relaxed) <= max) return 1;
+  uint64_t freed = atomic_load(&t->freed);
+  atomic_store_explicit(&t->freed_seen, freed, memory_order_relaxed);
+  if (after - freed <= max || after - bytes == freed) return 1;
+  atomic_fetch_sub(&t->reserved, bytes);
+  return 0;
+}
+
+/* The memory cap (max_bytes over loaned + in flight): wait for the callback under ZC_CHAN_BLOCK. */
 static int reserve(zc_zmq_t *z, uint64_t bytes) {
   zq_tally_t *t = z->t;
-  uint64_t before = atomic_fetch_add(&t->out_bytes, bytes);
-  if (before == 0 || before + bytes <= z->max_bytes) return 0;
-  atomic_fetch_sub(&t->out_bytes, bytes);
+  if (fits(t, bytes, z->max_bytes)) return 0;
   if (z->policy == ZC_CHAN_FAIL) {
-    errno = EAGAIN;
+    zq_set_error(z, EAGAIN, "loan: memory cap of %llu bytes reached", (unsigned long long)z->max_bytes);
     return -1;
   }
   struct timespec ts;
@@ -65,18 +74,16 @@ static int reserve(zc_zmq_t *z, uint64_t bytes) {
   pthread_mutex_lock(&t->lock);
   z->full_waits++; /* racy count, fine for stats */
   atomic_fetch_add(&t->space_waiters, 1);
-  for (;;) {
-    before = atomic_fetch_add(&t->out_bytes, bytes);
-    if (before == 0 || before + bytes <= z->max_bytes) break;
-    atomic_fetch_sub(&t->out_bytes, bytes);
+  while (!fits(t, bytes, z->max_bytes)) {
     z->sleeps++;
     int w = ms < 0 ? pthread_cond_wait(&t->space, &t->lock) : pthread_cond_timedwait(&t->space, &t->lock, &ts);
-    if (w == ETIMEDOUT) {
+    if (w == ETIMEDOUT && !fits(t, bytes, z->max_bytes)) {
       zq_set_error(z, ETIMEDOUT, "loan: memory cap of %llu bytes still reached after %d ms",
                    (unsigned long long)z->max_bytes, z->block_timeout_ms);
       rc = -1;
       break;
     }
+    if (w == ETIMEDOUT) break;
   }
   atomic_fetch_sub(&t->space_waiters, 1);
   pthread_mutex_unlock(&t->lock);
@@ -93,7 +100,7 @@ void *zc_zmq_loan(zc_zmq_t *z, size_t n) {
   /* A multiple of 16 bytes: zcmem aligns those to 16 (not all other sizes), so the loan is 16-aligned. */
   zq_hdr_t *h = zc_malloc(ZQ_HDR + ((n + 15) & ~(size_t)15));
   if (h == NULL) {
-    atomic_fetch_sub(&z->t->out_bytes, ZQ_HDR + n);
+    atomic_fetch_sub(&z->t->reserved, ZQ_HDR + n);
     errno = ENOMEM;
     return NULL;
   }
@@ -122,7 +129,7 @@ static void give_back(zc_zmq_t *z, zq_hdr_t *h) {
   uint64_t n = h->len;
   h->magic = 0;
   zc_free(h);
-  atomic_fetch_sub(&z->t->out_bytes, ZQ_HDR + n);
+  atomic_fetch_sub(&z->t->reserved, ZQ_HDR + n);
   atomic_fetch_sub_explicit(&z->loaned_msgs, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(&z->loaned_bytes, n, memory_order_relaxed);
 }
@@ -153,17 +160,17 @@ static int send_locked(zc_zmq_t *z, zq_hdr_t *h, size_t len, uint32_t type, uint
   }
   int waited = 0, err;
   for (;;) {
-    atomic_fetch_add_explicit(&z->t->refs, 1, memory_order_relaxed); /* the block's, dropped by the callback */
+    if (z->t->per_block_refs) atomic_fetch_add_explicit(&z->t->refs, 1, memory_order_relaxed); /* the block's */
     if (zmq_msg_send(&msg, z->sock, ZMQ_DONTWAIT) >= 0) {
       z->sent++;
       z->sent_bytes += len;
-      atomic_fetch_sub(&z->t->out_bytes, loaned - len); /* the cap counts what is sent, not what was loaned */
+      if (loaned != len) atomic_fetch_sub(&z->t->reserved, loaned - len); /* the cap counts what is sent */
       atomic_fetch_sub_explicit(&z->loaned_msgs, 1, memory_order_relaxed);
       atomic_fetch_sub_explicit(&z->loaned_bytes, loaned, memory_order_relaxed);
       return 0;
     }
     err = errno;
-    atomic_fetch_sub_explicit(&z->t->refs, 1, memory_order_relaxed); /* still ours: the endpoint's ref holds */
+    if (z->t->per_block_refs) atomic_fetch_sub_explicit(&z->t->refs, 1, memory_order_relaxed); /* not sent */
     if (err == EINTR) continue;
     if (err != EAGAIN) {
       zq_set_error(z, EPROTO, "zmq_msg_send: %s", zmq_strerror(err));
@@ -200,11 +207,11 @@ static int send_locked(zc_zmq_t *z, zq_hdr_t *h, size_t len, uint32_t type, uint
   h->magic = keep ? loan_tag(z, h) : ZQ_DISCARD;
   h->len = keep ? loaned : len;
   if (!keep) {
-    atomic_fetch_sub(&z->t->out_bytes, loaned - len); /* the callback subtracts 16 + len */
+    atomic_fetch_sub(&z->t->reserved, loaned - len); /* the callback counts 16 + len freed */
     atomic_fetch_sub_explicit(&z->loaned_msgs, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&z->loaned_bytes, loaned, memory_order_relaxed);
   }
-  if (!keep) atomic_fetch_add_explicit(&z->t->refs, 1, memory_order_relaxed); /* the callback drops one */
+  if (!keep && z->t->per_block_refs) atomic_fetch_add_explicit(&z->t->refs, 1, memory_order_relaxed);
   zmq_msg_close(&msg);
   errno = err;
   return -1;

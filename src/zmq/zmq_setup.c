@@ -152,6 +152,7 @@ static zc_zmq_t *open_endpoint(const char *endpoint, zc_chan_role_t role, const 
     return NULL;
   }
   z->t->refs = 1;
+  z->t->per_block_refs = strncmp(endpoint, "inproc://", 9) == 0; /* no zmq_ctx_term waits for those */
   pthread_mutex_init(&z->t->lock, NULL);
   pthread_cond_init(&z->t->space, NULL);
   z->inproc = strncmp(endpoint, "inproc://", 9) == 0;
