@@ -30,10 +30,12 @@
  *     it (a remote free). stats.returned counts those frees: "returned" means "the engine let go of it",
  *     not "the consumer released it". The consumer's view is libzmq's receive buffer, not the producer's
  *     memory; release closes that zmq_msg_t. Releasing does not tell the producer anything.
- *   - Copies. libzmq copies anyway in places (measured in docs/zmq.md): a frame below its 8 KiB batch size
- *     is copied into the sending engine's batch buffer; on the receiving side a frame below 33 bytes is
- *     copied into the message itself, and larger frames are read from the socket into libzmq's buffers
- *     (the unavoidable kernel copy). Zero-copy on send holds for frames of 8 KiB and more.
+ *   - Copies. libzmq copies anyway, measured by test zmq_copies (docs/zmq.md has the table): on send, the
+ *     start of every frame up to its 8 KiB batch buffer (a frame below 8 KiB is copied whole; the rest of
+ *     a larger one goes from the loan to the kernel); on receive, a frame below 33 bytes is copied into
+ *     the message, small frames are mostly views into libzmq's read buffer, and the first 8 KiB of a large
+ *     frame are copied out of it (the rest is read straight into the message). Zero-copy on send thus
+ *     holds beyond the first 8 KiB of each message: 99% of a 1 MiB message, half of a 16 KiB one.
  *   - Sizes. Any size from 1 byte to max_msg (default ZC_ZMQ_MAX_MSG, 4 GiB - 17, since zc_chan_msg_t.len
  *     is 32 bits). The consumer's view is not 16-byte aligned in general (libzmq decides).
  *   - Queue limits. config.chan.ring_entries becomes the high-water marks (ZMQ_SNDHWM, ZMQ_RCVHWM) in
@@ -42,8 +44,8 @@
  *   - Peer loss. Peers are counted from libzmq's socket monitor (connected/accepted, disconnected). Once a
  *     peer has been connected and none is left: send fails with EPIPE (the loan is given back), receive fails
  *     with EPIPE once nothing more arrives (20 ms after the disconnection was seen). EPIPE is not final as on
- *     the channel: ZeroMQ reconnects by itself, and once a (restarted) peer is connected again the calls
- *     work again. Messages that were queued or on the wire when the peer died are lost (the producer's
+ *     the channel: it lasts while no peer is connected; ZeroMQ reconnects by itself, and once a (restarted)
+ *     peer is connected the calls work again (zc_zmq_fd wakes when one connects). Messages that were queued or on the wire when the peer died are lost (the producer's
  *     blocks still come back through libzmq's free callback); nothing is acknowledged end to end.
  *     A dead peer host or a cut network is seen through ZeroMQ heartbeats (heartbeat_ms, then
  *     heartbeat_timeout_ms without an answer): until then calls behave as with a slow peer. inproc://
