@@ -557,6 +557,37 @@ static int t_hwm(void) {
   kill(p, SIGKILL);
   reap(p);
   zc_zmq_close(z);
+  /* The memory cap under ZC_CHAN_BLOCK: with 2 MiB allowed and a consumer that reads nothing, loans wait
+   * for libzmq to give blocks back and time out once it holds them all; when the consumer dies libzmq
+   * drops its queue, the blocks come back, and a loan succeeds again. */
+  zc_zmq_config_t capped = {.chan.ring_entries = 2, .chan.block_timeout_ms = 200, .chan.max_bytes = 2u << 20};
+  z = bind_producer(&capped);
+  cons_args_t a2 = {zc_zmq_endpoint(z), 0, -1, 0, 0};
+  p = spawn(consumer_main, &a2, -1);
+  wait_peer(z);
+  int loans = 0;
+  for (;; loans++) {
+    CHECK(loans < 2000, "2000 loans of 1 MiB under a 2 MiB cap");
+    uint64_t t0 = now_ns();
+    void *m = zc_zmq_loan(z, 1u << 20);
+    if (m == NULL) {
+      double ms = (double)(now_ns() - t0) / 1e6;
+      CHECK(errno == ETIMEDOUT && ms >= 150 && ms < 5000, "loan: %s after %.0f ms", strerror(errno), ms);
+      break;
+    }
+    if (zc_zmq_send(z, m, 1u << 20, 1) != 0) { /* the high-water mark may stop it first: then cancel */
+      CHECK(errno == ETIMEDOUT, "send: %s", strerror(errno));
+      CHECK(zc_zmq_cancel(z, m) == 0, "cancel");
+    }
+  }
+  kill(p, SIGKILL);
+  reap(p);
+  void *again = NULL;
+  uint64_t deadline = now_ns() + 10000000000ull;
+  while ((again = zc_zmq_loan(z, 1u << 20)) == NULL) CHECK(now_ns() < deadline, "the cap never came back");
+  zc_zmq_cancel(z, again);
+  printf("hwm: %d loans of 1 MiB before the 2 MiB cap held\n", loans);
+  zc_zmq_close(z);
   /* ZC_CHAN_FAIL: nobody connected to a bound producer, so nothing can be queued */
   zc_zmq_config_t fail = {.chan.policy = ZC_CHAN_FAIL};
   z = bind_producer(&fail);
