@@ -89,6 +89,7 @@ struct zc_zmq_s {
   uint32_t loan_key;
   _Atomic uint64_t loaned_msgs, loaned_bytes;
   uint64_t sent, sent_bytes, full_waits, sleeps; /* under lock (sleeps: the consumer's own on that side) */
+  _Atomic uint64_t cap_waits, cap_sleeps;        /* loans that waited for the memory cap */
   /* consumer */
   zq_slot_t **chunks;
   uint32_t nchunks, free_head;

@@ -72,10 +72,10 @@ static int reserve(zc_zmq_t *z, uint64_t bytes) {
   if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
   int rc = 0;
   pthread_mutex_lock(&t->lock);
-  z->full_waits++; /* racy count, fine for stats */
+  atomic_fetch_add_explicit(&z->cap_waits, 1, memory_order_relaxed);
   atomic_fetch_add(&t->space_waiters, 1);
   while (!fits(t, bytes, z->max_bytes)) {
-    z->sleeps++;
+    atomic_fetch_add_explicit(&z->cap_sleeps, 1, memory_order_relaxed);
     int w = ms < 0 ? pthread_cond_wait(&t->space, &t->lock) : pthread_cond_timedwait(&t->space, &t->lock, &ts);
     if (w == ETIMEDOUT && !fits(t, bytes, z->max_bytes)) {
       zq_set_error(z, ETIMEDOUT, "loan: memory cap of %llu bytes still reached after %d ms",

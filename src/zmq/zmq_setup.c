@@ -291,8 +291,8 @@ void zc_zmq_stats(zc_zmq_t *z, zc_chan_stats_t *out) {
   if (z->role == ZC_CHAN_PRODUCER) {
     pthread_mutex_lock(&z->lock);
     out->sent = z->sent;
-    out->full_waits = z->full_waits;
-    out->sleeps = z->sleeps;
+    out->full_waits = z->full_waits + atomic_load(&z->cap_waits);
+    out->sleeps = z->sleeps + atomic_load(&z->cap_sleeps);
     uint64_t sent_bytes = z->sent_bytes;
     pthread_mutex_unlock(&z->lock);
     out->returned = atomic_load(&z->t->returned);
