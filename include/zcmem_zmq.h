@@ -43,13 +43,14 @@
  *     (default 1 GiB). max_queued_bytes, first_segment and spin_ns do not apply.
  *   - Peer loss. Peers are counted from libzmq's socket monitor (connected/accepted, disconnected). Once a
  *     peer has been connected and none is left: send fails with EPIPE (the loan is given back), receive fails
- *     with EPIPE once nothing more arrives (20 ms after the disconnection was seen). EPIPE is not final as on
+ *     with EPIPE once everything that peer sent was received (a cleanly closing producer sends a goodbye
+ *     frame last; after a crash, 500 ms after the disconnection was seen). EPIPE is not final as on
  *     the channel: it lasts while no peer is connected; ZeroMQ reconnects by itself, and once a (restarted)
  *     peer is connected the calls work again (zc_zmq_fd wakes when one connects). Messages that were queued or on the wire when the peer died are lost (the producer's
  *     blocks still come back through libzmq's free callback); nothing is acknowledged end to end.
- *     A dead peer host or a cut network is seen through ZeroMQ heartbeats (heartbeat_ms, then
- *     heartbeat_timeout_ms without an answer): until then calls behave as with a slow peer. inproc://
- *     has no monitor events: peer loss is not reported there.
+ *     A dead peer host or a cut network is seen only through ZeroMQ heartbeats (heartbeat_ms, off by
+ *     default, then heartbeat_timeout_ms without an answer) or when TCP itself gives up: until then calls
+ *     behave as with a slow peer. inproc:// has no monitor events: peer loss is not reported there.
  *   - Setup. zc_zmq_bind returns at once; zc_zmq_connect waits (at most setup_timeout_ms, default 5 s) until
  *     the first connection is made, else fails with ETIMEDOUT. Any number of peers may connect to a bound
  *     endpoint (messages are fair-queued from producers, round-robined to consumers).
@@ -83,8 +84,10 @@ typedef struct zc_zmq_s zc_zmq_t;
 /* Every field may be left 0 for its default. */
 typedef struct zc_zmq_config_s {
   zc_chan_config_t chan;    /* policy, block_timeout_ms, setup_timeout_ms, ring_entries (HWM), max_bytes */
-  int heartbeat_ms;         /* ZMQ_HEARTBEAT_IVL: ping the peer this often (0: 1000; < 0: no heartbeats) */
-  int heartbeat_timeout_ms; /* ZMQ_HEARTBEAT_TIMEOUT and _TTL: a silent peer is dropped (0: 3 x heartbeat) */
+  int heartbeat_ms;         /* ZMQ_HEARTBEAT_IVL: ping the peer this often (0: no heartbeats) */
+  int heartbeat_timeout_ms; /* ZMQ_HEARTBEAT_TIMEOUT and _TTL: a silent peer is dropped (0: 3 x heartbeat);
+                               longer than the consumer's longest stall: libzmq reads no ping while the
+                               consumer's queue is full */
   int linger_ms;            /* producer close: wait for queued messages to leave (0: block_timeout_ms) */
   uint64_t max_msg;         /* largest payload; the consumer drops a peer sending more (0: ZC_ZMQ_MAX_MSG) */
 } zc_zmq_config_t;

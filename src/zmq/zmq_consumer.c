@@ -45,7 +45,8 @@ static inline void slot_put(zc_zmq_t *z, uint32_t i) {
   z->free_head = i + 1;
 }
 
-/* Check a received frame; 0 and *out filled, or -1 EPROTO (the frame is closed and counted). */
+/* Check a received frame: 0 and *out filled; 1 a goodbye frame (nothing for the caller); -1 EPROTO (the
+ * frame is closed and counted). */
 static int accept_frame(zc_zmq_t *z, uint32_t i, zc_chan_msg_t *out) {
   zq_slot_t *s = slot_at(z, i);
   size_t size = zmq_msg_size(&s->msg);
@@ -62,6 +63,12 @@ static int accept_frame(zc_zmq_t *z, uint32_t i, zc_chan_msg_t *out) {
     why = "a frame shorter than the 16-byte header";
   } else {
     memcpy(&h, zmq_msg_data(&s->msg), sizeof h);
+    if (h.magic == ZQ_BYE && size == ZQ_HDR) { /* a producer's goodbye: not a message */
+      zmq_msg_close(&s->msg);
+      slot_put(z, i);
+      z->byes++;
+      return 1;
+    }
     if (h.magic != ZQ_MAGIC)
       why = "a frame without the zcmem magic";
     else if (h.len != size - ZQ_HDR)
@@ -90,6 +97,7 @@ static int accept_frame(zc_zmq_t *z, uint32_t i, zc_chan_msg_t *out) {
 
 /* One frame if there is one now: 1 got it (or -1 EPROTO for a bad one), 0 none. */
 static int try_recv(zc_zmq_t *z, zc_chan_msg_t *out) {
+again:;
   uint32_t i;
   if (slot_get(z, &i) != 0) {
     zq_set_error(z, ENOMEM, "receive: no memory for a message slot");
@@ -98,7 +106,11 @@ static int try_recv(zc_zmq_t *z, zc_chan_msg_t *out) {
   zq_slot_t *s = slot_at(z, i);
   zmq_msg_init(&s->msg);
   for (;;) {
-    if (zmq_msg_recv(&s->msg, z->sock, ZMQ_DONTWAIT) >= 0) return accept_frame(z, i, out) == 0 ? 1 : -1;
+    if (zmq_msg_recv(&s->msg, z->sock, ZMQ_DONTWAIT) >= 0) {
+      int r = accept_frame(z, i, out);
+      if (r == 1) goto again;
+      return r == 0 ? 1 : -1;
+    }
     if (errno != EINTR) break;
   }
   int e = errno;
@@ -120,15 +132,14 @@ int zc_zmq_receive(zc_zmq_t *z, zc_chan_msg_t *out, int timeout_ms) {
     if (r != 0) return r > 0 ? 0 : -1;
     zq_monitor_drain(z);
     uint64_t until = deadline;
-    if (zq_peer_lost(z)) {
-      /* libzmq reports the disconnection a moment before the last frames it read reach the socket: give
-       * them ZQ_DOWN_GRACE_NS, then EPIPE. */
-      uint64_t grace_end = z->down_ns + ZQ_DOWN_GRACE_NS;
-      if (zq_now_ns() >= grace_end) {
-        if (try_recv(z, out) > 0) return 0;
+    if (zq_peer_lost(z)) { /* see zq_loss_final: goodbye frames, or a grace for dead peers */
+      if (zq_loss_final(z)) {
+        int r = try_recv(z, out);
+        if (r != 0) return r > 0 ? 0 : -1;
         zq_set_error(z, EPIPE, "the producer is gone (no peer connected) and everything it sent was received");
         return -1;
       }
+      uint64_t grace_end = z->down_ns + ZQ_DOWN_GRACE_NS;
       if (grace_end < until) until = grace_end;
     }
     if (timeout_ms == 0 && until == deadline) {
@@ -206,7 +217,7 @@ int zc_zmq_arm(zc_zmq_t *z) {
   if (ev & ZMQ_POLLIN) return 1;
   if (zmq_getsockopt(z->mon, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN)) return 1; /* look again */
   if (zq_peer_lost(z)) {
-    if (zq_now_ns() < z->down_ns + ZQ_DOWN_GRACE_NS) return 1; /* let receive wait out the grace */
+    if (!zq_loss_final(z)) return 1; /* let receive wait out the grace */
     zq_set_error(z, EPIPE, "the producer is gone (no peer connected)");
     return -1;
   }

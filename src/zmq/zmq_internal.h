@@ -31,9 +31,10 @@
 #include <zmq.h>
 
 #define ZQ_MAGIC 0x315a435au /* "ZCZ1" read as little-endian bytes */
+#define ZQ_BYE 0x305a435au   /* "ZCZ0": a producer's last frame before a clean close (16 bytes, no payload) */
 #define ZQ_HDR 16u
 #define ZQ_MAX_FDS 64        /* peers tracked by fd (more connections still work; counted as one) */
-#define ZQ_DOWN_GRACE_NS (20 * 1000000ull) /* receive: EPIPE only after this long without data */
+#define ZQ_DOWN_GRACE_NS (500 * 1000000ull) /* receive after a loss without goodbye: EPIPE after this long */
 #define ZQ_SLOT_CHUNK 64
 
 typedef struct zq_hdr_s {
@@ -56,17 +57,18 @@ typedef struct zq_slot_s {
  * callback-written counters sit on separate cache lines: per message, the producer and libzmq's I/O thread
  * each write only their own line (the memory cap reads the other line only when it seems reached). */
 typedef struct zq_tally_s {
-  /* producer threads */
+  /* written by producer threads at each loan */
   _Atomic uint64_t reserved;   /* bytes loaned (16 + size each), minus what was given back unsent */
   _Atomic uint64_t freed_seen; /* the last value of freed the producer read */
-  int per_block_refs;          /* inproc: each block libzmq holds keeps the tally alive */
-  _Atomic int space_waiters;   /* loans waiting for the memory cap */
-  pthread_mutex_t lock;        /* only for space: a loan waiting for the memory cap */
-  pthread_cond_t space;
-  /* the free callback (libzmq's I/O thread) */
+  /* written by the free callback (libzmq's I/O thread) at each message; read-mostly for the rest */
   _Alignas(64) _Atomic uint64_t freed; /* bytes given back by libzmq: in use = reserved - freed */
   _Atomic uint64_t returned, returned_bytes; /* blocks (payload bytes) libzmq gave back */
   _Atomic uint64_t refs;       /* 1 for the endpoint (+ 1 per block libzmq holds, inproc) */
+  int per_block_refs;          /* inproc: each block libzmq holds keeps the tally alive (set once) */
+  _Atomic int space_waiters;   /* loans waiting for the memory cap (written only when one waits) */
+  /* only when a loan waits for the memory cap */
+  _Alignas(64) pthread_mutex_t lock;
+  pthread_cond_t space;
 } zq_tally_t;
 
 struct zc_zmq_s {
@@ -82,6 +84,7 @@ struct zc_zmq_s {
   /* peers, from monitor events (producer: under lock; consumer: its thread) */
   int fds[ZQ_MAX_FDS];
   int npeers, ever_connected, overflow_peers;
+  uint64_t downs, byes; /* disconnections seen; goodbye frames received (consumer) */
   uint64_t down_ns; /* when the peer count last fell to 0 */
   /* producer */
   pthread_mutex_t lock;
@@ -101,6 +104,7 @@ uint64_t zq_now_ns(void);
 void zq_set_error(zc_zmq_t *z, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void zq_monitor_drain(zc_zmq_t *z);                /* read pending monitor events, update the peers */
 int zq_peer_lost(const zc_zmq_t *z);               /* a peer was connected and none is left */
+int zq_loss_final(const zc_zmq_t *z);              /* consumer: ... and nothing more can come from them */
 int zq_wait(zc_zmq_t *z, short events, uint64_t deadline_ns); /* 1 ready, 0 timed out, -1 error */
 
 /* zmq_producer.c */

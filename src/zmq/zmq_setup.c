@@ -39,6 +39,7 @@ static void peer_up(zc_zmq_t *z, int fd) {
 }
 
 static void peer_down(zc_zmq_t *z, int fd) {
+  z->downs++;
   for (int i = 0; i < z->npeers; i++)
     if (z->fds[i] == fd) {
       z->fds[i] = z->fds[--z->npeers];
@@ -82,6 +83,26 @@ void zq_monitor_drain(zc_zmq_t *z) {
 
 int zq_peer_lost(const zc_zmq_t *z) {
   return !z->inproc && z->ever_connected && z->npeers + z->overflow_peers == 0;
+}
+
+/* libzmq reports a disconnection before it flushes the last frames it read from that connection
+ * (stream_engine_base_t::error in 4.3). A producer that closes cleanly sends a goodbye frame last, so
+ * once every disconnection has its goodbye, everything those peers sent has been received. A peer that
+ * died sent none: then EPIPE comes ZQ_DOWN_GRACE_NS after the loss was seen (and frames that still
+ * trickle in after it are delivered by later receives). */
+int zq_loss_final(const zc_zmq_t *z) {
+  if (!zq_peer_lost(z)) return 0;
+  return z->byes >= z->downs || zq_now_ns() >= z->down_ns + ZQ_DOWN_GRACE_NS;
+}
+
+/* Producer close: the goodbye frame, unless no consumer is connected (then nobody waits for it). */
+static void send_goodbye(zc_zmq_t *z, int timeout_ms) {
+  zq_monitor_drain(z);
+  if (z->inproc || z->npeers + z->overflow_peers == 0) return;
+  uint32_t hdr[4] = {ZQ_BYE, 0, 0, 0};
+  int t = timeout_ms < 0 ? -1 : timeout_ms;
+  zmq_setsockopt(z->sock, ZMQ_SNDTIMEO, &t, sizeof t);
+  zmq_send(z->sock, hdr, sizeof hdr, 0); /* best effort: without it the consumer waits out the grace */
 }
 
 /* Wait until the data socket has `events` (ZMQ_POLLIN/ZMQ_POLLOUT) or a monitor event arrives. */
@@ -164,8 +185,10 @@ static zc_zmq_t *open_endpoint(const char *endpoint, zc_chan_role_t role, const 
   z->loan_key = (uint32_t)(zq_now_ns() * 2654435761u) ^ (uint32_t)(uintptr_t)z ^ 0x5a5a0000u;
   if (z->loan_key == ZQ_MAGIC) z->loan_key++;
   int hwm = c.chan.ring_entries != 0 ? (int)c.chan.ring_entries : 4096;
-  int hb = c.heartbeat_ms != 0 ? c.heartbeat_ms : 1000;
-  int hb_timeout = c.heartbeat_timeout_ms > 0 ? c.heartbeat_timeout_ms : 3 * (hb > 0 ? hb : 1000);
+  /* Heartbeats are opt-in: libzmq stops reading a connection whose queue is full, pings included, so a
+   * consumer that stalls longer than the timeout would be dropped as dead (seen under load). */
+  int hb = c.heartbeat_ms > 0 ? c.heartbeat_ms : 0;
+  int hb_timeout = c.heartbeat_timeout_ms > 0 ? c.heartbeat_timeout_ms : 3 * hb;
   int linger = c.linger_ms != 0 ? c.linger_ms : z->block_timeout_ms;
   if (linger < 0) linger = -1;
   char mon_ep[64];
@@ -268,6 +291,11 @@ zc_zmq_t *zc_zmq_connect(const char *endpoint, zc_chan_role_t role, const zc_zmq
 void zc_zmq_close(zc_zmq_t *z) {
   if (z == NULL) return;
   if (z->role == ZC_CHAN_CONSUMER) zq_consumer_close(z);
+  if (z->role == ZC_CHAN_PRODUCER) {
+    pthread_mutex_lock(&z->lock);
+    send_goodbye(z, z->block_timeout_ms);
+    pthread_mutex_unlock(&z->lock);
+  }
   /* zmq_ctx_term waits for the producer's linger: every block libzmq held goes through zq_free_cb first. */
   destroy(z);
 }
