@@ -7,7 +7,10 @@
  *   channel    zcmem's shared-memory channel (one machine only, at most 64 KiB), for scale.
  * For 64 B, 16 KiB and 1 MiB messages it prints
  *   - throughput: messages/s and MB/s from one producer thread (the consumer's clock, first to last);
- *   - CPU per message: user + system time of each process (its I/O threads included) / messages;
+ *   - CPU per message: user + system time of each process (its I/O threads included) / messages, and the
+ *     instructions each process executed per message (user and kernel, perf_event_open with its threads
+ *     inherited; "-" where the kernel does not allow it): wall-clock and CPU time are noisy on a shared
+ *     machine, instruction counts much less;
  *   - allocator calls per message in each process: malloc-family calls (this program defines malloc,
  *     free, calloc, realloc and the aligned forms, forwarding to zcmem and counting), plus the zc_malloc
  *     and zc_free of each zcmem loan (counted by the transport's stats: 1 + 1 per message);
@@ -26,7 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/perf_event.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,6 +67,24 @@ static uint64_t cpu_ns(void) {
 static void die(const char *what, const char *detail) {
   fprintf(stderr, "zmq_bench: %s: %s (%s)\n", what, strerror(errno), detail ? detail : "");
   exit(1);
+}
+
+/* Instructions executed by this process and the threads it starts afterwards (libzmq's I/O thread). */
+static int insn_open(void) {
+  struct perf_event_attr a;
+  memset(&a, 0, sizeof a);
+  a.size = sizeof a;
+  a.type = PERF_TYPE_HARDWARE;
+  a.config = PERF_COUNT_HW_INSTRUCTIONS;
+  a.inherit = 1;
+  a.disabled = 1;
+  return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+}
+
+static uint64_t insn_read(int fd) {
+  uint64_t v = 0;
+  if (fd < 0 || read(fd, &v, sizeof v) != (ssize_t)sizeof v) return 0;
+  return v;
 }
 
 /* ---- payload: seq, send time, then a pattern; read back whole ---- */
@@ -130,11 +154,11 @@ static uint64_t consume(side_t *s, size_t n) {
 
 /* ---- one run: a consumer child, this process produces ---- */
 typedef struct result_s {
-  double msgs_per_s, cpu_prod_us, cpu_cons_us, alloc_prod, alloc_cons, p50_us, p99_us;
+  double msgs_per_s, cpu_prod_us, cpu_cons_us, alloc_prod, alloc_cons, p50_us, p99_us, insn_prod, insn_cons;
 } result_t;
 
 typedef struct cons_report_s {
-  uint64_t first_ns, last_ns, cpu_ns, allocs;
+  uint64_t first_ns, last_ns, cpu_ns, allocs, insns;
   double p50_us, p99_us;
 } cons_report_t;
 
@@ -196,6 +220,7 @@ static result_t run(int t, size_t n, long count, long lat_count) {
     if (sv[0] >= 0) close(sv[0]);
     char ep[256] = "";
     side_t s;
+    int ifd = insn_open(); /* before the context exists: its I/O thread inherits the counter */
     if (t == T_CHANNEL && write(rep[1], ep, sizeof ep) != (ssize_t)sizeof ep) _exit(1); /* open waits */
     open_side(&s, t, 1, NULL, sv[1], ep);
     if (t != T_CHANNEL && write(rep[1], ep, sizeof ep) != (ssize_t)sizeof ep) _exit(1);
@@ -203,7 +228,10 @@ static result_t run(int t, size_t n, long count, long lat_count) {
     consume(&s, n); /* the first message starts the clocks */
     r.first_ns = now_ns();
     uint64_t c0 = cpu_ns(), a0 = atomic_load(&alloc_calls);
+    if (ifd >= 0) ioctl(ifd, PERF_EVENT_IOC_ENABLE, 0);
     for (long i = 1; i < count; i++) consume(&s, n);
+    if (ifd >= 0) ioctl(ifd, PERF_EVENT_IOC_DISABLE, 0);
+    r.insns = insn_read(ifd);
     r.last_ns = now_ns();
     r.cpu_ns = cpu_ns() - c0;
     r.allocs = atomic_load(&alloc_calls) - a0;
@@ -225,11 +253,16 @@ static result_t run(int t, size_t n, long count, long lat_count) {
   char ep[256];
   if (read(rep[0], ep, sizeof ep) != (ssize_t)sizeof ep) die("consumer did not start", NULL);
   side_t s;
+  int ifd = insn_open();
   open_side(&s, t, 0, ep, sv[0], NULL);
   uint64_t c0 = cpu_ns(), a0 = atomic_load(&alloc_calls);
+  if (ifd >= 0) ioctl(ifd, PERF_EVENT_IOC_ENABLE, 0);
   for (long i = 0; i < count; i++) produce(&s, n, (uint64_t)i);
   if (t == T_ZCMEM)
     while (zc_zmq_collect(s.z) > 0) usleep(100);
+  if (ifd >= 0) ioctl(ifd, PERF_EVENT_IOC_DISABLE, 0);
+  uint64_t insns = insn_read(ifd);
+  if (ifd >= 0) close(ifd);
   uint64_t cpu = cpu_ns() - c0, allocs = atomic_load(&alloc_calls) - a0;
   uint64_t pace = n >= (1 << 20) ? 2000000 : n >= 16384 ? 200000 : 100000; /* ns between latency probes */
   for (long i = 0; i < lat_count; i++) {
@@ -253,6 +286,8 @@ static result_t run(int t, size_t n, long count, long lat_count) {
   /* zcmem-zmq: the loan's zc_malloc and libzmq's zc_free of it (not seen by the counting malloc) */
   res.alloc_prod = (double)allocs / (double)count + (t == T_ZCMEM ? 2.0 * (double)cs.returned / (double)(count + lat_count) : 0);
   res.alloc_cons = (double)r.allocs / (double)(count - 1);
+  res.insn_prod = insns ? (double)insns / (double)count : -1;
+  res.insn_cons = r.insns ? (double)r.insns / (double)(count - 1) : -1;
   res.p50_us = r.p50_us;
   res.p99_us = r.p99_us;
   return res;
@@ -279,20 +314,23 @@ int main(int argc, char **argv) {
   static const size_t sizes[] = {64, 16384, 1 << 20};
   long counts[] = {quick ? 50000 : 200000, quick ? 10000 : 50000, quick ? 300 : 1000};
   long lats[] = {quick ? 500 : 2000, quick ? 500 : 2000, quick ? 100 : 300};
-  printf("| transport | size | msgs/s | MB/s | p50 us | p99 us | CPU us/msg prod | CPU us/msg cons | "
-         "alloc calls/msg prod | alloc calls/msg cons |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  printf("| transport | size | msgs/s | MB/s | p50 us | p99 us | CPU us/msg prod | cons | insns/msg prod | cons | "
+         "alloc calls/msg prod | cons |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int k = 0; k < 3; k++)
     for (int t = 0; t < T_COUNT; t++) {
       if ((only != NULL && strcmp(only, tname[t]) != 0) || (only_size != 0 && only_size != sizes[k])) continue;
       if (!lat_on) lats[k] = 2;
       if (t == T_CHANNEL && sizes[k] > ZC_CHAN_MAX_MSG) {
-        printf("| %s | %zu | - | - | - | - | - | - | - | - |\n", tname[t], sizes[k]);
+        printf("| %s | %zu | - | - | - | - | - | - | - | - | - | - |\n", tname[t], sizes[k]);
         continue;
       }
       result_t r = run(t, sizes[k], counts[k], lats[k]);
-      printf("| %s | %zu | %.0f | %.0f | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f |\n", tname[t], sizes[k],
-             r.msgs_per_s, r.msgs_per_s * (double)sizes[k] / 1e6, r.p50_us, r.p99_us, r.cpu_prod_us,
-             r.cpu_cons_us, r.alloc_prod, r.alloc_cons);
+      char ip[32] = "-", ic[32] = "-";
+      if (r.insn_prod > 0) snprintf(ip, sizeof ip, "%.0f", r.insn_prod);
+      if (r.insn_cons > 0) snprintf(ic, sizeof ic, "%.0f", r.insn_cons);
+      printf("| %s | %zu | %.0f | %.0f | %.1f | %.1f | %.2f | %.2f | %s | %s | %.2f | %.2f |\n", tname[t],
+             sizes[k], r.msgs_per_s, r.msgs_per_s * (double)sizes[k] / 1e6, r.p50_us, r.p99_us, r.cpu_prod_us,
+             r.cpu_cons_us, ip, ic, r.alloc_prod, r.alloc_cons);
       fflush(stdout);
     }
   return 0;
