@@ -11,8 +11,8 @@ declare -A need=(
   [gawk]=gawk [perl]=perl [valgrind]=valgrind [sort]=coreutils [sha256sum]=coreutils
   [pkg-config]=pkgconf
 )
-# libraries without a command: the sanitizer runtimes of gcc 12 (UBSan, TSan, ASan)
-libs=(libubsan1 libtsan2 libasan8)
+# libraries without a command: the sanitizer runtimes of gcc 12 (UBSan, TSan, ASan), and libzmq
+libs=(libubsan1 libtsan2 libasan8 libzmq3-dev) # libzmq3-dev: the ZeroMQ transport (zcmem_zmq) and its tests
 
 missing=()
 for cmd in "${!need[@]}"; do

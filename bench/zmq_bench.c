@@ -1,0 +1,337 @@
+/* zmq_bench: messages between two processes over loopback TCP, three ways, same run:
+ *   zcmem-zmq  zcmem's transport over ZeroMQ: the producer writes into a zcmem loan, send hands the block
+ *              to libzmq (zmq_msg_init_data, no copy), libzmq's I/O thread frees it back into zcmem;
+ *              the consumer reads libzmq's receive buffer in place and releases it;
+ *   plain-zmq  libzmq as usually written: the producer builds the message in its own buffer and copies it
+ *              into a zmq_msg_init_size message; the consumer receives into a zmq_msg_t and closes it;
+ *   channel    zcmem's shared-memory channel (one machine only, at most 64 KiB), for scale.
+ * For 64 B, 16 KiB and 1 MiB messages it prints
+ *   - throughput: messages/s and MB/s from one producer thread (the consumer's clock, first to last);
+ *   - CPU per message: user + system time of each process (its I/O threads included) / messages, and the
+ *     instructions each process executed per message (user and kernel, perf_event_open with its threads
+ *     inherited; "-" where the kernel does not allow it): wall-clock and CPU time are noisy on a shared
+ *     machine, instruction counts much less;
+ *   - allocator calls per message in each process: malloc-family calls (this program defines malloc,
+ *     free, calloc, realloc and the aligned forms, forwarding to zcmem and counting), plus the zc_malloc
+ *     and zc_free of each zcmem loan (counted by the transport's stats: 1 + 1 per message);
+ *   - one-way latency p50/p99: messages paced (no queueing), the consumer subtracts the send time carried
+ *     in the message (same machine, CLOCK_MONOTONIC) from the time receive returned.
+ * Every payload is written once by the producer and read once (every byte, a checksum) by the consumer.
+ * Usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0]   (-q: fewer messages)
+ */
+#define _GNU_SOURCE
+#include "zcmem.h"
+#include "zcmem_zmq.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/perf_event.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+/* ---- allocator calls, counted: every malloc-family call of this process lands here ---- */
+static _Atomic uint64_t alloc_calls;
+#define COUNT() atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed)
+void *malloc(size_t n) { COUNT(); return zc_malloc(n); }
+void free(void *p) { if (p != NULL) COUNT(); zc_free(p); }
+void *calloc(size_t c, size_t n) { COUNT(); return zc_calloc(c, n); }
+void *realloc(void *p, size_t n) { COUNT(); return zc_realloc(p, n); }
+int posix_memalign(void **o, size_t a, size_t n) { COUNT(); return zc_posix_memalign(o, a, n); }
+void *aligned_alloc(size_t a, size_t n) { COUNT(); return zc_aligned_alloc(a, n); }
+void *memalign(size_t a, size_t n) { COUNT(); return zc_memalign(a, n); }
+size_t malloc_usable_size(void *p) { return zc_usable_size(p); }
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t cpu_ns(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+         (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+}
+
+static void die(const char *what, const char *detail) {
+  fprintf(stderr, "zmq_bench: %s: %s (%s)\n", what, strerror(errno), detail ? detail : "");
+  exit(1);
+}
+
+/* Instructions executed by this process and the threads it starts afterwards (libzmq's I/O thread). */
+static int insn_open(void) {
+  struct perf_event_attr a;
+  memset(&a, 0, sizeof a);
+  a.size = sizeof a;
+  a.type = PERF_TYPE_HARDWARE;
+  a.config = PERF_COUNT_HW_INSTRUCTIONS;
+  a.inherit = 1;
+  a.disabled = 1;
+  return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+}
+
+static uint64_t insn_read(int fd) {
+  uint64_t v = 0;
+  if (fd < 0 || read(fd, &v, sizeof v) != (ssize_t)sizeof v) return 0;
+  return v;
+}
+
+/* ---- payload: seq, send time, then a pattern; read back whole ---- */
+static void write_payload(void *p, size_t n, uint64_t seq, uint64_t t) {
+  memcpy(p, &seq, 8);
+  memcpy((char *)p + 8, &t, 8);
+  memset((char *)p + 16, (int)(seq & 0xff), n - 16);
+}
+
+static uint64_t read_payload(const void *p, size_t n, uint64_t *t) {
+  uint64_t seq, sum = 0, w;
+  memcpy(&seq, p, 8);
+  memcpy(t, (const char *)p + 8, 8);
+  for (size_t i = 16; i + 8 <= n; i += 8) memcpy(&w, (const char *)p + i, 8), sum += w;
+  return seq + (sum & 1) * 0; /* the sum keeps the reads */
+}
+
+/* ---- one transport behind three small functions ---- */
+enum { T_ZCMEM, T_PLAIN, T_CHANNEL, T_COUNT };
+static const char *const tname[T_COUNT] = {"zcmem-zmq", "plain-zmq", "channel"};
+
+typedef struct side_s {
+  int t;
+  zc_zmq_t *z;        /* T_ZCMEM */
+  void *ctx, *sock;   /* T_PLAIN */
+  char *buf;          /* T_PLAIN: the producer's own message buffer */
+  zc_chan_t *ch;      /* T_CHANNEL */
+} side_t;
+
+static void produce(side_t *s, size_t n, uint64_t seq) {
+  if (s->t == T_PLAIN) {
+    write_payload(s->buf, n, seq, now_ns());
+    zmq_msg_t m;
+    zmq_msg_init_size(&m, n);
+    memcpy(zmq_msg_data(&m), s->buf, n); /* the copy zcmem's transport avoids */
+    if (zmq_msg_send(&m, s->sock, 0) < 0) die("zmq_msg_send", NULL);
+    return;
+  }
+  void *p = s->t == T_ZCMEM ? zc_zmq_loan(s->z, n) : zc_chan_loan(s->ch, n);
+  if (p == NULL) die("loan", NULL);
+  write_payload(p, n, seq, now_ns());
+  while ((s->t == T_ZCMEM ? zc_zmq_send(s->z, p, n, 1) : zc_chan_send(s->ch, p, n, 1)) != 0)
+    if (errno != ETIMEDOUT) die("send", s->t == T_ZCMEM ? zc_zmq_error(s->z) : zc_chan_error(s->ch));
+}
+
+/* Receive one message, read it whole, give it back; returns its send time. */
+static uint64_t consume(side_t *s, size_t n) {
+  uint64_t t = 0;
+  if (s->t == T_PLAIN) {
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, s->sock, 0) < 0 || zmq_msg_size(&m) != n) die("zmq_msg_recv", NULL);
+    read_payload(zmq_msg_data(&m), n, &t);
+    zmq_msg_close(&m);
+    return t;
+  }
+  zc_chan_msg_t m;
+  int rc = s->t == T_ZCMEM ? zc_zmq_receive(s->z, &m, 30000) : zc_chan_receive(s->ch, &m, 30000);
+  if (rc != 0 || m.len != n) die("receive", NULL);
+  read_payload(m.data, n, &t);
+  if (s->t == T_ZCMEM)
+    zc_zmq_release(s->z, &m);
+  else
+    zc_chan_release(s->ch, &m);
+  return t;
+}
+
+/* ---- one run: a consumer child, this process produces ---- */
+typedef struct result_s {
+  double msgs_per_s, cpu_prod_us, cpu_cons_us, alloc_prod, alloc_cons, p50_us, p99_us, insn_prod, insn_cons;
+} result_t;
+
+typedef struct cons_report_s {
+  uint64_t first_ns, last_ns, cpu_ns, allocs, insns;
+  double p50_us, p99_us;
+} cons_report_t;
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void open_side(side_t *s, int t, int consumer, const char *ep, int chan_fd, char *ep_out) {
+  memset(s, 0, sizeof *s);
+  s->t = t;
+  zc_zmq_config_t cfg = {.chan.block_timeout_ms = 30000, .chan.setup_timeout_ms = 30000, .linger_ms = 30000};
+  if (t == T_ZCMEM) {
+    s->z = consumer ? zc_zmq_bind("tcp://127.0.0.1:*", ZC_CHAN_CONSUMER, &cfg)
+                    : zc_zmq_connect(ep, ZC_CHAN_PRODUCER, &cfg);
+    if (s->z == NULL) die("open", ep);
+    if (consumer) snprintf(ep_out, 256, "%s", zc_zmq_endpoint(s->z));
+  } else if (t == T_PLAIN) {
+    s->ctx = zmq_ctx_new();
+    s->sock = zmq_socket(s->ctx, consumer ? ZMQ_PULL : ZMQ_PUSH);
+    int hwm = 4096, linger = 30000;
+    zmq_setsockopt(s->sock, consumer ? ZMQ_RCVHWM : ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (consumer) {
+      if (zmq_bind(s->sock, "tcp://127.0.0.1:*") != 0) die("zmq_bind", NULL);
+      size_t len = 256;
+      zmq_getsockopt(s->sock, ZMQ_LAST_ENDPOINT, ep_out, &len);
+    } else if (zmq_connect(s->sock, ep) != 0) {
+      die("zmq_connect", ep);
+    }
+    s->buf = malloc(1 << 20);
+  } else {
+    s->ch = zc_chan_open(chan_fd, consumer ? ZC_CHAN_CONSUMER : ZC_CHAN_PRODUCER, &cfg.chan);
+    if (s->ch == NULL) die("zc_chan_open", NULL);
+  }
+}
+
+static void close_side(side_t *s) {
+  if (s->t == T_ZCMEM) {
+    zc_zmq_close(s->z);
+  } else if (s->t == T_PLAIN) {
+    zmq_close(s->sock);
+    zmq_ctx_term(s->ctx);
+    free(s->buf);
+  } else {
+    zc_chan_close(s->ch);
+  }
+}
+
+static result_t run(int t, size_t n, long count, long lat_count) {
+  int rep[2], sv[2] = {-1, -1};
+  if (pipe(rep) != 0) die("pipe", NULL);
+  if (t == T_CHANNEL && socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) != 0) die("socketpair", NULL);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) die("fork", NULL);
+  if (pid == 0) { /* the consumer */
+    close(rep[0]);
+    if (sv[0] >= 0) close(sv[0]);
+    char ep[256] = "";
+    side_t s;
+    int ifd = insn_open(); /* before the context exists: its I/O thread inherits the counter */
+    if (t == T_CHANNEL && write(rep[1], ep, sizeof ep) != (ssize_t)sizeof ep) _exit(1); /* open waits */
+    open_side(&s, t, 1, NULL, sv[1], ep);
+    if (t != T_CHANNEL && write(rep[1], ep, sizeof ep) != (ssize_t)sizeof ep) _exit(1);
+    cons_report_t r = {0};
+    consume(&s, n); /* the first message starts the clocks */
+    r.first_ns = now_ns();
+    uint64_t c0 = cpu_ns(), a0 = atomic_load(&alloc_calls);
+    if (ifd >= 0) ioctl(ifd, PERF_EVENT_IOC_ENABLE, 0);
+    for (long i = 1; i < count; i++) consume(&s, n);
+    if (ifd >= 0) ioctl(ifd, PERF_EVENT_IOC_DISABLE, 0);
+    r.insns = insn_read(ifd);
+    r.last_ns = now_ns();
+    r.cpu_ns = cpu_ns() - c0;
+    r.allocs = atomic_load(&alloc_calls) - a0;
+    uint64_t *lat = malloc(sizeof *lat * (size_t)lat_count);
+    for (long i = 0; i < lat_count; i++) {
+      uint64_t sent = consume(&s, n);
+      lat[i] = now_ns() - sent;
+    }
+    qsort(lat, (size_t)lat_count, sizeof *lat, cmp_u64);
+    r.p50_us = lat[lat_count / 2] / 1e3;
+    r.p99_us = lat[lat_count * 99 / 100] / 1e3;
+    free(lat);
+    if (write(rep[1], &r, sizeof r) != (ssize_t)sizeof r) _exit(1);
+    close_side(&s);
+    _exit(0);
+  }
+  close(rep[1]);
+  if (sv[1] >= 0) close(sv[1]);
+  char ep[256];
+  if (read(rep[0], ep, sizeof ep) != (ssize_t)sizeof ep) die("consumer did not start", NULL);
+  side_t s;
+  int ifd = insn_open();
+  open_side(&s, t, 0, ep, sv[0], NULL);
+  uint64_t c0 = cpu_ns(), a0 = atomic_load(&alloc_calls);
+  if (ifd >= 0) ioctl(ifd, PERF_EVENT_IOC_ENABLE, 0);
+  for (long i = 0; i < count; i++) produce(&s, n, (uint64_t)i);
+  if (t == T_ZCMEM)
+    while (zc_zmq_collect(s.z) > 0) usleep(100);
+  if (ifd >= 0) ioctl(ifd, PERF_EVENT_IOC_DISABLE, 0);
+  uint64_t insns = insn_read(ifd);
+  if (ifd >= 0) close(ifd);
+  uint64_t cpu = cpu_ns() - c0, allocs = atomic_load(&alloc_calls) - a0;
+  uint64_t pace = n >= (1 << 20) ? 2000000 : n >= 16384 ? 200000 : 100000; /* ns between latency probes */
+  for (long i = 0; i < lat_count; i++) {
+    uint64_t t0 = now_ns();
+    produce(&s, n, (uint64_t)(count + i));
+    while (now_ns() - t0 < pace) {
+    }
+  }
+  cons_report_t r;
+  if (read(rep[0], &r, sizeof r) != (ssize_t)sizeof r) die("consumer report", NULL);
+  int st;
+  waitpid(pid, &st, 0);
+  zc_chan_stats_t cs = {0};
+  if (t == T_ZCMEM) zc_zmq_stats(s.z, &cs);
+  close_side(&s);
+  close(rep[0]);
+  result_t res = {0};
+  res.msgs_per_s = (double)(count - 1) * 1e9 / (double)(r.last_ns - r.first_ns);
+  res.cpu_prod_us = cpu / 1e3 / (double)count;
+  res.cpu_cons_us = r.cpu_ns / 1e3 / (double)(count - 1);
+  /* zcmem-zmq: the loan's zc_malloc and libzmq's zc_free of it (not seen by the counting malloc) */
+  res.alloc_prod = (double)allocs / (double)count + (t == T_ZCMEM ? 2.0 * (double)cs.returned / (double)(count + lat_count) : 0);
+  res.alloc_cons = (double)r.allocs / (double)(count - 1);
+  res.insn_prod = insns ? (double)insns / (double)count : -1;
+  res.insn_cons = r.insns ? (double)r.insns / (double)(count - 1) : -1;
+  res.p50_us = r.p50_us;
+  res.p99_us = r.p99_us;
+  return res;
+}
+
+int main(int argc, char **argv) {
+  int quick = 0, lat_on = 1;
+  const char *only = NULL;
+  size_t only_size = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-q") == 0)
+      quick = 1;
+    else if (strncmp(argv[i], "only=", 5) == 0)
+      only = argv[i] + 5;
+    else if (strncmp(argv[i], "size=", 5) == 0)
+      only_size = (size_t)atol(argv[i] + 5);
+    else if (strcmp(argv[i], "lat=0") == 0)
+      lat_on = 0;
+    else {
+      fprintf(stderr, "usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0]\n");
+      return 2;
+    }
+  }
+  static const size_t sizes[] = {64, 16384, 1 << 20};
+  long counts[] = {quick ? 50000 : 200000, quick ? 10000 : 50000, quick ? 300 : 1000};
+  long lats[] = {quick ? 500 : 2000, quick ? 500 : 2000, quick ? 100 : 300};
+  printf("| transport | size | msgs/s | MB/s | p50 us | p99 us | CPU us/msg prod | cons | insns/msg prod | cons | "
+         "alloc calls/msg prod | cons |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int k = 0; k < 3; k++)
+    for (int t = 0; t < T_COUNT; t++) {
+      if ((only != NULL && strcmp(only, tname[t]) != 0) || (only_size != 0 && only_size != sizes[k])) continue;
+      if (!lat_on) lats[k] = 2;
+      if (t == T_CHANNEL && sizes[k] > ZC_CHAN_MAX_MSG) {
+        printf("| %s | %zu | - | - | - | - | - | - | - | - | - | - |\n", tname[t], sizes[k]);
+        continue;
+      }
+      result_t r = run(t, sizes[k], counts[k], lats[k]);
+      char ip[32] = "-", ic[32] = "-";
+      if (r.insn_prod > 0) snprintf(ip, sizeof ip, "%.0f", r.insn_prod);
+      if (r.insn_cons > 0) snprintf(ic, sizeof ic, "%.0f", r.insn_cons);
+      printf("| %s | %zu | %.0f | %.0f | %.1f | %.1f | %.2f | %.2f | %s | %s | %.2f | %.2f |\n", tname[t],
+             sizes[k], r.msgs_per_s, r.msgs_per_s * (double)sizes[k] / 1e6, r.p50_us, r.p99_us, r.cpu_prod_us,
+             r.cpu_cons_us, ip, ic, r.alloc_prod, r.alloc_cons);
+      fflush(stdout);
+    }
+  return 0;
+}

@@ -1,0 +1,165 @@
+/* zcmem over ZeroMQ: the channel's message API (loan, send, receive, release) between processes on other
+ * machines, carried by libzmq. Library zcmem::zcmem_zmq (libzcmem_zmq.so, links libzcmem and libzmq); built
+ * only when libzmq is found. The core library does not depend on it.
+ *
+ * Two layers in this header:
+ *   zc_zmq_*  the ZeroMQ transport itself (PUSH -> PULL, one message = one ZeroMQ frame);
+ *   zc_ep_*   a thin dispatcher: the endpoint string picks the transport. "tcp://", "ipc://", "inproc://"
+ *             go to ZeroMQ, anything else is a UNIX socket path for the shared-memory channel
+ *             (zcmem_channel.h). The same program runs over both with only the endpoint changed.
+ *
+ *   producer                                     consumer
+ *   e = zc_ep_connect(ep, ZC_CHAN_PRODUCER, 0)   e = zc_ep_listen(ep, ZC_CHAN_CONSUMER, 0)
+ *   p = zc_ep_loan(e, 300); fill p               zc_ep_receive(e, &m, -1); use m.data[0 .. m.len)
+ *   zc_ep_send(e, p, 120, MY_TYPE)               zc_ep_release(e, &m)
+ *
+ * Same as the channel: the call shapes, zc_chan_msg_t, zc_chan_stats_t, zc_chan_role_t, the policies
+ * (ZC_CHAN_BLOCK with block_timeout_ms, ZC_CHAN_FAIL), producer calls thread-safe, consumer calls made by
+ * one thread at a time, and the errno values:
+ *   EAGAIN     nothing to receive; or full (high-water mark or memory cap) under ZC_CHAN_FAIL
+ *   ETIMEDOUT  a blocking call timed out (full under ZC_CHAN_BLOCK, or nothing to receive)
+ *   EMSGSIZE   a loan above max_msg, or send(len) larger than the loan
+ *   EINVAL     a pointer that is not a live loan of this endpoint, a handle that is not held, a bad argument
+ *   EPIPE      no peer is connected any more (one was): see "peer loss" below
+ *   EPROTO     consumer: a frame that is not a zcmem message (garbage from the peer); it was dropped and
+ *              counted in stats.rejected
+ *
+ * What differs from the shared-memory channel:
+ *   - Memory. The loan is a block of the producer's zcmem heap (zc_malloc), not shared memory. Send hands it
+ *     to libzmq without copying (zmq_msg_init_data); libzmq's I/O thread calls zc_free when it is done with
+ *     it (a remote free). stats.returned counts those frees: "returned" means "the engine let go of it",
+ *     not "the consumer released it". The consumer's view is libzmq's receive buffer, not the producer's
+ *     memory; release closes that zmq_msg_t. Releasing does not tell the producer anything.
+ *   - Copies. libzmq copies anyway, measured by test zmq_copies (docs/zmq.md has the table): on send, the
+ *     start of every frame up to its 8 KiB batch buffer (a frame below 8 KiB is copied whole; the rest of
+ *     a larger one goes from the loan to the kernel); on receive, a frame below 33 bytes is copied into
+ *     the message, small frames are mostly views into libzmq's read buffer, and the first 8 KiB of a large
+ *     frame are copied out of it (the rest is read straight into the message). Zero-copy on send thus
+ *     holds beyond the first 8 KiB of each message: 99% of a 1 MiB message, half of a 16 KiB one.
+ *   - Sizes. Any size from 1 byte to max_msg (default ZC_ZMQ_MAX_MSG, 4 GiB - 17, since zc_chan_msg_t.len
+ *     is 32 bits). The consumer's view is not 16-byte aligned in general (libzmq decides).
+ *   - Queue limits. config.chan.ring_entries becomes the high-water marks (ZMQ_SNDHWM, ZMQ_RCVHWM) in
+ *     messages (default 4096); config.chan.max_bytes caps the bytes loaned and not yet returned by libzmq
+ *     (default 1 GiB). max_queued_bytes, first_segment and spin_ns do not apply.
+ *   - Peer loss. Peers are counted from libzmq's socket monitor (connected/accepted, disconnected). Once a
+ *     peer has been connected and none is left: send fails with EPIPE (the loan is given back), receive fails
+ *     with EPIPE once everything that peer sent was received (a cleanly closing producer sends a goodbye
+ *     frame last; after a crash, 500 ms after the disconnection was seen). EPIPE is not final as on
+ *     the channel: it lasts while no peer is connected; ZeroMQ reconnects by itself, and once a (restarted)
+ *     peer is connected the calls work again (zc_zmq_fd wakes when one connects). Messages that were queued or on the wire when the peer died are lost (the producer's
+ *     blocks still come back through libzmq's free callback); nothing is acknowledged end to end.
+ *     A dead peer host or a cut network is seen only through ZeroMQ heartbeats (heartbeat_ms, off by
+ *     default, then heartbeat_timeout_ms without an answer) or when TCP itself gives up: until then calls
+ *     behave as with a slow peer. inproc:// has no monitor events: peer loss is not reported there.
+ *   - Setup. zc_zmq_bind returns at once; zc_zmq_connect waits (at most setup_timeout_ms, default 5 s) until
+ *     the first connection is made, else fails with ETIMEDOUT. Any number of peers may connect to a bound
+ *     endpoint (messages are fair-queued from producers, round-robined to consumers).
+ *   - Closing. A producer's close waits up to linger_ms (default block_timeout_ms) for queued messages to
+ *     leave, then drops the rest; every block comes back to zcmem before close returns.
+ *   - zc_zmq_collect takes in nothing (libzmq frees blocks itself): it looks at the peers and returns the
+ *     number of messages not yet returned by libzmq.
+ */
+#ifndef ZCMEM_ZMQ_H
+#define ZCMEM_ZMQ_H
+
+#include "zcmem_channel.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ZC_ZMQ_API __attribute__((visibility("default")))
+#else
+#define ZC_ZMQ_API
+#endif
+
+#define ZC_ZMQ_MAX_MSG ((size_t)UINT32_MAX - 16) /* the largest payload (len is 32 bits; 16-byte header) */
+
+typedef struct zc_zmq_s zc_zmq_t;
+
+/* Every field may be left 0 for its default. */
+typedef struct zc_zmq_config_s {
+  zc_chan_config_t chan;    /* policy, block_timeout_ms, setup_timeout_ms, ring_entries (HWM), max_bytes */
+  int heartbeat_ms;         /* ZMQ_HEARTBEAT_IVL: ping the peer this often (0: no heartbeats) */
+  int heartbeat_timeout_ms; /* ZMQ_HEARTBEAT_TIMEOUT and _TTL: a silent peer is dropped (0: 3 x heartbeat);
+                               longer than the consumer's longest stall: libzmq reads no ping while the
+                               consumer's queue is full */
+  int linger_ms;            /* producer close: wait for queued messages to leave (0: block_timeout_ms) */
+  uint64_t max_msg;         /* largest payload; the consumer drops a peer sending more (0: ZC_ZMQ_MAX_MSG) */
+} zc_zmq_config_t;
+
+/* ---- the ZeroMQ transport ---- */
+/* Bind a ZeroMQ endpoint ("tcp://127.0.0.1:*" picks a free port: see zc_zmq_endpoint). Returns at once. */
+ZC_ZMQ_API zc_zmq_t *zc_zmq_bind(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg);
+/* Connect to a bound endpoint; waits for the first connection (ETIMEDOUT after setup_timeout_ms). */
+ZC_ZMQ_API zc_zmq_t *zc_zmq_connect(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg);
+/* The endpoint as bound or connected (the real port after a bind to port *). Valid until close. */
+ZC_ZMQ_API const char *zc_zmq_endpoint(zc_zmq_t *z);
+/* Close: held messages are closed (their views become invalid), loans not sent are freed. */
+ZC_ZMQ_API void zc_zmq_close(zc_zmq_t *z);
+
+ZC_ZMQ_API void *zc_zmq_loan(zc_zmq_t *z, size_t n);
+ZC_ZMQ_API int zc_zmq_send(zc_zmq_t *z, void *p, size_t len, uint32_t type);
+ZC_ZMQ_API int zc_zmq_send_batch(zc_zmq_t *z, const zc_chan_msg_t *msgs, int n);
+ZC_ZMQ_API int zc_zmq_cancel(zc_zmq_t *z, void *p);
+ZC_ZMQ_API long zc_zmq_collect(zc_zmq_t *z);
+
+ZC_ZMQ_API int zc_zmq_receive(zc_zmq_t *z, zc_chan_msg_t *out, int timeout_ms);
+ZC_ZMQ_API int zc_zmq_receive_batch(zc_zmq_t *z, zc_chan_msg_t *out, int max, int timeout_ms);
+ZC_ZMQ_API int zc_zmq_release(zc_zmq_t *z, const zc_chan_msg_t *m);
+ZC_ZMQ_API int zc_zmq_release_batch(zc_zmq_t *z, const zc_chan_msg_t *msgs, int n);
+
+/* An fd for poll/epoll (POLLIN), level-triggered, as the channel's: it wakes for a message after
+ * zc_zmq_arm() returned 0, and on a peer connecting or disconnecting. ZeroMQ's ZMQ_FD is edge-triggered
+ * and must be re-checked with ZMQ_EVENTS after every wake-up and receive: zc_zmq_arm and zc_zmq_receive do
+ * that. On the producer it wakes on peer changes only (call zc_zmq_collect). Do not read or close it. */
+ZC_ZMQ_API int zc_zmq_fd(zc_zmq_t *z);
+/* Consumer: 1 if messages are waiting (receive them), 0 if armed (sleep on the fd), -1 EPIPE if no peer
+ * is left (sleeping on the fd still wakes when one connects). Call it right before epoll_wait. */
+ZC_ZMQ_API int zc_zmq_arm(zc_zmq_t *z);
+
+/* Producer: loaned, inflight (sent, not yet returned by libzmq), sent, returned, full_waits, sleeps.
+ * Consumer: held, received, released, rejected (garbage frames dropped), sleeps. Other fields 0. */
+ZC_ZMQ_API void zc_zmq_stats(zc_zmq_t *z, zc_chan_stats_t *out);
+ZC_ZMQ_API const char *zc_zmq_error(zc_zmq_t *z);
+ZC_ZMQ_API zc_chan_role_t zc_zmq_role(zc_zmq_t *z);
+/* Peers connected now (from the socket monitor; -1 for inproc://, which has no monitor events). */
+ZC_ZMQ_API int zc_zmq_peers(zc_zmq_t *z);
+
+/* ---- one API over both transports ---- */
+typedef struct zc_ep_s zc_ep_t;
+typedef enum zc_ep_kind_e { ZC_EP_CHANNEL = 1, ZC_EP_ZMQ = 2 } zc_ep_kind_t;
+
+/* The transport an endpoint string selects. */
+ZC_ZMQ_API zc_ep_kind_t zc_ep_kind_of(const char *endpoint);
+/* Channel: zc_chan_listen + zc_chan_accept of one peer (blocks until it comes), then the socket file is
+ * removed. ZeroMQ: zc_zmq_bind (returns at once). cfg may be NULL; cfg->chan is what the channel uses. */
+ZC_ZMQ_API zc_ep_t *zc_ep_listen(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg);
+/* Channel: zc_chan_connect. ZeroMQ: zc_zmq_connect. */
+ZC_ZMQ_API zc_ep_t *zc_ep_connect(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg);
+ZC_ZMQ_API void zc_ep_close(zc_ep_t *e);
+ZC_ZMQ_API zc_ep_kind_t zc_ep_kind(zc_ep_t *e);
+/* The endpoint: ZeroMQ's as bound or connected (the real port after port *), the channel's path. */
+ZC_ZMQ_API const char *zc_ep_endpoint(zc_ep_t *e);
+ZC_ZMQ_API void *zc_ep_loan(zc_ep_t *e, size_t n);
+ZC_ZMQ_API int zc_ep_send(zc_ep_t *e, void *p, size_t len, uint32_t type);
+ZC_ZMQ_API int zc_ep_send_batch(zc_ep_t *e, const zc_chan_msg_t *msgs, int n);
+ZC_ZMQ_API int zc_ep_cancel(zc_ep_t *e, void *p);
+ZC_ZMQ_API long zc_ep_collect(zc_ep_t *e);
+ZC_ZMQ_API int zc_ep_receive(zc_ep_t *e, zc_chan_msg_t *out, int timeout_ms);
+ZC_ZMQ_API int zc_ep_receive_batch(zc_ep_t *e, zc_chan_msg_t *out, int max, int timeout_ms);
+ZC_ZMQ_API int zc_ep_release(zc_ep_t *e, const zc_chan_msg_t *m);
+ZC_ZMQ_API int zc_ep_release_batch(zc_ep_t *e, const zc_chan_msg_t *msgs, int n);
+ZC_ZMQ_API int zc_ep_fd(zc_ep_t *e);
+ZC_ZMQ_API int zc_ep_arm(zc_ep_t *e);
+ZC_ZMQ_API void zc_ep_stats(zc_ep_t *e, zc_chan_stats_t *out);
+ZC_ZMQ_API const char *zc_ep_error(zc_ep_t *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZCMEM_ZMQ_H */
