@@ -41,6 +41,10 @@ ZC_API ZC_MALLOC_ATTR void *zc_memalign(size_t align, size_t size);
 ZC_API ZC_MALLOC_ATTR void *zc_valloc(size_t size);
 ZC_API ZC_MALLOC_ATTR void *zc_pvalloc(size_t size);
 ZC_API size_t zc_usable_size(const void *p);
+/* zc_usable_size for a pointer that may not be zcmem's: the bytes usable from p to the end of its block if p
+ * lies in a block of an in-use page or is the start of a live large block, else 0 and no report. For layers
+ * that validate pointers a caller hands them (it cannot tell a freed small block from a live one). */
+ZC_API size_t zc_owned_size(const void *p);
 ZC_API ZC_MALLOC_ATTR char *zc_strdup(const char *s);
 
 /* Return free memory to the OS now: collects this thread's heap, purges every empty page and the large

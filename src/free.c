@@ -218,7 +218,8 @@ ZC_NO_SLP ZC_API void zc_free(void *p) {
   free_slow(p, map);
 }
 
-ZC_API size_t zc_usable_size(const void *p) {
+/* The usable size of p, or 0 if p is not inside a block zcmem handed out (never reports). */
+static size_t usable_quiet(const void *p) {
   if (p == NULL) return 0;
   uint8_t map = zc_segmap_get(p);
   if (map == ZC_MAP_SMALL) {
@@ -228,15 +229,23 @@ ZC_API size_t zc_usable_size(const void *p) {
       size_t off = (size_t)((const uint8_t *)p - pg->start) % pg->block_size;
       return pg->block_size - off;
     }
-  } else {
-    uint8_t kind;
-    void *hdr = zc_segmap_header(p, &kind);
-    size_t n = hdr != NULL && kind == ZC_MAP_LARGE ? zc_large_usable(p, hdr) : 0;
-    if (n != 0) return n; /* 0: freed, interior, or its header or canary overwritten: reported below */
+    return 0;
   }
+  uint8_t kind;
+  void *hdr = zc_segmap_header(p, &kind);
+  /* 0: freed, interior, or its header or canary overwritten */
+  return hdr != NULL && kind == ZC_MAP_LARGE ? zc_large_usable(p, hdr) : 0;
+}
+
+ZC_API size_t zc_usable_size(const void *p) {
+  if (p == NULL) return 0;
+  size_t n = usable_quiet(p);
+  if (zc_likely(n != 0)) return n;
   zc_bad_free(p, "usable size of a pointer zcmem did not allocate:");
   return 0;
 }
+
+ZC_API size_t zc_owned_size(const void *p) { return usable_quiet(p); }
 
 ZC_API void zc_free_sized(void *p, size_t size) {
   (void)size;

@@ -112,12 +112,13 @@ void *zc_zmq_loan(zc_zmq_t *z, size_t n) {
   return h + 1;
 }
 
-/* The header of a live loan of this endpoint, or NULL (EINVAL). zc_usable_size rejects a pointer zcmem
- * did not allocate without touching it; the tag then tells our loan from any other zcmem block. */
+/* The header of a live loan of this endpoint, or NULL (EINVAL). zc_owned_size rejects a pointer zcmem
+ * did not allocate without touching it (and without reporting it); the tag then tells our loan from any
+ * other zcmem block. */
 static zq_hdr_t *loan_of(zc_zmq_t *z, void *p) {
   if (p == NULL || ((uintptr_t)p & 15) != 0) goto bad;
   zq_hdr_t *h = (zq_hdr_t *)p - 1;
-  size_t usable = zc_usable_size(h);
+  size_t usable = zc_owned_size(h);
   if (usable < ZQ_HDR || h->magic != loan_tag(z, h) || h->len > usable - ZQ_HDR) goto bad;
   return h;
 bad:

@@ -545,6 +545,28 @@ static void test_strdup(void) {
   zc_free(d);
 }
 
+/* zc_owned_size: the usable size of a pointer into one of our blocks, 0 for anything else, never a report
+ * (main checks that no error was counted). */
+static void test_owned_size(void) {
+  char local[64];
+  CHECK(zc_owned_size(NULL) == 0);
+  CHECK(zc_owned_size(local) == 0);
+  static char global[64];
+  CHECK(zc_owned_size(global) == 0);
+  char *s = zc_malloc(100);
+  REQUIRE(s != NULL);
+  size_t us = zc_owned_size(s);
+  CHECKF(us >= 100 && us == zc_usable_size(s), "owned %zu, usable %zu", us, zc_usable_size(s));
+  CHECK(zc_owned_size(s + 10) == us - 10);
+  zc_free(s);
+  char *l = zc_malloc(1 << 20);
+  REQUIRE(l != NULL);
+  CHECK(zc_owned_size(l) >= (1 << 20));
+  CHECK(zc_owned_size(l + 4096) == 0); /* interior of a large block */
+  CHECK(zc_owned_size(l - 16) == 0);   /* its header */
+  zc_free(l);
+}
+
 int main(void) {
   zc_stats_t st0, st1;
   zc_stats_get(&st0);
@@ -560,6 +582,7 @@ int main(void) {
   test_usable_and_sized();
   test_huge();
   test_strdup();
+  test_owned_size();
 #ifndef ZC_TEST_PREFIXED
   test_libc_aliases();
   test_libc_allocations();

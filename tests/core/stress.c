@@ -118,9 +118,8 @@ static hdr_t *new_block(rng_t *r) {
     atomic_fetch_add(&corruptions, 1);
     return NULL;
   }
-  /* 16-byte alignment, except for requests that round to the word-exact classes 8/24/40/56 B of
-   * src/sizeclass.h, which are 8-byte aligned by design */
-  size_t align = (size > 64 || ((size + 7) & ~(size_t)7) % 16 == 0) ? 16 : 8;
+  /* 16-byte alignment for every request of 16 bytes or more (C23: max_align_t), 8 below */
+  size_t align = size >= 16 ? 16 : 8;
   if (((uintptr_t)h & (align - 1)) != 0 || S_usable(h) < size) {
     fprintf(stderr, "%s:%d: malloc(%zu) = %p: misaligned or usable size %zu too small\n", __FILE__, __LINE__,
             size, (void *)h, (size_t)S_usable(h));
