@@ -167,7 +167,10 @@ static zc_zmq_t *open_endpoint(const char *endpoint, zc_chan_role_t role, const 
   z->epfd = -1;
   pthread_mutex_init(&z->lock, NULL);
   z->role = role;
-  if ((z->t = calloc(1, sizeof *z->t)) == NULL) {
+  /* aligned as its type says (its counters sit on their own cache lines; calloc gives 16 bytes) */
+  z->t = aligned_alloc(_Alignof(zq_tally_t), (sizeof *z->t + _Alignof(zq_tally_t) - 1) & ~(_Alignof(zq_tally_t) - 1));
+  if (z->t != NULL) memset(z->t, 0, sizeof *z->t);
+  if (z->t == NULL) {
     free(z);
     errno = ENOMEM;
     return NULL;
