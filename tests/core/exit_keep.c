@@ -5,7 +5,8 @@
  *                            exits. Right after the join (a) at least 90% of A's freed blocks are still
  *                            resident (mincore); a new thread B then allocates and writes as many blocks:
  *                            at least 90% of them come out of A's memory, and B takes fewer than an eighth
- *                            of the minor faults that fresh memory would cost (getrusage RUSAGE_THREAD).
+ *                            of the minor faults that fresh memory would cost (getrusage RUSAGE_THREAD;
+ *                            half under TSan/ASan, whose shadow pages fault too).
  *                            B frees everything and exits; (b) the background purger returns the pages
  *                            within ZCMEM_PURGE_DELAY plus 3 s (at most 5% of them resident). Fails on a
  *                            build that purges at thread exit (a) and on a purger that skips the abandoned
@@ -103,7 +104,10 @@ static int case_keep(int argc, char **argv) {
   printf("keep: B took %zu of %d blocks from A's memory with %ld minor faults (fresh memory: %ld)\n", b.in_a,
          NBLOCKS, b.faults, fresh);
   CHECKF(b.in_a >= NBLOCKS / 10 * 9, "(a) only %zu of %d of B's blocks reuse A's memory", b.in_a, NBLOCKS);
-  CHECKF(b.faults < fresh / 8, "(a) B took %ld minor faults reusing A's pages (fresh memory: %ld)", b.faults, fresh);
+  /* TSan/ASan fault in shadow pages of their own (about 100 here under TSan): a looser bound there, still
+   * well under what fresh memory costs on top of that. */
+  long bound = UNDER_HEAVY_SANITIZER ? fresh / 2 : fresh / 8;
+  CHECKF(b.faults < bound, "(a) B took %ld minor faults reusing A's pages (fresh memory: %ld)", b.faults, fresh);
 
   uint64_t t0 = now_ms();
   int ok = WAIT_UNTIL(resident_blocks() <= NBLOCKS / 20, (uint64_t)delay + 3000);
