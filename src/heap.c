@@ -95,8 +95,9 @@ zc_heap_t *zc_heap_init_thread(void) {
   return h;
 }
 
-void zc_heap_collect(zc_heap_t *h, bool force) {
-  if (h == &zc_heap_empty) return;
+/* Give every empty page of h back to its segment (force: also the current pages held only by their extra
+ * count). Nothing is purged here. */
+static void collect_pages(zc_heap_t *h, bool force) {
   zc_remote_flush(h);
   for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) {
     zc_page_queue_t *q = &h->queues[c];
@@ -122,6 +123,11 @@ void zc_heap_collect(zc_heap_t *h, bool force) {
     }
     zc_heap_queue_changed(h, c);
   }
+}
+
+void zc_heap_collect(zc_heap_t *h, bool force) {
+  if (h == &zc_heap_empty) return;
+  collect_pages(h, force);
   zc_segment_purge(h, force);
 }
 
@@ -142,11 +148,16 @@ void zc_heaps_visit(void (*fn)(zc_heap_t *h, void *arg), void *arg) {
 }
 
 
-/* Thread exit: hand over pending remote frees, give the pages up, park the heap. */
+/* Thread exit: hand over pending remote frees, give the pages up, park the heap. While the background
+ * purger runs, the empty pages stay resident in the abandoned segments: the next thread that adopts a
+ * segment reuses them without page faults, and the purger purges them once they are past the delay like any
+ * other dirty page (zc_segments_purge_abandoned). Without the purger nobody would age them: purge now. */
 void zc_heap_done(zc_heap_t *h) {
-  zc_heap_collect(h, true);
+  bool keep = zc_purger_active();
+  collect_pages(h, true);
   zc_heap_unbias_all(h);
-  zc_segments_abandon(h, zc_purger_active());
+  zc_segments_abandon(h, keep);
+  if (keep) zc_purger_ensure(); /* it may have gone idle meanwhile: the next sweep must see these pages */
   heap_reset(h);
   zc_heap_tls = &zc_heap_empty;
   zc_lock(&heaps_lock);

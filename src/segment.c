@@ -9,7 +9,9 @@
  *   first) or purged. Dirty bytes of a heap stay below ZCMEM_DIRTY_BUDGET; older than ZCMEM_PURGE_DELAY
  *   they are purged on the next slow path or by the background purger.
  * - A heap keeps at most one fully empty segment per kind; another one that empties is unmapped at once.
- * - An abandoned segment (owner exited) holds only pages with live blocks; its empty pages were purged.
+ * - An abandoned segment (owner exited) may keep its empty pages resident (dirty) while the background
+ *   purger runs: they age under the purge delay there (zc_segments_purge_abandoned) or are reused by the
+ *   adopter. Without the purger they were purged at exit, and an abandoned segment has live blocks.
  *
  * Locks: h->lock covers the segment/dirty state of heap h (the owner's slow path against the purger
  * thread); abandoned_lock covers the abandoned lists. Order: h->lock, then abandoned_lock.
@@ -410,9 +412,10 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
     if (q->first == pg) zc_heap_queue_changed(h, pg->class_idx);
   }
   h->hold_segments = false;
-  if (s->used_pages == 0) {
+  if (s->used_pages == 0) { /* all empty: keep it as the spare (the allocation that adopted it uses it) */
     zc_lock(&h->lock);
-    if (h->spare[s->kind] != s) segment_release(h, s);
+    if (h->spare[s->kind] == NULL) h->spare[s->kind] = s;
+    else if (h->spare[s->kind] != s) segment_release(h, s);
     zc_unlock(&h->lock);
   }
 }
