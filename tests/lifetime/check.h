@@ -4,10 +4,14 @@
 #define ZC_LT_CHECK_H
 
 #include "zc_check.h" /* tests/common: CHECK, CHECKF, CHECK_EQ, REQUIRE */
+#include "zc_rss.h"   /* tests/common: rss_bytes */
 #include <stdio.h>
 
 unsigned long zc_error_count(void);
 void zc_os_fail_after(long n);
+
+/* The process RSS in KiB (real page size). */
+static inline long rss_kib(void) { return (long)(rss_bytes() >> 10); }
 
 /* Run stmt, which must report exactly n errors through zc_error. */
 #define CHECK_REPORTS(n, stmt)                                                           \

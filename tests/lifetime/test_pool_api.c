@@ -156,15 +156,6 @@ static void test_dup_printf(void) {
 
 /* Kept blocks are purged once idle for the purge delay (at the next reset) or by trim; resident says so,
  * and the process RSS shows it. */
-static long rss_kib(void) {
-  long pages = 0, res = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f == NULL) return -1;
-  if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = -1;
-  fclose(f);
-  return res * 4;
-}
-
 static void fill_blocks(zc_pool_t *p, int n) {
   for (int i = 0; i < 4 * n; i++) { /* 4 per 64 KiB block: not large requests (above a quarter block) */
     char *x = zc_pool_alloc(p, 15000);

@@ -297,15 +297,6 @@ static void test_alloc_wait(void) {
 }
 
 /* trim gives the free part's memory back: the process RSS drops, resident says so. */
-static long rss_kib(void) {
-  long pages = 0, res = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f == NULL) return -1;
-  if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = -1;
-  fclose(f);
-  return res * 4;
-}
-
 static void test_trim(void) {
   enum { MB = 16 };
   zc_ring_t *r = zc_ring_create(4096, MB * 256);
