@@ -6,7 +6,10 @@
  * count reaches zero is recycled at once; the current page simply restarts at its beginning when all its
  * objects are gone. Empty pages beyond a bound (max_empty) are purged, coldest first, once they have been
  * empty for the purge delay (ZCMEM_PURGE_DELAY), when the owner next takes a page; a thread that empties a
- * page while four times the bound are already waiting purges that page itself at once. Purged memory goes back to the OS; the address space is kept until zc_pages_destroy. Objects larger than a page get a chunk of their own, freed by the
+ * page while four times the bound are already waiting purges that page itself at once. While the
+ * background purger runs (ZCMEM_BACKGROUND=1, the default), it also purges every page that has been empty
+ * for the purge delay, without any call (max_empty = SIZE_MAX turns both off), and unmaps a 4 MiB chunk
+ * once all its object pages are purged. Objects larger than a page get a chunk of their own, freed by the
  * same call.
  *
  * Thread safety:
@@ -52,7 +55,7 @@ typedef struct zc_pages_stats_s {
   uint64_t held;         /* bytes mapped from the OS (chunks and large objects): address space reserved */
   uint64_t resident;     /* upper bound of held's bytes in memory: held less purged and never-carved pages */
   uint64_t peak_held;    /* high-water mark of held */
-  uint64_t pages;        /* pages carved from chunks (busy, empty or purged) */
+  uint64_t pages;        /* pages carved from chunks still mapped (busy, empty or purged) */
   uint64_t pages_busy;   /* pages that are current or still hold live objects */
   uint64_t pages_purged; /* empty pages whose memory was given back to the OS */
   uint64_t wasted;       /* bytes left unused at the ends of retired pages still holding objects */
@@ -60,6 +63,7 @@ typedef struct zc_pages_stats_s {
   uint64_t frees;        /* objects freed since creation (any thread) */
   uint64_t large_live;   /* live objects larger than a page */
   uint64_t errors;       /* bad or double frees reported for this allocator */
+  uint64_t chunks_released; /* 4 MiB chunks unmapped before destroy (every object page empty and purged) */
 } zc_pages_stats_t;
 
 /* A new allocator (cfg may be NULL for defaults). NULL + EINVAL for a bad config, ENOMEM if out of memory. */

@@ -5,6 +5,7 @@
  * Lock order at fork: heap list, every heap, abandoned segments, large-region pool (the order every other
  * path takes them in).
  */
+#include "idle.h"
 #include "internal.h"
 #include "large.h"
 
@@ -55,7 +56,7 @@ static void sweep_heap(zc_heap_t *h, void *arg) {
 }
 
 static bool background_sweep(void) {
-  bool pending = false;
+  bool pending = zc_idle_sweep(); /* the hooks registered from above the core (idle.h) */
   zc_heaps_visit(sweep_heap, &pending);
   return zc_segments_purge_abandoned(false) || pending;
 }

@@ -40,8 +40,16 @@
  * would be backwards (it is the next one reused), hence the trim at the cold end. An owner that stopped
  * allocating never trims: a thread that empties a page while 4 * max_empty are already dirty purges that
  * page itself, so memory stays bounded without the owner.
+ * Idle return: the allocator registers an idle hook (src/idle.h) with the background purger, which on
+ * every pass (half the purge delay) takes in the remotely emptied pages and purges every empty page that
+ * has been empty for the purge delay (as malloc's purger does for its heaps' pages), then gives back the
+ * address space of every chunk whose object pages are all purged (unregistered at once, unmapped one pass
+ * later: a late bad free that already read the registry still finds the header mapped).
+ * pg->lock serialises the owner's slow path (page changes, large objects, collect, stats) with the purger;
+ * the fast path (a bump in the current page) and zc_pages_free take no lock. The purger only trylocks.
  * Large objects are listed under pg->large_lock (taken only on their allocation, free and destroy).
  */
+#include "idle.h"
 #include "lifetime.h"
 #include "zcmem_pages.h"
 
@@ -80,6 +88,7 @@ typedef struct pg_chunk_s {
   _Atomic uint64_t *live_bm;   /* page chunks: 1 bit per 16 bytes from data_start, set while an object
                                 * starts there */
   _Atomic uint64_t *ends_bm;   /* page chunks: 1 bit per 16 bytes, set at the last unit of each object */
+  uint32_t purged_pages;       /* page chunks: scratch of chunks_release (pages on the owner's purged list) */
   pg_meta_t meta[];            /* page chunks: one per page */
 } pg_chunk_t;
 
@@ -100,6 +109,12 @@ struct zc_pages_s {
   pg_chunk_t *carve;           /* newest chunk, pages from carve_next on are UNUSED */
   uint32_t carve_next;
   uint64_t allocs, pages_carved, peak_in_use, peak_held;
+  zc_lock_t lock;              /* owner's slow path vs. the purger's hook: every owner-only field but the
+                                * fast path's (bump, end, nalloc, allocs) */
+  pg_chunk_t *retiring;        /* chunks taken out of the registry, unmapped at the next release */
+  uint64_t retiring_pages;     /* their object pages (all purged) */
+  uint64_t chunks_released;    /* chunks unmapped before destroy, ever */
+  zc_idle_t idle;
   /* shared with freeing threads */
   _Atomic(pg_meta_t *) remote_free __attribute__((aligned(ZC_LT_CACHE_LINE)));
   _Atomic int64_t empty_dirty __attribute__((aligned(ZC_LT_CACHE_LINE))); /* pages EMPTY, not purged */
@@ -145,6 +160,8 @@ static void report(zc_pages_t *pg, const char *what, const void *p) {
 
 /* ---- creation and destruction ---- */
 
+static bool pages_idle(void *arg);
+
 zc_pages_t *zc_pages_create(const zc_pages_config_t *cfg) {
   zc_pages_config_t c = {0};
   if (cfg) c = *cfg;
@@ -163,14 +180,23 @@ zc_pages_t *zc_pages_create(const zc_pages_config_t *cfg) {
   pg->hard_empty = c.max_empty > SIZE_MAX / 4 ? SIZE_MAX : 4 * c.max_empty;
   pg->limit = c.limit;
   zc_lock_init(&pg->large_lock);
+  zc_lock_init(&pg->lock);
+  pg->idle.fn = pages_idle;
+  pg->idle.arg = pg;
+  zc_idle_register(&pg->idle);
   return pg; /* the mapping is zeroed: every other field starts at 0/NULL */
 }
 
 void zc_pages_destroy(zc_pages_t *pg) {
   if (pg == NULL) return;
+  zc_idle_unregister(&pg->idle); /* waits for a running pass of the purger */
   for (pg_chunk_t *c = pg->chunks, *n; c; c = n) {
     n = c->next;
     zc_lt_registry_set(c, ZC_LT_REG_NONE);
+    zc_os_free(c, ZC_LT_CHUNK_SIZE);
+  }
+  for (pg_chunk_t *c = pg->retiring, *n; c; c = n) { /* out of the registry already */
+    n = c->next;
     zc_os_free(c, ZC_LT_CHUNK_SIZE);
   }
   zc_lock(&pg->large_lock);
@@ -216,7 +242,11 @@ int zc_pages_destroy_wait(zc_pages_t *pg, long timeout_ms) {
     return -1;
   }
   uint64_t deadline = zc_os_clock_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
-  while (!pages_quiet(pg)) {
+  for (;;) {
+    zc_lock(&pg->lock);
+    bool quiet = pages_quiet(pg);
+    zc_unlock(&pg->lock);
+    if (quiet) break;
     if (timeout_ms >= 0 && zc_os_clock_ns() >= deadline) {
       errno = EBUSY;
       return -1;
@@ -234,11 +264,12 @@ static void held_add(zc_pages_t *pg, uint64_t n) {
   zc_lt_peak(&pg->peak_held, h);
 }
 
-/* Bytes that may be in memory (an upper bound): what is mapped less the purged pages and the pages of the
- * newest chunk not carved yet. The limit applies to this, not to the address space. */
+/* Bytes that may be in memory (an upper bound): what is mapped less the purged pages, the pages of the
+ * newest chunk not carved yet and the (purged) object pages of chunks waiting to be unmapped. The limit
+ * applies to this, not to the address space. Owner, locked. */
 static uint64_t pages_resident(zc_pages_t *pg) {
   uint64_t h = atomic_load_explicit(&pg->held, memory_order_relaxed);
-  uint64_t off = (uint64_t)atomic_load_explicit(&pg->pages_purged, memory_order_relaxed);
+  uint64_t off = (uint64_t)atomic_load_explicit(&pg->pages_purged, memory_order_relaxed) + pg->retiring_pages;
   if (pg->carve) off += pg->carve->npages - pg->carve_next;
   off <<= pg->page_shift;
   return h > off ? h - off : 0;
@@ -387,6 +418,7 @@ static void page_recycle(zc_pages_t *pg, pg_meta_t *m, bool by_owner) {
   atomic_fetch_sub_explicit(&pg->pages_busy, 1, memory_order_relaxed);
   int64_t dirty = atomic_fetch_add_explicit(&pg->empty_dirty, 1, memory_order_relaxed) + 1;
   m->empty_since = zc_os_clock_ns();
+  zc_idle_kick(); /* the purger ages the page (it may have stopped while nothing was empty) */
   if (by_owner) {
     atomic_store_explicit(&m->state, PG_EMPTY, memory_order_relaxed);
     owner_keep(pg, m);
@@ -515,7 +547,7 @@ static void large_free(pg_chunk_t *c, void *p) {
 
 /* ---- allocation ---- */
 
-static void *alloc_slow(zc_pages_t *pg, size_t align, size_t n) {
+static void *alloc_slow_locked(zc_pages_t *pg, size_t align, size_t n) {
   if (n > pg->page_size || n + align - ZC_LT_ALIGN > pg->page_size) return large_alloc(pg, align, n);
   pg_meta_t *m = pg->cur;
   if (m != NULL) {
@@ -536,6 +568,13 @@ static void *alloc_slow(zc_pages_t *pg, size_t align, size_t n) {
   pg->nalloc++;
   pg->allocs++;
   obj_mark(pg, p, n);
+  return p;
+}
+
+static void *alloc_slow(zc_pages_t *pg, size_t align, size_t n) {
+  zc_lock(&pg->lock);
+  void *p = alloc_slow_locked(pg, align, n);
+  zc_unlock(&pg->lock);
   return p;
 }
 
@@ -706,15 +745,78 @@ void zc_pages_free(void *p) {
 
 /* ---- upkeep and stats (owner) ---- */
 
+/* Owner, locked: unmap the chunks retired by the previous call, then retire (take out of the registry) every
+ * chunk but the one being carved whose object pages are all on the purged list. Only pages on the owner's
+ * lists are counted: a freeing thread's last touch of a page is its push onto the remote stack, so no
+ * thread still touches a chunk retired here, except a bad free that read the registry just before: it
+ * finds the header still mapped (the unmap waits for the next call) and the page PURGED, and reports. */
+static void chunks_release(zc_pages_t *pg) {
+  for (pg_chunk_t *c = pg->retiring, *n; c; c = n) {
+    n = c->next;
+    pg->retiring_pages -= c->npages - c->first_page;
+    atomic_fetch_sub_explicit(&pg->held, ZC_LT_CHUNK_SIZE, memory_order_relaxed);
+    pg->chunks_released++;
+    zc_os_free(c, ZC_LT_CHUNK_SIZE);
+  }
+  pg->retiring = NULL;
+  if (pg->purged == NULL) return;
+  for (pg_chunk_t *c = pg->chunks; c; c = c->next) c->purged_pages = 0;
+  pg_chunk_t *c;
+  for (pg_meta_t *m = pg->purged; m; m = m->next) {
+    page_start(m, &c);
+    c->purged_pages++;
+  }
+  for (pg_chunk_t **cp = &pg->chunks; (c = *cp) != NULL;) {
+    if (c != pg->carve && c->purged_pages == c->npages - c->first_page) {
+      *cp = c->next;
+      c->next = pg->retiring;
+      pg->retiring = c;
+      c->purged_pages = UINT32_MAX; /* marks it for the filter below */
+    } else {
+      cp = &c->next;
+    }
+  }
+  if (pg->retiring == NULL) return;
+  for (pg_meta_t **mp = &pg->purged, *m; (m = *mp) != NULL;) {
+    page_start(m, &c);
+    if (c->purged_pages == UINT32_MAX) *mp = m->next;
+    else mp = &m->next;
+  }
+  for (c = pg->retiring; c; c = c->next) {
+    uint32_t k = c->npages - c->first_page;
+    zc_lt_registry_set(c, ZC_LT_REG_NONE);
+    atomic_fetch_sub_explicit(&pg->pages_purged, k, memory_order_relaxed);
+    pg->pages_carved -= k;
+    pg->retiring_pages += k;
+  }
+}
+
+/* The purger's pass (idle.h): what the owner would do at its next page change, without waiting for it. */
+static bool pages_idle(void *arg) {
+  zc_pages_t *pg = arg;
+  if (!zc_trylock(&pg->lock)) return true; /* the owner is in its slow path: next pass */
+  bool purge = pg->max_empty != SIZE_MAX;
+  owner_drain(pg);
+  if (purge) owner_trim(pg, 0, false);
+  chunks_release(pg);
+  bool pending = (purge && pg->dirty != NULL) || pg->retiring != NULL;
+  zc_unlock(&pg->lock);
+  return pending;
+}
+
 void zc_pages_collect(zc_pages_t *pg) {
   if (pg == NULL) return;
+  zc_lock(&pg->lock);
   owner_drain(pg);
   owner_trim(pg, 0, true);
+  chunks_release(pg);
+  zc_unlock(&pg->lock);
 }
 
 void zc_pages_stats(zc_pages_t *pg, zc_pages_stats_t *out) {
   memset(out, 0, sizeof *out);
   if (pg == NULL) return;
+  zc_lock(&pg->lock);
   int64_t live = 0;
   for (pg_chunk_t *c = pg->chunks; c; c = c->next) {
     uint32_t last = c == pg->carve ? pg->carve_next : c->npages;
@@ -741,4 +843,6 @@ void zc_pages_stats(zc_pages_t *pg, zc_pages_stats_t *out) {
   out->large_live = (uint64_t)large_live;
   out->frees = pg->allocs - (uint64_t)(live + large_live);
   out->errors = atomic_load_explicit(&pg->errors, memory_order_relaxed);
+  out->chunks_released = pg->chunks_released;
+  zc_unlock(&pg->lock);
 }

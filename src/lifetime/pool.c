@@ -21,9 +21,16 @@
  *
  * Memory return: a reset keeps up to `retain` bytes of blocks (the spare list) and the first block. A spare
  * block that stays unused for the purge delay (ZCMEM_PURGE_DELAY) is purged (its pages past the header go
- * back to the OS; the mapping stays, reuse faults them back in) at the next reset or block change;
+ * back to the OS; the mapping stays, reuse faults them back in) at the next reset or block change, or by the
+ * background purger's pass (an idle hook, src/idle.h) without any call. A reset also parks the first block:
+ * it closes the bump window (end = bump), so the next allocation takes the slow path, which reopens it under
+ * the lock; while parked, the purger may purge the block's free part once it has been parked for the delay.
  * zc_pool_trim purges every spare block and the unused tail of the current block at once.
+ * pool->lock serialises the owner's slow path (block changes, reset's block lists, trim, stats) with the
+ * purger's hook (which only trylocks); the fast path takes no lock: the purger never touches a block the
+ * owner can bump into without the lock (a spare block, or a parked first block).
  */
+#include "idle.h"
 #include "lifetime.h"
 #include "zcmem_pool.h"
 
@@ -53,8 +60,14 @@ struct zc_pool_s {
   size_t block_size, limit, retain, spare_bytes;
   uint64_t held, tree_held, peak_held, in_use, peak_in_use, wasted;
   uint64_t allocs, resets, blocks, nlarge, children;
-  uint64_t purged_bytes;        /* bytes of spare blocks now purged */
+  uint64_t purged_bytes;        /* bytes of spare blocks (and of a parked first block) now purged */
   bool clearing;                /* inside reset or destroy: see "Clearing" above */
+  /* under lock: the parked first block (see "Memory return") */
+  bool parked;
+  char *park_from, *park_end;   /* its free part; the window reopens to park_end */
+  uint64_t park_since, park_purged;
+  zc_lock_t lock;               /* spare list and blocks, purged_bytes, the parked state */
+  zc_idle_t idle;
 };
 
 #define PL_HDR zc_lt_align_up(sizeof(pl_block_t), ZC_LT_ALIGN)
@@ -120,6 +133,35 @@ static void pool_age(zc_pool_t *pool, bool force) {
     if (force || now - b->idle_since >= delay) spare_purge(pool, b);
 }
 
+/* Locked: purge the parked first block's free part. */
+static void park_purge(zc_pool_t *pool) {
+  if (pool->park_purged) return;
+  pool->park_purged = purge_range(pool->park_from, pool->park_end);
+  pool->purged_bytes += pool->park_purged;
+}
+
+/* Locked (the owner's slow path): reopen the parked first block's window; its purged pages count again. */
+static void unpark(zc_pool_t *pool) {
+  pool->parked = false;
+  pool->end = pool->park_end;
+  pool->purged_bytes -= pool->park_purged;
+  pool->park_purged = 0;
+}
+
+/* The purger's pass (idle.h): age the spare blocks and the parked first block as the owner would at its
+ * next reset or block change. True while something is left to purge later. */
+static bool pool_idle(void *arg) {
+  zc_pool_t *pool = arg;
+  if (!zc_trylock(&pool->lock)) return true; /* the owner is in its slow path: next pass */
+  pool_age(pool, false);
+  uint64_t now = zc_os_clock_ns(), delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
+  if (pool->parked && now - pool->park_since >= delay) park_purge(pool);
+  bool pending = pool->parked && !pool->park_purged;
+  for (pl_block_t *b = pool->spare; b && !pending; b = b->next) pending = b->purged == 0;
+  zc_unlock(&pool->lock);
+  return pending;
+}
+
 static void block_unmap(zc_pool_t *pool, pl_block_t *b) {
   uncharge(pool, b->size);
   pool->blocks--;
@@ -167,6 +209,10 @@ zc_pool_t *zc_pool_create(zc_pool_t *parent, const zc_pool_config_t *cfg) {
     parent->child = pool;
     parent->children++;
   }
+  zc_lock_init(&pool->lock);
+  pool->idle.fn = pool_idle;
+  pool->idle.arg = pool;
+  zc_idle_register(&pool->idle);
   return pool;
 }
 
@@ -183,6 +229,8 @@ static void pool_clear(zc_pool_t *pool) {
     }
   }
   pool->clearing = false;
+  zc_lock(&pool->lock);
+  if (pool->parked) unpark(pool);
   for (pl_block_t *b = pool->large, *n; b; b = n) {
     n = b->next;
     pool->nlarge--;
@@ -204,6 +252,7 @@ static void pool_clear(zc_pool_t *pool) {
   }
   pool->used = NULL;
   pool_age(pool, false);
+  zc_unlock(&pool->lock);
 }
 
 /* Refuse to clear a pool that is being cleared (called from one of its cleanups). */
@@ -217,15 +266,24 @@ static bool clear_refused(zc_pool_t *pool, const char *who) {
 void zc_pool_reset(zc_pool_t *pool) {
   if (pool == NULL || clear_refused(pool, "zc_pool_reset")) return;
   pool_clear(pool);
+  zc_lock(&pool->lock);
   pool->bump = (char *)pool + zc_lt_align_up(sizeof(zc_pool_t), ZC_LT_ALIGN);
-  pool->end = (char *)pool->first + pool->block_size;
+  pool->end = pool->bump; /* parked: the next allocation reopens the window in the slow path */
+  pool->parked = true;
+  pool->park_from = pool->bump;
+  pool->park_end = (char *)pool->first + pool->block_size;
+  pool->park_since = zc_os_clock_ns();
+  pool->park_purged = 0;
+  zc_unlock(&pool->lock);
   pool->in_use = 0;
   pool->wasted = 0;
   pool->resets++;
+  zc_idle_kick(); /* the purger ages the parked block and the spares */
 }
 
 void zc_pool_destroy(zc_pool_t *pool) {
   if (pool == NULL || clear_refused(pool, "zc_pool_destroy")) return;
+  zc_idle_unregister(&pool->idle); /* waits for a running pass of the purger */
   pool_clear(pool);
   for (pl_block_t *b = pool->spare, *n; b; b = n) {
     n = b->next;
@@ -245,10 +303,13 @@ void zc_pool_destroy(zc_pool_t *pool) {
 
 void zc_pool_trim(zc_pool_t *pool) {
   if (pool == NULL) return;
+  zc_lock(&pool->lock);
   pool_age(pool, true);
-  /* The free tail of the block being filled (after a reset: nearly all of the first block); the next
-   * allocations fault its pages back in. Not counted in purged_bytes: resident stays an upper bound. */
-  purge_range(pool->bump, pool->end);
+  /* The free tail of the block being filled (after a reset: the parked first block, counted in purged_bytes);
+   * the next allocations fault its pages back in. A tail is not counted: resident stays an upper bound. */
+  if (pool->parked) park_purge(pool);
+  else purge_range(pool->bump, pool->end);
+  zc_unlock(&pool->lock);
 }
 
 /* ---- allocation ---- */
@@ -274,8 +335,20 @@ static void *alloc_large(zc_pool_t *pool, size_t align, size_t n) {
   return (char *)b + off;
 }
 
-static void *alloc_slow(zc_pool_t *pool, size_t align, size_t n) {
+static void *alloc_slow_locked(zc_pool_t *pool, size_t align, size_t n) {
   void *p;
+  if (pool->parked) { /* after a reset: reopen the first block, then bump as the fast path would */
+    unpark(pool);
+    p = (char *)zc_lt_align_up((uintptr_t)pool->bump, align);
+    if (align <= zc_os_page_size() && p <= (void *)pool->end && n <= (size_t)(pool->end - (char *)p)) {
+      pool->wasted += (uint64_t)((char *)p - pool->bump);
+      pool->bump = (char *)p + n;
+      pool->allocs++;
+      pool->in_use += n;
+      zc_lt_peak(&pool->peak_in_use, pool->in_use);
+      return p;
+    }
+  }
   if (n > pool->block_size / 4 || align > zc_os_page_size() || n + align > pool->block_size - PL_HDR) {
     p = alloc_large(pool, align, n);
   } else {
@@ -301,6 +374,13 @@ static void *alloc_slow(zc_pool_t *pool, size_t align, size_t n) {
   pool->allocs++;
   pool->in_use += n;
   zc_lt_peak(&pool->peak_in_use, pool->in_use);
+  return p;
+}
+
+static void *alloc_slow(zc_pool_t *pool, size_t align, size_t n) {
+  zc_lock(&pool->lock);
+  void *p = alloc_slow_locked(pool, align, n);
+  zc_unlock(&pool->lock);
   return p;
 }
 
@@ -490,5 +570,7 @@ void zc_pool_stats(const zc_pool_t *pool, zc_pool_stats_t *out) {
   out->allocs = pool->allocs;
   out->resets = pool->resets;
   out->children = pool->children;
+  zc_lock((zc_lock_t *)&pool->lock); /* the purger's hook may be changing purged_bytes */
   out->resident = pool->held - pool->purged_bytes;
+  zc_unlock((zc_lock_t *)&pool->lock);
 }
