@@ -26,7 +26,8 @@
  *     boundary, inside a message, padding, or already freed): a one-line report on stderr, counted in
  *     stats.errors, and the ring is left unchanged. One case cannot be told by the pointer alone: a double
  *     free that arrives after the ring went a full lap and a new message starts on the same chunk frees
- *     that new message (see docs/lifetime.md).
+ *     that new message; zc_ring_free_tagged (the producer's zc_ring_tag carried with the pointer) catches
+ *     it (see docs/lifetime.md).
  *
  * Includes: zcmem.h only.
  */
@@ -47,9 +48,9 @@ typedef struct zc_ring_stats_s {
   uint64_t occupied;    /* bytes between tail and head: live, freed-but-not-passed and padding chunks */
   uint64_t peak;        /* high-water mark of occupied (checked against the consumer's real tail) */
   uint64_t held;        /* bytes of the buffer (chunk_size * chunks): address space reserved */
-  uint64_t resident;    /* upper bound of the buffer's bytes in memory: held less what the last trim gave
-                         * back and the head has not reached since */
-  uint64_t trimmed;     /* bytes given back to the OS by zc_ring_trim, ever */
+  uint64_t resident;    /* upper bound of the buffer's bytes in memory: held less what the last trim (or
+                         * the purger's) gave back and the head has not reached since */
+  uint64_t trimmed;     /* bytes given back to the OS by zc_ring_trim and the background purger, ever */
   uint64_t chunks;      /* chunks in the ring */
   uint64_t chunk_size;
   uint64_t wasted;      /* bytes of padding chunks skipped at the end and not yet passed by the tail */
@@ -82,10 +83,18 @@ ZC_API int zc_ring_commit(zc_ring_t *r, void *p, size_t size);
 ZC_API void zc_ring_cancel(zc_ring_t *r);
 
 /* Producer: give the memory of the free part of the ring back to the OS (whole OS pages between the head
- * and the tail; the next messages there fault their pages back in). An idle hook's call. */
+ * and the tail; the next messages there fault their pages back in). The background purger does the same,
+ * without a call, for the free part beyond the producer's window (n/16 chunks past the head) once neither
+ * side has moved for the purge delay (ZCMEM_PURGE_DELAY). */
 ZC_API void zc_ring_trim(zc_ring_t *r);
 /* Consumer: free the message starting at p (NULL is ignored). */
 ZC_API void zc_ring_free(zc_ring_t *r, void *p);
+/* Producer: the tag of the message the last zc_ring_alloc, zc_ring_alloc_wait or zc_ring_commit placed
+ * (its position in the ring's history: no two messages share one). Hand it to the consumer with p. */
+ZC_API uint64_t zc_ring_tag(const zc_ring_t *r);
+/* Consumer: zc_ring_free, checked against the message's tag: a double free that arrives after the ring went
+ * a full lap (a newer message starts at p) is reported and frees nothing; so is a wrong tag. */
+ZC_API void zc_ring_free_tagged(zc_ring_t *r, void *p, uint64_t tag);
 
 ZC_API void zc_ring_stats(zc_ring_t *r, zc_ring_stats_t *out);
 

@@ -12,7 +12,20 @@
  * A message never spans the end of the buffer: if it does not fit before the end, the end becomes one PAD
  * record and the message starts at chunk 0. Messages of at most n/2 chunks therefore always fit once the
  * ring drains (pad < k and pad + k <= n); larger ones are refused with EMSGSIZE.
+ *
+ * The producer's window and idle return. The producer writes only chunks below `win`, a position at most
+ * `slack` (n/16) chunks past its head and never past tail + n; it moves win forward only in its slow path,
+ * under r->lock. So the chunks in [win, tail + n) are free and out of the producer's reach until it takes
+ * the lock: the background purger's hook (src/idle.h) purges them (trylock; skip if busy) once neither side
+ * has moved for the purge delay. The fast path takes no lock and costs what it did: one compare with win
+ * (instead of with tail_seen + n). An idle ring keeps the live messages and at most `slack` chunks ahead of
+ * the head resident.
+ *
+ * Tags: a message's position (head when it was placed) identifies it for ever; the chunk index is the
+ * position modulo n. zc_ring_free_tagged compares the caller's tag with the position of the message that
+ * now starts at the pointer (computed from the tail), which catches a double free a full lap later.
  */
+#include "idle.h"
 #include "lifetime.h"
 #include "zcmem_ring.h"
 
@@ -38,14 +51,21 @@ struct zc_ring_s {
   size_t chunk, n, max_chunks, map_size;
   size_t n_mask;         /* n - 1 if n is a power of two, else 0 (then positions use %) */
   unsigned chunk_shift;  /* log2(chunk) if chunk is a power of two, else 0 (then offsets use /) */
+  size_t slack;          /* how far past the head the producer's window reaches (n / 16, at least 1) */
+  zc_idle_t idle;
   /* producer side */
   uint64_t head __attribute__((aligned(ZC_LT_CACHE_LINE)));
+  uint64_t win;       /* the producer writes only chunks below this position (written under lock) */
+  uint64_t last_pos;  /* the position (tag) of the message last placed */
   uint64_t tail_seen; /* a tail the producer read; the real one is never lower */
   uint64_t res_head;  /* an open reservation: the head it will publish at commit (0: none) */
   size_t res_idx, res_k, res_pad, res_size;
   rg_ctr_t allocs, alloc_chunks, alloc_bytes, full, pad_chunks, peak;
   rg_ctr_t trim_lo, trim_hi; /* positions [lo, hi) whose chunks were last purged by zc_ring_trim */
-  rg_ctr_t trimmed;          /* bytes purged by zc_ring_trim, ever */
+  rg_ctr_t trimmed;          /* bytes purged by zc_ring_trim and the purger, ever */
+  zc_lock_t lock;            /* win's moves and every purge (producer's slow path, trim, the purger) */
+  uint64_t idle_allocs, idle_tail, idle_since; /* the purger's view, under lock: when either side last moved */
+  bool idle_done;            /* the purger trimmed since the last move */
   /* consumer side */
   uint64_t tail __attribute__((aligned(ZC_LT_CACHE_LINE)));
   uint64_t head_seen; /* a head the consumer read; the real one is never lower */
@@ -73,6 +93,49 @@ static inline size_t ring_chunks(const zc_ring_t *r, size_t off) {
   return r->chunk_shift ? off >> r->chunk_shift : off / r->chunk;
 }
 
+/* Locked: purge the OS pages wholly inside the free positions [from, tail + n) (from >= head); the bytes. */
+static uint64_t purge_free(zc_ring_t *r, uint64_t from, uint64_t tail) {
+  uint64_t end = tail + r->n;
+  size_t ps = zc_os_page_size();
+  uint64_t purged = 0;
+  for (uint64_t pos = from; pos < end;) {
+    size_t idx = ring_idx(r, pos);
+    size_t run = r->n - idx < end - pos ? r->n - idx : (size_t)(end - pos); /* up to the buffer's end */
+    uintptr_t a = zc_lt_align_up((uintptr_t)(r->data + idx * r->chunk), ps);
+    uintptr_t b = ((uintptr_t)(r->data + (idx + run) * r->chunk)) & ~(uintptr_t)(ps - 1);
+    if (b > a && zc_os_purge((void *)a, b - a, (int)zc_opt(zc_option_purge_mode))) purged += b - a;
+    pos += run;
+  }
+  ctr_add(&r->trimmed, purged);
+  if (from < end) {
+    atomic_store_explicit(&r->trim_lo, from, memory_order_relaxed);
+    atomic_store_explicit(&r->trim_hi, end, memory_order_relaxed);
+  }
+  return purged;
+}
+
+/* The purger's pass (idle.h): once neither the head nor the tail has moved for the purge delay, purge the
+ * free chunks beyond the producer's window. True while there is (or may soon be) something to purge. */
+static bool ring_idle(void *arg) {
+  zc_ring_t *r = arg;
+  if (!zc_trylock(&r->lock)) return true; /* the producer is in its slow path: next pass */
+  uint64_t allocs = ctr_get(&r->allocs), tail = atomic_load_explicit(&r->tail_pub, memory_order_acquire);
+  uint64_t now = zc_os_clock_ns(), delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
+  if (allocs != r->idle_allocs || tail != r->idle_tail) {
+    r->idle_allocs = allocs;
+    r->idle_tail = tail;
+    r->idle_since = now;
+    r->idle_done = false;
+  } else if (!r->idle_done && now - r->idle_since >= delay) {
+    purge_free(r, r->win, tail);
+    r->idle_done = true;
+  }
+  /* live messages will be freed (the tail moves, more to purge): stay awake for them */
+  bool pending = !r->idle_done || atomic_load_explicit(&r->head_pub, memory_order_relaxed) != tail;
+  zc_unlock(&r->lock);
+  return pending;
+}
+
 zc_ring_t *zc_ring_create(size_t chunk_size, size_t chunks) {
   if (chunk_size == 0) chunk_size = 128;
   if (chunk_size % 128 != 0 || chunk_size > ((size_t)1 << 30) || chunks < 2 || chunks > RING_MAX_CHUNKS ||
@@ -97,11 +160,33 @@ zc_ring_t *zc_ring_create(size_t chunk_size, size_t chunks) {
   r->n_mask = zc_lt_is_pow2(chunks) ? chunks - 1 : 0;
   r->chunk_shift = zc_lt_is_pow2(chunk_size) ? (unsigned)__builtin_ctzl(chunk_size) : 0;
   r->map_size = hdr + body;
+  r->slack = chunks / 16 ? chunks / 16 : 1;
+  r->win = r->slack;
+  zc_lock_init(&r->lock);
+  r->idle.fn = ring_idle;
+  r->idle.arg = r;
+  zc_idle_register(&r->idle);
   return r;
 }
 
 void zc_ring_destroy(zc_ring_t *r) {
-  if (r) zc_os_free(r, r->map_size);
+  if (r == NULL) return;
+  zc_idle_unregister(&r->idle); /* waits for a running pass of the purger */
+  zc_os_free(r, r->map_size);
+}
+
+/* Producer, slow path: move the window so that positions below need are writable, if the tail allows
+ * (need <= tail + n); false if the ring is full. */
+static bool ring_extend(zc_ring_t *r, uint64_t need) {
+  zc_lock(&r->lock);
+  uint64_t tail = atomic_load_explicit(&r->tail_pub, memory_order_acquire), lim = tail + r->n;
+  r->tail_seen = tail;
+  uint64_t w = r->head + r->slack;
+  if (w < need) w = need;
+  r->win = w < lim ? w : lim;
+  zc_unlock(&r->lock);
+  zc_idle_kick(); /* the purger may have stopped while the ring was idle */
+  return need <= lim;
 }
 
 /* Producer: room for size bytes at the head? Sets the message's chunk count, padding and chunk index; else
@@ -119,13 +204,10 @@ static inline bool ring_room(zc_ring_t *r, size_t size, size_t *k_out, size_t *p
   uint64_t head = r->head;
   size_t idx = ring_idx(r, head);
   size_t pad = idx + k > r->n ? r->n - idx : 0;
-  if (zc_lt_unlikely(head + pad + k - r->tail_seen > r->n)) {
-    r->tail_seen = atomic_load_explicit(&r->tail_pub, memory_order_acquire);
-    if (head + pad + k - r->tail_seen > r->n) {
-      ctr_add(&r->full, 1);
-      errno = EAGAIN;
-      return false;
-    }
+  if (zc_lt_unlikely(head + pad + k > r->win) && !ring_extend(r, head + pad + k)) {
+    ctr_add(&r->full, 1);
+    errno = EAGAIN;
+    return false;
   }
   *k_out = k;
   *pad_out = pad;
@@ -145,6 +227,7 @@ static inline void *ring_publish(zc_ring_t *r, size_t size, size_t k, size_t pad
   }
   r->rec[idx].kind_len = REC_LIVE | (uint32_t)k;
   r->rec[idx].size = (uint32_t)(size > UINT32_MAX ? UINT32_MAX : size);
+  r->last_pos = head;
   head += k;
   r->head = head;
   atomic_store_explicit(&r->head_pub, head, memory_order_release);
@@ -229,25 +312,16 @@ void *zc_ring_alloc_wait(zc_ring_t *r, size_t size, long timeout_ms) {
   return p;
 }
 
+uint64_t zc_ring_tag(const zc_ring_t *r) { return r ? r->last_pos : 0; }
+
 void zc_ring_trim(zc_ring_t *r) {
   if (r == NULL || r->res_head != 0) return;
-  /* The free area [head, tail + n) belongs to the producer: purge the OS pages wholly inside it. */
-  uint64_t head = r->head, tail = atomic_load_explicit(&r->tail_pub, memory_order_acquire);
+  /* The free area [head, tail + n) belongs to the producer (this thread): purge its whole OS pages. */
+  zc_lock(&r->lock);
+  uint64_t tail = atomic_load_explicit(&r->tail_pub, memory_order_acquire);
   r->tail_seen = tail;
-  uint64_t end = tail + r->n;
-  size_t ps = zc_os_page_size();
-  uint64_t purged = 0;
-  for (uint64_t pos = head; pos < end;) {
-    size_t idx = ring_idx(r, pos);
-    size_t run = r->n - idx < end - pos ? r->n - idx : (size_t)(end - pos); /* up to the buffer's end */
-    uintptr_t a = zc_lt_align_up((uintptr_t)(r->data + idx * r->chunk), ps);
-    uintptr_t b = ((uintptr_t)(r->data + (idx + run) * r->chunk)) & ~(uintptr_t)(ps - 1);
-    if (b > a && zc_os_purge((void *)a, b - a, (int)zc_opt(zc_option_purge_mode))) purged += b - a;
-    pos += run;
-  }
-  ctr_add(&r->trimmed, purged);
-  atomic_store_explicit(&r->trim_lo, head, memory_order_relaxed);
-  atomic_store_explicit(&r->trim_hi, end, memory_order_relaxed);
+  purge_free(r, r->head, tail);
+  zc_unlock(&r->lock);
 }
 
 static void bad_free(zc_ring_t *r, void *p, const char *what) {
@@ -278,7 +352,8 @@ static void tail_advance(zc_ring_t *r) {
   }
 }
 
-void zc_ring_free(zc_ring_t *r, void *p) {
+/* The consumer's free; with `tagged`, the message at p must be the one placed at position tag. */
+static inline void ring_free(zc_ring_t *r, void *p, bool tagged, uint64_t tag) {
   if (p == NULL) return;
   if (zc_lt_unlikely(r == NULL)) {
     zc_error("zc_ring_free(%p): no ring given", p);
@@ -305,6 +380,12 @@ void zc_ring_free(zc_ring_t *r, void *p) {
       return;
     }
   }
+  if (tagged && zc_lt_unlikely(pos != tag)) {
+    bad_free(r, p, tag < pos && ring_idx(r, tag) == idx
+                       ? "double free: that message is gone, its chunk holds a newer one (tag of an earlier lap)"
+                       : "the tag does not match the message at this pointer");
+    return;
+  }
   rg_rec_t *rec = &r->rec[idx];
   uint32_t kl = rec->kind_len;
   if (zc_lt_unlikely((kl & REC_LIVE) == 0)) {
@@ -318,6 +399,9 @@ void zc_ring_free(zc_ring_t *r, void *p) {
   /* Walk if the tail now sits on a freed message (this one) or on padding (the message after it). */
   if ((r->rec[tidx].kind_len & REC_LIVE) == 0) tail_advance(r);
 }
+
+void zc_ring_free(zc_ring_t *r, void *p) { ring_free(r, p, false, 0); }
+void zc_ring_free_tagged(zc_ring_t *r, void *p, uint64_t tag) { ring_free(r, p, true, tag); }
 
 void zc_ring_stats(zc_ring_t *r, zc_ring_stats_t *out) {
   memset(out, 0, sizeof *out);
