@@ -9,8 +9,13 @@
  *   - the stats agree with the model (live objects, bytes).
  * "Bad" is decided by the model by address alone: a free is bad exactly when no live object of the model
  * starts at that address. (A stale pointer whose address now starts a new live object is, by address, that
- * object's free: documented as undetectable, so the fuzzer does not inject it.)
+ * object's free: documented as undetectable, so the fuzzer does not inject it for a plain free.) The ring is
+ * also freed with zc_ring_free_tagged, half the time: there the model also injects the stale pointer whose
+ * chunk holds a newer message, with its old tag, and a live pointer with a wrong tag (both must be reported).
+ * The purge delay is 1 ms, so the background purger's idle passes (which purge spare pool blocks, empty
+ * pages, the ring's free part) run between the operations: the payload checks catch a purge of live data.
  * Usage: test_lifetime_fuzz <pages|ring|pool> [seeds] [ops]; ZC_TEST_QUICK shortens it. */
+#include "zcmem.h"
 #include "zcmem_pages.h"
 #include "zcmem_pool.h"
 #include "zcmem_ring.h"
@@ -35,12 +40,14 @@ typedef struct {
   unsigned char *p;
   size_t n;
   uint64_t seed;
+  uint64_t tag; /* ring: zc_ring_tag at its allocation */
 } obj_t;
 
 #define MAXLIVE 4096
 static obj_t live[MAXLIVE];
 static int nlive;
 static unsigned char *graveyard[256]; /* freed pointers, for injected double frees */
+static uint64_t graveyard_tag[256];
 static int ngrave;
 static long bad_injected, bad_reported, overwritten;
 
@@ -66,13 +73,14 @@ static int starts_live(const unsigned char *p) {
   return 0;
 }
 static void add_live(unsigned char *p, size_t n) {
-  live[nlive] = (obj_t){p, n, rnd()};
+  live[nlive] = (obj_t){p, n, rnd(), 0};
   fill(&live[nlive]);
   nlive++;
 }
 static obj_t take_live(int k) {
   obj_t o = live[k];
   live[k] = live[--nlive];
+  graveyard_tag[ngrave & 255] = o.tag;
   graveyard[ngrave++ & 255] = o.p;
   return o;
 }
@@ -202,17 +210,26 @@ static void fuzz_ring(long ops) {
       }
       CHECK(((uintptr_t)p & 127) == 0);
       add_live(p, sz);
+      live[nlive - 1].tag = zc_ring_tag(r);
     } else if (c < 90 && nlive) {
       int k = below(3) ? 0 : (int)below((size_t)nlive); /* live[] is not in order; roughly oldest */
       obj_t o = take_live(k);
       if (!intact(&o)) overwritten++;
       unsigned long e0 = zc_error_count();
-      zc_ring_free(r, o.p);
+      if (below(2)) zc_ring_free_tagged(r, o.p, o.tag);
+      else zc_ring_free(r, o.p);
       CHECK_EQ(zc_error_count() - e0, 0);
+    } else if (c < 94 && ngrave) { /* tagged: a stale pointer (maybe a newer message's start), old tag */
+      size_t g = below((size_t)(ngrave < 256 ? ngrave : 256));
+      BAD_FREE(zc_ring_free_tagged(r, graveyard[g], graveyard_tag[g]));
+    } else if (c < 95 && nlive) { /* tagged: a live message with a wrong tag */
+      obj_t *o = &live[below((size_t)nlive)];
+      BAD_FREE(zc_ring_free_tagged(r, o->p, o->tag + 1 + below(3)));
     } else if (c < 98) {
       int kind;
       unsigned char *p = bad_pointer(chunk, &kind);
-      BAD_FREE(zc_ring_free(r, p));
+      if (below(2)) BAD_FREE(zc_ring_free(r, p));
+      else BAD_FREE(zc_ring_free_tagged(r, p, rnd()));
     } else {
       zc_ring_trim(r);
     }
@@ -356,6 +373,7 @@ int main(int argc, char **argv) {
   const char *which = argc > 1 ? argv[1] : "";
   long seeds = argc > 2 ? atol(argv[2]) : 20, ops = argc > 3 ? atol(argv[3]) : strcmp(which, "pool") ? 20000 : 4000;
   if (getenv("ZC_TEST_QUICK")) seeds = seeds > 5 ? 5 : seeds;
+  zc_option_set(zc_option_purge_delay, 1); /* the purger's passes every 0.5 ms, among the operations */
   for (long sd = 1; sd <= seeds; sd++) {
     rs = 0x9e3779b97f4a7c15ull * (uint64_t)sd;
     nlive = ngrave = 0;
