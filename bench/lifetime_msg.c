@@ -16,8 +16,8 @@
  * Protocol (bench/): args -q (quick) and key=value; prints
  *   zcbench bench=lifetime_msg_<alloc> metric=msgs_per_s value=<n> unit=msg/s better=higher
  * Parameters: n=<messages> (default 4000000, -q: 400000), alloc=, batch=, qcap=<queue slots> (1024),
- * ring=<ring bytes> (1 MiB), seed=, idle=1 (after the run, wait one idle second with the allocator still
- * alive and print metric=rss_idle: the process RSS then). Peak RSS is measured by the runner (run one
+ * ring=<ring bytes> (1 MiB), seed=, idle=1 (after the run print metric=rss_end, the process RSS; then wait
+ * one idle second with the allocator still alive, no call into it, and print metric=rss_idle, the RSS then). Peak RSS is measured by the runner (run one
  * variant per process). With threads=1 and the ring variant, a full ring makes the producer consume its
  * oldest message (a queue larger than the ring would otherwise wait for a consumer that does not exist).
  */
@@ -255,6 +255,9 @@ static int run(int alloc) {
   /* What the allocator keeps resident once the work is over: idle for one second (its purge delay is
    * 100 ms by default), allocators still alive, then read the process RSS. */
   if (idle_rss) {
+    printf("zcbench bench=lifetime_msg%s_%s metric=rss_end value=%ld unit=bytes better=lower\n",
+           threads == 1 ? "_st" : "", alloc_names[alloc], rss_now());
+    fflush(stdout);
     struct timespec one = {1, 0};
     nanosleep(&one, NULL);
     printf("zcbench bench=lifetime_msg%s_%s metric=rss_idle value=%ld unit=bytes better=lower\n",
