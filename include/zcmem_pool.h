@@ -11,14 +11,16 @@
  * or destroying a pool from one of its own cleanups (or an ancestor's, while that ancestor is being
  * destroyed) is refused with a report on stderr (it would free memory the reset is still walking).
  * Memory return: a reset keeps up to config.retain bytes of blocks for reuse; a kept block unused for the
- * purge delay (ZCMEM_PURGE_DELAY) gives its pages back to the OS at the next reset or block change, and
- * zc_pool_trim gives back every kept block and the unused rest of the current block at once. A pool makes
- * no OS call while nobody calls it: an idle pool keeps its memory until its next reset or a trim.
+ * purge delay (ZCMEM_PURGE_DELAY) gives its pages back to the OS at the next reset or block change, or
+ * without any call through the background purger (ZCMEM_BACKGROUND=1, the default), which also gives back
+ * the free part of the first block of a pool reset and then left unused for the delay; zc_pool_trim gives
+ * back every kept block and the unused rest of the current block at once. The free tail of the block being
+ * filled is given back only by zc_pool_trim or after a reset.
  * A memory limit makes allocation fail cleanly (NULL, errno = ENOMEM) instead of growing: it counts the
  * bytes mapped by the pool and all its descendants (a child's blocks are charged to every ancestor, and
  * each ancestor's limit applies).
  *
- * Thread safety: none inside. A pool, its ancestors and descendants form one unit that one thread at a time
+ * Thread safety: a pool, its ancestors and descendants form one unit that one thread at a time
  * may use (creating or destroying a child changes its parent). Different trees are independent. Handing a
  * whole tree to another thread is fine when the hand-over orders memory (a queue, a mutex).
  *
@@ -58,7 +60,8 @@ typedef struct zc_pool_stats_s {
   uint64_t allocs;      /* allocations since creation */
   uint64_t resets;      /* resets since creation */
   uint64_t children;    /* live child pools */
-  uint64_t resident;    /* upper bound of held's bytes in memory: held less the kept blocks' purged pages */
+  uint64_t resident;    /* upper bound of held's bytes in memory: held less the purged pages of the kept
+                         * blocks and of the parked first block (after a reset) */
 } zc_pool_stats_t;
 
 /* A new pool, child of parent if parent is not NULL (cfg NULL: defaults). */
