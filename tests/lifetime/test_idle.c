@@ -183,6 +183,33 @@ static void test_ring_idle(void) {
   zc_ring_destroy(r);
 }
 
+/* The producer writes while the purger's passes purge the ring's free part: a message placed and filled
+ * just as a pass purges must keep its bytes (the pass never purges inside the producer's window). Each
+ * round sleeps a little over the 1 ms purge delay, so passes purge between (and during) the rounds. */
+static void test_ring_purge_race(void) {
+  long delay = zc_option_get(zc_option_purge_delay);
+  zc_option_set(zc_option_purge_delay, 1);
+  enum { SZ = 8192 };
+  zc_ring_t *r = zc_ring_create(128, 2048);
+  REQUIRE(r != NULL);
+  long bad = 0;
+  zc_ring_stats_t s;
+  for (int i = 0; i < 1500; i++) {
+    unsigned char *p = zc_ring_alloc(r, SZ);
+    REQUIRE(p != NULL);
+    memset(p, 1 + (i % 250), SZ);
+    struct timespec ts = {0, 1100000 + (i % 7) * 50000};
+    nanosleep(&ts, NULL);
+    for (int k = 0; k < SZ; k += 512) bad += p[k] != 1 + (i % 250);
+    zc_ring_free(r, p);
+  }
+  zc_ring_stats(r, &s);
+  CHECKF(bad == 0, "%ld bytes of live messages lost to a purge", bad);
+  CHECK(s.trimmed > 0); /* the passes did purge meanwhile */
+  zc_ring_destroy(r);
+  zc_option_set(zc_option_purge_delay, delay);
+}
+
 /* The tagged free catches the double free a full lap later, which the plain free cannot. */
 static void test_ring_tagged(void) {
   zc_ring_t *r = zc_ring_create(128, 8);
@@ -264,6 +291,7 @@ int main(void) {
   test_pages_idle();
   test_pool_idle();
   test_ring_idle();
+  test_ring_purge_race();
   test_pages_never();
   test_churn();
   TEST_DONE("test_idle");
