@@ -571,7 +571,7 @@ static void *alloc_slow_locked(zc_pages_t *pg, size_t align, size_t n) {
   return p;
 }
 
-static void *alloc_slow(zc_pages_t *pg, size_t align, size_t n) {
+__attribute__((noinline)) static void *alloc_slow(zc_pages_t *pg, size_t align, size_t n) {
   zc_lock(&pg->lock);
   void *p = alloc_slow_locked(pg, align, n);
   zc_unlock(&pg->lock);

@@ -377,7 +377,7 @@ static void *alloc_slow_locked(zc_pool_t *pool, size_t align, size_t n) {
   return p;
 }
 
-static void *alloc_slow(zc_pool_t *pool, size_t align, size_t n) {
+__attribute__((noinline)) static void *alloc_slow(zc_pool_t *pool, size_t align, size_t n) {
   zc_lock(&pool->lock);
   void *p = alloc_slow_locked(pool, align, n);
   zc_unlock(&pool->lock);

@@ -189,30 +189,40 @@ static bool ring_extend(zc_ring_t *r, uint64_t need) {
   return need <= lim;
 }
 
-/* Producer: room for size bytes at the head? Sets the message's chunk count, padding and chunk index; else
- * NULL with errno (EMSGSIZE, EAGAIN; EBUSY while a reservation is open). */
-static inline bool ring_room(zc_ring_t *r, size_t size, size_t *k_out, size_t *pad_out, size_t *idx_out) {
+/* Producer: room for size bytes at the head, inside the window? Sets the message's chunk count, padding and
+ * chunk index and returns 0; 1 if the message does not fit below win (the caller moves the window: see
+ * ring_room_slow); -1 with errno EMSGSIZE, or EBUSY while a reservation is open. */
+static inline int ring_room(zc_ring_t *r, size_t size, size_t *k_out, size_t *pad_out, size_t *idx_out) {
   size_t k = size ? ring_chunks(r, size - 1) + 1 : 1;
   if (zc_lt_unlikely(k > r->max_chunks)) {
     errno = EMSGSIZE;
-    return false;
+    return -1;
   }
   if (zc_lt_unlikely(r->res_head != 0)) {
     errno = EBUSY;
-    return false;
+    return -1;
   }
   uint64_t head = r->head;
   size_t idx = ring_idx(r, head);
   size_t pad = idx + k > r->n ? r->n - idx : 0;
-  if (zc_lt_unlikely(head + pad + k > r->win) && !ring_extend(r, head + pad + k)) {
-    ctr_add(&r->full, 1);
-    errno = EAGAIN;
-    return false;
-  }
   *k_out = k;
   *pad_out = pad;
   *idx_out = idx;
-  return true;
+  return zc_lt_unlikely(head + pad + k > r->win) ? 1 : 0;
+}
+
+/* Producer: ring_room, moving the window when needed; false with errno (EAGAIN when the ring is full). */
+static bool ring_room_slow(zc_ring_t *r, size_t size, size_t *k, size_t *pad, size_t *idx) {
+  int rc = ring_room(r, size, k, pad, idx);
+  if (rc > 0) {
+    if (!ring_extend(r, r->head + *pad + *k)) {
+      ctr_add(&r->full, 1);
+      errno = EAGAIN;
+      return false;
+    }
+    rc = 0;
+  }
+  return rc == 0;
 }
 
 /* Producer: write the records of a message of k chunks (after pad chunks of padding) and publish it. */
@@ -245,14 +255,21 @@ static inline void *ring_publish(zc_ring_t *r, size_t size, size_t k, size_t pad
   return r->data + idx * r->chunk;
 }
 
+/* Producer, out of line: the window must move (or an error). */
+__attribute__((noinline)) static void *ring_alloc_slow(zc_ring_t *r, size_t size) {
+  size_t k, pad, idx;
+  if (!ring_room_slow(r, size, &k, &pad, &idx)) return NULL;
+  return ring_publish(r, size, k, pad, idx);
+}
+
 void *zc_ring_alloc(zc_ring_t *r, size_t size) {
   if (zc_lt_unlikely(r == NULL)) {
     errno = EINVAL;
     return NULL;
   }
   size_t k, pad, idx;
-  if (zc_lt_unlikely(!ring_room(r, size, &k, &pad, &idx))) return NULL;
-  return ring_publish(r, size, k, pad, idx);
+  if (zc_lt_likely(ring_room(r, size, &k, &pad, &idx) == 0)) return ring_publish(r, size, k, pad, idx);
+  return ring_alloc_slow(r, size); /* a tail call: the fast path keeps no register across a call */
 }
 
 void *zc_ring_reserve(zc_ring_t *r, size_t max_size) {
@@ -261,7 +278,7 @@ void *zc_ring_reserve(zc_ring_t *r, size_t max_size) {
     return NULL;
   }
   size_t k, pad, idx;
-  if (!ring_room(r, max_size, &k, &pad, &idx)) return NULL;
+  if (!ring_room_slow(r, max_size, &k, &pad, &idx)) return NULL;
   r->res_head = r->head + pad + k; /* never 0: k >= 1 */
   r->res_idx = idx;
   r->res_k = k;
