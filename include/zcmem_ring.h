@@ -5,7 +5,9 @@
  * little contiguous room for a message, the head skips to the start and the skipped end chunks are
  * accounted as padding (freed at once, reclaimed when the tail passes them).
  *
- * Thread safety: single producer, single consumer, no locks. One thread at a time calls zc_ring_alloc (the
+ * Thread safety: single producer, single consumer, no locks on the fast paths (the producer takes the
+ * ring's lock when it moves its window, every n/16 chunks, shared with the background purger's idle pass;
+ * the consumer never takes it). One thread at a time calls zc_ring_alloc (the
  * producer) and one thread at a time calls zc_ring_free (the consumer); they may be two different threads.
  * The ring does not carry the messages from producer to consumer: hand the pointer over through something
  * that orders memory (a queue with release/acquire, a mutex, a pipe). zc_ring_stats may be called from
