@@ -44,7 +44,8 @@ typedef struct zc_pages_s zc_pages_t;
 
 typedef struct zc_pages_config_s {
   size_t page_size; /* a power of two from 16 KiB to 1 MiB (0: 64 KiB) */
-  size_t max_empty; /* empty pages kept ready without purging (0: 8; SIZE_MAX: never purge) */
+  size_t max_empty; /* empty pages kept ready while the owner allocates (0: 8); the background purger
+                     * still purges them once empty for the purge delay (SIZE_MAX: never purge at all) */
   size_t limit;     /* at most this many bytes in memory (stats.resident: chunk pages not purged, large
                      * objects); the allocator purges its empty pages before it refuses (0: no limit) */
 } zc_pages_config_t;
