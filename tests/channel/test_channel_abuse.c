@@ -3,7 +3,7 @@
  *                             the producer sees EPIPE and reclaims every slot (0 in flight, all bytes free)
  *   kill_producer[_blocked]   kill -9 of the producer mid-stream or while the consumer sleeps: the consumer
  *                             gets EPIPE, and the messages it still holds stay readable and intact
- *   hostile_consumer          garbage in the control segment from the consumer (8 kinds): rejected, the
+ *   hostile_consumer          garbage in the control segment from the consumer (10 kinds): rejected, the
  *                             channel closed with EPROTO and a reason, every slot reclaimed
  *   hostile_producer          garbage descriptors (segment, bounds, alignment, length, sequence), an unsealed
  *                             or undersized memfd, bad control/segment records, a data segment others could
@@ -185,7 +185,8 @@ static int t_kill_producer_blocked(int argc, char **argv) {
 /* ---- a hostile consumer ---- */
 static const char *const consumer_abuse[] = {
     "segment out of range", "offset out of range", "misaligned offset",     "released twice",
-    "wrong generation",     "return ring head",    "consumer ring tail",    "not at a slot start"};
+    "wrong generation",     "return ring head",    "consumer ring tail",    "not at a slot start",
+    "offset outside any page", "slot not sent"};
 enum { N_CONSUMER_ABUSE = sizeof consumer_abuse / sizeof consumer_abuse[0] };
 
 static void push_raw(zc_chan_t *ch, uint64_t h) {
@@ -209,6 +210,12 @@ static int hostile_reader(void *arg) {
     case 5: __atomic_store_n(&ch->ctl->ret_head, ch->c_ret_head + ch->ret_cap + 5, __ATOMIC_RELEASE); break;
     case 6: __atomic_store_n(&ch->ctl->tail, 1000000, __ATOMIC_RELEASE); break;
     case 7: push_raw(ch, m1.handle + ((uint64_t)16 << CHAN_GEN_BITS)); break;
+    case 8: push_raw(ch, chan_handle(0, 3 * CHAN_PAGE_SIZE, chan_handle_gen(m1.handle))); break; /* unused page */
+    case 9: { /* the slot after m2: the producer has loaned it and not sent it */
+      uint32_t o1 = chan_handle_off(m1.handle), o2 = chan_handle_off(m2.handle);
+      push_raw(ch, chan_handle(0, o2 + (o2 - o1), chan_handle_gen(m2.handle)));
+      break;
+    }
   }
   REQUIREF(write(pipefd[1], "d", 1) == 1, "pipe");
   if (kind == 6) { /* receiving would overwrite the garbage tail: just wait for the hang-up */
@@ -233,11 +240,13 @@ static int t_hostile_consumer(int argc, char **argv) {
     close(sv[1]);
     zc_chan_config_t cfg = {.ring_entries = 64, .policy = ZC_CHAN_FAIL};
     zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, &cfg);
+    void *loan[3]; /* kind 9: a third loan, the slot after the two sent, loaned before they go */
+    for (int i = 0; i < (kind == 9 ? 3 : 2); i++) REQUIREF((loan[i] = zc_chan_loan(ch, 100)) != NULL, "loan");
     for (int i = 0; i < 2; i++) {
-      void *p = zc_chan_loan(ch, 100);
-      fill_pattern(p, 100, (uint64_t)i);
-      REQUIREF(zc_chan_send(ch, p, 100, 1) == 0, "send");
+      fill_pattern(loan[i], 100, (uint64_t)i);
+      REQUIREF(zc_chan_send(ch, loan[i], 100, 1) == 0, "send");
     }
+    void *unsent = kind == 9 ? loan[2] : NULL;
     char b;
     REQUIREF(read(pipefd[0], &b, 1) == 1, "the hostile consumer did not get its messages");
     int err = 0;
@@ -255,6 +264,7 @@ static int t_hostile_consumer(int argc, char **argv) {
     zc_chan_stats_t st;
     zc_chan_stats(ch, &st);
     REQUIREF(st.rejected >= 1, "nothing counted as rejected");
+    if (unsent) REQUIREF(zc_chan_cancel(ch, unsent) == 0, "cancel of a loan after the channel failed: %s", strerror(errno));
     check_reclaimed(ch, EPROTO);
     printf("hostile consumer %d: rejected: %s\n", kind, zc_chan_error(ch));
     zc_chan_close(ch);

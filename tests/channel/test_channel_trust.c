@@ -84,13 +84,22 @@ static int t_kick_flood(int argc, char **argv) {
   pthread_t t;
   REQUIREF(pthread_create(&t, NULL, stats_caller, ch) == 0, "pthread_create");
   int err = 0;
-  long sent = 0;
+  long sent = 0, send_timeouts = 0;
   uint64_t worst = 0;
-  while (err == 0) { /* 64 MiB of 16 KiB messages nobody returns: the memory cap ends it */
+  while (err == 0) { /* 64 MiB of 16 KiB messages nobody returns: the memory cap (a loan) ends it */
     uint64_t t0 = now_ns();
     void *p = zc_chan_loan(ch, 16384);
-    if (p == NULL || zc_chan_send(ch, p, 16384, 1) != 0) err = errno;
-    else sent++;
+    if (p != NULL && zc_chan_send(ch, p, 16384, 1) == 0) {
+      sent++;
+    } else {
+      err = errno;
+      /* A send that times out is the queue budget: on a loaded machine the flooding consumer can be off
+       * the CPU for longer than the 300 ms. The loan stays ours: give it back and go on to the cap. */
+      if (p != NULL && err == ETIMEDOUT && send_timeouts++ < 100) {
+        REQUIREF(zc_chan_cancel(ch, p) == 0, "cancel after ETIMEDOUT: %s", strerror(errno));
+        err = 0;
+      }
+    }
     uint64_t dt = now_ns() - t0;
     if (dt > worst) worst = dt;
   }
@@ -99,8 +108,9 @@ static int t_kick_flood(int argc, char **argv) {
   pthread_join(t, (void **)&calls);
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  printf("kick_flood: %ld messages sent, then errno %d (%s); %lu segments; slowest call %.0f ms; %ld stats calls\n",
-         sent, err, zc_chan_error(ch), (unsigned long)st.segments, (double)worst / 1e6, calls);
+  printf("kick_flood: %ld messages sent, then errno %d (%s); %lu segments; slowest call %.0f ms; %ld stats calls; "
+         "%ld sends timed out on the way\n",
+         sent, err, zc_chan_error(ch), (unsigned long)st.segments, (double)worst / 1e6, calls, send_timeouts);
   REQUIREF(err == ETIMEDOUT, "the producer ended with errno %d (%s), expected ETIMEDOUT at the memory cap", err,
            zc_chan_error(ch));
   REQUIREF(sent >= 4000, "only %ld messages went before the cap", sent);

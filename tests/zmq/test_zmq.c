@@ -685,6 +685,9 @@ static int t_api(int argc, char **argv) {
   while (next < 200) REQUIREF(recv_checked(z, 800, &next, 10000, NULL) == 0, "receive");
   REQUIREF(zc_zmq_release(z, &first) == 0, "release");
   REQUIREF(zc_zmq_release(z, &first) != 0 && errno == EINVAL, "double release");
+  zc_chan_msg_t forged = first; /* the handle's top half is the slot's generation: this names the slot */
+  forged.handle += 1ull << 32;  /* as it is now, free, never handed out under this handle */
+  REQUIREF(zc_zmq_release(z, &forged) != 0 && errno == EINVAL, "release of a free slot's current handle");
   while (zc_zmq_collect(pr) > 0) REQUIREF(now_ns() < deadline, "blocks not returned");
   zc_zmq_close(pr);
   zc_zmq_close(z);
