@@ -15,6 +15,15 @@ static int case_pattern(int argc, char **argv) {
   b[777] ^= 1;
   CHECK_EQ(verify_pattern(b, sizeof b, 42), 777);
   CHECK(verify_pattern(b + 8, 100, 42) != -1); /* position matters */
+  static unsigned char big[1 << 16];
+  fill_sparse(big, sizeof big, 7, 4096);
+  CHECK_EQ(verify_sparse(big, sizeof big, 7, 4096), -1);
+  CHECK(verify_sparse(big, sizeof big, 8, 4096) != -1);
+  big[3 * 4096] ^= 1;
+  CHECK_EQ(verify_sparse(big, sizeof big, 7, 4096), 3 * 4096);
+  big[3 * 4096] ^= 1;
+  big[sizeof big - 1] ^= 1;
+  CHECK_EQ(verify_sparse(big, sizeof big, 7, 4096), sizeof big - 1);
   rng_t r;
   rng_seed(&r, 1);
   for (int i = 0; i < 1000; i++) {

@@ -389,9 +389,7 @@ int main(int argc, char **argv) {
   ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
   REQUIRE(n > 0);
   self_path[n] = 0;
-  void *m = dlsym(RTLD_DEFAULT, "malloc");
-  Dl_info di;
-  CHECKF(m && dladdr(m, &di) && di.dli_fname && strstr(di.dli_fname, "zcmem"), "malloc is not zcmem's");
+  CHECKF(is_zcmem_malloc(), "malloc is not zcmem's: %s", malloc_owner());
   int debug = zc_debug_build ? zc_debug_build() : 0;
   printf("badfree: %s build (%s)\n", debug ? "debug" : "release",
          zc_debug_build ? "zc_debug_build()" : "zc_debug_build not exported: assumed release");
