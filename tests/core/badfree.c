@@ -396,7 +396,9 @@ int main(int argc, char **argv) {
   printf("rule: every case prints exactly one \"zcmem: error:\" line; with ZCMEM_ABORT_ON_ERROR=0 it goes on\n"
          "      without corrupting a live block, by default it aborts (SIGABRT)\n");
   const char *only = argc == 2 ? argv[1] : NULL; /* one case by name, for debugging */
+  unsigned ran = 0;
   for (unsigned i = 0; i < NCASES; i++)
-    if (!only || strcmp(only, cases[i]) == 0) run_one(cases[i]);
+    if (!only || strcmp(only, cases[i]) == 0) run_one(cases[i]), ran++;
+  REQUIREF(ran > 0, "no case named \"%s\"", only); /* a misspelt name must not pass */
   return check_exit("core_badfree");
 }
