@@ -21,6 +21,7 @@ import tempfile
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import callgrind  # noqa: E402
+import suite  # noqa: E402
 import syscalls  # noqa: E402
 from report import verdict  # noqa: E402
 
@@ -140,16 +141,41 @@ def test_callgrind_parse():
     check(in_free == 500, f"callgrind.parse: free's inclusive cost from the loop (500, got {in_free})")
 
 
-def run_program(bindir, args):
+def run_program(bindir, args, by_variant=False):
     r = subprocess.run([os.path.join(bindir, args[0])] + args[1:], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=120, env={k: v for k, v in os.environ.items()
                                                                   if k != "LD_PRELOAD"})
     out = r.stdout.decode(errors="replace")
+    if by_variant:
+        return r.returncode, {(m.group(1), m.group(2)): float(m.group(3)) for m in
+                              re.finditer(r"^zcbench bench=\S+ variant=(\S+) metric=(\S+) value=(\S+)", out, re.M)}
     return r.returncode, {m.group(1): float(m.group(2))
                           for m in re.finditer(r"metric=(\S+) value=(\S+)", out)}
 
 
+def test_zmq_bench(bindir):
+    """The suite's "zmq" entry and the program agree: every metric the entry names for 64 B comes out for
+    each transport, with a plausible value (zcmem's transport makes a loan and frees it per message)."""
+    if not os.path.exists(os.path.join(bindir, "zmq_bench")):
+        print("skip  zmq_bench: not built (libzmq missing)")
+        return
+    entry = next((b for b in suite.BENCHMARKS if b.name == "zmq"), None)
+    check(entry is not None and entry.binary == "zmq_bench" and entry.mode == "once" and not entry.variants,
+          "suite: the zmq entry runs zmq_bench once per repetition, transports as variants")
+    if entry is None:
+        return
+    names = [m[:-3] for m in [entry.metric] + entry.extra if m.endswith("_64")]
+    for t in ("zcmem-zmq", "plain-zmq", "channel"):
+        rc, m = run_program(bindir, ["zmq_bench", "-q", f"only={t}", "size=64"], by_variant=True)
+        missing = [n for n in names if (t, n + "_64") not in m]
+        check(rc == 0 and not missing and m.get((t, "msgs_per_s_64"), 0) > 0,
+              f"zmq_bench {t}: prints {', '.join(names)} for 64 B (rc {rc}, missing {missing})")
+    check(m.get(("channel", "alloc_calls_per_msg_64"), 1) < 0.5,
+          f"zmq_bench channel: no allocator call per message (got {m.get(('channel', 'alloc_calls_per_msg_64'))})")
+
+
 def test_programs(bindir):
+    test_zmq_bench(bindir)
     rc, m = run_program(bindir, ["larson", "-q", "ops=4000", "gen=1000", "slots=100"])
     check(rc == 0 and m.get("ops_done") == 8000,
           f"larson: reports ops_done of its phase (2 chains x 4000 = 8000, got {m.get('ops_done')})")

@@ -17,6 +17,7 @@ bench/CMakeLists.txt). The fields:
              per repetition and its zcbench lines carry `variant=<name>`, which become the columns.
   preload    for mode "once": the allocator to run the program under (None = glibc, "zcmem" = the
              library built in this tree); ignored for mode "each"
+  needs      what the program is built only with, for the message when it is not built (optional)
   about      one line for --list and the Markdown report
 
 Everything else (medians, ratios, peak RSS, the plot) the runner derives. Programs follow the protocol
@@ -40,6 +41,7 @@ class Bench:
     mode: str = "each"
     variants: Dict[str, List[str]] = field(default_factory=dict)
     preload: Optional[str] = None
+    needs: Optional[str] = None
 
 
 BENCHMARKS = [
@@ -94,6 +96,17 @@ BENCHMARKS = [
           mode="once", extra=["msgs_per_s_1024", "msgs_per_s_16384", "gb_per_s_16384", "lat_polled_p50_64",
                               "lat_polled_p99_64", "lat_polled_p50_16384", "lat_blocking_p50_16384",
                               "lat_blocking_p99_16384", "payload_copies_64", "payload_copies_16384"]),
+    # zcmem's ZeroMQ transport (zero-copy send of a zcmem loan) against libzmq as usually written (a copy
+    # into zmq_msg_init_size), and the shared-memory channel for scale (up to 64 KiB); one process pair per
+    # transport and size, tcp://127.0.0.1. The program defines malloc & co. (counting the calls) and hands
+    # them to zcmem: "run under glibc" in the report means no LD_PRELOAD, every variant's malloc is zcmem's.
+    Bench("zmq", "zmq_bench", [], [], "msgs_per_s_64",
+          "zcmem over ZeroMQ against plain ZeroMQ with a copy, and the channel, 64 B / 16 KiB / 1 MiB",
+          mode="once", needs="libzmq (Debian package libzmq3-dev)",
+          extra=["msgs_per_s_16384", "msgs_per_s_1048576", "lat_p50_64", "lat_p99_64", "lat_p50_16384",
+                 "lat_p99_16384", "lat_p50_1048576", "lat_p99_1048576", "cpu_us_per_msg_64",
+                 "cpu_us_per_msg_16384", "cpu_us_per_msg_1048576", "alloc_calls_per_msg_64",
+                 "alloc_calls_per_msg_16384", "alloc_calls_per_msg_1048576"]),
 ]
 
 # The fast path: instructions per malloc/free pair under callgrind (bench/fastpath.c).

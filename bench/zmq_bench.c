@@ -18,6 +18,9 @@
  *     in the message (same machine, CLOCK_MONOTONIC) from the time receive returned.
  * Every payload is written once by the producer and read once (every byte, a checksum) by the consumer.
  * Usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0]   (-q: fewer messages)
+ * Output: a Markdown table, and the same figures as `zcbench` lines for bench/run (entry "zmq" of
+ * bench/suite.py): variant = transport, metric = msgs_per_s_SIZE, lat_p50_SIZE, lat_p99_SIZE (us),
+ * cpu_us_per_msg_SIZE (producer + consumer), alloc_calls_per_msg_SIZE (producer + consumer).
  */
 #define _GNU_SOURCE
 #include "zcmem.h"
@@ -293,6 +296,13 @@ static result_t run(int t, size_t n, long count, long lat_count) {
   return res;
 }
 
+/* The suite's lines (bench/common.h's protocol, bench/suite.py entry "zmq"): the transport is the variant,
+ * the size is in the metric's name, so bench/run puts the three transports side by side per size. */
+static void zcbench(const char *transport, size_t size, const char *metric, double v, const char *unit, int higher) {
+  printf("zcbench bench=zmq variant=%s metric=%s_%zu value=%.6g unit=%s better=%s\n", transport, metric, size, v,
+         unit, higher ? "higher" : "lower");
+}
+
 int main(int argc, char **argv) {
   int quick = 0, lat_on = 1;
   const char *only = NULL;
@@ -331,6 +341,13 @@ int main(int argc, char **argv) {
       printf("| %s | %zu | %.0f | %.0f | %.1f | %.1f | %.2f | %.2f | %s | %s | %.2f | %.2f |\n", tname[t],
              sizes[k], r.msgs_per_s, r.msgs_per_s * (double)sizes[k] / 1e6, r.p50_us, r.p99_us, r.cpu_prod_us,
              r.cpu_cons_us, ip, ic, r.alloc_prod, r.alloc_cons);
+      zcbench(tname[t], sizes[k], "msgs_per_s", r.msgs_per_s, "msgs/s", 1);
+      if (lat_on) {
+        zcbench(tname[t], sizes[k], "lat_p50", r.p50_us, "us", 0);
+        zcbench(tname[t], sizes[k], "lat_p99", r.p99_us, "us", 0);
+      }
+      zcbench(tname[t], sizes[k], "cpu_us_per_msg", r.cpu_prod_us + r.cpu_cons_us, "us/msg", 0);
+      zcbench(tname[t], sizes[k], "alloc_calls_per_msg", r.alloc_prod + r.alloc_cons, "calls/msg", 0);
       fflush(stdout);
     }
   return 0;

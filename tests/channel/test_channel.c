@@ -13,14 +13,14 @@ static int sv[2];
 static zc_chan_t *open_child_consumer(const zc_chan_config_t *cfg) {
   close(sv[0]);
   zc_chan_t *ch = zc_chan_open(sv[1], ZC_CHAN_CONSUMER, cfg);
-  CHECK(ch != NULL, "consumer open: %s", strerror(errno));
+  REQUIREF(ch != NULL, "consumer open: %s", strerror(errno));
   return ch;
 }
 
 static zc_chan_t *open_parent_producer(const zc_chan_config_t *cfg) {
   close(sv[1]);
   zc_chan_t *ch = zc_chan_open(sv[0], ZC_CHAN_PRODUCER, cfg);
-  CHECK(ch != NULL, "producer open: %s", strerror(errno));
+  REQUIREF(ch != NULL, "producer open: %s", strerror(errno));
   return ch;
 }
 
@@ -29,13 +29,13 @@ static void drain_returns(zc_chan_t *ch) {
   uint64_t end = now_ns() + 10000000000ull;
   long n;
   while ((n = zc_chan_collect(ch)) > 0 && now_ns() < end) sleep_ms(1);
-  CHECK(n == 0, "collect: %ld in flight (%s)", n, zc_chan_error(ch));
+  REQUIREF(n == 0, "collect: %ld in flight (%s)", n, zc_chan_error(ch));
 }
 
 static void wait_epipe(zc_chan_t *ch) {
   zc_chan_msg_t m;
   int r = zc_chan_receive(ch, &m, 10000);
-  CHECK(r == -1 && errno == EPIPE, "expected EPIPE after the producer closed, got %d errno %d", r, errno);
+  REQUIREF(r == -1 && errno == EPIPE, "expected EPIPE after the producer closed, got %d errno %d", r, errno);
 }
 
 /* ---- flow: varied sizes, shrunk sends, out-of-order releases ---- */
@@ -48,19 +48,19 @@ static int flow_consumer(void *arg) {
   int nheld = 0;
   for (uint64_t i = 0; i < N_FLOW; i++) {
     zc_chan_msg_t m;
-    CHECK(zc_chan_receive(ch, &m, 10000) == 0, "receive %lu: %s (%s)", (unsigned long)i, strerror(errno), zc_chan_error(ch));
-    CHECK(m.len == flow_len(i) && m.type == i % 7 + 1, "message %lu: len %u type %u", (unsigned long)i, m.len, m.type);
-    long bad = verify(m.data, m.len, i);
-    CHECK(bad < 0, "message %lu: payload differs at byte %ld", (unsigned long)i, bad);
+    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive %lu: %s (%s)", (unsigned long)i, strerror(errno), zc_chan_error(ch));
+    REQUIREF(m.len == flow_len(i) && m.type == i % 7 + 1, "message %lu: len %u type %u", (unsigned long)i, m.len, m.type);
+    long bad = verify_pattern(m.data, m.len, i);
+    REQUIREF(bad < 0, "message %lu: payload differs at byte %ld", (unsigned long)i, bad);
     held[nheld++] = m;
     if (nheld == 64 || i % 5 == 0) { /* release newest first: out of order for the allocator */
-      while (nheld > 0) CHECK(zc_chan_release(ch, &held[--nheld]) == 0, "release: %s", strerror(errno));
+      while (nheld > 0) REQUIREF(zc_chan_release(ch, &held[--nheld]) == 0, "release: %s", strerror(errno));
     }
   }
   while (nheld > 0) zc_chan_release(ch, &held[--nheld]);
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.held_msgs == 0 && st.received == N_FLOW && st.released == N_FLOW, "consumer stats held %lu", (unsigned long)st.held_msgs);
+  REQUIREF(st.held_msgs == 0 && st.received == N_FLOW && st.released == N_FLOW, "consumer stats held %lu", (unsigned long)st.held_msgs);
   wait_epipe(ch);
   zc_chan_close(ch);
   return 0;
@@ -70,27 +70,27 @@ static void flow_producer(zc_chan_t *ch) {
   for (uint64_t i = 0; i < N_FLOW; i++) {
     size_t n = msg_size(i), len = flow_len(i);
     void *p = zc_chan_loan(ch, n);
-    CHECK(p != NULL, "loan %zu: %s (%s)", n, strerror(errno), zc_chan_error(ch));
-    CHECK(((uintptr_t)p & 15) == 0, "loan not 16-byte aligned: %p", p);
-    fill(p, len, i);
-    CHECK(zc_chan_send(ch, p, len, (uint32_t)(i % 7 + 1)) == 0, "send: %s (%s)", strerror(errno), zc_chan_error(ch));
+    REQUIREF(p != NULL, "loan %zu: %s (%s)", n, strerror(errno), zc_chan_error(ch));
+    REQUIREF(((uintptr_t)p & 15) == 0, "loan not 16-byte aligned: %p", p);
+    fill_pattern(p, len, i);
+    REQUIREF(zc_chan_send(ch, p, len, (uint32_t)(i % 7 + 1)) == 0, "send: %s (%s)", strerror(errno), zc_chan_error(ch));
   }
   drain_returns(ch);
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.sent == N_FLOW && st.returned == N_FLOW && st.inflight_msgs == 0 && st.loaned_msgs == 0 &&
-            st.free_bytes == st.segment_bytes, "producer stats sent %lu returned %lu inflight %lu free %lu of %lu",
-        (unsigned long)st.sent, (unsigned long)st.returned, (unsigned long)st.inflight_msgs,
-        (unsigned long)st.free_bytes, (unsigned long)st.segment_bytes);
+  REQUIREF(st.sent == N_FLOW && st.returned == N_FLOW && st.inflight_msgs == 0 && st.loaned_msgs == 0 &&
+               st.free_bytes == st.segment_bytes, "producer stats sent %lu returned %lu inflight %lu free %lu of %lu",
+           (unsigned long)st.sent, (unsigned long)st.returned, (unsigned long)st.inflight_msgs,
+           (unsigned long)st.free_bytes, (unsigned long)st.segment_bytes);
 }
 
-static int t_flow(void) {
+static int t_flow(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(flow_consumer, NULL);
   zc_chan_t *ch = open_parent_producer(NULL);
   flow_producer(ch);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
@@ -98,11 +98,11 @@ static int t_flow(void) {
 static char sock_path[108];
 static int path_consumer(void *arg) {
   zc_chan_t *ch = zc_chan_connect(sock_path, ZC_CHAN_CONSUMER, NULL);
-  CHECK(ch != NULL, "connect %s: %s", sock_path, strerror(errno));
+  REQUIREF(ch != NULL, "connect %s: %s", sock_path, strerror(errno));
   for (uint64_t i = 0; i < 1000; i++) {
     zc_chan_msg_t m;
-    CHECK(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s", strerror(errno));
-    CHECK(m.len == msg_size(i) && verify(m.data, m.len, i) < 0, "message %lu wrong", (unsigned long)i);
+    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s", strerror(errno));
+    REQUIREF(m.len == msg_size(i) && verify_pattern(m.data, m.len, i) < 0, "message %lu wrong", (unsigned long)i);
     zc_chan_release(ch, &m);
   }
   wait_epipe(ch);
@@ -110,24 +110,24 @@ static int path_consumer(void *arg) {
   return 0;
 }
 
-static int t_path(void) {
+static int t_path(int argc, char **argv) {
   snprintf(sock_path, sizeof sock_path, "/tmp/zcmem-chan-test-%d.sock", (int)getpid());
   int lfd = zc_chan_listen(sock_path);
-  CHECK(lfd >= 0, "listen: %s", strerror(errno));
+  REQUIREF(lfd >= 0, "listen: %s", strerror(errno));
   pid_t c = spawn(path_consumer, NULL);
   zc_chan_t *ch = zc_chan_accept(lfd, ZC_CHAN_PRODUCER, NULL);
-  CHECK(ch != NULL, "accept: %s", strerror(errno));
+  REQUIREF(ch != NULL, "accept: %s", strerror(errno));
   close(lfd);
   unlink(sock_path);
   for (uint64_t i = 0; i < 1000; i++) {
     void *p = zc_chan_loan(ch, msg_size(i));
-    CHECK(p != NULL, "loan: %s", strerror(errno));
-    fill(p, msg_size(i), i);
-    CHECK(zc_chan_send(ch, p, msg_size(i), 1) == 0, "send: %s", strerror(errno));
+    REQUIREF(p != NULL, "loan: %s", strerror(errno));
+    fill_pattern(p, msg_size(i), i);
+    REQUIREF(zc_chan_send(ch, p, msg_size(i), 1) == 0, "send: %s", strerror(errno));
   }
   drain_returns(ch);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
@@ -141,10 +141,10 @@ static void *producer_thread(void *arg) {
   for (uint64_t s = 0; s < N_PER_THREAD; s++) {
     size_t n = 8 + msg_size(s * 31 + t) % 2000;
     unsigned char *p = zc_chan_loan(shared_ch, n);
-    CHECK(p != NULL, "thread %u loan: %s (%s)", t, strerror(errno), zc_chan_error(shared_ch));
+    REQUIREF(p != NULL, "thread %u loan: %s (%s)", t, strerror(errno), zc_chan_error(shared_ch));
     memcpy(p, &s, 8);
-    fill(p + 8, n - 8, (uint64_t)t << 32 | s);
-    CHECK(zc_chan_send(shared_ch, p, n, t) == 0, "thread %u send: %s", t, strerror(errno));
+    fill_pattern(p + 8, n - 8, (uint64_t)t << 32 | s);
+    REQUIREF(zc_chan_send(shared_ch, p, n, t) == 0, "thread %u send: %s", t, strerror(errno));
   }
   return NULL;
 }
@@ -154,14 +154,14 @@ static int threads_consumer(void *arg) {
   uint64_t next[N_THREADS + 1] = {0};
   for (long i = 0; i < (long)N_THREADS * N_PER_THREAD; i++) {
     zc_chan_msg_t m;
-    CHECK(zc_chan_receive(ch, &m, 10000) == 0, "receive %ld: %s (%s)", i, strerror(errno), zc_chan_error(ch));
-    CHECK(m.type >= 1 && m.type <= N_THREADS, "type %u", m.type);
+    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive %ld: %s (%s)", i, strerror(errno), zc_chan_error(ch));
+    REQUIREF(m.type >= 1 && m.type <= N_THREADS, "type %u", m.type);
     uint64_t s;
     memcpy(&s, m.data, 8);
-    CHECK(s == next[m.type], "thread %u: sequence %lu, expected %lu", m.type, (unsigned long)s, (unsigned long)next[m.type]);
+    REQUIREF(s == next[m.type], "thread %u: sequence %lu, expected %lu", m.type, (unsigned long)s, (unsigned long)next[m.type]);
     next[m.type]++;
-    CHECK(m.len == 8 + msg_size(s * 31 + m.type) % 2000, "length");
-    CHECK(verify((const char *)m.data + 8, m.len - 8, (uint64_t)m.type << 32 | s) < 0, "payload of %u/%lu", m.type, (unsigned long)s);
+    REQUIREF(m.len == 8 + msg_size(s * 31 + m.type) % 2000, "length");
+    REQUIREF(verify_pattern((const char *)m.data + 8, m.len - 8, (uint64_t)m.type << 32 | s) < 0, "payload of %u/%lu", m.type, (unsigned long)s);
     zc_chan_release(ch, &m);
   }
   wait_epipe(ch);
@@ -169,7 +169,7 @@ static int threads_consumer(void *arg) {
   return 0;
 }
 
-static int t_threads(void) {
+static int t_threads(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(threads_consumer, NULL);
   /* four threads share the room the consumer frees: on a loaded machine (sanitizers, parallel tests) one
@@ -182,9 +182,9 @@ static int t_threads(void) {
   drain_returns(shared_ch);
   zc_chan_stats_t st;
   zc_chan_stats(shared_ch, &st);
-  CHECK(st.sent == N_THREADS * N_PER_THREAD && st.loaned_msgs == 0 && st.inflight_msgs == 0, "stats");
+  REQUIREF(st.sent == N_THREADS * N_PER_THREAD && st.loaned_msgs == 0 && st.inflight_msgs == 0, "stats");
   zc_chan_close(shared_ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
@@ -197,16 +197,16 @@ static int batch_consumer(void *arg) {
   uint64_t i = 0;
   while (i < N_BATCH) {
     int n = zc_chan_receive_batch(ch, m, 64, 10000);
-    CHECK(n >= 1 && n <= 64, "receive_batch: %d %s (%s)", n, strerror(errno), zc_chan_error(ch));
+    REQUIREF(n >= 1 && n <= 64, "receive_batch: %d %s (%s)", n, strerror(errno), zc_chan_error(ch));
     for (int k = 0; k < n; k++, i++)
-      CHECK(m[k].len == msg_size(i) && m[k].type == (uint32_t)i && verify(m[k].data, m[k].len, i) < 0, "message %lu", (unsigned long)i);
+      REQUIREF(m[k].len == msg_size(i) && m[k].type == (uint32_t)i && verify_pattern(m[k].data, m[k].len, i) < 0, "message %lu", (unsigned long)i);
     if (nkeep == 0 && n < 64) { /* hold this batch and release it together with the next one */
       memcpy(keep, m, (size_t)n * sizeof *m);
       nkeep = n;
       continue;
     }
-    CHECK(zc_chan_release_batch(ch, m, n) == 0, "release_batch");
-    if (nkeep) CHECK(zc_chan_release_batch(ch, keep, nkeep) == 0, "release_batch (kept)");
+    REQUIREF(zc_chan_release_batch(ch, m, n) == 0, "release_batch");
+    if (nkeep) REQUIREF(zc_chan_release_batch(ch, keep, nkeep) == 0, "release_batch (kept)");
     nkeep = 0;
   }
   if (nkeep) zc_chan_release_batch(ch, keep, nkeep);
@@ -215,7 +215,7 @@ static int batch_consumer(void *arg) {
   return 0;
 }
 
-static int t_batch(void) {
+static int t_batch(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(batch_consumer, NULL);
   zc_chan_t *ch = open_parent_producer(NULL);
@@ -224,16 +224,16 @@ static int t_batch(void) {
     for (int k = 0; k < 32; k++) {
       size_t n = msg_size(i + (uint64_t)k);
       void *p = zc_chan_loan(ch, n);
-      CHECK(p != NULL, "loan: %s", strerror(errno));
-      fill(p, n, i + (uint64_t)k);
+      REQUIREF(p != NULL, "loan: %s", strerror(errno));
+      fill_pattern(p, n, i + (uint64_t)k);
       m[k] = (zc_chan_msg_t){p, (uint32_t)n, (uint32_t)(i + (uint64_t)k), 0};
     }
     int r = zc_chan_send_batch(ch, m, 32);
-    CHECK(r == 32, "send_batch: %d %s (%s)", r, strerror(errno), zc_chan_error(ch));
+    REQUIREF(r == 32, "send_batch: %d %s (%s)", r, strerror(errno), zc_chan_error(ch));
   }
   drain_returns(ch);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
@@ -243,39 +243,39 @@ static int timeout_consumer(void *arg) {
   zc_chan_config_t cfg = {.spin_ns = 1000};
   zc_chan_t *ch = open_child_consumer(&cfg);
   zc_chan_msg_t m;
-  CHECK(zc_chan_receive(ch, &m, 0) == -1 && errno == EAGAIN, "non-blocking receive on empty: errno %d", errno);
+  REQUIREF(zc_chan_receive(ch, &m, 0) == -1 && errno == EAGAIN, "non-blocking receive on empty: errno %d", errno);
   uint64_t t0 = now_ns();
-  CHECK(zc_chan_receive(ch, &m, 100) == -1 && errno == ETIMEDOUT, "receive(100 ms): errno %d", errno);
-  CHECK(now_ns() - t0 >= 100000000ull, "timed out early after %lu ns", (unsigned long)(now_ns() - t0));
-  CHECK(write(ready[1], "r", 1) == 1, "pipe");
-  CHECK(zc_chan_receive(ch, &m, -1) == 0, "blocking receive: %s", strerror(errno));
-  CHECK(m.type == 77 && m.len == 5 && memcmp(m.data, "hello", 5) == 0, "message");
+  REQUIREF(zc_chan_receive(ch, &m, 100) == -1 && errno == ETIMEDOUT, "receive(100 ms): errno %d", errno);
+  REQUIREF(now_ns() - t0 >= 100000000ull, "timed out early after %lu ns", (unsigned long)(now_ns() - t0));
+  REQUIREF(write(ready[1], "r", 1) == 1, "pipe");
+  REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "blocking receive: %s", strerror(errno));
+  REQUIREF(m.type == 77 && m.len == 5 && memcmp(m.data, "hello", 5) == 0, "message");
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.sleeps >= 1, "the consumer never slept on the futex");
+  REQUIREF(st.sleeps >= 1, "the consumer never slept on the futex");
   zc_chan_release(ch, &m);
   wait_epipe(ch);
   zc_chan_close(ch);
   return 0;
 }
 
-static int t_timeout(void) {
+static int t_timeout(int argc, char **argv) {
   seqpacket_pair(sv);
-  CHECK(pipe(ready) == 0, "pipe");
+  REQUIREF(pipe(ready) == 0, "pipe");
   pid_t c = spawn(timeout_consumer, NULL);
   zc_chan_t *ch = open_parent_producer(NULL);
   char b;
-  CHECK(read(ready[0], &b, 1) == 1, "ready");
+  REQUIREF(read(ready[0], &b, 1) == 1, "ready");
   sleep_ms(200); /* the consumer spins 1 us, then sleeps */
   char *p = zc_chan_loan(ch, 5);
   memcpy(p, "hello", 5);
-  CHECK(zc_chan_send(ch, p, 5, 77) == 0, "send");
+  REQUIREF(zc_chan_send(ch, p, 5, 77) == 0, "send");
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.wakes == 1, "producer made %lu wake calls, expected 1", (unsigned long)st.wakes);
+  REQUIREF(st.wakes == 1, "producer made %lu wake calls, expected 1", (unsigned long)st.wakes);
   drain_returns(ch);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
@@ -283,34 +283,34 @@ static int t_timeout(void) {
 static int spin_consumer(void *arg) {
   zc_chan_config_t cfg = {.spin_ns = 2000000000}; /* spin up to 2 s */
   zc_chan_t *ch = open_child_consumer(&cfg);
-  CHECK(write(ready[1], "r", 1) == 1, "pipe");
+  REQUIREF(write(ready[1], "r", 1) == 1, "pipe");
   zc_chan_msg_t m;
-  CHECK(zc_chan_receive(ch, &m, -1) == 0, "receive: %s", strerror(errno));
+  REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive: %s", strerror(errno));
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.sleeps == 0, "the consumer slept while it should spin");
+  REQUIREF(st.sleeps == 0, "the consumer slept while it should spin");
   zc_chan_release(ch, &m);
   wait_epipe(ch);
   zc_chan_close(ch);
   return 0;
 }
 
-static int t_spinwake(void) {
+static int t_spinwake(int argc, char **argv) {
   seqpacket_pair(sv);
-  CHECK(pipe(ready) == 0, "pipe");
+  REQUIREF(pipe(ready) == 0, "pipe");
   pid_t c = spawn(spin_consumer, NULL);
   zc_chan_t *ch = open_parent_producer(NULL);
   char b;
-  CHECK(read(ready[0], &b, 1) == 1, "ready");
+  REQUIREF(read(ready[0], &b, 1) == 1, "ready");
   sleep_ms(20);
   void *p = zc_chan_loan(ch, 64);
-  CHECK(zc_chan_send(ch, p, 64, 1) == 0, "send");
+  REQUIREF(zc_chan_send(ch, p, 64, 1) == 0, "send");
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.wakes == 0, "producer made %lu wake calls while the consumer spun", (unsigned long)st.wakes);
+  REQUIREF(st.wakes == 0, "producer made %lu wake calls while the consumer spun", (unsigned long)st.wakes);
   drain_returns(ch);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
@@ -318,13 +318,13 @@ static int t_spinwake(void) {
 static int go[2];
 static int slow_consumer(void *arg) {
   zc_chan_t *ch = open_child_consumer(NULL);
-  CHECK(write(ready[1], "r", 1) == 1, "pipe");
+  REQUIREF(write(ready[1], "r", 1) == 1, "pipe");
   char b;
   while (read(go[0], &b, 1) == 1) { /* each byte: take everything there is, release it */
     zc_chan_msg_t m[64];
     int n;
     while ((n = zc_chan_receive_batch(ch, m, 64, 0)) > 0) zc_chan_release_batch(ch, m, n);
-    CHECK(write(ready[1], "d", 1) == 1, "pipe");
+    REQUIREF(write(ready[1], "d", 1) == 1, "pipe");
     if (b == 'q') break;
   }
   wait_epipe(ch);
@@ -335,83 +335,83 @@ static int slow_consumer(void *arg) {
 static void fill_ring(zc_chan_t *ch, int n) {
   for (int i = 0; i < n; i++) {
     void *p = zc_chan_loan(ch, 100);
-    CHECK(p != NULL, "loan: %s", strerror(errno));
-    CHECK(zc_chan_send(ch, p, 100, 1) == 0, "send %d: %s (%s)", i, strerror(errno), zc_chan_error(ch));
+    REQUIREF(p != NULL, "loan: %s", strerror(errno));
+    REQUIREF(zc_chan_send(ch, p, 100, 1) == 0, "send %d: %s (%s)", i, strerror(errno), zc_chan_error(ch));
   }
 }
 
 static void tell(const char *what) {
   char b;
-  CHECK(write(go[1], what, 1) == 1, "pipe");
-  CHECK(read(ready[0], &b, 1) == 1, "pipe");
+  REQUIREF(write(go[1], what, 1) == 1, "pipe");
+  REQUIREF(read(ready[0], &b, 1) == 1, "pipe");
 }
 
-static int t_eagain(void) {
+static int t_eagain(int argc, char **argv) {
   seqpacket_pair(sv);
-  CHECK(pipe(ready) == 0 && pipe(go) == 0, "pipe");
+  REQUIREF(pipe(ready) == 0 && pipe(go) == 0, "pipe");
   pid_t c = spawn(slow_consumer, NULL);
   zc_chan_config_t cfg = {.ring_entries = 64, .policy = ZC_CHAN_FAIL, .first_segment = 1 << 20, .max_bytes = 1 << 20};
   zc_chan_t *ch = open_parent_producer(&cfg);
   char b;
-  CHECK(read(ready[0], &b, 1) == 1, "ready");
+  REQUIREF(read(ready[0], &b, 1) == 1, "ready");
   fill_ring(ch, 64);
   void *p = zc_chan_loan(ch, 100);
-  CHECK(p != NULL, "loan with a full ring still works (memory is free)");
-  CHECK(zc_chan_send(ch, p, 100, 1) == -1 && errno == EAGAIN, "send on a full ring: errno %d", errno);
+  REQUIREF(p != NULL, "loan with a full ring still works (memory is free)");
+  REQUIREF(zc_chan_send(ch, p, 100, 1) == -1 && errno == EAGAIN, "send on a full ring: errno %d", errno);
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.inflight_msgs == 64 && st.queued == 64 && st.loaned_msgs == 1 && st.full_waits >= 1,
-        "stats inflight %lu queued %lu loaned %lu", (unsigned long)st.inflight_msgs, (unsigned long)st.queued, (unsigned long)st.loaned_msgs);
-  CHECK(zc_chan_cancel(ch, p) == 0, "the loan stays with the caller after EAGAIN");
+  REQUIREF(st.inflight_msgs == 64 && st.queued == 64 && st.loaned_msgs == 1 && st.full_waits >= 1,
+           "stats inflight %lu queued %lu loaned %lu", (unsigned long)st.inflight_msgs, (unsigned long)st.queued, (unsigned long)st.loaned_msgs);
+  REQUIREF(zc_chan_cancel(ch, p) == 0, "the loan stays with the caller after EAGAIN");
   /* memory cap: 64 KiB loans until the 1 MiB cap says EAGAIN */
   void *big[32];
   int nb = 0;
   while (nb < 32 && (big[nb] = zc_chan_loan(ch, 65536)) != NULL) nb++;
-  CHECK(nb > 0 && nb < 32 && errno == EAGAIN, "loan at the cap: %d loans, errno %d", nb, errno);
+  REQUIREF(nb > 0 && nb < 32 && errno == EAGAIN, "loan at the cap: %d loans, errno %d", nb, errno);
   zc_chan_stats(ch, &st);
-  CHECK(st.segment_bytes == 1 << 20 && st.loaned_bytes == (uint64_t)nb * 65536 &&
-            st.loaned_bytes + st.inflight_bytes + st.free_bytes == st.segment_bytes,
-        "accounting: segments %lu loaned %lu inflight %lu free %lu", (unsigned long)st.segment_bytes,
-        (unsigned long)st.loaned_bytes, (unsigned long)st.inflight_bytes, (unsigned long)st.free_bytes);
-  for (int i = 0; i < nb; i++) CHECK(zc_chan_cancel(ch, big[i]) == 0, "cancel");
+  REQUIREF(st.segment_bytes == 1 << 20 && st.loaned_bytes == (uint64_t)nb * 65536 &&
+               st.loaned_bytes + st.inflight_bytes + st.free_bytes == st.segment_bytes,
+           "accounting: segments %lu loaned %lu inflight %lu free %lu", (unsigned long)st.segment_bytes,
+           (unsigned long)st.loaned_bytes, (unsigned long)st.inflight_bytes, (unsigned long)st.free_bytes);
+  for (int i = 0; i < nb; i++) REQUIREF(zc_chan_cancel(ch, big[i]) == 0, "cancel");
   tell("g"); /* the consumer drains; the ring has room again */
   drain_returns(ch);
   fill_ring(ch, 64);
   tell("q");
   drain_returns(ch);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
 /* ---- budget: bytes sent and not yet received stay under max_queued_bytes ---- */
-static int t_budget(void) {
+static int t_budget(int argc, char **argv) {
   seqpacket_pair(sv);
-  CHECK(pipe(ready) == 0 && pipe(go) == 0, "pipe");
+  REQUIREF(pipe(ready) == 0 && pipe(go) == 0, "pipe");
   pid_t c = spawn(slow_consumer, NULL);
   zc_chan_config_t cfg = {.policy = ZC_CHAN_FAIL, .max_queued_bytes = 40000};
   zc_chan_t *ch = open_parent_producer(&cfg);
   char b;
-  CHECK(read(ready[0], &b, 1) == 1, "ready");
+  REQUIREF(read(ready[0], &b, 1) == 1, "ready");
   for (int i = 0; i < 2; i++) {
     void *p = zc_chan_loan(ch, 16384);
-    CHECK(p != NULL && zc_chan_send(ch, p, 16384, 1) == 0, "send %d: %s", i, strerror(errno));
+    REQUIREF(p != NULL && zc_chan_send(ch, p, 16384, 1) == 0, "send %d: %s", i, strerror(errno));
   }
   void *p = zc_chan_loan(ch, 16384);
-  CHECK(zc_chan_send(ch, p, 16384, 1) == -1 && errno == EAGAIN, "a third 16 KiB message passed a 40000-byte budget");
-  CHECK(zc_chan_send(ch, p, 1000, 1) == 0, "a 1000-byte send still fits the budget: %s", strerror(errno));
+  REQUIREF(zc_chan_send(ch, p, 16384, 1) == -1 && errno == EAGAIN, "a third 16 KiB message passed a 40000-byte budget");
+  REQUIREF(zc_chan_send(ch, p, 1000, 1) == 0, "a 1000-byte send still fits the budget: %s", strerror(errno));
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.queued == 3 && st.queued_bytes == 2 * 16384 + 1000, "queued %lu (%lu bytes)", (unsigned long)st.queued,
-        (unsigned long)st.queued_bytes);
+  REQUIREF(st.queued == 3 && st.queued_bytes == 2 * 16384 + 1000, "queued %lu (%lu bytes)", (unsigned long)st.queued,
+           (unsigned long)st.queued_bytes);
   tell("g"); /* received: the budget is free again, though the consumer released them too */
   drain_returns(ch);
   p = zc_chan_loan(ch, 65536);
-  CHECK(p != NULL && zc_chan_send(ch, p, 65536, 1) == 0, "one message larger than the budget goes into an empty queue");
+  REQUIREF(p != NULL && zc_chan_send(ch, p, 65536, 1) == 0, "one message larger than the budget goes into an empty queue");
   tell("q");
   drain_returns(ch);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
@@ -421,52 +421,52 @@ static int overflow_consumer(void *arg) {
   zc_chan_t *ch = open_child_consumer(NULL);
   for (uint64_t i = 0; i < N_OVERFLOW; i++) {
     zc_chan_msg_t m;
-    CHECK(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s (%s)", strerror(errno), zc_chan_error(ch));
-    CHECK(m.len == 100 && verify(m.data, 100, i) < 0, "message %lu", (unsigned long)i);
-    CHECK(zc_chan_release(ch, &m) == 0, "release");
+    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s (%s)", strerror(errno), zc_chan_error(ch));
+    REQUIREF(m.len == 100 && verify_pattern(m.data, 100, i) < 0, "message %lu", (unsigned long)i);
+    REQUIREF(zc_chan_release(ch, &m) == 0, "release");
   }
   wait_epipe(ch);
   zc_chan_close(ch);
   return 0;
 }
 
-static int t_overflow(void) {
+static int t_overflow(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(overflow_consumer, NULL);
   zc_chan_config_t cfg = {.ring_entries = 64}; /* return ring: 128 handles */
   zc_chan_t *ch = open_parent_producer(&cfg);
   static void *p[N_OVERFLOW];
-  for (int i = 0; i < N_OVERFLOW; i++) CHECK((p[i] = zc_chan_loan(ch, 100)) != NULL, "loan");
+  for (int i = 0; i < N_OVERFLOW; i++) REQUIREF((p[i] = zc_chan_loan(ch, 100)) != NULL, "loan");
   for (int i = 0; i < N_OVERFLOW; i++) zc_chan_cancel(ch, p[i]); /* a long free list: loans won't drain */
   for (uint64_t i = 0; i < N_OVERFLOW; i++) {
     void *q = zc_chan_loan(ch, 100);
-    fill(q, 100, i);
-    CHECK(zc_chan_send(ch, q, 100, 1) == 0, "send %lu: %s", (unsigned long)i, strerror(errno));
+    fill_pattern(q, 100, i);
+    REQUIREF(zc_chan_send(ch, q, 100, 1) == 0, "send %lu: %s", (unsigned long)i, strerror(errno));
   }
   drain_returns(ch); /* more than the return ring holds: the rest comes from the consumer's overflow list */
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.returned == N_OVERFLOW && st.free_bytes == st.segment_bytes, "returned %lu", (unsigned long)st.returned);
+  REQUIREF(st.returned == N_OVERFLOW && st.free_bytes == st.segment_bytes, "returned %lu", (unsigned long)st.returned);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
 /* ---- block: a full ring blocks until the consumer reads, or times out ---- */
 static int delayed_consumer(void *arg) {
   zc_chan_t *ch = open_child_consumer(NULL);
-  CHECK(write(ready[1], "r", 1) == 1, "pipe");
+  REQUIREF(write(ready[1], "r", 1) == 1, "pipe");
   sleep_ms(300);
   zc_chan_msg_t m[64];
   for (int got = 0; got < 65;) {
     int n = zc_chan_receive_batch(ch, m, 64, 10000);
-    CHECK(n > 0, "receive: %s", strerror(errno));
+    REQUIREF(n > 0, "receive: %s", strerror(errno));
     zc_chan_release_batch(ch, m, n);
     got += n;
   }
-  CHECK(write(ready[1], "d", 1) == 1, "pipe");
+  REQUIREF(write(ready[1], "d", 1) == 1, "pipe");
   char b;
-  CHECK(read(go[0], &b, 1) == 1, "go"); /* now stop reading until told */
+  REQUIREF(read(go[0], &b, 1) == 1, "go"); /* now stop reading until told */
   int n;
   while ((n = zc_chan_receive_batch(ch, m, 64, 0)) > 0) zc_chan_release_batch(ch, m, n);
   wait_epipe(ch);
@@ -474,41 +474,41 @@ static int delayed_consumer(void *arg) {
   return 0;
 }
 
-static int t_block(void) {
+static int t_block(int argc, char **argv) {
   seqpacket_pair(sv);
-  CHECK(pipe(ready) == 0 && pipe(go) == 0, "pipe");
+  REQUIREF(pipe(ready) == 0 && pipe(go) == 0, "pipe");
   pid_t c = spawn(delayed_consumer, NULL);
   zc_chan_config_t cfg = {.ring_entries = 64, .policy = ZC_CHAN_BLOCK, .block_timeout_ms = 5000, .spin_ns = 1000};
   zc_chan_t *ch = open_parent_producer(&cfg);
   char b;
-  CHECK(read(ready[0], &b, 1) == 1, "ready");
+  REQUIREF(read(ready[0], &b, 1) == 1, "ready");
   fill_ring(ch, 65); /* the 65th send waits until the consumer wakes up and reads */
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.full_waits >= 1 && st.sleeps >= 1, "the producer did not wait (full_waits %lu sleeps %lu)",
-        (unsigned long)st.full_waits, (unsigned long)st.sleeps);
-  CHECK(read(ready[0], &b, 1) == 1, "drained");
+  REQUIREF(st.full_waits >= 1 && st.sleeps >= 1, "the producer did not wait (full_waits %lu sleeps %lu)",
+           (unsigned long)st.full_waits, (unsigned long)st.sleeps);
+  REQUIREF(read(ready[0], &b, 1) == 1, "drained");
   drain_returns(ch);
   zc_chan_close(ch);
-  CHECK(write(go[1], "g", 1) == 1, "go");
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(write(go[1], "g", 1) == 1, "go");
+  REQUIREF(reap(c) == 0, "consumer failed");
   /* and a timeout: a consumer that never reads */
-  CHECK(pipe(ready) == 0, "pipe");
+  REQUIREF(pipe(ready) == 0, "pipe");
   seqpacket_pair(sv);
   c = spawn(slow_consumer, NULL);
   cfg.block_timeout_ms = 150;
   ch = open_parent_producer(&cfg);
-  CHECK(read(ready[0], &b, 1) == 1, "ready");
+  REQUIREF(read(ready[0], &b, 1) == 1, "ready");
   fill_ring(ch, 64);
   void *p = zc_chan_loan(ch, 100);
   uint64_t t0 = now_ns();
-  CHECK(zc_chan_send(ch, p, 100, 1) == -1 && errno == ETIMEDOUT, "send on a full ring: errno %d", errno);
-  CHECK(now_ns() - t0 >= 150000000ull, "timed out early");
+  REQUIREF(zc_chan_send(ch, p, 100, 1) == -1 && errno == ETIMEDOUT, "send on a full ring: errno %d", errno);
+  REQUIREF(now_ns() - t0 >= 150000000ull, "timed out early");
   zc_chan_cancel(ch, p);
   tell("q");
   drain_returns(ch);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
@@ -518,12 +518,12 @@ static int epoll_consumer(void *arg) {
   zc_chan_t *ch = open_child_consumer(NULL);
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
-  CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, zc_chan_fd(ch), &ev) == 0, "epoll_ctl");
+  REQUIREF(epoll_ctl(ep, EPOLL_CTL_ADD, zc_chan_fd(ch), &ev) == 0, "epoll_ctl");
   uint64_t got = 0, wakeups = 0;
   for (;;) {
     zc_chan_msg_t m;
     while (zc_chan_receive(ch, &m, 0) == 0) {
-      CHECK(m.len == msg_size(got) && verify(m.data, m.len, got) < 0, "message %lu", (unsigned long)got);
+      REQUIREF(m.len == msg_size(got) && verify_pattern(m.data, m.len, got) < 0, "message %lu", (unsigned long)got);
       zc_chan_release(ch, &m);
       got++;
     }
@@ -532,33 +532,33 @@ static int epoll_consumer(void *arg) {
     if (a == 1) continue;
     if (a < 0) break;
     int n = epoll_wait(ep, &ev, 1, 10000);
-    CHECK(n == 1, "epoll_wait timed out with %lu of %d messages", (unsigned long)got, N_EPOLL);
+    REQUIREF(n == 1, "epoll_wait timed out with %lu of %d messages", (unsigned long)got, N_EPOLL);
     wakeups++;
   }
-  CHECK(errno == EPIPE, "the loop ended with errno %d (%s), expected EPIPE", errno, zc_chan_error(ch));
-  CHECK(got == N_EPOLL, "received %lu of %d", (unsigned long)got, N_EPOLL);
-  CHECK(wakeups >= 2, "only %lu epoll wake-ups", (unsigned long)wakeups);
+  REQUIREF(errno == EPIPE, "the loop ended with errno %d (%s), expected EPIPE", errno, zc_chan_error(ch));
+  REQUIREF(got == N_EPOLL, "received %lu of %d", (unsigned long)got, N_EPOLL);
+  REQUIREF(wakeups >= 2, "only %lu epoll wake-ups", (unsigned long)wakeups);
   close(ep);
   zc_chan_close(ch);
   return 0;
 }
 
-static int t_epoll(void) {
+static int t_epoll(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(epoll_consumer, NULL);
   zc_chan_t *ch = open_parent_producer(NULL);
   for (uint64_t i = 0; i < N_EPOLL; i++) {
     void *p = zc_chan_loan(ch, msg_size(i));
-    fill(p, msg_size(i), i);
-    CHECK(zc_chan_send(ch, p, msg_size(i), 1) == 0, "send");
+    fill_pattern(p, msg_size(i), i);
+    REQUIREF(zc_chan_send(ch, p, msg_size(i), 1) == 0, "send");
     if (i % 10 == 9) sleep_ms(2); /* let the consumer go back to epoll_wait */
   }
   drain_returns(ch);
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.wakes >= 2, "the producer never kicked the socket");
+  REQUIREF(st.wakes >= 2, "the producer never kicked the socket");
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
@@ -567,45 +567,45 @@ static int idle_consumer(void *arg) {
   zc_chan_t *ch = open_child_consumer(NULL);
   zc_chan_msg_t m;
   while (zc_chan_receive(ch, &m, 10000) == 0) zc_chan_release(ch, &m);
-  CHECK(errno == EPIPE, "expected EPIPE, got errno %d", errno);
+  REQUIREF(errno == EPIPE, "expected EPIPE, got errno %d", errno);
   zc_chan_close(ch);
   return 0;
 }
 
-static int t_slots(void) {
+static int t_slots(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(idle_consumer, NULL);
   zc_chan_t *ch = open_parent_producer(NULL);
   char *a = zc_chan_loan(ch, 100), *b = zc_chan_loan(ch, 100);
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.loaned_bytes == 224 && b - a == 112, "two 100 B loans take %lu bytes, %ld apart", (unsigned long)st.loaned_bytes, (long)(b - a));
+  REQUIREF(st.loaned_bytes == 224 && b - a == 112, "two 100 B loans take %lu bytes, %ld apart", (unsigned long)st.loaned_bytes, (long)(b - a));
   zc_chan_cancel(ch, a);
   zc_chan_cancel(ch, b);
   static void *p[2000];
   uint64_t asked = 0;
   for (int i = 0; i < 2000; i++) {
-    size_t n = 100 + mix64((uint64_t)i) % (16384 - 100 + 1);
+    size_t n = 100 + splitmix64((uint64_t)i) % (16384 - 100 + 1);
     asked += n;
     p[i] = zc_chan_loan(ch, n);
-    CHECK(p[i] != NULL, "loan %zu: %s", n, strerror(errno));
+    REQUIREF(p[i] != NULL, "loan %zu: %s", n, strerror(errno));
     memset(p[i], 0xab, n); /* the whole loan is writable */
   }
   zc_chan_stats(ch, &st);
   double waste = (double)st.loaned_bytes / (double)asked - 1.0;
   printf("slots: %lu bytes asked, %lu in slots (waste %.1f%%), %lu in %lu segments\n", (unsigned long)asked,
          (unsigned long)st.loaned_bytes, 100 * waste, (unsigned long)st.segment_bytes, (unsigned long)st.segments);
-  CHECK(waste >= 0 && waste < 0.25, "waste %.1f%%", 100 * waste);
-  for (int i = 0; i < 2000; i++) CHECK(zc_chan_cancel(ch, p[i]) == 0, "cancel");
+  REQUIREF(waste >= 0 && waste < 0.25, "waste %.1f%%", 100 * waste);
+  for (int i = 0; i < 2000; i++) REQUIREF(zc_chan_cancel(ch, p[i]) == 0, "cancel");
   zc_chan_stats(ch, &st);
-  CHECK(st.loaned_msgs == 0 && st.free_bytes == st.segment_bytes, "all free again");
+  REQUIREF(st.loaned_msgs == 0 && st.free_bytes == st.segment_bytes, "all free again");
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
 /* ---- recycle: a page emptied by one class serves another ---- */
-static int t_recycle(void) {
+static int t_recycle(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(idle_consumer, NULL);
   zc_chan_config_t cfg = {.first_segment = 1 << 20, .max_bytes = 1 << 20, .policy = ZC_CHAN_FAIL};
@@ -613,19 +613,19 @@ static int t_recycle(void) {
   static void *p[20000];
   int n = 0;
   while (n < 20000 && (p[n] = zc_chan_loan(ch, 64)) != NULL) n++;
-  CHECK(n == 16384 && errno == EAGAIN, "64 B loans filling 1 MiB: %d (errno %d)", n, errno);
-  for (int i = 0; i < n; i++) CHECK(zc_chan_cancel(ch, p[i]) == 0, "cancel");
+  REQUIREF(n == 16384 && errno == EAGAIN, "64 B loans filling 1 MiB: %d (errno %d)", n, errno);
+  for (int i = 0; i < n; i++) REQUIREF(zc_chan_cancel(ch, p[i]) == 0, "cancel");
   /* the 64 B class keeps one empty page; the other goes back to the pool */
   int m = 0;
   while (m < 100 && (p[m] = zc_chan_loan(ch, 16384)) != NULL) m++;
-  CHECK(m == 32 && errno == EAGAIN, "16 KiB loans after the 64 B ones were freed: %d (errno %d)", m, errno);
-  CHECK(zc_chan_loan(ch, 64) != NULL, "the 64 B class kept its empty page");
+  REQUIREF(m == 32 && errno == EAGAIN, "16 KiB loans after the 64 B ones were freed: %d (errno %d)", m, errno);
+  REQUIREF(zc_chan_loan(ch, 64) != NULL, "the 64 B class kept its empty page");
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.segment_bytes == 1 << 20 && st.loaned_bytes == 32 * 16384 + 64, "segments %lu loaned %lu",
-        (unsigned long)st.segment_bytes, (unsigned long)st.loaned_bytes);
+  REQUIREF(st.segment_bytes == 1 << 20 && st.loaned_bytes == 32 * 16384 + 64, "segments %lu loaned %lu",
+           (unsigned long)st.segment_bytes, (unsigned long)st.loaned_bytes);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   return 0;
 }
 
@@ -636,35 +636,35 @@ static int producer_child(void *arg) {
   return ch == NULL && errno == EPROTO ? 0 : 1;
 }
 
-static int t_misuse(void) {
+static int t_misuse(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(idle_consumer, NULL);
   zc_chan_t *ch = open_parent_producer(NULL);
-  CHECK(zc_chan_loan(ch, 0) == NULL && errno == EINVAL, "loan(0)");
-  CHECK(zc_chan_loan(ch, ZC_CHAN_MAX_MSG + 1) == NULL && errno == EMSGSIZE, "loan(too big)");
+  REQUIREF(zc_chan_loan(ch, 0) == NULL && errno == EINVAL, "loan(0)");
+  REQUIREF(zc_chan_loan(ch, ZC_CHAN_MAX_MSG + 1) == NULL && errno == EMSGSIZE, "loan(too big)");
   char local[64];
-  CHECK(zc_chan_send(ch, local, 10, 1) == -1 && errno == EINVAL, "send of a pointer that is not a loan");
+  REQUIREF(zc_chan_send(ch, local, 10, 1) == -1 && errno == EINVAL, "send of a pointer that is not a loan");
   char *p = zc_chan_loan(ch, 100);
-  CHECK(zc_chan_send(ch, p + 16, 10, 1) == -1 && errno == EINVAL, "send of an interior pointer");
-  CHECK(zc_chan_send(ch, p, 113, 1) == -1 && errno == EMSGSIZE, "send longer than the slot");
-  CHECK(zc_chan_cancel(ch, p) == -1 && errno == EINVAL, "the failed send gave the loan back");
+  REQUIREF(zc_chan_send(ch, p + 16, 10, 1) == -1 && errno == EINVAL, "send of an interior pointer");
+  REQUIREF(zc_chan_send(ch, p, 113, 1) == -1 && errno == EMSGSIZE, "send longer than the slot");
+  REQUIREF(zc_chan_cancel(ch, p) == -1 && errno == EINVAL, "the failed send gave the loan back");
   p = zc_chan_loan(ch, 100);
-  CHECK(zc_chan_send(ch, p, 100, 1) == 0, "send");
-  CHECK(zc_chan_send(ch, p, 100, 1) == -1 && errno == EINVAL, "second send of the same loan");
+  REQUIREF(zc_chan_send(ch, p, 100, 1) == 0, "send");
+  REQUIREF(zc_chan_send(ch, p, 100, 1) == -1 && errno == EINVAL, "second send of the same loan");
   zc_chan_msg_t m;
-  CHECK(zc_chan_receive(ch, &m, 0) == -1 && errno == EINVAL, "receive on a producer");
+  REQUIREF(zc_chan_receive(ch, &m, 0) == -1 && errno == EINVAL, "receive on a producer");
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   /* both ends producers */
   seqpacket_pair(sv);
   c = spawn(producer_child, NULL);
   close(sv[1]);
-  CHECK(zc_chan_open(sv[0], ZC_CHAN_PRODUCER, NULL) == NULL && errno == EPROTO, "two producers: errno %d", errno);
-  CHECK(reap(c) == 0, "the other producer did not fail with EPROTO");
+  REQUIREF(zc_chan_open(sv[0], ZC_CHAN_PRODUCER, NULL) == NULL && errno == EPROTO, "two producers: errno %d", errno);
+  REQUIREF(reap(c) == 0, "the other producer did not fail with EPROTO");
   /* a stream socket */
   int st[2];
-  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, st) == 0, "socketpair");
-  CHECK(zc_chan_open(st[0], ZC_CHAN_PRODUCER, NULL) == NULL && errno == EPROTOTYPE, "stream socket: errno %d", errno);
+  REQUIREF(socketpair(AF_UNIX, SOCK_STREAM, 0, st) == 0, "socketpair");
+  REQUIREF(zc_chan_open(st[0], ZC_CHAN_PRODUCER, NULL) == NULL && errno == EPROTOTYPE, "stream socket: errno %d", errno);
   close(st[1]);
   return 0;
 }
@@ -691,20 +691,20 @@ static int holding_consumer(void *arg) {
   zc_chan_t *ch = open_child_consumer(NULL);
   static zc_chan_msg_t m[400];
   for (int i = 0; i < 400; i++) {
-    CHECK(zc_chan_receive(ch, &m[i], 10000) == 0, "receive: %s (%s)", strerror(errno), zc_chan_error(ch));
-    CHECK(m[i].len == 16384 && verify(m[i].data, 16384, (uint64_t)i) < 0, "message %d", i);
+    REQUIREF(zc_chan_receive(ch, &m[i], 10000) == 0, "receive: %s (%s)", strerror(errno), zc_chan_error(ch));
+    REQUIREF(m[i].len == 16384 && verify_pattern(m[i].data, 16384, (uint64_t)i) < 0, "message %d", i);
   }
   zc_chan_stats_t st;
   zc_chan_stats(ch, &st);
-  CHECK(st.segments >= 2 && st.held_bytes == 400 * 16384, "consumer holds %lu bytes in %lu segments",
-        (unsigned long)st.held_bytes, (unsigned long)st.segments);
+  REQUIREF(st.segments >= 2 && st.held_bytes == 400 * 16384, "consumer holds %lu bytes in %lu segments",
+           (unsigned long)st.held_bytes, (unsigned long)st.segments);
   zc_chan_release_batch(ch, m, 400);
   wait_epipe(ch);
   zc_chan_close(ch);
   return 0;
 }
 
-static int t_devshm(void) {
+static int t_devshm(int argc, char **argv) {
   char before[512], after[512];
   int n0 = count_dir("/dev/shm", before, sizeof before);
   seqpacket_pair(sv);
@@ -712,30 +712,32 @@ static int t_devshm(void) {
   zc_chan_t *ch = open_parent_producer(NULL);
   for (int i = 0; i < 400; i++) { /* 6.4 MiB held at once: more than the first 4 MiB segment */
     void *p = zc_chan_loan(ch, 16384);
-    CHECK(p != NULL, "loan: %s", strerror(errno));
-    fill(p, 16384, (uint64_t)i);
-    CHECK(zc_chan_send(ch, p, 16384, 1) == 0, "send");
+    REQUIREF(p != NULL, "loan: %s", strerror(errno));
+    fill_pattern(p, 16384, (uint64_t)i);
+    REQUIREF(zc_chan_send(ch, p, 16384, 1) == 0, "send");
   }
   char maps[1 << 16];
   FILE *f = fopen("/proc/self/maps", "r");
   size_t got = fread(maps, 1, sizeof maps - 1, f);
   fclose(f);
   maps[got] = 0;
-  CHECK(strstr(maps, "memfd:zcmem-chan-data") != NULL, "the data segments are not memfd mappings");
+  REQUIREF(strstr(maps, "memfd:zcmem-chan-data") != NULL, "the data segments are not memfd mappings");
   int mid = count_dir("/dev/shm", after, sizeof after);
-  CHECK(mid == n0 && after[0] == 0, "/dev/shm changed during the run: %d entries before, %d now (%s)", n0, mid, after);
+  REQUIREF(mid == n0 && after[0] == 0, "/dev/shm changed during the run: %d entries before, %d now (%s)", n0, mid, after);
   drain_returns(ch);
   zc_chan_close(ch);
-  CHECK(reap(c) == 0, "consumer failed");
+  REQUIREF(reap(c) == 0, "consumer failed");
   int n1 = count_dir("/dev/shm", after, sizeof after);
-  CHECK(n1 == n0 && after[0] == 0, "/dev/shm changed: %d entries before, %d after (%s)", n0, n1, after);
+  REQUIREF(n1 == n0 && after[0] == 0, "/dev/shm changed: %d entries before, %d after (%s)", n0, n1, after);
   return 0;
 }
 
 int main(int argc, char **argv) {
-  static const chan_case_t tests[] = {{"flow", t_flow},       {"path", t_path},   {"threads", t_threads}, {"batch", t_batch},
-               {"timeout", t_timeout}, {"spinwake", t_spinwake}, {"eagain", t_eagain}, {"budget", t_budget}, {"overflow", t_overflow}, {"block", t_block},
-               {"epoll", t_epoll},     {"slots", t_slots}, {"recycle", t_recycle}, {"misuse", t_misuse},   {"devshm", t_devshm}};
+  static const zc_case_t cases[] = {
+      {"flow", t_flow}, {"path", t_path}, {"threads", t_threads}, {"batch", t_batch}, {"timeout", t_timeout},
+      {"spinwake", t_spinwake}, {"eagain", t_eagain}, {"budget", t_budget}, {"overflow", t_overflow},
+      {"block", t_block}, {"epoll", t_epoll}, {"slots", t_slots}, {"recycle", t_recycle}, {"misuse", t_misuse},
+      {"devshm", t_devshm}, {NULL, NULL}};
   alarm(120);
-  return run_cases(argc, argv, tests, sizeof tests / sizeof tests[0]);
+  return zc_run_case(argc, argv, cases);
 }

@@ -4,6 +4,8 @@
  *   run_child(fn, arg, timeout_s)       fork; the child runs fn(arg) and exits with its return value
  *   run_exec(argv, env, timeout_s)      fork + execvp(argv); env: NULL-terminated "K=V" strings added
  *   spawn(fn, arg) / reap(pid)          a child left running; reap gives exit code or 128 + signal
+ *   spawn_closefds(fn, arg, k1, k2)     the same, closing the inherited fds but k1, k2; dies with the parent
+ *   capture_stderr() / capture_end()    this process's own stderr, captured around a call
  *   status_str(status, buf, cap)        "exit 3", "signal 6 (Aborted)", "killed at the deadline"
  *
  * Invariant: the parent never blocks past the deadline: on expiry it sends SIGKILL and marks the result
@@ -21,12 +23,14 @@
 #include "zc_clock.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,8 +183,9 @@ static inline const char *child_str(const child_result_t *r, char *buf, size_t c
   return status_str(r->status, buf, cap);
 }
 
-/* A child left running: fn(arg) with a 60 s alarm; reap() gives its exit code, or 128 + signal. */
-static inline pid_t spawn(int (*fn)(void *), void *arg) {
+/* A child left running: fn(arg) with a 60 s alarm (a hung child fails the test instead of hanging it);
+ * reap() gives its exit code, or 128 + signal. What the child printed is flushed before it exits. */
+static inline pid_t spawn_child_(int (*fn)(void *), void *arg, int close_fds, int keep1, int keep2) {
   fflush(NULL);
   pid_t p = fork();
   if (p < 0) {
@@ -188,17 +193,58 @@ static inline pid_t spawn(int (*fn)(void *), void *arg) {
     exit(2);
   }
   if (p == 0) {
+    if (close_fds) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      for (int fd = 3; fd < 1024; fd++)
+        if (fd != keep1 && fd != keep2) close(fd);
+    }
     alarm(60);
     check_failures = 0;
-    _exit(fn(arg));
+    int rc = fn(arg);
+    fflush(NULL);
+    _exit(rc);
   }
   return p;
+}
+static inline pid_t spawn(int (*fn)(void *), void *arg) { return spawn_child_(fn, arg, 0, -1, -1); }
+/* spawn() for a child that must not keep the parent's descriptors alive (a library's sockets): it closes
+ * every inherited fd above 2 but keep1 and keep2 (-1: none), and is killed when the parent dies. */
+static inline pid_t spawn_closefds(int (*fn)(void *), void *arg, int keep1, int keep2) {
+  return spawn_child_(fn, arg, 1, keep1, keep2);
 }
 static inline int reap(pid_t p) {
   int st;
   while (waitpid(p, &st, 0) < 0)
     if (errno != EINTR) return -1;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* This process's own stderr captured while a call runs (what a library reports there):
+ *   stderr_capture_t c = capture_stderr(); call(); capture_end(c, buf, cap);
+ * capture_end restores fd 2, copies what was written into buf (NUL-terminated, cut at cap - 1) and echoes
+ * it to the real stderr. The capture is a memory file in append mode (threads writing at once lose nothing). */
+typedef struct {
+  int saved, fd;
+} stderr_capture_t;
+
+static inline stderr_capture_t capture_stderr(void) {
+  stderr_capture_t c;
+  fflush(stderr);
+  c.fd = memfd_create("zc-test-stderr", MFD_CLOEXEC);
+  REQUIREF(c.fd >= 0 && fcntl(c.fd, F_SETFL, O_APPEND) == 0, "memfd for stderr: %s", strerror(errno));
+  c.saved = dup(2);
+  REQUIREF(c.saved >= 0 && dup2(c.fd, 2) == 2, "dup stderr: %s", strerror(errno));
+  return c;
+}
+
+static inline void capture_end(stderr_capture_t c, char *buf, size_t cap) {
+  fflush(stderr);
+  dup2(c.saved, 2);
+  close(c.saved);
+  ssize_t n = pread(c.fd, buf, cap - 1, 0);
+  buf[n > 0 ? n : 0] = 0;
+  close(c.fd);
+  fputs(buf, stderr);
 }
 
 /* Number of lines of text that start with prefix. */

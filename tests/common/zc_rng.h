@@ -1,6 +1,7 @@
 /* A deterministic PRNG (splitmix64 seeding a xorshift64* stream) and a seeded byte pattern: a block filled
  * with fill_pattern(p, n, seed) can be verified byte for byte later (by another thread or process) with
- * the same seed, so corruption is found without a sanitizer.
+ * the same seed, so corruption is found without a sanitizer. fill_sparse/verify_sparse: the same pattern
+ * at every stride-th byte only, for blocks of many MiB.
  * Includes: libc only. Header-only.
  */
 #ifndef ZC_TEST_RNG_H
@@ -55,6 +56,20 @@ static inline long verify_pattern(const void *p, size_t n, uint64_t seed) {
   }
   return -1;
 }
+/* For blocks too large to fill whole: the same pattern at every stride-th byte and at the last byte. */
+static inline void fill_sparse(void *p, size_t n, uint64_t seed, size_t stride) {
+  unsigned char *b = p;
+  for (size_t i = 0; i < n; i += stride) b[i] = pattern_byte(seed, i);
+  if (n) b[n - 1] = pattern_byte(seed, n - 1);
+}
+/* Index of the first of those bytes that differs, or -1. */
+static inline long verify_sparse(const void *p, size_t n, uint64_t seed, size_t stride) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i += stride)
+    if (b[i] != pattern_byte(seed, i)) return (long)i;
+  return n && b[n - 1] != pattern_byte(seed, n - 1) ? (long)(n - 1) : -1;
+}
+
 /* 1 if all n bytes are zero. */
 static inline int all_zero(const void *p, size_t n) {
   const unsigned char *b = p;

@@ -414,11 +414,7 @@ static int cmp_int(const void *a, const void *b) {
 
 /* The override is really in place: malloc resolves to libzcmem.so. */
 static void test_override_active(void) {
-  Dl_info di;
-  void *m = dlsym(RTLD_DEFAULT, "malloc");
-  CHECK(m != NULL);
-  CHECKF(m && dladdr(m, &di) && di.dli_fname && strstr(di.dli_fname, "zcmem"), "malloc resolves to %s",
-         m && dladdr(m, &di) ? di.dli_fname : "?");
+  CHECKF(is_zcmem_malloc(), "malloc resolves to %s", malloc_owner());
 }
 
 /* glibc's internal names, used by programs that wrap malloc (and by some of glibc itself). */

@@ -389,16 +389,16 @@ int main(int argc, char **argv) {
   ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
   REQUIRE(n > 0);
   self_path[n] = 0;
-  void *m = dlsym(RTLD_DEFAULT, "malloc");
-  Dl_info di;
-  CHECKF(m && dladdr(m, &di) && di.dli_fname && strstr(di.dli_fname, "zcmem"), "malloc is not zcmem's");
+  CHECKF(is_zcmem_malloc(), "malloc is not zcmem's: %s", malloc_owner());
   int debug = zc_debug_build ? zc_debug_build() : 0;
   printf("badfree: %s build (%s)\n", debug ? "debug" : "release",
          zc_debug_build ? "zc_debug_build()" : "zc_debug_build not exported: assumed release");
   printf("rule: every case prints exactly one \"zcmem: error:\" line; with ZCMEM_ABORT_ON_ERROR=0 it goes on\n"
          "      without corrupting a live block, by default it aborts (SIGABRT)\n");
   const char *only = argc == 2 ? argv[1] : NULL; /* one case by name, for debugging */
+  unsigned ran = 0;
   for (unsigned i = 0; i < NCASES; i++)
-    if (!only || strcmp(only, cases[i]) == 0) run_one(cases[i]);
+    if (!only || strcmp(only, cases[i]) == 0) run_one(cases[i]), ran++;
+  REQUIREF(ran > 0, "no case named \"%s\"", only); /* a misspelt name must not pass */
   return check_exit("core_badfree");
 }

@@ -23,12 +23,6 @@ static realloc_fn zrealloc;
 static free_fn zfree;
 static usable_fn zusable;
 
-static const char *malloc_owner(void) {
-  void *m = dlsym(RTLD_DEFAULT, "malloc");
-  Dl_info di;
-  return m && dladdr(m, &di) && di.dli_fname ? di.dli_fname : "?";
-}
-
 static void *zc_thread(void *arg) {
   int *bad = arg;
   void *p[500];

@@ -215,9 +215,7 @@ int main(int argc, char **argv) {
   int quick = quick_mode(argc, argv);
   /* on the code before issue 8, about one fork in 30 of the remote mode caught a hand-over half done */
   int forks = (int)arg_value(argc, argv, "forks", (quick ? 60 : 150) / (mode == M_LARGE ? 6 : 1));
-  void *m = dlsym(RTLD_DEFAULT, "malloc");
-  Dl_info di;
-  CHECKF(m && dladdr(m, &di) && di.dli_fname && strstr(di.dli_fname, "zcmem"), "malloc is not zcmem's");
+  CHECKF(is_zcmem_malloc(), "malloc is not zcmem's: %s", malloc_owner());
 
   pthread_t th[WORKERS];
   for (uintptr_t i = 0; i < WORKERS; i++) REQUIRE(pthread_create(&th[i], NULL, worker, (void *)(i + 1)) == 0);

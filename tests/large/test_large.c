@@ -46,9 +46,11 @@ static void *lalloc(size_t size, size_t align, bool zero) { return zc_large_allo
 static void lfree(void *p) { zc_large_free(p, hdr_of(p)); }
 
 
-/* Mapped bytes must be exactly the cached bytes when nothing is live. */
+/* Mapped bytes must be exactly the cached bytes when nothing is live. The background purger takes regions
+ * off the cache lists while it purges them (outside the lock): wait up to 5 s for a quiet moment. */
 static void check_quiet_pool(const char *where) {
-  zc_large_stats_t s = stats();
+  zc_large_stats_t s;
+  WAIT_UNTIL((s = stats(), s.mapped == s.cached_dirty + s.cached_clean), 5000);
   CHECKF(s.live_regions == 0 && s.live_bytes == 0, "%s: %lu live regions, %lu live bytes", where,
         (unsigned long)s.live_regions, (unsigned long)s.live_bytes);
   CHECKF(s.mapped == s.cached_dirty + s.cached_clean, "%s: mapped %lu != dirty %lu + clean %lu", where,
@@ -568,28 +570,14 @@ static void test_fork(void) {
 static void *volatile shared[SLOTS];
 static int iters = 1500;
 
-static uint64_t rnd(uint64_t *s) {
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
-
-/* a block carries its size and a seed; payload words at every 4 KiB and at the end */
+/* a block carries its size and a seed, then the seed's pattern at every 4 KiB and at the end */
 static void fill(uint64_t *p, size_t n, uint64_t seed) {
   p[0] = n;
   p[1] = seed;
-  for (size_t i = 512; i < n / 8 - 1; i += 512) p[i] = seed ^ i;
-  p[n / 8 - 1] = ~seed;
+  fill_sparse(p + 2, n - 16, seed, 4096);
 }
 
-static int verify(const uint64_t *p) {
-  size_t n = p[0];
-  uint64_t seed = p[1];
-  for (size_t i = 512; i < n / 8 - 1; i += 512)
-    if (p[i] != (seed ^ i)) return 0;
-  return p[n / 8 - 1] == ~seed;
-}
+static int verify(const uint64_t *p) { return verify_sparse(p + 2, p[0] - 16, p[1], 4096) < 0; }
 
 static int bad_payloads;
 static void *worker(void *arg);
@@ -600,19 +588,20 @@ static void *worker_main(void *arg) {
 }
 
 static void *worker(void *arg) {
-  uint64_t s = (uintptr_t)arg * 0x9e3779b97f4a7c15u + 1;
+  rng_t s;
+  rng_seed(&s, (uintptr_t)arg);
   for (int i = 0; i < iters; i++) {
-    size_t n = (64 * KiB + (rnd(&s) % (4 * MiB))) & ~(size_t)7;
-    size_t align = (rnd(&s) & 7) == 0 ? (size_t)1 << (4 + rnd(&s) % 20) : 16;
-    uint64_t *p = lalloc(n, align, (rnd(&s) & 3) == 0);
+    size_t n = (64 * KiB + (rng_next(&s) % (4 * MiB))) & ~(size_t)7;
+    size_t align = (rng_next(&s) & 7) == 0 ? (size_t)1 << (4 + rng_next(&s) % 20) : 16;
+    uint64_t *p = lalloc(n, align, (rng_next(&s) & 3) == 0);
     if (p == NULL || ((uintptr_t)p & (align - 1))) {
       fprintf(stderr, "alloc(%zu, %zu) = %p errno %d\n", n, align, (void *)p, errno);
       __atomic_fetch_add(&bad_payloads, 1, __ATOMIC_RELAXED);
       continue;
     }
-    fill(p, n, rnd(&s));
+    fill(p, n, rng_next(&s));
     /* swap into a shared slot: the block freed here was usually allocated by another thread */
-    uint64_t *old = __atomic_exchange_n((uint64_t **)&shared[rnd(&s) % SLOTS], p, __ATOMIC_ACQ_REL);
+    uint64_t *old = __atomic_exchange_n((uint64_t **)&shared[rng_next(&s) % SLOTS], p, __ATOMIC_ACQ_REL);
     if (old) {
       if (!verify(old)) {
         fprintf(stderr, "payload of %p (%zu bytes) corrupted\n", (void *)old, (size_t)old[0]);
@@ -646,10 +635,12 @@ static int churn_iters = 100000;
 static const size_t *churn_sizes;
 static void *churner(void *arg) {
   const size_t *sz = churn_sizes;
-  uint64_t s = (uintptr_t)arg * 0x2545f4914f6cdd1du + 7, tag = (uintptr_t)arg << 40;
+  uint64_t tag = (uintptr_t)arg << 40;
+  rng_t s;
+  rng_seed(&s, (uintptr_t)arg + 1000);
   uint64_t *held[4] = {0};
   for (int i = 0; i < churn_iters; i++) {
-    int k = (int)(rnd(&s) & 3);
+    int k = (int)(rng_next(&s) & 3);
     if (held[k]) {
       if (held[k][0] != tag + (uint64_t)k) __atomic_fetch_add(&bad_payloads, 1, __ATOMIC_RELAXED);
       lfree(held[k]);

@@ -45,15 +45,8 @@ static region_t *hdr_of(const void *p) {
   return h != NULL && kind == ZC_MAP_LARGE ? h : NULL;
 }
 
-static void fill(unsigned char *p, size_t n, unsigned char seed) {
-  for (size_t k = 0; k < n; k += 512) p[k] = (unsigned char)(seed + k / 512);
-  p[n - 1] = seed;
-}
-static bool intact(const unsigned char *p, size_t n, unsigned char seed) {
-  for (size_t k = 0; k < n; k += 512)
-    if (p[k] != (unsigned char)(seed + k / 512)) return false;
-  return p[n - 1] == seed;
-}
+static void fill(unsigned char *p, size_t n, uint64_t seed) { fill_sparse(p, n, seed, 512); }
+static bool intact(const unsigned char *p, size_t n, uint64_t seed) { return verify_sparse(p, n, seed, 512) < 0; }
 
 /* usable_size, realloc and free of p must each be reported, p's region must stay mapped and readable. */
 static void expect_refused(unsigned char *p, size_t n, const char *what) {

@@ -10,6 +10,8 @@
 #include "zcmem_pool.h"
 #include "zcmem_ring.h"
 #include "check.h"
+#include "zc_clock.h" /* tests/common */
+#include "zc_rng.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -50,31 +52,23 @@ static void q_push_wait(spsc_t *q, void *p) {
 }
 
 /* ---- payloads: [seed:8][size:8][bytes derived from seed] ---- */
-static uint64_t rng(uint64_t *s) {
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
-static size_t msg_size(uint64_t *s) {
-  uint64_t r = rng(s) % 1000;
-  if (r < 850) return 64 + rng(s) % 449;   /* 64..512 */
-  if (r < 995) return 16 + rng(s) % 16369; /* up to 16 KiB */
-  return 70000 + rng(s) % 60000;           /* above a 64 KiB page */
+static size_t msg_size(rng_t *s) {
+  uint64_t r = rng_next(s) % 1000;
+  if (r < 850) return 64 + rng_next(s) % 449;   /* 64..512 */
+  if (r < 995) return 16 + rng_next(s) % 16369; /* up to 16 KiB */
+  return 70000 + rng_next(s) % 60000;           /* above a 64 KiB page */
 }
 static void fill(unsigned char *p, size_t n, uint64_t seed) {
   memcpy(p, &seed, 8);
   memcpy(p + 8, &n, 8);
-  for (size_t i = 16; i < n; i++) p[i] = (unsigned char)((seed >> (i & 31)) + i);
+  fill_pattern(p + 16, n - 16, seed);
 }
 static void verify(const unsigned char *p) {
   uint64_t seed;
   size_t n;
   memcpy(&seed, p, 8);
   memcpy(&n, p + 8, 8);
-  int ok = n >= 16 && n < 200000;
-  for (size_t i = 16; ok && i < n; i++) ok = p[i] == (unsigned char)((seed >> (i & 31)) + i);
-  if (!ok) atomic_fetch_add(&bad_payloads, 1);
+  if (n < 16 || n >= 200000 || verify_pattern(p + 16, n - 16, seed) >= 0) atomic_fetch_add(&bad_payloads, 1);
 }
 
 /* ---- counted pages ---- */
@@ -87,7 +81,8 @@ static _Atomic int producers_left;
 static void *pages_producer(void *arg) {
   int id = (int)(intptr_t)arg;
   zc_pages_t *pg = ppg[id];
-  uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(id + 1);
+  rng_t s;
+  rng_seed(&s, (uint64_t)id + 1);
   void *mine[8];
   int nmine = 0;
   for (long i = 0; i < iters; i++) {
@@ -97,8 +92,8 @@ static void *pages_producer(void *arg) {
       atomic_fetch_add(&bad_payloads, 1);
       continue;
     }
-    fill(p, n, rng(&s));
-    if (rng(&s) % 8 == 0) { /* keep some, free them ourselves a little later */
+    fill(p, n, rng_next(&s));
+    if (rng_next(&s) % 8 == 0) { /* keep some, free them ourselves a little later */
       if (nmine == 8) {
         verify(mine[0]);
         zc_pages_free(mine[0]);
@@ -171,7 +166,8 @@ static zc_ring_t *ring;
 static _Atomic int ring_done;
 
 static void *ring_producer(void *arg) {
-  uint64_t s = 777;
+  rng_t s;
+  rng_seed(&s, 777);
   for (long i = 0; i < iters; i++) {
     size_t n = msg_size(&s);
     if (n > 16384) n = 16384;
@@ -198,7 +194,7 @@ static void *ring_producer(void *arg) {
       atomic_fetch_add(&bad_payloads, 1);
       continue;
     }
-    fill(p, n, rng(&s));
+    fill(p, n, rng_next(&s));
     q_push_wait(&rq, p);
   }
   atomic_store(&ring_done, 1);
@@ -209,7 +205,8 @@ static void *ring_consumer(void *arg) {
   enum { W = 8 };
   unsigned char *held[W];
   int nheld = 0;
-  uint64_t s = 4242;
+  rng_t s;
+  rng_seed(&s, 4242);
   for (;;) {
     unsigned char *m = q_pop(&rq);
     if (m == NULL) {
@@ -221,7 +218,7 @@ static void *ring_consumer(void *arg) {
     }
     /* free out of order: a random one of the held window */
     if (nheld == W || (m == NULL && nheld > 0)) {
-      int k = (int)(rng(&s) % (uint64_t)nheld);
+      int k = (int)(rng_next(&s) % (uint64_t)nheld);
       verify(held[k]);
       zc_ring_free(ring, held[k]);
       held[k] = held[--nheld];
@@ -283,7 +280,8 @@ static _Atomic int pool_cleanups;
 static void count_cleanup(void *arg) { atomic_fetch_add(&pool_cleanups, 1); }
 
 static void *pool_producer(void *arg) {
-  uint64_t s = 99;
+  rng_t s;
+  rng_seed(&s, 99);
   zc_pool_t *scratch = zc_pool_create(NULL, NULL);
   long trees = iters / 100;
   for (long i = 0; i < trees; i++) {
@@ -296,13 +294,13 @@ static void *pool_producer(void *arg) {
     for (int k = 0; k < 32; k++) {
       size_t n = msg_size(&s);
       tab[k] = zc_pool_alloc(k & 1 ? child : root, n);
-      fill(tab[k], n, rng(&s));
+      fill(tab[k], n, rng_next(&s));
     }
     tab[32] = (unsigned char *)root;
     for (int k = 0; k < 16; k++) {
       size_t n = msg_size(&s);
       unsigned char *x = zc_pool_alloc(scratch, n);
-      fill(x, n, rng(&s));
+      fill(x, n, rng_next(&s));
       verify(x);
     }
     if (i % 8 == 7) zc_pool_reset(scratch);
@@ -360,11 +358,7 @@ static void stress_destroy_wait(void) {
   }
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+static double now_s(void) { return (double)now_ns() * 1e-9; }
 
 int main(int argc, char **argv) {
   if (getenv("ZC_LT_STRESS_ITERS")) iters = atol(getenv("ZC_LT_STRESS_ITERS"));

@@ -4,6 +4,7 @@
  * seeded single-thread run with random sizes and random free order that checks every payload. */
 #include "zcmem_ring.h"
 #include "check.h"
+#include "zc_rng.h" /* tests/common: rng_t, fill_pattern, verify_pattern */
 
 #include <errno.h>
 #include <stdint.h>
@@ -120,35 +121,21 @@ static void test_limits_and_misuse(void) {
 
 /* Chunks of 384 bytes (not a power of two), random sizes, a window of live messages freed in random
  * order, a seeded payload checked before each free. */
-static uint64_t rng(uint64_t *s) {
-  *s ^= *s << 13;
-  *s ^= *s >> 7;
-  *s ^= *s << 17;
-  return *s;
-}
-
-static void fill(unsigned char *p, size_t n, uint64_t seed) {
-  for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(seed + i * 131);
-}
-static int verify(const unsigned char *p, size_t n, uint64_t seed) {
-  for (size_t i = 0; i < n; i++)
-    if (p[i] != (unsigned char)(seed + i * 131)) return 0;
-  return 1;
-}
-
 static void test_random(void) {
   enum { W = 16 };
   zc_ring_t *r = zc_ring_create(384, 50);
   struct { unsigned char *p; size_t n; uint64_t seed; } live[W];
   int nlive = 0, bad = 0;
-  uint64_t s = 12345, max_occupied = 0;
+  uint64_t max_occupied = 0;
+  rng_t s;
+  rng_seed(&s, 12345);
   for (int it = 0; it < 100000; it++) {
-    size_t n = rng(&s) % 4000;
+    size_t n = rng_next(&s) % 4000;
     unsigned char *p = nlive < W ? zc_ring_alloc(r, n) : NULL;
     if (p) {
       CHECK(((uintptr_t)p & 127) == 0);
-      uint64_t seed = rng(&s);
-      fill(p, n, seed);
+      uint64_t seed = rng_next(&s);
+      fill_pattern(p, n, seed);
       live[nlive].p = p;
       live[nlive].n = n;
       live[nlive].seed = seed;
@@ -161,15 +148,15 @@ static void test_random(void) {
     /* free one: mostly the oldest, sometimes a random one */
     CHECK(nlive > 0); /* an empty ring always has room for 4000 bytes */
     if (nlive == 0) continue;
-    int k = rng(&s) % 4 == 0 ? (int)(rng(&s) % (uint64_t)nlive) : 0;
-    if (!verify(live[k].p, live[k].n, live[k].seed)) bad++;
+    int k = rng_next(&s) % 4 == 0 ? (int)(rng_next(&s) % (uint64_t)nlive) : 0;
+    if (verify_pattern(live[k].p, live[k].n, live[k].seed) >= 0) bad++;
     zc_ring_free(r, live[k].p);
     memmove(&live[k], &live[k + 1], (size_t)(nlive - 1 - k) * sizeof live[0]);
     nlive--;
   }
   CHECK_EQ(bad, 0);
   while (nlive > 0) {
-    if (!verify(live[nlive - 1].p, live[nlive - 1].n, live[nlive - 1].seed)) bad++;
+    if (verify_pattern(live[nlive - 1].p, live[nlive - 1].n, live[nlive - 1].seed) >= 0) bad++;
     zc_ring_free(r, live[--nlive].p);
   }
   zc_ring_stats_t st = stats(r);

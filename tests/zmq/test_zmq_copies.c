@@ -10,7 +10,8 @@
  *     mostly not copied (views into libzmq's shared read buffer, copied only when a frame straddles two
  *     reads); a larger frame's first 8 KiB are copied out of the read buffer and the rest is read straight
  *     into the message's own buffer: at most 8 KiB copied per message. */
-#include "zmq_test.h"
+#include "zc_test.h"
+#include "zcmem_zmq.h"
 
 #include <stdatomic.h>
 
@@ -50,24 +51,24 @@ typedef struct args_s {
 static int producer(void *arg) {
   const args_t *a = arg;
   zc_zmq_t *z = zc_zmq_connect(a->ep, ZC_CHAN_PRODUCER, NULL);
-  CHECK(z != NULL, "connect: %s", strerror(errno));
+  REQUIREF(z != NULL, "connect: %s", strerror(errno));
   uint64_t counts[NSIZES];
   for (size_t k = 0; k < NSIZES; k++) {
     char c;
-    CHECK(read(a->go, &c, 1) == 1, "read go");
+    REQUIREF(read(a->go, &c, 1) == 1, "read go");
     atomic_store(&copied, 0);
     atomic_store(&counting, 1);
     for (int i = 0; i < K; i++) {
       void *p = zc_zmq_loan(z, payloads[k]);
-      CHECK(p != NULL, "loan");
-      fill(p, payloads[k], (uint64_t)i);
-      CHECK(zc_zmq_send(z, p, payloads[k], (uint32_t)k) == 0, "send: %s", strerror(errno));
+      REQUIREF(p != NULL, "loan");
+      fill_pattern(p, payloads[k], (uint64_t)i);
+      REQUIREF(zc_zmq_send(z, p, payloads[k], (uint32_t)k) == 0, "send: %s", strerror(errno));
     }
     while (zc_zmq_collect(z) > 0) sleep_ms(1); /* libzmq is done with every block */
     atomic_store(&counting, 0);
     counts[k] = atomic_load(&copied);
   }
-  CHECK(write(a->fd, counts, sizeof counts) == (ssize_t)sizeof counts, "write");
+  REQUIREF(write(a->fd, counts, sizeof counts) == (ssize_t)sizeof counts, "write");
   zc_zmq_close(z);
   return 0;
 }
@@ -75,20 +76,20 @@ static int producer(void *arg) {
 int main(void) {
   alarm(100);
   zc_zmq_t *z = zc_zmq_bind("tcp://127.0.0.1:*", ZC_CHAN_CONSUMER, NULL);
-  CHECK(z != NULL, "bind: %s", strerror(errno));
+  REQUIREF(z != NULL, "bind: %s", strerror(errno));
   int pfd[2], gfd[2];
-  CHECK(pipe(pfd) == 0 && pipe(gfd) == 0, "pipe");
+  REQUIREF(pipe(pfd) == 0 && pipe(gfd) == 0, "pipe");
   args_t a = {zc_zmq_endpoint(z), pfd[1], gfd[0]};
-  pid_t p = spawn2(producer, &a, pfd[1], gfd[0]);
+  pid_t p = spawn_closefds(producer, &a, pfd[1], gfd[0]);
   uint64_t rx[NSIZES];
   for (size_t k = 0; k < NSIZES; k++) {
     atomic_store(&copied, 0);
     atomic_store(&counting, 1);
-    CHECK(write(gfd[1], "g", 1) == 1, "write go");
+    REQUIREF(write(gfd[1], "g", 1) == 1, "write go");
     for (int i = 0; i < K; i++) {
       zc_chan_msg_t m;
-      CHECK(zc_zmq_receive(z, &m, 20000) == 0, "receive: %s", strerror(errno));
-      CHECK(m.type == k && m.len == payloads[k] && verify(m.data, m.len, (uint64_t)i) < 0, "message");
+      REQUIREF(zc_zmq_receive(z, &m, 20000) == 0, "receive: %s", strerror(errno));
+      REQUIREF(m.type == k && m.len == payloads[k] && verify_pattern(m.data, m.len, (uint64_t)i) < 0, "message");
       zc_zmq_release(z, &m);
     }
     atomic_store(&counting, 0);
@@ -98,25 +99,25 @@ int main(void) {
   size_t got = 0;
   while (got < sizeof tx) {
     ssize_t r = read(pfd[0], (char *)tx + got, sizeof tx - got);
-    CHECK(r > 0, "read the producer's counts");
+    REQUIREF(r > 0, "read the producer's counts");
     got += (size_t)r;
   }
-  CHECK(reap(p) == 0, "producer failed");
+  REQUIREF(reap(p) == 0, "producer failed");
   printf("| payload | frame | bytes copied by libzmq per message, sender | receiver |\n|---|---|---|---|\n");
   for (size_t k = 0; k < NSIZES; k++)
     printf("| %zu | %zu | %.0f | %.0f |\n", payloads[k], payloads[k] + 16, (double)tx[k] / K, (double)rx[k] / K);
   for (size_t k = 0; k < NSIZES; k++) {
     size_t frame = payloads[k] + 16;
     double t = (double)tx[k] / K, r = (double)rx[k] / K, batch = 8192 + 64;
-    CHECK(t >= (double)(frame < 8192 ? frame : 8000), "send of a %zu-byte frame copied %.0f bytes: less than "
-          "docs/zmq.md says", frame, t);
-    CHECK(t <= batch, "send of a %zu-byte frame copied %.0f bytes: more than one batch", frame, t);
-    CHECK(r <= batch, "receive of a %zu-byte frame copied %.0f bytes: more than one batch", frame, r);
-    if (frame < 33) CHECK(r >= (double)frame, "a %zu-byte frame was not copied on receive (%.0f)", frame, r);
+    REQUIREF(t >= (double)(frame < 8192 ? frame : 8000), "send of a %zu-byte frame copied %.0f bytes: less than "
+             "docs/zmq.md says", frame, t);
+    REQUIREF(t <= batch, "send of a %zu-byte frame copied %.0f bytes: more than one batch", frame, t);
+    REQUIREF(r <= batch, "receive of a %zu-byte frame copied %.0f bytes: more than one batch", frame, r);
+    if (frame < 33) REQUIREF(r >= (double)frame, "a %zu-byte frame was not copied on receive (%.0f)", frame, r);
     if (frame >= 33 && frame <= 1024)
-      CHECK(r < (double)frame / 4, "a %zu-byte frame was mostly copied on receive (%.0f)", frame, r);
+      REQUIREF(r < (double)frame / 4, "a %zu-byte frame was mostly copied on receive (%.0f)", frame, r);
   }
-  CHECK((double)tx[NSIZES - 1] / K < (double)(payloads[NSIZES - 1]) / 100, "1 MiB: 1%% or more copied on send");
+  REQUIREF((double)tx[NSIZES - 1] / K < (double)(payloads[NSIZES - 1]) / 100, "1 MiB: 1%% or more copied on send");
   zc_zmq_close(z);
   printf("zmq_copies: ok\n");
   return 0;
