@@ -4,6 +4,8 @@
  *                  of order; a large view lies at the producer's own offset (no copy); all memory back
  *   large_max      zc_chan_max_msg: a loan of exactly it works (a segment made for it), one byte more is
  *                  EMSGSIZE; after release the same size is served again without a new segment
+ *   large_frag     a channel capped at one 4 MiB segment: after small messages of 8 classes came back (each
+ *                  class keeps an empty page), a 4 MiB message still gets the whole segment
  *   resize         loan_resize in place (a run trimmed: pages back at once; grown over free pages; a slot
  *                  that still fits) and moved (grown beyond the segment, a slot grown, shrunk to a class
  *                  at most half as large, a run shrunk to a slot): the kept bytes arrive intact; errors
@@ -227,6 +229,59 @@ static int t_large_max(int argc, char **argv) {
   CHECKF(rc == 0, "consumer exit %d", rc);
   zc_chan_close(ch);
   CHECK_DONE("large_max");
+}
+
+/* ---- large_frag ---- */
+static int frag_consumer(void *arg) {
+  int n = (int)(intptr_t)arg;
+  close(sv[0]);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  for (int k = 0; k < n; k++) {
+    zc_chan_msg_t m;
+    if (zc_chan_receive(ch, &m, 30000) != 0) {
+      CHECKF(0, "receive %d: %s", k, strerror(errno));
+      break;
+    }
+    CHECK(verify_pattern(m.data, m.len, m.type) < 0);
+    CHECK(zc_chan_release(ch, &m) == 0);
+  }
+  zc_chan_close(ch);
+  return check_failures ? 1 : 0;
+}
+
+static int t_large_frag(int argc, char **argv) {
+  (void)argc, (void)argv;
+  zc_chan_config_t cfg = {0};
+  cfg.max_bytes = cfg.first_segment = (uint64_t)4 << 20; /* one segment of 8 pages, never more */
+  cfg.policy = ZC_CHAN_FAIL;
+  pair();
+  pid_t c = spawn(frag_consumer, (void *)(intptr_t)(8 * 20 + 1));
+  close(sv[1]);
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, &cfg);
+  CHECK_EQ(zc_chan_max_msg(ch), (size_t)4 << 20);
+  for (int k = 0; k < 8 * 20; k++) { /* 8 classes, each on its own page */
+    size_t len = (size_t)100 << (k % 8);
+    char *p = zc_chan_loan(ch, len);
+    REQUIRE(p != NULL);
+    fill_pattern(p, len, (uint64_t)k);
+    CHECK(zc_chan_send(ch, p, len, (uint32_t)k) == 0);
+  }
+  CHECK(WAIT_UNTIL(inflight_now(ch) == 0, 20000));
+  char *big = zc_chan_loan(ch, (size_t)4 << 20);
+  CHECKF(big != NULL, "the whole segment for one message: %s (%s)", strerror(errno), zc_chan_error(ch));
+  if (big) {
+    fill_pattern(big, (size_t)4 << 20, 8 * 20);
+    CHECK(zc_chan_send(ch, big, (size_t)4 << 20, 8 * 20) == 0);
+  }
+  CHECK(wait_inflight_zero(ch));
+  check_all_back(ch);
+  zc_chan_stats_t st;
+  zc_chan_stats(ch, &st);
+  CHECK_EQ(st.segments, 1);
+  int rc = reap(c);
+  CHECKF(rc == 0, "consumer exit %d", rc);
+  zc_chan_close(ch);
+  CHECK_DONE("large_frag");
 }
 
 /* ---- resize ---- */
@@ -469,6 +524,7 @@ static int t_kill_large(int argc, char **argv) {
 }
 
 static const zc_case_t cases[] = {{"large_flow", t_large_flow},     {"large_max", t_large_max},
+                                  {"large_frag", t_large_frag},
                                   {"resize", t_resize},             {"hostile_large", t_hostile_large},
                                   {"kill_large", t_kill_large},     {NULL, NULL}};
 
