@@ -30,11 +30,8 @@ static void kick_producer(zc_chan_t *ch) {
   ch->wakes++;
 }
 
-static void wake_producer(zc_chan_t *ch) {
+static __attribute__((noinline)) void wake_producer_slow(zc_chan_t *ch, uint32_t pw) {
   chan_ctl_t *ctl = ch->ctl;
-  chan_fence(); /* tail/ret_head store before the p_wait load */
-  uint32_t pw = CHAN_LOAD_RELAXED(&ctl->p_wait);
-  if (__builtin_expect(pw == 0, 1)) return; /* nobody waits: no system call */
   if (pw & ~CHAN_SPACE_ARMED) {
     __atomic_fetch_add(&ctl->space_word, 1, __ATOMIC_RELEASE);
     zc_os_futex_wake_shared(&ctl->space_word, 1 << 30);
@@ -44,6 +41,12 @@ static void wake_producer(zc_chan_t *ch) {
    * costs us an ioctl per message, never more than one unread record). */
   if ((pw & CHAN_SPACE_ARMED) && (__atomic_fetch_and(&ctl->p_wait, ~CHAN_SPACE_ARMED, __ATOMIC_ACQ_REL) & CHAN_SPACE_ARMED))
     kick_producer(ch);
+}
+
+static inline void wake_producer(zc_chan_t *ch) {
+  chan_fence(); /* tail/ret_head store before the p_wait load */
+  uint32_t pw = CHAN_LOAD_RELAXED(&ch->ctl->p_wait);
+  if (__builtin_expect(pw != 0, 0)) wake_producer_slow(ch, pw); /* nobody waits: no system call */
 }
 
 /* The sequence the slot at position pos holds while it waits for its descriptor: 0 on the first lap,

@@ -191,9 +191,8 @@ typedef struct chan_wire_s {
 static inline chan_page_t *chan_page_of(zc_chan_t *ch, uint32_t pid) {
   return &ch->seg[chan_pid_seg(pid)].pages[chan_pid_page(pid)];
 }
-static inline chan_slot_t *chan_slot_of(zc_chan_t *ch, uint32_t sid) {
-  uint32_t pid = chan_sid_page(sid);
-  return &ch->seg[chan_pid_seg(pid)].slots[(size_t)chan_pid_page(pid) * CHAN_SLOTS_PER_PAGE + chan_sid_idx(sid)];
+static inline chan_slot_t *chan_slot_of(zc_chan_t *ch, uint32_t sid) { /* page * 8192 + index: the low 24 bits */
+  return &ch->seg[sid >> (CHAN_SEG_PAGE_BITS + 13u)].slots[sid & ((1u << (CHAN_SEG_PAGE_BITS + 13u)) - 1u)];
 }
 /* Bytes of the slot sid of page class cls: the class's size, or a run's whole pages. */
 static inline size_t chan_slot_bytes(zc_chan_t *ch, uint32_t sid, unsigned cls) {

@@ -131,23 +131,23 @@ static int find_slot(zc_chan_t *ch, unsigned seg, uint64_t off, unsigned state, 
   if (off & 15) return *why = "misaligned offset", -1;
   uint32_t pg = (uint32_t)(off >> CHAN_PAGE_SHIFT);
   unsigned cls = s->pages[pg].cls;
-  if (cls == 0) return *why = "offset outside any page", -1;
   uint32_t in_page = (uint32_t)(off & (CHAN_PAGE_SIZE - 1)), idx = 0;
-  if (__builtin_expect(cls >= CHAN_RUN, 0)) { /* a run: only its first byte names it */
-    if (cls != CHAN_RUN || in_page != 0) return *why = "offset inside a large message", -1;
-  } else {
+  if (__builtin_expect(cls - 1u < ZC_CLASS_COUNT - 1u, 1)) { /* a page of size class cls */
     uint32_t csize = (uint32_t)class_size(cls);
     idx = in_page / csize; /* both under 2^19: a 32-bit division */
     if (idx * csize != in_page || idx >= class_slots(cls)) return *why = "offset not at a slot start", -1;
+  } else if (cls == 0) {
+    return *why = "offset outside any page", -1;
+  } else if (cls != CHAN_RUN || in_page != 0) { /* a run: only its first byte names it */
+    return *why = "offset inside a large message", -1;
   }
-  uint32_t sid = chan_slot_id(chan_page_id(seg, pg), idx);
-  uint32_t gs = slot_of(ch, sid)->gen_state;
+  uint32_t gs = s->slots[(size_t)pg * CHAN_SLOTS_PER_PAGE + idx].gen_state;
   if ((gs & 3u) != state) {
     if (state == SLOT_SENT) return *why = (gs & 3u) == SLOT_FREE ? "slot not in flight (released twice?)" : "slot not sent", -1;
     return *why = "not a live loan", -1;
   }
   if (gen <= CHAN_GEN_MASK && ((gs >> 2) & CHAN_GEN_MASK) != gen) return *why = "wrong generation (stale handle)", -1;
-  *id = sid;
+  *id = chan_slot_id(chan_page_id(seg, pg), idx);
   *cls_out = cls;
   return 0;
 }
@@ -260,7 +260,7 @@ static int new_page(zc_chan_t *ch, unsigned cls) {
 /* A free slot of class cls: a free slot of the first page with room; if that page has none, first take
  * in what the consumer returned (reusing warm slots before touching new memory), then a never-used slot,
  * then a new page (and segment). CHAN_NONE with errno ENOSPC at the cap, or another errno. */
-static uint32_t alloc_slot(zc_chan_t *ch, unsigned cls) {
+static inline __attribute__((always_inline)) uint32_t alloc_slot(zc_chan_t *ch, unsigned cls) {
   chan_class_t *c = &ch->cls[cls];
   if ((c->avail == CHAN_NONE || page_of(ch, c->avail)->free == CHAN_NONE) && chan_drain_returns(ch) != 0) return CHAN_NONE;
   if (c->avail == CHAN_NONE && new_page(ch, cls) != 0) return CHAN_NONE;
@@ -341,14 +341,14 @@ int chan_wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory) {
 /* With the lock held: a new loan of n bytes (1 <= n <= the channel's largest message), a slot of its class
  * or (above 64 KiB) a run; when memory is full it waits per the policy if wait, else fails with EAGAIN.
  * NULL with errno. */
-static inline char *loan_locked(zc_chan_t *ch, size_t n, bool wait) {
+static inline __attribute__((always_inline)) char *loan_locked(zc_chan_t *ch, size_t n, bool wait) {
   bool run = n > ZC_CHAN_MAX_MSG;
   unsigned cls = run ? CHAN_RUN : zc_size_class(n < CHAN_MIN_CLASS_SIZE ? CHAN_MIN_CLASS_SIZE : n);
   uint64_t deadline = 0;
   uint32_t id;
   for (;;) {
     if (chan_dead(ch) != 0) return NULL;
-    id = __builtin_expect(run, 0) ? chan_run_alloc(ch, n) : alloc_slot(ch, cls);
+    id = run ? chan_run_alloc(ch, n) : alloc_slot(ch, cls);
     if (id != CHAN_NONE) break;
     if (errno != ENOSPC) return NULL;
     if (!wait) return errno = EAGAIN, NULL;
@@ -358,24 +358,42 @@ static inline char *loan_locked(zc_chan_t *ch, size_t n, bool wait) {
   sl->gen_state = (sl->gen_state + 4u) & ~3u;
   sl->gen_state |= SLOT_LOANED;
   ch->loaned_msgs++;
-  ch->loaned_bytes += chan_slot_bytes(ch, id, cls);
-  return slot_addr(ch, id, cls);
+  if (run) {
+    ch->loaned_bytes += chan_slot_bytes(ch, id, cls);
+    return slot_addr(ch, id, cls);
+  }
+  ch->loaned_bytes += class_size(cls);
+  uint32_t pid = chan_sid_page(id);
+  return ch->seg[chan_pid_seg(pid)].base + ((size_t)chan_pid_page(pid) << CHAN_PAGE_SHIFT) +
+         (size_t)chan_sid_idx(id) * class_size(cls);
 }
 
-char *chan_loan_locked(zc_chan_t *ch, size_t n, bool wait) { return loan_locked(ch, n, wait); }
+__attribute__((noinline)) char *chan_loan_locked(zc_chan_t *ch, size_t n, bool wait) { return loan_locked(ch, n, wait); }
 
-void *zc_chan_loan(zc_chan_t *ch, size_t n) {
-  if (ch->role != ZC_CHAN_PRODUCER || n == 0) return errno = EINVAL, NULL;
+static __attribute__((noinline)) void *loan_large(zc_chan_t *ch, size_t n) {
   zc_lock(&ch->lock);
-  if (__builtin_expect(n > ZC_CHAN_MAX_MSG, 0) && n > chan_max_msg_locked(ch)) {
-    zc_unlock(&ch->lock);
-    return errno = EMSGSIZE, NULL; /* it could never fit: do not wait for it */
-  }
-  char *p = loan_locked(ch, n, true);
+  char *p = NULL;
+  if (n > chan_max_msg_locked(ch)) errno = EMSGSIZE; /* it could never fit: do not wait for it */
+  else p = chan_loan_locked(ch, n, true);
   int e = errno;
   zc_unlock(&ch->lock);
   errno = e;
   return p;
+}
+
+void *zc_chan_loan(zc_chan_t *ch, size_t n) {
+  if (ch->role != ZC_CHAN_PRODUCER || n == 0) return errno = EINVAL, NULL;
+  if (__builtin_expect(n > ZC_CHAN_MAX_MSG, 0)) return loan_large(ch, n);
+  zc_lock(&ch->lock);
+  char *p = loan_locked(ch, n, true);
+  if (__builtin_expect(p != NULL, 1)) {
+    zc_unlock(&ch->lock);
+    return p;
+  }
+  int e = errno;
+  zc_unlock(&ch->lock);
+  errno = e;
+  return NULL;
 }
 
 /* The live loan at p: 0 with its slot (and where it is), or -1 EINVAL. */
