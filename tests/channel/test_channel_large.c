@@ -296,6 +296,7 @@ static int resize_consumer(void *arg) {
   (void)arg;
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  CHECK_EQ(zc_chan_max_msg(ch), (size_t)1 << 30); /* what a consumer accepts */
   for (int k = 0; k < N_RESIZE; k++) {
     zc_chan_msg_t m;
     if (zc_chan_receive(ch, &m, 30000) != 0) {
@@ -336,6 +337,8 @@ static int t_resize(int argc, char **argv) {
   close(sv[1]);
   zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
   const size_t pg = CHAN_PAGE_SIZE;
+  CHECK_EQ(zc_chan_max_msg(ch), ((size_t)1 << 30) - ((size_t)4 << 20)); /* defaults: 1 GiB cap, 4 MiB used */
+  CHECK(zc_chan_loan(ch, ((size_t)1 << 30) - ((size_t)4 << 20) + 1) == NULL && errno == EMSGSIZE);
 
   /* 0: a run trimmed in place (pages back at once), then grown in place over them */
   char *p = zc_chan_loan(ch, 3 << 20);
