@@ -87,6 +87,7 @@ static size_t flow_size(uint64_t i) {
 }
 
 static int flow_consumer(void *arg) {
+  alarm(240); /* spawn() gives 60 s; the sanitizer builds need more for these sizes */
   uint64_t n = (uint64_t)(uintptr_t)arg;
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
@@ -134,7 +135,11 @@ static int flow_consumer(void *arg) {
 }
 
 static int t_large_flow(int argc, char **argv) {
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  uint64_t n = 80; /* every byte is checked: instrumented loops are 5-15x slower */
+#else
   uint64_t n = quick_mode(argc, argv) ? 60 : 240;
+#endif
   pair();
   pid_t c = spawn(flow_consumer, (void *)(uintptr_t)n);
   close(sv[1]);
@@ -180,6 +185,7 @@ static int t_large_flow(int argc, char **argv) {
 
 /* ---- large_max ---- */
 static int max_consumer(void *arg) {
+  alarm(240); /* spawn() gives 60 s; the sanitizer builds need more for these sizes */
   size_t want = (size_t)(uintptr_t)arg;
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
@@ -233,6 +239,7 @@ static int t_large_max(int argc, char **argv) {
 
 /* ---- large_frag ---- */
 static int frag_consumer(void *arg) {
+  alarm(240); /* spawn() gives 60 s; the sanitizer builds need more for these sizes */
   int n = (int)(intptr_t)arg;
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
@@ -293,6 +300,7 @@ static const expect_t resize_expect[] = {{2 << 20, 11}, {1 << 20, 12}, {100, 13}
 enum { N_RESIZE = sizeof resize_expect / sizeof resize_expect[0] };
 
 static int resize_consumer(void *arg) {
+  alarm(240); /* spawn() gives 60 s; the sanitizer builds need more for these sizes */
   (void)arg;
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
@@ -419,6 +427,7 @@ static const char *const large_abuse[] = {"runs past the end of its segment", "l
 enum { N_LARGE_ABUSE = sizeof large_abuse / sizeof large_abuse[0] };
 
 static int hostile_large_writer(void *arg) {
+  alarm(240); /* spawn() gives 60 s; the sanitizer builds need more for these sizes */
   int kind = (int)(intptr_t)arg;
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_PRODUCER, NULL);
@@ -483,6 +492,7 @@ static int t_hostile_large(int argc, char **argv) {
 
 /* ---- kill_large ---- */
 static int holding_consumer(void *arg) {
+  alarm(240); /* spawn() gives 60 s; the sanitizer builds need more for these sizes */
   (void)arg;
   close(sv[0]);
   close(pipefd[0]);
