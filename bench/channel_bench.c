@@ -1,6 +1,7 @@
 /* channel_bench: the zero-copy channel against a plain UNIX-socket copy, two processes, same run.
  *
- * For 64 B, 1 KiB and 16 KiB messages it measures
+ * For 64 B, 1 KiB, 16 KiB and 1 MiB messages (1 MiB: a run of whole pages, above the largest size class)
+ * it measures
  *   - one-way latency (p50, p99, max): from just before send/write in the producer to the moment the
  *     consumer holds the whole message (receive returned / read returned every byte); the producer waits
  *     for each message to come back before sending the next, so no queueing is measured. "polled": the
@@ -18,10 +19,15 @@
  * loan's own bytes, at the loan's own offset, including a change made after send), not by this figure.
  * It also reports the allocator's waste for uniformly random sizes from 100 B to 16 KiB.
  *
- * Usage: channel_bench [-q] [--table] [runs=3] [n64=..] [n1k=..] [n16k=..] [lat=..] [size=..] [what=thr|lat]
+ * Usage: channel_bench [-q] [--table] [runs=3] [n64=..] [n1k=..] [n16k=..] [n1m=..] [lat=..] [size=..] [what=thr|lat]
  *                      [ring=N] [queued=BYTES] (producer configuration; defaults are the library's)
  *                      [pin=1] (producer on CPU 0, consumer on CPU 1; pin=0 leaves it to the scheduler)
  * Prints zcbench lines (medians of `runs` throughput runs; latency percentiles over all samples).
+ *
+ * what=icount size=S n=N: no measurement of its own; one process runs N round trips of the message path
+ * (loan, write 8 bytes, send; receive, read 1 byte, release) with no waiting, for an instruction count:
+ *   valgrind --tool=callgrind channel_bench what=icount size=64 n=20000   (then n=40000)
+ * (the difference of the two totals / 20000 is the library's instructions per message, setup excluded).
  */
 #define _GNU_SOURCE
 #include "zcmem_channel.h"
@@ -379,7 +385,41 @@ static double measure_waste(double *seg_ratio) {
   return (double)st.loaned_bytes / (double)asked - 1.0;
 }
 
+/* ---- instruction count of the message path (what=icount) ---- */
+static int ic_sv[2];
+static zc_chan_t *ic_cons;
+static void *ic_open_consumer(void *arg) {
+  (void)arg;
+  ic_cons = zc_chan_open(ic_sv[1], ZC_CHAN_CONSUMER, NULL);
+  return NULL;
+}
+
+static int icount(size_t size, uint64_t n) {
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ic_sv) != 0) die("socketpair");
+  pthread_t t;
+  pthread_create(&t, NULL, ic_open_consumer, NULL); /* the handshake needs both ends at once */
+  zc_chan_t *prod = zc_chan_open(ic_sv[0], ZC_CHAN_PRODUCER, &prod_cfg);
+  pthread_join(t, NULL);
+  if (prod == NULL || ic_cons == NULL) die("open");
+  uint64_t sum = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    char *p = zc_chan_loan(prod, size);
+    if (p == NULL) die("loan");
+    memcpy(p, &i, 8);
+    if (zc_chan_send(prod, p, size, 1) != 0) die("send");
+    zc_chan_msg_t m;
+    if (zc_chan_receive(ic_cons, &m, 0) != 0) die("receive");
+    sum += *(const unsigned char *)m.data;
+    zc_chan_release(ic_cons, &m);
+  }
+  printf("icount: %lu round trips of %zu B (checksum %lu)\n", (unsigned long)n, size, (unsigned long)sum);
+  zc_chan_close(prod);
+  zc_chan_close(ic_cons);
+  return 0;
+}
+
 /* ---- driver ---- */
+enum { NSIZES = 4 };
 static int table;
 typedef struct row_s {
   char name[64];
@@ -436,9 +476,10 @@ static void latency(int chan, int mode, size_t size, uint64_t n, const char *tag
 }
 
 int main(int argc, char **argv) {
-  int quick = 0, runs = 3, do_thr = 1, do_lat = 1;
+  int quick = 0, runs = 3, do_thr = 1, do_lat = 1, do_icount = 0;
+  uint64_t ic_n = 20000;
   size_t only = 0;
-  uint64_t n_of[3] = {300000, 100000, 30000}, lat_n = 10000;
+  uint64_t n_of[NSIZES] = {300000, 100000, 30000, 1500}, lat_n = 10000;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-q") == 0) quick = 1;
     else if (strcmp(argv[i], "--table") == 0) table = 1;
@@ -446,6 +487,7 @@ int main(int argc, char **argv) {
     else if (strncmp(argv[i], "n64=", 4) == 0) n_of[0] = strtoull(argv[i] + 4, NULL, 10);
     else if (strncmp(argv[i], "n1k=", 4) == 0) n_of[1] = strtoull(argv[i] + 4, NULL, 10);
     else if (strncmp(argv[i], "n16k=", 5) == 0) n_of[2] = strtoull(argv[i] + 5, NULL, 10);
+    else if (strncmp(argv[i], "n1m=", 4) == 0) n_of[3] = strtoull(argv[i] + 4, NULL, 10);
     else if (strncmp(argv[i], "lat=", 4) == 0) lat_n = strtoull(argv[i] + 4, NULL, 10);
     else if (strncmp(argv[i], "pin=", 4) == 0) pin = atoi(argv[i] + 4);
     else if (strncmp(argv[i], "queued=", 7) == 0) prod_cfg.max_queued_bytes = strtoull(argv[i] + 7, NULL, 10);
@@ -453,23 +495,26 @@ int main(int argc, char **argv) {
     else if (strncmp(argv[i], "size=", 5) == 0) only = strtoull(argv[i] + 5, NULL, 10);
     else if (strcmp(argv[i], "what=thr") == 0) do_lat = 0;
     else if (strcmp(argv[i], "what=lat") == 0) do_thr = 0;
+    else if (strcmp(argv[i], "what=icount") == 0) do_icount = 1;
+    else if (strncmp(argv[i], "n=", 2) == 0) ic_n = strtoull(argv[i] + 2, NULL, 10);
     else {
-      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [lat=N] [size=64|1024|16384] [what=thr|lat] [ring=N] [queued=BYTES] [pin=0|1]\n");
+      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [n1m=N] [lat=N] [size=64|1024|16384|1048576] [what=thr|lat|icount] [n=N] [ring=N] [queued=BYTES] [pin=0|1]\n");
       return 2;
     }
   }
   setvbuf(stdout, NULL, _IOLBF, 0); /* one result line at a time, even into a pipe */
+  if (do_icount) return icount(only ? only : 64, ic_n);
   pin_to(0);
   if (quick) {
-    for (int i = 0; i < 3; i++) n_of[i] /= 10;
+    for (int i = 0; i < NSIZES; i++) n_of[i] /= 10;
     lat_n /= 10;
     runs = 1;
   }
   if (runs < 1) runs = 1;
   if (runs > 15) runs = 15;
-  static const size_t sizes[3] = {64, 1024, 16384};
-  double thr[3][2] = {{0}}, lat_tbl[3][4][3] = {{{0}}}, copies[3][2] = {{0}};
-  for (int s = 0; s < 3; s++) {
+  static const size_t sizes[NSIZES] = {64, 1024, 16384, 1 << 20};
+  double thr[NSIZES][2] = {{0}}, lat_tbl[NSIZES][4][3] = {{{0}}}, copies[NSIZES][2] = {{0}};
+  for (int s = 0; s < NSIZES; s++) {
     size_t size = sizes[s];
     uint64_t n = n_of[s];
     char m[64];
@@ -503,10 +548,11 @@ int main(int argc, char **argv) {
     if (s == 0) report("chan_2threads_msgs_per_s_64", throughput(1, MODE_THR_MT, size, n, runs), "msgs/s", 1);
     }
     if (!do_lat) continue;
-    latency(1, MODE_LAT_POLL, size, lat_n, "chan_lat_polled");
-    latency(0, MODE_LAT_POLL, size, lat_n, "sock_lat_polled");
-    latency(1, MODE_LAT_BLOCK, size, lat_n / 4, "chan_lat_blocking");
-    latency(0, MODE_LAT_BLOCK, size, lat_n / 4, "sock_lat_blocking");
+    uint64_t ln = size > 65536 ? lat_n / 10 + 1 : lat_n; /* a 1 MiB message is written and read in full */
+    latency(1, MODE_LAT_POLL, size, ln, "chan_lat_polled");
+    latency(0, MODE_LAT_POLL, size, ln, "sock_lat_polled");
+    latency(1, MODE_LAT_BLOCK, size, ln / 4 + 1, "chan_lat_blocking");
+    latency(0, MODE_LAT_BLOCK, size, ln / 4 + 1, "sock_lat_blocking");
     for (int j = 0; j < 4; j++)
       for (int q = 0; q < 3; q++) lat_tbl[s][j][q] = rows[nrows - 12 + j * 3 + q].v;
   }
@@ -516,7 +562,7 @@ int main(int argc, char **argv) {
   if (table && do_lat) {
     printf("\n%-8s | %-28s | %-28s | %-28s | %-28s\n", "size", "chan polled p50/p99/max ns", "sock polled p50/p99/max ns",
            "chan blocking p50/p99/max ns", "sock blocking p50/p99/max ns");
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < NSIZES; s++) {
       if (only && only != sizes[s]) continue;
       printf("%-8zu", sizes[s]);
       for (int j = 0; j < 4; j++)
@@ -527,7 +573,7 @@ int main(int argc, char **argv) {
   if (table && do_thr) {
     printf("\n%-8s | %14s %10s %7s | %14s %10s %7s | %8s\n", "size", "chan msgs/s", "GB/s", "copies", "sock msgs/s",
            "GB/s", "copies", "ratio");
-    for (int s = 0; s < 3; s++)
+    for (int s = 0; s < NSIZES; s++)
       if (!only || only == sizes[s])
         printf("%-8zu | %14.0f %10.2f %7.2f | %14.0f %10.2f %7.2f | %7.2fx\n", sizes[s], thr[s][0],
                thr[s][0] * (double)sizes[s] / 1e9, copies[s][0], thr[s][1], thr[s][1] * (double)sizes[s] / 1e9,

@@ -18,7 +18,7 @@
  * Errors: functions return -1 (or NULL) and set errno; zc_chan_error() gives a one-line reason.
  *   EAGAIN     nothing to receive, or the ring/memory is full under the ZC_CHAN_FAIL policy
  *   ETIMEDOUT  a blocking call timed out
- *   EMSGSIZE   a message larger than ZC_CHAN_MAX_MSG, or send(len) larger than the loan
+ *   EMSGSIZE   a message larger than zc_chan_max_msg(), or send(len) larger than the loan
  *   EINVAL     a pointer that is not a live loan of this channel, a bad argument
  *   EPIPE      the peer closed or died (its messages were reclaimed)
  *   EPROTO     the peer broke the protocol (garbage in shared memory): the channel is closed
@@ -42,7 +42,10 @@ extern "C" {
 #define ZC_CHAN_API
 #endif
 
-#define ZC_CHAN_MAX_MSG ((size_t)64 * 1024) /* the largest message (the largest size class) */
+/* Messages up to ZC_CHAN_MAX_MSG (64 KiB, the largest size class) take a slot of their size class; larger
+ * ones take a run of whole 512 KiB pages (a run wastes less than one page). A loan of at most this size
+ * never fails with EMSGSIZE; the channel's real limit is zc_chan_max_msg(). */
+#define ZC_CHAN_MAX_MSG ((size_t)64 * 1024)
 
 typedef struct zc_chan_s zc_chan_t;
 
@@ -109,8 +112,26 @@ ZC_CHAN_API zc_chan_t *zc_chan_open(int sock_fd, zc_chan_role_t role, const zc_c
 ZC_CHAN_API void zc_chan_close(zc_chan_t *ch);
 
 /* ---- producer ---- */
-/* A writable buffer of at least n bytes (1 <= n <= ZC_CHAN_MAX_MSG) in shared memory. */
+/* A writable buffer of at least n bytes (1 <= n <= zc_chan_max_msg(ch)) in shared memory, 16-byte aligned
+ * (a message above 64 KiB: page aligned). */
 ZC_CHAN_API void *zc_chan_loan(zc_chan_t *ch, size_t n);
+/* The largest message a loan may ask for. Producer: the largest n that can ever be loaned from now on:
+ * the larger of its largest data segment and of the segment it may still add under max_bytes (at most
+ * 1 GiB); segments are never given back, so it only shrinks as the channel grows, never below 64 KiB nor
+ * below the largest loan it already made. Consumer: the largest message it accepts (1 GiB). */
+ZC_CHAN_API size_t zc_chan_max_msg(zc_chan_t *ch);
+/* Resize the live loan p to at least n bytes (like realloc). The first `keep` bytes of p (those the caller
+ * wrote; clamped to n) are preserved; the bytes after them are unspecified. Returns the loan, p itself when
+ * it changed in place, or NULL with errno and p unchanged and still loaned (EINVAL: not a live loan, or
+ * keep beyond it; EMSGSIZE: n > zc_chan_max_msg; EAGAIN/ETIMEDOUT per the policy; EPIPE, EPROTO).
+ *  - in place: a slot that still fits n (unless a class at most half as large can be had, see below); a
+ *    large message shrunk (its tail pages go back to the allocator at once) or grown over free pages that
+ *    follow it;
+ *  - moved (copying keep bytes, outside the channel's lock): growing beyond the slot or beyond free pages;
+ *    shrinking to a class at most half the slot, or a large message to 64 KiB or less, when such a slot is
+ *    free without waiting (memory given back at once; otherwise it stays in place).
+ * Shrinking by send(len < n) alone gives nothing back until the consumer releases the message. */
+ZC_CHAN_API void *zc_chan_loan_resize(zc_chan_t *ch, void *p, size_t n, size_t keep);
 /* Send a loaned buffer: its first len bytes (len <= the loaned n) reach the consumer with the type tag.
  * The buffer belongs to the channel from then on. When the queue is full (EAGAIN, ETIMEDOUT) the loan stays
  * with the caller: send again or cancel it. On any other error (EINVAL: not a live loan; EMSGSIZE: len
@@ -144,13 +165,21 @@ ZC_CHAN_API int zc_chan_release_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, 
 
 /* ---- event loops ---- */
 /* The channel's socket, for poll/epoll (POLLIN). On the consumer it becomes readable when a message
- * arrives after zc_chan_arm(), and at end of file (producer gone). On the producer it is readable only at
- * end of file (consumer gone: call zc_chan_collect). Do not read from or close it. */
+ * arrives after zc_chan_arm(), and at end of file (producer gone). On the producer it becomes readable when
+ * the consumer makes room after zc_chan_arm_space(), and at end of file (consumer gone: calls fail with
+ * EPIPE). Do not read from or close it. */
 ZC_CHAN_API int zc_chan_fd(zc_chan_t *ch);
 /* Consumer: ask for a wake-up on zc_chan_fd at the next message. Returns 1 if messages are already
  * waiting (receive them instead of sleeping), 0 if armed, -1 on error (EPIPE, EPROTO, EMFILE). Drains
  * earlier wake-ups from the socket, so call it right before epoll_wait. */
 ZC_CHAN_API int zc_chan_arm(zc_chan_t *ch);
+/* Producer, after a loan, send or resize failed with EAGAIN (ZC_CHAN_FAIL): ask for a wake-up on
+ * zc_chan_fd when the consumer next takes a message from the ring or releases one. Returns 1 if it did so
+ * since the producer last looked (retry now instead of waiting), 0 if armed, -1 on error (EPIPE: the
+ * consumer is gone; EPROTO). Drains earlier wake-ups from the socket, so call it right before epoll_wait;
+ * a wake-up means "retry", not "it will fit" (a retry may fail with EAGAIN again: arm again). The consumer
+ * pays no system call for it unless the producer is armed, and leaves at most one wake-up unread. */
+ZC_CHAN_API int zc_chan_arm_space(zc_chan_t *ch);
 
 /* ---- stats ---- */
 typedef struct zc_chan_stats_s {

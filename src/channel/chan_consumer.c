@@ -22,13 +22,31 @@ static int consumer_check(zc_chan_t *ch) {
   return chan_dead(ch);
 }
 
-static void wake_producer(zc_chan_t *ch) {
-  chan_ctl_t *ctl = ch->ctl;
-  chan_fence(); /* tail/ret_head store before the p_wait load */
-  if (__builtin_expect(CHAN_LOAD_RELAXED(&ctl->p_wait) == 0, 1)) return;
-  __atomic_fetch_add(&ctl->space_word, 1, __ATOMIC_RELEASE);
-  zc_os_futex_wake_shared(&ctl->space_word, 1 << 30);
+/* Make the producer's socket readable with at most one record it has not read (an armed event loop). */
+static void kick_producer(zc_chan_t *ch) {
+  if (zc_os_unix_unread(ch->sock) != 0) return; /* a kick is still unread: the socket is readable already */
+  chan_wire_t k = {CHAN_MAGIC, WIRE_KICK, ZC_CHAN_CONSUMER, 0, 0, 0};
+  zc_os_msg_send(ch->sock, &k, sizeof k, -1, false); /* never blocks; a full socket is readable anyway */
   ch->wakes++;
+}
+
+static __attribute__((noinline)) void wake_producer_slow(zc_chan_t *ch, uint32_t pw) {
+  chan_ctl_t *ctl = ch->ctl;
+  if (pw & ~CHAN_SPACE_ARMED) {
+    __atomic_fetch_add(&ctl->space_word, 1, __ATOMIC_RELEASE);
+    zc_os_futex_wake_shared(&ctl->space_word, 1 << 30);
+    ch->wakes++;
+  }
+  /* Clearing the flag makes this the only kick for this arming (a hostile producer that keeps setting it
+   * costs us an ioctl per message, never more than one unread record). */
+  if ((pw & CHAN_SPACE_ARMED) && (__atomic_fetch_and(&ctl->p_wait, ~CHAN_SPACE_ARMED, __ATOMIC_ACQ_REL) & CHAN_SPACE_ARMED))
+    kick_producer(ch);
+}
+
+static inline void wake_producer(zc_chan_t *ch) {
+  chan_fence(); /* tail/ret_head store before the p_wait load */
+  uint32_t pw = CHAN_LOAD_RELAXED(&ch->ctl->p_wait);
+  if (__builtin_expect(pw != 0, 0)) wake_producer_slow(ch, pw); /* nobody waits: no system call */
 }
 
 /* The sequence the slot at position pos holds while it waits for its descriptor: 0 on the first lap,
@@ -75,7 +93,8 @@ static int take(zc_chan_t *ch, zc_chan_msg_t *out, int max) {
     const char *why = NULL;
     if (seg >= ch->nseg) why = "segment not announced";
     else if (off & 15) why = "misaligned offset";
-    else if (len > ZC_CHAN_MAX_MSG) why = "length too large";
+    else if (len > ZC_CHAN_MAX_MSG && (off & (CHAN_PAGE_SIZE - 1)) != 0)
+      why = "length too large for a slot (a message above 64 KiB starts at a page boundary)";
     else if (off + len > ch->seg[seg].size) why = "message runs past the end of its segment";
     if (why) {
       ch->rejected++;

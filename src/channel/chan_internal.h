@@ -34,12 +34,14 @@ typedef struct chan_ctl_s {
   uint32_t c_wait;     /* consumer: CHAN_SLEEPING while on the futex, CHAN_ARMED while in poll/epoll */
   uint32_t data_word;  /* consumer sleeps on it; the producer bumps it to wake */
   char pad4[CHAN_LINE - 8];
-  uint32_t p_wait;     /* producer: number of threads asleep waiting for ring space or returned memory */
+  uint32_t p_wait;     /* producer: number of threads asleep waiting for ring space or returned memory,
+                          | CHAN_SPACE_ARMED while an event loop waits for zc_chan_fd (zc_chan_arm_space) */
   uint32_t space_word; /* producer sleeps on it; the consumer bumps it */
   char pad5[CHAN_LINE - 8];
 } chan_ctl_t;
 
 enum { CHAN_SLEEPING = 1u, CHAN_ARMED = 2u };
+#define CHAN_SPACE_ARMED 0x80000000u
 
 /* A descriptor is published by its sequence word: position + 1, stored last (release). The consumer polls
  * the sequence of the next slot instead of a shared head index, so the only cache lines that travel per
@@ -68,18 +70,33 @@ static inline uint32_t chan_handle_gen(uint64_t h) { return (uint32_t)h & CHAN_G
  * A data segment is cut into 512 KiB pages. A page holds slots of one size class, carved in order, then
  * recycled through the page's own free list; a page whose last slot comes back returns to the channel's
  * pool of free pages (one empty page per class is kept) and may serve any class next.
- * A slot is named by its id: seg << 22 | page << 13 | index in page (at most 8192 slots of 64 B).
- * A page is named by seg << 9 | page. */
+ * A message above the largest class (64 KiB) takes a *run*: whole contiguous pages of one segment, the
+ * first marked CHAN_RUN (its slot 0 carries the run's state and generation, its `carved` the run's length
+ * in pages), the others CHAN_RUN_BODY. A run starts at a page boundary: the consumer checks that.
+ * A slot is named by its id: seg << 24 | page << 13 | index in page (at most 8192 slots of 64 B).
+ * A page is named by seg << 11 | page. */
 #define CHAN_GRANULE ((size_t)64 << 10) /* segment sizes are multiples of this (checked by the consumer) */
 #define CHAN_PAGE_SHIFT 19u
 #define CHAN_PAGE_SIZE ((size_t)1 << CHAN_PAGE_SHIFT)
 #define CHAN_SLOTS_PER_PAGE 8192u
 #define CHAN_MIN_CLASS_SIZE 64u /* smaller requests take the 64 B class: every slot is 16-byte aligned */
 #define CHAN_SEG_MAX 255u       /* segment index 255 is never valid */
-#define CHAN_SEG_MAX_BYTES ((size_t)256 << 20) /* 512 pages */
+#define CHAN_SEG_MAX_BYTES ((size_t)256 << 20) /* segments double up to this (512 pages) */
+#define CHAN_SEG_PAGE_BITS 11u
+#define CHAN_SEG_LIMIT ((size_t)1 << (CHAN_SEG_PAGE_BITS + CHAN_PAGE_SHIFT)) /* 1 GiB: a segment made for one
+                                                  large message; the largest segment the consumer maps */
 #define CHAN_NONE 0xffffffffu
+#define CHAN_RUN 254u      /* page class of the first page of a run */
+#define CHAN_RUN_BODY 255u /* page class of the other pages of a run */
 
 enum { SLOT_FREE = 0u, SLOT_LOANED = 1u, SLOT_SENT = 2u };
+
+static inline uint32_t chan_page_id(unsigned seg, uint32_t page) { return (uint32_t)seg << CHAN_SEG_PAGE_BITS | page; }
+static inline unsigned chan_pid_seg(uint32_t pid) { return pid >> CHAN_SEG_PAGE_BITS; }
+static inline uint32_t chan_pid_page(uint32_t pid) { return pid & ((1u << CHAN_SEG_PAGE_BITS) - 1u); }
+static inline uint32_t chan_slot_id(uint32_t pid, uint32_t idx) { return pid << 13 | idx; }
+static inline uint32_t chan_sid_page(uint32_t sid) { return sid >> 13; }
+static inline uint32_t chan_sid_idx(uint32_t sid) { return sid & 8191u; }
 
 typedef struct chan_slot_s {
   uint32_t gen_state; /* generation << 2 | state */
@@ -87,19 +104,20 @@ typedef struct chan_slot_s {
 } chan_slot_t;
 
 typedef struct chan_page_s {
-  uint8_t cls;        /* size class, 0 while the page is free */
+  uint8_t cls;        /* size class, 0 while the page is free, CHAN_RUN / CHAN_RUN_BODY in a run */
   uint8_t listed;     /* on its class's list of pages with room */
   uint16_t pad;
   uint32_t free;      /* first free slot (index), CHAN_NONE if none */
   uint32_t live;      /* slots loaned or sent */
-  uint32_t carved;    /* slots taken from the never-used tail so far */
-  uint32_t next, prev; /* class list of pages with room, or the free-page pool (next only): page ids */
+  uint32_t carved;    /* slots taken from the never-used tail so far; a run's first page: its pages */
+  uint32_t next, prev; /* class list of pages with room, or the free-page pool: page ids */
 } chan_page_t;
 
 typedef struct chan_seg_s {
   char *base;         /* producer: read-write; consumer: read-only */
   size_t size;
   chan_page_t *pages; /* producer only: size >> 19 entries */
+  uint32_t npages;    /* producer only: size >> 19 */
   chan_slot_t *slots; /* producer only: pages * 8192 entries, touched lazily */
   size_t meta_size;   /* bytes of the pages + slots mapping */
   uint32_t next_page; /* producer: first page never used */
@@ -136,7 +154,7 @@ struct zc_chan_s {
   uint64_t q_bytes;        /* bytes of the messages in [p_tail, p_head) */
   uint64_t seg_bytes, next_seg_size;
   chan_class_t cls[ZC_CLASS_COUNT];
-  uint32_t free_pages;     /* pool of empty pages (page ids linked by next) */
+  uint32_t free_pages;     /* pool of empty pages below their segment's next_page (doubly linked) */
   uint64_t loaned_msgs, loaned_bytes, inflight_msgs, inflight_bytes, used_bytes;
   uint64_t sent, returned, reclaimed, full_waits;
 
@@ -169,11 +187,36 @@ typedef struct chan_wire_s {
   uint64_t size; /* CTL, SEG: bytes of the memory file attached */
 } chan_wire_t;
 
-/* chan_producer.c */
+/* producer metadata by id (private memory) */
+static inline chan_page_t *chan_page_of(zc_chan_t *ch, uint32_t pid) {
+  return &ch->seg[chan_pid_seg(pid)].pages[chan_pid_page(pid)];
+}
+static inline chan_slot_t *chan_slot_of(zc_chan_t *ch, uint32_t sid) { /* page * 8192 + index: the low 24 bits */
+  return &ch->seg[sid >> (CHAN_SEG_PAGE_BITS + 13u)].slots[sid & ((1u << (CHAN_SEG_PAGE_BITS + 13u)) - 1u)];
+}
+/* Bytes of the slot sid of page class cls: the class's size, or a run's whole pages. */
+static inline size_t chan_slot_bytes(zc_chan_t *ch, uint32_t sid, unsigned cls) {
+  if (__builtin_expect(cls == CHAN_RUN, 0)) return (size_t)chan_page_of(ch, chan_sid_page(sid))->carved << CHAN_PAGE_SHIFT;
+  return zc_class_block_size(cls);
+}
+
+/* chan_producer.c (every function below runs with ch->lock held, except the public ones) */
 int chan_producer_grow(zc_chan_t *ch, size_t min_bytes); /* add a data segment; -1 ENOSPC at the cap */
 void chan_producer_reclaim(zc_chan_t *ch); /* peer gone: every sent slot back to the free lists */
 int chan_producer_peer_check(zc_chan_t *ch);
 void chan_producer_stats(zc_chan_t *ch, zc_chan_stats_t *out);
+int chan_drain_returns(zc_chan_t *ch);       /* take in released handles; -1 if one was bad (closed) */
+int chan_wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory); /* the full policy; see file */
+int chan_find_loan(zc_chan_t *ch, const void *p, uint32_t *id, unsigned *cls); /* -1 EINVAL */
+void chan_give_back(zc_chan_t *ch, uint32_t id, unsigned cls); /* a loan back to the allocator */
+char *chan_loan_locked(zc_chan_t *ch, size_t n, bool wait); /* a new loan; NULL with errno */
+
+/* chan_run.c: runs of whole pages for messages above 64 KiB, the page pool, loan resizing */
+void chan_pool_push(zc_chan_t *ch, uint32_t pid);
+uint32_t chan_pool_pop(zc_chan_t *ch); /* CHAN_NONE if empty */
+uint32_t chan_run_alloc(zc_chan_t *ch, size_t n); /* slot id of a new run (state untouched) or CHAN_NONE */
+void chan_run_free(zc_chan_t *ch, uint32_t id);
+size_t chan_max_msg_locked(zc_chan_t *ch);
 
 /* chan_consumer.c */
 void chan_consumer_stats(zc_chan_t *ch, zc_chan_stats_t *out);

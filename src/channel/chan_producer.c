@@ -27,11 +27,14 @@
 
 static inline size_t class_size(unsigned c) { return zc_class_block_size(c); }
 static inline uint32_t class_slots(unsigned c) { return (uint32_t)(CHAN_PAGE_SIZE / class_size(c)); }
-static inline chan_slot_t *slot_of(zc_chan_t *ch, uint32_t id) { return &ch->seg[id >> 22].slots[id & 0x3fffffu]; }
-static inline chan_page_t *page_of(zc_chan_t *ch, uint32_t pid) { return &ch->seg[pid >> 9].pages[pid & 511u]; }
+#define slot_of chan_slot_of
+#define page_of chan_page_of
 
+/* A run's slot is index 0 of its first page, so the run never reaches class_size(CHAN_RUN). */
 static inline char *slot_addr(zc_chan_t *ch, uint32_t id, unsigned cls) {
-  return ch->seg[id >> 22].base + ((size_t)((id >> 13) & 511u) << CHAN_PAGE_SHIFT) + (size_t)(id & 8191u) * class_size(cls);
+  uint32_t pid = chan_sid_page(id), idx = chan_sid_idx(id);
+  char *page = ch->seg[chan_pid_seg(pid)].base + ((size_t)chan_pid_page(pid) << CHAN_PAGE_SHIFT);
+  return idx == 0 ? page : page + (size_t)idx * class_size(cls);
 }
 
 /* Fail the channel from inside the lock: record the reason, then take every sent slot back. */
@@ -53,6 +56,7 @@ int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
   size_t size = ch->next_seg_size;
   if (size < min_bytes) size = (min_bytes + big - 1) / big * big;
   if (ch->seg_bytes + size > ch->cfg.max_bytes) size = (ch->cfg.max_bytes - ch->seg_bytes) / big * big;
+  if (size > CHAN_SEG_LIMIT) size = CHAN_SEG_LIMIT;
   if (ch->nseg >= CHAN_SEG_MAX || size < big || size < min_bytes) {
     errno = ENOSPC;
     return -1;
@@ -106,6 +110,7 @@ int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
   s->base = base;
   s->size = size;
   s->pages = m;
+  s->npages = (uint32_t)npages;
   s->slots = (chan_slot_t *)((char *)m + pbytes);
   s->meta_size = meta;
   s->next_page = 0;
@@ -126,18 +131,23 @@ static int find_slot(zc_chan_t *ch, unsigned seg, uint64_t off, unsigned state, 
   if (off & 15) return *why = "misaligned offset", -1;
   uint32_t pg = (uint32_t)(off >> CHAN_PAGE_SHIFT);
   unsigned cls = s->pages[pg].cls;
-  if (cls == 0) return *why = "offset outside any page", -1;
-  uint32_t in_page = (uint32_t)(off & (CHAN_PAGE_SIZE - 1)), csize = (uint32_t)class_size(cls);
-  uint32_t idx = in_page / csize; /* both under 2^19: a 32-bit division */
-  if (idx * csize != in_page || idx >= class_slots(cls)) return *why = "offset not at a slot start", -1;
-  uint32_t sid = (uint32_t)seg << 22 | pg << 13 | idx;
-  uint32_t gs = slot_of(ch, sid)->gen_state;
+  uint32_t in_page = (uint32_t)(off & (CHAN_PAGE_SIZE - 1)), idx = 0;
+  if (__builtin_expect(cls - 1u < ZC_CLASS_COUNT - 1u, 1)) { /* a page of size class cls */
+    uint32_t csize = (uint32_t)class_size(cls);
+    idx = in_page / csize; /* both under 2^19: a 32-bit division */
+    if (idx * csize != in_page || idx >= class_slots(cls)) return *why = "offset not at a slot start", -1;
+  } else if (cls == 0) {
+    return *why = "offset outside any page", -1;
+  } else if (cls != CHAN_RUN || in_page != 0) { /* a run: only its first byte names it */
+    return *why = "offset inside a large message", -1;
+  }
+  uint32_t gs = s->slots[(size_t)pg * CHAN_SLOTS_PER_PAGE + idx].gen_state;
   if ((gs & 3u) != state) {
     if (state == SLOT_SENT) return *why = (gs & 3u) == SLOT_FREE ? "slot not in flight (released twice?)" : "slot not sent", -1;
     return *why = "not a live loan", -1;
   }
   if (gen <= CHAN_GEN_MASK && ((gs >> 2) & CHAN_GEN_MASK) != gen) return *why = "wrong generation (stale handle)", -1;
-  *id = sid;
+  *id = chan_slot_id(chan_page_id(seg, pg), idx);
   *cls_out = cls;
   return 0;
 }
@@ -162,7 +172,11 @@ static void avail_remove(zc_chan_t *ch, unsigned cls, uint32_t pid) {
 }
 
 static void free_slot(zc_chan_t *ch, uint32_t id, unsigned cls) {
-  uint32_t pid = id >> 13, idx = id & 8191u;
+  if (__builtin_expect(cls == CHAN_RUN, 0)) {
+    chan_run_free(ch, id);
+    return;
+  }
+  uint32_t pid = chan_sid_page(id), idx = chan_sid_idx(id);
   if (__builtin_expect(ch->cfg.zero_freed != 0, 0)) memset(slot_addr(ch, id, cls), 0, class_size(cls));
   chan_page_t *p = page_of(ch, pid);
   chan_slot_t *sl = slot_of(ch, id);
@@ -184,15 +198,14 @@ static void free_slot(zc_chan_t *ch, uint32_t id, unsigned cls) {
     p->cls = 0;
     p->free = CHAN_NONE;
     p->carved = 0;
-    p->next = ch->free_pages;
-    ch->free_pages = pid;
+    chan_pool_push(ch, pid);
   }
 }
 
 static void wake_consumer(zc_chan_t *ch);
 
 /* Take back what the consumer released. 0, or -1 if a handle was bad (the channel is then closed). */
-static int drain_returns(zc_chan_t *ch) {
+int chan_drain_returns(zc_chan_t *ch) {
   uint64_t rh = CHAN_LOAD(&ch->ctl->ret_head), t = ch->p_ret_tail;
   uint64_t n = rh - t;
   if (n == 0) return 0;
@@ -208,9 +221,9 @@ static int drain_returns(zc_chan_t *ch) {
       return fail_locked(ch, EPROTO, "consumer returned an invalid handle 0x%lx (segment %u, offset %u, generation %u): %s",
                          (unsigned long)h, chan_handle_seg(h), chan_handle_off(h), chan_handle_gen(h), why);
     }
+    ch->inflight_bytes -= chan_slot_bytes(ch, id, cls);
     free_slot(ch, id, cls);
     ch->inflight_msgs--;
-    ch->inflight_bytes -= class_size(cls);
     ch->returned++;
   }
   ch->p_ret_tail = rh;
@@ -225,17 +238,15 @@ static int drain_returns(zc_chan_t *ch) {
 
 /* Give class cls a page: one from the pool, else a never-used one, else from a new segment. */
 static int new_page(zc_chan_t *ch, unsigned cls) {
-  uint32_t pid = ch->free_pages;
-  if (pid != CHAN_NONE) {
-    ch->free_pages = page_of(ch, pid)->next;
-  } else {
+  uint32_t pid = chan_pool_pop(ch);
+  if (pid == CHAN_NONE) {
     unsigned si = 0;
-    while (si < ch->nseg && ch->seg[si].next_page >= (ch->seg[si].size >> CHAN_PAGE_SHIFT)) si++;
+    while (si < ch->nseg && ch->seg[si].next_page >= ch->seg[si].npages) si++;
     if (si == ch->nseg) {
       if (chan_producer_grow(ch, CHAN_PAGE_SIZE) != 0) return -1;
       si = ch->nseg - 1;
     }
-    pid = (uint32_t)si << 9 | ch->seg[si].next_page++;
+    pid = chan_page_id(si, ch->seg[si].next_page++);
   }
   chan_page_t *p = page_of(ch, pid);
   p->cls = (uint8_t)cls;
@@ -249,19 +260,19 @@ static int new_page(zc_chan_t *ch, unsigned cls) {
 /* A free slot of class cls: a free slot of the first page with room; if that page has none, first take
  * in what the consumer returned (reusing warm slots before touching new memory), then a never-used slot,
  * then a new page (and segment). CHAN_NONE with errno ENOSPC at the cap, or another errno. */
-static uint32_t alloc_slot(zc_chan_t *ch, unsigned cls) {
+static inline __attribute__((always_inline)) uint32_t alloc_slot(zc_chan_t *ch, unsigned cls) {
   chan_class_t *c = &ch->cls[cls];
-  if ((c->avail == CHAN_NONE || page_of(ch, c->avail)->free == CHAN_NONE) && drain_returns(ch) != 0) return CHAN_NONE;
+  if ((c->avail == CHAN_NONE || page_of(ch, c->avail)->free == CHAN_NONE) && chan_drain_returns(ch) != 0) return CHAN_NONE;
   if (c->avail == CHAN_NONE && new_page(ch, cls) != 0) return CHAN_NONE;
   uint32_t pid = c->avail;
   chan_page_t *p = page_of(ch, pid);
   uint32_t idx = p->free;
-  if (idx != CHAN_NONE) p->free = slot_of(ch, pid << 13 | idx)->next;
+  if (idx != CHAN_NONE) p->free = slot_of(ch, chan_slot_id(pid, idx))->next;
   else idx = p->carved++;
   p->live++;
   if (p->free == CHAN_NONE && p->carved == class_slots(cls)) avail_remove(ch, cls, pid); /* full */
   ch->used_bytes += class_size(cls);
-  return pid << 13 | idx;
+  return chan_slot_id(pid, idx);
 }
 
 /* Consumer gone? Reads what the socket holds without blocking (a bounded number of records, so a peer
@@ -286,7 +297,7 @@ int chan_producer_peer_check(zc_chan_t *ch) {
  * (ETIMEDOUT) or it dies. 0 means try again (the lock is held again). Progress is measured against the
  * values the failed check itself used (p_tail, p_ret_tail), never against a fresh read: movement between
  * the check and the wait must not be missed (it would cost a whole sleep slice). */
-static int wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory) {
+int chan_wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory) {
   ch->full_waits++;
   if (ch->cfg.policy == ZC_CHAN_FAIL) {
     errno = EAGAIN;
@@ -303,7 +314,7 @@ static int wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory) {
   /* A consumer whose overflow list is long stops taking messages until we take its releases back: take
    * them now so it can go on (and free memory for us). */
   uint64_t taken = ch->p_ret_tail;
-  if (CHAN_LOAD_RELAXED(&ctl->ret_head) != taken && drain_returns(ch) != 0) return -1;
+  if (CHAN_LOAD_RELAXED(&ctl->ret_head) != taken && chan_drain_returns(ch) != 0) return -1;
   if (for_memory && ch->p_ret_tail != taken) return 0; /* memory came back: try again */
   uint64_t *word = for_memory ? &ctl->ret_head : &ctl->tail, seen = for_memory ? ch->p_ret_tail : ch->p_tail;
   zc_unlock(&ch->lock);
@@ -327,39 +338,66 @@ static int wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory) {
   return chan_dead(ch) != 0 ? -1 : chan_producer_peer_check(ch);
 }
 
-void *zc_chan_loan(zc_chan_t *ch, size_t n) {
-  if (ch->role != ZC_CHAN_PRODUCER || n == 0 || n > ZC_CHAN_MAX_MSG) {
-    errno = n > ZC_CHAN_MAX_MSG ? EMSGSIZE : EINVAL;
-    return NULL;
-  }
-  unsigned cls = zc_size_class(n < CHAN_MIN_CLASS_SIZE ? CHAN_MIN_CLASS_SIZE : n);
+/* With the lock held: a new loan of n bytes (1 <= n <= the channel's largest message), a slot of its class
+ * or (above 64 KiB) a run; when memory is full it waits per the policy if wait, else fails with EAGAIN.
+ * NULL with errno. */
+static inline __attribute__((always_inline)) char *loan_locked(zc_chan_t *ch, size_t n, bool wait) {
+  bool run = n > ZC_CHAN_MAX_MSG;
+  unsigned cls = run ? CHAN_RUN : zc_size_class(n < CHAN_MIN_CLASS_SIZE ? CHAN_MIN_CLASS_SIZE : n);
   uint64_t deadline = 0;
   uint32_t id;
-  zc_lock(&ch->lock);
   for (;;) {
-    if (chan_dead(ch) != 0) goto fail;
-    id = alloc_slot(ch, cls);
+    if (chan_dead(ch) != 0) return NULL;
+    id = run ? chan_run_alloc(ch, n) : alloc_slot(ch, cls);
     if (id != CHAN_NONE) break;
-    if (errno != ENOSPC || wait_full(ch, &deadline, true) != 0) goto fail;
+    if (errno != ENOSPC) return NULL;
+    if (!wait) return errno = EAGAIN, NULL;
+    if (chan_wait_full(ch, &deadline, true) != 0) return NULL;
   }
   chan_slot_t *sl = slot_of(ch, id);
   sl->gen_state = (sl->gen_state + 4u) & ~3u;
   sl->gen_state |= SLOT_LOANED;
   ch->loaned_msgs++;
+  if (run) {
+    ch->loaned_bytes += chan_slot_bytes(ch, id, cls);
+    return slot_addr(ch, id, cls);
+  }
   ch->loaned_bytes += class_size(cls);
-  char *p = slot_addr(ch, id, cls);
+  uint32_t pid = chan_sid_page(id);
+  return ch->seg[chan_pid_seg(pid)].base + ((size_t)chan_pid_page(pid) << CHAN_PAGE_SHIFT) +
+         (size_t)chan_sid_idx(id) * class_size(cls);
+}
+
+__attribute__((noinline)) char *chan_loan_locked(zc_chan_t *ch, size_t n, bool wait) { return loan_locked(ch, n, wait); }
+
+static __attribute__((noinline)) void *loan_large(zc_chan_t *ch, size_t n) {
+  zc_lock(&ch->lock);
+  char *p = NULL;
+  if (n > chan_max_msg_locked(ch)) errno = EMSGSIZE; /* it could never fit: do not wait for it */
+  else p = chan_loan_locked(ch, n, true);
+  int e = errno;
   zc_unlock(&ch->lock);
+  errno = e;
   return p;
-fail: {
+}
+
+void *zc_chan_loan(zc_chan_t *ch, size_t n) {
+  if (ch->role != ZC_CHAN_PRODUCER || n == 0) return errno = EINVAL, NULL;
+  if (__builtin_expect(n > ZC_CHAN_MAX_MSG, 0)) return loan_large(ch, n);
+  zc_lock(&ch->lock);
+  char *p = loan_locked(ch, n, true);
+  if (__builtin_expect(p != NULL, 1)) {
+    zc_unlock(&ch->lock);
+    return p;
+  }
   int e = errno;
   zc_unlock(&ch->lock);
   errno = e;
   return NULL;
 }
-}
 
-/* The live loan at p: 0 with its slot, or -1 EINVAL. */
-static int find_loan(zc_chan_t *ch, const void *p, uint32_t *id, unsigned *cls, uint32_t *off, unsigned *seg) {
+/* The live loan at p: 0 with its slot (and where it is), or -1 EINVAL. */
+static inline int find_loan(zc_chan_t *ch, const void *p, uint32_t *id, unsigned *cls, uint32_t *off, unsigned *seg) {
   const char *why;
   for (unsigned i = 0; i < ch->nseg; i++) {
     const char *b = ch->seg[i].base;
@@ -374,19 +412,25 @@ static int find_loan(zc_chan_t *ch, const void *p, uint32_t *id, unsigned *cls, 
   return -1;
 }
 
-static void give_back(zc_chan_t *ch, uint32_t id, unsigned cls) {
-  free_slot(ch, id, cls);
+int chan_find_loan(zc_chan_t *ch, const void *p, uint32_t *id, unsigned *cls) {
+  uint32_t off;
+  unsigned seg;
+  return find_loan(ch, p, id, cls, &off, &seg);
+}
+
+void chan_give_back(zc_chan_t *ch, uint32_t id, unsigned cls) {
   ch->loaned_msgs--;
-  ch->loaned_bytes -= class_size(cls);
+  ch->loaned_bytes -= chan_slot_bytes(ch, id, cls);
+  free_slot(ch, id, cls);
 }
 
 int zc_chan_cancel(zc_chan_t *ch, void *p) {
-  uint32_t id, off;
-  unsigned cls, seg;
+  uint32_t id;
+  unsigned cls;
   if (ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
   zc_lock(&ch->lock);
-  int r = find_loan(ch, p, &id, &cls, &off, &seg);
-  if (r == 0) give_back(ch, id, cls);
+  int r = chan_find_loan(ch, p, &id, &cls);
+  if (r == 0) chan_give_back(ch, id, cls);
   zc_unlock(&ch->lock);
   if (r != 0) errno = EINVAL;
   return r;
@@ -460,7 +504,7 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
     if (room == 0) {
       if (unwoken) wake_consumer(ch); /* it must not sleep on what we published while we wait for it */
       unwoken = false;
-      if (wait_full(ch, &deadline, false) != 0) err = errno;
+      if (chan_wait_full(ch, &deadline, false) != 0) err = errno;
       continue;
     }
     uint32_t id, off;
@@ -469,8 +513,9 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
       err = EINVAL;
       break;
     }
-    if (m->len > class_size(cls)) {
-      give_back(ch, id, cls);
+    size_t bytes = chan_slot_bytes(ch, id, cls);
+    if (m->len > bytes) {
+      chan_give_back(ch, id, cls);
       err = EMSGSIZE;
       break;
     }
@@ -485,9 +530,9 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
     ch->q_bytes += m->len;
     sl->gen_state = (sl->gen_state & ~3u) | SLOT_SENT;
     ch->loaned_msgs--;
-    ch->loaned_bytes -= class_size(cls);
+    ch->loaned_bytes -= bytes;
     ch->inflight_msgs++;
-    ch->inflight_bytes += class_size(cls);
+    ch->inflight_bytes += bytes;
     ch->p_head = pos + 1;
     ch->sent++;
     done++;
@@ -498,7 +543,7 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
     for (int i = done; i < n; i++) {
       uint32_t id, off;
       unsigned cls, seg;
-      if (find_loan(ch, msgs[i].data, &id, &cls, &off, &seg) == 0) give_back(ch, id, cls);
+      if (find_loan(ch, msgs[i].data, &id, &cls, &off, &seg) == 0) chan_give_back(ch, id, cls);
     }
   }
   zc_unlock(&ch->lock);
@@ -511,7 +556,7 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
 }
 
 int zc_chan_send(zc_chan_t *ch, void *p, size_t len, uint32_t type) {
-  if (len > ZC_CHAN_MAX_MSG) {
+  if (len > UINT32_MAX) { /* beyond any slot (the descriptor's length is 32 bits) */
     zc_chan_cancel(ch, p);
     return errno = EMSGSIZE, -1;
   }
@@ -523,11 +568,33 @@ long zc_chan_collect(zc_chan_t *ch) {
   if (ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
   zc_lock(&ch->lock);
   long r = -1;
-  if (chan_dead(ch) == 0 && drain_returns(ch) == 0 && chan_producer_peer_check(ch) == 0) r = (long)ch->inflight_msgs;
+  if (chan_dead(ch) == 0 && chan_drain_returns(ch) == 0 && chan_producer_peer_check(ch) == 0) r = (long)ch->inflight_msgs;
   int e = errno;
   zc_unlock(&ch->lock);
   errno = e;
   return r;
+}
+
+int zc_chan_arm_space(zc_chan_t *ch) {
+  if (ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
+  chan_ctl_t *ctl = ch->ctl;
+  zc_lock(&ch->lock);
+  int r = -1;
+  /* drains the kicks that made the socket readable, and sees the consumer's end */
+  if (chan_dead(ch) != 0 || chan_producer_peer_check(ch) != 0) goto out;
+  uint64_t taken = ch->p_ret_tail, tail = ch->p_tail;
+  if (chan_drain_returns(ch) != 0 || queue_room(ch, UINT32_MAX) < 0) goto out; /* refreshes both */
+  r = 1;
+  if (ch->p_ret_tail != taken || ch->p_tail != tail) goto out; /* room came back since we last looked */
+  __atomic_fetch_or(&ctl->p_wait, CHAN_SPACE_ARMED, __ATOMIC_SEQ_CST);
+  chan_fence(); /* flag store before the tail and ret_head loads: pairs with the consumer's wake_producer */
+  if (CHAN_LOAD(&ctl->tail) == ch->p_tail && CHAN_LOAD(&ctl->ret_head) == ch->p_ret_tail) r = 0;
+out: {
+  int e = errno;
+  zc_unlock(&ch->lock);
+  errno = e;
+  return r;
+}
 }
 
 void chan_producer_reclaim(zc_chan_t *ch) {
@@ -536,12 +603,13 @@ void chan_producer_reclaim(zc_chan_t *ch) {
     for (uint32_t pg = 0; pg < s->next_page; pg++) {
       chan_page_t *p = &s->pages[pg];
       unsigned cls = p->cls;
-      for (uint32_t i = 0; cls != 0 && i < p->carved; i++) {
-        uint32_t id = si << 22 | pg << 13 | i;
+      uint32_t n = cls == CHAN_RUN ? 1 : cls != 0 && cls != CHAN_RUN_BODY ? p->carved : 0;
+      for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = chan_slot_id(chan_page_id(si, pg), i);
         if ((slot_of(ch, id)->gen_state & 3u) != SLOT_SENT) continue;
+        ch->inflight_bytes -= chan_slot_bytes(ch, id, cls);
         free_slot(ch, id, cls); /* may give the page back to the pool: the loop stops there */
         ch->inflight_msgs--;
-        ch->inflight_bytes -= class_size(cls);
         ch->reclaimed++;
         if (p->cls == 0) break;
       }

@@ -295,7 +295,7 @@ int chan_consumer_poll_socket(zc_chan_t *ch) {
     }
     uint64_t size = w.size;
     if (fd < 0 || w.a != ch->nseg || ch->nseg >= CHAN_SEG_MAX || size < CHAN_GRANULE ||
-        size > CHAN_SEG_MAX_BYTES || (size & (CHAN_GRANULE - 1)) != 0) {
+        size > CHAN_SEG_LIMIT || (size & (CHAN_GRANULE - 1)) != 0) {
       zc_os_close(fd);
       return chan_fail(ch, EPROTO, "bad data-segment record (index %u, size %lu)", w.a, (unsigned long)size);
     }

@@ -641,7 +641,7 @@ static int t_misuse(int argc, char **argv) {
   pid_t c = spawn(idle_consumer, NULL);
   zc_chan_t *ch = open_parent_producer(NULL);
   REQUIREF(zc_chan_loan(ch, 0) == NULL && errno == EINVAL, "loan(0)");
-  REQUIREF(zc_chan_loan(ch, ZC_CHAN_MAX_MSG + 1) == NULL && errno == EMSGSIZE, "loan(too big)");
+  REQUIREF(zc_chan_loan(ch, zc_chan_max_msg(ch) + 1) == NULL && errno == EMSGSIZE, "loan(too big)");
   char local[64];
   REQUIREF(zc_chan_send(ch, local, 10, 1) == -1 && errno == EINVAL, "send of a pointer that is not a loan");
   char *p = zc_chan_loan(ch, 100);
