@@ -29,6 +29,8 @@
 #define SVC_VERSION 1u
 #define SVC_LOAN_TAG 0x4c4f414eu /* "LOAN": header of a loan not sent yet */
 #define SVC_LISTEN_TAG UINT64_MAX
+#define SVC_JOIN_TAG ((uint64_t)1 << 62) /* | k: an accepted connector whose HELLO has not come yet */
+#define SVC_MAX_JOINS 16
 
 typedef struct svc_hello_s {
   uint32_t magic, version;
@@ -81,6 +83,8 @@ struct zc_svc_s {
   size_t q_head, q_n, q_cap, q_bytes;
   uint64_t call_id;     /* the request zc_svc_call waits for (0: none) */
   int call_err;         /* its FAILED error, set instead of queueing a notice */
+  int join_fd[SVC_MAX_JOINS]; /* accepted, waiting for their HELLO (-1: free); handled when readable */
+  uint64_t join_t[SVC_MAX_JOINS];
   uint64_t last_check;
   size_t arrays_size;
   char err[200];

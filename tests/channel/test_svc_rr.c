@@ -10,6 +10,8 @@
  *   hostile       a hand-made server answers with an unknown id, twice to one id, with an old id, with a
  *                 short message, with an unknown kind: each time the client's call fails with EPROTO
  *                 (never hangs, never hands the forged reply out) and the reason is recorded
+ *   silent        connectors that say nothing, or send a garbage HELLO, do not stall the server: a client
+ *                 whose setup timeout is 2 s (the server's is 5 s) connects and calls meanwhile
  *   name          the name is taken while live (EADDRINUSE), a disallowed uid is refused (EACCES), and a
  *                 client reconnects (connect_timeout_ms) after the server is killed and restarted
  * Usage: test_svc_rr <name>. */
@@ -418,9 +420,38 @@ static int t_name(int argc, char **argv) {
   CHECK_DONE("svc_name");
 }
 
+static int t_silent(int argc, char **argv) {
+  const char *name = svc_name("silent");
+  pid_t sp = spawn(server, (void *)name);
+  struct sockaddr_un a;
+  socklen_t len = svc_addr(name, &a);
+  int quiet[3];
+  for (int i = 0; i < 3; i++) {
+    quiet[i] = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    REQUIRE(WAIT_UNTIL(connect(quiet[i], (struct sockaddr *)&a, len) == 0, 10000));
+  }
+  CHECK(send(quiet[2], "bad", 3, 0) == 3); /* a garbage HELLO: refused at once */
+  zc_svc_config_t cfg = {.connect_timeout_ms = 10000, .chan = {.setup_timeout_ms = 2000}};
+  zc_svc_t *c = zc_svc_connect(name, &cfg);
+  CHECKF(c != NULL, "connect while silent connectors wait: %s", strerror(errno));
+  for (int i = 0; c && i < 50; i++) {
+    void *p = zc_svc_loan(c, 64);
+    body_fill(p, 64, (uint64_t)i + 100);
+    zc_svc_msg_t rep;
+    CHECK(zc_svc_call(c, p, 64, T_ECHO, &rep, 2000) == 0 && reply_ok(&rep, (uint64_t)i + 100));
+    zc_svc_release(c, &rep);
+  }
+  char b;
+  CHECK(recv(quiet[2], &b, 1, 0) == 0); /* the server closed the garbage one */
+  zc_svc_close(c);
+  for (int i = 0; i < 3; i++) close(quiet[i]);
+  CHECK_EQ(reap(sp), 0);
+  CHECK_DONE("svc_silent");
+}
+
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"rr", t_rr},           {"timeout", t_timeout},         {"kill_server", t_kill_server},
-                                    {"kill_client", t_kill_client}, {"hostile", t_hostile}, {"name", t_name},
+                                    {"kill_client", t_kill_client}, {"hostile", t_hostile}, {"name", t_name}, {"silent", t_silent},
                                     {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
