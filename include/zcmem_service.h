@@ -53,7 +53,7 @@ typedef struct zc_svc_config_s {
   uint32_t max_pending;     /* requests sent and awaiting a reply, all connections together (4096) */
   int connect_timeout_ms;   /* connect: keep trying this long while nobody listens on the name (0: once) */
   uint32_t owner_uid;       /* the uid in an abstract name (0: this process's effective uid) */
-  int check_ms;             /* listener: while busy, look for joins and deaths at least this often (2) */
+  int check_ms;             /* while busy, look for joins and deaths at least this often (10 ms) */
 } zc_svc_config_t;
 
 /* A received message, valid until released (a REQUEST: until replied to or released). */

@@ -64,7 +64,7 @@ static zc_svc_t *svc_new(const zc_svc_config_t *cfg) {
   else memset(&c, 0, sizeof c);
   if (c.max_peers == 0) c.max_peers = 64;
   if (c.max_pending == 0) c.max_pending = 4096;
-  if (c.check_ms <= 0) c.check_ms = 2;
+  if (c.check_ms <= 0) c.check_ms = 10;
   if (c.max_peers > 4096 || c.max_pending > (1u << 24)) return errno = EINVAL, NULL;
   size_t page = zc_os_page_size(), head = (sizeof(zc_svc_t) + 63) & ~(size_t)63;
   size_t peers = (c.max_peers * sizeof(svc_peer_t) + 63) & ~(size_t)63;
@@ -86,6 +86,7 @@ static zc_svc_t *svc_new(const zc_svc_config_t *cfg) {
     s->pend[i].next = i + 1 < s->pend_cap ? i + 1 : UINT32_MAX;
   }
   s->pend_free = 0;
+  for (int k = 0; k < SVC_MAX_JOINS; k++) s->join_fd[k] = -1;
   s->ep = zc_os_epoll_create();
   if (s->ep < 0) {
     int e = errno;
@@ -141,7 +142,7 @@ static int join(zc_svc_t *s, int fd) {
   if (n != (long)sizeof h || h.magic != SVC_MAGIC || h.version != SVC_VERSION || pfd < 0) {
     zc_os_close(pfd);
     zc_os_close(fd);
-    s->st.rejected++;
+    __atomic_fetch_add(&s->st.rejected, 1, __ATOMIC_RELAXED);
     return svc_fail(s, EPROTO, "a connector sent no valid HELLO (version %u expected)", SVC_VERSION);
   }
   zc_chan_t *in = zc_chan_open(fd, ZC_CHAN_CONSUMER, &s->cfg.chan);
@@ -251,7 +252,7 @@ void svc_peer_dead(zc_svc_t *s, uint32_t idx, int err, int drained) {
     __atomic_store_n(&p->state, PEER_DEAD, __ATOMIC_RELEASE);
     p->err = err;
     s->st.peers--;
-    if (err == EPROTO) s->st.rejected++;
+    if (err == EPROTO) __atomic_fetch_add(&s->st.rejected, 1, __ATOMIC_RELAXED);
   }
   if (drained && __atomic_load_n(&p->drained, __ATOMIC_RELAXED) == 0) __atomic_store_n(&p->drained, 1, __ATOMIC_RELEASE);
   zc_unlock(&s->lock);
@@ -286,19 +287,55 @@ void svc_peer_reap(zc_svc_t *s, uint32_t idx) {
   zc_chan_close(out);
 }
 
+/* Accept connectors; each waits (in epoll, not here) for its HELLO, at most setup_timeout_ms: a
+ * connector that says nothing never stalls the receiving thread. */
+static void accept_joins(zc_svc_t *s) {
+  for (int j = 0; j < 8; j++) {
+    int fd = zc_os_unix_accept(s->listen_fd, 0);
+    if (fd < 0) return;
+    int k = 0;
+    while (k < SVC_MAX_JOINS && s->join_fd[k] >= 0) k++;
+    if (k == SVC_MAX_JOINS || zc_os_epoll_add(s->ep, fd, SVC_JOIN_TAG | (uint64_t)k) != 0) {
+      zc_os_close(fd); /* too many half-open connectors */
+      svc_fail(s, EAGAIN, "a connector was turned away: %d others have not sent their HELLO yet", SVC_MAX_JOINS);
+      continue;
+    }
+    s->join_fd[k] = fd;
+    s->join_t[k] = zc_os_clock_ns();
+  }
+}
+
+static void expire_joins(zc_svc_t *s, uint64_t now) {
+  int ms = s->cfg.chan.setup_timeout_ms == 0 ? 5000 : s->cfg.chan.setup_timeout_ms;
+  for (int k = 0; k < SVC_MAX_JOINS; k++) {
+    if (s->join_fd[k] < 0 || ms < 0 || now - s->join_t[k] < (uint64_t)ms * 1000000u) continue;
+    zc_os_epoll_del(s->ep, s->join_fd[k]);
+    zc_os_close(s->join_fd[k]);
+    s->join_fd[k] = -1;
+    __atomic_fetch_add(&s->st.rejected, 1, __ATOMIC_RELAXED);
+    svc_fail(s, ETIMEDOUT, "a connector sent no HELLO within setup_timeout_ms (%d ms)", ms);
+  }
+}
+
 /* Look at the fds: accept joiners, drain kicks, notice ends of file. timeout_ms as epoll_wait. */
 void svc_check(zc_svc_t *s, int timeout_ms) {
   uint64_t tags[32];
   s->last_check = zc_os_clock_ns();
+  if (s->listen_fd >= 0) expire_joins(s, s->last_check);
   __atomic_fetch_add(&s->st.checks, 1, __ATOMIC_RELAXED);
   int n = zc_os_epoll_wait(s->ep, tags, 32, timeout_ms);
   for (int k = 0; k < n; k++) {
     if (tags[k] == SVC_LISTEN_TAG) {
-      for (int j = 0; j < 8; j++) {
-        int fd = zc_os_unix_accept(s->listen_fd, 0);
-        if (fd < 0) break;
-        join(s, fd);
-      }
+      accept_joins(s);
+      continue;
+    }
+    if (tags[k] & SVC_JOIN_TAG) { /* its HELLO (or its end of file) is there: no wait for a silent one */
+      uint32_t j = (uint32_t)(tags[k] & (SVC_MAX_JOINS - 1));
+      int fd = s->join_fd[j];
+      if (fd < 0) continue;
+      s->join_fd[j] = -1;
+      zc_os_epoll_del(s->ep, fd);
+      join(s, fd);
       continue;
     }
     uint32_t idx = (uint32_t)(tags[k] >> 1);
@@ -344,8 +381,10 @@ int zc_svc_peers(zc_svc_t *s) {
 const char *zc_svc_error(zc_svc_t *s) { return s->err; }
 
 void zc_svc_stats(zc_svc_t *s, zc_svc_stats_t *out) {
-  zc_lock(&s->lock);
-  *out = s->st;
+  zc_lock(&s->lock); /* some counters are bumped outside it (atomically): read each atomically */
+  const uint64_t *from = (const uint64_t *)&s->st;
+  uint64_t *to = (uint64_t *)out;
+  for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++) to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
   out->pending = s->npend;
   zc_unlock(&s->lock);
 }
@@ -358,6 +397,7 @@ void zc_svc_close(zc_svc_t *s) {
     zc_chan_close(p->in);
     zc_chan_close(p->out);
   }
+  for (int k = 0; k < SVC_MAX_JOINS; k++) zc_os_close(s->join_fd[k]);
   zc_os_close(s->ep);
   zc_os_close(s->listen_fd);
   if (s->q) zc_os_free(s->q, s->q_bytes);

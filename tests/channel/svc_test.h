@@ -16,6 +16,13 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+/* A word shared with fork children (set before forking). */
+static inline volatile int *shared_word(void) {
+  void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) exit(2);
+  return p;
+}
+
 /* A name unique to this test process (abstract namespace). */
 static inline const char *svc_name(const char *what) {
   static char buf[8][64];
