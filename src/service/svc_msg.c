@@ -197,10 +197,18 @@ static int next_msg(zc_svc_t *s, zc_svc_msg_t *m, uint64_t deadline, bool use_qu
     if ((use_queue && __atomic_load_n(&s->q_n, __ATOMIC_RELAXED) != 0) || (s->call_id != 0 && s->call_err != 0)) continue;
     if (s->connected && s->dead) return errno = s->dead, -1;
     if (deadline == 0) {
-      if (looked) return errno = EAGAIN, -1;
-      svc_check(s, 0); /* nothing here: joins or deaths may be what woke the caller's epoll */
-      looked = true;
-      continue;
+      /* Nothing here: joins or deaths may be what woke the caller's epoll; then arm every connection
+       * so that zc_svc_fd becomes readable at the next message (the caller sleeps in epoll next). */
+      if (!looked) {
+        svc_check(s, 0);
+        looked = true;
+        continue;
+      }
+      if (svc_arm_all(s)) {
+        looked = false;
+        continue;
+      }
+      return errno = EAGAIN, -1;
     }
     now = zc_os_clock_ns();
     if (now >= deadline) return errno = ETIMEDOUT, -1;

@@ -12,6 +12,8 @@
  *   many          4 producers send one-way records to one consumer, which takes them through one call
  *                 and one fd (epoll on zc_svc_fd): every producer's records arrive complete and in order;
  *                 one producer is SIGKILLed midway and another joins late without disturbing the rest
+ *   fd            an event loop on zc_svc_fd: a record sent while the consumer sleeps in epoll_wait wakes it
+ *                 (receive with timeout 0 arms every connection before it returns EAGAIN), 20 times
  * Usage: test_svc_pool <name>. */
 #include "svc_test.h"
 
@@ -299,7 +301,11 @@ static int t_many(int argc, char **argv) {
     zc_svc_msg_t m;
     if (zc_svc_receive(s, &m, 0) != 0) {
       CHECK(errno == EAGAIN);
-      epoll_wait(ep, &ev, 1, 100); /* one fd for every producer, joins and deaths */
+      /* one fd for every producer, joins and deaths: records are still due, so it must wake */
+      int n = epoll_wait(ep, &ev, 1, 10000);
+      CHECKF(n == 1, "zc_svc_fd did not become readable in 10 s (records %d %d %d %d %d, killed %d)", next[0],
+             next[1], next[2], next[3], next[4], killed);
+      if (n != 1) break;
       continue;
     }
     CHECK(m.kind == ZC_SVC_ONEWAY && m.type == 7 && m.len == 64);
@@ -339,8 +345,60 @@ static int t_many(int argc, char **argv) {
   CHECK_DONE("svc_many");
 }
 
+/* ---- the fd of an event loop: one record at a time, each sent while the consumer sleeps in epoll ---- */
+static volatile int *taken; /* records the consumer has taken */
+
+static int slow_producer(void *arg) {
+  zc_svc_config_t cfg = {.connect_timeout_ms = 10000};
+  zc_svc_t *c = zc_svc_connect(pool_name, &cfg);
+  REQUIRE(c != NULL);
+  for (int i = 0; i < 20; i++) {
+    REQUIRE(WAIT_UNTIL(*taken == i, 20000));
+    sleep_ms(20); /* the consumer is back in epoll_wait */
+    uint32_t *p = zc_svc_loan(c, 16);
+    REQUIRE(p != NULL);
+    p[0] = (uint32_t)i;
+    REQUIRE(zc_svc_send(c, p, 16, 1) == 0);
+  }
+  REQUIRE(WAIT_UNTIL(*taken == 20, 20000));
+  zc_svc_close(c);
+  return 0;
+}
+
+static int t_fd(int argc, char **argv) {
+  pool_name = svc_name("fd");
+  taken = shared_word();
+  zc_svc_t *s = zc_svc_listen(pool_name, NULL);
+  REQUIRE(s != NULL);
+  pid_t pp = spawn(slow_producer, NULL);
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN};
+  REQUIRE(epoll_ctl(ep, EPOLL_CTL_ADD, zc_svc_fd(s), &ev) == 0);
+  int wakes = 0;
+  while (*taken < 20) {
+    zc_svc_msg_t m;
+    if (zc_svc_receive(s, &m, 0) == 0) {
+      CHECK(m.kind == ZC_SVC_ONEWAY && m.len == 16 && *(const uint32_t *)m.data == (uint32_t)*taken);
+      zc_svc_release(s, &m);
+      (*taken)++;
+      continue;
+    }
+    CHECK(errno == EAGAIN);
+    int n = epoll_wait(ep, &ev, 1, 10000); /* a record is due within 20 ms: the fd must wake us */
+    CHECKF(n == 1, "zc_svc_fd stayed quiet for 10 s with record %d due", *taken);
+    if (n != 1) break;
+    wakes++;
+  }
+  if (*taken < 20) kill(pp, SIGKILL);
+  CHECK_EQ(reap(pp), 0);
+  printf("fd: 20 records, %d epoll wake-ups\n", wakes);
+  close(ep);
+  zc_svc_close(s);
+  CHECK_DONE("svc_fd");
+}
+
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"queue", t_queue}, {"queue_kill", t_queue_kill}, {"queue_hostile", t_queue_hostile},
-                                    {"many", t_many},   {NULL, NULL}};
+                                    {"many", t_many},   {"fd", t_fd},     {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
