@@ -103,6 +103,7 @@ static void report(const char *variant, const char *metric, double v, const char
 
 static void rr(size_t size, uint64_t n, double out[3]) {
   snprintf(name, sizeof name, "svcbench.%d.rr", (int)getpid());
+  fflush(NULL);
   pid_t sp = fork();
   if (sp == 0) rr_server(size);
   pin_to(0);
@@ -134,6 +135,7 @@ static void rr(size_t size, uint64_t n, double out[3]) {
 static void pair(size_t size, uint64_t n, double out[3]) {
   int a[2], b[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, a) != 0 || socketpair(AF_UNIX, SOCK_SEQPACKET, 0, b) != 0) die("socketpair");
+  fflush(NULL);
   pid_t sp = fork();
   if (sp == 0) {
     pin_to(1);
@@ -201,6 +203,7 @@ static double queue(uint64_t n) {
   zc_svc_t *s = zc_svc_listen(name, NULL);
   if (s == NULL) die("listen");
   pid_t w[2];
+  fflush(NULL);
   for (int i = 0; i < 2; i++)
     if ((w[i] = fork()) == 0) worker();
   pin_to(0);
@@ -237,6 +240,7 @@ static double many(uint64_t n) {
   zc_svc_t *s = zc_svc_listen(name, NULL);
   if (s == NULL) die("listen");
   pid_t w[2];
+  fflush(NULL);
   for (int i = 0; i < 2; i++) {
     if ((w[i] = fork()) == 0) {
       pin_to(1);
