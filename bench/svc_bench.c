@@ -244,7 +244,11 @@ static double many(uint64_t n) {
   for (int i = 0; i < 2; i++) {
     if ((w[i] = fork()) == 0) {
       pin_to(1);
-      zc_svc_t *c = zc_svc_connect(name, &connect_cfg);
+      /* wait for room as long as it takes: on a loaded machine a pinned consumer can be descheduled for
+       * longer than the default block_timeout_ms (1 s) */
+      zc_svc_config_t cfg = connect_cfg;
+      cfg.chan.block_timeout_ms = -1;
+      zc_svc_t *c = zc_svc_connect(name, &cfg);
       if (c == NULL) die("producer connect");
       for (uint64_t k = 0; k < n / 2; k++) {
         void *p = zc_svc_loan(c, 64);
