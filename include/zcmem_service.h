@@ -91,8 +91,9 @@ ZC_CHAN_API int zc_svc_send(zc_svc_t *s, void *p, size_t len, uint32_t type);
 /* Send a loan as a request: *id receives its id; its reply (or a FAILED notice) comes out of
  * zc_svc_receive with the same id, exactly once. EAGAIN if max_pending requests await replies. */
 ZC_CHAN_API int zc_svc_request(zc_svc_t *s, void *p, size_t len, uint32_t type, uint64_t *id);
-/* Send loan p (from zc_svc_loan_reply(req)) as the reply to req and release req. On failure req is
- * released too (and the loan follows zc_chan_send's rules). */
+/* Send loan p (from zc_svc_loan_reply(req)) as the reply to req and release req. On failure the loan
+ * follows zc_chan_send's rules, and req is released too, except after EAGAIN/ETIMEDOUT (full: reply again
+ * or release it) and EINVAL (p is not a loan of req's connection). */
 ZC_CHAN_API int zc_svc_reply(zc_svc_t *s, zc_svc_msg_t *req, void *p, size_t len, uint32_t type);
 /* Give a loan back unsent. */
 ZC_CHAN_API int zc_svc_cancel(zc_svc_t *s, void *p);

@@ -249,6 +249,10 @@ void svc_peer_dead(zc_svc_t *s, uint32_t idx, int err, int drained) {
   svc_peer_t *p = &s->peers[idx];
   zc_lock(&s->lock);
   if (p->state == PEER_OPEN) {
+    /* out of the epoll set now: its fds stay readable (end of file) while a view into it is held, and
+     * a sleeping receive must not spin on them */
+    zc_os_epoll_del(s->ep, zc_chan_fd(p->in));
+    zc_os_epoll_del(s->ep, zc_chan_fd(p->out));
     __atomic_store_n(&p->state, PEER_DEAD, __ATOMIC_RELEASE);
     p->err = err;
     s->st.peers--;
@@ -281,8 +285,6 @@ void svc_peer_reap(zc_svc_t *s, uint32_t idx) {
   __atomic_store_n(&p->state, PEER_FREE, __ATOMIC_RELEASE);
   s->st.left++;
   zc_unlock(&s->lock);
-  zc_os_epoll_del(s->ep, zc_chan_fd(in));
-  zc_os_epoll_del(s->ep, zc_chan_fd(out));
   zc_chan_close(in);
   zc_chan_close(out);
 }

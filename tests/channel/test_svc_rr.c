@@ -5,8 +5,9 @@
  *   timeout       a call times out (ETIMEDOUT); the late reply is dropped unseen; the next call works
  *   kill_server   the server answers 5 of 20 requests and is SIGKILLed: the 5 replies it published are
  *                 delivered, each other request fails once (FAILED, EPIPE), loan fails with EPIPE
- *   kill_client   the client is SIGKILLed holding nothing: the server's connection count drops, a
- *                 request it still held stays readable, its reply fails with EPIPE, the server goes on
+ *   kill_client   two clients are SIGKILLed: the server's connection count drops, the requests it
+ *                 holds stay readable, a reply loan fails with EPIPE, a wait meanwhile sleeps (does not
+ *                 spin on the dead fds), the connections close once the requests are released
  *   hostile       a hand-made server answers with an unknown id, twice to one id, with an old id, with a
  *                 short message, with an unknown kind: each time the client's call fails with EPROTO
  *                 (never hangs, never hands the forged reply out) and the reason is recorded
@@ -301,6 +302,12 @@ static int t_kill_client(int argc, char **argv) {
   zc_svc_msg_t m;
   CHECK(zc_svc_receive(s, &m, 300) == -1 && errno == ETIMEDOUT); /* notices both deaths meanwhile */
   CHECK_EQ(zc_svc_peers(s), 0);
+  zc_svc_stats_t st0, st;
+  zc_svc_stats(s, &st0);
+  CHECK(zc_svc_receive(s, &m, 300) == -1 && errno == ETIMEDOUT); /* sleeps: the dead fds are not watched */
+  zc_svc_stats(s, &st);
+  CHECKF(st.checks - st0.checks < 100, "%llu epoll looks in 300 ms: spinning on the dead connections' fds",
+         (unsigned long long)(st.checks - st0.checks));
   for (int i = 0; i < 6; i++) { /* the held requests are still readable */
     uint64_t seed;
     memcpy(&seed, req[i].data, 8);
@@ -311,7 +318,6 @@ static int t_kill_client(int argc, char **argv) {
   CHECK(req[0].peer == dead_peer);
   for (int i = 0; i < 6; i++) CHECK(zc_svc_release(s, &req[i]) == 0);
   CHECK(zc_svc_release(s, &req[0]) == -1 && errno == EINVAL); /* twice */
-  zc_svc_stats_t st;
   CHECK(zc_svc_receive(s, &m, 0) == -1 && errno == EAGAIN); /* reaps both */
   zc_svc_stats(s, &st);
   CHECK_EQ(st.left, 2);
