@@ -192,4 +192,18 @@ uint32_t zc_os_euid(void);
 /* Bytes this end sent on a UNIX socket that the peer has not read yet (SIOCOUTQ), -1 on error. */
 long zc_os_unix_unread(int fd);
 
+/* ---- added for the channel services (layer 10): abstract socket names, epoll ----
+ * Listen on / connect to a name in Linux's abstract UNIX socket namespace (no file: the kernel frees the
+ * name when the last fd bound to it closes, so a killed server leaves nothing stale). name is given without
+ * the leading NUL byte; at most 107 bytes (ENAMETOOLONG). listen: EADDRINUSE if someone holds the name. */
+int zc_os_unix_listen_abstract(const char *name);
+int zc_os_unix_connect_abstract(const char *name);
+/* An epoll instance (close-on-exec); add/remove fd with a 64-bit tag returned by wait (POLLIN and hang-up,
+ * level-triggered). wait: at most max tags, at most timeout_ms (-1: forever); the count, 0 on timeout or
+ * EINTR, -1 on error. */
+int zc_os_epoll_create(void);
+int zc_os_epoll_add(int ep, int fd, uint64_t tag);
+int zc_os_epoll_del(int ep, int fd);
+int zc_os_epoll_wait(int ep, uint64_t *tags, int max, int timeout_ms);
+
 #endif /* ZC_OS_H */

@@ -595,3 +595,71 @@ long zc_os_unix_unread(int fd) {
   int n = 0;
   return ioctl(fd, SIOCOUTQ, &n) != 0 ? -1 : (long)n;
 }
+
+/* ---- channel services (layer 10): abstract socket names, epoll ---- */
+#include <sys/epoll.h>
+
+static int abstract_address(const char *name, struct sockaddr_un *a, socklen_t *len) {
+  memset(a, 0, sizeof *a);
+  a->sun_family = AF_UNIX;
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n + 1 > sizeof a->sun_path) {
+    errno = n == 0 ? EINVAL : ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(a->sun_path + 1, name, n); /* sun_path[0] = 0: the abstract namespace */
+  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+  return 0;
+}
+
+int zc_os_unix_listen_abstract(const char *name) {
+  struct sockaddr_un a;
+  socklen_t len;
+  if (abstract_address(name, &a, &len) != 0) return -1;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (bind(fd, (struct sockaddr *)&a, len) != 0 || listen(fd, 64) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+int zc_os_unix_connect_abstract(const char *name) {
+  struct sockaddr_un a;
+  socklen_t len;
+  if (abstract_address(name, &a, &len) != 0) return -1;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  while (connect(fd, (struct sockaddr *)&a, len) != 0) {
+    if (errno == EINTR) continue;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+int zc_os_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int zc_os_epoll_add(int ep, int fd, uint64_t tag) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  ev.data.u64 = tag;
+  return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int zc_os_epoll_del(int ep, int fd) { return epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL); }
+
+int zc_os_epoll_wait(int ep, uint64_t *tags, int max, int timeout_ms) {
+  struct epoll_event ev[32];
+  if (max > 32) max = 32;
+  int n = epoll_wait(ep, ev, max, timeout_ms < 0 ? -1 : timeout_ms);
+  if (n < 0) return errno == EINTR ? 0 : -1;
+  for (int i = 0; i < n; i++) tags[i] = ev[i].data.u64;
+  return n;
+}

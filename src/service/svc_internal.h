@@ -1,0 +1,115 @@
+/* Layer 10, channel services: the data model shared by svc_conn.c (names, connect/accept, connections
+ * joining and dying, the epoll checks, close) and svc_msg.c (loan, send, request, reply, receive, call).
+ *
+ * Includes: os.h, options.h and the public zcmem_channel.h / zcmem_service.h; it uses the one-way channel
+ * only through its public API. Nothing below this layer includes it.
+ *
+ * A connection (svc_peer_t) is two one-way channels: `out`, which this side produces into, and `in`, which
+ * it consumes. The connector's requests travel on the connected socket; the other direction on one end of
+ * a socketpair the connector created and passed in its HELLO record.
+ *
+ * Every message starts with a 16-byte header (svc_hdr_t) in the sender's memory; the channel descriptor's
+ * type carries the kind (REQUEST, REPLY, ONEWAY). The receiver copies the header out once
+ * (zc_chan_copy) and checks it against private state: a REPLY must name a request this side sent on that
+ * connection and that is still outstanding (index, generation, connection, state), else the connection
+ * is closed as hostile (EPROTO) and nothing is handed out.
+ *
+ * Locks: s->lock protects the peer table's states and counts, the pending table, the set-aside queue and
+ * the stats; p->in_lock serialises consumer calls on p->in (receive, release, arm: a release may come from
+ * any thread). Order: in_lock before s->lock never: take in_lock, drop it, then s->lock. Neither is held
+ * while waiting (only the channel's own non-blocking calls run under in_lock).
+ */
+#ifndef ZC_SVC_INTERNAL_H
+#define ZC_SVC_INTERNAL_H
+
+#include "zcmem_service.h"
+#include "os.h"
+
+#define SVC_MAGIC 0x7a637376u /* "zcsv": the connector's HELLO */
+#define SVC_VERSION 1u
+#define SVC_LOAN_TAG 0x4c4f414eu /* "LOAN": header of a loan not sent yet */
+#define SVC_LISTEN_TAG UINT64_MAX
+#define SVC_JOIN_TAG ((uint64_t)1 << 62) /* | k: an accepted connector whose HELLO has not come yet */
+#define SVC_MAX_JOINS 16
+
+typedef struct svc_hello_s {
+  uint32_t magic, version;
+} svc_hello_t;
+
+/* In shared memory before the user's bytes. While loaned: id = peer gen << 32 | peer index, tag
+ * SVC_LOAN_TAG (the sender's private note, in its own memory). Once sent: id = request id, type. */
+typedef struct svc_hdr_s {
+  uint64_t id;
+  uint32_t type;
+  uint32_t tag;
+} svc_hdr_t;
+
+enum { PEER_FREE = 0, PEER_OPEN = 1, PEER_DEAD = 2 };
+
+typedef struct svc_peer_s {
+  zc_chan_t *out, *in;
+  uint32_t gen;      /* bumped each time the slot takes a new connection */
+  int state;         /* PEER_*, under s->lock */
+  int busy;          /* threads using out/in outside s->lock (atomic; raised under s->lock) */
+  int err;           /* why it died */
+  int drained;       /* dead and its in-channel emptied: its requests were failed */
+  uint32_t pending;  /* requests sent to it awaiting a reply (s->lock) */
+  uint32_t held;     /* messages received from it, not released (atomic) */
+  zc_lock_t in_lock;
+} svc_peer_t;
+
+enum { PEND_FREE = 0, PEND_WAIT = 1, PEND_ABANDONED = 2 };
+
+typedef struct svc_pend_s {
+  uint32_t gen;      /* id = gen << 32 | index; gen starts at 1 so no id is 0 */
+  uint32_t state;
+  uint32_t peer, peer_gen;
+  uint32_t next;     /* free list */
+} svc_pend_t;
+
+struct zc_svc_s {
+  zc_lock_t lock;
+  zc_svc_config_t cfg;
+  int listen_fd;        /* -1 on a connected endpoint */
+  int ep;               /* epoll: the listening fd and both channel fds of every connection */
+  int connected;        /* 1: made by zc_svc_connect (one connection, slot 0) */
+  int dead;             /* connected: errno once its connection is gone */
+  svc_peer_t *peers;
+  uint32_t max_peers, hi; /* slots in use are below hi */
+  uint32_t rr_in, rr_out; /* round-robin cursors of receive and loan */
+  svc_pend_t *pend;
+  uint32_t pend_cap, pend_free, npend;
+  zc_svc_msg_t *q;      /* set aside: FAILED notices, messages zc_svc_call took that were not its reply */
+  size_t q_head, q_n, q_cap, q_bytes;
+  uint64_t call_id;     /* the request zc_svc_call waits for (0: none) */
+  int call_err;         /* its FAILED error, set instead of queueing a notice */
+  int join_fd[SVC_MAX_JOINS]; /* accepted, waiting for their HELLO (-1: free); handled when readable */
+  uint64_t join_t[SVC_MAX_JOINS];
+  uint64_t last_check;
+  size_t arrays_size;
+  char err[200];
+  zc_svc_stats_t st;
+};
+
+static inline void svc_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* svc_conn.c */
+int svc_fail(zc_svc_t *s, int err, const char *fmt, ...);      /* record the reason; errno = err; -1 */
+void svc_check(zc_svc_t *s, int timeout_ms);                   /* epoll: joins, kicks, deaths */
+void svc_peer_dead(zc_svc_t *s, uint32_t idx, int err, int drained); /* mark dead (receiving thread) */
+void svc_peer_reap(zc_svc_t *s, uint32_t idx);                 /* fail requests, close when unused */
+int svc_arm_all(zc_svc_t *s);                                  /* before sleeping: 1 if messages wait */
+svc_peer_t *svc_peer_get(zc_svc_t *s, uint32_t idx, uint32_t gen, int any_state); /* busy++ or NULL */
+static inline void svc_peer_put(svc_peer_t *p) { __atomic_fetch_sub(&p->busy, 1, __ATOMIC_RELEASE); }
+
+/* svc_msg.c */
+void svc_fail_pending(zc_svc_t *s, uint32_t idx, int err);     /* FAILED notices for idx's requests (locked) */
+int svc_queue_push(zc_svc_t *s, const zc_svc_msg_t *m);         /* locked */
+
+#endif /* ZC_SVC_INTERNAL_H */
