@@ -162,8 +162,10 @@ static void own_response(conn_t *c, const char *text, int close_after) {
 
 #define R503 "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
 
-static void worker_dead(worker_t *w, const char *why) {
+static void worker_dead(worker_t *w, const char *reason) {
   if (w->dead) return;
+  char why[160];
+  snprintf(why, sizeof why, "%s", reason); /* reason may live in w, which may be freed below */
   w->dead = 1;
   workers[w->slot] = NULL;
   epoll_ctl(ep, EPOLL_CTL_DEL, tp_fd(w->t), NULL);
@@ -188,17 +190,18 @@ static void worker_dead(worker_t *w, const char *why) {
   n_503 += answered;
   n_closed_partial += closed;
   int slot = w->slot;
+  pid_t pid = w->pid;
   char how[64];
   if (WIFSIGNALED(st)) snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(st));
   else snprintf(how, sizeof how, "exit %d", WEXITSTATUS(st));
   w->next_zombie = zombies;
   zombies = w;
-  worker_free_if_idle(w);
+  worker_free_if_idle(w); /* w may be gone from here on */
   if (stop) return;
   int ok = worker_start(slot) == 0;
   n_replaced += ok;
   printf("worker %d: pid %d gone (%s; %s): %lu requests answered 503, %lu connections closed; replaced by pid %d\n",
-         slot, (int)w->pid, how, why, answered, closed, ok ? (int)workers[slot]->pid : -1);
+         slot, (int)pid, how, why, answered, closed, ok ? (int)workers[slot]->pid : -1);
 }
 
 static void on_piece(worker_t *w, tp_piece_t *p) {

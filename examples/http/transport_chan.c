@@ -82,7 +82,15 @@ tp_link_t *tp_spawn(const char *exe, pid_t *pid) {
 
 int tp_fd(tp_link_t *l) { return zc_chan_fd(l->resp); }
 
-int tp_arm(tp_link_t *l) { return zc_chan_arm(l->resp); }
+static void why(tp_link_t *l) {
+  snprintf(l->why, sizeof l->why, "%s%s%s", strerror(errno), *zc_chan_error(l->resp) ? ": " : "", zc_chan_error(l->resp));
+}
+
+int tp_arm(tp_link_t *l) {
+  int r = zc_chan_arm(l->resp);
+  if (r < 0) why(l);
+  return r;
+}
 
 void *tp_request_buf(tp_link_t *l, size_t n) {
   uint8_t *p = zc_chan_loan(l->req, n + TP_HDR);
@@ -104,8 +112,7 @@ int tp_poll(tp_link_t *l, tp_piece_t *out, int max) {
   int n = zc_chan_receive_batch(l->resp, m, max, 0);
   if (n < 0) {
     if (errno == EAGAIN) return 0;
-    snprintf(l->why, sizeof l->why, "%s%s%s", strerror(errno), *zc_chan_error(l->resp) ? ": " : "",
-             zc_chan_error(l->resp));
+    why(l);
     return -1;
   }
   for (int i = 0; i < n; i++) {
