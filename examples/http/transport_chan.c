@@ -159,9 +159,11 @@ tp_worker_t *tp_worker_open(int argc, char **argv) {
   tp_worker_t *w = calloc(1, sizeof *w);
   if (!w) return NULL;
   /* A response waits for room (the front end holds pieces until the client took them) as long as it
-   * takes; the wait still ends with EPIPE if the front end dies. */
-  zc_chan_config_t pc = {.block_timeout_ms = -1, .setup_timeout_ms = 30000};
-  zc_chan_config_t cc = {.setup_timeout_ms = 30000};
+   * takes; the wait still ends with EPIPE if the front end dies. A worker with nothing to do sleeps at once
+   * instead of spinning (spin_ns 1 ns): with more processes than cores (N workers, the front end and the
+   * clients on two CPUs) a spinning worker takes the CPU the front end needs. */
+  zc_chan_config_t pc = {.block_timeout_ms = -1, .setup_timeout_ms = 30000, .spin_ns = 1};
+  zc_chan_config_t cc = {.setup_timeout_ms = 30000, .spin_ns = 1};
   w->req = zc_chan_open(atoi(argv[0]), ZC_CHAN_CONSUMER, &cc);
   w->resp = w->req ? zc_chan_open(atoi(argv[1]), ZC_CHAN_PRODUCER, &pc) : NULL;
   if (!w->resp) {
