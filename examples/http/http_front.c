@@ -17,7 +17,9 @@
  * writing the responses it had received in full (their memory stays mapped until the last is written),
  * and starts a replacement in the same slot.
  *
- * Usage: http_server_{chan,sock} [--port N] [--workers N]      (port 0: any free port; printed on stdout)
+ * Usage: http_server_{chan,sock} [--port N] [--workers N] [--worker-exe PATH]
+ *   port 0 (default): any free port, printed on stdout; --worker-exe: run PATH as the worker program instead
+ *   of this one (the tests start hostile workers so).
  */
 #define _GNU_SOURCE
 #include "http_proto.h"
@@ -54,7 +56,9 @@ typedef struct worker_s {
   pid_t pid;
   tp_link_t *t;
   long inflight;
-  struct worker_s *next_zombie; /* dead, its pieces still being written */
+  int pins;                     /* > 0 while a function below uses it: not freed meanwhile */
+  int zombie;                   /* dead, on the zombie list until its last piece is released */
+  struct worker_s *next_zombie;
 } worker_t;
 
 typedef struct {
@@ -108,8 +112,9 @@ static int worker_start(int slot) {
   return 0;
 }
 
+/* Free a dead worker's link once nothing refers to it: no piece held, no function using it. */
 static void worker_free_if_idle(worker_t *w) {
-  if (!w->dead || tp_held(w->t) != 0) return;
+  if (!w->zombie || w->pins != 0 || tp_held(w->t) != 0) return;
   for (worker_t **z = &zombies; *z; z = &(*z)->next_zombie)
     if (*z == w) {
       *z = w->next_zombie;
@@ -164,6 +169,7 @@ static void own_response(conn_t *c, const char *text, int close_after) {
 
 static void worker_dead(worker_t *w, const char *reason) {
   if (w->dead) return;
+  w->pins++;
   char why[160];
   snprintf(why, sizeof why, "%s", reason); /* reason may live in w, which may be freed below */
   w->dead = 1;
@@ -196,6 +202,8 @@ static void worker_dead(worker_t *w, const char *reason) {
   else snprintf(how, sizeof how, "exit %d", WEXITSTATUS(st));
   w->next_zombie = zombies;
   zombies = w;
+  w->zombie = 1;
+  w->pins--;
   worker_free_if_idle(w); /* w may be gone from here on */
   if (stop) return;
   int ok = worker_start(slot) == 0;
@@ -230,13 +238,23 @@ static void on_piece(worker_t *w, tp_piece_t *p) {
 static void worker_drain(worker_t *w) {
   tp_piece_t p[64];
   int n;
+  w->pins++;
   while (!w->dead && (n = tp_poll(w->t, p, 64)) != 0) {
     if (n < 0) {
       worker_dead(w, tp_error(w->t));
-      return;
+      break;
     }
-    for (int i = 0; i < n; i++) on_piece(w, &p[i]);
+    for (int i = 0; i < n; i++) {
+      if (!w->dead) {
+        on_piece(w, &p[i]);
+      } else { /* killed by an earlier piece of this batch: drop the rest */
+        out_t o = {.p = p[i], .w = w};
+        out_release(&o);
+      }
+    }
   }
+  w->pins--;
+  worker_free_if_idle(w);
 }
 
 /* ---- requests ---- */
@@ -448,8 +466,9 @@ int main(int argc, char **argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--port") == 0) port = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--workers") == 0) n_workers = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--worker-exe") == 0) self_exe = argv[i + 1];
     else {
-      fprintf(stderr, "usage: %s [--port N] [--workers N]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--port N] [--workers N] [--worker-exe PATH]\n", argv[0]);
       return 2;
     }
   }
@@ -458,7 +477,7 @@ int main(int argc, char **argv) {
   ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (el <= 0) return 1;
   exe[el] = 0;
-  self_exe = exe;
+  if (self_exe == NULL) self_exe = exe;
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN);
   struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: epoll_wait returns EINTR */

@@ -8,11 +8,16 @@
  *   test_http kill    SERVER   a worker killed with SIGKILL holding a request: that request gets 503 at once;
  *                              then workers killed under load of 100 B and 256 KiB requests: every 200 is
  *                              byte-exact, the server keeps answering, a replacement worker exists
+ *   test_http hostile_{stray,short,huge} SERVER WORKER
+ *                              the front end with a hostile worker (hostile_worker.c): pieces under ids it
+ *                              never gave are dropped, a malformed message or an endless response gets the
+ *                              worker killed and replaced, and the front end goes on
  * SERVER is http_server_chan or http_server_sock: both must pass the same checks.
  */
 #define _GNU_SOURCE
 #include "zc_test.h"
 #include "http_proto.h"
+#include "transport.h" /* TP_MAX_PAYLOAD */
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -39,7 +44,9 @@ static char *slurp(const char *path) {
   return strdup(buf);
 }
 
-static void server_start(server_t *s, const char *exe, int workers) {
+/* Start exe (a front end) with workers workers; worker_exe: run that program as the worker (NULL: the
+ * front end's own). Waits for the "listening on" line of its log. */
+static void server_start(server_t *s, const char *exe, int workers, const char *worker_exe) {
   snprintf(s->log, sizeof s->log, "%s/zcmem-http-%d.log", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
   s->workers = workers;
   fflush(NULL);
@@ -50,7 +57,8 @@ static void server_start(server_t *s, const char *exe, int workers) {
     if (fd < 0 || dup2(fd, 1) < 0) _exit(127);
     char nw[16];
     snprintf(nw, sizeof nw, "%d", workers);
-    execl(exe, exe, "--port", "0", "--workers", nw, (char *)NULL);
+    if (worker_exe) execl(exe, exe, "--port", "0", "--workers", nw, "--worker-exe", worker_exe, (char *)NULL);
+    else execl(exe, exe, "--port", "0", "--workers", nw, (char *)NULL);
     _exit(127);
   }
   s->port = 0;
@@ -215,7 +223,7 @@ static void check_get(cl_t *c, size_t n) {
 static int case_basic(int argc, char **argv) {
   REQUIRE(argc >= 2);
   server_t s;
-  server_start(&s, argv[1], 2);
+  server_start(&s, argv[1], 2, NULL);
   cl_t c;
   REQUIRE(cl_open(&c, s.port) == 0);
   const size_t piece = 65536 - 16;
@@ -300,7 +308,7 @@ static int send_raw(int port, const void *p, size_t n, int *status) {
 static int case_garbage(int argc, char **argv) {
   REQUIRE(argc >= 2);
   server_t s;
-  server_start(&s, argv[1], 2);
+  server_start(&s, argv[1], 2, NULL);
   pid_t before[2] = {0, 0}, after[2] = {0, 0};
   REQUIRE(worker_pids(&s, before) == 2);
   static char huge[70000];
@@ -409,7 +417,7 @@ static void *load_thread(void *arg) {
 static int case_kill(int argc, char **argv) {
   REQUIRE(argc >= 2);
   server_t s;
-  server_start(&s, argv[1], 2);
+  server_start(&s, argv[1], 2, NULL);
   pid_t w[2];
   REQUIRE(worker_pids(&s, w) == 2);
 
@@ -482,9 +490,95 @@ static int case_kill(int argc, char **argv) {
   return check_exit("http kill");
 }
 
+/* ---- hostile workers ---- */
+static int case_hostile_stray(int argc, char **argv) {
+  REQUIRE(argc >= 3);
+  setenv("HTTP_HOSTILE", "stray", 1);
+  server_t s;
+  server_start(&s, argv[1], 1, argv[2]);
+  cl_t c;
+  REQUIRE(cl_open(&c, s.port) == 0);
+  for (int i = 0; i < 3; i++) {
+    resp_t r;
+    char body[64] = {0};
+    const char *req = "GET /1 HTTP/1.1\r\n\r\n";
+    REQUIRE(send_all(&c, req, strlen(req)) == 0);
+    int rc = read_resp(&c, &r, (uint8_t *)body, sizeof body - 1);
+    CHECKF(rc == 0 && r.status == 200 && strcmp(body, "true\n") == 0, "request %d: rc %d status %d body '%s'", i, rc, r.status, body);
+  }
+  struct timeval tv = {0, 300000};
+  setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char x;
+  CHECKF(c.have == 0 && recv(c.fd, &x, 1, 0) < 0, "bytes after the last response: %zu buffered", c.have);
+  close(c.fd);
+  char *log = server_stop(&s);
+  unsigned long dropped = 0;
+  const char *d = strstr(log, "workers replaced, ");
+  if (d) dropped = strtoul(d + strlen("workers replaced, "), NULL, 10);
+  CHECKF(strstr(log, ", 0 workers replaced,") && dropped >= 9, "log: %s", log);
+  printf("%s", log);
+  free(log);
+  return check_exit("http hostile stray");
+}
+
+static int case_hostile_short(int argc, char **argv) {
+  REQUIRE(argc >= 3);
+  setenv("HTTP_HOSTILE", "short", 1);
+  server_t s;
+  server_start(&s, argv[1], 1, argv[2]);
+  for (int i = 0; i < 2; i++) { /* the replacement is as hostile: the same again */
+    cl_t c;
+    REQUIRE(cl_open(&c, s.port) == 0);
+    const char *req = "GET /1 HTTP/1.1\r\n\r\n";
+    resp_t r;
+    REQUIRE(send_all(&c, req, strlen(req)) == 0);
+    int rc = read_resp(&c, &r, big, sizeof big);
+    CHECKF(rc == 0 && r.status == 503, "request %d: rc %d status %d", i, rc, r.status);
+    close(c.fd);
+  }
+  /* the 503 goes out before the replacement is started: wait for the log line */
+  CHECK(WAIT_UNTIL(({ char *t = slurp(s.log); int k = count_lines_with_prefix(t, "worker 0: pid "); free(t); k == 3; }), 10000));
+  pid_t w[1];
+  CHECK(worker_pids(&s, w) == 1 && is_child_of(w[0], s.pid));
+  char *log = server_stop(&s);
+  CHECKF(count_lines_with_prefix(log, "worker 0: pid ") == 3 && strstr(log, "killed by signal 9") &&
+             (strstr(log, "shorter than its header") || strstr(log, "a response message of 8 bytes")) &&
+             strstr(log, ", 2 workers replaced,"),
+         "log: %s", log);
+  printf("%s", log);
+  free(log);
+  return check_exit("http hostile short");
+}
+
+static int case_hostile_huge(int argc, char **argv) {
+  REQUIRE(argc >= 3);
+  setenv("HTTP_HOSTILE", "huge", 1);
+  server_t s;
+  server_start(&s, argv[1], 1, argv[2]);
+  cl_t c;
+  REQUIRE(cl_open(&c, s.port) == 0);
+  const char *req = "GET /1 HTTP/1.1\r\n\r\n";
+  REQUIRE(send_all(&c, req, strlen(req)) == 0);
+  uint64_t got = c.have;
+  ssize_t k;
+  while ((k = recv(c.fd, big, sizeof big, 0)) > 0) got += (uint64_t)k;
+  CHECKF(k == 0 && got <= HTTP_MAX_BODY + 4096 + TP_MAX_PAYLOAD && got > 0,
+         "the endless response: %llu bytes, then recv %zd", (unsigned long long)got, k);
+  close(c.fd);
+  pid_t w[1];
+  CHECK(WAIT_UNTIL(worker_pids(&s, w) == 1 && is_child_of(w[0], s.pid), 10000));
+  char *log = server_stop(&s);
+  CHECKF(strstr(log, "response too large") && strstr(log, ", 1 connections closed; replaced by pid "), "log: %s", log);
+  printf("%s", log);
+  free(log);
+  return check_exit("http hostile huge");
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN);
-  static const zc_case_t cases[] = {{"basic", case_basic}, {"garbage", case_garbage}, {"kill", case_kill}, {NULL, NULL}};
+  static const zc_case_t cases[] = {{"basic", case_basic}, {"garbage", case_garbage}, {"kill", case_kill},
+                                    {"hostile_stray", case_hostile_stray}, {"hostile_short", case_hostile_short},
+                                    {"hostile_huge", case_hostile_huge}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
