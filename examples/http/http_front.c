@@ -176,8 +176,10 @@ static void worker_dead(worker_t *w, const char *reason) {
   workers[w->slot] = NULL;
   epoll_ctl(ep, EPOLL_CTL_DEL, tp_fd(w->t), NULL);
   int st = 0;
-  kill(w->pid, SIGKILL); /* gone already, or broke the protocol: either way it ends here */
-  while (waitpid(w->pid, &st, 0) < 0 && errno == EINTR) {
+  if (w->pid > 0) { /* always (tp_spawn never returns a link without a process); never kill(-1) */
+    kill(w->pid, SIGKILL); /* gone already, or broke the protocol: either way it ends here */
+    while (waitpid(w->pid, &st, 0) < 0 && errno == EINTR) {
+    }
   }
   unsigned long answered = 0, closed = 0;
   for (int i = 0; i < MAX_CONNS; i++) {

@@ -46,6 +46,11 @@ static char *slurp(const char *path) {
 
 /* Start exe (a front end) with workers workers; worker_exe: run that program as the worker (NULL: the
  * front end's own). Waits for the "listening on" line of its log. */
+static pid_t running_server; /* killed at exit, so a failed REQUIRE leaves no server behind */
+static void kill_running_server(void) {
+  if (running_server > 1) kill(running_server, SIGKILL);
+}
+
 static void server_start(server_t *s, const char *exe, int workers, const char *worker_exe) {
   snprintf(s->log, sizeof s->log, "%s/zcmem-http-%d.log", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
   s->workers = workers;
@@ -61,6 +66,8 @@ static void server_start(server_t *s, const char *exe, int workers, const char *
     else execl(exe, exe, "--port", "0", "--workers", nw, (char *)NULL);
     _exit(127);
   }
+  running_server = s->pid;
+  atexit(kill_running_server);
   s->port = 0;
   const char *p;
   char *text = NULL;
@@ -84,7 +91,7 @@ static int worker_pids(server_t *s, pid_t *out) {
     if (sscanf(line, "worker %d: pid %d", &slot, &pid) == 2 && slot >= 0 && slot < s->workers) {
       if ((r = strstr(line, "replaced by pid ")) && (r < strchr(line, '\n') || !strchr(line, '\n')))
         pid = atoi(r + 16);
-      out[slot] = pid;
+      out[slot] = pid > 1 ? pid : 0; /* "replaced by pid -1": no worker in that slot */
       if (slot + 1 > n) n = slot + 1;
     }
     char *nl = strchr(line, '\n');
@@ -108,8 +115,22 @@ static int is_child_of(pid_t pid, pid_t parent) {
   return rp && sscanf(rp + 2, "%c %d", &state, &ppid) == 2 && state != 'Z' && ppid == parent;
 }
 
+/* Send sig to pid only if it is a live child of the server: never to 0, -1 or another process group
+ * (a pid read from a log that says -1 must not become kill(-1), which signals every process we may). */
+static int signal_worker(server_t *s, pid_t pid, int sig) {
+  if (pid <= 1 || pid == getpid() || pid == s->pid || !is_child_of(pid, s->pid)) {
+    fprintf(stderr, "refusing to signal pid %d: not a live worker of server %d\n", (int)pid, (int)s->pid);
+    return -1;
+  }
+  return kill(pid, sig);
+}
+
+/* pid has gone: no process has it, or it is no longer the server's child (reaped, or the pid reused). */
+static int gone(server_t *s, pid_t pid) { return pid > 1 && !is_child_of(pid, s->pid); }
+
 /* SIGTERM; the server must exit 0 within 20 s. Returns its log. */
 static char *server_stop(server_t *s) {
+  REQUIRE(s->pid > 1);
   kill(s->pid, SIGTERM);
   int st = 0, done = 0;
   for (uint64_t end = now_ms() + 20000; now_ms() < end && !done; sleep_ms(10)) done = waitpid(s->pid, &st, WNOHANG) == s->pid;
@@ -117,6 +138,7 @@ static char *server_stop(server_t *s) {
     kill(s->pid, SIGKILL);
     waitpid(s->pid, &st, 0);
   }
+  running_server = 0;
   CHECKF(done && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the server did not stop cleanly (status 0x%x)", st);
   char *text = slurp(s->log);
   unlink(s->log);
@@ -434,7 +456,7 @@ static int case_kill(int argc, char **argv) {
   pid_t idle = atoi(txt), busy = idle == w[0] ? w[1] : w[0];
   CHECKF(idle == w[0] || idle == w[1], "GET /pid said %d, workers are %d %d", idle, w[0], w[1]);
   uint64_t t0 = now_ms();
-  REQUIRE(kill(busy, SIGKILL) == 0);
+  REQUIRE(signal_worker(&s, busy, SIGKILL) == 0);
   int rc = read_resp(&a, &r, big, sizeof big);
   uint64_t waited = now_ms() - t0;
   CHECKF(rc == 0 && r.status == 503 && waited < 4000, "the killed worker's request: rc %d status %d after %llu ms", rc, r.status,
@@ -444,7 +466,7 @@ static int case_kill(int argc, char **argv) {
   pid_t now[2];
   CHECK(WAIT_UNTIL(worker_pids(&s, now) == 2 && now[0] != busy && now[1] != busy, 10000));
   CHECK(is_child_of(now[0], s.pid) && is_child_of(now[1], s.pid));
-  CHECK(kill(busy, 0) != 0); /* reaped */
+  CHECK(gone(&s, busy)); /* reaped */
   close(a.fd);
   close(b.fd);
 
@@ -463,7 +485,7 @@ static int case_kill(int argc, char **argv) {
     pid_t cur[2];
     REQUIRE(worker_pids(&s, cur) == 2);
     killed[k] = cur[k % 2];
-    REQUIRE(kill(killed[k], SIGKILL) == 0);
+    REQUIRE(signal_worker(&s, killed[k], SIGKILL) == 0);
     CHECK(WAIT_UNTIL(worker_pids(&s, cur) == 2 && cur[k % 2] != killed[k] && is_child_of(cur[k % 2], s.pid), 10000));
   }
   atomic_store(&kills_done, 1);
@@ -481,7 +503,7 @@ static int case_kill(int argc, char **argv) {
   CHECK(broken + e503 <= 3 * NT + 3); /* only requests a killed worker held, each at most once per client */
   REQUIRE(worker_pids(&s, now) == 2);
   CHECK(is_child_of(now[0], s.pid) && is_child_of(now[1], s.pid));
-  for (int k = 0; k < 3; k++) CHECK(now[0] != killed[k] && now[1] != killed[k] && kill(killed[k], 0) != 0);
+  for (int k = 0; k < 3; k++) CHECK(now[0] != killed[k] && now[1] != killed[k] && gone(&s, killed[k]));
   char *log = server_stop(&s);
   CHECKF(strstr(log, ", 4 workers replaced,") != NULL, "log: %s", log);
   CHECK(count_lines_with_prefix(log, "worker ") == 2 + 4);
