@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 int http_worker_main(int argc, char **argv);
@@ -53,6 +54,7 @@ enum { C_READ, C_WAIT };
 typedef struct worker_s {
   int kind; /* K_LINK: first, for epoll's data.ptr */
   int slot, dead;
+  int armed; /* tp_arm said 0 and no event came since: the fd will wake us, no need to arm again */
   pid_t pid;
   tp_link_t *t;
   long inflight;
@@ -69,6 +71,7 @@ typedef struct {
 typedef struct conn_s {
   int kind; /* K_CONN */
   int fd, idx, state, close_after, blocked;
+  int eof; /* the client sent its last byte: finish what is buffered, then close */
   uint32_t gen, ep_mask;
   worker_t *w; /* the worker holding the current request, until its last piece */
   uint64_t resp_bytes;
@@ -77,6 +80,7 @@ typedef struct conn_s {
   int qhead, qn, qcap;
   size_t qoff; /* bytes of q[qhead] written */
   uint32_t in_len;
+  struct conn_s *next_closed;
   uint8_t in[IN_CAP];
 } conn_t;
 
@@ -86,6 +90,7 @@ static int n_workers = 2;
 static worker_t *workers[MAX_WORKERS];
 static worker_t *zombies;
 static conn_t *conns[MAX_CONNS];
+static conn_t *closed_conns; /* closed during this batch of events; freed after it */
 static int free_idx[MAX_CONNS], n_free;
 static unsigned rr;
 static volatile sig_atomic_t stop;
@@ -95,7 +100,21 @@ static void conn_run(conn_t *c);
 
 /* ---- workers ---- */
 
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Restarts of a slot: a worker that dies within a second of its start is restarted after a delay that
+ * doubles from 10 ms to 1 s, so a worker that cannot start (or dies at once) does not make the front end
+ * fork in a loop. */
+static uint64_t started_at[MAX_WORKERS], restart_at[MAX_WORKERS]; /* restart_at 0: none pending */
+static unsigned backoff_ms[MAX_WORKERS];
+
 static int worker_start(int slot) {
+  started_at[slot] = mono_ms();
+  restart_at[slot] = 0;
   worker_t *w = calloc(1, sizeof *w);
   if (w == NULL) return -1;
   w->kind = K_LINK;
@@ -109,7 +128,34 @@ static int worker_start(int slot) {
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
   epoll_ctl(ep, EPOLL_CTL_ADD, tp_fd(w->t), &ev);
   workers[slot] = w;
+  printf("worker %d: pid %d\n", slot, (int)w->pid);
   return 0;
+}
+
+static void schedule_restart(int slot) {
+  uint64_t now = mono_ms();
+  if (now - started_at[slot] >= 1000) backoff_ms[slot] = 0;
+  else backoff_ms[slot] = backoff_ms[slot] ? (backoff_ms[slot] >= 500 ? 1000 : 2 * backoff_ms[slot]) : 10;
+  restart_at[slot] = now + backoff_ms[slot];
+}
+
+/* Start the replacements that are due; returns the epoll timeout until the next one (-1: none). */
+static int restart_due(void) {
+  int timeout = -1;
+  uint64_t now = mono_ms();
+  for (int i = 0; i < n_workers; i++) {
+    if (workers[i] || restart_at[i] == 0) continue;
+    if (now >= restart_at[i]) {
+      if (worker_start(i) == 0) {
+        n_replaced++;
+        continue;
+      }
+      schedule_restart(i);
+    }
+    int t = (int)(restart_at[i] - now);
+    if (timeout < 0 || t < timeout) timeout = t < 0 ? 0 : t;
+  }
+  return timeout;
 }
 
 /* Free a dead worker's link once nothing refers to it: no piece held, no function using it. */
@@ -133,11 +179,18 @@ static void out_release(out_t *o) {
 static void conn_close(conn_t *c) {
   for (int i = c->qhead; i < c->qn; i++) out_release(&c->q[i]);
   if (c->w) c->w->inflight--; /* the worker still answers; its pieces will be dropped */
+  /* Out of epoll before close: a worker forked a moment ago may still hold a copy of the fd until its
+   * exec, and epoll would go on reporting a file that is still open somewhere. */
+  epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
+  c->fd = -1;
   free(c->q);
+  c->q = NULL;
   conns[c->idx] = NULL;
   free_idx[n_free++] = c->idx;
-  free(c);
+  /* freed after the current batch of epoll events, which may still name it */
+  c->next_closed = closed_conns;
+  closed_conns = c;
 }
 
 static int queue(conn_t *c, out_t o) {
@@ -207,11 +260,9 @@ static void worker_dead(worker_t *w, const char *reason) {
   w->zombie = 1;
   w->pins--;
   worker_free_if_idle(w); /* w may be gone from here on */
-  if (stop) return;
-  int ok = worker_start(slot) == 0;
-  n_replaced += ok;
-  printf("worker %d: pid %d gone (%s; %s): %lu requests answered 503, %lu connections closed; replaced by pid %d\n",
-         slot, (int)pid, how, why, answered, closed, ok ? (int)workers[slot]->pid : -1);
+  schedule_restart(slot);
+  printf("worker %d: pid %d gone (%s; %s): %lu requests answered 503, %lu connections closed; restart in %u ms\n",
+         slot, (int)pid, how, why, answered, closed, backoff_ms[slot]);
 }
 
 static void on_piece(worker_t *w, tp_piece_t *p) {
@@ -396,8 +447,10 @@ static int flush(conn_t *c) {
   return 0;
 }
 
+/* Readable interest stays on while a request is at a worker (pipelined bytes are read meanwhile), so a
+ * request costs no epoll_ctl; it goes only when the buffer is full or the client has finished. */
 static void set_mask(conn_t *c) {
-  uint32_t m = c->state == C_READ ? EPOLLIN : c->blocked ? EPOLLOUT : 0;
+  uint32_t m = (c->in_len < IN_CAP && !c->eof ? EPOLLIN : 0) | (c->blocked ? EPOLLOUT : 0);
   if (m == c->ep_mask) return;
   struct epoll_event ev = {.events = m, .data.ptr = c};
   epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -418,22 +471,28 @@ static void conn_run(conn_t *c) {
     }
     int r = parse(c);
     if (r < 0) own_response(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 1);
-    else if (r == 0) break;
+    else if (r == 0 && c->eof) { /* no complete request left and no more coming */
+      conn_close(c);
+      return;
+    } else if (r == 0) break;
   }
   set_mask(c);
 }
 
 static void conn_event(conn_t *c, uint32_t events) {
-  if (c->state == C_READ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+  if (c->fd < 0) return; /* closed earlier in this batch */
+  if (events & (EPOLLHUP | EPOLLERR)) { /* both directions gone: nobody to answer */
+    conn_close(c);
+    return;
+  }
+  if ((events & EPOLLIN) && c->in_len < IN_CAP && !c->eof) {
     ssize_t n = read(c->fd, c->in + c->in_len, IN_CAP - c->in_len);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
       conn_close(c);
       return;
     }
+    if (n == 0) c->eof = 1; /* half-closed: it may still wait for its responses */
     if (n > 0) c->in_len += (uint32_t)n;
-  } else if (c->state == C_WAIT && (events & (EPOLLHUP | EPOLLERR))) {
-    conn_close(c);
-    return;
   }
   conn_run(c);
 }
@@ -502,7 +561,6 @@ int main(int argc, char **argv) {
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev);
   for (int i = 0; i < n_workers; i++) {
     if (worker_start(i) != 0) return 1;
-    printf("worker %d: pid %d\n", i, (int)workers[i]->pid);
   }
   printf("http_server (%s): listening on 127.0.0.1:%d, %d workers, front end pid %d\n", tp_name,
          ntohs(a.sin_port), n_workers, (int)getpid());
@@ -512,17 +570,27 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_workers; i++) { /* take what came; arm the rest */
       worker_t *w;
       int r;
-      while ((w = workers[i]) != NULL && (r = tp_arm(w->t)) != 0) {
+      while ((w = workers[i]) != NULL && !w->armed && (r = tp_arm(w->t)) != 0) {
         if (r < 0) worker_dead(w, tp_error(w->t));
         else worker_drain(w);
       }
+      if (w) w->armed = 1;
     }
-    int n = epoll_wait(ep, evs, 128, -1);
+    int n = epoll_wait(ep, evs, 128, restart_due());
     for (int i = 0; i < n; i++) {
       int kind = *(int *)evs[i].data.ptr;
       if (kind == K_LISTEN) accept_all(lfd);
       else if (kind == K_CONN) conn_event(evs[i].data.ptr, evs[i].events);
-      else worker_drain(evs[i].data.ptr);
+      else {
+        worker_t *w = evs[i].data.ptr;
+        w->armed = 0; /* the wake-up was used: arm again before the next wait */
+        worker_drain(w);
+      }
+    }
+    while (closed_conns) {
+      conn_t *c = closed_conns;
+      closed_conns = c->next_closed;
+      free(c);
     }
   }
   for (int i = 0; i < MAX_CONNS; i++)
