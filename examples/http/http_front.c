@@ -595,6 +595,11 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < MAX_CONNS; i++)
     if (conns[i]) conn_close(conns[i]);
+  while (closed_conns) {
+    conn_t *c = closed_conns;
+    closed_conns = c->next_closed;
+    free(c);
+  }
   for (int i = 0; i < n_workers; i++) {
     worker_t *w = workers[i];
     if (w == NULL) continue;
