@@ -8,6 +8,10 @@
  *   test_http kill    SERVER   a worker killed with SIGKILL holding a request: that request gets 503 at once;
  *                              then workers killed under load of 100 B and 256 KiB requests: every 200 is
  *                              byte-exact, the server keeps answering, a replacement worker exists
+ *   test_http kill_held SERVER a response the front end holds (client not reading) is written in full after
+ *                              its worker was killed (with the channel: from the dead worker's memory)
+ *   test_http copies SERVER N  bytes through read/write system calls per response byte are about N (1 for
+ *                              the channel, 3 for the socket)
  *   test_http hostile_{stray,short,huge} SERVER WORKER
  *                              the front end with a hostile worker (hostile_worker.c): pieces under ids it
  *                              never gave are dropped, a malformed message or an endless response gets the
@@ -532,6 +536,83 @@ static int case_kill(int argc, char **argv) {
   return check_exit("http kill");
 }
 
+/* ---- a response held by the front end outlives its worker ---- */
+/* One worker. A asks for 4 MiB and does not read, so the front end holds most of that response (with the
+ * channel: in the worker's shared memory); B's GET /pid is served after A's response was sent in full.
+ * Then the worker is killed: A must still get all 4 MiB, byte-exact, and nothing is answered 503. */
+static int case_kill_held(int argc, char **argv) {
+  REQUIRE(argc >= 2);
+  server_t s;
+  server_start(&s, argv[1], 1, NULL);
+  cl_t a, b;
+  REQUIRE(cl_open(&a, s.port) == 0 && cl_open(&b, s.port) == 0);
+  const size_t n = (size_t)4 << 20;
+  char req[64];
+  int k = snprintf(req, sizeof req, "GET /%zu HTTP/1.1\r\n\r\n", n);
+  REQUIRE(send_all(&a, req, (size_t)k) == 0);
+  sleep_ms(100); /* A's request reaches the worker first */
+  resp_t r;
+  char txt[64] = {0};
+  const char *pid = "GET /pid HTTP/1.1\r\n\r\n";
+  REQUIRE(send_all(&b, pid, strlen(pid)) == 0 && read_resp(&b, &r, (uint8_t *)txt, sizeof txt - 1) == 0 && r.status == 200);
+  REQUIRE(signal_worker(&s, atoi(txt), SIGKILL) == 0);
+  CHECK(WAIT_UNTIL(log_lines_with(&s, " gone (") == 1 && log_lines_with(&s, "worker 0: pid ") == 3, 10000));
+  uint8_t *buf = malloc(n);
+  int rc = read_resp(&a, &r, buf, n);
+  CHECKF(rc == 0 && r.status == 200 && r.len == n && bad_pattern(buf, n) < 0, "the held response: rc %d status %d len %zu bad byte %ld",
+         rc, r.status, r.len, rc ? -1 : bad_pattern(buf, n));
+  free(buf);
+  check_get(&a, 100); /* the replacement answers */
+  close(a.fd);
+  close(b.fd);
+  char *log = server_stop(&s);
+  CHECKF(strstr(log, ": 0 requests answered 503, 0 connections closed;"), "log: %s", log);
+  printf("%s", log);
+  free(log);
+  return check_exit("http kill_held");
+}
+
+/* ---- copies, counted by the kernel ---- */
+/* Bytes through read/write system calls of the front end and its workers (/proc/PID/io rchar + wchar)
+ * per response byte, over 32 responses of 256 KiB: the channel's payload does not go through the kernel
+ * (only the write to the client does: 1), the socket's goes through it twice more (3). argv[2]: the
+ * expected figure. */
+static uint64_t io_bytes(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *r = strstr(buf, "rchar: "), *w = strstr(buf, "wchar: ");
+  return (r ? strtoull(r + 7, NULL, 10) : 0) + (w ? strtoull(w + 7, NULL, 10) : 0);
+}
+
+static int case_copies(int argc, char **argv) {
+  REQUIRE(argc >= 3);
+  double want = atof(argv[2]);
+  server_t s;
+  server_start(&s, argv[1], 2, NULL);
+  pid_t w[2];
+  REQUIRE(worker_pids(&s, w) == 2);
+  cl_t c;
+  REQUIRE(cl_open(&c, s.port) == 0);
+  check_get(&c, 262144); /* warm: the channels' segments exist */
+  uint64_t before = io_bytes(s.pid) + io_bytes(w[0]) + io_bytes(w[1]), bytes = 0;
+  for (int i = 0; i < 32; i++) {
+    check_get(&c, 262144);
+    bytes += 262144 + 64; /* the head is about 64 bytes: what is left over counts against us */
+  }
+  uint64_t after = io_bytes(s.pid) + io_bytes(w[0]) + io_bytes(w[1]);
+  double per = (double)(after - before) / (double)bytes;
+  printf("%s: %.3f bytes through read/write system calls per response byte (expected about %.0f)\n", argv[1], per, want);
+  CHECKF(per > want - 0.05 && per < want + 0.1, "%.3f bytes per response byte, expected %.1f", per, want);
+  close(c.fd);
+  free(server_stop(&s));
+  return check_exit("http copies");
+}
+
 /* ---- hostile workers ---- */
 static int case_hostile_stray(int argc, char **argv) {
   REQUIRE(argc >= 3);
@@ -619,7 +700,7 @@ static int case_hostile_huge(int argc, char **argv) {
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN);
-  static const zc_case_t cases[] = {{"basic", case_basic}, {"garbage", case_garbage}, {"kill", case_kill},
+  static const zc_case_t cases[] = {{"basic", case_basic}, {"garbage", case_garbage}, {"kill", case_kill}, {"kill_held", case_kill_held}, {"copies", case_copies},
                                     {"hostile_stray", case_hostile_stray}, {"hostile_short", case_hostile_short},
                                     {"hostile_huge", case_hostile_huge}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
