@@ -78,6 +78,15 @@ typedef struct zc_stats_s {
   uint64_t threads;         /* live heaps */
   uint64_t abandoned;       /* segments of exited threads not yet adopted */
   uint64_t errors;          /* invalid or double frees reported */
+  /* the purge policy (docs/design.md, "Giving memory back") */
+  uint64_t dirty;           /* bytes of empty pages and cached large regions that may be resident */
+  uint64_t dirty_budget;    /* the process's budget of empty small/medium pages kept resident */
+  uint64_t purge_calls;     /* purge system calls (madvise) made */
+  uint64_t purge_misses;    /* pages and large regions purged, then taken again within one purge delay */
+  uint64_t purge_miss_bytes;
+  uint64_t segments_cached; /* empty segments in the segment cache */
+  uint64_t segments_mapped; /* segments mapped from the OS since start (not taken from the cache) */
+  uint64_t pages_taken;     /* small/medium pages given a size class since start (fresh, purged or resident) */
 } zc_stats_t;
 
 ZC_API void zc_stats_get(zc_stats_t *out);
