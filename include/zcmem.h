@@ -100,7 +100,7 @@ typedef enum zc_option_e {
   zc_option_stats = 0,      /* ZCMEM_STATS: 0 off, 1 text summary at exit, 2 JSON at exit */
   zc_option_purge_delay,    /* ZCMEM_PURGE_DELAY: ms an empty page or cached region stays dirty (100) */
   zc_option_purge_mode,     /* ZCMEM_PURGE_MODE: 0 MADV_DONTNEED, 1 MADV_FREE (0) */
-  zc_option_dirty_budget,   /* ZCMEM_DIRTY_BUDGET: bytes of empty dirty pages a heap keeps (8M) */
+  zc_option_dirty_budget,   /* ZCMEM_DIRTY_BUDGET: floor of the process-wide dirty-page budget (8M) */
   zc_option_large_cache,    /* ZCMEM_LARGE_CACHE: bytes of freed large regions kept for reuse (1G) */
   zc_option_large_file,     /* ZCMEM_LARGE_FILE: 1 back large regions by an unlinked file (0) */
   zc_option_background,     /* ZCMEM_BACKGROUND: 1 run the background purger thread (1) */
