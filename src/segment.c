@@ -569,7 +569,9 @@ static bool segment_cache_sweep(uint64_t now, uint64_t delay, size_t keep, bool 
       for (uint32_t j = 0; j < s->page_count; j++)
         if (s->pages[j].dirty) resident += page_area_size(s, &s->pages[j]);
       segment_resident_units(s); /* out of pol.dirty */
-      seg_cache[i] = seg_cache[--seg_cached];
+      unsigned last = seg_cached - 1;
+      seg_cache[i] = seg_cache[last];
+      __atomic_store_n(&seg_cached, last, __ATOMIC_RELAXED); /* others peek at it without the lock */
       zc_segmap_clear(s, ZC_SEGMENT_SIZE);
       atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);
       *purged += resident;
@@ -595,7 +597,6 @@ static bool segment_cache_sweep(uint64_t now, uint64_t delay, size_t keep, bool 
     }
     i++;
   }
-  __atomic_store_n(&seg_cached, seg_cached, __ATOMIC_RELAXED);
   return seg_cached != 0;
 }
 
