@@ -78,6 +78,15 @@ typedef struct zc_stats_s {
   uint64_t threads;         /* live heaps */
   uint64_t abandoned;       /* segments of exited threads not yet adopted */
   uint64_t errors;          /* invalid or double frees reported */
+  /* the purge policy (docs/design.md, "Giving memory back") */
+  uint64_t dirty;           /* bytes of empty pages and cached large regions that may be resident */
+  uint64_t dirty_budget;    /* the process's budget of empty small/medium pages kept resident */
+  uint64_t purge_calls;     /* purge system calls (madvise) made */
+  uint64_t purge_misses;    /* pages and large regions purged, then taken again within one purge delay */
+  uint64_t purge_miss_bytes;
+  uint64_t segments_cached; /* empty segments in the segment cache */
+  uint64_t segments_mapped; /* segments mapped from the OS since start (not taken from the cache) */
+  uint64_t pages_taken;     /* small/medium pages given a size class since start (fresh, purged or resident) */
 } zc_stats_t;
 
 ZC_API void zc_stats_get(zc_stats_t *out);
@@ -91,7 +100,7 @@ typedef enum zc_option_e {
   zc_option_stats = 0,      /* ZCMEM_STATS: 0 off, 1 text summary at exit, 2 JSON at exit */
   zc_option_purge_delay,    /* ZCMEM_PURGE_DELAY: ms an empty page or cached region stays dirty (100) */
   zc_option_purge_mode,     /* ZCMEM_PURGE_MODE: 0 MADV_DONTNEED, 1 MADV_FREE (0) */
-  zc_option_dirty_budget,   /* ZCMEM_DIRTY_BUDGET: bytes of empty dirty pages a heap keeps (8M) */
+  zc_option_dirty_budget,   /* ZCMEM_DIRTY_BUDGET: floor of the process-wide dirty-page budget (8M) */
   zc_option_large_cache,    /* ZCMEM_LARGE_CACHE: bytes of freed large regions kept for reuse (1G) */
   zc_option_large_file,     /* ZCMEM_LARGE_FILE: 1 back large regions by an unlinked file (0) */
   zc_option_background,     /* ZCMEM_BACKGROUND: 1 run the background purger thread (1) */

@@ -59,6 +59,14 @@ bool zc_segments_purge_abandoned(bool force);
 /* Adopt every abandoned segment whose pages can be collected (trim) or one of a kind (allocation). */
 bool zc_segment_adopt(zc_heap_t *h, int kind);
 size_t zc_segments_abandoned_count(void);
+/* The process-wide purge policy's state and score (segment.c), for stats and tests. */
+typedef struct zc_segment_policy_s {
+  uint64_t dirty, in_use, budget;  /* bytes of free pages maybe resident, of pages in use, the dirty budget */
+  uint64_t misses, miss_bytes;     /* purged pages taken again within one purge delay of their purge */
+  uint64_t purge_calls, maps;      /* purge system calls, segments mapped afresh */
+  uint64_t cached;                 /* empty segments in the segment cache */
+} zc_segment_policy_t;
+void zc_segments_policy(zc_segment_policy_t *out);
 uint64_t zc_segments_live(void);
 uint64_t zc_segments_reserved_bytes(void);
 uint64_t zc_segments_purged_bytes(void);

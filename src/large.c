@@ -79,6 +79,7 @@ static uint64_t secret; /* nonzero once initialised */
 
 static struct {
   uint64_t mapped, purged, contended;
+  uint64_t purge_calls, pmisses, pmiss_bytes; /* purges; purged regions taken again within a delay */
 } st;
 
 #define STAT_ADD(f, n) __atomic_fetch_add(&st.f, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -297,13 +298,16 @@ static void note_live_peak(void) {
   }
 }
 
-/* Resident cache beside live blocks: up to the peak of live bytes since the last sweep (so a program that
- * keeps 100 MiB of buffers in flight, or frees and takes one 64 MiB buffer again and again, reuses them
- * without page faults), at least 8 MiB, at most a quarter of the budget. A program whose large blocks are
- * few keeps little dirty memory: RSS stays near the live size. */
+/* Resident cache beside live blocks: up to twice the peak of live bytes since the last sweep (so a program
+ * that keeps 100 MiB of buffers in flight, or frees and takes one 64 MiB buffer again and again, reuses them
+ * without page faults), at least 8 MiB, at most a quarter of the budget. Twice: a freed region serves only
+ * requests of its class or up to four times smaller, so with sizes spread over many classes the regions
+ * that fit the next requests are a fraction of the cache; with the cap at 1x the peak, bench/large-ring
+ * (2 threads, rings of 8 buffers of 64 KiB-8 MiB) purged and faulted back 1.3-1.7 pages per buffer, at 2x
+ * 0.4-0.55 for 3% more peak RSS. A program whose large blocks are few keeps little dirty memory. */
 static size_t dirty_budget(size_t budget) {
   size_t cap = (size_t)__atomic_load_n(&live_peak, __ATOMIC_RELAXED);
-  cap += cap / 4; /* mappings round up to their class, usable bytes do not */
+  cap = 2 * cap + cap / 4; /* mappings round up to their class, usable bytes do not */
   if (cap < ((size_t)8 << 20)) cap = (size_t)8 << 20;
   return cap < budget / 4 ? cap : budget / 4;
 }
@@ -488,6 +492,7 @@ static size_t process_victims(victims_t *v) {
     /* The header page stays; the rest is whole OS pages (map_size is a page multiple). Counted only if
      * the OS took it; a region it refused is unmapped instead. */
     size_t want = r->map_size - pg;
+    if (want != 0 && !(r->flags & F_FILE)) STAT_ADD(purge_calls, 1);
     if (!(r->flags & F_FILE) && (want == 0 || zc_os_purge((char *)r + pg, want, mode) == want)) {
       r->flags = (mode == 1 ? (r->flags | F_STALE) : (r->flags & ~F_STALE)) & ~F_RESIDENT;
       seal(r);
@@ -656,6 +661,10 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
     r = NULL;
   }
   bool fresh = r == NULL;
+  if (!fresh && from == CLEAN && zc_os_clock_coarse_ns() - r->stamp < delay_ns()) { /* purged too early */
+    STAT_ADD(pmisses, 1);
+    STAT_ADD(pmiss_bytes, r->map_size);
+  }
   if (fresh) {
     r = map_region(page_round(class_bytes(c)), s);
     if (r == NULL) return NULL;
@@ -777,9 +786,11 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size) {
   if (need < MIN_REGION) need = MIN_REGION;
   size_t want = page_round(class_bytes(class_ceil(need)));
   if (new_size <= old_usable) {
-    /* Shrink: give back the tail when it is at least a quarter of the mapping (hysteresis, so a block that
-     * shrinks and grows by a little does not map and unmap). File mappings keep their size. */
-    if (want <= old_map - old_map / 4 && !(r->flags & F_FILE)) {
+    /* Shrink: give back the tail when it is at least three quarters of the mapping. Not less: a block in a
+     * region reused from the cache (up to four times its class, used whole) that grows inside the region
+     * arrives here too, and trimming its resident tail only to fault it in again as it grows cost
+     * bench/churn 75 MiB of unmapped and refaulted memory per run. File mappings keep their size. */
+    if (want <= old_map / 4 && !(r->flags & F_FILE)) {
       size_t chunks_old = (old_map + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
       size_t chunks_new = (want + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
       if (chunks_new < chunks_old) /* chunks the region no longer touches */
@@ -874,6 +885,9 @@ void zc_large_stats(zc_large_stats_t *out) {
   out->cache_hits = allocs > misses ? allocs - misses : 0;
   out->cache_misses = misses;
   out->lock_contended = __atomic_load_n(&st.contended, __ATOMIC_RELAXED);
+  out->purge_calls = __atomic_load_n(&st.purge_calls, __ATOMIC_RELAXED);
+  out->misses = __atomic_load_n(&st.pmisses, __ATOMIC_RELAXED);
+  out->miss_bytes = __atomic_load_n(&st.pmiss_bytes, __ATOMIC_RELAXED);
 }
 
 /* ---- fork ---- */

@@ -30,7 +30,7 @@ void zc_large_free(void *p, void *hdr);
 size_t zc_large_usable(const void *p, const void *hdr);
 
 /* Grow or shrink in place if the region has room (returns true), else false. A shrink always succeeds (the
- * tail of the mapping is unmapped when it is a quarter of it or more); a growth extends the mapping when the
+ * tail of the mapping is unmapped when it is three quarters of it or more); a growth extends the mapping when the
  * address space after it is free. False also when p is not a live block start. */
 bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size);
 
@@ -55,6 +55,8 @@ typedef struct zc_large_stats_s {
   uint64_t purged;                       /* bytes purged or unmapped since start */
   uint64_t cache_hits, cache_misses;
   uint64_t lock_contended;               /* pool-lock acquisitions that found it held */
+  uint64_t purge_calls;                  /* regions purged (one system call each) */
+  uint64_t misses, miss_bytes;           /* purged regions taken again within one purge delay */
 } zc_large_stats_t;
 void zc_large_stats(zc_large_stats_t *out);
 

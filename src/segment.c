@@ -1,20 +1,36 @@
 /* Layer 2, segments and pages: 4 MiB aligned segments cut into pages of one size class, the per-heap
- * cache of empty pages, the purge of empty pages after a delay or over a budget, and the hand-over of a dead
- * thread's segments to live threads (abandon, adopt).
+ * cache of empty pages, the purge of empty pages after a delay or over a budget, a small process-wide cache
+ * of empty segments, and the hand-over of a dead thread's segments to live threads (abandon, adopt).
+ *
+ * The purge policy (process-wide, "pol" below). Demand is the bytes of page areas holding blocks (in_use);
+ * dirty is the bytes of free pages that may be resident, wherever they are (heaps' dirty lists, abandoned
+ * and cached segments).
+ * - Budget: dirty stays under max(ZCMEM_DIRTY_BUDGET, in_use / 2, and while the purger runs the demand keep
+ *   below). A heap whose own dirty pages pass it purges its oldest down to 3/4 of it on the free; the purger's
+ *   sweep and the owner's check every half delay purge oldest first while the process is over it; a dead
+ *   thread's empty pages are kept only within it.
+ * - Delay, aware of demand: a dirty page older than ZCMEM_PURGE_DELAY is purged unless the demand of the
+ *   last delay says it will be reused: pages stay while dirty <= peak(in_use over the last delay) - in_use.
+ *   The peak is kept in two buckets of half a delay each (rotated by the purger's sweeps, or by the owner's
+ *   slow path without it), so once demand has stayed low for a delay, everything past the delay goes.
+ * - Misses: a purged page taken again within one purge delay of its purge is counted (pages and bytes):
+ *   the policy's own score (zc_stats_t purge_misses), like the large-region cache's.
  *
  * Invariants:
  * - A heap's segment list (per kind) keeps segments with a free page before full ones, so finding a free
  *   page is O(1): look at the head.
- * - A free page is either dirty (its memory may be resident; it is then on its heap's dirty list, oldest
- *   first) or purged. Dirty bytes of a heap stay below ZCMEM_DIRTY_BUDGET; older than ZCMEM_PURGE_DELAY
- *   they are purged on the next slow path or by the background purger.
- * - A heap keeps at most one fully empty segment per kind; another one that empties is unmapped at once.
+ * - A free page is either dirty (its memory may be resident; pol.dirty counts it; on its heap's dirty list,
+ *   oldest first, if a heap owns its segment) or purged.
+ * - A heap keeps at most one fully empty segment per kind; another one that empties goes to the segment
+ *   cache (at most SEG_CACHE_MAX, only while the purger runs, which purges a cached segment after the delay
+ *   and unmaps it after max(10 delays, 1 s) unused), or is unmapped when the cache is full.
  * - An abandoned segment (owner exited) may keep its empty pages resident (dirty) while the background
  *   purger runs: they age under the purge delay there (zc_segments_purge_abandoned) or are reused by the
  *   adopter. Without the purger they were purged at exit, and an abandoned segment has live blocks.
  *
  * Locks: h->lock covers the segment/dirty state of heap h (the owner's slow path against the purger
- * thread); abandoned_lock covers the abandoned lists. Order: h->lock, then abandoned_lock.
+ * thread); abandoned_lock covers the abandoned lists and the segment cache. Order: h->lock, then
+ * abandoned_lock. pol is atomics only.
  */
 #include "internal.h"
 
@@ -29,6 +45,81 @@ static zc_segment_t *abandoned[ZC_SEG_KINDS];
 static size_t abandoned_count;
 static _Atomic uint64_t segments_live;
 static _Atomic uint64_t purged_bytes;
+
+/* The segment cache (abandoned_lock): empty segments no heap owns, newest last, with when they came. */
+#define SEG_CACHE_MAX 8u
+static struct {
+  zc_segment_t *seg;
+  uint64_t since;
+} seg_cache[SEG_CACHE_MAX];
+static unsigned seg_cached;
+
+/* The process-wide purge policy (see the top of the file). */
+static struct {
+  _Atomic size_t dirty, in_use;          /* bytes */
+  _Atomic size_t peak_cur, peak_prev;    /* most in_use seen in this half delay and the one before */
+  _Atomic uint64_t window_end;           /* ns: when peak_cur becomes peak_prev */
+  _Atomic uint64_t misses, miss_bytes;   /* purged pages taken again within a delay of their purge */
+  _Atomic uint64_t purge_calls, maps;    /* purge system calls made, segments mapped (not from the cache) */
+} pol __attribute__((aligned(64)));
+
+#define RLX memory_order_relaxed
+
+static uint64_t delay_ns(void) { return (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u; }
+
+/* The dirty budget: half the demand, at least ZCMEM_DIRTY_BUDGET. */
+static size_t demand_keep(void);
+static size_t dirty_budget(void) {
+  size_t floor = (size_t)zc_opt(zc_option_dirty_budget), prop = atomic_load_explicit(&pol.in_use, RLX) / 2;
+  if (zc_purger_active()) { /* it ages the demand window; without it the window would never move */
+    size_t keep = demand_keep();
+    if (keep > prop) prop = keep;
+  }
+  return prop > floor ? prop : floor;
+}
+
+static void demand_add(size_t area) {
+  size_t now = atomic_fetch_add_explicit(&pol.in_use, area, RLX) + area;
+  size_t peak = atomic_load_explicit(&pol.peak_cur, RLX);
+  while (now > peak && !atomic_compare_exchange_weak_explicit(&pol.peak_cur, &peak, now, RLX, RLX)) {
+  }
+}
+static void demand_sub(size_t area) { atomic_fetch_sub_explicit(&pol.in_use, area, RLX); }
+
+/* Start a new half-delay bucket if this one is over (a little early, so that sweeps every half delay rotate
+ * every time). */
+static void demand_rotate(uint64_t now) {
+  uint64_t end = atomic_load_explicit(&pol.window_end, RLX), d = delay_ns();
+  if (now < end || !atomic_compare_exchange_strong_explicit(&pol.window_end, &end, now + d / 2 - d / 8, RLX, RLX))
+    return;
+  atomic_store_explicit(&pol.peak_prev, atomic_load_explicit(&pol.peak_cur, RLX), RLX);
+  atomic_store_explicit(&pol.peak_cur, atomic_load_explicit(&pol.in_use, RLX), RLX);
+}
+
+/* Dirty bytes the demand of the last delay may take again: purging below this is likely a miss. */
+static size_t demand_keep(void) {
+  size_t a = atomic_load_explicit(&pol.peak_cur, RLX), b = atomic_load_explicit(&pol.peak_prev, RLX);
+  size_t peak = a > b ? a : b, now = atomic_load_explicit(&pol.in_use, RLX);
+  return peak > now ? peak - now : 0;
+}
+
+/* A page past the delay goes unless the demand of the last delay keeps it; any page goes, oldest first,
+ * while the process is over its dirty budget (the purger's sweep and the owner's check every half delay). */
+static bool aged_out(const zc_page_t *pg, uint64_t now, uint64_t delay, size_t keep) {
+  size_t dirty = atomic_load_explicit(&pol.dirty, RLX);
+  return (pg->freed_at + delay <= now && dirty > keep) || dirty > dirty_budget();
+}
+
+void zc_segments_policy(zc_segment_policy_t *out) {
+  out->dirty = atomic_load_explicit(&pol.dirty, RLX);
+  out->in_use = atomic_load_explicit(&pol.in_use, RLX);
+  out->budget = dirty_budget();
+  out->misses = atomic_load_explicit(&pol.misses, RLX);
+  out->miss_bytes = atomic_load_explicit(&pol.miss_bytes, RLX);
+  out->purge_calls = atomic_load_explicit(&pol.purge_calls, RLX);
+  out->maps = atomic_load_explicit(&pol.maps, RLX);
+  out->cached = __atomic_load_n(&seg_cached, __ATOMIC_RELAXED);
+}
 
 uint64_t zc_segments_live(void) { return atomic_load_explicit(&segments_live, memory_order_relaxed); }
 uint64_t zc_segments_reserved_bytes(void) { return zc_segments_live() * ZC_SEGMENT_SIZE; }
@@ -71,18 +162,17 @@ static void seg_push_back(zc_segment_t **head, zc_segment_t *s) {
 
 /* ---- dirty list of a heap ---- */
 
-static void dirty_unlink(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
-  if (!pg->dirty) return;
+/* Off h's dirty list; the page stays dirty (resident) and counted in pol.dirty: abandon, segment cache. */
+static void dirty_detach(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   if (pg->prev) pg->prev->next = pg->next;
   else __atomic_store_n(&h->dirty_first, pg->next, __ATOMIC_RELAXED); /* the owner peeks without the lock */
   if (pg->next) pg->next->prev = pg->prev;
   else h->dirty_last = pg->prev;
   pg->next = pg->prev = NULL;
-  pg->dirty = 0;
   h->dirty_bytes -= page_area_size(s, pg);
 }
-static void dirty_append(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
-  pg->dirty = 1;
+/* Onto h's dirty list, a page already dirty and counted (adoption, a segment from the cache). */
+static void dirty_attach(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   pg->next = NULL;
   pg->prev = h->dirty_last;
   if (h->dirty_last) h->dirty_last->next = pg;
@@ -90,11 +180,26 @@ static void dirty_append(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   h->dirty_last = pg;
   h->dirty_bytes += page_area_size(s, pg);
 }
+/* A dirty page stops being dirty: reused, purged or unmapped. */
+static void dirty_unlink(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
+  if (!pg->dirty) return;
+  dirty_detach(h, s, pg);
+  pg->dirty = 0;
+  atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, pg), RLX);
+}
+static void dirty_append(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
+  pg->dirty = 1;
+  dirty_attach(h, s, pg);
+  atomic_fetch_add_explicit(&pol.dirty, page_area_size(s, pg), RLX);
+}
 
-static void page_purge(zc_heap_t *h, zc_page_t *pg) {
+static void page_purge(zc_heap_t *h, zc_page_t *pg, uint64_t now) {
   zc_segment_t *s = zc_segment_of(pg);
   size_t size = page_area_size(s, pg);
   dirty_unlink(h, s, pg);
+  pg->purged = 1;
+  pg->freed_at = now;
+  atomic_fetch_add_explicit(&pol.purge_calls, 1, RLX);
   /* Counted: what the OS took back, whole OS pages only (page 0 starts 16 KiB in: with 64 KiB pages
    * nothing of a small segment's page 0 can go). The page counts as purged either way: a page the OS
    * refused stays resident until its segment is unmapped, it is not retried on every pass. */
@@ -105,16 +210,82 @@ static void page_purge(zc_heap_t *h, zc_page_t *pg) {
 
 /* ---- segments ---- */
 
-static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
-  zc_segment_t *s = zc_os_alloc_aligned(ZC_SEGMENT_SIZE, ZC_SEGMENT_SIZE);
-  if (s == NULL) return NULL;
-  if (zc_opt(zc_option_huge_pages)) zc_os_huge_pages(s, ZC_SEGMENT_SIZE);
+/* Lay s out for kind: its pages free, those whose memory may still be resident dirty. resident: the
+ * 64 KiB units of the segment that may be resident (bit i: bytes [i << 16, (i + 1) << 16)). The pages'
+ * keys and tags are kept: page_init derives the next ones from them. */
+static void segment_format(zc_segment_t *s, int kind, uint64_t resident, uint64_t since) {
   s->page_shift = kind == ZC_SEG_SMALL ? ZC_SMALL_PAGE_SHIFT : ZC_MEDIUM_PAGE_SHIFT;
   s->page_count = (uint32_t)(ZC_SEGMENT_SIZE >> s->page_shift);
   s->kind = (uint32_t)kind;
   s->used_pages = 0;
   s->free_mask = s->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << s->page_count) - 1);
-  for (uint32_t i = 0; i < s->page_count; i++) s->pages[i].index = (uint8_t)i;
+  unsigned units = 1u << (s->page_shift - ZC_SMALL_PAGE_SHIFT);
+  uint64_t unit_mask = units == 64 ? ~(uint64_t)0 : (((uint64_t)1 << units) - 1);
+  for (uint32_t i = 0; i < s->page_count; i++) {
+    zc_page_t *pg = &s->pages[i];
+    pg->index = (uint8_t)i;
+    pg->state = ZC_PAGE_FREE;
+    pg->free = pg->local_free = NULL;
+    pg->next = pg->prev = NULL;
+    pg->purged = 0;
+    pg->dirty = (resident >> (i * units)) & unit_mask ? 1 : 0;
+    pg->freed_at = since;
+    if (pg->dirty) atomic_fetch_add_explicit(&pol.dirty, page_area_size(s, pg), RLX);
+  }
+  for (uint32_t i = s->page_count; i < ZC_SEGMENT_PAGES_MAX; i++) s->pages[i].dirty = 0;
+}
+
+/* The 64 KiB units of s whose memory may be resident; their pages leave pol.dirty (s is reformatted). */
+static uint64_t segment_resident_units(zc_segment_t *s) {
+  unsigned units = 1u << (s->page_shift - ZC_SMALL_PAGE_SHIFT);
+  uint64_t unit_mask = units == 64 ? ~(uint64_t)0 : (((uint64_t)1 << units) - 1), m = 0;
+  for (uint32_t i = 0; i < s->page_count; i++) {
+    if (!s->pages[i].dirty) continue;
+    m |= unit_mask << (i * units);
+    atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, &s->pages[i]), RLX);
+    s->pages[i].dirty = 0;
+  }
+  return m;
+}
+
+/* A segment from the cache, preferring one of this kind, newest first; NULL if there is none. */
+static zc_segment_t *segment_cached(int kind, uint64_t *since) {
+  if (__atomic_load_n(&seg_cached, __ATOMIC_RELAXED) == 0) return NULL;
+  zc_segment_t *s = NULL;
+  zc_lock(&abandoned_lock);
+  if (seg_cached > 0) {
+    unsigned pick = seg_cached - 1;
+    for (unsigned i = seg_cached; i-- > 0;) {
+      if (seg_cache[i].seg->kind == (uint32_t)kind) {
+        pick = i;
+        break;
+      }
+    }
+    s = seg_cache[pick].seg;
+    *since = seg_cache[pick].since;
+    seg_cache[pick] = seg_cache[seg_cached - 1];
+    __atomic_store_n(&seg_cached, seg_cached - 1, __ATOMIC_RELAXED);
+  }
+  zc_unlock(&abandoned_lock);
+  return s;
+}
+
+static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
+  uint64_t since = 0;
+  zc_segment_t *s = segment_cached(kind, &since);
+  if (s != NULL) {
+    if (s->kind != (uint32_t)kind) segment_format(s, kind, segment_resident_units(s), since);
+    atomic_store_explicit(&s->heap, h, memory_order_relaxed);
+    seg_push_front(&h->segments[kind], s);
+    for (uint32_t i = 0; i < s->page_count; i++)
+      if (s->pages[i].dirty) dirty_attach(h, s, &s->pages[i]);
+    return s;
+  }
+  s = zc_os_alloc_aligned(ZC_SEGMENT_SIZE, ZC_SEGMENT_SIZE);
+  if (s == NULL) return NULL;
+  atomic_fetch_add_explicit(&pol.maps, 1, RLX);
+  if (zc_opt(zc_option_huge_pages)) zc_os_huge_pages(s, ZC_SEGMENT_SIZE);
+  segment_format(s, kind, 0, 0);
   atomic_store_explicit(&s->heap, h, memory_order_relaxed);
   zc_segmap_set(s, ZC_SEGMENT_SIZE, ZC_MAP_SMALL);
   atomic_fetch_add_explicit(&segments_live, 1, memory_order_relaxed);
@@ -135,6 +306,36 @@ static void segment_release(zc_heap_t *h, zc_segment_t *s) {
   atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&purged_bytes, resident, memory_order_relaxed);
   zc_os_free(s, ZC_SEGMENT_SIZE);
+}
+
+/* An empty segment h does not keep as its spare (h->lock held): into the segment cache if the purger runs
+ * (it ages the cache) and there is room, else unmapped. Over the dirty budget its pages are purged first. */
+static void segment_retire(zc_heap_t *h, zc_segment_t *s) {
+  if (!zc_purger_active()) {
+    segment_release(h, s);
+    return;
+  }
+  zc_lock(&abandoned_lock);
+  if (seg_cached == SEG_CACHE_MAX) {
+    zc_unlock(&abandoned_lock);
+    segment_release(h, s);
+    return;
+  }
+  uint64_t now = zc_os_clock_ns();
+  bool over = atomic_load_explicit(&pol.dirty, RLX) > dirty_budget();
+  for (uint32_t i = 0; i < s->page_count; i++) {
+    zc_page_t *pg = &s->pages[i];
+    if (!pg->dirty) continue;
+    if (over) page_purge(h, pg, now);
+    else dirty_detach(h, s, pg);
+  }
+  seg_unlink(&h->segments[s->kind], s);
+  if (h->spare[s->kind] == s) h->spare[s->kind] = NULL;
+  atomic_store_explicit(&s->heap, NULL, memory_order_release);
+  seg_cache[seg_cached].seg = s;
+  seg_cache[seg_cached].since = now;
+  __atomic_store_n(&seg_cached, seg_cached + 1, __ATOMIC_RELAXED);
+  zc_unlock(&abandoned_lock);
 }
 
 static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
@@ -159,11 +360,22 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
   pg->next = pg->prev = NULL;
 }
 
+/* The newest dirty page of this kind on h's dirty list (a few steps back at most), or NULL. Taking it before
+ * the first free page of the first segment keeps reuse LIFO: the pages that sit unused are the oldest ones,
+ * which the delay purges; without it a purged page could be taken while a dirty one aged, a miss. */
+static zc_page_t *newest_dirty(zc_heap_t *h, int kind) {
+  unsigned steps = 0;
+  for (zc_page_t *d = h->dirty_last; d != NULL && steps < 8; d = d->prev, steps++)
+    if (zc_segment_of(d)->kind == (uint32_t)kind) return d;
+  return NULL;
+}
+
 zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   int kind = cls >= ZC_MEDIUM_MIN_CLASS ? ZC_SEG_MEDIUM : ZC_SEG_SMALL;
   zc_lock(&h->lock);
-  zc_segment_t *s = h->segments[kind];
-  while (s == NULL || s->free_mask == 0) {
+  zc_page_t *pg = newest_dirty(h, kind);
+  zc_segment_t *s = pg != NULL ? zc_segment_of(pg) : h->segments[kind];
+  while (pg == NULL && (s == NULL || s->free_mask == 0)) {
     /* Pages of exited threads come before fresh memory: thread churn must not grow the process. Adopt
      * until one of them has a free page; a full one stays with us (its blocks come back as frees). */
     zc_unlock(&h->lock);
@@ -179,18 +391,25 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
     }
     break;
   }
-  unsigned i = (unsigned)__builtin_ctzll(s->free_mask);
-  zc_page_t *pg = &s->pages[i];
+  unsigned i = pg != NULL ? pg->index : (unsigned)__builtin_ctzll(s->free_mask);
+  pg = &s->pages[i];
   s->free_mask &= ~((uint64_t)1 << i);
   s->used_pages++;
   if (h->spare[kind] == s) h->spare[kind] = NULL;
+  size_t area = page_area_size(s, pg);
   if (pg->dirty) { /* resident still: no page faults */
     dirty_unlink(h, s, pg);
     h->stat_pages_reused++;
   } else {
     h->stat_pages_fresh++;
+    if (pg->purged && zc_os_clock_ns() - pg->freed_at < delay_ns()) { /* purged, and wanted back at once */
+      atomic_fetch_add_explicit(&pol.misses, 1, RLX);
+      atomic_fetch_add_explicit(&pol.miss_bytes, area, RLX);
+    }
   }
-  if (s->free_mask == 0 && s->next != NULL) { /* full: behind the segments that still have room */
+  pg->purged = 0;
+  demand_add(area);
+  if (s->free_mask == 0 && (s->next != NULL || s->prev != NULL)) { /* full: behind those that have room */
     seg_unlink(&h->segments[kind], s);
     seg_push_back(&h->segments[kind], s);
   }
@@ -207,31 +426,38 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
   pg->free = pg->local_free = NULL;
   s->free_mask |= (uint64_t)1 << pg->index;
   s->used_pages--;
-  pg->freed_at = zc_os_clock_ns();
+  uint64_t now = zc_os_clock_ns();
+  pg->freed_at = now;
+  demand_sub(page_area_size(s, pg));
   dirty_append(h, s, pg);
-  if (zc_opt(zc_option_purge_delay) == 0) page_purge(h, pg); /* no delay: no purger runs, purge now */
+  if (zc_opt(zc_option_purge_delay) == 0) page_purge(h, pg, now); /* no delay: no purger runs, purge now */
   if (was_full) {
     seg_unlink(&h->segments[s->kind], s);
     seg_push_front(&h->segments[s->kind], s);
   }
   if (s->used_pages == 0) {
     if (h->spare[s->kind] == NULL || h->spare[s->kind] == s) h->spare[s->kind] = s;
-    else if (!h->hold_segments) segment_release(h, s);
+    else if (!h->hold_segments) segment_retire(h, s);
   }
-  if (h->dirty_bytes > (size_t)zc_opt(zc_option_dirty_budget)) {
-    while (h->dirty_first != NULL && h->dirty_bytes > (size_t)zc_opt(zc_option_dirty_budget) / 2)
-      page_purge(h, h->dirty_first);
+  size_t budget = dirty_budget();
+  if (h->dirty_bytes > budget) { /* this heap alone is over the process's budget: its oldest go */
+    while (h->dirty_first != NULL && h->dirty_bytes > budget - budget / 4)
+      page_purge(h, h->dirty_first, now);
   }
   zc_unlock(&h->lock);
 }
 
-/* Purge h's dirty pages (all if force, else those past the delay); release its spare segments only when
- * the owner asks (release): another thread must not unmap a segment the owner may be walking. */
+/* Purge h's dirty pages (all if force, else those past the delay that demand does not keep); release its
+ * spare segments only when the owner asks (release): another thread must not unmap a segment the owner may
+ * be walking. */
 static size_t purge_locked(zc_heap_t *h, bool force, bool release) {
   uint64_t now = zc_os_clock_ns();
-  uint64_t delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
+  uint64_t delay = delay_ns();
   size_t before = (size_t)h->stat_purged;
-  while (h->dirty_first != NULL && (force || h->dirty_first->freed_at + delay <= now)) page_purge(h, h->dirty_first);
+  demand_rotate(now);
+  size_t keep = demand_keep();
+  while (h->dirty_first != NULL && (force || aged_out(h->dirty_first, now, delay, keep)))
+    page_purge(h, h->dirty_first, now);
   if (force && release) {
     for (int k = 0; k < ZC_SEG_KINDS; k++) {
       zc_segment_t *sp = h->spare[k];
@@ -297,21 +523,20 @@ void zc_segments_abandon(zc_heap_t *h, bool keep_dirty) {
 }
 
 static void abandon_segments(zc_heap_t *h, bool keep_dirty) {
-  /* keep_dirty: the purger runs and will age the empty pages; else they are purged now */
+  /* keep_dirty: the purger runs and will age the empty pages; else they are purged now. Kept, they stay
+   * within the process's dirty budget: the newest pages beyond it are purged now. */
   zc_lock(&h->lock);
   if (!keep_dirty) purge_locked(h, true, true);
+  uint64_t now = zc_os_clock_ns();
+  size_t budget = dirty_budget();
+  while (h->dirty_first != NULL && atomic_load_explicit(&pol.dirty, RLX) > budget) page_purge(h, h->dirty_last, now);
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     zc_segment_t *s;
     while ((s = h->segments[k]) != NULL) {
       /* Empty pages leave h's dirty list but stay resident (dirty = 1) for the adopter to reuse. */
       for (uint32_t i = 0; i < s->page_count; i++) {
         zc_page_t *pg = &s->pages[i];
-        if (pg->state == ZC_PAGE_FREE && pg->dirty) {
-          uint64_t t = pg->freed_at;
-          dirty_unlink(h, s, pg);
-          pg->dirty = 1;
-          pg->freed_at = t;
-        }
+        if (pg->state == ZC_PAGE_FREE && pg->dirty) dirty_detach(h, s, pg);
       }
       seg_unlink(&h->segments[k], s);
       if (s->used_pages == 0 && !keep_dirty) {
@@ -331,14 +556,62 @@ static void abandon_segments(zc_heap_t *h, bool keep_dirty) {
   zc_unlock(&h->lock);
 }
 
+/* The purger's pass over the segment cache (abandoned_lock held): a segment cached for the delay is purged
+ * whole (one system call) unless demand keeps it; one cached for max(10 delays, 1 s) is unmapped; force
+ * (trim): all of them now. True while some remain. */
+static bool segment_cache_sweep(uint64_t now, uint64_t delay, size_t keep, bool force, size_t *purged) {
+  uint64_t ttl = delay * 10 < 1000000000u ? 1000000000u : delay * 10;
+  for (unsigned i = 0; i < seg_cached;) {
+    zc_segment_t *s = seg_cache[i].seg;
+    uint64_t age = now - seg_cache[i].since;
+    if (force || age >= ttl) {
+      size_t resident = ZC_SEGMENT_HEADER;
+      for (uint32_t j = 0; j < s->page_count; j++)
+        if (s->pages[j].dirty) resident += page_area_size(s, &s->pages[j]);
+      segment_resident_units(s); /* out of pol.dirty */
+      unsigned last = seg_cached - 1;
+      seg_cache[i] = seg_cache[last];
+      __atomic_store_n(&seg_cached, last, __ATOMIC_RELAXED); /* others peek at it without the lock */
+      zc_segmap_clear(s, ZC_SEGMENT_SIZE);
+      atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);
+      *purged += resident;
+      zc_os_free(s, ZC_SEGMENT_SIZE);
+      continue;
+    }
+    if (age >= delay && atomic_load_explicit(&pol.dirty, RLX) > keep) {
+      bool any = false;
+      for (uint32_t j = 0; j < s->page_count; j++) {
+        zc_page_t *pg = &s->pages[j];
+        if (!pg->dirty) continue;
+        atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, pg), RLX);
+        pg->dirty = 0;
+        pg->purged = 1;
+        pg->freed_at = now;
+        any = true;
+      }
+      if (any) {
+        uint8_t *from = (uint8_t *)s + ZC_SEGMENT_HEADER;
+        *purged += zc_os_purge(from, ZC_SEGMENT_SIZE - ZC_SEGMENT_HEADER, (int)zc_opt(zc_option_purge_mode));
+        atomic_fetch_add_explicit(&pol.purge_calls, 1, RLX);
+      }
+    }
+    i++;
+  }
+  return seg_cached != 0;
+}
+
 /* The purger's pass over abandoned segments: purge empty pages past the delay, unmap segments that hold
  * nothing and have aged. Pages of an abandoned segment have no owner: abandoned_lock makes us exclusive. */
 bool zc_segments_purge_abandoned(bool force) {
   uint64_t now = zc_os_clock_ns();
-  uint64_t delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
+  uint64_t delay = delay_ns();
   size_t purged = 0;
   bool young = false;
+  int mode = (int)zc_opt(zc_option_purge_mode);
+  demand_rotate(now);
+  size_t keep = force ? 0 : demand_keep();
   zc_lock(&abandoned_lock);
+  young = segment_cache_sweep(now, delay, keep, force, &purged);
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     zc_segment_t **link = &abandoned[k];
     while (*link != NULL) {
@@ -356,11 +629,17 @@ bool zc_segments_purge_abandoned(bool force) {
           pg->freed_at = now;
           s->free_mask |= (uint64_t)1 << pg->index;
           s->used_pages--;
+          demand_sub(page_area_size(s, pg));
+          atomic_fetch_add_explicit(&pol.dirty, page_area_size(s, pg), RLX);
         }
         if (pg->state != ZC_PAGE_FREE || !pg->dirty) continue;
-        if (force || pg->freed_at + delay <= now) {
-          purged += zc_os_purge(page_area_start(s, pg), page_area_size(s, pg), (int)zc_opt(zc_option_purge_mode));
+        if (force || aged_out(pg, now, delay, keep)) {
+          purged += zc_os_purge(page_area_start(s, pg), page_area_size(s, pg), mode);
+          atomic_fetch_add_explicit(&pol.purge_calls, 1, RLX);
+          atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, pg), RLX);
           pg->dirty = 0;
+          pg->purged = 1;
+          pg->freed_at = now;
         } else {
           all_clean = false;
           young = true;
@@ -369,6 +648,7 @@ bool zc_segments_purge_abandoned(bool force) {
       if (s->used_pages == 0 && all_clean) {
         *link = s->next;
         __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
+        for (uint32_t i = 0; i < s->page_count; i++) s->pages[i].purged = 0;
         zc_segmap_clear(s, ZC_SEGMENT_SIZE);
         atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);
         zc_os_free(s, ZC_SEGMENT_SIZE);
@@ -393,10 +673,8 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
     zc_page_t *pg = &s->pages[i];
     if (pg->state != ZC_PAGE_IN_USE) {
       if (pg->dirty) { /* an empty page the last owner left resident: ours to reuse or purge */
-        uint64_t t = pg->freed_at;
         zc_lock(&h->lock);
-        dirty_append(h, s, pg);
-        pg->freed_at = t;
+        dirty_attach(h, s, pg);
         zc_unlock(&h->lock);
       }
       continue;
@@ -415,7 +693,7 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
   if (s->used_pages == 0) { /* all empty: keep it as the spare (the allocation that adopted it uses it) */
     zc_lock(&h->lock);
     if (h->spare[s->kind] == NULL) h->spare[s->kind] = s;
-    else if (h->spare[s->kind] != s) segment_release(h, s);
+    else if (h->spare[s->kind] != s) segment_retire(h, s);
     zc_unlock(&h->lock);
   }
 }

@@ -71,6 +71,16 @@ static void gather(gather_t *g) {
   g->s.large_cached = ls.cached_dirty + ls.cached_clean;
   g->s.abandoned = zc_segments_abandoned_count();
   g->s.errors = zc_error_count();
+  zc_segment_policy_t pol;
+  zc_segments_policy(&pol);
+  g->s.dirty = pol.dirty + ls.cached_dirty;
+  g->s.dirty_budget = pol.budget;
+  g->s.purge_calls = pol.purge_calls + ls.purge_calls;
+  g->s.purge_misses = pol.misses + ls.misses;
+  g->s.purge_miss_bytes = pol.miss_bytes + ls.miss_bytes;
+  g->s.segments_cached = pol.cached;
+  g->s.segments_mapped = pol.maps;
+  g->s.pages_taken = g->pages_fresh + g->pages_reused;
 }
 
 ZC_API void zc_stats_get(zc_stats_t *out) {
@@ -134,6 +144,10 @@ ZC_API void zc_stats_print(int fd) {
        human(a, g.s.large_cached), (unsigned long)g.s.errors);
   outf(&o, "  pages taken: %lu fresh or purged, %lu still resident (dirty cache)\n", (unsigned long)g.pages_fresh,
        (unsigned long)g.pages_reused);
+  outf(&o, "  purge policy: dirty %s (budget %s)   %lu purge calls   misses %lu (%s purged, taken again within "
+       "the delay)   segments mapped %lu, cached %lu\n", human(a, g.s.dirty), human(b, g.s.dirty_budget),
+       (unsigned long)g.s.purge_calls, (unsigned long)g.s.purge_misses, human(c, g.s.purge_miss_bytes),
+       (unsigned long)g.s.segments_mapped, (unsigned long)g.s.segments_cached);
   outf(&o, "  %8s %8s %12s %12s %10s %8s\n", "class", "pages", "blocks used", "in use", "refills", "fill%");
   for (unsigned k = 1; k < ZC_CLASS_COUNT; k++) {
     class_row_t *r = &g.rows[k];
@@ -158,6 +172,11 @@ ZC_API size_t zc_stats_json(char *buf, size_t cap) {
   J("\"remote_frees\":%lu,\"remote_batches\":%lu,\"segments\":%lu,\"large_live\":%lu,\"large_cached\":%lu,",
     (unsigned long)g.s.remote_frees, (unsigned long)g.s.remote_batches, (unsigned long)g.s.segments,
     (unsigned long)g.s.large_live, (unsigned long)g.s.large_cached);
+  J("\"dirty\":%lu,\"dirty_budget\":%lu,\"purge_calls\":%lu,\"purge_misses\":%lu,\"purge_miss_bytes\":%lu,"
+    "\"segments_cached\":%lu,\"segments_mapped\":%lu,",
+    (unsigned long)g.s.dirty, (unsigned long)g.s.dirty_budget, (unsigned long)g.s.purge_calls,
+    (unsigned long)g.s.purge_misses, (unsigned long)g.s.purge_miss_bytes, (unsigned long)g.s.segments_cached,
+    (unsigned long)g.s.segments_mapped);
   J("\"threads\":%lu,\"abandoned\":%lu,\"errors\":%lu,\"purge_mode\":\"%s\",\"classes\":[",
     (unsigned long)g.s.threads, (unsigned long)g.s.abandoned, (unsigned long)g.s.errors,
     zc_opt(zc_option_purge_mode) ? "MADV_FREE" : "MADV_DONTNEED");
