@@ -64,37 +64,58 @@ static void push_chain(zc_page_t *pg, zc_block_t *head, zc_block_t *tail, uint32
                                                    memory_order_relaxed));
 }
 
-/* Count a handed-over chain in the freeing heap's pair table under its owner (owner heap id + 1; 0: the
- * page had no owner when the chain began). Only h's thread writes h's table; a full table sums the rest
- * in pair_other. */
-static void pair_count(zc_heap_t *h, uint32_t owner, uint32_t blocks, uint64_t bytes) {
+#ifndef ZC_PAIR_STATS
+#define ZC_PAIR_STATS 1 /* 0 only to measure what the counting costs (bench/prodcons under callgrind) */
+#endif
+
+/* The entry of h's pair table for owner (found or made; the shared "other" entry for no owner or a full
+ * table), kept as h's last one: the next chain of the same owner finds it with one compare. */
+static zc_noinline zc_pair_slot_t *pair_select(zc_heap_t *h, zc_heap_t *owner) {
   zc_pair_slot_t *e = &h->pair_other;
-  if (owner != 0) {
+  if (owner != NULL) {
+    uintptr_t k = (uintptr_t)owner / sizeof(zc_heap_t);
     for (unsigned i = 0; i < ZC_PAIR_SLOTS; i++) {
-      zc_pair_slot_t *x = &h->pairs[(owner + i) & (ZC_PAIR_SLOTS - 1)];
-      uint32_t o = x->owner;
+      zc_pair_slot_t *x = &h->pairs[(k + i) & (ZC_PAIR_SLOTS - 1)];
+      zc_heap_t *o = x->owner;
       if (o == owner) {
         e = x;
         break;
       }
-      if (o == 0) {
+      if (o == NULL) {
         __atomic_store_n(&x->owner, owner, __ATOMIC_RELAXED);
         e = x;
         break;
       }
     }
   }
-  zc_stat_inc(&e->blocks, blocks);
-  zc_stat_inc(&e->bytes, bytes);
-  zc_stat_inc(&e->batches, 1);
+  h->pair_owner = owner;
+  h->pair_slot = e;
+  return e;
+}
+
+/* Remote-free totals of h (with pair stats, the sums of its pair table; stats walks, any thread). */
+void zc_heap_remote_totals(zc_heap_t *h, uint64_t *frees, uint64_t *batches) {
+  *frees = __atomic_load_n(&h->stat_remote_frees, __ATOMIC_RELAXED);
+  *batches = __atomic_load_n(&h->stat_remote_batches, __ATOMIC_RELAXED);
+  for (unsigned i = 0; ZC_PAIR_STATS && i <= ZC_PAIR_SLOTS; i++) {
+    zc_pair_slot_t *x = i < ZC_PAIR_SLOTS ? &h->pairs[i] : &h->pair_other;
+    *frees += __atomic_load_n(&x->blocks, __ATOMIC_RELAXED);
+    *batches += __atomic_load_n(&x->batches, __ATOMIC_RELAXED);
+  }
 }
 
 static void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
   zc_page_t *pg = b->page;
   push_chain(pg, b->head, b->tail, b->count);
-  zc_stat_inc(&h->stat_remote_frees, b->count); /* read by stats walks */
-  zc_stat_inc(&h->stat_remote_batches, 1);
-  pair_count(h, b->owner, b->count, (uint64_t)b->count * pg->block_size);
+  if (ZC_PAIR_STATS) { /* the pair's counts, which are also the totals (zc_heap_remote_totals) */
+    zc_pair_slot_t *e = b->pair;
+    zc_stat_inc(&e->blocks, b->count);
+    zc_stat_inc(&e->bytes, (uint64_t)b->count * pg->block_size);
+    zc_stat_inc(&e->batches, 1);
+  } else {
+    zc_stat_inc(&h->stat_remote_frees, b->count);
+    zc_stat_inc(&h->stat_remote_batches, 1);
+  }
   h->pending_count -= b->count;
   b->page = NULL;
   b->head = b->tail = NULL;
@@ -140,7 +161,8 @@ static void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_t *pg, void *p) 
   b->page = pg;
   b->head = b->tail = blk;
   b->count = 1;
-  b->owner = owner != NULL ? owner->id + 1 : 0;
+  if (ZC_PAIR_STATS) b->pair = zc_likely(owner == h->pair_owner && h->pair_slot != NULL) ? h->pair_slot
+                                                                                       : pair_select(h, owner);
 }
 
 void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {

@@ -173,10 +173,11 @@ ZC_API size_t zc_stats_pairs(zc_pair_stats_t *out, size_t max) {
   for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) {
     for (unsigned i = 0; i <= ZC_PAIR_SLOTS; i++) {
       zc_pair_slot_t *x = i < ZC_PAIR_SLOTS ? &h->pairs[i] : &h->pair_other;
-      uint32_t owner = __atomic_load_n(&x->owner, __ATOMIC_RELAXED);
+      zc_heap_t *owner = __atomic_load_n(&x->owner, __ATOMIC_RELAXED);
       zc_pair_stats_t e = {
           .freer = h->id,
-          .owner = owner != 0 ? owner - 1 : ZC_PAIR_OTHER,
+          .owner = owner != NULL ? owner->id : ZC_PAIR_OTHER,
+          .owner_tid = owner != NULL ? __atomic_load_n(&owner->os_tid, __ATOMIC_RELAXED) : 0,
           .freer_tid = __atomic_load_n(&h->os_tid, __ATOMIC_RELAXED),
           .blocks = __atomic_load_n(&x->blocks, __ATOMIC_RELAXED),
           .bytes = __atomic_load_n(&x->bytes, __ATOMIC_RELAXED),
@@ -187,12 +188,6 @@ ZC_API size_t zc_stats_pairs(zc_pair_stats_t *out, size_t max) {
       pair_keep(out, max, &kept, &e);
     }
   }
-  for (size_t k = 0; k < kept; k++) /* the owners' thread ids, for the pairs reported */
-    for (zc_heap_t *h = heaps_all; h != NULL && out[k].owner != ZC_PAIR_OTHER; h = h->next_heap)
-      if (h->id == out[k].owner) {
-        out[k].owner_tid = __atomic_load_n(&h->os_tid, __ATOMIC_RELAXED);
-        break;
-      }
   zc_unlock(&heaps_lock);
   return total;
 }

@@ -94,6 +94,8 @@ void zc_page_retire(zc_heap_t *h, zc_page_t *pg);
 void zc_heap_page_broken(zc_heap_t *h, zc_page_t *pg);
 /* Hand this thread's pending remote-free chain over. */
 void zc_remote_flush(zc_heap_t *h);
+/* Blocks h freed into other threads' pages and the hand-overs that carried them (stats, any thread). */
+void zc_heap_remote_totals(zc_heap_t *h, uint64_t *frees, uint64_t *batches);
 /* Report a bad free (invalid pointer, double free): one line, then abort unless ZCMEM_ABORT_ON_ERROR=0. */
 void zc_bad_free(const void *p, const char *what);
 /* The allocation slow path (class cls, request size n) and the generic free. */

@@ -47,8 +47,10 @@ static void gather_heap(zc_heap_t *h, void *arg) {
   }
   for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) g->rows[c].refills += LOAD(h->stat_class_refills[c]);
   g->dirty_bytes += h->dirty_bytes;
-  g->s.remote_frees += LOAD(h->stat_remote_frees);
-  g->s.remote_batches += LOAD(h->stat_remote_batches);
+  uint64_t rf, rb;
+  zc_heap_remote_totals(h, &rf, &rb);
+  g->s.remote_frees += rf;
+  g->s.remote_batches += rb;
   g->pages_fresh += h->stat_pages_fresh;
   g->pages_reused += h->stat_pages_reused;
   zc_unlock(&h->lock);

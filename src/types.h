@@ -152,16 +152,15 @@ typedef struct zc_remote_batch_s {
   zc_page_t *page;
   zc_block_t *head, *tail;
   uint32_t count;
-  uint32_t owner;                          /* the page's owner heap id + 1 when the chain began (0: none) */
+  struct zc_pair_slot_s *pair;             /* where the hand-over is counted (the page's owner's entry) */
 } zc_remote_batch_t;
 
 /* Remote-free traffic from this heap to one owner heap, counted when a chain is handed over (one entry
- * per owner in a small open-addressed table; owners beyond it are summed in the heap's pair_other). Only
- * the freeing heap's thread writes it; stats walks read it with relaxed loads. */
+ * per owner in a small open-addressed table; owners beyond it, and pages with no owner, are summed in the
+ * heap's pair_other). Only the freeing heap's thread writes it; stats walks read it with relaxed loads. */
 #define ZC_PAIR_SLOTS 16u
 typedef struct zc_pair_slot_s {
-  uint32_t owner;                          /* owner heap id + 1; 0: unused slot */
-  uint32_t pad;
+  struct zc_heap_s *owner;                 /* NULL: unused slot (heaps are never unmapped) */
   uint64_t blocks, bytes, batches;
 } zc_pair_slot_t;
 
@@ -191,7 +190,9 @@ typedef struct zc_heap_s {
   uint64_t stat_remote_frees, stat_remote_batches, stat_pages_fresh, stat_pages_reused, stat_purged;
   uint64_t stat_class_refills[ZC_CLASS_COUNT];
   zc_pair_slot_t pairs[ZC_PAIR_SLOTS];     /* remote frees by owner (see zc_pair_slot_t) */
-  zc_pair_slot_t pair_other;               /* owners the table had no room for */
+  zc_pair_slot_t pair_other;               /* owners the table had no room for, and no owner */
+  struct zc_heap_s *pair_owner;            /* the owner of the last chain begun, and its entry: a consumer */
+  zc_pair_slot_t *pair_slot;               /* frees mostly one producer's blocks, one compare finds it */
 } zc_heap_t;
 
 /* ---- lookups ---- */
