@@ -273,6 +273,7 @@ ZC_NO_SLP ZC_API void zc_free(void *p) {
   uint16_t map = zc_likely(i < ZC_SEGMAP_ENTRIES) ? __atomic_load_n(&zc_segmap[i], __ATOMIC_RELAXED)
                                                   : (uint16_t)ZC_MAP_NONE;
   if (zc_likely(map == zc_owner_tag_tls && !ZC_DEBUG)) {
+    __asm__("" : "+r"(i)); /* the segment is i << 22 (one shift), not p & ~mask (a copy and an and) */
     zc_page_t *pg = zc_small_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p);
     zc_block_t *blk = p;
     uintptr_t tag = pg->tag;
