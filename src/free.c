@@ -1,8 +1,10 @@
 /* Layers 4-5, the free paths.
  *
- * Local free (the owner frees): the segment map says the pointer is in a small segment, masking finds the
- * segment and a shift the page, the segment's owner is this thread's heap: push on the page's local_free
- * list. One unlikely branch covers "page becomes empty" and "page had nothing to free" (a double free).
+ * Local free (the owner frees): the segment map's entry for the pointer equals this thread's owner tag
+ * (one load and one compare answer "zcmem's", "a small segment" and "mine"; segmap.h), the segment is the
+ * map index shifted back and the page a constant shift away: push on the page's local_free list. One
+ * branch on the decremented count covers "page becomes empty" and "page had nothing to free" (a double
+ * free). Medium segments, and threads whose heap has no tag, take the out-of-line path (s->heap compare).
  *
  * Remote free (another thread frees; the producer/consumer case): the freer keeps a pending chain of
  * blocks of one page (ZC_REMOTE_SLOTS chains in a direct-mapped table; one, measured best, see types.h) and
@@ -11,7 +13,8 @@
  * consumer frees messages in about the order a producer made them, so consecutive frees of one message type
  * hit the same page and the atomic operation is paid once per batch (BatchIt's observation), not once per
  * block. A thread that only frees holds at most ZC_REMOTE_SLOTS chains of ZC_REMOTE_BATCH blocks: it never
- * grows.
+ * grows. Each hand-over is counted in the freer's pair table under the page's owner (blocks, bytes,
+ * hand-overs: zc_stats_pairs), at the cost of one load and three adds.
  *
  * What is checked (release builds; docs/design.md has the table with the costs):
  *   every free     the segment map says the pointer is zcmem's (foreign pointers are never followed)
@@ -20,7 +23,7 @@
  *   owner's slow   all of that again on every path, the page is in use, p is not at the head of a list
  *   other threads  the same range, grid, page state and tag checks before the block is put on a chain; the
  *                  owner checks that a hand-over never brings back more blocks than are in use
- *   malloc         every block popped is checked (range, grid) before it is handed out or its link followed
+ *   malloc         every block popped is checked (range, tag) before it is handed out or its link followed
  * With ZC_DEBUG, also: a block already on one of its page's lists (a bounded walk of all three).
  * A bad free is reported by zc_bad_free (one line, then abort unless ZCMEM_ABORT_ON_ERROR=0) and ignored.
  */
