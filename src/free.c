@@ -107,7 +107,8 @@ void zc_heap_remote_totals(zc_heap_t *h, uint64_t *frees, uint64_t *batches) {
   }
 }
 
-static void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
+/* Hand b's chain over (one compare-and-swap) and count it; b keeps its fields (see flush_slot). */
+static zc_noinline void hand_over(zc_heap_t *h, zc_remote_batch_t *b) {
   zc_page_t *pg = b->page;
   push_chain(pg, b->head, b->tail, b->count);
   if (ZC_PAIR_STATS) { /* the pair's counts, which are also the totals (zc_heap_remote_totals) */
@@ -120,6 +121,10 @@ static void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
     zc_stat_inc(&h->stat_remote_batches, 1);
   }
   h->pending_count -= b->count;
+}
+
+static void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
+  hand_over(h, b);
   b->page = NULL;
   b->head = b->tail = NULL;
   b->count = 0;
@@ -133,7 +138,7 @@ void zc_remote_flush(zc_heap_t *h) {
 
 /* A free of another thread's block (p passed the page checks); h is the calling thread's heap, owner the
  * page's (as the caller read it; NULL if abandoned). */
-static void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_t *pg, void *p) {
+zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_t *pg, void *p) {
   zc_block_t *blk = p;
   if (zc_unlikely(blk->tag == pg->tag)) { /* on a list of its page, or in some freer's pending chain */
     zc_bad_free(p, "double free (from another thread) of");
@@ -159,13 +164,12 @@ static void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_t *pg, void *p) 
     if (++b->count >= ZC_REMOTE_BATCH) flush_slot(h, b);
     return;
   }
-  if (b->count != 0) flush_slot(h, b);
+  if (b->count != 0) hand_over(h, b); /* another page takes the slot: its fields are all set below */
   blk->link = zc_link_encode(pg, NULL);
   b->page = pg;
   b->head = b->tail = blk;
   b->count = 1;
-  if (ZC_PAIR_STATS) b->pair = zc_likely(owner == h->pair_owner && h->pair_slot != NULL) ? h->pair_slot
-                                                                                       : pair_select(h, owner);
+  if (ZC_PAIR_STATS) b->pair = zc_likely(owner == h->pair_owner) ? h->pair_slot : pair_select(h, owner);
 }
 
 void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
@@ -179,7 +183,7 @@ void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
 
 /* The checks every free of a small block passes, whoever frees: p is in a page in use, a carved block start
  * (range and grid). The limit is read once (the owner may be extending the page). False if reported. */
-static bool block_checks(zc_segment_t *s, zc_page_t *pg, const void *p) {
+zc_inline bool block_checks(zc_segment_t *s, zc_page_t *pg, const void *p) {
   uint8_t state = __atomic_load_n(&pg->state, __ATOMIC_RELAXED);
   if (state == ZC_PAGE_BROKEN) return false; /* reported when it broke; its blocks are never reused */
   if ((uintptr_t)p - (uintptr_t)s < ZC_SEGMENT_HEADER || state != ZC_PAGE_IN_USE) {
@@ -247,6 +251,15 @@ static zc_noinline void free_slow(void *p, uint16_t map) {
 
 void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
 
+/* The free of a block of another heap's small segment (the map holds that heap's tag): the consumer's free
+ * in a producer/consumer pair. The page is a constant shift away; the checks are block_checks'. */
+static zc_noinline void free_other_small(void *p, uintptr_t i) {
+  zc_segment_t *s = (zc_segment_t *)(i << ZC_SEGMENT_SHIFT);
+  zc_page_t *pg = zc_small_page_of(s, p);
+  if (zc_likely(block_checks(s, pg, p)))
+    free_remote(zc_heap_get(), atomic_load_explicit(&s->heap, memory_order_relaxed), pg, p);
+}
+
 /* --*used > 0 as a signed count, with the decrement's own flags on x86-64 (GCC and clang otherwise load,
  * decrement, store and test: 5 instructions instead of 2). The owner's field only: no atomicity needed. */
 zc_inline bool used_dec_above_zero(uint32_t *used) {
@@ -293,6 +306,10 @@ ZC_NO_SLP ZC_API void zc_free(void *p) {
       return;
     }
     free_local_checked(pg, p);
+    return;
+  }
+  if (map >= ZC_MAP_OWNED && !ZC_DEBUG) { /* another heap's small segment (ours would have matched) */
+    free_other_small(p, i);
     return;
   }
   free_slow(p, map);

@@ -77,6 +77,8 @@ static zc_heap_t *heap_take(void) {
     zc_lock_init(&h->lock);
     h->id = heaps_made++;
     h->map_tag = h->id < ZC_MAP_OWNED_MAX ? (uint16_t)(ZC_MAP_OWNED + h->id) : (uint16_t)ZC_MAP_SEGMENT;
+    h->pair_owner = NULL; /* pages with no owner count in pair_other */
+    h->pair_slot = &h->pair_other;
     h->next_heap = heaps_all;
     heaps_all = h;
   }
