@@ -229,11 +229,15 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
 
 /* The fast path's miss. Most often the class's current page has only run out of its free list while the
  * owner's frees wait on local_free: they become the free list here (no walk, no clock, no lock) and the
- * first is popped with the same check as on the fast path. Everything else is zc_malloc_generic. */
+ * first is popped with the same check as on the fast path. Everything else is zc_malloc_generic, and so is
+ * every ZC_REFILL_CHECK-th such refill while the heap has dirty pages, whose purge delay the generic path
+ * checks against the clock. */
+#define ZC_REFILL_CHECK 8u
 zc_noinline void *zc_malloc_refill(zc_heap_t *h, zc_page_t *pg, size_t n) {
   zc_block_t *b = pg->local_free;
   if (pg->free == NULL && b != NULL && h->pending_count == 0 &&
-      __atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) == NULL) {
+      (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) == NULL ||
+       ++h->refills_unchecked % ZC_REFILL_CHECK != 0)) {
     pg->free = b;
     pg->local_free = NULL;
     zc_stat_inc(&h->stat_class_refills[pg->class_idx], 1);

@@ -177,6 +177,7 @@ typedef struct zc_heap_s {
   zc_page_t *dirty_first, *dirty_last;     /* free pages still resident, oldest first */
   size_t dirty_bytes;
   uint64_t next_purge_check;               /* clock of the next delay-based purge scan */
+  uint32_t refills_unchecked;              /* cheap refills counted while dirty pages wait (alloc.c) */
   uintptr_t thread_id;
   uint64_t os_tid;                         /* the kernel's id of its current (or last) thread, for stats */
   uint32_t id;                             /* small number for stats (remote traffic per pair) */
