@@ -98,7 +98,8 @@ zc_heap_t *zc_heap_init_thread(void) {
   __atomic_store_n(&h->os_tid, zc_os_tid(), __ATOMIC_RELAXED);
   h->next_purge_check = 0;
   zc_heap_tls = h;
-  zc_owner_tag_tls = h->map_tag;
+  /* a heap without a tag must match no map entry (ZC_MAP_SEGMENT is in the map): its frees go out of line */
+  zc_owner_tag_tls = h->map_tag >= ZC_MAP_OWNED ? h->map_tag : (uint16_t)ZC_MAP_TAG_NONE;
   zc_os_thread_exit_register(h);
   return h;
 }

@@ -37,7 +37,11 @@ enum {
   ZC_MAP_OWNED = 256,     /* + heap id: an owned small segment */
   ZC_MAP_TAG_NONE = 0xFFFF /* never in the map: the thread-local tag of a thread without a heap */
 };
-#define ZC_MAP_OWNED_MAX (ZC_MAP_TAG_NONE - ZC_MAP_OWNED) /* heap ids below it get a tag */
+/* Heap ids below it get a tag; the others free through the header's owner. Smaller only in a test build
+ * (-DZC_MAP_OWNED_MAX=2: tests/core runs with most heaps untagged). */
+#ifndef ZC_MAP_OWNED_MAX
+#define ZC_MAP_OWNED_MAX (ZC_MAP_TAG_NONE - ZC_MAP_OWNED)
+#endif
 
 extern uint16_t zc_segmap[ZC_SEGMAP_ENTRIES];
 
