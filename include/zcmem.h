@@ -95,6 +95,24 @@ ZC_API void zc_stats_print(int fd);
 /* The same as JSON into buf; returns the length it needs (snprintf contract). */
 ZC_API size_t zc_stats_json(char *buf, size_t cap);
 
+/* Remote-free traffic per pair of threads: the blocks of `owner`'s pages that `freer` freed (the
+ * producer/consumer balance), counted when the freer hands a batch over, so blocks still waiting in a
+ * freer's pending batch (at most 64) are not in yet. Threads are named by their heap id
+ * (zc_thread_heap_id) and the kernel thread id of the heap's current or last thread: a heap whose thread
+ * exited is reused by a later thread, and its counts go on adding up. */
+#define ZC_PAIR_OTHER 0xFFFFFFFFu /* owner: a page with no owner (its thread had exited), or a freer's
+                                     owners beyond the 16 it keeps apart */
+typedef struct zc_pair_stats_s {
+  uint32_t freer, owner;         /* heap ids */
+  uint64_t freer_tid, owner_tid; /* kernel thread ids (0 when unknown) */
+  uint64_t blocks, bytes;        /* blocks and their bytes (block sizes) freed */
+  uint64_t batches;              /* hand-overs (one atomic operation each) that carried them */
+} zc_pair_stats_t;
+/* The pairs with the most bytes, largest first, into out[0..max); returns how many pairs there are. */
+ZC_API size_t zc_stats_pairs(zc_pair_stats_t *out, size_t max);
+/* The calling thread's heap id (the heap is made if the thread has none yet); UINT32_MAX if out of memory. */
+ZC_API uint32_t zc_thread_heap_id(void);
+
 /* ---- options (ZCMEM_* environment variables, read once) ---- */
 typedef enum zc_option_e {
   zc_option_stats = 0,      /* ZCMEM_STATS: 0 off, 1 text summary at exit, 2 JSON at exit */

@@ -18,7 +18,7 @@ void zc_page_break(zc_page_t *pg, const void *p, const char *what, bool report) 
   if (report) zc_bad_free(p, what);
   pg->state = ZC_PAGE_BROKEN;
   pg->free = pg->local_free = NULL;
-  __atomic_store_n(&pg->span, 0, __ATOMIC_RELAXED); /* every later free and pop of it fails its checks */
+  zc_page_set_span(pg, 0, 0); /* every later free and pop of it fails its checks */
 }
 
 /* Put chain (blocks of pg, at most max of them, tail unknown) in front of pg's free list. Only when free
@@ -27,8 +27,9 @@ static bool prepend(zc_page_t *pg, zc_block_t *chain, uint32_t max) {
   if (pg->free != NULL) {
     zc_block_t *t = chain;
     uint32_t span = pg->span;
+    uint64_t limit = pg->limit;
     for (uint32_t n = 1;; n++) {
-      if (!zc_block_ok(pg, t, span) || t->tag != pg->tag || n > max) {
+      if (!zc_link_ok(pg, t, span, limit) || t->tag != pg->tag || n > max) {
         zc_page_break(pg, t, "corrupted free list (a write after free or a double free) in the page of", true);
         return false;
       }
@@ -82,8 +83,9 @@ void zc_page_collect_all(zc_page_t *pg) {
 static bool rebuild_list(zc_page_t *pg, zc_block_t *b, uint64_t *seen, zc_block_t **head, uint32_t *nfree,
                          const void **bad) {
   uint32_t span = pg->span;
+  uint64_t limit = pg->limit;
   while (b != NULL) {
-    if (!zc_block_ok(pg, b, span) || b->tag != pg->tag) {
+    if (!zc_link_ok(pg, b, span, limit) || b->tag != pg->tag) {
       *bad = b;
       return false;
     }
@@ -141,7 +143,7 @@ bool zc_page_extend(zc_page_t *pg) {
   ((zc_block_t *)b)->tag = tag;
   pg->free = (zc_block_t *)first;
   pg->capacity = (uint16_t)(pg->capacity + n);
-  __atomic_store_n(&pg->span, (uint32_t)(pg->capacity * bsize), __ATOMIC_RELAXED);
+  zc_page_set_span(pg, (uint32_t)(pg->capacity * bsize), pg->capacity);
   return true;
 }
 
@@ -160,7 +162,7 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
     if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();
     if (zc_os_clock_ns() >= __atomic_load_n(&h->next_purge_check, __ATOMIC_RELAXED)) zc_segment_purge(h, false);
   }
-  __atomic_fetch_add(&h->stat_class_refills[cls], 1, __ATOMIC_RELAXED);
+  zc_stat_inc(&h->stat_class_refills[cls], 1);
   zc_page_t *found = NULL;
   for (unsigned i = 0; i < ZC_QUEUE_SCAN && q->first != NULL; i++) {
     zc_page_t *pg = q->first;
@@ -223,6 +225,30 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
   pg->used++;
   if (zero) memset(b, 0, n);
   return b;
+}
+
+/* The fast path's miss. Most often the class's current page has only run out of its free list while the
+ * owner's frees wait on local_free: they become the free list here (no walk, no clock, no lock) and the
+ * first is popped with the same check as on the fast path. Everything else is zc_malloc_generic, and so is
+ * every ZC_REFILL_CHECK-th such refill while the heap has dirty pages, whose purge delay the generic path
+ * checks against the clock. */
+#define ZC_REFILL_CHECK 8u
+zc_noinline void *zc_malloc_refill(zc_heap_t *h, zc_page_t *pg, size_t n) {
+  zc_block_t *b = pg->local_free;
+  if (pg->free == NULL && b != NULL && h->pending_count == 0 &&
+      (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) == NULL ||
+       ++h->refills_unchecked % ZC_REFILL_CHECK != 0)) {
+    pg->free = b;
+    pg->local_free = NULL;
+    zc_stat_inc(&h->stat_class_refills[pg->class_idx], 1);
+    if (zc_likely(zc_pop_ok(pg, b))) {
+      pg->free = zc_link_decode(pg, b->link);
+      b->tag = 0;
+      pg->used++;
+      return b;
+    }
+  }
+  return zc_malloc_generic(h, n, false);
 }
 
 /* ---- the public malloc family ---- */

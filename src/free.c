@@ -1,8 +1,10 @@
 /* Layers 4-5, the free paths.
  *
- * Local free (the owner frees): the segment map says the pointer is in a small segment, masking finds the
- * segment and a shift the page, the segment's owner is this thread's heap: push on the page's local_free
- * list. One unlikely branch covers "page becomes empty" and "page had nothing to free" (a double free).
+ * Local free (the owner frees): the segment map's entry for the pointer equals this thread's owner tag
+ * (one load and one compare answer "zcmem's", "a small segment" and "mine"; segmap.h), the segment is the
+ * map index shifted back and the page a constant shift away: push on the page's local_free list. One
+ * branch on the decremented count covers "page becomes empty" and "page had nothing to free" (a double
+ * free). Medium segments, and threads whose heap has no tag, take the out-of-line path (s->heap compare).
  *
  * Remote free (another thread frees; the producer/consumer case): the freer keeps a pending chain of
  * blocks of one page (ZC_REMOTE_SLOTS chains in a direct-mapped table; one, measured best, see types.h) and
@@ -11,7 +13,8 @@
  * consumer frees messages in about the order a producer made them, so consecutive frees of one message type
  * hit the same page and the atomic operation is paid once per batch (BatchIt's observation), not once per
  * block. A thread that only frees holds at most ZC_REMOTE_SLOTS chains of ZC_REMOTE_BATCH blocks: it never
- * grows.
+ * grows. Each hand-over is counted in the freer's pair table under the page's owner (blocks, bytes,
+ * hand-overs: zc_stats_pairs), at the cost of one load and three adds.
  *
  * What is checked (release builds; docs/design.md has the table with the costs):
  *   every free     the segment map says the pointer is zcmem's (foreign pointers are never followed)
@@ -20,7 +23,7 @@
  *   owner's slow   all of that again on every path, the page is in use, p is not at the head of a list
  *   other threads  the same range, grid, page state and tag checks before the block is put on a chain; the
  *                  owner checks that a hand-over never brings back more blocks than are in use
- *   malloc         every block popped is checked (range, grid) before it is handed out or its link followed
+ *   malloc         every block popped is checked (range, tag) before it is handed out or its link followed
  * With ZC_DEBUG, also: a block already on one of its page's lists (a bounded walk of all three).
  * A bad free is reported by zc_bad_free (one line, then abort unless ZCMEM_ABORT_ON_ERROR=0) and ignored.
  */
@@ -36,7 +39,7 @@ void zc_bad_free(const void *p, const char *what) { zc_error("%s %p", what, p); 
 static bool on_list(zc_page_t *pg, zc_block_t *b, const void *p) {
   for (uint32_t n = 0; b != NULL && n <= pg->capacity; n++, b = zc_link_decode(pg, b->link)) {
     if (b == p) return true;
-    if (!zc_block_ok(pg, b, pg->span)) return false; /* corrupted: pops will report it */
+    if (!zc_link_ok(pg, b, pg->span, pg->limit)) return false; /* corrupted: pops will report it */
   }
   return false;
 }
@@ -64,11 +67,64 @@ static void push_chain(zc_page_t *pg, zc_block_t *head, zc_block_t *tail, uint32
                                                    memory_order_relaxed));
 }
 
-static void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
-  push_chain(b->page, b->head, b->tail, b->count);
-  __atomic_fetch_add(&h->stat_remote_frees, b->count, __ATOMIC_RELAXED); /* read by stats walks */
-  __atomic_fetch_add(&h->stat_remote_batches, 1, __ATOMIC_RELAXED);
+#ifndef ZC_PAIR_STATS
+#define ZC_PAIR_STATS 1 /* 0 only to measure what the counting costs (bench/prodcons under callgrind) */
+#endif
+
+/* The entry of h's pair table for owner (found or made; the shared "other" entry for no owner or a full
+ * table), kept as h's last one: the next chain of the same owner finds it with one compare. */
+static zc_noinline zc_pair_slot_t *pair_select(zc_heap_t *h, zc_heap_t *owner) {
+  zc_pair_slot_t *e = &h->pair_other;
+  if (owner != NULL) {
+    uintptr_t k = (uintptr_t)owner / sizeof(zc_heap_t);
+    for (unsigned i = 0; i < ZC_PAIR_SLOTS; i++) {
+      zc_pair_slot_t *x = &h->pairs[(k + i) & (ZC_PAIR_SLOTS - 1)];
+      zc_heap_t *o = x->owner;
+      if (o == owner) {
+        e = x;
+        break;
+      }
+      if (o == NULL) {
+        __atomic_store_n(&x->owner, owner, __ATOMIC_RELAXED);
+        e = x;
+        break;
+      }
+    }
+  }
+  h->pair_owner = owner;
+  h->pair_slot = e;
+  return e;
+}
+
+/* Remote-free totals of h (with pair stats, the sums of its pair table; stats walks, any thread). */
+void zc_heap_remote_totals(zc_heap_t *h, uint64_t *frees, uint64_t *batches) {
+  *frees = __atomic_load_n(&h->stat_remote_frees, __ATOMIC_RELAXED);
+  *batches = __atomic_load_n(&h->stat_remote_batches, __ATOMIC_RELAXED);
+  for (unsigned i = 0; ZC_PAIR_STATS && i <= ZC_PAIR_SLOTS; i++) {
+    zc_pair_slot_t *x = i < ZC_PAIR_SLOTS ? &h->pairs[i] : &h->pair_other;
+    *frees += __atomic_load_n(&x->blocks, __ATOMIC_RELAXED);
+    *batches += __atomic_load_n(&x->batches, __ATOMIC_RELAXED);
+  }
+}
+
+/* Hand b's chain over (one compare-and-swap) and count it; b keeps its fields (see flush_slot). */
+static zc_noinline void hand_over(zc_heap_t *h, zc_remote_batch_t *b) {
+  zc_page_t *pg = b->page;
+  push_chain(pg, b->head, b->tail, b->count);
+  if (ZC_PAIR_STATS) { /* the pair's counts, which are also the totals (zc_heap_remote_totals) */
+    zc_pair_slot_t *e = b->pair;
+    zc_stat_inc(&e->blocks, b->count);
+    zc_stat_inc(&e->bytes, (uint64_t)b->count * pg->block_size);
+    zc_stat_inc(&e->batches, 1);
+  } else {
+    zc_stat_inc(&h->stat_remote_frees, b->count);
+    zc_stat_inc(&h->stat_remote_batches, 1);
+  }
   h->pending_count -= b->count;
+}
+
+static void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
+  hand_over(h, b);
   b->page = NULL;
   b->head = b->tail = NULL;
   b->count = 0;
@@ -80,15 +136,15 @@ void zc_remote_flush(zc_heap_t *h) {
     if (h->pending[i].count != 0) flush_slot(h, &h->pending[i]);
 }
 
-/* A free of another thread's block (p passed the page checks). */
-static zc_noinline void free_remote(zc_page_t *pg, void *p) {
+/* A free of another thread's block (p passed the page checks); h is the calling thread's heap, owner the
+ * page's (as the caller read it; NULL if abandoned). */
+zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_t *pg, void *p) {
   zc_block_t *blk = p;
   if (zc_unlikely(blk->tag == pg->tag)) { /* on a list of its page, or in some freer's pending chain */
     zc_bad_free(p, "double free (from another thread) of");
     return;
   }
   blk->tag = pg->tag;
-  zc_heap_t *h = zc_heap_get();
   if (zc_unlikely(h == &zc_heap_empty)) {
     /* A thread that only frees needs a heap for its pending chains; a thread that is exiting (a late TLS
      * destructor) or out of memory hands the block over alone instead. */
@@ -108,11 +164,12 @@ static zc_noinline void free_remote(zc_page_t *pg, void *p) {
     if (++b->count >= ZC_REMOTE_BATCH) flush_slot(h, b);
     return;
   }
-  if (b->count != 0) flush_slot(h, b);
+  if (b->count != 0) hand_over(h, b); /* another page takes the slot: its fields are all set below */
   blk->link = zc_link_encode(pg, NULL);
   b->page = pg;
   b->head = b->tail = blk;
   b->count = 1;
+  if (ZC_PAIR_STATS) b->pair = zc_likely(owner == h->pair_owner) ? h->pair_slot : pair_select(h, owner);
 }
 
 void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
@@ -125,27 +182,28 @@ void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
 }
 
 /* The checks every free of a small block passes, whoever frees: p is in a page in use, a carved block start
- * (range and grid). span is read once (the owner may be extending the page). False if reported. */
-static bool block_checks(zc_segment_t *s, zc_page_t *pg, const void *p) {
+ * (range and grid). The limit is read once (the owner may be extending the page). False if reported. */
+zc_inline bool block_checks(zc_segment_t *s, zc_page_t *pg, const void *p) {
   uint8_t state = __atomic_load_n(&pg->state, __ATOMIC_RELAXED);
   if (state == ZC_PAGE_BROKEN) return false; /* reported when it broke; its blocks are never reused */
   if ((uintptr_t)p - (uintptr_t)s < ZC_SEGMENT_HEADER || state != ZC_PAGE_IN_USE) {
     zc_bad_free(p, "invalid free: no block was handed out at");
     return false;
   }
-  uint32_t span = __atomic_load_n(&pg->span, __ATOMIC_RELAXED);
-  if (!zc_block_ok(pg, p, span)) {
+  uint64_t limit = __atomic_load_n(&pg->limit, __ATOMIC_RELAXED);
+  if (!zc_block_ok(pg, p, limit)) {
     uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
-    zc_bad_free(p, off < span ? "invalid free: not the start of a block (interior or misaligned pointer)"
-                              : "invalid free: no block was handed out at");
+    zc_bad_free(p, off < __atomic_load_n(&pg->span, __ATOMIC_RELAXED)
+                       ? "invalid free: not the start of a block (interior or misaligned pointer)"
+                       : "invalid free: no block was handed out at");
     return false;
   }
   return true;
 }
 
 /* The owner's free, every check (the fast path's and more): whatever the fast path does not handle. */
-static zc_noinline void free_local_checked(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg, void *p) {
-  if (!block_checks(s, pg, p)) return;
+static zc_noinline void free_local_checked(zc_page_t *pg, void *p) {
+  if (!block_checks(zc_segment_of(pg), pg, p)) return;
   zc_block_t *blk = p;
   if (zc_unlikely(blk->tag == pg->tag || p == pg->local_free || p == pg->free)) {
     zc_bad_free(p, "double free of");
@@ -159,14 +217,20 @@ static zc_noinline void free_local_checked(zc_heap_t *h, zc_segment_t *s, zc_pag
   blk->link = zc_link_encode(pg, pg->local_free);
   blk->tag = pg->tag;
   pg->local_free = blk;
-  if (--pg->used == 0) zc_page_retire(h, pg);
+  if (--pg->used == 0) zc_page_retire(zc_heap_get(), pg);
 }
 
-/* Everything the fast path does not handle: NULL, large regions, foreign pointers, remote frees, a page
- * whose count reaches or is already zero, anything that fails a check. */
-static zc_noinline void free_slow(void *p, uint8_t map) {
+/* The fast path took one off used before it found the count too low: give it back, then check it all. */
+static zc_noinline void free_local_undo(zc_page_t *pg, void *p) {
+  pg->used++;
+  free_local_checked(pg, p);
+}
+
+/* Everything the fast path does not handle: NULL, large regions, foreign pointers, remote frees, medium
+ * segments, a thread whose heap has no map tag. */
+static zc_noinline void free_slow(void *p, uint16_t map) {
   if (p == NULL) return;
-  if (map != ZC_MAP_SMALL) {
+  if (!zc_map_is_segment(map)) {
     uint8_t kind;
     void *hdr = zc_segmap_header(p, &kind);
     if (hdr != NULL && kind == ZC_MAP_LARGE) zc_large_free(p, hdr);
@@ -176,15 +240,38 @@ static zc_noinline void free_slow(void *p, uint8_t map) {
   zc_segment_t *s = zc_segment_of(p);
   zc_page_t *pg = zc_page_of(s, p);
   zc_heap_t *h = zc_heap_get();
-  if (atomic_load_explicit(&s->heap, memory_order_relaxed) == h) {
-    free_local_checked(h, s, pg, p);
+  zc_heap_t *owner = atomic_load_explicit(&s->heap, memory_order_relaxed);
+  if (owner == h) {
+    free_local_checked(pg, p);
     return;
   }
   /* Another thread's page: what the checks read is fixed while a block of the page is live. */
-  if (block_checks(s, pg, p)) free_remote(pg, p);
+  if (block_checks(s, pg, p)) free_remote(h, owner, pg, p);
 }
 
 void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
+
+/* The free of a block of another heap's small segment (the map holds that heap's tag): the consumer's free
+ * in a producer/consumer pair. The page is a constant shift away; the checks are block_checks'. */
+static zc_noinline void free_other_small(void *p, uintptr_t i) {
+  zc_segment_t *s = (zc_segment_t *)(i << ZC_SEGMENT_SHIFT);
+  zc_page_t *pg = zc_small_page_of(s, p);
+  if (zc_likely(block_checks(s, pg, p)))
+    free_remote(zc_heap_get(), atomic_load_explicit(&s->heap, memory_order_relaxed), pg, p);
+}
+
+/* --*used > 0 as a signed count, with the decrement's own flags on x86-64 (GCC and clang otherwise load,
+ * decrement, store and test: 5 instructions instead of 2). The owner's field only: no atomicity needed. */
+zc_inline bool used_dec_above_zero(uint32_t *used) {
+#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 11) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+  __asm__ goto("subl $1, %0\n\tjle %l[low]" : "+m"(*used) : : "cc" : low);
+  return true;
+low:
+  return false;
+#else
+  return (int32_t)--*used > 0;
+#endif
+}
 
 /* No SLP vectorising in GCC: it would pack the two stores into a block (link, tag) through vector
  * registers, 3 more instructions. */
@@ -193,27 +280,37 @@ void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
 #else
 #define ZC_NO_SLP
 #endif
+/* The owner's free of a small block: the map's entry is this thread's tag (zcmem's, a small segment, and
+ * ours: one compare), the page is found by a constant shift, and p must be a carved block start (one
+ * multiply and a compare), not carry the free tag (a double free), and not be the last block in use of its
+ * page nor a block of a page with none in use (used > 1). Everything else goes out of line. */
 ZC_NO_SLP ZC_API void zc_free(void *p) {
-  uint8_t map = zc_segmap_get(p);
-  if (zc_likely(map == ZC_MAP_SMALL)) {
-    zc_segment_t *s = zc_segment_of(p);
-    zc_page_t *pg = zc_page_of(s, p);
-    zc_heap_t *h = zc_heap_get();
-    if (zc_likely(atomic_load_explicit(&s->heap, memory_order_relaxed) == h && !ZC_DEBUG)) {
-      /* used > 1: neither the page's last block nor a free into an empty page; p a carved block start;
-       * p not the last block freed (the commonest double free) */
-      zc_block_t *blk = p;
-      uintptr_t tag = pg->tag;
-      if (zc_likely(pg->used > 1 && zc_block_ok(pg, p, pg->span) && blk->tag != tag)) {
-        blk->link = zc_link_encode(pg, pg->local_free);
-        blk->tag = tag;
-        pg->local_free = blk;
-        pg->used--;
+  uintptr_t i = (uintptr_t)p >> ZC_SEGMENT_SHIFT; /* zc_segmap_get, with the index kept for the segment */
+  uint16_t map = zc_likely(i < ZC_SEGMAP_ENTRIES) ? __atomic_load_n(&zc_segmap[i], __ATOMIC_RELAXED)
+                                                  : (uint16_t)ZC_MAP_NONE;
+  if (zc_likely(map == zc_owner_tag_tls && !ZC_DEBUG)) {
+    __asm__("" : "+r"(i)); /* the segment is i << 22 (one shift), not p & ~mask (a copy and an and) */
+    zc_page_t *pg = zc_small_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p);
+    zc_block_t *blk = p;
+    uintptr_t tag = pg->tag;
+    if (zc_likely(zc_block_ok(pg, p, pg->limit) && blk->tag != tag)) {
+      /* used > 1, tested as used - 1 > 0 on the decremented count (one sub and one branch; the slow path
+       * gives the count back). used never reaches 2^31: a page holds at most 4096 blocks. */
+      if (zc_unlikely(!used_dec_above_zero(&pg->used))) {
+        free_local_undo(pg, p);
         return;
       }
-      free_local_checked(h, s, pg, p);
+      blk->link = zc_link_encode(pg, pg->local_free);
+      blk->tag = tag;
+      pg->local_free = blk;
       return;
     }
+    free_local_checked(pg, p);
+    return;
+  }
+  if (map >= ZC_MAP_OWNED && !ZC_DEBUG) { /* another heap's small segment (ours would have matched) */
+    free_other_small(p, i);
+    return;
   }
   free_slow(p, map);
 }
@@ -221,8 +318,8 @@ ZC_NO_SLP ZC_API void zc_free(void *p) {
 /* The usable size of p, or 0 if p is not inside a block zcmem handed out (never reports). */
 static size_t usable_quiet(const void *p) {
   if (p == NULL) return 0;
-  uint8_t map = zc_segmap_get(p);
-  if (map == ZC_MAP_SMALL) {
+  uint16_t map = zc_segmap_get(p);
+  if (zc_map_is_segment(map)) {
     zc_segment_t *s = zc_segment_of(p);
     zc_page_t *pg = zc_page_of(s, p);
     if (__atomic_load_n(&pg->state, __ATOMIC_RELAXED) == ZC_PAGE_IN_USE && (const uint8_t *)p >= pg->start) {

@@ -15,6 +15,7 @@
 zc_page_t zc_page_empty;
 zc_heap_t zc_heap_empty = {.direct = {[0 ... ZC_DIRECT_SLOTS - 1] = &zc_page_empty}};
 __thread zc_heap_t *zc_heap_tls = &zc_heap_empty;
+__thread uint16_t zc_owner_tag_tls = ZC_MAP_TAG_NONE;
 __thread bool zc_thread_exited;
 
 static zc_lock_t heaps_lock = ZC_LOCK_INIT;
@@ -35,6 +36,9 @@ static void heap_reset(zc_heap_t *h) {
 void zc_heap_queue_changed(zc_heap_t *h, unsigned cls) {
   zc_page_t *first = h->queues[cls].first;
   zc_page_t *cur = h->current[cls];
+  size_t hi = zc_class_size[cls] / 8;
+  if (cur == first && (hi >= ZC_DIRECT_SLOTS || h->direct[hi] == (first ? first : &zc_page_empty)))
+    return; /* nothing moved (the usual refill): the direct slots already point at it */
   if (cur != first) { /* move the extra count; an old current page left at 0 is found by collect/rotation */
     if (cur != NULL) {
       cur->used--;
@@ -49,7 +53,6 @@ void zc_heap_queue_changed(zc_heap_t *h, unsigned cls) {
   if (zc_class_size[cls] > ZC_DIRECT_MAX) return;
   zc_page_t *pg = first ? first : &zc_page_empty;
   size_t lo = cls == 1 ? 0 : (size_t)(zc_class_size[cls - 1] / 8) + 1;
-  size_t hi = zc_class_size[cls] / 8;
   for (size_t w = lo; w <= hi; w++) h->direct[w] = pg;
 }
 
@@ -73,6 +76,9 @@ static zc_heap_t *heap_take(void) {
     zc_heap_t *h = &arr[i];
     zc_lock_init(&h->lock);
     h->id = heaps_made++;
+    h->map_tag = h->id < ZC_MAP_OWNED_MAX ? (uint16_t)(ZC_MAP_OWNED + h->id) : (uint16_t)ZC_MAP_SEGMENT;
+    h->pair_owner = NULL; /* pages with no owner count in pair_other */
+    h->pair_slot = &h->pair_other;
     h->next_heap = heaps_all;
     heaps_all = h;
   }
@@ -89,8 +95,11 @@ zc_heap_t *zc_heap_init_thread(void) {
   if (h == NULL) return NULL;
   heap_reset(h);
   h->thread_id = zc_os_thread_id();
+  __atomic_store_n(&h->os_tid, zc_os_tid(), __ATOMIC_RELAXED);
   h->next_purge_check = 0;
   zc_heap_tls = h;
+  /* a heap without a tag must match no map entry (ZC_MAP_SEGMENT is in the map): its frees go out of line */
+  zc_owner_tag_tls = h->map_tag >= ZC_MAP_OWNED ? h->map_tag : (uint16_t)ZC_MAP_TAG_NONE;
   zc_os_thread_exit_register(h);
   return h;
 }
@@ -141,6 +150,51 @@ void zc_heap_unbias_all(zc_heap_t *h) {
   }
 }
 
+ZC_API uint32_t zc_thread_heap_id(void) {
+  zc_heap_t *h = zc_heap_init_thread();
+  return h != NULL ? h->id : UINT32_MAX;
+}
+
+/* ---- remote frees per pair of heaps (free.c counts, this gathers) ---- */
+
+/* Keep out[0..*n) the max largest pairs by bytes (insertion; max is small). */
+static void pair_keep(zc_pair_stats_t *out, size_t max, size_t *n, const zc_pair_stats_t *e) {
+  size_t i = *n < max ? (*n)++ : max;
+  if (i == max && (max == 0 || out[max - 1].bytes >= e->bytes)) return;
+  if (i == max) i = max - 1;
+  while (i > 0 && out[i - 1].bytes < e->bytes) {
+    out[i] = out[i - 1];
+    i--;
+  }
+  out[i] = *e;
+}
+
+ZC_API size_t zc_stats_pairs(zc_pair_stats_t *out, size_t max) {
+  size_t total = 0, kept = 0;
+  if (out == NULL) max = 0;
+  zc_lock(&heaps_lock);
+  for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) {
+    for (unsigned i = 0; i <= ZC_PAIR_SLOTS; i++) {
+      zc_pair_slot_t *x = i < ZC_PAIR_SLOTS ? &h->pairs[i] : &h->pair_other;
+      zc_heap_t *owner = __atomic_load_n(&x->owner, __ATOMIC_RELAXED);
+      zc_pair_stats_t e = {
+          .freer = h->id,
+          .owner = owner != NULL ? owner->id : ZC_PAIR_OTHER,
+          .owner_tid = owner != NULL ? __atomic_load_n(&owner->os_tid, __ATOMIC_RELAXED) : 0,
+          .freer_tid = __atomic_load_n(&h->os_tid, __ATOMIC_RELAXED),
+          .blocks = __atomic_load_n(&x->blocks, __ATOMIC_RELAXED),
+          .bytes = __atomic_load_n(&x->bytes, __ATOMIC_RELAXED),
+          .batches = __atomic_load_n(&x->batches, __ATOMIC_RELAXED),
+      };
+      if (e.batches == 0) continue;
+      total++;
+      pair_keep(out, max, &kept, &e);
+    }
+  }
+  zc_unlock(&heaps_lock);
+  return total;
+}
+
 void zc_heaps_visit(void (*fn)(zc_heap_t *h, void *arg), void *arg) {
   zc_lock(&heaps_lock);
   for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) fn(h, arg);
@@ -160,6 +214,7 @@ void zc_heap_done(zc_heap_t *h) {
   if (keep) zc_purger_ensure(); /* it may have gone idle meanwhile: the next sweep must see these pages */
   heap_reset(h);
   zc_heap_tls = &zc_heap_empty;
+  zc_owner_tag_tls = ZC_MAP_TAG_NONE;
   zc_lock(&heaps_lock);
   h->live = false;
   zc_unlock(&heaps_lock);

@@ -18,6 +18,9 @@
 extern zc_heap_t zc_heap_empty; /* every direct slot points at zc_page_empty: malloc falls to the slow path */
 extern zc_page_t zc_page_empty;
 extern __thread zc_heap_t *zc_heap_tls;
+/* The calling thread's heap's map tag (zc_heap_t.map_tag), ZC_MAP_TAG_NONE while it has none: free
+ * compares it with the segment map's entry (one load and one compare: "a small segment, and mine"). */
+extern __thread uint16_t zc_owner_tag_tls;
 
 extern __thread bool zc_thread_exited; /* the thread-exit hook ran: a late TLS destructor is freeing */
 
@@ -99,13 +102,28 @@ void zc_page_retire(zc_heap_t *h, zc_page_t *pg);
 void zc_heap_page_broken(zc_heap_t *h, zc_page_t *pg);
 /* Hand this thread's pending remote-free chain over. */
 void zc_remote_flush(zc_heap_t *h);
+/* Blocks h freed into other threads' pages and the hand-overs that carried them (stats, any thread). */
+void zc_heap_remote_totals(zc_heap_t *h, uint64_t *frees, uint64_t *batches);
 /* Report a bad free (invalid pointer, double free): one line, then abort unless ZCMEM_ABORT_ON_ERROR=0. */
 void zc_bad_free(const void *p, const char *what);
 /* The allocation slow path (class cls, request size n) and the generic free. */
 void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero);
+/* malloc's slow path from the fast path, which found pg (h's direct page for n) with no block to pop. */
+void *zc_malloc_refill(zc_heap_t *h, zc_page_t *pg, size_t n);
 void zc_free_generic(void *p);
 /* Queue of class cls: refresh the heap's direct table after its first page changed. */
 void zc_heap_queue_changed(zc_heap_t *h, unsigned cls);
+
+/* A statistics counter only its heap's thread writes, read by stats walks (relaxed loads): a plain add, no
+ * lock prefix. On x86-64 one add to memory: an aligned 8-byte store is seen whole by other cores, and with
+ * one writer no increment is lost (C's relaxed load and store would be three instructions). */
+zc_inline void zc_stat_inc(uint64_t *c, uint64_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __asm__("addq %1, %0" : "+m"(*c) : "er"(n));
+#else
+  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+#endif
+}
 
 /* ---- page queues (the owner's, no lock) ---- */
 zc_inline void zc_queue_remove(zc_page_queue_t *q, zc_page_t *pg) {
@@ -136,11 +154,31 @@ zc_inline void zc_queue_push_back(zc_page_queue_t *q, zc_page_t *pg) {
 /* ---- safe-linking (types.h): links are stored XOR the page's key, checked when popped ---- */
 zc_inline uintptr_t zc_link_encode(const zc_page_t *pg, const void *next) { return (uintptr_t)next ^ pg->key; }
 zc_inline zc_block_t *zc_link_decode(const zc_page_t *pg, uintptr_t link) { return (zc_block_t *)(link ^ pg->key); }
-/* p is a carved block start of pg: inside [start, start + span) and on the block grid (one multiply,
- * Lemire's divisibility test, exact for offsets below 2^32). NULL and every pointer of another page fail. */
-zc_inline bool zc_block_ok(const zc_page_t *pg, const void *p, uint32_t span) {
-  uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
-  return off < span && (uint64_t)(uint32_t)off * pg->grid < pg->grid;
+/* A page's block grid (page_init, with nothing carved): grid = ceil(2^64 / size), one more for a power of
+ * two, so that (see zc_block_ok) a block start's product is a small multiple of its index and every other
+ * offset's is at least 2^48. */
+zc_inline void zc_page_set_grid(zc_page_t *pg, size_t bsize) {
+  pg->grid = UINT64_MAX / bsize + 1 + ((bsize & (bsize - 1)) == 0);
+  __atomic_store_n(&pg->limit, 0, __ATOMIC_RELAXED);
+}
+/* The carved span changed (extend, break): span and the limit of zc_block_ok follow it. */
+zc_inline void zc_page_set_span(zc_page_t *pg, uint32_t span, uint32_t capacity) {
+  __atomic_store_n(&pg->span, span, __ATOMIC_RELAXED);
+  __atomic_store_n(&pg->limit, (uint64_t)capacity * (pg->grid * pg->block_size), __ATOMIC_RELAXED);
+}
+/* p is a carved block start of pg: off = p - start (32 bits) is q * size + s with s < size; off * grid
+ * (mod 2^64) is q * r (r = grid * size mod 2^64, 1 <= r <= size) when s == 0, and at least 2^48 otherwise
+ * (Lemire's divisibility test; exact for off < 2^32, the more so for a pointer inside its 4 MiB segment).
+ * So one multiply and one compare with limit = capacity * r say "on the grid and below the carved span".
+ * NULL and every pointer of another page fail (their off is at least the page's area away). */
+zc_inline bool zc_block_ok(const zc_page_t *pg, const void *p, uint64_t limit) {
+  uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)pg->start);
+  return (uint64_t)off * pg->grid < limit;
+}
+/* b, a block reached through a decoded link (any value): inside the carved span (a 64-bit compare, so a
+ * far-away pointer never aliases into it) and on the grid. */
+zc_inline bool zc_link_ok(const zc_page_t *pg, const void *b, uint32_t span, uint64_t limit) {
+  return (uintptr_t)b - (uintptr_t)pg->start < span && zc_block_ok(pg, b, limit);
 }
 
 /* b, about to be popped from one of pg's lists, is a free block of pg: inside the carved area (NULL fails:
@@ -163,7 +201,7 @@ zc_inline void *zc_malloc_small(zc_heap_t *h, size_t n) {
     pg->used++;
     return b;
   }
-  return zc_malloc_generic(h, n, false);
+  return zc_malloc_refill(h, pg, n);
 }
 
 #endif /* ZC_INTERNAL_H */

@@ -72,6 +72,8 @@ void zc_os_set_page_size(size_t page);
 
 /* A nonzero id unique among live threads of the process. */
 uintptr_t zc_os_thread_id(void);
+/* The kernel's id of the calling thread (what ps -L, top -H and /proc/<pid>/task show), for stats. */
+uint64_t zc_os_tid(void);
 /* Monotonic clock in nanoseconds. */
 uint64_t zc_os_clock_ns(void);
 /* Sleep for ns nanoseconds (background threads only). */

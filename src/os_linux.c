@@ -175,6 +175,8 @@ bool zc_os_huge_pages(void *p, size_t size) {
 
 uintptr_t zc_os_thread_id(void) { return (uintptr_t)pthread_self(); }
 
+uint64_t zc_os_tid(void) { return (uint64_t)syscall(SYS_gettid); }
+
 uint64_t zc_os_clock_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -38,7 +38,7 @@
 #include <string.h>
 
 /* The segment map (segmap.h): 64 MiB of zeroed .bss, touched only where segments live. */
-uint8_t zc_segmap[ZC_SEGMAP_ENTRIES];
+uint16_t zc_segmap[ZC_SEGMAP_ENTRIES];
 
 static zc_lock_t abandoned_lock = ZC_LOCK_INIT;
 static zc_segment_t *abandoned[ZC_SEG_KINDS];
@@ -287,7 +287,7 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
   if (zc_opt(zc_option_huge_pages)) zc_os_huge_pages(s, ZC_SEGMENT_SIZE);
   segment_format(s, kind, 0, 0);
   atomic_store_explicit(&s->heap, h, memory_order_relaxed);
-  zc_segmap_set(s, ZC_SEGMENT_SIZE, ZC_MAP_SMALL);
+  zc_segmap_set(s, ZC_SEGMENT_SIZE, zc_segment_map_value(s, h));
   atomic_fetch_add_explicit(&segments_live, 1, memory_order_relaxed);
   seg_push_front(&h->segments[kind], s);
   return s;
@@ -352,7 +352,7 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
   /* a new key at every reuse: links left over from the page's previous class decode to nothing valid */
   pg->key = (pg->key * 0x9E3779B97F4A7C15ull) ^ zc_link_secret ^ (uintptr_t)start;
   pg->tag = ((pg->tag * 0xC2B2AE3D27D4EB4Full) ^ zc_tag_secret ^ (uintptr_t)start) | 1; /* never 0: malloc's */
-  pg->grid = UINT64_MAX / bsize + 1;
+  zc_page_set_grid(pg, bsize);
   pg->reserved = (uint16_t)(page_area_size(s, pg) / bsize);
   pg->start = start;
   pg->class_idx = (uint8_t)cls;
@@ -544,7 +544,7 @@ static void abandon_segments(zc_heap_t *h, bool keep_dirty) {
         segment_release(h, s);
         continue;
       }
-      atomic_store_explicit(&s->heap, NULL, memory_order_release);
+      zc_segment_set_owner(s, NULL);
       zc_lock(&abandoned_lock);
       s->next = abandoned[k];
       abandoned[k] = s;
@@ -664,7 +664,7 @@ bool zc_segments_purge_abandoned(bool force) {
 
 static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
   h->hold_segments = true;
-  atomic_store_explicit(&s->heap, h, memory_order_release);
+  zc_segment_set_owner(s, h);
   zc_lock(&h->lock);
   if (s->free_mask != 0) seg_push_front(&h->segments[s->kind], s);
   else seg_push_back(&h->segments[s->kind], s);

@@ -22,6 +22,7 @@ typedef struct gather_s {
 } gather_t;
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define ZC_STATS_PAIRS_SHOWN 16 /* thread pairs in the text and JSON reports (zc_stats_pairs has them all) */
 
 static void gather_heap(zc_heap_t *h, void *arg) {
   gather_t *g = arg;
@@ -46,8 +47,10 @@ static void gather_heap(zc_heap_t *h, void *arg) {
   }
   for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) g->rows[c].refills += LOAD(h->stat_class_refills[c]);
   g->dirty_bytes += h->dirty_bytes;
-  g->s.remote_frees += LOAD(h->stat_remote_frees);
-  g->s.remote_batches += LOAD(h->stat_remote_batches);
+  uint64_t rf, rb;
+  zc_heap_remote_totals(h, &rf, &rb);
+  g->s.remote_frees += rf;
+  g->s.remote_batches += rb;
   g->pages_fresh += h->stat_pages_fresh;
   g->pages_reused += h->stat_pages_reused;
   zc_unlock(&h->lock);
@@ -156,6 +159,20 @@ ZC_API void zc_stats_print(int fd) {
     outf(&o, "  %8u %8lu %12lu %12s %10lu %7lu%%\n", zc_class_size[k], (unsigned long)r->pages,
          (unsigned long)r->blocks_used, human(a, r->blocks_used * zc_class_size[k]), (unsigned long)r->refills, fill);
   }
+  zc_pair_stats_t pairs[ZC_STATS_PAIRS_SHOWN];
+  size_t npairs = zc_stats_pairs(pairs, ZC_STATS_PAIRS_SHOWN);
+  if (npairs != 0)
+    outf(&o, "  remote frees by thread pair (%lu pairs%s): freer -> owner, heap id and kernel thread id\n",
+         (unsigned long)npairs, npairs > ZC_STATS_PAIRS_SHOWN ? ", the largest shown" : "");
+  for (size_t k = 0; k < npairs && k < ZC_STATS_PAIRS_SHOWN; k++) {
+    zc_pair_stats_t *e = &pairs[k];
+    if (e->owner == ZC_PAIR_OTHER)
+      zc_format(b, sizeof b, "others");
+    else
+      zc_format(b, sizeof b, "heap %lu (tid %lu)", (unsigned long)e->owner, (unsigned long)e->owner_tid);
+    outf(&o, "    heap %lu (tid %lu) -> %s: %lu blocks, %s in %lu hand-overs\n", (unsigned long)e->freer,
+         (unsigned long)e->freer_tid, b, (unsigned long)e->blocks, human(a, e->bytes), (unsigned long)e->batches);
+  }
   out_flush(&o);
 }
 
@@ -188,6 +205,16 @@ ZC_API size_t zc_stats_json(char *buf, size_t cap) {
       zc_class_size[k], (unsigned long)r->pages, (unsigned long)r->blocks_used, (unsigned long)r->blocks_capacity,
       (unsigned long)r->refills);
     first = false;
+  }
+  zc_pair_stats_t pairs[ZC_STATS_PAIRS_SHOWN];
+  size_t npairs = zc_stats_pairs(pairs, ZC_STATS_PAIRS_SHOWN);
+  J("],\"pairs_total\":%lu,\"pairs\":[", (unsigned long)npairs);
+  for (size_t k = 0; k < npairs && k < ZC_STATS_PAIRS_SHOWN; k++) {
+    zc_pair_stats_t *e = &pairs[k];
+    J("%s{\"freer\":%lu,\"freer_tid\":%lu,\"owner\":%ld,\"owner_tid\":%lu,\"blocks\":%lu,\"bytes\":%lu,"
+      "\"batches\":%lu}", k ? "," : "", (unsigned long)e->freer, (unsigned long)e->freer_tid,
+      e->owner == ZC_PAIR_OTHER ? -1L : (long)e->owner, (unsigned long)e->owner_tid, (unsigned long)e->blocks,
+      (unsigned long)e->bytes, (unsigned long)e->batches);
   }
   J("]}");
 #undef J

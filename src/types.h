@@ -99,22 +99,24 @@ typedef enum zc_page_state_e {
 } zc_page_state_t;
 
 typedef struct zc_page_s {
-  /* first cache line: what malloc and free touch */
+  /* first cache line: what malloc and the owner's free touch */
   zc_block_t *free;                 /* owner: pop on malloc */
   zc_block_t *local_free;           /* owner: push on local free */
   uint8_t *start;                   /* first block */
-  uint64_t grid;                    /* ceil(2^64 / block_size): (p - start) * grid < grid iff p is a
-                                       block start (Lemire's divisibility test, one multiply) */
+  uint64_t grid;                    /* ceil(2^64 / block_size), +1 for a power of two: see zc_block_ok */
+  uint64_t limit;                   /* capacity * (grid * block_size mod 2^64): (uint32)(p - start) * grid
+                                       < limit iff p is a carved block start (range and grid, one multiply
+                                       and one compare; the owner writes it, other threads read it) */
   uintptr_t key;                    /* safe-linking key of this page's links */
   uintptr_t tag;                    /* written in the second word of every block put on a list (and
                                        cleared by malloc): a free that finds it there is a double free */
-  _Atomic(uintptr_t) thread_free;   /* remote frees: chain head | (blocks in the chain << 48) */
   uint32_t used;                    /* see the invariant above */
   uint32_t span;                    /* capacity * block_size: blocks live in [start, start + span) (the
                                        owner writes it, other threads' frees read it: relaxed atomics) */
-  /* second cache line: slow paths */
+  /* second cache line: slow paths, and the word other threads' frees write */
   _Alignas(64) struct zc_page_s *next; /* heap queue of its class (in use) or dirty list (free) */
   struct zc_page_s *prev;
+  _Atomic(uintptr_t) thread_free;   /* remote frees: chain head | (blocks in the chain << 48) */
   uint64_t freed_at;                /* clock when it became free (for the purge delay) */
   uint32_t block_size;
   uint16_t capacity;                /* blocks carved from the page so far (the rest is untouched) */
@@ -151,7 +153,17 @@ typedef struct zc_remote_batch_s {
   zc_page_t *page;
   zc_block_t *head, *tail;
   uint32_t count;
+  struct zc_pair_slot_s *pair;             /* where the hand-over is counted (the page's owner's entry) */
 } zc_remote_batch_t;
+
+/* Remote-free traffic from this heap to one owner heap, counted when a chain is handed over (one entry
+ * per owner in a small open-addressed table; owners beyond it, and pages with no owner, are summed in the
+ * heap's pair_other). Only the freeing heap's thread writes it; stats walks read it with relaxed loads. */
+#define ZC_PAIR_SLOTS 16u
+typedef struct zc_pair_slot_s {
+  struct zc_heap_s *owner;                 /* NULL: unused slot (heaps are never unmapped) */
+  uint64_t blocks, bytes, batches;
+} zc_pair_slot_t;
 
 typedef struct zc_heap_s {
   zc_page_t *direct[ZC_DIRECT_SLOTS];      /* word size -> current page of its class (the fast path) */
@@ -166,8 +178,12 @@ typedef struct zc_heap_s {
   zc_page_t *dirty_first, *dirty_last;     /* free pages still resident, oldest first */
   size_t dirty_bytes;
   uint64_t next_purge_check;               /* clock of the next delay-based purge scan */
+  uint32_t refills_unchecked;              /* cheap refills counted while dirty pages wait (alloc.c) */
   uintptr_t thread_id;
+  uint64_t os_tid;                         /* the kernel's id of its current (or last) thread, for stats */
   uint32_t id;                             /* small number for stats (remote traffic per pair) */
+  uint16_t map_tag;                        /* what the segment map holds for this heap's small segments
+                                              (ZC_MAP_OWNED + id), or ZC_MAP_SEGMENT if id is too large */
   bool live;
   bool hold_segments;                      /* abandon/adopt walk a segment: do not unmap it under them */
   zc_lock_t lock;                          /* the segment/dirty state: owner's slow path vs. purger */
@@ -175,6 +191,10 @@ typedef struct zc_heap_s {
   /* statistics kept on slow paths only */
   uint64_t stat_remote_frees, stat_remote_batches, stat_pages_fresh, stat_pages_reused, stat_purged;
   uint64_t stat_class_refills[ZC_CLASS_COUNT];
+  zc_pair_slot_t pairs[ZC_PAIR_SLOTS];     /* remote frees by owner (see zc_pair_slot_t) */
+  zc_pair_slot_t pair_other;               /* owners the table had no room for, and no owner */
+  struct zc_heap_s *pair_owner;            /* the owner of the last chain begun, and its entry: a consumer */
+  zc_pair_slot_t *pair_slot;               /* frees mostly one producer's blocks, one compare finds it */
 } zc_heap_t;
 
 /* ---- lookups ---- */
@@ -184,6 +204,22 @@ zc_inline zc_segment_t *zc_segment_of(const void *p) {
 }
 zc_inline zc_page_t *zc_page_of(zc_segment_t *s, const void *p) {
   return &s->pages[((uintptr_t)p - (uintptr_t)s) >> s->page_shift];
+}
+/* The same for a small segment (the map's owner tag says so): a constant shift. */
+zc_inline zc_page_t *zc_small_page_of(zc_segment_t *s, const void *p) {
+  uintptr_t off = ((uintptr_t)p >> (ZC_SMALL_PAGE_SHIFT - 7)) & ((uintptr_t)(ZC_SEGMENT_PAGES_MAX - 1) << 7);
+  return (zc_page_t *)((char *)s->pages + off); /* descriptors are 128 bytes (asserted below) */
+}
+
+/* The segment map's value for s: its owner's tag if s is a small segment owned by a heap that has one,
+ * else "a small or medium segment" (the owner is then found in s->heap). */
+zc_inline uint16_t zc_segment_map_value(const zc_segment_t *s, const struct zc_heap_s *h) {
+  return h != NULL && s->kind == ZC_SEG_SMALL ? h->map_tag : (uint16_t)ZC_MAP_SEGMENT;
+}
+/* Give s to heap h (NULL: abandoned): the header's owner and the map's tag change together. */
+zc_inline void zc_segment_set_owner(zc_segment_t *s, struct zc_heap_s *h) {
+  atomic_store_explicit(&s->heap, h, memory_order_release);
+  zc_segmap_retag(s, zc_segment_map_value(s, h));
 }
 zc_inline size_t zc_page_area(const zc_segment_t *s) { return (size_t)1 << s->page_shift; }
 zc_inline uint8_t *zc_page_end(zc_segment_t *s, const zc_page_t *pg) {
