@@ -275,7 +275,7 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
   zc_segment_t *s = segment_cached(kind, &since);
   if (s != NULL) {
     if (s->kind != (uint32_t)kind) segment_format(s, kind, segment_resident_units(s), since);
-    atomic_store_explicit(&s->heap, h, memory_order_relaxed);
+    zc_segment_set_owner(s, h); /* the map's owner tag too: a stale one would send frees down a wrong path */
     seg_push_front(&h->segments[kind], s);
     for (uint32_t i = 0; i < s->page_count; i++)
       if (s->pages[i].dirty) dirty_attach(h, s, &s->pages[i]);
@@ -331,7 +331,7 @@ static void segment_retire(zc_heap_t *h, zc_segment_t *s) {
   }
   seg_unlink(&h->segments[s->kind], s);
   if (h->spare[s->kind] == s) h->spare[s->kind] = NULL;
-  atomic_store_explicit(&s->heap, NULL, memory_order_release);
+  zc_segment_set_owner(s, NULL); /* owned by nobody: the last owner's tag must not match its frees */
   seg_cache[seg_cached].seg = s;
   seg_cache[seg_cached].since = now;
   __atomic_store_n(&seg_cached, seg_cached + 1, __ATOMIC_RELAXED);

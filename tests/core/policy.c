@@ -259,8 +259,74 @@ static int case_return(int argc, char **argv) {
   CHECK_DONE(argv[0]);
 }
 
+/* ---- cache_owner: a cached segment changes owner in the segment map too ----
+ * The main thread empties small segments into the cache; a second thread (alive throughout) takes them
+ * and allocates; the main thread frees those blocks. Every one of these frees is remote (main -> the
+ * second heap) and must be counted so in the pair stats. A cached segment that kept its last owner's tag
+ * in the segment map would send the main thread's frees down its local fast path into pages it does not
+ * own: fewer remote frees counted (and a page list written by two threads). */
+#define OWN_BLK 256
+#define OWN_N (3u * 4u * 1024u * 1024u / OWN_BLK) /* three small segments' worth */
+static void **own_ps;
+static uint32_t own_id;
+static pthread_barrier_t own_bar;
+
+static void *own_thread(void *arg) {
+  (void)arg;
+  own_id = zc_thread_heap_id();
+  for (size_t i = 0; i < OWN_N; i++) {
+    own_ps[i] = zc_malloc(OWN_BLK);
+    REQUIRE(own_ps[i] != NULL);
+  }
+  pthread_barrier_wait(&own_bar); /* the blocks are made */
+  pthread_barrier_wait(&own_bar); /* the main thread freed them: only now may this heap go */
+  return NULL;
+}
+
+static uint64_t own_pair_blocks(uint32_t freer, uint32_t owner) {
+  zc_pair_stats_t p[64];
+  size_t n = zc_stats_pairs(p, 64);
+  uint64_t b = 0;
+  for (size_t i = 0; i < n && i < 64; i++)
+    if (p[i].freer == freer && p[i].owner == owner) b += p[i].blocks;
+  return b;
+}
+
+static int case_cache_owner(int argc, char **argv) {
+  uint32_t me = zc_thread_heap_id();
+  zc_free(zc_malloc(16)); /* the purger runs before the segments empty: the cache is in use */
+  own_ps = mmap(NULL, OWN_N * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(own_ps != MAP_FAILED);
+  for (size_t i = 0; i < OWN_N; i++) {
+    own_ps[i] = zc_malloc(OWN_BLK);
+    REQUIRE(own_ps[i] != NULL);
+  }
+  for (size_t i = 0; i < OWN_N; i++) zc_free(own_ps[i]);
+  zc_stats_t c = st();
+  CHECKF(c.segments_cached >= 1, "no segment cached after emptying %u blocks (premise)", OWN_N);
+  REQUIRE(pthread_barrier_init(&own_bar, NULL, 2) == 0);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, own_thread, NULL) == 0);
+  pthread_barrier_wait(&own_bar);
+  zc_stats_t d = st();
+  CHECKF(d.segments_cached < c.segments_cached, "the second thread took no cached segment (premise: %lu -> %lu)",
+         (unsigned long)c.segments_cached, (unsigned long)d.segments_cached);
+  uint64_t before = own_pair_blocks(me, own_id);
+  for (size_t i = 0; i < OWN_N; i++) zc_free(own_ps[i]);
+  zc_collect(false); /* hands the last pending batch over */
+  uint64_t counted = own_pair_blocks(me, own_id) - before;
+  printf("cache_owner: %u blocks of heap %u freed by heap %u, %llu counted remote\n", OWN_N, own_id, me,
+         (unsigned long long)counted);
+  CHECKF(counted == OWN_N, "%llu of %u remote frees counted: some took the owner's local path",
+         (unsigned long long)counted, OWN_N);
+  pthread_barrier_wait(&own_bar);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  munmap(own_ps, OWN_N * sizeof(void *));
+  CHECK_DONE(argv[0]);
+}
+
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"steady", case_steady}, {"miss", case_miss}, {"cache", case_cache},
-                                    {"return", case_return},  {NULL, NULL}};
+                                    {"return", case_return},  {"cache_owner", case_cache_owner}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
