@@ -41,7 +41,9 @@ extern "C" {
 #endif
 
 #define ZC_SVC_HEADER 16u                                  /* bytes of each message before the user's data */
-#define ZC_SVC_MAX_MSG (ZC_CHAN_MAX_MSG - ZC_SVC_HEADER)  /* the largest message */
+/* A loan of at most ZC_SVC_MAX_MSG bytes never fails with EMSGSIZE. Larger messages (megabytes) are
+ * loaned, sent and received the same way, zero-copy and contiguous, up to zc_svc_max_msg(). */
+#define ZC_SVC_MAX_MSG (ZC_CHAN_MAX_MSG - ZC_SVC_HEADER)
 
 typedef struct zc_svc_s zc_svc_t;
 
@@ -81,10 +83,16 @@ ZC_CHAN_API int zc_svc_fd(zc_svc_t *s);
 ZC_CHAN_API int zc_svc_peers(zc_svc_t *s);
 
 /* ---- sending ---- */
-/* A writable buffer of n bytes (1..ZC_SVC_MAX_MSG), 16-byte aligned, in the memory of one connection:
- * the least busy one (see above). EAGAIN if there is no connection. */
+/* A writable buffer of n bytes (1..zc_svc_max_msg(s)), 16-byte aligned, in the memory of one connection:
+ * the least busy one (see above). EAGAIN if there is no connection; EMSGSIZE if n is above that
+ * connection's limit; waits for memory (or EAGAIN) per cfg.chan.policy, as zc_chan_loan. */
 ZC_CHAN_API void *zc_svc_loan(zc_svc_t *s, size_t n);
-/* A buffer for the reply to req, in the memory of req's connection. */
+/* The largest n zc_svc_loan and zc_svc_loan_reply accept on every connection open now: the smallest
+ * zc_chan_max_msg of their producer channels minus ZC_SVC_HEADER (with the defaults, hundreds of MiB;
+ * set cfg.chan.max_bytes to bound it). It changes as connections come and go and as their segments
+ * grow, never below ZC_SVC_MAX_MSG; with no connection open it is ZC_SVC_MAX_MSG. */
+ZC_CHAN_API size_t zc_svc_max_msg(zc_svc_t *s);
+/* A buffer for the reply to req, in the memory of req's connection (limit: that connection's). */
 ZC_CHAN_API void *zc_svc_loan_reply(zc_svc_t *s, const zc_svc_msg_t *req, size_t n);
 /* Send a loan without expecting a reply (len <= the loaned n). Loan rules as zc_chan_send. */
 ZC_CHAN_API int zc_svc_send(zc_svc_t *s, void *p, size_t len, uint32_t type);
