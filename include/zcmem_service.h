@@ -79,6 +79,15 @@ ZC_CHAN_API void zc_svc_close(zc_svc_t *s);
 /* One fd for poll/epoll: readable when a message, a connection or a death may be waiting. After it is
  * readable call zc_svc_receive(s, &m, 0) until EAGAIN. */
 ZC_CHAN_API int zc_svc_fd(zc_svc_t *s);
+/* Back-pressure for event loops: after zc_svc_loan, zc_svc_send, zc_svc_request or zc_svc_reply failed
+ * with EAGAIN (cfg.chan.policy ZC_CHAN_FAIL: a connection's ring, queue or memory is full), ask for a
+ * wake-up on zc_svc_fd when any open connection's peer makes room (zc_chan_arm_space on each). Returns 1
+ * if room came back already on one of them, or one died (retry now instead of sleeping), 0 if armed (also
+ * on a listener with no connection: a join wakes zc_svc_fd), -1 EPIPE on a connected endpoint whose
+ * connection is gone. A wake-up means "retry", not "it fits": on EAGAIN again, arm again. After zc_svc_fd
+ * is readable call zc_svc_receive(s, &m, 0) until EAGAIN (as for messages): it reads the wake-up records,
+ * else the fd stays readable. */
+ZC_CHAN_API int zc_svc_arm_space(zc_svc_t *s);
 /* Connections open now. */
 ZC_CHAN_API int zc_svc_peers(zc_svc_t *s);
 
@@ -88,8 +97,7 @@ ZC_CHAN_API int zc_svc_peers(zc_svc_t *s);
  * connection's limit; waits for memory (or EAGAIN) per cfg.chan.policy, as zc_chan_loan. */
 ZC_CHAN_API void *zc_svc_loan(zc_svc_t *s, size_t n);
 /* The largest n zc_svc_loan and zc_svc_loan_reply accept on every connection open now: the smallest
- * zc_chan_max_msg of their producer channels minus ZC_SVC_HEADER (with the defaults, hundreds of MiB;
- * set cfg.chan.max_bytes to bound it). It changes as connections come and go and as their segments
+ * zc_chan_max_msg of their producer channels minus ZC_SVC_HEADER (bounded by cfg.chan.max_bytes). It changes as connections come and go and as their segments
  * grow, never below ZC_SVC_MAX_MSG; with no connection open it is ZC_SVC_MAX_MSG. */
 ZC_CHAN_API size_t zc_svc_max_msg(zc_svc_t *s);
 /* A buffer for the reply to req, in the memory of req's connection (limit: that connection's). */
