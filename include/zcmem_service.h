@@ -25,8 +25,8 @@
  * cfg.owner_uid, default this process's effective uid); a name with '/' is a socket file path.
  *
  * Threads: zc_svc_loan, zc_svc_loan_reply, zc_svc_send, zc_svc_request, zc_svc_reply, zc_svc_cancel,
- * zc_svc_release and zc_svc_stats may be called from any thread. zc_svc_receive and zc_svc_call are made
- * by one thread at a time. zc_svc_close last.
+ * zc_svc_release, zc_svc_stats, zc_svc_max_msg and zc_svc_arm_space may be called from any thread.
+ * zc_svc_receive and zc_svc_call are made by one thread at a time. zc_svc_close last.
  *
  * Errors: -1 (or NULL) and errno, as in zcmem_channel.h; EPIPE when the connection a call needs is gone,
  * EAGAIN when nothing is there (timeout 0) or no connection exists yet, ETIMEDOUT, EINVAL, EMSGSIZE.
