@@ -42,7 +42,8 @@ static zc_svc_config_t config(const char *name) {
   return c;
 }
 
-/* A view of more than 64 KiB is a run of whole pages in the shared mapping: header at the page start. */
+/* A view of more than 64 KiB is a run of whole pages in the shared mapping: the header at the run's start,
+ * which is page aligned (4 KiB at least) in the receiver's mapping too. */
 static int in_place(const void *data, size_t len) { return len + ZC_SVC_HEADER <= ZC_CHAN_MAX_MSG || ((uintptr_t)data & 4095) == ZC_SVC_HEADER; }
 
 static int server(void *arg) {
