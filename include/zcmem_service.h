@@ -25,8 +25,8 @@
  * cfg.owner_uid, default this process's effective uid); a name with '/' is a socket file path.
  *
  * Threads: zc_svc_loan, zc_svc_loan_reply, zc_svc_send, zc_svc_request, zc_svc_reply, zc_svc_cancel,
- * zc_svc_release and zc_svc_stats may be called from any thread. zc_svc_receive and zc_svc_call are made
- * by one thread at a time. zc_svc_close last.
+ * zc_svc_release, zc_svc_stats, zc_svc_max_msg and zc_svc_arm_space may be called from any thread.
+ * zc_svc_receive and zc_svc_call are made by one thread at a time. zc_svc_close last.
  *
  * Errors: -1 (or NULL) and errno, as in zcmem_channel.h; EPIPE when the connection a call needs is gone,
  * EAGAIN when nothing is there (timeout 0) or no connection exists yet, ETIMEDOUT, EINVAL, EMSGSIZE.
@@ -41,7 +41,9 @@ extern "C" {
 #endif
 
 #define ZC_SVC_HEADER 16u                                  /* bytes of each message before the user's data */
-#define ZC_SVC_MAX_MSG (ZC_CHAN_MAX_MSG - ZC_SVC_HEADER)  /* the largest message */
+/* A loan of at most ZC_SVC_MAX_MSG bytes never fails with EMSGSIZE. Larger messages (megabytes) are
+ * loaned, sent and received the same way, zero-copy and contiguous, up to zc_svc_max_msg(). */
+#define ZC_SVC_MAX_MSG (ZC_CHAN_MAX_MSG - ZC_SVC_HEADER)
 
 typedef struct zc_svc_s zc_svc_t;
 
@@ -77,14 +79,28 @@ ZC_CHAN_API void zc_svc_close(zc_svc_t *s);
 /* One fd for poll/epoll: readable when a message, a connection or a death may be waiting. After it is
  * readable call zc_svc_receive(s, &m, 0) until EAGAIN. */
 ZC_CHAN_API int zc_svc_fd(zc_svc_t *s);
+/* Back-pressure for event loops: after zc_svc_loan, zc_svc_send, zc_svc_request or zc_svc_reply failed
+ * with EAGAIN (cfg.chan.policy ZC_CHAN_FAIL: a connection's ring, queue or memory is full), ask for a
+ * wake-up on zc_svc_fd when any open connection's peer makes room (zc_chan_arm_space on each). Returns 1
+ * if room came back already on one of them, or one died (retry now instead of sleeping), 0 if armed (also
+ * on a listener with no connection: a join wakes zc_svc_fd), -1 EPIPE on a connected endpoint whose
+ * connection is gone. A wake-up means "retry", not "it fits": on EAGAIN again, arm again. After zc_svc_fd
+ * is readable call zc_svc_receive(s, &m, 0) until EAGAIN (as for messages): it reads the wake-up records,
+ * else the fd stays readable. */
+ZC_CHAN_API int zc_svc_arm_space(zc_svc_t *s);
 /* Connections open now. */
 ZC_CHAN_API int zc_svc_peers(zc_svc_t *s);
 
 /* ---- sending ---- */
-/* A writable buffer of n bytes (1..ZC_SVC_MAX_MSG), 16-byte aligned, in the memory of one connection:
- * the least busy one (see above). EAGAIN if there is no connection. */
+/* A writable buffer of n bytes (1..zc_svc_max_msg(s)), 16-byte aligned, in the memory of one connection:
+ * the least busy one (see above). EAGAIN if there is no connection; EMSGSIZE if n is above that
+ * connection's limit; waits for memory (or EAGAIN) per cfg.chan.policy, as zc_chan_loan. */
 ZC_CHAN_API void *zc_svc_loan(zc_svc_t *s, size_t n);
-/* A buffer for the reply to req, in the memory of req's connection. */
+/* The largest n zc_svc_loan and zc_svc_loan_reply accept on every connection open now: the smallest
+ * zc_chan_max_msg of their producer channels minus ZC_SVC_HEADER (bounded by cfg.chan.max_bytes). It changes as connections come and go and as their segments
+ * grow, never below ZC_SVC_MAX_MSG; with no connection open it is ZC_SVC_MAX_MSG. */
+ZC_CHAN_API size_t zc_svc_max_msg(zc_svc_t *s);
+/* A buffer for the reply to req, in the memory of req's connection (limit: that connection's). */
 ZC_CHAN_API void *zc_svc_loan_reply(zc_svc_t *s, const zc_svc_msg_t *req, size_t n);
 /* Send a loan without expecting a reply (len <= the loaned n). Loan rules as zc_chan_send. */
 ZC_CHAN_API int zc_svc_send(zc_svc_t *s, void *p, size_t len, uint32_t type);

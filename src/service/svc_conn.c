@@ -373,6 +373,31 @@ int svc_arm_all(zc_svc_t *s) {
 
 int zc_svc_fd(zc_svc_t *s) { return s->ep; }
 
+/* Every connection's producer channel is armed for space; each one's channel fd is in s->ep already
+ * (tag i << 1 | 1), and svc_check drains its wake-up records (zc_chan_collect reads them). */
+int zc_svc_arm_space(zc_svc_t *s) {
+  if (s == NULL) return errno = EINVAL, -1;
+  int ready = 0, any = 0;
+  for (uint32_t i = 0;; i++) { /* one connection at a time: no channel call under s->lock */
+    zc_lock(&s->lock);
+    bool end = i >= s->hi;
+    svc_peer_t *p = !end && s->peers[i].state == PEER_OPEN ? &s->peers[i] : NULL;
+    if (p) __atomic_fetch_add(&p->busy, 1, __ATOMIC_ACQUIRE);
+    int dead = s->connected ? (s->dead ? s->dead : EPIPE) : 0;
+    zc_unlock(&s->lock);
+    if (end) {
+      if (!any && dead) return errno = dead, -1; /* a connected endpoint whose connection is gone */
+      break;
+    }
+    if (p == NULL) continue;
+    any = 1;
+    int r = zc_chan_arm_space(p->out);
+    svc_peer_put(p);
+    if (r != 0) ready = 1; /* room came back, or the connection died: the retry will tell */
+  }
+  return ready;
+}
+
 int zc_svc_peers(zc_svc_t *s) {
   zc_lock(&s->lock);
   int n = (int)s->st.peers;

@@ -6,6 +6,11 @@
  * and its generation bumped, so a second reply with the same id, a reply to an id never sent, an id of
  * another connection or an old id all close the connection as hostile (EPROTO) without reaching the user.
  *
+ * Sizes: a message is one channel message (header + the user's bytes), so its limit is the channel's
+ * (zc_chan_max_msg of the connection's producer channel, minus the header): slots up to 64 KiB, runs of
+ * whole pages above, contiguous and zero-copy either way. ZC_SVC_MAX_MSG is only the floor: a loan of
+ * at most that size never fails with EMSGSIZE.
+ *
  * The message path adds no system call and no copy to the channel's: a send is the channel's send plus
  * the 16-byte header written in place; a receive polls each connection's ring (zc_chan_receive with
  * timeout 0, no system call when empty) and copies the 16-byte header out. System calls happen only to
@@ -260,9 +265,13 @@ static void *loan_on(svc_peer_t *p, uint32_t idx, uint32_t gen, size_t n) {
   return b + ZC_SVC_HEADER;
 }
 
+/* n and the header must fit a channel message's 32-bit length; the channel checks its own limit
+ * (zc_chan_max_msg) and fails the loan with EMSGSIZE above it. */
+#define SVC_LEN_LIMIT ((size_t)UINT32_MAX - ZC_SVC_HEADER)
+
 void *zc_svc_loan(zc_svc_t *s, size_t n) {
-  if (s == NULL || n == 0 || n > ZC_SVC_MAX_MSG) {
-    errno = n > ZC_SVC_MAX_MSG ? EMSGSIZE : EINVAL;
+  if (s == NULL || n == 0 || n > SVC_LEN_LIMIT) {
+    errno = s != NULL && n > SVC_LEN_LIMIT ? EMSGSIZE : EINVAL;
     return NULL;
   }
   zc_lock(&s->lock);
@@ -288,8 +297,8 @@ void *zc_svc_loan(zc_svc_t *s, size_t n) {
 }
 
 void *zc_svc_loan_reply(zc_svc_t *s, const zc_svc_msg_t *req, size_t n) {
-  if (s == NULL || req == NULL || req->kind != ZC_SVC_REQUEST || n == 0 || n > ZC_SVC_MAX_MSG) {
-    errno = n > ZC_SVC_MAX_MSG ? EMSGSIZE : EINVAL;
+  if (s == NULL || req == NULL || req->kind != ZC_SVC_REQUEST || n == 0 || n > SVC_LEN_LIMIT) {
+    errno = s != NULL && req != NULL && req->kind == ZC_SVC_REQUEST && n > SVC_LEN_LIMIT ? EMSGSIZE : EINVAL;
     return NULL;
   }
   svc_peer_t *p = svc_peer_get(s, req->peer, req->peer_gen, 0);
@@ -297,6 +306,26 @@ void *zc_svc_loan_reply(zc_svc_t *s, const zc_svc_msg_t *req, size_t n) {
   void *r = loan_on(p, req->peer, req->peer_gen, n);
   svc_peer_put(p);
   return r;
+}
+
+size_t zc_svc_max_msg(zc_svc_t *s) {
+  if (s == NULL) return 0;
+  size_t best = SIZE_MAX;
+  for (uint32_t i = 0;; i++) { /* one connection at a time: no channel call under s->lock */
+    zc_lock(&s->lock);
+    bool end = i >= s->hi;
+    svc_peer_t *p = !end && s->peers[i].state == PEER_OPEN ? &s->peers[i] : NULL;
+    if (p) __atomic_fetch_add(&p->busy, 1, __ATOMIC_ACQUIRE);
+    zc_unlock(&s->lock);
+    if (end) break;
+    if (p == NULL) continue;
+    size_t m = zc_chan_max_msg(p->out);
+    svc_peer_put(p);
+    m = m > ZC_SVC_HEADER ? m - ZC_SVC_HEADER : 0;
+    if (m < best) best = m;
+  }
+  if (best == SIZE_MAX) best = ZC_SVC_MAX_MSG; /* no connection: only the floor is known */
+  return best > SVC_LEN_LIMIT ? SVC_LEN_LIMIT : best;
 }
 
 /* The loan at user pointer u: its header and connection (busy raised), or NULL with errno. */
@@ -319,7 +348,7 @@ static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, 
     svc_peer_put(p);
     return svc_fail(s, EINVAL, "a reply loaned on another connection than its request's");
   }
-  if (len > ZC_SVC_MAX_MSG) {
+  if (len > SVC_LEN_LIMIT) { /* beyond any loan: given back, as zc_chan_send does with EMSGSIZE */
     zc_chan_cancel(p->out, h);
     __atomic_fetch_sub(&p->held, 1, __ATOMIC_RELEASE);
     svc_peer_put(p);
