@@ -3,9 +3,12 @@
  *
  * A request is framed and checked here (request line, Content-Length, Connection), copied once into a
  * buffer of the transport (with the channel: a loan in memory the worker reads in place) and handed to
- * the worker with the fewest requests in flight. The response comes back as pieces the front end writes
- * to the client with writev straight from the transport's buffers (with the channel: the worker's shared
- * memory, read-only here) and releases once written.
+ * the worker with the fewest requests in flight. Its head must fit IN_CAP (64 KiB - 16) and its body
+ * HTTP_MAX_REQ_BODY (8 MiB) and the transport (socket: head and body within 64 KiB - 16), else 413; a
+ * body beyond IN_CAP is read into a buffer of the request's exact size, freed once it is handed on. The
+ * response comes back as pieces (with the channel: one) the front end writes to the client with writev
+ * straight from the transport's buffers (with the channel: the worker's shared memory, read-only here) and
+ * releases once written.
  *
  * A worker's pieces are untrusted: a piece whose id names no request this worker holds is dropped, and a
  * response larger than HTTP_MAX_BODY plus its head gets the worker killed and replaced. The transport hands
@@ -45,7 +48,7 @@ int http_worker_main(int argc, char **argv);
 
 #define MAX_CONNS 4096
 #define MAX_WORKERS 64
-#define IN_CAP TP_MAX_PAYLOAD /* a request, head and body, is one message */
+#define IN_CAP TP_MAX_PAYLOAD /* a request's head, and a small request's body, fit this buffer */
 #define MAX_RESP (HTTP_MAX_BODY + 4096)
 
 enum { K_LISTEN, K_CONN, K_LINK };
@@ -79,9 +82,10 @@ typedef struct conn_s {
   out_t *q;
   int qhead, qn, qcap;
   size_t qoff; /* bytes of q[qhead] written */
-  uint32_t in_len;
+  uint8_t *in;            /* small, or (a body beyond IN_CAP) malloc'ed of the request's size */
+  uint32_t in_len, in_cap;
   struct conn_s *next_closed;
-  uint8_t in[IN_CAP];
+  uint8_t small[IN_CAP];
 } conn_t;
 
 static int ep, listen_kind = K_LISTEN;
@@ -94,7 +98,8 @@ static conn_t *closed_conns; /* closed during this batch of events; freed after 
 static int free_idx[MAX_CONNS], n_free;
 static unsigned rr;
 static volatile sig_atomic_t stop;
-static unsigned long n_requests, n_503, n_replaced, n_dropped, n_closed_partial;
+static unsigned long n_requests, n_503, n_replaced, n_dropped, n_closed_partial, n_pieces;
+static size_t max_request; /* head and body: the smaller of IN_CAP + HTTP_MAX_REQ_BODY and tp_max_request */
 
 static void conn_run(conn_t *c);
 
@@ -186,6 +191,8 @@ static void conn_close(conn_t *c) {
   c->fd = -1;
   free(c->q);
   c->q = NULL;
+  if (c->in != c->small) free(c->in);
+  c->in = c->small;
   conns[c->idx] = NULL;
   free_idx[n_free++] = c->idx;
   /* freed after the current batch of epoll events, which may still name it */
@@ -274,6 +281,7 @@ static void on_piece(worker_t *w, tp_piece_t *p) {
     out_release(&o);
     return;
   }
+  n_pieces++;
   c->resp_bytes += p->len;
   if (c->resp_bytes > MAX_RESP || queue(c, o) != 0) {
     out_release(&o);
@@ -362,7 +370,7 @@ static int parse(conn_t *c) {
   const char *in = (const char *)c->in;
   const char *end = c->in_len ? memmem(in, c->in_len, "\r\n\r\n", 4) : NULL;
   if (end == NULL) {
-    if (c->in_len < IN_CAP) return 0;
+    if (c->in_len < c->in_cap) return 0;
     own_response(c, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 1);
     return 1;
   }
@@ -397,11 +405,18 @@ static int parse(conn_t *c) {
     }
     s = e + 2;
   }
-  if (head + clen > IN_CAP) {
+  if (clen > HTTP_MAX_REQ_BODY || head + clen > max_request) {
     own_response(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 1);
     return 1;
   }
   size_t total = head + (size_t)clen;
+  if (total > c->in_cap) { /* a large body: read it into a buffer of exactly this request's size */
+    uint8_t *b = malloc(total);
+    if (b == NULL) return -1;
+    memcpy(b, c->in, c->in_len);
+    c->in = b;
+    c->in_cap = (uint32_t)total;
+  }
   if (c->in_len < total) return 0;
   c->close_after = minor == 0 ? !conn_keep || conn_close_hdr : conn_close_hdr;
   if (submit(c, total) != 0) { /* no worker could take it now */
@@ -410,6 +425,11 @@ static int parse(conn_t *c) {
   }
   memmove(c->in, c->in + total, c->in_len - total);
   c->in_len -= (uint32_t)total;
+  if (c->in != c->small && c->in_len == 0) { /* its size was the request's: nothing of the next one is in it */
+    free(c->in);
+    c->in = c->small;
+    c->in_cap = IN_CAP;
+  }
   return 1;
 }
 
@@ -450,7 +470,7 @@ static int flush(conn_t *c) {
 /* Readable interest stays on while a request is at a worker (pipelined bytes are read meanwhile), so a
  * request costs no epoll_ctl; it goes only when the buffer is full or the client has finished. */
 static void set_mask(conn_t *c) {
-  uint32_t m = (c->in_len < IN_CAP && !c->eof ? EPOLLIN : 0) | (c->blocked ? EPOLLOUT : 0);
+  uint32_t m = (c->in_len < c->in_cap && !c->eof ? EPOLLIN : 0) | (c->blocked ? EPOLLOUT : 0);
   if (m == c->ep_mask) return;
   struct epoll_event ev = {.events = m, .data.ptr = c};
   epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -485,8 +505,8 @@ static void conn_event(conn_t *c, uint32_t events) {
     conn_close(c);
     return;
   }
-  if ((events & EPOLLIN) && c->in_len < IN_CAP && !c->eof) {
-    ssize_t n = read(c->fd, c->in + c->in_len, IN_CAP - c->in_len);
+  if ((events & EPOLLIN) && c->in_len < c->in_cap && !c->eof) {
+    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
       conn_close(c);
       return;
@@ -510,6 +530,8 @@ static void accept_all(int lfd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->kind = K_CONN;
     c->fd = fd;
+    c->in = c->small;
+    c->in_cap = IN_CAP;
     c->idx = free_idx[--n_free];
     c->gen = (uint32_t)rr * 2654435761u; /* any start: ids of an earlier connection in this slot differ */
     c->ep_mask = EPOLLIN;
@@ -534,6 +556,7 @@ int main(int argc, char **argv) {
     }
   }
   if (n_workers < 1 || n_workers > MAX_WORKERS) n_workers = 2;
+  max_request = IN_CAP + HTTP_MAX_REQ_BODY < tp_max_request ? IN_CAP + HTTP_MAX_REQ_BODY : tp_max_request;
   static char exe[4096];
   ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (el <= 0) return 1;
@@ -609,7 +632,7 @@ int main(int argc, char **argv) {
     free(w);
   }
   printf("http_server: %lu requests to workers, %lu answered 503 here, %lu workers replaced, %lu pieces dropped, "
-         "%lu connections closed mid-response\n",
-         n_requests, n_503, n_replaced, n_dropped, n_closed_partial);
+         "%lu connections closed mid-response, %lu response pieces\n",
+         n_requests, n_503, n_replaced, n_dropped, n_closed_partial, n_pieces);
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #define HTTP_MAX_BODY ((uint64_t)64 << 20) /* GET /N: at most 64 MiB */
+#define HTTP_MAX_REQ_BODY ((size_t)8 << 20) /* a request's body: at most 8 MiB (socket transport: 64 KiB) */
 #define HTTP_MAX_SLEEP_MS 10000            /* GET /sleep/MS */
 #define HTTP_REQ_CLOSE 1u                  /* request flag: the front end closes after this response */
 #define HTTP_PATTERN_PERIOD 4093u          /* prime: not a divisor of any piece size */

@@ -1,8 +1,10 @@
 /* A worker process of the HTTP example: takes requests from the front end, builds each response straight
- * into the transport's piece buffers (with the channel: the shared memory the front end writes to the
- * client from) and sends them back.
+ * into the transport's buffer (with the channel: one loan of shared memory, which the front end writes to
+ * the client from) and sends it back.
  *
  * Routes:  GET /N          N bytes of http_pattern (N <= 64 MiB)
+ *          GET /guess/G/N  the same, but the response is begun with a guess of G bytes instead of its size
+ *                          (for the tests: the channel's loan is grown or shrunk on the way)
  *          GET /pid        this worker's process id
  *          GET /sleep/MS   waits MS milliseconds (<= 10 s), then answers (for the tests: a request in flight)
  *          POST /echo      the request body
@@ -25,7 +27,8 @@
 
 int http_worker_main(int argc, char **argv);
 
-static uint8_t pattern[HTTP_PATTERN_PERIOD + TP_MAX_PAYLOAD]; /* any window of a piece's size is one memcpy */
+#define PATTERN_RUN ((size_t)64 << 10)
+static uint8_t pattern[HTTP_PATTERN_PERIOD + PATTERN_RUN]; /* any PATTERN_RUN bytes of it are one memcpy */
 
 /* Write n bytes through the response window, from src or (src NULL) from the pattern at body offset off. */
 static int put(tp_resp_t *r, const uint8_t *src, uint64_t off, uint64_t n) {
@@ -34,6 +37,7 @@ static int put(tp_resp_t *r, const uint8_t *src, uint64_t off, uint64_t n) {
     uint8_t *p = tp_resp_room(r, &room);
     if (p == NULL) return -1;
     size_t k = n < room ? (size_t)n : room;
+    if (src == NULL && k > PATTERN_RUN) k = PATTERN_RUN;
     memcpy(p, src ? src : pattern + off % HTTP_PATTERN_PERIOD, k);
     if (src) src += k;
     off += k;
@@ -43,16 +47,22 @@ static int put(tp_resp_t *r, const uint8_t *src, uint64_t off, uint64_t n) {
   return 0;
 }
 
-static int respond(tp_worker_t *w, const tp_request_t *q, int status, const char *reason, const uint8_t *body,
-                   uint64_t len) {
+/* guess: the size to begin the response with (0: the true size). */
+static int respond_guess(tp_worker_t *w, const tp_request_t *q, int status, const char *reason, const uint8_t *body,
+                         uint64_t len, uint64_t guess) {
   char head[256];
   int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: zcmem-example\r\nContent-Length: %llu\r\n%s\r\n",
                     status, reason, (unsigned long long)len,
                     q->flags & HTTP_REQ_CLOSE ? "Connection: close\r\n" : "");
   tp_resp_t r;
-  if (tp_resp_begin(w, &r, q->id, (uint64_t)hl + len) != 0) return -1;
-  if (put(&r, (const uint8_t *)head, 0, (uint64_t)hl) != 0) return -1;
-  return put(&r, body, 0, len);
+  if (tp_resp_begin(w, &r, q->id, guess ? guess : (uint64_t)hl + len) != 0) return -1;
+  if (put(&r, (const uint8_t *)head, 0, (uint64_t)hl) != 0 || put(&r, body, 0, len) != 0) return -1;
+  return tp_resp_end(&r);
+}
+
+static int respond(tp_worker_t *w, const tp_request_t *q, int status, const char *reason, const uint8_t *body,
+                   uint64_t len) {
+  return respond_guess(w, q, status, reason, body, len, 0);
 }
 
 static int error_page(tp_worker_t *w, const tp_request_t *q, int status, const char *reason) {
@@ -112,6 +122,14 @@ static int handle(tp_worker_t *w, const tp_request_t *q) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
     return respond(w, q, 200, "OK", (const uint8_t *)"slept\n", 6);
+  }
+  if (tlen > 7 && memcmp(target, "/guess/", 7) == 0) { /* /guess/G/N */
+    const char *g = target + 7, *sl = memchr(g, '/', tlen - 7);
+    uint64_t guess;
+    if (sl && parse_u64(g, (size_t)(sl - g), HTTP_MAX_BODY, &guess) == 0 && guess > 0 &&
+        parse_u64(sl + 1, tlen - 7 - (size_t)(sl + 1 - g), HTTP_MAX_BODY, &v) == 0)
+      return respond_guess(w, q, 200, "OK", NULL, v, guess);
+    return error_page(w, q, 404, "Not Found");
   }
   if (tlen > 1 && target[0] == '/' && parse_u64(target + 1, tlen - 1, HTTP_MAX_BODY, &v) == 0)
     return respond(w, q, 200, "OK", NULL, v);

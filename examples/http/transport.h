@@ -5,10 +5,13 @@
  * http_worker.c) never names either one; a later request/response API of the channel replaces
  * transport_chan.c alone.
  *
- * A link is one worker process and the messages to and from it. A request is one message (at most
- * TP_MAX_PAYLOAD bytes). A response is any number of bytes, announced by the worker up front and carried in
- * pieces of at most TP_MAX_PAYLOAD bytes (a channel message is at most 64 KiB today); each piece names its
- * request by the 64-bit id the front end gave it, and the last one says so.
+ * A link is one worker process and the messages to and from it. A request is one message of at most
+ * tp_max_request bytes (channel: 64 MiB; socket: TP_MAX_PAYLOAD, 64 KiB - 16). A response is any number of
+ * bytes, carried in one or more pieces; each piece names its request by the 64-bit id the front end gave
+ * it, and the last one says so. The channel sends every response of up to zc_chan_max_msg (about 1 GiB by
+ * default) as one piece, written in place into one loan that grows or shrinks (zc_chan_loan_resize) when the
+ * worker's guess of its size was wrong; the socket cuts it into pieces of at most TP_MAX_PAYLOAD bytes
+ * (a SOCK_SEQPACKET packet must fit the socket's send buffer).
  *
  * Trust: the front end treats every piece as untrusted input (a worker may be buggy or hostile): the id
  * and flags are copied out once, the payload is a bounded view (data, len) that the transport checked lies
@@ -24,7 +27,7 @@
 
 #define TP_MAX_MSG ((size_t)64 * 1024)                          /* ZC_CHAN_MAX_MSG */
 #define TP_HDR 16                                               /* tp_hdr_t */
-#define TP_MAX_PAYLOAD (TP_MAX_MSG - TP_HDR)                    /* bytes of a request or of a piece */
+#define TP_MAX_PAYLOAD (TP_MAX_MSG - TP_HDR)                    /* bytes of a socket request or piece */
 #define TP_LAST 1u                                              /* piece flag: the response's last piece */
 
 /* The small header in front of every message: the correlation id and flags. */
@@ -49,6 +52,7 @@ typedef struct tp_piece_s {
 } tp_piece_t;
 
 extern const char *const tp_name; /* "chan" or "sock" */
+extern const size_t tp_max_request; /* the largest request (bytes of payload) tp_request_buf takes */
 
 /* ---- front end ---- */
 /* Start a worker: fork + exec of exe with "--worker" and the fds it needs, and open the front end's side.
@@ -59,7 +63,8 @@ int tp_fd(tp_link_t *l);
 /* Right before epoll_wait: 1 if pieces are already waiting (take them instead of sleeping), 0 if the fd
  * will wake the loop at the next piece, -1 if the worker is gone. */
 int tp_arm(tp_link_t *l);
-/* A buffer for a request of n bytes (n <= TP_MAX_PAYLOAD), to fill and then submit or cancel. */
+/* A buffer for a request of n bytes (n <= tp_max_request), to fill and then submit or cancel; NULL with
+ * errno (EAGAIN: no room now; EMSGSIZE: larger than the link carries). */
 void *tp_request_buf(tp_link_t *l, size_t n);
 /* Hand a filled request to the worker. 0, or -1: EAGAIN (the worker's queue is full: the buffer is still
  * the caller's, cancel it), EPIPE (the worker is gone: the buffer was taken back). Never blocks. */
@@ -90,19 +95,25 @@ tp_worker_t *tp_worker_open(int argc, char **argv);
 /* Wait for the next request. 0, or -1 when the front end is gone. */
 int tp_worker_recv(tp_worker_t *w, tp_request_t *out);
 void tp_worker_done(tp_worker_t *w, tp_request_t *r);
-/* A response of exactly total bytes to request id, written in order through a window of the current piece:
- *   tp_resp_begin(w, &r, id, total); while (...) { p = tp_resp_room(&r, &room); write k <= room bytes at p;
- *   tp_resp_wrote(&r, k); }   -- each piece is sent as soon as it is full, the last one when total is reached.
- * Returns -1 (errno) when the front end is gone or memory ran out: stop writing. */
+/* A response to request id, written in order through a window, then ended:
+ *   tp_resp_begin(w, &r, id, guess); while (...) { p = tp_resp_room(&r, &room); write k <= room bytes at p;
+ *   tp_resp_wrote(&r, k); }  tp_resp_end(&r);
+ * guess: the size the worker expects (a wrong guess costs a resize, never bytes). The window is never empty:
+ * when it is full, tp_resp_room makes room (channel: grows the loan in place or moves it, copying what was
+ * written; beyond the channel's largest message, or over the socket: sends the full piece and starts the
+ * next). tp_resp_end sends what was written as the response's last piece (channel: the loan shrunk to it
+ * first when that gives memory back). Each returns -1 / NULL (errno) when the front end is gone or memory
+ * ran out: stop writing. */
 typedef struct tp_resp_s {
   tp_worker_t *w;
-  uint64_t id, total, done;
+  uint64_t id, guess;
   uint8_t *piece;   /* the current piece's payload, or NULL */
   size_t cap, used; /* its size and what is written */
 } tp_resp_t;
-int tp_resp_begin(tp_worker_t *w, tp_resp_t *r, uint64_t id, uint64_t total);
+int tp_resp_begin(tp_worker_t *w, tp_resp_t *r, uint64_t id, uint64_t guess);
 uint8_t *tp_resp_room(tp_resp_t *r, size_t *room);
 int tp_resp_wrote(tp_resp_t *r, size_t n);
+int tp_resp_end(tp_resp_t *r);
 void tp_worker_close(tp_worker_t *w);
 
 #endif

@@ -3,9 +3,11 @@
  * reverse. Each message is a tp_hdr_t and its payload, written once into a loaned slot; the front end's
  * view of a response piece is the worker's slot itself (read-only), held until the client has it.
  *
- * Limits of today's one-way channel that this file works around, to go once the channel's
- * request/response and any-size APIs exist: the correlation id is ours (tp_hdr_t), and a response above
- * 64 KiB is cut into pieces of at most TP_MAX_PAYLOAD bytes.
+ * Sizes: a request is one message of up to tp_max_request bytes; a response is one message whatever its
+ * size (up to zc_chan_max_msg; only beyond it would it go in several pieces). The worker loans its guess of
+ * the response's size, grows the loan with zc_chan_loan_resize when the guess was short (in place over free
+ * pages, or moved copying only what was written) and shrinks it to what was written before sending when the
+ * guess was long, so no loan is of the worst case. The correlation id is still ours (tp_hdr_t).
  */
 #define _GNU_SOURCE
 #include "transport.h"
@@ -19,10 +21,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-_Static_assert(TP_MAX_MSG == ZC_CHAN_MAX_MSG, "a piece is one channel message");
 _Static_assert(sizeof(tp_hdr_t) == TP_HDR, "header size");
 
 const char *const tp_name = "chan";
+/* A bound of this example's choosing (the front end's own is lower): far below a default channel's largest
+ * message (1 GiB - 4 MiB), and a producer's zc_chan_max_msg never shrinks below the largest loan it made. */
+const size_t tp_max_request = (size_t)64 << 20;
 
 struct tp_link_s {
   zc_chan_t *req;  /* producer: requests to the worker */
@@ -93,6 +97,10 @@ int tp_arm(tp_link_t *l) {
 }
 
 void *tp_request_buf(tp_link_t *l, size_t n) {
+  if (n > tp_max_request) {
+    errno = EMSGSIZE;
+    return NULL;
+  }
   uint8_t *p = zc_chan_loan(l->req, n + TP_HDR);
   return p ? p + TP_HDR : NULL;
 }
@@ -196,20 +204,36 @@ void tp_worker_done(tp_worker_t *w, tp_request_t *r) {
   zc_chan_release(w->req, &m);
 }
 
-int tp_resp_begin(tp_worker_t *w, tp_resp_t *r, uint64_t id, uint64_t total) {
-  *r = (tp_resp_t){.w = w, .id = id, .total = total};
+int tp_resp_begin(tp_worker_t *w, tp_resp_t *r, uint64_t id, uint64_t guess) {
+  *r = (tp_resp_t){.w = w, .id = id, .guess = guess ? guess : 1};
   return 0;
 }
 
+/* Send the current piece (used bytes) with flags; the next tp_resp_room loans a new one. */
+static int send_piece(tp_resp_t *r, uint32_t flags) {
+  uint8_t *p = r->piece - TP_HDR;
+  tp_hdr_t h = {.id = r->id, .flags = flags};
+  memcpy(p, &h, sizeof h);
+  r->piece = NULL;
+  return zc_chan_send(r->w->resp, p, r->used + TP_HDR, 0);
+}
+
 uint8_t *tp_resp_room(tp_resp_t *r, size_t *room) {
-  if (r->piece == NULL) {
-    uint64_t left = r->total - r->done;
-    size_t want = left < TP_MAX_PAYLOAD ? (size_t)left : TP_MAX_PAYLOAD;
-    if (want == 0) { /* nothing left: the caller wrote its total already */
-      errno = EINVAL;
+  size_t max = zc_chan_max_msg(r->w->resp) - TP_HDR;
+  if (r->piece != NULL && r->used == r->cap) { /* full: grow the loan (double it), or at the limit send it */
+    size_t want = r->cap < max / 2 ? 2 * r->cap : max;
+    if (want > r->cap) {
+      uint8_t *p = zc_chan_loan_resize(r->w->resp, r->piece - TP_HDR, want + TP_HDR, r->used + TP_HDR);
+      if (p == NULL) return NULL;
+      r->piece = p + TP_HDR;
+      r->cap = want;
+    } else if (send_piece(r, 0) != 0) {
       return NULL;
     }
-    uint8_t *p = zc_chan_loan(r->w->resp, want + TP_HDR); /* loan exactly the piece: no slot is oversized */
+  }
+  if (r->piece == NULL) {
+    size_t want = r->guess < max ? (size_t)r->guess : max;
+    uint8_t *p = zc_chan_loan(r->w->resp, want + TP_HDR);
     if (p == NULL) return NULL;
     r->piece = p + TP_HDR;
     r->cap = want;
@@ -220,14 +244,25 @@ uint8_t *tp_resp_room(tp_resp_t *r, size_t *room) {
 }
 
 int tp_resp_wrote(tp_resp_t *r, size_t n) {
+  if (n > r->cap - r->used) {
+    errno = EINVAL;
+    return -1;
+  }
   r->used += n;
-  if (r->used < r->cap) return 0;
-  r->done += r->cap;
-  uint8_t *p = r->piece - TP_HDR;
-  tp_hdr_t h = {.id = r->id, .flags = r->done == r->total ? TP_LAST : 0};
-  memcpy(p, &h, sizeof h);
-  r->piece = NULL;
-  return zc_chan_send(r->w->resp, p, r->cap + TP_HDR, 0);
+  return 0;
+}
+
+int tp_resp_end(tp_resp_t *r) {
+  size_t room;
+  if (r->piece == NULL && tp_resp_room(r, &room) == NULL) return -1; /* nothing written: an empty piece */
+  if (r->cap - r->used >= 4096) { /* a long guess: give back what was not written (on failure send as is) */
+    uint8_t *p = zc_chan_loan_resize(r->w->resp, r->piece - TP_HDR, r->used + TP_HDR, r->used + TP_HDR);
+    if (p != NULL) {
+      r->piece = p + TP_HDR;
+      r->cap = r->used;
+    }
+  }
+  return send_piece(r, TP_LAST);
 }
 
 void tp_worker_close(tp_worker_t *w) {

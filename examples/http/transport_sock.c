@@ -3,6 +3,11 @@
  * copies: the worker builds each piece in a private buffer and write()s it (copy into the kernel), the
  * front end read()s it into a private buffer (copy out of the kernel) and writes it to the client from
  * there. read/write (not send/recv) so that /proc/PID/io counts the bytes (rchar, wchar).
+ *
+ * Unlike the channel, this baseline keeps requests to one packet of at most TP_MAX_PAYLOAD bytes (larger
+ * bodies get 413) and cuts responses into pieces of that size: a SOCK_SEQPACKET packet is sent whole or
+ * not at all and must fit the socket's send buffer (net.core.wmem_max caps SO_SNDBUF, 208 KiB by default),
+ * and the front end would need a receive buffer of the largest packet for every read.
  */
 #define _GNU_SOURCE
 #include "transport.h"
@@ -18,6 +23,7 @@
 #include <unistd.h>
 
 const char *const tp_name = "sock";
+const size_t tp_max_request = TP_MAX_PAYLOAD;
 
 struct tp_link_s {
   int fd; /* non-blocking on the front end's side */
@@ -59,6 +65,10 @@ int tp_fd(tp_link_t *l) { return l->fd; }
 int tp_arm(tp_link_t *l) { return 0; } /* level-triggered: a readable socket wakes epoll by itself */
 
 void *tp_request_buf(tp_link_t *l, size_t n) {
+  if (n > tp_max_request) {
+    errno = EMSGSIZE;
+    return NULL;
+  }
   uint8_t *p = malloc(n + TP_HDR);
   return p ? p + TP_HDR : NULL;
 }
@@ -96,7 +106,7 @@ int tp_poll(tp_link_t *l, tp_piece_t *out, int max) {
       free(b);
       break;
     }
-    if (got <= (ssize_t)TP_HDR || got > (ssize_t)TP_MAX_MSG) {
+    if (got < (ssize_t)TP_HDR || got > (ssize_t)TP_MAX_MSG) {
       free(b);
       if (n > 0) break; /* hand out what came before; the next poll reports the end */
       if (got == 0) snprintf(l->why, sizeof l->why, "end of file");
@@ -160,20 +170,30 @@ int tp_worker_recv(tp_worker_t *w, tp_request_t *out) {
 
 void tp_worker_done(tp_worker_t *w, tp_request_t *r) {}
 
-int tp_resp_begin(tp_worker_t *w, tp_resp_t *r, uint64_t id, uint64_t total) {
-  *r = (tp_resp_t){.w = w, .id = id, .total = total};
+int tp_resp_begin(tp_worker_t *w, tp_resp_t *r, uint64_t id, uint64_t guess) {
+  *r = (tp_resp_t){.w = w, .id = id, .guess = guess};
   return 0;
 }
 
+/* Send the current piece (used bytes) with flags. */
+static int send_piece(tp_resp_t *r, uint32_t flags) {
+  tp_hdr_t h = {.id = r->id, .flags = flags};
+  memcpy(r->w->out, &h, sizeof h);
+  r->piece = NULL;
+  for (;;) {
+    ssize_t put = write(r->w->fd, r->w->out, r->used + TP_HDR);
+    if (put == (ssize_t)(r->used + TP_HDR)) return 0;
+    if (put < 0 && errno == EINTR) continue;
+    errno = EPIPE;
+    return -1;
+  }
+}
+
 uint8_t *tp_resp_room(tp_resp_t *r, size_t *room) {
+  if (r->piece != NULL && r->used == r->cap && send_piece(r, 0) != 0) return NULL; /* full: send it */
   if (r->piece == NULL) {
-    uint64_t left = r->total - r->done;
-    if (left == 0) {
-      errno = EINVAL;
-      return NULL;
-    }
     r->piece = r->w->out + TP_HDR;
-    r->cap = left < TP_MAX_PAYLOAD ? (size_t)left : TP_MAX_PAYLOAD;
+    r->cap = TP_MAX_PAYLOAD;
     r->used = 0;
   }
   *room = r->cap - r->used;
@@ -181,19 +201,18 @@ uint8_t *tp_resp_room(tp_resp_t *r, size_t *room) {
 }
 
 int tp_resp_wrote(tp_resp_t *r, size_t n) {
-  r->used += n;
-  if (r->used < r->cap) return 0;
-  r->done += r->cap;
-  tp_hdr_t h = {.id = r->id, .flags = r->done == r->total ? TP_LAST : 0};
-  memcpy(r->w->out, &h, sizeof h);
-  r->piece = NULL;
-  for (;;) {
-    ssize_t put = write(r->w->fd, r->w->out, r->cap + TP_HDR);
-    if (put == (ssize_t)(r->cap + TP_HDR)) return 0;
-    if (put < 0 && errno == EINTR) continue;
-    errno = EPIPE;
+  if (n > r->cap - r->used) {
+    errno = EINVAL;
     return -1;
   }
+  r->used += n;
+  return 0;
+}
+
+int tp_resp_end(tp_resp_t *r) {
+  size_t room;
+  if (r->piece == NULL && tp_resp_room(r, &room) == NULL) return -1;
+  return send_piece(r, TP_LAST);
 }
 
 void tp_worker_close(tp_worker_t *w) {

@@ -6,8 +6,10 @@
  *           piece under the true id after its last piece. The client must get exactly the true response.
  *   short   takes one request, answers with a message shorter than the header, then sleeps: the front end
  *           must call that a protocol violation, kill it, answer the request 503, and start another.
- *   huge    answers with a response that claims 1 GiB and writes it: the front end must stop it at
- *           HTTP_MAX_BODY + 4 KiB (kill, replace, close that client's connection).
+ *   huge    answers with a response that claims 1 GiB: over the socket it writes it in pieces, and the front
+ *           end must stop it at HTTP_MAX_BODY + 4 KiB; over the channel it sends one message longer than
+ *           HTTP_MAX_BODY + 4 KiB (its pages untouched), which the front end must refuse without writing a
+ *           byte of it. Either way: kill, replace, close that client's connection.
  */
 #define _GNU_SOURCE
 #include "http_proto.h"
@@ -29,7 +31,7 @@ static int respond(tp_worker_t *w, uint64_t id, const char *body) {
   uint8_t *p;
   if (tp_resp_begin(w, &r, id, (uint64_t)n) != 0 || (p = tp_resp_room(&r, &room)) == NULL || room < (size_t)n) return -1;
   memcpy(p, buf, (size_t)n);
-  return tp_resp_wrote(&r, (size_t)n);
+  return tp_resp_wrote(&r, (size_t)n) != 0 ? -1 : tp_resp_end(&r);
 }
 
 static int short_message(int argc, char **argv) {
@@ -51,11 +53,34 @@ static int short_message(int argc, char **argv) {
   for (;;) pause(); /* the front end must end this */
 }
 
+#ifdef HOSTILE_CHAN
+/* One response message of HTTP_MAX_BODY + 4 KiB + 1 MiB bytes: only the header and the HTTP head written. */
+static int huge_message(int argc, char **argv) {
+  zc_chan_t *req = zc_chan_open(atoi(argv[0]), ZC_CHAN_CONSUMER, NULL);
+  zc_chan_t *resp = req ? zc_chan_open(atoi(argv[1]), ZC_CHAN_PRODUCER, NULL) : NULL;
+  zc_chan_msg_t m;
+  tp_hdr_t h;
+  if (resp == NULL || zc_chan_receive(req, &m, -1) != 0 || zc_chan_copy(&m, 0, &h, sizeof h) != 0) return 1;
+  size_t n = TP_HDR + HTTP_MAX_BODY + 4096 + ((size_t)1 << 20);
+  uint8_t *p = zc_chan_loan(resp, n);
+  if (p == NULL) return 1;
+  h.flags = TP_LAST;
+  memcpy(p, &h, sizeof h);
+  const char *head = "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n";
+  memcpy(p + TP_HDR, head, strlen(head));
+  if (zc_chan_send(resp, p, n, 0) != 0) return 1;
+  for (;;) pause(); /* the front end must end this */
+}
+#endif
+
 int main(int argc, char **argv) {
   const char *mode = getenv("HTTP_HOSTILE");
   if (argc < 3 || strcmp(argv[1], "--worker") != 0 || mode == NULL) return 2;
   argc -= 2, argv += 2;
   if (strcmp(mode, "short") == 0) return short_message(argc, argv);
+#ifdef HOSTILE_CHAN
+  if (strcmp(mode, "huge") == 0) return huge_message(argc, argv);
+#endif
   tp_worker_t *w = tp_worker_open(argc, argv);
   if (w == NULL) return 1;
   tp_request_t q;
