@@ -26,21 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define KiB ((size_t)1024)
-#define MiB ((size_t)1024 * 1024)
-
-static zc_large_stats_t stats(void) {
-  zc_large_stats_t s;
-  zc_large_stats(&s);
-  return s;
-}
-
-/* The header the segment map gives for p (NULL unless it is a large region). */
-static void *hdr_of(const void *p) {
-  uint8_t kind = 0;
-  void *h = zc_segmap_header(p, &kind);
-  return h != NULL && kind == ZC_MAP_LARGE ? h : NULL;
-}
+#include "large_test.h"
 
 static void *lalloc(size_t size, size_t align, bool zero) { return zc_large_alloc(size, align, zero); }
 static void lfree(void *p) { zc_large_free(p, hdr_of(p)); }

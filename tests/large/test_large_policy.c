@@ -18,20 +18,7 @@
 #include "large.h"
 #include "segmap.h"
 
-#define KiB ((size_t)1024)
-#define MiB ((size_t)1024 * 1024)
-
-static zc_large_stats_t stats(void) {
-  zc_large_stats_t s;
-  zc_large_stats(&s);
-  return s;
-}
-
-static void *hdr_of(const void *p) {
-  uint8_t kind = 0;
-  void *h = zc_segmap_header(p, &kind);
-  return h != NULL && kind == ZC_MAP_LARGE ? h : NULL;
-}
+#include "large_test.h"
 
 static int case_grow_reused(int argc, char **argv) {
   unsigned char *big = zc_large_alloc(1 * MiB, 16, false);
