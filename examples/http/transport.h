@@ -21,6 +21,7 @@
 #ifndef HTTP_TRANSPORT_H
 #define HTTP_TRANSPORT_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -112,7 +113,15 @@ typedef struct tp_resp_s {
 } tp_resp_t;
 int tp_resp_begin(tp_worker_t *w, tp_resp_t *r, uint64_t id, uint64_t guess);
 uint8_t *tp_resp_room(tp_resp_t *r, size_t *room);
-int tp_resp_wrote(tp_resp_t *r, size_t n);
+/* Mark n more bytes of the window written (both transports: the window is r->piece[used .. cap)). */
+static inline int tp_resp_wrote(tp_resp_t *r, size_t n) {
+  if (n > r->cap - r->used) {
+    errno = EINVAL;
+    return -1;
+  }
+  r->used += n;
+  return 0;
+}
 int tp_resp_end(tp_resp_t *r);
 void tp_worker_close(tp_worker_t *w);
 

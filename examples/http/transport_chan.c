@@ -243,15 +243,6 @@ uint8_t *tp_resp_room(tp_resp_t *r, size_t *room) {
   return r->piece + r->used;
 }
 
-int tp_resp_wrote(tp_resp_t *r, size_t n) {
-  if (n > r->cap - r->used) {
-    errno = EINVAL;
-    return -1;
-  }
-  r->used += n;
-  return 0;
-}
-
 int tp_resp_end(tp_resp_t *r) {
   size_t room;
   if (r->piece == NULL && tp_resp_room(r, &room) == NULL) return -1; /* nothing written: an empty piece */
