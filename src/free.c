@@ -110,11 +110,14 @@ void zc_heap_remote_totals(zc_heap_t *h, uint64_t *frees, uint64_t *batches) {
 /* Hand b's chain over (one compare-and-swap) and count it; b keeps its fields (see flush_slot). */
 static zc_noinline void hand_over(zc_heap_t *h, zc_remote_batch_t *b) {
   zc_page_t *pg = b->page;
+  /* Read before the push: once the chain is handed over, the owner may empty the page and carve it anew
+   * for another class (a data race on block_size, found by TSan). */
+  uint64_t bytes = (uint64_t)b->count * pg->block_size;
   push_chain(pg, b->head, b->tail, b->count);
   if (ZC_PAIR_STATS) { /* the pair's counts, which are also the totals (zc_heap_remote_totals) */
     zc_pair_slot_t *e = b->pair;
     zc_stat_inc(&e->blocks, b->count);
-    zc_stat_inc(&e->bytes, (uint64_t)b->count * pg->block_size);
+    zc_stat_inc(&e->bytes, bytes);
     zc_stat_inc(&e->batches, 1);
   } else {
     zc_stat_inc(&h->stat_remote_frees, b->count);
