@@ -47,8 +47,11 @@ static bool prepend(zc_page_t *pg, zc_block_t *chain, uint32_t max) {
  * used exact). More blocks back than handed out means some block was freed twice: the chain cannot be
  * trusted, the page is broken. */
 static bool take_thread_free(zc_page_t *pg) {
-  if (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) == 0) return true;
-  uintptr_t v = atomic_exchange_explicit(&pg->thread_free, 0, memory_order_acquire);
+  zc_page_remote_t *r = zc_page_remote(pg);
+  if (atomic_load_explicit(&r->thread_free, memory_order_relaxed) == 0) return true;
+  /* acquire: pairs with the freers' release in push_chain, so their writes to the blocks (links, tags)
+   * are seen before the chain is followed */
+  uintptr_t v = atomic_exchange_explicit(&r->thread_free, 0, memory_order_acquire);
   uint32_t n = ZC_TF_COUNT(v);
   if (zc_unlikely(n + pg->held > pg->used)) {
     zc_page_break(pg, ZC_TF_PTR(v), "double free (other threads freed more blocks than are in use) in the page of",
@@ -107,7 +110,7 @@ static bool rebuild_list(zc_page_t *pg, zc_block_t *b, uint64_t *seen, zc_block_
 bool zc_page_rebuild(zc_page_t *pg, bool report) {
   uint64_t seen[ZC_PAGE_BLOCKS_MAX / 64];
   memset(seen, 0, ((size_t)pg->capacity + 63) / 64 * sizeof(uint64_t));
-  uintptr_t v = atomic_exchange_explicit(&pg->thread_free, 0, memory_order_acquire);
+  uintptr_t v = atomic_exchange_explicit(&zc_page_remote(pg)->thread_free, 0, memory_order_acquire);
   zc_block_t *head = NULL;
   uint32_t nfree = 0;
   const void *bad = NULL;

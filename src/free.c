@@ -45,7 +45,7 @@ static bool on_list(zc_page_t *pg, zc_block_t *b, const void *p) {
 }
 static bool debug_block_ok(zc_page_t *pg, const void *p) {
   if (on_list(pg, pg->free, p) || on_list(pg, pg->local_free, p) ||
-      on_list(pg, ZC_TF_PTR(atomic_load(&pg->thread_free)), p)) {
+      on_list(pg, ZC_TF_PTR(atomic_load(&zc_page_remote(pg)->thread_free)), p)) {
     zc_bad_free(p, "double free of");
     return false;
   }
@@ -57,13 +57,16 @@ static bool debug_block_ok(zc_page_t *pg, const void *p) {
 #define ZC_DEBUG_CHECK(pg, p) ((void)0)
 #endif
 
-/* Push a chain of count blocks of pg on its thread_free stack: one compare-and-swap. */
-static void push_chain(zc_page_t *pg, zc_block_t *head, zc_block_t *tail, uint32_t count) {
-  uintptr_t old = atomic_load_explicit(&pg->thread_free, memory_order_relaxed), nv;
+/* Push a chain of count blocks on the thread_free stack of the page whose remote line is r: one
+ * compare-and-swap. Release: the owner's acquiring exchange (take_thread_free) then sees the chain's links
+ * and tags. Only the remote line is touched (its key encodes the tail's link), never the descriptor. */
+static void push_chain(zc_page_remote_t *r, zc_block_t *head, zc_block_t *tail, uint32_t count) {
+  uintptr_t key = __atomic_load_n(&r->key, __ATOMIC_RELAXED);
+  uintptr_t old = atomic_load_explicit(&r->thread_free, memory_order_relaxed), nv;
   do {
-    tail->link = zc_link_encode(pg, ZC_TF_PTR(old));
+    tail->link = (uintptr_t)ZC_TF_PTR(old) ^ key;
     nv = (uintptr_t)head | ((uintptr_t)(ZC_TF_COUNT(old) + count) << ZC_TF_SHIFT);
-  } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &old, nv, memory_order_release,
+  } while (!atomic_compare_exchange_weak_explicit(&r->thread_free, &old, nv, memory_order_release,
                                                    memory_order_relaxed));
 }
 
@@ -113,7 +116,7 @@ static zc_noinline void hand_over(zc_heap_t *h, zc_remote_batch_t *b) {
   /* Read before the push: once the chain is handed over, the owner may empty the page and carve it anew
    * for another class (a data race on block_size, found by TSan). */
   uint64_t bytes = (uint64_t)b->count * pg->block_size;
-  push_chain(pg, b->head, b->tail, b->count);
+  push_chain(zc_page_remote(pg), b->head, b->tail, b->count);
   if (ZC_PAIR_STATS) { /* the pair's counts, which are also the totals (zc_heap_remote_totals) */
     zc_pair_slot_t *e = b->pair;
     zc_stat_inc(&e->blocks, b->count);
@@ -139,21 +142,24 @@ void zc_remote_flush(zc_heap_t *h) {
     if (h->pending[i].count != 0) flush_slot(h, &h->pending[i]);
 }
 
-/* A free of another thread's block (p passed the page checks); h is the calling thread's heap, owner the
- * page's (as the caller read it; NULL if abandoned). */
-zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_t *pg, void *p) {
+/* A free of another thread's block (p passed remote_checks); h is the calling thread's heap, owner the
+ * page's (as the caller read it; NULL if abandoned), r the page's remote line, whose tag and key it uses:
+ * the descriptor's first line, which the owner's malloc writes, is not touched. */
+zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_t *pg, zc_page_remote_t *r, void *p) {
   zc_block_t *blk = p;
-  if (zc_unlikely(blk->tag == pg->tag)) { /* on a list of its page, or in some freer's pending chain */
+  uintptr_t tag = __atomic_load_n(&r->tag, __ATOMIC_RELAXED);
+  uintptr_t lkey = __atomic_load_n(&r->key, __ATOMIC_RELAXED);
+  if (zc_unlikely(blk->tag == tag)) { /* on a list of its page, or in some freer's pending chain */
     zc_bad_free(p, "double free (from another thread) of");
     return;
   }
-  blk->tag = pg->tag;
+  blk->tag = tag;
   if (zc_unlikely(h == &zc_heap_empty)) {
     /* A thread that only frees needs a heap for its pending chains; a thread that is exiting (a late TLS
      * destructor) or out of memory hands the block over alone instead. */
     h = zc_thread_exiting() ? NULL : zc_heap_init_thread();
     if (h == NULL) {
-      push_chain(pg, blk, blk, 1);
+      push_chain(r, blk, blk, 1);
       return;
     }
   }
@@ -162,13 +168,13 @@ zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_t *pg, void *
   zc_remote_batch_t *b = &h->pending[((key >> 7) ^ (key >> ZC_SEGMENT_SHIFT)) & (ZC_REMOTE_SLOTS - 1)];
   h->pending_count++;
   if (b->page == pg) {
-    blk->link = zc_link_encode(pg, b->head);
+    blk->link = (uintptr_t)b->head ^ lkey;
     b->head = blk;
     if (++b->count >= ZC_REMOTE_BATCH) flush_slot(h, b);
     return;
   }
   if (b->count != 0) hand_over(h, b); /* another page takes the slot: its fields are all set below */
-  blk->link = zc_link_encode(pg, NULL);
+  blk->link = lkey; /* NULL, encoded */
   b->page = pg;
   b->head = b->tail = blk;
   b->count = 1;
@@ -197,6 +203,27 @@ zc_inline bool block_checks(zc_segment_t *s, zc_page_t *pg, const void *p) {
   if (!zc_block_ok(pg, p, limit)) {
     uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
     zc_bad_free(p, off < __atomic_load_n(&pg->span, __ATOMIC_RELAXED)
+                       ? "invalid free: not the start of a block (interior or misaligned pointer)"
+                       : "invalid free: no block was handed out at");
+    return false;
+  }
+  return true;
+}
+
+/* block_checks for another thread's free: the page's state from the descriptor's second line (which the
+ * owner writes only on its slow paths), the block's range and grid from the remote line r. */
+zc_inline bool remote_checks(zc_segment_t *s, zc_page_t *pg, zc_page_remote_t *r, const void *p) {
+  uint8_t state = __atomic_load_n(&pg->state, __ATOMIC_RELAXED);
+  if (state == ZC_PAGE_BROKEN) return false; /* reported when it broke; its blocks are never reused */
+  if ((uintptr_t)p - (uintptr_t)s < ZC_SEGMENT_HEADER || state != ZC_PAGE_IN_USE) {
+    zc_bad_free(p, "invalid free: no block was handed out at");
+    return false;
+  }
+  uint64_t limit = __atomic_load_n(&r->limit, __ATOMIC_RELAXED);
+  uint8_t *start = __atomic_load_n(&r->start, __ATOMIC_RELAXED);
+  uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)start);
+  if ((uint64_t)off * __atomic_load_n(&r->grid, __ATOMIC_RELAXED) >= limit) {
+    zc_bad_free(p, (uintptr_t)p - (uintptr_t)start < __atomic_load_n(&pg->span, __ATOMIC_RELAXED)
                        ? "invalid free: not the start of a block (interior or misaligned pointer)"
                        : "invalid free: no block was handed out at");
     return false;
@@ -249,7 +276,8 @@ static zc_noinline void free_slow(void *p, uint16_t map) {
     return;
   }
   /* Another thread's page: what the checks read is fixed while a block of the page is live. */
-  if (block_checks(s, pg, p)) free_remote(h, owner, pg, p);
+  zc_page_remote_t *r = &s->remote[((uintptr_t)p - (uintptr_t)s) >> s->page_shift];
+  if (remote_checks(s, pg, r, p)) free_remote(h, owner, pg, r, p);
 }
 
 void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
@@ -259,8 +287,9 @@ void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
 static zc_noinline void free_other_small(void *p, uintptr_t i) {
   zc_segment_t *s = (zc_segment_t *)(i << ZC_SEGMENT_SHIFT);
   zc_page_t *pg = zc_small_page_of(s, p);
-  if (zc_likely(block_checks(s, pg, p)))
-    free_remote(zc_heap_get(), atomic_load_explicit(&s->heap, memory_order_relaxed), pg, p);
+  zc_page_remote_t *r = zc_small_remote_of(s, p);
+  if (zc_likely(remote_checks(s, pg, r, p)))
+    free_remote(zc_heap_get(), atomic_load_explicit(&s->heap, memory_order_relaxed), pg, r, p);
 }
 
 /* --*used > 0 as a signed count, with the decrement's own flags on x86-64 (GCC and clang otherwise load,

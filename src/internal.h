@@ -161,10 +161,25 @@ zc_inline void zc_page_set_grid(zc_page_t *pg, size_t bsize) {
   pg->grid = UINT64_MAX / bsize + 1 + ((bsize & (bsize - 1)) == 0);
   __atomic_store_n(&pg->limit, 0, __ATOMIC_RELAXED);
 }
-/* The carved span changed (extend, break): span and the limit of zc_block_ok follow it. */
+/* The carved span changed (extend, break): span and the limit of zc_block_ok follow it, in the descriptor
+ * and in the remote line. */
 zc_inline void zc_page_set_span(zc_page_t *pg, uint32_t span, uint32_t capacity) {
+  uint64_t limit = (uint64_t)capacity * (pg->grid * pg->block_size);
   __atomic_store_n(&pg->span, span, __ATOMIC_RELAXED);
-  __atomic_store_n(&pg->limit, (uint64_t)capacity * (pg->grid * pg->block_size), __ATOMIC_RELAXED);
+  __atomic_store_n(&pg->limit, limit, __ATOMIC_RELAXED);
+  __atomic_store_n(&zc_page_remote(pg)->limit, limit, __ATOMIC_RELAXED);
+}
+/* page_init, once the descriptor is set up and before the page is in use: the remote line gets an empty
+ * thread_free and the copies remote frees check blocks with (types.h). Relaxed stores: a correct remote
+ * free of a block of the page is ordered after them by the hand-off of the block (malloc came later). */
+zc_inline void zc_page_publish(zc_page_t *pg) {
+  zc_page_remote_t *r = zc_page_remote(pg);
+  atomic_store_explicit(&r->thread_free, 0, memory_order_relaxed);
+  __atomic_store_n(&r->start, pg->start, __ATOMIC_RELAXED);
+  __atomic_store_n(&r->grid, pg->grid, __ATOMIC_RELAXED);
+  __atomic_store_n(&r->limit, pg->limit, __ATOMIC_RELAXED);
+  __atomic_store_n(&r->key, pg->key, __ATOMIC_RELAXED);
+  __atomic_store_n(&r->tag, pg->tag, __ATOMIC_RELAXED);
 }
 /* p is a carved block start of pg: off = p - start (32 bits) is q * size + s with s < size; off * grid
  * (mod 2^64) is q * r (r = grid * size mod 2^64, 1 <= r <= size) when s == 0, and at least 2^48 otherwise

@@ -343,7 +343,6 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
   uint8_t *start = page_area_start(s, pg);
   pg->free = NULL;
   pg->local_free = NULL;
-  atomic_store_explicit(&pg->thread_free, 0, memory_order_relaxed);
   pg->used = 0;
   pg->held = 0;
   pg->capacity = 0;
@@ -356,6 +355,7 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
   pg->reserved = (uint16_t)(page_area_size(s, pg) / bsize);
   pg->start = start;
   pg->class_idx = (uint8_t)cls;
+  zc_page_publish(pg); /* the remote line: an empty thread_free, the copies remote frees check with */
   pg->state = ZC_PAGE_IN_USE;
   pg->next = pg->prev = NULL;
 }

@@ -15,6 +15,15 @@
  *                this page with one compare-and-swap, the owner takes the whole stack with one exchange.
  *                The top 16 bits of the word count the blocks in the stack, so the owner learns how many
  *                came back without walking (and missing the cache on) blocks another core just wrote.
+ *                It lives in the page's remote line (zc_page_remote_t), not in the descriptor.
+ * The remote line: what another thread's free of a block of the page reads and writes (thread_free, and
+ * copies of start, grid, limit, key and tag), on a cache line of its own in the segment header. The
+ * owner's malloc and free use the descriptor's first line, which other threads never touch: when a
+ * consumer read that line on every free of a producer's block, the producer missed the cache on its own
+ * page descriptor at nearly every malloc (bench/prodcons: 4.9 M msg/s; with the remote line, see
+ * docs/design.md). The owner writes the copies when the page is set up, extended or broken
+ * (zc_page_publish, zc_page_set_span); they are fixed while a block of the page is live, which is what
+ * every correct free holds.
  * Safe-linking: the link a free block stores (in its first word, which the program can overwrite after a
  * use-after-free) is the next block's address XOR the page's key (a per-process secret from the platform's
  * entropy mixed with the page's address), on all three lists; the heads kept in the descriptor are plain.
@@ -116,7 +125,6 @@ typedef struct zc_page_s {
   /* second cache line: slow paths, and the word other threads' frees write */
   _Alignas(64) struct zc_page_s *next; /* heap queue of its class (in use) or dirty list (free) */
   struct zc_page_s *prev;
-  _Atomic(uintptr_t) thread_free;   /* remote frees: chain head | (blocks in the chain << 48) */
   uint64_t freed_at;                /* clock when it became free (for the purge delay) */
   uint32_t block_size;
   uint16_t capacity;                /* blocks carved from the page so far (the rest is untouched) */
@@ -129,6 +137,16 @@ typedef struct zc_page_s {
   uint8_t purged;                   /* free page purged at freed_at (a reuse within the delay is a miss) */
 } zc_page_t;
 
+/* A page's remote line (see the top of this file): thread_free, and the copies of the descriptor's fields a
+ * remote free checks a block with. Other threads read the copies with relaxed loads (a bad free may race
+ * with the owner's writes; a correct one is ordered after them by the hand-off of the block). */
+typedef struct zc_page_remote_s {
+  _Alignas(64) _Atomic(uintptr_t) thread_free; /* remote frees: chain head | (blocks in the chain << 48) */
+  uint8_t *start;
+  uint64_t grid, limit;
+  uintptr_t key, tag;
+} zc_page_remote_t;
+
 typedef enum zc_segment_kind_e { ZC_SEG_SMALL = 0, ZC_SEG_MEDIUM = 1, ZC_SEG_KINDS = 2 } zc_segment_kind_t;
 
 typedef struct zc_segment_s {
@@ -140,6 +158,7 @@ typedef struct zc_segment_s {
   uint64_t free_mask;               /* bit i: page i is free */
   struct zc_segment_s *next, *prev; /* in the heap's segment list, or the abandoned list */
   zc_page_t pages[ZC_SEGMENT_PAGES_MAX];
+  zc_page_remote_t remote[ZC_SEGMENT_PAGES_MAX]; /* remote[i]: page i's remote line */
 } zc_segment_t;
 
 typedef struct zc_page_queue_s {
@@ -211,6 +230,15 @@ zc_inline zc_page_t *zc_small_page_of(zc_segment_t *s, const void *p) {
   return (zc_page_t *)((char *)s->pages + off); /* descriptors are 128 bytes (asserted below) */
 }
 
+/* A page's remote line; the same for a block p of a small segment s (a constant shift). */
+zc_inline zc_page_remote_t *zc_page_remote(zc_page_t *pg) {
+  return &zc_segment_of(pg)->remote[pg->index];
+}
+zc_inline zc_page_remote_t *zc_small_remote_of(zc_segment_t *s, const void *p) {
+  uintptr_t off = ((uintptr_t)p >> (ZC_SMALL_PAGE_SHIFT - 6)) & ((uintptr_t)(ZC_SEGMENT_PAGES_MAX - 1) << 6);
+  return (zc_page_remote_t *)((char *)s->remote + off);
+}
+
 /* The segment map's value for s: its owner's tag if s is a small segment owned by a heap that has one,
  * else "a small or medium segment" (the owner is then found in s->heap). */
 zc_inline uint16_t zc_segment_map_value(const zc_segment_t *s, const struct zc_heap_s *h) {
@@ -227,5 +255,7 @@ zc_inline uint8_t *zc_page_end(zc_segment_t *s, const zc_page_t *pg) {
 }
 
 _Static_assert(sizeof(zc_page_t) == 128, "a page descriptor is two cache lines: the free path finds it by a shift");
+_Static_assert(sizeof(zc_page_remote_t) == 64, "a remote line is one cache line: a remote free finds it by a shift");
+_Static_assert(sizeof(zc_segment_t) <= ZC_SEGMENT_HEADER, "the segment header fits before page 0");
 
 #endif /* ZC_TYPES_H */
