@@ -112,11 +112,11 @@ void zc_heap_remote_totals(zc_heap_t *h, uint64_t *frees, uint64_t *batches) {
 
 /* Hand b's chain over (one compare-and-swap) and count it; b keeps its fields (see flush_slot). */
 static zc_noinline void hand_over(zc_heap_t *h, zc_remote_batch_t *b) {
-  zc_page_t *pg = b->page;
-  /* Read before the push: once the chain is handed over, the owner may empty the page and carve it anew
+  zc_page_remote_t *r = b->line;
+  /* Read before the push: once the chain is handed over, the owner may empty the page and set it up anew
    * for another class (a data race on block_size, found by TSan). */
-  uint64_t bytes = (uint64_t)b->count * pg->block_size;
-  push_chain(zc_page_remote(pg), b->head, b->tail, b->count);
+  uint64_t bytes = (uint64_t)b->count * __atomic_load_n(&r->block_size, __ATOMIC_RELAXED);
+  push_chain(r, b->head, b->tail, b->count);
   if (ZC_PAIR_STATS) { /* the pair's counts, which are also the totals (zc_heap_remote_totals) */
     zc_pair_slot_t *e = b->pair;
     zc_stat_inc(&e->blocks, b->count);
@@ -131,21 +131,21 @@ static zc_noinline void hand_over(zc_heap_t *h, zc_remote_batch_t *b) {
 
 static void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
   hand_over(h, b);
-  b->page = NULL;
+  h->pending_mask &= ~((uint32_t)1 << (b - h->pending));
+  b->line = NULL;
   b->head = b->tail = NULL;
   b->count = 0;
 }
 
 void zc_remote_flush(zc_heap_t *h) {
   if (h->pending_count == 0) return;
-  for (unsigned i = 0; i < ZC_REMOTE_SLOTS; i++)
-    if (h->pending[i].count != 0) flush_slot(h, &h->pending[i]);
+  for (uint32_t m = h->pending_mask; m != 0; m &= m - 1) flush_slot(h, &h->pending[__builtin_ctz(m)]);
 }
 
 /* A free of another thread's block (p passed remote_checks); h is the calling thread's heap, owner the
  * page's (as the caller read it; NULL if abandoned), r the page's remote line, whose tag and key it uses:
- * the descriptor's first line, which the owner's malloc writes, is not touched. */
-zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_t *pg, zc_page_remote_t *r, void *p) {
+ * the page descriptor, whose first line the owner's malloc writes, is not touched. */
+zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, void *p) {
   zc_block_t *blk = p;
   uintptr_t tag = __atomic_load_n(&r->tag, __ATOMIC_RELAXED);
   uintptr_t lkey = __atomic_load_n(&r->key, __ATOMIC_RELAXED);
@@ -163,22 +163,26 @@ zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_t *pg, zc_pag
       return;
     }
   }
-  /* Direct-mapped by page: producers' pages of several size classes interleave in a consumer's frees. */
-  uintptr_t key = (uintptr_t)pg;
-  zc_remote_batch_t *b = &h->pending[((key >> 7) ^ (key >> ZC_SEGMENT_SHIFT)) & (ZC_REMOTE_SLOTS - 1)];
+  /* Direct-mapped by page (remote lines are 64 bytes apart): producers' pages of several size classes
+   * interleave in a consumer's frees. */
+  uintptr_t key = (uintptr_t)r;
+  unsigned slot = (unsigned)((key >> 6) ^ (key >> ZC_SEGMENT_SHIFT)) & (ZC_REMOTE_SLOTS - 1);
+  zc_remote_batch_t *b = &h->pending[slot];
   h->pending_count++;
-  if (b->page == pg) {
+  if (b->line == r) {
     blk->link = (uintptr_t)b->head ^ lkey;
     b->head = blk;
     if (++b->count >= ZC_REMOTE_BATCH) flush_slot(h, b);
-    return;
+  } else {
+    if (b->count != 0) hand_over(h, b); /* another page takes the slot: its fields are all set below */
+    blk->link = lkey; /* NULL, encoded */
+    b->line = r;
+    b->head = b->tail = blk;
+    b->count = 1;
+    h->pending_mask |= (uint32_t)1 << slot;
+    if (ZC_PAIR_STATS) b->pair = zc_likely(owner == h->pair_owner) ? h->pair_slot : pair_select(h, owner);
   }
-  if (b->count != 0) hand_over(h, b); /* another page takes the slot: its fields are all set below */
-  blk->link = lkey; /* NULL, encoded */
-  b->page = pg;
-  b->head = b->tail = blk;
-  b->count = 1;
-  if (ZC_PAIR_STATS) b->pair = zc_likely(owner == h->pair_owner) ? h->pair_slot : pair_select(h, owner);
+  if (ZC_REMOTE_SLOTS > 1 && zc_unlikely(h->pending_count >= ZC_REMOTE_PENDING_MAX)) zc_remote_flush(h);
 }
 
 void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
@@ -277,7 +281,7 @@ static zc_noinline void free_slow(void *p, uint16_t map) {
   }
   /* Another thread's page: what the checks read is fixed while a block of the page is live. */
   zc_page_remote_t *r = &s->remote[((uintptr_t)p - (uintptr_t)s) >> s->page_shift];
-  if (remote_checks(s, pg, r, p)) free_remote(h, owner, pg, r, p);
+  if (remote_checks(s, pg, r, p)) free_remote(h, owner, r, p);
 }
 
 void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
@@ -289,7 +293,7 @@ static zc_noinline void free_other_small(void *p, uintptr_t i) {
   zc_page_t *pg = zc_small_page_of(s, p);
   zc_page_remote_t *r = zc_small_remote_of(s, p);
   if (zc_likely(remote_checks(s, pg, r, p)))
-    free_remote(zc_heap_get(), atomic_load_explicit(&s->heap, memory_order_relaxed), pg, r, p);
+    free_remote(zc_heap_get(), atomic_load_explicit(&s->heap, memory_order_relaxed), r, p);
 }
 
 /* --*used > 0 as a signed count, with the decrement's own flags on x86-64 (GCC and clang otherwise load,

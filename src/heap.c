@@ -30,6 +30,7 @@ static void heap_reset(zc_heap_t *h) {
   memset(h->current, 0, sizeof h->current);
   memset(h->pending, 0, sizeof h->pending);
   h->pending_count = 0;
+  h->pending_mask = 0;
 }
 
 /* Point every direct slot of class cls at the class's current page (or the empty page). */
@@ -249,6 +250,7 @@ void zc_heaps_fork_child(void) {
     if (h == mine || !h->live) continue;
     memset(h->pending, 0, sizeof h->pending); /* dropped, see above */
     h->pending_count = 0;
+    h->pending_mask = 0;
     for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) h->current[c] = NULL;
     zc_segments_fork_orphan(h);
     heap_reset(h);

@@ -180,6 +180,7 @@ zc_inline void zc_page_publish(zc_page_t *pg) {
   __atomic_store_n(&r->limit, pg->limit, __ATOMIC_RELAXED);
   __atomic_store_n(&r->key, pg->key, __ATOMIC_RELAXED);
   __atomic_store_n(&r->tag, pg->tag, __ATOMIC_RELAXED);
+  __atomic_store_n(&r->block_size, pg->block_size, __ATOMIC_RELAXED);
 }
 /* p is a carved block start of pg: off = p - start (32 bits) is q * size + s with s < size; off * grid
  * (mod 2^64) is q * r (r = grid * size mod 2^64, 1 <= r <= size) when s == 0, and at least 2^48 otherwise

@@ -83,6 +83,11 @@
 #ifndef ZC_REMOTE_SLOTS
 #define ZC_REMOTE_SLOTS 1u
 #endif
+/* Blocks a freer keeps in all its chains at most: reaching it hands every chain over, so no block waits
+ * for more than this many of the freer's remote frees, however many slots gather them. */
+#ifndef ZC_REMOTE_PENDING_MAX
+#define ZC_REMOTE_PENDING_MAX ZC_REMOTE_BATCH
+#endif
 #define ZC_TF_SHIFT 48u                       /* thread_free: count above, pointer below */
 #define ZC_TF_PTR(v) ((zc_block_t *)((v) & (((uintptr_t)1 << ZC_TF_SHIFT) - 1)))
 #define ZC_TF_COUNT(v) ((uint32_t)((v) >> ZC_TF_SHIFT))
@@ -145,6 +150,7 @@ typedef struct zc_page_remote_s {
   uint8_t *start;
   uint64_t grid, limit;
   uintptr_t key, tag;
+  uint32_t block_size;                       /* for the freer's statistics (bytes handed over) */
 } zc_page_remote_t;
 
 typedef enum zc_segment_kind_e { ZC_SEG_SMALL = 0, ZC_SEG_MEDIUM = 1, ZC_SEG_KINDS = 2 } zc_segment_kind_t;
@@ -169,7 +175,7 @@ typedef struct zc_page_queue_s {
 /* A freer's chain of blocks of one page, handed over with one CAS when it is full, when another page takes
  * its slot, or at the freer's next malloc slow path. */
 typedef struct zc_remote_batch_s {
-  zc_page_t *page;
+  zc_page_remote_t *line;                  /* the page's remote line (NULL: the slot is empty) */
   zc_block_t *head, *tail;
   uint32_t count;
   struct zc_pair_slot_s *pair;             /* where the hand-over is counted (the page's owner's entry) */
@@ -192,6 +198,7 @@ typedef struct zc_heap_s {
                                               malloc/free ping-pong stays on the fast path */
   zc_remote_batch_t pending[ZC_REMOTE_SLOTS]; /* this thread's remote frees not yet handed over, by page */
   uint32_t pending_count;                  /* blocks in all pending chains */
+  uint32_t pending_mask;                   /* bit i: pending[i] holds a chain */
   zc_segment_t *segments[ZC_SEG_KINDS];    /* segments this heap owns, those with free pages first */
   zc_segment_t *spare[ZC_SEG_KINDS];       /* one fully empty segment kept per kind */
   zc_page_t *dirty_first, *dirty_last;     /* free pages still resident, oldest first */
@@ -255,6 +262,8 @@ zc_inline uint8_t *zc_page_end(zc_segment_t *s, const zc_page_t *pg) {
 }
 
 _Static_assert(sizeof(zc_page_t) == 128, "a page descriptor is two cache lines: the free path finds it by a shift");
+_Static_assert(ZC_REMOTE_SLOTS <= 32 && (ZC_REMOTE_SLOTS & (ZC_REMOTE_SLOTS - 1)) == 0,
+               "pending_mask has a bit per slot; the slot is a masked hash");
 _Static_assert(sizeof(zc_page_remote_t) == 64, "a remote line is one cache line: a remote free finds it by a shift");
 _Static_assert(sizeof(zc_segment_t) <= ZC_SEGMENT_HEADER, "the segment header fits before page 0");
 
