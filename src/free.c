@@ -6,15 +6,18 @@
  * branch on the decremented count covers "page becomes empty" and "page had nothing to free" (a double
  * free). Medium segments, and threads whose heap has no tag, take the out-of-line path (s->heap compare).
  *
- * Remote free (another thread frees; the producer/consumer case): the freer keeps a pending chain of
- * blocks of one page (ZC_REMOTE_SLOTS chains in a direct-mapped table; one, measured best, see types.h) and
- * hands the whole chain over with one compare-and-swap on the page's thread_free stack when another page
+ * Remote free (another thread frees; the producer/consumer case): everything it reads and writes of the
+ * page is in the page's remote line (types.h), never the descriptor's first line, which the owner's malloc
+ * writes on every allocation; the page's state is read from the descriptor's second line. The freer keeps
+ * a pending chain of blocks of one page (ZC_REMOTE_SLOTS chains in a direct-mapped table; one, measured
+ * best, see types.h) and hands the whole chain over with one compare-and-swap on the page's thread_free stack when another page
  * takes its slot, when it reaches ZC_REMOTE_BATCH blocks, or at the freer's next malloc slow path. A
  * consumer frees messages in about the order a producer made them, so consecutive frees of one message type
  * hit the same page and the atomic operation is paid once per batch (BatchIt's observation), not once per
- * block. A thread that only frees holds at most ZC_REMOTE_SLOTS chains of ZC_REMOTE_BATCH blocks: it never
- * grows. Each hand-over is counted in the freer's pair table under the page's owner (blocks, bytes,
- * hand-overs: zc_stats_pairs), at the cost of one load and three adds.
+ * block. A thread that only frees holds at most ZC_REMOTE_SLOTS chains of ZC_REMOTE_BATCH blocks and no
+ * more than ZC_REMOTE_PENDING_MAX blocks in all: it never grows. Each hand-over is counted in the freer's
+ * pair table under the page's owner (blocks, bytes, hand-overs: zc_stats_pairs), at the cost of one load
+ * and three adds.
  *
  * What is checked (release builds; docs/design.md has the table with the costs):
  *   every free     the segment map says the pointer is zcmem's (foreign pointers are never followed)

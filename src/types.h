@@ -264,7 +264,7 @@ zc_inline uint8_t *zc_page_end(zc_segment_t *s, const zc_page_t *pg) {
 _Static_assert(sizeof(zc_page_t) == 128, "a page descriptor is two cache lines: the free path finds it by a shift");
 _Static_assert(ZC_REMOTE_SLOTS <= 32 && (ZC_REMOTE_SLOTS & (ZC_REMOTE_SLOTS - 1)) == 0,
                "pending_mask has a bit per slot; the slot is a masked hash");
-_Static_assert(sizeof(zc_page_remote_t) == 64, "a remote line is one cache line: a remote free finds it by a shift");
+_Static_assert(sizeof(zc_page_remote_t) == 64, "a remote line is one cache line, found by a shift");
 _Static_assert(sizeof(zc_segment_t) <= ZC_SEGMENT_HEADER, "the segment header fits before page 0");
 
 #endif /* ZC_TYPES_H */
