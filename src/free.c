@@ -10,8 +10,9 @@
  * page is in the page's remote line (types.h), never the descriptor's first line, which the owner's malloc
  * writes on every allocation; the page's state is read from the descriptor's second line. The freer keeps
  * a pending chain of blocks of one page (ZC_REMOTE_SLOTS chains in a direct-mapped table; one, measured
- * best, see types.h) and hands the whole chain over with one compare-and-swap on the page's thread_free stack when another page
- * takes its slot, when it reaches ZC_REMOTE_BATCH blocks, or at the freer's next malloc slow path. A
+ * best, see types.h) and hands the whole chain over with one compare-and-swap on the page's thread_free
+ * stack when another page takes its slot, when it reaches ZC_REMOTE_BATCH blocks, or at the freer's next
+ * malloc slow path. A
  * consumer frees messages in about the order a producer made them, so consecutive frees of one message type
  * hit the same page and the atomic operation is paid once per batch (BatchIt's observation), not once per
  * block. A thread that only frees holds at most ZC_REMOTE_SLOTS chains of ZC_REMOTE_BATCH blocks and no
