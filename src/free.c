@@ -114,27 +114,31 @@ void zc_heap_remote_totals(zc_heap_t *h, uint64_t *frees, uint64_t *batches) {
   }
 }
 
-/* Hand b's chain over (one compare-and-swap) and count it; b keeps its fields (see flush_slot). */
-static zc_noinline void hand_over(zc_heap_t *h, zc_remote_batch_t *b) {
-  zc_page_remote_t *r = b->line;
+/* Hand a chain of count blocks (head ... tail) of the page whose remote line is r over (one
+ * compare-and-swap) and count it in e, the freer's pair entry for the page's owner. The chain comes by
+ * value, so a free that gives the chain's slot to another page calls this last, as a tail call: the
+ * remote free then runs without a stack frame of its own. */
+static zc_noinline void hand_over_chain(zc_heap_t *h, zc_page_remote_t *r, zc_block_t *head, zc_block_t *tail,
+                                        uint32_t count, zc_pair_slot_t *e) {
   /* Read before the push: once the chain is handed over, the owner may empty the page and set it up anew
    * for another class (a data race on block_size, found by TSan). */
-  uint64_t bytes = (uint64_t)b->count * __atomic_load_n(&r->block_size, __ATOMIC_RELAXED);
-  push_chain(r, b->head, b->tail, b->count);
+  uint64_t bytes = (uint64_t)count * __atomic_load_n(&r->block_size, __ATOMIC_RELAXED);
+  push_chain(r, head, tail, count);
   if (ZC_PAIR_STATS) { /* the pair's counts, which are also the totals (zc_heap_remote_totals) */
-    zc_pair_slot_t *e = b->pair;
-    zc_stat_inc(&e->blocks, b->count);
+    zc_stat_inc(&e->blocks, count);
     zc_stat_inc(&e->bytes, bytes);
     zc_stat_inc(&e->batches, 1);
   } else {
-    zc_stat_inc(&h->stat_remote_frees, b->count);
+    (void)e;
+    zc_stat_inc(&h->stat_remote_frees, count);
     zc_stat_inc(&h->stat_remote_batches, 1);
   }
-  h->pending_count -= b->count;
+  h->pending_count -= count;
 }
 
-static void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
-  hand_over(h, b);
+/* Hand b's chain over and empty its slot. */
+static zc_noinline void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
+  hand_over_chain(h, b->line, b->head, b->tail, b->count, b->pair);
   h->pending_mask &= ~((uint32_t)1 << (b - h->pending));
   b->line = NULL;
   b->head = b->tail = NULL;
@@ -146,47 +150,65 @@ void zc_remote_flush(zc_heap_t *h) {
   for (uint32_t m = h->pending_mask; m != 0; m &= m - 1) flush_slot(h, &h->pending[__builtin_ctz(m)]);
 }
 
+static zc_noinline void free_remote_no_heap(zc_heap_t *owner, zc_page_remote_t *r, void *p);
+static zc_noinline void free_remote_new_owner(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, void *p);
+
 /* A free of another thread's block (p passed remote_checks); h is the calling thread's heap, owner the
  * page's (as the caller read it; NULL if abandoned), r the page's remote line, whose tag and key it uses:
- * the page descriptor, whose first line the owner's malloc writes, is not touched. */
+ * the page descriptor, whose first line the owner's malloc writes, is not touched. Every call it makes is
+ * its last act (a tail call), so that the common paths need no stack frame. */
 zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, void *p) {
+  if (zc_unlikely(h == &zc_heap_empty)) return free_remote_no_heap(owner, r, p);
   zc_block_t *blk = p;
   uintptr_t tag = __atomic_load_n(&r->tag, __ATOMIC_RELAXED);
   uintptr_t lkey = __atomic_load_n(&r->key, __ATOMIC_RELAXED);
-  if (zc_unlikely(blk->tag == tag)) { /* on a list of its page, or in some freer's pending chain */
-    zc_bad_free(p, "double free (from another thread) of");
-    return;
-  }
-  blk->tag = tag;
-  if (zc_unlikely(h == &zc_heap_empty)) {
-    /* A thread that only frees needs a heap for its pending chains; a thread that is exiting (a late TLS
-     * destructor) or out of memory hands the block over alone instead. */
-    h = zc_thread_exiting() ? NULL : zc_heap_init_thread();
-    if (h == NULL) {
-      push_chain(r, blk, blk, 1);
-      return;
-    }
-  }
+  if (zc_unlikely(blk->tag == tag)) /* on a list of its page, or in some freer's pending chain */
+    return zc_bad_free(p, "double free (from another thread) of");
   /* Direct-mapped by page (remote lines are 64 bytes apart): producers' pages of several size classes
    * interleave in a consumer's frees. */
   uintptr_t key = (uintptr_t)r;
   unsigned slot = (unsigned)((key >> 6) ^ (key >> ZC_SEGMENT_SHIFT)) & (ZC_REMOTE_SLOTS - 1);
   zc_remote_batch_t *b = &h->pending[slot];
-  h->pending_count++;
   if (b->line == r) {
+    blk->tag = tag;
     blk->link = (uintptr_t)b->head ^ lkey;
     b->head = blk;
-    if (++b->count >= ZC_REMOTE_BATCH) flush_slot(h, b);
-  } else {
-    if (b->count != 0) hand_over(h, b); /* another page takes the slot: its fields are all set below */
-    blk->link = lkey; /* NULL, encoded */
-    b->line = r;
-    b->head = b->tail = blk;
-    b->count = 1;
-    h->pending_mask |= (uint32_t)1 << slot;
-    if (ZC_PAIR_STATS) b->pair = zc_likely(owner == h->pair_owner) ? h->pair_slot : pair_select(h, owner);
+    h->pending_count++;
+    if (zc_unlikely(++b->count >= ZC_REMOTE_BATCH)) return flush_slot(h, b);
+    if (ZC_REMOTE_SLOTS > 1 && zc_unlikely(h->pending_count >= ZC_REMOTE_PENDING_MAX)) return zc_remote_flush(h);
+    return;
   }
-  if (ZC_REMOTE_SLOTS > 1 && zc_unlikely(h->pending_count >= ZC_REMOTE_PENDING_MAX)) zc_remote_flush(h);
+  /* A new chain: its pair entry is the last one used, or pair_select finds it (out of line) */
+  if (ZC_PAIR_STATS && zc_unlikely(owner != h->pair_owner)) return free_remote_new_owner(h, owner, r, p);
+  blk->tag = tag;
+  blk->link = lkey; /* NULL, encoded */
+  zc_remote_batch_t old = *b; /* another page's chain may hold the slot: handed over last */
+  b->line = r;
+  b->head = b->tail = blk;
+  b->count = 1;
+  b->pair = h->pair_slot;
+  h->pending_mask |= (uint32_t)1 << slot;
+  h->pending_count++;
+  if (old.count != 0) return hand_over_chain(h, old.line, old.head, old.tail, old.count, old.pair);
+  if (ZC_REMOTE_SLOTS > 1 && zc_unlikely(h->pending_count >= ZC_REMOTE_PENDING_MAX)) return zc_remote_flush(h);
+}
+
+/* The first remote free of a thread without a heap: it needs one for its pending chains; a thread that is
+ * exiting (a late TLS destructor) or out of memory hands the block over alone instead. */
+static zc_noinline void free_remote_no_heap(zc_heap_t *owner, zc_page_remote_t *r, void *p) {
+  zc_heap_t *h = zc_thread_exiting() ? NULL : zc_heap_init_thread();
+  if (h != NULL) return free_remote(h, owner, r, p);
+  zc_block_t *blk = p;
+  uintptr_t tag = __atomic_load_n(&r->tag, __ATOMIC_RELAXED);
+  if (zc_unlikely(blk->tag == tag)) return zc_bad_free(p, "double free (from another thread) of");
+  blk->tag = tag;
+  push_chain(r, blk, blk, 1);
+}
+
+/* A chain begins for another owner than the last one's: select its pair entry, then free as usual. */
+static zc_noinline void free_remote_new_owner(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, void *p) {
+  pair_select(h, owner);
+  free_remote(h, owner, r, p);
 }
 
 void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
