@@ -220,9 +220,7 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
     zc_heap_page_broken(h, pg);
     pg = NULL;
   }
-  pg->free = zc_link_decode(pg, b->link);
-  b->tag = 0;
-  pg->used++;
+  zc_pop(pg, b);
   if (zero) memset(b, 0, n);
   return b;
 }
@@ -241,11 +239,23 @@ zc_noinline void *zc_malloc_refill(zc_heap_t *h, zc_page_t *pg, size_t n) {
     pg->free = b;
     pg->local_free = NULL;
     zc_stat_inc(&h->stat_class_refills[pg->class_idx], 1);
-    if (zc_likely(zc_pop_ok(pg, b))) {
-      pg->free = zc_link_decode(pg, b->link);
-      b->tag = 0;
-      pg->used++;
-      return b;
+    if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);
+  }
+  return zc_malloc_generic(h, n, false);
+}
+
+/* malloc of ZC_DIRECT_MAX < n: for a size class (up to ZC_SMALL_MAX) the class's current page (the first of
+ * its queue) and the same checked pop as the direct path, and the same cheap refill from local_free when
+ * its free list is empty; everything else (no page yet, a thread without a heap, large sizes) is
+ * zc_malloc_generic. Without it a 2 KiB malloc/free ping-pong took the whole slow path (page_for_class)
+ * on every other call. */
+static zc_noinline void *malloc_mid(zc_heap_t *h, size_t n) {
+  if (zc_likely(n <= ZC_SMALL_MAX)) {
+    zc_page_t *pg = h->queues[zc_size_class_above64(n)].first;
+    if (zc_likely(pg != NULL)) {
+      zc_block_t *b = pg->free;
+      if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);
+      return zc_malloc_refill(h, pg, n);
     }
   }
   return zc_malloc_generic(h, n, false);
@@ -256,7 +266,7 @@ zc_noinline void *zc_malloc_refill(zc_heap_t *h, zc_page_t *pg, size_t n) {
 ZC_API void *zc_malloc(size_t n) {
   zc_heap_t *h = zc_heap_get();
   if (zc_likely(n <= ZC_DIRECT_MAX)) return zc_malloc_small(h, n);
-  return zc_malloc_generic(h, n, false);
+  return malloc_mid(h, n);
 }
 
 ZC_API void *zc_calloc(size_t count, size_t size) {
