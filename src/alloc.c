@@ -231,7 +231,7 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
  * every ZC_REFILL_CHECK-th such refill while the heap has dirty pages, whose purge delay the generic path
  * checks against the clock. */
 #define ZC_REFILL_CHECK 8u
-zc_noinline void *zc_malloc_refill(zc_heap_t *h, zc_page_t *pg, size_t n) {
+zc_noinline void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) {
   zc_block_t *b = pg->local_free;
   if (pg->free == NULL && b != NULL && h->pending_count == 0 &&
       (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) == NULL ||
@@ -249,13 +249,13 @@ zc_noinline void *zc_malloc_refill(zc_heap_t *h, zc_page_t *pg, size_t n) {
  * its free list is empty; everything else (no page yet, a thread without a heap, large sizes) is
  * zc_malloc_generic. Without it a 2 KiB malloc/free ping-pong took the whole slow path (page_for_class)
  * on every other call. */
-static zc_noinline void *malloc_mid(zc_heap_t *h, size_t n) {
+static zc_noinline void *malloc_mid(size_t n, zc_heap_t *h) {
   if (zc_likely(n <= ZC_SMALL_MAX)) {
     zc_page_t *pg = h->queues[zc_size_class_above64(n)].first;
     if (zc_likely(pg != NULL)) {
       zc_block_t *b = pg->free;
       if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);
-      return zc_malloc_refill(h, pg, n);
+      return zc_malloc_refill(n, pg, h);
     }
   }
   return zc_malloc_generic(h, n, false);
@@ -266,7 +266,7 @@ static zc_noinline void *malloc_mid(zc_heap_t *h, size_t n) {
 ZC_API void *zc_malloc(size_t n) {
   zc_heap_t *h = zc_heap_get();
   if (zc_likely(n <= ZC_DIRECT_MAX)) return zc_malloc_small(h, n);
-  return malloc_mid(h, n);
+  return malloc_mid(n, h);
 }
 
 ZC_API void *zc_calloc(size_t count, size_t size) {
