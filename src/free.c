@@ -19,7 +19,8 @@
  * What is checked (release builds; docs/design.md has the table with the costs):
  *   every free     the segment map says the pointer is zcmem's (foreign pointers are never followed)
  *   owner's fast   p is a carved block start of its page (range and grid, one multiply), the page has more
- *                  than one block in use, p does not carry the page's free tag (types.h: a double free)
+ *                  than one block in use, p does not carry the page's free tag (types.h: a double free);
+ *                  the same for the owner's free of a medium block (free_local, out of line)
  *   owner's slow   all of that again on every path, the page is in use, p is not at the head of a list
  *   other threads  the same range, grid, page state and tag checks before the block is put on a chain; the
  *                  owner checks that a hand-over never brings back more blocks than are in use
