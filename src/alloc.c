@@ -223,9 +223,7 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
     zc_heap_page_broken(h, pg);
     pg = NULL;
   }
-  pg->free = zc_link_decode(pg, b->link);
-  b->tag = 0;
-  pg->used++;
+  zc_pop(pg, b);
   if (zero) memset(b, 0, n);
   return b;
 }
@@ -236,7 +234,7 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
  * every ZC_REFILL_CHECK-th such refill while the heap has dirty pages, whose purge delay the generic path
  * checks against the clock. */
 #define ZC_REFILL_CHECK 8u
-zc_noinline void *zc_malloc_refill(zc_heap_t *h, zc_page_t *pg, size_t n) {
+zc_noinline void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) {
   zc_block_t *b = pg->local_free;
   if (pg->free == NULL && b != NULL && h->pending_count == 0 &&
       (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) == NULL ||
@@ -244,11 +242,23 @@ zc_noinline void *zc_malloc_refill(zc_heap_t *h, zc_page_t *pg, size_t n) {
     pg->free = b;
     pg->local_free = NULL;
     zc_stat_inc(&h->stat_class_refills[pg->class_idx], 1);
-    if (zc_likely(zc_pop_ok(pg, b))) {
-      pg->free = zc_link_decode(pg, b->link);
-      b->tag = 0;
-      pg->used++;
-      return b;
+    if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);
+  }
+  return zc_malloc_generic(h, n, false);
+}
+
+/* malloc of ZC_DIRECT_MAX < n: for a size class (up to ZC_SMALL_MAX) the class's current page (the first of
+ * its queue) and the same checked pop as the direct path, and the same cheap refill from local_free when
+ * its free list is empty; everything else (no page yet, a thread without a heap, large sizes) is
+ * zc_malloc_generic. Without it a 2 KiB malloc/free ping-pong took the whole slow path (page_for_class)
+ * on every other call. */
+static zc_noinline void *malloc_mid(size_t n, zc_heap_t *h) {
+  if (zc_likely(n <= ZC_SMALL_MAX)) {
+    zc_page_t *pg = h->queues[zc_size_class_above64(n)].first;
+    if (zc_likely(pg != NULL)) {
+      zc_block_t *b = pg->free;
+      if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);
+      return zc_malloc_refill(n, pg, h);
     }
   }
   return zc_malloc_generic(h, n, false);
@@ -259,7 +269,7 @@ zc_noinline void *zc_malloc_refill(zc_heap_t *h, zc_page_t *pg, size_t n) {
 ZC_API void *zc_malloc(size_t n) {
   zc_heap_t *h = zc_heap_get();
   if (zc_likely(n <= ZC_DIRECT_MAX)) return zc_malloc_small(h, n);
-  return zc_malloc_generic(h, n, false);
+  return malloc_mid(n, h);
 }
 
 ZC_API void *zc_calloc(size_t count, size_t size) {

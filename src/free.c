@@ -23,7 +23,8 @@
  * What is checked (release builds; docs/design.md has the table with the costs):
  *   every free     the segment map says the pointer is zcmem's (foreign pointers are never followed)
  *   owner's fast   p is a carved block start of its page (range and grid, one multiply), the page has more
- *                  than one block in use, p does not carry the page's free tag (types.h: a double free)
+ *                  than one block in use, p does not carry the page's free tag (types.h: a double free);
+ *                  the same for the owner's free of a medium block (free_local, out of line)
  *   owner's slow   all of that again on every path, the page is in use, p is not at the head of a list
  *   other threads  the same range, grid, page state and tag checks before the block is put on a chain; the
  *                  owner checks that a hand-over never brings back more blocks than are in use
@@ -286,42 +287,6 @@ static zc_noinline void free_local_undo(zc_page_t *pg, void *p) {
   free_local_checked(pg, p);
 }
 
-/* Everything the fast path does not handle: NULL, large regions, foreign pointers, remote frees, medium
- * segments, a thread whose heap has no map tag. */
-static zc_noinline void free_slow(void *p, uint16_t map) {
-  if (p == NULL) return;
-  if (!zc_map_is_segment(map)) {
-    uint8_t kind;
-    void *hdr = zc_segmap_header(p, &kind);
-    if (hdr != NULL && kind == ZC_MAP_LARGE) zc_large_free(p, hdr);
-    else zc_bad_free(p, "invalid free: zcmem did not allocate");
-    return;
-  }
-  zc_segment_t *s = zc_segment_of(p);
-  zc_page_t *pg = zc_page_of(s, p);
-  zc_heap_t *h = zc_heap_get();
-  zc_heap_t *owner = atomic_load_explicit(&s->heap, memory_order_relaxed);
-  if (owner == h) {
-    free_local_checked(pg, p);
-    return;
-  }
-  /* Another thread's page: what the checks read is fixed while a block of the page is live. */
-  zc_page_remote_t *r = &s->remote[((uintptr_t)p - (uintptr_t)s) >> s->page_shift];
-  if (remote_checks(s, pg, r, p)) free_remote(h, owner, r, p);
-}
-
-void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
-
-/* The free of a block of another heap's small segment (the map holds that heap's tag): the consumer's free
- * in a producer/consumer pair. The page is a constant shift away; the checks are block_checks'. */
-static zc_noinline void free_other_small(void *p, uintptr_t i) {
-  zc_segment_t *s = (zc_segment_t *)(i << ZC_SEGMENT_SHIFT);
-  zc_page_t *pg = zc_small_page_of(s, p);
-  zc_page_remote_t *r = zc_small_remote_of(s, p);
-  if (zc_likely(remote_checks(s, pg, r, p)))
-    free_remote(zc_heap_get(), atomic_load_explicit(&s->heap, memory_order_relaxed), r, p);
-}
-
 /* --*used > 0 as a signed count, with the decrement's own flags on x86-64 (GCC and clang otherwise load,
  * decrement, store and test: 5 instructions instead of 2). The owner's field only: no atomicity needed. */
 zc_inline bool used_dec_above_zero(uint32_t *used) {
@@ -342,32 +307,73 @@ low:
 #else
 #define ZC_NO_SLP
 #endif
+/* The owner's free of a block of pg (a page of one of its segments, small or medium): p must be a carved
+ * block start (one multiply and a compare), not carry the free tag (a double free), and not be the last
+ * block in use of its page nor a block of a page with none in use (used > 1). Everything else goes out of
+ * line, to every check (and so does every free in a debug build, for its list walk). */
+zc_inline void free_local(zc_page_t *pg, void *p) {
+  zc_block_t *blk = p;
+  uintptr_t tag = pg->tag;
+  if (zc_likely(!ZC_DEBUG && zc_block_ok(pg, p, pg->limit) && blk->tag != tag)) {
+    /* used > 1, tested as used - 1 > 0 on the decremented count (one sub and one branch; the slow path
+     * gives the count back). used never reaches 2^31: a page holds at most 4096 blocks. */
+    if (zc_unlikely(!used_dec_above_zero(&pg->used))) {
+      free_local_undo(pg, p);
+      return;
+    }
+    blk->link = zc_link_encode(pg, pg->local_free);
+    blk->tag = tag;
+    pg->local_free = blk;
+    return;
+  }
+  free_local_checked(pg, p);
+}
+
+/* Everything the fast path does not handle: NULL, large regions, foreign pointers, remote frees, medium
+ * segments, a thread whose heap has no map tag. */
+ZC_NO_SLP static zc_noinline void free_slow(void *p, uint16_t map) {
+  if (p == NULL) return;
+  if (!zc_map_is_segment(map)) {
+    uint8_t kind;
+    void *hdr = zc_segmap_header(p, &kind);
+    if (hdr != NULL && kind == ZC_MAP_LARGE) zc_large_free(p, hdr);
+    else zc_bad_free(p, "invalid free: zcmem did not allocate");
+    return;
+  }
+  zc_segment_t *s = zc_segment_of(p);
+  zc_page_t *pg = zc_page_of(s, p);
+  zc_heap_t *h = zc_heap_get();
+  zc_heap_t *owner = atomic_load_explicit(&s->heap, memory_order_relaxed);
+  if (owner == h) { /* a medium segment, or a heap without a map tag */
+    free_local(pg, p);
+    return;
+  }
+  /* Another thread's page: what the checks read is fixed while a block of the page is live. */
+  zc_page_remote_t *r = &s->remote[((uintptr_t)p - (uintptr_t)s) >> s->page_shift];
+  if (remote_checks(s, pg, r, p)) free_remote(h, owner, r, p);
+}
+
+void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
+
+/* The free of a block of another heap's small segment (the map holds that heap's tag): the consumer's free
+ * in a producer/consumer pair. The page is a constant shift away; the checks are block_checks'. */
+static zc_noinline void free_other_small(void *p, uintptr_t i) {
+  zc_segment_t *s = (zc_segment_t *)(i << ZC_SEGMENT_SHIFT);
+  zc_page_t *pg = zc_small_page_of(s, p);
+  zc_page_remote_t *r = zc_small_remote_of(s, p);
+  if (zc_likely(remote_checks(s, pg, r, p)))
+    free_remote(zc_heap_get(), atomic_load_explicit(&s->heap, memory_order_relaxed), r, p);
+}
+
 /* The owner's free of a small block: the map's entry is this thread's tag (zcmem's, a small segment, and
- * ours: one compare), the page is found by a constant shift, and p must be a carved block start (one
- * multiply and a compare), not carry the free tag (a double free), and not be the last block in use of its
- * page nor a block of a page with none in use (used > 1). Everything else goes out of line. */
+ * ours: one compare), the page is found by a constant shift, then free_local. */
 ZC_NO_SLP ZC_API void zc_free(void *p) {
   uintptr_t i = (uintptr_t)p >> ZC_SEGMENT_SHIFT; /* zc_segmap_get, with the index kept for the segment */
   uint16_t map = zc_likely(i < ZC_SEGMAP_ENTRIES) ? __atomic_load_n(&zc_segmap[i], __ATOMIC_RELAXED)
                                                   : (uint16_t)ZC_MAP_NONE;
   if (zc_likely(map == zc_owner_tag_tls && !ZC_DEBUG)) {
     __asm__("" : "+r"(i)); /* the segment is i << 22 (one shift), not p & ~mask (a copy and an and) */
-    zc_page_t *pg = zc_small_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p);
-    zc_block_t *blk = p;
-    uintptr_t tag = pg->tag;
-    if (zc_likely(zc_block_ok(pg, p, pg->limit) && blk->tag != tag)) {
-      /* used > 1, tested as used - 1 > 0 on the decremented count (one sub and one branch; the slow path
-       * gives the count back). used never reaches 2^31: a page holds at most 4096 blocks. */
-      if (zc_unlikely(!used_dec_above_zero(&pg->used))) {
-        free_local_undo(pg, p);
-        return;
-      }
-      blk->link = zc_link_encode(pg, pg->local_free);
-      blk->tag = tag;
-      pg->local_free = blk;
-      return;
-    }
-    free_local_checked(pg, p);
+    free_local(zc_small_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p), p);
     return;
   }
   if (map >= ZC_MAP_OWNED && !ZC_DEBUG) { /* another heap's small segment (ours would have matched) */

@@ -37,7 +37,7 @@ static void heap_reset(zc_heap_t *h) {
 void zc_heap_queue_changed(zc_heap_t *h, unsigned cls) {
   zc_page_t *first = h->queues[cls].first;
   zc_page_t *cur = h->current[cls];
-  size_t hi = zc_class_size[cls] / 8;
+  size_t hi = ZC_DIRECT_INDEX(zc_class_size[cls]);
   if (cur == first && (hi >= ZC_DIRECT_SLOTS || h->direct[hi] == (first ? first : &zc_page_empty)))
     return; /* nothing moved (the usual refill): the direct slots already point at it */
   if (cur != first) { /* move the extra count; an old current page left at 0 is found by collect/rotation */
@@ -53,7 +53,7 @@ void zc_heap_queue_changed(zc_heap_t *h, unsigned cls) {
   }
   if (zc_class_size[cls] > ZC_DIRECT_MAX) return;
   zc_page_t *pg = first ? first : &zc_page_empty;
-  size_t lo = cls == 1 ? 0 : (size_t)(zc_class_size[cls - 1] / 8) + 1;
+  size_t lo = cls == 1 ? 0 : ZC_DIRECT_INDEX((size_t)zc_class_size[cls - 1] + 1);
   for (size_t w = lo; w <= hi; w++) h->direct[w] = pg;
 }
 

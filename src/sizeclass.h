@@ -21,11 +21,16 @@
 
 extern const uint32_t zc_class_size[ZC_CLASS_COUNT];
 
-static inline unsigned zc_size_class(size_t n) {
-  if (n <= 64) return n <= 16 ? 1u : (unsigned)((n + 15) >> 4);
+/* The class of n > 64 (a caller that knows it saves the test). */
+static inline unsigned zc_size_class_above64(size_t n) {
   size_t w = n - 1;
   unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)w); /* n in (2^b, 2^(b+1)] */
   return 5u + ((b - 6u) << 2) + (unsigned)((w >> (b - 2u)) & 3u);
+}
+
+static inline unsigned zc_size_class(size_t n) {
+  if (n <= 64) return n <= 16 ? 1u : (unsigned)((n + 15) >> 4);
+  return zc_size_class_above64(n);
 }
 
 static inline size_t zc_class_block_size(unsigned c) { return zc_class_size[c]; }

@@ -72,7 +72,13 @@
 #define ZC_SEGMENT_HEADER ((size_t)16 * 1024) /* page 0 starts here: room for the header (64 descriptors of
                                                  128 B and the segment fields), 16 KiB-aligned */
 #define ZC_NATURAL_ALIGN_MAX ((size_t)4096)   /* larger alignments go to the large-region layer */
-#define ZC_DIRECT_SLOTS (ZC_DIRECT_MAX / 8 + 1)
+/* The heap's direct table: one slot per request size up to ZC_DIRECT_MAX, so malloc indexes it with the size
+ * itself (no rounding: 2 instructions fewer than one slot per 8 bytes, for 7 KiB more per heap). */
+#ifndef ZC_DIRECT_GRAIN_SHIFT
+#define ZC_DIRECT_GRAIN_SHIFT 0u
+#endif
+#define ZC_DIRECT_SLOTS ((ZC_DIRECT_MAX >> ZC_DIRECT_GRAIN_SHIFT) + 1)
+#define ZC_DIRECT_INDEX(n) (((n) + ((size_t)1 << ZC_DIRECT_GRAIN_SHIFT) - 1) >> ZC_DIRECT_GRAIN_SHIFT)
 #ifndef ZC_REMOTE_BATCH
 #define ZC_REMOTE_BATCH 64u                   /* blocks a freer gathers before one hand-over */
 #endif
@@ -191,7 +197,7 @@ typedef struct zc_pair_slot_s {
 } zc_pair_slot_t;
 
 typedef struct zc_heap_s {
-  zc_page_t *direct[ZC_DIRECT_SLOTS];      /* word size -> current page of its class (the fast path) */
+  zc_page_t *direct[ZC_DIRECT_SLOTS];      /* request size -> current page of its class (the fast path) */
   zc_page_queue_t queues[ZC_CLASS_COUNT];  /* pages in use per class, current page first */
   zc_page_t *current[ZC_CLASS_COUNT];      /* the first page of each queue, which holds one extra count
                                               in used so that frees never empty it: the common

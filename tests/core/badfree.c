@@ -34,6 +34,8 @@ static const char *const cases[] = {
     "remote-double-free-same", "remote-double-free-two", "remote-interior", "remote-misaligned",
     "remote-uncarved", "remote-header", "remote-then-owner", "owner-then-remote", "remote-older-page",
     "uaf-link-local", "uaf-link-remote", "uaf-link-to-live", "uaf-link-low-byte",
+    /* issue 12: sizes above the direct table (malloc_mid) and the owner's medium free without the full check */
+    "uaf-link-mid", "uaf-link-medium", "medium-double-free-deep", "medium-misaligned",
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
@@ -332,6 +334,33 @@ static int run_case(const char *name) {
       memset(q, 0xDD, 112);
     }
     rc = check_live();
+  } else if (IS("uaf-link-mid") || IS("uaf-link-medium")) {
+    /* a bent link in a page of a class above the direct table: 2 KiB (small segment) or 20 KB (medium) */
+    size_t n = IS("uaf-link-mid") ? 2000 : 20000;
+    keep = owned(keep_n = n);
+    unsigned char *p = malloc(n);
+    REQUIRE(p != NULL);
+    free(p);
+    *(void **)p = global_block;
+    for (int i = 0; i < 300; i++) {
+      unsigned char *q = malloc(n);
+      REQUIRE(q != NULL);
+      if (q == (unsigned char *)global_block) {
+        fprintf(stderr, "malloc handed out the address a bent link pointed to\n");
+        return 4;
+      }
+      memset(q, 0xDD, n);
+    }
+  } else if (IS("medium-double-free-deep")) {
+    keep = owned(keep_n = 20000);
+    void *p = malloc(20000), *q = malloc(20000), *r = malloc(20000);
+    free(p);
+    free(q);
+    free(r);
+    free(p); /* not at the head of local_free */
+  } else if (IS("medium-misaligned")) {
+    keep = owned(keep_n = 20000);
+    free(keep + 16);
   } else {
     fprintf(stderr, "unknown case %s\n", name);
     return 2;
@@ -359,6 +388,20 @@ static int exec_case(void *arg) {
 
 static char self_path[4096];
 
+/* The cases whose report must also say what was found, so that a check caught later by another (a double
+ * free let through, then caught when the block is popped twice) fails them. */
+static const char *expected_report(const char *name) {
+  static const char *const table[][2] = {
+      {"medium-double-free-deep", "double free of"},
+      {"medium-misaligned", "not the start of a block"},
+      {"uaf-link-mid", "corrupted free list"},
+      {"uaf-link-medium", "corrupted free list"},
+  };
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+    if (strcmp(table[i][0], name) == 0) return table[i][1];
+  return NULL;
+}
+
 static void run_one(const char *name) {
   exec_arg_t a = {self_path, name, 0};
   child_result_t r = run_child(exec_case, &a, 60);
@@ -368,6 +411,10 @@ static void run_one(const char *name) {
   printf("%-26s %s, %d error line(s)\n", name, st, lines);
   const char *msg = strstr(r.err, "zcmem: error:");
   if (msg) printf("%26s %.*s\n", "", (int)strcspn(msg, "\n"), msg);
+  const char *want = expected_report(name);
+  if (want != NULL)
+    CHECKF(msg != NULL && strstr(msg, want) != NULL && strstr(msg, want) < msg + strcspn(msg, "\n"),
+           "case %s: the report does not say \"%s\"", name, want);
   int ok_exit = WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0;
   CHECKF(ok_exit, "case %s: the child ended with %s (a bad free must be survived without corruption)", name, st);
   CHECKF(lines == 1, "case %s: %d lines start with \"zcmem: error:\", want exactly 1", name, lines);
