@@ -360,6 +360,9 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
   pg->next = pg->prev = NULL;
 }
 
+/* Some segment of this kind waits for adoption (a peek without the lock). */
+static bool abandoned_of_kind(int kind) { return __atomic_load_n(&abandoned[kind], __ATOMIC_RELAXED) != NULL; }
+
 /* The newest dirty page of this kind on h's dirty list (a few steps back at most), or NULL. Taking it before
  * the first free page of the first segment keeps reuse LIFO: the pages that sit unused are the oldest ones,
  * which the delay purges; without it a purged page could be taken while a dirty one aged, a miss. */
@@ -374,6 +377,17 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   int kind = cls >= ZC_MEDIUM_MIN_CLASS ? ZC_SEG_MEDIUM : ZC_SEG_SMALL;
   zc_lock(&h->lock);
   zc_page_t *pg = newest_dirty(h, kind);
+  /* No resident page of our own: an exited thread's segment comes before clean memory, ours or new. Its
+   * empty pages may still be resident (no page faults to take them), its half-used pages join our queues
+   * (their free blocks are used before more memory is touched), and what sits abandoned is neither held
+   * resident for nobody nor purged to be faulted in again elsewhere a moment later. */
+  while (pg == NULL && abandoned_of_kind(kind)) {
+    zc_unlock(&h->lock);
+    bool adopted = zc_segment_adopt(h, kind);
+    zc_lock(&h->lock);
+    if (!adopted) break;
+    pg = newest_dirty(h, kind);
+  }
   zc_segment_t *s = pg != NULL ? zc_segment_of(pg) : h->segments[kind];
   while (pg == NULL && (s == NULL || s->free_mask == 0)) {
     /* Pages of exited threads come before fresh memory: thread churn must not grow the process. Adopt
@@ -547,7 +561,7 @@ static void abandon_segments(zc_heap_t *h, bool keep_dirty) {
       zc_segment_set_owner(s, NULL);
       zc_lock(&abandoned_lock);
       s->next = abandoned[k];
-      abandoned[k] = s;
+      __atomic_store_n(&abandoned[k], s, __ATOMIC_RELAXED); /* others peek at it without the lock */
       __atomic_fetch_add(&abandoned_count, 1, __ATOMIC_RELAXED);
       zc_unlock(&abandoned_lock);
     }
@@ -646,7 +660,7 @@ bool zc_segments_purge_abandoned(bool force) {
         }
       }
       if (s->used_pages == 0 && all_clean) {
-        *link = s->next;
+        __atomic_store_n(link, s->next, __ATOMIC_RELAXED); /* may be abandoned[k], which others peek at */
         __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
         for (uint32_t i = 0; i < s->page_count; i++) s->pages[i].purged = 0;
         zc_segmap_clear(s, ZC_SEGMENT_SIZE);
@@ -707,7 +721,7 @@ bool zc_segment_adopt(zc_heap_t *h, int kind) {
       zc_lock(&abandoned_lock);
       zc_segment_t *s = abandoned[k];
       if (s != NULL) {
-        abandoned[k] = s->next;
+        __atomic_store_n(&abandoned[k], s->next, __ATOMIC_RELAXED);
         __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
       }
       zc_unlock(&abandoned_lock);
