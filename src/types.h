@@ -146,6 +146,8 @@ typedef struct zc_page_s {
   uint8_t dirty;                    /* free page whose memory may be resident */
   uint8_t held;                     /* 1 while the page is its class's current page (see zc_heap_t) */
   uint8_t purged;                   /* free page purged at freed_at (a reuse within the delay is a miss) */
+  uint32_t touched;                 /* bytes from the page's start its uses may have left resident since its
+                                       last purge (segment.c trims a medium page's stale tail at its retire) */
 } zc_page_t;
 
 /* A page's remote line (see the top of this file): thread_free, and the copies of the descriptor's fields a
