@@ -66,7 +66,7 @@ void lg_report_corrupt(const region_t *r, const char *when) {
 /* ---- mapping, purging, unmapping (no lock held) ---- */
 
 static region_t *map_region(size_t map_size, uint64_t s);
-static region_t *grow_cached(unsigned c, size_t want);
+static region_t *grow_cached(front_t *f, unsigned c, size_t want);
 
 void *zc_large_alloc(size_t size, size_t align, bool zero) {
   if (align < 16) align = 16;
@@ -104,7 +104,7 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
   }
   if (fresh) {
     size_t want = page_round(class_bytes(c));
-    if ((r = grow_cached(c, want)) != NULL) {
+    if ((r = grow_cached(f, c, want)) != NULL) {
       fresh = false; /* its pages hold old bytes */
       from = DIRTY;
     } else if ((r = map_region(want, s)) == NULL) {
@@ -180,28 +180,44 @@ static region_t *map_region(size_t map_size, uint64_t s) {
  * dirty region of a smaller class, which the dirty bound would then purge, move the pages of the largest
  * such region (down to an eighth of the size, GROW_SPAN classes) into a new mapping of want bytes: its
  * pages need no fault and no zeroing, only the rest does. On bench/large (64 KiB-32 MiB buffers) this cut
- * page faults per buffer from about 105 to 75 and peak RSS by a fifth. Returns the region BUSY, holding old
- * bytes, or NULL. Only anonymous regions move (zc_os_move); only the pool's (a front slot's region is at
- * most lg_front_max and is taken by its own thread's next requests). */
+ * page faults per buffer from about 105 to 75 and peak RSS by a fifth. Candidates: this thread's front
+ * slots, then the pool's dirty lists. The mapping is extended in place when the address space after it is
+ * free, else its pages move (zc_os_move). Only anonymous regions grow. Returns the region BUSY, holding old
+ * bytes, or NULL. */
 #define GROW_SPAN 12u
-static region_t *grow_cached(unsigned c, size_t want) {
-  if (__atomic_load_n(&lg_pool.count[DIRTY], __ATOMIC_RELAXED) == 0) return NULL;
-  region_t *r = NULL;
-  lg_pool_lock();
-  for (unsigned cc = c; cc-- > (c > GROW_SPAN ? c - GROW_SPAN : 0) && r == NULL;) {
-    region_t *x = lg_pool.cls[DIRTY][cc].head;
-    if (x != NULL && region_valid(x) && !(x->flags & F_FILE) && x->map_size < want) r = x;
+static region_t *grow_cached(front_t *f, unsigned c, size_t want) {
+  unsigned lo = c > GROW_SPAN ? c - GROW_SPAN : 0;
+  region_t *r = lg_front_take_below(f, c, lo); /* this thread's own slots first: no lock */
+  if (r == NULL && __atomic_load_n(&lg_pool.count[DIRTY], __ATOMIC_RELAXED) != 0) {
+    lg_pool_lock();
+    for (unsigned cc = c; cc-- > lo && r == NULL;) {
+      region_t *x = lg_pool.cls[DIRTY][cc].head;
+      if (x != NULL && region_valid(x) && !(x->flags & F_FILE) && x->map_size < want) r = x;
+    }
+    if (r != NULL) lg_cache_unlink(r);
+    lg_pool_unlock();
   }
-  if (r != NULL) lg_cache_unlink(r);
-  lg_pool_unlock();
   if (r == NULL) return NULL;
-  size_t old = r->map_size;
-  zc_segmap_clear(r, old); /* as zc_large_move: once moved, the old range may be mapped by anyone */
-  region_t *q = zc_os_move(r, old, want, ZC_SEGMENT_SIZE);
-  if (q == NULL) { /* no address space: give the region up too, map_region will try */
-    zc_segmap_set(r, old, ZC_MAP_LARGE);
-    lg_unmap_region(r);
+  if (!region_valid(r)) { /* overwritten while in a front slot: leave it */
+    lg_report_corrupt(r, "when taken from the cache");
     return NULL;
+  }
+  if ((r->flags & F_FILE) || r->map_size >= want) { /* a front slot's that cannot grow: to the pool */
+    lg_pool_lock();
+    lg_cache_insert(r, DIRTY, zc_os_clock_coarse_ns());
+    lg_pool_unlock();
+    return NULL;
+  }
+  size_t old = r->map_size;
+  region_t *q = r;
+  if (!zc_os_extend(r, old, want)) { /* in place when the address space after it is free, else moved */
+    zc_segmap_clear(r, old); /* as zc_large_move: once moved, the old range may be mapped by anyone */
+    q = zc_os_move(r, old, want, ZC_SEGMENT_SIZE);
+    if (q == NULL) { /* no address space: give the region up too, map_region will try */
+      zc_segmap_set(r, old, ZC_MAP_LARGE);
+      lg_unmap_region(r);
+      return NULL;
+    }
   }
   q->map_size = want;
   q->offset = HDR_SIZE;

@@ -103,6 +103,27 @@ region_t *lg_front_take(front_t *f, unsigned c) {
   }
 }
 
+/* Take from f the largest region of a class in [lo, c) (for grow_cached in large.c), or NULL. */
+region_t *lg_front_take_below(front_t *f, unsigned c, unsigned lo) {
+  for (;;) {
+    unsigned best = FRONT_SLOTS, best_cls = 0;
+    for (unsigned i = 0; i < FRONT_SLOTS; i++) {
+      uintptr_t w = __atomic_load_n(&f->slot[i], __ATOMIC_RELAXED);
+      unsigned wc = (unsigned)(w & FRONT_CLS_MASK);
+      if (w != 0 && wc < c && wc >= lo && (best == FRONT_SLOTS || wc > best_cls)) best = i, best_cls = wc;
+    }
+    if (best == FRONT_SLOTS) return NULL;
+    uintptr_t w = __atomic_load_n(&f->slot[best], __ATOMIC_RELAXED);
+    if ((unsigned)(w & FRONT_CLS_MASK) != best_cls || w == 0) continue; /* taken meanwhile: look again */
+    if (__atomic_compare_exchange_n(&f->slot[best], &w, 0, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+      region_t *r = (region_t *)(w & ~FRONT_CLS_MASK);
+      __atomic_fetch_sub(&lg_front_held, class_bytes(best_cls), __ATOMIC_RELAXED);
+      __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
+      return r;
+    }
+  }
+}
+
 /* lg_pool.lock held: take out for purging the regions seen for a purge delay (all of them if force). */
 void lg_front_sweep(victims_t *v, uint64_t now, bool force) {
   uint64_t d = delay_ns();

@@ -175,6 +175,7 @@ extern size_t lg_front_held; /* bytes in front slots (atomic) */
 front_t *lg_my_front(void);
 region_t *lg_front_put(front_t *f, region_t *r, size_t budget);
 region_t *lg_front_take(front_t *f, unsigned c);
+region_t *lg_front_take_below(front_t *f, unsigned c, unsigned lo);
 void lg_front_sweep(victims_t *v, uint64_t now, bool force);
 size_t lg_front_bytes(void);
 uint64_t lg_live_bytes_now(void);

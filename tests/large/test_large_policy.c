@@ -10,8 +10,9 @@
  *                             may reach 1.5 times the recent peak); live at the peak again with a buffer they cannot
  *                             serve, the oldest are purged down to 40 MiB dirty; the delay returns the rest (a
  *                             sweep, then one a delay later, leaves none dirty).
- *   large_policy grow         a miss moves a smaller cached region's pages into the new mapping: they keep their
- *                             bytes (no fault), the mapping grows by the difference only; zeroed on calloc.
+ *   large_policy grow         a miss moves a smaller cached region's pages (from the pool or the thread's front
+ *                             slots) into the new mapping: they keep their bytes (no fault), the mapping grows by
+ *                             the difference only; zeroed on calloc.
  * Usage: test_large_policy <case>. ZCMEM_BACKGROUND=0 (set by CMake): the policy runs inline, no thread
  * purges behind the test's back.
  */
@@ -150,6 +151,19 @@ static int case_grow(int argc, char **argv) {
   for (size_t i = 0; i < 100 * MiB; i += 512) nonzero += z[i] != 0;
   CHECKF(nonzero == 0, "%zu sampled bytes of a zeroed block are not zero", nonzero);
   zc_large_free(z, hdr_of(z));
+  /* a region in this thread's front slots (1 MiB: under a shard's cap) grows the same way */
+  p = zc_large_alloc(1 * MiB, 16, false);
+  REQUIRE(p != NULL);
+  memset(p, 5, 1 * MiB);
+  zc_large_free(p, hdr_of(p));
+  q = zc_large_alloc(4 * MiB, 16, false);
+  REQUIRE(q != NULL);
+  zc_large_stats_t d = stats();
+  CHECKF(d.grown == c.grown + 1, "%lu regions grown from the front", (unsigned long)(d.grown - c.grown));
+  same = 0;
+  for (size_t i = 4096; i < 1 * MiB - 4096; i += 4096) same += q[i] == 5;
+  CHECKF(same == 1 * MiB / 4096 - 2, "%zu of the front region's pages kept their bytes", same);
+  zc_large_free(q, hdr_of(q));
   CHECK_DONE(argv[0]);
 }
 
