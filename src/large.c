@@ -5,19 +5,19 @@
  * alignment + request by at most 25%, and the pages of that tail that are never touched cost no memory).
  *
  * Freed regions are cached at two levels:
- *   front  per-thread shards of a few lock-free slots for small regions (see "front cache" below);
+ *   front  per-thread shards of a few lock-free slots for small regions (large_front.c; described in
+ *          large_internal.h above front_t);
  *   pool   one global pool, by class, two lists per class:
  *            dirty  still resident; reused first, most recently freed first (likely still in cache);
  *            clean  purged (zc_os_purge from the second OS page on); reused after dirty.
  * A request takes a region of its class or the next one (front, then pool dirty, then pool clean), or maps
  * a new one. Policy: a dirty region cached for longer than the purge delay is purged and becomes clean; a
  * clean region unused for max(10 x delay, 1 s) is unmapped. Budget (ZCMEM_LARGE_CACHE = B): the front
- * holds at most B/8, the pool at most B - B/8 (oldest clean unmapped first, then oldest dirty); dirty bytes
- * (front and pool) at most the recent demand minus what is live (lg_dirty_budget) and at most B/4 (oldest dirty
- * purged at once); so at most B cached and 3B/8 resident. A miss may grow a smaller dirty region by moving
- * its pages (grow_cached). The time policy runs
- * on a background thread started on the first free into the cache (ZCMEM_BACKGROUND=1), else inline on
- * allocations and frees. File-backed regions (ZCMEM_LARGE_FILE=1) are never purged (MADV_DONTNEED does not
+ * holds at most B/8, the pool at most B - B/8 (oldest clean unmapped first, then oldest dirty); dirty
+ * bytes (front and pool) at most the recent demand minus what is live (lg_dirty_budget, large_pool.c) and
+ * at most B/4 (oldest dirty purged at once); so at most B cached and 3B/8 resident. A miss may grow a
+ * smaller dirty region by moving its pages (grow_cached). The time policy runs on a background thread
+ * started on the first free into the cache (ZCMEM_BACKGROUND=1), else inline on allocations and frees. File-backed regions (ZCMEM_LARGE_FILE=1) are never purged (MADV_DONTNEED does not
  * free the pages of a shared file mapping): where an anonymous region would be purged, it is unmapped.
  *
  * Invariants:
