@@ -44,7 +44,8 @@ size_t lg_front_held; /* bytes in front slots (atomic) */
  * or the older region (now BUSY) it displaced, which the caller puts in the pool instead. Two threads that
  * share a shard may together overshoot its byte cap by one region each: a bounded, transient excess. */
 region_t *lg_front_put(front_t *f, region_t *r, size_t budget) {
-  size_t cap = lg_front_max(budget), held = r->map_size;
+  const size_t size = r->map_size; /* read before r is published: once in a slot, another thread may take it */
+  size_t cap = lg_front_max(budget), held = size;
   if (held > cap || r->map_size != class_bytes(r->cls)) return r;
   if (lg_dirty_bytes() + held > lg_dirty_budget(budget)) return r; /* over the dirty bound: the pool path purges */
   uintptr_t ws[FRONT_SLOTS];
@@ -58,21 +59,25 @@ region_t *lg_front_put(front_t *f, region_t *r, size_t budget) {
   __atomic_store_n(&r->state, ST_DIRTY, __ATOMIC_RELAXED); /* a double free from now on is reported */
   for (unsigned i = 0; i < FRONT_SLOTS; i++) { /* an empty slot, if the shard has room */
     uintptr_t e = 0;
-    if (held <= cap && ws[i] == 0 &&
-        __atomic_compare_exchange_n(&f->slot[i], &e, w, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
-      __atomic_fetch_add(&lg_front_held, r->map_size, __ATOMIC_RELAXED);
-      return NULL;
+    if (held <= cap && ws[i] == 0) {
+      /* counted before it is published (whoever takes it out subtracts): lg_front_held never dips below
+       * the slots' bytes, it may only exceed them for a moment */
+      __atomic_fetch_add(&lg_front_held, size, __ATOMIC_RELAXED);
+      if (__atomic_compare_exchange_n(&f->slot[i], &e, w, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) return NULL;
+      __atomic_fetch_sub(&lg_front_held, size, __ATOMIC_RELAXED);
     }
   }
   for (unsigned i = 0; i < FRONT_SLOTS; i++) { /* else displace a region whose room suffices */
     uintptr_t old = ws[i];
-    if (old != 0 && held - class_bytes((unsigned)(old & FRONT_CLS_MASK)) <= cap &&
-        __atomic_compare_exchange_n(&f->slot[i], &old, w, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+    if (old == 0 || held - class_bytes((unsigned)(old & FRONT_CLS_MASK)) > cap) continue;
+    __atomic_fetch_add(&lg_front_held, size, __ATOMIC_RELAXED);
+    if (__atomic_compare_exchange_n(&f->slot[i], &old, w, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
       region_t *out = (region_t *)(old & ~FRONT_CLS_MASK);
       __atomic_store_n(&out->state, ST_BUSY, __ATOMIC_RELAXED);
-      __atomic_fetch_add(&lg_front_held, r->map_size - class_bytes((unsigned)(old & FRONT_CLS_MASK)), __ATOMIC_RELAXED);
+      __atomic_fetch_sub(&lg_front_held, class_bytes((unsigned)(old & FRONT_CLS_MASK)), __ATOMIC_RELAXED);
       return out;
     }
+    __atomic_fetch_sub(&lg_front_held, size, __ATOMIC_RELAXED);
   }
   __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
   return r;
