@@ -261,7 +261,9 @@ static void test_front(bool background) {
   /* aging: within a few seconds every cached region is purged into the pool's clean lists */
   uint64_t deadline = now_ms() + 5000;
   while (now_ms() < deadline) {
-    if (!background) lfree(lalloc(2 * MiB, 16, false)); /* inline policy needs traffic */
+    /* inline policy needs traffic: 4 MiB, so that the miss does not grow a cached 256 KiB region (under an
+     * eighth of it) into it and this test's regions all stay to be purged */
+    if (!background) lfree(lalloc(4 * MiB, 16, false));
     s = stats();
     if (s.cached_clean >= N * map) break;
     usleep(20000);

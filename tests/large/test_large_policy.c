@@ -6,9 +6,13 @@
  *   large_policy miss         a region purged by zc_large_purge and taken again at once counts as a policy
  *                             miss (purge_misses, miss bytes at least its size); one reused while dirty does
  *                             not.
- *   large_policy dirty_cap    with 30 MiB of buffers live at the peak (60 MiB mapped in all), freeing them keeps
- *                             them resident (cached dirty, up to 2.25 times the peak): all of it here; the delay still
- *                             returns them (a sweep, then one a delay later, leaves none dirty).
+ *   large_policy dirty_cap    80 MiB of buffers live at the peak, freed, stay resident (cached dirty: live + dirty
+ *                             may reach 1.5 times the recent peak); live at the peak again with a buffer they cannot
+ *                             serve, the oldest are purged down to 40 MiB dirty; the delay returns the rest (a
+ *                             sweep, then one a delay later, leaves none dirty).
+ *   large_policy grow         a miss moves a smaller cached region's pages (from the pool or the thread's front
+ *                             slots) into the new mapping: they keep their bytes (no fault), the mapping grows by
+ *                             the difference only; zeroed on calloc.
  * Usage: test_large_policy <case>. ZCMEM_BACKGROUND=0 (set by CMake): the policy runs inline, no thread
  * purges behind the test's back.
  */
@@ -73,29 +77,37 @@ static int case_miss(int argc, char **argv) {
 }
 
 static int case_dirty_cap(int argc, char **argv) {
-  /* 12 regions of 2 MiB (2.5 MiB mapped each) freed, then 6 of 4 MiB (5 MiB mapped) that the freed ones
-   * cannot serve, freed: about 30 MiB live at the peak, 60 MiB mapped and cached. A dirty cap of 1.25x the
-   * peak (37.5 MiB, plus the front caches' 7.5 MiB) would purge 15 MiB of them at once; 2.25x keeps them */
-  enum { N = 12, M = 6 };
-  unsigned char *ps[N], *qs[M];
+  /* 16 buffers of 4 MiB (5 MiB mapped each): 80 MiB live at the peak. Freed, all of them stay dirty: the
+   * demand (1.5 times the recent peak, 120 MiB) minus live (0) leaves room for them. */
+  enum { N = 16 };
+  unsigned char *ps[N];
   for (int i = 0; i < N; i++) {
-    ps[i] = zc_large_alloc(2 * MiB, 16, false);
+    ps[i] = zc_large_alloc(4 * MiB, 16, false);
     REQUIRE(ps[i] != NULL);
-    memset(ps[i], 3, 2 * MiB);
+    memset(ps[i], 3, 4 * MiB);
   }
+  uint64_t peak = stats().live_bytes; /* usable bytes: 80 MiB less the headers */
   for (int i = 0; i < N; i++) zc_large_free(ps[i], hdr_of(ps[i]));
-  for (int i = 0; i < M; i++) {
-    qs[i] = zc_large_alloc(4 * MiB, 16, false);
-    REQUIRE(qs[i] != NULL);
-    memset(qs[i], 4, 4 * MiB);
-  }
-  for (int i = 0; i < M; i++) zc_large_free(qs[i], hdr_of(qs[i]));
   zc_large_stats_t s = stats();
-  printf("dirty_cap: after freeing 30 MiB live at the peak (60 MiB mapped): %lu KiB cached dirty, %lu KiB clean\n",
+  printf("dirty_cap: after freeing 80 MiB live at the peak: %lu KiB cached dirty, %lu KiB clean\n",
          (unsigned long)(s.cached_dirty >> 10), (unsigned long)(s.cached_clean >> 10));
-  CHECKF(s.cached_dirty >= 58 * MiB, "only %lu KiB of the 60 MiB freed kept dirty",
+  CHECKF(s.cached_dirty >= 79 * MiB, "only %lu KiB of the 80 MiB freed kept dirty", (unsigned long)(s.cached_dirty >> 10));
+  /* One 64 MiB buffer (80 MiB mapped) that none of them can serve (nor grow into: a 5 MiB region is under an
+   * eighth of it): live is at the peak again, so live + dirty must come down to 1.5 times the peak, 120 MiB:
+   * 40 MiB dirty at most, the oldest purged (clean). */
+  unsigned char *big = zc_large_alloc(64 * MiB, 16, false);
+  REQUIRE(big != NULL);
+  s = stats();
+  printf("dirty_cap: with 80 MiB live again: %lu KiB cached dirty, %lu KiB clean\n",
+         (unsigned long)(s.cached_dirty >> 10), (unsigned long)(s.cached_clean >> 10));
+  uint64_t bound = peak + peak / 2 - s.live_bytes; /* 40 MiB less a few KiB: counts the front slots too */
+  CHECKF(s.cached_dirty <= bound, "%lu KiB dirty beside %lu KiB live, over 1.5 times the %lu KiB peak",
+         (unsigned long)(s.cached_dirty >> 10), (unsigned long)(s.live_bytes >> 10), (unsigned long)(peak >> 10));
+  CHECKF(s.cached_dirty >= 35 * MiB, "only %lu KiB dirty: purged more than the bound asks",
          (unsigned long)(s.cached_dirty >> 10));
-  /* run with a long delay (a slow build must not age the first regions out before the check above); now a
+  CHECK(s.cached_clean >= 40 * MiB);
+  zc_large_free(big, hdr_of(big));
+  /* run with a long delay (a slow build must not age the first regions out before the checks above); now a
    * short one, to see the delay return them (one thread here, the inline policy: no purger to race with) */
   zc_option_set(zc_option_purge_delay, 100);
   zc_large_purge(false); /* a front-cache slot ages from the first sweep that sees it (src/large.c) */
@@ -106,8 +118,58 @@ static int case_dirty_cap(int argc, char **argv) {
   CHECK_DONE(argv[0]);
 }
 
+static int case_grow(int argc, char **argv) {
+  /* A 12 MiB buffer freed (to the pool: over a front shard's cap), then a 20 MiB request, which no cached
+   * region serves: the 12 MiB region's pages move into the new mapping (no page faults for them), so the
+   * block starts with the freed buffer's bytes and the mapping grew by the difference only. */
+  unsigned char *p = zc_large_alloc(12 * MiB, 16, false);
+  REQUIRE(p != NULL);
+  memset(p, 7, 12 * MiB);
+  zc_large_free(p, hdr_of(p));
+  zc_large_stats_t a = stats();
+  REQUIRE(a.cached_dirty >= 12 * MiB);
+  unsigned char *q = zc_large_alloc(20 * MiB, 16, false);
+  REQUIRE(q != NULL);
+  zc_large_stats_t b = stats();
+  printf("grow: %lu grown, mapped %lu -> %lu KiB, dirty %lu -> %lu KiB\n", (unsigned long)(b.grown - a.grown),
+         (unsigned long)(a.mapped >> 10), (unsigned long)(b.mapped >> 10), (unsigned long)(a.cached_dirty >> 10),
+         (unsigned long)(b.cached_dirty >> 10));
+  CHECKF(b.grown == a.grown + 1, "%lu regions grown", (unsigned long)(b.grown - a.grown));
+  CHECK(b.cached_dirty + 12 * MiB <= a.cached_dirty);
+  CHECK(b.mapped - a.mapped < 12 * MiB); /* 25 MiB mapped now, 15 MiB before */
+  size_t same = 0;
+  for (size_t i = 4096; i < 12 * MiB - 4096; i += 4096) same += q[i] == 7;
+  CHECKF(same == 12 * MiB / 4096 - 2, "%zu of the moved pages kept their bytes", same);
+  memset(q, 1, 20 * MiB); /* the whole block is ours */
+  zc_large_free(q, hdr_of(q));
+  /* zero=true (calloc) served by growing that region: it reads as zeros although its pages held ones */
+  unsigned char *z = zc_large_alloc(100 * MiB, 16, true);
+  REQUIRE(z != NULL);
+  zc_large_stats_t c = stats();
+  CHECKF(c.grown == b.grown + 1, "%lu regions grown for the zeroed request", (unsigned long)(c.grown - b.grown));
+  size_t nonzero = 0;
+  for (size_t i = 0; i < 100 * MiB; i += 512) nonzero += z[i] != 0;
+  CHECKF(nonzero == 0, "%zu sampled bytes of a zeroed block are not zero", nonzero);
+  zc_large_free(z, hdr_of(z));
+  /* a region in this thread's front slots (1 MiB: under a shard's cap) grows the same way */
+  p = zc_large_alloc(1 * MiB, 16, false);
+  REQUIRE(p != NULL);
+  memset(p, 5, 1 * MiB);
+  zc_large_free(p, hdr_of(p));
+  q = zc_large_alloc(4 * MiB, 16, false);
+  REQUIRE(q != NULL);
+  zc_large_stats_t d = stats();
+  CHECKF(d.grown == c.grown + 1, "%lu regions grown from the front", (unsigned long)(d.grown - c.grown));
+  same = 0;
+  for (size_t i = 4096; i < 1 * MiB - 4096; i += 4096) same += q[i] == 5;
+  CHECKF(same == 1 * MiB / 4096 - 2, "%zu of the front region's pages kept their bytes", same);
+  zc_large_free(q, hdr_of(q));
+  CHECK_DONE(argv[0]);
+}
+
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {
-      {"grow_reused", case_grow_reused}, {"miss", case_miss}, {"dirty_cap", case_dirty_cap}, {NULL, NULL}};
+      {"grow_reused", case_grow_reused}, {"miss", case_miss}, {"dirty_cap", case_dirty_cap},
+      {"grow", case_grow},           {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }

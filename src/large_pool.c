@@ -1,0 +1,341 @@
+/* Layer 6, large objects: the global pool of cached regions (per class, dirty and clean lists), its bounds
+ * and time policy (see the top of large.c), purging and unmapping the regions it gives up, and the
+ * background purger thread.
+ *
+ * Includes: large_internal.h.
+ */
+#include "large_internal.h"
+
+lg_pool_t lg_pool;
+int lg_purger_state;
+lg_stats_t lg_st;
+uint64_t lg_next_sweep;
+
+/* ---- the pool lock: counts the acquisitions that had to wait (zc_large_stats: lock_contended) ---- */
+
+void lg_pool_lock(void) {
+  if (likely(zc_trylock(&lg_pool.lock))) return;
+  STAT_ADD(contended, 1);
+  zc_lock(&lg_pool.lock);
+}
+
+void lg_pool_unlock(void) { zc_unlock(&lg_pool.lock); }
+/* ---- lists (lg_pool.lock held) ---- */
+
+static void list_push_front(rlist_t *l, region_t *r, int k) {
+  r->link[k].prev = NULL;
+  r->link[k].next = l->head;
+  if (l->head) l->head->link[k].prev = r;
+  else l->tail = r;
+  l->head = r;
+}
+
+static void list_push_back(rlist_t *l, region_t *r, int k) {
+  r->link[k].next = NULL;
+  r->link[k].prev = l->tail;
+  if (l->tail) l->tail->link[k].next = r;
+  else l->head = r;
+  l->tail = r;
+}
+
+static void list_remove(rlist_t *l, region_t *r, int k) {
+  region_t *n = r->link[k].next, *p = r->link[k].prev;
+  if (p) p->link[k].next = n;
+  else l->head = n;
+  if (n) n->link[k].prev = p;
+  else l->tail = p;
+}
+
+static void pool_add_bytes(int w, size_t bytes, long count) {
+  __atomic_store_n(&lg_pool.bytes[w], lg_pool.bytes[w] + bytes, __ATOMIC_RELAXED);
+  __atomic_store_n(&lg_pool.count[w], lg_pool.count[w] + (size_t)count, __ATOMIC_RELAXED);
+}
+
+void lg_cache_insert(region_t *r, int w, uint64_t now) {
+  r->stamp = now;
+  if (w == DIRTY) r->flags |= F_RESIDENT;
+  seal(r);
+  __atomic_store_n(&r->state, w == DIRTY ? ST_DIRTY : ST_CLEAN, __ATOMIC_RELEASE);
+  list_push_front(&lg_pool.cls[w][r->cls], r, L_CLASS);
+  list_push_back(&lg_pool.age[w], r, L_AGE);
+  pool_add_bytes(w, r->map_size, 1);
+}
+
+/* Take r off its lists; it becomes BUSY. A header overwritten while cached (it fails its keyed check) has
+ * a cls and map_size that cannot be trusted: its list is found by searching instead, its bytes stay
+ * counted (the pool believes it holds a little more than it does), and whoever takes it reports it and
+ * leaves it alone. */
+void lg_cache_unlink(region_t *r) {
+  int w = r->state == ST_DIRTY ? DIRTY : CLEAN;
+  unsigned c = r->cls;
+  size_t bytes = r->map_size;
+  if (unlikely(!region_valid(r))) {
+    bytes = 0;
+    c = NCLASS;
+    for (int k = 0; k < 2; k++) {
+      for (region_t *x = lg_pool.age[k].head; x != NULL; x = x->link[L_AGE].next)
+        if (x == r) w = k;
+      for (unsigned i = 0; i < NCLASS; i++)
+        for (region_t *x = lg_pool.cls[k][i].head; x != NULL; x = x->link[L_CLASS].next)
+          if (x == r) c = i;
+    }
+  }
+  if (c < NCLASS) list_remove(&lg_pool.cls[w][c], r, L_CLASS);
+  list_remove(&lg_pool.age[w], r, L_AGE);
+  pool_add_bytes(w, (size_t)0 - bytes, -1);
+  __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
+}
+
+static uint64_t live_peak;      /* the most live bytes in the current window */
+static uint64_t live_peak_prev; /* in the previous window */
+static uint64_t window_start;   /* ns; lg_pool.lock */
+
+void lg_note_live_peak(void) {
+  uint64_t live = lg_live_bytes_now(), peak = __atomic_load_n(&live_peak, __ATOMIC_RELAXED);
+  while (live > peak && !__atomic_compare_exchange_n(&live_peak, &peak, live, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
+/* Dirty bytes kept beside the live blocks (pool and front caches together): up to the demand, the peak of
+ * live large bytes over the last one to two windows (max(10 x delay, 1 s) each), plus half of it, minus what
+ * is live now; at least 8 MiB, at most a quarter of the budget. So live + dirty stays under 1.5 times the
+ * recent peak: a program that keeps 100 MiB of buffers in flight reuses them without page faults, and one
+ * whose large blocks are few, or fewer than a moment ago, keeps little dirty memory. The half above the peak
+ * is for fit: a cached region serves requests of its class down to a quarter of it, and one too small is
+ * grown by moving its pages (grow_cached), so part of the cache fits the next request only at a cost. With
+ * no margin (live + dirty under the peak itself), bench/large-ring faulted 17-20 pages per buffer instead of
+ * 0.15; with 2.25 times the peak (the earlier rule, dirty alone under 2.25 times) its peak RSS was 12% higher
+ * (docs/design.md). */
+size_t lg_dirty_budget(size_t budget) {
+  uint64_t peak = __atomic_load_n(&live_peak, __ATOMIC_RELAXED), prev = __atomic_load_n(&live_peak_prev, __ATOMIC_RELAXED);
+  if (prev > peak) peak = prev;
+  uint64_t demand = peak + peak / 2, live = lg_live_bytes_now();
+  size_t cap = demand > live ? (size_t)(demand - live) : 0;
+  if (cap < ((size_t)8 << 20)) cap = (size_t)8 << 20;
+  return cap < budget / 4 ? cap : budget / 4;
+}
+
+/* Bytes cached dirty: the pool's dirty lists and the front slots. */
+size_t lg_dirty_bytes(void) {
+  return __atomic_load_n(&lg_pool.bytes[DIRTY], __ATOMIC_RELAXED) + __atomic_load_n(&lg_front_held, __ATOMIC_RELAXED);
+}
+
+/* Over the pool's budget: unmap oldest clean, then oldest dirty. Over the dirty budget: purge oldest dirty. */
+void lg_collect_over_budget(victims_t *v, size_t budget) {
+  region_t *r;
+  while (lg_pool.bytes[DIRTY] + lg_pool.bytes[CLEAN] > lg_pool_budget(budget)) {
+    r = lg_pool.age[CLEAN].head ? lg_pool.age[CLEAN].head : lg_pool.age[DIRTY].head;
+    if (r == NULL) break;
+    lg_cache_unlink(r);
+    lg_chain(&v->unmap, r);
+  }
+  size_t dirty_cap = lg_dirty_budget(budget);
+  while (lg_dirty_bytes() > dirty_cap && (r = lg_pool.age[DIRTY].head) != NULL) {
+    lg_cache_unlink(r);
+    lg_chain(&v->purge, r);
+  }
+}
+
+/* Dirty regions past the delay (all if force) are purged; clean ones past their TTL are unmapped. */
+void lg_collect_due(victims_t *v, uint64_t now, bool force) {
+  uint64_t d = delay_ns(), ttl = clean_ttl_ns(d);
+  if (now - window_start >= ttl) { /* the demand window moves on */
+    __atomic_store_n(&live_peak_prev, __atomic_load_n(&live_peak, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+    __atomic_store_n(&live_peak, lg_live_bytes_now(), __ATOMIC_RELAXED); /* the window starts again */
+    window_start = now;
+  }
+  region_t *r;
+  while ((r = lg_pool.age[DIRTY].head) != NULL && (force || now - r->stamp >= d)) {
+    lg_cache_unlink(r);
+    lg_chain(&v->purge, r);
+  }
+  while ((r = lg_pool.age[CLEAN].head) != NULL && now - r->stamp >= ttl) {
+    lg_cache_unlink(r);
+    lg_chain(&v->unmap, r);
+  }
+}
+
+/* Something in the pool is due (lg_pool.lock held). */
+static bool pool_due(uint64_t now) {
+  uint64_t d = delay_ns();
+  region_t *dr = lg_pool.age[DIRTY].head, *cr = lg_pool.age[CLEAN].head;
+  return (dr && now - dr->stamp >= d) || (cr && now - cr->stamp >= clean_ttl_ns(d));
+}
+static uint64_t sweep_period_ns(void) {
+  uint64_t p = delay_ns() / 2;
+  return p < 1000000u ? 1000000u : p;
+}
+
+/* The time policy when no purger thread runs (lg_pool.lock held). */
+void lg_policy_locked(victims_t *v, uint64_t now) {
+  if (pool_due(now)) lg_collect_due(v, now, false);
+  if (now >= lg_next_sweep) {
+    lg_front_sweep(v, now, false);
+    __atomic_store_n(&lg_next_sweep, now + sweep_period_ns(), __ATOMIC_RELAXED);
+  }
+}
+size_t lg_unmap_region(region_t *r) {
+  if (!region_valid(r)) { /* a wrong map_size would unmap someone else's memory */
+    lg_report_corrupt(r, "before unmapping it");
+    return 0;
+  }
+  size_t size = r->map_size;
+  zc_segmap_clear(r, size); /* first: no chunk is marked ours without its header mapped */
+  zc_os_free(r, size);
+  STAT_SUB(mapped, size);
+  STAT_ADD(purged, size);
+  return size;
+}
+
+/* Purge or unmap the victims; purged regions go back to the pool as clean. Returns bytes released. */
+size_t lg_process_victims(victims_t *v) {
+  size_t released = 0, pg = zc_os_page_size();
+  int mode = (int)zc_opt(zc_option_purge_mode);
+  region_t *done = NULL, *r, *next;
+  for (r = v->purge; r != NULL; r = next) {
+    next = r->link[L_CLASS].next;
+    if (!region_valid(r)) {
+      lg_report_corrupt(r, "before purging it");
+      continue;
+    }
+    /* The header page stays; the rest is whole OS pages (map_size is a page multiple). Counted only if
+     * the OS took it; a region it refused is unmapped instead. */
+    size_t want = r->map_size - pg;
+    if (want != 0 && !(r->flags & F_FILE)) STAT_ADD(purge_calls, 1);
+    if (!(r->flags & F_FILE) && (want == 0 || zc_os_purge((char *)r + pg, want, mode) == want)) {
+      r->flags = (mode == 1 ? (r->flags | F_STALE) : (r->flags & ~F_STALE)) & ~F_RESIDENT;
+      seal(r);
+      STAT_ADD(purged, want);
+      released += want;
+      lg_chain(&done, r);
+    } else {
+      released += lg_unmap_region(r);
+    }
+  }
+  if (done != NULL) {
+    size_t budget = cache_budget();
+    uint64_t now = zc_os_clock_coarse_ns();
+    region_t *over = NULL;
+    lg_pool_lock();
+    for (r = done; r != NULL; r = next) {
+      next = r->link[L_CLASS].next;
+      if (lg_pool.bytes[DIRTY] + lg_pool.bytes[CLEAN] + r->map_size > lg_pool_budget(budget)) lg_chain(&over, r);
+      else lg_cache_insert(r, CLEAN, now);
+    }
+    lg_pool_unlock();
+    for (r = over; r != NULL; r = next) {
+      next = r->link[L_CLASS].next;
+      lg_unmap_region(r);
+    }
+  }
+  for (r = v->unmap; r != NULL; r = next) {
+    next = r->link[L_CLASS].next;
+    bool resident = r->flags & F_RESIDENT;
+    size_t size = lg_unmap_region(r);
+    if (resident) released += size;
+  }
+  return released;
+}
+
+/* ---- background purger ---- */
+
+/* The rest of the allocator's sweep (empty small/medium pages of every heap and of exited threads),
+ * installed by the heap layer: one background thread serves the whole process. Returns true while it
+ * still holds memory to age, which keeps the thread from exiting as idle. */
+static bool (*sweep_hook)(void);
+
+static void *purger_main(void *arg) {
+  (void)arg;
+  uint64_t idle_since = 0;
+  for (;;) {
+    zc_os_sleep_ns(sweep_period_ns());
+    bool other_busy = sweep_hook != NULL && sweep_hook();
+    uint64_t now = zc_os_clock_coarse_ns(), d = delay_ns();
+    victims_t v = {NULL, NULL};
+    lg_pool_lock();
+    lg_collect_due(&v, now, false);
+    lg_front_sweep(&v, now, false);
+    if (!other_busy && lg_pool.count[DIRTY] + lg_pool.count[CLEAN] == 0 && lg_front_bytes() == 0 && v.purge == NULL &&
+        v.unmap == NULL) {
+      if (idle_since == 0) idle_since = now;
+      else if (now - idle_since >= clean_ttl_ns(d)) { /* idle for long: exit; the next free restarts it */
+        __atomic_store_n(&lg_purger_state, 0, __ATOMIC_RELAXED);
+        lg_pool_unlock();
+        return NULL;
+      }
+    } else {
+      idle_since = 0;
+    }
+    lg_pool_unlock();
+    lg_process_victims(&v);
+  }
+}
+
+void lg_purger_start(void) {
+  bool start = false;
+  lg_pool_lock();
+  if (__atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 0) {
+    __atomic_store_n(&lg_purger_state, 1, __ATOMIC_RELAXED);
+    start = true;
+  }
+  lg_pool_unlock();
+  if (start && !zc_os_thread_start(purger_main, NULL)) {
+    lg_pool_lock();
+    __atomic_store_n(&lg_purger_state, 2, __ATOMIC_RELAXED);
+    lg_pool_unlock();
+  }
+}
+
+bool lg_want_purger(void) {
+  return __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 0 && zc_opt(zc_option_background) == 1 &&
+         delay_ns() > 0;
+}
+
+void zc_background_set_hook(bool (*fn)(void)) { sweep_hook = fn; }
+
+bool zc_background_running(void) { return __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1; }
+
+void zc_background_start(void) {
+  if (lg_want_purger()) lg_purger_start();
+}
+
+/* After a front-cache operation (which took no lock): start the purger if it should run, else run the
+ * inline policy when a sweep is due. */
+void lg_front_tick(void) {
+  if (likely(__atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1)) return;
+  if (lg_want_purger()) {
+    lg_purger_start();
+    return;
+  }
+  uint64_t now = zc_os_clock_coarse_ns();
+  if (now < __atomic_load_n(&lg_next_sweep, __ATOMIC_RELAXED)) return;
+  victims_t v = {NULL, NULL};
+  lg_pool_lock();
+  lg_policy_locked(&v, now);
+  lg_pool_unlock();
+  if (v.purge || v.unmap) lg_process_victims(&v);
+}
+
+/* ---- public entry points ---- */
+
+/* Take a cached region able to hold class c: the smallest dirty one of class c .. c+REUSE_SPAN (resident
+ * already: reusing it costs no page faults and no memory), else a clean one of class c or c+1. *from says
+ * which. */
+region_t *lg_cache_take(unsigned c, int *from, victims_t *v, uint64_t now, bool inline_run) {
+  size_t cached = __atomic_load_n(&lg_pool.count[DIRTY], __ATOMIC_RELAXED) + __atomic_load_n(&lg_pool.count[CLEAN], __ATOMIC_RELAXED);
+  if (cached == 0 && (!inline_run || now < __atomic_load_n(&lg_next_sweep, __ATOMIC_RELAXED))) return NULL;
+  region_t *r = NULL;
+  lg_pool_lock();
+  for (unsigned cc = c; cc <= c + REUSE_SPAN && cc < NCLASS && r == NULL; cc++) {
+    if ((r = lg_pool.cls[DIRTY][cc].head) != NULL) *from = DIRTY;
+  }
+  for (unsigned cc = c; cc <= c + 1 && cc < NCLASS && r == NULL; cc++) {
+    if ((r = lg_pool.cls[CLEAN][cc].head) != NULL) *from = CLEAN;
+  }
+  if (r != NULL) lg_cache_unlink(r);
+  if (inline_run) lg_policy_locked(v, now);
+  lg_pool_unlock();
+  return r;
+}
+
+bool lg_inline_policy(void) { return __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) != 1; }
