@@ -212,12 +212,15 @@ static void wake_consumer(zc_chan_t *ch);
 
 /* Take back what the consumer released. 0, or -1 if a handle was bad (the channel is then closed). */
 int chan_drain_returns(zc_chan_t *ch) {
-  if (__builtin_expect(ch->pub != NULL, 0)) return chan_pub_drain(ch); /* N return rings, one allocator */
   uint64_t rh = CHAN_LOAD(&ch->ctl->ret_head), t = ch->p_ret_tail;
   uint64_t n = rh - t;
   if (n == 0) return 0;
-  if (n > ch->ret_cap)
+  if (n > ch->ret_cap) {
+    /* A publisher's allocator (chan_pub.c) has ret_cap 0 and a private control block whose ret_head stays
+     * 1: it always lands here, off the one-way path, and takes in the releases of its N return rings. */
+    if (ch->pub != NULL) return chan_pub_drain(ch);
     return fail_locked(ch, EPROTO, "return ring head %lu out of range (taken %lu)", (unsigned long)rh, (unsigned long)t);
+  }
   for (uint64_t i = 0; i < n; i++) {
     uint64_t h = CHAN_LOAD_RELAXED(&ch->ret[(t + i) & (ch->ret_cap - 1)]); /* one load, then only h */
     uint32_t id;

@@ -40,6 +40,7 @@ typedef struct pub_link_s {
 
 struct zc_pub_s {
   zc_chan_t *hub;              /* the allocator; hub->lock protects everything here */
+  chan_ctl_t hub_ctl;          /* the hub's control block: private, ret_head 1 (see chan_drain_returns) */
   int lfd;                     /* listening socket, -1 if none */
   zc_chan_config_t ucfg;       /* the user's configuration, for each link's handshake */
   uint32_t uids[PUB_MAX_UIDS]; /* a copy of ucfg.peer_uids (links are opened long after listen) */
@@ -472,6 +473,7 @@ void zc_pub_close(zc_pub_t *p) {
   for (unsigned i = 0; i < ZC_PUB_MAX_SUBS; i++) zc_chan_close(p->link[i].ch);
   for (unsigned k = 0; k < CHAN_SEG_MAX; k++) zc_os_close(p->fds[k]);
   zc_os_close(p->lfd);
+  if (p->hub != NULL) p->hub->ctl = NULL; /* ours, not a mapping */
   zc_chan_close(p->hub);
   chan_private_free(p, sizeof *p);
 }
@@ -494,6 +496,8 @@ zc_pub_t *zc_pub_listen(const char *path, const zc_chan_config_t *cfg) {
   if (p->hub == NULL) {
     e = errno;
   } else {
+    p->hub_ctl.ret_head = 1; /* p_ret_tail stays 0 and ret_cap 0: every drain is the publisher's */
+    p->hub->ctl = &p->hub_ctl;
     zc_lock(&p->hub->lock);
     if (chan_producer_grow(p->hub, 0) != 0) e = errno;
     zc_unlock(&p->hub->lock);
