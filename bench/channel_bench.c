@@ -31,6 +31,8 @@
  * (loan, write 8 bytes, send; receive, read 1 byte, release) with no waiting, for an instruction count:
  *   valgrind --tool=callgrind channel_bench what=icount size=64 n=20000   (then n=40000)
  * (the difference of the two totals / 20000 is the library's instructions per message, setup excluded).
+ * With subs=K (1..8) the same goes through a publisher (zc_pub_*) to K subscribers, each receiving and
+ * releasing every message.
  */
 #define _GNU_SOURCE
 #include "zcmem_channel.h"
@@ -293,7 +295,7 @@ static double run_fanout(int subs, size_t size, uint64_t n) {
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
     pids[i] = fork();
     if (pids[i] == 0) {
-      pin_to(-1); /* subs processes on the machine's CPUs: let the scheduler place them */
+      pin_to(1); /* as the one-way consumer: the publisher on CPU 0, every subscriber on CPU 1 */
       close(sv[0]);
       chan_consumer(sv[1], MODE_THR, size, n);
       _exit(0);
@@ -471,6 +473,40 @@ static void *ic_open_consumer(void *arg) {
   return NULL;
 }
 
+/* The same through a publisher (zc_pub_*) with subs subscribers in this process: each receives and
+ * releases every message. */
+static int icount_fanout(size_t size, uint64_t n, int subs) {
+  zc_pub_t *pub = zc_pub_listen(NULL, &prod_cfg);
+  zc_chan_t *cons[8];
+  if (pub == NULL || subs < 1 || subs > 8) die("zc_pub_listen");
+  for (int k = 0; k < subs; k++) {
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ic_sv) != 0) die("socketpair");
+    pthread_t t;
+    pthread_create(&t, NULL, ic_open_consumer, NULL);
+    if (zc_pub_add(pub, ic_sv[0]) != k + 1) die("zc_pub_add");
+    pthread_join(t, NULL);
+    if ((cons[k] = ic_cons) == NULL) die("open");
+  }
+  uint64_t sum = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    char *p = zc_pub_loan(pub, size);
+    if (p == NULL) die("loan");
+    memcpy(p, &i, 8);
+    if (zc_pub_send(pub, p, size, 1) != subs) die("send");
+    for (int k = 0; k < subs; k++) {
+      zc_chan_msg_t m;
+      if (zc_chan_receive(cons[k], &m, 0) != 0) die("receive");
+      sum += *(const unsigned char *)m.data;
+      zc_chan_release(cons[k], &m);
+    }
+  }
+  printf("icount: %lu fan-out round trips of %zu B to %d subscribers (checksum %lu)\n", (unsigned long)n, size, subs,
+         (unsigned long)sum);
+  zc_pub_close(pub);
+  for (int k = 0; k < subs; k++) zc_chan_close(cons[k]);
+  return 0;
+}
+
 static int icount(size_t size, uint64_t n) {
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ic_sv) != 0) die("socketpair");
   pthread_t t;
@@ -552,7 +588,7 @@ static void latency(int chan, int mode, size_t size, uint64_t n, const char *tag
 }
 
 int main(int argc, char **argv) {
-  int quick = 0, runs = 3, do_thr = 1, do_lat = 1, do_icount = 0, do_fanout = 0;
+  int quick = 0, runs = 3, do_thr = 1, do_lat = 1, do_icount = 0, do_fanout = 0, ic_subs = 0;
   uint64_t ic_n = 20000;
   size_t only = 0;
   uint64_t n_of[NSIZES] = {300000, 100000, 30000, 1500}, lat_n = 10000;
@@ -574,13 +610,14 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "what=icount") == 0) do_icount = 1;
     else if (strcmp(argv[i], "what=fanout") == 0) do_fanout = 1;
     else if (strncmp(argv[i], "n=", 2) == 0) ic_n = strtoull(argv[i] + 2, NULL, 10);
+    else if (strncmp(argv[i], "subs=", 5) == 0) ic_subs = atoi(argv[i] + 5);
     else {
-      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [n1m=N] [lat=N] [size=64|1024|16384|1048576] [what=thr|lat|icount|fanout] [n=N] [ring=N] [queued=BYTES] [pin=0|1]\n");
+      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [n1m=N] [lat=N] [size=64|1024|16384|1048576] [what=thr|lat|icount|fanout] [n=N] [subs=K] [ring=N] [queued=BYTES] [pin=0|1]\n");
       return 2;
     }
   }
   setvbuf(stdout, NULL, _IOLBF, 0); /* one result line at a time, even into a pipe */
-  if (do_icount) return icount(only ? only : 64, ic_n);
+  if (do_icount) return ic_subs ? icount_fanout(only ? only : 64, ic_n, ic_subs) : icount(only ? only : 64, ic_n);
   pin_to(0);
   if (quick) {
     for (int i = 0; i < NSIZES; i++) n_of[i] /= 10;

@@ -292,6 +292,10 @@ void *zc_pub_loan(zc_pub_t *p, size_t n) {
   zc_chan_t *h = p->hub;
   char *q = NULL;
   zc_lock(&h->lock);
+  if (__builtin_expect(n <= ZC_CHAN_MAX_MSG, 1) && (q = chan_loan_locked(h, n, h->cfg.policy != ZC_CHAN_FAIL)) != NULL) {
+    zc_unlock(&h->lock); /* the common case: a slot was free */
+    return q;
+  }
   if (n > ZC_CHAN_MAX_MSG && n > chan_max_msg_locked(h)) errno = EMSGSIZE;
   else
     for (;;) {
@@ -394,6 +398,10 @@ int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type) {
   }
   zc_lock(&p->hub->lock);
   int r = send_locked(p, buf, (uint32_t)len, type);
+  if (__builtin_expect(r >= 0, 1)) {
+    zc_unlock(&p->hub->lock);
+    return r;
+  }
   int e = errno;
   zc_unlock(&p->hub->lock);
   errno = e;

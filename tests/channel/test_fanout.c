@@ -8,6 +8,8 @@
  *                   subscriber reads the new bytes (one copy, read in place by all)
  *   fanout_kill     a subscriber holding 10 messages is SIGKILLed: the other two go on to the end, its
  *                   messages come back (reclaimed), nothing is left in flight
+ *   fanout_kill_fail  the same under ZC_CHAN_FAIL: a dead subscriber's full ring is noticed by the send
+ *                   that finds it full (no EAGAIN for it), the other subscriber goes on
  *   fanout_join     a subscriber joining after 100 messages gets exactly the next 100, in order
  *   fanout_hostile  a subscriber that releases twice, releases a handle it never got (garbage), another
  *                   subscriber's message, or moves its return ring's head out of range: it alone is cut off
@@ -24,6 +26,7 @@
 #include "chan_internal.h"
 #include "zcmem_channel.h"
 
+#include <sched.h>
 #include <sys/socket.h>
 
 /* ---- the harness: each subscriber has a channel socket and a control socket (both kept in the child) ---- */
@@ -274,6 +277,41 @@ static int t_kill(int argc, char **argv) {
   for (int i = 0; i < 3; i += 2) CHECKF(reap(pid[i]) == 0, "subscriber %d failed", i);
   zc_pub_close(p);
   CHECK_DONE("fanout_kill");
+}
+
+/* ---- fanout_kill_fail: the same under ZC_CHAN_FAIL: a full ring of a dead subscriber is not EAGAIN ---- */
+static int t_kill_fail(int argc, char **argv) {
+  (void)argc, (void)argv;
+  uint32_t n = 1000, maxlen = 1000;
+  zc_chan_config_t cfg = {0};
+  cfg.ring_entries = 64;
+  cfg.policy = ZC_CHAN_FAIL;
+  zc_pub_t *p = zc_pub_listen(NULL, &cfg);
+  REQUIRE(p != NULL);
+  sub_t s[2] = {{.first = 0, .n = n, .maxlen = maxlen, .hold = 8}, {0}};
+  pid_t pr = start_sub(p, sub_reader, &s[0]), pv = start_sub(p, sub_victim, &s[1]);
+  send_range(p, 0, 20, maxlen, 2);
+  CHECK(ctl_get(s[1].ctl) == 'h');
+  kill(pv, SIGKILL);
+  CHECK_EQ(reap(pv), 128 + SIGKILL);
+  for (uint32_t q = 20; q < n; q++) {
+    uint32_t len = msg_len(q, maxlen);
+    char *b = zc_pub_loan(p, len);
+    REQUIRE(b != NULL);
+    fill_msg(b, q, len);
+    int k;
+    uint64_t end = now_ms() + 10000; /* EAGAIN while the reader's own ring is full: it catches up */
+    while ((k = zc_pub_send(p, b, len, q)) < 0 && errno == EAGAIN && now_ms() < end) sched_yield();
+    REQUIREF(k == 1 || k == 2, "send %u: %d (%s)", q, k, k < 0 ? strerror(errno) : "");
+  }
+  CHECK(ctl_get(s[0].ctl) == 'd');
+  zc_pub_stats_t st = settle(p);
+  CHECKF(st.subscribers == 1 && st.left == 1, "subscribers %lu, left %lu", (unsigned long)st.subscribers, (unsigned long)st.left);
+  all_back(p, n);
+  ctl_put(s[0].ctl, 'q');
+  CHECK(reap(pr) == 0);
+  zc_pub_close(p);
+  CHECK_DONE("fanout_kill_fail");
 }
 
 /* ---- fanout_join ---- */
@@ -553,7 +591,7 @@ static int t_large(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  static const zc_case_t cases[] = {{"flow", t_flow},       {"last", t_last},       {"kill", t_kill},
+  static const zc_case_t cases[] = {{"flow", t_flow},       {"last", t_last},       {"kill", t_kill}, {"kill_fail", t_kill_fail},
                                     {"join", t_join},       {"hostile", t_hostile}, {"slow", t_slow},
                                     {"large", t_large},     {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
