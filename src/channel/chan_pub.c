@@ -337,7 +337,12 @@ static int send_locked(zc_pub_t *p, void *buf, uint32_t len, uint32_t type) {
       else if (room == 0) blocked = (int)i;
     }
     if (blocked < 0) break;
-    if (h->cfg.policy == ZC_CHAN_FAIL) {
+    if (h->cfg.policy == ZC_CHAN_FAIL) { /* unless it is full because its subscriber is gone */
+      zc_chan_t *l = p->link[blocked].ch;
+      if (chan_producer_peer_check(l) != 0) {
+        link_drop(p, (unsigned)blocked, errno == EPROTO ? DROP_PROTO : DROP_LEFT, NULL);
+        continue;
+      }
       h->full_waits++;
       return errno = EAGAIN, -1;
     }
