@@ -10,7 +10,10 @@
  *                   messages come back (reclaimed), nothing is left in flight
  *   fanout_kill_fail  the same under ZC_CHAN_FAIL: a dead subscriber's full ring is noticed by the send
  *                   that finds it full (no EAGAIN for it), the other subscriber goes on
- *   fanout_join     a subscriber joining after 100 messages gets exactly the next 100, in order
+ *   fanout_join     a subscriber joining after 100 messages (by the listening path, accepted by
+ *                   zc_pub_collect) gets exactly the next 100, in order
+ *   fanout_threads  two publisher threads (loan, send, stats, collect) on one publisher with a 64-entry
+ *                   ring: both subscribers get each thread's messages in that thread's order, intact
  *   fanout_hostile  a subscriber that releases twice, releases a handle it never got (garbage), another
  *                   subscriber's message, or moves its return ring's head out of range: it alone is cut off
  *                   (the reason says why, it sees the end), the honest one receives every message, all
@@ -26,6 +29,7 @@
 #include "chan_internal.h"
 #include "zcmem_channel.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
 
@@ -71,8 +75,11 @@ static pid_t start_sub(zc_pub_t *p, int (*fn)(void *), sub_t *a) {
   return pid;
 }
 
+static char sub_path[108]; /* a subscriber whose sock is -1 connects here */
+
 static zc_chan_t *sub_open(sub_t *a) {
-  zc_chan_t *ch = zc_chan_open(a->sock, ZC_CHAN_CONSUMER, NULL);
+  zc_chan_t *ch = a->sock >= 0 ? zc_chan_open(a->sock, ZC_CHAN_CONSUMER, NULL)
+                               : zc_chan_connect(sub_path, ZC_CHAN_CONSUMER, NULL);
   REQUIREF(ch != NULL, "subscriber open: %s", strerror(errno));
   return ch;
 }
@@ -314,16 +321,105 @@ static int t_kill_fail(int argc, char **argv) {
   CHECK_DONE("fanout_kill_fail");
 }
 
+/* A subscriber that connects to sub_path by itself; the publisher accepts it (in zc_pub_collect). */
+static pid_t start_sub_path(zc_pub_t *p, int (*fn)(void *), sub_t *a) {
+  int cv[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cv) == 0);
+  a->sock = -1;
+  a->ctl = cv[1];
+  int before = zc_pub_subscribers(p);
+  pid_t pid = spawn_closefds(fn, a, cv[1], -1);
+  close(cv[1]);
+  a->ctl = cv[0];
+  uint64_t end = now_ms() + 10000;
+  while (zc_pub_subscribers(p) == before && now_ms() < end) {
+    zc_pub_collect(p);
+    sleep_ms(1);
+  }
+  REQUIREF(zc_pub_subscribers(p) == before + 1, "the subscriber on %s was not accepted (%s)", sub_path, zc_pub_error(p));
+  return pid;
+}
+
+/* ---- fanout_threads: two publisher threads on one publisher ---- */
+enum { MT_N = 3000 };
+
+/* Each thread's messages arrive in its own order: type = thread << 24 | seq. */
+static int sub_mt(void *arg) {
+  sub_t *a = arg;
+  zc_chan_t *ch = sub_open(a);
+  uint32_t next[2] = {0, 0};
+  int bad = 0;
+  for (uint32_t k = 0; k < 2 * MT_N; k++) {
+    zc_chan_msg_t m;
+    if (zc_chan_receive(ch, &m, 30000) != 0) {
+      CHECKF(0, "receive: %s", strerror(errno));
+      break;
+    }
+    uint32_t t = m.type >> 24, q = m.type & 0xffffff;
+    if (t > 1 || q != next[t] || m.len != msg_len(m.type, 3000) || verify_msg(&m) >= 0) {
+      if (bad++ < 5) CHECKF(0, "message %#x: out of order or corrupt (thread %u expected %u)", m.type, t & 1, next[t & 1]);
+    } else {
+      next[t]++;
+    }
+    CHECK(zc_chan_release(ch, &m) == 0);
+  }
+  ctl_put(a->ctl, 'd');
+  ctl_get(a->ctl);
+  zc_chan_close(ch);
+  return check_failures ? 1 : 0;
+}
+
+static zc_pub_t *mt_pub;
+static void *mt_sender(void *arg) {
+  uint32_t t = (uint32_t)(uintptr_t)arg;
+  for (uint32_t q = 0; q < MT_N; q++) {
+    uint32_t type = t << 24 | q, len = msg_len(type, 3000);
+    char *b = zc_pub_loan(mt_pub, len);
+    REQUIREF(b != NULL, "loan: %s", strerror(errno));
+    fill_msg(b, type, len);
+    REQUIREF(zc_pub_send(mt_pub, b, len, type) == 2, "send: %s", strerror(errno));
+    if (q % 500 == 0) {
+      zc_pub_stats_t st;
+      zc_pub_stats(mt_pub, &st); /* stats and collect from the sending threads too */
+      zc_pub_collect(mt_pub);
+    }
+  }
+  return NULL;
+}
+
+static int t_threads(int argc, char **argv) {
+  (void)argc, (void)argv;
+  zc_chan_config_t cfg = forever();
+  cfg.ring_entries = 64; /* both threads wait for ring space now and then */
+  mt_pub = zc_pub_listen(NULL, &cfg);
+  REQUIRE(mt_pub != NULL);
+  sub_t s[2] = {{0}, {0}};
+  pid_t pid[2];
+  for (int i = 0; i < 2; i++) pid[i] = start_sub(mt_pub, sub_mt, &s[i]);
+  pthread_t th;
+  REQUIRE(pthread_create(&th, NULL, mt_sender, (void *)(uintptr_t)1) == 0);
+  mt_sender((void *)(uintptr_t)0);
+  pthread_join(th, NULL);
+  for (int i = 0; i < 2; i++) CHECK(ctl_get(s[i].ctl) == 'd');
+  all_back(mt_pub, 2 * MT_N);
+  for (int i = 0; i < 2; i++) ctl_put(s[i].ctl, 'q');
+  for (int i = 0; i < 2; i++) CHECKF(reap(pid[i]) == 0, "subscriber %d failed", i);
+  zc_pub_close(mt_pub);
+  CHECK_DONE("fanout_threads");
+}
+
 /* ---- fanout_join ---- */
 static int t_join(int argc, char **argv) {
   (void)argc, (void)argv;
   zc_chan_config_t cfg = forever();
-  zc_pub_t *p = zc_pub_listen(NULL, &cfg);
-  REQUIRE(p != NULL);
+  snprintf(sub_path, sizeof sub_path, "/tmp/zc-fanout-%d.sock", (int)getpid());
+  zc_pub_t *p = zc_pub_listen(sub_path, &cfg);
+  REQUIRE(p != NULL && zc_pub_fd(p) >= 0);
+  CHECK(zc_pub_accept(p, 0) == -1 && errno == EAGAIN); /* nobody yet */
   sub_t a = {.first = 0, .n = 200, .maxlen = 2000, .hold = 4}, b = {.first = 100, .n = 100, .maxlen = 2000, .hold = 4};
   pid_t pa = start_sub(p, sub_reader, &a);
   send_range(p, 0, 100, 2000, 1);
-  pid_t pb = start_sub(p, sub_reader, &b);
+  pid_t pb = start_sub_path(p, sub_reader, &b); /* joins by the path, accepted by zc_pub_collect */
   send_range(p, 100, 100, 2000, 2);
   CHECK(ctl_get(a.ctl) == 'd' && ctl_get(b.ctl) == 'd');
   zc_pub_stats_t st = settle(p);
@@ -334,6 +430,7 @@ static int t_join(int argc, char **argv) {
   ctl_put(b.ctl, 'q');
   CHECK(reap(pa) == 0 && reap(pb) == 0);
   zc_pub_close(p);
+  unlink(sub_path);
   CHECK_DONE("fanout_join");
 }
 
@@ -592,7 +689,7 @@ static int t_large(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"flow", t_flow},       {"last", t_last},       {"kill", t_kill}, {"kill_fail", t_kill_fail},
-                                    {"join", t_join},       {"hostile", t_hostile}, {"slow", t_slow},
+                                    {"join", t_join}, {"threads", t_threads},       {"hostile", t_hostile}, {"slow", t_slow},
                                     {"large", t_large},     {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
