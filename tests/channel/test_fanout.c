@@ -1,6 +1,6 @@
 /* Fan-out (zc_pub_*): one publisher, subscriber processes (fork) that are ordinary consumers.
  *
- *   fanout_flow     3 subscribers, 6000 messages of 1 B..16 KiB: each sees every message byte-exact and
+ *   fanout_flow     3 subscribers, 2500 messages of 1 B..16 KiB: each sees every message byte-exact and
  *                   in order (releasing out of order, holding up to 16); at the end every slot is back,
  *                   returned exactly once per message, 3 deliveries per message
  *   fanout_last     one message, 3 subscribers: after 2 releases it is still in flight (the publisher's
@@ -163,7 +163,7 @@ static zc_chan_config_t forever(void) {
 
 /* ---- fanout_flow ---- */
 static int t_flow(int argc, char **argv) {
-  uint32_t n = quick_mode(argc, argv) ? 2000 : 6000, maxlen = 16384; /* subscribers die at 60 s (spawn's
+  uint32_t n = quick_mode(argc, argv) ? 1000 : 2500, maxlen = 16384; /* subscribers die at 60 s (spawn's
                                                                          alarm): keep it short under TSan */
   zc_chan_config_t cfg = forever();
   zc_pub_t *p = zc_pub_listen(NULL, &cfg);
@@ -665,7 +665,7 @@ static int t_slow(int argc, char **argv) {
 
 /* ---- fanout_large ---- */
 static int t_large(int argc, char **argv) {
-  uint32_t n = quick_mode(argc, argv) ? 60 : 200, maxlen = 3u << 20;
+  uint32_t n = quick_mode(argc, argv) ? 30 : 80, maxlen = 3u << 20; /* within spawn's 60 s under TSan */
   zc_chan_config_t cfg = forever();
   cfg.max_bytes = MIB(64);
   zc_pub_t *p = zc_pub_listen(NULL, &cfg);
