@@ -24,10 +24,15 @@
  *                      [pin=1] (producer on CPU 0, consumer on CPU 1; pin=0 leaves it to the scheduler)
  * Prints zcbench lines (medians of `runs` throughput runs; latency percentiles over all samples).
  *
+ * what=fanout [size=64|16384]: messages/s from one publisher (zc_pub_*) to 1, 2 and 4 subscriber processes,
+ * each reading every byte of every message, beside the one-way channel in the same run (n64= / n16k=).
+ *
  * what=icount size=S n=N: no measurement of its own; one process runs N round trips of the message path
  * (loan, write 8 bytes, send; receive, read 1 byte, release) with no waiting, for an instruction count:
  *   valgrind --tool=callgrind channel_bench what=icount size=64 n=20000   (then n=40000)
  * (the difference of the two totals / 20000 is the library's instructions per message, setup excluded).
+ * With subs=K (1..8) the same goes through a publisher (zc_pub_*) to K subscribers, each receiving and
+ * releasing every message.
  */
 #define _GNU_SOURCE
 #include "zcmem_channel.h"
@@ -272,6 +277,80 @@ static result_t run_chan(int mode, size_t size, uint64_t n, double *secs) {
   return r;
 }
 
+static int table;
+static int cmp_d(const void *a, const void *b);
+static void report(const char *metric, double v, const char *unit, int higher);
+static double throughput(int chan, int mode, size_t size, uint64_t n, int runs);
+
+/* ---- fan-out (what=fanout): one publisher, subs subscriber processes; each reads every byte ---- */
+static double run_fanout(int subs, size_t size, uint64_t n) {
+  if (pipe(res_pipe) != 0) die("pipe");
+  zc_chan_config_t cfg = prod_cfg;
+  cfg.block_timeout_ms = -1; /* a loaded machine may not schedule a subscriber for a second */
+  zc_pub_t *p = zc_pub_listen(NULL, &cfg);
+  if (p == NULL) die("zc_pub_listen");
+  pid_t pids[16];
+  for (int i = 0; i < subs; i++) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      pin_to(1); /* as the one-way consumer: the publisher on CPU 0, every subscriber on CPU 1 */
+      close(sv[0]);
+      chan_consumer(sv[1], MODE_THR, size, n);
+      _exit(0);
+    }
+    close(sv[1]);
+    if (zc_pub_add(p, sv[0]) != i + 1) die("zc_pub_add");
+  }
+  uint64_t t0 = now_ns();
+  for (uint64_t i = 0; i < n; i++) {
+    void *q = zc_pub_loan(p, size);
+    if (q == NULL) die("zc_pub_loan");
+    write_payload(q, size, i);
+    if (zc_pub_send(p, q, size, 0) != subs) die("zc_pub_send");
+  }
+  uint64_t t_end = 0, bad = 0;
+  for (int i = 0; i < subs; i++) {
+    result_t r = get_result();
+    if (r.t_end > t_end) t_end = r.t_end;
+    bad += r.bad;
+  }
+  if (bad) fprintf(stderr, "channel_bench: %lu bad payloads (fan-out)\n", (unsigned long)bad), exit(1);
+  zc_pub_close(p); /* the subscribers see end of file and exit */
+  for (int i = 0; i < subs; i++) waitpid(pids[i], NULL, 0);
+  close(res_pipe[0]);
+  close(res_pipe[1]);
+  return (double)n / ((double)(t_end - t0) / 1e9);
+}
+
+/* Messages published per second (each read in full by every subscriber), median of runs, for 1, 2 and 4
+ * subscribers, beside the one-way channel of the same run. */
+static void fanout_table(size_t only, uint64_t n64, uint64_t n16k, int runs) {
+  static const size_t sizes[2] = {64, 16384};
+  static const int subs[3] = {1, 2, 4};
+  for (int s = 0; s < 2; s++) {
+    size_t size = sizes[s];
+    uint64_t n = s == 0 ? n64 : n16k;
+    if (only && only != size) continue;
+    char m[64];
+    snprintf(m, sizeof m, "chan_msgs_per_s_%zu", size);
+    double one = throughput(1, MODE_THR, size, n, runs);
+    report(m, one, "msgs/s", 1);
+    double v[3];
+    for (int k = 0; k < 3; k++) {
+      double r[16];
+      for (int i = 0; i < runs; i++) r[i] = run_fanout(subs[k], size, n);
+      qsort(r, (size_t)runs, sizeof r[0], cmp_d);
+      v[k] = r[runs / 2];
+      snprintf(m, sizeof m, "fanout_msgs_per_s_%zu_%dsubs", size, subs[k]);
+      report(m, v[k], "msgs/s", 1);
+    }
+    if (table)
+      printf("| %zu B | %.2f M | %.2f M | %.2f M | %.2f M |\n", size, one / 1e6, v[0] / 1e6, v[1] / 1e6, v[2] / 1e6);
+  }
+}
+
 /* ---- the baseline: write()/read() over a UNIX stream socketpair ---- */
 static int read_full(int fd, void *buf, size_t n) {
   size_t got = 0;
@@ -394,6 +473,40 @@ static void *ic_open_consumer(void *arg) {
   return NULL;
 }
 
+/* The same through a publisher (zc_pub_*) with subs subscribers in this process: each receives and
+ * releases every message. */
+static int icount_fanout(size_t size, uint64_t n, int subs) {
+  zc_pub_t *pub = zc_pub_listen(NULL, &prod_cfg);
+  zc_chan_t *cons[8];
+  if (pub == NULL || subs < 1 || subs > 8) die("zc_pub_listen");
+  for (int k = 0; k < subs; k++) {
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ic_sv) != 0) die("socketpair");
+    pthread_t t;
+    pthread_create(&t, NULL, ic_open_consumer, NULL);
+    if (zc_pub_add(pub, ic_sv[0]) != k + 1) die("zc_pub_add");
+    pthread_join(t, NULL);
+    if ((cons[k] = ic_cons) == NULL) die("open");
+  }
+  uint64_t sum = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    char *p = zc_pub_loan(pub, size);
+    if (p == NULL) die("loan");
+    memcpy(p, &i, 8);
+    if (zc_pub_send(pub, p, size, 1) != subs) die("send");
+    for (int k = 0; k < subs; k++) {
+      zc_chan_msg_t m;
+      if (zc_chan_receive(cons[k], &m, 0) != 0) die("receive");
+      sum += *(const unsigned char *)m.data;
+      zc_chan_release(cons[k], &m);
+    }
+  }
+  printf("icount: %lu fan-out round trips of %zu B to %d subscribers (checksum %lu)\n", (unsigned long)n, size, subs,
+         (unsigned long)sum);
+  zc_pub_close(pub);
+  for (int k = 0; k < subs; k++) zc_chan_close(cons[k]);
+  return 0;
+}
+
 static int icount(size_t size, uint64_t n) {
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ic_sv) != 0) die("socketpair");
   pthread_t t;
@@ -420,7 +533,6 @@ static int icount(size_t size, uint64_t n) {
 
 /* ---- driver ---- */
 enum { NSIZES = 4 };
-static int table;
 typedef struct row_s {
   char name[64];
   double v;
@@ -476,7 +588,7 @@ static void latency(int chan, int mode, size_t size, uint64_t n, const char *tag
 }
 
 int main(int argc, char **argv) {
-  int quick = 0, runs = 3, do_thr = 1, do_lat = 1, do_icount = 0;
+  int quick = 0, runs = 3, do_thr = 1, do_lat = 1, do_icount = 0, do_fanout = 0, ic_subs = 0;
   uint64_t ic_n = 20000;
   size_t only = 0;
   uint64_t n_of[NSIZES] = {300000, 100000, 30000, 1500}, lat_n = 10000;
@@ -496,14 +608,16 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "what=thr") == 0) do_lat = 0;
     else if (strcmp(argv[i], "what=lat") == 0) do_thr = 0;
     else if (strcmp(argv[i], "what=icount") == 0) do_icount = 1;
+    else if (strcmp(argv[i], "what=fanout") == 0) do_fanout = 1;
     else if (strncmp(argv[i], "n=", 2) == 0) ic_n = strtoull(argv[i] + 2, NULL, 10);
+    else if (strncmp(argv[i], "subs=", 5) == 0) ic_subs = atoi(argv[i] + 5);
     else {
-      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [n1m=N] [lat=N] [size=64|1024|16384|1048576] [what=thr|lat|icount] [n=N] [ring=N] [queued=BYTES] [pin=0|1]\n");
+      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [n1m=N] [lat=N] [size=64|1024|16384|1048576] [what=thr|lat|icount|fanout] [n=N] [subs=K] [ring=N] [queued=BYTES] [pin=0|1]\n");
       return 2;
     }
   }
   setvbuf(stdout, NULL, _IOLBF, 0); /* one result line at a time, even into a pipe */
-  if (do_icount) return icount(only ? only : 64, ic_n);
+  if (do_icount) return ic_subs ? icount_fanout(only ? only : 64, ic_n, ic_subs) : icount(only ? only : 64, ic_n);
   pin_to(0);
   if (quick) {
     for (int i = 0; i < NSIZES; i++) n_of[i] /= 10;
@@ -512,6 +626,11 @@ int main(int argc, char **argv) {
   }
   if (runs < 1) runs = 1;
   if (runs > 15) runs = 15;
+  if (do_fanout) {
+    if (table) printf("| size | one-way channel | fan-out, 1 subscriber | 2 subscribers | 4 subscribers |\n|---|---|---|---|---|\n");
+    fanout_table(only, n_of[0], n_of[2], runs);
+    return 0;
+  }
   static const size_t sizes[NSIZES] = {64, 1024, 16384, 1 << 20};
   double thr[NSIZES][2] = {{0}}, lat_tbl[NSIZES][4][3] = {{{0}}}, copies[NSIZES][2] = {{0}};
   for (int s = 0; s < NSIZES; s++) {

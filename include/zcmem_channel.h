@@ -54,7 +54,9 @@ typedef enum zc_chan_role_e { ZC_CHAN_PRODUCER = 1, ZC_CHAN_CONSUMER = 2 } zc_ch
 /* What the producer does when the ring is full or the memory cap is reached. */
 typedef enum zc_chan_policy_e {
   ZC_CHAN_BLOCK = 0, /* wait for the consumer, at most block_timeout_ms, then ETIMEDOUT (default) */
-  ZC_CHAN_FAIL = 1   /* fail at once with EAGAIN */
+  ZC_CHAN_FAIL = 1,  /* fail at once with EAGAIN */
+  ZC_PUB_EVICT = 2   /* publisher only (zc_pub_*): wait like ZC_CHAN_BLOCK, then, instead of ETIMEDOUT, cut
+                        off the slowest subscriber and go on; a one-way channel treats it as ZC_CHAN_BLOCK */
 } zc_chan_policy_t;
 
 /* Every field may be left 0 for its default. Only the producer's configuration matters for sizes. */
@@ -214,6 +216,71 @@ typedef struct zc_chan_peer_s {
 ZC_CHAN_API int zc_chan_peer(zc_chan_t *ch, zc_chan_peer_t *out);
 /* The role this channel was opened with. */
 ZC_CHAN_API zc_chan_role_t zc_chan_role(zc_chan_t *ch);
+
+/* ---- fan-out: one publisher, every message read in place by every subscriber ----
+ *
+ *   publisher                                   each subscriber process (join at any time)
+ *   p = zc_pub_listen(path, cfg)                ch = zc_chan_connect(path, ZC_CHAN_CONSUMER, 0)
+ *   zc_pub_accept(p, timeout_ms)  (or epoll     zc_chan_receive(ch, &m, -1)  ... as any consumer
+ *     on zc_pub_fd, then zc_pub_accept(p, 0))   zc_chan_release(ch, &m)
+ *   q = zc_pub_loan(p, n); fill q
+ *   zc_pub_send(p, q, n, type)
+ *
+ * One copy of each message in shared memory: every subscriber gets its own ring, and a descriptor naming
+ * the same bytes; the slot comes back to the publisher when the last subscriber it was sent to releases
+ * it (or dies, or is cut off). A subscriber is an ordinary consumer channel (zc_chan_*), with its checks.
+ * A subscriber that joins later receives the messages sent after it joined. Back-pressure is the slowest
+ * live subscriber's, by cfg.policy: ZC_CHAN_BLOCK (wait, then ETIMEDOUT), ZC_CHAN_FAIL (EAGAIN), or
+ * ZC_PUB_EVICT (wait block_timeout_ms, then cut off the subscriber that holds things up).
+ * A subscriber that returns a handle it does not hold (a second release, another's message, garbage) is
+ * cut off alone (EPROTO on its side, its messages taken back); the others go on.
+ * Threads: every zc_pub_* call is thread-safe except zc_pub_close. */
+#define ZC_PUB_MAX_SUBS 32
+
+typedef struct zc_pub_s zc_pub_t;
+
+/* A publisher listening on a UNIX socket path (zc_chan_listen's rules); path NULL: no listener (add
+ * subscribers with zc_pub_add). cfg as for a producer (sizes, cap, policy, peer_uids, zero_freed). */
+ZC_CHAN_API zc_pub_t *zc_pub_listen(const char *path, const zc_chan_config_t *cfg);
+/* Accept one subscriber (waits at most timeout_ms for it to connect, then for its handshake at most
+ * cfg.setup_timeout_ms). Returns the number of live subscribers, or -1 (ETIMEDOUT or EAGAIN if nobody
+ * came, EBUSY if ZC_PUB_MAX_SUBS are live, EACCES, EPROTO ... if the handshake failed). */
+ZC_CHAN_API int zc_pub_accept(zc_pub_t *p, int timeout_ms);
+/* Add a subscriber over a connected AF_UNIX SOCK_SEQPACKET socket (one end of a socketpair; the other
+ * end opens with zc_chan_open(fd, ZC_CHAN_CONSUMER, cfg)). Owns the fd. As zc_pub_accept. */
+ZC_CHAN_API int zc_pub_add(zc_pub_t *p, int sock_fd);
+/* The listening socket (-1 if none), for epoll: readable when a subscriber connects (zc_pub_accept(p, 0)). */
+ZC_CHAN_API int zc_pub_fd(zc_pub_t *p);
+/* As zc_chan_loan / zc_chan_cancel / zc_chan_max_msg, in the publisher's memory. */
+ZC_CHAN_API void *zc_pub_loan(zc_pub_t *p, size_t n);
+ZC_CHAN_API int zc_pub_cancel(zc_pub_t *p, void *buf);
+ZC_CHAN_API size_t zc_pub_max_msg(zc_pub_t *p);
+/* Send a loan to every live subscriber. Returns how many it went to (0: nobody is subscribed; the loan is
+ * given back at once), or -1: EAGAIN / ETIMEDOUT (a subscriber's ring or queue budget is full: the loan
+ * stays with the caller), EINVAL, EMSGSIZE (the loan is given back). */
+ZC_CHAN_API int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type);
+/* Take in every subscriber's releases, see which subscribers died or left (their messages come back), and
+ * accept subscribers already waiting on the listener, without blocking. Returns the messages in flight. */
+ZC_CHAN_API long zc_pub_collect(zc_pub_t *p);
+/* Live subscribers now. */
+ZC_CHAN_API int zc_pub_subscribers(zc_pub_t *p);
+
+typedef struct zc_pub_stats_s {
+  zc_chan_stats_t chan;   /* the memory: loaned, inflight (sent, not yet released by every subscriber it
+                             went to), free, segments; sent; returned (the last holder released it);
+                             reclaimed (the last holders died or were cut off); rejected; wakes; full_waits */
+  uint64_t subscribers;   /* live now */
+  uint64_t joined, left;  /* subscribers accepted; subscribers that closed or died */
+  uint64_t evicted;       /* cut off as too slow (ZC_PUB_EVICT) or for not reading their socket */
+  uint64_t cut_off;       /* cut off for breaking the protocol (a bad handle on their return ring) */
+  uint64_t unheard;       /* messages sent while nobody was subscribed (given back at once) */
+  uint64_t deliveries;    /* descriptors published, all subscribers together */
+} zc_pub_stats_t;
+ZC_CHAN_API void zc_pub_stats(zc_pub_t *p, zc_pub_stats_t *out);
+/* Why the last subscriber was cut off or the publisher failed (one line, "" if never). */
+ZC_CHAN_API const char *zc_pub_error(zc_pub_t *p);
+/* Close every subscriber's channel (they see end of file) and unmap everything. Call it last. */
+ZC_CHAN_API void zc_pub_close(zc_pub_t *p);
 
 #ifdef __cplusplus
 }

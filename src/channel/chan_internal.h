@@ -100,7 +100,8 @@ static inline uint32_t chan_sid_idx(uint32_t sid) { return sid & 8191u; }
 
 typedef struct chan_slot_s {
   uint32_t gen_state; /* generation << 2 | state */
-  uint32_t next;      /* the page's free list: index of the next free slot, CHAN_NONE at the end */
+  uint32_t next;      /* FREE: the page's free list (index of the next free slot, CHAN_NONE at the end);
+                         SENT by a publisher (chan_pub.c): the mask of the subscribers still holding it */
 } chan_slot_t;
 
 typedef struct chan_page_s {
@@ -168,9 +169,13 @@ struct zc_chan_s {
   int eof;                   /* the producer's end of file was seen */
 
   uint64_t rejected, wakes, sleeps;
+
+  struct zc_pub_s *pub;      /* a publisher's allocator (chan_pub.c): no socket, no ring of its own; NULL else */
 };
 
 /* chan_setup.c */
+zc_chan_t *chan_open_link(int sock, const zc_chan_config_t *cfg); /* a producer end without data segments */
+zc_chan_t *chan_hub_new(const zc_chan_config_t *cfg, struct zc_pub_s *pub); /* a publisher's allocator */
 int chan_fail(zc_chan_t *ch, int err, const char *fmt, ...); /* mark dead, record, report; returns -1 */
 int chan_dead(zc_chan_t *ch);                                /* 0, or sets errno and returns -1 */
 void *chan_private_alloc(size_t size);                       /* zeroed private pages, NULL on failure */
@@ -210,6 +215,18 @@ int chan_wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory); /* the f
 int chan_find_loan(zc_chan_t *ch, const void *p, uint32_t *id, unsigned *cls); /* -1 EINVAL */
 void chan_give_back(zc_chan_t *ch, uint32_t id, unsigned cls); /* a loan back to the allocator */
 char *chan_loan_locked(zc_chan_t *ch, size_t n, bool wait); /* a new loan; NULL with errno */
+
+/* chan_producer.c, for chan_pub.c (the one-way path keeps its static inline versions) */
+int chan_find_loan_at(zc_chan_t *ch, const void *p, uint32_t *id, unsigned *cls, uint32_t *off, unsigned *seg);
+int chan_find_sent(zc_chan_t *ch, uint64_t h, uint32_t *id, unsigned *cls, const char **why); /* a SENT slot */
+void chan_free_sent(zc_chan_t *ch, uint32_t id, unsigned cls, bool reclaimed); /* SENT slot back: counted */
+int chan_queue_room(zc_chan_t *ch, uint32_t len); /* 1, 0, or -1 (garbage tail: ch closed) */
+void chan_wake_consumer(zc_chan_t *ch);
+
+/* chan_pub.c: the hooks of a publisher's allocator (ch->pub != NULL) */
+int chan_pub_drain(zc_chan_t *hub);                       /* every subscriber's returns; always 0 */
+int chan_pub_wait(zc_chan_t *hub, uint64_t *deadline);    /* chan_wait_full for memory */
+int chan_pub_announce(zc_chan_t *hub, int fd, unsigned idx, size_t size); /* keeps fd; 0 */
 
 /* chan_run.c: runs of whole pages for messages above 64 KiB, the page pool, loan resizing */
 void chan_pool_push(zc_chan_t *ch, uint32_t pid);

@@ -91,10 +91,16 @@ int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
     return fail_locked(ch, e == EINVAL ? ENOSYS : e,
                        "cannot seal a data segment against writes (F_SEAL_FUTURE_WRITE needs Linux 5.1+): errno %d", e);
   }
-  chan_wire_t w = {CHAN_MAGIC, WIRE_SEG, (uint16_t)ch->role, ch->nseg, 0, size};
-  int r = zc_os_msg_send(ch->sock, &w, sizeof w, fd, false); /* never blocks under the lock */
-  int e = errno;
-  zc_os_close(fd);
+  int r, e;
+  if (__builtin_expect(ch->pub != NULL, 0)) { /* a publisher keeps the fd for every subscriber, now and later */
+    r = chan_pub_announce(ch, fd, ch->nseg, size);
+    e = errno;
+  } else {
+    chan_wire_t w = {CHAN_MAGIC, WIRE_SEG, (uint16_t)ch->role, ch->nseg, 0, size};
+    r = zc_os_msg_send(ch->sock, &w, sizeof w, fd, false); /* never blocks under the lock */
+    e = errno;
+    zc_os_close(fd);
+  }
   if (r != 0) {
     zc_os_free(base, size);
     chan_private_free(m, meta);
@@ -209,8 +215,12 @@ int chan_drain_returns(zc_chan_t *ch) {
   uint64_t rh = CHAN_LOAD(&ch->ctl->ret_head), t = ch->p_ret_tail;
   uint64_t n = rh - t;
   if (n == 0) return 0;
-  if (n > ch->ret_cap)
+  if (n > ch->ret_cap) {
+    /* A publisher's allocator (chan_pub.c) has ret_cap 0 and a private control block whose ret_head stays
+     * 1: it always lands here, off the one-way path, and takes in the releases of its N return rings. */
+    if (ch->pub != NULL) return chan_pub_drain(ch);
     return fail_locked(ch, EPROTO, "return ring head %lu out of range (taken %lu)", (unsigned long)rh, (unsigned long)t);
+  }
   for (uint64_t i = 0; i < n; i++) {
     uint64_t h = CHAN_LOAD_RELAXED(&ch->ret[(t + i) & (ch->ret_cap - 1)]); /* one load, then only h */
     uint32_t id;
@@ -298,6 +308,7 @@ int chan_producer_peer_check(zc_chan_t *ch) {
  * values the failed check itself used (p_tail, p_ret_tail), never against a fresh read: movement between
  * the check and the wait must not be missed (it would cost a whole sleep slice). */
 int chan_wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory) {
+  if (ch->pub != NULL) return chan_pub_wait(ch, deadline); /* a publisher: only waits for memory here */
   ch->full_waits++;
   if (ch->cfg.policy == ZC_CHAN_FAIL) {
     errno = EAGAIN;
@@ -418,6 +429,22 @@ int chan_find_loan(zc_chan_t *ch, const void *p, uint32_t *id, unsigned *cls) {
   return find_loan(ch, p, id, cls, &off, &seg);
 }
 
+int chan_find_loan_at(zc_chan_t *ch, const void *p, uint32_t *id, unsigned *cls, uint32_t *off, unsigned *seg) {
+  return find_loan(ch, p, id, cls, off, seg);
+}
+
+int chan_find_sent(zc_chan_t *ch, uint64_t h, uint32_t *id, unsigned *cls, const char **why) {
+  return find_slot(ch, chan_handle_seg(h), chan_handle_off(h), SLOT_SENT, chan_handle_gen(h), id, cls, why);
+}
+
+void chan_free_sent(zc_chan_t *ch, uint32_t id, unsigned cls, bool reclaimed) {
+  ch->inflight_bytes -= chan_slot_bytes(ch, id, cls);
+  free_slot(ch, id, cls);
+  ch->inflight_msgs--;
+  if (reclaimed) ch->reclaimed++;
+  else ch->returned++;
+}
+
 void chan_give_back(zc_chan_t *ch, uint32_t id, unsigned cls) {
   ch->loaned_msgs--;
   ch->loaned_bytes -= chan_slot_bytes(ch, id, cls);
@@ -453,6 +480,8 @@ static int queue_room(zc_chan_t *ch, uint32_t len) {
   return ch->p_head - t < ch->ring_cap && (ch->q_bytes + len <= cap || ch->p_head == t);
 }
 
+int chan_queue_room(zc_chan_t *ch, uint32_t len) { return queue_room(ch, len); }
+
 /* Make the consumer's socket readable, with at most one record it has not read: if anything is unread (a
  * kick, a segment), the socket is readable already and epoll reports it. A consumer that keeps re-arming
  * and never reads costs one ioctl per send, never a full socket buffer. One thread at a time decides;
@@ -487,6 +516,8 @@ static void wake_consumer(zc_chan_t *ch) {
   }
   if ((cw & CHAN_ARMED) && (__atomic_fetch_and(&ctl->c_wait, ~CHAN_ARMED, __ATOMIC_ACQ_REL) & CHAN_ARMED)) kick(ch);
 }
+
+void chan_wake_consumer(zc_chan_t *ch) { wake_consumer(ch); }
 
 int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
   if (ch->role != ZC_CHAN_PRODUCER || n <= 0) return errno = EINVAL, -1;

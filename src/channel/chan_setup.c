@@ -194,7 +194,9 @@ static int peer_allowed(zc_chan_t *ch) {
   return chan_fail(ch, EACCES, "peer uid %u (pid %d) is not allowed to use this channel", p->uid, (int)p->pid);
 }
 
-zc_chan_t *zc_chan_open(int sock, zc_chan_role_t role, const zc_chan_config_t *cfg) {
+/* The handshake on sock; a producer then announces its first data segment, unless it is a publisher's
+ * link (grow false: the publisher sends its own segments). */
+static zc_chan_t *open_sock(int sock, zc_chan_role_t role, const zc_chan_config_t *cfg, bool grow) {
   if (role != ZC_CHAN_PRODUCER && role != ZC_CHAN_CONSUMER) {
     zc_os_close(sock);
     errno = EINVAL;
@@ -241,7 +243,7 @@ zc_chan_t *zc_chan_open(int sock, zc_chan_role_t role, const zc_chan_config_t *c
     chan_fail(ch, EPROTO, "both ends opened the channel as %s", role == ZC_CHAN_PRODUCER ? "producer" : "consumer");
     goto fail;
   }
-  if (role == ZC_CHAN_PRODUCER && (producer_setup(ch) != 0 || chan_producer_grow(ch, 0) != 0)) goto fail;
+  if (role == ZC_CHAN_PRODUCER && (producer_setup(ch) != 0 || (grow && chan_producer_grow(ch, 0) != 0))) goto fail;
   if (role == ZC_CHAN_CONSUMER && consumer_setup(ch, deadline) != 0) goto fail;
   return ch;
 fail: {
@@ -250,6 +252,31 @@ fail: {
   errno = e;
   return NULL;
 }
+}
+
+zc_chan_t *zc_chan_open(int sock, zc_chan_role_t role, const zc_chan_config_t *cfg) {
+  return open_sock(sock, role, cfg, true);
+}
+
+zc_chan_t *chan_open_link(int sock, const zc_chan_config_t *cfg) { return open_sock(sock, ZC_CHAN_PRODUCER, cfg, false); }
+
+zc_chan_t *chan_hub_new(const zc_chan_config_t *cfg, struct zc_pub_s *pub) {
+  zc_chan_t *ch = chan_private_alloc(sizeof *ch);
+  if (ch == NULL) return errno = ENOMEM, NULL;
+  ch->sock = -1;
+  ch->role = ZC_CHAN_PRODUCER;
+  ch->pub = pub;
+  fill_defaults(&ch->cfg, cfg);
+  zc_lock_init(&ch->lock);
+  uint32_t cap = ch->cfg.ring_entries;
+  if (cap < 64 || cap > (1u << 20) || (cap & (cap - 1)) != 0) {
+    chan_private_free(ch, sizeof *ch);
+    return errno = EINVAL, NULL;
+  }
+  ch->next_seg_size = ch->cfg.first_segment;
+  for (unsigned c = 0; c < ZC_CLASS_COUNT; c++) ch->cls[c].avail = CHAN_NONE;
+  ch->free_pages = CHAN_NONE;
+  return ch;
 }
 
 int zc_chan_listen(const char *path) { return zc_os_unix_listen(path); }
