@@ -16,6 +16,7 @@
 #define ANY_PORT "tcp://127.0.0.1:*"
 #define T_QUIT 99   /* ONEWAY: the server stops */
 #define T_HOLD 98   /* REQUEST: the server keeps it and never replies */
+#define T_SLOW 97   /* REQUEST: the reply comes 300 ms later */
 
 static void send_str(int fd, const char *s) {
   size_t n = strlen(s) + 1;
@@ -97,6 +98,7 @@ static void *server_replier(void *arg) {
     pthread_cond_broadcast(&sv->cond);
     pthread_mutex_unlock(&sv->lock);
     if (rng_next(&r) % 8 == 0) sleep_ms(1); /* so replies overtake each other */
+    if (req.type == T_SLOW) sleep_ms(300);
     uint64_t s = check_msg(&req, 0);
     size_t n = size_of(REPLY_SEED(s));
     void *p = zc_eps_loan_reply(sv->e, &req, n);
@@ -412,7 +414,381 @@ static int t_workq(int argc, char **argv) {
   CHECK_DONE("zmq_svc_workq");
 }
 
+/* ---- restart: the server is SIGKILLed and started again on the same port; the client reconnects ---- */
+/* A loan holding the message of seed s (size_of(s) bytes); *n gets the size. */
+static void *loan_msg(zc_eps_t *e, uint64_t s, size_t *n) {
+  *n = size_of(s);
+  void *p = zc_eps_loan(e, *n);
+  REQUIREF(p != NULL, "loan %zu: %s (%s)", *n, strerror(errno), zc_eps_error(e));
+  fill_msg(p, *n, s);
+  return p;
+}
+
+static uint64_t echo_call(zc_eps_t *c, uint64_t s, int *err) {
+  size_t n = size_of(s);
+  void *p = zc_eps_loan(c, n);
+  if (p == NULL) return *err = errno, 0;
+  fill_msg(p, n, s);
+  zc_svc_msg_t rep;
+  if (zc_eps_call(c, p, n, 5, &rep, 5000) != 0) return *err = errno, 0;
+  uint64_t got = check_msg(&rep, 1);
+  REQUIREF(got == s && rep.kind == ZC_SVC_REPLY, "reply of seed %#llx for %#llx", (unsigned long long)got,
+           (unsigned long long)s);
+  REQUIRE(zc_eps_release(c, &rep) == 0);
+  return *err = 0, 1;
+}
+
+static int t_restart(int argc, char **argv) {
+  (void)argc, (void)argv;
+  server_args_t sa = {.bind = ANY_PORT, .threads = 2};
+  char ep[256];
+  pid_t srv = start_server(&sa, ep, sizeof ep);
+  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 2000};
+  zc_eps_t *c = zc_eps_connect(ep, &cfg);
+  REQUIREF(c != NULL, "connect %s: %s", ep, strerror(errno));
+  int err;
+  REQUIREF(echo_call(c, 0x100, &err), "first call: %s (%s)", strerror(err), zc_eps_error(c));
+  uint64_t hold_id;
+  void *p = zc_eps_loan(c, 64);
+  fill_msg(p, 64, 0x200);
+  REQUIRE(zc_eps_request(c, p, 64, T_HOLD, &hold_id) == 0);
+  REQUIREF(echo_call(c, 0x300, &err), "second call: %s", strerror(err)); /* the held one arrived before */
+  kill(srv, SIGKILL);
+  CHECK_EQ(reap(srv), 128 + SIGKILL);
+  uint64_t t0 = now_ns();
+  zc_svc_msg_t m;
+  REQUIREF(zc_eps_receive(c, &m, 5000) == 0, "no FAILED notice: %s (%s)", strerror(errno), zc_eps_error(c));
+  CHECKF(m.kind == ZC_SVC_FAILED && m.id == hold_id && m.error == EPIPE, "kind %d id %#llx error %d", m.kind,
+         (unsigned long long)m.id, m.error);
+  printf("restart: the held request FAILED %.1f ms after the server was reaped\n", (now_ns() - t0) / 1e6);
+  zc_eps_release(c, &m);
+  CHECK(zc_eps_loan(c, 8) == NULL && errno == EPIPE); /* no connection: EPIPE, as locally */
+  CHECK(zc_eps_receive(c, &m, 1000) != 0 && errno == EPIPE);
+  CHECK_EQ(zc_eps_peers(c), 0);
+  /* the same port again */
+  sa.bind = ep;
+  char ep2[256];
+  srv = start_server(&sa, ep2, sizeof ep2);
+  CHECK(strcmp(ep, ep2) == 0);
+  uint64_t deadline = now_ns() + 15000000000ull;
+  int ok = 0, tries = 0;
+  while (!ok && now_ns() < deadline) {
+    ok = echo_call(c, 0x400 + (uint64_t)tries * 0x100, &err);
+    tries++;
+    if (!ok) {
+      CHECKF(err == EPIPE || err == ETIMEDOUT, "while reconnecting: %s", strerror(err));
+      sleep_ms(20);
+    }
+  }
+  CHECKF(ok, "no reply within 15 s of the restart (%s)", zc_eps_error(c));
+  REQUIREF(echo_call(c, 0x12345600, &err), "after the restart: %s", strerror(err));
+  zc_svc_stats_t st;
+  zc_eps_stats(c, &st);
+  CHECKF(st.joined == 2 && st.left == 1 && st.failed == 1 && st.pending == 0 && st.peers == 1,
+         "joined %lu left %lu failed %lu pending %lu peers %lu", (unsigned long)st.joined, (unsigned long)st.left,
+         (unsigned long)st.failed, (unsigned long)st.pending, (unsigned long)st.peers);
+  send_quit(c);
+  CHECK_EQ(reap(srv), 0);
+  zc_eps_close(c);
+  CHECK_DONE("zmq_svc_restart");
+}
+
+/* ---- garbage: a raw ZeroMQ peer sends frames that are not service messages, each way ---- */
+static void raw_send(void *s, const void *d, size_t n, int flags) {
+  REQUIREF(zmq_send(s, d, n, flags) == (int)n, "zmq_send: %s", zmq_strerror(errno));
+}
+
+static void put_hdr(unsigned char *f, uint32_t magic, uint32_t kind, uint32_t type, uint32_t len, uint64_t id) {
+  memset(f, 0, 32);
+  memcpy(f, &magic, 4);
+  memcpy(f + 4, &kind, 4);
+  memcpy(f + 8, &type, 4);
+  memcpy(f + 12, &len, 4);
+  memcpy(f + 16, &id, 8);
+}
+
+#define GARBAGE_FUZZ 300
+#define GARBAGE_FIXED 7
+#define MAGIC 0x3153435au
+/* Frames that break the protocol: GARBAGE_FIXED fixed ones, then GARBAGE_FUZZ random ones (each surely
+ * bad: under 32 bytes, a wrong magic, or a wrong length). `route`: a ROUTER's routing id goes first. */
+static void send_garbage(void *s, const void *rid, size_t rid_len) {
+  unsigned char f[160];
+  int fl = rid != NULL ? ZMQ_SNDMORE : 0;
+#define ROUTE() \
+  if (rid != NULL) raw_send(s, rid, rid_len, ZMQ_SNDMORE)
+  ROUTE();
+  raw_send(s, f, 0, 0); /* empty */
+  ROUTE();
+  raw_send(s, "hello", 5, 0); /* shorter than a header */
+  memset(f, 0, 64);
+  ROUTE();
+  raw_send(s, f, 40, 0); /* no magic */
+  put_hdr(f, MAGIC, ZC_SVC_REQUEST, 1, 100, 0);
+  ROUTE();
+  raw_send(s, f, 40, 0); /* length 100, payload 8 */
+  put_hdr(f, MAGIC, ZC_SVC_ONEWAY, 1, 0, 0);
+  ROUTE();
+  raw_send(s, f, 32, ZMQ_SNDMORE); /* valid, but the first of two parts */
+  raw_send(s, f, 32, 0);
+  put_hdr(f, MAGIC, 5, 1, 0, 0);
+  ROUTE();
+  raw_send(s, f, 32, 0); /* unknown kind */
+  put_hdr(f, MAGIC, ZC_SVC_REPLY, 1, 0, 0x0000000700000003ull);
+  ROUTE();
+  raw_send(s, f, 32, 0); /* a reply to nothing */
+  for (int k = 0; k < GARBAGE_FUZZ; k++) {
+    uint64_t r = splitmix64((uint64_t)k + 4242);
+    size_t n = (size_t)(r % 140);
+    fill_pattern(f, n, r);
+    if (n >= 4) {
+      uint32_t mg = k % 5 == 0 ? MAGIC : (uint32_t)(r >> 32) | 1u;
+      if (mg == MAGIC && k % 5 != 0) mg ^= 2;
+      memcpy(f, &mg, 4);
+    }
+    if (n >= 32) {
+      uint32_t l;
+      memcpy(&l, f + 12, 4);
+      if (l == n - 32) l++;
+      memcpy(f + 12, &l, 4);
+    }
+    ROUTE();
+    raw_send(s, f, n, 0);
+  }
+#undef ROUTE
+  (void)fl;
+}
+
+static int garbage_dealer_main(void *arg) {
+  const char *ep = arg;
+  /* a TCP peer that does not speak ZMTP */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(strrchr(ep, ':') + 1))};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIREF(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "tcp connect: %s", strerror(errno));
+  unsigned char junk[4096];
+  fill_pattern(junk, sizeof junk, 77);
+  REQUIREF(write(fd, junk, sizeof junk) > 0, "write");
+  sleep_ms(50);
+  close(fd);
+  void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 10000, tmo = 10000;
+  zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+  REQUIREF(zmq_connect(s, ep) == 0, "zmq_connect");
+  send_garbage(s, NULL, 0);
+  /* then a well-formed request from the same peer: it is answered */
+  unsigned char f[64];
+  put_hdr(f, MAGIC, ZC_SVC_REQUEST, 3, 8, 0xabcdef);
+  memcpy(f + 32, "question", 8);
+  raw_send(s, f, 40, 0);
+  unsigned char r[128];
+  int n = zmq_recv(s, r, sizeof r, 0);
+  REQUIREF(n == 38, "reply: %d bytes (%s)", n, n < 0 ? zmq_strerror(errno) : "");
+  uint32_t magic, kind, type, len;
+  uint64_t id;
+  memcpy(&magic, r, 4);
+  memcpy(&kind, r + 4, 4);
+  memcpy(&type, r + 8, 4);
+  memcpy(&len, r + 12, 4);
+  memcpy(&id, r + 16, 8);
+  REQUIREF(magic == MAGIC && kind == ZC_SVC_REPLY && type == 4 && len == 6 && id == 0xabcdef &&
+               memcmp(r + 32, "answer", 6) == 0,
+           "reply: magic %#x kind %u type %u len %u id %#llx", magic, kind, type, len, (unsigned long long)id);
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+  return 0;
+}
+
+/* A raw ROUTER that a connector connects to: it waits for the connector's HELLO, sends it garbage (and a
+ * HELLO, which a listener never sends), then a well-formed ONEWAY. */
+static int garbage_router_main(void *arg) {
+  int fd = *(int *)arg;
+  void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_ROUTER);
+  int linger = 10000, tmo = 20000;
+  zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+  REQUIRE(zmq_bind(s, ANY_PORT) == 0);
+  char ep[256];
+  size_t len = sizeof ep;
+  zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len);
+  send_str(fd, ep);
+  unsigned char rid[256], f[64];
+  int rl = zmq_recv(s, rid, sizeof rid, 0);
+  REQUIREF(rl > 0, "routing id: %s", zmq_strerror(errno));
+  int n = zmq_recv(s, f, sizeof f, 0);
+  uint32_t kind = 0;
+  if (n >= 8) memcpy(&kind, f + 4, 4);
+  REQUIREF(n == 32 && kind == 8, "the connector's first frame: %d bytes, kind %u (a HELLO expected)", n, kind);
+  send_garbage(s, rid, (size_t)rl);
+  put_hdr(f, MAGIC, 8, 0, 0, 0);
+  raw_send(s, rid, (size_t)rl, ZMQ_SNDMORE);
+  raw_send(s, f, 32, 0); /* a HELLO from the listener: dropped */
+  put_hdr(f, MAGIC, ZC_SVC_ONEWAY, 9, 4, 0);
+  memcpy(f + 32, "done", 4);
+  raw_send(s, rid, (size_t)rl, ZMQ_SNDMORE);
+  raw_send(s, f, 36, 0);
+  n = zmq_recv(s, f, sizeof f, 0); /* wait for the connector to go (its close) or 20 s */
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+  return 0;
+}
+
+static int t_garbage(int argc, char **argv) {
+  (void)argc, (void)argv;
+  zc_eps_t *e = zc_eps_listen(ANY_PORT, NULL);
+  REQUIREF(e != NULL, "listen: %s", strerror(errno));
+  char ep[256];
+  snprintf(ep, sizeof ep, "%s", zc_eps_endpoint(e));
+  pid_t pid = spawn_closefds(garbage_dealer_main, ep, -1, -1);
+  zc_svc_msg_t m;
+  REQUIREF(zc_eps_receive(e, &m, 20000) == 0, "receive: %s (%s)", strerror(errno), zc_eps_error(e));
+  CHECKF(m.kind == ZC_SVC_REQUEST && m.type == 3 && m.len == 8 && memcmp(m.data, "question", 8) == 0,
+         "kind %d type %u len %u", m.kind, m.type, m.len);
+  char *p = zc_eps_loan_reply(e, &m, 6);
+  REQUIRE(p != NULL);
+  memcpy(p, "answer", 6);
+  REQUIRE(zc_eps_reply(e, &m, p, 6, 4) == 0);
+  CHECK_EQ(reap(pid), 0);
+  zc_svc_stats_t st;
+  zc_eps_stats(e, &st);
+  /* libzmq reads the raw TCP bytes as ZMTP 1.0 and may make frames of them: those are dropped too */
+  CHECKF(st.rejected >= GARBAGE_FIXED + GARBAGE_FUZZ, "listener: %lu frames rejected, %d sent",
+         (unsigned long)st.rejected, GARBAGE_FIXED + GARBAGE_FUZZ);
+  printf("garbage: listener dropped %lu bad frames (%s)\n", (unsigned long)st.rejected, zc_eps_error(e));
+  zc_eps_close(e);
+
+  /* the other way: a hostile listener */
+  int pfd[2];
+  REQUIRE(pipe(pfd) == 0);
+  pid = spawn_closefds(garbage_router_main, &pfd[1], pfd[1], -1);
+  close(pfd[1]);
+  recv_str(pfd[0], ep, sizeof ep);
+  close(pfd[0]);
+  e = zc_eps_connect(ep, NULL);
+  REQUIREF(e != NULL, "connect: %s", strerror(errno));
+  REQUIREF(zc_eps_receive(e, &m, 20000) == 0, "receive: %s (%s)", strerror(errno), zc_eps_error(e));
+  CHECKF(m.kind == ZC_SVC_ONEWAY && m.type == 9 && m.len == 4 && memcmp(m.data, "done", 4) == 0,
+         "kind %d type %u len %u", m.kind, m.type, m.len);
+  zc_eps_release(e, &m);
+  zc_eps_stats(e, &st);
+  CHECKF(st.rejected == GARBAGE_FIXED + GARBAGE_FUZZ + 1, "connector: %lu frames rejected, %d sent",
+         (unsigned long)st.rejected, GARBAGE_FIXED + GARBAGE_FUZZ + 1);
+  zc_eps_close(e);
+  CHECK_EQ(reap(pid), 0);
+  CHECK_DONE("zmq_svc_garbage");
+}
+
+/* ---- timeouts and bad arguments ---- */
+static int t_api(int argc, char **argv) {
+  (void)argc, (void)argv;
+  server_args_t sa = {.bind = ANY_PORT, .threads = 2};
+  char ep[256];
+  pid_t srv = start_server(&sa, ep, sizeof ep);
+  zc_eps_config_t cfg = {.svc.max_pending = 3, .max_msg = 1 << 20, .svc.chan.block_timeout_ms = 2000};
+  zc_eps_t *c = zc_eps_connect(ep, &cfg);
+  REQUIREF(c != NULL, "connect: %s", strerror(errno));
+  CHECK_EQ(zc_eps_max_msg(c), (size_t)1 << 20);
+  zc_svc_msg_t m;
+  /* a call whose reply is late: ETIMEDOUT, and the late reply is dropped unseen */
+  size_t n;
+  void *p = loan_msg(c, 0x51, &n);
+  uint64_t t0 = now_ns();
+  CHECK(zc_eps_call(c, p, n, T_SLOW, &m, 100) != 0 && errno == ETIMEDOUT);
+  CHECK(now_ns() - t0 >= 100000000ull);
+  CHECK(zc_eps_receive(c, &m, 0) != 0 && errno == EAGAIN);
+  CHECK(zc_eps_receive(c, &m, 600) != 0 && errno == ETIMEDOUT); /* the reply came meanwhile: dropped */
+  zc_svc_stats_t st;
+  zc_eps_stats(c, &st);
+  CHECKF(st.dropped == 1 && st.pending == 0, "dropped %lu pending %lu", (unsigned long)st.dropped,
+         (unsigned long)st.pending);
+  /* max_pending: two held and one slow request wait; a fourth request is EAGAIN and its loan stays */
+  uint64_t ids[3];
+  for (int i = 0; i < 3; i++) {
+    p = loan_msg(c, 0x60 + (uint64_t)i, &n);
+    REQUIRE(zc_eps_request(c, p, n, i < 2 ? T_HOLD : T_SLOW, &ids[i]) == 0);
+  }
+  p = loan_msg(c, 0x70, &n);
+  CHECK(zc_eps_request(c, p, n, 5, &ids[0]) != 0 && errno == EAGAIN);
+  CHECK(zc_eps_abandon(c, ids[1]) == 0);
+  CHECK(zc_eps_abandon(c, ids[1] ^ (1ull << 40)) != 0 && errno == EINVAL);
+  REQUIREF(zc_eps_receive(c, &m, 5000) == 0, "the slow reply: %s", strerror(errno));
+  CHECK(m.kind == ZC_SVC_REPLY && m.id == ids[2] && check_msg(&m, 1) == 0x62);
+  zc_svc_msg_t copy = m;
+  CHECK(zc_eps_release(c, &m) == 0);
+  CHECK(zc_eps_release(c, &copy) != 0 && errno == EINVAL); /* released already */
+  copy.kind = ZC_SVC_REPLY;
+  CHECK(zc_eps_release(c, &copy) != 0 && errno == EINVAL); /* a stale handle */
+  copy.raw.handle = 12345;
+  CHECK(zc_eps_release(c, &copy) != 0 && errno == EINVAL); /* a made-up one */
+  CHECK(zc_eps_request(c, p, n, 5, &ids[2]) == 0); /* the loan stayed with the caller, room again */
+  /* loans */
+  char stack[64] __attribute__((aligned(16)));
+  CHECK(zc_eps_send(c, stack + 32, 8, 1) != 0 && errno == EINVAL);
+  void *plain = zc_malloc(256);
+  CHECK(zc_eps_send(c, (char *)plain + 32, 8, 1) != 0 && errno == EINVAL);
+  zc_free(plain);
+  CHECK(zc_eps_loan(c, 0) == NULL && errno == EINVAL);
+  CHECK(zc_eps_loan(c, (1 << 20) + 1) == NULL && errno == EMSGSIZE);
+  p = zc_eps_loan(c, 100);
+  CHECK(zc_eps_cancel(c, p) == 0);
+  CHECK(zc_eps_cancel(c, p) != 0 && errno == EINVAL);
+  p = zc_eps_loan(c, 100);
+  CHECK(zc_eps_send(c, p, 101, 1) != 0 && errno == EMSGSIZE); /* and the loan is given back */
+  CHECK(zc_eps_reply(c, &copy, p, 10, 1) != 0 && errno == EINVAL); /* copy is no request */
+  /* endpoints */
+  CHECK(zc_eps_connect("inproc://svc", NULL) == NULL && errno == EPROTONOSUPPORT);
+  zc_eps_config_t quick = {.svc.connect_timeout_ms = 300};
+  zc_eps_t *lonely = zc_eps_listen(ANY_PORT, NULL);
+  char nobody[256];
+  snprintf(nobody, sizeof nobody, "%s", zc_eps_endpoint(lonely));
+  zc_eps_close(lonely); /* a port where nobody listens now */
+  t0 = now_ns();
+  CHECK(zc_eps_connect(nobody, &quick) == NULL && errno == ETIMEDOUT);
+  CHECK(now_ns() - t0 >= 300000000ull);
+  CHECK(zc_eps_listen(ep, NULL) == NULL && errno == EADDRINUSE);
+  zc_eps_stats(c, &st);
+  CHECKF(st.rejected == 0 && st.failed == 0, "rejected %lu failed %lu", (unsigned long)st.rejected,
+         (unsigned long)st.failed);
+  send_quit(c);
+  CHECK_EQ(reap(srv), 0);
+  zc_eps_close(c);
+  CHECK_DONE("zmq_svc_api");
+}
+
+/* ---- heartbeat: a worker stopped (SIGSTOP) while it holds a request: no TCP event, the heartbeat
+ * timeout drops its connection and the request FAILS ---- */
+static int t_heartbeat(int argc, char **argv) {
+  (void)argc, (void)argv;
+  zc_eps_config_t cfg = {.heartbeat_ms = 100, .heartbeat_timeout_ms = 500};
+  zc_eps_t *d = zc_eps_listen(ANY_PORT, &cfg);
+  REQUIRE(d != NULL);
+  char ep[256];
+  snprintf(ep, sizeof ep, "%s", zc_eps_endpoint(d));
+  worker_args_t wa = {.ep = ep, .stop = 1};
+  pid_t pid = spawn_closefds(worker_main, &wa, -1, -1);
+  wait_peers(d, 1);
+  size_t n;
+  void *p = loan_msg(d, 0x77 << 8, &n);
+  uint64_t id;
+  REQUIRE(zc_eps_request(d, p, n, 1, &id) == 0);
+  int st;
+  REQUIRE(waitpid(pid, &st, WUNTRACED) == pid && WIFSTOPPED(st));
+  uint64_t t0 = now_ns();
+  zc_svc_msg_t m;
+  REQUIREF(zc_eps_receive(d, &m, 10000) == 0, "no FAILED within 10 s: %s", strerror(errno));
+  double ms = (now_ns() - t0) / 1e6;
+  CHECKF(m.kind == ZC_SVC_FAILED && m.id == id && m.error == EPIPE, "kind %d error %d", m.kind, m.error);
+  CHECKF(ms >= 300, "FAILED after %.0f ms, before the 500 ms heartbeat timeout could pass", ms);
+  printf("heartbeat: the stopped worker's request FAILED %.0f ms after it stopped (100/500 ms)\n", ms);
+  kill(pid, SIGKILL);
+  CHECK_EQ(reap(pid), 128 + SIGKILL);
+  zc_eps_close(d);
+  CHECK_DONE("zmq_svc_heartbeat");
+}
+
 int main(int argc, char **argv) {
-  static const zc_case_t cases[] = {{"rr", t_rr}, {"workq", t_workq}, {NULL, NULL}};
+  static const zc_case_t cases[] = {{"rr", t_rr}, {"workq", t_workq}, {"restart", t_restart}, {"garbage", t_garbage},
+                                    {"api", t_api}, {"heartbeat", t_heartbeat}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
