@@ -221,6 +221,8 @@ static int t_rr(int argc, char **argv) {
   pid_t srv = start_server(&sa, ep, sizeof ep);
   zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 20000};
   rr_t rr = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+  zc_stats_t before, after;
+  zc_stats_get(&before);
   rr.c = zc_eps_connect(ep, &cfg);
   REQUIREF(rr.c != NULL, "connect %s: %s", ep, strerror(errno));
   CHECK(zc_eps_kind(rr.c) == ZC_EP_ZMQ);
@@ -270,7 +272,11 @@ static int t_rr(int argc, char **argv) {
   printf("rr: %ld requests of 8 B .. 4 MiB, %ld replies out of order\n", got, out_of_order);
   send_quit(rr.c);
   CHECK_EQ(reap(srv), 0);
-  zc_eps_close(rr.c);
+  zc_eps_close(rr.c); /* waits for libzmq: every loan has come back to zcmem */
+  zc_stats_get(&after);
+  CHECKF(after.remote_frees > before.remote_frees, "libzmq's I/O thread freed no loan into zcmem");
+  CHECKF(after.allocated < before.allocated + (1u << 20), "%ld bytes more allocated after close",
+         (long)(after.allocated - before.allocated));
   free(rr.ids);
   free((void *)rr.answered);
   CHECK_DONE("zmq_svc_rr");
@@ -344,7 +350,7 @@ static int t_workq(int argc, char **argv) {
   wait_peers(d, WQ_WORKERS); /* each worker's HELLO makes it known before it sent anything */
   /* every job is sent, re-sent after a FAILED notice, until each has exactly one reply */
   int *done = calloc((size_t)total, sizeof *done);
-  long next = 0, replies = 0, failed = 0, inflight = 0, resend[4096], nresend = 0;
+  long next = 0, replies = 0, failed = 0, inflight = 0, resend[4096], nresend = 0, sent_epipe = 0;
   uint64_t fl_id[32];
   long fl_job[32];
   uint64_t per_worker[WQ_WORKERS + 1] = {0};
@@ -359,7 +365,12 @@ static int t_workq(int argc, char **argv) {
       REQUIREF(p != NULL, "loan: %s (%s)", strerror(errno), zc_eps_error(d));
       fill_msg(p, n, s);
       uint64_t id;
-      REQUIREF(zc_eps_request(d, p, n, 1, &id) == 0, "request: %s (%s)", strerror(errno), zc_eps_error(d));
+      if (zc_eps_request(d, p, n, 1, &id) != 0) { /* the worker it was loaned for died meanwhile */
+        REQUIREF(errno == EPIPE, "request: %s (%s)", strerror(errno), zc_eps_error(d));
+        resend[nresend++] = job;
+        sent_epipe++;
+        continue;
+      }
       fl_id[inflight] = id;
       fl_job[inflight] = job;
       inflight++;
@@ -400,8 +411,8 @@ static int t_workq(int argc, char **argv) {
   CHECK_EQ(reap(pids[0]), 128 + SIGKILL);
   zc_svc_stats_t st;
   zc_eps_stats(d, &st);
-  printf("workq: %ld jobs, %ld FAILED (the victim's), workers 1 and 2 answered %lu and %lu; peers %lu left %lu\n",
-         total, failed, (unsigned long)per_worker[1], (unsigned long)per_worker[2], (unsigned long)st.peers,
+  printf("workq: %ld jobs, %ld FAILED (the victim's), %ld sends EPIPE, workers 1 and 2 answered %lu and %lu; "
+         "peers %lu left %lu\n", total, failed, sent_epipe, (unsigned long)per_worker[1], (unsigned long)per_worker[2], (unsigned long)st.peers,
          (unsigned long)st.left);
   CHECKF(failed >= 3, "%ld FAILED notices, the victim held 3 requests", failed);
   CHECKF(st.failed == (uint64_t)failed && st.pending == 0 && st.left == 1 && st.peers == 2,
@@ -508,7 +519,7 @@ static void put_hdr(unsigned char *f, uint32_t magic, uint32_t kind, uint32_t ty
 }
 
 #define GARBAGE_FUZZ 300
-#define GARBAGE_FIXED 7
+#define GARBAGE_FIXED 8
 #define MAGIC 0x3153435au
 /* Frames that break the protocol: GARBAGE_FIXED fixed ones, then GARBAGE_FUZZ random ones (each surely
  * bad: under 32 bytes, a wrong magic, or a wrong length). `route`: a ROUTER's routing id goes first. */
@@ -524,6 +535,9 @@ static void send_garbage(void *s, const void *rid, size_t rid_len) {
   memset(f, 0, 64);
   ROUTE();
   raw_send(s, f, 40, 0); /* no magic */
+  put_hdr(f, MAGIC ^ 0x100, ZC_SVC_ONEWAY, 1, 8, 0);
+  ROUTE();
+  raw_send(s, f, 40, 0); /* well-formed but for the magic */
   put_hdr(f, MAGIC, ZC_SVC_REQUEST, 1, 100, 0);
   ROUTE();
   raw_send(s, f, 40, 0); /* length 100, payload 8 */
@@ -620,7 +634,21 @@ static int garbage_router_main(void *arg) {
   uint32_t kind = 0;
   if (n >= 8) memcpy(&kind, f + 4, 4);
   REQUIREF(n == 32 && kind == 8, "the connector's first frame: %d bytes, kind %u (a HELLO expected)", n, kind);
+  n = zmq_recv(s, rid, sizeof rid, 0); /* the connector's request */
+  REQUIRE(n == rl);
+  n = zmq_recv(s, f, sizeof f, 0);
+  uint64_t id = 0;
+  if (n >= 24) memcpy(&kind, f + 4, 4), memcpy(&id, f + 16, 8);
+  REQUIREF(n == 40 && kind == ZC_SVC_REQUEST, "the connector's request: %d bytes, kind %u", n, kind);
   send_garbage(s, rid, (size_t)rl);
+  put_hdr(f, MAGIC, ZC_SVC_REPLY, 6, 0, id ^ (1ull << 32)); /* the right entry, a wrong generation */
+  raw_send(s, rid, (size_t)rl, ZMQ_SNDMORE);
+  raw_send(s, f, 32, 0);
+  put_hdr(f, MAGIC, ZC_SVC_REPLY, 6, 0, id); /* the reply */
+  raw_send(s, rid, (size_t)rl, ZMQ_SNDMORE);
+  raw_send(s, f, 32, 0);
+  raw_send(s, rid, (size_t)rl, ZMQ_SNDMORE);
+  raw_send(s, f, 32, 0); /* the same reply again */
   put_hdr(f, MAGIC, 8, 0, 0, 0);
   raw_send(s, rid, (size_t)rl, ZMQ_SNDMORE);
   raw_send(s, f, 32, 0); /* a HELLO from the listener: dropped */
@@ -667,13 +695,22 @@ static int t_garbage(int argc, char **argv) {
   close(pfd[0]);
   e = zc_eps_connect(ep, NULL);
   REQUIREF(e != NULL, "connect: %s", strerror(errno));
+  p = zc_eps_loan(e, 8);
+  memcpy(p, "question", 8);
+  uint64_t id;
+  REQUIRE(zc_eps_request(e, p, 8, 3, &id) == 0);
+  REQUIREF(zc_eps_receive(e, &m, 20000) == 0, "receive: %s (%s)", strerror(errno), zc_eps_error(e));
+  CHECKF(m.kind == ZC_SVC_REPLY && m.id == id && m.type == 6 && m.len == 0, "kind %d type %u len %u", m.kind,
+         m.type, m.len);
+  zc_eps_release(e, &m);
   REQUIREF(zc_eps_receive(e, &m, 20000) == 0, "receive: %s (%s)", strerror(errno), zc_eps_error(e));
   CHECKF(m.kind == ZC_SVC_ONEWAY && m.type == 9 && m.len == 4 && memcmp(m.data, "done", 4) == 0,
          "kind %d type %u len %u", m.kind, m.type, m.len);
   zc_eps_release(e, &m);
   zc_eps_stats(e, &st);
-  CHECKF(st.rejected == GARBAGE_FIXED + GARBAGE_FUZZ + 1, "connector: %lu frames rejected, %d sent",
-         (unsigned long)st.rejected, GARBAGE_FIXED + GARBAGE_FUZZ + 1);
+  /* the garbage, a HELLO, a reply of a wrong generation, a second reply */
+  CHECKF(st.rejected == GARBAGE_FIXED + GARBAGE_FUZZ + 3 && st.pending == 0, "connector: %lu frames rejected, %d sent",
+         (unsigned long)st.rejected, GARBAGE_FIXED + GARBAGE_FUZZ + 3);
   zc_eps_close(e);
   CHECK_EQ(reap(pid), 0);
   CHECK_DONE("zmq_svc_garbage");
