@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include "zsvc_internal.h"
 
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +74,10 @@ int zs_peer_find(zs_t *s, const uint8_t *rid, size_t len, int fd) {
     /* a dead peer's routing id stays known until its slot is reused: its late frames are dropped */
     if (p->rid_len == len && memcmp(p->rid, rid, len) == 0) return p->state == ZP_OPEN ? (int)i : -1;
   }
+  zs_monitor(s); /* every connection event queued before this frame was read, then look again */
+  for (uint32_t i = 0; i < s->hi; i++)
+    if (s->peers[i].state != ZP_FREE && s->peers[i].rid_len == len && memcmp(s->peers[i].rid, rid, len) == 0)
+      return -1; /* it died meanwhile */
   if (fd < 0 || fd >= s->fd_cap || !s->fd_open[fd] || len > ZS_RID_MAX) return -1;
   if (free_i == UINT32_MAX) {
     if (s->hi >= s->max_peers) return -1;
@@ -96,6 +99,7 @@ int zs_peer_find(zs_t *s, const uint8_t *rid, size_t len, int fd) {
  * Connector: its connection to the listener; a handshake opens a new generation of peer 0 and makes a
  * HELLO due; the loss of the last connection kills it. */
 void zs_monitor(zs_t *s) {
+  s->mon_ns = zs_now_ns();
   for (;;) {
     zmq_msg_t ev;
     zmq_msg_init(&ev);
@@ -180,19 +184,23 @@ void zs_kick(zs_t *s) {
   }
 }
 
-/* Sleep until the socket, the monitor or the eventfd may have something, the deadline, or one slice. */
+/* Sleep until the socket, the monitor or the eventfd may have something, the deadline, or one slice.
+ * Returns ZS_WOKE_MONITOR if the monitor's fd was readable (look at it now, not at the next ZS_MON_NS). */
 int zs_sleep(zs_t *s, uint64_t deadline_ns) {
   uint64_t now = zs_now_ns();
   if (now >= deadline_ns) return 0;
   uint64_t left = (deadline_ns - now + 999999) / 1000000;
   int ms = left > ZS_SLICE_MS ? ZS_SLICE_MS : (int)left;
-  struct pollfd pf = {s->epfd, POLLIN, 0};
-  int r = poll(&pf, 1, ms);
+  struct epoll_event ev[3];
+  int n = epoll_wait(s->epfd, ev, 3, ms), woke = 0;
   atomic_store(&s->sleeping, 0);
-  uint64_t v;
-  if (r > 0 && read(s->evfd, &v, sizeof v) < 0) { /* nothing to read: the wake-up came from ZeroMQ */
+  for (int i = 0; i < n; i++) {
+    if (ev[i].data.u32 == 1) woke |= ZS_WOKE_MONITOR;
+    uint64_t v;
+    if (ev[i].data.u32 == 0 && read(s->evfd, &v, sizeof v) < 0) { /* another sleeper read it */
+    }
   }
-  return 1;
+  return woke;
 }
 
 /* ---- open and close ---- */
@@ -305,12 +313,13 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
   size_t len = sizeof s->endpoint;
   if (zmq_getsockopt(s->sock, ZMQ_LAST_ENDPOINT, s->endpoint, &len) != 0 || s->endpoint[0] == 0)
     snprintf(s->endpoint, sizeof s->endpoint, "%s", endpoint);
-  struct epoll_event ev = {.events = EPOLLIN};
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0}; /* data: 0 eventfd, 1 monitor, 2 socket */
   if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) != 0) goto fail_fd;
-  for (int i = 0; i < 2; i++) {
+  for (int i = 1; i <= 2; i++) {
     int fd;
     size_t fl = sizeof fd;
-    if (zmq_getsockopt(i ? s->sock : s->mon, ZMQ_FD, &fd, &fl) != 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    ev.data.u32 = (uint32_t)i;
+    if (zmq_getsockopt(i == 2 ? s->sock : s->mon, ZMQ_FD, &fd, &fl) != 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
       goto fail_fd;
   }
   if (!listen) { /* wait for the first handshake, as zc_svc_connect waits for its listener */

@@ -21,7 +21,7 @@
  * (monitor: handshake succeeded / disconnected); each new connection bumps the peer's generation.
  *
  * Locks: s->lock protects the socket, the monitor socket and every table (ZeroMQ sockets are not
- * thread-safe); it is never held while sleeping. The receiving thread sleeps in poll() on s->epfd (the
+ * thread-safe); it is never held while sleeping. The receiving thread sleeps in epoll_wait on s->epfd (the
  * socket's and the monitor's ZMQ_FD and an eventfd); a thread whose socket call may have consumed the
  * ZMQ_FD edge the sleeper waits for writes the eventfd. Sleeps last at most ZS_SLICE_MS in any case.
  * The free callback (libzmq's I/O thread) touches only atomics.
@@ -44,8 +44,10 @@
 #define ZS_HELLO 8u
 #define ZS_RID_MAX 255
 #define ZS_SLICE_MS 50
+#define ZS_WOKE_MONITOR 1
 #define ZS_DOWN_GRACE_NS (200 * 1000000ull) /* connector: EPIPE this long after the loss (late frames) */
 #define ZS_SLOT_CHUNK 64
+#define ZS_MON_NS 1000000ull /* the message path looks at the monitor at most this often */
 
 typedef struct zs_hdr_s {
   uint32_t magic; /* ZS_MAGIC on the wire; the loan tag while loaned */
@@ -98,6 +100,7 @@ typedef struct zs_s {
   int fd_cap;
   int conns, ever_connected, hello_due; /* connector */
   uint64_t down_ns;
+  uint64_t mon_ns; /* the last look at the monitor */
   /* requests sent, awaiting replies */
   zs_pend_t *pend;
   uint32_t pend_free, npend;
@@ -116,12 +119,17 @@ typedef struct zs_s {
 } zs_t;
 
 /* zsvc_conn.c */
+uint64_t zs_now_ns(void);
 zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen);
 void zs_close(zs_t *s);
 int zs_fail(zs_t *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int zs_code(zs_t *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4))); /* err */
 uint64_t zs_now_ns(void);
 void zs_monitor(zs_t *s);                    /* locked: monitor events -> peers up/down */
+/* locked: zs_monitor at most every ZS_MON_NS on the message path (an empty look costs libzmq a poll()) */
+static inline void zs_monitor_maybe(zs_t *s) {
+  if (zs_now_ns() - s->mon_ns >= ZS_MON_NS) zs_monitor(s);
+}
 int zs_peer_find(zs_t *s, const uint8_t *rid, size_t len, int fd); /* locked: index, new, or -1 */
 void zs_peer_dead(zs_t *s, uint32_t i, int err);                    /* locked: fail its requests */
 void zs_hello(zs_t *s);                      /* locked: connector, announce itself if due */

@@ -183,7 +183,7 @@ static void *loan_on(zs_t *s, uint32_t idx, uint32_t gen, size_t n) {
 void *zs_loan(zs_t *s, size_t n) {
   if (n == 0 || n > s->max_msg) return errno = n == 0 ? EINVAL : EMSGSIZE, NULL;
   pthread_mutex_lock(&s->lock);
-  zs_monitor(s);
+  zs_monitor_maybe(s);
   uint32_t best = UINT32_MAX;
   for (uint32_t k = 0; k < s->hi; k++) { /* the fewest requests awaiting a reply; ties: round robin */
     uint32_t i = (s->rr_out + k) % s->hi;
@@ -204,7 +204,7 @@ void *zs_loan_reply(zs_t *s, const zc_svc_msg_t *req, size_t n) {
   if (req == NULL || req->kind != ZC_SVC_REQUEST || n == 0 || n > s->max_msg)
     return errno = req != NULL && req->kind == ZC_SVC_REQUEST && n > s->max_msg ? EMSGSIZE : EINVAL, NULL;
   pthread_mutex_lock(&s->lock);
-  zs_monitor(s);
+  zs_monitor_maybe(s);
   int alive = req->peer < s->hi && s->peers[req->peer].state == ZP_OPEN && s->peers[req->peer].gen == req->peer_gen;
   pthread_mutex_unlock(&s->lock);
   if (!alive) return zs_fail(s, EPIPE, "loan_reply: the requester is gone"), NULL;
@@ -255,7 +255,7 @@ static int send_kind(zs_t *s, void *u, size_t len, uint32_t type, uint32_t kind,
   int err = 0;
   pthread_mutex_lock(&s->lock);
   for (;;) {
-    zs_monitor(s);
+    zs_monitor_maybe(s);
     zs_peer_t *p = idx < s->hi ? &s->peers[idx] : NULL;
     if (p == NULL || p->state != ZP_OPEN || p->gen != gen) {
       err = zs_code(s, EPIPE, "send: the peer is gone");
@@ -315,6 +315,11 @@ static int send_kind(zs_t *s, void *u, size_t len, uint32_t type, uint32_t kind,
       break;
     }
     s->st.checks++;
+    zs_monitor(s); /* full, or a dead connector's peer would read as merely full */
+    if (p->state != ZP_OPEN || p->gen != gen) {
+      err = zs_code(s, EPIPE, "send: the peer is gone");
+      break;
+    }
     if (s->policy == ZC_CHAN_FAIL) {
       err = zs_code(s, EAGAIN, "send: the peer's queue is full (high-water mark)");
       break;
@@ -395,7 +400,7 @@ static int take_one(zs_t *s, zc_svc_msg_t *m) {
       return 0;
     }
     int fd = zmq_msg_get(&sl->msg, ZMQ_SRCFD);
-    zs_monitor(s); /* connections that closed before this frame was read are known before it is handled */
+    zs_monitor_maybe(s); /* a new peer is registered only after a full look (zs_peer_find) */
     size_t size = zmq_msg_size(&sl->msg);
     zs_hdr_t h;
     memset(&h, 0, sizeof h);
@@ -481,7 +486,7 @@ static int next_msg(zs_t *s, zc_svc_msg_t *m, uint64_t deadline, int use_queue) 
   for (;;) {
     pthread_mutex_lock(&s->lock);
     if (use_queue && queue_pop(s, m)) goto got;
-    zs_monitor(s);
+    zs_monitor_maybe(s);
     if (take_one(s, m)) goto got;
     if ((use_queue && s->q_n != 0)) {
       pthread_mutex_unlock(&s->lock);
@@ -501,17 +506,17 @@ static int next_msg(zs_t *s, zc_svc_msg_t *m, uint64_t deadline, int use_queue) 
       pthread_mutex_unlock(&s->lock);
       return errno = err, -1;
     }
-    int ev = 0;
-    size_t sz = sizeof ev;
+    /* Sleep. take_one's failed receive has processed libzmq's commands, so the socket's ZMQ_FD signals
+     * the next frame, and the monitor's fd its next event (every look at the monitor reads it empty); a
+     * thread that uses the socket before this one sleeps may take the socket's signal, and then wakes it
+     * through the eventfd (zs_kick). */
     atomic_store(&s->sleeping, 1);
-    /* reading ZMQ_EVENTS processes libzmq's commands: after it, ZMQ_FD signals the next change */
-    if (zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN)) {
-      atomic_store(&s->sleeping, 0);
-      pthread_mutex_unlock(&s->lock);
-      continue;
-    }
     pthread_mutex_unlock(&s->lock);
-    zs_sleep(s, until);
+    if (zs_sleep(s, until) & ZS_WOKE_MONITOR) {
+      pthread_mutex_lock(&s->lock);
+      zs_monitor(s);
+      pthread_mutex_unlock(&s->lock);
+    }
   }
 got:
   pthread_mutex_unlock(&s->lock);
