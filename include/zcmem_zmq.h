@@ -200,8 +200,8 @@ ZC_ZMQ_API const char *zc_ep_error(zc_ep_t *e);
  *   - Not provided over ZeroMQ: zc_svc_arm_space (send waits or fails per cfg.svc.chan.policy instead),
  *     peer credentials (cfg.svc.chan.peer_uids; no authentication: bind to loopback or a private network).
  *   - Threads, as zcmem_service.h: every call but receive and call (one thread at a time) is thread-safe.
- *     zc_eps_fd: readable when libzmq may have something; after it is, call zc_eps_receive(e, &m, 0)
- *     until EAGAIN. */
+ *     zc_eps_fd over ZeroMQ: an epoll fd that becomes readable when libzmq may have something; after it
+ *     is, call zc_eps_receive(e, &m, 0) until EAGAIN (no test drives an event loop with it yet). */
 #define ZC_EPS_MAX_MSG ((size_t)UINT32_MAX - 32) /* ZeroMQ: the largest payload (32-byte header) */
 
 typedef struct zc_eps_s zc_eps_t;
