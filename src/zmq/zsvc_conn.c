@@ -69,7 +69,7 @@ int zs_peer_find(zs_t *s, const uint8_t *rid, size_t len, int fd) {
   uint32_t free_i = UINT32_MAX;
   for (uint32_t i = 0; i < s->hi; i++) {
     zs_peer_t *p = &s->peers[i];
-    if (p->state != ZP_OPEN && free_i == UINT32_MAX) free_i = i; /* a dead peer's slot is reused last */
+    if (p->state != ZP_OPEN && free_i == UINT32_MAX) free_i = i; /* the first free or dead slot */
     if (p->state == ZP_FREE) continue;
     /* a dead peer's routing id stays known until its slot is reused: its late frames are dropped */
     if (p->rid_len == len && memcmp(p->rid, rid, len) == 0) return p->state == ZP_OPEN ? (int)i : -1;
