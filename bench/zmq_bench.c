@@ -16,11 +16,18 @@
  *     and zc_free of each zcmem loan (counted by the transport's stats: 1 + 1 per message);
  *   - one-way latency p50/p99: messages paced (no queueing), the consumer subtracts the send time carried
  *     in the message (same machine, CLOCK_MONOTONIC) from the time receive returned.
+ * Then request/response round trips (one call at a time, request and reply of the same size), same three
+ * ways: zc_eps_call over tcp:// (zcmem-zmq: DEALER/ROUTER, zero-copy loans both ways), plain libzmq
+ * DEALER/ROUTER with a copy into zmq_msg_init_size each way, and zc_eps_call over a local name (channel:
+ * the shared-memory channel services); round trips/s, p50/p99 of each round trip, CPU and allocator calls
+ * per round trip on each side.
  * Every payload is written once by the producer and read once (every byte, a checksum) by the consumer.
- * Usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0]   (-q: fewer messages)
+ * Usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0] [oneway|rr]
+ *        (-q: fewer messages; oneway or rr: only that table)
  * Output: a Markdown table, and the same figures as `zcbench` lines for bench/run (entry "zmq" of
  * bench/suite.py): variant = transport, metric = msgs_per_s_SIZE, lat_p50_SIZE, lat_p99_SIZE (us),
- * cpu_us_per_msg_SIZE (producer + consumer), alloc_calls_per_msg_SIZE (producer + consumer).
+ * cpu_us_per_msg_SIZE (producer + consumer), alloc_calls_per_msg_SIZE (producer + consumer); rr_per_s_SIZE,
+ * rr_p50_SIZE, rr_p99_SIZE (us), rr_alloc_calls_SIZE (client + server, per round trip).
  */
 #define _GNU_SOURCE
 #include "zcmem.h"
@@ -303,8 +310,191 @@ static void zcbench(const char *transport, size_t size, const char *metric, doub
          unit, higher ? "higher" : "lower");
 }
 
+/* ---- request/response round trips: zc_eps_* over tcp:// (ZeroMQ) and over a local name (the channel
+ * services), against plain libzmq DEALER/ROUTER with a copy into zmq_msg_init_size each way ---- */
+enum { R_ZCMEM, R_PLAIN, R_LOCAL, R_COUNT };
+static const char *const rname[R_COUNT] = {"zcmem-zmq", "plain-zmq", "channel"};
+
+typedef struct rr_report_s {
+  uint64_t cpu_ns, allocs, replies;
+} rr_report_t;
+
+typedef struct rr_result_s {
+  double rt_per_s, p50_us, p99_us, cpu_client_us, cpu_server_us, alloc_client, alloc_server;
+} rr_result_t;
+
+static void rr_server(int t, size_t n, long total, int fd) {
+  char ep[256] = "";
+  zc_eps_t *e = NULL;
+  void *ctx = NULL, *sock = NULL;
+  char *buf = NULL;
+  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 30000};
+  if (t == R_PLAIN) {
+    ctx = zmq_ctx_new();
+    sock = zmq_socket(ctx, ZMQ_ROUTER);
+    if (zmq_bind(sock, "tcp://127.0.0.1:*") != 0) die("zmq_bind", NULL);
+    size_t len = sizeof ep;
+    zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, ep, &len);
+    buf = malloc(n);
+  } else {
+    if (t == R_LOCAL) snprintf(ep, sizeof ep, "zcmem-bench-%d", (int)getpid());
+    e = zc_eps_listen(t == R_LOCAL ? ep : "tcp://127.0.0.1:*", &cfg);
+    if (e == NULL) die("zc_eps_listen", ep);
+    snprintf(ep, sizeof ep, "%s", zc_eps_endpoint(e));
+  }
+  if (write(fd, ep, sizeof ep) != (ssize_t)sizeof ep) _exit(1);
+  rr_report_t r = {0};
+  uint64_t c0 = 0, a0 = 0, tm;
+  for (long i = 0; i < total; i++) {
+    if (i == 1) c0 = cpu_ns(), a0 = atomic_load(&alloc_calls); /* the first one waits for the client */
+    if (t == R_PLAIN) {
+      zmq_msg_t rid, m;
+      zmq_msg_init(&rid);
+      zmq_msg_init(&m);
+      if (zmq_msg_recv(&rid, sock, 0) < 0 || zmq_msg_recv(&m, sock, 0) < 0 || zmq_msg_size(&m) != n)
+        die("server recv", NULL);
+      uint64_t seq = read_payload(zmq_msg_data(&m), n, &tm);
+      zmq_msg_close(&m);
+      write_payload(buf, n, seq, tm);
+      zmq_msg_init_size(&m, n);
+      memcpy(zmq_msg_data(&m), buf, n); /* the copy zcmem's loans avoid */
+      if (zmq_msg_send(&rid, sock, ZMQ_SNDMORE) < 0 || zmq_msg_send(&m, sock, 0) < 0) die("server send", NULL);
+      continue;
+    }
+    zc_svc_msg_t req;
+    if (zc_eps_receive(e, &req, 30000) != 0 || req.len != n) die("server receive", zc_eps_error(e));
+    uint64_t seq = read_payload(req.data, n, &tm);
+    void *p = zc_eps_loan_reply(e, &req, n);
+    if (p == NULL) die("loan_reply", zc_eps_error(e));
+    write_payload(p, n, seq, tm);
+    if (zc_eps_reply(e, &req, p, n, 2) != 0) die("reply", zc_eps_error(e));
+  }
+  r.cpu_ns = cpu_ns() - c0;
+  r.allocs = atomic_load(&alloc_calls) - a0;
+  if (e != NULL) {
+    zc_svc_stats_t st;
+    zc_eps_stats(e, &st);
+    r.replies = st.replies;
+  }
+  if (write(fd, &r, sizeof r) != (ssize_t)sizeof r) _exit(1);
+  if (t == R_PLAIN) {
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+  } else {
+    zc_svc_msg_t m;
+    zc_eps_receive(e, &m, 5000); /* the client's goodbye or its end, then close */
+    zc_eps_close(e);
+  }
+}
+
+static rr_result_t rr_run(int t, size_t n, long count) {
+  long warm = 50, total = warm + count;
+  int rep[2];
+  if (pipe(rep) != 0) die("pipe", NULL);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) die("fork", NULL);
+  if (pid == 0) {
+    close(rep[0]);
+    rr_server(t, n, total, rep[1]);
+    _exit(0);
+  }
+  close(rep[1]);
+  char ep[256];
+  if (read(rep[0], ep, sizeof ep) != (ssize_t)sizeof ep) die("server did not start", NULL);
+  zc_eps_t *e = NULL;
+  void *ctx = NULL, *sock = NULL;
+  char *buf = NULL;
+  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 30000, .svc.connect_timeout_ms = 30000};
+  if (t == R_PLAIN) {
+    ctx = zmq_ctx_new();
+    sock = zmq_socket(ctx, ZMQ_DEALER);
+    if (zmq_connect(sock, ep) != 0) die("zmq_connect", ep);
+    buf = malloc(n);
+  } else if ((e = zc_eps_connect(ep, &cfg)) == NULL) {
+    die("zc_eps_connect", ep);
+  }
+  uint64_t *lat = malloc(sizeof *lat * (size_t)count), c0 = 0, a0 = 0, start = 0, tm;
+  for (long i = 0; i < total; i++) {
+    if (i == warm) c0 = cpu_ns(), a0 = atomic_load(&alloc_calls), start = now_ns();
+    uint64_t t0 = now_ns();
+    if (t == R_PLAIN) {
+      write_payload(buf, n, (uint64_t)i, t0);
+      zmq_msg_t m;
+      zmq_msg_init_size(&m, n);
+      memcpy(zmq_msg_data(&m), buf, n);
+      if (zmq_msg_send(&m, sock, 0) < 0) die("client send", NULL);
+      zmq_msg_init(&m);
+      if (zmq_msg_recv(&m, sock, 0) < 0 || zmq_msg_size(&m) != n) die("client recv", NULL);
+      read_payload(zmq_msg_data(&m), n, &tm);
+      zmq_msg_close(&m);
+    } else {
+      void *p = zc_eps_loan(e, n);
+      if (p == NULL) die("loan", zc_eps_error(e));
+      write_payload(p, n, (uint64_t)i, t0);
+      zc_svc_msg_t rep;
+      if (zc_eps_call(e, p, n, 1, &rep, 30000) != 0 || rep.len != n) die("call", zc_eps_error(e));
+      read_payload(rep.data, n, &tm);
+      zc_eps_release(e, &rep);
+    }
+    if (i >= warm) lat[i - warm] = now_ns() - t0;
+  }
+  uint64_t wall = now_ns() - start, cpu = cpu_ns() - c0, allocs = atomic_load(&alloc_calls) - a0;
+  rr_report_t r;
+  if (read(rep[0], &r, sizeof r) != (ssize_t)sizeof r) die("server report", NULL);
+  rr_result_t res = {0};
+  uint64_t requests = 0;
+  if (t == R_PLAIN) {
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    free(buf);
+  } else {
+    zc_svc_stats_t st;
+    zc_eps_stats(e, &st);
+    requests = st.requests;
+    void *p = zc_eps_loan(e, 16);
+    if (p != NULL) zc_eps_send(e, p, 16, 3);
+    zc_eps_close(e);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  close(rep[0]);
+  qsort(lat, (size_t)count, sizeof *lat, cmp_u64);
+  res.rt_per_s = (double)count * 1e9 / (double)wall;
+  res.p50_us = lat[count / 2] / 1e3;
+  res.p99_us = lat[count * 99 / 100] / 1e3;
+  free(lat);
+  res.cpu_client_us = cpu / 1e3 / (double)count;
+  res.cpu_server_us = r.cpu_ns / 1e3 / (double)(total - 1);
+  /* zcmem-zmq: each loan's zc_malloc and libzmq's zc_free of it, besides the counted malloc calls */
+  int loans = t == R_ZCMEM;
+  res.alloc_client = ((double)allocs + (loans ? 2.0 * (double)requests * count / total : 0)) / (double)count;
+  res.alloc_server = ((double)r.allocs + (loans ? 2.0 * (double)r.replies * (total - 1) / total : 0)) / (double)(total - 1);
+  return res;
+}
+
+static void rr_table(int quick, const char *only, size_t only_size) {
+  static const size_t sizes[] = {64, 16384, 1 << 20};
+  long counts[] = {quick ? 3000 : 20000, quick ? 2000 : 10000, quick ? 100 : 500};
+  printf("\nRequest/response (one call at a time, request and reply of the same size):\n\n"
+         "| transport | size | round trips/s | p50 us | p99 us | CPU us/rt client | server | "
+         "alloc calls/rt client | server |\n|---|---|---|---|---|---|---|---|---|\n");
+  for (int k = 0; k < 3; k++)
+    for (int t = 0; t < R_COUNT; t++) {
+      if ((only != NULL && strcmp(only, rname[t]) != 0) || (only_size != 0 && only_size != sizes[k])) continue;
+      rr_result_t r = rr_run(t, sizes[k], counts[k]);
+      printf("| %s | %zu | %.0f | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f |\n", rname[t], sizes[k], r.rt_per_s,
+             r.p50_us, r.p99_us, r.cpu_client_us, r.cpu_server_us, r.alloc_client, r.alloc_server);
+      zcbench(rname[t], sizes[k], "rr_per_s", r.rt_per_s, "rt/s", 1);
+      zcbench(rname[t], sizes[k], "rr_p50", r.p50_us, "us", 0);
+      zcbench(rname[t], sizes[k], "rr_p99", r.p99_us, "us", 0);
+      zcbench(rname[t], sizes[k], "rr_alloc_calls", r.alloc_client + r.alloc_server, "calls/rt", 0);
+      fflush(stdout);
+    }
+}
+
 int main(int argc, char **argv) {
-  int quick = 0, lat_on = 1;
+  int quick = 0, lat_on = 1, mode = 3; /* 1: one-way, 2: request/response, 3: both */
   const char *only = NULL;
   size_t only_size = 0;
   for (int i = 1; i < argc; i++) {
@@ -316,17 +506,22 @@ int main(int argc, char **argv) {
       only_size = (size_t)atol(argv[i] + 5);
     else if (strcmp(argv[i], "lat=0") == 0)
       lat_on = 0;
+    else if (strcmp(argv[i], "oneway") == 0)
+      mode = 1;
+    else if (strcmp(argv[i], "rr") == 0)
+      mode = 2;
     else {
-      fprintf(stderr, "usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0]\n");
+      fprintf(stderr, "usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0] [oneway|rr]\n");
       return 2;
     }
   }
   static const size_t sizes[] = {64, 16384, 1 << 20};
   long counts[] = {quick ? 50000 : 200000, quick ? 10000 : 50000, quick ? 300 : 1000};
   long lats[] = {quick ? 500 : 2000, quick ? 500 : 2000, quick ? 100 : 300};
-  printf("| transport | size | msgs/s | MB/s | p50 us | p99 us | CPU us/msg prod | cons | insns/msg prod | cons | "
-         "alloc calls/msg prod | cons |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  for (int k = 0; k < 3; k++)
+  if (mode & 1)
+    printf("| transport | size | msgs/s | MB/s | p50 us | p99 us | CPU us/msg prod | cons | insns/msg prod | cons | "
+           "alloc calls/msg prod | cons |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int k = 0; k < 3 && (mode & 1); k++)
     for (int t = 0; t < T_COUNT; t++) {
       if ((only != NULL && strcmp(only, tname[t]) != 0) || (only_size != 0 && only_size != sizes[k])) continue;
       if (!lat_on) lats[k] = 2;
@@ -350,5 +545,6 @@ int main(int argc, char **argv) {
       zcbench(tname[t], sizes[k], "alloc_calls_per_msg", r.alloc_prod + r.alloc_cons, "calls/msg", 0);
       fflush(stdout);
     }
+  if (mode & 2) rr_table(quick, only, only_size);
   return 0;
 }

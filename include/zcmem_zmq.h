@@ -63,6 +63,7 @@
 #define ZCMEM_ZMQ_H
 
 #include "zcmem_channel.h"
+#include "zcmem_service.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -158,6 +159,82 @@ ZC_ZMQ_API int zc_ep_fd(zc_ep_t *e);
 ZC_ZMQ_API int zc_ep_arm(zc_ep_t *e);
 ZC_ZMQ_API void zc_ep_stats(zc_ep_t *e, zc_chan_stats_t *out);
 ZC_ZMQ_API const char *zc_ep_error(zc_ep_t *e);
+
+
+/* ---- the channel services over both transports: zc_eps_* ----
+ * zcmem_service.h's calls (request/response correlated by the library, the work queue to the least busy
+ * of N workers, N clients to one server, one-way messages), with the same arguments, zc_svc_msg_t,
+ * zc_svc_stats_t and errno values. The endpoint string picks the transport, as for zc_ep_*: a service name
+ * or a socket path is the local service (zc_svc_listen / zc_svc_connect, shared memory, nothing changes);
+ * "tcp://host:port" or "ipc://path" is ZeroMQ: the listener binds a ROUTER socket, a connector connects a
+ * DEALER socket ("tcp://127.0.0.1:*" picks a free port: zc_eps_endpoint gives it). inproc:// is refused
+ * (EPROTONOSUPPORT): libzmq has no connection events there, so a dead peer would never be noticed.
+ *
+ *   server / dispatcher                          client / worker
+ *   s = zc_eps_listen(ep, NULL)                  c = zc_eps_connect(ep, NULL)
+ *   zc_eps_receive(s, &req, -1)                  p = zc_eps_loan(c, n); fill p
+ *   r = zc_eps_loan_reply(s, &req, m); fill r    zc_eps_call(c, p, n, TYPE, &rep, 1000)
+ *   zc_eps_reply(s, &req, r, m, TYPE)            use rep.data; zc_eps_release(c, &rep)
+ *
+ * What differs over ZeroMQ (the local service's behaviour is zcmem_service.h's):
+ *   - Memory. A loan is a zcmem block (zc_malloc) handed to libzmq without a copy (zmq_msg_init_data);
+ *     libzmq's I/O thread frees it when it is sent. A received message is libzmq's buffer, read in place
+ *     (libzmq's own copies: docs/zmq.md). Views are not 16-byte aligned in general. Sizes: 1 byte to
+ *     max_msg (default ZC_EPS_MAX_MSG); zc_eps_max_msg says which.
+ *   - Peers. A connector is known to the listener from its first frame: each connector sends a HELLO
+ *     after every (re)connection, so a worker gets work before it has sent anything. A listener's loan
+ *     picks the peer with the fewest requests awaiting a reply (ties: round robin), as locally.
+ *   - Death. When a connection closes (peer killed: at once, from the kernel's FIN/RST; peer host gone or
+ *     network cut: only with heartbeat_ms, after heartbeat_timeout_ms of silence, else when TCP gives up),
+ *     every request sent on it that awaits a reply comes out of receive as FAILED with EPIPE (zc_eps_call
+ *     fails with EPIPE), exactly once; a reply or send to it fails with EPIPE. Nothing is retried:
+ *     at most once. Requests still queued in libzmq or in flight are lost with the connection; their
+ *     FAILED notice is what the caller sees.
+ *   - Reconnection. A connector's connection comes back by itself when the listener restarts (ZeroMQ
+ *     reconnects every 100 ms): calls fail with EPIPE while it is down (receive: once 200 ms have passed
+ *     with no connection, for frames still arriving), then work again. EPIPE is not final, unlike locally.
+ *   - Hostile peers. A frame that is not a well-formed message (size, magic, length, kind, several parts)
+ *     or a reply to no outstanding request of its peer is dropped and counted in stats.rejected; the
+ *     connection is not closed (a ROUTER cannot close one peer). stats.dropped counts late replies to
+ *     abandoned requests and frames from connections already gone.
+ *   - Not provided over ZeroMQ: zc_svc_arm_space (send waits or fails per cfg.svc.chan.policy instead),
+ *     peer credentials (cfg.svc.chan.peer_uids; no authentication: bind to loopback or a private network).
+ *   - Threads, as zcmem_service.h: every call but receive and call (one thread at a time) is thread-safe.
+ *     zc_eps_fd over ZeroMQ: an epoll fd that becomes readable when libzmq may have something; after it
+ *     is, call zc_eps_receive(e, &m, 0) until EAGAIN (no test drives an event loop with it yet). */
+#define ZC_EPS_MAX_MSG ((size_t)UINT32_MAX - 32) /* ZeroMQ: the largest payload (32-byte header) */
+
+typedef struct zc_eps_s zc_eps_t;
+typedef struct zc_eps_config_s {
+  zc_svc_config_t svc;      /* both transports: svc.chan.policy, block_timeout_ms, ring_entries (ZeroMQ:
+                               high-water marks), max_bytes (ZeroMQ: bytes loaned or held by libzmq),
+                               max_peers, max_pending, connect_timeout_ms (ZeroMQ: wait this long for the
+                               first connection, default setup_timeout_ms or 5 s) */
+  int heartbeat_ms;         /* ZeroMQ: ZMQ_HEARTBEAT_IVL (0: no heartbeats) */
+  int heartbeat_timeout_ms; /* ZeroMQ: ZMQ_HEARTBEAT_TIMEOUT and _TTL (0: 3 x heartbeat_ms) */
+  uint64_t max_msg;         /* ZeroMQ: the largest payload; larger frames are refused (0: ZC_EPS_MAX_MSG) */
+} zc_eps_config_t;
+
+ZC_ZMQ_API zc_eps_t *zc_eps_listen(const char *endpoint, const zc_eps_config_t *cfg);
+ZC_ZMQ_API zc_eps_t *zc_eps_connect(const char *endpoint, const zc_eps_config_t *cfg);
+ZC_ZMQ_API void zc_eps_close(zc_eps_t *e);
+ZC_ZMQ_API zc_ep_kind_t zc_eps_kind(zc_eps_t *e);
+ZC_ZMQ_API const char *zc_eps_endpoint(zc_eps_t *e);
+ZC_ZMQ_API int zc_eps_fd(zc_eps_t *e);
+ZC_ZMQ_API int zc_eps_peers(zc_eps_t *e);
+ZC_ZMQ_API void *zc_eps_loan(zc_eps_t *e, size_t n);
+ZC_ZMQ_API size_t zc_eps_max_msg(zc_eps_t *e);
+ZC_ZMQ_API void *zc_eps_loan_reply(zc_eps_t *e, const zc_svc_msg_t *req, size_t n);
+ZC_ZMQ_API int zc_eps_send(zc_eps_t *e, void *p, size_t len, uint32_t type);
+ZC_ZMQ_API int zc_eps_request(zc_eps_t *e, void *p, size_t len, uint32_t type, uint64_t *id);
+ZC_ZMQ_API int zc_eps_reply(zc_eps_t *e, zc_svc_msg_t *req, void *p, size_t len, uint32_t type);
+ZC_ZMQ_API int zc_eps_cancel(zc_eps_t *e, void *p);
+ZC_ZMQ_API int zc_eps_call(zc_eps_t *e, void *p, size_t len, uint32_t type, zc_svc_msg_t *reply, int timeout_ms);
+ZC_ZMQ_API int zc_eps_abandon(zc_eps_t *e, uint64_t id);
+ZC_ZMQ_API int zc_eps_receive(zc_eps_t *e, zc_svc_msg_t *m, int timeout_ms);
+ZC_ZMQ_API int zc_eps_release(zc_eps_t *e, zc_svc_msg_t *m);
+ZC_ZMQ_API void zc_eps_stats(zc_eps_t *e, zc_svc_stats_t *out);
+ZC_ZMQ_API const char *zc_eps_error(zc_eps_t *e);
 
 #ifdef __cplusplus
 }
