@@ -25,7 +25,8 @@
  * cfg.owner_uid, default this process's effective uid); a name with '/' is a socket file path.
  *
  * Threads: zc_svc_loan, zc_svc_loan_reply, zc_svc_loan_resize, zc_svc_send, zc_svc_request, zc_svc_reply, zc_svc_cancel,
- * zc_svc_release, zc_svc_stats, zc_svc_max_msg and zc_svc_arm_space may be called from any thread.
+ * zc_svc_release, zc_svc_stats, zc_svc_max_msg, zc_svc_arm_space and zc_svc_msg_peer may be called from any
+ * thread.
  * zc_svc_receive and zc_svc_call are made by one thread at a time. zc_svc_close last.
  *
  * Errors: -1 (or NULL) and errno, as in zcmem_channel.h; EPIPE when the connection a call needs is gone,
@@ -88,6 +89,11 @@ ZC_CHAN_API int zc_svc_fd(zc_svc_t *s);
  * is readable call zc_svc_receive(s, &m, 0) until EAGAIN (as for messages): it reads the wake-up records,
  * else the fd stays readable. */
 ZC_CHAN_API int zc_svc_arm_space(zc_svc_t *s);
+/* Who sent m (for a FAILED notice: the process whose connection its request had gone to): the pid,
+ * uid and gid the kernel recorded when that connection was made (SO_PEERCRED; a peer cannot forge them).
+ * Valid after the connection closed, until its slot takes a new connection. 0, or -1: ESRCH (the slot
+ * was reused since), EINVAL. For a worker pool: which worker process to kill for a bad reply. */
+ZC_CHAN_API int zc_svc_msg_peer(zc_svc_t *s, const zc_svc_msg_t *m, zc_chan_peer_t *out);
 /* Connections open now. */
 ZC_CHAN_API int zc_svc_peers(zc_svc_t *s);
 

@@ -10,7 +10,7 @@
  *            a stack buffer, a loan + 16, a loan + 1, the old pointer of a moved loan, a sent loan, a
  *            cancelled loan, another endpoint's loan, n = 0, keep beyond the loan, n above the limit.
  *            Last, the server leaves: a loan of the dead connection cannot be resized (EPIPE) and is
- *            cancelled.
+ *            cancelled. Both sides check zc_svc_msg_peer: the other's pid and uid.
  *   resize_memory
  *            with an 8 MiB cap (7 MiB may be loaned at once) and ZC_CHAN_FAIL: a 6 MiB loan shrunk to
  *            100 B gives its pages back at once, so a second 6 MiB loan is granted while the first is
@@ -24,6 +24,7 @@
 #define T_QUIT 3u   /* reply {errors}, then the server closes */
 
 static int srv_errors;
+static pid_t server_pid;
 #define SRV_CHECK(e)                                                      \
   do {                                                                    \
     if (!(e)) {                                                           \
@@ -112,6 +113,8 @@ static int server(void *arg) {
       zc_svc_release(s, &m);
       continue;
     }
+    zc_chan_peer_t who = {0, 0, 0};
+    SRV_CHECK(zc_svc_msg_peer(s, &m, &who) == 0 && who.pid == getppid()); /* the client, by the kernel's word */
     if (m.type == T_REPLY) {
       reply_resized(s, &m);
       continue;
@@ -224,6 +227,8 @@ static void resized_reply(zc_svc_t *c, size_t n, uint64_t seed) {
   REQUIREF(zc_svc_call(c, q, 2 * sizeof(uint64_t), T_REPLY, &m, 30000) == 0, "call: %s", strerror(errno));
   CHECKF(m.kind == ZC_SVC_REPLY && m.type == T_REPLY && m.len == n && bad_at(m.data, m.len) == -1,
          "resized reply: kind %d, %u bytes of %zu, first bad at %ld", m.kind, m.len, n, m.len == n ? bad_at(m.data, n) : -1L);
+  zc_chan_peer_t who = {0, 0, 0};
+  CHECK(zc_svc_msg_peer(c, &m, &who) == 0 && who.pid == server_pid && who.uid == geteuid());
   zc_svc_release(c, &m);
 }
 
@@ -283,6 +288,7 @@ static int t_resize(int argc, char **argv) {
   (void)argv;
   const char *name = svc_name("resize");
   pid_t sp = spawn(server, (void *)name);
+  server_pid = sp;
   zc_svc_config_t cfg = config(0);
   zc_svc_t *c = zc_svc_connect(name, &cfg);
   REQUIREF(c != NULL, "connect: %s", strerror(errno));
