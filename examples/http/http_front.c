@@ -617,8 +617,9 @@ int main(int argc, char **argv) {
 
   struct epoll_event evs[128];
   while (!stop) {
+    int timeout = restart_due(); /* a replacement joining keeps what arrives meanwhile: drained next */
     if (!pool_armed) pool_drain(); /* take what came; the pool's fd then wakes us at the next event */
-    int n = epoll_wait(ep, evs, 128, restart_due());
+    int n = epoll_wait(ep, evs, 128, timeout);
     for (int i = 0; i < n; i++) {
       int kind = *(int *)evs[i].data.ptr;
       if (kind == K_LISTEN) accept_all(lfd);
