@@ -24,8 +24,9 @@
  * Names: a name without '/' is a name in the abstract UNIX socket namespace, "zcmem.<uid>.<name>" (uid:
  * cfg.owner_uid, default this process's effective uid); a name with '/' is a socket file path.
  *
- * Threads: zc_svc_loan, zc_svc_loan_reply, zc_svc_send, zc_svc_request, zc_svc_reply, zc_svc_cancel,
- * zc_svc_release, zc_svc_stats, zc_svc_max_msg and zc_svc_arm_space may be called from any thread.
+ * Threads: zc_svc_loan, zc_svc_loan_reply, zc_svc_loan_resize, zc_svc_send, zc_svc_request, zc_svc_reply, zc_svc_cancel,
+ * zc_svc_release, zc_svc_stats, zc_svc_max_msg, zc_svc_arm_space and zc_svc_msg_peer may be called from any
+ * thread.
  * zc_svc_receive and zc_svc_call are made by one thread at a time. zc_svc_close last.
  *
  * Errors: -1 (or NULL) and errno, as in zcmem_channel.h; EPIPE when the connection a call needs is gone,
@@ -88,6 +89,11 @@ ZC_CHAN_API int zc_svc_fd(zc_svc_t *s);
  * is readable call zc_svc_receive(s, &m, 0) until EAGAIN (as for messages): it reads the wake-up records,
  * else the fd stays readable. */
 ZC_CHAN_API int zc_svc_arm_space(zc_svc_t *s);
+/* Who sent m (for a FAILED notice: the process whose connection its request had gone to): the pid,
+ * uid and gid the kernel recorded when that connection was made (SO_PEERCRED; a peer cannot forge them).
+ * Valid after the connection closed, until its slot takes a new connection. 0, or -1: ESRCH (the slot
+ * was reused since), EINVAL. For a worker pool: which worker process to kill for a bad reply. */
+ZC_CHAN_API int zc_svc_msg_peer(zc_svc_t *s, const zc_svc_msg_t *m, zc_chan_peer_t *out);
 /* Connections open now. */
 ZC_CHAN_API int zc_svc_peers(zc_svc_t *s);
 
@@ -102,6 +108,14 @@ ZC_CHAN_API void *zc_svc_loan(zc_svc_t *s, size_t n);
 ZC_CHAN_API size_t zc_svc_max_msg(zc_svc_t *s);
 /* A buffer for the reply to req, in the memory of req's connection (limit: that connection's). */
 ZC_CHAN_API void *zc_svc_loan_reply(zc_svc_t *s, const zc_svc_msg_t *req, size_t n);
+/* Grow or shrink the unsent loan p (from zc_svc_loan or zc_svc_loan_reply) to n bytes, like realloc, on
+ * the same connection: zc_chan_loan_resize underneath. The first `keep` bytes (those written; clamped to
+ * n) are kept; the rest is unspecified. Returns the loan: p itself when resized in place, else a new
+ * pointer (p is then no loan any more); or NULL with errno and p unchanged and still loaned: EINVAL (p
+ * is not a live loan of s, n is 0, or keep is beyond the loan), EMSGSIZE (n above the connection's
+ * limit), EAGAIN/ETIMEDOUT (no memory now, per cfg.chan.policy), EPIPE (its connection died: cancel it).
+ * A reply loan stays a reply loan of its request. Send the result with any of the sending calls. */
+ZC_CHAN_API void *zc_svc_loan_resize(zc_svc_t *s, void *p, size_t n, size_t keep);
 /* Send a loan without expecting a reply (len <= the loaned n). Loan rules as zc_chan_send. */
 ZC_CHAN_API int zc_svc_send(zc_svc_t *s, void *p, size_t len, uint32_t type);
 /* Send a loan as a request: *id receives its id; its reply (or a FAILED notice) comes out of

@@ -1,24 +1,27 @@
 /* The HTTP/1.1 front end of the example: one epoll loop over the listening socket, the client connections
- * (keep-alive, pipelined requests taken one at a time) and the links to N worker processes.
+ * (keep-alive, pipelined requests taken one at a time) and the pool of N worker processes.
  *
  * A request is framed and checked here (request line, Content-Length, Connection), copied once into a
- * buffer of the transport (with the channel: a loan in memory the worker reads in place) and handed to
- * the worker with the fewest requests in flight. Its head must fit IN_CAP (64 KiB - 16) and its body
- * HTTP_MAX_REQ_BODY (8 MiB) and the transport (socket: head and body within 64 KiB - 16), else 413; a
- * body beyond IN_CAP is read into a buffer of the request's exact size, freed once it is handed on. The
- * response comes back as pieces (with the channel: one) the front end writes to the client with writev
- * straight from the transport's buffers (with the channel: the worker's shared memory, read-only here) and
- * releases once written.
+ * buffer of the transport (with the channel: a service loan in memory the worker reads in place) and handed
+ * to the pool, which picks the worker with the fewest requests awaiting a reply and gives back the
+ * request's id. Its head must fit IN_CAP (64 KiB - 16) and its body HTTP_MAX_REQ_BODY (8 MiB) and the
+ * transport (socket: head and body within 64 KiB - 16), else 413; a body beyond IN_CAP is read into a
+ * buffer of the request's exact size, freed once it is handed on. The response comes back as pieces (with
+ * the channel: one reply) under that id, which the front end maps to its client connection, writes to the
+ * client with writev straight from the transport's buffers (with the channel: the worker's shared memory,
+ * read-only here) and releases once written.
  *
- * A worker's pieces are untrusted: a piece whose id names no request this worker holds is dropped, and a
- * response larger than HTTP_MAX_BODY plus its head gets the worker killed and replaced. The transport hands
- * out bounded views (data, len); nothing here reads past them.
+ * A worker's pieces are untrusted: the transport accepts only pieces under ids it sent to that worker
+ * (with the channel the library closes a connection that answers anything else); a piece whose id maps to
+ * no waiting client here is dropped; a response larger than HTTP_MAX_BODY plus its head gets the worker
+ * killed and replaced. The transport hands out bounded views (data, len); nothing here reads past them.
  *
- * Worker death (SIGKILL, crash, protocol violation): the front end sees the link end (EPIPE / EOF), reaps
- * the process, answers 503 to every request of that worker of which no byte of response had arrived (not
- * re-dispatched: the worker may have acted on it), closes the connections whose response had begun, keeps
- * writing the responses it had received in full (their memory stays mapped until the last is written),
- * and starts a replacement in the same slot.
+ * Worker death (SIGKILL, crash, protocol violation): the transport turns each request the worker had not
+ * finished into one failure notice; the front end answers 503 to each of which no byte of response had
+ * arrived (not re-dispatched: the worker may have acted on it), closes the connections whose response had
+ * begun, and keeps writing the responses it had received in full (with the channel their memory stays
+ * mapped until the last is released). A worker that broke the protocol is killed here (the notice names
+ * its pid). The process itself is reaped on SIGCHLD and a replacement started in the same slot.
  *
  * Usage: http_server_{chan,sock} [--port N] [--workers N] [--worker-exe PATH]
  *   port 0 (default): any free port, printed on stdout; --worker-exe: run PATH as the worker program instead
@@ -30,6 +33,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -51,32 +55,20 @@ int http_worker_main(int argc, char **argv);
 #define IN_CAP TP_MAX_PAYLOAD /* a request's head, and a small request's body, fit this buffer */
 #define MAX_RESP (HTTP_MAX_BODY + 4096)
 
-enum { K_LISTEN, K_CONN, K_LINK };
+enum { K_LISTEN, K_CONN, K_POOL, K_CHILD };
 enum { C_READ, C_WAIT };
-
-typedef struct worker_s {
-  int kind; /* K_LINK: first, for epoll's data.ptr */
-  int slot, dead;
-  int armed; /* tp_arm said 0 and no event came since: the fd will wake us, no need to arm again */
-  pid_t pid;
-  tp_link_t *t;
-  long inflight;
-  int pins;                     /* > 0 while a function below uses it: not freed meanwhile */
-  int zombie;                   /* dead, on the zombie list until its last piece is released */
-  struct worker_s *next_zombie;
-} worker_t;
 
 typedef struct {
   tp_piece_t p;
-  worker_t *w; /* NULL: the front end's own response (static text) */
+  int own; /* 1: the front end's own response (static text) */
 } out_t;
 
 typedef struct conn_s {
-  int kind; /* K_CONN */
+  int kind; /* K_CONN: first, for epoll's data.ptr */
   int fd, idx, state, close_after, blocked;
   int eof; /* the client sent its last byte: finish what is buffered, then close */
-  uint32_t gen, ep_mask;
-  worker_t *w; /* the worker holding the current request, until its last piece */
+  uint32_t ep_mask;
+  uint64_t req; /* the id of the request at the pool (0: none), until its last piece or its failure */
   uint64_t resp_bytes;
   int resp_done;
   out_t *q;
@@ -88,20 +80,62 @@ typedef struct conn_s {
   uint8_t small[IN_CAP];
 } conn_t;
 
-static int ep, listen_kind = K_LISTEN;
+static int ep, listen_kind = K_LISTEN, pool_kind = K_POOL, child_kind = K_CHILD;
 static const char *self_exe;
 static int n_workers = 2;
-static worker_t *workers[MAX_WORKERS];
-static worker_t *zombies;
+static tp_pool_t *pool;
+static int pool_armed;
+static int child_pipe[2] = {-1, -1}; /* SIGCHLD writes a byte: reap */
 static conn_t *conns[MAX_CONNS];
 static conn_t *closed_conns; /* closed during this batch of events; freed after it */
 static int free_idx[MAX_CONNS], n_free;
-static unsigned rr;
 static volatile sig_atomic_t stop;
 static unsigned long n_requests, n_503, n_replaced, n_dropped, n_closed_partial, n_pieces;
 static size_t max_request; /* head and body: the smaller of IN_CAP + HTTP_MAX_REQ_BODY and tp_max_request */
 
 static void conn_run(conn_t *c);
+
+/* ---- request id -> connection (open addressing; ids are the transport's, never 0) ---- */
+#define MAP_CAP 8192 /* a power of two, at least 2 * MAX_CONNS: each connection has one request at most */
+static struct {
+  uint64_t id;
+  conn_t *c;
+} map[MAP_CAP];
+
+static unsigned map_home(uint64_t id) { return (unsigned)((id * 0x9E3779B97F4A7C15ull) >> 51) & (MAP_CAP - 1); }
+
+static void map_put(uint64_t id, conn_t *c) {
+  unsigned i = map_home(id);
+  while (map[i].id != 0 && map[i].id != id) i = (i + 1) & (MAP_CAP - 1);
+  map[i].id = id;
+  map[i].c = c;
+}
+
+static conn_t *map_get(uint64_t id) {
+  for (unsigned i = map_home(id); map[i].id != 0; i = (i + 1) & (MAP_CAP - 1))
+    if (map[i].id == id) return map[i].c;
+  return NULL;
+}
+
+static void map_del(uint64_t id) {
+  unsigned i = map_home(id);
+  while (map[i].id != id) {
+    if (map[i].id == 0) return;
+    i = (i + 1) & (MAP_CAP - 1);
+  }
+  for (unsigned j = i;;) { /* backward shift: no tombstones */
+    map[i].id = 0;
+    for (;;) {
+      j = (j + 1) & (MAP_CAP - 1);
+      if (map[j].id == 0) return;
+      unsigned h = map_home(map[j].id);
+      if (i <= j ? (i < h && h <= j) : (i < h || h <= j)) continue; /* stays: its home is after the hole */
+      break;
+    }
+    map[i] = map[j];
+    i = j;
+  }
+}
 
 /* ---- workers ---- */
 
@@ -111,37 +145,38 @@ static uint64_t mono_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Restarts of a slot: a worker that dies within a second of its start is restarted after a delay that
- * doubles from 10 ms to 1 s, so a worker that cannot start (or dies at once) does not make the front end
- * fork in a loop. */
-static uint64_t started_at[MAX_WORKERS], restart_at[MAX_WORKERS]; /* restart_at 0: none pending */
-static unsigned backoff_ms[MAX_WORKERS];
+/* One slot per worker process. Restarts of a slot: a worker that dies within a second of its start is
+ * restarted after a delay that doubles from 10 ms to 1 s, so a worker that cannot start (or dies at once)
+ * does not make the front end fork in a loop. */
+static struct {
+  pid_t pid;               /* 0: none (restart pending) */
+  uint64_t started_at, restart_at; /* restart_at 0: none pending */
+  unsigned backoff_ms;
+  char why[256];           /* why the front end killed it ("" if it did not) */
+} slots[MAX_WORKERS];
 
 static int worker_start(int slot) {
-  started_at[slot] = mono_ms();
-  restart_at[slot] = 0;
-  worker_t *w = calloc(1, sizeof *w);
-  if (w == NULL) return -1;
-  w->kind = K_LINK;
-  w->slot = slot;
-  w->t = tp_spawn(self_exe, &w->pid);
-  if (w->t == NULL) {
+  slots[slot].started_at = mono_ms();
+  slots[slot].restart_at = 0;
+  slots[slot].why[0] = 0;
+  pid_t pid = -1;
+  int r = tp_pool_spawn(pool, self_exe, &pid);
+  pool_armed = 0; /* events that came while it joined wait in the transport: take them before sleeping */
+  if (r != 0) {
     fprintf(stderr, "http_server: cannot start worker %d: %s\n", slot, strerror(errno));
-    free(w);
+    if (pid > 0) kill(pid, SIGKILL); /* reaped on SIGCHLD like any child */
     return -1;
   }
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
-  epoll_ctl(ep, EPOLL_CTL_ADD, tp_fd(w->t), &ev);
-  workers[slot] = w;
-  printf("worker %d: pid %d\n", slot, (int)w->pid);
+  slots[slot].pid = pid;
+  printf("worker %d: pid %d\n", slot, (int)pid);
   return 0;
 }
 
 static void schedule_restart(int slot) {
   uint64_t now = mono_ms();
-  if (now - started_at[slot] >= 1000) backoff_ms[slot] = 0;
-  else backoff_ms[slot] = backoff_ms[slot] ? (backoff_ms[slot] >= 500 ? 1000 : 2 * backoff_ms[slot]) : 10;
-  restart_at[slot] = now + backoff_ms[slot];
+  if (now - slots[slot].started_at >= 1000) slots[slot].backoff_ms = 0;
+  else slots[slot].backoff_ms = slots[slot].backoff_ms ? (slots[slot].backoff_ms >= 500 ? 1000 : 2 * slots[slot].backoff_ms) : 10;
+  slots[slot].restart_at = now + slots[slot].backoff_ms;
 }
 
 /* Start the replacements that are due; returns the epoll timeout until the next one (-1: none). */
@@ -149,41 +184,68 @@ static int restart_due(void) {
   int timeout = -1;
   uint64_t now = mono_ms();
   for (int i = 0; i < n_workers; i++) {
-    if (workers[i] || restart_at[i] == 0) continue;
-    if (now >= restart_at[i]) {
+    if (slots[i].pid != 0 || slots[i].restart_at == 0) continue;
+    if (now >= slots[i].restart_at) {
       if (worker_start(i) == 0) {
         n_replaced++;
         continue;
       }
       schedule_restart(i);
     }
-    int t = (int)(restart_at[i] - now);
+    int t = (int)(slots[i].restart_at - now);
     if (timeout < 0 || t < timeout) timeout = t < 0 ? 0 : t;
   }
   return timeout;
 }
 
-/* Free a dead worker's link once nothing refers to it: no piece held, no function using it. */
-static void worker_free_if_idle(worker_t *w) {
-  if (!w->zombie || w->pins != 0 || tp_held(w->t) != 0) return;
-  for (worker_t **z = &zombies; *z; z = &(*z)->next_zombie)
-    if (*z == w) {
-      *z = w->next_zombie;
-      break;
-    }
-  tp_close(w->t);
-  free(w);
+/* Kill worker pid (only one of ours: never 0, -1 or a stranger), saying why in its log line. */
+static void worker_kill(pid_t pid, const char *why) {
+  for (int i = 0; i < n_workers; i++) {
+    if (pid <= 1 || slots[i].pid != pid) continue;
+    if (slots[i].why[0] == 0) snprintf(slots[i].why, sizeof slots[i].why, "%s", why);
+    kill(pid, SIGKILL); /* reaped on SIGCHLD */
+  }
 }
 
+/* SIGCHLD: reap every child that ended; the slot it held is restarted. */
+static void on_sigchld(int sig) {
+  (void)sig;
+  int e = errno;
+  ssize_t r = write(child_pipe[1], "c", 1);
+  (void)r;
+  errno = e;
+}
+
+static void reap_children(void) {
+  char b[64];
+  while (read(child_pipe[0], b, sizeof b) > 0) {
+  }
+  int st;
+  pid_t pid;
+  while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+    int slot = 0;
+    while (slot < n_workers && slots[slot].pid != pid) slot++;
+    if (slot == n_workers) continue; /* a worker that never joined */
+    slots[slot].pid = 0;
+    char how[64];
+    if (WIFSIGNALED(st)) snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(st));
+    else snprintf(how, sizeof how, "exit %d", WEXITSTATUS(st));
+    schedule_restart(slot);
+    printf("worker %d: pid %d gone (%s; %s); restart in %u ms\n", slot, (int)pid, how,
+           slots[slot].why[0] ? slots[slot].why : "not killed here", slots[slot].backoff_ms);
+  }
+}
+
+/* ---- responses ---- */
+
 static void out_release(out_t *o) {
-  if (o->w == NULL) return;
-  tp_release(&o->p);
-  worker_free_if_idle(o->w);
+  if (!o->own) tp_release(pool, &o->p);
 }
 
 static void conn_close(conn_t *c) {
   for (int i = c->qhead; i < c->qn; i++) out_release(&c->q[i]);
-  if (c->w) c->w->inflight--; /* the worker still answers; its pieces will be dropped */
+  if (c->req) map_del(c->req); /* the worker still answers; its pieces will be dropped */
+  c->req = 0;
   /* Out of epoll before close: a worker forked a moment ago may still hold a copy of the fd until its
    * exec, and epoll would go on reporting a file that is still open somewhere. */
   epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -214,70 +276,44 @@ static int queue(conn_t *c, out_t o) {
 
 /* The front end's own answer (static text); the request, if any, is consumed by the caller. */
 static void own_response(conn_t *c, const char *text, int close_after) {
-  out_t o = {.p = {.data = (const uint8_t *)text, .len = (uint32_t)strlen(text), .last = 1}};
+  out_t o = {.p = {.data = (const uint8_t *)text, .len = (uint32_t)strlen(text), .last = 1}, .own = 1};
   if (close_after) {
     c->close_after = 1;
     c->in_len = 0;
   }
   c->state = C_WAIT;
   c->resp_done = 1;
-  c->w = NULL;
   if (queue(c, o) != 0) c->close_after = 1;
 }
 
 #define R503 "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
 
-static void worker_dead(worker_t *w, const char *reason) {
-  if (w->dead) return;
-  w->pins++;
-  char why[160];
-  snprintf(why, sizeof why, "%s", reason); /* reason may live in w, which may be freed below */
-  w->dead = 1;
-  workers[w->slot] = NULL;
-  epoll_ctl(ep, EPOLL_CTL_DEL, tp_fd(w->t), NULL);
-  int st = 0;
-  if (w->pid > 0) { /* always (tp_spawn never returns a link without a process); never kill(-1) */
-    kill(w->pid, SIGKILL); /* gone already, or broke the protocol: either way it ends here */
-    while (waitpid(w->pid, &st, 0) < 0 && errno == EINTR) {
+/* One event from the pool: a response piece, or the failure of a request. */
+static void on_event(tp_piece_t *p) {
+  conn_t *c = map_get(p->id);
+  if (p->failed) {
+    if (p->failed == EPROTO) {
+      char why[240];
+      snprintf(why, sizeof why, "protocol violation: %s", tp_pool_error(pool));
+      worker_kill(p->pid, why);
     }
-  }
-  unsigned long answered = 0, closed = 0;
-  for (int i = 0; i < MAX_CONNS; i++) {
-    conn_t *c = conns[i];
-    if (c == NULL || c->w != w) continue;
-    c->w = NULL;
+    tp_release(pool, p);
+    if (c == NULL) return; /* its client left meanwhile */
+    map_del(p->id);
+    c->req = 0;
     if (c->resp_bytes == 0) { /* nothing of the response came: answer 503 */
       own_response(c, R503, 0);
-      answered++;
+      n_503++;
       conn_run(c);
     } else { /* the client has part of a response: only closing tells it */
-      closed++;
+      n_closed_partial++;
       conn_close(c);
     }
+    return;
   }
-  n_503 += answered;
-  n_closed_partial += closed;
-  int slot = w->slot;
-  pid_t pid = w->pid;
-  char how[64];
-  if (WIFSIGNALED(st)) snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(st));
-  else snprintf(how, sizeof how, "exit %d", WEXITSTATUS(st));
-  w->next_zombie = zombies;
-  zombies = w;
-  w->zombie = 1;
-  w->pins--;
-  worker_free_if_idle(w); /* w may be gone from here on */
-  schedule_restart(slot);
-  printf("worker %d: pid %d gone (%s; %s): %lu requests answered 503, %lu connections closed; restart in %u ms\n",
-         slot, (int)pid, how, why, answered, closed, backoff_ms[slot]);
-}
-
-static void on_piece(worker_t *w, tp_piece_t *p) {
-  uint32_t idx = (uint32_t)p->id, gen = (uint32_t)(p->id >> 32);
-  conn_t *c = idx < MAX_CONNS ? conns[idx] : NULL;
-  out_t o = {.p = *p, .w = w};
-  if (c == NULL || c->state != C_WAIT || c->gen != gen || c->w != w || c->resp_done) {
-    n_dropped++; /* its client is gone, or the worker made the id up */
+  out_t o = {.p = *p};
+  if (c == NULL || c->state != C_WAIT || c->resp_done) {
+    n_dropped++; /* its client is gone */
     out_release(&o);
     return;
   }
@@ -285,66 +321,45 @@ static void on_piece(worker_t *w, tp_piece_t *p) {
   c->resp_bytes += p->len;
   if (c->resp_bytes > MAX_RESP || queue(c, o) != 0) {
     out_release(&o);
-    worker_dead(w, "response too large");
+    worker_kill(p->pid, "response too large");
+    n_closed_partial++;
+    conn_close(c);
     return;
   }
   if (p->last) {
     c->resp_done = 1;
-    c->w = NULL;
-    w->inflight--;
+    map_del(c->req);
+    c->req = 0;
   }
   conn_run(c);
 }
 
-static void worker_drain(worker_t *w) {
+/* Take every event that is there; afterwards the pool's fd wakes the loop at the next one. */
+static void pool_drain(void) {
   tp_piece_t p[64];
   int n;
-  w->pins++;
-  while (!w->dead && (n = tp_poll(w->t, p, 64)) != 0) {
-    if (n < 0) {
-      worker_dead(w, tp_error(w->t));
-      break;
-    }
-    for (int i = 0; i < n; i++) {
-      if (!w->dead) {
-        on_piece(w, &p[i]);
-      } else { /* killed by an earlier piece of this batch: drop the rest */
-        out_t o = {.p = p[i], .w = w};
-        out_release(&o);
-      }
-    }
-  }
-  w->pins--;
-  worker_free_if_idle(w);
+  while ((n = tp_poll(pool, p, 64)) > 0)
+    for (int i = 0; i < n; i++) on_event(&p[i]);
+  pool_armed = 1;
 }
 
 /* ---- requests ---- */
 
-static worker_t *pick_worker(void) {
-  worker_t *best = NULL;
-  unsigned start = rr++;
-  for (int k = 0; k < n_workers; k++) {
-    worker_t *w = workers[(start + (unsigned)k) % (unsigned)n_workers];
-    if (w && (best == NULL || w->inflight < best->inflight)) best = w;
-  }
-  return best;
-}
-
 static int submit(conn_t *c, size_t total) {
-  for (int tries = 0; tries < n_workers; tries++) {
-    worker_t *w = pick_worker();
-    if (w == NULL) break;
-    uint64_t id = (uint64_t)(c->gen + 1) << 32 | (uint32_t)c->idx;
-    void *b = tp_request_buf(w->t, total);
-    if (b == NULL) continue;
+  for (int tries = 0; tries < 2; tries++) { /* a second try: a connection may have died meanwhile */
+    void *b = tp_request_buf(pool, total);
+    if (b == NULL) return -1;
     memcpy(b, c->in, total); /* the one copy of the request: from the socket's buffer into the message */
-    if (tp_submit(w->t, id, c->close_after ? HTTP_REQ_CLOSE : 0, b, total) != 0) {
-      if (errno == EAGAIN) tp_cancel(w->t, b);
+    uint64_t id;
+    if (tp_submit(pool, b, total, c->close_after ? HTTP_REQ_CLOSE : 0, &id) != 0) {
+      if (errno == EAGAIN) {
+        tp_cancel(pool, b);
+        return -1;
+      }
       continue;
     }
-    c->gen++;
-    c->w = w;
-    w->inflight++;
+    c->req = id;
+    map_put(id, c);
     c->state = C_WAIT;
     c->resp_bytes = 0;
     c->resp_done = 0;
@@ -533,13 +548,13 @@ static void accept_all(int lfd) {
     c->in = c->small;
     c->in_cap = IN_CAP;
     c->idx = free_idx[--n_free];
-    c->gen = (uint32_t)rr * 2654435761u; /* any start: ids of an earlier connection in this slot differ */
     c->ep_mask = EPOLLIN;
     conns[c->idx] = c;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
   }
 }
+
 
 static void on_signal(int sig) { stop = 1; }
 
@@ -567,6 +582,9 @@ int main(int argc, char **argv) {
   struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: epoll_wait returns EINTR */
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  if (pipe2(child_pipe, O_NONBLOCK | O_CLOEXEC) != 0) return 1;
+  struct sigaction sc = {.sa_handler = on_sigchld, .sa_flags = SA_RESTART | SA_NOCLDSTOP};
+  sigaction(SIGCHLD, &sc, NULL);
   for (int i = MAX_CONNS - 1; i >= 0; i--) free_idx[n_free++] = i;
 
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
@@ -579,9 +597,18 @@ int main(int argc, char **argv) {
     fprintf(stderr, "http_server: cannot listen on 127.0.0.1:%d: %s\n", port, strerror(errno));
     return 1;
   }
+  pool = tp_pool_open();
+  if (pool == NULL) {
+    fprintf(stderr, "http_server: cannot open the %s worker pool: %s\n", tp_name, strerror(errno));
+    return 1;
+  }
   ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event lev = {.events = EPOLLIN, .data.ptr = &listen_kind};
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev);
+  struct epoll_event pev = {.events = EPOLLIN, .data.ptr = &pool_kind};
+  epoll_ctl(ep, EPOLL_CTL_ADD, tp_pool_fd(pool), &pev);
+  struct epoll_event cev = {.events = EPOLLIN, .data.ptr = &child_kind};
+  epoll_ctl(ep, EPOLL_CTL_ADD, child_pipe[0], &cev);
   for (int i = 0; i < n_workers; i++) {
     if (worker_start(i) != 0) return 1;
   }
@@ -590,26 +617,17 @@ int main(int argc, char **argv) {
 
   struct epoll_event evs[128];
   while (!stop) {
-    for (int i = 0; i < n_workers; i++) { /* take what came; arm the rest */
-      worker_t *w;
-      int r;
-      while ((w = workers[i]) != NULL && !w->armed && (r = tp_arm(w->t)) != 0) {
-        if (r < 0) worker_dead(w, tp_error(w->t));
-        else worker_drain(w);
-      }
-      if (w) w->armed = 1;
-    }
-    int n = epoll_wait(ep, evs, 128, restart_due());
+    int timeout = restart_due(); /* a replacement joining keeps what arrives meanwhile: drained next */
+    if (!pool_armed) pool_drain(); /* take what came; the pool's fd then wakes us at the next event */
+    int n = epoll_wait(ep, evs, 128, timeout);
     for (int i = 0; i < n; i++) {
       int kind = *(int *)evs[i].data.ptr;
       if (kind == K_LISTEN) accept_all(lfd);
       else if (kind == K_CONN) conn_event(evs[i].data.ptr, evs[i].events);
-      else {
-        worker_t *w = evs[i].data.ptr;
-        w->armed = 0; /* the wake-up was used: arm again before the next wait */
-        worker_drain(w);
-      }
+      else if (kind == K_CHILD) reap_children();
+      else pool_armed = 0; /* the wake-up was used: drain (which arms again) before the next wait */
     }
+    if (!pool_armed) pool_drain();
     while (closed_conns) {
       conn_t *c = closed_conns;
       closed_conns = c->next_closed;
@@ -623,16 +641,16 @@ int main(int argc, char **argv) {
     closed_conns = c->next_closed;
     free(c);
   }
+  unsigned long dropped = n_dropped + tp_pool_dropped(pool);
+  signal(SIGCHLD, SIG_DFL);
+  tp_pool_close(pool); /* the workers see the end and exit */
   for (int i = 0; i < n_workers; i++) {
-    worker_t *w = workers[i];
-    if (w == NULL) continue;
-    tp_close(w->t); /* the worker sees the end and exits */
-    while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR) {
+    if (slots[i].pid <= 0) continue;
+    while (waitpid(slots[i].pid, NULL, 0) < 0 && errno == EINTR) {
     }
-    free(w);
   }
   printf("http_server: %lu requests to workers, %lu answered 503 here, %lu workers replaced, %lu pieces dropped, "
          "%lu connections closed mid-response, %lu response pieces\n",
-         n_requests, n_503, n_replaced, n_dropped, n_closed_partial, n_pieces);
+         n_requests, n_503, n_replaced, dropped, n_closed_partial, n_pieces);
   return 0;
 }

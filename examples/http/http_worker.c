@@ -1,6 +1,6 @@
 /* A worker process of the HTTP example: takes requests from the front end, builds each response straight
- * into the transport's buffer (with the channel: one loan of shared memory, which the front end writes to
- * the client from) and sends it back.
+ * into the transport's buffer (with the channel: one reply loan of shared memory, which the front end
+ * writes to the client from) and sends it back as the answer to its request.
  *
  * Routes:  GET /N          N bytes of http_pattern (N <= 64 MiB)
  *          GET /guess/G/N  the same, but the response is begun with a guess of G bytes instead of its size
@@ -48,24 +48,24 @@ static int put(tp_resp_t *r, const uint8_t *src, uint64_t off, uint64_t n) {
 }
 
 /* guess: the size to begin the response with (0: the true size). */
-static int respond_guess(tp_worker_t *w, const tp_request_t *q, int status, const char *reason, const uint8_t *body,
+static int respond_guess(tp_worker_t *w, tp_request_t *q, int status, const char *reason, const uint8_t *body,
                          uint64_t len, uint64_t guess) {
   char head[256];
   int hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: zcmem-example\r\nContent-Length: %llu\r\n%s\r\n",
                     status, reason, (unsigned long long)len,
                     q->flags & HTTP_REQ_CLOSE ? "Connection: close\r\n" : "");
   tp_resp_t r;
-  if (tp_resp_begin(w, &r, q->id, guess ? guess : (uint64_t)hl + len) != 0) return -1;
+  if (tp_resp_begin(w, &r, q, guess ? guess : (uint64_t)hl + len) != 0) return -1;
   if (put(&r, (const uint8_t *)head, 0, (uint64_t)hl) != 0 || put(&r, body, 0, len) != 0) return -1;
   return tp_resp_end(&r);
 }
 
-static int respond(tp_worker_t *w, const tp_request_t *q, int status, const char *reason, const uint8_t *body,
+static int respond(tp_worker_t *w, tp_request_t *q, int status, const char *reason, const uint8_t *body,
                    uint64_t len) {
   return respond_guess(w, q, status, reason, body, len, 0);
 }
 
-static int error_page(tp_worker_t *w, const tp_request_t *q, int status, const char *reason) {
+static int error_page(tp_worker_t *w, tp_request_t *q, int status, const char *reason) {
   char b[64];
   int n = snprintf(b, sizeof b, "%d %s\n", status, reason);
   return respond(w, q, status, reason, (const uint8_t *)b, (uint64_t)n);
@@ -84,7 +84,7 @@ static int parse_u64(const char *s, size_t n, uint64_t max, uint64_t *v) {
   return 0;
 }
 
-static int handle(tp_worker_t *w, const tp_request_t *q) {
+static int handle(tp_worker_t *w, tp_request_t *q) {
   /* The request line, copied once: "METHOD SP TARGET SP HTTP/1.x" up to the first CR or LF. */
   char line[1024];
   size_t n = 0;

@@ -113,6 +113,9 @@ static int peer_add(zc_svc_t *s, zc_chan_t *out, zc_chan_t *in) {
   p->drained = 0;
   p->pending = 0;
   __atomic_store_n(&p->held, 0, __ATOMIC_RELAXED);
+  /* the connector's socket (on the listener: in) or the listener's (on the connector: out); the pair's
+   * other channel was made by the connector and names it on both sides */
+  if (zc_chan_peer(s->connected ? out : in, &p->cred) != 0) memset(&p->cred, 0, sizeof p->cred);
   zc_lock_init(&p->in_lock);
   __atomic_store_n(&p->state, PEER_OPEN, __ATOMIC_RELEASE);
   if (i + 1 > s->hi) s->hi = i + 1;
@@ -396,6 +399,19 @@ int zc_svc_arm_space(zc_svc_t *s) {
     if (r != 0) ready = 1; /* room came back, or the connection died: the retry will tell */
   }
   return ready;
+}
+
+int zc_svc_msg_peer(zc_svc_t *s, const zc_svc_msg_t *m, zc_chan_peer_t *out) {
+  if (s == NULL || m == NULL || out == NULL || m->kind < ZC_SVC_REQUEST || m->kind > ZC_SVC_FAILED) return errno = EINVAL, -1;
+  int r = -1;
+  zc_lock(&s->lock);
+  if (m->peer < s->max_peers && s->peers[m->peer].gen == m->peer_gen && s->peers[m->peer].cred.pid != 0) {
+    *out = s->peers[m->peer].cred;
+    r = 0;
+  }
+  zc_unlock(&s->lock);
+  if (r != 0) errno = ESRCH;
+  return r;
 }
 
 int zc_svc_peers(zc_svc_t *s) {

@@ -55,6 +55,7 @@ typedef struct svc_peer_s {
   int drained;       /* dead and its in-channel emptied: its requests were failed */
   uint32_t pending;  /* requests sent to it awaiting a reply (s->lock) */
   uint32_t held;     /* messages received from it, not released (atomic) */
+  zc_chan_peer_t cred; /* who is on the other end (SO_PEERCRED at connect): kept after close until reuse */
   zc_lock_t in_lock;
 } svc_peer_t;
 

@@ -339,6 +339,29 @@ static svc_peer_t *loan_peer(zc_svc_t *s, void *u, svc_hdr_t **hp, int any_state
   return p;
 }
 
+/* The loan moves (or stays) as zc_chan_loan_resize decides; the service header travels with the first
+ * keep bytes. The old header's tag is cleared before the channel may give the old slot back, so a stale
+ * pointer to a moved loan is refused (EINVAL) rather than taken for a loan of its connection. */
+void *zc_svc_loan_resize(zc_svc_t *s, void *u, size_t n, size_t keep) {
+  svc_hdr_t *h;
+  svc_peer_t *p = loan_peer(s, u, &h, 0);
+  if (p == NULL) return NULL; /* EINVAL, or EPIPE: its connection died (the loan goes back with zc_svc_cancel) */
+  if (n == 0 || n > SVC_LEN_LIMIT) {
+    svc_peer_put(p);
+    errno = n == 0 ? EINVAL : EMSGSIZE;
+    return NULL;
+  }
+  if (keep > n) keep = n;
+  h->tag = 0;
+  char *b = zc_chan_loan_resize(p->out, h, n + ZC_SVC_HEADER, keep + ZC_SVC_HEADER);
+  int e = errno;
+  if (b != NULL) ((svc_hdr_t *)b)->tag = SVC_LOAN_TAG; /* header copied along (keep + header bytes) */
+  else h->tag = SVC_LOAN_TAG;                           /* unchanged and still loaned */
+  svc_peer_put(p);
+  errno = e;
+  return b ? b + ZC_SVC_HEADER : NULL;
+}
+
 static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, const zc_svc_msg_t *req, uint64_t *id_out) {
   svc_hdr_t *h;
   svc_peer_t *p = loan_peer(s, u, &h, 0);
@@ -387,7 +410,7 @@ static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, 
       zc_unlock(&s->lock);
     }
     if (e == EAGAIN || e == ETIMEDOUT) *h = saved; /* the loan stays with the caller */
-    else __atomic_fetch_sub(&p->held, 1, __ATOMIC_RELEASE);
+    else if (e != EINVAL) __atomic_fetch_sub(&p->held, 1, __ATOMIC_RELEASE); /* EINVAL: it was no live loan */
     svc_peer_put(p);
     return errno = e, -1;
   }

@@ -5,10 +5,11 @@
  *                 then 3000 requests, 32 in flight: each answered exactly once, by the body it asked for
  *   queue_kill    one worker holds every request it gets and is SIGKILLed: each of its requests comes
  *                 back once as FAILED (EPIPE), the other worker's replies all arrive, nothing twice;
+ *                 zc_svc_msg_peer names the sender of each reply and the dead worker of each notice;
  *                 a replacement worker joins and takes new requests
  *   queue_hostile a hand-made worker answers with garbage (a short message; another connection's
- *                 request id): its connection is closed, its requests fail with EPROTO, the honest
- *                 worker goes on
+ *                 request id): its connection is closed, its requests fail with EPROTO (zc_svc_msg_peer
+ *                 names the bad worker's pid), the honest worker goes on
  *   many          4 producers send one-way records to one consumer, which takes them through one call
  *                 and one fd (epoll on zc_svc_fd): every producer's records arrive complete and in order;
  *                 one producer is SIGKILLed midway and another joins late without disturbing the rest
@@ -161,12 +162,15 @@ static int t_queue_kill(int argc, char **argv) {
   int state[40] = {0}; /* 1 replied, 2 failed */
   for (int i = 0; i < 40; i++) REQUIRE(send_work(s, 500 + (uint64_t)i, 100, T_WORK, &ids[i]) == 0);
   int replies = 0, failed = 0;
-  zc_svc_msg_t m;
+  zc_svc_msg_t m, notice;
+  memset(&notice, 0, sizeof notice);
   while (replies < 20) { /* the honest worker's share (fewest pending: they alternate) */
     REQUIRE(zc_svc_receive(s, &m, 10000) == 0 && m.kind == ZC_SVC_REPLY);
     int k = 0;
     while (k < 40 && ids[k] != m.id) k++;
     CHECK(k < 40 && state[k] == 0 && ((const uint64_t *)m.data)[0] == (uint64_t)good);
+    zc_chan_peer_t who = {0, 0, 0};
+    CHECK(zc_svc_msg_peer(s, &m, &who) == 0 && who.pid == good && who.uid == geteuid()); /* the kernel's word */
     if (k < 40) state[k] = 1;
     replies++;
     zc_svc_release(s, &m);
@@ -175,11 +179,15 @@ static int t_queue_kill(int argc, char **argv) {
   reap(holder);
   while (failed < 20 && zc_svc_receive(s, &m, 5000) == 0) {
     CHECKF(m.kind == ZC_SVC_FAILED && m.error == EPIPE, "kind %d error %d", m.kind, m.error);
+    zc_chan_peer_t who = {0, 0, 0};
+    CHECKF(zc_svc_msg_peer(s, &m, &who) == 0 && who.pid == holder, "FAILED notice from pid %d, the dead worker was %d",
+           (int)who.pid, (int)holder); /* after its connection closed: which worker to replace */
     int k = 0;
     while (k < 40 && ids[k] != m.id) k++;
     CHECKF(k < 40 && state[k] == 0, "FAILED for id 0x%llx: unknown, replied or failed already", (unsigned long long)m.id);
     if (k < 40) state[k] = 2;
     failed++;
+    notice = m;
     zc_svc_release(s, &m);
   }
   CHECK_EQ(failed, 20);
@@ -188,6 +196,11 @@ static int t_queue_kill(int argc, char **argv) {
   /* a replacement joins; new requests go to both */
   pid_t repl = spawn(worker, (void *)W_REPLY);
   REQUIRE(wait_peers(s, 2));
+  /* the dead worker's slot holds the replacement now: a kept notice names nobody rather than it */
+  zc_chan_peer_t was = {0, 0, 0};
+  errno = 0;
+  CHECKF(zc_svc_msg_peer(s, &notice, &was) == -1 && errno == ESRCH, "an old notice names pid %d (replacement %d)",
+         (int)was.pid, (int)repl);
   int per_good = 0, per_repl = 0;
   for (int i = 0; i < 20; i++) REQUIRE(send_work(s, 900 + (uint64_t)i, 100, T_WORK, &ids[i]) == 0);
   for (int i = 0; i < 20; i++) {
@@ -239,6 +252,11 @@ static int t_queue_hostile(int argc, char **argv) {
     int r = zc_svc_receive(s, &m, 10000);
     CHECKF(r == 0 && m.kind == ZC_SVC_FAILED && m.error == EPROTO && (m.id == ids[0] || m.id == ids[1]),
            "r %d kind %d error %d", r, m.kind, m.error);
+    zc_chan_peer_t who = {0, 0, 0};
+    CHECK(r == 0 && zc_svc_msg_peer(s, &m, &who) == 0 && who.pid == bad); /* the process to kill */
+    zc_svc_release(s, &m);
+    errno = 0;
+    CHECK(zc_svc_msg_peer(s, &m, &who) == -1 && errno == EINVAL); /* released */
     CHECK(zc_svc_receive(s, &m, 200) == -1 && errno == ETIMEDOUT); /* the good request is not touched */
     zc_svc_stats_t st;
     zc_svc_stats(s, &st);
