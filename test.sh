@@ -88,6 +88,8 @@ flavour release "$b" "-LE valgrind" -DCMAKE_BUILD_TYPE=Release
 flavour debug "$b-debug" "" -DCMAKE_BUILD_TYPE=Debug -DZCMEM_DEBUG=ON
 # Sanitizer runs are 2-15x slower: a test that times out is run once more (a real hang times out twice).
 sf="-LE nosanitize --repeat after-timeout:2"
+# ... and their spawned children get 180 s instead of 60 before their alarm (tests/common/zc_child.h).
+export ZC_TEST_CHILD_S=${ZC_TEST_CHILD_S:-180}
 flavour ubsan "$b-ubsan" "$sf" "${san[@]}" -DZCMEM_SANITIZE=undefined
 flavour tsan "$b-tsan" "$sf" "${san[@]}" -DZCMEM_SANITIZE=thread
 flavour asan "$b-asan" "$sf" "${san[@]}" -DZCMEM_SANITIZE=address
