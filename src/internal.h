@@ -213,6 +213,12 @@ zc_inline void *zc_malloc_small(zc_heap_t *h, size_t n) {
   zc_block_t *b = pg->free;
   if (zc_likely(zc_pop_ok(pg, b))) {
     pg->free = zc_link_decode(pg, b->link);
+    /* The next block's line, ahead of the next malloc of this class: after remote frees it sits in the
+     * freeing core's cache (it wrote the link and tag), and the pop's load of it stalled the producer of
+     * bench/prodcons (56% of its malloc samples). A prefetch never faults (an end-of-list value included).
+     * Measured, quiet machine, 5 interleaved runs: 6.90 -> 10.02 M msg/s (jemalloc 6.83 M); one
+     * instruction on the fast path. */
+    __builtin_prefetch(pg->free, 1);
     b->tag = 0;
     pg->used++;
     return b;
