@@ -208,15 +208,17 @@ zc_inline bool zc_pop_ok(const zc_page_t *pg, const zc_block_t *b) {
 
 /* The pop of b, which passed zc_pop_ok: the next block becomes the head and is prefetched. The pop check
  * reads the head's tag, and on a page whose free list was built from frees spread over time (random
- * lifetimes) that block is out of the L1 cache: the prefetch starts the load one malloc of the class
- * early (a prefetch never faults, so a corrupted link is still only followed after its own pop check). */
+ * lifetimes) that block is out of the L1 cache; after remote frees it sits in the freeing core's cache (it
+ * wrote the link and tag: 56% of the producer's malloc samples in bench/prodcons before the prefetch). The
+ * prefetch starts the load one malloc of the class early, with write intent (the pop writes the tag); a
+ * prefetch never faults, so a corrupted link is still only followed after its own pop check. */
 #ifndef ZC_PREFETCH_NEXT
 #define ZC_PREFETCH_NEXT 1 /* 0 only to measure what the prefetch buys (bench/alloctest) */
 #endif
 zc_inline void *zc_pop(zc_page_t *pg, zc_block_t *b) {
   zc_block_t *next = zc_link_decode(pg, b->link);
   pg->free = next;
-  if (ZC_PREFETCH_NEXT) __builtin_prefetch(next);
+  if (ZC_PREFETCH_NEXT) __builtin_prefetch(next, 1);
   b->tag = 0;
   pg->used++;
   return b;
