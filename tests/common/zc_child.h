@@ -192,6 +192,22 @@ static inline unsigned child_alarm_s(void) {
   return v > 0 && v < 3600 ? (unsigned)v : 60;
 }
 
+/* A NUL-terminated string through a pipe, e.g. the endpoint a child bound to port * (tcp://...:*), which
+ * the parent must learn before it connects. */
+static inline void pipe_send_str(int fd, const char *s) {
+  size_t n = strlen(s) + 1;
+  REQUIREF(write(fd, s, n) == (ssize_t)n, "write: %s", strerror(errno));
+}
+static inline void pipe_recv_str(int fd, char *buf, size_t cap) {
+  size_t n = 0;
+  while (n < cap) {
+    ssize_t r = read(fd, buf + n, 1);
+    REQUIREF(r == 1, "read from the child: %s", r == 0 ? "end of file" : strerror(errno));
+    if (buf[n++] == 0) return;
+  }
+  REQUIREF(0, "string from the child too long");
+}
+
 /* A child left running: fn(arg) with a 60 s alarm (child_alarm_s: a hung child fails the test instead of
  * hanging it); reap() gives its exit code, or 128 + signal. What the child printed is flushed before it
  * exits. */

@@ -25,22 +25,6 @@ static size_t msg_size(uint64_t i) {
   }
 }
 
-/* An endpoint string through a pipe (a child that bound port * tells the parent which port). */
-static void send_str(int fd, const char *s) {
-  size_t n = strlen(s) + 1;
-  REQUIREF(write(fd, s, n) == (ssize_t)n, "write: %s", strerror(errno));
-}
-
-static void recv_str(int fd, char *buf, size_t cap) {
-  size_t n = 0;
-  while (n < cap) {
-    ssize_t r = read(fd, buf + n, 1);
-    REQUIREF(r == 1, "read from the child: %s", r == 0 ? "end of file" : strerror(errno));
-    if (buf[n++] == 0) return;
-  }
-  REQUIREF(0, "endpoint string too long");
-}
-
 /* ---- a producer child ---- */
 typedef struct prod_args_s {
   const char *ep;
@@ -210,7 +194,7 @@ static int consumer_main(void *arg) {
     z = zc_zmq_connect(a->ep, ZC_CHAN_CONSUMER, &cfg);
   }
   REQUIREF(z != NULL, "consumer on %s: %s", a->ep, strerror(errno));
-  if (a->pipe_fd >= 0) send_str(a->pipe_fd, zc_zmq_endpoint(z));
+  if (a->pipe_fd >= 0) pipe_send_str(a->pipe_fd, zc_zmq_endpoint(z));
   if (a->count == 0) {
     sleep(60);
     return 0;
@@ -322,7 +306,7 @@ static int t_restart_consumer(int argc, char **argv) {
   cons_args_t a = {ANY_PORT, 1, pfd[1], 3000, 300};
   pid_t pa = spawn_closefds(consumer_main, &a, pfd[1], -1);
   char ep[256];
-  recv_str(pfd[0], ep, sizeof ep);
+  pipe_recv_str(pfd[0], ep, sizeof ep);
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = 50, .linger_ms = 10000};
   zc_zmq_t *z = zc_zmq_connect(ep, ZC_CHAN_PRODUCER, &cfg);
   REQUIREF(z != NULL, "connect %s: %s", ep, strerror(errno));

@@ -18,21 +18,6 @@
 #define T_HOLD 98   /* REQUEST: the server keeps it and never replies */
 #define T_SLOW 97   /* REQUEST: the reply comes 300 ms later */
 
-static void send_str(int fd, const char *s) {
-  size_t n = strlen(s) + 1;
-  REQUIREF(write(fd, s, n) == (ssize_t)n, "write: %s", strerror(errno));
-}
-
-static void recv_str(int fd, char *buf, size_t cap) {
-  size_t n = 0;
-  while (n < cap) {
-    ssize_t r = read(fd, buf + n, 1);
-    REQUIREF(r == 1, "read from the child: %s", r == 0 ? "end of file" : strerror(errno));
-    if (buf[n++] == 0) return;
-  }
-  REQUIREF(0, "endpoint string too long");
-}
-
 /* Sizes for seed s: 8 B .. 4 MiB, mostly small, some above libzmq's 8 KiB batch, a few of megabytes. */
 static size_t size_of(uint64_t s) {
   uint64_t r = splitmix64(s * 13 + 5);
@@ -120,7 +105,7 @@ static int server_main(void *arg) {
   server_t sv = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
   sv.e = zc_eps_listen(a->bind, &cfg);
   REQUIREF(sv.e != NULL, "listen %s: %s", a->bind, strerror(errno));
-  send_str(a->fd, zc_eps_endpoint(sv.e));
+  pipe_send_str(a->fd, zc_eps_endpoint(sv.e));
   pthread_t th[8];
   for (int i = 0; i < a->threads; i++) pthread_create(&th[i], NULL, server_replier, &sv);
   zc_svc_msg_t held[64];
@@ -161,7 +146,7 @@ static pid_t start_server(server_args_t *a, char *ep, size_t cap) {
   a->fd = pfd[1];
   pid_t pid = spawn_closefds(server_main, a, pfd[1], -1);
   close(pfd[1]);
-  recv_str(pfd[0], ep, cap);
+  pipe_recv_str(pfd[0], ep, cap);
   close(pfd[0]);
   return pid;
 }

@@ -13,21 +13,6 @@
 
 #define ANY_PORT "tcp://127.0.0.1:*"
 
-static void send_str(int fd, const char *s) {
-  size_t n = strlen(s) + 1;
-  REQUIREF(write(fd, s, n) == (ssize_t)n, "write: %s", strerror(errno));
-}
-
-static void recv_str(int fd, char *buf, size_t cap) {
-  size_t n = 0;
-  while (n < cap) {
-    ssize_t r = read(fd, buf + n, 1);
-    REQUIREF(r == 1, "read from the child: %s", r == 0 ? "end of file" : strerror(errno));
-    if (buf[n++] == 0) return;
-  }
-  REQUIREF(0, "endpoint string too long");
-}
-
 /* ---- garbage: a raw ZeroMQ peer sends frames that are not service messages, each way ---- */
 static void raw_send(void *s, const void *d, size_t n, int flags) {
   REQUIREF(zmq_send(s, d, n, flags) == (int)n, "zmq_send: %s", zmq_strerror(errno));
@@ -150,7 +135,7 @@ static int garbage_router_main(void *arg) {
   char ep[256];
   size_t len = sizeof ep;
   zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len);
-  send_str(fd, ep);
+  pipe_send_str(fd, ep);
   unsigned char rid[256], f[64];
   int rl = zmq_recv(s, rid, sizeof rid, 0);
   REQUIREF(rl > 0, "routing id: %s", zmq_strerror(errno));
@@ -215,7 +200,7 @@ static int t_garbage(int argc, char **argv) {
   REQUIRE(pipe(pfd) == 0);
   pid = spawn_closefds(garbage_router_main, &pfd[1], pfd[1], -1);
   close(pfd[1]);
-  recv_str(pfd[0], ep, sizeof ep);
+  pipe_recv_str(pfd[0], ep, sizeof ep);
   close(pfd[0]);
   e = zc_eps_connect(ep, NULL);
   REQUIREF(e != NULL, "connect: %s", strerror(errno));
