@@ -160,6 +160,94 @@ ZC_ZMQ_API int zc_ep_arm(zc_ep_t *e);
 ZC_ZMQ_API void zc_ep_stats(zc_ep_t *e, zc_chan_stats_t *out);
 ZC_ZMQ_API const char *zc_ep_error(zc_ep_t *e);
 
+/* Fan-out subscriber over either transport: a socket path is zc_chan_connect as a consumer of a local
+ * publisher (zc_pub_*, zc_ep_pub_*); tcp:// or ipc:// is zc_zmq_sub_connect. Then zc_ep_receive,
+ * zc_ep_release, zc_ep_fd, zc_ep_arm as for any consumer. */
+ZC_ZMQ_API zc_ep_t *zc_ep_subscribe(const char *endpoint, const zc_zmq_config_t *cfg);
+/* Messages this subscriber missed (ZeroMQ, ZC_PUB_EVICT: dropped for it at the high-water mark); 0 for
+ * the channel, where a subscriber never misses one (it is cut off instead: EPIPE). */
+ZC_ZMQ_API uint64_t zc_ep_missed(zc_ep_t *e);
+
+/* ---- fan-out over ZeroMQ: one publisher, every message read by every subscriber ----
+ * zcmem_channel.h's zc_pub_* (one message read in place by every subscriber) with the same call shapes,
+ * zc_pub_stats_t and errno values, over an XPUB socket (the publisher binds) and SUB sockets (subscribers
+ * connect; any number). inproc:// is refused (EPROTONOSUPPORT: no connection events there).
+ *
+ *   publisher                                        each subscriber process (join at any time)
+ *   p = zc_ep_pub_listen(ep, cfg)                    s = zc_ep_subscribe(ep, cfg)
+ *   zc_ep_pub_accept(p, 5000)  (a subscriber ready)  zc_ep_receive(s, &m, -1); read m.data in place
+ *   q = zc_ep_pub_loan(p, n); fill q                 zc_ep_release(s, &m)
+ *   zc_ep_pub_send(p, q, n, TYPE)  (-> subscribers)
+ *
+ * What differs from the shared-memory fan-out (zc_pub_*):
+ *   - Memory. The loan is a zcmem block (zc_malloc), handed to libzmq once without a copy; libzmq gives
+ *     every subscriber's connection a reference to it and its free callback returns it to zcmem when the
+ *     last connection has written it out (a remote free): not when the subscribers release it. Each
+ *     subscriber reads its own copy (libzmq's receive buffer), in place; release closes it and tells the
+ *     publisher nothing. stats.chan.returned counts the blocks libzmq gave back.
+ *   - Back-pressure: config.chan.ring_entries is the high-water mark (per subscriber: ZMQ_SNDHWM on the
+ *     publisher, ZMQ_RCVHWM on the subscriber, default 4096 messages each; the kernel's socket buffers
+ *     come on top). Policy ZC_CHAN_BLOCK (XPUB_NODROP): a send finding any subscriber at its mark waits
+ *     up to block_timeout_ms for room, then ETIMEDOUT; ZC_CHAN_FAIL: EAGAIN at once; both keep the loan
+ *     with the caller and the message reaches nobody. ZC_PUB_EVICT: never waits; libzmq drops the message
+ *     for each subscriber at its mark (the others get it). The slow subscriber is not cut off (no EPIPE,
+ *     unlike locally): it misses messages, and zc_ep_missed / zc_zmq_missed counts them from the
+ *     publisher's sequence numbers. The memory cap (max_bytes) works as for zc_zmq_*.
+ *   - Joining. A subscriber receives what is sent after its subscription reached the publisher: earlier
+ *     messages, and those sent while its connection was being made, are not for it (a late joiner misses
+ *     them, none is replayed). zc_ep_pub_accept(p, t) waits for the next subscription to arrive (EAGAIN
+ *     if t = 0 and none came, ETIMEDOUT) and returns the subscribers connected: a subscriber accepted is
+ *     one that gets every message sent from then on (under BLOCK/FAIL, while it stays connected).
+ *   - Subscribers are connections counted by libzmq's socket monitor (zc_ep_pub_subscribers); a send
+ *     returns that count (0: nobody connected; the block comes back to zcmem at once), not how many
+ *     connections libzmq really wrote it to (it does not say): one whose subscription has not arrived yet
+ *     is counted, a subscriber that connected since the monitor was last read (at most 1 ms ago) is not.
+ *   - Death. A subscriber killed or closed: its TCP connection closes, libzmq drops its queue and the
+ *     publisher's count goes down (stats.left); it never holds the publisher again. A subscriber stopped,
+ *     hung or cut off by the network holds a BLOCK/FAIL publisher (ETIMEDOUT / EAGAIN) until heartbeats
+ *     (heartbeat_ms, off by default) or TCP drop its connection. There is no "cut off" for a protocol
+ *     error: a subscriber's frames other than subscriptions are dropped and counted in
+ *     stats.chan.rejected (a frame above 256 bytes gets its connection dropped by libzmq).
+ *   - Publisher gone. A clean close sends every subscriber a goodbye; the subscriber's receive fails with
+ *     EPIPE after what was sent is received (or 500 ms after a crashed publisher's connection closed), as
+ *     zc_zmq_receive. EPIPE is not final: ZeroMQ reconnects to a publisher restarted on the endpoint and
+ *     the subscriber receives its messages (its sequence numbers start a new run, not counted as missed).
+ *   - Garbage from a peer that is not a publisher: dropped, EPROTO once per frame, counted in
+ *     stats.rejected; the next receive goes on.
+ *   - zc_ep_pub_collect takes in nothing (libzmq frees blocks itself): it reads subscriptions and the
+ *     monitor and returns the messages libzmq still holds. No ZC_PUB_MAX_SUBS limit. */
+typedef struct zc_ep_pub_s zc_ep_pub_t;
+
+ZC_ZMQ_API zc_zmq_t *zc_zmq_pub_bind(const char *endpoint, const zc_zmq_config_t *cfg); /* XPUB */
+ZC_ZMQ_API zc_zmq_t *zc_zmq_sub_connect(const char *endpoint, const zc_zmq_config_t *cfg); /* SUB */
+/* Publisher: zc_zmq_loan, zc_zmq_cancel, zc_zmq_collect, zc_zmq_fd, zc_zmq_close as a producer, and: */
+ZC_ZMQ_API int zc_zmq_pub_send(zc_zmq_t *z, void *p, size_t len, uint32_t type); /* subscribers, or -1 */
+ZC_ZMQ_API int zc_zmq_pub_accept(zc_zmq_t *z, int timeout_ms);
+ZC_ZMQ_API int zc_zmq_subscribers(zc_zmq_t *z);
+/* chan: as zc_zmq_stats' producer; subscribers (connected), joined (subscriptions received), left
+ * (connections closed), unheard, deliveries (the sum of what send returned); evicted, cut_off 0. */
+ZC_ZMQ_API void zc_zmq_pub_stats(zc_zmq_t *z, zc_pub_stats_t *out);
+/* Subscriber: zc_zmq_receive, _release, _arm, _fd, _stats, _close as a consumer, and: */
+ZC_ZMQ_API uint64_t zc_zmq_missed(zc_zmq_t *z);
+
+/* The publisher over either transport: a socket path is zc_pub_listen (cfg->chan), tcp:// or ipc:// is
+ * zc_zmq_pub_bind ("tcp://127.0.0.1:*" picks a free port: zc_ep_pub_endpoint). The rest dispatches to
+ * zc_pub_* or the calls above. Close removes the local socket file. */
+ZC_ZMQ_API zc_ep_pub_t *zc_ep_pub_listen(const char *endpoint, const zc_zmq_config_t *cfg);
+ZC_ZMQ_API void zc_ep_pub_close(zc_ep_pub_t *p);
+ZC_ZMQ_API zc_ep_kind_t zc_ep_pub_kind(zc_ep_pub_t *p);
+ZC_ZMQ_API const char *zc_ep_pub_endpoint(zc_ep_pub_t *p);
+ZC_ZMQ_API int zc_ep_pub_accept(zc_ep_pub_t *p, int timeout_ms);
+ZC_ZMQ_API void *zc_ep_pub_loan(zc_ep_pub_t *p, size_t n);
+ZC_ZMQ_API int zc_ep_pub_send(zc_ep_pub_t *p, void *buf, size_t len, uint32_t type);
+ZC_ZMQ_API int zc_ep_pub_cancel(zc_ep_pub_t *p, void *buf);
+ZC_ZMQ_API long zc_ep_pub_collect(zc_ep_pub_t *p);
+ZC_ZMQ_API int zc_ep_pub_subscribers(zc_ep_pub_t *p);
+/* Local: the listening socket. ZeroMQ: an epoll fd that becomes readable when a subscription or a
+ * connection event may have arrived (then zc_ep_pub_accept(p, 0) or zc_ep_pub_collect). */
+ZC_ZMQ_API int zc_ep_pub_fd(zc_ep_pub_t *p);
+ZC_ZMQ_API void zc_ep_pub_stats(zc_ep_pub_t *p, zc_pub_stats_t *out);
+ZC_ZMQ_API const char *zc_ep_pub_error(zc_ep_pub_t *p);
 
 /* ---- the channel services over both transports: zc_eps_* ----
  * zcmem_service.h's calls (request/response correlated by the library, the work queue to the least busy

@@ -47,6 +47,19 @@ static inline void slot_put(zc_zmq_t *z, uint32_t i) {
 
 /* Check a received frame: 0 and *out filled; 1 a goodbye frame (nothing for the caller); -1 EPROTO (the
  * frame is closed and counted). */
+/* Subscriber: what the publisher's numbering says we missed (frames libzmq dropped for us). A frame
+ * numbered below the one expected, or the first one after a (re)connection, starts a new run. */
+static void sub_seq(zc_zmq_t *z, uint32_t seq) {
+  uint32_t gap = seq - z->seq_next;
+  if (z->seq_fresh || gap >= 0x80000000u) {
+    z->seq_fresh = 0;
+    z->runs++;
+  } else {
+    z->missed += gap;
+  }
+  z->seq_next = seq + 1;
+}
+
 static int accept_frame(zc_zmq_t *z, uint32_t i, zc_chan_msg_t *out) {
   zq_slot_t *s = slot_at(z, i);
   size_t size = zmq_msg_size(&s->msg);
@@ -69,12 +82,19 @@ static int accept_frame(zc_zmq_t *z, uint32_t i, zc_chan_msg_t *out) {
       z->byes++;
       return 1;
     }
-    if (h.magic != ZQ_MAGIC)
+    uint32_t seq = 0;
+    if (z->sub && h.magic == ZQ_PMAGIC) { /* a published frame: seq in the high half of the length */
+      seq = (uint32_t)(h.len >> 32);
+      h.len = (uint32_t)h.len;
+    }
+    if (h.magic != (z->sub ? ZQ_PMAGIC : ZQ_MAGIC))
       why = "a frame without the zcmem magic";
     else if (h.len != size - ZQ_HDR)
       why = "a frame whose length field does not match its size";
     else if (h.len > z->max_msg || h.len > UINT32_MAX)
       why = "a frame above max_msg";
+    else if (z->sub)
+      sub_seq(z, seq);
   }
   if (why != NULL) {
     zmq_msg_close(&s->msg);

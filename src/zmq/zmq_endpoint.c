@@ -63,6 +63,20 @@ zc_ep_t *zc_ep_connect(const char *endpoint, zc_chan_role_t role, const zc_zmq_c
   return wrap(ZC_EP_CHANNEL, zc_chan_connect(endpoint, role, cfg != NULL ? &cfg->chan : NULL), NULL, endpoint);
 }
 
+/* Fan-out subscriber. Channel: zc_chan_connect as a consumer (the publisher's zc_pub_accept takes it).
+ * ZeroMQ: zc_zmq_sub_connect. */
+zc_ep_t *zc_ep_subscribe(const char *endpoint, const zc_zmq_config_t *cfg) {
+  if (endpoint == NULL) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (zc_ep_kind_of(endpoint) == ZC_EP_ZMQ) return wrap(ZC_EP_ZMQ, NULL, zc_zmq_sub_connect(endpoint, cfg), "");
+  return wrap(ZC_EP_CHANNEL, zc_chan_connect(endpoint, ZC_CHAN_CONSUMER, cfg != NULL ? &cfg->chan : NULL), NULL,
+              endpoint);
+}
+
+uint64_t zc_ep_missed(zc_ep_t *e) { return e->kind == ZC_EP_ZMQ ? zc_zmq_missed(e->z) : 0; }
+
 void zc_ep_close(zc_ep_t *e) {
   if (e == NULL) return;
   if (e->kind == ZC_EP_ZMQ)

@@ -14,6 +14,11 @@
  * holds a loan tag (a per-endpoint key mixed with the block's address) and the loan size, so send can tell
  * a live loan of this endpoint from any other pointer.
  *
+ * Fan-out (zpub.c) uses the same endpoint with an XPUB socket (publisher, role producer) or a SUB socket
+ * (subscriber, role consumer): loans, the free callback, receive and release are shared with PUSH/PULL.
+ * A published frame's header is magic ZQ_PMAGIC | type (u32) | seq (u32) << 32 | payload length (u32): seq
+ * counts the publisher's sends, so a subscriber counts what it missed (messages libzmq dropped for it).
+ *
  * Locks: z->lock protects the producer's socket, monitor socket and counters (producer calls are
  * thread-safe). The consumer takes no lock (one thread at a time, as on the channel). The counters the
  * free callback touches (I/O thread) are atomics.
@@ -31,6 +36,7 @@
 #include <zmq.h>
 
 #define ZQ_MAGIC 0x315a435au /* "ZCZ1" read as little-endian bytes */
+#define ZQ_PMAGIC 0x31505a5au /* "ZZP1": a published frame; its 64-bit field is seq << 32 | payload length */
 #define ZQ_BYE 0x305a435au   /* "ZCZ0": a producer's last frame before a clean close (16 bytes, no payload) */
 #define ZQ_HDR 16u
 #define ZQ_MAX_FDS 64        /* peers tracked by fd (more connections still work; counted as one) */
@@ -73,6 +79,7 @@ typedef struct zq_tally_s {
 
 struct zc_zmq_s {
   zc_chan_role_t role;
+  int pub, sub;        /* fan-out: XPUB publisher, SUB subscriber (zpub.c) */
   int inproc;          /* no monitor events there: peers unknown */
   void *ctx, *sock, *mon;
   int epfd;
@@ -97,6 +104,14 @@ struct zc_zmq_s {
   zq_slot_t **chunks;
   uint32_t nchunks, free_head;
   uint64_t held_msgs, held_bytes, received, released, rejected;
+  /* fan-out: publisher (under lock) */
+  uint32_t pub_seq;                       /* seq of the next published frame */
+  uint64_t joins, subs_in, unheard, deliveries, accepted_peers;
+  uint64_t in_ns;                         /* the last look at the subscribers' frames */
+  /* fan-out: subscriber */
+  uint32_t seq_next;                      /* the seq expected next */
+  int seq_fresh;                          /* the next frame starts a run: no gap counted */
+  uint64_t missed, runs;
 };
 
 /* zmq_setup.c */
@@ -107,11 +122,20 @@ int zq_peer_lost(const zc_zmq_t *z);               /* a peer was connected and n
 int zq_loss_final(const zc_zmq_t *z);              /* consumer: ... and nothing more can come from them */
 int zq_wait(zc_zmq_t *z, short events, uint64_t deadline_ns); /* 1 ready, 0 timed out, -1 error */
 
+/* zmq_setup.c: open a socket of this type (ZMQ_PUSH/PULL/XPUB/SUB) */
+zc_zmq_t *zq_open(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg, int bind, int type);
+
 /* zmq_producer.c */
 void zq_free_cb(void *data, void *hint);
 void zq_tally_put(zq_tally_t *t);
 
+int zq_send_checked(zc_zmq_t *z, void *p, size_t len, uint32_t type); /* locked: 0 sent, -1 errno */
+
 /* zmq_consumer.c */
 void zq_consumer_close(zc_zmq_t *z);
+
+/* zpub.c */
+void zq_pub_drain(zc_zmq_t *z); /* publisher, locked: read the subscribers' frames (subscriptions, junk) */
+int zq_pub_send_locked(zc_zmq_t *z, void *p, size_t len, uint32_t type); /* subscribers it went to, or -1 */
 
 #endif /* ZCMEM_ZMQ_INTERNAL_H */

@@ -4,13 +4,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <time.h>
 
 #define ZQ_DISCARD 0xdeadc0deu /* header mark: the callback frees the block without counting a return */
 
 static inline uint32_t loan_tag(const zc_zmq_t *z, const zq_hdr_t *h) {
   uint32_t t = z->loan_key ^ (uint32_t)((uintptr_t)h >> 4) * 0x9e3779b1u;
-  return t == ZQ_MAGIC || t == ZQ_DISCARD ? t ^ 1u : t;
+  return t == ZQ_MAGIC || t == ZQ_PMAGIC || t == ZQ_DISCARD ? t ^ 2u : t;
 }
 
 /* Runs on libzmq's I/O thread when it no longer needs a sent block (or on the sender's thread when a
@@ -27,9 +28,9 @@ void zq_tally_put(zq_tally_t *t) {
 void zq_free_cb(void *data, void *hint) {
   zq_tally_t *t = hint;
   zq_hdr_t *h = data;
-  if (h->magic != ZQ_MAGIC && h->magic != ZQ_DISCARD) return;
-  uint64_t bytes = ZQ_HDR + h->len;
-  int counted = h->magic == ZQ_MAGIC;
+  if (h->magic != ZQ_MAGIC && h->magic != ZQ_PMAGIC && h->magic != ZQ_DISCARD) return;
+  uint64_t bytes = ZQ_HDR + (h->magic == ZQ_PMAGIC ? (uint32_t)h->len : h->len);
+  int counted = h->magic != ZQ_DISCARD;
   zc_free(data);
   if (counted) {
     atomic_fetch_add_explicit(&t->returned_bytes, bytes - ZQ_HDR, memory_order_relaxed);
@@ -150,19 +151,20 @@ int zc_zmq_cancel(zc_zmq_t *z, void *p) {
 static int send_locked(zc_zmq_t *z, zq_hdr_t *h, size_t len, uint32_t type, uint64_t *deadline) {
   uint64_t loaned = h->len;
   zmq_msg_t msg;
-  h->magic = ZQ_MAGIC;
+  h->magic = z->pub ? ZQ_PMAGIC : ZQ_MAGIC;
   h->type = type;
-  h->len = len;
+  h->len = z->pub ? (uint64_t)z->pub_seq << 32 | len : len; /* a published length fits 32 bits (max_msg) */
   if (zmq_msg_init_data(&msg, h, ZQ_HDR + len, zq_free_cb, z->t) != 0) {
     h->magic = loan_tag(z, h);
     h->len = loaned;
     zq_set_error(z, ENOMEM, "zmq_msg_init_data: %s", zmq_strerror(errno));
     return -1;
   }
-  int waited = 0, err;
+  int waited = 0, err, flags = ZMQ_DONTWAIT;
   for (;;) {
     if (z->t->per_block_refs) atomic_fetch_add_explicit(&z->t->refs, 1, memory_order_relaxed); /* the block's */
-    if (zmq_msg_send(&msg, z->sock, ZMQ_DONTWAIT) >= 0) {
+    if (zmq_msg_send(&msg, z->sock, flags) >= 0) {
+      z->pub_seq++;
       z->sent++;
       z->sent_bytes += len;
       if (loaned != len) atomic_fetch_sub(&z->t->reserved, loaned - len); /* the cap counts what is sent */
@@ -178,7 +180,7 @@ static int send_locked(zc_zmq_t *z, zq_hdr_t *h, size_t len, uint32_t type, uint
       break;
     }
     zq_monitor_drain(z);
-    if (zq_peer_lost(z)) {
+    if (!z->pub && zq_peer_lost(z)) { /* a publisher with nobody subscribed sends to nobody instead */
       zq_set_error(z, EPIPE, "send: the consumer is gone (no peer connected)");
       err = EPIPE;
       break;
@@ -191,6 +193,20 @@ static int send_locked(zc_zmq_t *z, zq_hdr_t *h, size_t len, uint32_t type, uint
     }
     if (*deadline == 0)
       *deadline = z->block_timeout_ms < 0 ? UINT64_MAX : zq_now_ns() + (uint64_t)z->block_timeout_ms * 1000000ull;
+    if (z->pub) { /* XPUB always polls writable: wait inside libzmq's send instead (for its pipes' room) */
+      uint64_t now = zq_now_ns();
+      if (now >= *deadline) {
+        zq_set_error(z, ETIMEDOUT, "send: a subscriber is still full after %d ms", z->block_timeout_ms);
+        err = ETIMEDOUT;
+        break;
+      }
+      uint64_t left = *deadline == UINT64_MAX ? 0 : (*deadline - now + 999999) / 1000000;
+      int ms = *deadline == UINT64_MAX ? -1 : left > INT32_MAX ? INT32_MAX : (int)left;
+      zmq_setsockopt(z->sock, ZMQ_SNDTIMEO, &ms, sizeof ms);
+      z->sleeps++;
+      flags = 0;
+      continue;
+    }
     int w = zq_wait(z, ZMQ_POLLOUT, *deadline);
     if (w == 0) {
       zq_set_error(z, ETIMEDOUT, "send: still full after %d ms", z->block_timeout_ms);
@@ -218,11 +234,8 @@ static int send_locked(zc_zmq_t *z, zq_hdr_t *h, size_t len, uint32_t type, uint
   return -1;
 }
 
-int zc_zmq_send(zc_zmq_t *z, void *p, size_t len, uint32_t type) {
-  if (z->role != ZC_CHAN_PRODUCER) {
-    errno = EINVAL;
-    return -1;
-  }
+/* Check the loan, then send it; called with z->lock held (the publisher's send, zpub.c, holds it across). */
+int zq_send_checked(zc_zmq_t *z, void *p, size_t len, uint32_t type) {
   zq_hdr_t *h = loan_of(z, p);
   if (h == NULL) return -1;
   if (len > h->len) {
@@ -232,12 +245,20 @@ int zc_zmq_send(zc_zmq_t *z, void *p, size_t len, uint32_t type) {
     return -1;
   }
   uint64_t deadline = 0;
+  return send_locked(z, h, len, type, &deadline);
+}
+
+int zc_zmq_send(zc_zmq_t *z, void *p, size_t len, uint32_t type) {
+  if (z->role != ZC_CHAN_PRODUCER) {
+    errno = EINVAL;
+    return -1;
+  }
   pthread_mutex_lock(&z->lock);
-  int rc = send_locked(z, h, len, type, &deadline);
+  int rc = z->pub ? zq_pub_send_locked(z, p, len, type) : zq_send_checked(z, p, len, type);
   int e = errno;
   pthread_mutex_unlock(&z->lock);
   errno = e;
-  return rc;
+  return rc < 0 ? -1 : 0;
 }
 
 int zc_zmq_send_batch(zc_zmq_t *z, const zc_chan_msg_t *msgs, int n) {
@@ -262,8 +283,11 @@ long zc_zmq_collect(zc_zmq_t *z) {
     return -1;
   }
   pthread_mutex_lock(&z->lock);
-  zq_monitor_drain(z);
-  int lost = zq_peer_lost(z);
+  if (z->pub)
+    zq_pub_drain(z); /* the subscribers' frames, and the monitor */
+  else
+    zq_monitor_drain(z);
+  int lost = !z->pub && zq_peer_lost(z); /* a publisher without subscribers is not broken */
   uint64_t sent = z->sent;
   pthread_mutex_unlock(&z->lock);
   uint64_t inflight = sent - atomic_load_explicit(&z->t->returned, memory_order_acquire);

@@ -32,6 +32,7 @@ void zq_set_error(zc_zmq_t *z, int err, const char *fmt, ...) {
  * only marks the endpoint "was connected" (so a later loss is EPIPE) once a ZMTP handshake succeeded: a
  * port scanner or a peer speaking garbage can never make a fresh endpoint report EPIPE. */
 static void peer_up(zc_zmq_t *z, int fd) {
+  z->accepted_peers++;
   if (z->npeers < ZQ_MAX_FDS)
     z->fds[z->npeers++] = fd;
   else
@@ -75,7 +76,10 @@ void zq_monitor_drain(zc_zmq_t *z) {
       case ZMQ_EVENT_ACCEPTED:
       case ZMQ_EVENT_CONNECTED: peer_up(z, (int)value); break;
       case ZMQ_EVENT_DISCONNECTED: peer_down(z, (int)value); break;
-      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: z->ever_connected = 1; break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        z->ever_connected = 1;
+        z->seq_fresh = 1; /* subscriber: a (new) publisher's numbering starts over, not a gap */
+        break;
       default: break;
     }
   }
@@ -152,12 +156,12 @@ static void destroy(zc_zmq_t *z) {
   free(z);
 }
 
-static zc_zmq_t *open_endpoint(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg,
-                               int bind) {
+zc_zmq_t *zq_open(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg, int bind, int type) {
   zc_zmq_config_t c = {0};
   if (cfg != NULL) c = *cfg;
+  int max_policy = type == ZMQ_XPUB ? ZC_PUB_EVICT : ZC_CHAN_FAIL;
   if (endpoint == NULL || (role != ZC_CHAN_PRODUCER && role != ZC_CHAN_CONSUMER) ||
-      strlen(endpoint) >= sizeof ((zc_zmq_t *)0)->endpoint || c.chan.policy < 0 || c.chan.policy > 1 ||
+      strlen(endpoint) >= sizeof ((zc_zmq_t *)0)->endpoint || c.chan.policy < 0 || c.chan.policy > max_policy ||
       c.max_msg > ZC_ZMQ_MAX_MSG || (c.chan.ring_entries > (uint32_t)INT32_MAX)) {
     errno = EINVAL;
     return NULL;
@@ -167,6 +171,9 @@ static zc_zmq_t *open_endpoint(const char *endpoint, zc_chan_role_t role, const 
   z->epfd = -1;
   pthread_mutex_init(&z->lock, NULL);
   z->role = role;
+  z->pub = type == ZMQ_XPUB;
+  z->sub = type == ZMQ_SUB;
+  z->seq_fresh = 1;
   /* aligned as its type says (its counters sit on their own cache lines; calloc gives 16 bytes) */
   z->t = aligned_alloc(_Alignof(zq_tally_t), (sizeof *z->t + _Alignof(zq_tally_t) - 1) & ~(_Alignof(zq_tally_t) - 1));
   if (z->t != NULL) memset(z->t, 0, sizeof *z->t);
@@ -201,7 +208,7 @@ static zc_zmq_t *open_endpoint(const char *endpoint, zc_chan_role_t role, const 
     zq_set_error(z, ENOMEM, "zmq_ctx_new: %s", zmq_strerror(errno));
     goto fail;
   }
-  z->sock = zmq_socket(z->ctx, role == ZC_CHAN_PRODUCER ? ZMQ_PUSH : ZMQ_PULL);
+  z->sock = zmq_socket(z->ctx, type);
   if (z->sock == NULL) {
     zq_set_error(z, ENOMEM, "zmq_socket: %s", zmq_strerror(errno));
     goto fail;
@@ -213,10 +220,23 @@ static zc_zmq_t *open_endpoint(const char *endpoint, zc_chan_role_t role, const 
       (setopt_int(z, ZMQ_HEARTBEAT_IVL, hb) != 0 || setopt_int(z, ZMQ_HEARTBEAT_TIMEOUT, hb_timeout) != 0 ||
        setopt_int(z, ZMQ_HEARTBEAT_TTL, hb_timeout < 6553500 ? hb_timeout : 6553500) != 0))
     goto fail;
-  if (role == ZC_CHAN_CONSUMER) {
+  if (z->pub) {
+    /* NODROP: a full subscriber makes send fail (EAGAIN), which BLOCK and FAIL turn into their waits;
+     * EVICT keeps libzmq's PUB behaviour, dropping the messages a full subscriber has no room for.
+     * VERBOSE: every subscription reaches us (zc_zmq_pub_accept counts them). A subscriber sends nothing
+     * but subscriptions: a larger frame gets its connection dropped. */
+    int64_t maxsize = 256;
+    if (setopt_int(z, ZMQ_XPUB_NODROP, z->policy != ZC_PUB_EVICT) != 0 || setopt_int(z, ZMQ_XPUB_VERBOSE, 1) != 0 ||
+        zmq_setsockopt(z->sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) != 0)
+      goto fail;
+  } else if (role == ZC_CHAN_CONSUMER) {
     int64_t maxsize = (int64_t)(z->max_msg + ZQ_HDR);
     if (zmq_setsockopt(z->sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize) != 0) {
       zq_set_error(z, EINVAL, "ZMQ_MAXMSGSIZE: %s", zmq_strerror(errno));
+      goto fail;
+    }
+    if (z->sub && zmq_setsockopt(z->sock, ZMQ_SUBSCRIBE, "", 0) != 0) {
+      zq_set_error(z, EINVAL, "ZMQ_SUBSCRIBE: %s", zmq_strerror(errno));
       goto fail;
     }
   } else if (!bind && setopt_int(z, ZMQ_IMMEDIATE, 1) != 0) {
@@ -249,7 +269,7 @@ static zc_zmq_t *open_endpoint(const char *endpoint, zc_chan_role_t role, const 
   }
   for (int i = 0; i < 2; i++) {
     void *s = i == 0 ? z->mon : z->sock;
-    if (s == z->sock && role != ZC_CHAN_CONSUMER) break;
+    if (s == z->sock && role != ZC_CHAN_CONSUMER && !z->pub) break;
     int fd;
     size_t fl = sizeof fd;
     struct epoll_event ev = {.events = EPOLLIN};
@@ -284,11 +304,11 @@ fail: {
 }
 
 zc_zmq_t *zc_zmq_bind(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg) {
-  return open_endpoint(endpoint, role, cfg, 1);
+  return zq_open(endpoint, role, cfg, 1, role == ZC_CHAN_PRODUCER ? ZMQ_PUSH : ZMQ_PULL);
 }
 
 zc_zmq_t *zc_zmq_connect(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg) {
-  return open_endpoint(endpoint, role, cfg, 0);
+  return zq_open(endpoint, role, cfg, 0, role == ZC_CHAN_PRODUCER ? ZMQ_PUSH : ZMQ_PULL);
 }
 
 void zc_zmq_close(zc_zmq_t *z) {
