@@ -102,14 +102,16 @@ BENCHMARKS = [
     # them to zcmem: "run under glibc" in the report means no LD_PRELOAD, every variant's malloc is zcmem's.
     Bench("zmq", "zmq_bench", [], [], "msgs_per_s_64",
           "zcmem over ZeroMQ against plain ZeroMQ with a copy, and the channel, 64 B / 16 KiB / 1 MiB; "
-          "one-way and request/response",
+          "one-way, request/response and fan-out to 2 subscribers",
           mode="once", needs="libzmq (Debian package libzmq3-dev)",
           extra=["msgs_per_s_16384", "msgs_per_s_1048576", "lat_p50_64", "lat_p99_64", "lat_p50_16384",
                  "lat_p99_16384", "lat_p50_1048576", "lat_p99_1048576", "cpu_us_per_msg_64",
                  "cpu_us_per_msg_16384", "cpu_us_per_msg_1048576", "alloc_calls_per_msg_64",
                  "alloc_calls_per_msg_16384", "alloc_calls_per_msg_1048576", "rr_per_s_64", "rr_p50_64",
                  "rr_p99_64", "rr_per_s_16384", "rr_p50_16384", "rr_per_s_1048576", "rr_p50_1048576",
-                 "rr_alloc_calls_64"]),
+                 "rr_alloc_calls_64", "pub_msgs_per_s_64", "pub_p50_64", "pub_p99_64", "pub_msgs_per_s_16384",
+                 "pub_p50_16384", "pub_msgs_per_s_1048576", "pub_p50_1048576", "pub_cpu_us_per_msg_64",
+                 "pub_cpu_us_per_msg_16384", "pub_cpu_us_per_msg_1048576", "pub_alloc_calls_per_msg_64"]),
 ]
 
 # The fast path: instructions per malloc/free pair under callgrind (bench/fastpath.c).

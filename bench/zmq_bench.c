@@ -22,16 +22,17 @@
  * the shared-memory channel services); round trips/s, p50/p99 of each round trip, CPU and allocator calls
  * per round trip on each side.
  * Every payload is written once by the producer and read once (every byte, a checksum) by the consumer.
- * Usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0] [oneway|rr]
- *        (-q: fewer messages; oneway or rr: only that table)
+ * Then fan-out (zmq_bench_pub.c): one publisher, two subscriber processes, every message read by both.
+ * Usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0] [oneway|rr|pub]
+ *        (-q: fewer messages; oneway, rr or pub: only that table)
  * Output: a Markdown table, and the same figures as `zcbench` lines for bench/run (entry "zmq" of
  * bench/suite.py): variant = transport, metric = msgs_per_s_SIZE, lat_p50_SIZE, lat_p99_SIZE (us),
  * cpu_us_per_msg_SIZE (producer + consumer), alloc_calls_per_msg_SIZE (producer + consumer); rr_per_s_SIZE,
- * rr_p50_SIZE, rr_p99_SIZE (us), rr_alloc_calls_SIZE (client + server, per round trip).
+ * rr_p50_SIZE, rr_p99_SIZE (us), rr_alloc_calls_SIZE (client + server, per round trip); pub_msgs_per_s_SIZE,
+ * pub_p50_SIZE, pub_p99_SIZE, pub_cpu_us_per_msg_SIZE, pub_alloc_calls_per_msg_SIZE (publisher + subscribers).
  */
 #define _GNU_SOURCE
-#include "zcmem.h"
-#include "zcmem_zmq.h"
+#include "zmq_bench.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -50,7 +51,7 @@
 #include <zmq.h>
 
 /* ---- allocator calls, counted: every malloc-family call of this process lands here ---- */
-static _Atomic uint64_t alloc_calls;
+_Atomic uint64_t alloc_calls;
 #define COUNT() atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed)
 void *malloc(size_t n) { COUNT(); return zc_malloc(n); }
 void free(void *p) { if (p != NULL) COUNT(); zc_free(p); }
@@ -61,20 +62,20 @@ void *aligned_alloc(size_t a, size_t n) { COUNT(); return zc_aligned_alloc(a, n)
 void *memalign(size_t a, size_t n) { COUNT(); return zc_memalign(a, n); }
 size_t malloc_usable_size(void *p) { return zc_usable_size(p); }
 
-static uint64_t now_ns(void) {
+uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t cpu_ns(void) {
+uint64_t cpu_ns(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
          (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
 }
 
-static void die(const char *what, const char *detail) {
+void die(const char *what, const char *detail) {
   fprintf(stderr, "zmq_bench: %s: %s (%s)\n", what, strerror(errno), detail ? detail : "");
   exit(1);
 }
@@ -98,13 +99,13 @@ static uint64_t insn_read(int fd) {
 }
 
 /* ---- payload: seq, send time, then a pattern; read back whole ---- */
-static void write_payload(void *p, size_t n, uint64_t seq, uint64_t t) {
+void write_payload(void *p, size_t n, uint64_t seq, uint64_t t) {
   memcpy(p, &seq, 8);
   memcpy((char *)p + 8, &t, 8);
   memset((char *)p + 16, (int)(seq & 0xff), n - 16);
 }
 
-static uint64_t read_payload(const void *p, size_t n, uint64_t *t) {
+uint64_t read_payload(const void *p, size_t n, uint64_t *t) {
   uint64_t seq, sum = 0, w;
   memcpy(&seq, p, 8);
   memcpy(t, (const char *)p + 8, 8);
@@ -172,7 +173,7 @@ typedef struct cons_report_s {
   double p50_us, p99_us;
 } cons_report_t;
 
-static int cmp_u64(const void *a, const void *b) {
+int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
 }
@@ -305,7 +306,7 @@ static result_t run(int t, size_t n, long count, long lat_count) {
 
 /* The suite's lines (bench/common.h's protocol, bench/suite.py entry "zmq"): the transport is the variant,
  * the size is in the metric's name, so bench/run puts the three transports side by side per size. */
-static void zcbench(const char *transport, size_t size, const char *metric, double v, const char *unit, int higher) {
+void zcbench(const char *transport, size_t size, const char *metric, double v, const char *unit, int higher) {
   printf("zcbench bench=zmq variant=%s metric=%s_%zu value=%.6g unit=%s better=%s\n", transport, metric, size, v,
          unit, higher ? "higher" : "lower");
 }
@@ -494,7 +495,7 @@ static void rr_table(int quick, const char *only, size_t only_size) {
 }
 
 int main(int argc, char **argv) {
-  int quick = 0, lat_on = 1, mode = 3; /* 1: one-way, 2: request/response, 3: both */
+  int quick = 0, lat_on = 1, mode = 7; /* 1: one-way, 2: request/response, 4: fan-out */
   const char *only = NULL;
   size_t only_size = 0;
   for (int i = 1; i < argc; i++) {
@@ -510,8 +511,10 @@ int main(int argc, char **argv) {
       mode = 1;
     else if (strcmp(argv[i], "rr") == 0)
       mode = 2;
+    else if (strcmp(argv[i], "pub") == 0)
+      mode = 4;
     else {
-      fprintf(stderr, "usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0] [oneway|rr]\n");
+      fprintf(stderr, "usage: zmq_bench [-q] [only=zcmem-zmq|plain-zmq|channel] [size=BYTES] [lat=0] [oneway|rr|pub]\n");
       return 2;
     }
   }
@@ -546,5 +549,6 @@ int main(int argc, char **argv) {
       fflush(stdout);
     }
   if (mode & 2) rr_table(quick, only, only_size);
+  if (mode & 4) pub_table(quick, only, only_size);
   return 0;
 }
