@@ -38,6 +38,7 @@ typedef struct sub_args_s {
   long die_after;     /* >= 0: after this many, stop reading, sleep die_ms, SIGKILL itself */
   int die_ms;
   int ring;           /* ring_entries (high-water mark), 0: default */
+  int done_fd;        /* > 0: write a byte there once every message came (the publisher waits for it) */
 } sub_args_t;
 
 static void check_msg(const zc_chan_msg_t *m, uint64_t base, uint64_t i) {
@@ -48,20 +49,26 @@ static void check_msg(const zc_chan_msg_t *m, uint64_t base, uint64_t i) {
   REQUIREF(bad < 0, "message %lu (%u bytes): byte %ld differs", (unsigned long)i, m->len, bad);
 }
 
-/* One message within 20 s, through the event loop or a blocking receive; 0, or -1 with errno. */
+/* One message, through the event loop or a blocking receive (20 s); 0, or -1 with errno. In the loop,
+ * every other call arms at once, without draining first: arm must see messages already queued (ZMQ_FD
+ * is edge-triggered: sleeping on it with messages queued may never wake). */
 static int sub_recv(zc_ep_t *s, int epfd, zc_chan_msg_t *m, unsigned long *wakeups) {
   if (epfd < 0) return zc_ep_receive(s, m, 20000);
-  uint64_t deadline = now_ns() + 20000000000ull;
+  static unsigned calls;
+  int arm_first = calls++ & 1;
   for (;;) {
-    if (zc_ep_receive(s, m, 0) == 0) return 0;
-    if (errno != EAGAIN) return -1;
+    if (!arm_first) {
+      if (zc_ep_receive(s, m, 0) == 0) return 0;
+      if (errno != EAGAIN) return -1;
+    }
+    arm_first = 0;
     int armed = zc_ep_arm(s);
     if (armed < 0) return -1;
     if (armed == 1) continue;
     struct epoll_event ev;
-    int n = epoll_wait(epfd, &ev, 1, 1000);
-    if (n > 0) (*wakeups)++;
-    REQUIREF(now_ns() < deadline, "epoll: no message within 20 s (armed, fd never woke with one)");
+    int n = epoll_wait(epfd, &ev, 1, 10000);
+    REQUIREF(n > 0, "epoll: armed, and the fd did not wake within 10 s");
+    (*wakeups)++;
   }
 }
 
@@ -98,6 +105,7 @@ static int subscriber_main(void *arg) {
     }
   }
   for (int j = 0; j < nheld; j++) REQUIREF(zc_ep_release(s, &held[j]) == 0, "release: %s", strerror(errno));
+  if (a->done_fd > 0) REQUIREF(write(a->done_fd, "d", 1) == 1, "done");
   /* the publisher closes: EPIPE, and nothing else arrives */
   zc_chan_msg_t m;
   int rc = zc_ep_receive(s, &m, 20000);
@@ -160,11 +168,14 @@ static int t_stream(int argc, char **argv) {
   long n = quick_mode(argc, argv) ? 1000 : 3000;
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = 30000};
   zc_ep_pub_t *p = pub_open(&cfg);
-  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 10, 0, n, 0, 0, -1, 0, 0},
-                     {zc_ep_pub_endpoint(p), 10, 0, n, 1, 0, -1, 0, 0},
-                     {zc_ep_pub_endpoint(p), 10, 0, n, 0, 16, -1, 0, 0}};
+  int done[2];
+  REQUIREF(pipe(done) == 0, "pipe");
+  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 10, 0, n, 0, 0, -1, 0, 0, done[1]},
+                     {zc_ep_pub_endpoint(p), 10, 0, n, 1, 0, -1, 0, 0, done[1]},
+                     {zc_ep_pub_endpoint(p), 10, 0, n, 0, 16, -1, 0, 0, done[1]}};
   pid_t pid[3];
-  for (int k = 0; k < 3; k++) pid[k] = spawn_closefds(subscriber_main, &a[k], -1, -1);
+  for (int k = 0; k < 3; k++) pid[k] = spawn_closefds(subscriber_main, &a[k], done[1], -1);
+  close(done[1]);
   pub_accept(p, 3);
   zc_stats_t before;
   zc_stats_get(&before);
@@ -183,6 +194,9 @@ static int t_stream(int argc, char **argv) {
   zc_stats_t after;
   zc_stats_get(&after);
   CHECKF(after.remote_frees > before.remote_frees, "libzmq's I/O thread freed no block into zcmem");
+  char c;
+  for (int k = 0; k < 3; k++) /* before the close (its goodbye would wake a subscriber sleeping wrongly) */
+    CHECKF(read(done[0], &c, 1) == 1, "a subscriber did not get every message before the close");
   zc_ep_pub_close(p);
   for (int k = 0; k < 3; k++) CHECKF(reap(pid[k]) == 0, "subscriber %d failed", k);
   CHECK_DONE("zmq_pub_stream");
@@ -195,9 +209,9 @@ static int t_kill(int argc, char **argv) {
   long n = quick_mode(argc, argv) ? 600 : 1500;
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = 30000, .chan.ring_entries = 8};
   zc_ep_pub_t *p = pub_open(&cfg);
-  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 20, 0, n, 0, 0, -1, 0, 0},
-                     {zc_ep_pub_endpoint(p), 20, 0, n, 1, 0, -1, 0, 0},
-                     {zc_ep_pub_endpoint(p), 20, 0, n, 0, 10, 100, 1500, 8}};
+  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 20, 0, n, 0, 0, -1, 0, 0, 0},
+                     {zc_ep_pub_endpoint(p), 20, 0, n, 1, 0, -1, 0, 0, 0},
+                     {zc_ep_pub_endpoint(p), 20, 0, n, 0, 10, 100, 1500, 8, 0}};
   pid_t pid[3];
   for (int k = 0; k < 3; k++) pid[k] = spawn_closefds(subscriber_main, &a[k], -1, -1);
   pub_accept(p, 3);
@@ -224,7 +238,9 @@ typedef struct pubc_args_s {
   uint64_t base;
   long count;
   int stay;
+  int pre; /* publish this many 8-byte messages (type PRE_TYPE + k) before accepting: mostly to nobody */
 } pubc_args_t;
+#define PRE_TYPE 0xffff0000u
 
 static int publisher_main(void *arg) {
   const pubc_args_t *a = arg;
@@ -234,6 +250,10 @@ static int publisher_main(void *arg) {
     if ((p = zc_ep_pub_listen(a->ep, &cfg)) == NULL) sleep_ms(10);
   REQUIREF(p != NULL, "pub listen %s: %s", a->ep, strerror(errno));
   if (a->pipe_fd >= 0) pipe_send_str(a->pipe_fd, zc_ep_pub_endpoint(p));
+  for (int k = 0; k < a->pre; k++) {
+    void *q = zc_ep_pub_loan(p, 8);
+    REQUIREF(q != NULL && zc_ep_pub_send(p, q, 8, PRE_TYPE + (uint32_t)k) >= 0, "pre %d: %s", k, strerror(errno));
+  }
   pub_accept(p, 1);
   for (long i = 0; i < a->count; i++) REQUIREF(pub_one(p, a->base, (uint64_t)i) >= 1, "send %ld", i);
   if (a->stay) sleep(60);
@@ -242,11 +262,12 @@ static int publisher_main(void *arg) {
 }
 
 /* The publisher is killed and a new one binds the same port: the subscriber gets EPIPE in between, then
- * ZeroMQ reconnects, and it receives the new publisher's whole stream; nothing counted as missed. */
+ * ZeroMQ reconnects, and it receives the new publisher's whole stream (sent after it was accepted);
+ * nothing counted as missed (a new connection starts a new numbering run). */
 static int t_restart(int argc, char **argv) {
   int pfd[2];
   REQUIREF(pipe(pfd) == 0, "pipe");
-  pubc_args_t a = {ANY_PORT, pfd[1], 30, 300, 1};
+  pubc_args_t a = {ANY_PORT, pfd[1], 30, 300, 1, 0};
   pid_t pa = spawn_closefds(publisher_main, &a, pfd[1], -1);
   char ep[256];
   pipe_recv_str(pfd[0], ep, sizeof ep);
@@ -267,7 +288,9 @@ static int t_restart(int argc, char **argv) {
   while ((rc = zc_ep_receive(s, &m, 100)) != 0 && errno == ETIMEDOUT && now_ns() < deadline) {
   }
   REQUIREF(rc != 0 && errno == EPIPE, "after the kill: rc %d, %s", rc, strerror(errno));
-  pubc_args_t b = {ep, -1, 40, 300, 0};
+  /* B numbers from 0 again and first publishes 1000 messages, most before we are reconnected: its first
+   * message we see is numbered above A's last, and must start a new run, not count as a gap */
+  pubc_args_t b = {ep, -1, 40, 300, 0, 1000};
   pid_t pb = spawn_closefds(publisher_main, &b, -1, -1);
   for (uint64_t i = 0; i < 300;) {
     if (zc_ep_receive(s, &m, 1000) != 0) { /* EPIPE while no publisher is connected */
@@ -276,7 +299,7 @@ static int t_restart(int argc, char **argv) {
       sleep_ms(5);
       continue;
     }
-    check_msg(&m, 40, i++);
+    if (m.type < PRE_TYPE) check_msg(&m, 40, i++);
     zc_ep_release(s, &m);
   }
   while ((rc = zc_ep_receive(s, &m, 100)) != 0 && errno == ETIMEDOUT && now_ns() < deadline + 40000000000ull) {
@@ -293,8 +316,8 @@ static int t_restart(int argc, char **argv) {
 static int t_late(int argc, char **argv) {
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = 30000};
   zc_ep_pub_t *p = pub_open(&cfg);
-  sub_args_t a = {zc_ep_pub_endpoint(p), 50, 0, 200, 0, 0, -1, 0, 0};
-  sub_args_t b = {zc_ep_pub_endpoint(p), 50, 100, 100, 1, 0, -1, 0, 0};
+  sub_args_t a = {zc_ep_pub_endpoint(p), 50, 0, 200, 0, 0, -1, 0, 0, 0};
+  sub_args_t b = {zc_ep_pub_endpoint(p), 50, 100, 100, 1, 0, -1, 0, 0, 0};
   pid_t pa = spawn_closefds(subscriber_main, &a, -1, -1);
   pub_accept(p, 1);
   for (uint64_t i = 0; i < 100; i++) REQUIREF(pub_one(p, 50, i) == 1, "send %lu", (unsigned long)i);
@@ -329,8 +352,8 @@ static int junk_xsub_main(void *arg) {
   buf[0] = 2;
   zmq_send(s, buf, 3, 0);
   sleep_ms(300);
-  zmq_send(s, buf, sizeof buf, 0); /* above the publisher's 256-byte limit */
-  sleep_ms(300);
+  zmq_send(s, buf, sizeof buf, 0); /* above the publisher's 256-byte limit: libzmq drops the connection */
+  sleep(60);                       /* until killed: only the publisher can have closed it */
   int linger = 0;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
   zmq_close(s);
@@ -403,15 +426,21 @@ static int t_garbage(int argc, char **argv) {
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = 30000};
   zc_ep_pub_t *p = pub_open(&cfg);
   const char *ep = zc_ep_pub_endpoint(p);
-  sub_args_t a = {ep, 60, 0, 50, 0, 0, -1, 0, 0};
+  sub_args_t a = {ep, 60, 0, 50, 0, 0, -1, 0, 0, 0};
   pid_t pa = spawn_closefds(subscriber_main, &a, -1, -1);
   pub_accept(p, 1);
-  pid_t j1 = spawn_closefds(junk_xsub_main, (void *)ep, -1, -1);
   pid_t j2 = spawn_closefds(junk_tcp_main, (void *)ep, -1, -1);
-  CHECKF(reap(j1) == 0 && reap(j2) == 0, "junk peers");
+  CHECKF(reap(j2) == 0, "junk TCP peer");
   zc_pub_stats_t st;
-  CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.chan.rejected >= 5), 10000), "rejected %lu",
-         (unsigned long)st.chan.rejected);
+  CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.left >= 1), 10000), "the non-ZMTP peer's connection: left %lu",
+         (unsigned long)st.left);
+  uint64_t left0 = st.left;
+  pid_t j1 = spawn_closefds(junk_xsub_main, (void *)ep, -1, -1);
+  CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.chan.rejected >= 5 && st.left > left0), 10000),
+         "rejected %lu, left %lu: the junk XSUB's oversized frame did not get its connection dropped",
+         (unsigned long)st.chan.rejected, (unsigned long)st.left);
+  kill(j1, SIGKILL);
+  reap(j1);
   CHECKF(strstr(zc_ep_pub_error(p), "not a subscription") != NULL, "error: %s", zc_ep_pub_error(p));
   for (uint64_t i = 0; i < 50; i++) REQUIREF(pub_one(p, 60, i) >= 1, "send %lu", (unsigned long)i);
   pub_all_back(p, 50);
@@ -495,6 +524,10 @@ static void one_policy(int policy) {
     zc_ep_pub_cancel(p, r);
     sleep_ms(10);
   }
+  REQUIREF(WAIT_UNTIL(zc_ep_pub_subscribers(p) == 0, 20000), "the killed subscriber is still counted");
+  CHECKF(zc_ep_pub_collect(p) >= 0, "collect with nobody left: %s (a publisher is not broken by that)",
+         strerror(errno));
+  pub_one(p, 71, 0); /* nor is a send */
   zc_ep_pub_close(p);
 }
 
