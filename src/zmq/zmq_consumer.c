@@ -48,9 +48,13 @@ static inline void slot_put(zc_zmq_t *z, uint32_t i) {
 /* Check a received frame: 0 and *out filled; 1 a goodbye frame (nothing for the caller); -1 EPROTO (the
  * frame is closed and counted). */
 /* Subscriber: what the publisher's numbering says we missed (frames libzmq dropped for us). A frame
- * numbered below the one expected, or the first one after a (re)connection, starts a new run. */
+ * numbered below the one expected, or the first one after a (re)connection (a new publisher numbers from
+ * 0, or is far ahead), starts a new run. */
 static void sub_seq(zc_zmq_t *z, uint32_t seq) {
   uint32_t gap = seq - z->seq_next;
+  /* A gap: first read the monitor (the receive path looks at it only when idle), a new connection's
+   * handshake event comes before its first frame. */
+  if (gap != 0 && gap < 0x80000000u && !z->seq_fresh) zq_monitor_drain(z);
   if (z->seq_fresh || gap >= 0x80000000u) {
     z->seq_fresh = 0;
     z->runs++;
