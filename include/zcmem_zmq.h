@@ -192,7 +192,8 @@ ZC_ZMQ_API uint64_t zc_ep_missed(zc_ep_t *e);
  *     with the caller and the message reaches nobody. ZC_PUB_EVICT: never waits; libzmq drops the message
  *     for each subscriber at its mark (the others get it). The slow subscriber is not cut off (no EPIPE,
  *     unlike locally): it misses messages, and zc_ep_missed / zc_zmq_missed counts them from the
- *     publisher's sequence numbers. The memory cap (max_bytes) works as for zc_zmq_*.
+ *     publisher's sequence numbers. The memory cap (max_bytes) is the one-way producer's (the same code;
+ *     not tested through a publisher).
  *   - Joining. A subscriber receives what is sent after its subscription reached the publisher: earlier
  *     messages, and those sent while its connection was being made, are not for it (a late joiner misses
  *     them, none is replayed). zc_ep_pub_accept(p, t) waits for the next subscription to arrive (EAGAIN
@@ -205,7 +206,8 @@ ZC_ZMQ_API uint64_t zc_ep_missed(zc_ep_t *e);
  *   - Death. A subscriber killed or closed: its TCP connection closes, libzmq drops its queue and the
  *     publisher's count goes down (stats.left); it never holds the publisher again. A subscriber stopped,
  *     hung or cut off by the network holds a BLOCK/FAIL publisher (ETIMEDOUT / EAGAIN) until heartbeats
- *     (heartbeat_ms, off by default) or TCP drop its connection. There is no "cut off" for a protocol
+ *     (heartbeat_ms, off by default) or TCP drop its connection (not tested with fan-out: zmq_heartbeat
+ *     tests heartbeats on PUSH/PULL). There is no "cut off" for a protocol
  *     error: a subscriber's frames other than subscriptions are dropped and counted in
  *     stats.chan.rejected (a frame above 256 bytes gets its connection dropped by libzmq).
  *   - Publisher gone. A clean close sends every subscriber a goodbye; the subscriber's receive fails with
@@ -215,7 +217,7 @@ ZC_ZMQ_API uint64_t zc_ep_missed(zc_ep_t *e);
  *   - Garbage from a peer that is not a publisher: dropped, EPROTO once per frame, counted in
  *     stats.rejected; the next receive goes on.
  *   - zc_ep_pub_collect takes in nothing (libzmq frees blocks itself): it reads subscriptions and the
- *     monitor and returns the messages libzmq still holds. No ZC_PUB_MAX_SUBS limit. */
+ *     monitor and returns the messages libzmq still holds. No ZC_PUB_MAX_SUBS limit (tested with 3). */
 typedef struct zc_ep_pub_s zc_ep_pub_t;
 
 ZC_ZMQ_API zc_zmq_t *zc_zmq_pub_bind(const char *endpoint, const zc_zmq_config_t *cfg); /* XPUB */
