@@ -159,7 +159,7 @@ static void destroy(zc_zmq_t *z) {
 zc_zmq_t *zq_open(const char *endpoint, zc_chan_role_t role, const zc_zmq_config_t *cfg, int bind, int type) {
   zc_zmq_config_t c = {0};
   if (cfg != NULL) c = *cfg;
-  int max_policy = type == ZMQ_XPUB ? ZC_PUB_EVICT : ZC_CHAN_FAIL;
+  int max_policy = type == ZMQ_XPUB || type == ZMQ_SUB ? ZC_PUB_EVICT : ZC_CHAN_FAIL; /* one cfg for both ends */
   if (endpoint == NULL || (role != ZC_CHAN_PRODUCER && role != ZC_CHAN_CONSUMER) ||
       strlen(endpoint) >= sizeof ((zc_zmq_t *)0)->endpoint || c.chan.policy < 0 || c.chan.policy > max_policy ||
       c.max_msg > ZC_ZMQ_MAX_MSG || (c.chan.ring_entries > (uint32_t)INT32_MAX)) {

@@ -641,6 +641,11 @@ static int t_api(int argc, char **argv) {
   zc_ep_pub_stats(p, &st);
   CHECK_EQ(st.unheard, 1);
   CHECK_EQ(st.deliveries, 0);
+  /* one config for both ends: a subscriber accepts the publisher's policies (they are not its business) */
+  zc_zmq_config_t sc = {.chan.policy = ZC_PUB_EVICT, .chan.setup_timeout_ms = 10000};
+  zc_zmq_t *s = zc_zmq_sub_connect(zc_ep_pub_endpoint(p), &sc);
+  CHECKF(s != NULL, "subscriber with ZC_PUB_EVICT: %s", strerror(errno));
+  zc_zmq_close(s);
   zc_ep_pub_close(p);
   CHECK_DONE("zmq_pub_api");
 }
