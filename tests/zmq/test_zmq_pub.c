@@ -317,7 +317,7 @@ static int t_late(int argc, char **argv) {
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = 30000};
   zc_ep_pub_t *p = pub_open(&cfg);
   sub_args_t a = {zc_ep_pub_endpoint(p), 50, 0, 200, 0, 0, -1, 0, 0, 0};
-  sub_args_t b = {zc_ep_pub_endpoint(p), 50, 100, 100, 1, 0, -1, 0, 0, 0};
+  sub_args_t b = {zc_ep_pub_endpoint(p), 50, 100, 100, 0, 0, -1, 0, 0, 0};
   pid_t pa = spawn_closefds(subscriber_main, &a, -1, -1);
   pub_accept(p, 1);
   for (uint64_t i = 0; i < 100; i++) REQUIREF(pub_one(p, 50, i) == 1, "send %lu", (unsigned long)i);
