@@ -167,7 +167,7 @@ static void *stress_thread(void *arg) {
 }
 
 static int case_stress(int argc, char **argv) {
-  stress_iters = quick_mode(argc, argv) ? 1500 : 6000;
+  stress_iters = quick_mode(argc, argv) ? 800 : 3000;
   pthread_t t[2];
   for (uintptr_t i = 0; i < 2; i++) REQUIRE(pthread_create(&t[i], NULL, stress_thread, (void *)(i + 1)) == 0);
   for (int i = 0; i < 2; i++) {
