@@ -380,6 +380,8 @@ ZC_API void *zc_realloc(void *p, size_t n) {
     uint8_t kind = 0;
     void *hdr = zc_segmap_header(p, &kind);
     if (kind == ZC_MAP_LARGE) {
+      void *q = zc_large_grow_resident(p, hdr, n); /* resident pages: no page faults */
+      if (q != NULL) return q;
       if (zc_large_resize_in_place(p, hdr, n)) return p;
       void *moved = zc_large_move(p, hdr, n); /* the kernel moves the pages: no copy */
       if (moved != NULL) return moved;

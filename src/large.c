@@ -68,7 +68,9 @@ void lg_report_corrupt(const region_t *r, const char *when) {
 static region_t *map_region(size_t map_size, uint64_t s);
 static region_t *grow_cached(front_t *f, unsigned c, size_t want);
 
-void *zc_large_alloc(size_t size, size_t align, bool zero) {
+/* zc_large_alloc, or with reuse_only a region resident in the cache or nothing (NULL, errno untouched):
+ * no clean region, no new mapping. */
+static void *large_alloc(size_t size, size_t align, bool zero, bool reuse_only) {
   if (align < 16) align = 16;
   if (align & (align - 1)) {
     errno = EINVAL;
@@ -90,13 +92,14 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
   } else {
     victims_t v = {NULL, NULL};
     bool inl = lg_inline_policy();
-    r = lg_cache_take(c, &from, &v, inl ? zc_os_clock_coarse_ns() : 0, inl);
+    r = lg_cache_take(c, reuse_only, &from, &v, inl ? zc_os_clock_coarse_ns() : 0, inl);
     if (v.purge || v.unmap) lg_process_victims(&v);
   }
   if (r != NULL && !region_valid(r)) { /* overwritten while cached: leave it, map a new one */
     lg_report_corrupt(r, "when taken from the cache");
     r = NULL;
   }
+  if (r == NULL && reuse_only) return NULL;
   bool fresh = r == NULL, missed = fresh;
   if (!fresh && from == CLEAN && zc_os_clock_coarse_ns() - r->stamp < delay_ns()) { /* purged too early */
     STAT_ADD(pmisses, 1);
@@ -137,6 +140,20 @@ void *zc_large_alloc(size_t size, size_t align, bool zero) {
     if (v.purge || v.unmap) lg_process_victims(&v);
   }
   return block;
+}
+
+void *zc_large_alloc(size_t size, size_t align, bool zero) { return large_alloc(size, align, zero, false); }
+
+void *zc_large_grow_resident(void *p, void *hdr, size_t new_size) {
+  region_t *r = hdr;
+  if (!live_block(r, p) || new_size > LARGE_MAX) return NULL;
+  size_t old = r->map_size - r->offset;
+  if (new_size <= old || old > GROW_COPY_MAX) return NULL;
+  void *q = large_alloc(new_size, 16, false, true);
+  if (q == NULL) return NULL;
+  memcpy(q, p, old);
+  zc_large_free(p, hdr);
+  return q;
 }
 
 static region_t *map_region(size_t map_size, uint64_t s) {

@@ -40,6 +40,12 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size);
  * aligned beyond 4 MiB, no address space): the caller copies. */
 void *zc_large_move(void *p, void *hdr, size_t new_size);
 
+/* Grow a block by copying it into a region resident in the cache (one of the cached dirty regions that
+ * would serve a malloc of new_size), when the block is small enough (GROW_COPY_MAX) that copying its bytes
+ * costs less than faulting in fresh pages for the growth; p is then freed. Returns the new block, or NULL
+ * with nothing changed (no such region, a block too big, not a growth, or p not a live block start). */
+void *zc_large_grow_resident(void *p, void *hdr, size_t new_size);
+
 /* Purge cached dirty regions: all of them (front caches included) if force, else those older than the
  * purge delay; also unmaps clean regions unused for long. Returns the number of resident bytes released. */
 size_t zc_large_purge(bool force);

@@ -24,6 +24,7 @@
 #define LARGE_MAX ((size_t)1 << 46)    /* larger requests (or alignments) fail with ENOMEM */
 #define MIN_REGION ((size_t)64 * 1024) /* smallest mapping (shrinking never goes below) */
 #define NCLASS 192u                    /* classes 4*b+q for mappings up to 2^47 */
+#define GROW_COPY_MAX ((size_t)2 << 20) /* realloc copies a block this small into a resident region */
 #define CLEAN_TTL_MIN ((uint64_t)1000000000u)
 
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -161,7 +162,7 @@ size_t lg_dirty_bytes(void);
 void lg_collect_over_budget(victims_t *v, size_t budget);
 void lg_collect_due(victims_t *v, uint64_t now, bool force);
 void lg_policy_locked(victims_t *v, uint64_t now);
-region_t *lg_cache_take(unsigned c, int *from, victims_t *v, uint64_t now, bool inline_run);
+region_t *lg_cache_take(unsigned c, bool dirty_only, int *from, victims_t *v, uint64_t now, bool inline_run);
 size_t lg_unmap_region(region_t *r);
 size_t lg_process_victims(victims_t *v);
 bool lg_want_purger(void);

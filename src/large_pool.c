@@ -319,9 +319,9 @@ void lg_front_tick(void) {
 /* ---- public entry points ---- */
 
 /* Take a cached region able to hold class c: the smallest dirty one of class c .. c+REUSE_SPAN (resident
- * already: reusing it costs no page faults and no memory), else a clean one of class c or c+1. *from says
- * which. */
-region_t *lg_cache_take(unsigned c, int *from, victims_t *v, uint64_t now, bool inline_run) {
+ * already: reusing it costs no page faults and no memory), else (unless dirty_only) a clean one of class c
+ * or c+1. *from says which. */
+region_t *lg_cache_take(unsigned c, bool dirty_only, int *from, victims_t *v, uint64_t now, bool inline_run) {
   size_t cached = __atomic_load_n(&lg_pool.count[DIRTY], __ATOMIC_RELAXED) + __atomic_load_n(&lg_pool.count[CLEAN], __ATOMIC_RELAXED);
   if (cached == 0 && (!inline_run || now < __atomic_load_n(&lg_next_sweep, __ATOMIC_RELAXED))) return NULL;
   region_t *r = NULL;
@@ -329,7 +329,7 @@ region_t *lg_cache_take(unsigned c, int *from, victims_t *v, uint64_t now, bool 
   for (unsigned cc = c; cc <= c + REUSE_SPAN && cc < NCLASS && r == NULL; cc++) {
     if ((r = lg_pool.cls[DIRTY][cc].head) != NULL) *from = DIRTY;
   }
-  for (unsigned cc = c; cc <= c + 1 && cc < NCLASS && r == NULL; cc++) {
+  for (unsigned cc = c; cc <= c + 1 && cc < NCLASS && r == NULL && !dirty_only; cc++) {
     if ((r = lg_pool.cls[CLEAN][cc].head) != NULL) *from = CLEAN;
   }
   if (r != NULL) lg_cache_unlink(r);
