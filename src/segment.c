@@ -198,7 +198,6 @@ static void page_purge(zc_heap_t *h, zc_page_t *pg, uint64_t now) {
   size_t size = page_area_size(s, pg);
   dirty_unlink(h, s, pg);
   pg->purged = 1;
-  pg->touched = 0;
   pg->freed_at = now;
   atomic_fetch_add_explicit(&pol.purge_calls, 1, RLX);
   /* Counted: what the OS took back, whole OS pages only (page 0 starts 16 KiB in: with 64 KiB pages
@@ -230,7 +229,6 @@ static void segment_format(zc_segment_t *s, int kind, uint64_t resident, uint64_
     pg->next = pg->prev = NULL;
     pg->purged = 0;
     pg->dirty = (resident >> (i * units)) & unit_mask ? 1 : 0;
-    pg->touched = pg->dirty ? (uint32_t)page_area_size(s, pg) : 0;
     pg->freed_at = since;
     if (pg->dirty) atomic_fetch_add_explicit(&pol.dirty, page_area_size(s, pg), RLX);
   }
@@ -366,8 +364,8 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
 static bool abandoned_of_kind(int kind) { return __atomic_load_n(&abandoned[kind], __ATOMIC_RELAXED) != NULL; }
 
 /* The newest dirty page of this kind on h's dirty list (a few steps back at most), or NULL; for a medium page
- * the newest whose last use was class cls if there is one in 32 steps (its resident part fits what cls took
- * last time: neither stale memory pinned nor faults to grow; see trim_tail). Taking it before
+ * the newest whose last use was class cls if there is one in 32 steps (its resident blocks are where cls
+ * carves them again: no faults for the part the last use touched). Taking it before
  * the first free page of the first segment keeps reuse LIFO: the pages that sit unused are the oldest ones,
  * which the delay purges; without it a purged page could be taken while a dirty one aged, a miss. */
 static zc_page_t *newest_dirty(zc_heap_t *h, int kind, unsigned cls) {
@@ -440,26 +438,6 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   return pg;
 }
 
-/* A medium page that leaves use keeps resident no more than its last use carved plus TRIM_SLACK: the stale
- * tail earlier uses left is purged, or a page that once held many blocks would pin 512 KiB for each one or
- * two blocks it holds in later uses (bench/rounds: each thread holds a few blocks per medium class). Measured
- * on bench/rounds (3 interleaved runs, busy machine): peak RSS 38-41 MiB -> 29-31 with a 64 KiB slack, but
- * page faults per object 0.0093 -> 0.020; 256 KiB: 30-33 MiB, 0.015 (with the class match of newest_dirty:
- * 30-32 MiB, 0.012-0.014). The cost is the faults of a later use that needs more than the last one did. */
-#define TRIM_SLACK ((uint32_t)256 * 1024)
-static void trim_tail(zc_page_t *pg) {
-  uint32_t span = __atomic_load_n(&pg->span, __ATOMIC_RELAXED);
-  uintptr_t os = zc_os_page_size(), start = (uintptr_t)pg->start;
-  uint32_t keep = (uint32_t)(((start + span + os - 1) & ~(os - 1)) - start); /* whole OS pages in use kept */
-  if (pg->touched < span) pg->touched = span;
-  if (pg->touched > keep + TRIM_SLACK) {
-    atomic_fetch_add_explicit(&pol.purge_calls, 1, RLX);
-    size_t n = zc_os_purge(pg->start + keep, pg->touched - keep, (int)zc_opt(zc_option_purge_mode));
-    atomic_fetch_add_explicit(&purged_bytes, n, memory_order_relaxed);
-    pg->touched = keep;
-  }
-}
-
 void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
   zc_segment_t *s = zc_segment_of(pg);
   zc_lock(&h->lock);
@@ -471,7 +449,6 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
   uint64_t now = zc_os_clock_ns();
   pg->freed_at = now;
   demand_sub(page_area_size(s, pg));
-  if (s->kind == ZC_SEG_MEDIUM) trim_tail(pg);
   dirty_append(h, s, pg);
   if (zc_opt(zc_option_purge_delay) == 0) page_purge(h, pg, now); /* no delay: no purger runs, purge now */
   if (was_full) {
@@ -629,8 +606,7 @@ static bool segment_cache_sweep(uint64_t now, uint64_t delay, size_t keep, bool 
         atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, pg), RLX);
         pg->dirty = 0;
         pg->purged = 1;
-        pg->touched = 0;
-        pg->freed_at = now;
+              pg->freed_at = now;
         any = true;
       }
       if (any) {
@@ -683,8 +659,7 @@ bool zc_segments_purge_abandoned(bool force) {
           atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, pg), RLX);
           pg->dirty = 0;
           pg->purged = 1;
-          pg->touched = 0;
-          pg->freed_at = now;
+                  pg->freed_at = now;
         } else {
           all_clean = false;
           young = true;
