@@ -212,13 +212,17 @@ static void page_purge(zc_heap_t *h, zc_page_t *pg, uint64_t now) {
 
 /* Lay s out for kind: its pages free, those whose memory may still be resident dirty. resident: the
  * 64 KiB units of the segment that may be resident (bit i: bytes [i << 16, (i + 1) << 16)). The pages'
- * keys and tags are kept: page_init derives the next ones from them. */
-static void segment_format(zc_segment_t *s, int kind, uint64_t resident, uint64_t since) {
+ * keys and tags are kept: page_init derives the next ones from them. A fresh mapping (fresh: zeroed, nothing
+ * resident) is left as it is: a zeroed descriptor is a free, clean page, and its index is written when the
+ * page is first taken (zc_segment_page_alloc), so the header's OS pages are touched as its pages are used,
+ * not all of them (8 KiB of descriptors) on the first malloc of a thread. */
+static void segment_format(zc_segment_t *s, int kind, uint64_t resident, uint64_t since, bool fresh) {
   s->page_shift = kind == ZC_SEG_SMALL ? ZC_SMALL_PAGE_SHIFT : ZC_MEDIUM_PAGE_SHIFT;
   s->page_count = (uint32_t)(ZC_SEGMENT_SIZE >> s->page_shift);
   s->kind = (uint32_t)kind;
   s->used_pages = 0;
   s->free_mask = s->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << s->page_count) - 1);
+  if (fresh) return;
   unsigned units = 1u << (s->page_shift - ZC_SMALL_PAGE_SHIFT);
   uint64_t unit_mask = units == 64 ? ~(uint64_t)0 : (((uint64_t)1 << units) - 1);
   for (uint32_t i = 0; i < s->page_count; i++) {
@@ -274,7 +278,7 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
   uint64_t since = 0;
   zc_segment_t *s = segment_cached(kind, &since);
   if (s != NULL) {
-    if (s->kind != (uint32_t)kind) segment_format(s, kind, segment_resident_units(s), since);
+    if (s->kind != (uint32_t)kind) segment_format(s, kind, segment_resident_units(s), since, false);
     zc_segment_set_owner(s, h); /* the map's owner tag too: a stale one would send frees down a wrong path */
     seg_push_front(&h->segments[kind], s);
     for (uint32_t i = 0; i < s->page_count; i++)
@@ -285,7 +289,7 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
   if (s == NULL) return NULL;
   atomic_fetch_add_explicit(&pol.maps, 1, RLX);
   if (zc_opt(zc_option_huge_pages)) zc_os_huge_pages(s, ZC_SEGMENT_SIZE);
-  segment_format(s, kind, 0, 0);
+  segment_format(s, kind, 0, 0, true);
   atomic_store_explicit(&s->heap, h, memory_order_relaxed);
   zc_segmap_set(s, ZC_SEGMENT_SIZE, zc_segment_map_value(s, h));
   atomic_fetch_add_explicit(&segments_live, 1, memory_order_relaxed);
@@ -413,6 +417,7 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   }
   unsigned i = pg != NULL ? pg->index : (unsigned)__builtin_ctzll(s->free_mask);
   pg = &s->pages[i];
+  pg->index = (uint8_t)i; /* unset until now in a fresh segment (segment_format) */
   s->free_mask &= ~((uint64_t)1 << i);
   s->used_pages++;
   if (h->spare[kind] == s) h->spare[kind] = NULL;
