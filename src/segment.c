@@ -611,7 +611,7 @@ static bool segment_cache_sweep(uint64_t now, uint64_t delay, size_t keep, bool 
         atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, pg), RLX);
         pg->dirty = 0;
         pg->purged = 1;
-              pg->freed_at = now;
+        pg->freed_at = now;
         any = true;
       }
       if (any) {
@@ -664,7 +664,7 @@ bool zc_segments_purge_abandoned(bool force) {
           atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, pg), RLX);
           pg->dirty = 0;
           pg->purged = 1;
-                  pg->freed_at = now;
+          pg->freed_at = now;
         } else {
           all_clean = false;
           young = true;
