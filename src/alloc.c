@@ -2,8 +2,9 @@
  * page free-list refills (collect, extend), and the public zc_malloc family built on them.
  *
  * The slow path runs once per page-full of allocations. It looks at no more than ZC_QUEUE_SCAN pages of
- * the class before taking a new page, rotating full pages to the back of the queue, so pages whose blocks
- * another thread freed (the producer/consumer case) come round again and are reused first.
+ * the class for a freed block before it carves more of a page or takes a new one, rotating pages with none
+ * to the back of the queue, so pages whose blocks another thread freed (the producer/consumer case) or the
+ * owner freed come round again and are reused before fresh memory is touched.
  */
 #include "internal.h"
 #include "large.h"
@@ -167,9 +168,11 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   }
   zc_stat_inc(&h->stat_class_refills[cls], 1);
   zc_page_t *found = NULL;
+  zc_page_t *room = NULL; /* the first page seen with uncarved room: carved only if no page has a free block */
   for (unsigned i = 0; i < ZC_QUEUE_SCAN && q->first != NULL; i++) {
     zc_page_t *pg = q->first;
-    if (pg->free != NULL || zc_page_collect(pg) || (pg->state == ZC_PAGE_IN_USE && zc_page_extend(pg))) {
+    if (pg == room) break; /* every page of the queue came round */
+    if (pg->free != NULL || zc_page_collect(pg)) {
       found = pg;
       break;
     }
@@ -177,9 +180,20 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
       zc_heap_page_broken(h, pg);
       continue;
     }
+    if (room == NULL && pg->capacity < pg->reserved) room = pg;
     if (q->count == 1) break;
-    zc_queue_remove(q, pg); /* full: let the next page have a turn, this one comes round again */
+    zc_queue_remove(q, pg); /* no free block: let the next page have a turn, this one comes round again */
     zc_queue_push_back(q, pg);
+  }
+  /* Freed blocks before fresh memory: carving touches memory never used (a page fault per 4 KiB). Taking the
+   * current page's room first left other pages' freed blocks waiting: bench/alloctest threads=1, 0.000113 ->
+   * 0.0000385 faults per malloc/free pair (tests/core/fuller_first.c). */
+  if (found == NULL && room != NULL && zc_page_extend(room)) {
+    if (q->first != room) {
+      zc_queue_remove(q, room);
+      zc_queue_push_front(q, room);
+    }
+    found = room;
   }
   if (found == NULL) {
     found = zc_segment_page_alloc(h, cls);

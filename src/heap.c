@@ -57,6 +57,12 @@ void zc_heap_queue_changed(zc_heap_t *h, unsigned cls) {
   for (size_t w = lo; w <= hi; w++) h->direct[w] = pg;
 }
 
+/* Heaps are mapped HEAPS_PER_MAP at a time and each is set up when it is first handed out (heaps_lock):
+ * setting up all of them at once wrote into every one (its lock, id and links, one OS page each), 16 page
+ * faults for a program with one or two threads. */
+static zc_heap_t *heaps_unused; /* the rest of the last mapping: never handed out, never touched */
+static unsigned heaps_unused_left;
+
 static zc_heap_t *heap_take(void) {
   zc_lock(&heaps_lock);
   for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) {
@@ -66,26 +72,28 @@ static zc_heap_t *heap_take(void) {
       return h;
     }
   }
-  /* No parked heap: map a few more (heaps are small and never unmapped). */
-  size_t size = ((sizeof(zc_heap_t) * HEAPS_PER_MAP) + 4095) & ~(size_t)4095;
-  zc_heap_t *arr = zc_os_alloc_aligned(size, 4096);
-  if (arr == NULL) {
-    zc_unlock(&heaps_lock);
-    return NULL;
+  if (heaps_unused_left == 0) { /* no parked heap and none unused: map a few more (never unmapped) */
+    size_t size = ((sizeof(zc_heap_t) * HEAPS_PER_MAP) + 4095) & ~(size_t)4095;
+    zc_heap_t *arr = zc_os_alloc_aligned(size, 4096);
+    if (arr == NULL) {
+      zc_unlock(&heaps_lock);
+      return NULL;
+    }
+    heaps_unused = arr;
+    heaps_unused_left = HEAPS_PER_MAP;
   }
-  for (unsigned i = 0; i < HEAPS_PER_MAP; i++) {
-    zc_heap_t *h = &arr[i];
-    zc_lock_init(&h->lock);
-    h->id = heaps_made++;
-    h->map_tag = h->id < ZC_MAP_OWNED_MAX ? (uint16_t)(ZC_MAP_OWNED + h->id) : (uint16_t)ZC_MAP_SEGMENT;
-    h->pair_owner = NULL; /* pages with no owner count in pair_other */
-    h->pair_slot = &h->pair_other;
-    h->next_heap = heaps_all;
-    heaps_all = h;
-  }
-  arr[0].live = true;
+  zc_heap_t *h = heaps_unused++;
+  heaps_unused_left--;
+  zc_lock_init(&h->lock);
+  h->id = heaps_made++;
+  h->map_tag = h->id < ZC_MAP_OWNED_MAX ? (uint16_t)(ZC_MAP_OWNED + h->id) : (uint16_t)ZC_MAP_SEGMENT;
+  h->pair_owner = NULL; /* pages with no owner count in pair_other */
+  h->pair_slot = &h->pair_other;
+  h->next_heap = heaps_all;
+  h->live = true;
+  heaps_all = h;
   zc_unlock(&heaps_lock);
-  return &arr[0];
+  return h;
 }
 
 zc_heap_t *zc_heap_init_thread(void) {

@@ -198,7 +198,6 @@ static void page_purge(zc_heap_t *h, zc_page_t *pg, uint64_t now) {
   size_t size = page_area_size(s, pg);
   dirty_unlink(h, s, pg);
   pg->purged = 1;
-  pg->touched = 0;
   pg->freed_at = now;
   atomic_fetch_add_explicit(&pol.purge_calls, 1, RLX);
   /* Counted: what the OS took back, whole OS pages only (page 0 starts 16 KiB in: with 64 KiB pages
@@ -213,13 +212,17 @@ static void page_purge(zc_heap_t *h, zc_page_t *pg, uint64_t now) {
 
 /* Lay s out for kind: its pages free, those whose memory may still be resident dirty. resident: the
  * 64 KiB units of the segment that may be resident (bit i: bytes [i << 16, (i + 1) << 16)). The pages'
- * keys and tags are kept: page_init derives the next ones from them. */
-static void segment_format(zc_segment_t *s, int kind, uint64_t resident, uint64_t since) {
+ * keys and tags are kept: page_init derives the next ones from them. A fresh mapping (fresh: zeroed, nothing
+ * resident) is left as it is: a zeroed descriptor is a free, clean page, and its index is written when the
+ * page is first taken (zc_segment_page_alloc), so the header's OS pages are touched as its pages are used,
+ * not all of them (8 KiB of descriptors) on the first malloc of a thread. */
+static void segment_format(zc_segment_t *s, int kind, uint64_t resident, uint64_t since, bool fresh) {
   s->page_shift = kind == ZC_SEG_SMALL ? ZC_SMALL_PAGE_SHIFT : ZC_MEDIUM_PAGE_SHIFT;
   s->page_count = (uint32_t)(ZC_SEGMENT_SIZE >> s->page_shift);
   s->kind = (uint32_t)kind;
   s->used_pages = 0;
   s->free_mask = s->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << s->page_count) - 1);
+  if (fresh) return;
   unsigned units = 1u << (s->page_shift - ZC_SMALL_PAGE_SHIFT);
   uint64_t unit_mask = units == 64 ? ~(uint64_t)0 : (((uint64_t)1 << units) - 1);
   for (uint32_t i = 0; i < s->page_count; i++) {
@@ -230,7 +233,6 @@ static void segment_format(zc_segment_t *s, int kind, uint64_t resident, uint64_
     pg->next = pg->prev = NULL;
     pg->purged = 0;
     pg->dirty = (resident >> (i * units)) & unit_mask ? 1 : 0;
-    pg->touched = pg->dirty ? (uint32_t)page_area_size(s, pg) : 0;
     pg->freed_at = since;
     if (pg->dirty) atomic_fetch_add_explicit(&pol.dirty, page_area_size(s, pg), RLX);
   }
@@ -276,7 +278,7 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
   uint64_t since = 0;
   zc_segment_t *s = segment_cached(kind, &since);
   if (s != NULL) {
-    if (s->kind != (uint32_t)kind) segment_format(s, kind, segment_resident_units(s), since);
+    if (s->kind != (uint32_t)kind) segment_format(s, kind, segment_resident_units(s), since, false);
     zc_segment_set_owner(s, h); /* the map's owner tag too: a stale one would send frees down a wrong path */
     seg_push_front(&h->segments[kind], s);
     for (uint32_t i = 0; i < s->page_count; i++)
@@ -287,7 +289,7 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
   if (s == NULL) return NULL;
   atomic_fetch_add_explicit(&pol.maps, 1, RLX);
   if (zc_opt(zc_option_huge_pages)) zc_os_huge_pages(s, ZC_SEGMENT_SIZE);
-  segment_format(s, kind, 0, 0);
+  segment_format(s, kind, 0, 0, true);
   atomic_store_explicit(&s->heap, h, memory_order_relaxed);
   zc_segmap_set(s, ZC_SEGMENT_SIZE, zc_segment_map_value(s, h));
   atomic_fetch_add_explicit(&segments_live, 1, memory_order_relaxed);
@@ -366,8 +368,8 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
 static bool abandoned_of_kind(int kind) { return __atomic_load_n(&abandoned[kind], __ATOMIC_RELAXED) != NULL; }
 
 /* The newest dirty page of this kind on h's dirty list (a few steps back at most), or NULL; for a medium page
- * the newest whose last use was class cls if there is one in 32 steps (its resident part fits what cls took
- * last time: neither stale memory pinned nor faults to grow; see trim_tail). Taking it before
+ * the newest whose last use was class cls if there is one in 32 steps (its resident blocks are where cls
+ * carves them again: no faults for the part the last use touched). Taking it before
  * the first free page of the first segment keeps reuse LIFO: the pages that sit unused are the oldest ones,
  * which the delay purges; without it a purged page could be taken while a dirty one aged, a miss. */
 static zc_page_t *newest_dirty(zc_heap_t *h, int kind, unsigned cls) {
@@ -415,6 +417,7 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   }
   unsigned i = pg != NULL ? pg->index : (unsigned)__builtin_ctzll(s->free_mask);
   pg = &s->pages[i];
+  pg->index = (uint8_t)i; /* unset until now in a fresh segment (segment_format) */
   s->free_mask &= ~((uint64_t)1 << i);
   s->used_pages++;
   if (h->spare[kind] == s) h->spare[kind] = NULL;
@@ -440,26 +443,6 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   return pg;
 }
 
-/* A medium page that leaves use keeps resident no more than its last use carved plus TRIM_SLACK: the stale
- * tail earlier uses left is purged, or a page that once held many blocks would pin 512 KiB for each one or
- * two blocks it holds in later uses (bench/rounds: each thread holds a few blocks per medium class). Measured
- * on bench/rounds (3 interleaved runs, busy machine): peak RSS 38-41 MiB -> 29-31 with a 64 KiB slack, but
- * page faults per object 0.0093 -> 0.020; 256 KiB: 30-33 MiB, 0.015 (with the class match of newest_dirty:
- * 30-32 MiB, 0.012-0.014). The cost is the faults of a later use that needs more than the last one did. */
-#define TRIM_SLACK ((uint32_t)256 * 1024)
-static void trim_tail(zc_page_t *pg) {
-  uint32_t span = __atomic_load_n(&pg->span, __ATOMIC_RELAXED);
-  uintptr_t os = zc_os_page_size(), start = (uintptr_t)pg->start;
-  uint32_t keep = (uint32_t)(((start + span + os - 1) & ~(os - 1)) - start); /* whole OS pages in use kept */
-  if (pg->touched < span) pg->touched = span;
-  if (pg->touched > keep + TRIM_SLACK) {
-    atomic_fetch_add_explicit(&pol.purge_calls, 1, RLX);
-    size_t n = zc_os_purge(pg->start + keep, pg->touched - keep, (int)zc_opt(zc_option_purge_mode));
-    atomic_fetch_add_explicit(&purged_bytes, n, memory_order_relaxed);
-    pg->touched = keep;
-  }
-}
-
 void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
   zc_segment_t *s = zc_segment_of(pg);
   zc_lock(&h->lock);
@@ -471,7 +454,6 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
   uint64_t now = zc_os_clock_ns();
   pg->freed_at = now;
   demand_sub(page_area_size(s, pg));
-  if (s->kind == ZC_SEG_MEDIUM) trim_tail(pg);
   dirty_append(h, s, pg);
   if (zc_opt(zc_option_purge_delay) == 0) page_purge(h, pg, now); /* no delay: no purger runs, purge now */
   if (was_full) {
@@ -629,7 +611,6 @@ static bool segment_cache_sweep(uint64_t now, uint64_t delay, size_t keep, bool 
         atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, pg), RLX);
         pg->dirty = 0;
         pg->purged = 1;
-        pg->touched = 0;
         pg->freed_at = now;
         any = true;
       }
@@ -683,7 +664,6 @@ bool zc_segments_purge_abandoned(bool force) {
           atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, pg), RLX);
           pg->dirty = 0;
           pg->purged = 1;
-          pg->touched = 0;
           pg->freed_at = now;
         } else {
           all_clean = false;

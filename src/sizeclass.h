@@ -17,7 +17,7 @@
 #define ZC_CLASS_COUNT 45u                   /* class 0 is unused: index 1..44 */
 #define ZC_SMALL_MAX ((size_t)64 * 1024)     /* the largest class; larger requests are large regions */
 #define ZC_DIRECT_MAX ((size_t)1024)         /* sizes the heap's direct table serves */
-#define ZC_MEDIUM_MIN_CLASS 33u              /* first class (10 KiB) that lives in 512 KiB pages */
+#define ZC_MEDIUM_MIN_CLASS 33u              /* first class (10 KiB) that lives in 128 KiB pages */
 
 extern const uint32_t zc_class_size[ZC_CLASS_COUNT];
 

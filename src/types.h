@@ -4,7 +4,7 @@
  *
  * A segment is 4 MiB, aligned to 4 MiB, owned by one heap (one thread). Its header (this struct) sits at
  * its base; a block finds its segment by masking and its page by a shift, no lookup table. A small
- * segment holds 64 pages of 64 KiB (classes up to 8 KiB), a medium segment 8 pages of 512 KiB (classes up
+ * segment holds 64 pages of 64 KiB (classes up to 8 KiB), a medium segment 32 pages of 128 KiB (classes up
  * to 64 KiB); page 0 starts after the header, so it is a little shorter.
  *
  * A page holds blocks of one size class and three free lists (the sharding of mimalloc):
@@ -67,7 +67,12 @@
 #endif
 
 #define ZC_SMALL_PAGE_SHIFT 16u   /* 64 KiB */
-#define ZC_MEDIUM_PAGE_SHIFT 19u  /* 512 KiB */
+/* 128 KiB: the least that holds a 64 KiB block in page 0 (112 KiB after the header). A page in use pins
+ * what its blocks were carved into, and a thread that holds one or two blocks of a medium class holds a page
+ * of that class. bench/rounds (8 threads, each holding a few blocks per medium class; 3 interleaved runs,
+ * busy machine) with 512 KiB pages and their stale tails purged: 0.0126-0.0153 faults per object, peak RSS
+ * 30.2-30.3 MiB; 256 KiB: 0.0074, 26.9 MiB; 128 KiB with no tail purge: 0.0054-0.0071, 24.1-25.7 MiB. */
+#define ZC_MEDIUM_PAGE_SHIFT 17u
 #define ZC_SEGMENT_PAGES_MAX 64u
 #define ZC_SEGMENT_HEADER ((size_t)16 * 1024) /* page 0 starts here: room for the header (64 descriptors of
                                                  128 B and the segment fields), 16 KiB-aligned */
@@ -146,8 +151,6 @@ typedef struct zc_page_s {
   uint8_t dirty;                    /* free page whose memory may be resident */
   uint8_t held;                     /* 1 while the page is its class's current page (see zc_heap_t) */
   uint8_t purged;                   /* free page purged at freed_at (a reuse within the delay is a miss) */
-  uint32_t touched;                 /* bytes from the page's start its uses may have left resident since its
-                                       last purge (segment.c trims a medium page's stale tail at its retire) */
 } zc_page_t;
 
 /* A page's remote line (see the top of this file): thread_free, and the copies of the descriptor's fields a

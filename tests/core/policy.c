@@ -153,7 +153,8 @@ static int case_miss(int argc, char **argv) {
 /* ---- cache: empty segments cached, bounded, reused ---- */
 #define SEGS 20
 #define MEDIUM_BLOCK (48 * 1024)
-#define PER_SEG (4 * 1024 * 1024 / MEDIUM_BLOCK) /* about 85 blocks fill a medium segment */
+#define MEDIUM_PAGE (128 * 1024)                  /* 2 blocks of 48 KiB a page (page 0: 112 KiB) */
+#define PER_SEG ((4 * 1024 * 1024 / MEDIUM_PAGE) * (MEDIUM_PAGE / MEDIUM_BLOCK)) /* 64 fill a medium segment */
 
 static void **fill(size_t n) {
   void **ps = mmap(NULL, n * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
