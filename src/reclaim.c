@@ -1,0 +1,227 @@
+/* Layers 4-5, the reclaim of pages that other threads' frees emptied in a live heap (issue 12: memory
+ * handed back to the OS on a bounded delay, whatever the owner does).
+ *
+ * The problem. Thread A allocates, thread B frees (redis's lazy free; any consumer). B's frees land in the
+ * pages' thread_free stacks (types.h), which only A takes in, on its malloc slow path. If A then blocks (in
+ * epoll_wait, on a condvar) or only makes fast-path calls, its pages stay "in use" with every block free and
+ * their memory is never purged: redis held 14.8x its pre-fill RSS 3 s after FLUSHALL ASYNC.
+ *
+ * What is built. The background purger (process.c's sweep, every half purge delay) visits every live heap
+ * it can lock (trylock of h->lock) and, in each of its segments, looks at every page's thread_free word: a
+ * page whose stack holds as many blocks as the page has carved (the count rides in the word's top bits) is
+ * a candidate. The purger takes the stack (one exchange), walks it (bounded, every block range-, grid- and
+ * tag-checked, each seen once: a bitmap), and if it holds every carved block exactly once, purges the page's
+ * body and puts the page on its heap's reclaimed list; otherwise it pushes the chain back (one CAS loop, as
+ * a freer does). The owner drains the list at its next malloc slow path, collect, trim or exit
+ * (zc_reclaim_drain): the page is set back to "nothing carved" and, unless it is its class's current page,
+ * given back to its segment as a purged (clean) page.
+ *
+ * Why the owner's fast paths need nothing (no lock, fence or atomic RMW added to them). A stack holding
+ * all c carved blocks of a page, each once, means at that instant:
+ *   - no block of the page is live, so no correct free of one can come, from the owner or anyone;
+ *   - its free and local_free lists are empty (a block is on one list only), so the owner's malloc cannot
+ *     pop one: its fast path finds free == NULL and goes to the slow path, which may take the (now empty)
+ *     thread_free and carve new blocks (zc_page_extend) beyond the first c; it never reads or writes the
+ *     first c blocks again, which now belong to the purger alone.
+ * The purger therefore purges only [start, start + c * size) (rounded inward to OS pages), plus the page's
+ * unused remainder when c == reserved (nothing can be carved there); blocks carved after it took the stack
+ * lie beyond, and it never writes a field of the descriptor the owner writes. The owner's drain, which runs
+ * in the owner's thread, is what changes the page's lists and counts (used -= c); if the owner carved more
+ * meanwhile (capacity > c), the c blocks are linked anew onto local_free instead (their memory reads as
+ * zeros after the purge).
+ *
+ * Memory ordering.
+ *   - The candidate test reads thread_free and capacity with relaxed atomic loads: it only selects.
+ *   - The exchange that takes the stack is acquire: it pairs with the freers' release CAS (free.c
+ *     push_chain), so the blocks' links and tags are seen; the freers' frees came after the owner's
+ *     mallocs of those blocks, which came after the page_init and the extends that carved them, so the
+ *     descriptor's start, grid, key, tag, block_size and reserved (written once, at page_init) are seen too.
+ *   - capacity is read again after the exchange (relaxed atomic: the owner stores it with relaxed atomic
+ *     stores in page_init and extend, the only writers while the page is in use). The value read is at
+ *     least every block's index in the chain + 1 (those extends happen-before). It may be older than a
+ *     concurrent extend; that is why the walk checks every block against the capacity read, c: n distinct
+ *     blocks all below c with n == c is exactly the set [0, c), whatever the owner carved beyond.
+ *   - The page cannot be retired or set up again while the purger holds a non-empty stack: the blocks on it
+ *     count in used (used >= n > 0), and only the owner's used == 0 retires a page.
+ *   - The reclaimed list, each page's reclaimed count and h->reclaim_ok are under h->lock; the owner peeks
+ *     at h->reclaimed_count (relaxed) and takes the lock only when it is non-zero.
+ *   - A page the purger has reclaimed has an empty thread_free and no block outside the purger's hands, so
+ *     it cannot be a candidate again before the owner drains it (except after a double free, which
+ *     page->reclaimed keeps off the list twice; the drain reports it).
+ *
+ * Thread exit, fork. zc_heap_done clears reclaim_ok and drains under h->lock before giving its segments
+ * up: the purger (which holds h->lock for its whole pass) adds nothing after. The fork prepare handler
+ * takes every heap's lock, so no pass is half done in the child; a child's orphaned heap's list is undone
+ * without its queues (zc_reclaim_fork_orphan) before its pages are rebuilt.
+ *
+ * What is not reclaimed: a page with a live block, or with blocks on the owner's free or local_free lists
+ * (the owner's own frees), or with blocks still in some freer's pending chain (at most one page per freeing
+ * thread, ZC_REMOTE_BATCH blocks); a partly used medium page keeps its freed blocks resident. Those wait
+ * for the owner's slow path, as before.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+/* Push chain head..tail (count blocks of the page whose remote line is r) back on its thread_free stack
+ * (the freers' hand-over, free.c: release, so the owner's acquiring exchange sees the links). */
+static void push_back(zc_page_remote_t *r, zc_page_t *pg, zc_block_t *head, zc_block_t *tail, uint32_t count) {
+  uintptr_t old = atomic_load_explicit(&r->thread_free, memory_order_relaxed), nv;
+  do {
+    tail->link = zc_link_encode(pg, ZC_TF_PTR(old));
+    nv = (uintptr_t)head | ((uintptr_t)(ZC_TF_COUNT(old) + count) << ZC_TF_SHIFT);
+  } while (!atomic_compare_exchange_weak_explicit(&r->thread_free, &old, nv, memory_order_release,
+                                                   memory_order_relaxed));
+}
+
+/* n blocks on thread_free leave pg with no live block and none on its way (see the top of the file):
+ * a page that is not current whose count of blocks out (used) is exactly n, or the current page whose
+ * every carved block is among the n (then its free lists are empty: the owner's fast path cannot pop). */
+static bool all_back(zc_page_t *pg, uint32_t n) {
+  if (__atomic_load_n(&pg->held, __ATOMIC_RELAXED) == 0) return __atomic_load_n(&pg->used, __ATOMIC_RELAXED) == n;
+  /* capacity first: the owner's malloc writes used while the current page has blocks to pop */
+  return n == __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED) && __atomic_load_n(&pg->used, __ATOMIC_RELAXED) == n + 1;
+}
+
+/* The purger's try on one candidate page pg of h (h->lock held). True if the page was reclaimed. */
+static bool reclaim_page(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg, zc_page_remote_t *r) {
+  uintptr_t v = atomic_exchange_explicit(&r->thread_free, 0, memory_order_acquire);
+  uint32_t n = ZC_TF_COUNT(v);
+  if (n == 0) return false;
+  /* The chain, checked as the owner's refill would: every block inside the carved span, on the grid,
+   * carrying the free tag, each once (a bitmap), and as many as the count says. */
+  uint32_t c = __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
+  uint64_t seen[ZC_PAGE_BLOCKS_MAX / 64];
+  memset(seen, 0, ((size_t)c + 63) / 64 * sizeof(uint64_t));
+  size_t bsize = pg->block_size;
+  uint32_t span = (uint32_t)(c * bsize);
+  uint64_t limit = (uint64_t)c * (pg->grid * bsize);
+  zc_block_t *head = ZC_TF_PTR(v), *b = head, *tail = NULL;
+  uint32_t walked = 0;
+  while (b != NULL) {
+    if (walked == n || !zc_link_ok(pg, b, span, limit) || b->tag != pg->tag) break;
+    uint32_t i = (uint32_t)(((unsigned __int128)((uintptr_t)b - (uintptr_t)pg->start) * pg->grid) >> 64);
+    if (seen[i >> 6] & ((uint64_t)1 << (i & 63))) break;
+    seen[i >> 6] |= (uint64_t)1 << (i & 63);
+    walked++;
+    tail = b;
+    b = zc_link_decode(pg, b->link);
+  }
+  if (b != NULL || walked != n) {
+    /* A block twice, a link out of the page or a count that lies: some thread freed a block twice or wrote
+     * one after freeing it. The chain cannot be followed; its blocks are kept out of use for good. */
+    zc_bad_free(b, "corrupted remote-free chain (a double free or a write after free) in the page of");
+    return false;
+  }
+  if (!all_back(pg, n)) { /* a block is live, on its way, or on the current page's lists: give it back */
+    push_back(r, pg, head, tail, n);
+    return false;
+  }
+  /* No block of the page is live and the owner's next touch of it is the drain: purge the whole area. */
+  zc_segment_purge_range(h, pg->start, (size_t)(zc_page_end(s, pg) - pg->start));
+  pg->reclaimed = (uint16_t)n;
+  pg->reclaim_next = h->reclaimed;
+  h->reclaimed = pg;
+  zc_stat_inc(&h->stat_reclaimed, 1);
+  return true;
+}
+
+size_t zc_reclaim_idle(zc_heap_t *h) {
+  if (!zc_trylock(&h->lock)) return 0; /* the owner is in its slow path: it takes its remote frees itself */
+  size_t got = 0;
+  if (h->reclaim_off == 0) {
+    for (int k = 0; k < ZC_SEG_KINDS; k++) {
+      for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
+        if (s->used_pages == 0) continue;
+        for (uint32_t i = 0; i < s->page_count; i++) {
+          zc_page_remote_t *r = &s->remote[i];
+          uintptr_t v = atomic_load_explicit(&r->thread_free, memory_order_relaxed);
+          if (v == 0) continue; /* most pages: one load of the remote line */
+          zc_page_t *pg = &s->pages[i];
+          if (pg->reclaimed != 0 || !all_back(pg, ZC_TF_COUNT(v))) continue;
+          got += reclaim_page(h, s, pg, r);
+        }
+      }
+    }
+  }
+  zc_unlock(&h->lock);
+  return got;
+}
+
+/* The owner's side for one page the purger reclaimed after taking n blocks from its thread_free (h->lock
+ * held, or a fork child's orphan): the page is set back to nothing carved, used = held. False if a block
+ * was freed into it since (no block was live: a double free), which breaks it. */
+static bool restore(zc_page_t *pg, uint32_t n, bool report) {
+  if (pg->state != ZC_PAGE_IN_USE) return false; /* broken meanwhile: never reused */
+  uintptr_t tf = atomic_load_explicit(&zc_page_remote(pg)->thread_free, memory_order_relaxed);
+  if (tf != 0 || pg->used != n + pg->held) {
+    zc_page_break(pg, tf != 0 ? (const void *)ZC_TF_PTR(tf) : (const void *)pg->local_free,
+                  "double free into a page with no block in use (reclaimed by the purger), in the page of", report);
+    return false;
+  }
+  pg->free = pg->local_free = NULL; /* their blocks were free: the memory under them reads as zeros now */
+  pg->used = pg->held;
+  __atomic_store_n(&pg->capacity, 0, __ATOMIC_RELAXED);
+  zc_page_set_span(pg, 0, 0); /* a late free of an old block is "no block was handed out" */
+  return true;
+}
+
+void zc_reclaim_drain_locked(zc_heap_t *h) {
+  zc_page_t *pg = h->reclaimed;
+  h->reclaimed = NULL;
+  while (pg != NULL) {
+    zc_page_t *next = pg->reclaim_next;
+    uint32_t n = pg->reclaimed;
+    pg->reclaimed = 0;
+    pg->reclaim_next = NULL;
+    if (restore(pg, n, true)) {
+      if (pg->used == 0) { /* not the current page: back to its segment, purged already */
+        zc_queue_remove(&h->queues[pg->class_idx], pg);
+        zc_segment_page_free_locked(h, pg, true);
+      } /* else the class's current page: its next refill carves it afresh */
+    } else if (pg->state == ZC_PAGE_BROKEN) {
+      zc_heap_page_broken(h, pg);
+    }
+    pg = next;
+  }
+}
+
+void zc_reclaim_start(zc_heap_t *h) {
+  zc_lock(&h->lock);
+  h->reclaim_off = 0;
+  zc_unlock(&h->lock);
+}
+
+void zc_reclaim_stop(zc_heap_t *h) {
+  zc_lock(&h->lock);
+  h->reclaim_off = 1;
+  if (h->reclaimed != NULL) zc_reclaim_drain_locked(h);
+  zc_unlock(&h->lock);
+}
+
+void zc_reclaim_pause(zc_heap_t *h) {
+  zc_lock(&h->lock);
+  h->reclaim_off++;
+  if (h->reclaimed != NULL) zc_reclaim_drain_locked(h);
+  zc_unlock(&h->lock);
+}
+
+void zc_reclaim_resume(zc_heap_t *h) {
+  zc_lock(&h->lock);
+  h->reclaim_off--;
+  zc_unlock(&h->lock);
+}
+
+void zc_reclaim_fork_orphan(zc_heap_t *h) {
+  zc_page_t *pg = h->reclaimed;
+  h->reclaimed = NULL;
+  h->reclaim_off = 1;
+  while (pg != NULL) {
+    zc_page_t *next = pg->reclaim_next;
+    uint32_t n = pg->reclaimed;
+    pg->reclaimed = 0;
+    pg->reclaim_next = NULL;
+    restore(pg, n, false); /* the rebuild after (zc_segments_fork_orphan) gives the emptied page back */
+    pg = next;
+  }
+}
