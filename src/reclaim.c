@@ -7,57 +7,63 @@
  * their memory is never purged: redis held 14.8x its pre-fill RSS 3 s after FLUSHALL ASYNC.
  *
  * What is built. The background purger (process.c's sweep, every half purge delay) visits every live heap
- * it can lock (trylock of h->lock) and, in each of its segments, looks at every page's thread_free word: a
- * page whose stack holds as many blocks as the page has carved (the count rides in the word's top bits) is
- * a candidate. The purger takes the stack (one exchange), walks it (bounded, every block range-, grid- and
- * tag-checked, each seen once: a bitmap), and if it holds every carved block exactly once, purges the page's
- * body and puts the page on its heap's reclaimed list; otherwise it pushes the chain back (one CAS loop, as
- * a freer does). The owner drains the list at its next malloc slow path, collect, trim or exit
- * (zc_reclaim_drain): the page is set back to "nothing carved" and, unless it is its class's current page,
- * given back to its segment as a purged (clean) page.
+ * whose lock it can take (trylock of h->lock, held for the whole pass) and looks at the thread_free word of
+ * every page of its segments (the count of blocks on the stack rides in the word's top bits). A page is
+ * reclaimed when n blocks on its stack leave it with no live block and none on its way (all_back):
+ *   (b) a page that is not its class's current page (held == 0) and whose count of blocks out, used, is n:
+ *       every other carved block is on the owner's own lists (free, local_free);
+ *   (a) the current page (held == 1) when n is every carved block (capacity) and used == n + 1: its own
+ *       lists are then empty.
+ * The purger takes the stack (one exchange), walks it (bounded; every block inside the carved span, on the
+ * grid, carrying the free tag, each once: a bitmap), tests all_back again with the exact count, purges the
+ * whole page area and puts the page on h's reclaimed list (h->lock); else it pushes the chain back (a CAS
+ * loop, as a freer does). The owner takes the list in (zc_reclaim_drain_locked) under h->lock at the start
+ * of its malloc slow path (page_for_class), of zc_collect/malloc_trim (pause) and at exit (stop), before it
+ * touches any page: a reclaimed page is set back to nothing carved (free and local_free dropped: their
+ * blocks were free, their memory reads as zeros now; used = held) and, unless it is the current page, goes
+ * back to its segment as a free page already purged (not dirty). The current page stays current and its
+ * next refill carves it afresh.
  *
- * Why the owner's fast paths need nothing (no lock, fence or atomic RMW added to them). A stack holding
- * all c carved blocks of a page, each once, means at that instant:
- *   - no block of the page is live, so no correct free of one can come, from the owner or anyone;
- *   - its free and local_free lists are empty (a block is on one list only), so the owner's malloc cannot
- *     pop one: its fast path finds free == NULL and goes to the slow path, which may take the (now empty)
- *     thread_free and carve new blocks (zc_page_extend) beyond the first c; it never reads or writes the
- *     first c blocks again, which now belong to the purger alone.
- * The purger therefore purges only [start, start + c * size) (rounded inward to OS pages), plus the page's
- * unused remainder when c == reserved (nothing can be carved there); blocks carved after it took the stack
- * lie beyond, and it never writes a field of the descriptor the owner writes. The owner's drain, which runs
- * in the owner's thread, is what changes the page's lists and counts (used -= c); if the owner carved more
- * meanwhile (capacity > c), the c blocks are linked anew onto local_free instead (their memory reads as
- * zeros after the purge).
+ * Why the owner's fast paths need nothing (no lock, fence or atomic RMW added: the same instructions).
+ *   - No block of a reclaimed page is live, so no correct free comes to it, from the owner or anyone.
+ *   - The owner's malloc pops only from the current page of a class (the direct table, malloc_mid, the
+ *     cheap refill of zc_malloc_refill and zc_malloc_generic all take the queue's first page, which
+ *     zc_heap_queue_changed makes current), and a current page is reclaimed only with empty lists.
+ *   - Everything else the owner does to a page's lists, queue or current status is under h->lock
+ *     (page_for_class: the drain, the scan, collect, extend, rotation, queue_changed; zc_page_retire; the
+ *     broken-page path of zc_malloc_generic) or while the purger is kept off (reclaim_off: collect_pages,
+ *     adopt_one, thread exit). So from the purger's decision to the drain, the owner does not touch the page.
+ * The price is one uncontended lock and unlock per malloc slow path and per page that empties.
  *
  * Memory ordering.
- *   - The candidate test reads thread_free and capacity with relaxed atomic loads: it only selects.
+ *   - The candidate test loads thread_free with acquire, then held, used and capacity (relaxed atomic
+ *     loads). held, and which page is current, change only under h->lock or with the purger kept off, so
+ *     the purger (holding h->lock) reads them exactly. A page that is not current is never popped from, so
+ *     its used only falls (the owner's frees, out of the lock) after the lock hold that made it so: a used
+ *     the purger reads is at least the true one, and used == n proves that no block is live or on its way.
+ *     The owner's pops that made the blocks live came before it handed them out, which came before the
+ *     freers' release pushes, so the acquire load orders those writes of used before the read.
  *   - The exchange that takes the stack is acquire: it pairs with the freers' release CAS (free.c
- *     push_chain), so the blocks' links and tags are seen; the freers' frees came after the owner's
- *     mallocs of those blocks, which came after the page_init and the extends that carved them, so the
- *     descriptor's start, grid, key, tag, block_size and reserved (written once, at page_init) are seen too.
- *   - capacity is read again after the exchange (relaxed atomic: the owner stores it with relaxed atomic
- *     stores in page_init and extend, the only writers while the page is in use). The value read is at
- *     least every block's index in the chain + 1 (those extends happen-before). It may be older than a
- *     concurrent extend; that is why the walk checks every block against the capacity read, c: n distinct
- *     blocks all below c with n == c is exactly the set [0, c), whatever the owner carved beyond.
- *   - The page cannot be retired or set up again while the purger holds a non-empty stack: the blocks on it
- *     count in used (used >= n > 0), and only the owner's used == 0 retires a page.
- *   - The reclaimed list, each page's reclaimed count and h->reclaim_ok are under h->lock; the owner peeks
- *     at h->reclaimed_count (relaxed) and takes the lock only when it is non-zero.
- *   - A page the purger has reclaimed has an empty thread_free and no block outside the purger's hands, so
- *     it cannot be a candidate again before the owner drains it (except after a double free, which
- *     page->reclaimed keeps off the list twice; the drain reports it).
+ *     push_chain), so the blocks' links and tags are seen, and (as above) the owner's page_init, whose
+ *     start, grid, key, tag, block_size and reserved the walk reads.
+ *   - capacity is written under h->lock (extend) or before the page is in a queue (page_init), with
+ *     relaxed atomic stores; the purger reads it under h->lock.
+ *   - The page cannot be retired or set up again while the purger holds a non-empty stack: its blocks
+ *     count in used, and only used == 0 retires a page.
+ *   - The reclaimed list, page->reclaimed and h->reclaim_off are under h->lock.
+ *   - A reclaimed page has an empty thread_free and no block out, so it is not a candidate again before the
+ *     drain; page->reclaimed keeps it off the list twice whatever a double free does. The drain reports a
+ *     block freed into it since (thread_free not empty, or used below n + held) and breaks the page.
  *
- * Thread exit, fork. zc_heap_done clears reclaim_ok and drains under h->lock before giving its segments
- * up: the purger (which holds h->lock for its whole pass) adds nothing after. The fork prepare handler
- * takes every heap's lock, so no pass is half done in the child; a child's orphaned heap's list is undone
- * without its queues (zc_reclaim_fork_orphan) before its pages are rebuilt.
+ * Thread exit, fork. zc_heap_done stops the reclaim (reclaim_off) and drains under h->lock before it
+ * collects and gives its segments up; the purger adds nothing after. The fork prepare handler takes every
+ * heap's lock, so no pass is half done in the child; an orphaned heap's list is undone without its queues
+ * (zc_reclaim_fork_orphan) before its pages are rebuilt; the forking thread's own heap drains it as usual.
  *
- * What is not reclaimed: a page with a live block, or with blocks on the owner's free or local_free lists
- * (the owner's own frees), or with blocks still in some freer's pending chain (at most one page per freeing
- * thread, ZC_REMOTE_BATCH blocks); a partly used medium page keeps its freed blocks resident. Those wait
- * for the owner's slow path, as before.
+ * What is not reclaimed (waits for the owner's slow path, as before): a page with a live block (no purge of
+ * the free runs inside a partly used page); the current page while blocks remain on its own lists; a page
+ * with blocks still in some freer's pending chain (at most one page per freeing thread, ZC_REMOTE_BATCH
+ * blocks). Nothing at all without the purger (ZCMEM_BACKGROUND=0, ZCMEM_PURGE_DELAY=0).
  */
 #include "internal.h"
 
@@ -135,7 +141,9 @@ size_t zc_reclaim_idle(zc_heap_t *h) {
         if (s->used_pages == 0) continue;
         for (uint32_t i = 0; i < s->page_count; i++) {
           zc_page_remote_t *r = &s->remote[i];
-          uintptr_t v = atomic_load_explicit(&r->thread_free, memory_order_relaxed);
+          /* acquire: the owner's last writes of the page's counts before it handed these blocks out (its
+           * pops: used) happen-before the freers' release pushes, hence before all_back reads them */
+          uintptr_t v = atomic_load_explicit(&r->thread_free, memory_order_acquire);
           if (v == 0) continue; /* most pages: one load of the remote line */
           zc_page_t *pg = &s->pages[i];
           if (pg->reclaimed != 0 || !all_back(pg, ZC_TF_COUNT(v))) continue;
