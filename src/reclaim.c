@@ -7,8 +7,9 @@
  * their memory is never purged: redis held 14.8x its pre-fill RSS 3 s after FLUSHALL ASYNC.
  *
  * What is built. The background purger (process.c's sweep, every half purge delay) visits every live heap
- * whose lock it can take (trylock of h->lock, held for the whole pass) and looks at the thread_free word of
- * every page of its segments (the count of blocks on the stack rides in the word's top bits). A page is
+ * whose lock it can take (trylock of h->lock, held for RECLAIM_PER_HOLD reclaims at most) and looks at the
+ * thread_free word of every page of its segments (the count of blocks on the stack rides in the word's top
+ * bits). A page is
  * reclaimed when n blocks on its stack leave it with no live block and none on its way (all_back):
  *   (b) a page that is not its class's current page (held == 0) and whose count of blocks out, used, is n:
  *       every other carved block is on the owner's own lists (free, local_free);
@@ -132,27 +133,46 @@ static bool reclaim_page(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg, zc_page_r
   return true;
 }
 
-size_t zc_reclaim_idle(zc_heap_t *h) {
-  if (!zc_trylock(&h->lock)) return 0; /* the owner is in its slow path: it takes its remote frees itself */
+/* Pages reclaimed per hold of h->lock: each costs a purge system call, and the owner's slow path waits for
+ * the lock meanwhile; a pass that reaches it lets go and starts over (the pages done are skipped at one
+ * load each: their thread_free is empty). */
+#define RECLAIM_PER_HOLD 32u
+
+/* One hold of h->lock: reclaim up to RECLAIM_PER_HOLD pages; *more: the limit stopped it. */
+static size_t reclaim_hold(zc_heap_t *h, bool *more) {
   size_t got = 0;
-  if (h->reclaim_off == 0) {
-    for (int k = 0; k < ZC_SEG_KINDS; k++) {
-      for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
-        if (s->used_pages == 0) continue;
-        for (uint32_t i = 0; i < s->page_count; i++) {
-          zc_page_remote_t *r = &s->remote[i];
-          /* acquire: the owner's last writes of the page's counts before it handed these blocks out (its
-           * pops: used) happen-before the freers' release pushes, hence before all_back reads them */
-          uintptr_t v = atomic_load_explicit(&r->thread_free, memory_order_acquire);
-          if (v == 0) continue; /* most pages: one load of the remote line */
-          zc_page_t *pg = &s->pages[i];
-          if (pg->reclaimed != 0 || !all_back(pg, ZC_TF_COUNT(v))) continue;
-          got += reclaim_page(h, s, pg, r);
+  *more = false;
+  if (h->reclaim_off != 0) return 0;
+  for (int k = 0; k < ZC_SEG_KINDS; k++) {
+    for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
+      if (s->used_pages == 0) continue;
+      for (uint32_t i = 0; i < s->page_count; i++) {
+        zc_page_remote_t *r = &s->remote[i];
+        /* acquire: the owner's last writes of the page's counts before it handed these blocks out (its
+         * pops: used) happen-before the freers' release pushes, hence before all_back reads them */
+        uintptr_t v = atomic_load_explicit(&r->thread_free, memory_order_acquire);
+        if (v == 0) continue; /* most pages: one load of the remote line */
+        zc_page_t *pg = &s->pages[i];
+        if (pg->reclaimed != 0 || !all_back(pg, ZC_TF_COUNT(v))) continue;
+        got += reclaim_page(h, s, pg, r);
+        if (got == RECLAIM_PER_HOLD) {
+          *more = true;
+          return got;
         }
       }
     }
   }
-  zc_unlock(&h->lock);
+  return got;
+}
+
+size_t zc_reclaim_idle(zc_heap_t *h) {
+  size_t got = 0;
+  bool more = true;
+  /* trylock: an owner in its slow path takes its remote frees itself; the next sweep goes on */
+  while (more && zc_trylock(&h->lock)) {
+    got += reclaim_hold(h, &more);
+    zc_unlock(&h->lock);
+  }
   return got;
 }
 
