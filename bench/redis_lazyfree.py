@@ -11,7 +11,9 @@ Debian's redis-server links jemalloc and calls plain malloc, so LD_PRELOAD takes
 tcmalloc); "jemalloc" is redis as shipped (no preload); "glibc" preloads a shim compiled here that sends
 the malloc family to glibc's own (__libc_malloc & co.). Each run: start (RSS "before"), DEBUG POPULATE
 <keys> key 100 ("full"), CONFIG SET lazyfree-lazy-user-flush yes, FLUSHALL ASYNC, wait until DBSIZE is 0,
-then 3 s ("after"; measured from the FLUSHALL). RSS is VmRSS of /proc/<pid>/status, in MiB. The target of
+then 3 s ("after"; measured from the FLUSHALL); then, once INFO's lazyfree_pending_objects is 0 (redis's
+background thread is done freeing, which takes longer than 3 s on a busy machine), 3 s more ("3 s after
+the lazy free"). RSS is VmRSS of /proc/<pid>/status, in MiB. The target of
 issue 12: after <= 1.10 x before. Needs redis-server and redis-cli (Debian: redis-server). Standard library
 only.
 """
@@ -100,9 +102,16 @@ def one_run(preload, keys, work):
             time.sleep(0.01)
         time.sleep(max(0.0, 3.0 - (time.monotonic() - t0)))
         after = rss_mib(p.pid)
+        # On a busy machine redis's background thread may still be freeing at 3 s: wait until its count of
+        # objects to free is 0 (polled), then 3 s more, so memory return is measured apart from that speed.
+        while time.monotonic() - t0 < 300 and "lazyfree_pending_objects:0" not in cli(sock, "info", "memory"):
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        time.sleep(3.0)
+        after_done = rss_mib(p.pid)
         cli(sock, "shutdown", "nosave")
         p.wait(timeout=30)
-        return before, full, after
+        return before, full, after, took, after_done
     finally:
         if p.poll() is None:
             p.kill()
@@ -153,12 +162,14 @@ def main():
             for name, lib in allocs:  # interleaved
                 res[name].append(one_run(lib, a.keys, work))
         print(f"\nredis-server {cli_version()} lazy free, {a.keys} keys of 100 B, median of {a.runs} run(s); RSS in MiB")
-        print("\n| allocator | before fill | full | 3 s after FLUSHALL ASYNC | after / before | target <= 1.10 |")
-        print("|---|---:|---:|---:|---:|---|")
+        print("\n| allocator | before fill | full | 3 s after FLUSHALL ASYNC | after / before | target <= 1.10 "
+              "| lazy free took (s) | 3 s after the lazy free | that / before |")
+        print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
         for name, _ in allocs:
-            b, f, af = (statistics.median(x[i] for x in res[name]) for i in range(3))
+            b, f, af, took, ad = (statistics.median(x[i] for x in res[name]) for i in range(5))
             ratio = af / b
-            print(f"| {name} | {b:.1f} | {f:.1f} | {af:.1f} | {ratio:.2f} | {'met' if ratio <= 1.10 else 'not met'} |")
+            print(f"| {name} | {b:.1f} | {f:.1f} | {af:.1f} | {ratio:.2f} | {'met' if ratio <= 1.10 else 'not met'} "
+                  f"| {took:.1f} | {ad:.1f} | {ad / b:.2f} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -146,7 +146,7 @@ bool zc_page_extend(zc_page_t *pg) {
   ((zc_block_t *)b)->link = zc_link_encode(pg, pg->free);
   ((zc_block_t *)b)->tag = tag;
   pg->free = (zc_block_t *)first;
-  pg->capacity = (uint16_t)(pg->capacity + n);
+  __atomic_store_n(&pg->capacity, (uint16_t)(pg->capacity + n), __ATOMIC_RELAXED); /* the purger reads it */
   zc_page_set_span(pg, (uint32_t)(pg->capacity * bsize), pg->capacity);
   return true;
 }
@@ -157,7 +157,11 @@ void zc_heap_page_broken(zc_heap_t *h, zc_page_t *pg) {
   zc_heap_queue_changed(h, pg->class_idx);
 }
 
-/* A page of class cls with a free block, now first in its queue; NULL if out of memory. */
+/* A page of class cls with a free block, now first in its queue; NULL if out of memory. The scan of the
+ * queue, the refills and every change of the queue and of the current page are made under h->lock: the
+ * background purger reclaims pages no live block holds (reclaim.c) and must not see a page half way
+ * through becoming current; what it reclaimed is taken back first, under the same hold. One uncontended
+ * lock per slow path (the purger only trylocks it, every half purge delay). */
 static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   zc_page_queue_t *q = &h->queues[cls];
   if (h->pending_count != 0) zc_remote_flush(h);
@@ -169,6 +173,8 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   zc_stat_inc(&h->stat_class_refills[cls], 1);
   zc_page_t *found = NULL;
   zc_page_t *room = NULL; /* the first page seen with uncarved room: carved only if no page has a free block */
+  zc_lock(&h->lock);
+  if (h->reclaimed != NULL) zc_reclaim_drain_locked(h);
   for (unsigned i = 0; i < ZC_QUEUE_SCAN && q->first != NULL; i++) {
     zc_page_t *pg = q->first;
     if (pg == room) break; /* every page of the queue came round */
@@ -196,17 +202,21 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
     found = room;
   }
   if (found == NULL) {
+    zc_unlock(&h->lock);
     found = zc_segment_page_alloc(h, cls);
     if (found == NULL && zc_large_release_cache() != 0) /* out of address space: the large cache gives */
       found = zc_segment_page_alloc(h, cls);
+    zc_lock(&h->lock);
     if (found == NULL) {
       zc_heap_queue_changed(h, cls);
+      zc_unlock(&h->lock);
       return NULL;
     }
     zc_queue_push_front(q, found);
     zc_page_extend(found);
   }
   zc_heap_queue_changed(h, cls);
+  zc_unlock(&h->lock);
   return found;
 }
 
@@ -233,8 +243,10 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
     b = pg->free;
     if (zc_likely(zc_pop_ok(pg, b))) break;
     /* A link that leads outside the page's blocks or off their grid: written after free, never followed. */
+    zc_lock(&h->lock); /* the queue and the current page change: see page_for_class */
     zc_page_break(pg, b, "corrupted free list (a write after free?): a link leads to", true);
     zc_heap_page_broken(h, pg);
+    zc_unlock(&h->lock);
     pg = NULL;
   }
   zc_pop(pg, b);

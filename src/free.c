@@ -135,15 +135,20 @@ static zc_noinline void hand_over_chain(zc_heap_t *h, zc_page_remote_t *r, zc_bl
     zc_stat_inc(&h->stat_remote_batches, 1);
   }
   h->pending_count -= count;
+  /* The owner may be idle for good: the purger must run to find the pages these frees emptied (reclaim.c).
+   * A call and a load per hand-over while it runs. Last, with h's pending state whole again: starting the
+   * thread allocates, and may free, in this thread. */
+  if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();
 }
 
-/* Hand b's chain over and empty its slot. */
+/* Empty b's slot and hand its chain over (the slot first: see the end of hand_over_chain). */
 static zc_noinline void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
-  hand_over_chain(h, b->line, b->head, b->tail, b->count, b->pair);
+  zc_remote_batch_t old = *b;
   h->pending_mask &= ~((uint32_t)1 << (b - h->pending));
   b->line = NULL;
   b->head = b->tail = NULL;
   b->count = 0;
+  hand_over_chain(h, old.line, old.head, old.tail, old.count, old.pair);
 }
 
 void zc_remote_flush(zc_heap_t *h) {
@@ -213,9 +218,11 @@ static zc_noinline void free_remote_new_owner(zc_heap_t *h, zc_heap_t *owner, zc
 }
 
 void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
+  zc_lock(&h->lock); /* the queue and the current page change under h->lock (reclaim.c) */
   zc_queue_remove(&h->queues[pg->class_idx], pg);
   zc_heap_queue_changed(h, pg->class_idx);
-  zc_segment_page_free(h, pg);
+  zc_segment_page_free_locked(h, pg, false);
+  zc_unlock(&h->lock);
   /* The page is dirty now: the purger must run to honour the delay if this thread goes idle (started here,
    * after h->lock is released; a no-op with ZCMEM_BACKGROUND=0 or once it runs). */
   if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();

@@ -109,6 +109,7 @@ zc_heap_t *zc_heap_init_thread(void) {
   zc_heap_tls = h;
   /* a heap without a tag must match no map entry (ZC_MAP_SEGMENT is in the map): its frees go out of line */
   zc_owner_tag_tls = h->map_tag >= ZC_MAP_OWNED ? h->map_tag : (uint16_t)ZC_MAP_TAG_NONE;
+  zc_reclaim_start(h);
   zc_os_thread_exit_register(h);
   return h;
 }
@@ -117,6 +118,7 @@ zc_heap_t *zc_heap_init_thread(void) {
  * count). Nothing is purged here. */
 static void collect_pages(zc_heap_t *h, bool force) {
   zc_remote_flush(h);
+  zc_reclaim_pause(h); /* the walk below changes pages and queues outside h->lock */
   for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) {
     zc_page_queue_t *q = &h->queues[c];
     zc_page_t *pg = q->first;
@@ -141,6 +143,7 @@ static void collect_pages(zc_heap_t *h, bool force) {
     }
     zc_heap_queue_changed(h, c);
   }
+  zc_reclaim_resume(h);
 }
 
 void zc_heap_collect(zc_heap_t *h, bool force) {
@@ -217,6 +220,7 @@ void zc_heaps_visit(void (*fn)(zc_heap_t *h, void *arg), void *arg) {
  * other dirty page (zc_segments_purge_abandoned). Without the purger nobody would age them: purge now. */
 void zc_heap_done(zc_heap_t *h) {
   bool keep = zc_purger_active();
+  zc_reclaim_stop(h); /* the purger reclaims nothing of h after this; what it did is drained */
   collect_pages(h, true);
   zc_heap_unbias_all(h);
   zc_segments_abandon(h, keep);
@@ -259,6 +263,7 @@ void zc_heaps_fork_child(void) {
     memset(h->pending, 0, sizeof h->pending); /* dropped, see above */
     h->pending_count = 0;
     h->pending_mask = 0;
+    zc_reclaim_fork_orphan(h);
     for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) h->current[c] = NULL;
     zc_segments_fork_orphan(h);
     heap_reset(h);

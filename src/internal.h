@@ -39,6 +39,23 @@ void zc_heaps_fork_prepare(void);
 void zc_heaps_fork_parent(void);
 void zc_heaps_fork_child(void);
 
+/* ---- pages other threads' frees emptied in a live heap (reclaim.c) ---- */
+/* The purger's pass over h (trylock of h->lock): reclaim and purge every page that holds no live block and
+ * whose blocks other threads' frees gave back; returns how many. */
+size_t zc_reclaim_idle(zc_heap_t *h);
+/* The owner takes back the pages the purger reclaimed (h->lock held): before any slow path of the owner
+ * touches a page's lists, queue or current page, under the same hold of h->lock. */
+void zc_reclaim_drain_locked(zc_heap_t *h);
+/* The purger reclaims from h (thread start) / no more, and what it did is drained (thread exit). */
+void zc_reclaim_start(zc_heap_t *h);
+void zc_reclaim_stop(zc_heap_t *h);
+/* The owner changes its queues or pages outside h->lock (collect, adoption): keep the purger off meanwhile
+ * (drains first). Nested pauses are counted. */
+void zc_reclaim_pause(zc_heap_t *h);
+void zc_reclaim_resume(zc_heap_t *h);
+/* Fork child, a heap whose thread did not come along: undo its list without touching its queues. */
+void zc_reclaim_fork_orphan(zc_heap_t *h);
+
 /* ---- implemented by the process glue (process.c, layer 7) for the layers below ---- */
 void zc_process_init(void);
 /* Start the background purger if the option asks for it (call with no lock held); is it running? */
@@ -50,6 +67,10 @@ bool zc_purger_active(void);
 zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls);
 /* Return an empty page (used == 0, not in any queue) to its segment; may release the segment. */
 void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg);
+/* The same with h->lock held; clean: the page's whole area is purged already (reclaim.c): not dirty. */
+void zc_segment_page_free_locked(zc_heap_t *h, zc_page_t *pg, bool clean);
+/* Purge [from, from + len) (whole OS pages inside) of a page of h, counted as purged (h->lock held). */
+size_t zc_segment_purge_range(zc_heap_t *h, void *from, size_t len);
 /* Purge dirty free pages older than the delay, or all of them if force, or beyond the dirty budget. */
 size_t zc_segment_purge(zc_heap_t *h, bool force);
 /* The same for a heap another thread owns, from the purger or malloc_trim: pages only, never segments. */

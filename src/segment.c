@@ -349,7 +349,7 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
   pg->local_free = NULL;
   pg->used = 0;
   pg->held = 0;
-  pg->capacity = 0;
+  __atomic_store_n(&pg->capacity, 0, __ATOMIC_RELAXED); /* the purger reads it (reclaim.c) */
   pg->span = 0;
   pg->block_size = (uint32_t)bsize;
   /* a new key at every reuse: links left over from the page's previous class decode to nothing valid */
@@ -443,9 +443,10 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   return pg;
 }
 
-void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
+/* An empty page back to its segment (h->lock held). clean: its whole area was purged already (reclaim.c):
+ * it is not dirty. */
+static void page_free_locked(zc_heap_t *h, zc_page_t *pg, bool clean) {
   zc_segment_t *s = zc_segment_of(pg);
-  zc_lock(&h->lock);
   bool was_full = s->free_mask == 0;
   pg->state = ZC_PAGE_FREE;
   pg->free = pg->local_free = NULL;
@@ -454,8 +455,12 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
   uint64_t now = zc_os_clock_ns();
   pg->freed_at = now;
   demand_sub(page_area_size(s, pg));
-  dirty_append(h, s, pg);
-  if (zc_opt(zc_option_purge_delay) == 0) page_purge(h, pg, now); /* no delay: no purger runs, purge now */
+  if (clean) {
+    pg->purged = 1;
+  } else {
+    dirty_append(h, s, pg);
+    if (zc_opt(zc_option_purge_delay) == 0) page_purge(h, pg, now); /* no delay: no purger runs, purge now */
+  }
   if (was_full) {
     seg_unlink(&h->segments[s->kind], s);
     seg_push_front(&h->segments[s->kind], s);
@@ -469,7 +474,22 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
     while (h->dirty_first != NULL && h->dirty_bytes > budget - budget / 4)
       page_purge(h, h->dirty_first, now);
   }
+}
+
+void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
+  zc_lock(&h->lock);
+  page_free_locked(h, pg, false);
   zc_unlock(&h->lock);
+}
+
+void zc_segment_page_free_locked(zc_heap_t *h, zc_page_t *pg, bool clean) { page_free_locked(h, pg, clean); }
+
+size_t zc_segment_purge_range(zc_heap_t *h, void *from, size_t len) {
+  atomic_fetch_add_explicit(&pol.purge_calls, 1, RLX);
+  size_t n = zc_os_purge(from, len, (int)zc_opt(zc_option_purge_mode));
+  atomic_fetch_add_explicit(&purged_bytes, n, memory_order_relaxed);
+  h->stat_purged += n;
+  return n;
 }
 
 /* Purge h's dirty pages (all if force, else those past the delay that demand does not keep); release its
@@ -688,6 +708,7 @@ bool zc_segments_purge_abandoned(bool force) {
 }
 
 static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
+  zc_reclaim_pause(h); /* its pages join h's queues outside h->lock: the purger keeps off until done */
   h->hold_segments = true;
   zc_segment_set_owner(s, h);
   zc_lock(&h->lock);
@@ -721,6 +742,7 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
     else if (h->spare[s->kind] != s) segment_retire(h, s);
     zc_unlock(&h->lock);
   }
+  zc_reclaim_resume(h);
 }
 
 bool zc_segment_adopt(zc_heap_t *h, int kind) {

@@ -18,7 +18,7 @@ typedef struct class_row_s {
 typedef struct gather_s {
   zc_stats_t s;
   class_row_t rows[ZC_CLASS_COUNT];
-  uint64_t page_bytes, dirty_bytes, pages_fresh, pages_reused;
+  uint64_t page_bytes, dirty_bytes, pages_fresh, pages_reused, reclaimed;
 } gather_t;
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -35,6 +35,7 @@ static void gather_heap(zc_heap_t *h, void *arg) {
         if (LOAD(pg->state) != ZC_PAGE_IN_USE) continue;
         unsigned c = LOAD(pg->class_idx);
         if (c == 0 || c >= ZC_CLASS_COUNT) continue; /* being initialised */
+        if (pg->reclaimed != 0) continue; /* emptied and purged, its owner has not taken it back yet (h->lock) */
         uint32_t used = LOAD(pg->used), held = LOAD(pg->held), reserved = LOAD(pg->reserved);
         used = used > held ? used - held : 0;
         if (used > reserved) used = reserved;
@@ -53,6 +54,7 @@ static void gather_heap(zc_heap_t *h, void *arg) {
   g->s.remote_batches += rb;
   g->pages_fresh += h->stat_pages_fresh;
   g->pages_reused += h->stat_pages_reused;
+  g->reclaimed += LOAD(h->stat_reclaimed);
   zc_unlock(&h->lock);
 }
 
@@ -84,6 +86,7 @@ static void gather(gather_t *g) {
   g->s.segments_cached = pol.cached;
   g->s.segments_mapped = pol.maps;
   g->s.pages_taken = g->pages_fresh + g->pages_reused;
+  g->s.pages_reclaimed = g->reclaimed;
 }
 
 ZC_API void zc_stats_get(zc_stats_t *out) {
@@ -145,8 +148,8 @@ ZC_API void zc_stats_print(int fd) {
   outf(&o, "  remote frees %lu in %lu hand-overs   large regions live %lu, cached %s   errors %lu\n",
        (unsigned long)g.s.remote_frees, (unsigned long)g.s.remote_batches, (unsigned long)g.s.large_live,
        human(a, g.s.large_cached), (unsigned long)g.s.errors);
-  outf(&o, "  pages taken: %lu fresh or purged, %lu still resident (dirty cache)\n", (unsigned long)g.pages_fresh,
-       (unsigned long)g.pages_reused);
+  outf(&o, "  pages taken: %lu fresh or purged, %lu still resident (dirty cache)   reclaimed from idle heaps %lu\n",
+       (unsigned long)g.pages_fresh, (unsigned long)g.pages_reused, (unsigned long)g.s.pages_reclaimed);
   outf(&o, "  purge policy: dirty %s (budget %s)   %lu purge calls   misses %lu (%s purged, taken again within "
        "the delay)   segments mapped %lu, cached %lu\n", human(a, g.s.dirty), human(b, g.s.dirty_budget),
        (unsigned long)g.s.purge_calls, (unsigned long)g.s.purge_misses, human(c, g.s.purge_miss_bytes),
@@ -194,6 +197,7 @@ ZC_API size_t zc_stats_json(char *buf, size_t cap) {
     (unsigned long)g.s.dirty, (unsigned long)g.s.dirty_budget, (unsigned long)g.s.purge_calls,
     (unsigned long)g.s.purge_misses, (unsigned long)g.s.purge_miss_bytes, (unsigned long)g.s.segments_cached,
     (unsigned long)g.s.segments_mapped);
+  J("\"pages_reclaimed\":%lu,", (unsigned long)g.s.pages_reclaimed);
   J("\"threads\":%lu,\"abandoned\":%lu,\"errors\":%lu,\"purge_mode\":\"%s\",\"classes\":[",
     (unsigned long)g.s.threads, (unsigned long)g.s.abandoned, (unsigned long)g.s.errors,
     zc_opt(zc_option_purge_mode) ? "MADV_FREE" : "MADV_DONTNEED");

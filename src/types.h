@@ -151,6 +151,9 @@ typedef struct zc_page_s {
   uint8_t dirty;                    /* free page whose memory may be resident */
   uint8_t held;                     /* 1 while the page is its class's current page (see zc_heap_t) */
   uint8_t purged;                   /* free page purged at freed_at (a reuse within the delay is a miss) */
+  uint16_t reclaimed;               /* h->lock: on its heap's reclaimed list, the purger took this many blocks
+                                       from thread_free (reclaim.c) */
+  struct zc_page_s *reclaim_next;   /* h->lock: the next page of that list */
 } zc_page_t;
 
 /* A page's remote line (see the top of this file): thread_free, and the copies of the descriptor's fields a
@@ -224,9 +227,12 @@ typedef struct zc_heap_s {
   bool live;
   bool hold_segments;                      /* abandon/adopt walk a segment: do not unmap it under them */
   zc_lock_t lock;                          /* the segment/dirty state: owner's slow path vs. purger */
+  zc_page_t *reclaimed;                    /* h->lock: pages the purger emptied and purged (reclaim.c) */
+  uint32_t reclaim_off;                    /* h->lock: while non-zero the purger reclaims none of h's pages */
   struct zc_heap_s *next_heap;             /* all heaps ever made (they are recycled, never freed) */
   /* statistics kept on slow paths only */
   uint64_t stat_remote_frees, stat_remote_batches, stat_pages_fresh, stat_pages_reused, stat_purged;
+  uint64_t stat_reclaimed;                 /* pages the purger took back from this heap while it lived */
   uint64_t stat_class_refills[ZC_CLASS_COUNT];
   zc_pair_slot_t pairs[ZC_PAIR_SLOTS];     /* remote frees by owner (see zc_pair_slot_t) */
   zc_pair_slot_t pair_other;               /* owners the table had no room for, and no owner */

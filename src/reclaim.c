@@ -1,0 +1,255 @@
+/* Layers 4-5, the reclaim of pages that other threads' frees emptied in a live heap (issue 12: memory
+ * handed back to the OS on a bounded delay, whatever the owner does).
+ *
+ * The problem. Thread A allocates, thread B frees (redis's lazy free; any consumer). B's frees land in the
+ * pages' thread_free stacks (types.h), which only A takes in, on its malloc slow path. If A then blocks (in
+ * epoll_wait, on a condvar) or only makes fast-path calls, its pages stay "in use" with every block free and
+ * their memory is never purged: redis held 14.8x its pre-fill RSS 3 s after FLUSHALL ASYNC.
+ *
+ * What is built. The background purger (process.c's sweep, every half purge delay) visits every live heap
+ * whose lock it can take (trylock of h->lock, held for RECLAIM_PER_HOLD reclaims at most) and looks at the
+ * thread_free word of every page of its segments (the count of blocks on the stack rides in the word's top
+ * bits). A page is
+ * reclaimed when n blocks on its stack leave it with no live block and none on its way (all_back):
+ *   (b) a page that is not its class's current page (held == 0) and whose count of blocks out, used, is n:
+ *       every other carved block is on the owner's own lists (free, local_free);
+ *   (a) the current page (held == 1) when n is every carved block (capacity) and used == n + 1: its own
+ *       lists are then empty.
+ * The purger takes the stack (one exchange), walks it (bounded; every block inside the carved span, on the
+ * grid, carrying the free tag, each once: a bitmap), tests all_back again with the exact count, purges the
+ * whole page area and puts the page on h's reclaimed list (h->lock); else it pushes the chain back (a CAS
+ * loop, as a freer does). The owner takes the list in (zc_reclaim_drain_locked) under h->lock at the start
+ * of its malloc slow path (page_for_class), of zc_collect/malloc_trim (pause) and at exit (stop), before it
+ * touches any page: a reclaimed page is set back to nothing carved (free and local_free dropped: their
+ * blocks were free, their memory reads as zeros now; used = held) and, unless it is the current page, goes
+ * back to its segment as a free page already purged (not dirty). The current page stays current and its
+ * next refill carves it afresh.
+ *
+ * Why the owner's fast paths need nothing (no lock, fence or atomic RMW added: the same instructions).
+ *   - No block of a reclaimed page is live, so no correct free comes to it, from the owner or anyone.
+ *   - The owner's malloc pops only from the current page of a class (the direct table, malloc_mid, the
+ *     cheap refill of zc_malloc_refill and zc_malloc_generic all take the queue's first page, which
+ *     zc_heap_queue_changed makes current), and a current page is reclaimed only with empty lists.
+ *   - Everything else the owner does to a page's lists, queue or current status is under h->lock
+ *     (page_for_class: the drain, the scan, collect, extend, rotation, queue_changed; zc_page_retire; the
+ *     broken-page path of zc_malloc_generic) or while the purger is kept off (reclaim_off: collect_pages,
+ *     adopt_one, thread exit). So from the purger's decision to the drain, the owner does not touch the page.
+ * The price is one uncontended lock and unlock per malloc slow path and per page that empties.
+ *
+ * Memory ordering.
+ *   - The candidate test loads thread_free with acquire, then held, used and capacity (relaxed atomic
+ *     loads). held, and which page is current, change only under h->lock or with the purger kept off, so
+ *     the purger (holding h->lock) reads them exactly. A page that is not current is never popped from, so
+ *     its used only falls (the owner's frees, out of the lock) after the lock hold that made it so: a used
+ *     the purger reads is at least the true one, and used == n proves that no block is live or on its way.
+ *     The owner's pops that made the blocks live came before it handed them out, which came before the
+ *     freers' release pushes, so the acquire load orders those writes of used before the read.
+ *   - The exchange that takes the stack is acquire: it pairs with the freers' release CAS (free.c
+ *     push_chain), so the blocks' links and tags are seen, and (as above) the owner's page_init, whose
+ *     start, grid, key, tag, block_size and reserved the walk reads.
+ *   - capacity is written under h->lock (extend) or before the page is in a queue (page_init), with
+ *     relaxed atomic stores; the purger reads it under h->lock.
+ *   - The page cannot be retired or set up again while the purger holds a non-empty stack: its blocks
+ *     count in used, and only used == 0 retires a page.
+ *   - The reclaimed list, page->reclaimed and h->reclaim_off are under h->lock.
+ *   - A reclaimed page has an empty thread_free and no block out, so it is not a candidate again before the
+ *     drain; page->reclaimed keeps it off the list twice whatever a double free does. The drain reports a
+ *     block freed into it since (thread_free not empty, or used below n + held) and breaks the page.
+ *
+ * Thread exit, fork. zc_heap_done stops the reclaim (reclaim_off) and drains under h->lock before it
+ * collects and gives its segments up; the purger adds nothing after. The fork prepare handler takes every
+ * heap's lock, so no pass is half done in the child; an orphaned heap's list is undone without its queues
+ * (zc_reclaim_fork_orphan) before its pages are rebuilt; the forking thread's own heap drains it as usual.
+ *
+ * What is not reclaimed (waits for the owner's slow path, as before): a page with a live block (no purge of
+ * the free runs inside a partly used page); the current page while blocks remain on its own lists; a page
+ * with blocks still in some freer's pending chain (at most one page per freeing thread, ZC_REMOTE_BATCH
+ * blocks). Nothing at all without the purger (ZCMEM_BACKGROUND=0, ZCMEM_PURGE_DELAY=0).
+ */
+#include "internal.h"
+
+#include <string.h>
+
+/* Push chain head..tail (count blocks of the page whose remote line is r) back on its thread_free stack
+ * (the freers' hand-over, free.c: release, so the owner's acquiring exchange sees the links). */
+static void push_back(zc_page_remote_t *r, zc_page_t *pg, zc_block_t *head, zc_block_t *tail, uint32_t count) {
+  uintptr_t old = atomic_load_explicit(&r->thread_free, memory_order_relaxed), nv;
+  do {
+    tail->link = zc_link_encode(pg, ZC_TF_PTR(old));
+    nv = (uintptr_t)head | ((uintptr_t)(ZC_TF_COUNT(old) + count) << ZC_TF_SHIFT);
+  } while (!atomic_compare_exchange_weak_explicit(&r->thread_free, &old, nv, memory_order_release,
+                                                   memory_order_relaxed));
+}
+
+/* n blocks on thread_free leave pg with no live block and none on its way (see the top of the file):
+ * a page that is not current whose count of blocks out (used) is exactly n, or the current page whose
+ * every carved block is among the n (then its free lists are empty: the owner's fast path cannot pop). */
+static bool all_back(zc_page_t *pg, uint32_t n) {
+  if (__atomic_load_n(&pg->held, __ATOMIC_RELAXED) == 0) return __atomic_load_n(&pg->used, __ATOMIC_RELAXED) == n;
+  /* capacity first: the owner's malloc writes used while the current page has blocks to pop */
+  return n == __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED) && __atomic_load_n(&pg->used, __ATOMIC_RELAXED) == n + 1;
+}
+
+/* The purger's try on one candidate page pg of h (h->lock held). True if the page was reclaimed. */
+static bool reclaim_page(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg, zc_page_remote_t *r) {
+  uintptr_t v = atomic_exchange_explicit(&r->thread_free, 0, memory_order_acquire);
+  uint32_t n = ZC_TF_COUNT(v);
+  if (n == 0) return false;
+  /* The chain, checked as the owner's refill would: every block inside the carved span, on the grid,
+   * carrying the free tag, each once (a bitmap), and as many as the count says. */
+  uint32_t c = __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
+  uint64_t seen[ZC_PAGE_BLOCKS_MAX / 64];
+  memset(seen, 0, ((size_t)c + 63) / 64 * sizeof(uint64_t));
+  size_t bsize = pg->block_size;
+  uint32_t span = (uint32_t)(c * bsize);
+  uint64_t limit = (uint64_t)c * (pg->grid * bsize);
+  zc_block_t *head = ZC_TF_PTR(v), *b = head, *tail = NULL;
+  uint32_t walked = 0;
+  while (b != NULL) {
+    if (walked == n || !zc_link_ok(pg, b, span, limit) || b->tag != pg->tag) break;
+    uint32_t i = (uint32_t)(((unsigned __int128)((uintptr_t)b - (uintptr_t)pg->start) * pg->grid) >> 64);
+    if (seen[i >> 6] & ((uint64_t)1 << (i & 63))) break;
+    seen[i >> 6] |= (uint64_t)1 << (i & 63);
+    walked++;
+    tail = b;
+    b = zc_link_decode(pg, b->link);
+  }
+  if (b != NULL || walked != n) {
+    /* A block twice, a link out of the page or a count that lies: some thread freed a block twice or wrote
+     * one after freeing it. The chain cannot be followed; its blocks are kept out of use for good. */
+    zc_bad_free(b, "corrupted remote-free chain (a double free or a write after free) in the page of");
+    return false;
+  }
+  if (!all_back(pg, n)) { /* a block is live, on its way, or on the current page's lists: give it back */
+    push_back(r, pg, head, tail, n);
+    return false;
+  }
+  /* No block of the page is live and the owner's next touch of it is the drain: purge the whole area. */
+  zc_segment_purge_range(h, pg->start, (size_t)(zc_page_end(s, pg) - pg->start));
+  pg->reclaimed = (uint16_t)n;
+  pg->reclaim_next = h->reclaimed;
+  h->reclaimed = pg;
+  zc_stat_inc(&h->stat_reclaimed, 1);
+  return true;
+}
+
+/* Pages reclaimed per hold of h->lock: each costs a purge system call, and the owner's slow path waits for
+ * the lock meanwhile; a pass that reaches it lets go and starts over (the pages done are skipped at one
+ * load each: their thread_free is empty). */
+#define RECLAIM_PER_HOLD 32u
+
+/* One hold of h->lock: reclaim up to RECLAIM_PER_HOLD pages; *more: the limit stopped it. */
+static size_t reclaim_hold(zc_heap_t *h, bool *more) {
+  size_t got = 0;
+  *more = false;
+  if (h->reclaim_off != 0) return 0;
+  for (int k = 0; k < ZC_SEG_KINDS; k++) {
+    for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
+      if (s->used_pages == 0) continue;
+      for (uint32_t i = 0; i < s->page_count; i++) {
+        zc_page_remote_t *r = &s->remote[i];
+        /* acquire: the owner's last writes of the page's counts before it handed these blocks out (its
+         * pops: used) happen-before the freers' release pushes, hence before all_back reads them */
+        uintptr_t v = atomic_load_explicit(&r->thread_free, memory_order_acquire);
+        if (v == 0) continue; /* most pages: one load of the remote line */
+        zc_page_t *pg = &s->pages[i];
+        if (pg->reclaimed != 0 || !all_back(pg, ZC_TF_COUNT(v))) continue;
+        got += reclaim_page(h, s, pg, r);
+        if (got == RECLAIM_PER_HOLD) {
+          *more = true;
+          return got;
+        }
+      }
+    }
+  }
+  return got;
+}
+
+size_t zc_reclaim_idle(zc_heap_t *h) {
+  size_t got = 0;
+  bool more = true;
+  /* trylock: an owner in its slow path takes its remote frees itself; the next sweep goes on */
+  while (more && zc_trylock(&h->lock)) {
+    got += reclaim_hold(h, &more);
+    zc_unlock(&h->lock);
+  }
+  return got;
+}
+
+/* The owner's side for one page the purger reclaimed after taking n blocks from its thread_free (h->lock
+ * held, or a fork child's orphan): the page is set back to nothing carved, used = held. False if a block
+ * was freed into it since (no block was live: a double free), which breaks it. */
+static bool restore(zc_page_t *pg, uint32_t n, bool report) {
+  if (pg->state != ZC_PAGE_IN_USE) return false; /* broken meanwhile: never reused */
+  uintptr_t tf = atomic_load_explicit(&zc_page_remote(pg)->thread_free, memory_order_relaxed);
+  if (tf != 0 || pg->used != n + pg->held) {
+    zc_page_break(pg, tf != 0 ? (const void *)ZC_TF_PTR(tf) : (const void *)pg->local_free,
+                  "double free into a page with no block in use (reclaimed by the purger), in the page of", report);
+    return false;
+  }
+  pg->free = pg->local_free = NULL; /* their blocks were free: the memory under them reads as zeros now */
+  pg->used = pg->held;
+  __atomic_store_n(&pg->capacity, 0, __ATOMIC_RELAXED);
+  zc_page_set_span(pg, 0, 0); /* a late free of an old block is "no block was handed out" */
+  return true;
+}
+
+void zc_reclaim_drain_locked(zc_heap_t *h) {
+  zc_page_t *pg = h->reclaimed;
+  h->reclaimed = NULL;
+  while (pg != NULL) {
+    zc_page_t *next = pg->reclaim_next;
+    uint32_t n = pg->reclaimed;
+    pg->reclaimed = 0;
+    pg->reclaim_next = NULL;
+    if (restore(pg, n, true)) {
+      if (pg->used == 0) { /* not the current page: back to its segment, purged already */
+        zc_queue_remove(&h->queues[pg->class_idx], pg);
+        zc_segment_page_free_locked(h, pg, true);
+      } /* else the class's current page: its next refill carves it afresh */
+    } else if (pg->state == ZC_PAGE_BROKEN) {
+      zc_heap_page_broken(h, pg);
+    }
+    pg = next;
+  }
+}
+
+void zc_reclaim_start(zc_heap_t *h) {
+  zc_lock(&h->lock);
+  h->reclaim_off = 0;
+  zc_unlock(&h->lock);
+}
+
+void zc_reclaim_stop(zc_heap_t *h) {
+  zc_lock(&h->lock);
+  h->reclaim_off = 1;
+  if (h->reclaimed != NULL) zc_reclaim_drain_locked(h);
+  zc_unlock(&h->lock);
+}
+
+void zc_reclaim_pause(zc_heap_t *h) {
+  zc_lock(&h->lock);
+  h->reclaim_off++;
+  if (h->reclaimed != NULL) zc_reclaim_drain_locked(h);
+  zc_unlock(&h->lock);
+}
+
+void zc_reclaim_resume(zc_heap_t *h) {
+  zc_lock(&h->lock);
+  h->reclaim_off--;
+  zc_unlock(&h->lock);
+}
+
+void zc_reclaim_fork_orphan(zc_heap_t *h) {
+  zc_page_t *pg = h->reclaimed;
+  h->reclaimed = NULL;
+  h->reclaim_off = 1;
+  while (pg != NULL) {
+    zc_page_t *next = pg->reclaim_next;
+    uint32_t n = pg->reclaimed;
+    pg->reclaimed = 0;
+    pg->reclaim_next = NULL;
+    restore(pg, n, false); /* the rebuild after (zc_segments_fork_orphan) gives the emptied page back */
+    pg = next;
+  }
+}
