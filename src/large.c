@@ -415,5 +415,5 @@ void zc_large_fork_parent(void) { zc_unlock(&lg_pool.lock); }
  * the pool: address space, not memory. */
 void zc_large_fork_child(void) {
   zc_lock_init(&lg_pool.lock);
-  if (__atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1) __atomic_store_n(&lg_purger_state, 0, __ATOMIC_RELAXED);
+  lg_purger_fork_child();
 }

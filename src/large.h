@@ -79,6 +79,7 @@ void zc_large_thread_exit(void);
  * dirty memory to age. */
 void zc_background_set_hook(bool (*fn)(void));
 void zc_background_start(void);
+void zc_background_fork_child(void); /* last in the fork child: the parent's purger restarted */
 bool zc_background_running(void);
 
 /* fork: the parent holds the pool lock across fork; the child reinitialises it (and the purger). */

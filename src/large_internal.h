@@ -167,6 +167,7 @@ size_t lg_unmap_region(region_t *r);
 size_t lg_process_victims(victims_t *v);
 bool lg_want_purger(void);
 void lg_purger_start(void);
+void lg_purger_fork_child(void);
 void lg_front_tick(void);
 bool lg_inline_policy(void);
 extern uint64_t lg_next_sweep; /* inline policy: when the next front sweep is due (ns) */

@@ -243,6 +243,8 @@ size_t lg_process_victims(victims_t *v) {
  * installed by the heap layer: one background thread serves the whole process. Returns true while it
  * still holds memory to age, which keeps the thread from exiting as idle. */
 static bool (*sweep_hook)(void);
+static uint32_t purger_wake;   /* bumped to wake the idle purger (state 3) */
+static bool purger_after_fork; /* it ran in the parent: the fork child starts its own */
 
 static void *purger_main(void *arg) {
   (void)arg;
@@ -258,10 +260,19 @@ static void *purger_main(void *arg) {
     if (!other_busy && lg_pool.count[DIRTY] + lg_pool.count[CLEAN] == 0 && lg_front_bytes() == 0 && v.purge == NULL &&
         v.unmap == NULL) {
       if (idle_since == 0) idle_since = now;
-      else if (now - idle_since >= clean_ttl_ns(d)) { /* idle for long: exit; the next free restarts it */
-        __atomic_store_n(&lg_purger_state, 0, __ATOMIC_RELAXED);
+      else if (now - idle_since >= clean_ttl_ns(d)) {
+        /* idle for long: sleep (state 3) until lg_purger_start wakes it. It does not exit: starting it again
+         * would call pthread_create from inside free(), which glibc may be running under its stack-cache
+         * lock (a dead thread's TLS is freed under it), and pthread_create takes that lock: a deadlock. */
+        __atomic_store_n(&lg_purger_state, 3, __ATOMIC_RELAXED);
+        uint32_t w = __atomic_load_n(&purger_wake, __ATOMIC_RELAXED);
         lg_pool_unlock();
-        return NULL;
+        while (__atomic_load_n(&lg_purger_state, __ATOMIC_ACQUIRE) == 3) {
+          zc_os_futex_wait_shared(&purger_wake, w, -1);
+          w = __atomic_load_n(&purger_wake, __ATOMIC_RELAXED);
+        }
+        idle_since = 0;
+        continue;
       }
     } else {
       idle_since = 0;
@@ -269,16 +280,21 @@ static void *purger_main(void *arg) {
     lg_pool_unlock();
     lg_process_victims(&v);
   }
+  return NULL;
 }
 
 void lg_purger_start(void) {
-  bool start = false;
+  bool start = false, wake = false;
   lg_pool_lock();
-  if (__atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 0) {
-    __atomic_store_n(&lg_purger_state, 1, __ATOMIC_RELAXED);
-    start = true;
+  int state = __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED);
+  if (state == 0 || state == 3) {
+    __atomic_store_n(&lg_purger_state, 1, __ATOMIC_RELEASE);
+    start = state == 0;
+    wake = state == 3;
+    if (wake) __atomic_fetch_add(&purger_wake, 1, __ATOMIC_RELAXED);
   }
   lg_pool_unlock();
+  if (wake) zc_os_futex_wake_shared(&purger_wake, 1);
   if (start && !zc_os_thread_start(purger_main, NULL)) {
     lg_pool_lock();
     __atomic_store_n(&lg_purger_state, 2, __ATOMIC_RELAXED);
@@ -287,11 +303,27 @@ void lg_purger_start(void) {
 }
 
 bool lg_want_purger(void) {
-  return __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 0 && zc_opt(zc_option_background) == 1 &&
+  int state = __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED);
+  return (state == 0 || state == 3) && zc_opt(zc_option_background) == 1 &&
          delay_ns() > 0;
 }
 
 void zc_background_set_hook(bool (*fn)(void)) { sweep_hook = fn; }
+
+/* Fork child, in the pool's child handler: the purger did not come along. */
+void lg_purger_fork_child(void) {
+  int state = __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED);
+  purger_after_fork = state == 1 || state == 3;
+  if (purger_after_fork) __atomic_store_n(&lg_purger_state, 0, __ATOMIC_RELAXED);
+  purger_wake = 0;
+}
+
+/* Fork child, last of the child handlers (the allocator is usable again): start the child's purger now if
+ * the parent had one, rather than later from a free() (see purger_main: never from inside free). */
+void zc_background_fork_child(void) {
+  if (purger_after_fork && lg_want_purger()) lg_purger_start();
+  purger_after_fork = false;
+}
 
 bool zc_background_running(void) { return __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1; }
 

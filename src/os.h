@@ -160,7 +160,9 @@ int zc_os_msg_send(int sock, const void *buf, size_t len, int pass_fd, bool bloc
 /* Receive one record into buf (at most cap bytes) without blocking. Returns its length, 0 at end of file
  * (peer closed or died), -1 with EAGAIN if nothing is queued. An attached fd is stored in *fd_out (-1 if
  * none); extra fds are closed. A record whose fds could not be installed (MSG_CTRUNC: RLIMIT_NOFILE
- * reached or too many fds) fails with EMFILE; a truncated record fails with EMSGSIZE. */
+ * reached) fails with EMFILE; a record longer than cap, or with more fds than one record may carry (8),
+ * fails with EPROTO: the peer broke the protocol. Every fd received with a failed or empty record is
+ * closed. */
 long zc_os_msg_recv(int sock, void *buf, size_t cap, int *fd_out);
 /* Wait until fd is readable or hung up, at most timeout_ms (-1: forever, 0: just look). 1 readable, 0
  * timed out, -1 error. EINTR counts as a timeout. */

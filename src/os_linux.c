@@ -529,9 +529,11 @@ long zc_os_msg_recv(int sock, void *buf, size_t cap, int *fd_out) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -1;
     int got = -1;
+    size_t nfds = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
       if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
       size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      nfds += k;
       for (size_t i = 0; i < k; i++) {
         int f;
         memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
@@ -541,8 +543,14 @@ long zc_os_msg_recv(int sock, void *buf, size_t cap, int *fd_out) {
     }
     if (m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) {
       zc_os_close(got);
-      errno = (m.msg_flags & MSG_CTRUNC) ? EMFILE : EMSGSIZE;
+      /* a full buffer of fds and more dropped: the peer sent more than a record carries (not our limit) */
+      bool too_many = (m.msg_flags & MSG_CTRUNC) && nfds >= 8;
+      errno = (m.msg_flags & MSG_TRUNC) || too_many ? EPROTO : EMFILE;
       return -1;
+    }
+    if (n == 0) { /* an empty record reads as end of file: nobody would close an fd that came with it */
+      zc_os_close(got);
+      got = -1;
     }
     *fd_out = got;
     return (long)n;

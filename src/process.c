@@ -42,6 +42,7 @@ static void fork_child(void) {
   zc_large_fork_child();
   zc_segments_fork_child();
   zc_heaps_fork_child();
+  zc_background_fork_child();
 }
 
 /* ---- the background sweep of small and medium pages ----

@@ -185,6 +185,8 @@ int chan_consumer_poll_socket(zc_chan_t *ch);                /* map new segments
 
 /* wire records on the socket */
 enum { WIRE_HELLO = 1, WIRE_CTL = 2, WIRE_SEG = 3, WIRE_KICK = 4 };
+/* What zc_os_msg_recv's EPROTO means, for the reports */
+#define CHAN_BAD_RECORD "longer than a protocol record, or carrying more than 8 descriptors"
 typedef struct chan_wire_s {
   uint32_t magic;
   uint16_t kind, role;

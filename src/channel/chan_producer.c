@@ -295,6 +295,7 @@ int chan_producer_peer_check(zc_chan_t *ch) {
     zc_os_close(fd);
     if (n < 0 && errno == EAGAIN) return 0;
     if (n == 0 || (n < 0 && errno == ECONNRESET)) return fail_locked(ch, EPIPE, "the consumer closed or died");
+    if (n < 0 && errno == EPROTO) return fail_locked(ch, EPROTO, "bad record from the consumer (" CHAN_BAD_RECORD ")");
     if (n < 0) return fail_locked(ch, errno, "socket error %d", errno);
     if (n != sizeof w || w.magic != CHAN_MAGIC || w.kind != WIRE_KICK)
       return fail_locked(ch, EPROTO, "unexpected record from the consumer");

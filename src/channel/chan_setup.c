@@ -148,6 +148,8 @@ static int consumer_setup(zc_chan_t *ch, uint64_t deadline) {
   long n = recv_wait(ch, &w, &fd, deadline);
   if (n < 0 && errno == EMFILE)
     return chan_fail(ch, EMFILE, "the control segment fd was dropped (MSG_CTRUNC): too many open files (RLIMIT_NOFILE)");
+  if (n < 0 && errno == EPROTO)
+    return chan_fail(ch, EPROTO, "bad control-segment record from the producer (" CHAN_BAD_RECORD ")");
   if (n <= 0) return chan_fail(ch, n == 0 ? EPIPE : errno, "no control segment from the producer (errno %d)", n == 0 ? EPIPE : errno);
   uint32_t cap = w.a, rcap = w.b;
   uint64_t size = w.size;
@@ -231,6 +233,10 @@ static zc_chan_t *open_sock(int sock, zc_chan_role_t role, const zc_chan_config_
   int fd;
   long n = recv_wait(ch, &w, &fd, deadline);
   zc_os_close(fd);
+  if (n < 0 && errno == EPROTO) {
+    chan_fail(ch, EPROTO, "bad greeting from the peer (" CHAN_BAD_RECORD ")");
+    goto fail;
+  }
   if (n <= 0) {
     chan_fail(ch, n == 0 ? EPIPE : errno, "no greeting from the peer (errno %d)", n == 0 ? EPIPE : errno);
     goto fail;
@@ -307,6 +313,7 @@ int chan_consumer_poll_socket(zc_chan_t *ch) {
     if (n < 0 && errno == EMFILE)
       return chan_fail(ch, EMFILE, "a shared-memory fd from the producer was dropped (MSG_CTRUNC): "
                                    "too many open files (RLIMIT_NOFILE)");
+    if (n < 0 && errno == EPROTO) return chan_fail(ch, EPROTO, "bad record from the producer (" CHAN_BAD_RECORD ")");
     if (n < 0) return chan_fail(ch, errno, "socket error %d", errno);
     if (n == 0) {
       ch->eof = 1;
