@@ -227,6 +227,11 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
       errno = ENOMEM;
       return NULL;
     }
+    /* A second thread's heap: remote frees can come now, and the purger that finds the pages they empty in
+     * an idle owner's heap (reclaim.c) is started here, from a malloc, once for the process. A free only
+     * wakes it (hand_over_chain): starting a thread inside free() can deadlock (glibc frees a dead thread's
+     * TLS under its stack-cache lock, which pthread_create takes). */
+    if (h->id != 0 && zc_unlikely(!zc_purger_active())) zc_purger_ensure();
   }
   if (n > ZC_SMALL_MAX) return zc_large_alloc(n, 16, zero);
   unsigned cls = zc_size_class(n);

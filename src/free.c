@@ -136,9 +136,10 @@ static zc_noinline void hand_over_chain(zc_heap_t *h, zc_page_remote_t *r, zc_bl
   }
   h->pending_count -= count;
   /* The owner may be idle for good: the purger must run to find the pages these frees emptied (reclaim.c).
-   * A call and a load per hand-over while it runs. Last, with h's pending state whole again: starting the
-   * thread allocates, and may free, in this thread. */
-  if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();
+   * A load per hand-over while it runs; if it sleeps as idle, a futex wake. Never a thread start from here
+   * (see zc_purger_wake): the second heap's first malloc started it (zc_malloc_generic). Last, with h's
+   * pending state whole again. */
+  if (zc_unlikely(!zc_purger_active())) zc_purger_wake();
 }
 
 /* Empty b's slot and hand its chain over (the slot first: see the end of hand_over_chain). */

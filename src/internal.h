@@ -61,6 +61,8 @@ void zc_process_init(void);
 /* Start the background purger if the option asks for it (call with no lock held); is it running? */
 void zc_purger_ensure(void);
 bool zc_purger_active(void);
+/* Wake the purger if it sleeps as idle; never creates the thread (safe inside free(): no pthread_create). */
+void zc_purger_wake(void);
 
 /* ---- pages and segments (segment.c) ---- */
 /* A fresh or recycled page for class cls, owned by h and initialised (empty free list, nothing carved). */

@@ -74,11 +74,13 @@ void zc_large_stats(zc_large_stats_t *out);
 void zc_large_thread_exit(void);
 
 /* The background purger (ZCMEM_BACKGROUND=1): one thread for the whole allocator, started on the first
- * free into a cache and stopped after an idle spell. It sweeps the large-region cache and calls the hook,
+ * free into a cache (or a second thread's first malloc); after an idle spell it sleeps until woken. It sweeps the large-region cache and calls the hook,
  * which the heap layer sets to sweep small and medium pages; the hook returns true while it still holds
  * dirty memory to age. */
 void zc_background_set_hook(bool (*fn)(void));
 void zc_background_start(void);
+/* Wake the purger if it sleeps as idle; never starts a thread (callable inside free()). */
+void zc_background_wake(void);
 void zc_background_fork_child(void); /* last in the fork child: the parent's purger restarted */
 bool zc_background_running(void);
 

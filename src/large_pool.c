@@ -331,6 +331,12 @@ void zc_background_start(void) {
   if (lg_want_purger()) lg_purger_start();
 }
 
+/* Only a purger sleeping as idle (state 3) is woken: lg_purger_start creates the thread only from state 0,
+ * and 3 becomes 0 only in a fork child's handler. */
+void zc_background_wake(void) {
+  if (__atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 3 && lg_want_purger()) lg_purger_start();
+}
+
 /* After a front-cache operation (which took no lock): start the purger if it should run, else run the
  * inline policy when a sweep is due. */
 void lg_front_tick(void) {

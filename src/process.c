@@ -65,6 +65,7 @@ static bool background_sweep(void) {
 
 void zc_purger_ensure(void) { zc_background_start(); }
 bool zc_purger_active(void) { return zc_background_running(); }
+void zc_purger_wake(void) { zc_background_wake(); }
 
 /* Once per process, by the first thread that makes a heap (others wait: it takes microseconds). */
 void zc_process_init(void) {
