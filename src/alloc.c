@@ -166,8 +166,13 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   zc_page_queue_t *q = &h->queues[cls];
   if (h->pending_count != 0) zc_remote_flush(h);
   /* dirty_first and next_purge_check are also written by the purger thread (under h->lock) */
-  if (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) {
-    if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();
+  bool dirty = __atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL;
+  /* The purger ages dirty pages; with a second heap, remote frees can come, and it also finds the pages they
+   * empty in an idle owner's heap (reclaim.c). It is started here, in a malloc: a free only wakes it
+   * (hand_over_chain), as starting a thread inside free() can deadlock (glibc frees a dead thread's TLS
+   * under its stack-cache lock, which pthread_create takes). */
+  if (zc_unlikely(!zc_purger_active()) && (dirty || zc_heap_count() > 1)) zc_purger_ensure();
+  if (dirty) {
     if (zc_os_clock_ns() >= __atomic_load_n(&h->next_purge_check, __ATOMIC_RELAXED)) zc_segment_purge(h, false);
   }
   zc_stat_inc(&h->stat_class_refills[cls], 1);
@@ -227,11 +232,6 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
       errno = ENOMEM;
       return NULL;
     }
-    /* A second thread's heap: remote frees can come now, and the purger that finds the pages they empty in
-     * an idle owner's heap (reclaim.c) is started here, from a malloc, once for the process. A free only
-     * wakes it (hand_over_chain): starting a thread inside free() can deadlock (glibc frees a dead thread's
-     * TLS under its stack-cache lock, which pthread_create takes). */
-    if (h->id != 0 && zc_unlikely(!zc_purger_active())) zc_purger_ensure();
   }
   if (n > ZC_SMALL_MAX) return zc_large_alloc(n, 16, zero);
   unsigned cls = zc_size_class(n);

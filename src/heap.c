@@ -85,7 +85,8 @@ static zc_heap_t *heap_take(void) {
   zc_heap_t *h = heaps_unused++;
   heaps_unused_left--;
   zc_lock_init(&h->lock);
-  h->id = heaps_made++;
+  h->id = heaps_made;
+  __atomic_store_n(&heaps_made, h->id + 1, __ATOMIC_RELAXED); /* read without heaps_lock by zc_heap_count */
   h->map_tag = h->id < ZC_MAP_OWNED_MAX ? (uint16_t)(ZC_MAP_OWNED + h->id) : (uint16_t)ZC_MAP_SEGMENT;
   h->pair_owner = NULL; /* pages with no owner count in pair_other */
   h->pair_slot = &h->pair_other;
@@ -95,6 +96,8 @@ static zc_heap_t *heap_take(void) {
   zc_unlock(&heaps_lock);
   return h;
 }
+
+uint32_t zc_heap_count(void) { return __atomic_load_n(&heaps_made, __ATOMIC_RELAXED); }
 
 zc_heap_t *zc_heap_init_thread(void) {
   zc_heap_t *h = zc_heap_tls;

@@ -28,6 +28,7 @@ zc_inline zc_heap_t *zc_heap_get(void) { return zc_heap_tls; }
 zc_inline bool zc_thread_exiting(void) { return zc_thread_exited; }
 /* The calling thread's real heap, created on first use (NULL only if out of memory). */
 zc_heap_t *zc_heap_init_thread(void);
+uint32_t zc_heap_count(void); /* heaps ever set up (a parked heap counts): more than 1, remote frees can come */
 /* Take in this heap's remote frees, retire empty pages, purge (everything if force). */
 void zc_heap_collect(zc_heap_t *h, bool force);
 /* Visit every heap ever created (live or parked) under the heap-list lock. */
