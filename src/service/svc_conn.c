@@ -325,8 +325,8 @@ static void expire_joins(zc_svc_t *s, uint64_t now) {
 /* Look at the fds: accept joiners, drain kicks, notice ends of file. timeout_ms as epoll_wait. */
 void svc_check(zc_svc_t *s, int timeout_ms) {
   uint64_t tags[32];
-  s->last_check = zc_os_clock_ns();
-  if (s->listen_fd >= 0) expire_joins(s, s->last_check);
+  s->next_look = zc_os_clock_coarse_ns() + (uint64_t)s->cfg.check_ms * 1000000u;
+  if (s->listen_fd >= 0) expire_joins(s, zc_os_clock_ns());
   __atomic_fetch_add(&s->st.checks, 1, __ATOMIC_RELAXED);
   int n = zc_os_epoll_wait(s->ep, tags, 32, timeout_ms);
   for (int k = 0; k < n; k++) {

@@ -86,7 +86,7 @@ struct zc_svc_s {
   int call_err;         /* its FAILED error, set instead of queueing a notice */
   int join_fd[SVC_MAX_JOINS]; /* accepted, waiting for their HELLO (-1: free); handled when readable */
   uint64_t join_t[SVC_MAX_JOINS];
-  uint64_t last_check;
+  uint64_t next_look;   /* coarse clock (ns): the receive path looks for joins and deaths from then */
   size_t arrays_size;
   char err[200];
   zc_svc_stats_t st;

@@ -13,8 +13,9 @@
  *
  * The message path adds no system call and no copy to the channel's: a send is the channel's send plus
  * the 16-byte header written in place; a receive polls each connection's ring (zc_chan_receive with
- * timeout 0, no system call when empty) and copies the 16-byte header out. System calls happen only to
- * sleep (epoll after arming every connection), and at most every check_ms to look for joins and deaths.
+ * timeout 0, no system call and no clock read when empty) and copies the 16-byte header out. System calls
+ * happen only to sleep (epoll after arming every connection), and at most every check_ms to look for joins
+ * and deaths (paced by the coarse clock, so up to one kernel tick late).
  */
 #include "svc_internal.h"
 #include "options.h"
@@ -187,21 +188,27 @@ static int take_one(zc_svc_t *s, zc_svc_msg_t *m) {
   return 0;
 }
 
-/* The next message: from the set-aside queue (if use_queue), else from the connections; waits until
- * deadline (ns; 0: do not wait; UINT64_MAX: forever). 0 with *m, or -1 (EAGAIN, ETIMEDOUT, EPIPE for a
- * connected endpoint whose connection is gone, or the error of the request zc_svc_call waits for). */
-static int next_msg(zc_svc_t *s, zc_svc_msg_t *m, uint64_t deadline, bool use_queue) {
-  int spin = s->cfg.chan.spin_ns == 0 ? 20000 : (s->cfg.chan.spin_ns < 0 ? 0 : s->cfg.chan.spin_ns);
-  uint64_t now = zc_os_clock_ns(), spin_end = now + (uint64_t)spin, every = (uint64_t)s->cfg.check_ms * 1000000u;
-  bool looked = false;
+/* The next message: from the set-aside queue (if use_queue), else from the connections; waits up to
+ * timeout_ms (0: do not wait; < 0: forever). *deadline (ns) is computed from timeout_ms at the first wait
+ * (0 until then; zc_svc_call keeps it across its calls). 0 with *m, or -1 (EAGAIN, ETIMEDOUT, EPIPE for a
+ * connected endpoint whose connection is gone, or the error of the request zc_svc_call waits for).
+ *
+ * The path that finds a message reads no precise clock (about 100 ns in a VM): only the coarse one, to
+ * look for joins and deaths every check_ms. While spinning, the connections are polled between single
+ * pauses (a pause costs 40-140 ns on recent x86), so a message is seen within about one poll of its send;
+ * the precise clock is read once per SVC_SPIN_POLLS polls. */
+#define SVC_SPIN_POLLS 32
+static int next_msg(zc_svc_t *s, zc_svc_msg_t *m, int timeout_ms, uint64_t *deadline, bool use_queue) {
+  bool looked = false, spinning = false;
+  uint64_t spin_end = 0;
   for (;;) {
     if (use_queue && queue_pop(s, m)) return 0;
     if (s->call_id != 0 && s->call_err != 0) return errno = s->call_err, -1;
-    if (now - s->last_check >= every) svc_check(s, 0);
+    if (zc_os_clock_coarse_ns() >= s->next_look) svc_check(s, 0);
     if (take_one(s, m)) return 0;
     if ((use_queue && __atomic_load_n(&s->q_n, __ATOMIC_RELAXED) != 0) || (s->call_id != 0 && s->call_err != 0)) continue;
     if (s->connected && s->dead) return errno = s->dead, -1;
-    if (deadline == 0) {
+    if (timeout_ms == 0) {
       /* Nothing here: joins or deaths may be what woke the caller's epoll; then arm every connection
        * so that zc_svc_fd becomes readable at the next message (the caller sleeps in epoll next). */
       if (!looked) {
@@ -215,24 +222,33 @@ static int next_msg(zc_svc_t *s, zc_svc_msg_t *m, uint64_t deadline, bool use_qu
       }
       return errno = EAGAIN, -1;
     }
-    now = zc_os_clock_ns();
-    if (now >= deadline) return errno = ETIMEDOUT, -1;
+    uint64_t now = zc_os_clock_ns();
+    if (*deadline == 0) *deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
+    if (!spinning) {
+      int spin = s->cfg.chan.spin_ns == 0 ? 20000 : (s->cfg.chan.spin_ns < 0 ? 0 : s->cfg.chan.spin_ns);
+      spin_end = now + (uint64_t)spin;
+      spinning = true;
+    }
+    if (now >= *deadline) return errno = ETIMEDOUT, -1;
     if (now < spin_end) {
-      for (int i = 0; i < 16; i++) svc_pause();
+      for (int i = 0; i < SVC_SPIN_POLLS; i++) {
+        svc_pause();
+        if (take_one(s, m)) return 0;
+        if ((use_queue && __atomic_load_n(&s->q_n, __ATOMIC_RELAXED) != 0) || (s->call_id != 0 && s->call_err != 0)) break;
+      }
       continue;
     }
     if (svc_arm_all(s)) continue;
-    uint64_t left = deadline == UINT64_MAX ? 50000000u : deadline - now;
+    uint64_t left = *deadline == UINT64_MAX ? 50000000u : *deadline - now;
     if (left > 50000000u) left = 50000000u; /* look around at least every 50 ms */
     svc_check(s, (int)(left / 1000000u) + 1);
-    now = zc_os_clock_ns();
   }
 }
 
 int zc_svc_receive(zc_svc_t *s, zc_svc_msg_t *m, int timeout_ms) {
   if (s == NULL || m == NULL) return errno = EINVAL, -1;
-  uint64_t dl = timeout_ms == 0 ? 0 : timeout_ms < 0 ? UINT64_MAX : zc_os_clock_ns() + (uint64_t)timeout_ms * 1000000u;
-  if (next_msg(s, m, dl, true) != 0) return -1;
+  uint64_t dl = 0;
+  if (next_msg(s, m, timeout_ms, &dl, true) != 0) return -1;
   stat_add(&s->st.received);
   return 0;
 }
@@ -465,13 +481,12 @@ int zc_svc_call(zc_svc_t *s, void *p, size_t len, uint32_t type, zc_svc_msg_t *r
   if (reply == NULL) return errno = EINVAL, -1;
   uint64_t id;
   if (zc_svc_request(s, p, len, type, &id) != 0) return -1;
-  uint64_t dl = timeout_ms < 0 ? UINT64_MAX : zc_os_clock_ns() + (uint64_t)timeout_ms * 1000000u;
-  if (dl == 0) dl = 1;
+  uint64_t dl = timeout_ms == 0 ? 1 : 0; /* 0: computed at the first wait; 1: passed already (one look) */
   s->call_id = id;
   s->call_err = 0;
   for (;;) {
     zc_svc_msg_t m;
-    if (next_msg(s, &m, dl, false) == 0) {
+    if (next_msg(s, &m, timeout_ms == 0 ? -1 : timeout_ms, &dl, false) == 0) {
       if (m.kind == ZC_SVC_REPLY && m.id == id) {
         *reply = m;
         s->call_id = 0;
