@@ -112,6 +112,7 @@ static int peer_add(zc_svc_t *s, zc_chan_t *out, zc_chan_t *in) {
   p->err = 0;
   p->drained = 0;
   p->pending = 0;
+  p->armed = 0;
   __atomic_store_n(&p->held, 0, __ATOMIC_RELAXED);
   /* the connector's socket (on the listener: in) or the listener's (on the connector: out); the pair's
    * other channel was made by the connector and names it on both sides */
@@ -352,6 +353,7 @@ void svc_check(zc_svc_t *s, int timeout_ms) {
       zc_lock(&p->in_lock);
       r = zc_chan_arm(p->in);
       zc_unlock(&p->in_lock);
+      p->armed = r == 0;
     } else { /* out: readable only at the receiver's end of file */
       r = zc_chan_collect(p->out) < 0 ? -1 : 0;
     }
@@ -360,15 +362,17 @@ void svc_check(zc_svc_t *s, int timeout_ms) {
 }
 
 /* Before sleeping in epoll: ask every open connection for a kick at its next message. 1 if one has
- * messages waiting already (do not sleep). */
+ * messages waiting already (do not sleep). A connection still armed from an earlier call is skipped: an
+ * arm costs a recvmsg, and a front end draining after each wake-up would pay one per connection. */
 int svc_arm_all(zc_svc_t *s) {
   int ready = 0;
   for (uint32_t i = 0; i < s->hi; i++) {
     svc_peer_t *p = &s->peers[i];
-    if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != PEER_OPEN) continue;
+    if (p->armed || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != PEER_OPEN) continue;
     zc_lock(&p->in_lock);
     int r = zc_chan_arm(p->in);
     zc_unlock(&p->in_lock);
+    p->armed = r == 0;
     if (r != 0) ready = 1; /* messages, or a death the next take will see */
   }
   return ready;

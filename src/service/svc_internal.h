@@ -56,6 +56,10 @@ typedef struct svc_peer_s {
   uint32_t pending;  /* requests sent to it awaiting a reply (s->lock) */
   uint32_t held;     /* messages received from it, not released (atomic) */
   zc_chan_peer_t cred; /* who is on the other end (SO_PEERCRED at connect): kept after close until reuse */
+  int armed;         /* receiving thread only: `in` was armed (zc_chan_arm 0) and has delivered nothing since.
+                        Its producer clears the channel's flag only with a kick, which leaves the fd readable
+                        until an arm drains it: epoll reports it and svc_check re-arms; a take that drained
+                        the socket itself (a new segment) always delivers, and every delivery clears this */
   zc_lock_t in_lock;
 } svc_peer_t;
 

@@ -171,12 +171,14 @@ static int take_one(zc_svc_t *s, zc_svc_msg_t *m) {
     zc_unlock(&p->in_lock);
     if (r != 0) {
       if (e == EAGAIN && st == PEER_OPEN) continue;
+      p->armed = 0;
       svc_peer_dead(s, i, e == EAGAIN || e == EPIPE ? EPIPE : EPROTO, 1); /* dead and drained */
       if (e == EPROTO) svc_fail(s, EPROTO, "connection %u: %s", i, zc_chan_error(p->in));
       svc_peer_reap(s, i);
       continue;
     }
     __atomic_fetch_add(&p->held, 1, __ATOMIC_ACQUIRE);
+    p->armed = 0; /* the producer may have kicked (and the take drained the record): arm again */
     int v = accept_msg(s, i, p, &raw, m);
     if (v == 1) {
       s->rr_in = i + 1;
