@@ -68,7 +68,7 @@ static zc_svc_t *svc_new(const zc_svc_config_t *cfg) {
   if (c.max_peers > 4096 || c.max_pending > (1u << 24)) return errno = EINVAL, NULL;
   size_t page = zc_os_page_size(), head = (sizeof(zc_svc_t) + 63) & ~(size_t)63;
   size_t peers = (c.max_peers * sizeof(svc_peer_t) + 63) & ~(size_t)63;
-  size_t size = head + peers + c.max_pending * sizeof(svc_pend_t);
+  size_t size = head + peers + c.max_pending * sizeof(pend_entry_t);
   size = (size + page - 1) & ~(page - 1);
   char *b = zc_os_alloc_aligned(size, page);
   if (b == NULL) return errno = ENOMEM, NULL;
@@ -79,13 +79,7 @@ static zc_svc_t *svc_new(const zc_svc_config_t *cfg) {
   s->listen_fd = -1;
   s->peers = (svc_peer_t *)(b + head);
   s->max_peers = c.max_peers;
-  s->pend = (svc_pend_t *)(b + head + peers);
-  s->pend_cap = c.max_pending;
-  for (uint32_t i = 0; i < s->pend_cap; i++) {
-    s->pend[i].gen = 1;
-    s->pend[i].next = i + 1 < s->pend_cap ? i + 1 : UINT32_MAX;
-  }
-  s->pend_free = 0;
+  pend_init(&s->pend, (pend_entry_t *)(b + head + peers), c.max_pending);
   for (int k = 0; k < SVC_MAX_JOINS; k++) s->join_fd[k] = -1;
   s->ep = zc_os_epoll_create();
   if (s->ep < 0) {
@@ -432,7 +426,7 @@ void zc_svc_stats(zc_svc_t *s, zc_svc_stats_t *out) {
   const uint64_t *from = (const uint64_t *)&s->st;
   uint64_t *to = (uint64_t *)out;
   for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++) to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
-  out->pending = s->npend;
+  out->pending = s->pend.n;
   zc_unlock(&s->lock);
 }
 

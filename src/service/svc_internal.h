@@ -24,6 +24,7 @@
 
 #include "zcmem_service.h"
 #include "os.h"
+#include "../shared/pend_table.h" /* the pending table, shared with src/zmq (a leaf: libc only) */
 
 #define SVC_MAGIC 0x7a637376u /* "zcsv": the connector's HELLO */
 #define SVC_VERSION 1u
@@ -63,15 +64,6 @@ typedef struct svc_peer_s {
   zc_lock_t in_lock;
 } svc_peer_t;
 
-enum { PEND_FREE = 0, PEND_WAIT = 1, PEND_ABANDONED = 2 };
-
-typedef struct svc_pend_s {
-  uint32_t gen;      /* id = gen << 32 | index; gen starts at 1 so no id is 0 */
-  uint32_t state;
-  uint32_t peer, peer_gen;
-  uint32_t next;     /* free list */
-} svc_pend_t;
-
 struct zc_svc_s {
   zc_lock_t lock;
   zc_svc_config_t cfg;
@@ -82,8 +74,7 @@ struct zc_svc_s {
   svc_peer_t *peers;
   uint32_t max_peers, hi; /* slots in use are below hi */
   uint32_t rr_in, rr_out; /* round-robin cursors of receive and loan */
-  svc_pend_t *pend;
-  uint32_t pend_cap, pend_free, npend;
+  pend_table_t pend;    /* requests sent, awaiting replies (s->lock) */
   zc_svc_msg_t *q;      /* set aside: FAILED notices, messages zc_svc_call took that were not its reply */
   size_t q_head, q_n, q_cap, q_bytes;
   uint64_t call_id;     /* the request zc_svc_call waits for (0: none) */

@@ -1,6 +1,6 @@
 /* Layer 10, channel services: the message path. Loan, send, request, reply, receive, call, release.
  *
- * Correlation: a request's id is gen << 32 | index of an entry of the private pending table, which records
+ * Correlation: a request's id is gen << 32 | index of an entry of the private pending table (src/shared/pend_table.h), which records
  * the connection (index and generation) the request went to. A REPLY is accepted only if its id names an
  * entry that is waiting (or abandoned), has that generation and that connection; the entry is then freed
  * and its generation bumped, so a second reply with the same id, a reply to an id never sent, an id of
@@ -57,41 +57,35 @@ static bool queue_pop(zc_svc_t *s, zc_svc_msg_t *m) {
   return got;
 }
 
-/* ---- the pending table (s->lock held) ---- */
-static void pend_release(zc_svc_t *s, uint32_t i) {
-  svc_pend_t *e = &s->pend[i];
-  e->state = PEND_FREE;
-  e->gen = e->gen + 1 ? e->gen + 1 : 1; /* an old id never matches again */
-  e->next = s->pend_free;
-  s->pend_free = i;
-  s->npend--;
+/* ---- the pending table (src/shared/pend_table.h; s->lock held) ---- */
+typedef struct fail_ctx_s {
+  zc_svc_t *s;
+  uint32_t idx;
+  int err;
+} fail_ctx_t;
+
+static void fail_one(void *ctx, uint64_t id) {
+  fail_ctx_t *f = ctx;
+  zc_svc_t *s = f->s;
+  if (id == s->call_id) {
+    s->call_err = f->err;
+    return;
+  }
+  zc_svc_msg_t m;
+  memset(&m, 0, sizeof m);
+  m.kind = ZC_SVC_FAILED;
+  m.error = f->err;
+  m.id = id;
+  m.peer = f->idx;
+  m.peer_gen = s->peers[f->idx].gen;
+  svc_queue_push(s, &m);
 }
 
 /* Connection idx died: every request it had not answered fails, each exactly once. */
 void svc_fail_pending(zc_svc_t *s, uint32_t idx, int err) {
   svc_peer_t *p = &s->peers[idx];
-  for (uint32_t i = 0; i < s->pend_cap && p->pending != 0; i++) {
-    svc_pend_t *e = &s->pend[i];
-    if (e->state == PEND_FREE || e->peer != idx || e->peer_gen != p->gen) continue;
-    uint64_t id = (uint64_t)e->gen << 32 | i;
-    if (e->state == PEND_WAIT) {
-      if (id == s->call_id) {
-        s->call_err = err;
-      } else {
-        zc_svc_msg_t m;
-        memset(&m, 0, sizeof m);
-        m.kind = ZC_SVC_FAILED;
-        m.error = err;
-        m.id = id;
-        m.peer = idx;
-        m.peer_gen = p->gen;
-        svc_queue_push(s, &m);
-      }
-      s->st.failed++;
-    }
-    pend_release(s, i);
-    p->pending--;
-  }
+  fail_ctx_t f = {s, idx, err};
+  s->st.failed += pend_fail_peer(&s->pend, idx, p->gen, &p->pending, fail_one, &f);
 }
 
 /* ---- receiving ---- */
@@ -113,16 +107,13 @@ static int accept_msg(zc_svc_t *s, uint32_t i, svc_peer_t *p, const zc_chan_msg_
   else if (kind != ZC_SVC_REQUEST && kind != ZC_SVC_REPLY && kind != ZC_SVC_ONEWAY) why = "an unknown message kind";
   else zc_chan_copy(raw, 0, &h, sizeof h); /* the header is read once; only the copy is used */
   if (why == NULL && kind == ZC_SVC_REPLY) {
-    uint32_t pi = (uint32_t)h.id, gen = (uint32_t)(h.id >> 32);
     zc_lock(&s->lock);
-    svc_pend_t *e = pi < s->pend_cap ? &s->pend[pi] : NULL;
-    if (e == NULL || e->state == PEND_FREE || e->gen != gen || e->peer != i || e->peer_gen != p->gen) {
+    int st = pend_match(&s->pend, h.id, i, p->gen);
+    if (st < 0) {
       why = "a reply to no outstanding request of this connection (unknown, answered already, or another's)";
     } else {
-      bool abandoned = e->state == PEND_ABANDONED;
-      pend_release(s, pi);
       p->pending--;
-      if (abandoned) {
+      if (st == PEND_ABANDONED) {
         s->st.dropped++;
         zc_unlock(&s->lock);
         raw_release(p, raw);
@@ -397,23 +388,15 @@ static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, 
   }
   svc_hdr_t saved = *h;
   uint64_t id = req ? req->id : 0;
-  uint32_t pi = 0;
   if (kind == ZC_SVC_REQUEST) {
     zc_lock(&s->lock);
-    pi = s->pend_free;
-    if (pi == UINT32_MAX) {
+    id = pend_take(&s->pend, idx, gen);
+    if (id == 0) {
       zc_unlock(&s->lock);
       svc_peer_put(p);
-      return svc_fail(s, EAGAIN, "max_pending (%u) requests await replies", s->pend_cap);
+      return svc_fail(s, EAGAIN, "max_pending (%u) requests await replies", s->pend.cap);
     }
-    svc_pend_t *e = &s->pend[pi];
-    s->pend_free = e->next;
-    e->state = PEND_WAIT;
-    e->peer = idx;
-    e->peer_gen = gen;
-    s->npend++;
     p->pending++;
-    id = (uint64_t)e->gen << 32 | pi;
     zc_unlock(&s->lock);
   }
   h->id = id; /* registered before the send: the reply may come back before zc_chan_send returns */
@@ -423,7 +406,7 @@ static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, 
     int e = errno;
     if (kind == ZC_SVC_REQUEST) {
       zc_lock(&s->lock);
-      pend_release(s, pi);
+      pend_cancel(&s->pend, id);
       p->pending--;
       zc_unlock(&s->lock);
     }
@@ -467,13 +450,8 @@ int zc_svc_cancel(zc_svc_t *s, void *u) {
 }
 
 int zc_svc_abandon(zc_svc_t *s, uint64_t id) {
-  uint32_t pi = (uint32_t)id;
   zc_lock(&s->lock);
-  int r = -1;
-  if (pi < s->pend_cap && s->pend[pi].gen == (uint32_t)(id >> 32) && s->pend[pi].state == PEND_WAIT) {
-    s->pend[pi].state = PEND_ABANDONED;
-    r = 0;
-  }
+  int r = pend_abandon(&s->pend, id);
   zc_unlock(&s->lock);
   if (r != 0) errno = EINVAL;
   return r;
