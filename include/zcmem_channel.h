@@ -251,6 +251,23 @@ ZC_CHAN_API int zc_pub_accept(zc_pub_t *p, int timeout_ms);
 ZC_CHAN_API int zc_pub_add(zc_pub_t *p, int sock_fd);
 /* The listening socket (-1 if none), for epoll: readable when a subscriber connects (zc_pub_accept(p, 0)). */
 ZC_CHAN_API int zc_pub_fd(zc_pub_t *p);
+/* By name, as the channel services name theirs: "zcmem-pub.<uid>.<name>" in the abstract UNIX namespace
+ * (uid: the publisher's effective uid; nothing in the file system; name at most 80 bytes). The peer-credential
+ * checks are the channel's: the publisher admits a subscriber whose uid is in cfg.peer_uids (default: its
+ * own), and zc_pub_subscribe opens a consumer channel that admits a publisher whose uid is in its
+ * cfg.peer_uids (default: its own); owner_uid names the publisher's uid in the name (0: our own). A
+ * refused peer: EACCES. */
+ZC_CHAN_API zc_pub_t *zc_pub_listen_name(const char *name, const zc_chan_config_t *cfg);
+ZC_CHAN_API zc_chan_t *zc_pub_subscribe(const char *name, uint32_t owner_uid, const zc_chan_config_t *cfg);
+/* An fd for an event loop (epoll, poll): readable when a subscriber connects, when one closes or dies,
+ * and, once zc_pub_arm_space returned 0, when a subscriber takes descriptors or releases messages (room
+ * may be back). When it is readable, call zc_pub_collect (it takes releases and kicks in, drops the dead,
+ * accepts waiting subscribers) and retry the loan or send that failed with EAGAIN. */
+ZC_CHAN_API int zc_pub_event_fd(zc_pub_t *p);
+/* After EAGAIN from zc_pub_loan or zc_pub_send (policy ZC_CHAN_FAIL): 1 if room or memory came back
+ * already (retry now), 0 if armed (wait for zc_pub_event_fd), -1 if the publisher failed. A publisher
+ * whose memory is all in its own loans (nothing sent is held) is woken by nothing: cancel or send. */
+ZC_CHAN_API int zc_pub_arm_space(zc_pub_t *p);
 /* As zc_chan_loan / zc_chan_cancel / zc_chan_max_msg, in the publisher's memory. */
 ZC_CHAN_API void *zc_pub_loan(zc_pub_t *p, size_t n);
 ZC_CHAN_API int zc_pub_cancel(zc_pub_t *p, void *buf);

@@ -141,6 +141,7 @@ int zc_chan_receive_batch(zc_chan_t *ch, zc_chan_msg_t *out, int max, int timeou
   if (consumer_check(ch) != 0) return -1;
   int n = take(ch, out, max);
   if (n != 0) return n;
+  if (timeout_ms == 0 && !ch->eof) return errno = EAGAIN, -1; /* a poll reads no clock */
   uint64_t now = zc_os_clock_ns();
   uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
   uint64_t spin_end = now + (uint64_t)ch->cfg.spin_ns;

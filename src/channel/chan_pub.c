@@ -21,6 +21,12 @@
  * Lock: the hub's lock protects the hub, every link's producer fields and everything below. It is never
  * held while sleeping; a thread that waits on a link's control words without it counts itself in
  * link.waiters, and a dropped link is closed (unmapped) only when no thread waits on it.
+ *
+ * Event loop (zc_pub_event_fd): an epoll set of the listening socket and every live link's socket (a
+ * link leaves it when dropped, so a dead subscriber's end of file does not keep it readable).
+ * zc_pub_arm_space sets CHAN_SPACE_ARMED on every live link's control block, the flag an ordinary
+ * consumer already answers with one kick on its socket when it takes descriptors or releases messages
+ * (chan_consumer.c): no new shared field, nothing new a subscriber can write.
  */
 #include "chan_internal.h"
 #include "options.h"
@@ -31,6 +37,7 @@
 #define PUB_MEM_SLICE_NS 2000000   /* waiting for memory: any subscriber's release may be the last one */
 #define PUB_RING_SLICE_NS 50000000 /* waiting for one subscriber's ring: it wakes us */
 #define PUB_MAX_UIDS 64
+#define PUB_LISTEN_TAG UINT64_MAX /* epoll tag of the listening socket; a link's tag is its index */
 
 typedef struct pub_link_s {
   zc_chan_t *ch; /* this subscriber's producer end; NULL if the entry was never used */
@@ -42,6 +49,7 @@ struct zc_pub_s {
   zc_chan_t *hub;              /* the allocator; hub->lock protects everything here */
   chan_ctl_t hub_ctl;          /* the hub's control block: private, ret_head 1 (see chan_drain_returns) */
   int lfd;                     /* listening socket, -1 if none */
+  int ep;                      /* epoll: lfd and every live link's socket (zc_pub_event_fd) */
   zc_chan_config_t ucfg;       /* the user's configuration, for each link's handshake */
   uint32_t uids[PUB_MAX_UIDS]; /* a copy of ucfg.peer_uids (links are opened long after listen) */
   int fds[CHAN_SEG_MAX];       /* every data segment's memfd, for the links that join later */
@@ -76,6 +84,7 @@ static void link_drop(zc_pub_t *p, unsigned i, int kind, const char *why) {
   if (why != NULL) chan_fail(l, kind == DROP_PROTO ? EPROTO : EPIPE, "%s", why);
   zc_format(p->err, sizeof p->err, "subscriber %u (pid %d): %s", i, (int)l->peer.pid, l->err);
   p->live &= ~bit;
+  zc_os_epoll_del(p->ep, l->sock); /* its end of file must not keep the event fd readable */
   if (kind == DROP_PROTO) p->cut_off++;
   else if (kind == DROP_EVICT) p->evicted++;
   else p->left++;
@@ -257,6 +266,7 @@ static int link_add(zc_pub_t *p, zc_chan_t *l) {
     chan_wire_t w = {CHAN_MAGIC, WIRE_SEG, ZC_CHAN_PRODUCER, k, 0, h->seg[k].size};
     if (zc_os_msg_send(l->sock, &w, sizeof w, p->fds[k], false) != 0) e = errno == EAGAIN ? EAGAIN : EPIPE;
   }
+  if (e == 0 && zc_os_epoll_add(p->ep, l->sock, (uint64_t)i) != 0) e = errno;
   if (e != 0) {
     zc_unlock(&h->lock);
     zc_chan_close(l);
@@ -438,6 +448,44 @@ int zc_pub_subscribers(zc_pub_t *p) {
 
 int zc_pub_fd(zc_pub_t *p) { return p->lfd; }
 
+int zc_pub_event_fd(zc_pub_t *p) { return p->ep; }
+
+/* As zc_chan_arm_space, over every live link: take in what came back, then arm each link and look again
+ * after the flag is visible (the subscriber's take or release after our look sees it and kicks). */
+int zc_pub_arm_space(zc_pub_t *p) {
+  zc_chan_t *h = p->hub;
+  zc_lock(&h->lock);
+  int r = chan_dead(h);
+  if (r != 0) goto out;
+  uint32_t live = p->live;
+  uint64_t back = h->returned + h->reclaimed;
+  check_links(p); /* drains the kicks that made the fd readable, drops the dead */
+  chan_pub_drain(h);
+  r = 1;
+  if (p->live != live || h->returned + h->reclaimed != back) goto out; /* memory came back */
+  for (uint32_t m = p->live; m != 0; m &= m - 1) {
+    unsigned i = (unsigned)__builtin_ctz(m);
+    zc_chan_t *l = p->link[i].ch;
+    uint64_t tail = l->p_tail;
+    if (chan_queue_room(l, UINT32_MAX) < 0) link_drop(p, i, DROP_PROTO, NULL); /* refreshes p_tail */
+    if (!(p->live & (1u << i)) || l->p_tail != tail) goto out;                 /* ring room came back */
+  }
+  for (uint32_t m = p->live; m != 0; m &= m - 1)
+    __atomic_fetch_or(&p->link[__builtin_ctz(m)].ch->ctl->p_wait, CHAN_SPACE_ARMED, __ATOMIC_SEQ_CST);
+  chan_fence(); /* flag stores before the tail and ret_head loads: pairs with the consumer's wake_producer */
+  r = 0;
+  for (uint32_t m = p->live; m != 0 && r == 0; m &= m - 1) {
+    zc_chan_t *l = p->link[__builtin_ctz(m)].ch;
+    if (CHAN_LOAD(&l->ctl->tail) != l->p_tail || CHAN_LOAD(&l->ctl->ret_head) != l->p_ret_tail) r = 1;
+  }
+out: {
+  int e = errno;
+  zc_unlock(&h->lock);
+  errno = e;
+  return r;
+}
+}
+
 size_t zc_pub_max_msg(zc_pub_t *p) {
   zc_lock(&p->hub->lock);
   size_t r = chan_max_msg_locked(p->hub);
@@ -486,16 +534,19 @@ void zc_pub_close(zc_pub_t *p) {
   for (unsigned i = 0; i < ZC_PUB_MAX_SUBS; i++) zc_chan_close(p->link[i].ch);
   for (unsigned k = 0; k < CHAN_SEG_MAX; k++) zc_os_close(p->fds[k]);
   zc_os_close(p->lfd);
+  zc_os_close(p->ep);
   if (p->hub != NULL) p->hub->ctl = NULL; /* ours, not a mapping */
   zc_chan_close(p->hub);
   chan_private_free(p, sizeof *p);
 }
 
-zc_pub_t *zc_pub_listen(const char *path, const zc_chan_config_t *cfg) {
+/* path: a file-system socket; name: an abstract one (already "zcmem-pub.<uid>.<name>"); both NULL: none. */
+static zc_pub_t *pub_open(const char *path, const char *name, const zc_chan_config_t *cfg) {
   if (cfg != NULL && cfg->n_peer_uids > PUB_MAX_UIDS) return errno = EINVAL, NULL;
   zc_pub_t *p = chan_private_alloc(sizeof *p);
   if (p == NULL) return errno = ENOMEM, NULL;
   p->lfd = -1;
+  p->ep = -1;
   for (unsigned k = 0; k < CHAN_SEG_MAX; k++) p->fds[k] = -1;
   if (cfg != NULL) {
     p->ucfg = *cfg;
@@ -515,10 +566,37 @@ zc_pub_t *zc_pub_listen(const char *path, const zc_chan_config_t *cfg) {
     if (chan_producer_grow(p->hub, 0) != 0) e = errno;
     zc_unlock(&p->hub->lock);
   }
+  if (e == 0 && (p->ep = zc_os_epoll_create()) < 0) e = errno;
   if (e == 0 && path != NULL && (p->lfd = zc_chan_listen(path)) < 0) e = errno;
+  if (e == 0 && name != NULL && (p->lfd = zc_os_unix_listen_abstract(name)) < 0) e = errno;
+  if (e == 0 && p->lfd >= 0 && zc_os_epoll_add(p->ep, p->lfd, PUB_LISTEN_TAG) != 0) e = errno;
   if (e != 0) {
     zc_pub_close(p);
     return errno = e, NULL;
   }
   return p;
+}
+
+zc_pub_t *zc_pub_listen(const char *path, const zc_chan_config_t *cfg) { return pub_open(path, NULL, cfg); }
+
+/* ---- by name: "zcmem-pub.<uid>.<name>" in the abstract UNIX namespace (nothing in the file system) ---- */
+
+static int pub_name(char *full, size_t cap, const char *name, uint32_t uid) {
+  if (name == NULL || name[0] == 0) return errno = EINVAL, -1;
+  if (strlen(name) > 80) return errno = ENAMETOOLONG, -1;
+  zc_format(full, cap, "zcmem-pub.%u.%s", uid, name);
+  return 0;
+}
+
+zc_pub_t *zc_pub_listen_name(const char *name, const zc_chan_config_t *cfg) {
+  char full[108];
+  if (pub_name(full, sizeof full, name, zc_os_euid()) != 0) return NULL;
+  return pub_open(NULL, full, cfg);
+}
+
+zc_chan_t *zc_pub_subscribe(const char *name, uint32_t owner_uid, const zc_chan_config_t *cfg) {
+  char full[108];
+  if (pub_name(full, sizeof full, name, owner_uid ? owner_uid : zc_os_euid()) != 0) return NULL;
+  int fd = zc_os_unix_connect_abstract(full);
+  return fd < 0 ? NULL : zc_chan_open(fd, ZC_CHAN_CONSUMER, cfg); /* checks the publisher's uid (peer_uids) */
 }

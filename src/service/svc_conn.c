@@ -68,7 +68,7 @@ static zc_svc_t *svc_new(const zc_svc_config_t *cfg) {
   if (c.max_peers > 4096 || c.max_pending > (1u << 24)) return errno = EINVAL, NULL;
   size_t page = zc_os_page_size(), head = (sizeof(zc_svc_t) + 63) & ~(size_t)63;
   size_t peers = (c.max_peers * sizeof(svc_peer_t) + 63) & ~(size_t)63;
-  size_t size = head + peers + c.max_pending * sizeof(svc_pend_t);
+  size_t size = head + peers + c.max_pending * sizeof(pend_entry_t);
   size = (size + page - 1) & ~(page - 1);
   char *b = zc_os_alloc_aligned(size, page);
   if (b == NULL) return errno = ENOMEM, NULL;
@@ -79,13 +79,7 @@ static zc_svc_t *svc_new(const zc_svc_config_t *cfg) {
   s->listen_fd = -1;
   s->peers = (svc_peer_t *)(b + head);
   s->max_peers = c.max_peers;
-  s->pend = (svc_pend_t *)(b + head + peers);
-  s->pend_cap = c.max_pending;
-  for (uint32_t i = 0; i < s->pend_cap; i++) {
-    s->pend[i].gen = 1;
-    s->pend[i].next = i + 1 < s->pend_cap ? i + 1 : UINT32_MAX;
-  }
-  s->pend_free = 0;
+  pend_init(&s->pend, (pend_entry_t *)(b + head + peers), c.max_pending);
   for (int k = 0; k < SVC_MAX_JOINS; k++) s->join_fd[k] = -1;
   s->ep = zc_os_epoll_create();
   if (s->ep < 0) {
@@ -112,6 +106,7 @@ static int peer_add(zc_svc_t *s, zc_chan_t *out, zc_chan_t *in) {
   p->err = 0;
   p->drained = 0;
   p->pending = 0;
+  p->armed = 0;
   __atomic_store_n(&p->held, 0, __ATOMIC_RELAXED);
   /* the connector's socket (on the listener: in) or the listener's (on the connector: out); the pair's
    * other channel was made by the connector and names it on both sides */
@@ -325,8 +320,8 @@ static void expire_joins(zc_svc_t *s, uint64_t now) {
 /* Look at the fds: accept joiners, drain kicks, notice ends of file. timeout_ms as epoll_wait. */
 void svc_check(zc_svc_t *s, int timeout_ms) {
   uint64_t tags[32];
-  s->last_check = zc_os_clock_ns();
-  if (s->listen_fd >= 0) expire_joins(s, s->last_check);
+  s->next_look = zc_os_clock_coarse_ns() + (uint64_t)s->cfg.check_ms * 1000000u;
+  if (s->listen_fd >= 0) expire_joins(s, zc_os_clock_ns());
   __atomic_fetch_add(&s->st.checks, 1, __ATOMIC_RELAXED);
   int n = zc_os_epoll_wait(s->ep, tags, 32, timeout_ms);
   for (int k = 0; k < n; k++) {
@@ -352,6 +347,7 @@ void svc_check(zc_svc_t *s, int timeout_ms) {
       zc_lock(&p->in_lock);
       r = zc_chan_arm(p->in);
       zc_unlock(&p->in_lock);
+      p->armed = r == 0;
     } else { /* out: readable only at the receiver's end of file */
       r = zc_chan_collect(p->out) < 0 ? -1 : 0;
     }
@@ -360,15 +356,17 @@ void svc_check(zc_svc_t *s, int timeout_ms) {
 }
 
 /* Before sleeping in epoll: ask every open connection for a kick at its next message. 1 if one has
- * messages waiting already (do not sleep). */
+ * messages waiting already (do not sleep). A connection still armed from an earlier call is skipped: an
+ * arm costs a recvmsg, and a front end draining after each wake-up would pay one per connection. */
 int svc_arm_all(zc_svc_t *s) {
   int ready = 0;
   for (uint32_t i = 0; i < s->hi; i++) {
     svc_peer_t *p = &s->peers[i];
-    if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != PEER_OPEN) continue;
+    if (p->armed || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != PEER_OPEN) continue;
     zc_lock(&p->in_lock);
     int r = zc_chan_arm(p->in);
     zc_unlock(&p->in_lock);
+    p->armed = r == 0;
     if (r != 0) ready = 1; /* messages, or a death the next take will see */
   }
   return ready;
@@ -428,7 +426,7 @@ void zc_svc_stats(zc_svc_t *s, zc_svc_stats_t *out) {
   const uint64_t *from = (const uint64_t *)&s->st;
   uint64_t *to = (uint64_t *)out;
   for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++) to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
-  out->pending = s->npend;
+  out->pending = s->pend.n;
   zc_unlock(&s->lock);
 }
 

@@ -24,6 +24,7 @@
 
 #include "zcmem_service.h"
 #include "os.h"
+#include "../shared/pend_table.h" /* the pending table, shared with src/zmq (a leaf: libc only) */
 
 #define SVC_MAGIC 0x7a637376u /* "zcsv": the connector's HELLO */
 #define SVC_VERSION 1u
@@ -56,17 +57,12 @@ typedef struct svc_peer_s {
   uint32_t pending;  /* requests sent to it awaiting a reply (s->lock) */
   uint32_t held;     /* messages received from it, not released (atomic) */
   zc_chan_peer_t cred; /* who is on the other end (SO_PEERCRED at connect): kept after close until reuse */
+  int armed;         /* receiving thread only: `in` was armed (zc_chan_arm 0) and has delivered nothing since.
+                        Its producer clears the channel's flag only with a kick, which leaves the fd readable
+                        until an arm drains it: epoll reports it and svc_check re-arms; a take that drained
+                        the socket itself (a new segment) always delivers, and every delivery clears this */
   zc_lock_t in_lock;
 } svc_peer_t;
-
-enum { PEND_FREE = 0, PEND_WAIT = 1, PEND_ABANDONED = 2 };
-
-typedef struct svc_pend_s {
-  uint32_t gen;      /* id = gen << 32 | index; gen starts at 1 so no id is 0 */
-  uint32_t state;
-  uint32_t peer, peer_gen;
-  uint32_t next;     /* free list */
-} svc_pend_t;
 
 struct zc_svc_s {
   zc_lock_t lock;
@@ -78,15 +74,14 @@ struct zc_svc_s {
   svc_peer_t *peers;
   uint32_t max_peers, hi; /* slots in use are below hi */
   uint32_t rr_in, rr_out; /* round-robin cursors of receive and loan */
-  svc_pend_t *pend;
-  uint32_t pend_cap, pend_free, npend;
+  pend_table_t pend;    /* requests sent, awaiting replies (s->lock) */
   zc_svc_msg_t *q;      /* set aside: FAILED notices, messages zc_svc_call took that were not its reply */
   size_t q_head, q_n, q_cap, q_bytes;
   uint64_t call_id;     /* the request zc_svc_call waits for (0: none) */
   int call_err;         /* its FAILED error, set instead of queueing a notice */
   int join_fd[SVC_MAX_JOINS]; /* accepted, waiting for their HELLO (-1: free); handled when readable */
   uint64_t join_t[SVC_MAX_JOINS];
-  uint64_t last_check;
+  uint64_t next_look;   /* coarse clock (ns): the receive path looks for joins and deaths from then */
   size_t arrays_size;
   char err[200];
   zc_svc_stats_t st;

@@ -1,6 +1,6 @@
 /* Layer 10, channel services: the message path. Loan, send, request, reply, receive, call, release.
  *
- * Correlation: a request's id is gen << 32 | index of an entry of the private pending table, which records
+ * Correlation: a request's id is gen << 32 | index of an entry of the private pending table (src/shared/pend_table.h), which records
  * the connection (index and generation) the request went to. A REPLY is accepted only if its id names an
  * entry that is waiting (or abandoned), has that generation and that connection; the entry is then freed
  * and its generation bumped, so a second reply with the same id, a reply to an id never sent, an id of
@@ -13,8 +13,9 @@
  *
  * The message path adds no system call and no copy to the channel's: a send is the channel's send plus
  * the 16-byte header written in place; a receive polls each connection's ring (zc_chan_receive with
- * timeout 0, no system call when empty) and copies the 16-byte header out. System calls happen only to
- * sleep (epoll after arming every connection), and at most every check_ms to look for joins and deaths.
+ * timeout 0, no system call and no clock read when empty) and copies the 16-byte header out. System calls
+ * happen only to sleep (epoll after arming every connection), and at most every check_ms to look for joins
+ * and deaths (paced by the coarse clock, so up to one kernel tick late).
  */
 #include "svc_internal.h"
 #include "options.h"
@@ -56,41 +57,35 @@ static bool queue_pop(zc_svc_t *s, zc_svc_msg_t *m) {
   return got;
 }
 
-/* ---- the pending table (s->lock held) ---- */
-static void pend_release(zc_svc_t *s, uint32_t i) {
-  svc_pend_t *e = &s->pend[i];
-  e->state = PEND_FREE;
-  e->gen = e->gen + 1 ? e->gen + 1 : 1; /* an old id never matches again */
-  e->next = s->pend_free;
-  s->pend_free = i;
-  s->npend--;
+/* ---- the pending table (src/shared/pend_table.h; s->lock held) ---- */
+typedef struct fail_ctx_s {
+  zc_svc_t *s;
+  uint32_t idx;
+  int err;
+} fail_ctx_t;
+
+static void fail_one(void *ctx, uint64_t id) {
+  fail_ctx_t *f = ctx;
+  zc_svc_t *s = f->s;
+  if (id == s->call_id) {
+    s->call_err = f->err;
+    return;
+  }
+  zc_svc_msg_t m;
+  memset(&m, 0, sizeof m);
+  m.kind = ZC_SVC_FAILED;
+  m.error = f->err;
+  m.id = id;
+  m.peer = f->idx;
+  m.peer_gen = s->peers[f->idx].gen;
+  svc_queue_push(s, &m);
 }
 
 /* Connection idx died: every request it had not answered fails, each exactly once. */
 void svc_fail_pending(zc_svc_t *s, uint32_t idx, int err) {
   svc_peer_t *p = &s->peers[idx];
-  for (uint32_t i = 0; i < s->pend_cap && p->pending != 0; i++) {
-    svc_pend_t *e = &s->pend[i];
-    if (e->state == PEND_FREE || e->peer != idx || e->peer_gen != p->gen) continue;
-    uint64_t id = (uint64_t)e->gen << 32 | i;
-    if (e->state == PEND_WAIT) {
-      if (id == s->call_id) {
-        s->call_err = err;
-      } else {
-        zc_svc_msg_t m;
-        memset(&m, 0, sizeof m);
-        m.kind = ZC_SVC_FAILED;
-        m.error = err;
-        m.id = id;
-        m.peer = idx;
-        m.peer_gen = p->gen;
-        svc_queue_push(s, &m);
-      }
-      s->st.failed++;
-    }
-    pend_release(s, i);
-    p->pending--;
-  }
+  fail_ctx_t f = {s, idx, err};
+  s->st.failed += pend_fail_peer(&s->pend, idx, p->gen, &p->pending, fail_one, &f);
 }
 
 /* ---- receiving ---- */
@@ -112,16 +107,13 @@ static int accept_msg(zc_svc_t *s, uint32_t i, svc_peer_t *p, const zc_chan_msg_
   else if (kind != ZC_SVC_REQUEST && kind != ZC_SVC_REPLY && kind != ZC_SVC_ONEWAY) why = "an unknown message kind";
   else zc_chan_copy(raw, 0, &h, sizeof h); /* the header is read once; only the copy is used */
   if (why == NULL && kind == ZC_SVC_REPLY) {
-    uint32_t pi = (uint32_t)h.id, gen = (uint32_t)(h.id >> 32);
     zc_lock(&s->lock);
-    svc_pend_t *e = pi < s->pend_cap ? &s->pend[pi] : NULL;
-    if (e == NULL || e->state == PEND_FREE || e->gen != gen || e->peer != i || e->peer_gen != p->gen) {
+    int st = pend_match(&s->pend, h.id, i, p->gen);
+    if (st < 0) {
       why = "a reply to no outstanding request of this connection (unknown, answered already, or another's)";
     } else {
-      bool abandoned = e->state == PEND_ABANDONED;
-      pend_release(s, pi);
       p->pending--;
-      if (abandoned) {
+      if (st == PEND_ABANDONED) {
         s->st.dropped++;
         zc_unlock(&s->lock);
         raw_release(p, raw);
@@ -170,12 +162,14 @@ static int take_one(zc_svc_t *s, zc_svc_msg_t *m) {
     zc_unlock(&p->in_lock);
     if (r != 0) {
       if (e == EAGAIN && st == PEER_OPEN) continue;
+      p->armed = 0;
       svc_peer_dead(s, i, e == EAGAIN || e == EPIPE ? EPIPE : EPROTO, 1); /* dead and drained */
       if (e == EPROTO) svc_fail(s, EPROTO, "connection %u: %s", i, zc_chan_error(p->in));
       svc_peer_reap(s, i);
       continue;
     }
     __atomic_fetch_add(&p->held, 1, __ATOMIC_ACQUIRE);
+    p->armed = 0; /* the producer may have kicked (and the take drained the record): arm again */
     int v = accept_msg(s, i, p, &raw, m);
     if (v == 1) {
       s->rr_in = i + 1;
@@ -187,21 +181,27 @@ static int take_one(zc_svc_t *s, zc_svc_msg_t *m) {
   return 0;
 }
 
-/* The next message: from the set-aside queue (if use_queue), else from the connections; waits until
- * deadline (ns; 0: do not wait; UINT64_MAX: forever). 0 with *m, or -1 (EAGAIN, ETIMEDOUT, EPIPE for a
- * connected endpoint whose connection is gone, or the error of the request zc_svc_call waits for). */
-static int next_msg(zc_svc_t *s, zc_svc_msg_t *m, uint64_t deadline, bool use_queue) {
-  int spin = s->cfg.chan.spin_ns == 0 ? 20000 : (s->cfg.chan.spin_ns < 0 ? 0 : s->cfg.chan.spin_ns);
-  uint64_t now = zc_os_clock_ns(), spin_end = now + (uint64_t)spin, every = (uint64_t)s->cfg.check_ms * 1000000u;
-  bool looked = false;
+/* The next message: from the set-aside queue (if use_queue), else from the connections; waits up to
+ * timeout_ms (0: do not wait; < 0: forever). *deadline (ns) is computed from timeout_ms at the first wait
+ * (0 until then; zc_svc_call keeps it across its calls). 0 with *m, or -1 (EAGAIN, ETIMEDOUT, EPIPE for a
+ * connected endpoint whose connection is gone, or the error of the request zc_svc_call waits for).
+ *
+ * The path that finds a message reads no precise clock (about 100 ns in a VM): only the coarse one, to
+ * look for joins and deaths every check_ms. While spinning, the connections are polled between single
+ * pauses (a pause costs 40-140 ns on recent x86), so a message is seen within about one poll of its send;
+ * the precise clock is read once per SVC_SPIN_POLLS polls. */
+#define SVC_SPIN_POLLS 32
+static int next_msg(zc_svc_t *s, zc_svc_msg_t *m, int timeout_ms, uint64_t *deadline, bool use_queue) {
+  bool looked = false, spinning = false;
+  uint64_t spin_end = 0;
   for (;;) {
     if (use_queue && queue_pop(s, m)) return 0;
     if (s->call_id != 0 && s->call_err != 0) return errno = s->call_err, -1;
-    if (now - s->last_check >= every) svc_check(s, 0);
+    if (zc_os_clock_coarse_ns() >= s->next_look) svc_check(s, 0);
     if (take_one(s, m)) return 0;
     if ((use_queue && __atomic_load_n(&s->q_n, __ATOMIC_RELAXED) != 0) || (s->call_id != 0 && s->call_err != 0)) continue;
     if (s->connected && s->dead) return errno = s->dead, -1;
-    if (deadline == 0) {
+    if (timeout_ms == 0) {
       /* Nothing here: joins or deaths may be what woke the caller's epoll; then arm every connection
        * so that zc_svc_fd becomes readable at the next message (the caller sleeps in epoll next). */
       if (!looked) {
@@ -215,24 +215,33 @@ static int next_msg(zc_svc_t *s, zc_svc_msg_t *m, uint64_t deadline, bool use_qu
       }
       return errno = EAGAIN, -1;
     }
-    now = zc_os_clock_ns();
-    if (now >= deadline) return errno = ETIMEDOUT, -1;
+    uint64_t now = zc_os_clock_ns();
+    if (*deadline == 0) *deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
+    if (!spinning) {
+      int spin = s->cfg.chan.spin_ns == 0 ? 20000 : (s->cfg.chan.spin_ns < 0 ? 0 : s->cfg.chan.spin_ns);
+      spin_end = now + (uint64_t)spin;
+      spinning = true;
+    }
+    if (now >= *deadline) return errno = ETIMEDOUT, -1;
     if (now < spin_end) {
-      for (int i = 0; i < 16; i++) svc_pause();
+      for (int i = 0; i < SVC_SPIN_POLLS; i++) {
+        svc_pause();
+        if (take_one(s, m)) return 0;
+        if ((use_queue && __atomic_load_n(&s->q_n, __ATOMIC_RELAXED) != 0) || (s->call_id != 0 && s->call_err != 0)) break;
+      }
       continue;
     }
     if (svc_arm_all(s)) continue;
-    uint64_t left = deadline == UINT64_MAX ? 50000000u : deadline - now;
+    uint64_t left = *deadline == UINT64_MAX ? 50000000u : *deadline - now;
     if (left > 50000000u) left = 50000000u; /* look around at least every 50 ms */
     svc_check(s, (int)(left / 1000000u) + 1);
-    now = zc_os_clock_ns();
   }
 }
 
 int zc_svc_receive(zc_svc_t *s, zc_svc_msg_t *m, int timeout_ms) {
   if (s == NULL || m == NULL) return errno = EINVAL, -1;
-  uint64_t dl = timeout_ms == 0 ? 0 : timeout_ms < 0 ? UINT64_MAX : zc_os_clock_ns() + (uint64_t)timeout_ms * 1000000u;
-  if (next_msg(s, m, dl, true) != 0) return -1;
+  uint64_t dl = 0;
+  if (next_msg(s, m, timeout_ms, &dl, true) != 0) return -1;
   stat_add(&s->st.received);
   return 0;
 }
@@ -379,23 +388,15 @@ static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, 
   }
   svc_hdr_t saved = *h;
   uint64_t id = req ? req->id : 0;
-  uint32_t pi = 0;
   if (kind == ZC_SVC_REQUEST) {
     zc_lock(&s->lock);
-    pi = s->pend_free;
-    if (pi == UINT32_MAX) {
+    id = pend_take(&s->pend, idx, gen);
+    if (id == 0) {
       zc_unlock(&s->lock);
       svc_peer_put(p);
-      return svc_fail(s, EAGAIN, "max_pending (%u) requests await replies", s->pend_cap);
+      return svc_fail(s, EAGAIN, "max_pending (%u) requests await replies", s->pend.cap);
     }
-    svc_pend_t *e = &s->pend[pi];
-    s->pend_free = e->next;
-    e->state = PEND_WAIT;
-    e->peer = idx;
-    e->peer_gen = gen;
-    s->npend++;
     p->pending++;
-    id = (uint64_t)e->gen << 32 | pi;
     zc_unlock(&s->lock);
   }
   h->id = id; /* registered before the send: the reply may come back before zc_chan_send returns */
@@ -405,7 +406,7 @@ static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, 
     int e = errno;
     if (kind == ZC_SVC_REQUEST) {
       zc_lock(&s->lock);
-      pend_release(s, pi);
+      pend_cancel(&s->pend, id);
       p->pending--;
       zc_unlock(&s->lock);
     }
@@ -449,13 +450,8 @@ int zc_svc_cancel(zc_svc_t *s, void *u) {
 }
 
 int zc_svc_abandon(zc_svc_t *s, uint64_t id) {
-  uint32_t pi = (uint32_t)id;
   zc_lock(&s->lock);
-  int r = -1;
-  if (pi < s->pend_cap && s->pend[pi].gen == (uint32_t)(id >> 32) && s->pend[pi].state == PEND_WAIT) {
-    s->pend[pi].state = PEND_ABANDONED;
-    r = 0;
-  }
+  int r = pend_abandon(&s->pend, id);
   zc_unlock(&s->lock);
   if (r != 0) errno = EINVAL;
   return r;
@@ -465,13 +461,12 @@ int zc_svc_call(zc_svc_t *s, void *p, size_t len, uint32_t type, zc_svc_msg_t *r
   if (reply == NULL) return errno = EINVAL, -1;
   uint64_t id;
   if (zc_svc_request(s, p, len, type, &id) != 0) return -1;
-  uint64_t dl = timeout_ms < 0 ? UINT64_MAX : zc_os_clock_ns() + (uint64_t)timeout_ms * 1000000u;
-  if (dl == 0) dl = 1;
+  uint64_t dl = timeout_ms == 0 ? 1 : 0; /* 0: computed at the first wait; 1: passed already (one look) */
   s->call_id = id;
   s->call_err = 0;
   for (;;) {
     zc_svc_msg_t m;
-    if (next_msg(s, &m, dl, false) == 0) {
+    if (next_msg(s, &m, timeout_ms == 0 ? -1 : timeout_ms, &dl, false) == 0) {
       if (m.kind == ZC_SVC_REPLY && m.id == id) {
         *reply = m;
         s->call_id = 0;

@@ -222,7 +222,7 @@ static void destroy(zs_t *s) {
   if (s->evfd >= 0) close(s->evfd);
   pthread_mutex_destroy(&s->lock);
   free(s->peers);
-  free(s->pend);
+  free(s->pend.e);
   free(s->fd_open);
   free(s->q);
   free(s);
@@ -267,18 +267,14 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
   static _Atomic unsigned long monitors;
 
   s->peers = calloc(s->max_peers, sizeof *s->peers);
-  s->pend = calloc(s->max_pending, sizeof *s->pend);
+  pend_entry_t *pe = calloc(s->max_pending, sizeof *pe);
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   s->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (s->peers == NULL || s->pend == NULL || s->epfd < 0 || s->evfd < 0) {
+  pend_init(&s->pend, pe, pe != NULL ? s->max_pending : 0);
+  if (s->peers == NULL || pe == NULL || s->epfd < 0 || s->evfd < 0) {
     zs_fail(s, ENOMEM, "out of memory or fds");
     goto fail;
   }
-  for (uint32_t i = 0; i < s->max_pending; i++) {
-    s->pend[i].gen = 1;
-    s->pend[i].next = i + 1 < s->max_pending ? i + 1 : UINT32_MAX;
-  }
-  s->pend_free = 0;
   if (!listen) s->hi = 1;
   if ((s->ctx = zmq_ctx_new()) == NULL || (s->sock = zmq_socket(s->ctx, listen ? ZMQ_ROUTER : ZMQ_DEALER)) == NULL) {
     zs_fail(s, ENOMEM, "zmq_socket: %s", zmq_strerror(errno));

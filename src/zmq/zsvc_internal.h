@@ -2,8 +2,9 @@
  * ZeroMQ ROUTER (the listener) and DEALER sockets (the connectors). Data model shared by zsvc_conn.c
  * (open, close, the socket monitor, peers joining and dying, waiting) and zsvc_msg.c (loan, send, request,
  * reply, receive, call). zsvc_ep.c is the zc_eps_* dispatcher over these and the local zc_svc_*.
- * May include the public headers, libzmq and libc; never the core library's internal headers nor
- * src/service's (this library uses the service layer only through zcmem_service.h).
+ * May include the public headers, libzmq, libc and src/shared/pend_table.h (the pending table shared with
+ * src/service: a leaf of static inline functions on libc types only); never the core library's internal
+ * headers nor src/service's (this library uses the service layer only through zcmem_service.h).
  *
  * Wire format: a message is one ZeroMQ frame (on the ROUTER, after the peer's routing-id frame):
  *   magic "ZCS1" (u32) | kind (u32) | type (u32) | payload length (u32) | id (u64) | 0 (u64) | payload
@@ -31,6 +32,7 @@
 
 #include "zcmem.h"
 #include "zcmem_zmq.h"
+#include "../shared/pend_table.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -69,12 +71,6 @@ typedef struct zs_peer_s {
   uint32_t pending; /* requests sent to it awaiting a reply */
 } zs_peer_t;
 
-enum { ZE_FREE = 0, ZE_WAIT = 1, ZE_ABANDONED = 2 };
-
-typedef struct zs_pend_s {
-  uint32_t gen, state, peer, peer_gen, next;
-} zs_pend_t;
-
 typedef struct zs_slot_s {
   zmq_msg_t msg;
   uint32_t gen, next, held;
@@ -102,8 +98,7 @@ typedef struct zs_s {
   uint64_t down_ns;
   uint64_t mon_ns; /* the last look at the monitor */
   /* requests sent, awaiting replies */
-  zs_pend_t *pend;
-  uint32_t pend_free, npend;
+  pend_table_t pend; /* its entries: calloc'd */
   uint64_t call_id;
   int call_err;
   /* received messages held by the caller */

@@ -87,40 +87,34 @@ static int queue_pop(zs_t *s, zc_svc_msg_t *m) {
   return 1;
 }
 
-/* ---- the pending table (s->lock) ---- */
-static void pend_release(zs_t *s, uint32_t i) {
-  zs_pend_t *e = &s->pend[i];
-  e->state = ZE_FREE;
-  e->gen = e->gen + 1 ? e->gen + 1 : 1;
-  e->next = s->pend_free;
-  s->pend_free = i;
-  s->npend--;
+/* ---- the pending table (src/shared/pend_table.h; s->lock) ---- */
+typedef struct fail_ctx_s {
+  zs_t *s;
+  uint32_t idx;
+  int err;
+} fail_ctx_t;
+
+static void fail_one(void *ctx, uint64_t id) {
+  fail_ctx_t *f = ctx;
+  zs_t *s = f->s;
+  if (id == s->call_id) {
+    s->call_err = f->err;
+    return;
+  }
+  zc_svc_msg_t m;
+  memset(&m, 0, sizeof m);
+  m.kind = ZC_SVC_FAILED;
+  m.error = f->err;
+  m.id = id;
+  m.peer = f->idx;
+  m.peer_gen = s->peers[f->idx].gen;
+  queue_push(s, &m);
 }
 
 void zs_fail_pending(zs_t *s, uint32_t idx, int err) {
   zs_peer_t *p = &s->peers[idx];
-  for (uint32_t i = 0; i < s->max_pending && p->pending != 0; i++) {
-    zs_pend_t *e = &s->pend[i];
-    if (e->state == ZE_FREE || e->peer != idx || e->peer_gen != p->gen) continue;
-    uint64_t id = (uint64_t)e->gen << 32 | i;
-    if (e->state == ZE_WAIT) {
-      if (id == s->call_id) {
-        s->call_err = err;
-      } else {
-        zc_svc_msg_t m;
-        memset(&m, 0, sizeof m);
-        m.kind = ZC_SVC_FAILED;
-        m.error = err;
-        m.id = id;
-        m.peer = idx;
-        m.peer_gen = p->gen;
-        queue_push(s, &m);
-      }
-      s->st.failed++;
-    }
-    pend_release(s, i);
-    p->pending--;
-  }
+  fail_ctx_t f = {s, idx, err};
+  s->st.failed += pend_fail_peer(&s->pend, idx, p->gen, &p->pending, fail_one, &f);
 }
 
 /* ---- memory ---- */
@@ -261,15 +255,13 @@ static int send_kind(zs_t *s, void *u, size_t len, uint32_t type, uint32_t kind,
       err = zs_code(s, EPIPE, "send: the peer is gone");
       break;
     }
-    uint32_t pi = 0;
     uint64_t id = req != NULL ? req->id : 0;
     if (kind == ZC_SVC_REQUEST) {
-      pi = s->pend_free;
-      if (pi == UINT32_MAX) {
+      id = pend_next_id(&s->pend); /* taken below once the send went through, in this critical section */
+      if (id == 0) {
         err = zs_code(s, EAGAIN, "max_pending (%u) requests await replies", s->max_pending);
         break;
       }
-      id = (uint64_t)s->pend[pi].gen << 32 | pi;
     }
     h->magic = ZS_MAGIC;
     h->kind = kind;
@@ -281,12 +273,7 @@ static int send_kind(zs_t *s, void *u, size_t len, uint32_t type, uint32_t kind,
     if (rc == 0 && s->listener) rc = zmq_send(s->sock, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ? -1 : 0;
     if (rc == 0 && zmq_msg_send(&msg, s->sock, ZMQ_DONTWAIT) >= 0) {
       if (kind == ZC_SVC_REQUEST) { /* registered in the same critical section as the send */
-        zs_pend_t *e = &s->pend[pi];
-        s->pend_free = e->next;
-        e->state = ZE_WAIT;
-        e->peer = idx;
-        e->peer_gen = gen;
-        s->npend++;
+        pend_take(&s->pend, idx, gen); /* == id: the free list did not move under the lock */
         p->pending++;
         s->st.requests++;
         if (is_call) s->call_id = id, s->call_err = 0; /* a death from now on fails the call directly */
@@ -360,13 +347,8 @@ int zs_reply(zs_t *s, zc_svc_msg_t *req, void *p, size_t len, uint32_t type) {
 }
 
 int zs_abandon(zs_t *s, uint64_t id) {
-  uint32_t pi = (uint32_t)id;
   pthread_mutex_lock(&s->lock);
-  int r = -1;
-  if (pi < s->max_pending && s->pend[pi].gen == (uint32_t)(id >> 32) && s->pend[pi].state == ZE_WAIT) {
-    s->pend[pi].state = ZE_ABANDONED;
-    r = 0;
-  }
+  int r = pend_abandon(&s->pend, id);
   pthread_mutex_unlock(&s->lock);
   if (r != 0) errno = EINVAL;
   return r;
@@ -445,17 +427,13 @@ static int take_one(zs_t *s, zc_svc_msg_t *m) {
     }
     zs_peer_t *p = &s->peers[peer];
     if (h.kind == ZC_SVC_REPLY) {
-      uint32_t pi = (uint32_t)h.id;
-      zs_pend_t *e = pi < s->max_pending ? &s->pend[pi] : NULL;
-      if (e == NULL || e->state == ZE_FREE || e->gen != (uint32_t)(h.id >> 32) || e->peer != peer ||
-          e->peer_gen != p->gen) {
+      int st = pend_match(&s->pend, h.id, peer, p->gen);
+      if (st < 0) {
         reject(s, i, "a reply to no outstanding request of this peer", size);
         continue;
       }
-      int abandoned = e->state == ZE_ABANDONED;
-      pend_release(s, pi);
       p->pending--;
-      if (abandoned) {
+      if (st == PEND_ABANDONED) {
         slot_put(s, i);
         s->st.dropped++;
         continue;
@@ -591,6 +569,6 @@ void zs_stats(zs_t *s, zc_svc_stats_t *out) {
   pthread_mutex_lock(&s->lock);
   zs_monitor(s);
   *out = s->st;
-  out->pending = s->npend;
+  out->pending = s->pend.n;
   pthread_mutex_unlock(&s->lock);
 }
