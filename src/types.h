@@ -206,7 +206,7 @@ typedef struct zc_heap_s {
                                               malloc/free ping-pong stays on the fast path */
   zc_remote_batch_t pending[ZC_REMOTE_SLOTS]; /* this thread's remote frees not yet handed over, by page */
   uint32_t pending_count;                  /* blocks in all pending chains */
-  uint32_t pending_mask;                   /* bit i: pending[i] holds a chain */
+  uint32_t pending_mask;                   /* bit i: pending[i] holds a chain (kept with more than one slot) */
   zc_segment_t *segments[ZC_SEG_KINDS];    /* segments this heap owns, those with free pages first */
   zc_segment_t *spare[ZC_SEG_KINDS];       /* one fully empty segment kept per kind */
   zc_page_t *dirty_first, *dirty_last;     /* free pages still resident, oldest first */
