@@ -159,7 +159,7 @@ void zc_heap_page_broken(zc_heap_t *h, zc_page_t *pg) {
 /* A page of class cls with a free block, now first in its queue; NULL if out of memory. */
 static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   zc_page_queue_t *q = &h->queues[cls];
-  if (h->pending_count != 0) zc_remote_flush(h);
+  if (zc_pending_blocks(h) != 0) zc_remote_flush(h);
   /* dirty_first and next_purge_check are also written by the purger thread (under h->lock) */
   if (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) {
     if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();
@@ -236,7 +236,7 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
 #define ZC_REFILL_CHECK 8u
 zc_noinline void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) {
   zc_block_t *b = pg->local_free;
-  if (pg->free == NULL && b != NULL && h->pending_count == 0 &&
+  if (pg->free == NULL && b != NULL && zc_pending_blocks(h) == 0 &&
       (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) == NULL ||
        ++h->refills_unchecked % ZC_REFILL_CHECK != 0)) {
     pg->free = b;

@@ -135,7 +135,7 @@ static zc_noinline void hand_over_chain(zc_heap_t *h, zc_page_remote_t *r, zc_bl
     zc_stat_inc(&h->stat_remote_frees, count);
     zc_stat_inc(&h->stat_remote_batches, 1);
   }
-  h->pending_count -= count;
+  if (ZC_REMOTE_SLOTS > 1) h->pending_count -= count;
   push_chain(r, head, tail, count);
 }
 
@@ -149,7 +149,7 @@ static zc_noinline void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
 }
 
 void zc_remote_flush(zc_heap_t *h) {
-  if (h->pending_count == 0) return;
+  if (zc_pending_blocks(h) == 0) return;
   if (ZC_REMOTE_SLOTS == 1) { /* the one slot holds every pending block: no mask is kept */
     flush_slot(h, &h->pending[0]);
     return;
@@ -180,7 +180,7 @@ zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, 
     blk->tag = tag;
     blk->link = (uintptr_t)b->head ^ lkey;
     b->head = blk;
-    h->pending_count++;
+    if (ZC_REMOTE_SLOTS > 1) h->pending_count++;
     if (zc_unlikely(++b->count >= ZC_REMOTE_BATCH)) return flush_slot(h, b);
     if (ZC_REMOTE_SLOTS > 1 && zc_unlikely(h->pending_count >= ZC_REMOTE_PENDING_MAX)) return zc_remote_flush(h);
     return;
@@ -195,7 +195,7 @@ zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, 
   b->count = 1;
   b->pair = h->pair_slot;
   if (ZC_REMOTE_SLOTS > 1) h->pending_mask |= (uint32_t)1 << slot;
-  h->pending_count++;
+  if (ZC_REMOTE_SLOTS > 1) h->pending_count++;
   if (old.count != 0) return hand_over_chain(h, old.line, old.head, old.tail, old.count, old.pair);
   if (ZC_REMOTE_SLOTS > 1 && zc_unlikely(h->pending_count >= ZC_REMOTE_PENDING_MAX)) return zc_remote_flush(h);
 }
