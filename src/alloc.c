@@ -164,7 +164,7 @@ void zc_heap_page_broken(zc_heap_t *h, zc_page_t *pg) {
  * lock per slow path (the purger only trylocks it, every half purge delay). */
 static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   zc_page_queue_t *q = &h->queues[cls];
-  if (h->pending_count != 0) zc_remote_flush(h);
+  if (zc_pending_blocks(h) != 0) zc_remote_flush(h);
   /* dirty_first and next_purge_check are also written by the purger thread (under h->lock) */
   bool dirty = __atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL;
   /* The purger ages dirty pages; with a second heap, remote frees can come, and it also finds the pages they
@@ -225,7 +225,7 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   return found;
 }
 
-void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
+zc_noinline void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
   if (zc_unlikely(h == &zc_heap_empty)) {
     h = zc_heap_init_thread();
     if (h == NULL) {
@@ -259,21 +259,37 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero) {
   return b;
 }
 
-/* The fast path's miss. Most often the class's current page has only run out of its free list while the
- * owner's frees wait on local_free: they become the free list here (no walk, no clock, no lock) and the
- * first is popped with the same check as on the fast path. Everything else is zc_malloc_generic, and so is
- * every ZC_REFILL_CHECK-th such refill while the heap has dirty pages, whose purge delay the generic path
- * checks against the clock. */
+/* The fast path's miss. Most often the class's current page has only run out of its free list while
+ * blocks wait on its other lists: the owner's frees on local_free, or else (a producer, whose blocks other
+ * threads free) the hand-overs on thread_free. zc_page_collect makes them the free list here (no walk, no
+ * clock, no lock, no queue change) and the first is popped with the same check as on the fast path.
+ * Everything else is zc_malloc_generic, and so is every ZC_REFILL_CHECK-th such refill while the heap has
+ * dirty pages, whose purge delay the generic path checks against the clock. A page that collect finds
+ * corrupted is broken; the generic path takes it out of the queue. */
 #define ZC_REFILL_CHECK 8u
+/* The refill from thread_free, out of line so that the local_free refill saves no register. */
+static zc_noinline void *refill_remote(size_t n, zc_page_t *pg, zc_heap_t *h) {
+  if (zc_page_collect(pg)) {
+    zc_stat_inc(&h->stat_class_refills[pg->class_idx], 1);
+    zc_block_t *b = pg->free;
+    if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);
+  }
+  return zc_malloc_generic(h, n, false);
+}
+
 zc_noinline void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) {
   zc_block_t *b = pg->local_free;
-  if (pg->free == NULL && b != NULL && h->pending_count == 0 &&
+  if (pg->free == NULL && zc_pending_blocks(h) == 0 &&
       (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) == NULL ||
        ++h->refills_unchecked % ZC_REFILL_CHECK != 0)) {
-    pg->free = b;
-    pg->local_free = NULL;
-    zc_stat_inc(&h->stat_class_refills[pg->class_idx], 1);
-    if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);
+    if (b != NULL) {
+      pg->free = b;
+      pg->local_free = NULL;
+      zc_stat_inc(&h->stat_class_refills[pg->class_idx], 1);
+      if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);
+    } else if (pg != &zc_page_empty) { /* the empty page has no remote line */
+      return refill_remote(n, pg, h);
+    }
   }
   return zc_malloc_generic(h, n, false);
 }

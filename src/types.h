@@ -211,8 +211,9 @@ typedef struct zc_heap_s {
                                               in used so that frees never empty it: the common
                                               malloc/free ping-pong stays on the fast path */
   zc_remote_batch_t pending[ZC_REMOTE_SLOTS]; /* this thread's remote frees not yet handed over, by page */
-  uint32_t pending_count;                  /* blocks in all pending chains */
-  uint32_t pending_mask;                   /* bit i: pending[i] holds a chain */
+  uint32_t pending_count;                  /* blocks in all pending chains (kept with more than one slot:
+                                              zc_pending_blocks) */
+  uint32_t pending_mask;                   /* bit i: pending[i] holds a chain (kept with more than one slot) */
   zc_segment_t *segments[ZC_SEG_KINDS];    /* segments this heap owns, those with free pages first */
   zc_segment_t *spare[ZC_SEG_KINDS];       /* one fully empty segment kept per kind */
   zc_page_t *dirty_first, *dirty_last;     /* free pages still resident, oldest first */
@@ -239,6 +240,12 @@ typedef struct zc_heap_s {
   struct zc_heap_s *pair_owner;            /* the owner of the last chain begun, and its entry: a consumer */
   zc_pair_slot_t *pair_slot;               /* frees mostly one producer's blocks, one compare finds it */
 } zc_heap_t;
+
+/* Blocks in h's pending remote-free chains. With one slot that slot's count is the total, and no other
+ * is kept (two adds fewer per remote free). */
+zc_inline uint32_t zc_pending_blocks(const zc_heap_t *h) {
+  return ZC_REMOTE_SLOTS == 1 ? h->pending[0].count : h->pending_count;
+}
 
 /* ---- lookups ---- */
 
