@@ -292,6 +292,9 @@ typedef struct zc_pub_stats_s {
   uint64_t cut_off;       /* cut off for breaking the protocol (a bad handle on their return ring) */
   uint64_t unheard;       /* messages sent while nobody was subscribed (given back at once) */
   uint64_t deliveries;    /* descriptors published, all subscribers together */
+  uint64_t dropped;       /* references held by subscribers that left (received and never released, or still
+                             queued for them), let go on their behalf; a message is reclaimed when the last
+                             of its references goes this way, returned when its last holder released it */
 } zc_pub_stats_t;
 ZC_CHAN_API void zc_pub_stats(zc_pub_t *p, zc_pub_stats_t *out);
 /* Why the last subscriber was cut off or the publisher failed (one line, "" if never). */

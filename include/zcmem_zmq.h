@@ -227,7 +227,7 @@ ZC_ZMQ_API int zc_zmq_pub_send(zc_zmq_t *z, void *p, size_t len, uint32_t type);
 ZC_ZMQ_API int zc_zmq_pub_accept(zc_zmq_t *z, int timeout_ms);
 ZC_ZMQ_API int zc_zmq_subscribers(zc_zmq_t *z);
 /* chan: as zc_zmq_stats' producer; subscribers (connected), joined (subscriptions received), left
- * (connections closed), unheard, deliveries (the sum of what send returned); evicted, cut_off 0. */
+ * (connections closed), unheard, deliveries (the sum of what send returned); evicted, cut_off, dropped 0. */
 ZC_ZMQ_API void zc_zmq_pub_stats(zc_zmq_t *z, zc_pub_stats_t *out);
 /* Subscriber: zc_zmq_receive, _release, _arm, _fd, _stats, _close as a consumer, and: */
 ZC_ZMQ_API uint64_t zc_zmq_missed(zc_zmq_t *z);

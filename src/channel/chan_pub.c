@@ -55,7 +55,7 @@ struct zc_pub_s {
   int fds[CHAN_SEG_MAX];       /* every data segment's memfd, for the links that join later */
   uint32_t live;               /* bit i: link[i] is live */
   pub_link_t link[ZC_PUB_MAX_SUBS];
-  uint64_t joined, left, evicted, cut_off, unheard, deliveries;
+  uint64_t joined, left, evicted, cut_off, unheard, deliveries, dropped;
   char err[200];
 };
 
@@ -101,6 +101,7 @@ static void link_drop(zc_pub_t *p, unsigned i, int kind, const char *why) {
         if ((sl->gen_state & 3u) != SLOT_SENT || !(sl->next & bit)) continue;
         sl->next &= ~bit;
         lk->held--;
+        p->dropped++;
         if (sl->next == 0) chan_free_sent(h, id, cls, true); /* may give the page to the pool: stop there */
         if (pa->cls == 0) break;
       }
@@ -524,6 +525,7 @@ void zc_pub_stats(zc_pub_t *p, zc_pub_stats_t *out) {
   out->left = p->left;
   out->evicted = p->evicted;
   out->cut_off = p->cut_off;
+  out->dropped = p->dropped;
   out->unheard = p->unheard;
   out->deliveries = p->deliveries;
   zc_unlock(&h->lock);
