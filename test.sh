@@ -15,7 +15,9 @@
 # --quick sets ZC_TEST_QUICK=1, which the tests read to run shorter loops (for a fast local check).
 # --only release,tsan runs only the flavours named.
 # ZC_BUILD_PREFIX=build-x puts the build directories at build-x, build-x-debug, ... instead.
-# Ends with one line "test.sh: N passed, N failed" counting the flavours; exits non-zero on a failure.
+# Ends with, for each failed flavour, its failing tests and the last 40 lines of each one's output (the CI
+# log is kept only in part), then one line "test.sh: N passed, N failed" counting the flavours; exits
+# non-zero on a failure.
 set -u
 cd "$(dirname "$0")" || exit 1
 
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --only) shift; only=",${1:-},";;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument $1 (usage: ./test.sh [--quick] [--only NAME,...])"; exit 2 ;;
   esac
   shift
@@ -77,11 +79,38 @@ flavour() {
   else
     failed=$((failed + 1)); failed_names+=("$name")
     echo "test.sh: $name: FAILED after $((SECONDS - start)) s"
+    # kept now: the valgrind flavour runs in the release directory and overwrites its ctest logs
+    failure_report "$name" "$dir" >>"$report"
   fi
   timings+=("$name $((SECONDS - start)) s")
 }
 
+# failure_report NAME DIR: each test ctest found failing in DIR, with the last 40 lines of its output
+# (from DIR/Testing/Temporary/LastTest.log; a test run twice, after a timeout, shows its last run). Printed
+# again at the very end, because the CI log is kept only in part.
+failure_report() {
+  local name=$1 dir=$2 t log=$2/Testing/Temporary/LastTest.log
+  local list=$dir/Testing/Temporary/LastTestsFailed.log
+  if [ ! -s "$list" ]; then
+    echo "--- $name: ctest failed, but $list lists no test"
+    return
+  fi
+  while IFS= read -r t; do
+    t=${t#*:}
+    echo "--- $name: $t FAILED; the last 40 lines of its output:"
+    awk -v t="$t" '
+      $0 ~ /^[0-9]+\/[0-9]+ Test: / { cur = $0; sub(/^[0-9]+\/[0-9]+ Test: /, "", cur); inout = 0; next }
+      cur == t && $0 == "Output:" { inout = 1; n = 0; getline; next }
+      cur == t && inout && $0 == "<end of output>" { inout = 0; last = n; for (i = 1; i <= n; i++) keep[i] = buf[i]; next }
+      cur == t && inout { buf[++n] = $0 }
+      END { s = last > 40 ? last - 39 : 1; for (i = s; i <= last; i++) print "  " keep[i]; if (!last) print "  (no output recorded)" }
+    ' "$log" 2>/dev/null
+  done <"$list"
+}
+
 b=${ZC_BUILD_PREFIX:-build}
+report=$(mktemp "${TMPDIR:-/tmp}/zcmem-test-report.XXXXXX")
+trap 'rm -f "$report"' EXIT
 timings=()
 san=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DZCMEM_BUILD_BENCH=OFF)
 flavour release "$b" "-LE valgrind" -DCMAKE_BUILD_TYPE=Release
@@ -100,6 +129,10 @@ if [ -z "$only" ] || [[ "$only" == *",valgrind,"* ]]; then
   flavour valgrind "$b" "-L valgrind"
 fi
 
+if [ -s "$report" ]; then
+  echo "=== test.sh: the failed tests, per flavour ==="
+  cat "$report"
+fi
 echo "test.sh: times: ${timings[*]}; total $((SECONDS - total_start)) s"
 [ ${#failed_names[@]} -gt 0 ] && echo "test.sh: failed: ${failed_names[*]}"
 echo "test.sh: $passed passed, $failed failed"

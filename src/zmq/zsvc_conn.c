@@ -63,21 +63,19 @@ static void fd_mark(zs_t *s, int fd, uint8_t open) {
   s->fd_open[fd] = open;
 }
 
-/* The listener's peer with this routing id: its index, a new entry if it is unknown and its connection
- * (fd) is up, or -1 (max_peers reached, or its connection is gone already: nothing can reach it). */
+/* The listener's peer with this routing id: its index (also if it is dead: libzmq may queue the end of a
+ * connection before the last frames read from it, which were sent before the end), a new entry if it is
+ * unknown and its connection (fd) is up, or -1 (max_peers reached, or its connection is gone already). */
 int zs_peer_find(zs_t *s, const uint8_t *rid, size_t len, int fd) {
   uint32_t free_i = UINT32_MAX;
   for (uint32_t i = 0; i < s->hi; i++) {
     zs_peer_t *p = &s->peers[i];
     if (p->state != ZP_OPEN && free_i == UINT32_MAX) free_i = i; /* the first free or dead slot */
     if (p->state == ZP_FREE) continue;
-    /* a dead peer's routing id stays known until its slot is reused: its late frames are dropped */
-    if (p->rid_len == len && memcmp(p->rid, rid, len) == 0) return p->state == ZP_OPEN ? (int)i : -1;
+    /* a dead peer's routing id stays known until its slot is reused (the caller sorts its late frames) */
+    if (p->rid_len == len && memcmp(p->rid, rid, len) == 0) return (int)i;
   }
   zs_monitor(s); /* every connection event queued before this frame was read, then look again */
-  for (uint32_t i = 0; i < s->hi; i++)
-    if (s->peers[i].state != ZP_FREE && s->peers[i].rid_len == len && memcmp(s->peers[i].rid, rid, len) == 0)
-      return -1; /* it died meanwhile */
   if (fd < 0 || fd >= s->fd_cap || !s->fd_open[fd] || len > ZS_RID_MAX) return -1;
   if (free_i == UINT32_MAX) {
     if (s->hi >= s->max_peers) return -1;

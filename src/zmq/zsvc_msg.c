@@ -414,7 +414,10 @@ static int take_one(zs_t *s, zc_svc_msg_t *m) {
     uint32_t peer = 0;
     if (s->listener) {
       int pi = zs_peer_find(s, rid, (size_t)rid_len, fd);
-      if (pi < 0) { /* its connection is gone, or max_peers: nothing can answer it */
+      /* A dead peer's last requests and one-way messages (sent before its connection ended; a reply to
+       * one fails EPIPE) are delivered; its replies are dropped (its requests FAILED already), as is
+       * every frame of an unknown peer whose connection is gone, or above max_peers. */
+      if (pi < 0 || (s->peers[pi].state != ZP_OPEN && h.kind != ZC_SVC_REQUEST && h.kind != ZC_SVC_ONEWAY)) {
         slot_put(s, i);
         s->st.dropped++;
         continue;

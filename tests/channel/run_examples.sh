@@ -10,14 +10,14 @@ out=${TMPDIR:-/tmp}/zcmem-examples-$$.out
 "$consumer" "$sock" >"$out" &
 cpid=$!
 i=0
-while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+while [ ! -S "$sock" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
 # The socket file appears at bind, a moment before listen: a connect in between is refused. Only that
 # failure (before any message went) is retried; any other failure of the producer fails the test.
 err=${TMPDIR:-/tmp}/zcmem-examples-$$.err
 i=0
 while :; do
   if "$producer" "$sock" 4 10000 2>"$err"; then break; fi
-  if grep -q "Connection refused" "$err" && [ $i -lt 40 ]; then i=$((i + 1)); sleep 0.05; continue; fi
+  if grep -q "Connection refused" "$err" && [ $i -lt 400 ]; then i=$((i + 1)); sleep 0.05; continue; fi
   cat "$err"; rm -f "$err" "$out"; kill $cpid 2>/dev/null; echo "producer failed"; exit 1
 done
 cat "$err"; rm -f "$err"

@@ -12,7 +12,7 @@ sock=$PWD/redis.sock
 redis-server --port 0 --unixsocket "$sock" --dir "$PWD" --save '' --appendonly no --logfile "$PWD/redis.log" \
   --enable-debug-command yes --lazyfree-lazy-user-flush yes &
 pid=$!
-for _ in $(seq 100); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
+for _ in $(seq 1200); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
 cli() { redis-cli -s "$sock" "$@"; }
 cli debug populate 200000 key 64
 cli dbsize

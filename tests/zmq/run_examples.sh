@@ -17,13 +17,13 @@ run() { # run <endpoint to listen on>
   cpid=$!
   ep=""
   i=0
-  while [ -z "$ep" ] && [ $i -lt 200 ]; do
+  while [ -z "$ep" ] && [ $i -lt 1200 ]; do
     ep=$(sed -n 's/^listening on //p' "$out" 2>/dev/null)
     sleep 0.05
     i=$((i + 1))
   done
   [ -n "$ep" ] || { kill $cpid; echo "consumer on $1 never listened"; exit 1; }
-  case "$ep" in /*) i=0; while [ ! -S "$ep" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done ;; esac
+  case "$ep" in /*) i=0; while [ ! -S "$ep" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done ;; esac
   timeout 100 "$producer" "$ep" $threads $per || { kill $cpid 2>/dev/null; echo "producer on $ep failed"; exit 1; }
   wait $cpid || { cat "$out"; echo "consumer on $ep failed"; exit 1; }
   cat "$out"

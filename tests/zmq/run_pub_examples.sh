@@ -16,7 +16,7 @@ run() { # run <endpoint to listen on>
   ppid_=$!
   ep=""
   i=0
-  while [ -z "$ep" ] && [ $i -lt 200 ]; do
+  while [ -z "$ep" ] && [ $i -lt 1200 ]; do
     ep=$(sed -n 's/^listening on //p' "$out" 2>/dev/null)
     sleep 0.05
     i=$((i + 1))
