@@ -250,9 +250,12 @@ static int releasing_consumer(void *arg) {
   for (int i = 0; i < 4000; i++) REQUIREF(zc_chan_receive(ch, &m[i], 10000) == 0, "receive %d", i);
   REQUIREF(zc_chan_release_batch(ch, m, 2000) == 0, "release");
   signal_byte(pipefd[1]);
-  for (int i = 2000; i < 4000; i += 8) { /* the rest in batches of 8, slowly: the kill lands among them */
+  /* the rest in batches of 8, slowly: the kill lands among them. 100 ms apart (25 s in all), so that
+   * however late the parent's kill comes on a loaded machine, some are still held (at 0.2 ms apart, a
+   * parent that waited 50 ms for a core found them all released) */
+  for (int i = 2000; i < 4000; i += 8) {
     zc_chan_release_batch(ch, &m[i], 8);
-    uint64_t until = now_ns() + 200000;
+    uint64_t until = now_ns() + 100000000;
     while (now_ns() < until) {
     }
   }
