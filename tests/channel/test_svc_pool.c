@@ -76,7 +76,7 @@ static int worker(void *arg) {
 
 static int wait_peers(zc_svc_t *s, int n) {
   zc_svc_msg_t m;
-  return WAIT_UNTIL((zc_svc_receive(s, &m, 0) == 0 ? zc_svc_release(s, &m) : 0, zc_svc_peers(s) == n), 10000);
+  return WAIT_UNTIL((zc_svc_receive(s, &m, 0) == 0 ? zc_svc_release(s, &m) : 0, zc_svc_peers(s) == n), 30000);
 }
 
 static int send_work(zc_svc_t *s, uint64_t seed, size_t n, uint32_t type, uint64_t *id) {

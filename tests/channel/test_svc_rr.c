@@ -237,7 +237,7 @@ static int t_kill_server(int argc, char **argv) {
   uint64_t seeds[20];
   for (int i = 0; i < 20; i++) REQUIRE(send_req(c, &r, T_ECHO, &ids[i], &seeds[i]) == 0);
   (void)seed;
-  REQUIRE(WAIT_UNTIL(*answered, 10000)); /* 5 replies published, not yet received */
+  REQUIRE(WAIT_UNTIL(*answered, 30000)); /* 5 replies published, not yet received */
   kill(sp, SIGKILL);
   reap(sp);
   int seen[20] = {0}, failed = 0, replies = 0;
@@ -458,7 +458,7 @@ static int t_silent(int argc, char **argv) {
   int quiet[3];
   for (int i = 0; i < 3; i++) {
     quiet[i] = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    REQUIRE(WAIT_UNTIL(connect(quiet[i], (struct sockaddr *)&a, len) == 0, 10000));
+    REQUIRE(WAIT_UNTIL(connect(quiet[i], (struct sockaddr *)&a, len) == 0, 30000));
   }
   CHECK(send(quiet[2], "bad", 3, 0) == 3); /* a garbage HELLO: refused at once */
   zc_svc_config_t cfg = {.connect_timeout_ms = 10000, .chan = {.setup_timeout_ms = 2000}};

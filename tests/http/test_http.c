@@ -515,7 +515,7 @@ static int case_kill(int argc, char **argv) {
   check_get(&a, 100); /* the connection goes on */
   check_get(&b, 262144);
   pid_t now[2];
-  CHECK(WAIT_UNTIL(worker_pids(&s, now) == 2 && now[0] != busy && now[1] != busy, 10000));
+  CHECK(WAIT_UNTIL(worker_pids(&s, now) == 2 && now[0] != busy && now[1] != busy, 30000));
   CHECK(is_child_of(now[0], s.pid) && is_child_of(now[1], s.pid));
   CHECK(gone(&s, busy)); /* reaped */
   close(a.fd);
@@ -537,7 +537,7 @@ static int case_kill(int argc, char **argv) {
     REQUIRE(worker_pids(&s, cur) == 2);
     killed[k] = cur[k % 2];
     REQUIRE(signal_worker(&s, killed[k], SIGKILL) == 0);
-    CHECK(WAIT_UNTIL(worker_pids(&s, cur) == 2 && cur[k % 2] != killed[k] && is_child_of(cur[k % 2], s.pid), 10000));
+    CHECK(WAIT_UNTIL(worker_pids(&s, cur) == 2 && cur[k % 2] != killed[k] && is_child_of(cur[k % 2], s.pid), 30000));
   }
   atomic_store(&kills_done, 1);
   sleep_ms(500);
@@ -586,7 +586,7 @@ static int case_kill_held(int argc, char **argv) {
   const char *pid = "GET /pid HTTP/1.1\r\n\r\n";
   REQUIRE(send_all(&b, pid, strlen(pid)) == 0 && read_resp(&b, &r, (uint8_t *)txt, sizeof txt - 1) == 0 && r.status == 200);
   REQUIRE(signal_worker(&s, atoi(txt), SIGKILL) == 0);
-  CHECK(WAIT_UNTIL(log_lines_with(&s, " gone (") == 1 && log_lines_with(&s, "worker 0: pid ") == 3, 10000));
+  CHECK(WAIT_UNTIL(log_lines_with(&s, " gone (") == 1 && log_lines_with(&s, "worker 0: pid ") == 3, 30000));
   uint8_t *buf = malloc(n);
   int rc = read_resp(&a, &r, buf, n);
   CHECKF(rc == 0 && r.status == 200 && r.len == n && bad_pattern(buf, n) < 0, "the held response: rc %d status %d len %zu bad byte %ld",
@@ -751,7 +751,7 @@ static int case_hostile_stray(int argc, char **argv) {
   char x;
   CHECKF(c.have == 0 && recv(c.fd, &x, 1, 0) < 0, "bytes after the last response: %zu buffered", c.have);
   close(c.fd);
-  if (chan) CHECK(WAIT_UNTIL(log_lines_with(&s, " gone (killed by signal 9; protocol violation: ") >= 1, 10000));
+  if (chan) CHECK(WAIT_UNTIL(log_lines_with(&s, " gone (killed by signal 9; protocol violation: ") >= 1, 30000));
   char *log = server_stop(&s);
   unsigned long dropped = 0;
   const char *d = strstr(log, "workers replaced, ");
@@ -781,7 +781,7 @@ static int case_hostile_short(int argc, char **argv) {
     CHECKF(rc == 0 && r.status == 503, "request %d: rc %d status %d", i, rc, r.status);
     close(c.fd);
     /* the 503 goes out before the replacement is started (after a back-off, as it died at once) */
-    CHECK(WAIT_UNTIL(log_lines_with(&s, "worker 0: pid ") - log_lines_with(&s, " gone (") == i + 2 && log_lines_with(&s, " gone (") == i + 1, 10000));
+    CHECK(WAIT_UNTIL(log_lines_with(&s, "worker 0: pid ") - log_lines_with(&s, " gone (") == i + 2 && log_lines_with(&s, " gone (") == i + 1, 30000));
   }
   pid_t w[1];
   CHECK(worker_pids(&s, w) == 1 && is_child_of(w[0], s.pid));
@@ -816,7 +816,7 @@ static int case_hostile_huge(int argc, char **argv) {
   pid_t w[1];
   CHECK(WAIT_UNTIL(log_lines_with(&s, " gone (killed by signal 9; response too large)") == 1 && worker_pids(&s, w) == 1 &&
                        is_child_of(w[0], s.pid),
-                   10000));
+                   30000));
   char *log = server_stop(&s);
   CHECKF(strstr(log, "gone (killed by signal 9; response too large)") && strstr(log, ", 1 connections closed mid-response,"),
          "log: %s", log);
