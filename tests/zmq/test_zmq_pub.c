@@ -381,7 +381,7 @@ static int junk_tcp_main(void *arg) {
 /* A hostile publisher: a raw XPUB sending frames that are not published zcmem messages, then one good. */
 static const int n_bad_frames = 6 + 100;
 static int junk_pub_main(void *arg) {
-  int fd = *(int *)arg;
+  int fd = ((int *)arg)[0], done = ((int *)arg)[1];
   void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_XPUB);
   REQUIREF(zmq_bind(s, ANY_PORT) == 0, "bind");
   char ep[256];
@@ -413,7 +413,12 @@ static int junk_pub_main(void *arg) {
   memcpy(buf, h, 16);
   memcpy(buf + 16, "hello", 5);
   zmq_send(s, buf, 21, 0);
-  sleep_ms(1000);
+  /* connected until the parent got the good message (end of file on done): a publisher gone before a
+   * starved subscriber read its frames would end that subscriber's stream with EPIPE (a fixed 1 s here
+   * was a bet on the subscriber's pace) */
+  char c;
+  if (read(done, &c, 1) < 0) {
+  }
   zmq_close(s);
   zmq_ctx_term(ctx);
   return 0;
@@ -432,11 +437,11 @@ static int t_garbage(int argc, char **argv) {
   pid_t j2 = spawn_closefds(junk_tcp_main, (void *)ep, -1, -1);
   CHECKF(reap(j2) == 0, "junk TCP peer");
   zc_pub_stats_t st;
-  CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.left >= 1), 10000), "the non-ZMTP peer's connection: left %lu",
+  CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.left >= 1), 30000), "the non-ZMTP peer's connection: left %lu",
          (unsigned long)st.left);
   uint64_t left0 = st.left;
   pid_t j1 = spawn_closefds(junk_xsub_main, (void *)ep, -1, -1);
-  CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.chan.rejected >= 5 && st.left > left0), 10000),
+  CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.chan.rejected >= 5 && st.left > left0), 30000),
          "rejected %lu, left %lu: the junk XSUB's oversized frame did not get its connection dropped",
          (unsigned long)st.chan.rejected, (unsigned long)st.left);
   kill(j1, SIGKILL);
@@ -447,11 +452,15 @@ static int t_garbage(int argc, char **argv) {
   zc_ep_pub_close(p);
   CHECKF(reap(pa) == 0, "subscriber failed");
 
-  int pfd[2];
-  REQUIREF(pipe(pfd) == 0, "pipe");
-  pid_t hp = spawn_closefds(junk_pub_main, &pfd[1], pfd[1], -1);
+  int pfd[2], done[2];
+  REQUIREF(pipe(pfd) == 0 && pipe(done) == 0, "pipe");
+  int fds[2] = {pfd[1], done[0]};
+  pid_t hp = spawn_closefds(junk_pub_main, fds, pfd[1], done[0]);
+  close(pfd[1]);
+  close(done[0]);
   char hep[256];
   pipe_recv_str(pfd[0], hep, sizeof hep);
+  close(pfd[0]);
   zc_zmq_config_t scfg = {.chan.setup_timeout_ms = 10000, .max_msg = 1000};
   zc_zmq_t *s = zc_zmq_sub_connect(hep, &scfg);
   REQUIREF(s != NULL, "sub connect: %s", strerror(errno));
@@ -472,6 +481,7 @@ static int t_garbage(int argc, char **argv) {
   CHECK_EQ(sst.received, 1);
   CHECKF(strstr(zc_zmq_error(s), "dropped") != NULL, "error: %s", zc_zmq_error(s));
   zc_zmq_close(s);
+  close(done[1]); /* the hostile publisher may go */
   CHECKF(reap(hp) == 0, "hostile publisher");
   CHECK_DONE("zmq_pub_garbage");
 }
