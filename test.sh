@@ -73,6 +73,7 @@ flavour() {
   local args=(--output-on-failure -j$jobs --timeout 600)
   # shellcheck disable=SC2206
   [ -n "$filter" ] && args+=($filter)
+  rm -f "$dir/Testing/Temporary/LastTestsFailed.log" # ctest leaves it from an earlier failed run
   if (cd "$dir" && ctest "${args[@]}"); then
     passed=$((passed + 1))
     echo "test.sh: $name: passed in $((SECONDS - start)) s"
