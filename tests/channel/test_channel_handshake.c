@@ -166,10 +166,10 @@ static int t_gone(int argc, char **argv) {
   REQUIREF(o.ch != NULL, "consumer, producer gone after its control segment: open failed, errno %d: %s", o.err, o.why);
   zc_chan_msg_t m;
   uint64_t t0 = now_ns();
-  int rc = zc_chan_receive(o.ch, &m, 5000);
+  int rc = zc_chan_receive(o.ch, &m, 60000); /* EPIPE at once; waiting for the timeout fails the bound */
   int err = errno;
   uint64_t ms = (now_ns() - t0) / 1000000u;
-  REQUIREF(rc == -1 && err == EPIPE && ms < 2000, "receive after the producer left: rc %d errno %d after %lu ms", rc,
+  REQUIREF(rc == -1 && err == EPIPE && ms < 30000, "receive after the producer left: rc %d errno %d after %lu ms", rc,
            err, (unsigned long)ms);
   zc_chan_close(o.ch);
   close(sv[1]);
@@ -191,7 +191,7 @@ static int t_gone(int argc, char **argv) {
     }
     err = errno;
     ms = (now_ns() - t0) / 1000000u;
-    REQUIREF(err == EPIPE && ms < 5000, "producer after the consumer left: errno %d after %lu ms", err,
+    REQUIREF(err == EPIPE && ms < 30000, "producer after the consumer left: errno %d after %lu ms", err,
              (unsigned long)ms);
     if (p) zc_chan_cancel(o.ch, p);
     zc_chan_close(o.ch);

@@ -564,7 +564,7 @@ static int t_hwm(int argc, char **argv) {
     uint64_t t0 = now_ns();
     if (zc_zmq_send(z, m, n, 1) == 0) continue;
     double ms = (double)(now_ns() - t0) / 1e6;
-    REQUIREF(errno == ETIMEDOUT && ms >= 150 && ms < 5000, "send: %s after %.0f ms", strerror(errno), ms);
+    REQUIREF(errno == ETIMEDOUT && ms >= 150 && ms < 30000, "send: %s after %.0f ms", strerror(errno), ms);
     REQUIREF(zc_zmq_cancel(z, m) == 0, "the loan was not kept after ETIMEDOUT");
     break;
   }
@@ -590,7 +590,7 @@ static int t_hwm(int argc, char **argv) {
     void *m = zc_zmq_loan(z, 1u << 20);
     if (m == NULL) {
       double ms = (double)(now_ns() - t0) / 1e6;
-      REQUIREF(errno == ETIMEDOUT && ms >= 150 && ms < 5000, "loan: %s after %.0f ms", strerror(errno), ms);
+      REQUIREF(errno == ETIMEDOUT && ms >= 150 && ms < 30000, "loan: %s after %.0f ms", strerror(errno), ms);
       break;
     }
     if (zc_zmq_send(z, m, 1u << 20, 1) != 0) { /* the high-water mark may stop it first: then cancel */
@@ -607,12 +607,12 @@ static int t_hwm(int argc, char **argv) {
   printf("hwm: %d loans of 1 MiB before the 2 MiB cap held\n", loans);
   zc_zmq_close(z);
   /* ZC_CHAN_FAIL: nobody connected to a bound producer, so nothing can be queued */
-  zc_zmq_config_t fail = {.chan.policy = ZC_CHAN_FAIL};
+  zc_zmq_config_t fail = {.chan.policy = ZC_CHAN_FAIL, .chan.block_timeout_ms = 60000}; /* a wait would show */
   z = bind_producer(&fail);
   void *m = zc_zmq_loan(z, 100);
   uint64_t t0 = now_ns();
   REQUIREF(zc_zmq_send(z, m, 100, 1) != 0 && errno == EAGAIN, "send without a peer: %s", strerror(errno));
-  REQUIREF(now_ns() - t0 < 1000000000ull, "FAIL policy waited");
+  REQUIREF(now_ns() - t0 < 30000000000ull, "FAIL policy waited");
   REQUIREF(zc_zmq_send(z, m, 100, 1) != 0 && errno == EAGAIN, "the loan was not kept after EAGAIN");
   REQUIREF(zc_zmq_cancel(z, m) == 0, "cancel");
   zc_zmq_close(z);
