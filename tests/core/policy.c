@@ -13,9 +13,10 @@
  *                       spares); the same demand again takes the cached ones first: at most 20 - 8 segments
  *                       are mapped afresh. Fails with no cache or an unbounded one.
  *   core_policy return  64 MiB of blocks (a survivor kept in one page of each segment, the rest freed) and
- *                       another 64 MiB freed whole, then idle: within the delay (500 ms) + 2.5 s the freed
+ *                       another 64 MiB freed whole, then idle: within the delay (500 ms) + 15 s the freed
  *                       pages are no longer resident (mincore, at most 5%), whatever demand said before, and
- *                       within max(10 delays, 1 s) + 3 s the segment cache is empty. Fails if the demand's
+ *                       within max(10 delays, 1 s) + 15 s the segment cache is empty (15 s: the purger waits
+ *                       for a core on a loaded machine; it was 2.5 and 3 s). Fails if the demand's
  *                       peak never decays or cached segments are never purged or unmapped.
  * Links zcmem_prefixed. The purger runs (ZCMEM_BACKGROUND=1, set by CMake with the delays).
  */
@@ -245,7 +246,7 @@ static int case_return(int argc, char **argv) {
   printf("return: %zu KiB of the freed blocks resident right after the frees; dirty %lu KiB, %lu segments "
          "cached\n", r0 >> 10, (unsigned long)(s0.dirty >> 10), (unsigned long)s0.segments_cached);
   size_t freed = (2 * n - kept) * BLK;
-  int ok = WAIT_UNTIL(FREED_RESIDENT() <= freed / 20, (uint64_t)delay + 2500);
+  int ok = WAIT_UNTIL(FREED_RESIDENT() <= freed / 20, (uint64_t)delay + 15000); /* the purger may wait for a core */
   size_t r1 = FREED_RESIDENT();
   printf("return: %zu KiB resident %llu ms after the frees (delay %ld ms)\n", r1 >> 10,
          (unsigned long long)(now_ms() - t0), delay);
