@@ -409,7 +409,7 @@ ZC_API void *zc_realloc(void *p, size_t n) {
     return NULL;
   }
   size_t old = zc_usable_size(p);
-  if (old == 0) { /* not ours, or already free: zc_usable_size reported it */
+  if (old == 0) { /* not ours, or already free: zc_usable_size reported it; the block is left alone */
     errno = EINVAL;
     return NULL;
   }
