@@ -742,8 +742,7 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
       }
       continue;
     }
-    if (s->untrusted) page_trust(pg);
-    else zc_page_collect_all(pg);
+    if (!s->untrusted || page_trust(pg)) zc_page_collect_all(pg); /* the child needs it now: writes are due */
     if (pg->state != ZC_PAGE_IN_USE) continue; /* broken: its lists were corrupted */
     if (pg->used == 0) {
       zc_segment_page_free(h, pg);
