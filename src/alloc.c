@@ -83,11 +83,13 @@ void zc_page_collect_all(zc_page_t *pg) {
   }
 }
 
-/* One list into the bitmap: false if a block is out of range, off the grid, or seen before. */
-static bool rebuild_list(zc_page_t *pg, zc_block_t *b, uint64_t *seen, zc_block_t **head, uint32_t *nfree,
+/* One list checked into the bitmap, read only: false if a block is out of range, off the grid, or seen
+ * before; else its tail (NULL for an empty list) and the count. */
+static bool rebuild_list(zc_page_t *pg, zc_block_t *b, uint64_t *seen, zc_block_t **tail, uint32_t *nfree,
                          const void **bad) {
   uint32_t span = pg->span;
   uint64_t limit = pg->limit;
+  *tail = NULL;
   while (b != NULL) {
     if (!zc_link_ok(pg, b, span, limit) || b->tag != pg->tag) {
       *bad = b;
@@ -99,33 +101,36 @@ static bool rebuild_list(zc_page_t *pg, zc_block_t *b, uint64_t *seen, zc_block_
       return false;
     }
     seen[i >> 6] |= (uint64_t)1 << (i & 63);
-    zc_block_t *next = zc_link_decode(pg, b->link);
-    b->link = zc_link_encode(pg, *head);
-    *head = b;
     (*nfree)++;
-    b = next;
+    *tail = b;
+    b = zc_link_decode(pg, b->link);
   }
   return true;
 }
 
+/* The three lists are checked where they are, none is relinked: no write into a free block. A fork child
+ * rebuilds its lost threads' pages, whose memory it shares with the parent until either writes it:
+ * relinking every free block, as before, copied every page of free blocks (a page fault each). The
+ * thread_free chain stays on its stack (other threads may push onto it meanwhile: the chain read is
+ * immutable) and its blocks count in used until the owner takes it, as always; its count must be its
+ * length. */
 bool zc_page_rebuild(zc_page_t *pg, bool report) {
   uint64_t seen[ZC_PAGE_BLOCKS_MAX / 64];
   memset(seen, 0, ((size_t)pg->capacity + 63) / 64 * sizeof(uint64_t));
-  uintptr_t v = atomic_exchange_explicit(&zc_page_remote(pg)->thread_free, 0, memory_order_acquire);
-  zc_block_t *head = NULL;
-  uint32_t nfree = 0;
+  uintptr_t v = atomic_load_explicit(&zc_page_remote(pg)->thread_free, memory_order_acquire);
+  zc_block_t *lists[3] = {pg->free, pg->local_free, ZC_TF_PTR(v)}, *tail;
+  uint32_t n = 0, own = 0;
   const void *bad = NULL;
-  bool ok = rebuild_list(pg, pg->free, seen, &head, &nfree, &bad) &&
-            rebuild_list(pg, pg->local_free, seen, &head, &nfree, &bad) &&
-            rebuild_list(pg, ZC_TF_PTR(v), seen, &head, &nfree, &bad);
-  if (!ok) {
-    zc_page_break(pg, bad, "double free or write after free (a block twice, or a bad link, on the lists of the page of)",
-                  report);
-    return false;
+  for (int k = 0; k < 3; k++) {
+    if (!rebuild_list(pg, lists[k], seen, &tail, &n, &bad) || (k == 2 && n - own != ZC_TF_COUNT(v))) {
+      zc_page_break(pg, bad,
+                    "double free or write after free (a block twice, or a bad link, on the lists of the page of)",
+                    report);
+      return false;
+    }
+    if (k == 1) own = n; /* blocks on free and local_free */
   }
-  pg->free = head;
-  pg->local_free = NULL;
-  pg->used = (uint32_t)pg->capacity - nfree + pg->held;
+  pg->used = (uint32_t)pg->capacity - own + pg->held;
   return true;
 }
 
@@ -409,7 +414,7 @@ ZC_API void *zc_realloc(void *p, size_t n) {
     return NULL;
   }
   size_t old = zc_usable_size(p);
-  if (old == 0) { /* not ours, or already free: zc_usable_size reported it */
+  if (old == 0) { /* not ours, or already free: zc_usable_size reported it; the block is left alone */
     errno = EINVAL;
     return NULL;
   }

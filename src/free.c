@@ -401,16 +401,26 @@ ZC_NO_SLP ZC_API void zc_free(void *p) {
   free_slow(p, map);
 }
 
-/* The usable size of p, or 0 if p is not inside a block zcmem handed out (never reports). */
-static size_t usable_quiet(const void *p) {
+/* The usable size of p, or 0 if p is not inside a block zcmem handed out (never reports); *freed: p is the
+ * start of a small or medium block that is free (it carries its page's free tag: on one of the page's lists
+ * or in a freer's pending chain), which a caller reports as a double free. Only reads: a freed block is
+ * left as it is. */
+static size_t usable_quiet(const void *p, bool *freed) {
+  *freed = false;
   if (p == NULL) return 0;
   uint16_t map = zc_segmap_get(p);
   if (zc_map_is_segment(map)) {
     zc_segment_t *s = zc_segment_of(p);
     zc_page_t *pg = zc_page_of(s, p);
     if (__atomic_load_n(&pg->state, __ATOMIC_RELAXED) == ZC_PAGE_IN_USE && (const uint8_t *)p >= pg->start) {
-      size_t off = (size_t)((const uint8_t *)p - pg->start) % pg->block_size;
-      return pg->block_size - off;
+      size_t off = (size_t)((const uint8_t *)p - pg->start);
+      if (off >= __atomic_load_n(&pg->span, __ATOMIC_RELAXED)) return 0; /* never carved: never handed out */
+      size_t in = off % pg->block_size;
+      if (in == 0 && ((const zc_block_t *)p)->tag == __atomic_load_n(&pg->tag, __ATOMIC_RELAXED)) {
+        *freed = true;
+        return 0;
+      }
+      return pg->block_size - in;
     }
     return 0;
   }
@@ -420,15 +430,21 @@ static size_t usable_quiet(const void *p) {
   return hdr != NULL && kind == ZC_MAP_LARGE ? zc_large_usable(p, hdr) : 0;
 }
 
+/* Also realloc's first step: a 0 it reports makes realloc fail with EINVAL, the block untouched. */
 ZC_API size_t zc_usable_size(const void *p) {
   if (p == NULL) return 0;
-  size_t n = usable_quiet(p);
+  bool freed;
+  size_t n = usable_quiet(p, &freed);
   if (zc_likely(n != 0)) return n;
-  zc_bad_free(p, "usable size of a pointer zcmem did not allocate:");
+  zc_bad_free(p, freed ? "usable size or realloc of a freed block (a double free or a use after free):"
+                       : "usable size of a pointer zcmem did not allocate:");
   return 0;
 }
 
-ZC_API size_t zc_owned_size(const void *p) { return usable_quiet(p); }
+ZC_API size_t zc_owned_size(const void *p) {
+  bool freed;
+  return usable_quiet(p, &freed);
+}
 
 ZC_API void zc_free_sized(void *p, size_t size) {
   (void)size;

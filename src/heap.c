@@ -257,7 +257,7 @@ void zc_heaps_fork_parent(void) {
   zc_unlock(&heaps_lock);
 }
 
-void zc_heaps_fork_child(void) {
+void zc_heaps_fork_child(bool keep_dirty) {
   zc_lock_init(&heaps_lock);
   for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) zc_lock_init(&h->lock);
   zc_heap_t *mine = zc_heap_tls;
@@ -268,7 +268,7 @@ void zc_heaps_fork_child(void) {
     h->pending_mask = 0;
     zc_reclaim_fork_orphan(h);
     for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) h->current[c] = NULL;
-    zc_segments_fork_orphan(h);
+    zc_segments_fork_orphan(h, keep_dirty);
     heap_reset(h);
     h->live = false;
   }

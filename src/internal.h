@@ -38,7 +38,8 @@ void zc_heap_done(zc_heap_t *h);
 void zc_heap_unbias_all(zc_heap_t *h);
 void zc_heaps_fork_prepare(void);
 void zc_heaps_fork_parent(void);
-void zc_heaps_fork_child(void);
+/* keep_dirty: the child will run a purger (empty pages of the lost threads stay resident for it to age). */
+void zc_heaps_fork_child(bool keep_dirty);
 
 /* ---- pages other threads' frees emptied in a live heap (reclaim.c) ---- */
 /* The purger's pass over h (trylock of h->lock): reclaim and purge every page that holds no live block and
@@ -100,9 +101,10 @@ uint64_t zc_segments_purged_bytes(void);
 void zc_segments_fork_prepare(void);
 void zc_segments_fork_parent(void);
 void zc_segments_fork_child(void);
-/* Fork child: abandon the segments of heap h, whose thread did not come along, trusting none of its pages'
- * lists (each is rebuilt by zc_page_rebuild, silently; a page that does not check out is set aside). */
-void zc_segments_fork_orphan(zc_heap_t *h);
+/* Fork child: abandon the segments of heap h, whose thread did not come along, marked untrusted: none of
+ * their pages' lists is used before zc_page_rebuild (silently; a page that does not check out is set aside)
+ * rebuilt it, at adoption or in the purger's pass. O(segments): no page is walked here. */
+void zc_segments_fork_orphan(zc_heap_t *h, bool keep_dirty);
 
 /* ---- page free lists (alloc.c / free.c) ---- */
 /* malloc's refill (free is empty): local_free, or else thread_free, becomes free; true if it is non-empty.

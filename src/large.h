@@ -82,6 +82,7 @@ void zc_background_start(void);
 /* Wake the purger if it sleeps as idle; never starts a thread (callable inside free()). */
 void zc_background_wake(void);
 void zc_background_fork_child(void); /* last in the fork child: the parent's purger restarted */
+bool zc_background_after_fork(void); /* in the fork child's handlers: zc_background_fork_child will start it */
 bool zc_background_running(void);
 
 /* fork: the parent holds the pool lock across fork; the child reinitialises it (and the purger). */

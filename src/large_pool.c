@@ -325,6 +325,8 @@ void zc_background_fork_child(void) {
   purger_after_fork = false;
 }
 
+bool zc_background_after_fork(void) { return purger_after_fork && lg_want_purger(); }
+
 bool zc_background_running(void) { return __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1; }
 
 void zc_background_start(void) {

@@ -41,7 +41,7 @@ static void fork_parent(void) {
 static void fork_child(void) {
   zc_large_fork_child();
   zc_segments_fork_child();
-  zc_heaps_fork_child();
+  zc_heaps_fork_child(zc_background_after_fork());
   zc_background_fork_child();
 }
 

@@ -176,6 +176,9 @@ typedef struct zc_segment_s {
   uint32_t used_pages;              /* pages in state IN_USE */
   uint32_t kind;
   uint64_t free_mask;               /* bit i: page i is free */
+  uint32_t untrusted;               /* a fork child's orphan: its pages' lists were left by threads that did
+                                       not come along; each page in use is rebuilt before its first use
+                                       (adoption, the purger's pass), not in the fork handler */
   struct zc_segment_s *next, *prev; /* in the heap's segment list, or the abandoned list */
   zc_page_t pages[ZC_SEGMENT_PAGES_MAX];
   zc_page_remote_t remote[ZC_SEGMENT_PAGES_MAX]; /* remote[i]: page i's remote line */
