@@ -152,6 +152,13 @@ static zc_noinline void hand_over_chain(zc_heap_t *h, zc_page_remote_t *r, zc_bl
   zc_purger_wake();
 }
 
+/* The pair entry chain b is counted in. With one slot it is always h's last selected one: a chain for another
+ * owner hands the pending chain over before it selects its entry (free_remote_new_owner), so the slot keeps
+ * no entry of its own (a load and a store fewer per chain begun). */
+zc_inline zc_pair_slot_t *chain_pair(zc_heap_t *h, const zc_remote_batch_t *b) {
+  return ZC_REMOTE_SLOTS == 1 ? h->pair_slot : b->pair;
+}
+
 /* Empty b's slot and hand its chain over (the slot first: see the end of hand_over_chain). */
 static zc_noinline void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
   zc_remote_batch_t old = *b;
@@ -159,7 +166,7 @@ static zc_noinline void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
   b->line = NULL;
   b->head = b->tail = NULL;
   b->count = 0;
-  hand_over_chain(h, old.line, old.head, old.tail, old.count, old.pair);
+  hand_over_chain(h, old.line, old.head, old.tail, old.count, chain_pair(h, &old));
 }
 
 void zc_remote_flush(zc_heap_t *h) {
@@ -209,10 +216,10 @@ zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, 
   b->line = r;
   b->head = b->tail = blk;
   b->count = 1;
-  b->pair = h->pair_slot;
+  if (ZC_REMOTE_SLOTS > 1) b->pair = h->pair_slot;
   if (ZC_REMOTE_SLOTS > 1) h->pending_mask |= (uint32_t)1 << slot;
   if (ZC_REMOTE_SLOTS > 1) h->pending_count++;
-  if (old.count != 0) return hand_over_chain(h, old.line, old.head, old.tail, old.count, old.pair);
+  if (old.count != 0) return hand_over_chain(h, old.line, old.head, old.tail, old.count, chain_pair(h, &old));
   if (ZC_REMOTE_SLOTS > 1 && zc_unlikely(h->pending_count >= ZC_REMOTE_PENDING_MAX)) return zc_remote_flush(h);
 }
 
@@ -232,6 +239,8 @@ static zc_noinline void free_remote_no_heap(zc_heap_t *owner, zc_page_remote_t *
  * entry, then free as usual. */
 static zc_noinline void free_remote_new_owner(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, void *p) {
   if (h == &zc_heap_empty) return free_remote_no_heap(owner, r, p); /* see free_remote */
+  /* With one slot the pending chain is counted in the entry selected last (chain_pair): hand it over first. */
+  if (ZC_REMOTE_SLOTS == 1 && h->pending[0].count != 0) flush_slot(h, &h->pending[0]);
   pair_select(h, owner);
   free_remote(h, owner, r, p);
 }
