@@ -26,7 +26,8 @@
  *                  than one block in use, p does not carry the page's free tag (types.h: a double free);
  *                  the same for the owner's free of a medium block (free_local, out of line)
  *   owner's slow   all of that again on every path, the page is in use, p is not at the head of a list
- *   other threads  the same range, grid, page state and tag checks before the block is put on a chain; the
+ *   other threads  the same range, grid, page state (the remote line's limit, 0 while the page is not in
+ *                  use) and tag checks before the block is put on a chain; the
  *                  owner checks that a hand-over never brings back more blocks than are in use
  *   malloc         every block popped is checked (range, tag) before it is handed out or its link followed
  * With ZC_DEBUG, also: a block already on one of its page's lists (a bounded walk of all three).
@@ -68,9 +69,14 @@ static bool debug_block_ok(zc_page_t *pg, const void *p) {
 static void push_chain(zc_page_remote_t *r, zc_block_t *head, zc_block_t *tail, uint32_t count) {
   uintptr_t key = __atomic_load_n(&r->key, __ATOMIC_RELAXED);
   uintptr_t old = atomic_load_explicit(&r->thread_free, memory_order_relaxed), nv;
+  /* The new word is the old one with its pointer replaced by head and count added to the count above it
+   * (mod 2^16, as ZC_TF_COUNT's truncation): old - ptr(old) + (count << 48) | head, the shifted count
+   * computed once outside the loop (2 instructions fewer per try than shifting the count down and up). */
+  uintptr_t add = (uintptr_t)count << ZC_TF_SHIFT;
   do {
-    tail->link = (uintptr_t)ZC_TF_PTR(old) ^ key;
-    nv = (uintptr_t)head | ((uintptr_t)(ZC_TF_COUNT(old) + count) << ZC_TF_SHIFT);
+    uintptr_t ptr = (uintptr_t)ZC_TF_PTR(old);
+    tail->link = ptr ^ key;
+    nv = ((old - ptr) + add) | (uintptr_t)head;
   } while (!atomic_compare_exchange_weak_explicit(&r->thread_free, &old, nv, memory_order_release,
                                                    memory_order_relaxed));
 }
@@ -138,10 +144,19 @@ static zc_noinline void hand_over_chain(zc_heap_t *h, zc_page_remote_t *r, zc_bl
   if (ZC_REMOTE_SLOTS > 1) h->pending_count -= count;
   push_chain(r, head, tail, count);
   /* The owner may be idle for good: the purger must run to find the pages these frees emptied (reclaim.c).
-   * A load per hand-over while it runs; if it sleeps as idle, a futex wake. Never a thread start from here
-   * (see zc_purger_wake): a malloc slow path started it once a second heap existed (page_for_class). Last,
-   * with h's pending state whole again. */
-  if (zc_unlikely(!zc_purger_active())) zc_purger_wake();
+   * zc_purger_wake is itself one load and a return while the purger runs, and a futex wake if it sleeps as
+   * idle; it never starts the thread from here: a malloc slow path started it once a second heap existed
+   * (page_for_class). Last, with h's pending state whole again, and a tail call: testing
+   * zc_purger_active() first cost a call, a stack frame and a test more per hand-over (bench/prodcons under
+   * callgrind: 5 instructions per message). */
+  zc_purger_wake();
+}
+
+/* The pair entry chain b is counted in. With one slot it is always h's last selected one: a chain for another
+ * owner hands the pending chain over before it selects its entry (free_remote_new_owner), so the slot keeps
+ * no entry of its own (a load and a store fewer per chain begun). */
+zc_inline zc_pair_slot_t *chain_pair(zc_heap_t *h, const zc_remote_batch_t *b) {
+  return ZC_REMOTE_SLOTS == 1 ? h->pair_slot : b->pair;
 }
 
 /* Empty b's slot and hand its chain over (the slot first: see the end of hand_over_chain). */
@@ -151,7 +166,7 @@ static zc_noinline void flush_slot(zc_heap_t *h, zc_remote_batch_t *b) {
   b->line = NULL;
   b->head = b->tail = NULL;
   b->count = 0;
-  hand_over_chain(h, old.line, old.head, old.tail, old.count, old.pair);
+  hand_over_chain(h, old.line, old.head, old.tail, old.count, chain_pair(h, &old));
 }
 
 void zc_remote_flush(zc_heap_t *h) {
@@ -166,12 +181,14 @@ void zc_remote_flush(zc_heap_t *h) {
 static zc_noinline void free_remote_no_heap(zc_heap_t *owner, zc_page_remote_t *r, void *p);
 static zc_noinline void free_remote_new_owner(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, void *p);
 
-/* A free of another thread's block (p passed remote_checks); h is the calling thread's heap, owner the
+/* A free of another thread's block (p passed remote_block_ok); h is the calling thread's heap, owner the
  * page's (as the caller read it; NULL if abandoned), r the page's remote line, whose tag and key it uses:
  * the page descriptor, whose first line the owner's malloc writes, is not touched. Every call it makes is
  * its last act (a tail call), so that the common paths need no stack frame. */
 zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, void *p) {
-  if (zc_unlikely(h == &zc_heap_empty)) return free_remote_no_heap(owner, r, p);
+  /* A thread without a heap (zc_heap_empty): with pair stats, found on the new-chain path below (its slot is
+   * empty, and its pair_owner, itself, is no page's owner), so the common paths do not test for it. */
+  if (!ZC_PAIR_STATS && zc_unlikely(h == &zc_heap_empty)) return free_remote_no_heap(owner, r, p);
   zc_block_t *blk = p;
   uintptr_t tag = __atomic_load_n(&r->tag, __ATOMIC_RELAXED);
   uintptr_t lkey = __atomic_load_n(&r->key, __ATOMIC_RELAXED);
@@ -199,10 +216,10 @@ zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, 
   b->line = r;
   b->head = b->tail = blk;
   b->count = 1;
-  b->pair = h->pair_slot;
+  if (ZC_REMOTE_SLOTS > 1) b->pair = h->pair_slot;
   if (ZC_REMOTE_SLOTS > 1) h->pending_mask |= (uint32_t)1 << slot;
   if (ZC_REMOTE_SLOTS > 1) h->pending_count++;
-  if (old.count != 0) return hand_over_chain(h, old.line, old.head, old.tail, old.count, old.pair);
+  if (old.count != 0) return hand_over_chain(h, old.line, old.head, old.tail, old.count, chain_pair(h, &old));
   if (ZC_REMOTE_SLOTS > 1 && zc_unlikely(h->pending_count >= ZC_REMOTE_PENDING_MAX)) return zc_remote_flush(h);
 }
 
@@ -218,8 +235,12 @@ static zc_noinline void free_remote_no_heap(zc_heap_t *owner, zc_page_remote_t *
   push_chain(r, blk, blk, 1);
 }
 
-/* A chain begins for another owner than the last one's: select its pair entry, then free as usual. */
+/* A chain begins for another owner than the last one's (or the thread has no heap yet): select its pair
+ * entry, then free as usual. */
 static zc_noinline void free_remote_new_owner(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, void *p) {
+  if (h == &zc_heap_empty) return free_remote_no_heap(owner, r, p); /* see free_remote */
+  /* With one slot the pending chain is counted in the entry selected last (chain_pair): hand it over first. */
+  if (ZC_REMOTE_SLOTS == 1 && h->pending[0].count != 0) flush_slot(h, &h->pending[0]);
   pair_select(h, owner);
   free_remote(h, owner, r, p);
 }
@@ -259,25 +280,28 @@ zc_inline bool block_checks(zc_page_t *pg, const void *p) {
   return true;
 }
 
-/* block_checks for another thread's free: the page's state from the descriptor's second line (which the
- * owner writes only on its slow paths), the block's range and grid from the remote line r. */
-zc_inline bool remote_checks(zc_page_t *pg, zc_page_remote_t *r, const void *p) {
-  uint8_t state = __atomic_load_n(&pg->state, __ATOMIC_RELAXED);
-  if (state == ZC_PAGE_BROKEN) return false; /* reported when it broke; its blocks are never reused */
-  if (state != ZC_PAGE_IN_USE) {
-    zc_bad_free(p, "invalid free: no block was handed out at");
-    return false;
-  }
+/* The checks of another thread's free (block_checks' equal), from the page's remote line r alone: p is a
+ * carved block start of a page in use. The page's state is not read: the remote line's limit is 0 while
+ * the page is not in use (zc_page_unpublish when it becomes free, zc_page_break when it breaks: types.h),
+ * so the grid test fails for every pointer into a free or broken page, and only then is the state read,
+ * out of line, for the report (remote_bad). The descriptor's second line and the page's address are then
+ * left alone on the remote path: 9 instructions fewer per remote free (bench/prodcons under callgrind). */
+zc_inline bool remote_block_ok(zc_page_remote_t *r, const void *p) {
   uint64_t limit = __atomic_load_n(&r->limit, __ATOMIC_RELAXED);
   uint8_t *start = __atomic_load_n(&r->start, __ATOMIC_RELAXED);
   uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)start);
-  if ((uint64_t)off * __atomic_load_n(&r->grid, __ATOMIC_RELAXED) >= limit) {
-    zc_bad_free(p, (uintptr_t)p - (uintptr_t)start < __atomic_load_n(&pg->span, __ATOMIC_RELAXED)
-                       ? "invalid free: not the start of a block (interior or misaligned pointer)"
-                       : "invalid free: no block was handed out at");
-    return false;
-  }
-  return true;
+  return (uint64_t)off * __atomic_load_n(&r->grid, __ATOMIC_RELAXED) < limit;
+}
+
+/* p failed remote_block_ok: the report block_checks would give (none for a broken page: reported when it
+ * broke, and its blocks are never reused). */
+static zc_noinline zc_cold void remote_bad(zc_page_t *pg, zc_page_remote_t *r, const void *p) {
+  uint8_t state = __atomic_load_n(&pg->state, __ATOMIC_RELAXED);
+  if (state == ZC_PAGE_BROKEN) return;
+  uintptr_t off = (uintptr_t)p - (uintptr_t)__atomic_load_n(&r->start, __ATOMIC_RELAXED);
+  zc_bad_free(p, state == ZC_PAGE_IN_USE && off < __atomic_load_n(&pg->span, __ATOMIC_RELAXED)
+                     ? "invalid free: not the start of a block (interior or misaligned pointer)"
+                     : "invalid free: no block was handed out at");
 }
 
 /* The owner's free, every check (the fast path's and more): whatever the fast path does not handle. */
@@ -368,19 +392,20 @@ ZC_NO_SLP static zc_noinline void free_slow(void *p, uint16_t map) {
   }
   /* Another thread's page: what the checks read is fixed while a block of the page is live. */
   zc_page_remote_t *r = &s->remote[((uintptr_t)p - (uintptr_t)s) >> s->page_shift];
-  if (remote_checks(pg, r, p)) free_remote(h, owner, r, p);
+  if (zc_likely(remote_block_ok(r, p))) return free_remote(h, owner, r, p);
+  remote_bad(pg, r, p);
 }
 
 void zc_free_generic(void *p) { free_slow(p, zc_segmap_get(p)); }
 
 /* The free of a block of another heap's small segment (the map holds that heap's tag): the consumer's free
- * in a producer/consumer pair. The page is a constant shift away; the checks are block_checks'. */
+ * in a producer/consumer pair. The remote line is a constant shift away; the checks are remote_block_ok. */
 static zc_noinline void free_other_small(void *p, uintptr_t i) {
   zc_segment_t *s = (zc_segment_t *)(i << ZC_SEGMENT_SHIFT);
-  zc_page_t *pg = zc_small_page_of(s, p);
   zc_page_remote_t *r = zc_small_remote_of(s, p);
-  if (zc_likely(remote_checks(pg, r, p)))
-    free_remote(zc_heap_get(), atomic_load_explicit(&s->heap, memory_order_relaxed), r, p);
+  if (zc_likely(remote_block_ok(r, p)))
+    return free_remote(zc_heap_get(), atomic_load_explicit(&s->heap, memory_order_relaxed), r, p);
+  remote_bad(zc_small_page_of(s, p), r, p);
 }
 
 /* The owner's free of a small block: the map's entry is this thread's tag (zcmem's, a small segment, and

@@ -13,7 +13,9 @@
 #include <string.h>
 
 zc_page_t zc_page_empty;
-zc_heap_t zc_heap_empty = {.direct = {[0 ... ZC_DIRECT_SLOTS - 1] = &zc_page_empty}};
+/* Its pair_owner is itself, which no page's owner is: a remote free then always takes free.c's out-of-line
+ * new-owner path, where a thread without a heap is told apart (no test of its own on the remote path). */
+zc_heap_t zc_heap_empty = {.direct = {[0 ... ZC_DIRECT_SLOTS - 1] = &zc_page_empty}, .pair_owner = &zc_heap_empty};
 __thread zc_heap_t *zc_heap_tls = &zc_heap_empty;
 __thread uint16_t zc_owner_tag_tls = ZC_MAP_TAG_NONE;
 __thread bool zc_thread_exited;

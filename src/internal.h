@@ -208,6 +208,13 @@ zc_inline void zc_page_publish(zc_page_t *pg) {
   __atomic_store_n(&r->tag, pg->tag, __ATOMIC_RELAXED);
   __atomic_store_n(&r->block_size, pg->block_size, __ATOMIC_RELAXED);
 }
+/* pg leaves use (it becomes free: segment.c): its remote line's limit becomes 0, so that another thread's
+ * free of any pointer into it fails the grid test (free.c: the remote path reads no page state; a broken
+ * page gets the same through zc_page_break's zc_page_set_span). page_init's zc_page_publish copies the
+ * descriptor's limit, 0 until the page's first extend. */
+zc_inline void zc_page_unpublish(zc_page_t *pg) {
+  __atomic_store_n(&zc_page_remote(pg)->limit, 0, __ATOMIC_RELAXED);
+}
 /* p is a carved block start of pg: off = p - start (32 bits) is q * size + s with s < size; off * grid
  * (mod 2^64) is q * r (r = grid * size mod 2^64, 1 <= r <= size) when s == 0, and at least 2^48 otherwise
  * (Lemire's divisibility test; exact for off < 2^32, the more so for a pointer inside its 4 MiB segment).

@@ -229,6 +229,7 @@ static void segment_format(zc_segment_t *s, int kind, uint64_t resident, uint64_
     zc_page_t *pg = &s->pages[i];
     pg->index = (uint8_t)i;
     pg->state = ZC_PAGE_FREE;
+    zc_page_unpublish(pg); /* another thread's free into a free page fails its grid test (free.c) */
     pg->free = pg->local_free = NULL;
     pg->next = pg->prev = NULL;
     pg->purged = 0;
@@ -449,6 +450,7 @@ static void page_free_locked(zc_heap_t *h, zc_page_t *pg, bool clean) {
   zc_segment_t *s = zc_segment_of(pg);
   bool was_full = s->free_mask == 0;
   pg->state = ZC_PAGE_FREE;
+  zc_page_unpublish(pg); /* another thread's free into a free page fails its grid test (free.c) */
   pg->free = pg->local_free = NULL;
   s->free_mask |= (uint64_t)1 << pg->index;
   s->used_pages--;
@@ -685,6 +687,7 @@ bool zc_segments_purge_abandoned(bool force) {
           zc_page_collect_all(pg);
           if (pg->state != ZC_PAGE_IN_USE || pg->used != 0) continue;
           pg->state = ZC_PAGE_FREE;
+          zc_page_unpublish(pg); /* as in page_free_locked */
           pg->free = pg->local_free = NULL;
           pg->dirty = 1;
           pg->freed_at = now;

@@ -195,7 +195,8 @@ typedef struct zc_remote_batch_s {
   zc_page_remote_t *line;                  /* the page's remote line (NULL: the slot is empty) */
   zc_block_t *head, *tail;
   uint32_t count;
-  struct zc_pair_slot_s *pair;             /* where the hand-over is counted (the page's owner's entry) */
+  struct zc_pair_slot_s *pair;             /* where the hand-over is counted (the page's owner's entry; kept
+                                              with more than one slot: with one, the heap's pair_slot) */
 } zc_remote_batch_t;
 
 /* Remote-free traffic from this heap to one owner heap, counted when a chain is handed over (one entry
