@@ -344,6 +344,15 @@ void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align) {
   return q;
 }
 
+int zc_os_move_to(void *p, size_t size, void *dst) {
+  if (inject_failure()) return 0;
+  if (mremap(p, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == dst) return 1;
+  int e = errno;
+  void *m = mmap(dst, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  errno = e;
+  return m == dst ? 0 : -1;
+}
+
 uint64_t zc_os_clock_coarse_ns(void) {
   struct timespec ts;
   if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) return zc_os_clock_ns();
