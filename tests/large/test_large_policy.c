@@ -186,6 +186,7 @@ static int case_split(int argc, char **argv) {
    * not 28, and a 16 MiB request (a 20 MiB class) is then served by the tail: no new mapping, no miss, its
    * pages the freed buffer's (no page faults). */
   zc_option_set(zc_option_large_cache, (long)(256 * MiB)); /* front shards of 1.9 MiB: these go to the pool */
+  zc_option_set(zc_option_purge_delay, 100000); /* nothing ages out while a loaded machine runs the test */
   unsigned char *big = zc_large_alloc(24 * MiB, 16, false);
   REQUIRE(big != NULL);
   memset(big, 0x5a, 24 * MiB);
@@ -233,6 +234,7 @@ static int case_compose(int argc, char **argv) {
    * that none of them serves: its region is built from their pages (moved, 15.5 MiB), and only the rest is
    * new memory. calloc of such a region reads zeros. */
   zc_option_set(zc_option_large_cache, (long)(256 * MiB)); /* front shards of 1.9 MiB: these go to the pool */
+  zc_option_set(zc_option_purge_delay, 100000); /* nothing ages out while a loaded machine runs the test */
   for (int round = 0; round < 2; round++) {
     static const size_t sz[3] = {3 * MiB, 4 * MiB, 6 * MiB};
     unsigned char *b[3];
