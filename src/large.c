@@ -82,6 +82,7 @@ static size_t fill_from_cache(char *dst, size_t room, bool *hole);
 static void split_tail(region_t *r, size_t want) {
   size_t old = r->map_size;
   if (old < want + SPLIT_MIN || (r->flags & (F_FILE | F_NOMOVE)) || !region_valid(r)) return;
+  if (!zc_os_can_move_mappings()) return; /* no compose to use the fragments: splitting alone faulted more */
   size_t chunks_old = (old + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
   size_t chunks_new = (want + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
   if (chunks_new < chunks_old) /* as zc_large_move: once moved, the old range may be mapped by anyone */
@@ -239,8 +240,10 @@ static region_t *map_region(size_t map_size, uint64_t s) {
  * thread's front slots first, then the pool) is extended in place when the address space after it is
  * free; else a new mapping of want bytes is made. Then the rest of it is filled with the pages of cached
  * dirty regions that fit, largest first (fill_from_cache): their pages need no fault and no zeroing, only
- * what is left does. The region is then made of several OS mappings (compose; a kernel before Linux 6.17
- * cannot move such a range as one: it is marked F_NOMOVE when a move of it fails). On bench/large (64
+ * what is left does. The region is then made of several OS mappings, which only Linux 6.17 and later
+ * moves as one (zc_os_can_move_mappings): on an older kernel there is no fill (and no split_tail), and the
+ * smaller region's pages move into a new mapping of want bytes instead, the rule before compose. A move of
+ * a composed region that fails all the same marks it F_NOMOVE. On bench/large (64
  * KiB-32 MiB buffers), with split_tail, this took peak RSS from about 164 to 145 MiB and page faults per
  * buffer from about 234 to 195 (docs/design.md). Only anonymous regions are composed. Returns the region
  * BUSY (*fresh false when it holds old bytes), or NULL. */
@@ -286,6 +289,7 @@ static size_t fill_from_cache(char *dst, size_t room, bool *hole) {
   return moved;
 }
 static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *fresh) {
+  bool pieces = zc_os_can_move_mappings();
   unsigned lo = c > GROW_SPAN ? c - GROW_SPAN : 0;
   region_t *r = lg_front_take_below(f, c, lo); /* this thread's own slots first: no lock */
   if (r == NULL && __atomic_load_n(&lg_pool.count[DIRTY], __ATOMIC_RELAXED) != 0) {
@@ -312,7 +316,7 @@ static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *
     STAT_ADD(mapped, want - old);
     STAT_ADD(grown, 1);
     bool hole = false;
-    fill_from_cache((char *)r + old, want - old, &hole);
+    if (pieces) fill_from_cache((char *)r + old, want - old, &hole);
     if (hole) { /* part of it could not be mapped again: give it up, map a new one */
       lg_unmap_region(r);
       return map_region(want, s);
@@ -320,13 +324,35 @@ static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *
     *fresh = false;
     return r;
   }
+  if (r != NULL && !pieces && !(r->flags & F_FILE) && r->map_size < want) {
+    /* a kernel that cannot move several mappings as one: no compose; the region's pages move to a new
+     * mapping of want bytes (one mapping still) */
+    size_t old = r->map_size;
+    zc_segmap_clear(r, old); /* as zc_large_move: once moved, the old range may be mapped by anyone */
+    region_t *q = zc_os_move(r, old, want, ZC_SEGMENT_SIZE);
+    if (q == NULL) { /* no address space: give the region up too, map_region will try */
+      zc_segmap_set(r, old, ZC_MAP_LARGE);
+      lg_unmap_region(r);
+      return map_region(want, s);
+    }
+    q->map_size = want;
+    q->offset = HDR_SIZE;
+    q->flags &= ~(uint32_t)F_STALE;
+    q->cls = class_floor(want);
+    seal(q);
+    zc_segmap_set(q, want, ZC_MAP_LARGE);
+    STAT_ADD(mapped, want - old);
+    STAT_ADD(grown, 1);
+    *fresh = false;
+    return q;
+  }
   if (r != NULL) { /* back to the pool: the fill below takes it first if it fits */
     lg_pool_lock();
     lg_cache_insert(r, DIRTY, zc_os_clock_coarse_ns());
     lg_pool_unlock();
   }
   region_t *q = map_region(want, s);
-  if (q == NULL || (q->flags & F_FILE)) return q;
+  if (q == NULL || (q->flags & F_FILE) || !pieces) return q;
   uint32_t flags = q->flags;
   bool hole = false;
   size_t moved = fill_from_cache((char *)q, want, &hole);

@@ -127,6 +127,11 @@ void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align);
  * fails, e.g. on a range of several mappings before Linux 6.17: it is mapped again). -1: not moved and
  * [dst, dst+size) could not be mapped again (it is a hole). Counts as a mapping for zc_os_fail_after. */
 int zc_os_move_to(void *p, size_t size, void *dst);
+/* The kernel moves a range made of several mappings as one (mremap of the same size with MREMAP_FIXED:
+ * Linux 6.17 and later). Probed once (a few system calls on two pages). */
+bool zc_os_can_move_mappings(void);
+/* Tests: answer v (1 yes, 0 no) from now on instead of the probe's answer; v < 0: probe again. */
+void zc_os_set_can_move_mappings(int v);
 /* The monotonic clock at the kernel tick's resolution (a few ms; CLOCK_MONOTONIC_COARSE), several times
  * cheaper than zc_os_clock_ns: for ages and delays. Never ahead of zc_os_clock_ns. */
 uint64_t zc_os_clock_coarse_ns(void);

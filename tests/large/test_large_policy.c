@@ -187,6 +187,10 @@ static int case_split(int argc, char **argv) {
    * pages the freed buffer's (no page faults). */
   zc_option_set(zc_option_large_cache, (long)(256 * MiB)); /* front shards of 1.9 MiB: these go to the pool */
   zc_option_set(zc_option_purge_delay, 100000); /* nothing ages out while a loaded machine runs the test */
+  if (!zc_os_can_move_mappings()) { /* split needs compose (below) to use its fragments */
+    printf("split: skipped: this kernel cannot move a range of several mappings as one (before Linux 6.17)\n");
+    CHECK_DONE(argv[0]);
+  }
   unsigned char *big = zc_large_alloc(24 * MiB, 16, false);
   REQUIRE(big != NULL);
   memset(big, 0x5a, 24 * MiB);
@@ -235,6 +239,10 @@ static int case_compose(int argc, char **argv) {
    * new memory. calloc of such a region reads zeros. */
   zc_option_set(zc_option_large_cache, (long)(256 * MiB)); /* front shards of 1.9 MiB: these go to the pool */
   zc_option_set(zc_option_purge_delay, 100000); /* nothing ages out while a loaded machine runs the test */
+  if (!zc_os_can_move_mappings()) {
+    printf("compose: skipped: this kernel cannot move a range of several mappings as one (before Linux 6.17)\n");
+    CHECK_DONE(argv[0]);
+  }
   for (int round = 0; round < 2; round++) {
     static const size_t sz[3] = {3 * MiB, 4 * MiB, 6 * MiB};
     unsigned char *b[3];
@@ -307,10 +315,62 @@ static int case_compose(int argc, char **argv) {
   CHECK_DONE(argv[0]);
 }
 
+static int case_nocompose(int argc, char **argv) {
+  /* A kernel that cannot move several mappings as one (forced here): no split, no compose; a miss moves the
+   * largest smaller cached region's pages into a new mapping of one piece, as before compose. */
+  zc_option_set(zc_option_large_cache, (long)(256 * MiB));
+  zc_option_set(zc_option_purge_delay, 100000);
+  zc_os_set_can_move_mappings(0);
+  unsigned char *big = zc_large_alloc(24 * MiB, 16, false);
+  REQUIRE(big != NULL);
+  memset(big, 0x5a, 24 * MiB);
+  zc_large_free(big, hdr_of(big));
+  zc_large_stats_t a = stats();
+  unsigned char *p = zc_large_alloc(6 * MiB, 16, false); /* takes the 28 MiB region whole */
+  REQUIRE(p == big);
+  CHECKF(stats().split == a.split && zc_large_usable(p, hdr_of(p)) > 20 * MiB, "split without compose");
+  zc_large_free(p, hdr_of(p));
+  zc_large_stats_t c = stats();
+  unsigned char *q = zc_large_alloc(200 * MiB, 16, false); /* the 28 MiB region is an eighth of it */
+  REQUIRE(q != NULL);
+  zc_large_stats_t d = stats();
+  printf("nocompose: %lu grown, %lu split\n", (unsigned long)(d.grown - c.grown), (unsigned long)(d.split - a.split));
+  CHECKF(d.grown == c.grown + 1, "%lu regions grown", (unsigned long)(d.grown - c.grown));
+  CHECKF(pages_with(q, 24 * MiB, 0x5a) >= 24 * MiB / 4096 - 2, "the grown region lost its pages");
+  memset(q, 1, 200 * MiB);
+  q = zc_realloc(q, 300 * MiB); /* one mapping: moved by the kernel */
+  REQUIRE(q != NULL);
+  CHECK(pages_with(q, 200 * MiB, 1) == 200 * MiB / 4096 - 1);
+  zc_large_free(q, hdr_of(q));
+  /* three cached regions and a miss over them: only the largest one's pages move, none is composed in */
+  unsigned char *b[3];
+  for (int i = 0; i < 3; i++) {
+    b[i] = zc_large_alloc((size_t)(3 + i) * MiB, 16, false);
+    REQUIRE(b[i] != NULL);
+    memset(b[i], 0x10 + i, (size_t)(3 + i) * MiB);
+  }
+  for (int i = 0; i < 3; i++) zc_large_free(b[i], hdr_of(b[i]));
+  zc_large_stats_t e = stats();
+  q = zc_large_alloc(40 * MiB, 16, false);
+  REQUIRE(q != NULL);
+  zc_large_stats_t g = stats();
+  CHECKF(g.filled == e.filled, "%lu regions moved into a composed one", (unsigned long)(g.filled - e.filled));
+  CHECKF(g.grown == e.grown + 1, "%lu regions grown", (unsigned long)(g.grown - e.grown));
+  zc_large_free(q, hdr_of(q));
+  /* and a miss with none within an eighth of it: a new mapping, nothing moved into it */
+  q = zc_large_alloc(400 * MiB, 16, false);
+  REQUIRE(q != NULL);
+  CHECKF(stats().filled == e.filled, "regions moved into a new mapping");
+  zc_large_free(q, hdr_of(q));
+  zc_os_set_can_move_mappings(-1);
+  CHECK_DONE(argv[0]);
+}
+
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {
       {"grow_reused", case_grow_reused}, {"miss", case_miss}, {"dirty_cap", case_dirty_cap},
       {"grow", case_grow},           {"split", case_split},         {"compose", case_compose},
+      {"nocompose", case_nocompose},
       {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
