@@ -10,13 +10,14 @@
  *   pool   one global pool, by class, two lists per class:
  *            dirty  still resident; reused first, most recently freed first (likely still in cache);
  *            clean  purged (zc_os_purge from the second OS page on); reused after dirty.
- * A request takes a region of its class or the next one (front, then pool dirty, then pool clean), or maps
- * a new one. Policy: a dirty region cached for longer than the purge delay is purged and becomes clean; a
+ * A request takes a region of its class or up to four times it (front, then pool dirty; pool clean: its
+ * class or the next), splitting off a dirty region's tail of 4 MiB or more into the cache (split_tail), or
+ * builds a new one from cached dirty pages and fresh ones (compose). Policy: a dirty region cached for
+ * longer than the purge delay is purged and becomes clean; a
  * clean region unused for max(10 x delay, 1 s) is unmapped. Budget (ZCMEM_LARGE_CACHE = B): the front
  * holds at most B/8, the pool at most B - B/8 (oldest clean unmapped first, then oldest dirty); dirty
  * bytes (front and pool) at most the recent demand minus what is live (lg_dirty_budget, large_pool.c) and
- * at most B/4 (oldest dirty purged at once); so at most B cached and 3B/8 resident. A miss may grow a
- * smaller dirty region by moving its pages (grow_cached). The time policy runs on a background thread
+ * at most B/4 (oldest dirty purged at once); so at most B cached and 3B/8 resident. The time policy runs on a background thread
  * started on the first free into the cache (ZCMEM_BACKGROUND=1), else inline on allocations and frees. File-backed regions (ZCMEM_LARGE_FILE=1) are never purged (MADV_DONTNEED does not
  * free the pages of a shared file mapping): where an anonymous region would be purged, it is unmapped.
  *
@@ -66,7 +67,49 @@ void lg_report_corrupt(const region_t *r, const char *when) {
 /* ---- mapping, purging, unmapping (no lock held) ---- */
 
 static region_t *map_region(size_t map_size, uint64_t s);
-static region_t *grow_cached(front_t *f, unsigned c, size_t want);
+static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *fresh);
+static size_t fill_from_cache(char *dst, size_t room, bool *hole);
+
+/* A dirty region taken for a request of want bytes (a class size) whose tail beyond want is SPLIT_MIN or
+ * more: the tail's pages move (mremap: no copy, no fault) to a new aligned mapping, which goes back to the
+ * pool as a dirty region of its own, and r keeps want bytes. Whole, the region would hold its tail resident
+ * beside the block for as long as the block lives. A smaller tail stays: a split costs a reservation and a
+ * move (tens of microseconds), which on bench/large-ring (64 KiB-8 MiB buffers, one byte written per page)
+ * cost more than the buffer's use, and the fragments it left missed more often (the ring ran several times
+ * slower with every tail of 64 KiB and more split). On any failure r stays whole; a region made of several
+ * mappings (compose) that this kernel cannot move is marked F_NOMOVE and not tried again. r is BUSY. */
+#define SPLIT_MIN ZC_SEGMENT_SIZE
+static void split_tail(region_t *r, size_t want) {
+  size_t old = r->map_size;
+  if (old < want + SPLIT_MIN || (r->flags & (F_FILE | F_NOMOVE)) || !region_valid(r)) return;
+  if (!zc_os_can_move_mappings()) return; /* no compose to use the fragments: splitting alone faulted more */
+  size_t chunks_old = (old + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
+  size_t chunks_new = (want + ZC_SEGMENT_MASK) >> ZC_SEGMENT_SHIFT;
+  if (chunks_new < chunks_old) /* as zc_large_move: once moved, the old range may be mapped by anyone */
+    zc_segmap_clear((char *)r + (chunks_new << ZC_SEGMENT_SHIFT), (chunks_old - chunks_new) << ZC_SEGMENT_SHIFT);
+  region_t *t = zc_os_move((char *)r + want, old - want, old - want, ZC_SEGMENT_SIZE);
+  if (t == NULL) {
+    zc_segmap_set(r, old, ZC_MAP_LARGE);
+    r->flags |= F_NOMOVE;
+    seal(r);
+    return;
+  }
+  r->map_size = want;
+  r->cls = class_floor(want);
+  seal(r);
+  t->map_size = old - want;
+  t->offset = HDR_SIZE;
+  t->flags = r->flags & ~(uint32_t)F_STALE;
+  t->cls = class_floor(old - want);
+  seal(t);
+  __atomic_store_n(&t->state, ST_BUSY, __ATOMIC_RELAXED);
+  zc_segmap_set(t, old - want, ZC_MAP_LARGE);
+  STAT_ADD(split, 1);
+  uint64_t now = zc_os_clock_coarse_ns();
+  lg_pool_lock();
+  lg_cache_insert(t, DIRTY, now);
+  lg_pool_unlock();
+}
 
 /* zc_large_alloc, or with reuse_only a region resident in the cache or nothing (NULL, errno untouched):
  * no clean region, no new mapping. */
@@ -100,6 +143,7 @@ static void *large_alloc(size_t size, size_t align, bool zero, bool reuse_only) 
     r = NULL;
   }
   if (r == NULL && reuse_only) return NULL;
+  if (r != NULL && from == DIRTY) split_tail(r, page_round(class_bytes(c)));
   bool fresh = r == NULL, missed = fresh;
   if (!fresh && from == CLEAN && zc_os_clock_coarse_ns() - r->stamp < delay_ns()) { /* purged too early */
     STAT_ADD(pmisses, 1);
@@ -107,12 +151,8 @@ static void *large_alloc(size_t size, size_t align, bool zero, bool reuse_only) 
   }
   if (fresh) {
     size_t want = page_round(class_bytes(c));
-    if ((r = grow_cached(f, c, want)) != NULL) {
-      fresh = false; /* its pages hold old bytes */
-      from = DIRTY;
-    } else if ((r = map_region(want, s)) == NULL) {
-      return NULL;
-    }
+    if ((r = compose(f, c, want, s, &fresh)) == NULL) return NULL;
+    if (!fresh) from = DIRTY; /* its pages hold old bytes */
     FSTAT_ADD(f, misses, 1);
   }
   char *base = (char *)r;
@@ -193,57 +233,147 @@ static region_t *map_region(size_t map_size, uint64_t s) {
   return r;
 }
 
-/* A miss (no cached region of class c or up to four times it): rather than map want fresh bytes beside a
- * dirty region of a smaller class, which the dirty bound would then purge, move the pages of the largest
- * such region (down to an eighth of the size, GROW_SPAN classes) into a new mapping of want bytes: its
- * pages need no fault and no zeroing, only the rest does. On bench/large (64 KiB-32 MiB buffers) this cut
- * page faults per buffer from about 105 to 75 and peak RSS by a fifth. Candidates: this thread's front
- * slots, then the pool's dirty lists. The mapping is extended in place when the address space after it is
- * free, else its pages move (zc_os_move). Only anonymous regions grow. Returns the region BUSY, holding old
- * bytes, or NULL. */
+/* A miss (no cached region of class c or up to four times it): the new region of want bytes is built from
+ * cached dirty pages before fresh ones, so that a miss neither faults in pages beside resident ones the
+ * dirty bound would then purge, nor leaves the cache's smaller regions resident and unused. First the
+ * largest cached region of a smaller class (down to an eighth of the size, GROW_SPAN classes; this
+ * thread's front slots first, then the pool) is extended in place when the address space after it is
+ * free; else a new mapping of want bytes is made. Then the rest of it is filled with the pages of cached
+ * dirty regions that fit, largest first (fill_from_cache): their pages need no fault and no zeroing, only
+ * what is left does. The region is then made of several OS mappings, which only Linux 6.17 and later
+ * moves as one (zc_os_can_move_mappings): on an older kernel there is no fill (and no split_tail), and the
+ * smaller region's pages move into a new mapping of want bytes instead, the rule before compose. A move of
+ * a composed region that fails all the same marks it F_NOMOVE. On bench/large (64
+ * KiB-32 MiB buffers), with split_tail, this took peak RSS from about 164 to 145 MiB and page faults per
+ * buffer from about 234 to 195 (docs/design.md). Only anonymous regions are composed. Returns the region
+ * BUSY (*fresh false when it holds old bytes), or NULL. */
 #define GROW_SPAN 12u
-static region_t *grow_cached(front_t *f, unsigned c, size_t want) {
+
+/* [dst, dst+room), fresh pages of a region being composed: replace them with the pages of cached dirty
+ * regions that fit (largest first, at most FILL_MAX of them, each moved whole with mremap). Returns the bytes
+ * moved. */
+#define FILL_MAX 16
+static size_t fill_from_cache(char *dst, size_t room, bool *hole) {
+  size_t moved = 0;
+  for (int n = 0; n < FILL_MAX && room >= MIN_REGION; n++) {
+    region_t *x = NULL;
+    if (__atomic_load_n(&lg_pool.count[DIRTY], __ATOMIC_RELAXED) == 0) return moved;
+    lg_pool_lock();
+    for (unsigned cc = class_floor(room) + 1; cc-- > 0 && x == NULL;) {
+      for (region_t *y = lg_pool.cls[DIRTY][cc].head; y != NULL && x == NULL; y = y->link[L_CLASS].next)
+        if (region_valid(y) && !(y->flags & (F_FILE | F_NOMOVE)) && y->map_size <= room) x = y;
+      if (class_bytes(cc) <= MIN_REGION) break;
+    }
+    if (x != NULL) lg_cache_unlink(x);
+    lg_pool_unlock();
+    if (x == NULL) return moved;
+    size_t size = x->map_size;
+    zc_segmap_clear(x, size);
+    int done = zc_os_move_to(x, size, dst);
+    if (done != 1) { /* several mappings, on a kernel that cannot move them as one */
+      zc_segmap_set(x, size, ZC_MAP_LARGE);
+      x->flags |= F_NOMOVE;
+      seal(x);
+      lg_pool_lock();
+      lg_cache_insert(x, DIRTY, zc_os_clock_coarse_ns());
+      lg_pool_unlock();
+      if (done < 0) *hole = true;
+      return moved;
+    }
+    moved += size;
+    STAT_SUB(mapped, size);
+    STAT_ADD(filled, 1);
+    dst += size;
+    room -= size;
+  }
+  return moved;
+}
+static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *fresh) {
+  bool pieces = zc_os_can_move_mappings();
   unsigned lo = c > GROW_SPAN ? c - GROW_SPAN : 0;
   region_t *r = lg_front_take_below(f, c, lo); /* this thread's own slots first: no lock */
   if (r == NULL && __atomic_load_n(&lg_pool.count[DIRTY], __ATOMIC_RELAXED) != 0) {
     lg_pool_lock();
     for (unsigned cc = c; cc-- > lo && r == NULL;) {
       region_t *x = lg_pool.cls[DIRTY][cc].head;
-      if (x != NULL && region_valid(x) && !(x->flags & F_FILE) && x->map_size < want) r = x;
+      if (x != NULL && region_valid(x) && !(x->flags & (F_FILE | F_NOMOVE)) && x->map_size < want) r = x;
     }
     if (r != NULL) lg_cache_unlink(r);
     lg_pool_unlock();
   }
-  if (r == NULL) return NULL;
-  if (!region_valid(r)) { /* overwritten while in a front slot: leave it */
+  if (r != NULL && !region_valid(r)) { /* overwritten while in a front slot: leave it */
     lg_report_corrupt(r, "when taken from the cache");
-    return NULL;
+    r = NULL;
   }
-  if ((r->flags & F_FILE) || r->map_size >= want) { /* a front slot's that cannot grow: to the pool */
-    lg_pool_lock();
-    lg_cache_insert(r, DIRTY, zc_os_clock_coarse_ns());
-    lg_pool_unlock();
-    return NULL;
+  if (r != NULL && !(r->flags & (F_FILE | F_NOMOVE)) && r->map_size < want && zc_os_extend(r, r->map_size, want)) {
+    size_t old = r->map_size; /* grown in place: the address space after it was free */
+    r->map_size = want;
+    r->offset = HDR_SIZE;
+    r->flags &= ~(uint32_t)F_STALE;
+    r->cls = class_floor(want);
+    seal(r);
+    zc_segmap_set(r, want, ZC_MAP_LARGE);
+    STAT_ADD(mapped, want - old);
+    STAT_ADD(grown, 1);
+    bool hole = false;
+    if (pieces) fill_from_cache((char *)r + old, want - old, &hole);
+    if (hole) { /* part of it could not be mapped again: give it up, map a new one */
+      lg_unmap_region(r);
+      return map_region(want, s);
+    }
+    *fresh = false;
+    return r;
   }
-  size_t old = r->map_size;
-  region_t *q = r;
-  if (!zc_os_extend(r, old, want)) { /* in place when the address space after it is free, else moved */
+  if (r != NULL && !pieces && !(r->flags & F_FILE) && r->map_size < want) {
+    /* a kernel that cannot move several mappings as one: no compose; the region's pages move to a new
+     * mapping of want bytes (one mapping still) */
+    size_t old = r->map_size;
     zc_segmap_clear(r, old); /* as zc_large_move: once moved, the old range may be mapped by anyone */
-    q = zc_os_move(r, old, want, ZC_SEGMENT_SIZE);
+    region_t *q = zc_os_move(r, old, want, ZC_SEGMENT_SIZE);
     if (q == NULL) { /* no address space: give the region up too, map_region will try */
       zc_segmap_set(r, old, ZC_MAP_LARGE);
       lg_unmap_region(r);
-      return NULL;
+      return map_region(want, s);
     }
+    q->map_size = want;
+    q->offset = HDR_SIZE;
+    q->flags &= ~(uint32_t)F_STALE;
+    q->cls = class_floor(want);
+    seal(q);
+    zc_segmap_set(q, want, ZC_MAP_LARGE);
+    STAT_ADD(mapped, want - old);
+    STAT_ADD(grown, 1);
+    *fresh = false;
+    return q;
   }
+  if (r != NULL) { /* back to the pool: the fill below takes it first if it fits */
+    lg_pool_lock();
+    lg_cache_insert(r, DIRTY, zc_os_clock_coarse_ns());
+    lg_pool_unlock();
+  }
+  region_t *q = map_region(want, s);
+  if (q == NULL || (q->flags & F_FILE) || !pieces) return q;
+  uint32_t flags = q->flags;
+  bool hole = false;
+  size_t moved = fill_from_cache((char *)q, want, &hole);
+  if (hole) { /* part of it could not be mapped again: give it up (header first) */
+    zc_segmap_clear(q, want);
+    zc_os_free(q, want);
+    STAT_SUB(mapped, want); /* the moved regions' bytes left the count when they moved into q */
+    STAT_ADD(purged, want);
+    return map_region(want, s);
+  }
+  if (moved == 0) return q;
+  /* the header page is one of the moved pages now: write the header again */
   q->map_size = want;
   q->offset = HDR_SIZE;
-  q->flags &= ~(uint32_t)F_STALE;
+  q->flags = flags;
   q->cls = class_floor(want);
+  q->stamp = 0;
   seal(q);
-  zc_segmap_set(q, want, ZC_MAP_LARGE);
-  STAT_ADD(mapped, want - old);
+  __atomic_store_n(&q->state, ST_BUSY, __ATOMIC_RELAXED);
   STAT_ADD(grown, 1);
+  *fresh = false;
   return q;
 }
 
@@ -340,7 +470,7 @@ bool zc_large_resize_in_place(void *p, void *hdr, size_t new_size) {
 
 void *zc_large_move(void *p, void *hdr, size_t new_size) {
   region_t *r = hdr;
-  if (!live_block(r, p) || new_size > LARGE_MAX || (r->flags & F_FILE) || r->offset >= ZC_SEGMENT_SIZE) return NULL;
+  if (!live_block(r, p) || new_size > LARGE_MAX || (r->flags & (F_FILE | F_NOMOVE)) || r->offset >= ZC_SEGMENT_SIZE) return NULL;
   size_t old_map = r->map_size, offset = r->offset;
   size_t want = page_round(class_bytes(class_ceil(offset + new_size)));
   if (want <= old_map) return NULL; /* not a growth: resize in place serves it */
@@ -348,6 +478,13 @@ void *zc_large_move(void *p, void *hdr, size_t new_size) {
    * valid lookup of it can run meanwhile. */
   zc_segmap_clear(r, old_map);
   region_t *q = zc_os_move(r, old_map, want, ZC_SEGMENT_SIZE);
+  if (q == NULL) { /* a composed region (several mappings): a new mapping, its pages moved to its start */
+    q = zc_os_alloc_aligned(want, ZC_SEGMENT_SIZE);
+    if (q != NULL && zc_os_move_to(r, old_map, q) != 1) {
+      zc_os_free(q, want);
+      q = NULL;
+    }
+  }
   if (q == NULL) {
     zc_segmap_set(r, old_map, ZC_MAP_LARGE);
     return NULL;
@@ -403,6 +540,8 @@ void zc_large_stats(zc_large_stats_t *out) {
   out->misses = __atomic_load_n(&lg_st.pmisses, __ATOMIC_RELAXED);
   out->miss_bytes = __atomic_load_n(&lg_st.pmiss_bytes, __ATOMIC_RELAXED);
   out->grown = __atomic_load_n(&lg_st.grown, __ATOMIC_RELAXED);
+  out->split = __atomic_load_n(&lg_st.split, __ATOMIC_RELAXED);
+  out->filled = __atomic_load_n(&lg_st.filled, __ATOMIC_RELAXED);
 }
 
 /* ---- fork ---- */

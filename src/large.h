@@ -63,7 +63,9 @@ typedef struct zc_large_stats_s {
   uint64_t lock_contended;               /* pool-lock acquisitions that found it held */
   uint64_t purge_calls;                  /* regions purged (one system call each) */
   uint64_t misses, miss_bytes;           /* purged regions taken again within one purge delay */
-  uint64_t grown;                        /* misses served by moving a smaller cached region's pages */
+  uint64_t grown;                        /* misses whose region was built from cached pages (compose) */
+  uint64_t split;                        /* dirty regions split: a tail of 4 MiB or more beyond a request cached */
+  uint64_t filled;                       /* cached dirty regions whose pages were moved into a composed one */
 } zc_large_stats_t;
 void zc_large_stats(zc_large_stats_t *out);
 

@@ -108,7 +108,7 @@ region_t *lg_front_take(front_t *f, unsigned c) {
   }
 }
 
-/* Take from f the largest region of a class in [lo, c) (for grow_cached in large.c), or NULL. */
+/* Take from f the largest region of a class in [lo, c) (for compose in large.c), or NULL. */
 region_t *lg_front_take_below(front_t *f, unsigned c, unsigned lo) {
   for (;;) {
     unsigned best = FRONT_SLOTS, best_cls = 0;

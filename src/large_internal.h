@@ -62,6 +62,8 @@ typedef struct lg_stats_s {
   uint64_t mapped, purged, contended;
   uint64_t purge_calls, pmisses, pmiss_bytes; /* purges; purged regions taken again within a delay */
   uint64_t grown;                             /* misses served by moving a smaller cached region */
+  uint64_t split;                             /* cached regions split for a smaller request */
+  uint64_t filled;                            /* cached regions moved into a composed region */
 } lg_stats_t;
 extern lg_stats_t lg_st;
 

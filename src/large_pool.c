@@ -102,7 +102,7 @@ void lg_note_live_peak(void) {
  * recent peak: a program that keeps 100 MiB of buffers in flight reuses them without page faults, and one
  * whose large blocks are few, or fewer than a moment ago, keeps little dirty memory. The half above the peak
  * is for fit: a cached region serves requests of its class down to a quarter of it, and one too small is
- * grown by moving its pages (grow_cached), so part of the cache fits the next request only at a cost. With
+ * used as part of a region composed on a miss (compose), so part of the cache fits the next request only at a cost. With
  * no margin (live + dirty under the peak itself), bench/large-ring faulted 17-20 pages per buffer instead of
  * 0.15; with 2.25 times the peak (the earlier rule, dirty alone under 2.25 times) its peak RSS was 12% higher
  * (docs/design.md). */

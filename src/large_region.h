@@ -35,6 +35,7 @@ enum {
   F_FILE = 1u,     /* backed by an unlinked file */
   F_STALE = 2u,    /* purged with MADV_FREE: may still read old bytes */
   F_RESIDENT = 4u, /* cached dirty: its pages may be resident */
+  F_NOMOVE = 8u,   /* a move of its pages failed: made of several OS mappings, which this kernel cannot move as one */
 };
 
 typedef struct region_s region_t;

@@ -120,6 +120,18 @@ bool zc_os_extend(void *p, size_t old_size, size_t new_size);
  * carrying its pages over without copying them (Linux mremap). Returns the new address (p is gone), or NULL
  * with errno = ENOMEM and nothing changed. Counts as a mapping for zc_os_fail_after. */
 void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align);
+/* Move the pages of [p, p+size) (part or all of an anonymous private mapping) onto [dst, dst+size), which
+ * must lie inside an anonymous private mapping the caller owns (its pages there are replaced), without
+ * copying them (Linux mremap with MREMAP_FIXED). Returns 1: moved, [p, p+size) is unmapped. 0: not moved,
+ * [p, p+size) unchanged and [dst, dst+size) holds fresh zero pages (a kernel may unmap the target before it
+ * fails, e.g. on a range of several mappings before Linux 6.17: it is mapped again). -1: not moved and
+ * [dst, dst+size) could not be mapped again (it is a hole). Counts as a mapping for zc_os_fail_after. */
+int zc_os_move_to(void *p, size_t size, void *dst);
+/* The kernel moves a range made of several mappings as one (mremap of the same size with MREMAP_FIXED:
+ * Linux 6.17 and later). Probed once (a few system calls on two pages). */
+bool zc_os_can_move_mappings(void);
+/* Tests: answer v (1 yes, 0 no) from now on instead of the probe's answer; v < 0: probe again. */
+void zc_os_set_can_move_mappings(int v);
 /* The monotonic clock at the kernel tick's resolution (a few ms; CLOCK_MONOTONIC_COARSE), several times
  * cheaper than zc_os_clock_ns: for ages and delays. Never ahead of zc_os_clock_ns. */
 uint64_t zc_os_clock_coarse_ns(void);

@@ -344,6 +344,53 @@ void *zc_os_move(void *p, size_t old_size, size_t new_size, size_t align) {
   return q;
 }
 
+int zc_os_move_to(void *p, size_t size, void *dst) {
+  if (inject_failure()) return 0;
+  if (mremap(p, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == dst) return 1;
+  int e = errno;
+  void *m = mmap(dst, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  errno = e;
+  return m == dst ? 0 : -1;
+}
+
+/* Two pages made of two mappings (the second one's page moved next to the first: each has its own
+ * anon_vma, so the kernel cannot merge them), moved as one onto a reserved range. */
+static bool probe_move_mappings(void) {
+  size_t pg = zc_os_page_size();
+  char *a = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char *b = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char *t = mmap(NULL, 2 * pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  bool ok = false;
+  if (a != MAP_FAILED && b != MAP_FAILED && t != MAP_FAILED) {
+    a[0] = 1, b[0] = 2;
+    if (mremap(b, pg, pg, MREMAP_MAYMOVE | MREMAP_FIXED, a + pg) == a + pg) {
+      b = MAP_FAILED; /* moved into a */
+      ok = mremap(a, 2 * pg, 2 * pg, MREMAP_MAYMOVE | MREMAP_FIXED, t) == t && t[0] == 1 && t[pg] == 2;
+      if (ok) a = MAP_FAILED; /* moved into t */
+    }
+  }
+  if (a != MAP_FAILED) munmap(a, 2 * pg);
+  if (b != MAP_FAILED) munmap(b, pg);
+  if (t != MAP_FAILED) munmap(t, 2 * pg);
+  return ok;
+}
+
+static int move_mappings_known; /* 0 not probed, 1 yes, 2 no */
+
+void zc_os_set_can_move_mappings(int v) {
+  __atomic_store_n(&move_mappings_known, v < 0 ? 0 : v ? 1 : 2, __ATOMIC_RELAXED);
+}
+
+bool zc_os_can_move_mappings(void) {
+  int *kp = &move_mappings_known;
+  int k = __atomic_load_n(kp, __ATOMIC_RELAXED);
+  if (k == 0) {
+    k = probe_move_mappings() ? 1 : 2;
+    __atomic_store_n(kp, k, __ATOMIC_RELAXED);
+  }
+  return k == 1;
+}
+
 uint64_t zc_os_clock_coarse_ns(void) {
   struct timespec ts;
   if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) return zc_os_clock_ns();
