@@ -283,6 +283,15 @@ void *zc_svc_loan(zc_svc_t *s, size_t n) {
     errno = s != NULL && n > SVC_LEN_LIMIT ? EMSGSIZE : EINVAL;
     return NULL;
   }
+  if (s->connected) { /* one connection, slot 0: no choice to make, no lock (svc_peer_get) */
+    uint32_t gen = __atomic_load_n(&s->peers[0].gen, __ATOMIC_RELAXED);
+    svc_peer_t *p = svc_peer_get(s, 0, gen, 0);
+    if (p != NULL) {
+      void *r = loan_on(p, 0, gen, n);
+      svc_peer_put(p);
+      return r;
+    }
+  }
   zc_lock(&s->lock);
   uint32_t best = UINT32_MAX, hi = s->hi;
   for (uint32_t k = 0; k < hi; k++) { /* the fewest requests awaiting a reply; ties: round robin */
