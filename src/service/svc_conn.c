@@ -280,10 +280,11 @@ void svc_peer_reap(zc_svc_t *s, uint32_t idx) {
     zc_unlock(&s->lock);
     return;
   }
-  /* Dekker with svc_peer_get: CLOSING stored before busy is read. held can rise only under busy (a loan
-   * in progress), and busy falls (release) after it rose, so held is read again after busy. */
+  /* Dekker with svc_peer_get and zc_svc_loan: CLOSING is stored before busy and held are read, and
+   * those raise busy (or, for a loan, held) before they read the state. held rises otherwise only under
+   * busy or s->lock (a loan on a listener, a receive), so a connection nobody uses stays unused. */
   __atomic_store_n(&p->state, PEER_CLOSING, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&p->busy, __ATOMIC_SEQ_CST) != 0 || __atomic_load_n(&p->held, __ATOMIC_ACQUIRE) != 0) {
+  if (__atomic_load_n(&p->busy, __ATOMIC_SEQ_CST) != 0 || __atomic_load_n(&p->held, __ATOMIC_SEQ_CST) != 0) {
     __atomic_store_n(&p->state, PEER_DEAD, __ATOMIC_RELEASE);
     zc_unlock(&s->lock);
     return;
