@@ -276,6 +276,14 @@ ZC_CHAN_API size_t zc_pub_max_msg(zc_pub_t *p);
  * given back at once), or -1: EAGAIN / ETIMEDOUT (a subscriber's ring or queue budget is full: the loan
  * stays with the caller), EINVAL, EMSGSIZE (the loan is given back). */
 ZC_CHAN_API int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type);
+/* Send n loans (data, len, type of each; handle ignored) to every live subscriber, in order, waking each
+ * subscriber once for the whole batch (at most one futex wake and one event-loop record per subscriber,
+ * instead of one per message). Each message waits for room by the policy as zc_pub_send does. Returns
+ * how many were sent (all of them unless an error stopped it: then the loans from the failed one on stay
+ * with the caller, except that EMSGSIZE gives that one back and a failed publisher takes them all back),
+ * or -1 with errno if none was. A subscriber that dies or is cut off midway gets no more; the messages
+ * it held come back when the others release them. */
+ZC_CHAN_API int zc_pub_send_batch(zc_pub_t *p, const zc_chan_msg_t *msgs, int n);
 /* Take in every subscriber's releases, see which subscribers died or left (their messages come back), and
  * accept subscribers already waiting on the listener, without blocking. Returns the messages in flight. */
 ZC_CHAN_API long zc_pub_collect(zc_pub_t *p);
