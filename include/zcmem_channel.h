@@ -259,10 +259,13 @@ ZC_CHAN_API int zc_pub_fd(zc_pub_t *p);
  * refused peer: EACCES. */
 ZC_CHAN_API zc_pub_t *zc_pub_listen_name(const char *name, const zc_chan_config_t *cfg);
 ZC_CHAN_API zc_chan_t *zc_pub_subscribe(const char *name, uint32_t owner_uid, const zc_chan_config_t *cfg);
-/* An fd for an event loop (epoll, poll): readable when a subscriber connects, when one closes or dies,
- * and, once zc_pub_arm_space returned 0, when a subscriber takes descriptors or releases messages (room
- * may be back). When it is readable, call zc_pub_collect (it takes releases and kicks in, drops the dead,
- * accepts waiting subscribers) and retry the loan or send that failed with EAGAIN. */
+/* An fd for an event loop (epoll, poll), level-triggered: readable while a subscriber waits on the
+ * listener to be accepted, while a subscriber that closed, died or wrote garbage on its socket is not yet
+ * dropped, and, once zc_pub_arm_space returned 0, from a subscriber's next take or release (room may be
+ * back) until that wake-up is read. Only zc_pub_collect and zc_pub_arm_space clear these (each accepts
+ * the waiting, drops the dead, reads the wake-ups); zc_pub_loan and zc_pub_send make no system call and
+ * leave the fd as it is. So after it is readable call zc_pub_collect (or zc_pub_arm_space, if about to
+ * wait for room) before waiting on it again, else it stays readable. */
 ZC_CHAN_API int zc_pub_event_fd(zc_pub_t *p);
 /* After EAGAIN from zc_pub_loan or zc_pub_send (policy ZC_CHAN_FAIL): 1 if room or memory came back
  * already (retry now), 0 if armed (wait for zc_pub_event_fd), -1 if the publisher failed. A publisher

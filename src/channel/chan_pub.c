@@ -478,6 +478,15 @@ int zc_pub_send_batch(zc_pub_t *p, const zc_chan_msg_t *msgs, int n) {
 
 /* ---- the rest ---- */
 
+/* Subscribers already waiting on the listener, without waiting for more (each one's handshake may take
+ * up to setup_timeout_ms; at ZC_PUB_MAX_SUBS each is turned away, EBUSY). Afterwards the listener is quiet. */
+static void accept_waiting(zc_pub_t *p) {
+  int e = errno;
+  for (int k = 0; p->lfd >= 0 && k < ZC_PUB_MAX_SUBS; k++)
+    if (zc_pub_accept(p, 0) < 0 && errno == EAGAIN) break; /* EBUSY: that joiner was turned away */
+  errno = e;
+}
+
 long zc_pub_collect(zc_pub_t *p) {
   zc_chan_t *h = p->hub;
   zc_lock(&h->lock);
@@ -486,8 +495,7 @@ long zc_pub_collect(zc_pub_t *p) {
   long r = chan_dead(h) != 0 ? -1 : (long)h->inflight_msgs;
   int e = errno;
   zc_unlock(&h->lock);
-  for (int k = 0; r >= 0 && p->lfd >= 0 && k < ZC_PUB_MAX_SUBS; k++) /* joiners already waiting */
-    if (zc_pub_accept(p, 0) < 0 && (errno == EAGAIN || errno == EBUSY)) break;
+  if (r >= 0) accept_waiting(p);
   errno = e;
   return r;
 }
@@ -504,9 +512,12 @@ int zc_pub_fd(zc_pub_t *p) { return p->lfd; }
 int zc_pub_event_fd(zc_pub_t *p) { return p->ep; }
 
 /* As zc_chan_arm_space, over every live link: take in what came back, then arm each link and look again
- * after the flag is visible (the subscriber's take or release after our look sees it and kicks). */
+ * after the flag is visible (the subscriber's take or release after our look sees it and kicks). Like
+ * zc_pub_collect it handles everything that makes the event fd readable (joiners, deaths, wake-up
+ * records), so the fd is quiet when it returns 0 until one of those happens again. */
 int zc_pub_arm_space(zc_pub_t *p) {
   zc_chan_t *h = p->hub;
+  accept_waiting(p); /* a joiner would keep the event fd readable: the caller is about to wait on it */
   zc_lock(&h->lock);
   int r = chan_dead(h);
   if (r != 0) goto out;
