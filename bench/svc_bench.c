@@ -16,7 +16,10 @@
  *
  * what=icount / what=icount_pair [size=64] n=N: no measurement of its own, for callgrind (see icount_svc).
  *
- * Usage: svc_bench [what=rr|pair|queue|many|all|icount|icount_pair] [size=64] [n=...] [pin=1]
+ * spin=NS: chan.spin_ns of both rr sides (-1: no spinning: every wait sleeps in epoll, as an event loop's
+ * does; with strace -c -f, the system calls of a round trip whose both sides sleep).
+ *
+ * Usage: svc_bench [what=rr|pair|queue|many|all|icount|icount_pair] [spin=NS] [size=64] [n=...] [pin=1]
  * Prints zcbench lines and, for what=all, a table.
  */
 #define _GNU_SOURCE
@@ -73,12 +76,13 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 static char name[64];
-static const zc_svc_config_t connect_cfg = {.connect_timeout_ms = 10000};
+static zc_svc_config_t connect_cfg = {.connect_timeout_ms = 10000};
+static zc_svc_config_t listen_cfg; /* spin=NS sets chan.spin_ns of both (-1: no spinning, every wait sleeps) */
 
 /* ---- rr over the service ---- */
 static void rr_server(size_t size) {
   pin_to(1);
-  zc_svc_t *s = zc_svc_listen(name, NULL);
+  zc_svc_t *s = zc_svc_listen(name, &listen_cfg);
   if (s == NULL) die("listen");
   uint64_t joined = 0;
   for (;;) {
@@ -378,6 +382,7 @@ int main(int argc, char **argv) {
     else if (strncmp(argv[i], "size=", 5) == 0) size = strtoull(argv[i] + 5, NULL, 0);
     else if (strncmp(argv[i], "n=", 2) == 0) n = strtoull(argv[i] + 2, NULL, 0);
     else if (strncmp(argv[i], "pin=", 4) == 0) pin = atoi(argv[i] + 4);
+    else if (strncmp(argv[i], "spin=", 5) == 0) listen_cfg.chan.spin_ns = connect_cfg.chan.spin_ns = atoi(argv[i] + 5);
   }
   signal(SIGPIPE, SIG_IGN);
   if (strcmp(what, "icount") == 0 || strcmp(what, "icount_pair") == 0) {

@@ -369,13 +369,16 @@ void svc_check(zc_svc_t *s, int timeout_ms) {
 /* Before sleeping in epoll: ask every open connection for a kick at its next message. 1 if one has
  * messages waiting already (do not sleep). A connection still armed from an earlier call is skipped: an
  * arm costs a recvmsg, and a front end draining after each wake-up would pay one per connection. */
+/* Arms without reading the sockets (zc_chan_arm_quiet): a connection whose socket holds a record (a
+ * wake-up, a segment, its end) is readable in s->ep, and svc_check's zc_chan_arm reads it when epoll
+ * reports it. Most arms follow a delivery on an fd epoll did not report: a read would find nothing. */
 int svc_arm_all(zc_svc_t *s) {
   int ready = 0;
   for (uint32_t i = 0; i < s->hi; i++) {
     svc_peer_t *p = &s->peers[i];
     if (p->armed || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != PEER_OPEN) continue;
     zc_lock(&p->in_lock);
-    int r = zc_chan_arm(p->in);
+    int r = zc_chan_arm_quiet(p->in);
     zc_unlock(&p->in_lock);
     p->armed = r == 0;
     if (r != 0) ready = 1; /* messages, or a death the next take will see */
