@@ -14,10 +14,13 @@
  * connection and that is still outstanding (index, generation, connection, state), else the connection
  * is closed as hostile (EPROTO) and nothing is handed out.
  *
- * Locks: s->lock protects the peer table's states and counts, the pending table, the set-aside queue and
- * the stats; p->in_lock serialises consumer calls on p->in (receive, release, arm: a release may come from
- * any thread). Order: in_lock before s->lock never: take in_lock, drop it, then s->lock. Neither is held
- * while waiting (only the channel's own non-blocking calls run under in_lock).
+ * Locks: s->lock protects changes of the peer table's states and counts, the pending table, the set-aside
+ * queue and the stats; p->in_lock serialises consumer calls on p->in (receive, release, arm: a release may
+ * come from any thread). Order: in_lock before s->lock never: take in_lock, drop it, then s->lock. Neither
+ * is held while waiting (only the channel's own non-blocking calls run under in_lock).
+ * A connection is looked up without a lock: svc_peer_get raises p->busy, then reads p->state; a loan's
+ * own reference p->held guards its send (and a connected endpoint's loan raises held before reading the
+ * state); svc_peer_reap stores PEER_CLOSING, then reads busy and held, and backs off if either is raised.
  */
 #ifndef ZC_SVC_INTERNAL_H
 #define ZC_SVC_INTERNAL_H
