@@ -32,7 +32,8 @@
  *   valgrind --tool=callgrind channel_bench what=icount size=64 n=20000   (then n=40000)
  * (the difference of the two totals / 20000 is the library's instructions per message, setup excluded).
  * With subs=K (1..8) the same goes through a publisher (zc_pub_*) to K subscribers, each receiving and
- * releasing every message.
+ * releasing every message. batch=B (1..64, fan-out only, here and in what=fanout): the publisher sends B
+ * messages per zc_pub_send_batch and each subscriber receives and releases them in batches of B.
  */
 #define _GNU_SOURCE
 #include "zcmem_channel.h"
@@ -283,6 +284,23 @@ static void report(const char *metric, double v, const char *unit, int higher);
 static double throughput(int chan, int mode, size_t size, uint64_t n, int runs);
 
 /* ---- fan-out (what=fanout): one publisher, subs subscriber processes; each reads every byte ---- */
+static int pub_batch = 1; /* batch=B: messages per zc_pub_send_batch (1: zc_pub_send) */
+
+/* Loan, fill and send messages first..first+k-1 (k <= 64) to subs subscribers. */
+static void pub_send_some(zc_pub_t *p, size_t size, uint64_t first, int k, int subs) {
+  zc_chan_msg_t m[64];
+  for (int j = 0; j < k; j++) {
+    void *q = zc_pub_loan(p, size);
+    if (q == NULL) die("zc_pub_loan");
+    write_payload(q, size, first + (uint64_t)j);
+    m[j] = (zc_chan_msg_t){q, (uint32_t)size, 0, 0};
+  }
+  if (k == 1 && pub_batch == 1) {
+    if (zc_pub_send(p, (void *)m[0].data, size, 0) != subs) die("zc_pub_send");
+  } else if (zc_pub_send_batch(p, m, k) != k) {
+    die("zc_pub_send_batch");
+  }
+}
 static double run_fanout(int subs, size_t size, uint64_t n) {
   if (pipe(res_pipe) != 0) die("pipe");
   zc_chan_config_t cfg = prod_cfg;
@@ -304,11 +322,9 @@ static double run_fanout(int subs, size_t size, uint64_t n) {
     if (zc_pub_add(p, sv[0]) != i + 1) die("zc_pub_add");
   }
   uint64_t t0 = now_ns();
-  for (uint64_t i = 0; i < n; i++) {
-    void *q = zc_pub_loan(p, size);
-    if (q == NULL) die("zc_pub_loan");
-    write_payload(q, size, i);
-    if (zc_pub_send(p, q, size, 0) != subs) die("zc_pub_send");
+  for (uint64_t i = 0; i < n; i += (uint64_t)pub_batch) {
+    int k = n - i < (uint64_t)pub_batch ? (int)(n - i) : pub_batch;
+    pub_send_some(p, size, i, k, subs);
   }
   uint64_t t_end = 0, bad = 0;
   for (int i = 0; i < subs; i++) {
@@ -488,16 +504,22 @@ static int icount_fanout(size_t size, uint64_t n, int subs) {
     if ((cons[k] = ic_cons) == NULL) die("open");
   }
   uint64_t sum = 0;
-  for (uint64_t i = 0; i < n; i++) {
-    char *p = zc_pub_loan(pub, size);
-    if (p == NULL) die("loan");
-    memcpy(p, &i, 8);
-    if (zc_pub_send(pub, p, size, 1) != subs) die("send");
+  for (uint64_t i = 0; i < n; i += (uint64_t)pub_batch) {
+    zc_chan_msg_t b[64];
+    for (int j = 0; j < pub_batch; j++) {
+      char *p = zc_pub_loan(pub, size);
+      if (p == NULL) die("loan");
+      memcpy(p, &i, 8);
+      b[j] = (zc_chan_msg_t){p, (uint32_t)size, 1, 0};
+    }
+    if (pub_batch == 1 ? zc_pub_send(pub, (void *)b[0].data, size, 1) != subs : zc_pub_send_batch(pub, b, pub_batch) != pub_batch)
+      die("send");
     for (int k = 0; k < subs; k++) {
-      zc_chan_msg_t m;
-      if (zc_chan_receive(cons[k], &m, 0) != 0) die("receive");
-      sum += *(const unsigned char *)m.data;
-      zc_chan_release(cons[k], &m);
+      zc_chan_msg_t m[64];
+      int got = zc_chan_receive_batch(cons[k], m, pub_batch, 0);
+      if (got != pub_batch) die("receive");
+      for (int j = 0; j < got; j++) sum += *(const unsigned char *)m[j].data;
+      zc_chan_release_batch(cons[k], m, got);
     }
   }
   printf("icount: %lu fan-out round trips of %zu B to %d subscribers (checksum %lu)\n", (unsigned long)n, size, subs,
@@ -611,8 +633,9 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "what=fanout") == 0) do_fanout = 1;
     else if (strncmp(argv[i], "n=", 2) == 0) ic_n = strtoull(argv[i] + 2, NULL, 10);
     else if (strncmp(argv[i], "subs=", 5) == 0) ic_subs = atoi(argv[i] + 5);
+    else if (strncmp(argv[i], "batch=", 6) == 0) pub_batch = atoi(argv[i] + 6) < 1 ? 1 : atoi(argv[i] + 6) > 64 ? 64 : atoi(argv[i] + 6);
     else {
-      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [n1m=N] [lat=N] [size=64|1024|16384|1048576] [what=thr|lat|icount|fanout] [n=N] [subs=K] [ring=N] [queued=BYTES] [pin=0|1]\n");
+      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [n1m=N] [lat=N] [size=64|1024|16384|1048576] [what=thr|lat|icount|fanout] [n=N] [subs=K] [batch=B] [ring=N] [queued=BYTES] [pin=0|1]\n");
       return 2;
     }
   }

@@ -9,7 +9,10 @@ Each round runs every (body size, transport) case once, in a rotating order, so 
 shared machine hurts both transports alike. Per case: start the server (front end + N workers), 1 s of
 wrk warm-up, then wrk -t1 -cC -dD --latency on GET /<size>, with /proc read before and after:
   req/s, p50, p99      wrk's figures
-  CPU us/req           user + system time of the front end and all workers (/proc/PID/stat) per request
+  CPU us/req           user + system time of the front end and all workers (/proc/PID/stat) per request,
+                       and the front end's and the workers' parts
+  syscalls/req         with --syscalls only: strace -c -f attached to the server's processes during the
+                       measured run, all calls / requests (the five most frequent on stderr)
   syscall bytes / response byte
                        bytes through read/write system calls of the server's processes (/proc/PID/io
                        rchar + wchar) per byte wrk read (head + body): what the kernel copied. The
@@ -99,16 +102,47 @@ def wrk(url, conns, duration):
     return r
 
 
+def strace_summary(path):
+    """{syscall: calls} from an `strace -c` summary file."""
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            # % time, seconds, usecs/call, calls, [errors], syscall
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                try:
+                    calls[parts[-1]] = int(parts[3])
+                except ValueError:
+                    pass
+    return calls
+
+
 def run_case(exe, size, args):
     p, port, pids = start_server(exe, args.workers)
     url = f"http://127.0.0.1:{port}/{size}"
+    tracer = None
     try:
         wrk(url, args.connections, 1)  # warm-up: connections, channel segments, page faults
         procs = [p.pid] + pids
-        cpu0 = sum(proc_cpu(x) for x in procs)
+        cpu0 = [proc_cpu(x) for x in procs]
         io0 = sum(proc_io(x) for x in procs)
+        if args.syscalls:
+            out = f"/tmp/http_bench_strace.{os.getpid()}"
+            cmd = ["strace", "-c", "-f", "-o", out] + [a for x in procs for a in ("-p", str(x))]
+            tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+            time.sleep(1)  # attached
         r = wrk(url, args.connections, args.duration)
-        r["cpu_us"] = (sum(proc_cpu(x) for x in procs) - cpu0) / r["n"] * 1e6
+        cpu1 = [proc_cpu(x) for x in procs]
+        if tracer is not None:
+            tracer.send_signal(2)
+            tracer.wait(timeout=30)
+            calls = strace_summary(out)
+            os.unlink(out)
+            r["sys_per_req"] = sum(calls.values()) / r["n"]
+            r["sys_top"] = sorted(((v / r["n"], k) for k, v in calls.items()), reverse=True)[:5]
+        r["cpu_us"] = (sum(cpu1) - sum(cpu0)) / r["n"] * 1e6
+        r["cpu_front_us"] = (cpu1[0] - cpu0[0]) / r["n"] * 1e6
+        r["cpu_workers_us"] = (sum(cpu1[1:]) - sum(cpu0[1:])) / r["n"] * 1e6
         r["sysb"] = (sum(proc_io(x) for x in procs) - io0) / r["bytes"]
         r["rss_front"] = proc_rss(p.pid)
         r["rss_workers"] = [proc_rss(x) for x in pids]
@@ -126,6 +160,9 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sizes", default="100,262144")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="attach strace -c -f to the server's processes during each measured run: system calls per "
+                         "request (strace slows the server: its req/s, latency and CPU figures are then not comparable)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("http_bench.py needs wrk: apt-get install wrk (Debian package wrk)")
@@ -142,12 +179,14 @@ def main():
             r = run_case(exes[t], size, args)
             res[(size, t)].append(r)
             print(f"round {rnd + 1} {t} {size} B: {r['rps']:.0f} req/s, p50 {r['p50']:.0f} us, p99 {r['p99']:.0f} us, "
-                  f"{r['cpu_us']:.1f} CPU us/req", file=sys.stderr)
+                  f"{r['cpu_us']:.1f} CPU us/req (front {r['cpu_front_us']:.1f}, workers {r['cpu_workers_us']:.1f})"
+                  + (f", {r['sys_per_req']:.2f} syscalls/req: " + ", ".join(f"{k} {v:.2f}" for v, k in r["sys_top"])
+                     if "sys_per_req" in r else ""), file=sys.stderr)
     load = os.getloadavg()[0]
     print(f"\nHTTP example: wrk -t1 -c{args.connections} -d{args.duration}s, {args.workers} workers, "
           f"medians of {args.rounds} interleaved rounds ({os.cpu_count()} CPUs, load average {load:.1f} at the end)\n")
-    print("| body | transport | req/s | p50 | p99 | CPU us/req | syscall bytes / response byte | RSS front (shm) MiB | RSS per worker (shm) MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| body | transport | req/s | p50 | p99 | CPU us/req (front + workers) | syscalls/req | syscall bytes / response byte | RSS front (shm) MiB | RSS per worker (shm) MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     med = statistics.median
     for size, t in cases:
         rs = res[(size, t)]
@@ -156,7 +195,10 @@ def main():
               for i in range(args.workers)]
         body = f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
         print(f"| {body} | {t} | {med(r['rps'] for r in rs):,.0f} | {med(r['p50'] for r in rs):.0f} us | "
-              f"{med(r['p99'] for r in rs):.0f} us | {med(r['cpu_us'] for r in rs):.1f} | {med(r['sysb'] for r in rs):.2f} | "
+              f"{med(r['p99'] for r in rs):.0f} us | {med(r['cpu_us'] for r in rs):.1f} ({med(r['cpu_front_us'] for r in rs):.1f} + "
+              f"{med(r['cpu_workers_us'] for r in rs):.1f}) | "
+              + (f"{med(r['sys_per_req'] for r in rs):.2f}" if "sys_per_req" in rs[0] else "-") +
+              f" | {med(r['sysb'] for r in rs):.2f} | "
               f"{fr[0]:.1f} ({fr[1]:.1f}) | " + ", ".join(f"{a:.1f} ({b:.1f})" for a, b in wk) + " |")
 
 

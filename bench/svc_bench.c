@@ -14,13 +14,19 @@
  *   strace -c -f build/bench/svc_bench what=rr size=64 n=100000
  * and divide the counts by n (the set-up costs a few dozen calls).
  *
- * Usage: svc_bench [what=rr|pair|queue|many|all] [size=64] [n=...] [pin=1]
+ * what=icount / what=icount_pair [size=64] n=N: no measurement of its own, for callgrind (see icount_svc).
+ *
+ * spin=NS: chan.spin_ns of both rr sides (-1: no spinning: every wait sleeps in epoll, as an event loop's
+ * does; with strace -c -f, the system calls of a round trip whose both sides sleep).
+ *
+ * Usage: svc_bench [what=rr|pair|queue|many|all|icount|icount_pair] [spin=NS] [size=64] [n=...] [pin=1]
  * Prints zcbench lines and, for what=all, a table.
  */
 #define _GNU_SOURCE
 #include "zcmem_service.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -70,12 +76,13 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 static char name[64];
-static const zc_svc_config_t connect_cfg = {.connect_timeout_ms = 10000};
+static zc_svc_config_t connect_cfg = {.connect_timeout_ms = 10000};
+static zc_svc_config_t listen_cfg; /* spin=NS sets chan.spin_ns of both (-1: no spinning, every wait sleeps) */
 
 /* ---- rr over the service ---- */
 static void rr_server(size_t size) {
   pin_to(1);
-  zc_svc_t *s = zc_svc_listen(name, NULL);
+  zc_svc_t *s = zc_svc_listen(name, &listen_cfg);
   if (s == NULL) die("listen");
   uint64_t joined = 0;
   for (;;) {
@@ -234,6 +241,95 @@ static double queue(uint64_t n) {
   return rate;
 }
 
+/* ---- instruction count of one round trip (what=icount) ----
+ * One process, no waiting: the client requests, the server receives (timeout 0: the message is there),
+ * loans the reply, replies, and the client receives the reply and releases it; "pair" does the same
+ * exchange over two raw one-way channels. Each side reads 1 byte and writes 8. Under callgrind the
+ * difference of two runs' totals (n=20000 and n=40000) / 20000 is the library's instructions per round
+ * trip, set-up excluded. zc_svc_call is not used: its wait would spin (a count that depends on the
+ * scheduler); its receive path is the one measured here. */
+static zc_svc_t *ic_client;
+static void *ic_connect(void *arg) {
+  ic_client = zc_svc_connect((const char *)arg, &connect_cfg);
+  return NULL;
+}
+
+static uint64_t icount_svc(size_t size, uint64_t n) {
+  snprintf(name, sizeof name, "svcbench.%d.ic", (int)getpid());
+  zc_svc_t *s = zc_svc_listen(name, NULL);
+  if (s == NULL) die("listen");
+  pthread_t t;
+  pthread_create(&t, NULL, ic_connect, name);
+  zc_svc_msg_t m;
+  while (zc_svc_peers(s) < 1)
+    if (zc_svc_receive(s, &m, 10) == 0) zc_svc_release(s, &m);
+  pthread_join(t, NULL);
+  zc_svc_t *c = ic_client;
+  if (c == NULL) die("connect");
+  uint64_t sum = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    char *p = zc_svc_loan(c, size);
+    if (p == NULL) die("loan");
+    memcpy(p, &i, 8);
+    uint64_t id;
+    if (zc_svc_request(c, p, size, 1, &id) != 0) die("request");
+    if (zc_svc_receive(s, &m, 0) != 0 || m.kind != ZC_SVC_REQUEST) die("server receive");
+    sum += *(const unsigned char *)m.data;
+    char *r = zc_svc_loan_reply(s, &m, size);
+    if (r == NULL) die("loan_reply");
+    memcpy(r, &i, 8);
+    if (zc_svc_reply(s, &m, r, size, 1) != 0) die("reply");
+    zc_svc_msg_t rep;
+    if (zc_svc_receive(c, &rep, 0) != 0 || rep.kind != ZC_SVC_REPLY || rep.id != id) die("client receive");
+    sum += *(const unsigned char *)rep.data;
+    zc_svc_release(c, &rep);
+  }
+  zc_svc_close(c);
+  zc_svc_close(s);
+  return sum;
+}
+
+static zc_chan_t *ic_ch[4];
+static int ic_fd[4];
+static void *ic_open(void *arg) {
+  intptr_t k = (intptr_t)arg; /* opens the consumer ends 1 and 3 */
+  ic_ch[k] = zc_chan_open(ic_fd[k], ZC_CHAN_CONSUMER, NULL);
+  return NULL;
+}
+
+static uint64_t icount_pair(size_t size, uint64_t n) {
+  int a[2], b[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, a) != 0 || socketpair(AF_UNIX, SOCK_SEQPACKET, 0, b) != 0) die("socketpair");
+  ic_fd[0] = a[0], ic_fd[1] = a[1], ic_fd[2] = b[0], ic_fd[3] = b[1];
+  for (intptr_t k = 0; k < 4; k += 2) {
+    pthread_t t;
+    pthread_create(&t, NULL, ic_open, (void *)(k + 1));
+    ic_ch[k] = zc_chan_open(ic_fd[k], ZC_CHAN_PRODUCER, NULL);
+    pthread_join(t, NULL);
+    if (ic_ch[k] == NULL || ic_ch[k + 1] == NULL) die("open");
+  }
+  uint64_t sum = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    char *p = zc_chan_loan(ic_ch[0], size);
+    if (p == NULL) die("loan");
+    memcpy(p, &i, 8);
+    if (zc_chan_send(ic_ch[0], p, size, 1) != 0) die("send");
+    zc_chan_msg_t m;
+    if (zc_chan_receive(ic_ch[1], &m, 0) != 0) die("server receive");
+    sum += *(const unsigned char *)m.data;
+    zc_chan_release(ic_ch[1], &m);
+    char *r = zc_chan_loan(ic_ch[2], size);
+    if (r == NULL) die("loan reply");
+    memcpy(r, &i, 8);
+    if (zc_chan_send(ic_ch[2], r, size, 1) != 0) die("send reply");
+    if (zc_chan_receive(ic_ch[3], &m, 0) != 0) die("client receive");
+    sum += *(const unsigned char *)m.data;
+    zc_chan_release(ic_ch[3], &m);
+  }
+  for (int k = 0; k < 4; k++) zc_chan_close(ic_ch[k]);
+  return sum;
+}
+
 /* ---- many to one: 2 producers ---- */
 static double many(uint64_t n) {
   snprintf(name, sizeof name, "svcbench.%d.many", (int)getpid());
@@ -286,8 +382,14 @@ int main(int argc, char **argv) {
     else if (strncmp(argv[i], "size=", 5) == 0) size = strtoull(argv[i] + 5, NULL, 0);
     else if (strncmp(argv[i], "n=", 2) == 0) n = strtoull(argv[i] + 2, NULL, 0);
     else if (strncmp(argv[i], "pin=", 4) == 0) pin = atoi(argv[i] + 4);
+    else if (strncmp(argv[i], "spin=", 5) == 0) listen_cfg.chan.spin_ns = connect_cfg.chan.spin_ns = atoi(argv[i] + 5);
   }
   signal(SIGPIPE, SIG_IGN);
+  if (strcmp(what, "icount") == 0 || strcmp(what, "icount_pair") == 0) {
+    uint64_t sum = what[6] ? icount_pair(size ? size : 64, n ? n : 20000) : icount_svc(size ? size : 64, n ? n : 20000);
+    printf("icount %s done (%llu)\n", what, (unsigned long long)sum);
+    return 0;
+  }
   int all = strcmp(what, "all") == 0;
   size_t sizes[2] = {64, 16384};
   double r[3];

@@ -173,8 +173,15 @@ ZC_CHAN_API int zc_chan_release_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, 
 ZC_CHAN_API int zc_chan_fd(zc_chan_t *ch);
 /* Consumer: ask for a wake-up on zc_chan_fd at the next message. Returns 1 if messages are already
  * waiting (receive them instead of sleeping), 0 if armed, -1 on error (EPIPE, EPROTO, EMFILE). Drains
- * earlier wake-ups from the socket, so call it right before epoll_wait. */
+ * the earlier wake-up from the socket, so call it right before epoll_wait. It reads records up to the
+ * first wake-up (a producer leaves at most one unread), so one read suffices after a wake-up; a record
+ * behind it keeps the fd readable, and the next call reads it. */
 ZC_CHAN_API int zc_chan_arm(zc_chan_t *ch);
+/* Consumer: zc_chan_arm without reading the socket (no system call), for an event loop whose poll or
+ * epoll has just reported zc_chan_fd not readable (nothing unread then). Returns as zc_chan_arm. A
+ * record that is unread after all (a wake-up, a new segment, end of file) keeps the fd readable: call
+ * zc_chan_arm when it is reported, which reads it. */
+ZC_CHAN_API int zc_chan_arm_quiet(zc_chan_t *ch);
 /* Producer, after a loan, send or resize failed with EAGAIN (ZC_CHAN_FAIL): ask for a wake-up on
  * zc_chan_fd when the consumer next takes a message from the ring or releases one. Returns 1 if it did so
  * since the producer last looked (retry now instead of waiting), 0 if armed, -1 on error (EPIPE: the
@@ -259,10 +266,13 @@ ZC_CHAN_API int zc_pub_fd(zc_pub_t *p);
  * refused peer: EACCES. */
 ZC_CHAN_API zc_pub_t *zc_pub_listen_name(const char *name, const zc_chan_config_t *cfg);
 ZC_CHAN_API zc_chan_t *zc_pub_subscribe(const char *name, uint32_t owner_uid, const zc_chan_config_t *cfg);
-/* An fd for an event loop (epoll, poll): readable when a subscriber connects, when one closes or dies,
- * and, once zc_pub_arm_space returned 0, when a subscriber takes descriptors or releases messages (room
- * may be back). When it is readable, call zc_pub_collect (it takes releases and kicks in, drops the dead,
- * accepts waiting subscribers) and retry the loan or send that failed with EAGAIN. */
+/* An fd for an event loop (epoll, poll), level-triggered: readable while a subscriber waits on the
+ * listener to be accepted, while a subscriber that closed, died or wrote garbage on its socket is not yet
+ * dropped, and, once zc_pub_arm_space returned 0, from a subscriber's next take or release (room may be
+ * back) until that wake-up is read. Only zc_pub_collect and zc_pub_arm_space clear these (each accepts
+ * the waiting, drops the dead, reads the wake-ups); zc_pub_loan and zc_pub_send make no system call and
+ * leave the fd as it is. So after it is readable call zc_pub_collect (or zc_pub_arm_space, if about to
+ * wait for room) before waiting on it again, else it stays readable. */
 ZC_CHAN_API int zc_pub_event_fd(zc_pub_t *p);
 /* After EAGAIN from zc_pub_loan or zc_pub_send (policy ZC_CHAN_FAIL): 1 if room or memory came back
  * already (retry now), 0 if armed (wait for zc_pub_event_fd), -1 if the publisher failed. A publisher
@@ -276,6 +286,14 @@ ZC_CHAN_API size_t zc_pub_max_msg(zc_pub_t *p);
  * given back at once), or -1: EAGAIN / ETIMEDOUT (a subscriber's ring or queue budget is full: the loan
  * stays with the caller), EINVAL, EMSGSIZE (the loan is given back). */
 ZC_CHAN_API int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type);
+/* Send n loans (data, len, type of each; handle ignored) to every live subscriber, in order, waking each
+ * subscriber once for the whole batch (at most one futex wake and one event-loop record per subscriber,
+ * instead of one per message). Each message waits for room by the policy as zc_pub_send does. Returns
+ * how many were sent (all of them unless an error stopped it: then the loans from the failed one on stay
+ * with the caller, except that EMSGSIZE gives that one back and a failed publisher takes them all back),
+ * or -1 with errno if none was. A subscriber that dies or is cut off midway gets no more; the messages
+ * it held come back when the others release them. */
+ZC_CHAN_API int zc_pub_send_batch(zc_pub_t *p, const zc_chan_msg_t *msgs, int n);
 /* Take in every subscriber's releases, see which subscribers died or left (their messages come back), and
  * accept subscribers already waiting on the listener, without blocking. Returns the messages in flight. */
 ZC_CHAN_API long zc_pub_collect(zc_pub_t *p);

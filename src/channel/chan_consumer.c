@@ -242,9 +242,9 @@ static void flush_pend(zc_chan_t *ch) {
 
 int zc_chan_release(zc_chan_t *ch, const zc_chan_msg_t *m) { return zc_chan_release_batch(ch, m, 1); }
 
-int zc_chan_arm(zc_chan_t *ch) {
+static int arm(zc_chan_t *ch, bool drain) {
   if (consumer_check(ch) != 0) return -1;
-  if (chan_consumer_poll_socket(ch) != 0) return -1; /* drains earlier kicks, maps new segments */
+  if (drain && chan_consumer_poll_kick(ch) != 0) return -1; /* drains the earlier kick, maps new segments */
   flush_pend(ch); /* a producer starved of memory may be waiting for these while we sleep in epoll */
   if (maybe_ready(ch) && !pend_full(ch)) return 1;
   if (ch->eof) return chan_fail(ch, EPIPE, "the producer closed or died");
@@ -253,6 +253,12 @@ int zc_chan_arm(zc_chan_t *ch) {
   if (pend_full(ch)) flush_pend(ch);
   return maybe_ready(ch) && !pend_full(ch) ? 1 : 0;
 }
+
+int zc_chan_arm(zc_chan_t *ch) { return arm(ch, true); }
+
+/* Without the socket read: an unread record (a kick, a segment, the end) keeps the fd readable, and the
+ * caller's next zc_chan_arm after epoll reports it reads it. */
+int zc_chan_arm_quiet(zc_chan_t *ch) { return arm(ch, false); }
 
 void chan_consumer_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
   out->held_msgs = ch->held_msgs;

@@ -182,6 +182,7 @@ void *chan_private_alloc(size_t size);                       /* zeroed private p
 void chan_private_free(void *p, size_t size);
 size_t chan_ctl_size(uint32_t ring_cap, uint32_t ret_cap);
 int chan_consumer_poll_socket(zc_chan_t *ch);                /* map new segments, drain kicks; see file */
+int chan_consumer_poll_kick(zc_chan_t *ch);                  /* the same, ending after one kick */
 
 /* wire records on the socket */
 enum { WIRE_HELLO = 1, WIRE_CTL = 2, WIRE_SEG = 3, WIRE_KICK = 4 };

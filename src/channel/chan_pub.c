@@ -335,10 +335,13 @@ int zc_pub_cancel(zc_pub_t *p, void *buf) {
   return r;
 }
 
-static int send_locked(zc_pub_t *p, void *buf, uint32_t len, uint32_t type) {
+/* Room for one more message of len bytes in every live link's ring and queue budget, by the policy
+ * (links whose subscriber died or broke the protocol are dropped on the way). *unwoken: links given
+ * descriptors not yet followed by a wake; they are woken before any wait (a subscriber must not sleep on
+ * what was published while we wait for it). 0, or -1 with errno. */
+static int room_for(zc_pub_t *p, uint32_t len, uint64_t *deadline, uint32_t *unwoken) {
   zc_chan_t *h = p->hub;
-  uint64_t deadline = 0;
-  for (;;) { /* room in every live link's ring and queue budget */
+  for (;;) {
     if (chan_dead(h) != 0) return -1;
     int blocked = -1;
     for (uint32_t m = p->live; m != 0 && blocked < 0; m &= m - 1) {
@@ -347,7 +350,7 @@ static int send_locked(zc_pub_t *p, void *buf, uint32_t len, uint32_t type) {
       if (room < 0) link_drop(p, i, DROP_PROTO, NULL); /* a garbage tail: that link is closed */
       else if (room == 0) blocked = (int)i;
     }
-    if (blocked < 0) break;
+    if (blocked < 0) return 0;
     if (h->cfg.policy == ZC_CHAN_FAIL) { /* unless it is full because its subscriber is gone */
       zc_chan_t *l = p->link[blocked].ch;
       if (chan_producer_peer_check(l) != 0) {
@@ -357,11 +360,19 @@ static int send_locked(zc_pub_t *p, void *buf, uint32_t len, uint32_t type) {
       h->full_waits++;
       return errno = EAGAIN, -1;
     }
-    if (pub_wait(p, &deadline, blocked, true) == 0) continue;
+    for (uint32_t m = *unwoken & p->live; m != 0; m &= m - 1) chan_wake_consumer(p->link[__builtin_ctz(m)].ch);
+    *unwoken = 0;
+    if (pub_wait(p, deadline, blocked, true) == 0) continue;
     if (errno != ETIMEDOUT || h->cfg.policy != ZC_PUB_EVICT) return -1;
     link_drop(p, (unsigned)blocked, DROP_EVICT, "evicted: its ring or queue budget stayed full for block_timeout_ms");
-    deadline = 0;
+    *deadline = 0;
   }
+}
+
+/* Publish loan buf on every live link (room_for said yes), without waking anyone. Returns the number
+ * of links, or -1: EINVAL (not a loan), EMSGSIZE (the loan is given back). */
+static int publish(zc_pub_t *p, void *buf, uint32_t len, uint32_t type) {
+  zc_chan_t *h = p->hub;
   uint32_t id, off;
   unsigned cls, seg;
   if (chan_find_loan_at(h, buf, &id, &cls, &off, &seg) != 0) return errno = EINVAL, -1;
@@ -402,9 +413,13 @@ static int send_locked(zc_pub_t *p, void *buf, uint32_t len, uint32_t type) {
   h->inflight_msgs++;
   h->inflight_bytes += bytes;
   p->deliveries += (uint64_t)k;
-  /* under the lock: a link is unmapped only under it (no system call unless that subscriber sleeps) */
-  for (uint32_t m = mask; m != 0; m &= m - 1) chan_wake_consumer(p->link[__builtin_ctz(m)].ch);
   return k;
+}
+
+/* Under the lock (a link is unmapped only under it): no system call unless that subscriber sleeps or
+ * its event loop is armed. */
+static void wake_links(zc_pub_t *p, uint32_t links) {
+  for (uint32_t m = links & p->live; m != 0; m &= m - 1) chan_wake_consumer(p->link[__builtin_ctz(m)].ch);
 }
 
 int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type) {
@@ -412,19 +427,65 @@ int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type) {
     zc_pub_cancel(p, buf);
     return errno = EMSGSIZE, -1;
   }
-  zc_lock(&p->hub->lock);
-  int r = send_locked(p, buf, (uint32_t)len, type);
+  zc_chan_t *h = p->hub;
+  uint64_t deadline = 0;
+  uint32_t unwoken = 0;
+  zc_lock(&h->lock);
+  int r = room_for(p, (uint32_t)len, &deadline, &unwoken);
+  if (r == 0) r = publish(p, buf, (uint32_t)len, type);
   if (__builtin_expect(r >= 0, 1)) {
-    zc_unlock(&p->hub->lock);
+    wake_links(p, p->live);
+    zc_unlock(&h->lock);
     return r;
   }
   int e = errno;
-  zc_unlock(&p->hub->lock);
+  zc_unlock(&h->lock);
   errno = e;
   return r;
 }
 
+/* Every message waits for room as zc_pub_send does; the subscribers are woken once, at the end (and
+ * before any wait). A subscriber cut off or found dead midway simply gets no more (its references are
+ * let go); one that joins midway is not in the batch: links are added under the same lock. */
+int zc_pub_send_batch(zc_pub_t *p, const zc_chan_msg_t *msgs, int n) {
+  if (p == NULL || msgs == NULL || n <= 0) return errno = EINVAL, -1;
+  zc_chan_t *h = p->hub;
+  uint64_t deadline = 0;
+  uint32_t unwoken = 0;
+  int done = 0, err = 0;
+  zc_lock(&h->lock);
+  while (done < n) {
+    const zc_chan_msg_t *m = &msgs[done];
+    if (room_for(p, m->len, &deadline, &unwoken) != 0 || publish(p, (void *)m->data, m->len, m->type) < 0) {
+      err = errno;
+      break;
+    }
+    unwoken |= p->live;
+    done++;
+  }
+  if (err != 0 && chan_dead(h) != 0) { /* the publisher failed: the loans not sent go back */
+    for (int i = done; i < n; i++) {
+      uint32_t id;
+      unsigned cls;
+      if (chan_find_loan(h, msgs[i].data, &id, &cls) == 0) chan_give_back(h, id, cls);
+    }
+  }
+  wake_links(p, unwoken);
+  zc_unlock(&h->lock);
+  if (done == 0) return errno = err, -1;
+  return done;
+}
+
 /* ---- the rest ---- */
+
+/* Subscribers already waiting on the listener, without waiting for more (each one's handshake may take
+ * up to setup_timeout_ms; at ZC_PUB_MAX_SUBS each is turned away, EBUSY). Afterwards the listener is quiet. */
+static void accept_waiting(zc_pub_t *p) {
+  int e = errno;
+  for (int k = 0; p->lfd >= 0 && k < ZC_PUB_MAX_SUBS; k++)
+    if (zc_pub_accept(p, 0) < 0 && errno == EAGAIN) break; /* EBUSY: that joiner was turned away */
+  errno = e;
+}
 
 long zc_pub_collect(zc_pub_t *p) {
   zc_chan_t *h = p->hub;
@@ -434,8 +495,7 @@ long zc_pub_collect(zc_pub_t *p) {
   long r = chan_dead(h) != 0 ? -1 : (long)h->inflight_msgs;
   int e = errno;
   zc_unlock(&h->lock);
-  for (int k = 0; r >= 0 && p->lfd >= 0 && k < ZC_PUB_MAX_SUBS; k++) /* joiners already waiting */
-    if (zc_pub_accept(p, 0) < 0 && (errno == EAGAIN || errno == EBUSY)) break;
+  if (r >= 0) accept_waiting(p);
   errno = e;
   return r;
 }
@@ -452,9 +512,12 @@ int zc_pub_fd(zc_pub_t *p) { return p->lfd; }
 int zc_pub_event_fd(zc_pub_t *p) { return p->ep; }
 
 /* As zc_chan_arm_space, over every live link: take in what came back, then arm each link and look again
- * after the flag is visible (the subscriber's take or release after our look sees it and kicks). */
+ * after the flag is visible (the subscriber's take or release after our look sees it and kicks). Like
+ * zc_pub_collect it handles everything that makes the event fd readable (joiners, deaths, wake-up
+ * records), so the fd is quiet when it returns 0 until one of those happens again. */
 int zc_pub_arm_space(zc_pub_t *p) {
   zc_chan_t *h = p->hub;
+  accept_waiting(p); /* a joiner would keep the event fd readable: the caller is about to wait on it */
   zc_lock(&h->lock);
   int r = chan_dead(h);
   if (r != 0) goto out;

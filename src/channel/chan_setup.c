@@ -302,8 +302,14 @@ zc_chan_t *zc_chan_connect(const char *path, zc_chan_role_t role, const zc_chan_
 
 /* Consumer: read the records queued on the socket (at most 512 per call: a flood cannot hold us). SEG
  * maps the next data segment read-only; KICK only wakes; end of file is remembered (receive reports EPIPE
- * once the ring is empty). 0, or -1 if the channel is now dead. */
-int chan_consumer_poll_socket(zc_chan_t *ch) {
+ * once the ring is empty). 0, or -1 if the channel is now dead. With stop_at_kick, a KICK ends the call
+ * (an honest producer leaves at most one unread: the read that would find the socket empty is saved; a
+ * record after it keeps the fd readable, for the next call). */
+static int poll_socket(zc_chan_t *ch, bool stop_at_kick);
+int chan_consumer_poll_socket(zc_chan_t *ch) { return poll_socket(ch, false); }
+int chan_consumer_poll_kick(zc_chan_t *ch) { return poll_socket(ch, true); }
+
+static int poll_socket(zc_chan_t *ch, bool stop_at_kick) {
   for (int k = 0; k < 512; k++) {
     chan_wire_t w;
     int fd;
@@ -325,6 +331,7 @@ int chan_consumer_poll_socket(zc_chan_t *ch) {
     }
     if (w.kind == WIRE_KICK) {
       zc_os_close(fd);
+      if (stop_at_kick) return 0;
       continue;
     }
     uint64_t size = w.size;

@@ -102,7 +102,7 @@ static int peer_add(zc_svc_t *s, zc_chan_t *out, zc_chan_t *in) {
   svc_peer_t *p = &s->peers[i];
   p->out = out;
   p->in = in;
-  p->gen++;
+  __atomic_store_n(&p->gen, p->gen + 1, __ATOMIC_RELAXED); /* read without the lock by svc_peer_get */
   p->err = 0;
   p->drained = 0;
   p->pending = 0;
@@ -231,16 +231,18 @@ fail:
   return NULL;
 }
 
+/* Without s->lock: raise busy first, then look at the state (both sequentially consistent), the mirror
+ * of svc_peer_reap, which marks the slot PEER_CLOSING first and then looks at busy. Either the reaper
+ * sees our busy (and leaves the connection open), or we see CLOSING or FREE (and let go): a connection is
+ * never closed under a thread that got it. gen is stored before the state that publishes it. */
 svc_peer_t *svc_peer_get(zc_svc_t *s, uint32_t idx, uint32_t gen, int any_state) {
-  svc_peer_t *p = NULL;
-  zc_lock(&s->lock);
-  if (idx < s->max_peers && s->peers[idx].gen == gen &&
-      (s->peers[idx].state == PEER_OPEN || (any_state && s->peers[idx].state == PEER_DEAD))) {
-    p = &s->peers[idx];
-    __atomic_fetch_add(&p->busy, 1, __ATOMIC_ACQUIRE);
-  }
-  zc_unlock(&s->lock);
-  return p;
+  if (idx >= s->max_peers) return NULL;
+  svc_peer_t *p = &s->peers[idx];
+  __atomic_fetch_add(&p->busy, 1, __ATOMIC_SEQ_CST);
+  int st = __atomic_load_n(&p->state, __ATOMIC_SEQ_CST);
+  if ((st == PEER_OPEN || (any_state && st == PEER_DEAD)) && __atomic_load_n(&p->gen, __ATOMIC_RELAXED) == gen) return p;
+  svc_peer_put(p);
+  return NULL;
 }
 
 void svc_peer_dead(zc_svc_t *s, uint32_t idx, int err, int drained) {
@@ -274,7 +276,16 @@ void svc_peer_reap(zc_svc_t *s, uint32_t idx) {
     __atomic_store_n(&p->drained, 2, __ATOMIC_RELEASE);
     if (s->connected) s->dead = p->err ? p->err : EPIPE; /* its one connection is gone */
   }
-  if (__atomic_load_n(&p->busy, __ATOMIC_ACQUIRE) != 0 || __atomic_load_n(&p->held, __ATOMIC_ACQUIRE) != 0) {
+  if (__atomic_load_n(&p->held, __ATOMIC_ACQUIRE) != 0) {
+    zc_unlock(&s->lock);
+    return;
+  }
+  /* Dekker with svc_peer_get and zc_svc_loan: CLOSING is stored before busy and held are read, and
+   * those raise busy (or, for a loan, held) before they read the state. held rises otherwise only under
+   * busy or s->lock (a loan on a listener, a receive), so a connection nobody uses stays unused. */
+  __atomic_store_n(&p->state, PEER_CLOSING, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&p->busy, __ATOMIC_SEQ_CST) != 0 || __atomic_load_n(&p->held, __ATOMIC_SEQ_CST) != 0) {
+    __atomic_store_n(&p->state, PEER_DEAD, __ATOMIC_RELEASE);
     zc_unlock(&s->lock);
     return;
   }
@@ -358,13 +369,16 @@ void svc_check(zc_svc_t *s, int timeout_ms) {
 /* Before sleeping in epoll: ask every open connection for a kick at its next message. 1 if one has
  * messages waiting already (do not sleep). A connection still armed from an earlier call is skipped: an
  * arm costs a recvmsg, and a front end draining after each wake-up would pay one per connection. */
+/* Arms without reading the sockets (zc_chan_arm_quiet): a connection whose socket holds a record (a
+ * wake-up, a segment, its end) is readable in s->ep, and svc_check's zc_chan_arm reads it when epoll
+ * reports it. Most arms follow a delivery on an fd epoll did not report: a read would find nothing. */
 int svc_arm_all(zc_svc_t *s) {
   int ready = 0;
   for (uint32_t i = 0; i < s->hi; i++) {
     svc_peer_t *p = &s->peers[i];
     if (p->armed || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != PEER_OPEN) continue;
     zc_lock(&p->in_lock);
-    int r = zc_chan_arm(p->in);
+    int r = zc_chan_arm_quiet(p->in);
     zc_unlock(&p->in_lock);
     p->armed = r == 0;
     if (r != 0) ready = 1; /* messages, or a death the next take will see */

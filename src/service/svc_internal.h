@@ -14,10 +14,13 @@
  * connection and that is still outstanding (index, generation, connection, state), else the connection
  * is closed as hostile (EPROTO) and nothing is handed out.
  *
- * Locks: s->lock protects the peer table's states and counts, the pending table, the set-aside queue and
- * the stats; p->in_lock serialises consumer calls on p->in (receive, release, arm: a release may come from
- * any thread). Order: in_lock before s->lock never: take in_lock, drop it, then s->lock. Neither is held
- * while waiting (only the channel's own non-blocking calls run under in_lock).
+ * Locks: s->lock protects changes of the peer table's states and counts, the pending table, the set-aside
+ * queue and the stats; p->in_lock serialises consumer calls on p->in (receive, release, arm: a release may
+ * come from any thread). Order: in_lock before s->lock never: take in_lock, drop it, then s->lock. Neither
+ * is held while waiting (only the channel's own non-blocking calls run under in_lock).
+ * A connection is looked up without a lock: svc_peer_get raises p->busy, then reads p->state; a loan's
+ * own reference p->held guards its send (and a connected endpoint's loan raises held before reading the
+ * state); svc_peer_reap stores PEER_CLOSING, then reads busy and held, and backs off if either is raised.
  */
 #ifndef ZC_SVC_INTERNAL_H
 #define ZC_SVC_INTERNAL_H
@@ -45,13 +48,15 @@ typedef struct svc_hdr_s {
   uint32_t tag;
 } svc_hdr_t;
 
-enum { PEER_FREE = 0, PEER_OPEN = 1, PEER_DEAD = 2 };
+/* A slot is FREE, OPEN, DEAD (its peer is gone; views into it may still be held), or CLOSING for a moment
+ * while svc_peer_reap checks (under s->lock) that nobody uses it. */
+enum { PEER_FREE = 0, PEER_OPEN = 1, PEER_DEAD = 2, PEER_CLOSING = 3 };
 
 typedef struct svc_peer_s {
   zc_chan_t *out, *in;
-  uint32_t gen;      /* bumped each time the slot takes a new connection */
-  int state;         /* PEER_*, under s->lock */
-  int busy;          /* threads using out/in outside s->lock (atomic; raised under s->lock) */
+  uint32_t gen;      /* bumped each time the slot takes a new connection (written under s->lock, read without) */
+  int state;         /* PEER_*, changed under s->lock, read without it (atomic) */
+  int busy;          /* threads using out/in outside s->lock (atomic; see svc_peer_get) */
   int err;           /* why it died */
   int drained;       /* dead and its in-channel emptied: its requests were failed */
   uint32_t pending;  /* requests sent to it awaiting a reply (s->lock) */
@@ -101,7 +106,7 @@ void svc_check(zc_svc_t *s, int timeout_ms);                   /* epoll: joins, 
 void svc_peer_dead(zc_svc_t *s, uint32_t idx, int err, int drained); /* mark dead (receiving thread) */
 void svc_peer_reap(zc_svc_t *s, uint32_t idx);                 /* fail requests, close when unused */
 int svc_arm_all(zc_svc_t *s);                                  /* before sleeping: 1 if messages wait */
-svc_peer_t *svc_peer_get(zc_svc_t *s, uint32_t idx, uint32_t gen, int any_state); /* busy++ or NULL */
+svc_peer_t *svc_peer_get(zc_svc_t *s, uint32_t idx, uint32_t gen, int any_state); /* busy++ or NULL; no lock */
 static inline void svc_peer_put(svc_peer_t *p) { __atomic_fetch_sub(&p->busy, 1, __ATOMIC_RELEASE); }
 
 /* svc_msg.c */

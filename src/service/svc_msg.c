@@ -24,6 +24,11 @@
 #include <string.h>
 
 static inline void stat_add(uint64_t *c) { __atomic_fetch_add(c, 1, __ATOMIC_RELAXED); }
+/* A counter only the receiving thread bumps (one thread at a time): no read-modify-write needed; the
+ * atomic load and store keep zc_svc_stats' concurrent read well defined. */
+static inline void stat_bump_receiver(uint64_t *c) {
+  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
 
 /* ---- the set-aside queue (FIFO; s->lock held) ---- */
 int svc_queue_push(zc_svc_t *s, const zc_svc_msg_t *m) {
@@ -105,7 +110,7 @@ static int accept_msg(zc_svc_t *s, uint32_t i, svc_peer_t *p, const zc_chan_msg_
   memset(&h, 0, sizeof h);
   if (raw->len < ZC_SVC_HEADER) why = "a message shorter than the service header";
   else if (kind != ZC_SVC_REQUEST && kind != ZC_SVC_REPLY && kind != ZC_SVC_ONEWAY) why = "an unknown message kind";
-  else zc_chan_copy(raw, 0, &h, sizeof h); /* the header is read once; only the copy is used */
+  else memcpy(&h, raw->data, sizeof h); /* the header is read once (raw->len >= 16); only the copy is used */
   if (why == NULL && kind == ZC_SVC_REPLY) {
     zc_lock(&s->lock);
     int st = pend_match(&s->pend, h.id, i, p->gen);
@@ -242,7 +247,7 @@ int zc_svc_receive(zc_svc_t *s, zc_svc_msg_t *m, int timeout_ms) {
   if (s == NULL || m == NULL) return errno = EINVAL, -1;
   uint64_t dl = 0;
   if (next_msg(s, m, timeout_ms, &dl, true) != 0) return -1;
-  stat_add(&s->st.received);
+  stat_bump_receiver(&s->st.received);
   return 0;
 }
 
@@ -263,10 +268,16 @@ int zc_svc_release(zc_svc_t *s, zc_svc_msg_t *m) {
 }
 
 /* ---- sending ---- */
+/* A loan on connection p: the caller raised p->held already (a loan keeps its connection's memory
+ * mapped); it is dropped again if the channel has no loan to give. */
 static void *loan_on(svc_peer_t *p, uint32_t idx, uint32_t gen, size_t n) {
   char *b = zc_chan_loan(p->out, n + ZC_SVC_HEADER);
-  if (b == NULL) return NULL;
-  __atomic_fetch_add(&p->held, 1, __ATOMIC_ACQUIRE); /* a loan keeps its connection's memory mapped */
+  if (b == NULL) {
+    int e = errno;
+    __atomic_fetch_sub(&p->held, 1, __ATOMIC_RELEASE);
+    errno = e;
+    return NULL;
+  }
   svc_hdr_t *h = (svc_hdr_t *)b;
   h->id = (uint64_t)gen << 32 | idx;
   h->type = 0;
@@ -283,6 +294,16 @@ void *zc_svc_loan(zc_svc_t *s, size_t n) {
     errno = s != NULL && n > SVC_LEN_LIMIT ? EMSGSIZE : EINVAL;
     return NULL;
   }
+  if (s->connected) { /* one connection, slot 0: no choice to make, no lock. The loan's own reference
+                         (held) is raised first and guards it as busy does in svc_peer_get: the reaper
+                         marks the slot CLOSING, then reads held */
+    svc_peer_t *p = &s->peers[0];
+    uint32_t gen = __atomic_load_n(&p->gen, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&p->held, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&p->state, __ATOMIC_SEQ_CST) == PEER_OPEN && __atomic_load_n(&p->gen, __ATOMIC_RELAXED) == gen)
+      return loan_on(p, 0, gen, n);
+    __atomic_fetch_sub(&p->held, 1, __ATOMIC_RELEASE);
+  }
   zc_lock(&s->lock);
   uint32_t best = UINT32_MAX, hi = s->hi;
   for (uint32_t k = 0; k < hi; k++) { /* the fewest requests awaiting a reply; ties: round robin */
@@ -296,13 +317,11 @@ void *zc_svc_loan(zc_svc_t *s, size_t n) {
     return NULL;
   }
   svc_peer_t *p = &s->peers[best];
-  __atomic_fetch_add(&p->busy, 1, __ATOMIC_ACQUIRE);
+  __atomic_fetch_add(&p->held, 1, __ATOMIC_ACQUIRE); /* under s->lock: the reaper (also under it) sees it */
   s->rr_out = best + 1;
   uint32_t gen = p->gen;
   zc_unlock(&s->lock);
-  void *r = loan_on(p, best, gen, n);
-  svc_peer_put(p);
-  return r;
+  return loan_on(p, best, gen, n);
 }
 
 void *zc_svc_loan_reply(zc_svc_t *s, const zc_svc_msg_t *req, size_t n) {
@@ -312,6 +331,7 @@ void *zc_svc_loan_reply(zc_svc_t *s, const zc_svc_msg_t *req, size_t n) {
   }
   svc_peer_t *p = svc_peer_get(s, req->peer, req->peer_gen, 0);
   if (p == NULL) return errno = EPIPE, NULL;
+  __atomic_fetch_add(&p->held, 1, __ATOMIC_ACQUIRE); /* under busy: the reaper reads held after busy */
   void *r = loan_on(p, req->peer, req->peer_gen, n);
   svc_peer_put(p);
   return r;
@@ -371,19 +391,23 @@ void *zc_svc_loan_resize(zc_svc_t *s, void *u, size_t n, size_t keep) {
   return b ? b + ZC_SVC_HEADER : NULL;
 }
 
-static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, const zc_svc_msg_t *req, uint64_t *id_out) {
-  svc_hdr_t *h;
-  svc_peer_t *p = loan_peer(s, u, &h, 0);
-  if (p == NULL) return -1;
+/* req: the request a reply answers (released here on success), else NULL. */
+static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, zc_svc_msg_t *req, uint64_t *id_out) {
+  /* No busy here: the loan's own reference (held) keeps its connection from being closed until the
+   * loan ends, and every way a loan ends clears its tag first (send, cancel, a resize that moves it). */
+  if (s == NULL || u == NULL || ((uintptr_t)u & 15) != 0) return errno = EINVAL, -1;
+  svc_hdr_t *h = (svc_hdr_t *)((char *)u - ZC_SVC_HEADER);
+  if (h->tag != SVC_LOAN_TAG) return errno = EINVAL, -1; /* not a loan of a service, or sent already */
   uint32_t idx = (uint32_t)h->id, gen = (uint32_t)(h->id >> 32);
-  if (req && (req->peer != idx || req->peer_gen != gen)) {
-    svc_peer_put(p);
+  if (idx >= s->max_peers || __atomic_load_n(&s->peers[idx].gen, __ATOMIC_RELAXED) != gen) return errno = EINVAL, -1;
+  svc_peer_t *p = &s->peers[idx];
+  if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != PEER_OPEN) return errno = EPIPE, -1; /* cancel the loan */
+  if (req && (req->peer != idx || req->peer_gen != gen))
     return svc_fail(s, EINVAL, "a reply loaned on another connection than its request's");
-  }
   if (len > SVC_LEN_LIMIT) { /* beyond any loan: given back, as zc_chan_send does with EMSGSIZE */
+    h->tag = 0;
     zc_chan_cancel(p->out, h);
     __atomic_fetch_sub(&p->held, 1, __ATOMIC_RELEASE);
-    svc_peer_put(p);
     return errno = EMSGSIZE, -1;
   }
   svc_hdr_t saved = *h;
@@ -393,10 +417,10 @@ static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, 
     id = pend_take(&s->pend, idx, gen);
     if (id == 0) {
       zc_unlock(&s->lock);
-      svc_peer_put(p);
       return svc_fail(s, EAGAIN, "max_pending (%u) requests await replies", s->pend.cap);
     }
     p->pending++;
+    __atomic_store_n(&s->st.requests, s->st.requests + 1, __ATOMIC_RELAXED); /* under s->lock; undone on failure */
     zc_unlock(&s->lock);
   }
   h->id = id; /* registered before the send: the reply may come back before zc_chan_send returns */
@@ -408,16 +432,20 @@ static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, 
       zc_lock(&s->lock);
       pend_cancel(&s->pend, id);
       p->pending--;
+      __atomic_store_n(&s->st.requests, s->st.requests - 1, __ATOMIC_RELAXED);
       zc_unlock(&s->lock);
     }
     if (e == EAGAIN || e == ETIMEDOUT) *h = saved; /* the loan stays with the caller */
     else if (e != EINVAL) __atomic_fetch_sub(&p->held, 1, __ATOMIC_RELEASE); /* EINVAL: it was no live loan */
-    svc_peer_put(p);
     return errno = e, -1;
   }
-  __atomic_fetch_sub(&p->held, 1, __ATOMIC_RELEASE);
-  svc_peer_put(p);
-  stat_add(kind == ZC_SVC_REQUEST ? &s->st.requests : kind == ZC_SVC_REPLY ? &s->st.replies : &s->st.oneway);
+  if (req != NULL) { /* a reply: its request is released too, while the loan still holds the connection */
+    raw_release(p, &req->raw);
+    req->kind = 0;
+    req->data = NULL;
+  }
+  __atomic_fetch_sub(&p->held, 1, __ATOMIC_RELEASE); /* the loan's reference: p is not touched after it */
+  if (kind != ZC_SVC_REQUEST) stat_add(kind == ZC_SVC_REPLY ? &s->st.replies : &s->st.oneway);
   if (id_out) *id_out = id;
   return 0;
 }
@@ -432,9 +460,9 @@ int zc_svc_request(zc_svc_t *s, void *p, size_t len, uint32_t type, uint64_t *id
 
 int zc_svc_reply(zc_svc_t *s, zc_svc_msg_t *req, void *p, size_t len, uint32_t type) {
   if (req == NULL || req->kind != ZC_SVC_REQUEST) return errno = EINVAL, -1;
-  int r = send_kind(s, p, len, type, ZC_SVC_REPLY, req, NULL);
+  int r = send_kind(s, p, len, type, ZC_SVC_REPLY, req, NULL); /* releases req when it succeeds */
   int e = errno;
-  if (r == 0 || (e != EAGAIN && e != ETIMEDOUT && e != EINVAL)) zc_svc_release(s, req);
+  if (r != 0 && e != EAGAIN && e != ETIMEDOUT && e != EINVAL) zc_svc_release(s, req);
   errno = e;
   return r;
 }
@@ -443,6 +471,7 @@ int zc_svc_cancel(zc_svc_t *s, void *u) {
   svc_hdr_t *h;
   svc_peer_t *p = loan_peer(s, u, &h, 1);
   if (p == NULL) return errno == EPIPE ? (errno = EINVAL, -1) : -1;
+  h->tag = 0; /* a loan no more (send_kind trusts a tagged header to hold its connection) */
   int r = zc_chan_cancel(p->out, h);
   if (r == 0) __atomic_fetch_sub(&p->held, 1, __ATOMIC_RELEASE);
   svc_peer_put(p);
@@ -470,7 +499,7 @@ int zc_svc_call(zc_svc_t *s, void *p, size_t len, uint32_t type, zc_svc_msg_t *r
       if (m.kind == ZC_SVC_REPLY && m.id == id) {
         *reply = m;
         s->call_id = 0;
-        stat_add(&s->st.received);
+        stat_bump_receiver(&s->st.received);
         return 0;
       }
       zc_lock(&s->lock);

@@ -13,6 +13,9 @@
  *                   (loan EAGAIN) wakes the fd when it releases
  *   pubev_kill      of two subscribers, one is SIGKILLed: the event fd becomes readable without arming,
  *                   zc_pub_collect drops it, and the fd is quiet again (the dead link left the epoll set)
+ *   pubev_level     the event fd is level-triggered: a joiner keeps it readable until zc_pub_arm_space (or
+ *                   zc_pub_collect) accepts it; a wake-up after arming keeps it readable through a successful
+ *                   retried send (loan and send never read it) until zc_pub_collect reads it
  *   pubev_hostile   a subscriber that writes garbage records on its socket (the only thing of the
  *                   publisher's it can write besides its rings): the fd wakes, zc_pub_collect cuts it off
  *                   alone (cut_off 1), the fd is quiet again, and the honest subscriber gets every message
@@ -170,10 +173,22 @@ static pid_t start_sub(zc_pub_t *p, int (*fn)(void *), sub_t *a) {
 
 /* Waits for a command: 'r' releases what it holds, then receives (and releases) n messages given after
  * it as 4 bytes; 'h' receives n and holds them until the next 'r'; 'q' quits. Answers each with 'k'. */
+static int commanded_loop(zc_chan_t *ch, sub_t *a);
 static int sub_commanded(void *arg) {
   sub_t *a = arg;
   zc_chan_t *ch = zc_chan_open(a->sock, ZC_CHAN_CONSUMER, NULL);
   REQUIRE(ch != NULL);
+  return commanded_loop(ch, a);
+}
+
+/* The same, subscribed by name (pub_name). */
+static int sub_named_commanded(void *arg) {
+  zc_chan_t *ch = zc_pub_subscribe(pub_name, 0, NULL);
+  REQUIREF(ch != NULL, "zc_pub_subscribe: %s", strerror(errno));
+  return commanded_loop(ch, arg);
+}
+
+static int commanded_loop(zc_chan_t *ch, sub_t *a) {
   static zc_chan_msg_t held[4096];
   uint32_t nheld = 0, next = 0;
   for (;;) {
@@ -289,6 +304,66 @@ static int t_space(int argc, char **argv) {
   return check_exit(argv[0]);
 }
 
+/* ---- what makes the event fd readable, and what clears it (level-triggered) ---- */
+static int t_level(int argc, char **argv) {
+  (void)argc, (void)argv;
+  zc_chan_config_t c;
+  memset(&c, 0, sizeof c);
+  c.policy = ZC_CHAN_FAIL;
+  c.ring_entries = 64;
+  snprintf(pub_name, sizeof pub_name, "pubev.%d.level", (int)getpid());
+  zc_pub_t *p = zc_pub_listen_name(pub_name, &c);
+  REQUIRE(p != NULL);
+  int efd = zc_pub_event_fd(p);
+  CHECK(!readable(efd, 0));
+  int cv[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cv) == 0);
+  sub_t a = {-1, cv[1]};
+  pid_t pid = spawn_closefds(sub_named_commanded, &a, cv[1], cv[1]);
+  close(cv[1]);
+  a.ctl = cv[0];
+  /* a joiner: readable, and it stays readable (level) until something accepts it */
+  CHECKF(readable(efd, 20000), "the event fd did not wake at a joiner");
+  CHECK(readable(efd, 0));
+  CHECK(readable(efd, 0));
+  CHECK_EQ(zc_pub_subscribers(p), 0);
+  CHECK(zc_pub_arm_space(p) >= 0); /* about to wait: it accepts the joiner too */
+  CHECK_EQ(zc_pub_subscribers(p), 1);
+  CHECK(!readable(efd, 200));
+  /* room: fill the ring, arm, let the subscriber take everything */
+  uint32_t seq = 0;
+  for (;;) {
+    void *q = zc_pub_loan(p, 100);
+    REQUIREF(q != NULL, "loan %u: %s (%s)", seq, strerror(errno), zc_pub_error(p));
+    fill_pattern(q, 100, seed_of(seq));
+    if (zc_pub_send(p, q, 100, seq) < 0) {
+      CHECKF(errno == EAGAIN, "send into a full ring: %s", strerror(errno));
+      zc_pub_cancel(p, q);
+      break;
+    }
+    REQUIRE(++seq <= 64);
+  }
+  CHECK_EQ(seq, 64);
+  CHECK_EQ(zc_pub_arm_space(p), 0);
+  CHECK(!readable(efd, 200));
+  command(&a, 'r', seq);
+  CHECKF(readable(efd, 20000), "the event fd did not wake when the subscriber took its ring");
+  /* the retry succeeds, and the fd is still readable: loan and send never read it */
+  void *q = zc_pub_loan(p, 100);
+  REQUIRE(q != NULL);
+  fill_pattern(q, 100, seed_of(seq));
+  CHECK_EQ(zc_pub_send(p, q, 100, seq), 1);
+  seq++;
+  CHECK(readable(efd, 0));
+  CHECK(zc_pub_collect(p) >= 0);
+  CHECK(!readable(efd, 200)); /* collect read the wake-up */
+  command(&a, 'r', 1);
+  command(&a, 'q', 0);
+  CHECK_EQ(reap(pid), 0);
+  zc_pub_close(p);
+  return check_exit(argv[0]);
+}
+
 /* ---- a subscriber dies ---- */
 static int sub_reader(void *arg) {
   sub_t *a = arg;
@@ -392,6 +467,7 @@ static int t_hostile(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"name", t_name},     {"uid", t_uid},         {"space", t_space},
-                                    {"kill", t_kill},     {"hostile", t_hostile}, {NULL, NULL}};
+                                    {"kill", t_kill},     {"hostile", t_hostile}, {"level", t_level},
+                                    {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
