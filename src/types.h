@@ -176,6 +176,9 @@ typedef struct zc_segment_s {
   uint32_t used_pages;              /* pages in state IN_USE */
   uint32_t kind;
   uint64_t free_mask;               /* bit i: page i is free */
+  uint32_t pages_touched;           /* pages [0, pages_touched) were taken since the segment was mapped; the
+                                       descriptors and remote lines beyond are untouched zeros (free, clean):
+                                       walks stop here, so they do not fault those OS pages in to read them */
   struct zc_segment_s *next, *prev; /* in the heap's segment list, or the abandoned list */
   zc_page_t pages[ZC_SEGMENT_PAGES_MAX];
   zc_page_remote_t remote[ZC_SEGMENT_PAGES_MAX]; /* remote[i]: page i's remote line */
