@@ -146,7 +146,7 @@ static size_t reclaim_hold(zc_heap_t *h, bool *more) {
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
       if (s->used_pages == 0) continue;
-      for (uint32_t i = 0; i < s->page_count; i++) {
+      for (uint32_t i = 0; i < s->pages_touched; i++) { /* beyond: never taken, and untouched memory */
         zc_page_remote_t *r = &s->remote[i];
         /* acquire: the owner's last writes of the page's counts before it handed these blocks out (its
          * pops: used) happen-before the freers' release pushes, hence before all_back reads them */

@@ -222,7 +222,8 @@ static void segment_format(zc_segment_t *s, int kind, uint64_t resident, uint64_
   s->kind = (uint32_t)kind;
   s->used_pages = 0;
   s->free_mask = s->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << s->page_count) - 1);
-  if (fresh) return;
+  if (fresh) return; /* pages_touched is 0: no descriptor beyond it is read before its page is taken */
+  s->pages_touched = s->page_count;
   unsigned units = 1u << (s->page_shift - ZC_SMALL_PAGE_SHIFT);
   uint64_t unit_mask = units == 64 ? ~(uint64_t)0 : (((uint64_t)1 << units) - 1);
   for (uint32_t i = 0; i < s->page_count; i++) {
@@ -244,7 +245,7 @@ static void segment_format(zc_segment_t *s, int kind, uint64_t resident, uint64_
 static uint64_t segment_resident_units(zc_segment_t *s) {
   unsigned units = 1u << (s->page_shift - ZC_SMALL_PAGE_SHIFT);
   uint64_t unit_mask = units == 64 ? ~(uint64_t)0 : (((uint64_t)1 << units) - 1), m = 0;
-  for (uint32_t i = 0; i < s->page_count; i++) {
+  for (uint32_t i = 0; i < s->pages_touched; i++) {
     if (!s->pages[i].dirty) continue;
     m |= unit_mask << (i * units);
     atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, &s->pages[i]), RLX);
@@ -282,7 +283,7 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
     if (s->kind != (uint32_t)kind) segment_format(s, kind, segment_resident_units(s), since, false);
     zc_segment_set_owner(s, h); /* the map's owner tag too: a stale one would send frees down a wrong path */
     seg_push_front(&h->segments[kind], s);
-    for (uint32_t i = 0; i < s->page_count; i++)
+    for (uint32_t i = 0; i < s->pages_touched; i++)
       if (s->pages[i].dirty) dirty_attach(h, s, &s->pages[i]);
     return s;
   }
@@ -301,7 +302,7 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
 /* Unmap an empty segment of h (its free pages may be on h's dirty list). */
 static void segment_release(zc_heap_t *h, zc_segment_t *s) {
   size_t resident = ZC_SEGMENT_HEADER; /* what the unmap gives back beyond pages purged before */
-  for (uint32_t i = 0; i < s->page_count; i++) {
+  for (uint32_t i = 0; i < s->pages_touched; i++) {
     if (s->pages[i].dirty) resident += page_area_size(s, &s->pages[i]);
     dirty_unlink(h, s, &s->pages[i]);
   }
@@ -328,7 +329,7 @@ static void segment_retire(zc_heap_t *h, zc_segment_t *s) {
   }
   uint64_t now = zc_os_clock_ns();
   bool over = atomic_load_explicit(&pol.dirty, RLX) > dirty_budget();
-  for (uint32_t i = 0; i < s->page_count; i++) {
+  for (uint32_t i = 0; i < s->pages_touched; i++) {
     zc_page_t *pg = &s->pages[i];
     if (!pg->dirty) continue;
     if (over) page_purge(h, pg, now);
@@ -419,6 +420,7 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
   unsigned i = pg != NULL ? pg->index : (unsigned)__builtin_ctzll(s->free_mask);
   pg = &s->pages[i];
   pg->index = (uint8_t)i; /* unset until now in a fresh segment (segment_format) */
+  if (i >= s->pages_touched) s->pages_touched = i + 1;
   s->free_mask &= ~((uint64_t)1 << i);
   s->used_pages++;
   if (h->spare[kind] == s) h->spare[kind] = NULL;
@@ -540,7 +542,7 @@ static void abandon_pages(zc_heap_t *h) {
     zc_segment_t *s = h->segments[k];
     while (s != NULL) {
       zc_segment_t *next = s->next;
-      for (uint32_t i = 0; i < s->page_count; i++) {
+      for (uint32_t i = 0; i < s->pages_touched; i++) {
         zc_page_t *pg = &s->pages[i];
         if (pg->state != ZC_PAGE_IN_USE) continue;
         pg->next = pg->prev = NULL; /* out of h's queues (the heap is reset after) */
@@ -591,7 +593,7 @@ static void abandon_segments(zc_heap_t *h, bool keep_dirty) {
     zc_segment_t *s;
     while ((s = h->segments[k]) != NULL) {
       /* Empty pages leave h's dirty list but stay resident (dirty = 1) for the adopter to reuse. */
-      for (uint32_t i = 0; i < s->page_count; i++) {
+      for (uint32_t i = 0; i < s->pages_touched; i++) {
         zc_page_t *pg = &s->pages[i];
         if (pg->state == ZC_PAGE_FREE && pg->dirty) dirty_detach(h, s, pg);
       }
@@ -623,7 +625,7 @@ static bool segment_cache_sweep(uint64_t now, uint64_t delay, size_t keep, bool 
     uint64_t age = now - seg_cache[i].since;
     if (force || age >= ttl) {
       size_t resident = ZC_SEGMENT_HEADER;
-      for (uint32_t j = 0; j < s->page_count; j++)
+      for (uint32_t j = 0; j < s->pages_touched; j++)
         if (s->pages[j].dirty) resident += page_area_size(s, &s->pages[j]);
       segment_resident_units(s); /* out of pol.dirty */
       unsigned last = seg_cached - 1;
@@ -637,7 +639,7 @@ static bool segment_cache_sweep(uint64_t now, uint64_t delay, size_t keep, bool 
     }
     if (age >= delay && atomic_load_explicit(&pol.dirty, RLX) > keep) {
       bool any = false;
-      for (uint32_t j = 0; j < s->page_count; j++) {
+      for (uint32_t j = 0; j < s->pages_touched; j++) {
         zc_page_t *pg = &s->pages[j];
         if (!pg->dirty) continue;
         atomic_fetch_sub_explicit(&pol.dirty, page_area_size(s, pg), RLX);
@@ -674,7 +676,7 @@ bool zc_segments_purge_abandoned(bool force) {
     while (*link != NULL) {
       zc_segment_t *s = *link;
       bool all_clean = true;
-      for (uint32_t i = 0; i < s->page_count; i++) {
+      for (uint32_t i = 0; i < s->pages_touched; i++) {
         zc_page_t *pg = &s->pages[i];
         if (pg->state == ZC_PAGE_IN_USE) {
           /* Blocks other threads freed since the owner exited: a page they emptied becomes free here. */
@@ -713,7 +715,7 @@ bool zc_segments_purge_abandoned(bool force) {
       if (s->used_pages == 0 && all_clean) {
         __atomic_store_n(link, s->next, __ATOMIC_RELAXED); /* may be abandoned[k], which others peek at */
         __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
-        for (uint32_t i = 0; i < s->page_count; i++) s->pages[i].purged = 0;
+        for (uint32_t i = 0; i < s->pages_touched; i++) s->pages[i].purged = 0;
         zc_segmap_clear(s, ZC_SEGMENT_SIZE);
         atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);
         zc_os_free(s, ZC_SEGMENT_SIZE);
@@ -735,7 +737,7 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
   if (s->free_mask != 0) seg_push_front(&h->segments[s->kind], s);
   else seg_push_back(&h->segments[s->kind], s);
   zc_unlock(&h->lock);
-  for (uint32_t i = 0; i < s->page_count; i++) {
+  for (uint32_t i = 0; i < s->pages_touched; i++) {
     zc_page_t *pg = &s->pages[i];
     if (pg->state != ZC_PAGE_IN_USE) {
       if (pg->dirty) { /* an empty page the last owner left resident: ours to reuse or purge */

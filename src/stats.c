@@ -30,7 +30,7 @@ static void gather_heap(zc_heap_t *h, void *arg) {
   if (h->live) g->s.threads++;
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
-      for (uint32_t i = 0; i < s->page_count; i++) {
+      for (uint32_t i = 0; i < s->pages_touched; i++) { /* beyond: never taken (segment.c) */
         zc_page_t *pg = &s->pages[i];
         if (LOAD(pg->state) != ZC_PAGE_IN_USE) continue;
         unsigned c = LOAD(pg->class_idx);

@@ -179,6 +179,9 @@ typedef struct zc_segment_s {
   uint32_t untrusted;               /* a fork child's orphan: its pages' lists were left by threads that did
                                        not come along; each page in use is rebuilt before its first use
                                        (adoption, the purger's pass), not in the fork handler */
+  uint32_t pages_touched;           /* pages [0, pages_touched) were taken since the segment was mapped; the
+                                       descriptors and remote lines beyond are untouched zeros (free, clean):
+                                       walks stop here, so they do not fault those OS pages in to read them */
   struct zc_segment_s *next, *prev; /* in the heap's segment list, or the abandoned list */
   zc_page_t pages[ZC_SEGMENT_PAGES_MAX];
   zc_page_remote_t remote[ZC_SEGMENT_PAGES_MAX]; /* remote[i]: page i's remote line */
