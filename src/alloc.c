@@ -59,7 +59,9 @@ static bool take_thread_free(zc_page_t *pg) {
                   true);
     return false;
   }
-  pg->used -= n;
+  /* a relaxed atomic store: the purger's candidate test (src/reclaim.c, all_back) reads used with relaxed
+   * loads while this refill runs outside the heap lock; same code as a plain store */
+  __atomic_store_n(&pg->used, pg->used - n, __ATOMIC_RELAXED);
   return prepend(pg, ZC_TF_PTR(v), n);
 }
 
