@@ -66,11 +66,16 @@ static void kill_running_server(void) {
 static void server_start(server_t *s, const char *exe, int workers, const char *worker_exe) {
   snprintf(s->log, sizeof s->log, "%s/zcmem-http-%d.log", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
   s->workers = workers;
+  /* Empty before the fork: a log left by an earlier process with the same pid (pids wrap in a long test
+   * run) would otherwise give the old server's port until the child truncates it (seen under ASan). */
+  int lfd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  REQUIRE(lfd >= 0);
+  close(lfd);
   fflush(NULL);
   s->pid = fork();
   REQUIRE(s->pid >= 0);
   if (s->pid == 0) {
-    int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fd = open(s->log, O_WRONLY | O_APPEND, 0600);
     if (fd < 0 || dup2(fd, 1) < 0) _exit(127);
     char nw[16];
     snprintf(nw, sizeof nw, "%d", workers);
