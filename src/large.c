@@ -289,7 +289,7 @@ void zc_large_free(void *p, void *hdr) {
   if (lg_inline_policy()) lg_policy_locked(&v, now);
   lg_pool_unlock();
   if (!keep) lg_unmap_region(r);
-  if (keep && lg_want_purger()) lg_purger_start();
+  if (keep && lg_want_purger()) lg_purger_request(); /* inside free: never a thread start */
   if (v.purge || v.unmap) lg_process_victims(&v);
 }
 
