@@ -337,7 +337,7 @@ void lg_purger_fork_child(void) {
 /* Fork child, last of the child handlers (the allocator is usable again): start the child's purger now if
  * the parent had one, rather than later from a free() (see purger_main: never from inside free). */
 void zc_background_fork_child(void) {
-  __atomic_store_n(&purger_wanted, false, __ATOMIC_RELAXED);
+  /* purger_wanted stays: a parent that never started it left the child the same empty pages to age */
   if (purger_after_fork && lg_want_purger()) purger_start();
   purger_after_fork = false;
 }
