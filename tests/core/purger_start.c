@@ -121,7 +121,9 @@ static void dtor(void *arg) {
          dtor_large ? "dtor_large" : "dtor_small", before, after_free, after, atomic_load(&violations));
   CHECKF(atomic_load(&violations) == 0, "the purger was started inside free (a TLS destructor)");
   CHECKF(after == 1, "zcmem created %d threads (one purger expected)", after);
-  if (!dtor_large)
+  /* the case tested needs the purger not started yet; a sanitizer's runtime may allocate enough to start
+   * it before main (ZC_PURGER_START_ANY=1 under the sanitizers: the checks above still hold) */
+  if (!dtor_large && getenv("ZC_PURGER_START_ANY") == NULL)
     CHECKF(before == 0, "the purger ran before the first empty page (one heap, one segment): not the case tested");
   fflush(stdout);
   _exit(check_exit(dtor_large ? "core_purger_start dtor_large" : "core_purger_start dtor_small"));
