@@ -80,7 +80,7 @@ static region_t *grow_cached(front_t *f, unsigned c, size_t want);
  * mremap(MREMAP_MAYMOVE | MREMAP_FIXED) that grows, it takes the permissions of the new part from its
  * segment table entry of the old mapping after the move has changed that table, i.e. from whatever segment
  * then sits there (a free hole or a PROT_NONE reservation: "no access"). Every later write to the block is
- * then reported as an invalid write (tests/core/vg_mremap_grow.c shows it without zcmem). Telling memcheck
+ * then reported as an invalid write (valgrind_large_move_grow fails without this). Telling memcheck
  * what the kernel guarantees (defined zeros) hides no error: a later munmap or purge is still tracked. */
 static void moved_tail_mapped(char *q, size_t old, size_t want) {
 #ifdef LG_MEMCHECK
