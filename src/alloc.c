@@ -175,10 +175,10 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   /* dirty_first and next_purge_check are also written by the purger thread (under h->lock) */
   bool dirty = __atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL;
   /* The purger ages dirty pages; with a second heap, remote frees can come, and it also finds the pages they
-   * empty in an idle owner's heap (reclaim.c). It is started here, in a malloc: a free only wakes it
-   * (hand_over_chain), as starting a thread inside free() can deadlock (glibc frees a dead thread's TLS
-   * under its stack-cache lock, which pthread_create takes). */
-  if (zc_unlikely(!zc_purger_active()) && (dirty || zc_heap_count() > 1)) zc_purger_ensure();
+   * empty in an idle owner's heap (reclaim.c). It is started here, in a malloc: a free only wakes it or asks
+   * for it (zc_purger_wanted), as starting a thread inside free() can deadlock (glibc frees a dead thread's
+   * TLS under its stack-cache lock, which pthread_create takes). */
+  if (zc_unlikely(!zc_purger_active()) && (dirty || zc_purger_wanted())) zc_purger_ensure();
   if (dirty) {
     if (zc_os_clock_ns() >= __atomic_load_n(&h->next_purge_check, __ATOMIC_RELAXED)) zc_segment_purge(h, false);
   }

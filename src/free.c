@@ -226,7 +226,11 @@ zc_inline void free_remote(zc_heap_t *h, zc_heap_t *owner, zc_page_remote_t *r, 
 /* The first remote free of a thread without a heap: it needs one for its pending chains; a thread that is
  * exiting (a late TLS destructor) or out of memory hands the block over alone instead. */
 static zc_noinline void free_remote_no_heap(zc_heap_t *owner, zc_page_remote_t *r, void *p) {
+  /* the heap's setup may malloc (pthread_setspecific's second-level array): that malloc must not start the
+   * purger, this is a free */
+  zc_background_no_start++;
   zc_heap_t *h = zc_thread_exiting() ? NULL : zc_heap_init_thread();
+  zc_background_no_start--;
   if (h != NULL) return free_remote(h, owner, r, p);
   zc_block_t *blk = p;
   uintptr_t tag = __atomic_load_n(&r->tag, __ATOMIC_RELAXED);
@@ -251,9 +255,10 @@ void zc_page_retire(zc_heap_t *h, zc_page_t *pg) {
   zc_heap_queue_changed(h, pg->class_idx);
   zc_segment_page_free_locked(h, pg, false);
   zc_unlock(&h->lock);
-  /* The page is dirty now: the purger must run to honour the delay if this thread goes idle (started here,
-   * after h->lock is released; a no-op with ZCMEM_BACKGROUND=0 or once it runs). */
-  if (zc_unlikely(!zc_purger_active())) zc_purger_ensure();
+  /* The page is dirty now: the purger must run to honour the delay if this thread goes idle. Woken here if
+   * it sleeps as idle; never started inside free (see zc_purger_wake): asked for, the next malloc slow path
+   * starts it (a no-op with ZCMEM_BACKGROUND=0 or once it runs). */
+  if (zc_unlikely(!zc_purger_active())) zc_purger_wake();
 }
 
 /* The checks every free of a small block passes, whoever frees: p is in a page in use, a carved block start
@@ -423,7 +428,13 @@ ZC_NO_SLP ZC_API void zc_free(void *p) {
     free_other_small(p, i);
     return;
   }
+#if ZC_DEBUG /* every free comes here: a purger start from any free path is reported (large_pool.c) */
+  zc_background_in_free++;
   free_slow(p, map);
+  zc_background_in_free--;
+#else
+  free_slow(p, map);
+#endif
 }
 
 /* The usable size of p, or 0 if p is not inside a block zcmem handed out (never reports); *freed: p is the

@@ -63,8 +63,11 @@ void zc_process_init(void);
 /* Start the background purger if the option asks for it (call with no lock held); is it running? */
 void zc_purger_ensure(void);
 bool zc_purger_active(void);
-/* Wake the purger if it sleeps as idle; never creates the thread (safe inside free(): no pthread_create). */
+/* Wake the purger if it sleeps as idle, note it as wanted if it never ran; never creates the thread (safe
+ * inside free(): no pthread_create). */
 void zc_purger_wake(void);
+/* A malloc slow path should start it (process.c: a second heap or segment, or a free asked for it). */
+bool zc_purger_wanted(void);
 
 /* ---- pages and segments (segment.c) ---- */
 /* A fresh or recycled page for class cls, owned by h and initialised (empty free list, nothing carved). */

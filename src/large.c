@@ -41,6 +41,13 @@
 #include <errno.h>
 #include <string.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h> /* client requests only: macros, no library, no-ops outside valgrind */
+#define LG_MEMCHECK 1
+#endif
+#endif
+
 static uint64_t secret; /* nonzero once initialised */
 
 /* ---- headers and their keyed checks (large_region.h) ---- */
@@ -109,6 +116,21 @@ static void split_tail(region_t *r, size_t want) {
   lg_pool_lock();
   lg_cache_insert(t, DIRTY, now);
   lg_pool_unlock();
+}
+
+/* After zc_os_move grew a mapping from old to want bytes at q: the kernel maps [q + old, q + want) read-write
+ * and zero-filled. Valgrind 3.19's memcheck may mark that range inaccessible instead: for an
+ * mremap(MREMAP_MAYMOVE | MREMAP_FIXED) that grows, it takes the permissions of the new part from its
+ * segment table entry of the old mapping after the move has changed that table, i.e. from whatever segment
+ * then sits there (a free hole or a PROT_NONE reservation: "no access"). Every later write to the block is
+ * then reported as an invalid write (valgrind_large_move_grow fails without this). Telling memcheck
+ * what the kernel guarantees (defined zeros) hides no error: a later munmap or purge is still tracked. */
+static void moved_tail_mapped(char *q, size_t old, size_t want) {
+#ifdef LG_MEMCHECK
+  (void)VALGRIND_MAKE_MEM_DEFINED(q + old, want - old);
+#else
+  (void)q, (void)old, (void)want;
+#endif
 }
 
 /* zc_large_alloc, or with reuse_only a region resident in the cache or nothing (NULL, errno untouched):
@@ -335,6 +357,7 @@ static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *
       lg_unmap_region(r);
       return map_region(want, s);
     }
+    moved_tail_mapped((char *)q, old, want);
     q->map_size = want;
     q->offset = HDR_SIZE;
     q->flags &= ~(uint32_t)F_STALE;
@@ -419,7 +442,7 @@ void zc_large_free(void *p, void *hdr) {
   if (lg_inline_policy()) lg_policy_locked(&v, now);
   lg_pool_unlock();
   if (!keep) lg_unmap_region(r);
-  if (keep && lg_want_purger()) lg_purger_start();
+  if (keep && lg_want_purger()) lg_purger_request(); /* inside free: never a thread start */
   if (v.purge || v.unmap) lg_process_victims(&v);
 }
 
@@ -489,6 +512,7 @@ void *zc_large_move(void *p, void *hdr, size_t new_size) {
     zc_segmap_set(r, old_map, ZC_MAP_LARGE);
     return NULL;
   }
+  moved_tail_mapped((char *)q, old_map, want);
   q->map_size = want;
   q->cls = class_floor(want);
   seal(q);

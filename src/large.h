@@ -80,9 +80,16 @@ void zc_large_thread_exit(void);
  * which the heap layer sets to sweep small and medium pages; the hook returns true while it still holds
  * dirty memory to age. */
 void zc_background_set_hook(bool (*fn)(void));
+/* Start it (creates the thread): only outside free (malloc slow paths, public calls); see large_pool.c. */
 void zc_background_start(void);
-/* Wake the purger if it sleeps as idle; never starts a thread (callable inside free()). */
+/* Wake the purger if it sleeps as idle, or note it as wanted if it never ran; never starts a thread
+ * (callable inside free()). */
 void zc_background_wake(void);
+bool zc_background_wanted(void); /* a free asked for the purger before it ever ran */
+/* While either is non-zero the thread is inside free(): zc_background_start only asks. no_start: a free
+ * that sets up the thread's heap (a malloc may follow); in_free: any free, in a debug build, which reports a
+ * direct start from a free path. */
+extern __thread unsigned zc_background_no_start, zc_background_in_free;
 void zc_background_fork_child(void); /* last in the fork child: the parent's purger restarted */
 bool zc_background_after_fork(void); /* in the fork child's handlers: zc_background_fork_child will start it */
 bool zc_background_running(void);

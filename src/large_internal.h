@@ -168,7 +168,7 @@ region_t *lg_cache_take(unsigned c, bool dirty_only, int *from, victims_t *v, ui
 size_t lg_unmap_region(region_t *r);
 size_t lg_process_victims(victims_t *v);
 bool lg_want_purger(void);
-void lg_purger_start(void);
+void lg_purger_request(void); /* from any path, free included: wake or note as wanted, never a thread start */
 void lg_purger_fork_child(void);
 void lg_front_tick(void);
 bool lg_inline_policy(void);

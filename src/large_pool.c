@@ -244,6 +244,8 @@ size_t lg_process_victims(victims_t *v) {
  * still holds memory to age, which keeps the thread from exiting as idle. */
 static bool (*sweep_hook)(void);
 static uint32_t purger_wake;   /* bumped to wake the idle purger (state 3) */
+static bool purger_wanted;     /* a free asked for it before it was ever started (lg_purger_request) */
+__thread unsigned zc_background_no_start, zc_background_in_free; /* see large.h */
 static bool purger_after_fork; /* it ran in the parent: the fork child starts its own */
 
 static void *purger_main(void *arg) {
@@ -261,7 +263,7 @@ static void *purger_main(void *arg) {
         v.unmap == NULL) {
       if (idle_since == 0) idle_since = now;
       else if (now - idle_since >= clean_ttl_ns(d)) {
-        /* idle for long: sleep (state 3) until lg_purger_start wakes it. It does not exit: starting it again
+        /* idle for long: sleep (state 3) until lg_purger_request wakes it. It does not exit: starting it again
          * would call pthread_create from inside free(), which glibc may be running under its stack-cache
          * lock (a dead thread's TLS is freed under it), and pthread_create takes that lock: a deadlock. */
         __atomic_store_n(&lg_purger_state, 3, __ATOMIC_RELAXED);
@@ -283,7 +285,9 @@ static void *purger_main(void *arg) {
   return NULL;
 }
 
-void lg_purger_start(void) {
+/* Start the purger thread (state 0) or wake it (state 3). Creates a thread: never call it inside free (see
+ * zc_background_start). */
+static void purger_start(void) {
   bool start = false, wake = false;
   lg_pool_lock();
   int state = __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED);
@@ -295,10 +299,22 @@ void lg_purger_start(void) {
   }
   lg_pool_unlock();
   if (wake) zc_os_futex_wake_shared(&purger_wake, 1);
+  if (start) __atomic_store_n(&purger_wanted, false, __ATOMIC_RELAXED);
   if (start && !zc_os_thread_start(purger_main, NULL)) {
     lg_pool_lock();
     __atomic_store_n(&lg_purger_state, 2, __ATOMIC_RELAXED);
     lg_pool_unlock();
+  }
+}
+
+/* From any path, free included: wake the purger if it sleeps as idle; if it was never started, note that it
+ * is wanted: the next malloc slow path starts it (zc_background_start). Never creates a thread. */
+void lg_purger_request(void) {
+  int state = __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED);
+  if (state == 3) {
+    if (lg_want_purger()) purger_start(); /* state 3: a futex wake, no thread creation */
+  } else if (state == 0 && !__atomic_load_n(&purger_wanted, __ATOMIC_RELAXED) && lg_want_purger()) {
+    __atomic_store_n(&purger_wanted, true, __ATOMIC_RELAXED);
   }
 }
 
@@ -321,7 +337,8 @@ void lg_purger_fork_child(void) {
 /* Fork child, last of the child handlers (the allocator is usable again): start the child's purger now if
  * the parent had one, rather than later from a free() (see purger_main: never from inside free). */
 void zc_background_fork_child(void) {
-  if (purger_after_fork && lg_want_purger()) lg_purger_start();
+  /* purger_wanted stays: a parent that never started it left the child the same empty pages to age */
+  if (purger_after_fork && lg_want_purger()) purger_start();
   purger_after_fork = false;
 }
 
@@ -329,22 +346,42 @@ bool zc_background_after_fork(void) { return purger_after_fork && lg_want_purger
 
 bool zc_background_running(void) { return __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1; }
 
+/* Thread creation happens here only, called from a malloc slow path (page_for_class, a large allocation that
+ * misses the front cache), the fork child's handler, or a public call (a lifetime allocator's creation):
+ * never from inside free. glibc frees a dead thread's TLS (its dtv, a dlopened module's TLS block) while it
+ * holds its stack-cache lock, and pthread_create takes that lock: a purger started from that free
+ * deadlocked the thread (a fork child's first pthread_join hung). A malloc is never called under that lock.
+ * A free asks with lg_purger_request instead, and so does this function on a thread inside a free
+ * (zc_background_no_start: a free that sets up the thread's heap, which may malloc; zc_background_in_free:
+ * every free of a debug build). In a debug build a free path that calls it directly is reported as an
+ * internal error, so that every test catches one. */
 void zc_background_start(void) {
-  if (lg_want_purger()) lg_purger_start();
+  if (!lg_want_purger()) return;
+#if ZC_DEBUG
+  if (zc_background_in_free != 0 && zc_background_no_start == 0 &&
+      __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 0)
+    zc_error("internal: a free path would start the background purger");
+#endif
+  if (zc_background_no_start != 0 || zc_background_in_free != 0) {
+    lg_purger_request();
+    return;
+  }
+  purger_start();
 }
 
-/* Only a purger sleeping as idle (state 3) is woken: lg_purger_start creates the thread only from state 0,
- * and 3 becomes 0 only in a fork child's handler. */
-void zc_background_wake(void) {
-  if (__atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 3 && lg_want_purger()) lg_purger_start();
-}
+bool zc_background_wanted(void) { return __atomic_load_n(&purger_wanted, __ATOMIC_RELAXED); }
 
-/* After a front-cache operation (which took no lock): start the purger if it should run, else run the
- * inline policy when a sweep is due. */
+/* Only a purger sleeping as idle (state 3) is woken, and a purger never started is noted as wanted: no
+ * thread is created (safe inside free()). */
+void zc_background_wake(void) { lg_purger_request(); }
+
+/* After a front-cache operation (which took no lock; a free's or a malloc's): ask for the purger if it
+ * should run (lg_purger_request: never a thread creation, the free may be glibc's under its stack lock),
+ * else run the inline policy when a sweep is due. */
 void lg_front_tick(void) {
   if (likely(__atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1)) return;
   if (lg_want_purger()) {
-    lg_purger_start();
+    lg_purger_request();
     return;
   }
   uint64_t now = zc_os_clock_coarse_ns();
@@ -362,6 +399,9 @@ void lg_front_tick(void) {
  * already: reusing it costs no page faults and no memory), else (unless dirty_only) a clean one of class c
  * or c+1. *from says which. */
 region_t *lg_cache_take(unsigned c, bool dirty_only, int *from, victims_t *v, uint64_t now, bool inline_run) {
+  /* A large allocation (never inside free): the purger starts here if it is not running, so that the regions
+   * this process will free into the cache are aged although their thread goes idle (a free only asks). */
+  if (unlikely(__atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 0)) zc_background_start();
   size_t cached = __atomic_load_n(&lg_pool.count[DIRTY], __ATOMIC_RELAXED) + __atomic_load_n(&lg_pool.count[CLEAN], __ATOMIC_RELAXED);
   if (cached == 0 && (!inline_run || now < __atomic_load_n(&lg_next_sweep, __ATOMIC_RELAXED))) return NULL;
   region_t *r = NULL;

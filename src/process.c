@@ -13,16 +13,25 @@ static zc_lock_t init_lock = ZC_LOCK_INIT;
 uintptr_t zc_link_secret, zc_tag_secret;
 static bool process_ready;
 
+/* A thread gives its heap up: if a free asked for the purger that no malloc has started since, it is started
+ * here (a pthread key destructor, or the public zc_thread_done: outside any free and any lock of glibc's),
+ * so that the exiting thread's empty pages are kept for the next thread and aged by it, as they would be had
+ * the free started it. */
+static void heap_done(zc_heap_t *h) {
+  if (!zc_purger_active() && zc_purger_wanted()) zc_purger_ensure();
+  zc_heap_done(h);
+}
+
 static void thread_exit(void *arg) {
   zc_heap_t *h = arg;
   zc_thread_exited = true; /* a free from a later TLS destructor must not make a heap nobody parks */
-  if (h != NULL && h == zc_heap_tls) zc_heap_done(h);
+  if (h != NULL && h == zc_heap_tls) heap_done(h);
   zc_large_thread_exit();
 }
 
 ZC_API void zc_thread_done(void) {
   zc_heap_t *h = zc_heap_tls;
-  if (h != &zc_heap_empty) zc_heap_done(h);
+  if (h != &zc_heap_empty) heap_done(h);
   zc_large_thread_exit();
 }
 
@@ -66,6 +75,16 @@ static bool background_sweep(void) {
 void zc_purger_ensure(void) { zc_background_start(); }
 bool zc_purger_active(void) { return zc_background_running(); }
 void zc_purger_wake(void) { zc_background_wake(); }
+
+/* A malloc slow path starts the purger (zc_purger_ensure) when it is not running and the process has
+ * something it may have to give back while its threads are idle: a second heap (remote frees can come), a
+ * second segment (more than 4 MiB of pages), or a free asked for it (a page emptied, a large block cached:
+ * a free never starts it itself). A large allocation starts it too (large_pool.c lg_cache_take). So the one
+ * case left to the next slow path is a process with one heap and one segment: at most 4 MiB of empty
+ * pages wait for it. */
+bool zc_purger_wanted(void) {
+  return zc_heap_count() > 1 || zc_segments_live() > 1 || zc_background_wanted();
+}
 
 /* Once per process, by the first thread that makes a heap (others wait: it takes microseconds). */
 void zc_process_init(void) {

@@ -49,6 +49,14 @@
  *     start, grid, key, tag, block_size and reserved the walk reads.
  *   - capacity is written under h->lock (extend) or before the page is in a queue (page_init), with
  *     relaxed atomic stores; the purger reads it under h->lock.
+ *   - A formal data race remains on used: the purger reads it with relaxed atomic loads, the owner writes it
+ *     with plain stores (malloc's used++, the fast free's subl on memory). Relaxed atomic stores would make
+ *     the C model and TSan agree, but GCC (12, x86-64) does not fold a relaxed load, add and store into one
+ *     instruction: malloc's `addl $1, 0x38(%rsi)` would become a load, an add and a store (2 instructions
+ *     more on the fast path; clang 14 folds them, and on arm64 both are ldr, add, str). So it is left plain:
+ *     on x86-64 and arm64 an aligned 32-bit store is never torn, and the argument above only needs the value
+ *     read to be some value the owner wrote. TSan does not see the fast free's write (inline asm) and has not
+ *     reported the pop's.
  *   - The page cannot be retired or set up again while the purger holds a non-empty stack: its blocks
  *     count in used, and only used == 0 retires a page.
  *   - The reclaimed list, page->reclaimed and h->reclaim_off are under h->lock.
