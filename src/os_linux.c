@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -273,7 +274,14 @@ bool zc_os_thread_start(void *(*fn)(void *), void *arg) {
   if (pthread_attr_init(&attr) != 0) return false;
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 64 * 1024);
+  /* The thread starts with every signal blocked: a signal sent to the process must reach the program's
+   * own threads. A single-threaded program (bash) counts on its handlers running on its one thread and
+   * interrupting its waits: bash under LD_PRELOAD hung in wait4 when its SIGCHLD ran on the purger. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   bool ok = pthread_create(&t, &attr, fn, arg) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   return ok;
 }
