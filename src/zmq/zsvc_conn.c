@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -145,12 +146,16 @@ void zs_monitor(zs_t *s) {
         if (s->conns == 0) {
           zs_peer_dead(s, 0, EPIPE);
           s->down_ns = zs_now_ns();
+          /* an event loop asleep on the fd wakes when receive starts to say EPIPE */
+          struct itimerspec it = {{0, 0}, {0, (long)ZS_DOWN_GRACE_NS + 1000000}};
+          if (timerfd_settime(s->tfd, 0, &it, NULL) == 0) s->timer_set = 1;
         }
         break;
       default: break;
     }
   }
   zs_hello(s);
+  zs_kick(s); /* a death may have queued FAILED notices, and this look may have taken the socket's edge */
 }
 
 void zs_hello(zs_t *s) {
@@ -169,17 +174,33 @@ int zs_peers(zs_t *s) {
 
 int zs_fd(zs_t *s) { return s->epfd; }
 
-/* A call on the socket may have read the command that made ZMQ_FD readable for a sleeping receiver:
- * if a message is waiting, wake it through the eventfd. */
+/* A call on the socket may have read the command that made ZMQ_FD readable for a sleeping receiver (this
+ * library's, or the caller's event loop after a receive said EAGAIN), and a look at the monitor may have
+ * queued FAILED notices: if anything waits for the receiver, wake it through the eventfd. */
 void zs_kick(zs_t *s) {
   if (!atomic_load(&s->sleeping)) return;
   int ev = 0;
   size_t sz = sizeof ev;
-  if (zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN)) {
+  if (s->q_n != 0 || (s->call_id != 0 && s->call_err != 0) ||
+      (zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN))) {
     uint64_t one = 1;
+    s->kicked = 1;
     if (write(s->evfd, &one, sizeof one) < 0) { /* full counter: a wake-up is pending anyway */
     }
   }
+}
+
+/* Locked, at the start of a receive: the eventfd's and the timer's wake-ups are taken (what they announced
+ * is looked at next), so the caller's fd does not stay readable. */
+void zs_unkick(zs_t *s) {
+  atomic_store(&s->sleeping, 0);
+  uint64_t v;
+  if (s->kicked) {
+    s->kicked = 0;
+    if (read(s->evfd, &v, sizeof v) < 0) { /* nothing there: read by a sleeper already */
+    }
+  }
+  if (s->timer_set && read(s->tfd, &v, sizeof v) == (ssize_t)sizeof v) s->timer_set = 0; /* else not due */
 }
 
 /* Sleep until the socket, the monitor or the eventfd may have something, the deadline, or one slice.
@@ -189,8 +210,8 @@ int zs_sleep(zs_t *s, uint64_t deadline_ns) {
   if (now >= deadline_ns) return 0;
   uint64_t left = (deadline_ns - now + 999999) / 1000000;
   int ms = left > ZS_SLICE_MS ? ZS_SLICE_MS : (int)left;
-  struct epoll_event ev[3];
-  int n = epoll_wait(s->epfd, ev, 3, ms), woke = 0;
+  struct epoll_event ev[4];
+  int n = epoll_wait(s->epfd, ev, 4, ms), woke = 0;
   atomic_store(&s->sleeping, 0);
   for (int i = 0; i < n; i++) {
     if (ev[i].data.u32 == 1) woke |= ZS_WOKE_MONITOR;
@@ -218,6 +239,7 @@ static void destroy(zs_t *s) {
   if (s->ctx != NULL) zmq_ctx_term(s->ctx); /* waits for the linger: every free callback has run */
   if (s->epfd >= 0) close(s->epfd);
   if (s->evfd >= 0) close(s->evfd);
+  if (s->tfd >= 0) close(s->tfd);
   pthread_mutex_destroy(&s->lock);
   free(s->peers);
   free(s->pend.e);
@@ -245,7 +267,7 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
   zs_t *s = aligned_alloc(64, (sizeof *s + 63) & ~(size_t)63);
   if (s == NULL) return NULL;
   memset(s, 0, sizeof *s);
-  s->epfd = s->evfd = -1;
+  s->epfd = s->evfd = s->tfd = -1;
   pthread_mutex_init(&s->lock, NULL);
   s->listener = listen;
   s->policy = c.svc.chan.policy;
@@ -268,8 +290,9 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
   pend_entry_t *pe = calloc(s->max_pending, sizeof *pe);
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   s->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!listen) s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   pend_init(&s->pend, pe, pe != NULL ? s->max_pending : 0);
-  if (s->peers == NULL || pe == NULL || s->epfd < 0 || s->evfd < 0) {
+  if (s->peers == NULL || pe == NULL || s->epfd < 0 || s->evfd < 0 || (!listen && s->tfd < 0)) {
     zs_fail(s, ENOMEM, "out of memory or fds");
     goto fail;
   }
@@ -307,8 +330,10 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
   size_t len = sizeof s->endpoint;
   if (zmq_getsockopt(s->sock, ZMQ_LAST_ENDPOINT, s->endpoint, &len) != 0 || s->endpoint[0] == 0)
     snprintf(s->endpoint, sizeof s->endpoint, "%s", endpoint);
-  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0}; /* data: 0 eventfd, 1 monitor, 2 socket */
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0}; /* data: 0 eventfd, 1 monitor, 2 socket, 3 timer */
   if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) != 0) goto fail_fd;
+  ev.data.u32 = 3;
+  if (s->tfd >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->tfd, &ev) != 0) goto fail_fd;
   for (int i = 1; i <= 2; i++) {
     int fd;
     size_t fl = sizeof fd;

@@ -25,6 +25,11 @@
  * thread-safe); it is never held while sleeping. The receiving thread sleeps in epoll_wait on s->epfd (the
  * socket's and the monitor's ZMQ_FD and an eventfd); a thread whose socket call may have consumed the
  * ZMQ_FD edge the sleeper waits for writes the eventfd. Sleeps last at most ZS_SLICE_MS in any case.
+ * The caller's event loop sleeps on the same fd (zc_eps_fd) once a receive returned EAGAIN: that receive
+ * read the monitor in full and left `sleeping` set, so every later call on the socket or the monitor,
+ * from any thread, writes the eventfd if it took the wake-up of a waiting message or queued a FAILED
+ * notice; the next receive reads the eventfd back (else the fd would stay readable). A connector's
+ * timerfd wakes the loop when the grace after its listener's loss ends (receive then says EPIPE).
  * The free callback (libzmq's I/O thread) touches only atomics.
  */
 #ifndef ZCMEM_ZSVC_INTERNAL_H
@@ -80,8 +85,10 @@ typedef struct zs_s {
   pthread_mutex_t lock;
   int listener;
   void *ctx, *sock, *mon;
-  int epfd, evfd;
-  _Atomic int sleeping;
+  int epfd, evfd, tfd; /* tfd: a connector's timer, due when the grace after its listener's loss ends */
+  _Atomic int sleeping; /* a receiver may sleep on epfd: this library's, or the caller's after EAGAIN */
+  int kicked;           /* evfd was written since a receive last read it */
+  int timer_set;        /* tfd is armed or due, not read yet */
   char endpoint[256];
   char err[200];
   /* configuration, defaults resolved */
@@ -129,6 +136,7 @@ int zs_peer_find(zs_t *s, const uint8_t *rid, size_t len, int fd); /* locked: in
 void zs_peer_dead(zs_t *s, uint32_t i, int err);                    /* locked: fail its requests */
 void zs_hello(zs_t *s);                      /* locked: connector, announce itself if due */
 void zs_kick(zs_t *s);                       /* locked: wake a sleeping receiver if a message waits */
+void zs_unkick(zs_t *s);                     /* locked: a receive takes the eventfd's and timer's wake-ups */
 int zs_sleep(zs_t *s, uint64_t deadline_ns); /* unlocked: poll the fds, at most one slice */
 int zs_peers(zs_t *s);
 int zs_fd(zs_t *s);

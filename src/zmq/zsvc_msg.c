@@ -466,9 +466,15 @@ static int take_one(zs_t *s, zc_svc_msg_t *m) {
 static int next_msg(zs_t *s, zc_svc_msg_t *m, uint64_t deadline, int use_queue) {
   for (;;) {
     pthread_mutex_lock(&s->lock);
+    zs_unkick(s);
     if (use_queue && queue_pop(s, m)) goto got;
     zs_monitor_maybe(s);
     if (take_one(s, m)) goto got;
+    if (deadline == 0) { /* the caller may sleep on the fd next: take the monitor's edge too (a HELLO sent
+                            there may take the socket's: then zs_kick, at its end, wakes the fd) */
+      atomic_store(&s->sleeping, 1);
+      zs_monitor(s);
+    }
     if ((use_queue && s->q_n != 0)) {
       pthread_mutex_unlock(&s->lock);
       continue;
@@ -484,6 +490,9 @@ static int next_msg(zs_t *s, zc_svc_msg_t *m, uint64_t deadline, int use_queue) 
     if (err == 0 && deadline == 0) err = EAGAIN;
     if (err == 0 && now >= deadline) err = zs_code(s, ETIMEDOUT, "receive: nothing within the timeout");
     if (err != 0) {
+      /* EAGAIN: the caller's event loop sleeps on the fd next; the socket's and the monitor's edges were
+       * taken by the looks above, so from now on a call that takes one wakes the fd (zs_kick) */
+      if (err == EAGAIN) atomic_store(&s->sleeping, 1);
       pthread_mutex_unlock(&s->lock);
       return errno = err, -1;
     }
