@@ -177,17 +177,65 @@ int zs_fd(zs_t *s) { return s->epfd; }
 /* A call on the socket may have read the command that made ZMQ_FD readable for a sleeping receiver (this
  * library's, or the caller's event loop after a receive said EAGAIN), and a look at the monitor may have
  * queued FAILED notices: if anything waits for the receiver, wake it through the eventfd. */
+static void wake(zs_t *s) {
+  uint64_t one = 1;
+  atomic_store(&s->kicked, 1);
+  if (write(s->evfd, &one, sizeof one) < 0) { /* full counter: a wake-up is pending anyway */
+  }
+}
+
 void zs_kick(zs_t *s) {
-  if (!atomic_load(&s->sleeping)) return;
+  int sleeping = atomic_load(&s->sleeping), space = atomic_load(&s->space_armed);
+  if (!sleeping && !space) return;
+  if (sleeping && (s->q_n != 0 || (s->call_id != 0 && s->call_err != 0))) {
+    wake(s);
+    return;
+  }
   int ev = 0;
   size_t sz = sizeof ev;
-  if (s->q_n != 0 || (s->call_id != 0 && s->call_err != 0) ||
-      (zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN))) {
-    uint64_t one = 1;
-    s->kicked = 1;
-    if (write(s->evfd, &one, sizeof one) < 0) { /* full counter: a wake-up is pending anyway */
-    }
+  if (zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &sz) != 0) return;
+  if ((space & ZS_SPACE_HWM) && (ev & ZMQ_POLLOUT) && atomic_exchange(&s->space_armed, 0)) { /* room: retry */
+    wake(s);
+    return;
   }
+  if (sleeping && (ev & ZMQ_POLLIN)) wake(s);
+}
+
+/* Back-pressure for event loops, zc_svc_arm_space's contract: after a loan, send, request or reply failed
+ * with EAGAIN (ZC_CHAN_FAIL), 1 if room is there already (retry now), 0 if armed: the fd wakes when libzmq
+ * has room again (a peer's pipe went below its high-water mark: ZMQ_FD signals it, ZMQ_EVENTS says
+ * ZMQ_POLLOUT; on the listener's ROUTER, with ZMQ_ROUTER_MANDATORY, ZMQ_POLLOUT means "some peer's pipe
+ * has room"), when the free callback gives back memory under the cap, when a peer joins (listener with no
+ * peer) or dies; -1 EPIPE on a connector whose connection is gone. max_pending: the replies that make room
+ * are messages, which wake the fd anyway. A wake-up means "retry", not "it fits". */
+int zs_arm_space(zs_t *s) {
+  pthread_mutex_lock(&s->lock);
+  zs_monitor(s);
+  if (!s->listener && s->ever_connected && s->peers[0].state != ZP_OPEN) {
+    pthread_mutex_unlock(&s->lock);
+    return zs_fail(s, EPIPE, "arm_space: the listener is gone (no connection)");
+  }
+  /* Armed for both before looking (a free or a room signal from now on wakes the fd), then narrowed to
+   * what is missing: a free must not end a wait for ZMQ_POLLOUT (its wake-up would be read by the next
+   * receive, and libzmq's room signal may have been taken meanwhile), nor ZMQ_POLLOUT a wait for memory. */
+  atomic_store(&s->space_armed, ZS_SPACE_HWM | ZS_SPACE_MEM);
+  int ev = 0;
+  size_t sz = sizeof ev;
+  int room = zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLOUT);
+  if ((ev & ZMQ_POLLIN) && atomic_load(&s->sleeping)) wake(s); /* this look took a message's signal */
+  uint64_t out = atomic_load(&s->reserved) - atomic_load(&s->freed), want = atomic_load(&s->want_bytes);
+  int mem = out == 0 || out + want <= s->max_bytes;
+  int pending = s->pend.n < s->max_pending;
+  int need = (room ? 0 : ZS_SPACE_HWM) | (mem ? 0 : ZS_SPACE_MEM), r = 0;
+  if (need == 0 && pending) { /* nothing to wait for: retry now */
+    atomic_store(&s->space_armed, 0);
+    r = 1;
+  } else {
+    int armed = ZS_SPACE_HWM | ZS_SPACE_MEM; /* unless a free or a kick took it meanwhile (then woken) */
+    if (need != 0) atomic_compare_exchange_strong(&s->space_armed, &armed, need);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return r;
 }
 
 /* Locked, at the start of a receive: the eventfd's and the timer's wake-ups are taken (what they announced
@@ -195,8 +243,8 @@ void zs_kick(zs_t *s) {
 void zs_unkick(zs_t *s) {
   atomic_store(&s->sleeping, 0);
   uint64_t v;
-  if (s->kicked) {
-    s->kicked = 0;
+  if (atomic_load(&s->kicked)) {
+    atomic_store(&s->kicked, 0);
     if (read(s->evfd, &v, sizeof v) < 0) { /* nothing there: read by a sleeper already */
     }
   }

@@ -54,6 +54,8 @@
 #define ZS_WOKE_MONITOR 1
 #define ZS_DOWN_GRACE_NS (200 * 1000000ull) /* connector: EPIPE this long after the loss (late frames) */
 #define ZS_SLOT_CHUNK 64
+#define ZS_SPACE_HWM 1
+#define ZS_SPACE_MEM 2
 #define ZS_MON_NS 1000000ull /* the message path looks at the monitor at most this often */
 
 typedef struct zs_hdr_s {
@@ -87,7 +89,9 @@ typedef struct zs_s {
   void *ctx, *sock, *mon;
   int epfd, evfd, tfd; /* tfd: a connector's timer, due when the grace after its listener's loss ends */
   _Atomic int sleeping; /* a receiver may sleep on epfd: this library's, or the caller's after EAGAIN */
-  int kicked;           /* evfd was written since a receive last read it */
+  _Atomic int kicked;   /* evfd was written since a receive last read it */
+  _Atomic int space_armed; /* zs_arm_space: ZS_SPACE_HWM: wake the fd at ZMQ_POLLOUT; ZS_SPACE_MEM: at a free */
+  _Atomic uint64_t want_bytes; /* the last loan the memory cap refused (zs_arm_space's "room came back") */
   int timer_set;        /* tfd is armed or due, not read yet */
   char endpoint[256];
   char err[200];
@@ -139,6 +143,7 @@ void zs_kick(zs_t *s);                       /* locked: wake a sleeping receiver
 void zs_unkick(zs_t *s);                     /* locked: a receive takes the eventfd's and timer's wake-ups */
 int zs_sleep(zs_t *s, uint64_t deadline_ns); /* unlocked: poll the fds, at most one slice */
 int zs_peers(zs_t *s);
+int zs_arm_space(zs_t *s);                   /* unlocked: zc_svc_arm_space's contract */
 int zs_fd(zs_t *s);
 
 /* zsvc_msg.c */

@@ -13,6 +13,9 @@
  *   pub:      a publisher's loop: subscribers join (two at once), one is killed; each is seen through the
  *             fd, with a publish between every wait (a send may take the XPUB's edge: accept(p, 0) until
  *             EAGAIN right before epoll_wait is the rule).
+ *   space:    back-pressure (zc_eps_arm_space, ZC_CHAN_FAIL) on a connector whose listener reads nothing at
+ *             first: held by the high-water mark, then by the memory cap; the loop sleeps on the fd and
+ *             is woken when room comes back, also after its own receive took libzmq's room signal.
  * Every wait has a deadline (20 s for each wake-up: a lost wake-up fails instead of hanging). */
 #include "zc_test.h"
 #include "zcmem.h"
@@ -392,7 +395,114 @@ static int t_pub(int argc, char **argv) {
   CHECK_DONE("zmq_loop_pub");
 }
 
+/* ---- space: back-pressure in an event loop (zc_eps_arm_space) ---- */
+typedef struct sink_args_s {
+  int fd, go; /* pipe: the endpoint goes to the parent; go: a byte from the parent starts the reading */
+  int hwm;
+} sink_args_t;
+
+/* A listener that reads nothing until the parent says go, then everything until a T_BYE. */
+static int sink_main(void *arg) {
+  sink_args_t *a = arg;
+  zc_eps_config_t cfg = {.svc = {.chan = {.ring_entries = (uint32_t)a->hwm}}};
+  zc_eps_t *s = zc_eps_listen(ANY_PORT, &cfg);
+  REQUIREF(s != NULL, "listen: %s", strerror(errno));
+  pipe_send_str(a->fd, zc_eps_endpoint(s));
+  char c;
+  REQUIRE(read(a->go, &c, 1) == 1);
+  for (;;) {
+    zc_svc_msg_t m;
+    REQUIREF(zc_eps_receive(s, &m, 30000) == 0, "sink: receive: %s", strerror(errno));
+    int bye = m.kind == ZC_SVC_ONEWAY && m.type == T_BYE;
+    REQUIREF(bye || verify_pattern(m.data, m.len, m.len) < 0, "sink: a message of %u bytes is damaged", m.len);
+    zc_eps_release(s, &m);
+    if (bye) break;
+  }
+  zc_eps_close(s);
+  return 0;
+}
+
+/* Sends `total` messages of `size` bytes through the loop; the sink starts reading once the client is
+ * held (EAGAIN, then arm_space 0). With `take`, every other time it is held after that, the loop waits
+ * until the fd is readable (libzmq's room signal on ZMQ_FD), then takes that signal inside libzmq with a
+ * receive(0) (as another thread's call on the socket would): the fd must still wake it. (Not for the
+ * memory cap: there the wake-up is the library's own eventfd, which a receive reads back by design; the
+ * rule is "a wake-up means retry".) */
+static void space_run(const char *what, zc_eps_config_t cfg, int sink_hwm, size_t size, int total, int take) {
+  int pfd[2], go[2];
+  REQUIRE(pipe(pfd) == 0 && pipe(go) == 0);
+  sink_args_t sa = {pfd[1], go[0], sink_hwm};
+  pid_t pid = spawn_closefds(sink_main, &sa, pfd[1], go[0]);
+  close(pfd[1]);
+  close(go[0]);
+  char ep[256];
+  pipe_recv_str(pfd[0], ep, sizeof ep);
+  close(pfd[0]);
+  zc_eps_t *c = zc_eps_connect(ep, &cfg);
+  REQUIREF(c != NULL, "connect: %s", strerror(errno));
+  int efd = loop_fd(zc_eps_fd(c));
+  int sent = 0, held = 0, armed = 0, taken = 0;
+  char *p = NULL;
+  uint64_t t0 = now_ns();
+  while (sent < total) {
+    if (p == NULL) p = zc_eps_loan(c, size);
+    if (p != NULL) {
+      fill_pattern(p, size, size);
+      if (zc_eps_send(c, p, size, 1) == 0) {
+        p = NULL;
+        sent++;
+        continue;
+      }
+    }
+    REQUIREF(errno == EAGAIN, "%s: %s %d: %s", what, p == NULL ? "loan" : "send", sent, strerror(errno));
+    int r = zc_eps_arm_space(c);
+    REQUIREF(r >= 0, "%s: arm_space: %s", what, strerror(errno));
+    if (r == 1) {
+      REQUIREF(now_ns() - t0 < 30000000000ull, "%s: arm_space says retry for 30 s", what);
+      continue;
+    }
+    armed++;
+    if (!held) { /* the first time: the sink starts reading */
+      held = 1;
+      REQUIRE(write(go[1], "g", 1) == 1);
+    } else if (take && armed % 2 == 0) {
+      REQUIREF(wait_fd(efd, WAKE_MS) == 1, "%s: no wake-up within %d s after %d messages", what, WAKE_MS / 1000, sent);
+      sleep_ms(3); /* libzmq's command throttle */
+      zc_svc_msg_t m;
+      REQUIREF(zc_eps_receive(c, &m, 0) != 0 && errno == EAGAIN, "%s: receive: %s", what, strerror(errno));
+      taken++;
+    }
+    REQUIREF(wait_fd(efd, WAKE_MS) == 1, "%s: held and asleep %d s after %d messages (armed %d times)", what,
+             WAKE_MS / 1000, sent, armed);
+    zc_svc_msg_t m;
+    while (zc_eps_receive(c, &m, 0) == 0) zc_eps_release(c, &m); /* the rule after a wake-up */
+    REQUIREF(errno == EAGAIN, "%s: receive: %s", what, strerror(errno));
+  }
+  void *b = NULL;
+  REQUIREF(WAIT_UNTIL((b = zc_eps_loan(c, 8)) != NULL, 30000), "%s: loan for the goodbye: %s", what, strerror(errno));
+  REQUIREF(WAIT_UNTIL(zc_eps_send(c, b, 8, T_BYE) == 0, 30000), "%s: goodbye: %s", what, strerror(errno));
+  CHECK_EQ(reap(pid), 0);
+  CHECKF(armed >= 2, "%s: armed %d times", what, armed);
+  printf("space (%s): %d messages of %zu bytes, held and armed %d times (%d with the room signal taken "
+         "before the wait)\n", what, total, size, armed, taken);
+  close(go[1]);
+  close(efd);
+  zc_eps_close(c);
+}
+
+static int t_space(int argc, char **argv) {
+  int q = quick_mode(argc, argv);
+  /* the high-water mark: 2 messages each side, 256 KiB each (the kernel's socket buffers come on top) */
+  zc_eps_config_t hwm = {.svc = {.chan = {.policy = ZC_CHAN_FAIL, .ring_entries = 2}}};
+  space_run("high-water mark", hwm, 2, 256 * 1024, q ? 150 : 400, 1);
+  /* the memory cap: 4 MiB loaned or held by libzmq, 1 MiB messages, the sink's libzmq holding 2 */
+  zc_eps_config_t mem = {.svc = {.chan = {.policy = ZC_CHAN_FAIL, .max_bytes = 4u << 20}}};
+  space_run("memory cap", mem, 2, 1u << 20, q ? 60 : 150, 0);
+  CHECK_DONE("zmq_loop_space");
+}
+
 int main(int argc, char **argv) {
-  static const zc_case_t cases[] = {{"svc", t_svc}, {"svc_conn", t_svc_conn}, {"pub", t_pub}, {NULL, NULL}};
+  static const zc_case_t cases[] = {{"svc", t_svc}, {"svc_conn", t_svc_conn}, {"pub", t_pub}, {"space", t_space},
+                                    {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
