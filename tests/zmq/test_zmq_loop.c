@@ -501,8 +501,65 @@ static int t_space(int argc, char **argv) {
   CHECK_DONE("zmq_loop_space");
 }
 
+/* ---- svc_block: the high-water mark under ZC_CHAN_BLOCK on the services: send waits, then ETIMEDOUT, the
+ * loan stays with the caller; once the listener reads, sends go through ---- */
+static int t_svc_block(int argc, char **argv) {
+  (void)argc, (void)argv;
+  int pfd[2], go[2];
+  REQUIRE(pipe(pfd) == 0 && pipe(go) == 0);
+  sink_args_t sa = {pfd[1], go[0], 2};
+  pid_t pid = spawn_closefds(sink_main, &sa, pfd[1], go[0]);
+  close(pfd[1]);
+  close(go[0]);
+  char ep[256];
+  pipe_recv_str(pfd[0], ep, sizeof ep);
+  close(pfd[0]);
+  zc_eps_config_t cfg = {.svc = {.chan = {.policy = ZC_CHAN_BLOCK, .block_timeout_ms = 200, .ring_entries = 2}}};
+  zc_eps_t *c = zc_eps_connect(ep, &cfg);
+  REQUIREF(c != NULL, "connect: %s", strerror(errno));
+  size_t size = 256 * 1024;
+  int sent = 0;
+  double ms = 0;
+  for (;;) { /* until the peer's queue, its kernel buffers and libzmq's pipes are full */
+    char *p = zc_eps_loan(c, size);
+    REQUIREF(p != NULL, "loan: %s", strerror(errno));
+    fill_pattern(p, size, size);
+    uint64_t t0 = now_ns();
+    if (zc_eps_send(c, p, size, 1) == 0) {
+      REQUIREF(++sent < 100000, "%d messages of 256 KiB went to a listener that reads nothing", sent);
+      continue;
+    }
+    ms = (now_ns() - t0) / 1e6;
+    REQUIREF(errno == ETIMEDOUT, "send %d: %s", sent, strerror(errno));
+    CHECKF(ms >= 150, "ETIMEDOUT after %.0f ms of a 200 ms timeout", ms);
+    CHECKF(zc_eps_cancel(c, p) == 0, "the loan was not kept after ETIMEDOUT: %s", strerror(errno));
+    break;
+  }
+  REQUIRE(write(go[1], "g", 1) == 1);
+  for (int i = 0; i < 50; i++) { /* now the listener reads: each send waits at most until there is room */
+    char *p = zc_eps_loan(c, size);
+    REQUIREF(p != NULL, "loan: %s", strerror(errno));
+    fill_pattern(p, size, size);
+    int rc;
+    uint64_t t0 = now_ns();
+    while ((rc = zc_eps_send(c, p, size, 1)) != 0 && errno == ETIMEDOUT) /* a loaded machine: the loan */
+      REQUIREF(now_ns() - t0 < 30000000000ull, "send: no room for 30 s");   /* is still ours, try again */
+    REQUIREF(rc == 0, "send after the listener started reading: %s", strerror(errno));
+  }
+  void *b = zc_eps_loan(c, 8);
+  REQUIRE(b != NULL);
+  REQUIREF(zc_eps_send(c, b, 8, T_BYE) == 0 || (errno == ETIMEDOUT && zc_eps_send(c, b, 8, T_BYE) == 0), "bye: %s",
+           strerror(errno));
+  CHECK_EQ(reap(pid), 0);
+  printf("svc_block: %d messages of 256 KiB before a send timed out (%.0f ms of 200), then 50 more\n", sent, ms);
+  close(go[1]);
+  zc_eps_close(c);
+  CHECK_DONE("zmq_loop_svc_block");
+}
+
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"svc", t_svc}, {"svc_conn", t_svc_conn}, {"pub", t_pub}, {"space", t_space},
+                                    {"svc_block", t_svc_block},
                                     {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
