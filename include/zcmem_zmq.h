@@ -246,7 +246,9 @@ ZC_ZMQ_API int zc_ep_pub_cancel(zc_ep_pub_t *p, void *buf);
 ZC_ZMQ_API long zc_ep_pub_collect(zc_ep_pub_t *p);
 ZC_ZMQ_API int zc_ep_pub_subscribers(zc_ep_pub_t *p);
 /* Local: the listening socket. ZeroMQ: an epoll fd that becomes readable when a subscription or a
- * connection event may have arrived (then zc_ep_pub_accept(p, 0) or zc_ep_pub_collect). */
+ * connection event may have arrived. Rule: call zc_ep_pub_accept(p, 0) until EAGAIN right before
+ * epoll_wait (any other call on the publisher, a send included, may take ZeroMQ's edge-triggered signal;
+ * accept reads everything and leaves the fd armed). Test zmq_loop_pub. */
 ZC_ZMQ_API int zc_ep_pub_fd(zc_ep_pub_t *p);
 ZC_ZMQ_API void zc_ep_pub_stats(zc_ep_pub_t *p, zc_pub_stats_t *out);
 ZC_ZMQ_API const char *zc_ep_pub_error(zc_ep_pub_t *p);
@@ -287,11 +289,21 @@ ZC_ZMQ_API const char *zc_ep_pub_error(zc_ep_pub_t *p);
  *     or a reply to no outstanding request of its peer is dropped and counted in stats.rejected; the
  *     connection is not closed (a ROUTER cannot close one peer). stats.dropped counts late replies to
  *     abandoned requests and frames from connections already gone.
- *   - Not provided over ZeroMQ: zc_svc_arm_space (send waits or fails per cfg.svc.chan.policy instead),
- *     peer credentials (cfg.svc.chan.peer_uids; no authentication: bind to loopback or a private network).
+ *   - Back-pressure (zc_eps_arm_space, ZC_CHAN_FAIL): a full peer is libzmq's high-water mark
+ *     (ring_entries messages per connection, plus the kernel's socket buffers), not a ring. arm_space
+ *     returns 0 and the fd wakes when libzmq says ZMQ_POLLOUT again (its pipe to a peer went below the
+ *     mark: the peer read), when the free callback gives back memory under max_bytes, or when a reply
+ *     comes (max_pending). On a listener ZMQ_POLLOUT means "some peer's pipe has room", not the peer the
+ *     loan picked: a wake-up means "retry", as locally. Test zmq_loop_space.
+ *   - Not provided over ZeroMQ: peer credentials (cfg.svc.chan.peer_uids, zc_svc_msg_peer; no
+ *     authentication: bind to loopback or a private network).
  *   - Threads, as zcmem_service.h: every call but receive and call (one thread at a time) is thread-safe.
- *     zc_eps_fd over ZeroMQ: an epoll fd that becomes readable when libzmq may have something; after it
- *     is, call zc_eps_receive(e, &m, 0) until EAGAIN (no test drives an event loop with it yet). */
+ *   - zc_eps_fd over ZeroMQ: an epoll fd, level-triggered for the caller as locally. The rule is the local
+ *     one: after it is readable, call zc_eps_receive(e, &m, 0) until EAGAIN, then sleep on it. It then
+ *     wakes for the next message, FAILED notice or connection change, even when another thread's call (a
+ *     reply, a send) took ZeroMQ's edge-triggered ZMQ_FD signal meanwhile (the library re-signals the fd
+ *     through an eventfd), and on a connector when receive starts to say EPIPE (200 ms after the
+ *     connection's loss, a timer). Test zmq_loop_svc, zmq_loop_svc_conn. */
 #define ZC_EPS_MAX_MSG ((size_t)UINT32_MAX - 32) /* ZeroMQ: the largest payload (32-byte header) */
 
 typedef struct zc_eps_s zc_eps_t;
@@ -312,6 +324,10 @@ ZC_ZMQ_API zc_ep_kind_t zc_eps_kind(zc_eps_t *e);
 ZC_ZMQ_API const char *zc_eps_endpoint(zc_eps_t *e);
 ZC_ZMQ_API int zc_eps_fd(zc_eps_t *e);
 ZC_ZMQ_API int zc_eps_peers(zc_eps_t *e);
+/* zc_svc_arm_space over both transports (back-pressure for event loops: after EAGAIN under ZC_CHAN_FAIL,
+ * 1 = retry now, 0 = armed: zc_eps_fd wakes when room may have come back, -1 EPIPE). See "Back-pressure"
+ * above for what it waits for over ZeroMQ. */
+ZC_ZMQ_API int zc_eps_arm_space(zc_eps_t *e);
 ZC_ZMQ_API void *zc_eps_loan(zc_eps_t *e, size_t n);
 ZC_ZMQ_API size_t zc_eps_max_msg(zc_eps_t *e);
 ZC_ZMQ_API void *zc_eps_loan_reply(zc_eps_t *e, const zc_svc_msg_t *req, size_t n);

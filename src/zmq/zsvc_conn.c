@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -145,12 +146,16 @@ void zs_monitor(zs_t *s) {
         if (s->conns == 0) {
           zs_peer_dead(s, 0, EPIPE);
           s->down_ns = zs_now_ns();
+          /* an event loop asleep on the fd wakes when receive starts to say EPIPE */
+          struct itimerspec it = {{0, 0}, {0, (long)ZS_DOWN_GRACE_NS + 1000000}};
+          if (timerfd_settime(s->tfd, 0, &it, NULL) == 0) s->timer_set = 1;
         }
         break;
       default: break;
     }
   }
   zs_hello(s);
+  zs_kick(s); /* a death may have queued FAILED notices, and this look may have taken the socket's edge */
 }
 
 void zs_hello(zs_t *s) {
@@ -169,17 +174,81 @@ int zs_peers(zs_t *s) {
 
 int zs_fd(zs_t *s) { return s->epfd; }
 
-/* A call on the socket may have read the command that made ZMQ_FD readable for a sleeping receiver:
- * if a message is waiting, wake it through the eventfd. */
+/* A call on the socket may have read the command that made ZMQ_FD readable for a sleeping receiver (this
+ * library's, or the caller's event loop after a receive said EAGAIN), and a look at the monitor may have
+ * queued FAILED notices: if anything waits for the receiver, wake it through the eventfd. */
+static void wake(zs_t *s) {
+  uint64_t one = 1;
+  atomic_store(&s->kicked, 1);
+  if (write(s->evfd, &one, sizeof one) < 0) { /* full counter: a wake-up is pending anyway */
+  }
+}
+
 void zs_kick(zs_t *s) {
-  if (!atomic_load(&s->sleeping)) return;
+  int sleeping = atomic_load(&s->sleeping), space = atomic_load(&s->space_armed);
+  if (!sleeping && !space) return;
+  if (sleeping && (s->q_n != 0 || (s->call_id != 0 && s->call_err != 0))) {
+    wake(s);
+    return;
+  }
   int ev = 0;
   size_t sz = sizeof ev;
-  if (zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN)) {
-    uint64_t one = 1;
-    if (write(s->evfd, &one, sizeof one) < 0) { /* full counter: a wake-up is pending anyway */
+  if (zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &sz) != 0) return;
+  if ((space & ZS_SPACE_HWM) && (ev & ZMQ_POLLOUT) && atomic_exchange(&s->space_armed, 0)) { /* room: retry */
+    wake(s);
+    return;
+  }
+  if (sleeping && (ev & ZMQ_POLLIN)) wake(s);
+}
+
+/* Back-pressure for event loops, zc_svc_arm_space's contract: after a loan, send, request or reply failed
+ * with EAGAIN (ZC_CHAN_FAIL), 1 if room is there already (retry now), 0 if armed: the fd wakes when libzmq
+ * has room again (a peer's pipe went below its high-water mark: ZMQ_FD signals it, ZMQ_EVENTS says
+ * ZMQ_POLLOUT; on the listener's ROUTER, with ZMQ_ROUTER_MANDATORY, ZMQ_POLLOUT means "some peer's pipe
+ * has room"), when the free callback gives back memory under the cap, when a peer joins (listener with no
+ * peer) or dies; -1 EPIPE on a connector whose connection is gone. max_pending: the replies that make room
+ * are messages, which wake the fd anyway. A wake-up means "retry", not "it fits". */
+int zs_arm_space(zs_t *s) {
+  pthread_mutex_lock(&s->lock);
+  zs_monitor(s);
+  if (!s->listener && s->ever_connected && s->peers[0].state != ZP_OPEN) {
+    pthread_mutex_unlock(&s->lock);
+    return zs_fail(s, EPIPE, "arm_space: the listener is gone (no connection)");
+  }
+  /* Armed for both before looking (a free or a room signal from now on wakes the fd), then narrowed to
+   * what is missing: a free must not end a wait for ZMQ_POLLOUT (its wake-up would be read by the next
+   * receive, and libzmq's room signal may have been taken meanwhile), nor ZMQ_POLLOUT a wait for memory. */
+  atomic_store(&s->space_armed, ZS_SPACE_HWM | ZS_SPACE_MEM);
+  int ev = 0;
+  size_t sz = sizeof ev;
+  int room = zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLOUT);
+  if ((ev & ZMQ_POLLIN) && atomic_load(&s->sleeping)) wake(s); /* this look took a message's signal */
+  uint64_t out = atomic_load(&s->reserved) - atomic_load(&s->freed), want = atomic_load(&s->want_bytes);
+  int mem = out == 0 || out + want <= s->max_bytes;
+  int pending = s->pend.n < s->max_pending;
+  int need = (room ? 0 : ZS_SPACE_HWM) | (mem ? 0 : ZS_SPACE_MEM), r = 0;
+  if (need == 0 && pending) { /* nothing to wait for: retry now */
+    atomic_store(&s->space_armed, 0);
+    r = 1;
+  } else {
+    int armed = ZS_SPACE_HWM | ZS_SPACE_MEM; /* unless a free or a kick took it meanwhile (then woken) */
+    if (need != 0) atomic_compare_exchange_strong(&s->space_armed, &armed, need);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return r;
+}
+
+/* Locked, at the start of a receive: the eventfd's and the timer's wake-ups are taken (what they announced
+ * is looked at next), so the caller's fd does not stay readable. */
+void zs_unkick(zs_t *s) {
+  atomic_store(&s->sleeping, 0);
+  uint64_t v;
+  if (atomic_load(&s->kicked)) {
+    atomic_store(&s->kicked, 0);
+    if (read(s->evfd, &v, sizeof v) < 0) { /* nothing there: read by a sleeper already */
     }
   }
+  if (s->timer_set && read(s->tfd, &v, sizeof v) == (ssize_t)sizeof v) s->timer_set = 0; /* else not due */
 }
 
 /* Sleep until the socket, the monitor or the eventfd may have something, the deadline, or one slice.
@@ -189,8 +258,8 @@ int zs_sleep(zs_t *s, uint64_t deadline_ns) {
   if (now >= deadline_ns) return 0;
   uint64_t left = (deadline_ns - now + 999999) / 1000000;
   int ms = left > ZS_SLICE_MS ? ZS_SLICE_MS : (int)left;
-  struct epoll_event ev[3];
-  int n = epoll_wait(s->epfd, ev, 3, ms), woke = 0;
+  struct epoll_event ev[4];
+  int n = epoll_wait(s->epfd, ev, 4, ms), woke = 0;
   atomic_store(&s->sleeping, 0);
   for (int i = 0; i < n; i++) {
     if (ev[i].data.u32 == 1) woke |= ZS_WOKE_MONITOR;
@@ -218,6 +287,7 @@ static void destroy(zs_t *s) {
   if (s->ctx != NULL) zmq_ctx_term(s->ctx); /* waits for the linger: every free callback has run */
   if (s->epfd >= 0) close(s->epfd);
   if (s->evfd >= 0) close(s->evfd);
+  if (s->tfd >= 0) close(s->tfd);
   pthread_mutex_destroy(&s->lock);
   free(s->peers);
   free(s->pend.e);
@@ -245,7 +315,7 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
   zs_t *s = aligned_alloc(64, (sizeof *s + 63) & ~(size_t)63);
   if (s == NULL) return NULL;
   memset(s, 0, sizeof *s);
-  s->epfd = s->evfd = -1;
+  s->epfd = s->evfd = s->tfd = -1;
   pthread_mutex_init(&s->lock, NULL);
   s->listener = listen;
   s->policy = c.svc.chan.policy;
@@ -268,8 +338,9 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
   pend_entry_t *pe = calloc(s->max_pending, sizeof *pe);
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   s->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!listen) s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   pend_init(&s->pend, pe, pe != NULL ? s->max_pending : 0);
-  if (s->peers == NULL || pe == NULL || s->epfd < 0 || s->evfd < 0) {
+  if (s->peers == NULL || pe == NULL || s->epfd < 0 || s->evfd < 0 || (!listen && s->tfd < 0)) {
     zs_fail(s, ENOMEM, "out of memory or fds");
     goto fail;
   }
@@ -307,8 +378,10 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
   size_t len = sizeof s->endpoint;
   if (zmq_getsockopt(s->sock, ZMQ_LAST_ENDPOINT, s->endpoint, &len) != 0 || s->endpoint[0] == 0)
     snprintf(s->endpoint, sizeof s->endpoint, "%s", endpoint);
-  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0}; /* data: 0 eventfd, 1 monitor, 2 socket */
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0}; /* data: 0 eventfd, 1 monitor, 2 socket, 3 timer */
   if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) != 0) goto fail_fd;
+  ev.data.u32 = 3;
+  if (s->tfd >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->tfd, &ev) != 0) goto fail_fd;
   for (int i = 1; i <= 2; i++) {
     int fd;
     size_t fl = sizeof fd;

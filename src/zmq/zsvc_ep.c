@@ -56,6 +56,7 @@ const char *zc_eps_endpoint(zc_eps_t *e) { return e->z != NULL ? e->z->endpoint 
 #define DISPATCH(e, svc_call, zmq_call) ((e)->z != NULL ? (zmq_call) : (svc_call))
 
 int zc_eps_fd(zc_eps_t *e) { return DISPATCH(e, zc_svc_fd(e->svc), zs_fd(e->z)); }
+int zc_eps_arm_space(zc_eps_t *e) { return DISPATCH(e, zc_svc_arm_space(e->svc), zs_arm_space(e->z)); }
 int zc_eps_peers(zc_eps_t *e) { return DISPATCH(e, zc_svc_peers(e->svc), zs_peers(e->z)); }
 void *zc_eps_loan(zc_eps_t *e, size_t n) { return DISPATCH(e, zc_svc_loan(e->svc, n), zs_loan(e->z, n)); }
 size_t zc_eps_max_msg(zc_eps_t *e) { return DISPATCH(e, zc_svc_max_msg(e->svc), (size_t)e->z->max_msg); }

@@ -25,6 +25,11 @@
  * thread-safe); it is never held while sleeping. The receiving thread sleeps in epoll_wait on s->epfd (the
  * socket's and the monitor's ZMQ_FD and an eventfd); a thread whose socket call may have consumed the
  * ZMQ_FD edge the sleeper waits for writes the eventfd. Sleeps last at most ZS_SLICE_MS in any case.
+ * The caller's event loop sleeps on the same fd (zc_eps_fd) once a receive returned EAGAIN: that receive
+ * read the monitor in full and left `sleeping` set, so every later call on the socket or the monitor,
+ * from any thread, writes the eventfd if it took the wake-up of a waiting message or queued a FAILED
+ * notice; the next receive reads the eventfd back (else the fd would stay readable). A connector's
+ * timerfd wakes the loop when the grace after its listener's loss ends (receive then says EPIPE).
  * The free callback (libzmq's I/O thread) touches only atomics.
  */
 #ifndef ZCMEM_ZSVC_INTERNAL_H
@@ -49,6 +54,8 @@
 #define ZS_WOKE_MONITOR 1
 #define ZS_DOWN_GRACE_NS (200 * 1000000ull) /* connector: EPIPE this long after the loss (late frames) */
 #define ZS_SLOT_CHUNK 64
+#define ZS_SPACE_HWM 1
+#define ZS_SPACE_MEM 2
 #define ZS_MON_NS 1000000ull /* the message path looks at the monitor at most this often */
 
 typedef struct zs_hdr_s {
@@ -80,8 +87,12 @@ typedef struct zs_s {
   pthread_mutex_t lock;
   int listener;
   void *ctx, *sock, *mon;
-  int epfd, evfd;
-  _Atomic int sleeping;
+  int epfd, evfd, tfd; /* tfd: a connector's timer, due when the grace after its listener's loss ends */
+  _Atomic int sleeping; /* a receiver may sleep on epfd: this library's, or the caller's after EAGAIN */
+  _Atomic int kicked;   /* evfd was written since a receive last read it */
+  _Atomic int space_armed; /* zs_arm_space: ZS_SPACE_HWM: wake the fd at ZMQ_POLLOUT; ZS_SPACE_MEM: at a free */
+  _Atomic uint64_t want_bytes; /* the last loan the memory cap refused (zs_arm_space's "room came back") */
+  int timer_set;        /* tfd is armed or due, not read yet */
   char endpoint[256];
   char err[200];
   /* configuration, defaults resolved */
@@ -129,8 +140,10 @@ int zs_peer_find(zs_t *s, const uint8_t *rid, size_t len, int fd); /* locked: in
 void zs_peer_dead(zs_t *s, uint32_t i, int err);                    /* locked: fail its requests */
 void zs_hello(zs_t *s);                      /* locked: connector, announce itself if due */
 void zs_kick(zs_t *s);                       /* locked: wake a sleeping receiver if a message waits */
+void zs_unkick(zs_t *s);                     /* locked: a receive takes the eventfd's and timer's wake-ups */
 int zs_sleep(zs_t *s, uint64_t deadline_ns); /* unlocked: poll the fds, at most one slice */
 int zs_peers(zs_t *s);
+int zs_arm_space(zs_t *s);                   /* unlocked: zc_svc_arm_space's contract */
 int zs_fd(zs_t *s);
 
 /* zsvc_msg.c */

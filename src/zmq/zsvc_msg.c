@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- received messages held by the caller (s->lock) ---- */
 static inline zs_slot_t *slot_at(zs_t *s, uint32_t i) { return &s->chunks[i / ZS_SLOT_CHUNK][i % ZS_SLOT_CHUNK]; }
@@ -129,7 +130,13 @@ void zs_free_cb(void *data, void *hint) {
   int counted = h->magic == ZS_MAGIC;
   zc_free(data);
   if (counted) atomic_fetch_add_explicit(&s->returned, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&s->freed, bytes, memory_order_release);
+  atomic_fetch_add(&s->freed, bytes); /* seq_cst: zs_arm_space sets space_armed, then reads freed */
+  if ((atomic_load(&s->space_armed) & ZS_SPACE_MEM) && atomic_exchange(&s->space_armed, 0)) { /* a loop waits */
+    uint64_t one = 1;
+    atomic_store(&s->kicked, 1);
+    if (write(s->evfd, &one, sizeof one) < 0) { /* full counter: a wake-up is pending anyway */
+    }
+  }
 }
 
 static inline uint32_t loan_tag(const zs_t *s, const zs_hdr_t *h) {
@@ -145,8 +152,10 @@ static int reserve(zs_t *s, uint64_t bytes) {
     uint64_t freed = atomic_load_explicit(&s->freed, memory_order_acquire);
     if (after - freed <= s->max_bytes || after - bytes == freed) return 0;
     atomic_fetch_sub(&s->reserved, bytes);
-    if (s->policy == ZC_CHAN_FAIL)
+    if (s->policy == ZC_CHAN_FAIL) {
+      atomic_store(&s->want_bytes, bytes); /* zs_arm_space: room came back when this fits */
       return zs_fail(s, EAGAIN, "loan: memory cap of %llu bytes reached", (unsigned long long)s->max_bytes);
+    }
     uint64_t now = zs_now_ns();
     if (deadline == 0) deadline = s->block_timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)s->block_timeout_ms * 1000000ull;
     if (now >= deadline)
@@ -466,9 +475,15 @@ static int take_one(zs_t *s, zc_svc_msg_t *m) {
 static int next_msg(zs_t *s, zc_svc_msg_t *m, uint64_t deadline, int use_queue) {
   for (;;) {
     pthread_mutex_lock(&s->lock);
+    zs_unkick(s);
     if (use_queue && queue_pop(s, m)) goto got;
     zs_monitor_maybe(s);
     if (take_one(s, m)) goto got;
+    if (deadline == 0) { /* the caller may sleep on the fd next: take the monitor's edge too (a HELLO sent
+                            there may take the socket's: then zs_kick, at its end, wakes the fd) */
+      atomic_store(&s->sleeping, 1);
+      zs_monitor(s);
+    }
     if ((use_queue && s->q_n != 0)) {
       pthread_mutex_unlock(&s->lock);
       continue;
@@ -484,6 +499,12 @@ static int next_msg(zs_t *s, zc_svc_msg_t *m, uint64_t deadline, int use_queue) 
     if (err == 0 && deadline == 0) err = EAGAIN;
     if (err == 0 && now >= deadline) err = zs_code(s, ETIMEDOUT, "receive: nothing within the timeout");
     if (err != 0) {
+      /* EAGAIN: the caller's event loop sleeps on the fd next; the socket's and the monitor's edges were
+       * taken by the looks above, so from now on a call that takes one wakes the fd (zs_kick) */
+      if (err == EAGAIN) {
+        atomic_store(&s->sleeping, 1);
+        if (atomic_load(&s->space_armed)) zs_kick(s); /* the looks above may have taken libzmq's room signal */
+      }
       pthread_mutex_unlock(&s->lock);
       return errno = err, -1;
     }
