@@ -26,6 +26,9 @@
  *
  * what=fanout [size=64|16384]: messages/s from one publisher (zc_pub_*) to 1, 2 and 4 subscriber processes,
  * each reading every byte of every message, beside the one-way channel in the same run (n64= / n16k=).
+ * With subs=K only that fan-out, and what=oneway only the one-way channel's send throughput (size=S,
+ * n=N messages): one measurement per process, so its CPU time per message can be read from outside
+ * (bench/channel_patterns.py does).
  *
  * what=icount size=S n=N: no measurement of its own; one process runs N round trips of the message path
  * (loan, write 8 bytes, send; receive, read 1 byte, release) with no waiting, for an instruction count:
@@ -610,7 +613,7 @@ static void latency(int chan, int mode, size_t size, uint64_t n, const char *tag
 }
 
 int main(int argc, char **argv) {
-  int quick = 0, runs = 3, do_thr = 1, do_lat = 1, do_icount = 0, do_fanout = 0, ic_subs = 0;
+  int quick = 0, runs = 3, do_thr = 1, do_lat = 1, do_icount = 0, do_fanout = 0, do_oneway = 0, ic_subs = 0, ic_n_set = 0;
   uint64_t ic_n = 20000;
   size_t only = 0;
   uint64_t n_of[NSIZES] = {300000, 100000, 30000, 1500}, lat_n = 10000;
@@ -631,11 +634,12 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "what=lat") == 0) do_thr = 0;
     else if (strcmp(argv[i], "what=icount") == 0) do_icount = 1;
     else if (strcmp(argv[i], "what=fanout") == 0) do_fanout = 1;
-    else if (strncmp(argv[i], "n=", 2) == 0) ic_n = strtoull(argv[i] + 2, NULL, 10);
+    else if (strcmp(argv[i], "what=oneway") == 0) do_oneway = 1;
+    else if (strncmp(argv[i], "n=", 2) == 0) ic_n = strtoull(argv[i] + 2, NULL, 10), ic_n_set = 1;
     else if (strncmp(argv[i], "subs=", 5) == 0) ic_subs = atoi(argv[i] + 5);
     else if (strncmp(argv[i], "batch=", 6) == 0) pub_batch = atoi(argv[i] + 6) < 1 ? 1 : atoi(argv[i] + 6) > 64 ? 64 : atoi(argv[i] + 6);
     else {
-      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [n1m=N] [lat=N] [size=64|1024|16384|1048576] [what=thr|lat|icount|fanout] [n=N] [subs=K] [batch=B] [ring=N] [queued=BYTES] [pin=0|1]\n");
+      fprintf(stderr, "usage: channel_bench [-q] [--table] [runs=3] [n64=N] [n1k=N] [n16k=N] [n1m=N] [lat=N] [size=64|1024|16384|1048576] [what=thr|lat|icount|fanout|oneway] [n=N] [subs=K] [batch=B] [ring=N] [queued=BYTES] [pin=0|1]\n");
       return 2;
     }
   }
@@ -649,6 +653,25 @@ int main(int argc, char **argv) {
   }
   if (runs < 1) runs = 1;
   if (runs > 15) runs = 15;
+  if (do_oneway) { /* the one-way channel's throughput alone (what=oneway size=S n=N) */
+    size_t size = only ? only : 64;
+    uint64_t n = ic_n_set ? ic_n : size <= 64 ? n_of[0] : size <= 1024 ? n_of[1] : size <= 16384 ? n_of[2] : n_of[3];
+    char m[64];
+    snprintf(m, sizeof m, "chan_msgs_per_s_%zu", size);
+    report(m, throughput(1, MODE_THR, size, n, runs), "msgs/s", 1);
+    return 0;
+  }
+  if (do_fanout && ic_subs > 0) { /* one fan-out measurement alone (what=fanout subs=K size=S n=N) */
+    size_t size = only ? only : 64;
+    uint64_t n = ic_n_set ? ic_n : size <= 64 ? n_of[0] : n_of[2];
+    double r[16];
+    for (int i = 0; i < runs; i++) r[i] = run_fanout(ic_subs, size, n);
+    qsort(r, (size_t)runs, sizeof r[0], cmp_d);
+    char m[64];
+    snprintf(m, sizeof m, "fanout_msgs_per_s_%zu_%dsubs", size, ic_subs);
+    report(m, r[runs / 2], "msgs/s", 1);
+    return 0;
+  }
   if (do_fanout) {
     if (table) printf("| size | one-way channel | fan-out, 1 subscriber | 2 subscribers | 4 subscribers |\n|---|---|---|---|---|\n");
     fanout_table(only, n_of[0], n_of[2], runs);

@@ -12,7 +12,8 @@ wrk warm-up, then wrk -t1 -cC -dD --latency on GET /<size>, with /proc read befo
   CPU us/req           user + system time of the front end and all workers (/proc/PID/stat) per request,
                        and the front end's and the workers' parts
   syscalls/req         with --syscalls only: strace -c -f attached to the server's processes during the
-                       measured run, all calls / requests (the five most frequent on stderr)
+                       measured run (one tracer on the front end, one on the workers), all calls / requests,
+                       and in brackets the front end's part (the five most frequent of each on stderr)
   syscall bytes / response byte
                        bytes through read/write system calls of the server's processes (/proc/PID/io
                        rchar + wchar) per byte wrk read (head + body): what the kernel copied. The
@@ -126,20 +127,25 @@ def run_case(exe, size, args):
         procs = [p.pid] + pids
         cpu0 = [proc_cpu(x) for x in procs]
         io0 = sum(proc_io(x) for x in procs)
-        if args.syscalls:
-            out = f"/tmp/http_bench_strace.{os.getpid()}"
-            cmd = ["strace", "-c", "-f", "-o", out] + [a for x in procs for a in ("-p", str(x))]
-            tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+        if args.syscalls:  # one tracer on the front end, one on the workers: each part per request
+            outs = [f"/tmp/http_bench_strace.{os.getpid()}.{k}" for k in ("front", "workers")]
+            tracer = [subprocess.Popen(["strace", "-c", "-f", "-o", o] + [a for x in group for a in ("-p", str(x))],
+                                       stderr=subprocess.DEVNULL) for o, group in zip(outs, ([p.pid], pids))]
             time.sleep(1)  # attached
         r = wrk(url, args.connections, args.duration)
         cpu1 = [proc_cpu(x) for x in procs]
         if tracer is not None:
-            tracer.send_signal(2)
-            tracer.wait(timeout=30)
-            calls = strace_summary(out)
-            os.unlink(out)
+            parts = []
+            for t, o in zip(tracer, outs):
+                t.send_signal(2)
+                t.wait(timeout=30)
+                parts.append(strace_summary(o))
+                os.unlink(o)
+            calls = {k: parts[0].get(k, 0) + parts[1].get(k, 0) for k in set(parts[0]) | set(parts[1])}
             r["sys_per_req"] = sum(calls.values()) / r["n"]
+            r["sys_front"] = sum(parts[0].values()) / r["n"]
             r["sys_top"] = sorted(((v / r["n"], k) for k, v in calls.items()), reverse=True)[:5]
+            r["sys_front_top"] = sorted(((v / r["n"], k) for k, v in parts[0].items()), reverse=True)[:5]
         r["cpu_us"] = (sum(cpu1) - sum(cpu0)) / r["n"] * 1e6
         r["cpu_front_us"] = (cpu1[0] - cpu0[0]) / r["n"] * 1e6
         r["cpu_workers_us"] = (sum(cpu1[1:]) - sum(cpu0[1:])) / r["n"] * 1e6
@@ -181,11 +187,12 @@ def main():
             print(f"round {rnd + 1} {t} {size} B: {r['rps']:.0f} req/s, p50 {r['p50']:.0f} us, p99 {r['p99']:.0f} us, "
                   f"{r['cpu_us']:.1f} CPU us/req (front {r['cpu_front_us']:.1f}, workers {r['cpu_workers_us']:.1f})"
                   + (f", {r['sys_per_req']:.2f} syscalls/req: " + ", ".join(f"{k} {v:.2f}" for v, k in r["sys_top"])
+                     + f"; front end {r['sys_front']:.2f}: " + ", ".join(f"{k} {v:.2f}" for v, k in r["sys_front_top"])
                      if "sys_per_req" in r else ""), file=sys.stderr)
     load = os.getloadavg()[0]
     print(f"\nHTTP example: wrk -t1 -c{args.connections} -d{args.duration}s, {args.workers} workers, "
           f"medians of {args.rounds} interleaved rounds ({os.cpu_count()} CPUs, load average {load:.1f} at the end)\n")
-    print("| body | transport | req/s | p50 | p99 | CPU us/req (front + workers) | syscalls/req | syscall bytes / response byte | RSS front (shm) MiB | RSS per worker (shm) MiB |")
+    print("| body | transport | req/s | p50 | p99 | CPU us/req (front + workers) | syscalls/req (front end) | syscall bytes / response byte | RSS front (shm) MiB | RSS per worker (shm) MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     med = statistics.median
     for size, t in cases:
@@ -197,7 +204,8 @@ def main():
         print(f"| {body} | {t} | {med(r['rps'] for r in rs):,.0f} | {med(r['p50'] for r in rs):.0f} us | "
               f"{med(r['p99'] for r in rs):.0f} us | {med(r['cpu_us'] for r in rs):.1f} ({med(r['cpu_front_us'] for r in rs):.1f} + "
               f"{med(r['cpu_workers_us'] for r in rs):.1f}) | "
-              + (f"{med(r['sys_per_req'] for r in rs):.2f}" if "sys_per_req" in rs[0] else "-") +
+              + (f"{med(r['sys_per_req'] for r in rs):.2f} ({med(r['sys_front'] for r in rs):.2f})"
+                 if "sys_per_req" in rs[0] else "-") +
               f" | {med(r['sysb'] for r in rs):.2f} | "
               f"{fr[0]:.1f} ({fr[1]:.1f}) | " + ", ".join(f"{a:.1f} ({b:.1f})" for a, b in wk) + " |")
 

@@ -6,20 +6,22 @@
  *          and answers from a loan. Round trips/s and the p50/p99 of one round trip. "pair": the same
  *          exchange over two raw one-way channels (zc_chan_*, one each way) with no service layer: the
  *          difference is what the layer costs (header, correlation, the receive loop).
- *   queue  a dispatcher keeps 64 requests of 64 B in flight to 2 worker processes, which answer 16 B;
- *          completed requests/s.
- *   many   2 producer processes send one-way 64 B records to one consumer: records/s.
+ *   queue  a dispatcher keeps 64 requests of 64 B (what=queue size=S: S) in flight to 2 worker processes,
+ *          which answer 16 B; completed requests/s.
+ *   many   2 producer processes send one-way 64 B records (what=many size=S: S) to one consumer: records/s.
  * Every payload byte is written once and read once. The client/dispatcher runs on CPU 0, the others on
  * CPU 1 (pin=0: anywhere). Message-path system calls: run one piece under strace, e.g.
  *   strace -c -f build/bench/svc_bench what=rr size=64 n=100000
  * and divide the counts by n (the set-up costs a few dozen calls).
  *
- * what=icount / what=icount_pair [size=64] n=N: no measurement of its own, for callgrind (see icount_svc).
+ * what=icount / what=icount_pair / what=icount_oneway [size=64] n=N: no measurement of its own, for
+ * callgrind (see icount_svc): a request/response round trip, the same over two raw channels, one service
+ * one-way message (the many-to-one path).
  *
  * spin=NS: chan.spin_ns of both rr sides (-1: no spinning: every wait sleeps in epoll, as an event loop's
  * does; with strace -c -f, the system calls of a round trip whose both sides sleep).
  *
- * Usage: svc_bench [what=rr|pair|queue|many|all|icount|icount_pair] [spin=NS] [size=64] [n=...] [pin=1]
+ * Usage: svc_bench [what=rr|pair|queue|many|all|icount|icount_pair|icount_oneway] [spin=NS] [size=64] [n=...] [pin=1]
  * Prints zcbench lines and, for what=all, a table.
  */
 #define _GNU_SOURCE
@@ -205,7 +207,7 @@ static void worker(void) {
   exit(0);
 }
 
-static double queue(uint64_t n) {
+static double queue(uint64_t n, size_t qsize) {
   snprintf(name, sizeof name, "svcbench.%d.queue", (int)getpid());
   zc_svc_t *s = zc_svc_listen(name, NULL);
   if (s == NULL) die("listen");
@@ -220,11 +222,11 @@ static double queue(uint64_t n) {
   uint64_t sent = 0, done = 0, inflight = 0, t0 = now_ns();
   while (done < n) {
     while (sent < n && inflight < 64) {
-      void *p = zc_svc_loan(s, 64);
+      void *p = zc_svc_loan(s, qsize);
       if (p == NULL) die("loan");
-      write_payload(p, 64, sent);
+      write_payload(p, qsize, sent);
       uint64_t id;
-      if (zc_svc_request(s, p, 64, 1, &id) != 0) die("request");
+      if (zc_svc_request(s, p, qsize, 1, &id) != 0) die("request");
       sent++;
       inflight++;
     }
@@ -254,7 +256,9 @@ static void *ic_connect(void *arg) {
   return NULL;
 }
 
-static uint64_t icount_svc(size_t size, uint64_t n) {
+/* oneway 1: the many-to-one path instead (zc_svc_loan + zc_svc_send by the connector; zc_svc_receive +
+ * zc_svc_release by the listener), per message. */
+static uint64_t icount_svc(size_t size, uint64_t n, int oneway) {
   snprintf(name, sizeof name, "svcbench.%d.ic", (int)getpid());
   zc_svc_t *s = zc_svc_listen(name, NULL);
   if (s == NULL) die("listen");
@@ -271,6 +275,13 @@ static uint64_t icount_svc(size_t size, uint64_t n) {
     char *p = zc_svc_loan(c, size);
     if (p == NULL) die("loan");
     memcpy(p, &i, 8);
+    if (oneway) {
+      if (zc_svc_send(c, p, size, 1) != 0) die("send");
+      if (zc_svc_receive(s, &m, 0) != 0 || m.kind != ZC_SVC_ONEWAY) die("receive");
+      sum += *(const unsigned char *)m.data;
+      zc_svc_release(s, &m);
+      continue;
+    }
     uint64_t id;
     if (zc_svc_request(c, p, size, 1, &id) != 0) die("request");
     if (zc_svc_receive(s, &m, 0) != 0 || m.kind != ZC_SVC_REQUEST) die("server receive");
@@ -331,7 +342,7 @@ static uint64_t icount_pair(size_t size, uint64_t n) {
 }
 
 /* ---- many to one: 2 producers ---- */
-static double many(uint64_t n) {
+static double many(uint64_t n, size_t msize) {
   snprintf(name, sizeof name, "svcbench.%d.many", (int)getpid());
   zc_svc_t *s = zc_svc_listen(name, NULL);
   if (s == NULL) die("listen");
@@ -347,10 +358,10 @@ static double many(uint64_t n) {
       zc_svc_t *c = zc_svc_connect(name, &cfg);
       if (c == NULL) die("producer connect");
       for (uint64_t k = 0; k < n / 2; k++) {
-        void *p = zc_svc_loan(c, 64);
+        void *p = zc_svc_loan(c, msize);
         if (p == NULL) die("producer loan");
-        write_payload(p, 64, k);
-        if (zc_svc_send(c, p, 64, 1) != 0) die("producer send");
+        write_payload(p, msize, k);
+        if (zc_svc_send(c, p, msize, 1) != 0) die("producer send");
       }
       zc_svc_msg_t m;
       zc_svc_receive(c, &m, -1); /* until the consumer closes */
@@ -385,8 +396,9 @@ int main(int argc, char **argv) {
     else if (strncmp(argv[i], "spin=", 5) == 0) listen_cfg.chan.spin_ns = connect_cfg.chan.spin_ns = atoi(argv[i] + 5);
   }
   signal(SIGPIPE, SIG_IGN);
-  if (strcmp(what, "icount") == 0 || strcmp(what, "icount_pair") == 0) {
-    uint64_t sum = what[6] ? icount_pair(size ? size : 64, n ? n : 20000) : icount_svc(size ? size : 64, n ? n : 20000);
+  if (strcmp(what, "icount") == 0 || strcmp(what, "icount_pair") == 0 || strcmp(what, "icount_oneway") == 0) {
+    uint64_t sum = strcmp(what, "icount_pair") == 0 ? icount_pair(size ? size : 64, n ? n : 20000)
+                                                    : icount_svc(size ? size : 64, n ? n : 20000, what[6] != 0);
     printf("icount %s done (%llu)\n", what, (unsigned long long)sum);
     return 0;
   }
@@ -416,13 +428,19 @@ int main(int argc, char **argv) {
     }
   }
   if (all || strcmp(what, "queue") == 0) {
-    double q = queue(n ? n : 300000);
-    report("queue_2workers", "requests_per_s", q, "1/s");
+    size_t qs = size && !all ? size : 64;
+    double q = queue(n ? n : 300000, qs);
+    char v[48];
+    snprintf(v, sizeof v, "queue_2workers_%zu", qs);
+    report(qs == 64 ? "queue_2workers" : v, "requests_per_s", q, "1/s");
     if (all) printf("| work queue, 2 workers, 64 in flight | 64 B / 16 B | %.0f | | |\n", q);
   }
   if (all || strcmp(what, "many") == 0) {
-    double q = many(n ? n : 1000000);
-    report("many_2producers", "msgs_per_s", q, "1/s");
+    size_t ms = size && !all ? size : 64;
+    double q = many(n ? n : 1000000, ms);
+    char v[48];
+    snprintf(v, sizeof v, "many_2producers_%zu", ms);
+    report(ms == 64 ? "many_2producers" : v, "msgs_per_s", q, "1/s");
     if (all) printf("| 2 producers to one consumer | 64 B | %.0f | | |\n", q);
   }
   return 0;

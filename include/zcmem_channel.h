@@ -281,6 +281,11 @@ ZC_CHAN_API int zc_pub_arm_space(zc_pub_t *p);
 /* As zc_chan_loan / zc_chan_cancel / zc_chan_max_msg, in the publisher's memory. */
 ZC_CHAN_API void *zc_pub_loan(zc_pub_t *p, size_t n);
 ZC_CHAN_API int zc_pub_cancel(zc_pub_t *p, void *buf);
+/* Grow or shrink an unsent loan, like zc_chan_loan_resize (the same cases: in place when it can, else
+ * moved with its first keep bytes copied; NULL with errno and buf still a loan on failure: EINVAL,
+ * EMSGSIZE, EAGAIN, ETIMEDOUT, EPIPE). Waiting for memory follows the policy as zc_pub_loan does
+ * (ZC_PUB_EVICT: the subscriber holding the most is cut off and the resize goes on). */
+ZC_CHAN_API void *zc_pub_loan_resize(zc_pub_t *p, void *buf, size_t n, size_t keep);
 ZC_CHAN_API size_t zc_pub_max_msg(zc_pub_t *p);
 /* Send a loan to every live subscriber. Returns how many it went to (0: nobody is subscribed; the loan is
  * given back at once), or -1: EAGAIN / ETIMEDOUT (a subscriber's ring or queue budget is full: the loan

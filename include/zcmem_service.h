@@ -78,7 +78,9 @@ ZC_CHAN_API zc_svc_t *zc_svc_connect(const char *name, const zc_svc_config_t *cf
 /* Close every connection (the peers see EPIPE) and free the endpoint. Views still held become invalid. */
 ZC_CHAN_API void zc_svc_close(zc_svc_t *s);
 /* One fd for poll/epoll: readable when a message, a connection or a death may be waiting. After it is
- * readable call zc_svc_receive(s, &m, 0) until EAGAIN. */
+ * readable call zc_svc_receive(s, &m, 0) until EAGAIN. Level-triggered use (not EPOLLET): a drain that
+ * took messages leaves a joiner or a death that came with them for the next wake-up, which the fd, still
+ * readable, gives at once. */
 ZC_CHAN_API int zc_svc_fd(zc_svc_t *s);
 /* Back-pressure for event loops: after zc_svc_loan, zc_svc_send, zc_svc_request or zc_svc_reply failed
  * with EAGAIN (cfg.chan.policy ZC_CHAN_FAIL: a connection's ring, queue or memory is full), ask for a

@@ -335,11 +335,15 @@ static void on_event(tp_piece_t *p) {
 }
 
 /* Take every event that is there; afterwards the pool's fd wakes the loop at the next one. */
+/* Until tp_poll gives fewer than asked: then nothing more was waiting and the pool's fd wakes the loop at
+ * the next event (one more tp_poll that finds nothing would cost the channel pool an epoll look). */
 static void pool_drain(void) {
   tp_piece_t p[64];
   int n;
-  while ((n = tp_poll(pool, p, 64)) > 0)
+  do {
+    n = tp_poll(pool, p, 64);
     for (int i = 0; i < n; i++) on_event(&p[i]);
+  } while (n == 64);
   pool_armed = 1;
 }
 

@@ -80,7 +80,8 @@ void *tp_request_buf(tp_pool_t *pl, size_t n);
  * is still the caller's: cancel it; other: the buffer was taken back). Never blocks. */
 int tp_submit(tp_pool_t *pl, void *buf, size_t n, uint32_t flags, uint64_t *id);
 void tp_cancel(tp_pool_t *pl, void *buf);
-/* Take up to max events. >= 0: that many (0: none now; the fd will wake the loop at the next one). */
+/* Take up to max events. >= 0: that many; fewer than max: none is left now, and the fd will wake the loop
+ * at the next one (the channel pool has armed every connection; the socket pool's fd is level-triggered). */
 int tp_poll(tp_pool_t *pl, tp_piece_t *out, int max);
 /* Done with an event (a piece written to the client): its memory goes back to the worker (or is freed). */
 void tp_release(tp_pool_t *pl, tp_piece_t *p);

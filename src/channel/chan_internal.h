@@ -177,7 +177,12 @@ struct zc_chan_s {
 zc_chan_t *chan_open_link(int sock, const zc_chan_config_t *cfg); /* a producer end without data segments */
 zc_chan_t *chan_hub_new(const zc_chan_config_t *cfg, struct zc_pub_s *pub); /* a publisher's allocator */
 int chan_fail(zc_chan_t *ch, int err, const char *fmt, ...); /* mark dead, record, report; returns -1 */
-int chan_dead(zc_chan_t *ch);                                /* 0, or sets errno and returns -1 */
+int chan_dead_errno(int d);                                  /* sets errno = d, returns -1 (cold) */
+/* 0, or sets errno and returns -1: on every call of the message path, so inline; the failure out of line */
+static inline int chan_dead(zc_chan_t *ch) {
+  int d = __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE);
+  return __builtin_expect(d == 0, 1) ? 0 : chan_dead_errno(d);
+}
 void *chan_private_alloc(size_t size);                       /* zeroed private pages, NULL on failure */
 void chan_private_free(void *p, size_t size);
 size_t chan_ctl_size(uint32_t ring_cap, uint32_t ret_cap);

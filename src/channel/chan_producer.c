@@ -129,7 +129,7 @@ int chan_producer_grow(zc_chan_t *ch, size_t min_bytes) {
 /* Find the slot at byte offset off of segment seg, in the given state, with the given generation (any if
  * gen > CHAN_GEN_MASK). 0 with *id and *cls, or -1 with *why. Everything is checked against private
  * metadata: seg and off may come straight from the hostile side. */
-static int find_slot(zc_chan_t *ch, unsigned seg, uint64_t off, unsigned state, uint32_t gen, uint32_t *id,
+static inline __attribute__((always_inline)) int find_slot(zc_chan_t *ch, unsigned seg, uint64_t off, unsigned state, uint32_t gen, uint32_t *id,
                      unsigned *cls_out, const char **why) {
   if (seg >= ch->nseg) return *why = "segment out of range", -1;
   chan_seg_t *s = &ch->seg[seg];
@@ -177,7 +177,7 @@ static void avail_remove(zc_chan_t *ch, unsigned cls, uint32_t pid) {
   p->listed = 0;
 }
 
-static void free_slot(zc_chan_t *ch, uint32_t id, unsigned cls) {
+static inline __attribute__((always_inline)) void free_slot(zc_chan_t *ch, uint32_t id, unsigned cls) {
   if (__builtin_expect(cls == CHAN_RUN, 0)) {
     chan_run_free(ch, id);
     return;

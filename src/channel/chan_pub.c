@@ -335,6 +335,24 @@ int zc_pub_cancel(zc_pub_t *p, void *buf) {
   return r;
 }
 
+/* zc_chan_loan_resize on the publisher's allocator (the hub: the same cases and the same lock as
+ * zc_pub_loan); waiting for memory follows the policy as zc_pub_loan does, ZC_PUB_EVICT included. */
+void *zc_pub_loan_resize(zc_pub_t *p, void *buf, size_t n, size_t keep) {
+  if (p == NULL) return errno = EINVAL, NULL;
+  zc_chan_t *h = p->hub;
+  for (;;) {
+    void *q = zc_chan_loan_resize(h, buf, n, keep);
+    if (q != NULL || errno != ETIMEDOUT || h->cfg.policy != ZC_PUB_EVICT) return q;
+    zc_lock(&h->lock);
+    int who = slowest(p);
+    if (who >= 0)
+      link_drop(p, (unsigned)who, DROP_EVICT,
+                "evicted: it held messages whose memory the publisher waited for during block_timeout_ms");
+    zc_unlock(&h->lock);
+    if (who < 0) return errno = ETIMEDOUT, NULL;
+  }
+}
+
 /* Room for one more message of len bytes in every live link's ring and queue budget, by the policy
  * (links whose subscriber died or broke the protocol are dropped on the way). *unwoken: links given
  * descriptors not yet followed by a wake; they are woken before any wait (a subscriber must not sleep on

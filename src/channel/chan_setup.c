@@ -43,9 +43,7 @@ size_t chan_ctl_size(uint32_t ring_cap, uint32_t ret_cap) {
   return (n + page - 1) & ~(page - 1);
 }
 
-int chan_dead(zc_chan_t *ch) {
-  int d = __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE);
-  if (d == 0) return 0;
+int chan_dead_errno(int d) {
   errno = d;
   return -1;
 }

@@ -107,6 +107,7 @@ static int peer_add(zc_svc_t *s, zc_chan_t *out, zc_chan_t *in) {
   p->drained = 0;
   p->pending = 0;
   p->armed = 0;
+  p->kicked = 0;
   __atomic_store_n(&p->held, 0, __ATOMIC_RELAXED);
   /* the connector's socket (on the listener: in) or the listener's (on the connector: out); the pair's
    * other channel was made by the connector and names it on both sides */
@@ -331,6 +332,7 @@ static void expire_joins(zc_svc_t *s, uint64_t now) {
 /* Look at the fds: accept joiners, drain kicks, notice ends of file. timeout_ms as epoll_wait. */
 void svc_check(zc_svc_t *s, int timeout_ms) {
   uint64_t tags[32];
+  s->took = 0;
   s->next_look = zc_os_clock_coarse_ns() + (uint64_t)s->cfg.check_ms * 1000000u;
   if (s->listen_fd >= 0) expire_joins(s, zc_os_clock_ns());
   __atomic_fetch_add(&s->st.checks, 1, __ATOMIC_RELAXED);
@@ -359,6 +361,7 @@ void svc_check(zc_svc_t *s, int timeout_ms) {
       r = zc_chan_arm(p->in);
       zc_unlock(&p->in_lock);
       p->armed = r == 0;
+      p->kicked = 0;
     } else { /* out: readable only at the receiver's end of file */
       r = zc_chan_collect(p->out) < 0 ? -1 : 0;
     }
@@ -369,17 +372,20 @@ void svc_check(zc_svc_t *s, int timeout_ms) {
 /* Before sleeping in epoll: ask every open connection for a kick at its next message. 1 if one has
  * messages waiting already (do not sleep). A connection still armed from an earlier call is skipped: an
  * arm costs a recvmsg, and a front end draining after each wake-up would pay one per connection. */
-/* Arms without reading the sockets (zc_chan_arm_quiet): a connection whose socket holds a record (a
- * wake-up, a segment, its end) is readable in s->ep, and svc_check's zc_chan_arm reads it when epoll
- * reports it. Most arms follow a delivery on an fd epoll did not report: a read would find nothing. */
+/* A connection that delivered while armed (p->kicked) has its producer's wake-up record in its socket (or
+ * about to be): zc_chan_arm reads it (one recvmsg), so the caller's epoll does not report it again and no
+ * epoll look is needed to find it. The others are armed without reading the socket (zc_chan_arm_quiet): a
+ * record there (a segment, its end, a late wake-up) keeps it readable in s->ep, and svc_check's zc_chan_arm
+ * reads it when epoll reports it. */
 int svc_arm_all(zc_svc_t *s) {
   int ready = 0;
   for (uint32_t i = 0; i < s->hi; i++) {
     svc_peer_t *p = &s->peers[i];
     if (p->armed || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != PEER_OPEN) continue;
     zc_lock(&p->in_lock);
-    int r = zc_chan_arm_quiet(p->in);
+    int r = p->kicked ? zc_chan_arm(p->in) : zc_chan_arm_quiet(p->in);
     zc_unlock(&p->in_lock);
+    p->kicked = 0;
     p->armed = r == 0;
     if (r != 0) ready = 1; /* messages, or a death the next take will see */
   }

@@ -66,6 +66,9 @@ typedef struct svc_peer_s {
                         Its producer clears the channel's flag only with a kick, which leaves the fd readable
                         until an arm drains it: epoll reports it and svc_check re-arms; a take that drained
                         the socket itself (a new segment) always delivers, and every delivery clears this */
+  int kicked;        /* receiving thread only: a message was taken while armed, so its producer kicked (or is
+                        about to): svc_arm_all reads that record itself (zc_chan_arm) instead of leaving it
+                        for an epoll look */
   zc_lock_t in_lock;
 } svc_peer_t;
 
@@ -87,6 +90,7 @@ struct zc_svc_s {
   int join_fd[SVC_MAX_JOINS]; /* accepted, waiting for their HELLO (-1: free); handled when readable */
   uint64_t join_t[SVC_MAX_JOINS];
   uint64_t next_look;   /* coarse clock (ns): the receive path looks for joins and deaths from then */
+  int took;             /* receiving thread only: a message was taken since the last svc_check */
   size_t arrays_size;
   char err[200];
   zc_svc_stats_t st;

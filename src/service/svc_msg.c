@@ -63,34 +63,13 @@ static bool queue_pop(zc_svc_t *s, zc_svc_msg_t *m) {
 }
 
 /* ---- the pending table (src/shared/pend_table.h; s->lock held) ---- */
-typedef struct fail_ctx_s {
-  zc_svc_t *s;
-  uint32_t idx;
-  int err;
-} fail_ctx_t;
-
-static void fail_one(void *ctx, uint64_t id) {
-  fail_ctx_t *f = ctx;
-  zc_svc_t *s = f->s;
-  if (id == s->call_id) {
-    s->call_err = f->err;
-    return;
-  }
-  zc_svc_msg_t m;
-  memset(&m, 0, sizeof m);
-  m.kind = ZC_SVC_FAILED;
-  m.error = f->err;
-  m.id = id;
-  m.peer = f->idx;
-  m.peer_gen = s->peers[f->idx].gen;
-  svc_queue_push(s, &m);
-}
+static void push_notice(void *owner, const zc_svc_msg_t *m) { svc_queue_push(owner, m); }
 
 /* Connection idx died: every request it had not answered fails, each exactly once. */
 void svc_fail_pending(zc_svc_t *s, uint32_t idx, int err) {
   svc_peer_t *p = &s->peers[idx];
-  fail_ctx_t f = {s, idx, err};
-  s->st.failed += pend_fail_peer(&s->pend, idx, p->gen, &p->pending, fail_one, &f);
+  pend_fail_ctx_t f = {s->call_id, &s->call_err, idx, p->gen, err, push_notice, s};
+  s->st.failed += pend_fail_peer(&s->pend, idx, p->gen, &p->pending, pend_fail_one, &f);
 }
 
 /* ---- receiving ---- */
@@ -174,7 +153,9 @@ static int take_one(zc_svc_t *s, zc_svc_msg_t *m) {
       continue;
     }
     __atomic_fetch_add(&p->held, 1, __ATOMIC_ACQUIRE);
-    p->armed = 0; /* the producer may have kicked (and the take drained the record): arm again */
+    p->kicked |= p->armed; /* its producer saw the arm: a wake-up record is (or will be) in the socket */
+    p->armed = 0;          /* arm again */
+    s->took = 1;
     int v = accept_msg(s, i, p, &raw, m);
     if (v == 1) {
       s->rr_in = i + 1;
@@ -208,11 +189,19 @@ static int next_msg(zc_svc_t *s, zc_svc_msg_t *m, int timeout_ms, uint64_t *dead
     if (s->connected && s->dead) return errno = s->dead, -1;
     if (timeout_ms == 0) {
       /* Nothing here: joins or deaths may be what woke the caller's epoll; then arm every connection
-       * so that zc_svc_fd becomes readable at the next message (the caller sleeps in epoll next). */
+       * so that zc_svc_fd becomes readable at the next message (the caller sleeps in epoll next).
+       * If messages were taken since the last look, they explain the wake-up: no epoll look now (the
+       * arm below reads the wake-up records of the connections they came from). Anything else that is
+       * ready (a joiner, an end of file, a space wake-up) keeps zc_svc_fd readable, so the caller's
+       * epoll reports it again and the next call, having taken nothing, looks. */
       if (!looked) {
-        svc_check(s, 0);
         looked = true;
-        continue;
+        if (s->took) {
+          s->took = 0;
+        } else {
+          svc_check(s, 0);
+          continue;
+        }
       }
       if (svc_arm_all(s)) {
         looked = false;

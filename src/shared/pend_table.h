@@ -2,7 +2,8 @@
  * implementations of the service calls: the channel services (src/service, inside libzcmem) and the
  * ZeroMQ services (src/zmq, the separate zcmem_zmq library).
  *
- * A leaf: it includes only <stdint.h>, names no zcmem internal and no OS call, and is all static inline,
+ * A leaf: it includes only <stdint.h>, <string.h> and the public zcmem_service.h (for the FAILED notice both
+ * implementations hand out), names no zcmem internal and no OS call, and is all static inline,
  * so each library compiles its own copy and neither links against the other for it (the core keeps no
  * dependency on libzmq; the ZeroMQ library does not reach into the core's internals). The caller owns
  * the entries' memory and serialises every call with its own lock.
@@ -16,6 +17,9 @@
 #define ZC_PEND_TABLE_H
 
 #include <stdint.h>
+#include <string.h>
+
+#include "zcmem_service.h"
 
 #define PEND_NONE UINT32_MAX
 
@@ -114,6 +118,35 @@ static inline uint32_t pend_fail_peer(pend_table_t *t, uint32_t peer, uint32_t p
     (*count)--;
   }
   return nfailed;
+}
+
+/* What each failed request becomes when its peer is gone (both implementations; pend_fail_peer with
+ * pend_fail_one and a pend_fail_ctx_t). The request a blocked call waits for (call_id) gets the error in
+ * *call_err instead of a notice; every other one becomes a ZC_SVC_FAILED notice, given to push (the
+ * caller's set-aside queue, under the caller's lock). */
+typedef struct pend_fail_ctx_s {
+  uint64_t call_id;          /* the id a blocked call waits for (0: none) */
+  int *call_err;             /* where that call's error goes */
+  uint32_t peer, peer_gen;   /* the dead peer (its index and generation, for zc_svc_msg_peer) */
+  int err;                   /* EPIPE, EPROTO ... */
+  void (*push)(void *owner, const zc_svc_msg_t *m);
+  void *owner;
+} pend_fail_ctx_t;
+
+static inline void pend_fail_one(void *ctx, uint64_t id) {
+  pend_fail_ctx_t *f = ctx;
+  if (id == f->call_id) {
+    *f->call_err = f->err;
+    return;
+  }
+  zc_svc_msg_t m;
+  memset(&m, 0, sizeof m);
+  m.kind = ZC_SVC_FAILED;
+  m.error = f->err;
+  m.id = id;
+  m.peer = f->peer;
+  m.peer_gen = f->peer_gen;
+  f->push(f->owner, &m);
 }
 
 #endif /* ZC_PEND_TABLE_H */

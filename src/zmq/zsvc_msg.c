@@ -89,33 +89,12 @@ static int queue_pop(zs_t *s, zc_svc_msg_t *m) {
 }
 
 /* ---- the pending table (src/shared/pend_table.h; s->lock) ---- */
-typedef struct fail_ctx_s {
-  zs_t *s;
-  uint32_t idx;
-  int err;
-} fail_ctx_t;
-
-static void fail_one(void *ctx, uint64_t id) {
-  fail_ctx_t *f = ctx;
-  zs_t *s = f->s;
-  if (id == s->call_id) {
-    s->call_err = f->err;
-    return;
-  }
-  zc_svc_msg_t m;
-  memset(&m, 0, sizeof m);
-  m.kind = ZC_SVC_FAILED;
-  m.error = f->err;
-  m.id = id;
-  m.peer = f->idx;
-  m.peer_gen = s->peers[f->idx].gen;
-  queue_push(s, &m);
-}
+static void push_notice(void *owner, const zc_svc_msg_t *m) { queue_push(owner, m); }
 
 void zs_fail_pending(zs_t *s, uint32_t idx, int err) {
   zs_peer_t *p = &s->peers[idx];
-  fail_ctx_t f = {s, idx, err};
-  s->st.failed += pend_fail_peer(&s->pend, idx, p->gen, &p->pending, fail_one, &f);
+  pend_fail_ctx_t f = {s->call_id, &s->call_err, idx, p->gen, err, push_notice, s};
+  s->st.failed += pend_fail_peer(&s->pend, idx, p->gen, &p->pending, pend_fail_one, &f);
 }
 
 /* ---- memory ---- */

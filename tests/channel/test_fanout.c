@@ -24,7 +24,7 @@
  *                   when a subscriber holds all the memory
  *   fanout_large    messages of 1 B..3 MiB (runs of pages) to 2 subscribers, byte-exact; all memory back
  */
-#include "zc_test.h"
+#include "pub_test.h"
 
 #include "chan_internal.h"
 #include "zcmem_channel.h"
@@ -62,18 +62,7 @@ static long verify_msg(const zc_chan_msg_t *m) {
 }
 
 static pid_t start_sub(zc_pub_t *p, int (*fn)(void *), sub_t *a) {
-  int sv[2], cv[2];
-  REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
-  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cv) == 0);
-  a->sock = sv[1];
-  a->ctl = cv[1];
-  pid_t pid = spawn_closefds(fn, a, sv[1], cv[1]); /* no sibling keeps this one's socket alive */
-  close(sv[1]);
-  close(cv[1]);
-  a->ctl = cv[0];
-  int n = zc_pub_add(p, sv[0]);
-  REQUIREF(n >= 1, "zc_pub_add: %s (%s)", strerror(errno), zc_pub_error(p));
-  return pid;
+  return pub_spawn_sub(p, fn, a, &a->sock, &a->ctl);
 }
 
 static char sub_path[108]; /* a subscriber whose sock is -1 connects here */

@@ -16,7 +16,7 @@
  *                     names the double release), and goes on; the honest subscriber gets everything;
  *                     bad arguments: EINVAL
  */
-#include "zc_test.h"
+#include "pub_test.h"
 
 #include "zcmem_channel.h"
 
@@ -122,16 +122,7 @@ static int sub_double(void *arg) {
 }
 
 static pid_t start_sub(zc_pub_t *p, int (*fn)(void *), sub_t *a) {
-  int sv[2], cv[2];
-  REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
-  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cv) == 0);
-  a->sock = sv[1];
-  a->ctl = cv[1];
-  pid_t pid = spawn_closefds(fn, a, sv[1], cv[1]);
-  close(sv[1]);
-  close(cv[1]);
-  a->ctl = cv[0];
-  REQUIREF(zc_pub_add(p, sv[0]) >= 1, "zc_pub_add: %s (%s)", strerror(errno), zc_pub_error(p));
+  pid_t pid = pub_spawn_sub(p, fn, a, &a->sock, &a->ctl);
   REQUIRE(ctl_get(a->ctl) == 'k');
   return pid;
 }

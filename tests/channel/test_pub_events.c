@@ -16,11 +16,16 @@
  *   pubev_level     the event fd is level-triggered: a joiner keeps it readable until zc_pub_arm_space (or
  *                   zc_pub_collect) accepts it; a wake-up after arming keeps it readable through a successful
  *                   retried send (loan and send never read it) until zc_pub_collect reads it
+ *   pubev_restart   reconnect after the publisher restarts: a publisher process on a name sends 50 messages
+ *                   and is SIGKILLed; the subscriber receives all 50, then EPIPE; subscribing now fails with
+ *                   ECONNREFUSED (the name went with the process); a new publisher process binds the same
+ *                   name at once, the subscriber subscribes again (retrying while ECONNREFUSED) and
+ *                   receives its 50 messages byte-exact
  *   pubev_hostile   a subscriber that writes garbage records on its socket (the only thing of the
  *                   publisher's it can write besides its rings): the fd wakes, zc_pub_collect cuts it off
  *                   alone (cut_off 1), the fd is quiet again, and the honest subscriber gets every message
  */
-#include "zc_test.h"
+#include "pub_test.h"
 
 #include "zcmem_channel.h"
 
@@ -158,17 +163,7 @@ typedef struct {
 } sub_t;
 
 static pid_t start_sub(zc_pub_t *p, int (*fn)(void *), sub_t *a) {
-  int sv[2], cv[2];
-  REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
-  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cv) == 0);
-  a->sock = sv[1];
-  a->ctl = cv[1];
-  pid_t pid = spawn_closefds(fn, a, sv[1], cv[1]);
-  close(sv[1]);
-  close(cv[1]);
-  a->ctl = cv[0];
-  REQUIREF(zc_pub_add(p, sv[0]) >= 1, "zc_pub_add: %s (%s)", strerror(errno), zc_pub_error(p));
-  return pid;
+  return pub_spawn_sub(p, fn, a, &a->sock, &a->ctl);
 }
 
 /* Waits for a command: 'r' releases what it holds, then receives (and releases) n messages given after
@@ -465,9 +460,56 @@ static int t_hostile(int argc, char **argv) {
   return check_exit(argv[0]);
 }
 
+/* ---- reconnect after the publisher restarts ---- */
+static int publisher_proc(void *arg) { /* sends messages first .. first + 49 to one subscriber */
+  uint32_t first = (uint32_t)(uintptr_t)arg;
+  zc_pub_t *p = zc_pub_listen_name(pub_name, NULL);
+  REQUIREF(p != NULL, "zc_pub_listen_name: %s", strerror(errno));
+  REQUIREF(zc_pub_accept(p, 20000) == 1, "accept: %s (%s)", strerror(errno), zc_pub_error(p));
+  for (uint32_t s = first; s < first + 50; s++) send_one(p, s);
+  if (first == 0)
+    for (;;) pause(); /* killed */
+  zc_pub_close(p); /* the subscriber still receives what was published */
+  return 0;
+}
+
+static zc_chan_t *subscribe_retry(void) { /* the reconnect loop of docs/channel.md */
+  zc_chan_t *ch;
+  for (int k = 0; k < 4000; k++) {
+    if ((ch = zc_pub_subscribe(pub_name, 0, NULL)) != NULL || errno != ECONNREFUSED) return ch;
+    sleep_ms(5);
+  }
+  return NULL;
+}
+
+static int t_restart(int argc, char **argv) {
+  (void)argc;
+  snprintf(pub_name, sizeof pub_name, "pubev.%d.restart", (int)getpid());
+  pid_t a = spawn_closefds(publisher_proc, (void *)(uintptr_t)0, -1, -1);
+  zc_chan_t *ch = subscribe_retry();
+  REQUIREF(ch != NULL, "subscribe: %s", strerror(errno));
+  CHECK(receive_range(ch, 0, 50) == 0);
+  kill(a, SIGKILL);
+  CHECK_EQ(reap(a), 128 + SIGKILL);
+  zc_chan_msg_t m;
+  CHECKF(zc_chan_receive(ch, &m, 20000) == -1 && errno == EPIPE, "after the publisher's death: %s", strerror(errno));
+  zc_chan_close(ch);
+  errno = 0;
+  CHECKF(zc_pub_subscribe(pub_name, 0, NULL) == NULL && errno == ECONNREFUSED, "nobody listens: %s", strerror(errno));
+  pid_t b = spawn_closefds(publisher_proc, (void *)(uintptr_t)50, -1, -1);
+  ch = subscribe_retry();
+  REQUIREF(ch != NULL, "subscribe again: %s", strerror(errno));
+  CHECK(receive_range(ch, 50, 50) == 0);
+  CHECK_EQ(reap(b), 0);
+  CHECKF(zc_chan_receive(ch, &m, 20000) == -1 && errno == EPIPE, "after the publisher closed: %s", strerror(errno));
+  zc_chan_close(ch);
+  return check_exit(argv[0]);
+}
+
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"name", t_name},     {"uid", t_uid},         {"space", t_space},
                                     {"kill", t_kill},     {"hostile", t_hostile}, {"level", t_level},
+                                    {"restart", t_restart},
                                     {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
