@@ -43,8 +43,9 @@ void zc_heaps_fork_child(bool keep_dirty);
 
 /* ---- pages other threads' frees emptied in a live heap (reclaim.c) ---- */
 /* The purger's pass over h (trylock of h->lock): reclaim and purge every page that holds no live block and
- * whose blocks other threads' frees gave back; returns how many. */
-size_t zc_reclaim_idle(zc_heap_t *h);
+ * whose blocks other threads' frees gave back, once it has stayed so, untouched by the owner, for a purge
+ * delay; returns how many. *waiting is set if some page is still waiting out that delay. */
+size_t zc_reclaim_idle(zc_heap_t *h, bool *waiting);
 /* The owner takes back the pages the purger reclaimed (h->lock held): before any slow path of the owner
  * touches a page's lists, queue or current page, under the same hold of h->lock. */
 void zc_reclaim_drain_locked(zc_heap_t *h);

@@ -14,7 +14,10 @@
  *   (b) a page that is not its class's current page (held == 0) and whose count of blocks out, used, is n:
  *       every other carved block is on the owner's own lists (free, local_free);
  *   (a) the current page (held == 1) when n is every carved block (capacity) and used == n + 1: its own
- *       lists are then empty.
+ *       lists are then empty;
+ * and only once the purger has seen it so with the same thread_free word for a purge delay (reclaim_seen,
+ * reclaim_since: the owner did not take the blocks back meanwhile; a busy owner does, and a reclaim at
+ * first sight purged pages it faulted in again a moment later). Pages waiting so keep the purger awake.
  * The purger takes the stack (one exchange), walks it (bounded; every block inside the carved span, on the
  * grid, carrying the free tag, each once: a bitmap), tests all_back again with the exact count, purges the
  * whole page area and puts the page on h's reclaimed list (h->lock); else it pushes the chain back (a CAS
@@ -147,10 +150,11 @@ static bool reclaim_page(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg, zc_page_r
 #define RECLAIM_PER_HOLD 32u
 
 /* One hold of h->lock: reclaim up to RECLAIM_PER_HOLD pages; *more: the limit stopped it. */
-static size_t reclaim_hold(zc_heap_t *h, bool *more) {
+static size_t reclaim_hold(zc_heap_t *h, bool *more, bool *waiting) {
   size_t got = 0;
   *more = false;
   if (h->reclaim_off != 0) return 0;
+  uint64_t now = zc_os_clock_ns(), delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
       if (s->used_pages == 0) continue;
@@ -162,6 +166,16 @@ static size_t reclaim_hold(zc_heap_t *h, bool *more) {
         if (v == 0) continue; /* most pages: one load of the remote line */
         zc_page_t *pg = &s->pages[i];
         if (pg->reclaimed != 0 || !all_back(pg, ZC_TF_COUNT(v))) continue;
+        if (pg->reclaim_seen != v) { /* first seen so: a busy owner takes them back within the delay */
+          pg->reclaim_seen = v;
+          pg->reclaim_since = now;
+          *waiting = true;
+          continue;
+        }
+        if (now - pg->reclaim_since < delay) {
+          *waiting = true;
+          continue;
+        }
         got += reclaim_page(h, s, pg, r);
         if (got == RECLAIM_PER_HOLD) {
           *more = true;
@@ -173,12 +187,12 @@ static size_t reclaim_hold(zc_heap_t *h, bool *more) {
   return got;
 }
 
-size_t zc_reclaim_idle(zc_heap_t *h) {
+size_t zc_reclaim_idle(zc_heap_t *h, bool *waiting) {
   size_t got = 0;
   bool more = true;
   /* trylock: an owner in its slow path takes its remote frees itself; the next sweep goes on */
   while (more && zc_trylock(&h->lock)) {
-    got += reclaim_hold(h, &more);
+    got += reclaim_hold(h, &more, waiting);
     zc_unlock(&h->lock);
   }
   return got;
