@@ -13,8 +13,8 @@
  * reclaimed when n blocks on its stack leave it with no live block and none on its way (all_back):
  *   (b) a page that is not its class's current page (held == 0) and whose count of blocks out, used, is n:
  *       every other carved block is on the owner's own lists (free, local_free);
- *   (a) the current page (held == 1) when n is every carved block (capacity) and used == n + 1: its own
- *       lists are then empty;
+ *   (a) the current page (held == 1) when n is every carved block (capacity): n distinct carved blocks on
+ *       the stack (the walk below checks it) leave none live and none on the owner's lists;
  * and only once the purger has seen it so with the same thread_free word for a purge delay (reclaim_seen,
  * reclaim_since: the owner did not take the blocks back meanwhile; a busy owner does, and a reclaim at
  * first sight purged pages it faulted in again a moment later). Pages waiting so keep the purger awake.
@@ -52,14 +52,21 @@
  *     start, grid, key, tag, block_size and reserved the walk reads.
  *   - capacity is written under h->lock (extend) or before the page is in a queue (page_init), with
  *     relaxed atomic stores; the purger reads it under h->lock.
- *   - A formal data race remains on used: the purger reads it with relaxed atomic loads, the owner writes it
- *     with plain stores (malloc's used++, the fast free's subl on memory). Relaxed atomic stores would make
- *     the C model and TSan agree, but GCC (12, x86-64) does not fold a relaxed load, add and store into one
- *     instruction: malloc's `addl $1, 0x38(%rsi)` would become a load, an add and a store (2 instructions
- *     more on the fast path; clang 14 folds them, and on arm64 both are ldr, add, str). So it is left plain:
- *     on x86-64 and arm64 an aligned 32-bit store is never torn, and the argument above only needs the value
- *     read to be some value the owner wrote. TSan does not see the fast free's write (inline asm) and has not
- *     reported the pop's.
+ *   - The purger never reads the current page's used: the owner's malloc pops write it with plain stores
+ *     outside the lock (zc_pop's used++), and TSan reported that race once sweeps came more often (the
+ *     wait above keeps the purger awake). The current page's test is n == capacity alone (capacity is
+ *     written under h->lock): once the walk has found n distinct carved blocks on the stack, every carved
+ *     block is there, so none is live and the owner's lists are empty (its fast path cannot pop, and its
+ *     take of thread_free finds the stack gone). A double free that left a block on the owner's list as
+ *     well is caught by the pop check (the purged block reads as zeros: no free tag) or by the drain
+ *     (used != n + held), which breaks the page.
+ *   - A formal data race remains on a page that is not current: the purger reads its used with relaxed
+ *     atomic loads while the owner's local free may write it with a plain store (the fast free's subl on
+ *     memory, inline asm, which TSan does not see). It is read only when the page's thread_free is not
+ *     empty, and the argument above needs only some value the owner wrote (used only falls there, so the
+ *     value read is at least the true count, and used == n proves no block live); on x86-64 and arm64 an
+ *     aligned 32-bit store is never torn. A relaxed atomic store on the fast free would cost instructions
+ *     (GCC 12 does not fold a relaxed load, sub and store into one `subl` on memory).
  *   - The page cannot be retired or set up again while the purger holds a non-empty stack: its blocks
  *     count in used, and only used == 0 retires a page.
  *   - The reclaimed list, page->reclaimed and h->reclaim_off are under h->lock.
@@ -94,11 +101,12 @@ static void push_back(zc_page_remote_t *r, zc_page_t *pg, zc_block_t *head, zc_b
 
 /* n blocks on thread_free leave pg with no live block and none on its way (see the top of the file):
  * a page that is not current whose count of blocks out (used) is exactly n, or the current page whose
- * every carved block is among the n (then its free lists are empty: the owner's fast path cannot pop). */
+ * every carved block is among the n (then its free lists are empty: the owner's fast path cannot pop).
+ * The current page's used is not read: the owner's malloc pops write it with plain stores outside the lock
+ * (zc_pop's used++), and n == capacity already says that no block is live or on the owner's lists. */
 static bool all_back(zc_page_t *pg, uint32_t n) {
   if (__atomic_load_n(&pg->held, __ATOMIC_RELAXED) == 0) return __atomic_load_n(&pg->used, __ATOMIC_RELAXED) == n;
-  /* capacity first: the owner's malloc writes used while the current page has blocks to pop */
-  return n == __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED) && __atomic_load_n(&pg->used, __ATOMIC_RELAXED) == n + 1;
+  return n == __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
 }
 
 /* The purger's try on one candidate page pg of h (h->lock held). True if the page was reclaimed. */
