@@ -13,12 +13,22 @@
  *                            reclaims at first sight, unless the machine is so loaded that its first sweep
  *                            comes a whole delay late (then the mutation goes unseen; the check never fails
  *                            falsely: every reclaim is at least a delay after the hand-over, hence after t0).
+ *   core_reclaim_wait busy   (same settings) as above until the page is reclaimed; then A at once makes a
+ *                            malloc slow path (a class it never used), which takes the reclaimed page
+ *                            back, and A checks with mincore that page 0 is still resident: the purger
+ *                            purges a reclaimed page only once it has waited a further purge delay
+ *                            undrained (the owner idle), so a busy owner gets it back without page faults.
+ *                            Fails under purge-at-reclaim. The check is skipped (and says so) only if A's
+ *                            slow path came a whole delay after the last poll that had not yet seen the
+ *                            reclaim (then the purge may rightly have come first).
  * Links zcmem_prefixed: runs in every build.
  */
 #define _GNU_SOURCE
 #include "zc_clock.h"
 #include "zc_test.h"
 #include "zcmem.h"
+
+#include "zc_rss.h"
 
 #include <pthread.h>
 
@@ -90,7 +100,78 @@ static int case_delay(int argc, char **argv) {
   CHECK_DONE(argv[0]);
 }
 
+static uint64_t drained_ms;     /* busy: when A's slow path returned */
+static size_t page0_len, page0_resident;
+
+/* busy: A's side once the page is reclaimed: one malloc slow path (class 3000, never used by A: its refill
+ * takes h->lock and drains the reclaimed list), then page 0's residency. */
+static void *a_busy(void *arg) {
+  (void)arg;
+  for (size_t i = 0; i <= PAGE0_BLOCKS; i++) {
+    blocks[i] = zc_malloc(BLOCK);
+    REQUIRE(blocks[i] != NULL);
+    memset(blocks[i], 0x5A, BLOCK);
+  }
+  pthread_mutex_lock(&mu);
+  stage = 1;
+  pthread_cond_broadcast(&cv);
+  while (stage < 2) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  void *q = zc_malloc(3000);
+  drained_ms = now_ms();
+  REQUIRE(q != NULL);
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (size_t i = 0; i < PAGE0_BLOCKS; i++) {
+    uintptr_t b = (uintptr_t)blocks[i];
+    if (b < lo) lo = b;
+    if (b + BLOCK > hi) hi = b + BLOCK;
+  }
+  page0_len = hi - lo;
+  page0_resident = resident_bytes((void *)lo, page0_len);
+  zc_free(q);
+  zc_free(blocks[PAGE0_BLOCKS]);
+  return NULL;
+}
+
+static int case_busy(int argc, char **argv) {
+  (void)argc;
+  CHECKF(zc_option_get(zc_option_background) == 1, "run with ZCMEM_BACKGROUND=1");
+  uint64_t delay = (uint64_t)zc_option_get(zc_option_purge_delay);
+  pthread_t a, b;
+  REQUIRE(pthread_create(&a, NULL, a_busy, NULL) == 0);
+  pthread_mutex_lock(&mu);
+  while (stage < 1) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  uint64_t r0 = reclaimed();
+  REQUIRE(pthread_create(&b, NULL, b_main, NULL) == 0);
+  REQUIRE(pthread_join(b, NULL) == 0);
+  uint64_t start = now_ms(), unseen = start; /* the last poll before the reclaim was seen */
+  for (;;) {
+    uint64_t t = now_ms();
+    if (reclaimed() > r0) break;
+    CHECKF(t - start < delay * 4 + 20000, "the emptied page of the idle owner was never reclaimed");
+    unseen = t;
+    usleep(1000);
+  }
+  pthread_mutex_lock(&mu);
+  stage = 2;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+  REQUIRE(pthread_join(a, NULL) == 0);
+  printf("busy: page 0 (%zu bytes) resident %zu bytes after the owner's slow path, %llu ms after the last "
+         "poll before the reclaim (purge delay %llu ms)\n", page0_len, page0_resident,
+         (unsigned long long)(drained_ms - unseen), (unsigned long long)delay);
+  if (drained_ms - unseen >= delay) {
+    printf("busy: the owner's slow path came a purge delay late (a loaded machine): residency not checked\n");
+  } else {
+    CHECKF(page0_resident == page0_len,
+           "a reclaimed page the owner took back within the delay was purged (%zu of %zu bytes resident)",
+           page0_resident, page0_len);
+  }
+  CHECK_DONE(argv[0]);
+}
+
 int main(int argc, char **argv) {
-  static const zc_case_t cases[] = {{"delay", case_delay}, {NULL, NULL}};
+  static const zc_case_t cases[] = {{"delay", case_delay}, {"busy", case_busy}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
