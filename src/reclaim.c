@@ -321,6 +321,7 @@ void zc_reclaim_fork_orphan(zc_heap_t *h) {
     uint32_t n = pg->reclaimed;
     pg->reclaimed = 0;
     pg->reclaim_next = NULL;
+    pg->purged = 0; /* 0 on a page in use (segment.c) */
     restore(pg, n, false); /* the rebuild after (zc_segments_fork_orphan) gives the emptied page back */
     pg = next;
   }
