@@ -21,6 +21,13 @@
  *                            Fails under purge-at-reclaim. The check is skipped (and says so) only if A's
  *                            slow path came a whole delay after the last poll that had not yet seen the
  *                            reclaim (then the purge may rightly have come first).
+ *   core_reclaim_wait miss   (same settings) A allocates exactly page 0's blocks (the page stays current with
+ *                            every carved block out), B frees them all; once page 0 is purged (mincore from
+ *                            the main thread: reclaimed, then a delay undrained), A allocates one more block
+ *                            of the class at once: its slow path takes the purged current page back to carve
+ *                            it again, and zc_stats_t purge_misses must count it (purged, then taken again
+ *                            within one purge delay). Skipped (and says so) only if A's malloc came a whole
+ *                            delay after the last poll that still found the page resident.
  * Links zcmem_prefixed: runs in every build.
  */
 #define _GNU_SOURCE
@@ -171,7 +178,83 @@ static int case_busy(int argc, char **argv) {
   CHECK_DONE(argv[0]);
 }
 
+static uint64_t misses(void) {
+  zc_stats_t s;
+  zc_stats_get(&s);
+  return s.purge_misses;
+}
+
+static uint64_t retaken_ms;
+static uint64_t misses_before, misses_after;
+
+/* miss: page 0's blocks exactly (current, fully carved, no block on A's lists); then one more of the class. */
+static void *a_miss(void *arg) {
+  (void)arg;
+  for (size_t i = 0; i < PAGE0_BLOCKS; i++) {
+    blocks[i] = zc_malloc(BLOCK);
+    REQUIRE(blocks[i] != NULL);
+    memset(blocks[i], 0x5A, BLOCK);
+  }
+  pthread_mutex_lock(&mu);
+  stage = 1;
+  pthread_cond_broadcast(&cv);
+  while (stage < 2) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  misses_before = misses();
+  void *q = zc_malloc(BLOCK); /* slow path: drains the purged current page and carves it again */
+  retaken_ms = now_ms();
+  misses_after = misses();
+  REQUIRE(q != NULL);
+  memset(q, 0x33, BLOCK);
+  zc_free(q);
+  return NULL;
+}
+
+static int case_miss(int argc, char **argv) {
+  (void)argc;
+  CHECKF(zc_option_get(zc_option_background) == 1, "run with ZCMEM_BACKGROUND=1");
+  uint64_t delay = (uint64_t)zc_option_get(zc_option_purge_delay);
+  pthread_t a, b;
+  REQUIRE(pthread_create(&a, NULL, a_miss, NULL) == 0);
+  pthread_mutex_lock(&mu);
+  while (stage < 1) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (size_t i = 0; i < PAGE0_BLOCKS; i++) {
+    uintptr_t p = (uintptr_t)blocks[i];
+    if (p < lo) lo = p;
+    if (p + BLOCK > hi) hi = p + BLOCK;
+  }
+  lo = (lo + 4095) & ~(uintptr_t)4095; /* whole OS pages inside the blocks: the purge's unit */
+  hi &= ~(uintptr_t)4095;
+  REQUIRE(pthread_create(&b, NULL, b_main, NULL) == 0);
+  REQUIRE(pthread_join(b, NULL) == 0);
+  uint64_t start = now_ms(), unseen = start; /* the last poll that found page 0 resident */
+  for (;;) {
+    uint64_t t = now_ms();
+    if (resident_bytes((void *)lo, hi - lo) == 0) break;
+    CHECKF(t - start < delay * 6 + 20000, "the idle owner's emptied current page was never purged");
+    unseen = t;
+    usleep(1000);
+  }
+  pthread_mutex_lock(&mu);
+  stage = 2;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+  REQUIRE(pthread_join(a, NULL) == 0);
+  printf("miss: page 0 purged %llu ms after the remote frees; taken again %llu ms after the last poll that "
+         "found it resident; purge misses %llu -> %llu (purge delay %llu ms)\n",
+         (unsigned long long)(unseen - start), (unsigned long long)(retaken_ms - unseen),
+         (unsigned long long)misses_before, (unsigned long long)misses_after, (unsigned long long)delay);
+  if (retaken_ms - unseen >= delay) {
+    printf("miss: the owner came back a purge delay late (a loaded machine): the miss count not checked\n");
+  } else {
+    CHECKF(misses_after > misses_before, "the purged current page taken again at once was not counted a miss");
+  }
+  CHECK_DONE(argv[0]);
+}
+
 int main(int argc, char **argv) {
-  static const zc_case_t cases[] = {{"delay", case_delay}, {"busy", case_busy}, {NULL, NULL}};
+  static const zc_case_t cases[] = {{"delay", case_delay}, {"busy", case_busy}, {"miss", case_miss}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
