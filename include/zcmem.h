@@ -87,8 +87,9 @@ typedef struct zc_stats_s {
   uint64_t segments_cached; /* empty segments in the segment cache */
   uint64_t segments_mapped; /* segments mapped from the OS since start (not taken from the cache) */
   uint64_t pages_taken;     /* small/medium pages given a size class since start (fresh, purged or resident) */
-  uint64_t pages_reclaimed; /* pages other threads' frees emptied in a live heap, purged by the background
-                               purger without their owner (docs/design.md, "Idle owners") */
+  uint64_t pages_reclaimed; /* pages other threads' frees emptied in a live heap, reclaimed by the background
+                               purger without their owner, and purged if it stays idle a purge delay more
+                               (docs/design.md, "Idle owners") */
 } zc_stats_t;
 
 ZC_API void zc_stats_get(zc_stats_t *out);

@@ -42,9 +42,11 @@ void zc_heaps_fork_parent(void);
 void zc_heaps_fork_child(bool keep_dirty);
 
 /* ---- pages other threads' frees emptied in a live heap (reclaim.c) ---- */
-/* The purger's pass over h (trylock of h->lock): reclaim and purge every page that holds no live block and
- * whose blocks other threads' frees gave back; returns how many. */
-size_t zc_reclaim_idle(zc_heap_t *h);
+/* The purger's pass over h (trylock of h->lock): reclaim every page that holds no live block and whose
+ * blocks other threads' frees gave back, once it has stayed so, untouched by the owner, for a purge delay,
+ * and purge the reclaimed pages the owner has not taken back for a further delay; returns how many pages it
+ * reclaimed. *waiting is set if some page is still waiting out either delay. */
+size_t zc_reclaim_idle(zc_heap_t *h, bool *waiting);
 /* The owner takes back the pages the purger reclaimed (h->lock held): before any slow path of the owner
  * touches a page's lists, queue or current page, under the same hold of h->lock. */
 void zc_reclaim_drain_locked(zc_heap_t *h);
@@ -78,6 +80,9 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg);
 void zc_segment_page_free_locked(zc_heap_t *h, zc_page_t *pg, bool clean);
 /* Purge [from, from + len) (whole OS pages inside) of a page of h, counted as purged (h->lock held). */
 size_t zc_segment_purge_range(zc_heap_t *h, void *from, size_t len);
+/* A page purged and wanted again within one purge delay (reclaim.c's current page, taken back): a miss of
+ * the purge policy (zc_stats_t purge_misses). */
+void zc_segment_count_miss(size_t bytes);
 /* Purge dirty free pages older than the delay, or all of them if force, or beyond the dirty budget. */
 size_t zc_segment_purge(zc_heap_t *h, bool force);
 /* The same for a heap another thread owns, from the purger or malloc_trim: pages only, never segments. */

@@ -61,9 +61,10 @@ static void fork_child(void) {
  * its next slow path. Returns true while dirty pages remain to age. */
 static void sweep_heap(zc_heap_t *h, void *arg) {
   if (!h->live) return;
-  zc_reclaim_idle(h); /* pages other threads' frees emptied while the owner was away (reclaim.c) */
+  bool waiting = false;
+  zc_reclaim_idle(h, &waiting); /* pages other threads' frees emptied while the owner was away (reclaim.c) */
   zc_segment_purge_other(h, false);
-  if (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) *(bool *)arg = true;
+  if (waiting || __atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) *(bool *)arg = true;
 }
 
 static bool background_sweep(void) {

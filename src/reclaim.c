@@ -13,17 +13,27 @@
  * reclaimed when n blocks on its stack leave it with no live block and none on its way (all_back):
  *   (b) a page that is not its class's current page (held == 0) and whose count of blocks out, used, is n:
  *       every other carved block is on the owner's own lists (free, local_free);
- *   (a) the current page (held == 1) when n is every carved block (capacity) and used == n + 1: its own
- *       lists are then empty.
+ *   (a) the current page (held == 1) when n is every carved block (capacity): n distinct carved blocks on
+ *       the stack (the walk below checks it) leave none live and none on the owner's lists;
+ * and only once the purger has seen it so with the same thread_free word for a purge delay (reclaim_seen,
+ * reclaim_since: the owner did not take the blocks back meanwhile; a busy owner does, and a reclaim at
+ * first sight purged pages it faulted in again a moment later). Pages waiting so keep the purger awake.
  * The purger takes the stack (one exchange), walks it (bounded; every block inside the carved span, on the
- * grid, carrying the free tag, each once: a bitmap), tests all_back again with the exact count, purges the
- * whole page area and puts the page on h's reclaimed list (h->lock); else it pushes the chain back (a CAS
- * loop, as a freer does). The owner takes the list in (zc_reclaim_drain_locked) under h->lock at the start
- * of its malloc slow path (page_for_class), of zc_collect/malloc_trim (pause) and at exit (stop), before it
- * touches any page: a reclaimed page is set back to nothing carved (free and local_free dropped: their
- * blocks were free, their memory reads as zeros now; used = held) and, unless it is the current page, goes
- * back to its segment as a free page already purged (not dirty). The current page stays current and its
- * next refill carves it afresh.
+ * grid, carrying the free tag, each once: a bitmap), tests all_back again with the exact count and puts
+ * the page on h's reclaimed list (h->lock); else it pushes the chain back (a CAS loop, as a freer does).
+ * The owner takes the list in (zc_reclaim_drain_locked) under h->lock at the start of its malloc slow path
+ * (page_for_class, any class), of zc_collect/malloc_trim (pause) and at exit (stop), before it touches any
+ * page: a reclaimed page is set back to nothing carved (free and local_free dropped: their blocks were
+ * free; used = held) and, unless it is the current page, goes back to its segment as a free page, dirty
+ * (aged with the owner's other empty pages by the demand-aware policy, segment.c) or purged already. The
+ * current page stays current and its next refill carves it afresh.
+ * The purge (purge_undrained): a reclaimed page the owner has not drained a purge delay after its reclaim
+ * belongs to an owner that made no malloc slow path meanwhile, an idle one: the purger purges its whole
+ * area then (pg->purged, reclaim_since now the purge's time). Purging at the reclaim made a busy owner
+ * fault the page in again a moment later (bench/prodcons 2x2: 83 purges, 50 of them misses; waiting: 19
+ * and 5; core_reclaim_wait busy). A purged page taken back within a delay of the drain is a miss
+ * (zc_stats_t purge_misses): counted at the page's next take from its segment (segment.c), or at the
+ * drain for the current page, which the owner's next refill of that class carves again.
  *
  * Why the owner's fast paths need nothing (no lock, fence or atomic RMW added: the same instructions).
  *   - No block of a reclaimed page is live, so no correct free comes to it, from the owner or anyone.
@@ -49,14 +59,22 @@
  *     start, grid, key, tag, block_size and reserved the walk reads.
  *   - capacity is written under h->lock (extend) or before the page is in a queue (page_init), with
  *     relaxed atomic stores; the purger reads it under h->lock.
- *   - A formal data race remains on used: the purger reads it with relaxed atomic loads, the owner writes it
- *     with plain stores (malloc's used++, the fast free's subl on memory). Relaxed atomic stores would make
- *     the C model and TSan agree, but GCC (12, x86-64) does not fold a relaxed load, add and store into one
- *     instruction: malloc's `addl $1, 0x38(%rsi)` would become a load, an add and a store (2 instructions
- *     more on the fast path; clang 14 folds them, and on arm64 both are ldr, add, str). So it is left plain:
- *     on x86-64 and arm64 an aligned 32-bit store is never torn, and the argument above only needs the value
- *     read to be some value the owner wrote. TSan does not see the fast free's write (inline asm) and has not
- *     reported the pop's.
+ *   - The purger never reads the current page's used: the owner's malloc pops write it with plain stores
+ *     outside the lock (zc_pop's used++), and TSan reported that race once sweeps came more often (the
+ *     wait above keeps the purger awake). The current page's test is n == capacity alone (capacity is
+ *     written under h->lock): once the walk has found n distinct carved blocks on the stack, every carved
+ *     block is there, so none is live and the owner's lists are empty (its fast path cannot pop, and its
+ *     take of thread_free finds the stack gone). A double free that left a block on the owner's list as
+ *     well is reported at the drain (used != n + held), which breaks the page; until then the owner may
+ *     hand that block out (and, if it then stays idle a delay, the purge zeroes it): the used read
+ *     before saw such a block, at the price of the race.
+ *   - A formal data race remains on a page that is not current: the purger reads its used with relaxed
+ *     atomic loads while the owner's local free may write it with a plain store (the fast free's subl on
+ *     memory, inline asm, which TSan does not see). It is read only when the page's thread_free is not
+ *     empty, and the argument above needs only some value the owner wrote (used only falls there, so the
+ *     value read is at least the true count, and used == n proves no block live); on x86-64 and arm64 an
+ *     aligned 32-bit store is never torn. A relaxed atomic store on the fast free would cost instructions
+ *     (GCC 12 does not fold a relaxed load, sub and store into one `subl` on memory).
  *   - The page cannot be retired or set up again while the purger holds a non-empty stack: its blocks
  *     count in used, and only used == 0 retires a page.
  *   - The reclaimed list, page->reclaimed and h->reclaim_off are under h->lock.
@@ -91,15 +109,16 @@ static void push_back(zc_page_remote_t *r, zc_page_t *pg, zc_block_t *head, zc_b
 
 /* n blocks on thread_free leave pg with no live block and none on its way (see the top of the file):
  * a page that is not current whose count of blocks out (used) is exactly n, or the current page whose
- * every carved block is among the n (then its free lists are empty: the owner's fast path cannot pop). */
+ * every carved block is among the n (then its free lists are empty: the owner's fast path cannot pop).
+ * The current page's used is not read: the owner's malloc pops write it with plain stores outside the lock
+ * (zc_pop's used++), and n == capacity already says that no block is live or on the owner's lists. */
 static bool all_back(zc_page_t *pg, uint32_t n) {
   if (__atomic_load_n(&pg->held, __ATOMIC_RELAXED) == 0) return __atomic_load_n(&pg->used, __ATOMIC_RELAXED) == n;
-  /* capacity first: the owner's malloc writes used while the current page has blocks to pop */
-  return n == __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED) && __atomic_load_n(&pg->used, __ATOMIC_RELAXED) == n + 1;
+  return n == __atomic_load_n(&pg->capacity, __ATOMIC_RELAXED);
 }
 
 /* The purger's try on one candidate page pg of h (h->lock held). True if the page was reclaimed. */
-static bool reclaim_page(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg, zc_page_remote_t *r) {
+static bool reclaim_page(zc_heap_t *h, zc_page_t *pg, zc_page_remote_t *r, uint64_t now) {
   uintptr_t v = atomic_exchange_explicit(&r->thread_free, 0, memory_order_acquire);
   uint32_t n = ZC_TF_COUNT(v);
   if (n == 0) return false;
@@ -132,8 +151,12 @@ static bool reclaim_page(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg, zc_page_r
     push_back(r, pg, head, tail, n);
     return false;
   }
-  /* No block of the page is live and the owner's next touch of it is the drain: purge the whole area. */
-  zc_segment_purge_range(h, pg->start, (size_t)(zc_page_end(s, pg) - pg->start));
+  /* No block of the page is live and the owner's next touch of it is the drain. Its memory stays resident
+   * for a purge delay more (purge_undrained): a busy owner drains it first, and the page joins its dirty
+   * pages, which the demand-aware policy ages (segment.c); purging it here made such an owner fault it in
+   * again (the misses of bench/prodcons). */
+  pg->purged = 0; /* 0 on a page in use (segment.c); here: not purged yet */
+  pg->reclaim_since = now;
   pg->reclaimed = (uint16_t)n;
   pg->reclaim_next = h->reclaimed;
   h->reclaimed = pg;
@@ -147,10 +170,11 @@ static bool reclaim_page(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg, zc_page_r
 #define RECLAIM_PER_HOLD 32u
 
 /* One hold of h->lock: reclaim up to RECLAIM_PER_HOLD pages; *more: the limit stopped it. */
-static size_t reclaim_hold(zc_heap_t *h, bool *more) {
+static size_t reclaim_hold(zc_heap_t *h, bool *more, bool *waiting) {
   size_t got = 0;
   *more = false;
   if (h->reclaim_off != 0) return 0;
+  uint64_t now = zc_os_clock_ns(), delay = (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u;
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
     for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
       if (s->used_pages == 0) continue;
@@ -162,7 +186,17 @@ static size_t reclaim_hold(zc_heap_t *h, bool *more) {
         if (v == 0) continue; /* most pages: one load of the remote line */
         zc_page_t *pg = &s->pages[i];
         if (pg->reclaimed != 0 || !all_back(pg, ZC_TF_COUNT(v))) continue;
-        got += reclaim_page(h, s, pg, r);
+        if (pg->reclaim_seen != v) { /* first seen so: a busy owner takes them back within the delay */
+          pg->reclaim_seen = v;
+          pg->reclaim_since = now;
+          *waiting = true;
+          continue;
+        }
+        if (now - pg->reclaim_since < delay) {
+          *waiting = true;
+          continue;
+        }
+        got += reclaim_page(h, pg, r, now);
         if (got == RECLAIM_PER_HOLD) {
           *more = true;
           return got;
@@ -173,12 +207,34 @@ static size_t reclaim_hold(zc_heap_t *h, bool *more) {
   return got;
 }
 
-size_t zc_reclaim_idle(zc_heap_t *h) {
+/* The reclaimed pages the owner has not drained for a purge delay (h->lock held): it has made no malloc
+ * slow path since (each one drains), so it is idle: purge them, RECLAIM_PER_HOLD at most (true: the limit
+ * stopped it). Sets *waiting while some wait. */
+static bool purge_undrained(zc_heap_t *h, uint64_t now, uint64_t delay, bool *waiting) {
+  size_t done = 0;
+  for (zc_page_t *pg = h->reclaimed; pg != NULL; pg = pg->reclaim_next) {
+    if (pg->purged != 0) continue;
+    if (now - pg->reclaim_since < delay) {
+      *waiting = true;
+      continue;
+    }
+    if (done == RECLAIM_PER_HOLD) return true;
+    zc_segment_purge_range(h, pg->start, (size_t)(zc_page_end(zc_segment_of(pg), pg) - pg->start));
+    pg->purged = 1;
+    pg->reclaim_since = now; /* now when it was purged: a take within a delay of it is a miss (drain) */
+    done++;
+  }
+  return false;
+}
+
+size_t zc_reclaim_idle(zc_heap_t *h, bool *waiting) {
   size_t got = 0;
   bool more = true;
   /* trylock: an owner in its slow path takes its remote frees itself; the next sweep goes on */
   while (more && zc_trylock(&h->lock)) {
-    got += reclaim_hold(h, &more);
+    got += reclaim_hold(h, &more, waiting);
+    if (!more && h->reclaimed != NULL)
+      more = purge_undrained(h, zc_os_clock_ns(), (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u, waiting);
     zc_unlock(&h->lock);
   }
   return got;
@@ -195,7 +251,7 @@ static bool restore(zc_page_t *pg, uint32_t n, bool report) {
                   "double free into a page with no block in use (reclaimed by the purger), in the page of", report);
     return false;
   }
-  pg->free = pg->local_free = NULL; /* their blocks were free: the memory under them reads as zeros now */
+  pg->free = pg->local_free = NULL; /* their blocks were free (and may be purged) */
   pg->used = pg->held;
   __atomic_store_n(&pg->capacity, 0, __ATOMIC_RELAXED);
   zc_page_set_span(pg, 0, 0); /* a late free of an old block is "no block was handed out" */
@@ -210,11 +266,19 @@ void zc_reclaim_drain_locked(zc_heap_t *h) {
     uint32_t n = pg->reclaimed;
     pg->reclaimed = 0;
     pg->reclaim_next = NULL;
+    bool clean = pg->purged != 0;
+    uint64_t purged_at = pg->reclaim_since;
+    pg->purged = 0;
     if (restore(pg, n, true)) {
-      if (pg->used == 0) { /* not the current page: back to its segment, purged already */
+      if (pg->used == 0) { /* not the current page: back to its segment, dirty or purged already */
         zc_queue_remove(&h->queues[pg->class_idx], pg);
-        zc_segment_page_free_locked(h, pg, true);
-      } /* else the class's current page: its next refill carves it afresh */
+        /* a take within a delay of now (the drain, at or after the purge) counts as a miss (segment.c);
+         * pg may be unmapped after this call (its segment emptied) */
+        zc_segment_page_free_locked(h, pg, clean);
+      } else if (clean) { /* the class's current page: its next refill carves it afresh, faulting it in */
+        if (zc_os_clock_ns() - purged_at < (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u)
+          zc_segment_count_miss((size_t)(zc_page_end(zc_segment_of(pg), pg) - pg->start));
+      }
     } else if (pg->state == ZC_PAGE_BROKEN) {
       zc_heap_page_broken(h, pg);
     }
@@ -257,6 +321,7 @@ void zc_reclaim_fork_orphan(zc_heap_t *h) {
     uint32_t n = pg->reclaimed;
     pg->reclaimed = 0;
     pg->reclaim_next = NULL;
+    pg->purged = 0; /* 0 on a page in use (segment.c) */
     restore(pg, n, false); /* the rebuild after (zc_segments_fork_orphan) gives the emptied page back */
     pg = next;
   }

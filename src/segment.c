@@ -488,6 +488,11 @@ void zc_segment_page_free(zc_heap_t *h, zc_page_t *pg) {
 
 void zc_segment_page_free_locked(zc_heap_t *h, zc_page_t *pg, bool clean) { page_free_locked(h, pg, clean); }
 
+void zc_segment_count_miss(size_t bytes) {
+  atomic_fetch_add_explicit(&pol.misses, 1, RLX);
+  atomic_fetch_add_explicit(&pol.miss_bytes, bytes, RLX);
+}
+
 size_t zc_segment_purge_range(zc_heap_t *h, void *from, size_t len) {
   atomic_fetch_add_explicit(&pol.purge_calls, 1, RLX);
   size_t n = zc_os_purge(from, len, (int)zc_opt(zc_option_purge_mode));

@@ -154,6 +154,11 @@ typedef struct zc_page_s {
   uint16_t reclaimed;               /* h->lock: on its heap's reclaimed list, the purger took this many blocks
                                        from thread_free (reclaim.c) */
   struct zc_page_s *reclaim_next;   /* h->lock: the next page of that list */
+  uintptr_t reclaim_seen;           /* h->lock: the thread_free word the purger saw when it first found the
+                                       page emptied by remote frees, and when (reclaim_since); it reclaims the
+                                       page only once it has seen the same word for a purge delay (the owner
+                                       did not take the blocks back meanwhile) */
+  uint64_t reclaim_since;
 } zc_page_t;
 
 /* A page's remote line (see the top of this file): thread_free, and the copies of the descriptor's fields a
