@@ -301,6 +301,21 @@ zc_noinline void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) {
   return zc_malloc_generic(h, n, false);
 }
 
+/* The class of a request n in (ZC_DIRECT_MAX, ZC_SMALL_MAX] is zc_mid_class[(n - 1) >> 8]: above 1 KiB every
+ * class boundary is a multiple of 256 (four classes per doubling), so one byte per 256 bytes of request
+ * gives it exactly (tests/core/midclass.c checks every n). One load instead of zc_size_class_above64's
+ * bit-scan and shifts: 7 instructions fewer per malloc of 1..64 KiB (bench/fastpath size=2048 under
+ * callgrind). Entries below ZC_DIRECT_MAX are never read. */
+#define ZC_MID_SHIFT 8u
+#define ZC_MC_W(k) ((((uint64_t)(k) + 1) << ZC_MID_SHIFT) - 1)
+#define ZC_MC_B(k) (63u - (unsigned)__builtin_clzll(ZC_MC_W(k)))
+#define ZC_MC(k) (uint8_t)(5u + ((ZC_MC_B(k) - 6u) << 2) + (unsigned)((ZC_MC_W(k) >> (ZC_MC_B(k) - 2u)) & 3u))
+#define ZC_MC4(k) ZC_MC(k), ZC_MC((k) + 1), ZC_MC((k) + 2), ZC_MC((k) + 3)
+#define ZC_MC16(k) ZC_MC4(k), ZC_MC4((k) + 4), ZC_MC4((k) + 8), ZC_MC4((k) + 12)
+#define ZC_MC64(k) ZC_MC16(k), ZC_MC16((k) + 16), ZC_MC16((k) + 32), ZC_MC16((k) + 48)
+const uint8_t zc_mid_class[ZC_SMALL_MAX >> ZC_MID_SHIFT] = {ZC_MC64(0), ZC_MC64(64), ZC_MC64(128), ZC_MC64(192)};
+_Static_assert(ZC_DIRECT_MAX >= ((size_t)4 << ZC_MID_SHIFT), "classes above ZC_DIRECT_MAX are 256 B apart or more");
+
 /* malloc of ZC_DIRECT_MAX < n: for a size class (up to ZC_SMALL_MAX) the class's current page (the first of
  * its queue) and the same checked pop as the direct path, and the same cheap refill from local_free when
  * its free list is empty; everything else (no page yet, a thread without a heap, large sizes) is
@@ -308,7 +323,7 @@ zc_noinline void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) {
  * on every other call. */
 static zc_noinline void *malloc_mid(size_t n, zc_heap_t *h) {
   if (zc_likely(n <= ZC_SMALL_MAX)) {
-    zc_page_t *pg = h->queues[zc_size_class_above64(n)].first;
+    zc_page_t *pg = h->queues[zc_mid_class[(n - 1) >> ZC_MID_SHIFT]].first;
     if (zc_likely(pg != NULL)) {
       zc_block_t *b = pg->free;
       if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);

@@ -142,6 +142,8 @@ void zc_heap_remote_totals(zc_heap_t *h, uint64_t *frees, uint64_t *batches);
 void zc_bad_free(const void *p, const char *what);
 /* The allocation slow path (class cls, request size n) and the generic free. */
 void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero);
+/* The size class of a request n in (ZC_DIRECT_MAX, ZC_SMALL_MAX]: zc_mid_class[(n - 1) >> 8] (alloc.c). */
+extern const uint8_t zc_mid_class[ZC_SMALL_MAX >> 8];
 /* malloc's slow path from the fast path, which found pg (h's direct page for n) with no block to pop. */
 void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h); /* n first: it stays where malloc got it */
 void zc_free_generic(void *p);

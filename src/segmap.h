@@ -13,6 +13,8 @@
  *                        at k == 250 the walk continues from the chunk 251 lower.
  *   ZC_MAP_OWNED + id    a small segment owned by heap id: its owner's thread keeps the same value in a
  *                        thread-local, so free's one compare says "zcmem's, a small segment, and mine".
+ *   ZC_MAP_OWNED + ZC_MAP_MEDIUM_BIAS + id   a medium segment owned by heap id: the owner's free finds it
+ *                        by one more compare (the thread-local plus the bias) on its out-of-line path.
  * The map is a zero-initialised array in .bss: untouched parts cost address space, never memory (128 MiB of
  * address space for a 48-bit user address space, about 4 KiB resident per 8 GiB of mapped heap).
  */
@@ -35,13 +37,16 @@ _Static_assert(((uintptr_t)1 << ZC_ADDRESS_BITS) == ZC_OS_ADDRESS_LIMIT, "the ma
 enum {
   ZC_MAP_NONE = 0, ZC_MAP_SEGMENT = 1, ZC_MAP_LARGE = 2, ZC_MAP_BACK = 3, ZC_MAP_BACK_MAX = 250,
   ZC_MAP_OWNED = 256,     /* + heap id: an owned small segment */
-  ZC_MAP_TAG_NONE = 0xFFFF /* never in the map: the thread-local tag of a thread without a heap */
+  ZC_MAP_TAG_NONE = 0xFFFF, /* never in the map: the thread-local tag of a thread without a heap */
+  ZC_MAP_MEDIUM_BIAS = (ZC_MAP_TAG_NONE - ZC_MAP_OWNED) / 2 /* + a small tag: the same heap's medium segment */
 };
 /* Heap ids below it get a tag; the others free through the header's owner. Smaller only in a test build
  * (-DZC_MAP_OWNED_MAX=2: tests/core runs with most heaps untagged). */
 #ifndef ZC_MAP_OWNED_MAX
-#define ZC_MAP_OWNED_MAX (ZC_MAP_TAG_NONE - ZC_MAP_OWNED)
+#define ZC_MAP_OWNED_MAX ZC_MAP_MEDIUM_BIAS
 #endif
+_Static_assert(ZC_MAP_OWNED_MAX <= ZC_MAP_MEDIUM_BIAS && ZC_MAP_OWNED + 2 * ZC_MAP_MEDIUM_BIAS <= ZC_MAP_TAG_NONE,
+               "small tags, medium tags and the no-tag value never meet");
 
 extern uint16_t zc_segmap[ZC_SEGMAP_ENTRIES];
 

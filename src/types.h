@@ -236,7 +236,8 @@ typedef struct zc_heap_s {
   uint64_t os_tid;                         /* the kernel's id of its current (or last) thread, for stats */
   uint32_t id;                             /* small number for stats (remote traffic per pair) */
   uint16_t map_tag;                        /* what the segment map holds for this heap's small segments
-                                              (ZC_MAP_OWNED + id), or ZC_MAP_SEGMENT if id is too large */
+                                              (ZC_MAP_OWNED + id; medium ones: + ZC_MAP_MEDIUM_BIAS), or
+                                              ZC_MAP_SEGMENT if id is too large */
   bool live;
   bool hold_segments;                      /* abandon/adopt walk a segment: do not unmap it under them */
   zc_lock_t lock;                          /* the segment/dirty state: owner's slow path vs. purger */
@@ -274,6 +275,12 @@ zc_inline zc_page_t *zc_small_page_of(zc_segment_t *s, const void *p) {
 }
 
 /* A page's remote line; the same for a block p of a small segment s (a constant shift). */
+/* The same for a medium segment (the map's medium owner tag says so). */
+zc_inline zc_page_t *zc_medium_page_of(zc_segment_t *s, const void *p) {
+  uintptr_t off = ((uintptr_t)p >> (ZC_MEDIUM_PAGE_SHIFT - 7)) & ((uintptr_t)(ZC_SEGMENT_PAGES_MAX / 2 - 1) << 7);
+  return (zc_page_t *)((char *)s->pages + off);
+}
+
 zc_inline zc_page_remote_t *zc_page_remote(zc_page_t *pg) {
   return &zc_segment_of(pg)->remote[pg->index];
 }
@@ -282,10 +289,11 @@ zc_inline zc_page_remote_t *zc_small_remote_of(zc_segment_t *s, const void *p) {
   return (zc_page_remote_t *)((char *)s->remote + off);
 }
 
-/* The segment map's value for s: its owner's tag if s is a small segment owned by a heap that has one,
- * else "a small or medium segment" (the owner is then found in s->heap). */
+/* The segment map's value for s: its owner's tag if the owner has one (plus ZC_MAP_MEDIUM_BIAS for a medium
+ * segment), else "a small or medium segment" (the owner is then found in s->heap). */
 zc_inline uint16_t zc_segment_map_value(const zc_segment_t *s, const struct zc_heap_s *h) {
-  return h != NULL && s->kind == ZC_SEG_SMALL ? h->map_tag : (uint16_t)ZC_MAP_SEGMENT;
+  if (h == NULL || h->map_tag < ZC_MAP_OWNED) return (uint16_t)ZC_MAP_SEGMENT;
+  return s->kind == ZC_SEG_SMALL ? h->map_tag : (uint16_t)(h->map_tag + ZC_MAP_MEDIUM_BIAS);
 }
 /* Give s to heap h (NULL: abandoned): the header's owner and the map's tag change together. */
 zc_inline void zc_segment_set_owner(zc_segment_t *s, struct zc_heap_s *h) {
