@@ -8,9 +8,10 @@
  * (4 classes per doubling: at most 1.5x the size for 2) is already resident: taking it costs no page fault
  * and no new memory, and the block goes back to its own page when freed, as any block of that page.
  *
- * A lender's blocks are at least as aligned as the borrower's (class_align). Only the first page of each larger queue is looked at (the one its own mallocs would take from), with the
- * same collect as its own refill: O(ZCMEM_BORROW) per call, under h->lock like the rest of page_for_class.
- * Its queue and current page do not change.
+ * A lender's blocks are at least as aligned as the borrower's (class_align). Only the first page of each
+ * larger queue is looked at (the one its own mallocs would take from), with the same collect as its own
+ * refill: O(ZCMEM_BORROW) per call, under h->lock like the rest of page_for_class. Its queue and current
+ * page do not change. Measured figures: docs/design.md, "Page queues and reuse".
  */
 #include "internal.h"
 

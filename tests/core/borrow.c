@@ -3,20 +3,21 @@
  * reuse").
  *
  *   core_borrow reuse    one thread: blocks of the 40 KiB class until the current page holds 3, 2 of
- *                        those freed (the page stays in use, with 2 free blocks). (a) A 30000-byte malloc (the 32 KiB class, 2 classes down, no page yet)
- *                        returns one of the 2 freed blocks (usable size 40960). (b) A 20000-byte malloc
- *                        (the 20 KiB class, 4 classes down) does not borrow: usable size 20480. (c) With
- *                        ZCMEM_BORROW=0 (zc_option_set) a 30000-byte malloc takes a fresh 32 KiB block
- *                        although a 40 KiB block is free.
+ *                        those freed (the page stays in use, with 2 free blocks). (a) A 30000-byte malloc
+ *                        (the 32 KiB class, 2 classes down, no page yet) returns one of the 2 freed blocks
+ *                        (usable size 40960). (b) A 20000-byte malloc (the 20 KiB class, 4 classes down)
+ *                        does not borrow: usable size 20480. (c) With ZCMEM_BORROW=0 (zc_option_set) a
+ *                        30000-byte malloc takes a fresh 32 KiB block although a 40 KiB block is free.
  *   core_borrow aligned  one thread: blocks of the 14 KiB class (2 KiB-aligned) until the current page
  *                        holds 3, 2 of them freed. (e) aligned_alloc(4096, 12000) (the 12 KiB class, whose
  *                        blocks are 4 KiB-aligned) returns a 4 KiB-aligned block: it does not borrow them.
  *   core_borrow fifo     one thread keeps a FIFO of 16 live blocks of random medium sizes (10-64 KiB,
  *                        log-uniform, fixed seed) for 20000 replacements, the shape of bench/prodcons'
- *                        medium messages in flight. The memory they took is every 4 KiB page any block ever
- *                        handed out covered (its usable size), counted once. (d) They stay under 1.65 MiB (1.55 MiB measured);
- *                        per-class carving alone (ZCMEM_BORROW=0) carves each class for its own peak:
- *                        1.74 MiB. No purge and no purger, so the pages taken are the same every run.
+ *                        medium messages in flight. The memory they took: every 4 KiB page covered by a
+ *                        block ever handed out (its usable size), counted once. (d) It stays under
+ *                        1.65 MiB (1.55 MiB measured); per-class carving alone (ZCMEM_BORROW=0) carves
+ *                        each class for its own peak: 1.74 MiB. No purge and no purger (zc_option_set),
+ *                        so the pages taken are the same every run.
  * Links zcmem_prefixed: runs in every build, the sanitizers included.
  */
 #define _GNU_SOURCE
@@ -91,7 +92,8 @@ static int case_aligned(int argc, char **argv) {
   char *p = zc_aligned_alloc(4096, 12000);             /* the 12 KiB class, 4 KiB-aligned, 1 class down */
   REQUIRE(p != NULL);
   printf("aligned: aligned_alloc(4096, 12000) -> %p (usable %zu)\n", (void *)p, zc_usable_size(p));
-  CHECKF(((uintptr_t)p & 4095) == 0, "(e) aligned_alloc(4096) got %p, a borrowed block of the 14 KiB class", (void *)p);
+  CHECKF(((uintptr_t)p & 4095) == 0, "(e) aligned_alloc(4096) got %p, a borrowed block of the 14 KiB class",
+         (void *)p);
   zc_free(p);
   for (int i = 0; i < n; i++) zc_free(blk[i]);
   CHECK_DONE(argv[0]);
@@ -142,6 +144,7 @@ static int case_fifo(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  static const zc_case_t cases[] = {{"reuse", case_reuse}, {"fifo", case_fifo}, {"aligned", case_aligned}, {NULL, NULL}};
+  static const zc_case_t cases[] = {
+      {"reuse", case_reuse}, {"fifo", case_fifo}, {"aligned", case_aligned}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
