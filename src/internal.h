@@ -132,6 +132,9 @@ void zc_page_break(zc_page_t *pg, const void *p, const char *what, bool report);
 bool zc_page_extend(zc_page_t *pg);
 /* Called by the owner when its local free made used reach 0. */
 void zc_page_retire(zc_heap_t *h, zc_page_t *pg);
+/* Under h->lock, for a medium class cls whose pages have no free block: the first page of one of the next
+ * ZCMEM_BORROW classes' queues that has one (collected as its own refill would), or NULL (borrow.c). */
+zc_page_t *zc_borrow_larger(zc_heap_t *h, unsigned cls);
 /* Take a page that zc_page_collect* broke out of h's queue. */
 void zc_heap_page_broken(zc_heap_t *h, zc_page_t *pg);
 /* Hand this thread's pending remote-free chain over. */

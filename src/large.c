@@ -310,6 +310,18 @@ static size_t fill_from_cache(char *dst, size_t room, bool *hole) {
   }
   return moved;
 }
+/* r (old bytes mapped, its header intact) now spans want bytes: grown in place, or its pages moved to a new
+ * mapping of want bytes. Its header, segment-map entries and counts say so. */
+static void grown_to(region_t *r, size_t old, size_t want) {
+  r->map_size = want;
+  r->offset = HDR_SIZE;
+  r->flags &= ~(uint32_t)F_STALE;
+  r->cls = class_floor(want);
+  seal(r);
+  zc_segmap_set(r, want, ZC_MAP_LARGE);
+  STAT_ADD(mapped, want - old);
+  STAT_ADD(grown, 1);
+}
 static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *fresh) {
   bool pieces = zc_os_can_move_mappings();
   unsigned lo = c > GROW_SPAN ? c - GROW_SPAN : 0;
@@ -329,14 +341,7 @@ static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *
   }
   if (r != NULL && !(r->flags & (F_FILE | F_NOMOVE)) && r->map_size < want && zc_os_extend(r, r->map_size, want)) {
     size_t old = r->map_size; /* grown in place: the address space after it was free */
-    r->map_size = want;
-    r->offset = HDR_SIZE;
-    r->flags &= ~(uint32_t)F_STALE;
-    r->cls = class_floor(want);
-    seal(r);
-    zc_segmap_set(r, want, ZC_MAP_LARGE);
-    STAT_ADD(mapped, want - old);
-    STAT_ADD(grown, 1);
+    grown_to(r, old, want);
     bool hole = false;
     if (pieces) fill_from_cache((char *)r + old, want - old, &hole);
     if (hole) { /* part of it could not be mapped again: give it up, map a new one */
@@ -358,14 +363,7 @@ static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *
       return map_region(want, s);
     }
     moved_tail_mapped((char *)q, old, want);
-    q->map_size = want;
-    q->offset = HDR_SIZE;
-    q->flags &= ~(uint32_t)F_STALE;
-    q->cls = class_floor(want);
-    seal(q);
-    zc_segmap_set(q, want, ZC_MAP_LARGE);
-    STAT_ADD(mapped, want - old);
-    STAT_ADD(grown, 1);
+    grown_to(q, old, want);
     *fresh = false;
     return q;
   }

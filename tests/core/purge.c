@@ -295,7 +295,8 @@ static void burst_free(burst_t *b) {
 /* ---- options ---- */
 static const char *const opt_names[zc_option_count] = {
     "ZCMEM_STATS",       "ZCMEM_PURGE_DELAY", "ZCMEM_PURGE_MODE", "ZCMEM_DIRTY_BUDGET", "ZCMEM_LARGE_CACHE",
-    "ZCMEM_LARGE_FILE",  "ZCMEM_BACKGROUND",  "ZCMEM_VERBOSE",    "ZCMEM_ABORT_ON_ERROR", "ZCMEM_HUGE_PAGES"};
+    "ZCMEM_LARGE_FILE",  "ZCMEM_BACKGROUND",  "ZCMEM_VERBOSE",    "ZCMEM_ABORT_ON_ERROR", "ZCMEM_HUGE_PAGES",
+    "ZCMEM_BORROW"};
 
 typedef struct {
   const char *env[3];   /* NAME=value settings, NULL-terminated */
@@ -313,7 +314,7 @@ static int print_options(void *arg) {
 
 static void test_options(void) {
   /* documented defaults (zcmem.h) */
-  const long def[zc_option_count] = {0, 100, 0, 8L << 20, 1L << 30, 0, 1, 0, 1, 0};
+  const long def[zc_option_count] = {0, 100, 0, 8L << 20, 1L << 30, 0, 1, 0, 1, 0, 2};
   static opt_case_t cases[] = {
       {{NULL}, {0}, 0},
       {{"ZCMEM_PURGE_DELAY=250", "ZCMEM_STATS=2", NULL}, {0}, 0},
@@ -323,6 +324,7 @@ static void test_options(void) {
       {{"ZCMEM_BACKGROUND=false", "ZCMEM_LARGE_FILE=true", NULL}, {0}, 0},
       {{"ZCMEM_BACKGROUND=0", "ZCMEM_ABORT_ON_ERROR=0", NULL}, {0}, 0},
       {{"ZCMEM_PURGE_MODE=1", "ZCMEM_VERBOSE=2", NULL}, {0}, 0},
+      {{"ZCMEM_BORROW=0", NULL}, {0}, 0},
       {{"ZCMEM_PURGE_DELAY=abc", NULL}, {0}, 1},
       {{"ZCMEM_LARGE_CACHE=12Q", NULL}, {0}, 1},
       {{"ZCMEM_BACKGROUND=maybe", NULL}, {0}, 1},
@@ -343,6 +345,7 @@ static void test_options(void) {
   cases[6].want[zc_option_abort_on_error] = 0;
   cases[7].want[zc_option_purge_mode] = 1;
   cases[7].want[zc_option_verbose] = 2;
+  cases[8].want[zc_option_borrow] = 0;
   static const char *bad_names[] = {"ZCMEM_PURGE_DELAY", "ZCMEM_LARGE_CACHE", "ZCMEM_BACKGROUND"};
   for (int k = 0; k < ncases; k++) {
     child_result_t r = run_child(print_options, &cases[k], 30);
