@@ -88,7 +88,10 @@ static void flow_producer(zc_chan_t *ch) {
 static int t_flow(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(flow_consumer, NULL);
-  zc_chan_t *ch = open_parent_producer(NULL);
+  /* a full ring waits for the consumer as long as it takes (the default 1 s timed out under TSan on a
+   * loaded machine: the consumer was off the CPU); a consumer that hangs dies at spawn's alarm */
+  zc_chan_config_t cfg = {.block_timeout_ms = -1};
+  zc_chan_t *ch = open_parent_producer(&cfg);
   flow_producer(ch);
   zc_chan_close(ch);
   REQUIREF(reap(c) == 0, "consumer failed");
