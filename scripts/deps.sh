@@ -10,7 +10,7 @@ declare -A need=(
   [cmake]=cmake [gcc]=gcc [make]=make [python3]=python3 [sqlite3]=sqlite3 [git]=git
   [gawk]=gawk [perl]=perl [valgrind]=valgrind [sort]=coreutils [sha256sum]=coreutils
   [pkg-config]=pkgconf [redis-server]=redis-server [redis-cli]=redis-tools
-  [bash]=bash [tar]=tar [gzip]=gzip [find]=findutils
+  [bash]=bash [tar]=tar [gzip]=gzip [find]=findutils [xz]=xz-utils [zstd]=zstd
 )
 # libraries without a command: the sanitizer runtimes of gcc 12 (UBSan, TSan, ASan), and libzmq
 libs=(libubsan1 libtsan2 libasan8 libzmq3-dev) # libzmq3-dev: the ZeroMQ transport (zcmem_zmq) and its tests

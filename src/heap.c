@@ -105,6 +105,7 @@ zc_heap_t *zc_heap_init_thread(void) {
   zc_heap_t *h = zc_heap_tls;
   if (h != &zc_heap_empty) return h;
   zc_process_init();
+  if (zc_heap_tls != &zc_heap_empty) return zc_heap_tls; /* a malloc inside the init made it (process.c) */
   h = heap_take();
   if (h == NULL) return NULL;
   heap_reset(h);

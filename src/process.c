@@ -87,11 +87,18 @@ bool zc_purger_wanted(void) {
   return zc_heap_count() > 1 || zc_segments_live() > 1 || zc_background_wanted();
 }
 
-/* Once per process, by the first thread that makes a heap (others wait: it takes microseconds). */
+/* Once per process, by the first thread that makes a heap (others wait: it takes microseconds).
+ * pthread_atfork may call malloc (glibc grows its handler list on the heap past its first 48 entries): that
+ * malloc comes back here on the same thread, with init_lock held. It goes on (init_running) with everything
+ * but the fork handlers set up, instead of waiting for itself; heap.c's zc_heap_init_thread then finds the
+ * heap that malloc made. */
+static __thread bool init_running;
+
 void zc_process_init(void) {
-  if (__atomic_load_n(&process_ready, __ATOMIC_ACQUIRE)) return;
+  if (__atomic_load_n(&process_ready, __ATOMIC_ACQUIRE) || init_running) return;
   zc_lock(&init_lock);
   if (!process_ready) {
+    init_running = true;
     zc_options_init();
     uintptr_t secret[2] = {0, 0};
     zc_os_entropy(secret, sizeof secret);
@@ -100,10 +107,24 @@ void zc_process_init(void) {
     zc_os_thread_exit_init(thread_exit);
     zc_background_set_hook(background_sweep);
     zc_os_atfork(fork_prepare, fork_parent, fork_child);
+    init_running = false;
     __atomic_store_n(&process_ready, true, __ATOMIC_RELEASE);
   }
   zc_unlock(&init_lock);
 }
+
+#if ZC_OVERRIDE
+/* The override registers its fork handlers when the library is loaded, not at the first malloc:
+ *  - glibc runs prepare handlers in the reverse order of registration and child/parent handlers in order.
+ *    Registered first, zcmem's prepare runs last and its child/parent handlers first, so another library's
+ *    handler that mallocs never finds zcmem's locks held by the forking thread itself (registered after
+ *    such a handler, a fork deadlocked in that handler's malloc).
+ *  - A program whose first malloc comes from inside pthread_atfork (its 49th handler grows glibc's list
+ *    while glibc holds its atfork lock) would reach pthread_atfork again from that malloc, on glibc's lock.
+ * What is left: a malloc inside pthread_atfork before this constructor ran (another library's constructor
+ * registering 48 handlers before any malloc, initialised before this library) still deadlocks there. */
+__attribute__((constructor(101))) static void process_init_at_load(void) { zc_process_init(); }
+#endif
 
 /* ---- collect and trim (the public calls) ---- */
 

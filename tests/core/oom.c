@@ -3,7 +3,7 @@
  *
  * core_oom_prefixed (-DZC_TEST_PREFIXED, zcmem_prefixed + src/os.h): fault injection with
  *   zc_os_fail_after(0): small blocks once the current pages are used up, medium, large, aligned, calloc,
- *   realloc growth; then failures injected after 1..24 more mappings in the middle of a mixed burst.
+ *   realloc growth (small to large, and a large block past its mapping); then failures injected after 1..24 more mappings in the middle of a mixed burst.
  *   Plus an RLIMIT_AS-limited child running zc_malloc until NULL.
  * core_oom_preload (plain malloc, LD_PRELOAD=libzcmem.so): the RLIMIT_AS child with malloc.
  * Each part runs in a forked child so a crash or abort is reported as such.
@@ -120,6 +120,13 @@ static int part_injection(void *arg) {
       CHECKF(same, "a failed realloc changed the block");
     }
   }
+  /* a large block grown past its mapping: extending it in place, moving its pages (mremap to a new mapping)
+   * and a new block to copy into all need a mapping: NULL with ENOMEM, the block unchanged (checked below
+   * with the other blocks allocated before the failures) */
+  errno = 0;
+  void *grown = zc_realloc(before[NB - 1], (size_t)64 << 20);
+  CHECKF(grown == NULL && errno == ENOMEM, "realloc(3 MiB -> 64 MiB) = %p errno %d", grown, errno);
+  if (grown != NULL) before[NB - 1] = grown;
   /* memory comes back: every kind works again */
   zc_os_fail_after(-1);
   for (unsigned k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
