@@ -384,8 +384,9 @@ static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *
     STAT_ADD(purged, want);
     return map_region(want, s);
   }
-  if (moved == 0) return q;
-  /* the header page is one of the moved pages now: write the header again */
+  /* The header is written again whether or not a region moved in: a moved region's pages replace the header
+   * page, and a refused move (at the kernel's mapping limit: tests/large large_mapcount_compose) leaves zeroed
+   * pages mapped again over the range it was given, the header page too (zc_os_move_to). */
   q->map_size = want;
   q->offset = HDR_SIZE;
   q->flags = flags;
@@ -393,6 +394,7 @@ static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *
   q->stamp = 0;
   seal(q);
   __atomic_store_n(&q->state, ST_BUSY, __ATOMIC_RELAXED);
+  if (moved == 0) return q; /* still fresh: the pages mapped again are zero-filled too */
   STAT_ADD(grown, 1);
   *fresh = false;
   return q;
