@@ -352,7 +352,7 @@ static int t_many(int argc, char **argv) {
     if (i != 3) CHECK_EQ(reap(pids[i]), 0);
   zc_svc_stats_t st;
   zc_svc_msg_t m;
-  WAIT_UNTIL((zc_svc_receive(s, &m, 10), zc_svc_stats(s, &st), st.left == 5), 20000);
+  WAIT_UNTIL((zc_svc_receive(s, &m, 10), zc_svc_stats(s, &st), st.left == 5), PEER_WAIT_MS);
   CHECK_EQ(st.joined, 5);
   CHECK_EQ(st.left, 5);
   CHECK_EQ(st.received, (uint64_t)per * 4 + 500);
@@ -371,14 +371,14 @@ static int slow_producer(void *arg) {
   zc_svc_t *c = zc_svc_connect(pool_name, &cfg);
   REQUIRE(c != NULL);
   for (int i = 0; i < 20; i++) {
-    REQUIRE(WAIT_UNTIL(*taken == i, 20000));
+    REQUIRE(WAIT_UNTIL(*taken == i, PEER_WAIT_MS));
     sleep_ms(20); /* the consumer is back in epoll_wait */
     uint32_t *p = zc_svc_loan(c, 16);
     REQUIRE(p != NULL);
     p[0] = (uint32_t)i;
     REQUIRE(zc_svc_send(c, p, 16, 1) == 0);
   }
-  REQUIRE(WAIT_UNTIL(*taken == 20, 20000));
+  REQUIRE(WAIT_UNTIL(*taken == 20, PEER_WAIT_MS));
   zc_svc_close(c);
   return 0;
 }

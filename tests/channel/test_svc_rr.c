@@ -196,7 +196,7 @@ static int t_timeout(int argc, char **argv) {
   errno = 0;
   CHECK(zc_svc_call(c, p, 64, T_HOLD, &rep, 50) == -1 && errno == ETIMEDOUT); /* held 300 ms */
   zc_svc_stats_t st;
-  WAIT_UNTIL((zc_svc_receive(c, &rep, 10) == 0 ? zc_svc_release(c, &rep) : 0, zc_svc_stats(c, &st), st.dropped == 1), 20000);
+  WAIT_UNTIL((zc_svc_receive(c, &rep, 10) == 0 ? zc_svc_release(c, &rep) : 0, zc_svc_stats(c, &st), st.dropped == 1), PEER_WAIT_MS);
   CHECK_EQ(st.dropped, 1);
   CHECK_EQ(st.pending, 0);
   CHECK_EQ(st.received, 0); /* the late reply never came out */
