@@ -85,7 +85,10 @@ static const char *self_exe;
 static int n_workers = 2;
 static tp_pool_t *pool;
 static int pool_armed;
-static int child_pipe[2] = {-1, -1}; /* SIGCHLD writes a byte: reap */
+/* SIGCHLD and SIGTERM/SIGINT write a byte: reap, and look at stop. A flag alone would be lost when the
+ * signal lands between the loop's test of stop and its epoll_wait (timeout -1, nothing else to come): the
+ * front end would sleep on with the signal taken. */
+static int child_pipe[2] = {-1, -1};
 static conn_t *conns[MAX_CONNS];
 static conn_t *closed_conns; /* closed during this batch of events; freed after it */
 static int free_idx[MAX_CONNS], n_free;
@@ -560,7 +563,14 @@ static void accept_all(int lfd) {
 }
 
 
-static void on_signal(int sig) { stop = 1; }
+static void on_signal(int sig) {
+  (void)sig;
+  int e = errno;
+  stop = 1;
+  ssize_t r = write(child_pipe[1], "t", 1); /* wakes the epoll_wait this may have come just before */
+  (void)r;
+  errno = e;
+}
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--worker") == 0) return http_worker_main(argc - 2, argv + 2);
@@ -583,10 +593,10 @@ int main(int argc, char **argv) {
   if (self_exe == NULL) self_exe = exe;
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN);
+  if (pipe2(child_pipe, O_NONBLOCK | O_CLOEXEC) != 0) return 1;
   struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: epoll_wait returns EINTR */
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
-  if (pipe2(child_pipe, O_NONBLOCK | O_CLOEXEC) != 0) return 1;
   struct sigaction sc = {.sa_handler = on_sigchld, .sa_flags = SA_RESTART | SA_NOCLDSTOP};
   sigaction(SIGCHLD, &sc, NULL);
   for (int i = MAX_CONNS - 1; i >= 0; i--) free_idx[n_free++] = i;

@@ -7,6 +7,11 @@
 #ifndef SVC_TEST_H
 #define SVC_TEST_H
 
+/* How long a test waits for another process's answer when the wait is not what it tests (a peer off the
+ * CPU under a sanitizer on a loaded 2-core machine; a peer that never answers still fails the test here, or
+ * at ctest's TIMEOUT). */
+#define PEER_WAIT_MS 60000
+
 #include "zc_test.h"
 #include "zcmem_service.h"
 #include "svc_internal.h"

@@ -18,6 +18,11 @@ static zc_chan_t *open_child_consumer(const zc_chan_config_t *cfg) {
   return ch;
 }
 
+/* A producer that sends more than the ring or the 1 MiB queued-bytes budget holds waits for the consumer
+ * as long as it takes (the default 1 s timed out under TSan on a loaded machine); a consumer that hangs
+ * dies at spawn's alarm and the wait ends with EPIPE. */
+static const zc_chan_config_t no_deadline = {.block_timeout_ms = -1};
+
 static zc_chan_t *open_parent_producer(const zc_chan_config_t *cfg) {
   close(sv[1]);
   zc_chan_t *ch = zc_chan_open(sv[0], ZC_CHAN_PRODUCER, cfg);
@@ -25,17 +30,21 @@ static zc_chan_t *open_parent_producer(const zc_chan_config_t *cfg) {
   return ch;
 }
 
-/* Wait until every sent message came back (or fail after 30 s). */
+/* Wait until every sent message came back (or fail after 100 s: the consumer's pace under a sanitizer on a
+ * loaded machine, not a bound under test; ctest's TIMEOUT is 120 s). */
 static void drain_returns(zc_chan_t *ch) {
-  uint64_t end = now_ns() + 30000000000ull;
+  uint64_t end = now_ns() + 100000000000ull;
   long n;
   while ((n = zc_chan_collect(ch)) > 0 && now_ns() < end) sleep_ms(1);
   REQUIREF(n == 0, "collect: %ld in flight (%s)", n, zc_chan_error(ch));
 }
 
+/* The consumers below run in spawned children: they wait for the producer without a deadline of their own
+ * (under TSan on a loaded 2-core machine a producer can be off the CPU for tens of seconds); a producer
+ * that hangs fails the test at the child's alarm (spawn), one that dies gives EPIPE. */
 static void wait_epipe(zc_chan_t *ch) {
   zc_chan_msg_t m;
-  int r = zc_chan_receive(ch, &m, 30000);
+  int r = zc_chan_receive(ch, &m, -1);
   REQUIREF(r == -1 && errno == EPIPE, "expected EPIPE after the producer closed, got %d errno %d", r, errno);
 }
 
@@ -49,7 +58,7 @@ static int flow_consumer(void *arg) {
   int nheld = 0;
   for (uint64_t i = 0; i < N_FLOW; i++) {
     zc_chan_msg_t m;
-    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive %lu: %s (%s)", (unsigned long)i, strerror(errno), zc_chan_error(ch));
+    REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive %lu: %s (%s)", (unsigned long)i, strerror(errno), zc_chan_error(ch));
     REQUIREF(m.len == flow_len(i) && m.type == i % 7 + 1, "message %lu: len %u type %u", (unsigned long)i, m.len, m.type);
     long bad = verify_pattern(m.data, m.len, i);
     REQUIREF(bad < 0, "message %lu: payload differs at byte %ld", (unsigned long)i, bad);
@@ -105,7 +114,7 @@ static int path_consumer(void *arg) {
   REQUIREF(ch != NULL, "connect %s: %s", sock_path, strerror(errno));
   for (uint64_t i = 0; i < 1000; i++) {
     zc_chan_msg_t m;
-    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s", strerror(errno));
+    REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive: %s", strerror(errno));
     REQUIREF(m.len == msg_size(i) && verify_pattern(m.data, m.len, i) < 0, "message %lu wrong", (unsigned long)i);
     zc_chan_release(ch, &m);
   }
@@ -119,7 +128,7 @@ static int t_path(int argc, char **argv) {
   int lfd = zc_chan_listen(sock_path);
   REQUIREF(lfd >= 0, "listen: %s", strerror(errno));
   pid_t c = spawn(path_consumer, NULL);
-  zc_chan_t *ch = zc_chan_accept(lfd, ZC_CHAN_PRODUCER, NULL);
+  zc_chan_t *ch = zc_chan_accept(lfd, ZC_CHAN_PRODUCER, &no_deadline);
   REQUIREF(ch != NULL, "accept: %s", strerror(errno));
   close(lfd);
   unlink(sock_path);
@@ -158,7 +167,7 @@ static int threads_consumer(void *arg) {
   uint64_t next[N_THREADS + 1] = {0};
   for (long i = 0; i < (long)N_THREADS * N_PER_THREAD; i++) {
     zc_chan_msg_t m;
-    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive %ld: %s (%s)", i, strerror(errno), zc_chan_error(ch));
+    REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive %ld: %s (%s)", i, strerror(errno), zc_chan_error(ch));
     REQUIREF(m.type >= 1 && m.type <= N_THREADS, "type %u", m.type);
     uint64_t s;
     memcpy(&s, m.data, 8);
@@ -178,7 +187,7 @@ static int t_threads(int argc, char **argv) {
   pid_t c = spawn(threads_consumer, NULL);
   /* four threads share the room the consumer frees: on a loaded machine (sanitizers, parallel tests) one
    * of them can wait longer than the default second; this test is about order and payloads, not timeouts */
-  zc_chan_config_t cfg = {.block_timeout_ms = 20000};
+  zc_chan_config_t cfg = {.block_timeout_ms = -1}; /* a hung consumer dies at spawn's alarm */
   shared_ch = open_parent_producer(&cfg);
   pthread_t th[N_THREADS];
   for (uintptr_t t = 0; t < N_THREADS; t++) pthread_create(&th[t], NULL, producer_thread, (void *)(t + 1));
@@ -200,7 +209,7 @@ static int batch_consumer(void *arg) {
   int nkeep = 0;
   uint64_t i = 0;
   while (i < N_BATCH) {
-    int n = zc_chan_receive_batch(ch, m, 64, 10000);
+    int n = zc_chan_receive_batch(ch, m, 64, -1);
     REQUIREF(n >= 1 && n <= 64, "receive_batch: %d %s (%s)", n, strerror(errno), zc_chan_error(ch));
     for (int k = 0; k < n; k++, i++)
       REQUIREF(m[k].len == msg_size(i) && m[k].type == (uint32_t)i && verify_pattern(m[k].data, m[k].len, i) < 0, "message %lu", (unsigned long)i);
@@ -222,7 +231,7 @@ static int batch_consumer(void *arg) {
 static int t_batch(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(batch_consumer, NULL);
-  zc_chan_t *ch = open_parent_producer(NULL);
+  zc_chan_t *ch = open_parent_producer(&no_deadline);
   for (uint64_t i = 0; i < N_BATCH; i += 32) {
     zc_chan_msg_t m[32];
     for (int k = 0; k < 32; k++) {
@@ -470,7 +479,7 @@ static int overflow_consumer(void *arg) {
   zc_chan_t *ch = open_child_consumer(NULL);
   for (uint64_t i = 0; i < N_OVERFLOW; i++) {
     zc_chan_msg_t m;
-    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s (%s)", strerror(errno), zc_chan_error(ch));
+    REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive: %s (%s)", strerror(errno), zc_chan_error(ch));
     REQUIREF(m.len == 100 && verify_pattern(m.data, 100, i) < 0, "message %lu", (unsigned long)i);
     REQUIREF(zc_chan_release(ch, &m) == 0, "release");
   }
@@ -482,7 +491,7 @@ static int overflow_consumer(void *arg) {
 static int t_overflow(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(overflow_consumer, NULL);
-  zc_chan_config_t cfg = {.ring_entries = 64}; /* return ring: 128 handles */
+  zc_chan_config_t cfg = {.ring_entries = 64, .block_timeout_ms = -1}; /* return ring: 128 handles */
   zc_chan_t *ch = open_parent_producer(&cfg);
   static void *p[N_OVERFLOW];
   for (int i = 0; i < N_OVERFLOW; i++) REQUIREF((p[i] = zc_chan_loan(ch, 100)) != NULL, "loan");
@@ -510,7 +519,7 @@ static int delayed_consumer(void *arg) {
            "the producer never waited for ring space");
   zc_chan_msg_t m[64];
   for (int got = 0; got < 65;) {
-    int n = zc_chan_receive_batch(ch, m, 64, 10000);
+    int n = zc_chan_receive_batch(ch, m, 64, -1);
     REQUIREF(n > 0, "receive: %s", strerror(errno));
     zc_chan_release_batch(ch, m, n);
     got += n;
@@ -529,7 +538,8 @@ static int t_block(int argc, char **argv) {
   seqpacket_pair(sv);
   REQUIREF(pipe(ready) == 0 && pipe(go) == 0, "pipe");
   pid_t c = spawn(delayed_consumer, NULL);
-  zc_chan_config_t cfg = {.ring_entries = 64, .policy = ZC_CHAN_BLOCK, .block_timeout_ms = 5000, .spin_ns = 1000};
+  /* first a wait that ends when the consumer reads, however late (5 s here timed out on a loaded machine) */
+  zc_chan_config_t cfg = {.ring_entries = 64, .policy = ZC_CHAN_BLOCK, .block_timeout_ms = -1, .spin_ns = 1000};
   zc_chan_t *ch = open_parent_producer(&cfg);
   char b;
   REQUIREF(read(ready[0], &b, 1) == 1, "ready");
@@ -582,7 +592,7 @@ static int epoll_consumer(void *arg) {
     int a = zc_chan_arm(ch);
     if (a == 1) continue;
     if (a < 0) break;
-    int n = epoll_wait(ep, &ev, 1, 10000);
+    int n = epoll_wait(ep, &ev, 1, -1); /* the producer's pace; a hung one: spawn's alarm */
     REQUIREF(n == 1, "epoll_wait timed out with %lu of %d messages", (unsigned long)got, N_EPOLL);
     wakeups++;
   }
@@ -597,7 +607,7 @@ static int epoll_consumer(void *arg) {
 static int t_epoll(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(epoll_consumer, NULL);
-  zc_chan_t *ch = open_parent_producer(NULL);
+  zc_chan_t *ch = open_parent_producer(&no_deadline);
   for (uint64_t i = 0; i < N_EPOLL; i++) {
     void *p = zc_chan_loan(ch, msg_size(i));
     fill_pattern(p, msg_size(i), i);
@@ -617,7 +627,7 @@ static int t_epoll(int argc, char **argv) {
 static int idle_consumer(void *arg) {
   zc_chan_t *ch = open_child_consumer(NULL);
   zc_chan_msg_t m;
-  while (zc_chan_receive(ch, &m, 10000) == 0) zc_chan_release(ch, &m);
+  while (zc_chan_receive(ch, &m, -1) == 0) zc_chan_release(ch, &m);
   REQUIREF(errno == EPIPE, "expected EPIPE, got errno %d", errno);
   zc_chan_close(ch);
   return 0;
@@ -742,7 +752,7 @@ static int holding_consumer(void *arg) {
   zc_chan_t *ch = open_child_consumer(NULL);
   static zc_chan_msg_t m[400];
   for (int i = 0; i < 400; i++) {
-    REQUIREF(zc_chan_receive(ch, &m[i], 10000) == 0, "receive: %s (%s)", strerror(errno), zc_chan_error(ch));
+    REQUIREF(zc_chan_receive(ch, &m[i], -1) == 0, "receive: %s (%s)", strerror(errno), zc_chan_error(ch));
     REQUIREF(m[i].len == 16384 && verify_pattern(m[i].data, 16384, (uint64_t)i) < 0, "message %d", i);
   }
   zc_chan_stats_t st;
@@ -760,7 +770,7 @@ static int t_devshm(int argc, char **argv) {
   int n0 = count_dir("/dev/shm", before, sizeof before);
   seqpacket_pair(sv);
   pid_t c = spawn(holding_consumer, NULL);
-  zc_chan_t *ch = open_parent_producer(NULL);
+  zc_chan_t *ch = open_parent_producer(&no_deadline);
   for (int i = 0; i < 400; i++) { /* 6.4 MiB held at once: more than the first 4 MiB segment */
     void *p = zc_chan_loan(ch, 16384);
     REQUIREF(p != NULL, "loan: %s", strerror(errno));

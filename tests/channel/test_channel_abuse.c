@@ -47,7 +47,10 @@ static int t_kill_consumer(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(holding_reader, NULL);
   close(sv[1]);
-  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
+  /* 1500 messages pass the 1 MiB queued budget: wait for the consumer as long as it takes (the default
+   * 1 s is a bet on its pace); after the kill the wait ends with EPIPE */
+  zc_chan_config_t cfg = {.block_timeout_ms = -1};
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, &cfg);
   zc_chan_stats_t st;
   for (uint64_t i = 0; i < 1500; i++) {
     void *p = zc_chan_loan(ch, msg_size(i));
@@ -132,7 +135,7 @@ static int t_kill_producer(int argc, char **argv) {
   uint64_t i = 0;
   for (; i < 3000; i++) {
     zc_chan_msg_t m;
-    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s", strerror(errno));
+    REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive: %s", strerror(errno));
     REQUIREF(m.type == (uint32_t)i && m.len == msg_size(i) && verify_pattern(m.data, m.len, i) < 0, "message %lu", (unsigned long)i);
     if (i >= 2990) held[i - 2990] = m;
     else zc_chan_release(ch, &m);
@@ -166,7 +169,7 @@ static int t_kill_producer_blocked(int argc, char **argv) {
   zc_chan_t *ch = open_end(sv[0], ZC_CHAN_CONSUMER, &cfg);
   zc_chan_msg_t m;
   for (int i = 0; i < 5; i++) {
-    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s", strerror(errno));
+    REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive: %s", strerror(errno));
     zc_chan_release(ch, &m);
   }
   victim = c;
@@ -200,7 +203,7 @@ static int hostile_reader(void *arg) {
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
   zc_chan_msg_t m1, m2;
-  REQUIREF(zc_chan_receive(ch, &m1, 10000) == 0 && zc_chan_receive(ch, &m2, 10000) == 0, "receive");
+  REQUIREF(zc_chan_receive(ch, &m1, -1) == 0 && zc_chan_receive(ch, &m2, -1) == 0, "receive");
   switch (kind) {
     case 0: push_raw(ch, chan_handle(200, chan_handle_off(m1.handle), chan_handle_gen(m1.handle))); break;
     case 1: push_raw(ch, chan_handle(0, 0xfffffff0u, chan_handle_gen(m1.handle))); break;
@@ -221,10 +224,10 @@ static int hostile_reader(void *arg) {
   if (kind == 6) { /* receiving would overwrite the garbage tail: just wait for the hang-up */
     struct pollfd pf = {zc_chan_fd(ch), POLLIN, 0};
     char buf[64];
-    REQUIREF(poll(&pf, 1, 10000) == 1 && recv(pf.fd, buf, sizeof buf, MSG_DONTWAIT) <= 0, "no hang-up from the producer");
+    REQUIREF(poll(&pf, 1, -1) == 1 && recv(pf.fd, buf, sizeof buf, MSG_DONTWAIT) <= 0, "no hang-up from the producer");
   } else {
     zc_chan_msg_t m;
-    while (zc_chan_receive(ch, &m, 10000) == 0) {
+    while (zc_chan_receive(ch, &m, -1) == 0) {
     }
     REQUIREF(errno == EPIPE, "the producer should have closed the channel: errno %d", errno);
   }
@@ -376,7 +379,7 @@ static int t_hostile_producer(int argc, char **argv) {
     if (ch != NULL) {
       zc_chan_msg_t m;
       int good = 0;
-      while (zc_chan_receive(ch, &m, 10000) == 0) { /* only the one valid message may come out */
+      while (zc_chan_receive(ch, &m, -1) == 0) { /* only the one valid message may come out */
         REQUIREF(good == 0 && m.len == 100 && verify_pattern(m.data, 100, 1) < 0, "abuse %d: a bad descriptor was handed out (len %u)",
                  kind, m.len);
         zc_chan_release(ch, &m);
@@ -531,7 +534,7 @@ static int t_fuzz(int argc, char **argv) {
     ch = open_end(sv[0], ZC_CHAN_CONSUMER, NULL);
     zc_chan_msg_t m;
     uint64_t sum = 0;
-    while (zc_chan_receive(ch, &m, 10000) == 0) {
+    while (zc_chan_receive(ch, &m, -1) == 0) {
       REQUIREF(in_segments(ch, m.data, m.len), "round %d: a view outside the mapped segments", round);
       for (uint32_t i = 0; i < m.len; i++) sum += ((const unsigned char *)m.data)[i];
       zc_chan_release(ch, &m);
@@ -555,7 +558,7 @@ static int writing_reader(void *arg) {
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
   zc_chan_msg_t m;
-  REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive");
+  REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive");
   void *page = (void *)((uintptr_t)m.data & ~(uintptr_t)4095);
   REQUIREF(mprotect(page, 4096, PROT_READ | PROT_WRITE) == -1 && errno == EACCES,
            "mprotect to writable: errno %d (the segment must be sealed against writes)", errno);
@@ -605,7 +608,7 @@ static int limited_consumer_grow(void *arg) {
   REQUIREF(write(pipefd[1], "r", 1) == 1, "pipe");
   zc_chan_msg_t m;
   int n = 0;
-  while (zc_chan_receive(ch, &m, 10000) == 0) n++; /* held: the producer must grow */
+  while (zc_chan_receive(ch, &m, -1) == 0) n++; /* held: the producer must grow */
   REQUIREF(errno == EMFILE && strstr(zc_chan_error(ch), "RLIMIT_NOFILE") != NULL, "after %d messages: errno %d (%s)", n,
            errno, zc_chan_error(ch));
   printf("fdlimit at growth: %d messages, then: %s\n", n, zc_chan_error(ch));
@@ -637,7 +640,7 @@ static int t_fdlimit(int argc, char **argv) {
   REQUIREF(pipe(pipefd) == 0, "pipe");
   c = spawn(limited_consumer_grow, NULL);
   close(sv[1]);
-  zc_chan_config_t cfg = {.first_segment = 1 << 20};
+  zc_chan_config_t cfg = {.first_segment = 1 << 20, .block_timeout_ms = -1}; /* 1 MiB queued: waits for the consumer */
   ch = open_end(sv[0], ZC_CHAN_PRODUCER, &cfg);
   char b;
   REQUIREF(read(pipefd[0], &b, 1) == 1, "ready");

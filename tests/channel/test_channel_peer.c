@@ -105,7 +105,7 @@ static int t_live_path(int argc, char **argv) {
   zc_chan_t *ch = zc_chan_accept(lfd, ZC_CHAN_CONSUMER, NULL);
   REQUIREF(ch != NULL, "accept after the refused listen: %s", strerror(errno));
   zc_chan_msg_t m;
-  REQUIREF(zc_chan_receive(ch, &m, 10000) == 0 && m.type == 5, "receive");
+  REQUIREF(zc_chan_receive(ch, &m, -1) == 0 && m.type == 5, "receive");
   zc_chan_release(ch, &m);
   REQUIREF(reap(c) == 0, "peer failed");
   zc_chan_close(ch);
@@ -139,7 +139,7 @@ static int t_setup_forever(int argc, char **argv) {
   zc_chan_t *ch = zc_chan_open(sv[0], ZC_CHAN_CONSUMER, &cfg);
   REQUIREF(ch != NULL, "open with setup_timeout_ms = -1 failed: errno %d", errno);
   zc_chan_msg_t m;
-  REQUIREF(zc_chan_receive(ch, &m, 10000) == 0 && m.type == 3, "receive");
+  REQUIREF(zc_chan_receive(ch, &m, -1) == 0 && m.type == 3, "receive");
   zc_chan_release(ch, &m);
   REQUIREF(reap(c) == 0, "producer failed");
   zc_chan_close(ch);
@@ -193,7 +193,7 @@ static int holding_consumer(void *arg) {
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
   for (;;) {
     zc_chan_msg_t m;
-    if (zc_chan_receive(ch, &m, 10000) != 0) return 1;
+    if (zc_chan_receive(ch, &m, -1) != 0) return 1;
   }
 }
 
@@ -205,7 +205,7 @@ static int t_kill_growth(int argc, char **argv) {
   zc_chan_t *ch = open_end(sv[0], ZC_CHAN_CONSUMER, NULL);
   zc_chan_msg_t m[64];
   int n = 0, r;
-  while (n < 64 && (r = zc_chan_receive(ch, &m[n], 10000)) == 0) {
+  while (n < 64 && (r = zc_chan_receive(ch, &m[n], -1)) == 0) {
     REQUIREF(m[n].type == (uint32_t)n && verify_pattern(m[n].data, 16384, (uint64_t)n) < 0, "message %d", n);
     n++;
   }
@@ -247,7 +247,7 @@ static int releasing_consumer(void *arg) {
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
   static zc_chan_msg_t m[4000];
-  for (int i = 0; i < 4000; i++) REQUIREF(zc_chan_receive(ch, &m[i], 10000) == 0, "receive %d", i);
+  for (int i = 0; i < 4000; i++) REQUIREF(zc_chan_receive(ch, &m[i], -1) == 0, "receive %d", i);
   REQUIREF(zc_chan_release_batch(ch, m, 2000) == 0, "release");
   signal_byte(pipefd[1]);
   /* the rest in batches of 8, slowly: the kill lands among them. 100 ms apart (25 s in all), so that

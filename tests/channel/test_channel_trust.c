@@ -196,7 +196,7 @@ static int rewrite_consumer(void *arg) {
   uint64_t off; /* the producer has sent, then rewritten the message; it tells us the loan's offset */
   REQUIREF(read(pipefd[0], &off, sizeof off) == sizeof off, "pipe");
   zc_chan_msg_t m;
-  REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s", strerror(errno));
+  REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive: %s", strerror(errno));
   REQUIREF(m.len == 4096, "len %u", m.len);
   REQUIREF((const char *)m.data == ch->seg[0].base + off && chan_handle_off(m.handle) == off,
            "the view is not the loan's own bytes (offset %lu in the producer's segment)", (unsigned long)off);
@@ -212,7 +212,7 @@ static int rewrite_consumer(void *arg) {
   signal_byte(pipe2fd[1]);
   long odd = 0;
   for (int i = 0; i < 20000; i++) {
-    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive: %s", strerror(errno));
+    REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive: %s", strerror(errno));
     REQUIREF(zc_chan_copy(&m, 0, &h, sizeof h) == 0, "copy");
     if (h.len > m.len - sizeof h) {
       odd++;
@@ -243,7 +243,8 @@ static int t_rewrite(int argc, char **argv) {
   pid_t c = spawn(rewrite_consumer, NULL);
   close(sv[1]);
   close(pipe2fd[1]);
-  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
+  zc_chan_config_t cfg = {.block_timeout_ms = -1}; /* 20000 sends fill the ring: wait for the consumer's pace */
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, &cfg);
   void *p = zc_chan_loan(ch, 4096);
   fill_pattern(p, 4096, 1);
   REQUIREF(zc_chan_send(ch, p, 4096, 1) == 0, "send");
@@ -285,7 +286,7 @@ static int snooping_consumer(void *arg) {
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
   zc_chan_msg_t m;
-  REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive");
+  REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive");
   zc_chan_release(ch, &m);
   wait_byte(pipefd[0]); /* the producer cancelled a loan and took our release back */
   int seen = secret_visible(ch);
@@ -377,7 +378,7 @@ static int t_pend_bound(int argc, char **argv) {
 #define GATE_N 6000
 static int gate_producer(void *arg) {
   close(sv[0]);
-  zc_chan_config_t cfg = {.ring_entries = 64, .block_timeout_ms = 5000};
+  zc_chan_config_t cfg = {.ring_entries = 64, .block_timeout_ms = -1}; /* the consumer's pace: spawn's alarm bounds it */
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_PRODUCER, &cfg);
   for (uint64_t i = 0; i < GATE_N; i++) {
     void *p = zc_chan_loan(ch, 64);
@@ -400,7 +401,7 @@ static int t_pend_gate(int argc, char **argv) {
   int nheld = 0;
   for (uint64_t i = 0; i < GATE_N; i++) {
     zc_chan_msg_t m;
-    REQUIREF(zc_chan_receive(ch, &m, 10000) == 0, "receive %lu: %s", (unsigned long)i, strerror(errno));
+    REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive %lu: %s", (unsigned long)i, strerror(errno));
     REQUIREF(verify_pattern(m.data, 64, i) < 0, "message %lu", (unsigned long)i);
     if (i < 2000 || nheld == 600) { /* first a plain flow (the producer collects free slots), then hold */
       zc_chan_release(ch, &m);
@@ -412,7 +413,7 @@ static int t_pend_gate(int argc, char **argv) {
   }
   /* keep calling until the producer is done: releases still in the overflow list go out only in a call */
   zc_chan_msg_t m;
-  REQUIREF(zc_chan_receive(ch, &m, 20000) == -1 && errno == EPIPE, "after the last message: errno %d", errno);
+  REQUIREF(zc_chan_receive(ch, &m, -1) == -1 && errno == EPIPE, "after the last message: errno %d", errno);
   printf("pend_gate: the overflow list peaked at %zu (return ring %u)\n", most, ch->ret_cap);
   REQUIREF(most >= ch->ret_cap, "the overflow list never filled (%zu): the test did not reach the case", most);
   REQUIREF(reap(c) == 0, "the producer failed");
@@ -425,7 +426,7 @@ static int t_pend_gate(int argc, char **argv) {
 static int starving_producer(void *arg) {
   close(sv[0]);
   zc_chan_config_t cfg = {.ring_entries = 64, .first_segment = 512 << 10, .max_bytes = 512 << 10,
-                          .block_timeout_ms = 8000};
+                          .block_timeout_ms = -1}; /* a starved loan hangs until spawn's alarm: reap fails */
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_PRODUCER, &cfg);
   void *loans[256];
   for (int i = 0; i < 256; i++) {
@@ -453,21 +454,21 @@ static int t_arm_overflow(int argc, char **argv) {
   close(sv[1]);
   zc_chan_t *ch = open_end(sv[0], ZC_CHAN_CONSUMER, NULL);
   zc_chan_msg_t held[256];
-  for (int i = 0; i < 256; i++) REQUIREF(zc_chan_receive(ch, &held[i], 10000) == 0, "receive %d", i);
+  for (int i = 0; i < 256; i++) REQUIREF(zc_chan_receive(ch, &held[i], -1) == 0, "receive %d", i);
   REQUIREF(zc_chan_release_batch(ch, held, 256) == 0, "release");
   REQUIREF(ch->npend == 128, "overflow list: %zu", ch->npend);
   signal_byte(pipefd[1]);
   /* wait until the producer took the return ring in (its loans drain it), then go to sleep in epoll */
-  uint64_t end = now_ns() + 10000000000ull;
+  uint64_t end = now_ns() + 60000000000ull;
   while (__atomic_load_n(&ch->ctl->ret_tail, __ATOMIC_ACQUIRE) != ch->c_ret_head && now_ns() < end) sleep_ms(1);
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN};
   REQUIREF(epoll_ctl(ep, EPOLL_CTL_ADD, zc_chan_fd(ch), &ev) == 0, "epoll_ctl");
   int armed = zc_chan_arm(ch);
   REQUIREF(armed >= 0, "arm: %s", strerror(errno));
-  if (armed == 0) REQUIREF(epoll_wait(ep, &ev, 1, 5000) == 1, "no wake-up: the producer starved for the overflow list");
+  if (armed == 0) REQUIREF(epoll_wait(ep, &ev, 1, 60000) == 1, "no wake-up: the producer starved for the overflow list");
   zc_chan_msg_t m;
-  REQUIREF(zc_chan_receive(ch, &m, 5000) == 0 && m.type == 2, "the message sent after the overflow came back");
+  REQUIREF(zc_chan_receive(ch, &m, 60000) == 0 && m.type == 2, "the message sent after the overflow came back");
   zc_chan_release(ch, &m);
   signal_byte(pipefd[1]);
   REQUIREF(reap(c) == 0, "producer failed");
@@ -498,7 +499,7 @@ static int idle_consumer(void *arg) {
   close(sv[0]);
   zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
   zc_chan_msg_t m;
-  while (zc_chan_receive(ch, &m, 10000) == 0) zc_chan_release(ch, &m);
+  while (zc_chan_receive(ch, &m, -1) == 0) zc_chan_release(ch, &m);
   zc_chan_close(ch);
   return 0;
 }

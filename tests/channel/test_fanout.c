@@ -81,7 +81,7 @@ static int receive_all(zc_chan_t *ch, const sub_t *a) {
   int nh = 0, bad = 0;
   for (uint32_t k = 0; k < a->n; k++) {
     zc_chan_msg_t m;
-    if (zc_chan_receive(ch, &m, 30000) != 0) {
+    if (zc_chan_receive(ch, &m, -1) != 0) {
       CHECKF(0, "receive %u: %s (%s)", a->first + k, strerror(errno), zc_chan_error(ch));
       return -1;
     }
@@ -183,7 +183,7 @@ static int sub_last(void *arg) {
   sub_t *a = arg;
   zc_chan_t *ch = sub_open(a);
   zc_chan_msg_t m;
-  REQUIRE(zc_chan_receive(ch, &m, 30000) == 0);
+  REQUIRE(zc_chan_receive(ch, &m, -1) == 0);
   CHECK(m.len == 4096 && verify_pattern(m.data, m.len, 1) < 0);
   ctl_put(a->ctl, 'r');
   CHECK(ctl_get(a->ctl) == 'w'); /* the publisher rewrote the message in place */
@@ -236,7 +236,7 @@ static int sub_victim(void *arg) {
   sub_t *a = arg;
   zc_chan_t *ch = sub_open(a);
   zc_chan_msg_t m[10];
-  for (int k = 0; k < 10; k++) REQUIRE(zc_chan_receive(ch, &m[k], 30000) == 0);
+  for (int k = 0; k < 10; k++) REQUIRE(zc_chan_receive(ch, &m[k], -1) == 0);
   ctl_put(a->ctl, 'h'); /* holding 10; the parent kills us */
   for (;;) pause();
 }
@@ -345,7 +345,7 @@ static int sub_mt(void *arg) {
   int bad = 0;
   for (uint32_t k = 0; k < 2 * MT_N; k++) {
     zc_chan_msg_t m;
-    if (zc_chan_receive(ch, &m, 30000) != 0) {
+    if (zc_chan_receive(ch, &m, -1) != 0) {
       CHECKF(0, "receive: %s", strerror(errno));
       break;
     }
@@ -439,7 +439,7 @@ static int sub_hostile(void *arg) {
   sub_t *a = arg;
   zc_chan_t *ch = sub_open(a);
   zc_chan_msg_t m;
-  REQUIRE(zc_chan_receive(ch, &m, 30000) == 0);
+  REQUIRE(zc_chan_receive(ch, &m, -1) == 0);
   CHECK(m.type == 1000);
   zc_chan_msg_t bad = m;
   if (a->kind == H_TWICE) {
@@ -456,7 +456,7 @@ static int sub_hostile(void *arg) {
   }
   ctl_put(a->ctl, 'b');
   int r;
-  while ((r = zc_chan_receive(ch, &m, 30000)) == 0) zc_chan_release(ch, &m); /* anything published before */
+  while ((r = zc_chan_receive(ch, &m, -1)) == 0) zc_chan_release(ch, &m); /* anything published before */
   CHECKF(errno == EPIPE, "the hostile subscriber ends with %s, not EPIPE", strerror(errno));
   ctl_put(a->ctl, 'e');
   zc_chan_close(ch);
@@ -468,7 +468,7 @@ static int sub_honest(void *arg) {
   sub_t *a = arg;
   zc_chan_t *ch = sub_open(a);
   zc_chan_msg_t first;
-  REQUIRE(zc_chan_receive(ch, &first, 30000) == 0);
+  REQUIRE(zc_chan_receive(ch, &first, -1) == 0);
   CHECK(first.type == 999 && verify_msg(&first) < 0);
   CHECK(write(a->ctl, &first.handle, 8) == 8);
   sub_t rest = *a;

@@ -60,7 +60,7 @@ static void send_one(zc_pub_t *p, uint32_t seq) {
 static int receive_range(zc_chan_t *ch, uint32_t first, uint32_t n) {
   for (uint32_t k = 0; k < n; k++) {
     zc_chan_msg_t m;
-    REQUIREF(zc_chan_receive(ch, &m, 20000) == 0, "receive %u: %s (%s)", first + k, strerror(errno), zc_chan_error(ch));
+    REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive %u: %s (%s)", first + k, strerror(errno), zc_chan_error(ch));
     REQUIREF(m.type == first + k && m.len == len_of(m.type), "message %u: type %u len %u", first + k, m.type, m.len);
     REQUIREF(verify_pattern(m.data, m.len, seed_of(m.type)) < 0, "message %u: bytes differ", m.type);
     REQUIRE(zc_chan_release(ch, &m) == 0);
@@ -87,7 +87,7 @@ static int t_name(int argc, char **argv) {
   REQUIREF(p != NULL, "zc_pub_listen_name: %s", strerror(errno));
   CHECK(zc_pub_fd(p) >= 0);
   pid_t pid = spawn(sub_by_name, NULL);
-  CHECKF(zc_pub_accept(p, 20000) == 1, "accept: %s (%s)", strerror(errno), zc_pub_error(p));
+  CHECKF(zc_pub_accept(p, 60000) == 1, "accept: %s (%s)", strerror(errno), zc_pub_error(p));
   for (uint32_t s = 0; s < 200; s++) send_one(p, s);
   CHECK_EQ(reap(pid), 0);
   CHECK(access(pub_name, F_OK) != 0); /* abstract: nothing in the file system */
@@ -143,7 +143,7 @@ static int t_uid(int argc, char **argv) {
   REQUIRE(p != NULL);
   pid_t pid = spawn(sub_refused_side, NULL);
   errno = 0;
-  CHECKF(zc_pub_accept(p, 20000) < 0 && errno == EACCES, "accept of a refused uid: errno %d", errno);
+  CHECKF(zc_pub_accept(p, 60000) < 0 && errno == EACCES, "accept of a refused uid: errno %d", errno);
   CHECK_EQ(zc_pub_subscribers(p), 0);
   CHECK_EQ(reap(pid), 0);
   zc_pub_close(p);
@@ -151,7 +151,7 @@ static int t_uid(int argc, char **argv) {
   p = zc_pub_listen_name(pub_name, NULL); /* admits us; the subscriber refuses it */
   REQUIRE(p != NULL);
   pid = spawn(sub_refusing, NULL);
-  zc_pub_accept(p, 20000); /* the handshake may fail on our side too (the subscriber closed) */
+  zc_pub_accept(p, 60000); /* the handshake may fail on our side too (the subscriber closed) */
   CHECK_EQ(reap(pid), 0);
   zc_pub_close(p);
   return check_exit(argv[0]);
@@ -197,7 +197,7 @@ static int commanded_loop(zc_chan_t *ch, sub_t *a) {
     }
     for (uint32_t k = 0; k < n; k++) {
       zc_chan_msg_t m;
-      REQUIREF(zc_chan_receive(ch, &m, 20000) == 0, "receive: %s", strerror(errno));
+      REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "receive: %s", strerror(errno));
       REQUIREF(m.type == next && verify_pattern(m.data, m.len, seed_of(m.type)) < 0, "message %u", next);
       next++;
       if (c == 'h' && nheld < 4096) held[nheld++] = m;

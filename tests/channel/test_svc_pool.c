@@ -101,7 +101,7 @@ static int t_queue(int argc, char **argv) {
     REQUIRE(p != NULL);
     body_fill(p, 64, 2000 + (uint64_t)i);
     zc_svc_msg_t rep;
-    REQUIRE(zc_svc_call(s, p, 64, T_WORK, &rep, 10000) == 0);
+    REQUIRE(zc_svc_call(s, p, 64, T_WORK, &rep, PEER_WAIT_MS) == 0);
     const uint64_t *r = rep.data;
     CHECK(rep.len == 16 && r[1] == 2000 + (uint64_t)i);
     if (i == 0) other = r[0];
@@ -110,7 +110,7 @@ static int t_queue(int argc, char **argv) {
     zc_svc_release(s, &rep);
   }
   zc_svc_msg_t m;
-  REQUIRE(zc_svc_receive(s, &m, 10000) == 0); /* the held one, answered after 3 s by the other worker */
+  REQUIRE(zc_svc_receive(s, &m, PEER_WAIT_MS) == 0); /* the held one, answered after 3 s by the other worker */
   CHECK(m.kind == ZC_SVC_REPLY && m.id == hold_id && ((const uint64_t *)m.data)[0] != other);
   zc_svc_release(s, &m);
   /* throughput: 32 in flight */
@@ -128,7 +128,7 @@ static int t_queue(int argc, char **argv) {
       nout++;
       sent++;
     }
-    REQUIRE(zc_svc_receive(s, &m, 10000) == 0);
+    REQUIRE(zc_svc_receive(s, &m, PEER_WAIT_MS) == 0);
     int k = 0;
     while (k < nout && out[k].id != m.id) k++;
     CHECKF(m.kind == ZC_SVC_REPLY && k < nout, "kind %d id 0x%llx not outstanding", m.kind, (unsigned long long)m.id);
@@ -165,7 +165,7 @@ static int t_queue_kill(int argc, char **argv) {
   zc_svc_msg_t m, notice;
   memset(&notice, 0, sizeof notice);
   while (replies < 20) { /* the honest worker's share (fewest pending: they alternate) */
-    REQUIRE(zc_svc_receive(s, &m, 10000) == 0 && m.kind == ZC_SVC_REPLY);
+    REQUIRE(zc_svc_receive(s, &m, PEER_WAIT_MS) == 0 && m.kind == ZC_SVC_REPLY);
     int k = 0;
     while (k < 40 && ids[k] != m.id) k++;
     CHECK(k < 40 && state[k] == 0 && ((const uint64_t *)m.data)[0] == (uint64_t)good);
@@ -177,7 +177,7 @@ static int t_queue_kill(int argc, char **argv) {
   }
   kill(holder, SIGKILL);
   reap(holder);
-  while (failed < 20 && zc_svc_receive(s, &m, 5000) == 0) {
+  while (failed < 20 && zc_svc_receive(s, &m, PEER_WAIT_MS) == 0) {
     CHECKF(m.kind == ZC_SVC_FAILED && m.error == EPIPE, "kind %d error %d", m.kind, m.error);
     zc_chan_peer_t who = {0, 0, 0};
     CHECKF(zc_svc_msg_peer(s, &m, &who) == 0 && who.pid == holder, "FAILED notice from pid %d, the dead worker was %d",
@@ -204,7 +204,7 @@ static int t_queue_kill(int argc, char **argv) {
   int per_good = 0, per_repl = 0;
   for (int i = 0; i < 20; i++) REQUIRE(send_work(s, 900 + (uint64_t)i, 100, T_WORK, &ids[i]) == 0);
   for (int i = 0; i < 20; i++) {
-    REQUIRE(zc_svc_receive(s, &m, 10000) == 0 && m.kind == ZC_SVC_REPLY);
+    REQUIRE(zc_svc_receive(s, &m, PEER_WAIT_MS) == 0 && m.kind == ZC_SVC_REPLY);
     uint64_t who = ((const uint64_t *)m.data)[0];
     per_good += who == (uint64_t)good;
     per_repl += who == (uint64_t)repl;
@@ -229,7 +229,7 @@ static int bad_worker(void *arg) {
   REQUIRE(raw_connect(pool_name, &rp) == 0);
   int k;
   svc_hdr_t h;
-  REQUIRE(raw_recv(&rp, &k, &h, 10000) == 0 && k == ZC_SVC_REQUEST);
+  REQUIRE(raw_recv(&rp, &k, &h, PEER_WAIT_MS) == 0 && k == ZC_SVC_REQUEST);
   if (kind == 1) raw_send(&rp, ZC_SVC_REPLY, h.id, T_WORK, 5);
   else raw_send(&rp, ZC_SVC_REPLY, h.id ^ 1, T_WORK, 32); /* the other index: the honest worker's request */
   sleep_ms(30000); /* connected until the parent kills it, however slowly the parent runs */
@@ -249,7 +249,7 @@ static int t_queue_hostile(int argc, char **argv) {
     for (int i = 0; i < 2; i++) REQUIRE(send_work(s, 1 + (uint64_t)i, 64, T_WORK, &ids[i]) == 0); /* one each */
     CHECK((uint32_t)ids[1] == ((uint32_t)ids[0] ^ 1)); /* what the bad worker forges in kind 2 */
     zc_svc_msg_t m;
-    int r = zc_svc_receive(s, &m, 10000);
+    int r = zc_svc_receive(s, &m, PEER_WAIT_MS);
     CHECKF(r == 0 && m.kind == ZC_SVC_FAILED && m.error == EPROTO && (m.id == ids[0] || m.id == ids[1]),
            "r %d kind %d error %d", r, m.kind, m.error);
     zc_chan_peer_t who = {0, 0, 0};
@@ -320,8 +320,8 @@ static int t_many(int argc, char **argv) {
     if (zc_svc_receive(s, &m, 0) != 0) {
       CHECK(errno == EAGAIN);
       /* one fd for every producer, joins and deaths: records are still due, so it must wake */
-      int n = epoll_wait(ep, &ev, 1, 10000);
-      CHECKF(n == 1, "zc_svc_fd did not become readable in 10 s (records %d %d %d %d %d, killed %d)", next[0],
+      int n = epoll_wait(ep, &ev, 1, PEER_WAIT_MS);
+      CHECKF(n == 1, "zc_svc_fd did not become readable in 60 s (records %d %d %d %d %d, killed %d)", next[0],
              next[1], next[2], next[3], next[4], killed);
       if (n != 1) break;
       continue;
@@ -352,7 +352,7 @@ static int t_many(int argc, char **argv) {
     if (i != 3) CHECK_EQ(reap(pids[i]), 0);
   zc_svc_stats_t st;
   zc_svc_msg_t m;
-  WAIT_UNTIL((zc_svc_receive(s, &m, 10), zc_svc_stats(s, &st), st.left == 5), 20000);
+  WAIT_UNTIL((zc_svc_receive(s, &m, 10), zc_svc_stats(s, &st), st.left == 5), PEER_WAIT_MS);
   CHECK_EQ(st.joined, 5);
   CHECK_EQ(st.left, 5);
   CHECK_EQ(st.received, (uint64_t)per * 4 + 500);
@@ -371,14 +371,14 @@ static int slow_producer(void *arg) {
   zc_svc_t *c = zc_svc_connect(pool_name, &cfg);
   REQUIRE(c != NULL);
   for (int i = 0; i < 20; i++) {
-    REQUIRE(WAIT_UNTIL(*taken == i, 20000));
+    REQUIRE(WAIT_UNTIL(*taken == i, PEER_WAIT_MS));
     sleep_ms(20); /* the consumer is back in epoll_wait */
     uint32_t *p = zc_svc_loan(c, 16);
     REQUIRE(p != NULL);
     p[0] = (uint32_t)i;
     REQUIRE(zc_svc_send(c, p, 16, 1) == 0);
   }
-  REQUIRE(WAIT_UNTIL(*taken == 20, 20000));
+  REQUIRE(WAIT_UNTIL(*taken == 20, PEER_WAIT_MS));
   zc_svc_close(c);
   return 0;
 }
@@ -402,8 +402,8 @@ static int t_fd(int argc, char **argv) {
       continue;
     }
     CHECK(errno == EAGAIN);
-    int n = epoll_wait(ep, &ev, 1, 10000); /* a record is due within 20 ms: the fd must wake us */
-    CHECKF(n == 1, "zc_svc_fd stayed quiet for 10 s with record %d due", *taken);
+    int n = epoll_wait(ep, &ev, 1, PEER_WAIT_MS); /* a record is due within 20 ms: the fd must wake us */
+    CHECKF(n == 1, "zc_svc_fd stayed quiet for 60 s with record %d due", *taken);
     if (n != 1) break;
     wakes++;
   }

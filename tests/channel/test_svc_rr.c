@@ -152,7 +152,7 @@ static int t_rr(int argc, char **argv) {
       sent++;
     }
     zc_svc_msg_t m;
-    REQUIRE(zc_svc_receive(c, &m, 10000) == 0);
+    REQUIRE(zc_svc_receive(c, &m, PEER_WAIT_MS) == 0);
     int k = 0;
     while (k < nout && out[k].id != m.id) k++;
     CHECKF(k < nout, "a reply with id 0x%llx that is not outstanding", (unsigned long long)m.id);
@@ -171,7 +171,7 @@ static int t_rr(int argc, char **argv) {
     REQUIRE(p != NULL);
     body_fill(p, n, seed);
     zc_svc_msg_t rep;
-    REQUIRE(zc_svc_call(c, p, n, T_ECHO, &rep, 10000) == 0);
+    REQUIRE(zc_svc_call(c, p, n, T_ECHO, &rep, PEER_WAIT_MS) == 0);
     CHECK(reply_ok(&rep, seed));
     zc_svc_release(c, &rep);
   }
@@ -196,13 +196,13 @@ static int t_timeout(int argc, char **argv) {
   errno = 0;
   CHECK(zc_svc_call(c, p, 64, T_HOLD, &rep, 50) == -1 && errno == ETIMEDOUT); /* held 300 ms */
   zc_svc_stats_t st;
-  WAIT_UNTIL((zc_svc_receive(c, &rep, 10) == 0 ? zc_svc_release(c, &rep) : 0, zc_svc_stats(c, &st), st.dropped == 1), 20000);
+  WAIT_UNTIL((zc_svc_receive(c, &rep, 10) == 0 ? zc_svc_release(c, &rep) : 0, zc_svc_stats(c, &st), st.dropped == 1), PEER_WAIT_MS);
   CHECK_EQ(st.dropped, 1);
   CHECK_EQ(st.pending, 0);
   CHECK_EQ(st.received, 0); /* the late reply never came out */
   p = zc_svc_loan(c, 64);
   body_fill(p, 64, 8);
-  CHECK(zc_svc_call(c, p, 64, T_ECHO, &rep, 10000) == 0 && reply_ok(&rep, 8));
+  CHECK(zc_svc_call(c, p, 64, T_ECHO, &rep, PEER_WAIT_MS) == 0 && reply_ok(&rep, 8));
   zc_svc_release(c, &rep);
   zc_svc_close(c);
   CHECK_EQ(reap(sp), 0);
@@ -242,7 +242,7 @@ static int t_kill_server(int argc, char **argv) {
   reap(sp);
   int seen[20] = {0}, failed = 0, replies = 0;
   zc_svc_msg_t m;
-  while (zc_svc_receive(c, &m, 5000) == 0) {
+  while (zc_svc_receive(c, &m, PEER_WAIT_MS) == 0) { /* ends at EPIPE */
     if (m.kind == ZC_SVC_REPLY) { /* published before the death: delivered, and first */
       int k = 0;
       while (k < 20 && ids[k] != m.id) k++;
@@ -292,7 +292,7 @@ static int t_kill_client(int argc, char **argv) {
   REQUIRE(s != NULL);
   pid_t a = spawn(doomed_client, (void *)name), b = spawn(doomed_client, (void *)name);
   zc_svc_msg_t req[6];
-  for (int i = 0; i < 6; i++) REQUIRE(zc_svc_receive(s, &req[i], 10000) == 0 && req[i].kind == ZC_SVC_REQUEST);
+  for (int i = 0; i < 6; i++) REQUIRE(zc_svc_receive(s, &req[i], PEER_WAIT_MS) == 0 && req[i].kind == ZC_SVC_REQUEST);
   CHECK_EQ(zc_svc_peers(s), 2);
   uint32_t dead_peer = req[0].peer;
   kill(a, SIGKILL);
@@ -334,18 +334,18 @@ static int hostile_server(void *arg) {
   REQUIRE(raw_listen(hostile_name, &rp) == 0);
   int k;
   svc_hdr_t h;
-  REQUIRE(raw_recv(&rp, &k, &h, 10000) == 0 && k == ZC_SVC_REQUEST);
+  REQUIRE(raw_recv(&rp, &k, &h, PEER_WAIT_MS) == 0 && k == ZC_SVC_REQUEST);
   uint64_t first = h.id;
   switch (kind) {
   case 1: raw_send(&rp, ZC_SVC_REPLY, first ^ 0x1234567800000000ull, T_ECHO, 64); break; /* unknown id */
   case 2: /* the same id twice */
     raw_send(&rp, ZC_SVC_REPLY, first, T_ECHO, 64);
-    raw_recv(&rp, &k, &h, 10000);
+    raw_recv(&rp, &k, &h, PEER_WAIT_MS);
     raw_send(&rp, ZC_SVC_REPLY, first, T_ECHO, 64);
     break;
   case 3: /* the first id answered, then given as the second request's reply (old generation) */
     raw_send(&rp, ZC_SVC_REPLY, first, T_ECHO, 64);
-    raw_recv(&rp, &k, &h, 10000);
+    raw_recv(&rp, &k, &h, PEER_WAIT_MS);
     CHECK((uint32_t)h.id == (uint32_t)first && h.id != first); /* the entry is reused with a new generation */
     raw_send(&rp, ZC_SVC_REPLY, first, T_ECHO, 64);
     break;
@@ -429,19 +429,19 @@ static int t_name(int argc, char **argv) {
   zc_svc_msg_t rep;
   void *p = zc_svc_loan(c, 100);
   body_fill(p, 100, 11);
-  CHECK(zc_svc_call(c, p, 100, T_ECHO, &rep, 10000) == 0 && reply_ok(&rep, 11));
+  CHECK(zc_svc_call(c, p, 100, T_ECHO, &rep, PEER_WAIT_MS) == 0 && reply_ok(&rep, 11));
   zc_svc_release(c, &rep);
   /* restart: kill the server, see EPIPE, start a new one on the same name, reconnect */
   kill(sp, SIGKILL);
   reap(sp);
-  CHECK(zc_svc_receive(c, &rep, 5000) == -1 && errno == EPIPE);
+  CHECK(zc_svc_receive(c, &rep, PEER_WAIT_MS) == -1 && errno == EPIPE);
   zc_svc_close(c);
   sp = spawn(server, (void *)name);
   c = connect_to(name); /* retries while the new server starts */
   REQUIRE(c != NULL);
   p = zc_svc_loan(c, 100);
   body_fill(p, 100, 12);
-  CHECK(zc_svc_call(c, p, 100, T_ECHO, &rep, 10000) == 0 && reply_ok(&rep, 12));
+  CHECK(zc_svc_call(c, p, 100, T_ECHO, &rep, PEER_WAIT_MS) == 0 && reply_ok(&rep, 12));
   zc_svc_release(c, &rep);
   zc_svc_close(c);
   CHECK_EQ(reap(sp), 0);
@@ -473,7 +473,7 @@ static int t_silent(int argc, char **argv) {
   }
   char b;
   struct pollfd pf = {quiet[2], POLLIN, 0};
-  CHECK(poll(&pf, 1, 10000) == 1 && recv(quiet[2], &b, 1, MSG_DONTWAIT) == 0); /* the server closed the garbage one */
+  CHECK(poll(&pf, 1, PEER_WAIT_MS) == 1 && recv(quiet[2], &b, 1, MSG_DONTWAIT) == 0); /* the server closed the garbage one */
   zc_svc_close(c);
   for (int i = 0; i < 3; i++) close(quiet[i]);
   CHECK_EQ(reap(sp), 0);

@@ -289,8 +289,7 @@ static int t_space(int argc, char **argv) {
   cfg.chan.ring_entries = 64;
   zc_svc_t *c = zc_svc_connect(name, &cfg);
   REQUIREF(c != NULL, "connect: %s", strerror(errno));
-  for (int k = 0; k < 20000 && go[1] == 0; k++) usleep(1000);
-  REQUIRE(go[1] == 1);
+  REQUIRE(WAIT_UNTIL(go[1] == 1, PEER_WAIT_MS)); /* the server is ready (was a 20 s loop of 1 ms sleeps) */
   /* fill the connection: the server takes nothing now */
   int sent = 0, woken = 0;
   uint64_t seed = 1000;

@@ -5,7 +5,7 @@
  *                              pipelined requests, POST /echo, HTTP/1.0 and Connection: close, 404/405
  *   test_http garbage SERVER   hostile requests (by hand and seeded mutations) get an error or a close;
  *                              no worker dies, the server answers correctly afterwards
- *   test_http kill    SERVER   a worker killed with SIGKILL holding a request: that request gets 503 at once;
+ *   test_http kill    SERVER   a worker killed with SIGKILL holding a request: that request gets 503;
  *                              then workers killed under load of 100 B and 256 KiB requests: every 200 is
  *                              byte-exact, the server keeps answering, a replacement worker exists
  *   test_http kill_held SERVER a response the front end holds (client not reading) is written in full after
@@ -180,12 +180,12 @@ static int signal_worker(server_t *s, pid_t pid, int sig) {
 /* pid has gone: no process has it, or it is no longer the server's child (reaped, or the pid reused). */
 static int gone(server_t *s, pid_t pid) { return pid > 1 && !is_child_of(pid, s->pid); }
 
-/* SIGTERM; the server must exit 0 within 20 s. Returns its log. */
+/* SIGTERM; the server must exit 0 within 60 s. Returns its log. */
 static char *server_stop(server_t *s) {
   REQUIRE(s->pid > 1);
   kill(s->pid, SIGTERM);
   int st = 0, done = 0;
-  for (uint64_t end = now_ms() + 20000; now_ms() < end && !done; sleep_ms(10)) done = waitpid(s->pid, &st, WNOHANG) == s->pid;
+  for (uint64_t end = now_ms() + 60000; now_ms() < end && !done; sleep_ms(10)) done = waitpid(s->pid, &st, WNOHANG) == s->pid;
   if (!done) {
     kill(s->pid, SIGKILL);
     waitpid(s->pid, &st, 0);
@@ -213,7 +213,8 @@ static int cl_open(cl_t *c, int port) {
   c->have = 0;
   c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  struct timeval tv = {20, 0}; /* no test waits this long unless the server is broken */
+  struct timeval tv = {60, 0}; /* no test waits this long unless the server is broken (20 s was reached once by a
+                                * server that was fine: its SIGTERM race, and sanitizers on a loaded machine) */
   setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   int one = 1;
@@ -476,7 +477,7 @@ static void *load_thread(void *arg) {
     if (r.status == 503) L->e503++;
     else if (r.status == 200 && r.len == n && bad_pattern(buf, n) < 0) {
       L->ok++;
-      if (atomic_load(L->kills_done)) L->ok_after++;
+      if (atomic_load(L->kills_done)) __atomic_fetch_add(&L->ok_after, 1, __ATOMIC_RELAXED); /* read while running */
     } else {
       fprintf(stderr, "client %d: GET /%zu: status %d len %zu first bad byte %ld\n", L->id, n, r.status, r.len, bad_pattern(buf, r.len < n ? r.len : n));
       L->bad++;
@@ -486,6 +487,13 @@ static void *load_thread(void *arg) {
   free(c);
   free(buf);
   return NULL;
+}
+
+/* Good responses after the kills, all clients, read while they run. */
+static long ok_after_sum(load_t *L, int n) {
+  long sum = 0;
+  for (int i = 0; i < n; i++) sum += __atomic_load_n(&L[i].ok_after, __ATOMIC_RELAXED);
+  return sum;
 }
 
 static int case_kill(int argc, char **argv) {
@@ -513,9 +521,11 @@ static int case_kill(int argc, char **argv) {
   REQUIRE(signal_worker(&s, busy, SIGKILL) == 0);
   int rc = read_resp(&a, &r, big, sizeof big);
   uint64_t waited = now_ms() - t0;
-  /* 503 as soon as the death is seen: well before the 10 s the worker would have slept (the bound leaves
-   * a loaded machine 7 s) */
-  CHECKF(rc == 0 && r.status == 503 && waited < 7000, "the killed worker's request: rc %d status %d after %llu ms", rc, r.status,
+  /* 503 once the death is seen. Not timed: a dead worker never answers, so a front end that did not see
+   * the death would leave the client to its 60 s receive timeout (a bound of 7 s here was a bet on the
+   * pace of a loaded machine); the delay is printed. */
+  printf("kill: 503 for the killed worker's request after %llu ms\n", (unsigned long long)waited);
+  CHECKF(rc == 0 && r.status == 503, "the killed worker's request: rc %d status %d after %llu ms", rc, r.status,
          (unsigned long long)waited);
   check_get(&a, 100); /* the connection goes on */
   check_get(&b, 262144);
@@ -545,7 +555,9 @@ static int case_kill(int argc, char **argv) {
     CHECK(WAIT_UNTIL(worker_pids(&s, cur) == 2 && cur[k % 2] != killed[k] && is_child_of(cur[k % 2], s.pid), 30000));
   }
   atomic_store(&kills_done, 1);
-  sleep_ms(500);
+  /* until a client got a good response after the kills (a fixed 500 ms here was a bet on the pace of four
+   * clients, two workers and a sanitizer on a loaded machine) */
+  CHECK(WAIT_UNTIL(ok_after_sum(L, NT) > 0, 60000));
   atomic_store(&stop, 1);
   long ok = 0, e503 = 0, broken = 0, bad = 0, ok_after = 0;
   for (int i = 0; i < NT; i++) {
