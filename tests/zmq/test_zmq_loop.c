@@ -482,7 +482,13 @@ static void space_run(const char *what, zc_eps_config_t cfg, int sink_hwm, size_
   REQUIREF(WAIT_UNTIL((b = zc_eps_loan(c, 8)) != NULL, 30000), "%s: loan for the goodbye: %s", what, strerror(errno));
   REQUIREF(WAIT_UNTIL(zc_eps_send(c, b, 8, T_BYE) == 0, 30000), "%s: goodbye: %s", what, strerror(errno));
   CHECK_EQ(reap(pid), 0);
-  CHECKF(armed >= 2, "%s: armed %d times", what, armed);
+  /* Held once for certain: the sink reads nothing until the first hold. After that, whether the loop is held
+   * again depends on the pace of the two processes: under the high-water mark the sink's work per message
+   * (the kernel's copy, then every byte verified) is more than the producer's, so it is held again and the
+   * room-signal case (take) runs; under the memory cap a loan that fails while libzmq is giving memory back
+   * gets "retry" (arm_space 1) instead of a sleep, and on a quiet machine the loop was armed only once
+   * (debug and UBSan builds, 2026-12-01). */
+  CHECKF(armed >= (take ? 2 : 1), "%s: armed %d times", what, armed);
   printf("space (%s): %d messages of %zu bytes, held and armed %d times (%d with the room signal taken "
          "before the wait)\n", what, total, size, armed, taken);
   close(go[1]);
