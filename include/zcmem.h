@@ -64,7 +64,10 @@ ZC_API int zc_debug_build(void);
 
 /* ---- stats ---- */
 typedef struct zc_stats_s {
-  uint64_t allocated;       /* bytes in blocks handed out and not freed (usable sizes) */
+  uint64_t allocated;       /* bytes in blocks handed out and not freed (usable sizes); a block another
+                               thread freed counts until that thread hands it over (at most
+                               ZC_REMOTE_BATCH blocks of one page per freeing thread, held until its
+                               next free of another page or its next malloc slow path) */
   uint64_t committed;       /* bytes of pages and regions the allocator holds that may be resident */
   uint64_t purged;          /* bytes returned to the OS since start (MADV_DONTNEED/FREE or munmap) */
   uint64_t reserved;        /* bytes of address space mapped */

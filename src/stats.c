@@ -37,7 +37,13 @@ static void gather_heap(zc_heap_t *h, void *arg) {
         if (c == 0 || c >= ZC_CLASS_COUNT) continue; /* being initialised */
         if (pg->reclaimed != 0) continue; /* emptied and purged, its owner has not taken it back yet (h->lock) */
         uint32_t used = LOAD(pg->used), held = LOAD(pg->held), reserved = LOAD(pg->reserved);
+        /* Blocks other threads handed back (thread_free) are freed: the owner takes them back at its next
+         * refill of the page, but a page that is not current may wait for that indefinitely. Read after used:
+         * the owner's collect empties thread_free before it lowers used, so the difference never counts a
+         * block twice (at worst, during a collect, a handed-back block as still in use). */
+        uint32_t handed = ZC_TF_COUNT(__atomic_load_n(&s->remote[i].thread_free, __ATOMIC_ACQUIRE));
         used = used > held ? used - held : 0;
+        used = used > handed ? used - handed : 0;
         if (used > reserved) used = reserved;
         g->rows[c].pages++;
         g->rows[c].blocks_used += used;
