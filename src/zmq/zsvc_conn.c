@@ -230,9 +230,13 @@ int zs_arm_space(zs_t *s) {
   if (need == 0 && pending) { /* nothing to wait for: retry now */
     atomic_store(&s->space_armed, 0);
     r = 1;
-  } else {
-    int armed = ZS_SPACE_HWM | ZS_SPACE_MEM; /* unless a free or a kick took it meanwhile (then woken) */
-    if (need != 0) atomic_compare_exchange_strong(&s->space_armed, &armed, need);
+  } else if (need != 0) {
+    /* A free or a room signal that took the arming meanwhile (space_armed 0) came back during the look and
+     * wrote the eventfd: retry now rather than sleep on that wake-up, which another thread's receive may
+     * read back (zs_unkick) before this caller's epoll_wait sees it; a lost wake-up then, the room signal
+     * having been taken by that receive too. */
+    int armed = ZS_SPACE_HWM | ZS_SPACE_MEM;
+    if (!atomic_compare_exchange_strong(&s->space_armed, &armed, need)) r = 1;
   }
   pthread_mutex_unlock(&s->lock);
   return r;
