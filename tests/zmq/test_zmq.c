@@ -13,6 +13,11 @@
 #include <zmq.h>
 
 #define ANY_PORT "tcp://127.0.0.1:*"
+/* A wait on the other process, whose pace is not under test (a loaded 2-core machine under a sanitizer may
+ * leave it off the CPU for seconds): a hang still fails, at this deadline, the children's 60 s alarm
+ * (zc_child.h) or this program's alarm. */
+#define PEER_MS 60000
+#define PEER_NS (PEER_MS * 1000000ull)
 
 /* Message i's size: 1 B .. 4 MiB, mostly small (below libzmq's 8 KiB batch), some large, a few huge. */
 static size_t msg_size(uint64_t i) {
@@ -51,13 +56,15 @@ static int send_msg(zc_zmq_t *z, uint64_t base, uint64_t i, uint64_t deadline) {
 
 static int producer_main(void *arg) {
   const prod_args_t *a = arg;
-  zc_zmq_config_t cfg = {.chan.setup_timeout_ms = 10000, .heartbeat_ms = a->hb_ms,
-                         .heartbeat_timeout_ms = a->hb_timeout_ms, .linger_ms = 10000};
+  /* linger: close waits until the consumer took everything (zmq_linger checks that nothing is dropped);
+   * with 10 s, a consumer off the CPU that long would lose the rest */
+  zc_zmq_config_t cfg = {.chan.setup_timeout_ms = PEER_MS, .heartbeat_ms = a->hb_ms,
+                         .heartbeat_timeout_ms = a->hb_timeout_ms, .linger_ms = PEER_MS};
   zc_zmq_t *z = zc_zmq_connect(a->ep, ZC_CHAN_PRODUCER, &cfg);
   REQUIREF(z != NULL, "connect %s: %s", a->ep, strerror(errno));
   zc_stats_t before;
   zc_stats_get(&before);
-  uint64_t deadline = now_ns() + 50000000000ull;
+  uint64_t deadline = now_ns() + 2 * PEER_NS; /* every send; the child's alarm bounds it too */
   for (long i = 0; a->count < 0 || i < a->count; i++) {
     if (send_msg(z, a->base, (uint64_t)i, deadline) != 0) return 3;
     if (a->burst > 0 && i % a->burst == a->burst - 1) sleep_ms(2);
@@ -141,12 +148,12 @@ static int t_stream(int argc, char **argv) {
       nheld = 0;
     }
     if (nheld == 0) held_first = next;
-    REQUIREF(recv_checked(z, 100, &next, 20000, (next % 512) < 16 ? &held[nheld] : NULL) == 0,
+    REQUIREF(recv_checked(z, 100, &next, PEER_MS, (next % 512) < 16 ? &held[nheld] : NULL) == 0,
              "receive %lu: %s (%s)", (unsigned long)next, strerror(errno), zc_zmq_error(z));
     if ((next - 1) % 512 < 16) nheld++;
   }
   for (int k = 0; k < nheld; k++) REQUIREF(zc_zmq_release(z, &held[k]) == 0, "release held");
-  expect_epipe(z, 20000);
+  expect_epipe(z, PEER_MS);
   REQUIREF(reap(p) == 0, "producer failed");
   zc_chan_stats_t st;
   zc_zmq_stats(z, &st);
@@ -164,10 +171,10 @@ static int t_kill_producer(int argc, char **argv) {
   pid_t p = spawn_closefds(producer_main, &a, -1, -1);
   uint64_t next = 0;
   while (next < 300)
-    REQUIREF(recv_checked(z, 200, &next, 20000, NULL) == 0, "receive: %s", strerror(errno));
+    REQUIREF(recv_checked(z, 200, &next, PEER_MS, NULL) == 0, "receive: %s", strerror(errno));
   kill(p, SIGKILL);
   REQUIREF(reap(p) == 128 + SIGKILL, "producer did not die of SIGKILL");
-  uint64_t deadline = now_ns() + 30000000000ull;
+  uint64_t deadline = now_ns() + PEER_NS;
   while (recv_checked(z, 200, &next, 1000, NULL) == 0) REQUIREF(now_ns() < deadline, "no end of the stream");
   REQUIREF(errno == EPIPE, "after the kill: %s (%s)", strerror(errno), zc_zmq_error(z));
   REQUIREF(zc_zmq_peers(z) == 0, "peers %d", zc_zmq_peers(z));
@@ -185,7 +192,7 @@ typedef struct cons_args_s {
 
 static int consumer_main(void *arg) {
   const cons_args_t *a = arg;
-  zc_zmq_config_t cfg = {.chan.setup_timeout_ms = 10000, .chan.ring_entries = a->count == 0 ? 2 : 0};
+  zc_zmq_config_t cfg = {.chan.setup_timeout_ms = PEER_MS, .chan.ring_entries = a->count == 0 ? 2 : 0};
   zc_zmq_t *z = NULL;
   if (a->bind) {
     for (int tries = 0; z == NULL && tries < 200; tries++) /* the port may still be held for a moment */
@@ -202,7 +209,7 @@ static int consumer_main(void *arg) {
   uint64_t next = 0;
   while (a->count < 0 || next < (uint64_t)a->count) {
     zc_chan_msg_t m;
-    REQUIREF(zc_zmq_receive(z, &m, 20000) == 0, "receive %lu: %s", (unsigned long)next, strerror(errno));
+    REQUIREF(zc_zmq_receive(z, &m, PEER_MS) == 0, "receive %lu: %s", (unsigned long)next, strerror(errno));
     if (m.type == UINT32_MAX) { /* a probe the producer sent while it looked for us */
       zc_zmq_release(z, &m);
       continue;
@@ -224,7 +231,7 @@ static zc_zmq_t *bind_producer(const zc_zmq_config_t *cfg) {
 }
 
 static void wait_peer(zc_zmq_t *z) {
-  uint64_t deadline = now_ns() + 30000000000ull;
+  uint64_t deadline = now_ns() + PEER_NS;
   while (zc_zmq_peers(z) < 1) {
     REQUIREF(now_ns() < deadline, "no peer connected");
     sleep_ms(5);
@@ -239,11 +246,12 @@ static int t_kill_consumer(int argc, char **argv) {
   cons_args_t a = {zc_zmq_endpoint(z), 0, -1, 300, -1};
   pid_t p = spawn_closefds(consumer_main, &a, -1, -1);
   wait_peer(z);
-  uint64_t deadline = now_ns() + 20000000000ull;
+  uint64_t deadline = now_ns() + PEER_NS;
   uint64_t i = 0;
   for (; i < 300; i++) REQUIREF(send_msg(z, 300, i, deadline) == 0, "EPIPE before the kill");
   kill(p, SIGKILL);
   REQUIREF(reap(p) == 128 + SIGKILL, "consumer did not die of SIGKILL");
+  deadline = now_ns() + PEER_NS;
   while (send_msg(z, 300, i, deadline) == 0) i++;
   REQUIREF(errno == EPIPE, "send after the kill: %s", strerror(errno));
   REQUIREF(zc_zmq_collect(z) == -1 && errno == EPIPE, "collect: %s", strerror(errno));
@@ -264,7 +272,7 @@ static int t_restart_producer(int argc, char **argv) {
     /* the last producer closes right after its last send: close's linger must still deliver it all */
     prod_args_t a = {zc_zmq_endpoint(z), 1000u * (round + 1), round < 2 ? 500 : 3000, 0, 0, 0, round < 2, 0};
     pid_t p = spawn_closefds(producer_main, &a, -1, -1);
-    uint64_t next = 0, deadline = now_ns() + 20000000000ull;
+    uint64_t next = 0, deadline = now_ns() + PEER_NS;
     while (next < (uint64_t)a.count) {
       if (recv_checked(z, a.base, &next, 1000, NULL) == 0) continue;
       /* EPIPE lasts while no producer is connected: until the new one is */
@@ -272,7 +280,7 @@ static int t_restart_producer(int argc, char **argv) {
                "round %d receive %lu: %s", round, (unsigned long)next, strerror(errno));
       sleep_ms(2);
     }
-    expect_epipe(z, 20000);
+    expect_epipe(z, PEER_MS);
     REQUIREF(reap(p) == 0, "producer %d failed", round);
   }
   zc_zmq_close(z);
@@ -288,12 +296,12 @@ static int t_linger(int argc, char **argv) {
   pid_t p = spawn_closefds(producer_main, &a, -1, -1);
   uint64_t next = 0;
   while (next < (uint64_t)a.count) {
-    REQUIREF(recv_checked(z, a.base, &next, 20000, NULL) == 0, "receive %lu: %s", (unsigned long)next,
+    REQUIREF(recv_checked(z, a.base, &next, PEER_MS, NULL) == 0, "receive %lu: %s", (unsigned long)next,
              strerror(errno));
     if (next % 100 == 0) sleep_ms(10); /* slow: the producer closes long before we are done */
   }
   REQUIREF(reap(p) == 0, "producer failed");
-  expect_epipe(z, 20000);
+  expect_epipe(z, PEER_MS);
   zc_zmq_close(z);
   return 0;
 }
@@ -307,12 +315,13 @@ static int t_restart_consumer(int argc, char **argv) {
   pid_t pa = spawn_closefds(consumer_main, &a, pfd[1], -1);
   char ep[256];
   pipe_recv_str(pfd[0], ep, sizeof ep);
-  zc_zmq_config_t cfg = {.chan.block_timeout_ms = 50, .linger_ms = 10000};
+  zc_zmq_config_t cfg = {.chan.block_timeout_ms = 50, .chan.setup_timeout_ms = PEER_MS, .linger_ms = PEER_MS};
   zc_zmq_t *z = zc_zmq_connect(ep, ZC_CHAN_PRODUCER, &cfg);
   REQUIREF(z != NULL, "connect %s: %s", ep, strerror(errno));
-  uint64_t deadline = now_ns() + 30000000000ull;
+  uint64_t deadline = now_ns() + PEER_NS;
   for (uint64_t i = 0; i < 300; i++) REQUIREF(send_msg(z, 3000, i, deadline) == 0, "send: EPIPE");
   REQUIREF(reap(pa) == 0, "first consumer failed");
+  deadline = now_ns() + PEER_NS;
   for (;;) { /* probes until the loss is seen */
     void *p = zc_zmq_loan(z, 1);
     REQUIREF(p != NULL, "loan");
@@ -324,6 +333,7 @@ static int t_restart_consumer(int argc, char **argv) {
   }
   cons_args_t b = {ep, 1, -1, 4000, 300};
   pid_t pb = spawn_closefds(consumer_main, &b, -1, -1);
+  deadline = now_ns() + PEER_NS;
   for (uint64_t i = 0; i < 300;) {
     if (send_msg(z, 4000, i, deadline) == 0)
       i++;
@@ -355,7 +365,7 @@ static int garbage_main(void *arg) {
   close(fd);
   /* then a ZeroMQ PUSH socket sending frames that are not zcmem messages */
   void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_PUSH);
-  int linger = 10000;
+  int linger = PEER_MS; /* the consumer's pace: every frame must reach it before close */
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
   REQUIREF(zmq_connect(s, ep) == 0, "zmq_connect");
   unsigned char f[128] = {0};
@@ -431,7 +441,7 @@ static int t_garbage(int argc, char **argv) {
   const int expected = 5 + FUZZ_FRAMES;
   int eproto = 0, eproto_tcp = -1;
   zc_chan_msg_t m;
-  uint64_t deadline = now_ns() + 20000000000ull;
+  uint64_t deadline = now_ns() + PEER_NS;
   for (;;) {
     REQUIREF(now_ns() < deadline, "the valid frames never came (%d EPROTO)", eproto);
     if (zc_zmq_receive(z, &m, 1000) == 0) {
@@ -459,6 +469,7 @@ static int t_garbage(int argc, char **argv) {
          eproto_tcp, eproto);
   prod_args_t a = {ep, 5000, 200, 0, 0, 0, 1, 0};
   pid_t p = spawn_closefds(producer_main, &a, -1, -1);
+  deadline = now_ns() + PEER_NS;
   uint64_t next = 0;
   while (next < 200) {
     if (recv_checked(z, 5000, &next, 1000, NULL) == 0) continue;
@@ -466,7 +477,7 @@ static int t_garbage(int argc, char **argv) {
              zc_zmq_error(z)); /* the oversized frame's message never shows up: it would fail the type check */
     sleep_ms(5);
   }
-  expect_epipe(z, 20000);
+  expect_epipe(z, PEER_MS);
   REQUIREF(reap(p) == 0, "producer failed");
   zc_chan_stats_t st;
   zc_zmq_stats(z, &st);
@@ -486,7 +497,7 @@ static int t_heartbeat(int argc, char **argv) {
   prod_args_t a = {zc_zmq_endpoint(z), 600, 20, 0, 200, 2000, 0, 1};
   pid_t p = spawn_closefds(producer_main, &a, -1, -1);
   uint64_t next = 0;
-  while (next < 20) REQUIREF(recv_checked(z, 600, &next, 20000, NULL) == 0, "receive: %s", strerror(errno));
+  while (next < 20) REQUIREF(recv_checked(z, 600, &next, PEER_MS, NULL) == 0, "receive: %s", strerror(errno));
   /* the connection stays up for a while: nothing arrives, no EPIPE (heartbeats are answered) */
   zc_chan_msg_t m;
   REQUIREF(zc_zmq_receive(z, &m, 4000) != 0 && errno == ETIMEDOUT, "a live idle peer gave %s", strerror(errno));
@@ -533,8 +544,8 @@ static int t_epoll(int argc, char **argv) {
     int armed = zc_zmq_arm(z);
     if (armed < 0) break;
     if (armed == 1) continue;
-    int w = epoll_wait(ep, &ev, 1, 20000);
-    REQUIREF(w == 1, "epoll_wait: no wake-up in 20 s after %lu messages (%s)", (unsigned long)next,
+    int w = epoll_wait(ep, &ev, 1, 45000); /* below the producer's 60 s alarm: a lost edge shows as such */
+    REQUIREF(w == 1, "epoll_wait: no wake-up in 45 s after %lu messages (%s)", (unsigned long)next,
              zc_zmq_error(z));
     wakeups++;
   }
@@ -601,7 +612,7 @@ static int t_hwm(int argc, char **argv) {
   kill(p, SIGKILL);
   reap(p);
   void *again = NULL;
-  uint64_t deadline = now_ns() + 30000000000ull;
+  uint64_t deadline = now_ns() + PEER_NS;
   while ((again = zc_zmq_loan(z, 1u << 20)) == NULL) REQUIREF(now_ns() < deadline, "the cap never came back");
   zc_zmq_cancel(z, again);
   printf("hwm: %d loans of 1 MiB before the 2 MiB cap held\n", loans);
@@ -661,14 +672,15 @@ static int t_api(int argc, char **argv) {
   REQUIREF(zc_zmq_release(z, &m) != 0 && errno == EINVAL, "release of a bogus handle");
   REQUIREF(zc_zmq_loan(z, 10) == NULL && errno == EINVAL, "loan on a consumer");
   /* a producer in this process: a round trip, stale and double releases, remote frees */
-  zc_zmq_t *pr = zc_zmq_connect(zc_zmq_endpoint(z), ZC_CHAN_PRODUCER, NULL);
+  zc_zmq_config_t patient = {.chan.setup_timeout_ms = PEER_MS}; /* this process's I/O threads' pace */
+  zc_zmq_t *pr = zc_zmq_connect(zc_zmq_endpoint(z), ZC_CHAN_PRODUCER, &patient);
   REQUIREF(pr != NULL, "connect: %s", strerror(errno));
-  uint64_t deadline = now_ns() + 20000000000ull;
+  uint64_t deadline = now_ns() + PEER_NS;
   for (uint64_t i = 0; i < 200; i++) REQUIREF(send_msg(pr, 800, i, deadline) == 0, "send");
   uint64_t next = 0;
   zc_chan_msg_t first;
-  REQUIREF(recv_checked(z, 800, &next, 10000, &first) == 0, "receive");
-  while (next < 200) REQUIREF(recv_checked(z, 800, &next, 10000, NULL) == 0, "receive");
+  REQUIREF(recv_checked(z, 800, &next, PEER_MS, &first) == 0, "receive");
+  while (next < 200) REQUIREF(recv_checked(z, 800, &next, PEER_MS, NULL) == 0, "receive");
   REQUIREF(zc_zmq_release(z, &first) == 0, "release");
   REQUIREF(zc_zmq_release(z, &first) != 0 && errno == EINVAL, "double release");
   zc_chan_msg_t forged = first; /* the handle's top half is the slot's generation: this names the slot */
@@ -714,7 +726,7 @@ static int t_inproc(int argc, char **argv) {
   zc_stats_get(&s0);
   zc_chan_msg_t m;
   for (uint64_t i = 0; i < 300; i++) {
-    REQUIREF(zc_ep_receive(c, &m, 20000) == 0, "receive %lu: %s", (unsigned long)i, strerror(errno));
+    REQUIREF(zc_ep_receive(c, &m, PEER_MS) == 0, "receive %lu: %s", (unsigned long)i, strerror(errno));
     REQUIREF(m.type == i && m.len == msg_size(900 + i) && verify_pattern(m.data, m.len, 900 + i) < 0, "message %lu",
              (unsigned long)i);
     REQUIREF(zc_ep_release(c, &m) == 0, "release");
@@ -732,6 +744,6 @@ int main(int argc, char **argv) {
       {"heartbeat", t_heartbeat}, {"epoll", t_epoll}, {"hwm", t_hwm}, {"api", t_api}, {"linger", t_linger},
       {"inproc", t_inproc}, {NULL, NULL}};
   signal(SIGPIPE, SIG_IGN);
-  alarm(110); /* a hang fails the test before ctest's timeout */
+  alarm(170); /* a hang fails the test before ctest's timeout (180 s) */
   return zc_run_case(argc, argv, cases);
 }

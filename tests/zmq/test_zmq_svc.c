@@ -14,6 +14,11 @@
 #include <zmq.h>
 
 #define ANY_PORT "tcp://127.0.0.1:*"
+/* A wait on the other process, whose pace is not under test (a loaded 2-core machine under a sanitizer may
+ * leave it off the CPU for seconds): a hang still fails, at this deadline or the children's 60 s alarm
+ * (zc_child.h). Connectors wait this long for the handshake too (the default is 5 s). */
+#define PEER_MS 60000
+#define PEER_NS (PEER_MS * 1000000ull)
 #define T_QUIT 99   /* ONEWAY: the server stops */
 #define T_HOLD 98   /* REQUEST: the server keeps it and never replies */
 #define T_SLOW 97   /* REQUEST: the reply comes 300 ms later */
@@ -112,7 +117,7 @@ static int server_main(void *arg) {
   int nheld = 0;
   for (;;) {
     zc_svc_msg_t m;
-    int rc = zc_eps_receive(sv.e, &m, 30000);
+    int rc = zc_eps_receive(sv.e, &m, PEER_MS);
     REQUIREF(rc == 0, "server receive: %s (%s)", strerror(errno), zc_eps_error(sv.e));
     if (m.kind == ZC_SVC_ONEWAY && m.type == T_QUIT) {
       zc_eps_release(sv.e, &m);
@@ -204,7 +209,7 @@ static int t_rr(int argc, char **argv) {
   server_args_t sa = {.bind = ANY_PORT, .threads = 3};
   char ep[256];
   pid_t srv = start_server(&sa, ep, sizeof ep);
-  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 20000};
+  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 20000, .svc.connect_timeout_ms = PEER_MS};
   rr_t rr = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
   zc_stats_t before, after;
   zc_stats_get(&before);
@@ -224,7 +229,7 @@ static int t_rr(int argc, char **argv) {
   uint64_t last_seed[RR_THREADS] = {0}, deadline = now_ns() + 100000000000ull;
   while (got < rr.per_thread * RR_THREADS) {
     zc_svc_msg_t m;
-    int rc = zc_eps_receive(rr.c, &m, 20000);
+    int rc = zc_eps_receive(rr.c, &m, PEER_MS);
     REQUIREF(rc == 0, "receive after %ld replies: %s (%s)", got, strerror(errno), zc_eps_error(rr.c));
     REQUIREF(m.kind == ZC_SVC_REPLY, "kind %d (error %d)", m.kind, m.error);
     uint64_t s = check_msg(&m, 1);
@@ -280,14 +285,14 @@ typedef struct worker_args_s {
 
 static int worker_main(void *arg) {
   const worker_args_t *a = arg;
-  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 20000, .heartbeat_ms = a->stop ? HB_IVL_MS : 0,
-                         .heartbeat_timeout_ms = a->stop ? HB_TIMEOUT_MS : 0};
+  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 20000, .svc.connect_timeout_ms = PEER_MS,
+                         .heartbeat_ms = a->stop ? HB_IVL_MS : 0, .heartbeat_timeout_ms = a->stop ? HB_TIMEOUT_MS : 0};
   zc_eps_t *w = zc_eps_connect(a->ep, &cfg);
   REQUIREF(w != NULL, "worker connect %s: %s", a->ep, strerror(errno));
   int held = 0;
   for (;;) {
     zc_svc_msg_t m;
-    if (zc_eps_receive(w, &m, 30000) != 0) {
+    if (zc_eps_receive(w, &m, PEER_MS) != 0) {
       REQUIREF(errno == EPIPE, "worker receive: %s (%s)", strerror(errno), zc_eps_error(w));
       break; /* the dispatcher is gone: done */
     }
@@ -313,9 +318,9 @@ static int worker_main(void *arg) {
 }
 
 static void wait_peers(zc_eps_t *e, int n) {
-  uint64_t deadline = now_ns() + 20000000000ull;
+  uint64_t deadline = now_ns() + PEER_NS;
   while (zc_eps_peers(e) < n) {
-    REQUIREF(now_ns() < deadline, "%d peers of %d after 20 s", zc_eps_peers(e), n);
+    REQUIREF(now_ns() < deadline, "%d peers of %d after %d s", zc_eps_peers(e), n, PEER_MS / 1000);
     zc_svc_msg_t m;
     if (zc_eps_receive(e, &m, 10) == 0) REQUIREF(0, "unexpected message kind %d", m.kind);
   }
@@ -365,7 +370,7 @@ static int t_workq(int argc, char **argv) {
       inflight++;
     }
     zc_svc_msg_t m;
-    int rc = zc_eps_receive(d, &m, 20000);
+    int rc = zc_eps_receive(d, &m, PEER_MS);
     REQUIREF(rc == 0, "dispatcher receive: %s (%s)", strerror(errno), zc_eps_error(d));
     long f = 0; /* which request this answers: by id, as a caller of the library would */
     while (f < inflight && fl_id[f] != m.id) f++;
@@ -430,7 +435,7 @@ static uint64_t echo_call(zc_eps_t *c, uint64_t s, int *err) {
   if (p == NULL) return *err = errno, 0;
   fill_msg(p, n, s);
   zc_svc_msg_t rep;
-  if (zc_eps_call(c, p, n, 5, &rep, 10000) != 0) return *err = errno, 0;
+  if (zc_eps_call(c, p, n, 5, &rep, PEER_MS) != 0) return *err = errno, 0;
   uint64_t got = check_msg(&rep, 1);
   REQUIREF(got == s && rep.kind == ZC_SVC_REPLY, "reply of seed %#llx for %#llx", (unsigned long long)got,
            (unsigned long long)s);
@@ -443,7 +448,7 @@ static int t_restart(int argc, char **argv) {
   server_args_t sa = {.bind = ANY_PORT, .threads = 2};
   char ep[256];
   pid_t srv = start_server(&sa, ep, sizeof ep);
-  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 2000};
+  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 2000, .svc.connect_timeout_ms = PEER_MS};
   zc_eps_t *c = zc_eps_connect(ep, &cfg);
   REQUIREF(c != NULL, "connect %s: %s", ep, strerror(errno));
   int err;
@@ -457,7 +462,7 @@ static int t_restart(int argc, char **argv) {
   CHECK_EQ(reap(srv), 128 + SIGKILL);
   uint64_t t0 = now_ns();
   zc_svc_msg_t m;
-  REQUIREF(zc_eps_receive(c, &m, 20000) == 0, "no FAILED notice: %s (%s)", strerror(errno), zc_eps_error(c));
+  REQUIREF(zc_eps_receive(c, &m, PEER_MS) == 0, "no FAILED notice: %s (%s)", strerror(errno), zc_eps_error(c));
   CHECKF(m.kind == ZC_SVC_FAILED && m.id == hold_id && m.error == EPIPE, "kind %d id %#llx error %d", m.kind,
          (unsigned long long)m.id, m.error);
   printf("restart: the held request FAILED %.1f ms after the server was reaped\n", (now_ns() - t0) / 1e6);
@@ -470,7 +475,7 @@ static int t_restart(int argc, char **argv) {
   char ep2[256];
   srv = start_server(&sa, ep2, sizeof ep2);
   CHECK(strcmp(ep, ep2) == 0);
-  uint64_t deadline = now_ns() + 30000000000ull;
+  uint64_t deadline = now_ns() + 2 * PEER_NS; /* a call waits PEER_MS at most */
   int ok = 0, tries = 0;
   while (!ok && now_ns() < deadline) {
     ok = echo_call(c, 0x400 + (uint64_t)tries * 0x100, &err);
@@ -480,7 +485,7 @@ static int t_restart(int argc, char **argv) {
       sleep_ms(20);
     }
   }
-  CHECKF(ok, "no reply within 30 s of the restart (%s)", zc_eps_error(c));
+  CHECKF(ok, "no reply within %d s of the restart (%s)", 2 * PEER_MS / 1000, zc_eps_error(c));
   REQUIREF(echo_call(c, 0x12345600, &err), "after the restart: %s", strerror(err));
   zc_svc_stats_t st;
   zc_eps_stats(c, &st);
@@ -499,7 +504,8 @@ static int t_api(int argc, char **argv) {
   server_args_t sa = {.bind = ANY_PORT, .threads = 2};
   char ep[256];
   pid_t srv = start_server(&sa, ep, sizeof ep);
-  zc_eps_config_t cfg = {.svc.max_pending = 3, .max_msg = 1 << 20, .svc.chan.block_timeout_ms = 2000};
+  zc_eps_config_t cfg = {.svc.max_pending = 3, .max_msg = 1 << 20, .svc.chan.block_timeout_ms = 2000,
+                         .svc.connect_timeout_ms = PEER_MS};
   zc_eps_t *c = zc_eps_connect(ep, &cfg);
   REQUIREF(c != NULL, "connect: %s", strerror(errno));
   CHECK_EQ(zc_eps_max_msg(c), (size_t)1 << 20);
@@ -512,7 +518,7 @@ static int t_api(int argc, char **argv) {
   CHECK(now_ns() - t0 >= 100000000ull);
   CHECK(zc_eps_receive(c, &m, 0) != 0 && errno == EAGAIN);
   zc_svc_stats_t st;
-  uint64_t until = now_ns() + 20000000000ull;
+  uint64_t until = now_ns() + PEER_NS;
   do { /* the reply comes about 300 ms later (more under load): dropped, never handed out */
     CHECK(zc_eps_receive(c, &m, 100) != 0 && errno == ETIMEDOUT);
     zc_eps_stats(c, &st);
@@ -529,7 +535,7 @@ static int t_api(int argc, char **argv) {
   CHECK(zc_eps_request(c, p, n, 5, &ids[0]) != 0 && errno == EAGAIN);
   CHECK(zc_eps_abandon(c, ids[1]) == 0);
   CHECK(zc_eps_abandon(c, ids[1] ^ (1ull << 40)) != 0 && errno == EINVAL);
-  REQUIREF(zc_eps_receive(c, &m, 5000) == 0, "the slow reply: %s", strerror(errno));
+  REQUIREF(zc_eps_receive(c, &m, PEER_MS) == 0, "the slow reply: %s", strerror(errno));
   CHECK(m.kind == ZC_SVC_REPLY && m.id == ids[2] && check_msg(&m, 1) == 0x62);
   zc_svc_msg_t copy = m;
   CHECK(zc_eps_release(c, &m) == 0);
@@ -583,7 +589,7 @@ typedef struct bye_args_s {
 
 static int bye_client(void *arg) {
   const bye_args_t *a = arg;
-  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 20000};
+  zc_eps_config_t cfg = {.svc.chan.block_timeout_ms = 20000, .svc.connect_timeout_ms = PEER_MS};
   zc_eps_t *c = zc_eps_connect(a->ep, &cfg);
   REQUIREF(c != NULL, "bye client connect %s: %s", a->ep, strerror(errno));
   char b;
@@ -615,14 +621,14 @@ static int t_bye(int argc, char **argv) {
   close(go[1]);
   CHECK_EQ(reap(pid), 0); /* it sent both and closed */
   /* the end of its connection is read before its frames (zc_eps_peers reads the monitor only) */
-  CHECKF(WAIT_UNTIL(zc_eps_peers(d) == 0, 20000), "the closed client still counts as a peer");
+  CHECKF(WAIT_UNTIL(zc_eps_peers(d) == 0, PEER_MS), "the closed client still counts as a peer");
   zc_svc_msg_t m;
-  REQUIREF(zc_eps_receive(d, &m, 20000) == 0, "the request sent before the close is lost: %s (%s)",
+  REQUIREF(zc_eps_receive(d, &m, PEER_MS) == 0, "the request sent before the close is lost: %s (%s)",
            strerror(errno), zc_eps_error(d));
   CHECKF(m.kind == ZC_SVC_REQUEST && check_msg(&m, 0) == 0xb1e00, "kind %d", m.kind);
   CHECK(zc_eps_loan_reply(d, &m, 16) == NULL && errno == EPIPE); /* nobody to answer */
   CHECK(zc_eps_release(d, &m) == 0);
-  REQUIREF(zc_eps_receive(d, &m, 20000) == 0, "the goodbye sent before the close is lost: %s (%s)",
+  REQUIREF(zc_eps_receive(d, &m, PEER_MS) == 0, "the goodbye sent before the close is lost: %s (%s)",
            strerror(errno), zc_eps_error(d));
   CHECKF(m.kind == ZC_SVC_ONEWAY && m.type == T_QUIT && check_msg(&m, 0) == 0xb1e01, "kind %d type %u", m.kind,
          m.type);
