@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   long expected = argc > 2 ? atol(argv[2]) : -1;
-  zc_zmq_config_t cfg = {.chan.setup_timeout_ms = 10000};
+  zc_zmq_config_t cfg = {.chan.setup_timeout_ms = 60000}; /* wait up to a minute for the publisher */
   zc_ep_t *s = zc_ep_subscribe(argv[1], &cfg);
   if (s == NULL) {
     fprintf(stderr, "subscribe %s: %s (is zmq_pub running?)\n", argv[1], strerror(errno));

@@ -14,7 +14,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   long calls = argc > 2 ? atol(argv[2]) : 1000;
-  zc_eps_config_t cfg = {.svc.connect_timeout_ms = 10000, .svc.chan.block_timeout_ms = 10000};
+  /* generous: a server on a loaded machine may be off the CPU for seconds */
+  zc_eps_config_t cfg = {.svc.connect_timeout_ms = 60000, .svc.chan.block_timeout_ms = 60000};
   zc_eps_t *c = zc_eps_connect(argv[1], &cfg);
   if (c == NULL) {
     fprintf(stderr, "connect %s: %s\n", argv[1], strerror(errno));
@@ -34,7 +35,7 @@ int main(int argc, char **argv) {
     uint64_t sum = body_checksum(p, n);
     unsigned char first = p[0], last = p[n - 1];
     zc_svc_msg_t rep;
-    if (zc_eps_call(c, p, n, MSG_REVERSE, &rep, 10000) != 0) {
+    if (zc_eps_call(c, p, n, MSG_REVERSE, &rep, 60000) != 0) {
       fprintf(stderr, "call %ld: %s (%s)\n", k, strerror(errno), zc_eps_error(c));
       return 1;
     }

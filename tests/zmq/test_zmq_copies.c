@@ -50,7 +50,8 @@ typedef struct args_s {
 
 static int producer(void *arg) {
   const args_t *a = arg;
-  zc_zmq_t *z = zc_zmq_connect(a->ep, ZC_CHAN_PRODUCER, NULL);
+  zc_zmq_config_t cfg = {.chan.setup_timeout_ms = 60000}; /* the consumer's pace, not the 5 s default */
+  zc_zmq_t *z = zc_zmq_connect(a->ep, ZC_CHAN_PRODUCER, &cfg);
   REQUIREF(z != NULL, "connect: %s", strerror(errno));
   uint64_t counts[NSIZES];
   for (size_t k = 0; k < NSIZES; k++) {
@@ -88,7 +89,7 @@ int main(void) {
     REQUIREF(write(gfd[1], "g", 1) == 1, "write go");
     for (int i = 0; i < K; i++) {
       zc_chan_msg_t m;
-      REQUIREF(zc_zmq_receive(z, &m, 20000) == 0, "receive: %s", strerror(errno));
+      REQUIREF(zc_zmq_receive(z, &m, 60000) == 0, "receive: %s", strerror(errno)); /* the producer's pace */
       REQUIREF(m.type == k && m.len == payloads[k] && verify_pattern(m.data, m.len, (uint64_t)i) < 0, "message");
       zc_zmq_release(z, &m);
     }
