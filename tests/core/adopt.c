@@ -121,7 +121,7 @@ static int case_exit(int argc, char **argv) {
   check_adopted("exit", &r);
   /* B exited empty: without the purger its segment is released at exit; with it, the segment waits
    * abandoned (its pages resident for the next thread) until the purger has aged and unmapped it. */
-  long wait = zc_option_get(zc_option_background) ? zc_option_get(zc_option_purge_delay) + 15000 : 0; /* the purger may wait for a core */
+  long wait = zc_option_get(zc_option_background) ? zc_option_get(zc_option_purge_delay) + 60000 : 0; /* the purger may wait for a core */
   WAIT_UNTIL(stats().abandoned == s0.abandoned, (uint64_t)wait);
   zc_stats_t s2 = stats();
   CHECKF(s2.abandoned == s0.abandoned, "abandoned %llu after B adopted (and exited empty), want %llu",

@@ -128,7 +128,7 @@ static int case_keep(int argc, char **argv) {
   }
 
   uint64_t t0 = now_ms();
-  int ok = WAIT_UNTIL(resident_blocks() <= NBLOCKS / 20, (uint64_t)delay + 20000); /* the purger may wait for a core */
+  int ok = WAIT_UNTIL(resident_blocks() <= NBLOCKS / 20, (uint64_t)delay + 60000); /* the purger may wait for a core */
   size_t r1 = resident_blocks();
   printf("keep: %zu blocks resident %llu ms after B's exit (delay %ld ms)\n", r1,
          (unsigned long long)(now_ms() - t0), delay);

@@ -97,7 +97,7 @@ static int case_walks(int argc, char **argv) {
   REQUIRE(pthread_create(&b, NULL, b_main, NULL) == 0);
   REQUIRE(pthread_join(b, NULL) == 0);
 
-  int ok = WAIT_UNTIL(reclaimed() > r0, (uint64_t)delay * 4 + 20000);
+  int ok = WAIT_UNTIL(reclaimed() > r0, (uint64_t)delay * 4 + 60000);
   CHECKF(ok, "the purger did not reclaim page 0 from the idle heap (the walk (a) checks was not made)");
   size_t res = resident_bytes((void *)seg, HEADER);
   printf("walks: %zu KiB of the header resident after the idle reclaim\n", res >> 10);
@@ -109,7 +109,7 @@ static int case_walks(int argc, char **argv) {
   pthread_mutex_unlock(&mu);
   REQUIRE(pthread_join(a, NULL) == 0);
   /* the abandoned empty page 1 ages out: the purger's pass over abandoned segments walked the segment */
-  ok = WAIT_UNTIL(resident_bytes((void *)(seg + 64 * 1024), 64 * 1024) == 0, (uint64_t)delay * 4 + 20000);
+  ok = WAIT_UNTIL(resident_bytes((void *)(seg + 64 * 1024), 64 * 1024) == 0, (uint64_t)delay * 4 + 60000);
   CHECKF(ok, "the exited thread's empty pages were not purged (the walk (b) checks was not made)");
   res = resident_bytes((void *)seg, HEADER);
   printf("walks: %zu KiB of the header resident after the exit and the abandoned-segment purge\n", res >> 10);

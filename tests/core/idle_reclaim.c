@@ -176,12 +176,12 @@ static int case_idle(int argc, char **argv) {
     wait_round(&t, round); /* A filled, B freed; both block now */
     uint64_t t0 = now_ms();
     size_t bound = start + MIB(16);
-    int ok = UNDER_HEAVY_SANITIZER || WAIT_UNTIL(rss_bytes() <= bound, (uint64_t)delay + 20000);
+    int ok = UNDER_HEAVY_SANITIZER || WAIT_UNTIL(rss_bytes() <= bound, (uint64_t)delay + 60000);
     size_t end = rss_bytes();
     /* Under TSan/ASan there is no RSS figure to wait on: wait for the reclaim itself (a sweep runs every
      * half purge delay; the margin is for a loaded 2-core machine under a sanitizer). Elsewhere the count
      * is already there when RSS came down (the wait returns at once). */
-    WAIT_UNTIL((zc_stats_get(&st1), st1.pages_reclaimed > st0.pages_reclaimed), (uint64_t)delay * 4 + 20000);
+    WAIT_UNTIL((zc_stats_get(&st1), st1.pages_reclaimed > st0.pages_reclaimed), (uint64_t)delay * 4 + 60000);
     zc_stats_get(&st1);
     printf("round %d: RSS before the fill %zu MiB, peak %zu MiB, %lu ms after the frees %zu MiB; pages reclaimed "
            "%lu\n", round, start >> 20, t.peak >> 20, (unsigned long)(now_ms() - t0), end >> 20,

@@ -246,14 +246,14 @@ static int case_return(int argc, char **argv) {
   printf("return: %zu KiB of the freed blocks resident right after the frees; dirty %lu KiB, %lu segments "
          "cached\n", r0 >> 10, (unsigned long)(s0.dirty >> 10), (unsigned long)s0.segments_cached);
   size_t freed = (2 * n - kept) * BLK;
-  int ok = WAIT_UNTIL(FREED_RESIDENT() <= freed / 20, (uint64_t)delay + 15000); /* the purger may wait for a core */
+  int ok = WAIT_UNTIL(FREED_RESIDENT() <= freed / 20, (uint64_t)delay + 60000); /* the purger may wait for a core */
   size_t r1 = FREED_RESIDENT();
   printf("return: %zu KiB resident %llu ms after the frees (delay %ld ms)\n", r1 >> 10,
          (unsigned long long)(now_ms() - t0), delay);
   CHECKF(ok, "%zu of %zu KiB of freed blocks still resident %llu ms after the frees (delay %ld ms)", r1 >> 10,
          freed >> 10, (unsigned long long)(now_ms() - t0), delay);
   uint64_t ttl = (uint64_t)delay * 10 < 1000 ? 1000 : (uint64_t)delay * 10;
-  ok = WAIT_UNTIL(st().segments_cached == 0, ttl + 15000); /* the purger may wait for a core */
+  ok = WAIT_UNTIL(st().segments_cached == 0, ttl + 60000); /* the purger may wait for a core */
   CHECKF(ok, "%lu segments still cached %llu ms after the frees", (unsigned long)st().segments_cached,
          (unsigned long long)(now_ms() - t0));
   for (size_t i = 0; i < kept; i++) zc_free(survivors[i]);

@@ -55,7 +55,7 @@ int main(void) {
   for (int i = 0; i < 40000; i++) REQUIRE((small[i] = zc_malloc(256)) != NULL); /* 10 MiB: several segments */
   for (int i = 0; i < 40000; i++) zc_free(small[i]);
   zc_free(zc_malloc(64)); /* a malloc slow path after the frees: it starts the purger if nothing did */
-  CHECKF(WAIT_UNTIL(other_threads() >= 1, 20000), "no purger thread started");
+  CHECKF(WAIT_UNTIL(other_threads() >= 1, 60000), "no purger thread started");
   DIR *d = opendir("/proc/self/task");
   REQUIRE(d != NULL);
   struct dirent *e;
