@@ -247,6 +247,7 @@ static uint32_t purger_wake;   /* bumped to wake the idle purger (state 3) */
 static bool purger_wanted;     /* a free asked for it before it was ever started (lg_purger_request) */
 __thread unsigned zc_background_no_start, zc_background_in_free; /* see large.h */
 static bool purger_after_fork; /* it ran in the parent: the fork child starts its own */
+static bool background_allowed; /* zc_background_allow: the fork handlers are registered */
 
 static void *purger_main(void *arg) {
   (void)arg;
@@ -357,6 +358,10 @@ bool zc_background_running(void) { return __atomic_load_n(&lg_purger_state, __AT
  * internal error, so that every test catches one. */
 void zc_background_start(void) {
   if (!lg_want_purger()) return;
+  if (!__atomic_load_n(&background_allowed, __ATOMIC_ACQUIRE)) { /* before zcmem's fork handlers: later */
+    lg_purger_request();
+    return;
+  }
 #if ZC_DEBUG
   if (zc_background_in_free != 0 && zc_background_no_start == 0 &&
       __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 0)
@@ -368,6 +373,10 @@ void zc_background_start(void) {
   }
   purger_start();
 }
+
+/* No purger thread before the process's fork handlers are registered (process.c's constructor): a fork then
+ * would copy its locks as they are. A start asked before is noted as wanted (the next malloc starts it). */
+void zc_background_allow(void) { __atomic_store_n(&background_allowed, true, __ATOMIC_RELEASE); }
 
 bool zc_background_wanted(void) { return __atomic_load_n(&purger_wanted, __ATOMIC_RELAXED); }
 
