@@ -343,25 +343,34 @@ static zc_noinline void free_local_checked(zc_page_t *pg, void *p) {
   blk->link = zc_link_encode(pg, pg->local_free);
   blk->tag = pg->tag;
   pg->local_free = blk;
-  if (--pg->used == 0) zc_page_retire(zc_heap_get(), pg);
+  uint32_t used = pg->used - 1; /* a relaxed atomic store: the purger reads it (see used_dec_above_zero) */
+  __atomic_store_n(&pg->used, used, __ATOMIC_RELAXED);
+  if (used == 0) zc_page_retire(zc_heap_get(), pg);
 }
 
 /* The fast path took one off used before it found the count too low: give it back, then check it all. */
 static zc_noinline void free_local_undo(zc_page_t *pg, void *p) {
-  pg->used++;
+  __atomic_store_n(&pg->used, pg->used + 1, __ATOMIC_RELAXED);
   free_local_checked(pg, p);
 }
 
 /* --*used > 0 as a signed count, with the decrement's own flags on x86-64 (GCC and clang otherwise load,
- * decrement, store and test: 5 instructions instead of 2). The owner's field only: no atomicity needed. */
+ * decrement, store and test: 5 instructions instead of 2). Only the owner writes used outside h->lock, but the
+ * purger reads it (src/reclaim.c, all_back, on a page that is not current): the write is a relaxed atomic
+ * load and store, not an atomic read-modify-write. The one `subl` on memory is that (an aligned 32-bit store
+ * is single-copy atomic on x86-64, and the compiler sees no C access); elsewhere, and under TSan, which does
+ * not see inside the asm, the same as C atomics, so that TSan checks every access to used. */
 zc_inline bool used_dec_above_zero(uint32_t *used) {
-#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 11) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && \
+    ((defined(__clang__) && __clang_major__ >= 11) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
   __asm__ goto("subl $1, %0\n\tjle %l[low]" : "+m"(*used) : : "cc" : low);
   return true;
 low:
   return false;
 #else
-  return (int32_t)--*used > 0;
+  uint32_t u = __atomic_load_n(used, __ATOMIC_RELAXED) - 1;
+  __atomic_store_n(used, u, __ATOMIC_RELAXED);
+  return (int32_t)u > 0;
 #endif
 }
 

@@ -251,13 +251,13 @@ void zc_heap_done(zc_heap_t *h) {
  * not check out is set aside, never reused. Blocks the lost threads held in flight count as used: the
  * child leaks them (at most a pending chain and a few blocks per lost thread), it never hands them out. */
 void zc_heaps_fork_prepare(void) {
-  zc_lock(&heaps_lock);
-  for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) zc_lock(&h->lock);
+  zc_lock_for_fork(&heaps_lock);
+  for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) zc_lock_for_fork(&h->lock);
 }
 
 void zc_heaps_fork_parent(void) {
-  for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) zc_unlock(&h->lock);
-  zc_unlock(&heaps_lock);
+  for (zc_heap_t *h = heaps_all; h != NULL; h = h->next_heap) zc_unlock_for_fork(&h->lock);
+  zc_unlock_for_fork(&heaps_lock);
 }
 
 void zc_heaps_fork_child(bool keep_dirty) {

@@ -570,8 +570,8 @@ void zc_large_stats(zc_large_stats_t *out) {
 
 /* ---- fork ---- */
 
-void zc_large_fork_prepare(void) { zc_lock(&lg_pool.lock); }
-void zc_large_fork_parent(void) { zc_unlock(&lg_pool.lock); }
+void zc_large_fork_prepare(void) { zc_lock_for_fork(&lg_pool.lock); }
+void zc_large_fork_parent(void) { zc_unlock_for_fork(&lg_pool.lock); }
 
 /* The child has one thread: the lock is reset and the purger restarts on the next free. Regions another
  * parent thread held BUSY at the fork (being purged or unmapped) stay mapped in the child but are lost to

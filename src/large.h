@@ -82,6 +82,7 @@ void zc_large_thread_exit(void);
 void zc_background_set_hook(bool (*fn)(void));
 /* Start it (creates the thread): only outside free (malloc slow paths, public calls); see large_pool.c. */
 void zc_background_start(void);
+void zc_background_allow(void); /* the fork handlers are registered: zc_background_start may start it */
 /* Wake the purger if it sleeps as idle, or note it as wanted if it never ran; never starts a thread
  * (callable inside free()). */
 void zc_background_wake(void);

@@ -247,6 +247,7 @@ static uint32_t purger_wake;   /* bumped to wake the idle purger (state 3) */
 static bool purger_wanted;     /* a free asked for it before it was ever started (lg_purger_request) */
 __thread unsigned zc_background_no_start, zc_background_in_free; /* see large.h */
 static bool purger_after_fork; /* it ran in the parent: the fork child starts its own */
+static bool background_allowed; /* zc_background_allow: the fork handlers are registered */
 
 static void *purger_main(void *arg) {
   (void)arg;
@@ -326,11 +327,24 @@ bool lg_want_purger(void) {
 
 void zc_background_set_hook(bool (*fn)(void)) { sweep_hook = fn; }
 
-/* Fork child, in the pool's child handler: the purger did not come along. */
+/* Fork child, in the pool's child handler: the purger did not come along. Under ASan and TSan a fork child
+ * never starts one (state 2, as when a start failed: the inline policies and the purge at thread exit do its
+ * work), since a thread created in the child of a multi-threaded process is what these runtimes do not
+ * support. ASan's (GCC 12's) does not lock its thread registry at fork: a thread being created, started or
+ * joined in the parent at the fork leaves it locked in the child, where pthread_create then waits forever
+ * (core_fork_churn: the child's handler hung there in 2 of 20 runs of 100 forks). TSan's kills such a child
+ * at its first pthread_create (die_after_fork, on by default: every child of core_fork_churn exited 66). */
 void lg_purger_fork_child(void) {
   int state = __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  (void)state;
+  purger_after_fork = false;
+  __atomic_store_n(&purger_wanted, false, __ATOMIC_RELAXED);
+  __atomic_store_n(&lg_purger_state, 2, __ATOMIC_RELAXED);
+#else
   purger_after_fork = state == 1 || state == 3;
   if (purger_after_fork) __atomic_store_n(&lg_purger_state, 0, __ATOMIC_RELAXED);
+#endif
   purger_wake = 0;
 }
 
@@ -357,6 +371,10 @@ bool zc_background_running(void) { return __atomic_load_n(&lg_purger_state, __AT
  * internal error, so that every test catches one. */
 void zc_background_start(void) {
   if (!lg_want_purger()) return;
+  if (!__atomic_load_n(&background_allowed, __ATOMIC_ACQUIRE)) { /* before zcmem's fork handlers: later */
+    lg_purger_request();
+    return;
+  }
 #if ZC_DEBUG
   if (zc_background_in_free != 0 && zc_background_no_start == 0 &&
       __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 0)
@@ -368,6 +386,10 @@ void zc_background_start(void) {
   }
   purger_start();
 }
+
+/* No purger thread before the process's fork handlers are registered (process.c's constructor): a fork then
+ * would copy its locks as they are. A start asked before is noted as wanted (the next malloc starts it). */
+void zc_background_allow(void) { __atomic_store_n(&background_allowed, true, __ATOMIC_RELEASE); }
 
 bool zc_background_wanted(void) { return __atomic_load_n(&purger_wanted, __ATOMIC_RELAXED); }
 

@@ -103,13 +103,22 @@ bool zc_os_thread_start(void *(*fn)(void *), void *arg);
 /* ---- locks ----
  * A mutex that may be used before main and across fork (the child reinitialises it with zc_lock_init). */
 typedef struct zc_lock_s {
-  int state; /* 0 free, 1 locked, 2 locked with waiters; only os_*.c touches it */
+  int state; /* 0 free, else locked; bits: 2 waiters may sleep, 4 held for fork; only os_*.c touches it */
 } zc_lock_t;
 #define ZC_LOCK_INIT {0}
 void zc_lock_init(zc_lock_t *l);
 void zc_lock(zc_lock_t *l);
 void zc_unlock(zc_lock_t *l);
 bool zc_trylock(zc_lock_t *l);
+
+/* fork: a prepare handler takes its locks with zc_lock_for_fork, then calls zc_os_fork_hold(true); the parent
+ * handler calls zc_os_fork_hold(false) and gives them back with zc_unlock_for_fork (the child: zc_lock_init).
+ * Meanwhile the forking thread's own zc_lock, zc_trylock and zc_unlock of a lock so held succeed at once and
+ * change nothing: glibc runs the other libraries' fork handlers between zcmem's prepare and its parent/child
+ * handlers when they were registered before zcmem's, and those may malloc. Other threads wait as usual. */
+void zc_lock_for_fork(zc_lock_t *l);
+void zc_unlock_for_fork(zc_lock_t *l);
+void zc_os_fork_hold(bool on);
 
 /* ---- added for the large regions (layer 6): growing and moving mappings, a coarse clock ----
  * Grow the anonymous private mapping [p, p+old_size) to new_size bytes without moving it (both page

@@ -286,15 +286,22 @@ bool zc_os_thread_start(void *(*fn)(void *), void *arg) {
   return ok;
 }
 
-/* ---- locks: a three-state futex mutex (free, locked, locked with waiters) ---- */
+/* ---- locks: a futex mutex (free, locked, locked with waiters), plus a mark for the fork ----
+ * state 0 is free; any other value is locked. LOCK_WAITERS: a waiter may sleep on the futex (the unlock wakes
+ * one). LOCK_FORK: the forking thread holds it between its prepare and parent/child handlers (os.h). */
+#define LOCK_WAITERS 2
+#define LOCK_FORK 4
 
 static long futex(int *addr, int op, int val) { return syscall(SYS_futex, addr, op, val, NULL, NULL, 0); }
+
+static __thread bool fork_holder; /* this thread holds the LOCK_FORK locks (zc_os_fork_hold) */
 
 void zc_lock_init(zc_lock_t *l) { __atomic_store_n(&l->state, 0, __ATOMIC_RELAXED); }
 
 bool zc_trylock(zc_lock_t *l) {
   int expect = 0;
-  return __atomic_compare_exchange_n(&l->state, &expect, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+  if (__atomic_compare_exchange_n(&l->state, &expect, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return true;
+  return fork_holder && (expect & LOCK_FORK) != 0; /* the forking thread's own: already held */
 }
 
 static inline void cpu_pause(void) {
@@ -313,22 +320,35 @@ static inline void cpu_pause(void) {
 void zc_lock(zc_lock_t *l) {
   int c = 0;
   if (__atomic_compare_exchange_n(&l->state, &c, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
+  if (fork_holder && (c & LOCK_FORK) != 0) return; /* the forking thread's own: already held */
   for (int spin = 0; spin < 64; spin++) {
     for (int i = 0; i < 16 && __atomic_load_n(&l->state, __ATOMIC_RELAXED) != 0; i++) cpu_pause();
     c = 0;
     if (__atomic_compare_exchange_n(&l->state, &c, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
     if (spin >= 32) sched_yield();
   }
-  if (c != 2) c = __atomic_exchange_n(&l->state, 2, __ATOMIC_ACQUIRE);
-  while (c != 0) {
-    futex(&l->state, FUTEX_WAIT_PRIVATE, 2);
-    c = __atomic_exchange_n(&l->state, 2, __ATOMIC_ACQUIRE);
-  }
+  /* mark a waiter (keeping LOCK_FORK) and sleep while the value stays; a free lock is taken with the mark */
+  while ((c = __atomic_fetch_or(&l->state, LOCK_WAITERS, __ATOMIC_ACQUIRE)) != 0)
+    futex(&l->state, FUTEX_WAIT_PRIVATE, c | LOCK_WAITERS);
 }
 
 void zc_unlock(zc_lock_t *l) {
-  if (__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) == 2) futex(&l->state, FUTEX_WAKE_PRIVATE, 1);
+  int c = 1;
+  if (__atomic_compare_exchange_n(&l->state, &c, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) return;
+  if (c & LOCK_FORK) return; /* the forking thread's nested unlock: zc_unlock_for_fork gives it back */
+  if (__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) & LOCK_WAITERS) futex(&l->state, FUTEX_WAKE_PRIVATE, 1);
 }
+
+void zc_lock_for_fork(zc_lock_t *l) {
+  zc_lock(l);
+  __atomic_fetch_or(&l->state, LOCK_FORK, __ATOMIC_RELAXED);
+}
+
+void zc_unlock_for_fork(zc_lock_t *l) {
+  if (__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) & LOCK_WAITERS) futex(&l->state, FUTEX_WAKE_PRIVATE, 1);
+}
+
+void zc_os_fork_hold(bool on) { fork_holder = on; }
 
 /* ---- added for the large regions (layer 6): growing and moving mappings, a coarse clock ---- */
 

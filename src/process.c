@@ -35,19 +35,26 @@ ZC_API void zc_thread_done(void) {
   zc_large_thread_exit();
 }
 
+/* Between fork_prepare and fork_parent/fork_child the forking thread holds every lock below, and its own
+ * malloc and free there go through them (zc_os_fork_hold, os.h): glibc runs the fork handlers of libraries
+ * that registered before zcmem in that interval (prepare handlers last-registered first, the others in
+ * order), and they may allocate. Other threads wait on the locks as usual. */
 static void fork_prepare(void) {
   zc_heaps_fork_prepare();
   zc_segments_fork_prepare();
   zc_large_fork_prepare();
+  zc_os_fork_hold(true);
 }
 
 static void fork_parent(void) {
+  zc_os_fork_hold(false);
   zc_large_fork_parent();
   zc_segments_fork_parent();
   zc_heaps_fork_parent();
 }
 
 static void fork_child(void) {
+  zc_os_fork_hold(false);
   zc_large_fork_child();
   zc_segments_fork_child();
   zc_heaps_fork_child(zc_background_after_fork());
@@ -87,11 +94,10 @@ bool zc_purger_wanted(void) {
   return zc_heap_count() > 1 || zc_segments_live() > 1 || zc_background_wanted();
 }
 
-/* Once per process, by the first thread that makes a heap (others wait: it takes microseconds).
- * pthread_atfork may call malloc (glibc grows its handler list on the heap past its first 48 entries): that
- * malloc comes back here on the same thread, with init_lock held. It goes on (init_running) with everything
- * but the fork handlers set up, instead of waiting for itself; heap.c's zc_heap_init_thread then finds the
- * heap that malloc made. */
+/* Once per process, by the first thread that makes a heap (others wait: it takes microseconds). It does not
+ * register the fork handlers: the constructor below does (see there). Should a step of it ever malloc, that
+ * malloc comes back here on the same thread, with init_lock held: it goes on (init_running) instead of
+ * waiting for itself, and heap.c's zc_heap_init_thread then finds the heap that malloc made. */
 static __thread bool init_running;
 
 void zc_process_init(void) {
@@ -106,25 +112,31 @@ void zc_process_init(void) {
     zc_tag_secret = secret[1];
     zc_os_thread_exit_init(thread_exit);
     zc_background_set_hook(background_sweep);
-    zc_os_atfork(fork_prepare, fork_parent, fork_child);
     init_running = false;
     __atomic_store_n(&process_ready, true, __ATOMIC_RELEASE);
   }
   zc_unlock(&init_lock);
 }
 
+/* The fork handlers are registered when the library is loaded (this constructor, in every build), never
+ * from a malloc: glibc calls malloc while it holds its atfork lock (pthread_atfork growing its handler list
+ * past 48 entries), and a registration from inside that malloc waited on the lock forever. A malloc cannot tell whether its caller holds it,
+ * and with libzcmem.so preloaded ld.so runs the program's own libraries' constructors first: their mallocs
+ * (the first ones of the process) set the process up without the fork handlers, and this constructor
+ * registers them. Until then nothing of zcmem's runs beside the program's threads: the purger thread is not
+ * started before (zc_background_allow; a start asked meanwhile happens at a malloc after). Left open: a fork
+ * made before this constructor (from an earlier library's constructor) while another thread the program
+ * started is inside zcmem copies that thread's locks as they are (docs/design.md, "fork and dlopen").
+ * The order of registration does not matter any more: zcmem's locks let the forking thread through while
+ * it holds them for the fork (fork_prepare above), so another library's handler may malloc whether it runs
+ * before or after zcmem's. The override also sets the process up here (options, secrets). */
+__attribute__((constructor(101))) static void process_init_at_load(void) {
 #if ZC_OVERRIDE
-/* The override registers its fork handlers when the library is loaded, not at the first malloc:
- *  - glibc runs prepare handlers in the reverse order of registration and child/parent handlers in order.
- *    Registered first, zcmem's prepare runs last and its child/parent handlers first, so another library's
- *    handler that mallocs never finds zcmem's locks held by the forking thread itself (registered after
- *    such a handler, a fork deadlocked in that handler's malloc).
- *  - A program whose first malloc comes from inside pthread_atfork (its 49th handler grows glibc's list
- *    while glibc holds its atfork lock) would reach pthread_atfork again from that malloc, on glibc's lock.
- * What is left: a malloc inside pthread_atfork before this constructor ran (another library's constructor
- * registering 48 handlers before any malloc, initialised before this library) still deadlocks there. */
-__attribute__((constructor(101))) static void process_init_at_load(void) { zc_process_init(); }
+  zc_process_init();
 #endif
+  zc_os_atfork(fork_prepare, fork_parent, fork_child);
+  zc_background_allow();
+}
 
 /* ---- collect and trim (the public calls) ---- */
 

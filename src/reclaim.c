@@ -68,13 +68,12 @@
  *     well is reported at the drain (used != n + held), which breaks the page; until then the owner may
  *     hand that block out (and, if it then stays idle a delay, the purge zeroes it): the used read
  *     before saw such a block, at the price of the race.
- *   - A formal data race remains on a page that is not current: the purger reads its used with relaxed
- *     atomic loads while the owner's local free may write it with a plain store (the fast free's subl on
- *     memory, inline asm, which TSan does not see). It is read only when the page's thread_free is not
- *     empty, and the argument above needs only some value the owner wrote (used only falls there, so the
- *     value read is at least the true count, and used == n proves no block live); on x86-64 and arm64 an
- *     aligned 32-bit store is never torn. A relaxed atomic store on the fast free would cost instructions
- *     (GCC 12 does not fold a relaxed load, sub and store into one `subl` on memory).
+ *   - On a page that is not current the purger's relaxed loads of used meet the owner's local frees, which
+ *     lower it with no lock: those writes are relaxed atomic stores (free.c: used_dec_above_zero, whose one
+ *     `subl` on memory on x86-64 is such a load and store; C atomics elsewhere and under TSan, so TSan checks
+ *     every access: core_reclaim_used reports the race with a plain store). The argument above needs only
+ *     some value the owner wrote: used only falls there, so the value read is at least the true count, and
+ *     used == n proves no block live (core_reclaim_used: no block the owner holds is ever lost).
  *   - The page cannot be retired or set up again while the purger holds a non-empty stack: its blocks
  *     count in used, and only used == 0 retires a page.
  *   - The reclaimed list, page->reclaimed and h->reclaim_off are under h->lock.

@@ -798,6 +798,6 @@ bool zc_segment_adopt(zc_heap_t *h, int kind) {
 
 /* ---- fork: the child has one thread; the parent's locks must not be held across fork ---- */
 
-void zc_segments_fork_prepare(void) { zc_lock(&abandoned_lock); }
-void zc_segments_fork_parent(void) { zc_unlock(&abandoned_lock); }
+void zc_segments_fork_prepare(void) { zc_lock_for_fork(&abandoned_lock); }
+void zc_segments_fork_parent(void) { zc_unlock_for_fork(&abandoned_lock); }
 void zc_segments_fork_child(void) { zc_lock_init(&abandoned_lock); }

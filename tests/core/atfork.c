@@ -2,18 +2,16 @@
  *
  *   core_atfork many      main registers 60 fork handlers before its first malloc. glibc keeps 48 in place
  *                         and mallocs to grow its list past them, while it holds its atfork lock: that
- *                         malloc is zcmem's first, and zcmem's process init calls pthread_atfork (it hung on
- *                         glibc's lock while zcmem registered its handlers at the first malloc). Then a fork:
- *                         every handler ran once, the child allocates.
+ *                         malloc is zcmem's first (it hung on glibc's lock while zcmem registered its handlers
+ *                         at the first malloc). Then a fork: every handler ran once, the child allocates.
  *   core_atfork prepare   main registers, before its first malloc, handlers that malloc (small, medium and
- *                         large blocks) in the prepare, parent and child phases. glibc runs prepare handlers
- *                         last-registered first and the others in order: zcmem's handlers must be registered
- *                         before these (they run while zcmem's locks are free), else the fork deadlocks.
+ *                         large blocks) in the prepare, parent and child phases (zcmem's constructor
+ *                         registered its own before them here; atfork_early.c registers them the other way).
  *   core_atfork_alloc     (ATFORK_ALLOC) the program interposes __register_atfork (what pthread_atfork calls)
  *                         and mallocs inside every registration, as glibc does when its list grows: zcmem's
- *                         own registration, inside its process init, then mallocs on the same thread. The
- *                         program's first malloc comes from its preinit array, before zcmem's constructor.
- *                         It must neither wait for its own init lock nor make the thread a second heap.
+ *                         own registration (its constructor) then mallocs. The program's first malloc comes
+ *                         from its preinit array, before zcmem's constructor, and sets the process up.
+ *                         Neither may wait for zcmem's init lock or make the thread a second heap.
  * A hang is a SIGALRM death (alarm set before anything else), i.e. a failure.
  */
 #define _GNU_SOURCE
