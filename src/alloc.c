@@ -298,10 +298,10 @@ zc_noinline void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) {
       (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) == NULL ||
        ++h->refills_unchecked % ZC_REFILL_CHECK != 0)) {
     if (b != NULL) {
-      pg->free = b;
       pg->local_free = NULL;
       zc_stat_inc(&h->stat_class_refills[pg->class_idx], 1);
-      if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);
+      if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b); /* the pop writes free (b's successor) */
+      pg->free = b; /* the generic path pops the bad head again and breaks the page */
     } else if (pg != &zc_page_empty) { /* the empty page has no remote line */
       return refill_remote(n, pg, h);
     }

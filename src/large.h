@@ -93,7 +93,10 @@ bool zc_background_wanted(void); /* a free asked for the purger before it ever r
 extern __thread unsigned zc_background_no_start, zc_background_in_free;
 void zc_background_fork_child(void); /* last in the fork child: the parent's purger restarted */
 bool zc_background_after_fork(void); /* in the fork child's handlers: zc_background_fork_child will start it */
-bool zc_background_running(void);
+/* The purger thread's state (large_pool.c; 1 while it runs). Read inline: a remote free's hand-over tests it
+ * with one compare and skips the wake call while the purger runs (zc_background_running). */
+extern int lg_purger_state __attribute__((visibility("hidden")));
+static inline bool zc_background_running(void) { return __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1; }
 
 /* fork: the parent holds the pool lock across fork; the child reinitialises it (and the purger). */
 void zc_large_fork_prepare(void);

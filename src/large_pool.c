@@ -358,8 +358,6 @@ void zc_background_fork_child(void) {
 
 bool zc_background_after_fork(void) { return purger_after_fork && lg_want_purger(); }
 
-bool zc_background_running(void) { return __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1; }
-
 /* Thread creation happens here only, called from a malloc slow path (page_for_class, a large allocation that
  * misses the front cache), the fork child's handler, or a public call (a lifetime allocator's creation):
  * never from inside free. glibc frees a dead thread's TLS (its dtv, a dlopened module's TLS block) while it
