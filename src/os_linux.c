@@ -184,12 +184,9 @@ uint64_t zc_os_clock_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Through syscall(), not nanosleep(): the purger's first sleep would otherwise fault in the OS page of libc's
- * code that holds clock_nanosleep, one minor fault more per process; syscall()'s page every thread with a heap
- * has run already (zc_os_tid). */
 void zc_os_sleep_ns(uint64_t ns) {
   struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-  while (syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &ts, &ts) != 0 && errno == EINTR) {
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
 }
 
