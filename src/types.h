@@ -75,7 +75,7 @@
 #define ZC_MEDIUM_PAGE_SHIFT 17u
 #define ZC_SEGMENT_PAGES_MAX 64u
 #define ZC_SEGMENT_HEADER ((size_t)16 * 1024) /* page 0 starts here: room for the header (64 descriptors of
-                                                 128 B and the segment fields), 16 KiB-aligned */
+                                                 256 B, the segment fields in the first), 16 KiB-aligned */
 #define ZC_NATURAL_ALIGN_MAX ((size_t)4096)   /* larger alignments go to the large-region layer */
 /* The heap's direct table: one slot per request size up to ZC_DIRECT_MAX, so malloc indexes it with the size
  * itself (no rounding: 2 instructions fewer than one slot per 8 bytes, for 7 KiB more per heap). */
