@@ -424,7 +424,7 @@ ZC_NO_SLP static zc_noinline void free_slow(void *p, uint16_t map) {
     return;
   }
   /* Another thread's page: what the checks read is fixed while a block of the page is live. */
-  zc_page_remote_t *r = &s->remote[((uintptr_t)p - (uintptr_t)s) >> s->page_shift];
+  zc_page_remote_t *r = zc_page_remote(pg);
   if (zc_likely(remote_block_ok(r, p))) return free_remote(h, owner, r, p);
   remote_bad(pg, r, p);
 }

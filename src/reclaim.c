@@ -178,7 +178,7 @@ static size_t reclaim_hold(zc_heap_t *h, bool *more, bool *waiting) {
     for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
       if (s->used_pages == 0) continue;
       for (uint32_t i = 0; i < s->pages_touched; i++) { /* beyond: never taken, and untouched memory */
-        zc_page_remote_t *r = &s->remote[i];
+        zc_page_remote_t *r = &s->pages[i].remote;
         /* acquire: the owner's last writes of the page's counts before it handed these blocks out (its
          * pops: used) happen-before the freers' release pushes, hence before all_back reads them */
         uintptr_t v = atomic_load_explicit(&r->thread_free, memory_order_acquire);

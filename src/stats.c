@@ -41,7 +41,7 @@ static void gather_heap(zc_heap_t *h, void *arg) {
          * refill of the page, but a page that is not current may wait for that indefinitely. Read after used:
          * the owner's collect empties thread_free before it lowers used, so the difference never counts a
          * block twice (at worst, during a collect, a handed-back block as still in use). */
-        uint32_t handed = ZC_TF_COUNT(__atomic_load_n(&s->remote[i].thread_free, __ATOMIC_ACQUIRE));
+        uint32_t handed = ZC_TF_COUNT(__atomic_load_n(&s->pages[i].remote.thread_free, __ATOMIC_ACQUIRE));
         used = used > held ? used - held : 0;
         used = used > handed ? used - handed : 0;
         if (used > reserved) used = reserved;

@@ -15,9 +15,9 @@
  *                this page with one compare-and-swap, the owner takes the whole stack with one exchange.
  *                The top 16 bits of the word count the blocks in the stack, so the owner learns how many
  *                came back without walking (and missing the cache on) blocks another core just wrote.
- *                It lives in the page's remote line (zc_page_remote_t), not in the descriptor.
+ *                It lives in the page's remote line (zc_page_remote_t), the descriptor's third cache line.
  * The remote line: what another thread's free of a block of the page reads and writes (thread_free, and
- * copies of start, grid, limit, key and tag), on a cache line of its own in the segment header. The
+ * copies of start, grid, limit, key and tag), on a cache line of its own (the descriptor's third). The
  * owner's malloc and free use the descriptor's first line, which other threads never touch: when a
  * consumer read that line on every free of a producer's block, the producer missed the cache on its own
  * page descriptor at nearly every malloc (bench/prodcons: 4.9 M msg/s; with the remote line, see
@@ -75,7 +75,7 @@
 #define ZC_MEDIUM_PAGE_SHIFT 17u
 #define ZC_SEGMENT_PAGES_MAX 64u
 #define ZC_SEGMENT_HEADER ((size_t)16 * 1024) /* page 0 starts here: room for the header (64 descriptors of
-                                                 128 B and the segment fields), 16 KiB-aligned */
+                                                 256 B, the segment fields in the first), 16 KiB-aligned */
 #define ZC_NATURAL_ALIGN_MAX ((size_t)4096)   /* larger alignments go to the large-region layer */
 /* The heap's direct table: one slot per request size up to ZC_DIRECT_MAX, so malloc indexes it with the size
  * itself (no rounding: 2 instructions fewer than one slot per 8 bytes, for 7 KiB more per heap). */
@@ -123,6 +123,17 @@ typedef enum zc_page_state_e {
                          list and is never reused, so no live block of it can be handed out again */
 } zc_page_state_t;
 
+/* A page's remote line (see the top of this file): thread_free, and the copies of the descriptor's fields a
+ * remote free checks a block with. Other threads read the copies with relaxed loads (a bad free may race
+ * with the owner's writes; a correct one is ordered after them by the hand-off of the block). */
+typedef struct zc_page_remote_s {
+  _Alignas(64) _Atomic(uintptr_t) thread_free; /* remote frees: chain head | (blocks in the chain << 48) */
+  uint8_t *start;
+  uint64_t grid, limit;
+  uintptr_t key, tag;
+  uint32_t block_size;                       /* for the freer's statistics (bytes handed over) */
+} zc_page_remote_t;
+
 typedef struct zc_page_s {
   /* first cache line: what malloc and the owner's free touch */
   zc_block_t *free;                 /* owner: pop on malloc */
@@ -138,7 +149,7 @@ typedef struct zc_page_s {
   uint32_t used;                    /* see the invariant above */
   uint32_t span;                    /* capacity * block_size: blocks live in [start, start + span) (the
                                        owner writes it, other threads' frees read it: relaxed atomics) */
-  /* second cache line: slow paths, and the word other threads' frees write */
+  /* second cache line: the owner's slow paths */
   _Alignas(64) struct zc_page_s *next; /* heap queue of its class (in use) or dirty list (free) */
   struct zc_page_s *prev;
   uint64_t freed_at;                /* clock when it became free (for the purge delay) */
@@ -159,37 +170,40 @@ typedef struct zc_page_s {
                                        page only once it has seen the same word for a purge delay (the owner
                                        did not take the blocks back meanwhile) */
   uint64_t reclaim_since;
+  /* third cache line: the page's remote line, what other threads' frees read and write */
+  zc_page_remote_t remote;
+  /* fourth line: never written through the descriptor; page 0's holds the segment fields (zc_segment_t) */
+  uint8_t segment_fields[64];
 } zc_page_t;
 
-/* A page's remote line (see the top of this file): thread_free, and the copies of the descriptor's fields a
- * remote free checks a block with. Other threads read the copies with relaxed loads (a bad free may race
- * with the owner's writes; a correct one is ordered after them by the hand-off of the block). */
-typedef struct zc_page_remote_s {
-  _Alignas(64) _Atomic(uintptr_t) thread_free; /* remote frees: chain head | (blocks in the chain << 48) */
-  uint8_t *start;
-  uint64_t grid, limit;
-  uintptr_t key, tag;
-  uint32_t block_size;                       /* for the freer's statistics (bytes handed over) */
-} zc_page_remote_t;
 
 typedef enum zc_segment_kind_e { ZC_SEG_SMALL = 0, ZC_SEG_MEDIUM = 1, ZC_SEG_KINDS = 2 } zc_segment_kind_t;
 
+/* The segment header is its 64 page descriptors, 256 bytes each (the owner's line, the slow-path line, the
+ * remote line, and a spare line). The segment fields live in page 0's spare line, so a thread whose first
+ * pages are the segment's first few touches one OS page of header: the fields, page 0's descriptor and its
+ * remote line share the header's first 4 KiB (with the descriptors in one array and the remote lines in
+ * another, page 0's remote line sat 8 KiB in: two OS pages, two page faults per new segment). */
 typedef struct zc_segment_s {
-  _Atomic(struct zc_heap_s *) heap; /* owner; NULL while abandoned */
-  uint32_t page_shift;
-  uint32_t page_count;
-  uint32_t used_pages;              /* pages in state IN_USE */
-  uint32_t kind;
-  uint64_t free_mask;               /* bit i: page i is free */
-  uint32_t untrusted;               /* a fork child's orphan: its pages' lists were left by threads that did
-                                       not come along; each page in use is rebuilt before its first use
-                                       (adoption, the purger's pass), not in the fork handler */
-  uint32_t pages_touched;           /* pages [0, pages_touched) were taken since the segment was mapped; the
-                                       descriptors and remote lines beyond are untouched zeros (free, clean):
-                                       walks stop here, so they do not fault those OS pages in to read them */
-  struct zc_segment_s *next, *prev; /* in the heap's segment list, or the abandoned list */
-  zc_page_t pages[ZC_SEGMENT_PAGES_MAX];
-  zc_page_remote_t remote[ZC_SEGMENT_PAGES_MAX]; /* remote[i]: page i's remote line */
+  union {
+    zc_page_t pages[ZC_SEGMENT_PAGES_MAX];
+    struct {
+      uint8_t page0_lines[192];         /* page 0's descriptor and remote line (pages[0]) */
+      _Atomic(struct zc_heap_s *) heap; /* owner; NULL while abandoned */
+      uint32_t page_shift;
+      uint32_t page_count;
+      uint32_t used_pages;              /* pages in state IN_USE */
+      uint32_t kind;
+      uint64_t free_mask;               /* bit i: page i is free */
+      uint32_t untrusted;               /* a fork child's orphan: its pages' lists were left by threads that
+                                           did not come along; each page in use is rebuilt before its first
+                                           use (adoption, the purger's pass), not in the fork handler */
+      uint32_t pages_touched;           /* pages [0, pages_touched) were taken since the segment was mapped;
+                                           the descriptors beyond are untouched zeros (free, clean): walks
+                                           stop here, so they do not fault those OS pages in to read them */
+      struct zc_segment_s *next, *prev; /* in the heap's segment list, or the abandoned list */
+    };
+  };
 } zc_segment_t;
 
 typedef struct zc_page_queue_s {
@@ -270,23 +284,20 @@ zc_inline zc_page_t *zc_page_of(zc_segment_t *s, const void *p) {
 }
 /* The same for a small segment (the map's owner tag says so): a constant shift. */
 zc_inline zc_page_t *zc_small_page_of(zc_segment_t *s, const void *p) {
-  uintptr_t off = ((uintptr_t)p >> (ZC_SMALL_PAGE_SHIFT - 7)) & ((uintptr_t)(ZC_SEGMENT_PAGES_MAX - 1) << 7);
-  return (zc_page_t *)((char *)s->pages + off); /* descriptors are 128 bytes (asserted below) */
+  uintptr_t off = ((uintptr_t)p >> (ZC_SMALL_PAGE_SHIFT - 8)) & ((uintptr_t)(ZC_SEGMENT_PAGES_MAX - 1) << 8);
+  return (zc_page_t *)((char *)s->pages + off); /* descriptors are 256 bytes (asserted below) */
 }
 
-/* A page's remote line; the same for a block p of a small segment s (a constant shift). */
 /* The same for a medium segment (the map's medium owner tag says so). */
 zc_inline zc_page_t *zc_medium_page_of(zc_segment_t *s, const void *p) {
-  uintptr_t off = ((uintptr_t)p >> (ZC_MEDIUM_PAGE_SHIFT - 7)) & ((uintptr_t)(ZC_SEGMENT_PAGES_MAX / 2 - 1) << 7);
+  uintptr_t off = ((uintptr_t)p >> (ZC_MEDIUM_PAGE_SHIFT - 8)) & ((uintptr_t)(ZC_SEGMENT_PAGES_MAX / 2 - 1) << 8);
   return (zc_page_t *)((char *)s->pages + off);
 }
 
-zc_inline zc_page_remote_t *zc_page_remote(zc_page_t *pg) {
-  return &zc_segment_of(pg)->remote[pg->index];
-}
+/* A page's remote line; the same for a block p of a small segment s (a constant shift). */
+zc_inline zc_page_remote_t *zc_page_remote(zc_page_t *pg) { return &pg->remote; }
 zc_inline zc_page_remote_t *zc_small_remote_of(zc_segment_t *s, const void *p) {
-  uintptr_t off = ((uintptr_t)p >> (ZC_SMALL_PAGE_SHIFT - 6)) & ((uintptr_t)(ZC_SEGMENT_PAGES_MAX - 1) << 6);
-  return (zc_page_remote_t *)((char *)s->remote + off);
+  return &zc_small_page_of(s, p)->remote; /* the same shift and mask, 128 bytes further */
 }
 
 /* The segment map's value for s: its owner's tag if the owner has one (plus ZC_MAP_MEDIUM_BIAS for a medium
@@ -305,7 +316,12 @@ zc_inline uint8_t *zc_page_end(zc_segment_t *s, const zc_page_t *pg) {
   return (uint8_t *)s + ((size_t)(pg->index + 1) << s->page_shift);
 }
 
-_Static_assert(sizeof(zc_page_t) == 128, "a page descriptor is two cache lines: the free path finds it by a shift");
+_Static_assert(sizeof(zc_page_t) == 256, "a page descriptor is four cache lines: the free path finds it by a shift");
+_Static_assert(offsetof(zc_page_t, remote) == 128 && offsetof(zc_page_t, segment_fields) == 192,
+               "the remote line is the descriptor's third line, the spare line its fourth");
+_Static_assert(offsetof(zc_segment_t, heap) == offsetof(zc_page_t, segment_fields) &&
+                   offsetof(zc_segment_t, prev) + sizeof(void *) <= sizeof(zc_page_t),
+               "the segment fields fill page 0's spare line and nothing else of it");
 _Static_assert(ZC_REMOTE_SLOTS <= 32 && (ZC_REMOTE_SLOTS & (ZC_REMOTE_SLOTS - 1)) == 0,
                "pending_mask has a bit per slot; the slot is a masked hash");
 _Static_assert(sizeof(zc_page_remote_t) == 64, "a remote line is one cache line, found by a shift");

@@ -11,12 +11,13 @@
  *                            alive and idle; thread B frees all of page 0's blocks (remote frees) and hands
  *                            them over.
  *                            (a) once the purger has reclaimed page 0 from A's idle heap (zc_stats counts
- *                            it), at most 8 KiB of A's segment's 16 KiB header is resident (mincore: the
- *                            segment fields with the first descriptors, and the first remote lines); the
- *                            reclaim walk used to read the remote line of page 63, on an OS page of its own.
+ *                            it), at most 4 KiB of A's segment's 16 KiB header is resident (mincore: the
+ *                            first OS page of the header holds the segment fields and the descriptors with
+ *                            their remote lines of pages 0-15); the reclaim walk used to read the remote
+ *                            line of page 63, on an OS page of its own.
  *                            (b) A frees page 1's block and exits, and after the purger has aged the
- *                            abandoned empty page 1 (resident 0), still at most 8 KiB; the exit walk used to read the descriptors of pages
- *                            32-63. (c) Thread C adopts the segment and allocates from it: still 8 KiB.
+ *                            abandoned empty page 1 (resident 0), still at most 4 KiB; the exit walk used to read the descriptors of pages
+ *                            32-63. (c) Thread C adopts the segment and allocates from it: still 4 KiB.
  * Links zcmem_prefixed: runs in every build (mincore of the allocator's own header is not shadowed).
  */
 #define _GNU_SOURCE
@@ -101,7 +102,7 @@ static int case_walks(int argc, char **argv) {
   CHECKF(ok, "the purger did not reclaim page 0 from the idle heap (the walk (a) checks was not made)");
   size_t res = resident_bytes((void *)seg, HEADER);
   printf("walks: %zu KiB of the header resident after the idle reclaim\n", res >> 10);
-  CHECKF(res <= ((size_t)8 << 10), "(a) %zu KiB of the segment header resident after the idle reclaim", res >> 10);
+  CHECKF(res <= ((size_t)4 << 10), "(a) %zu KiB of the segment header resident after the idle reclaim", res >> 10);
 
   pthread_mutex_lock(&mu);
   stage = 2;
@@ -113,7 +114,7 @@ static int case_walks(int argc, char **argv) {
   CHECKF(ok, "the exited thread's empty pages were not purged (the walk (b) checks was not made)");
   res = resident_bytes((void *)seg, HEADER);
   printf("walks: %zu KiB of the header resident after the exit and the abandoned-segment purge\n", res >> 10);
-  CHECKF(res <= ((size_t)8 << 10), "(b) %zu KiB of the segment header resident after exit", res >> 10);
+  CHECKF(res <= ((size_t)4 << 10), "(b) %zu KiB of the segment header resident after exit", res >> 10);
 
   void *p = NULL;
   REQUIRE(pthread_create(&c, NULL, c_main, &p) == 0);
@@ -122,7 +123,7 @@ static int case_walks(int argc, char **argv) {
   printf("walks: C's block %s the segment; %zu KiB of its header resident\n",
          ((uintptr_t)p & ~(SEG_SIZE - 1)) == seg ? "is in" : "is not in", res >> 10);
   CHECKF(((uintptr_t)p & ~(SEG_SIZE - 1)) == seg, "(c) C did not adopt the exited thread's segment");
-  CHECKF(res <= ((size_t)8 << 10), "(c) %zu KiB of the segment header resident after adoption", res >> 10);
+  CHECKF(res <= ((size_t)4 << 10), "(c) %zu KiB of the segment header resident after adoption", res >> 10);
   zc_free(p);
   zc_free(keep);
   CHECK_DONE(argv[0]);
