@@ -103,6 +103,9 @@ typedef struct zc_segment_policy_s {
   uint64_t cached;                 /* empty segments in the segment cache */
 } zc_segment_policy_t;
 void zc_segments_policy(zc_segment_policy_t *out);
+/* Call fn on each abandoned segment (its owner exited, no live thread adopted it yet), abandoned_lock held:
+ * fn may read the segment's pages but must not take a heap lock or call into the allocator. */
+void zc_segments_visit_abandoned(void (*fn)(zc_segment_t *s, void *arg), void *arg);
 uint64_t zc_segments_live(void);
 uint64_t zc_segments_reserved_bytes(void);
 uint64_t zc_segments_purged_bytes(void);

@@ -126,6 +126,13 @@ uint64_t zc_segments_reserved_bytes(void) { return zc_segments_live() * ZC_SEGME
 uint64_t zc_segments_purged_bytes(void) { return atomic_load_explicit(&purged_bytes, memory_order_relaxed); }
 size_t zc_segments_abandoned_count(void) { return __atomic_load_n(&abandoned_count, __ATOMIC_RELAXED); }
 
+void zc_segments_visit_abandoned(void (*fn)(zc_segment_t *s, void *arg), void *arg) {
+  zc_lock(&abandoned_lock);
+  for (int k = 0; k < ZC_SEG_KINDS; k++)
+    for (zc_segment_t *s = abandoned[k]; s != NULL; s = s->next) fn(s, arg);
+  zc_unlock(&abandoned_lock);
+}
+
 static uint8_t *page_area_start(zc_segment_t *s, zc_page_t *pg) {
   return pg->index == 0 ? (uint8_t *)s + ZC_SEGMENT_HEADER : (uint8_t *)s + ((size_t)pg->index << s->page_shift);
 }

@@ -18,42 +18,44 @@ typedef struct class_row_s {
 typedef struct gather_s {
   zc_stats_t s;
   class_row_t rows[ZC_CLASS_COUNT];
-  uint64_t page_bytes, dirty_bytes, pages_fresh, pages_reused, reclaimed;
+  uint64_t page_bytes, pages_fresh, pages_reused, reclaimed;
 } gather_t;
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define ZC_STATS_PAIRS_SHOWN 16 /* thread pairs in the text and JSON reports (zc_stats_pairs has them all) */
 
+/* The pages in use of segment s (its owner's h->lock held, or abandoned_lock for an abandoned segment). */
+static void gather_segment(zc_segment_t *s, void *arg) {
+  gather_t *g = arg;
+  for (uint32_t i = 0; i < s->pages_touched; i++) { /* beyond: never taken (segment.c) */
+    zc_page_t *pg = &s->pages[i];
+    if (LOAD(pg->state) != ZC_PAGE_IN_USE) continue;
+    unsigned c = LOAD(pg->class_idx);
+    if (c == 0 || c >= ZC_CLASS_COUNT) continue; /* being initialised */
+    if (pg->reclaimed != 0) continue; /* emptied and purged, its owner has not taken it back yet (h->lock) */
+    uint32_t used = LOAD(pg->used), held = LOAD(pg->held), reserved = LOAD(pg->reserved);
+    /* Blocks other threads handed back (thread_free) are freed: the owner takes them back at its next
+     * refill of the page, but a page that is not current may wait for that indefinitely. Read after used:
+     * the owner's collect empties thread_free before it lowers used, so the difference never counts a
+     * block twice (at worst, during a collect, a handed-back block as still in use). */
+    uint32_t handed = ZC_TF_COUNT(__atomic_load_n(&s->pages[i].remote.thread_free, __ATOMIC_ACQUIRE));
+    used = used > held ? used - held : 0;
+    used = used > handed ? used - handed : 0;
+    if (used > reserved) used = reserved;
+    g->rows[c].pages++;
+    g->rows[c].blocks_used += used;
+    g->rows[c].blocks_capacity += reserved;
+    g->page_bytes += (uint64_t)reserved * zc_class_size[c];
+  }
+}
+
 static void gather_heap(zc_heap_t *h, void *arg) {
   gather_t *g = arg;
   zc_lock(&h->lock);
   if (h->live) g->s.threads++;
-  for (int k = 0; k < ZC_SEG_KINDS; k++) {
-    for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) {
-      for (uint32_t i = 0; i < s->pages_touched; i++) { /* beyond: never taken (segment.c) */
-        zc_page_t *pg = &s->pages[i];
-        if (LOAD(pg->state) != ZC_PAGE_IN_USE) continue;
-        unsigned c = LOAD(pg->class_idx);
-        if (c == 0 || c >= ZC_CLASS_COUNT) continue; /* being initialised */
-        if (pg->reclaimed != 0) continue; /* emptied and purged, its owner has not taken it back yet (h->lock) */
-        uint32_t used = LOAD(pg->used), held = LOAD(pg->held), reserved = LOAD(pg->reserved);
-        /* Blocks other threads handed back (thread_free) are freed: the owner takes them back at its next
-         * refill of the page, but a page that is not current may wait for that indefinitely. Read after used:
-         * the owner's collect empties thread_free before it lowers used, so the difference never counts a
-         * block twice (at worst, during a collect, a handed-back block as still in use). */
-        uint32_t handed = ZC_TF_COUNT(__atomic_load_n(&s->pages[i].remote.thread_free, __ATOMIC_ACQUIRE));
-        used = used > held ? used - held : 0;
-        used = used > handed ? used - handed : 0;
-        if (used > reserved) used = reserved;
-        g->rows[c].pages++;
-        g->rows[c].blocks_used += used;
-        g->rows[c].blocks_capacity += reserved;
-        g->page_bytes += (uint64_t)reserved * zc_class_size[c];
-      }
-    }
-  }
+  for (int k = 0; k < ZC_SEG_KINDS; k++)
+    for (zc_segment_t *s = h->segments[k]; s != NULL; s = s->next) gather_segment(s, g);
   for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) g->rows[c].refills += LOAD(h->stat_class_refills[c]);
-  g->dirty_bytes += h->dirty_bytes;
   uint64_t rf, rb;
   zc_heap_remote_totals(h, &rf, &rb);
   g->s.remote_frees += rf;
@@ -67,11 +69,17 @@ static void gather_heap(zc_heap_t *h, void *arg) {
 static void gather(gather_t *g) {
   memset(g, 0, sizeof *g);
   zc_heaps_visit(gather_heap, g);
+  /* An exited thread's segments until a live thread adopts them: their blocks are live (another thread
+   * still frees them) and their pages committed. */
+  zc_segments_visit_abandoned(gather_segment, g);
+  zc_segment_policy_t pol;
+  zc_segments_policy(&pol);
   zc_large_stats_t ls;
   zc_large_stats(&ls);
   for (unsigned c = 1; c < ZC_CLASS_COUNT; c++) g->s.allocated += g->rows[c].blocks_used * zc_class_size[c];
   g->s.allocated += ls.live_bytes;
-  g->s.committed = g->page_bytes + g->dirty_bytes + ls.live_bytes + ls.cached_dirty;
+  /* pol.dirty: free pages that may be resident wherever they are (heaps, abandoned and cached segments) */
+  g->s.committed = g->page_bytes + pol.dirty + ls.live_bytes + ls.cached_dirty;
   g->s.purged = zc_segments_purged_bytes() + ls.purged;
   g->s.reserved = zc_segments_reserved_bytes() + ls.mapped;
   g->s.rss = zc_os_rss();
@@ -82,8 +90,6 @@ static void gather(gather_t *g) {
   g->s.large_cached = ls.cached_dirty + ls.cached_clean;
   g->s.abandoned = zc_segments_abandoned_count();
   g->s.errors = zc_error_count();
-  zc_segment_policy_t pol;
-  zc_segments_policy(&pol);
   g->s.dirty = pol.dirty + ls.cached_dirty;
   g->s.dirty_budget = pol.budget;
   g->s.purge_calls = pol.purge_calls + ls.purge_calls;

@@ -8,6 +8,10 @@
  * over), and reads the stats again without any malloc of its own: `allocated` must be back within one
  * page of the first reading, and the class row must show the blocks gone. The purger is held off
  * (ZCMEM_PURGE_DELAY=600000): a reclaimed page is not counted at all, which would hide the bug.
+ * core_stats_handed exited: a thread allocates the NB blocks and exits with them live (its segments are
+ * abandoned: no live thread has adopted them, since the main thread makes no malloc); `allocated` and
+ * `committed` must count them (the walk of the heaps alone missed them: 0 allocated with 8 MiB live), and
+ * after the main thread frees them all, `allocated` is back within one page.
  * Links zcmem_prefixed: runs in every build.
  */
 #include "zc_test.h"
@@ -24,7 +28,41 @@ static void *freer(void *arg) {
   return NULL;
 }
 
-int main(void) {
+static void *maker(void *arg) {
+  (void)arg;
+  for (int i = 0; i < NB; i++) {
+    blocks[i] = zc_malloc(SIZE);
+    REQUIRE(blocks[i] != NULL);
+    memset(blocks[i], 0x3c, SIZE);
+  }
+  return NULL;
+}
+
+static int exited(void) {
+  zc_stats_t base, live, after;
+  zc_stats_get(&base);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, maker, NULL) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  zc_stats_get(&live);
+  REQUIREF(live.abandoned > base.abandoned, "the exited thread's segment was not abandoned (%lu -> %lu)",
+           (unsigned long)base.abandoned, (unsigned long)live.abandoned);
+  REQUIREF(live.allocated >= base.allocated + (uint64_t)NB * SIZE,
+           "allocated %lu -> %lu with %d blocks of %d B live in an exited thread's segment",
+           (unsigned long)base.allocated, (unsigned long)live.allocated, NB, SIZE);
+  REQUIREF(live.committed >= base.committed + (uint64_t)NB * SIZE, "committed %lu -> %lu",
+           (unsigned long)base.committed, (unsigned long)live.committed);
+  for (int i = 0; i < NB; i++) zc_free(blocks[i]);
+  zc_stats_get(&after);
+  REQUIREF(after.allocated <= base.allocated + 65536, "%lu bytes still counted after every block was freed",
+           (unsigned long)(after.allocated - base.allocated));
+  printf("allocated: %lu before, %lu with %d blocks of %d B live in an exited thread's segment, %lu after\n",
+         (unsigned long)base.allocated, (unsigned long)live.allocated, NB, SIZE, (unsigned long)after.allocated);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "exited") == 0) return exited();
   zc_stats_t base, full, after;
   zc_stats_get(&base);
   for (int i = 0; i < NB; i++) {
