@@ -170,6 +170,7 @@ static void dirty_detach(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   else h->dirty_last = pg->prev;
   pg->next = pg->prev = NULL;
   h->dirty_bytes -= page_area_size(s, pg);
+  h->dirty_pages[s->kind]--;
 }
 /* Onto h's dirty list, a page already dirty and counted (adoption, a segment from the cache). */
 static void dirty_attach(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
@@ -179,6 +180,7 @@ static void dirty_attach(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   else __atomic_store_n(&h->dirty_first, pg, __ATOMIC_RELAXED);
   h->dirty_last = pg;
   h->dirty_bytes += page_area_size(s, pg);
+  h->dirty_pages[s->kind]++;
 }
 /* A dirty page stops being dirty: reused, purged or unmapped. */
 static void dirty_unlink(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
@@ -369,15 +371,21 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
 /* Some segment of this kind waits for adoption (a peek without the lock). */
 static bool abandoned_of_kind(int kind) { return __atomic_load_n(&abandoned[kind], __ATOMIC_RELAXED) != NULL; }
 
-/* The newest dirty page of this kind on h's dirty list (a few steps back at most), or NULL; for a medium page
- * the newest whose last use was class cls if there is one in 32 steps (its resident blocks are where cls
- * carves them again: no faults for the part the last use touched). Taking it before
- * the first free page of the first segment keeps reuse LIFO: the pages that sit unused are the oldest ones,
- * which the delay purges; without it a purged page could be taken while a dirty one aged, a miss. */
+/* The newest dirty page of this kind on h's dirty list, or NULL if it has none (h->dirty_pages says so without
+ * a walk); for a medium page the newest whose last use was class cls if there is one in 32 steps (its
+ * resident blocks are where cls carves them again: no faults for the part the last use touched). Taking it
+ * before the first free page of the first segment keeps reuse LIFO: the pages that sit unused are the oldest
+ * ones, which the delay purges; without it a purged page could be taken while a dirty one aged, a miss. The
+ * walk goes as far back as the newest page of the kind (core_dirty_deep): it used to stop after 8 steps (32
+ * for a medium page), and a heap whose newest dirty pages were of the other kind then took a purged or never
+ * touched page while a resident one of its kind waited deeper in the list (bench/rounds, 400 rounds: 64-135
+ * such pages a run). */
 static zc_page_t *newest_dirty(zc_heap_t *h, int kind, unsigned cls) {
-  unsigned steps = 0, look = kind == ZC_SEG_SMALL ? 8u : 32u;
+  if (h->dirty_pages[kind] == 0) return NULL;
+  unsigned steps = 0;
   zc_page_t *any = NULL;
-  for (zc_page_t *d = h->dirty_last; d != NULL && steps < look; d = d->prev, steps++) {
+  for (zc_page_t *d = h->dirty_last; d != NULL; d = d->prev, steps++) {
+    if (any != NULL && steps >= 32) break;
     if (zc_segment_of(d)->kind != (uint32_t)kind) continue;
     if (kind == ZC_SEG_SMALL || d->class_idx == cls) return d;
     if (any == NULL) any = d;
