@@ -413,12 +413,14 @@ static bool abandoned_of_kind(int kind) { return __atomic_load_n(&abandoned[kind
  * walk goes as far back as the newest page of the kind (core_dirty_deep): it used to stop after 8 steps (32
  * for a medium page), and a heap whose newest dirty pages were of the other kind then took a purged or never
  * touched page while a resident one of its kind waited deeper in the list (bench/rounds, 400 rounds: 64-135
- * such pages a run). */
+ * such pages a run). The walk is bounded (DIRTY_WALK_MAX pages: 16 MiB of small pages, 32 MiB of medium
+ * ones of the other kind) so that a heap with a huge dirty list never walks all of it per page taken. */
+#define DIRTY_WALK_MAX 256u
 static zc_page_t *newest_dirty(zc_heap_t *h, int kind, unsigned cls) {
   if (h->dirty_pages[kind] == 0) return NULL;
   unsigned steps = 0;
   zc_page_t *any = NULL;
-  for (zc_page_t *d = h->dirty_last; d != NULL; d = d->prev, steps++) {
+  for (zc_page_t *d = h->dirty_last; d != NULL && steps < DIRTY_WALK_MAX; d = d->prev, steps++) {
     if (any != NULL && steps >= 32) break;
     if (zc_segment_of(d)->kind != (uint32_t)kind) continue;
     if (kind == ZC_SEG_SMALL || d->class_idx == cls) return d;

@@ -1,6 +1,5 @@
-/* A heap that needs a page takes its newest resident (dirty) page of the kind it needs however far back
- * in its dirty list that page is (src/segment.c, newest_dirty; docs/design.md, "Giving memory back", LIFO
- * reuse).
+/* A heap that needs a page takes its newest resident (dirty) page of the kind it needs, up to 256 pages back
+ * in its dirty list (src/segment.c, newest_dirty; docs/design.md, "Giving memory back", LIFO reuse).
  *
  *   core_dirty_deep small  (purger on, long delay, large budget: nothing is purged but by zc_trim) one
  *                          thread allocates 2 MiB of 1 KiB blocks (A) and then 1 MiB more (B), frees A and
