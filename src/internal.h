@@ -101,6 +101,9 @@ typedef struct zc_segment_policy_s {
   uint64_t misses, miss_bytes;     /* purged pages taken again within one purge delay of their purge */
   uint64_t purge_calls, maps;      /* purge system calls, segments mapped afresh */
   uint64_t cached;                 /* empty segments in the segment cache */
+  uint64_t reuse, reuse_pages;     /* the reuse allowance (bytes, before its cap) and the pages counted in */
+  uint64_t keep;                   /* dirty bytes the demand keeps past the delay (the recent peak, the
+                                      allowance up to in_use / 2) */
 } zc_segment_policy_t;
 void zc_segments_policy(zc_segment_policy_t *out);
 /* Call fn on each abandoned segment (its owner exited, no live thread adopted it yet), abandoned_lock held:

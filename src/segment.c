@@ -10,9 +10,14 @@
  *   sweep and the owner's check every half delay purge oldest first while the process is over it; a dead
  *   thread's empty pages are kept only within it.
  * - Delay, aware of demand: a dirty page older than ZCMEM_PURGE_DELAY is purged unless the demand of the
- *   last delay says it will be reused: pages stay while dirty <= peak(in_use over the last delay) - in_use.
- *   The peak is kept in two buckets of half a delay each (rotated by the purger's sweeps, or by the owner's
- *   slow path without it), so once demand has stayed low for a delay, everything past the delay goes.
+ *   last delay says it will be reused: pages stay while dirty <= peak(in_use over the last delay) - in_use
+ *   + the reuse allowance. The peak is kept in two buckets of half a delay each (rotated by the purger's
+ *   sweeps, or by the owner's slow path without it), so once demand has stayed low for a delay, everything
+ *   past the delay goes.
+ * - Reuse allowance (the policy scores itself): a purged page taken again within REUSE_DELAYS delays of its
+ *   purge adds its size to pol.reuse, which loses 1/8 at every rotation (half a delay) and counts at most
+ *   in_use / 2: a process that keeps faulting back what was purged keeps that much more dirty past the delay;
+ *   one whose demand has fallen (in_use low) keeps nothing more, so memory return after a drop is unchanged.
  * - Misses: a purged page taken again within one purge delay of its purge is counted (pages and bytes):
  *   the policy's own score (zc_stats_t purge_misses), like the large-region cache's.
  *
@@ -26,7 +31,8 @@
  *   and unmaps it after max(10 delays, 1 s) unused), or is unmapped when the cache is full.
  * - An abandoned segment (owner exited) may keep its empty pages resident (dirty) while the background
  *   purger runs: they age under the purge delay there (zc_segments_purge_abandoned) or are reused by the
- *   adopter. Without the purger they were purged at exit, and an abandoned segment has live blocks.
+ *   adopter. Without the purger they were purged at exit, and an abandoned segment has live blocks. One that
+ *   ends with no page in use and every page purged goes to the segment cache (unmapped if it is full).
  *
  * Locks: h->lock covers the segment/dirty state of heap h (the owner's slow path against the purger
  * thread); abandoned_lock covers the abandoned lists and the segment cache. Order: h->lock, then
@@ -61,7 +67,14 @@ static struct {
   _Atomic uint64_t window_end;           /* ns: when peak_cur becomes peak_prev */
   _Atomic uint64_t misses, miss_bytes;   /* purged pages taken again within a delay of their purge */
   _Atomic uint64_t purge_calls, maps;    /* purge system calls made, segments mapped (not from the cache) */
+  _Atomic size_t reuse;                  /* bytes of purged pages taken again within REUSE_DELAYS of their
+                                            purge, decayed by 1/8 every half delay: the reuse allowance */
+  _Atomic uint64_t reuse_pages;          /* pages counted into it (tests, stats) */
 } pol __attribute__((aligned(64)));
+
+/* A purged page taken again within this many purge delays of its purge adds its size to the reuse
+ * allowance (see demand_keep). */
+#define REUSE_DELAYS 10u
 
 #define RLX memory_order_relaxed
 
@@ -94,13 +107,31 @@ static void demand_rotate(uint64_t now) {
     return;
   atomic_store_explicit(&pol.peak_prev, atomic_load_explicit(&pol.peak_cur, RLX), RLX);
   atomic_store_explicit(&pol.peak_cur, atomic_load_explicit(&pol.in_use, RLX), RLX);
+  size_t r = atomic_load_explicit(&pol.reuse, RLX);
+  atomic_fetch_sub_explicit(&pol.reuse, r / 8, RLX); /* takes that decay at once: never below 0 */
 }
 
-/* Dirty bytes the demand of the last delay may take again: purging below this is likely a miss. */
+/* Dirty bytes the demand of the last delay may take again, plus the reuse allowance (at most in_use / 2):
+ * purging below this is likely a miss. */
 static size_t demand_keep(void) {
   size_t a = atomic_load_explicit(&pol.peak_cur, RLX), b = atomic_load_explicit(&pol.peak_prev, RLX);
   size_t peak = a > b ? a : b, now = atomic_load_explicit(&pol.in_use, RLX);
-  return peak > now ? peak - now : 0;
+  size_t reuse = atomic_load_explicit(&pol.reuse, RLX);
+  if (reuse > now / 2) reuse = now / 2;
+  return (peak > now ? peak - now : 0) + reuse;
+}
+
+/* A purged page of `area` bytes is taken again, `since` ns after its purge. */
+static void reuse_note(size_t area, uint64_t since) {
+  uint64_t d = delay_ns();
+  if (since < d) {
+    atomic_fetch_add_explicit(&pol.misses, 1, RLX);
+    atomic_fetch_add_explicit(&pol.miss_bytes, area, RLX);
+  }
+  if (since < d * REUSE_DELAYS && atomic_load_explicit(&pol.reuse, RLX) < atomic_load_explicit(&pol.in_use, RLX)) {
+    atomic_fetch_add_explicit(&pol.reuse, area, RLX);
+    atomic_fetch_add_explicit(&pol.reuse_pages, 1, RLX);
+  }
 }
 
 /* A page past the delay goes unless the demand of the last delay keeps it; any page goes, oldest first,
@@ -119,6 +150,9 @@ void zc_segments_policy(zc_segment_policy_t *out) {
   out->purge_calls = atomic_load_explicit(&pol.purge_calls, RLX);
   out->maps = atomic_load_explicit(&pol.maps, RLX);
   out->cached = __atomic_load_n(&seg_cached, __ATOMIC_RELAXED);
+  out->reuse = atomic_load_explicit(&pol.reuse, RLX);
+  out->reuse_pages = atomic_load_explicit(&pol.reuse_pages, RLX);
+  out->keep = demand_keep();
 }
 
 uint64_t zc_segments_live(void) { return atomic_load_explicit(&segments_live, memory_order_relaxed); }
@@ -177,6 +211,7 @@ static void dirty_detach(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   else h->dirty_last = pg->prev;
   pg->next = pg->prev = NULL;
   h->dirty_bytes -= page_area_size(s, pg);
+  h->dirty_pages[s->kind]--;
 }
 /* Onto h's dirty list, a page already dirty and counted (adoption, a segment from the cache). */
 static void dirty_attach(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
@@ -186,6 +221,7 @@ static void dirty_attach(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
   else __atomic_store_n(&h->dirty_first, pg, __ATOMIC_RELAXED);
   h->dirty_last = pg;
   h->dirty_bytes += page_area_size(s, pg);
+  h->dirty_pages[s->kind]++;
 }
 /* A dirty page stops being dirty: reused, purged or unmapped. */
 static void dirty_unlink(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg) {
@@ -376,15 +412,23 @@ static void page_init(zc_segment_t *s, zc_page_t *pg, unsigned cls) {
 /* Some segment of this kind waits for adoption (a peek without the lock). */
 static bool abandoned_of_kind(int kind) { return __atomic_load_n(&abandoned[kind], __ATOMIC_RELAXED) != NULL; }
 
-/* The newest dirty page of this kind on h's dirty list (a few steps back at most), or NULL; for a medium page
- * the newest whose last use was class cls if there is one in 32 steps (its resident blocks are where cls
- * carves them again: no faults for the part the last use touched). Taking it before
- * the first free page of the first segment keeps reuse LIFO: the pages that sit unused are the oldest ones,
- * which the delay purges; without it a purged page could be taken while a dirty one aged, a miss. */
+/* The newest dirty page of this kind on h's dirty list, or NULL if it has none (h->dirty_pages says so without
+ * a walk); for a medium page the newest whose last use was class cls if there is one in 32 steps (its
+ * resident blocks are where cls carves them again: no faults for the part the last use touched). Taking it
+ * before the first free page of the first segment keeps reuse LIFO: the pages that sit unused are the oldest
+ * ones, which the delay purges; without it a purged page could be taken while a dirty one aged, a miss. The
+ * walk goes as far back as the newest page of the kind (core_dirty_deep): it used to stop after 8 steps (32
+ * for a medium page), and a heap whose newest dirty pages were of the other kind then took a purged or never
+ * touched page while a resident one of its kind waited deeper in the list (bench/rounds, 400 rounds: 64-135
+ * such pages a run). The walk is bounded (DIRTY_WALK_MAX pages: 16 MiB of small pages, 32 MiB of medium
+ * ones of the other kind) so that a heap with a huge dirty list never walks all of it per page taken. */
+#define DIRTY_WALK_MAX 256u
 static zc_page_t *newest_dirty(zc_heap_t *h, int kind, unsigned cls) {
-  unsigned steps = 0, look = kind == ZC_SEG_SMALL ? 8u : 32u;
+  if (h->dirty_pages[kind] == 0) return NULL;
+  unsigned steps = 0;
   zc_page_t *any = NULL;
-  for (zc_page_t *d = h->dirty_last; d != NULL && steps < look; d = d->prev, steps++) {
+  for (zc_page_t *d = h->dirty_last; d != NULL && steps < DIRTY_WALK_MAX; d = d->prev, steps++) {
+    if (any != NULL && steps >= 32) break;
     if (zc_segment_of(d)->kind != (uint32_t)kind) continue;
     if (kind == ZC_SEG_SMALL || d->class_idx == cls) return d;
     if (any == NULL) any = d;
@@ -437,10 +481,7 @@ zc_page_t *zc_segment_page_alloc(zc_heap_t *h, unsigned cls) {
     h->stat_pages_reused++;
   } else {
     h->stat_pages_fresh++;
-    if (pg->purged && zc_os_clock_ns() - pg->freed_at < delay_ns()) { /* purged, and wanted back at once */
-      atomic_fetch_add_explicit(&pol.misses, 1, RLX);
-      atomic_fetch_add_explicit(&pol.miss_bytes, area, RLX);
-    }
+    if (pg->purged) reuse_note(area, zc_os_clock_ns() - pg->freed_at); /* a miss if wanted back at once */
   }
   pg->purged = 0;
   demand_add(area);
@@ -727,6 +768,15 @@ bool zc_segments_purge_abandoned(bool force) {
       if (s->used_pages == 0 && all_clean) {
         __atomic_store_n(link, s->next, __ATOMIC_RELAXED); /* may be abandoned[k], which others peek at */
         __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
+        if (!force && seg_cached < SEG_CACHE_MAX) {
+          /* Into the segment cache, purged: the next segment a heap needs comes from here, not from a new
+           * mapping (whose pages fault alike, one mmap and munmap more), and its purged pages, taken again,
+           * count as reuse (the allowance of demand_keep). */
+          seg_cache[seg_cached].seg = s;
+          seg_cache[seg_cached].since = now;
+          __atomic_store_n(&seg_cached, seg_cached + 1, __ATOMIC_RELAXED);
+          continue;
+        }
         for (uint32_t i = 0; i < s->pages_touched; i++) s->pages[i].purged = 0;
         zc_segmap_clear(s, ZC_SEGMENT_SIZE);
         atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);

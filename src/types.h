@@ -244,6 +244,7 @@ typedef struct zc_heap_s {
   zc_segment_t *spare[ZC_SEG_KINDS];       /* one fully empty segment kept per kind */
   zc_page_t *dirty_first, *dirty_last;     /* free pages still resident, oldest first */
   size_t dirty_bytes;
+  uint32_t dirty_pages[ZC_SEG_KINDS];      /* pages on the dirty list, per kind of their segment */
   uint64_t next_purge_check;               /* clock of the next delay-based purge scan */
   uint32_t refills_unchecked;              /* cheap refills counted while dirty pages wait (alloc.c) */
   uintptr_t thread_id;
