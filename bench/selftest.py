@@ -174,7 +174,51 @@ def test_zmq_bench(bindir):
           f"zmq_bench channel: no allocator call per message (got {m.get(('channel', 'alloc_calls_per_msg_64'))})")
 
 
+RSSWHERE_FIELDS = ["allocated", "committed", "purged", "reserved", "rss", "peak_rss", "remote_frees",
+                   "remote_batches", "segments", "large_live", "large_cached", "threads", "abandoned", "errors",
+                   "dirty"]
+
+
+def test_rsswhere(bindir):
+    """bench/rsswhere.c: its copy of zc_stats_t's leading fields is the header's; under a program that
+    reports its own live data (bench/rss: 16 MiB written, 90% freed, then all), the live bytes it counts
+    reach that much (usable sizes: a little more), come back to nothing at exit, and the resident peak it
+    samples holds them."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "include", "zcmem.h")) as f:
+        hdr = f.read()
+    body = re.search(r"typedef struct zc_stats_s \{(.*?)\} zc_stats_t;", hdr, re.S)
+    names = re.findall(r"uint64_t (\w+);", re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.S)) if body else []
+    with open(os.path.join(root, "bench", "rsswhere.c")) as f:
+        src = f.read()
+    copy = re.search(r"uint64_t (allocated,[^;]*);", src)
+    copied = [w.strip() for w in copy.group(1).split(",")] if copy else []
+    check(copied == RSSWHERE_FIELDS and names[:len(copied)] == copied,
+          f"rsswhere: its zc_stats_t fields are the header's first ones ({copied} vs {names[:len(copied)]})")
+    lib = os.path.join(bindir, "librsswhere.so")
+    if not os.path.exists(lib):
+        check(False, f"rsswhere: {lib} is built")
+        return
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env["LD_PRELOAD"] = lib
+    r = subprocess.run([os.path.join(bindir, "rss"), "-q", "total=16M", "delay=0"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120, env=env)
+    out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+    m = re.search(r"metric=live_full value=(\S+)", out)
+    w = {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", next(
+        (ln for ln in err.splitlines() if ln.startswith("rsswhere ")), ""))}
+    live = float(m.group(1)) if m else 0
+    check(r.returncode == 0 and live >= 15 and w.get("samples", 0) >= 1,
+          f"rsswhere: bench/rss runs under it and both report (live_full {live}, rsswhere {w})")
+    check(live <= w.get("live_peak", 0) <= live * 1.3 + 1,
+          f"rsswhere: live_peak counts the program's live data (live_full {live} MiB, live_peak {w.get('live_peak')})")
+    check(w.get("live_end", 99) < 0.5, f"rsswhere: the frees are counted: nothing live at exit ({w.get('live_end')})")
+    check(w.get("peak_rss", 0) >= w.get("live_at_peak", 99),
+          f"rsswhere: the sampled resident peak holds the live data of its sample ({w})")
+
+
 def test_programs(bindir):
+    test_rsswhere(bindir)
     test_zmq_bench(bindir)
     rc, m = run_program(bindir, ["larson", "-q", "ops=4000", "gen=1000", "slots=100"])
     check(rc == 0 and m.get("ops_done") == 8000,
