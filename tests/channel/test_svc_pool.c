@@ -281,7 +281,11 @@ static volatile int *sent_all; /* the producer to be killed has sent everything 
 
 static int producer(void *arg) {
   prod_arg_t *a = arg;
-  zc_svc_config_t cfg = {.connect_timeout_ms = 10000};
+  /* A send waits for ring space as long as the consumer may lag (descheduled on a loaded machine), not
+   * the channel's default 1 s: with that, a consumer stalled over 1 s made zc_svc_send fail (ETIMEDOUT),
+   * the producer exit, and the consumer wait 60 s for records never sent. Still bounded: PEER_WAIT_MS, or
+   * EPIPE once the consumer's end is closed (looked for every 50 ms while waiting). */
+  zc_svc_config_t cfg = {.connect_timeout_ms = 10000, .chan = {.block_timeout_ms = PEER_WAIT_MS}};
   zc_svc_t *c = zc_svc_connect(pool_name, &cfg);
   REQUIRE(c != NULL);
   for (int i = 0; i < a->count; i++) {
