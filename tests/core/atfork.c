@@ -15,6 +15,7 @@
  * A hang is a SIGALRM death (alarm set before anything else), i.e. a failure.
  */
 #define _GNU_SOURCE
+#include "zc_proc.h"
 #include "zc_test.h"
 
 #include <dlfcn.h>
@@ -29,30 +30,11 @@ static void count_prepare(void) { atomic_fetch_add(&prep_n, 1); }
 static void count_parent(void) { atomic_fetch_add(&parent_n, 1); }
 static void count_child(void) { atomic_fetch_add(&child_n, 1); }
 
-/* Small, medium and large blocks, written and freed; 0 if each kept its bytes. */
-static int use_malloc(unsigned seed) {
-  static const size_t sizes[] = {24, 200, 3000, 40000, 200000, (size_t)3 << 20, (size_t)9 << 20};
-  enum { NS = sizeof sizes / sizeof sizes[0] };
-  unsigned char *p[NS];
-  for (unsigned i = 0; i < NS; i++) {
-    p[i] = malloc(sizes[i]);
-    if (p[i] == NULL) return 1;
-    for (size_t k = 0; k < sizes[i]; k += 4096) p[i][k] = (unsigned char)(seed + i + k);
-    p[i][sizes[i] - 1] = (unsigned char)seed;
-  }
-  int bad = 0;
-  for (unsigned i = 0; i < NS; i++) {
-    for (size_t k = 0; k < sizes[i]; k += 4096) bad |= p[i][k] != (unsigned char)(seed + i + k);
-    bad |= p[i][sizes[i] - 1] != (unsigned char)seed;
-    free(p[i]);
-  }
-  return bad;
-}
 
 static int child_counts(void *arg) {
   int want_child = (int)(intptr_t)arg;
   if (atomic_load(&child_n) != want_child) return 3;
-  return use_malloc(7) ? 4 : 0;
+  return zc_use_malloc(7) ? 4 : 0;
 }
 
 /* fork (run_child), the child checks its handler count and allocates; the parent checks its counts. */
@@ -71,7 +53,7 @@ static void fork_and_check(const char *what, int want) {
 #ifndef ATFORK_ALLOC
 static void many(void) {
   for (int i = 0; i < NH; i++) REQUIRE(pthread_atfork(count_prepare, count_parent, count_child) == 0);
-  CHECKF(use_malloc(1) == 0, "malloc after %d handlers", NH);
+  CHECKF(zc_use_malloc(1) == 0, "malloc after %d handlers", NH);
   fork_and_check("60 handlers", NH);
   printf("many: %d handlers registered before the first malloc; fork ran each once\n", NH);
 }
@@ -79,21 +61,21 @@ static void many(void) {
 /* Handlers that allocate in every phase of the fork. */
 static atomic_int alloc_bad;
 static void alloc_prepare(void) {
-  atomic_fetch_add(&alloc_bad, use_malloc(2));
+  atomic_fetch_add(&alloc_bad, zc_use_malloc(2));
   count_prepare();
 }
 static void alloc_parent(void) {
-  atomic_fetch_add(&alloc_bad, use_malloc(3));
+  atomic_fetch_add(&alloc_bad, zc_use_malloc(3));
   count_parent();
 }
 static void alloc_child(void) {
-  atomic_fetch_add(&alloc_bad, use_malloc(4));
+  atomic_fetch_add(&alloc_bad, zc_use_malloc(4));
   count_child();
 }
 
 static void prepare(void) {
   REQUIRE(pthread_atfork(alloc_prepare, alloc_parent, alloc_child) == 0);
-  CHECK(use_malloc(1) == 0); /* zcmem's first malloc here, if its handlers were not registered yet */
+  CHECK(zc_use_malloc(1) == 0); /* zcmem's first malloc here, if its handlers were not registered yet */
   for (int i = 0; i < 3; i++) fork_and_check("handlers that malloc", 1);
   CHECKF(atomic_load(&alloc_bad) == 0, "a block allocated in a fork handler lost its bytes");
   printf("prepare: handlers that malloc in prepare, parent and child ran in 3 forks\n");
@@ -125,7 +107,7 @@ __attribute__((section(".preinit_array"), used)) static void (*const preinit_mal
 static void alloc_in_register(void) {
   CHECKF(atomic_load(&registrations) >= 1, "zcmem registered no fork handler through __register_atfork");
   REQUIRE(pthread_atfork(count_prepare, count_parent, count_child) == 0);
-  CHECK(use_malloc(1) == 0);
+  CHECK(zc_use_malloc(1) == 0);
   zc_stats_t st;
   zc_stats_get(&st);
   CHECKF(st.threads == 1, "one thread, %llu heaps (the malloc inside the init made one, the init another)",

@@ -22,44 +22,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "zc_proc.h"
+
 atomic_int early_prep_n, early_parent_n, early_child_n, early_bad;
 int early_ctor_fork_status = -1; /* ctor_fork: the constructor's child's wait status */
 int early_ctor_threads = -1;     /* purger: threads of the process at the end of the constructor */
 enum { KEPT = 16384 };
 void *early_kept[KEPT]; /* purger: the blocks, freed by main */
 
-/* Small, medium and large blocks, written and freed; 0 if each kept its bytes. */
-int early_use_malloc(unsigned seed) {
-  static const size_t sizes[] = {24, 200, 3000, 40000, 200000, (size_t)3 << 20, (size_t)9 << 20};
-  enum { NS = sizeof sizes / sizeof sizes[0] };
-  unsigned char *p[NS];
-  for (unsigned i = 0; i < NS; i++) {
-    p[i] = malloc(sizes[i]);
-    if (p[i] == NULL) return 1;
-    for (size_t k = 0; k < sizes[i]; k += 4096) p[i][k] = (unsigned char)(seed + i + k);
-    p[i][sizes[i] - 1] = (unsigned char)seed;
-  }
-  int bad = 0;
-  for (unsigned i = 0; i < NS; i++) {
-    for (size_t k = 0; k < sizes[i]; k += 4096) bad |= p[i][k] != (unsigned char)(seed + i + k);
-    bad |= p[i][sizes[i] - 1] != (unsigned char)seed;
-    free(p[i]);
-  }
-  return bad;
-}
+/* The helpers of tests/common/zc_proc.h, exported for the test program. */
+int early_use_malloc(unsigned seed) { return zc_use_malloc(seed); }
 
-/* The "Threads:" line of /proc/self/status, read without malloc; -1 if unreadable. */
-int early_threads_now(void) {
-  char buf[4096];
-  int fd = open("/proc/self/status", O_RDONLY);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  buf[n] = 0;
-  const char *t = strstr(buf, "\nThreads:");
-  return t != NULL ? atoi(t + 9) : -1;
-}
+int early_threads_now(void) { return zc_threads_now(); }
 
 static void count_prepare(void) { atomic_fetch_add(&early_prep_n, 1); }
 static void count_parent(void) { atomic_fetch_add(&early_parent_n, 1); }

@@ -9,6 +9,7 @@
  * must not create the child's purger thread itself there.
  */
 #define _GNU_SOURCE
+#include "zc_proc.h"
 #include "zc_test.h"
 #include "zcmem.h"
 
@@ -26,17 +27,6 @@ static void *churn(void *arg) {
   return NULL;
 }
 
-static int threads_now(void) {
-  char buf[4096];
-  int fd = open("/proc/self/status", O_RDONLY);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  buf[n] = 0;
-  const char *t = strstr(buf, "\nThreads:");
-  return t != NULL ? atoi(t + 9) : -1;
-}
 
 static int child(void *arg) {
   (void)arg;
@@ -53,7 +43,7 @@ int main(void) {
   REQUIREF(zc_option_get(zc_option_background) == 1 && zc_option_get(zc_option_purge_delay) > 0,
            "needs the background purger");
   zc_free(zc_malloc((size_t)1 << 20)); /* a large allocation starts the purger */
-  REQUIREF(WAIT_UNTIL(threads_now() >= 2, 30000), "the purger did not start: %d threads", threads_now());
+  REQUIREF(WAIT_UNTIL(zc_threads_now() >= 2, 30000), "the purger did not start: %d threads", zc_threads_now());
   pthread_t t;
   REQUIRE(pthread_create(&t, NULL, churn, NULL) == 0);
   int bad = 0;
