@@ -248,6 +248,7 @@ static int arm(zc_chan_t *ch, bool drain) {
   flush_pend(ch); /* a producer starved of memory may be waiting for these while we sleep in epoll */
   if (maybe_ready(ch) && !pend_full(ch)) return 1;
   if (ch->eof) return chan_fail(ch, EPIPE, "the producer closed or died");
+  chan_test_point(CHAN_TP_ARM); /* a send from here on sees c_wait 0 and kicks nobody: the look below finds it */
   __atomic_fetch_or(&ch->ctl->c_wait, CHAN_ARMED, __ATOMIC_SEQ_CST);
   chan_fence(); /* flag store before the ring and ret_tail loads: pairs with wake_consumer */
   if (pend_full(ch)) flush_pend(ch);

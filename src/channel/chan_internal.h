@@ -265,6 +265,25 @@ static inline void chan_fence(void) {
 #endif
 }
 
+/* Test points: a test widens a race window by stalling the thread that reaches one (zc_chan_test_hook in
+ * chan_setup.c, exported in ZC_DEBUG builds only). In other builds they compile to nothing. Each sits where
+ * a side has looked at the other's progress and is about to announce that it waits: whatever the other
+ * side does there must not be missed (tests/channel/test_chan_wake.c forces it). */
+enum {
+  CHAN_TP_ARM = 1,        /* consumer, zc_chan_arm(_quiet): ring seen empty, CHAN_ARMED not set yet */
+  CHAN_TP_ARM_SPACE = 2,  /* producer, zc_chan_arm_space: tail and returns seen, CHAN_SPACE_ARMED not set yet */
+  CHAN_TP_WAIT_FULL = 3,  /* producer, chan_wait_full: no progress seen while spinning, p_wait not raised yet */
+};
+#if defined(ZC_DEBUG) && ZC_DEBUG
+extern void (*chan_test_hook_fn)(int point);
+static inline void chan_test_point(int point) {
+  void (*f)(int) = __atomic_load_n(&chan_test_hook_fn, __ATOMIC_ACQUIRE);
+  if (f != NULL) f(point);
+}
+#else
+static inline void chan_test_point(int point) { (void)point; }
+#endif
+
 #define CHAN_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define CHAN_LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define CHAN_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)

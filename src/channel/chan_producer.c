@@ -337,6 +337,7 @@ int chan_wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory) {
     moved = CHAN_LOAD(word) != seen;
   }
   if (!moved) {
+    chan_test_point(CHAN_TP_WAIT_FULL); /* progress from here on wakes nobody: the look below finds it */
     uint32_t w = CHAN_LOAD(&ctl->space_word);
     __atomic_fetch_add(&ctl->p_wait, 1, __ATOMIC_SEQ_CST);
     if (CHAN_LOAD(word) == seen) {
@@ -618,6 +619,7 @@ int zc_chan_arm_space(zc_chan_t *ch) {
   if (chan_drain_returns(ch) != 0 || queue_room(ch, UINT32_MAX) < 0) goto out; /* refreshes both */
   r = 1;
   if (ch->p_ret_tail != taken || ch->p_tail != tail) goto out; /* room came back since we last looked */
+  chan_test_point(CHAN_TP_ARM_SPACE); /* a take or release from here on kicks nobody: the look below finds it */
   __atomic_fetch_or(&ctl->p_wait, CHAN_SPACE_ARMED, __ATOMIC_SEQ_CST);
   chan_fence(); /* flag store before the tail and ret_head loads: pairs with the consumer's wake_producer */
   if (CHAN_LOAD(&ctl->tail) == ch->p_tail && CHAN_LOAD(&ctl->ret_head) == ch->p_ret_tail) r = 0;

@@ -373,6 +373,13 @@ void zc_chan_close(zc_chan_t *ch) {
   chan_private_free(ch, sizeof *ch);
 }
 
+#if defined(ZC_DEBUG) && ZC_DEBUG
+/* Tests only (ZC_DEBUG builds; no such symbol elsewhere): fn(point) runs at each test point (chan_internal.h),
+ * in the thread that reaches it; NULL removes it. Process-wide. */
+void (*chan_test_hook_fn)(int point);
+ZC_CHAN_API void zc_chan_test_hook(void (*fn)(int point)) { __atomic_store_n(&chan_test_hook_fn, fn, __ATOMIC_RELEASE); }
+#endif
+
 int zc_chan_fd(zc_chan_t *ch) { return ch->sock; }
 const char *zc_chan_error(zc_chan_t *ch) { return ch->err; }
 zc_chan_role_t zc_chan_role(zc_chan_t *ch) { return ch->role; }
