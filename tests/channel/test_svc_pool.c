@@ -303,6 +303,25 @@ static int producer(void *arg) {
   return 0;
 }
 
+/* The producers still running: a producer that ended with a non-zero status (its REQUIRE failed: a send
+ * timed out, the connect failed ...) fails the test at once, with its status, instead of leaving the
+ * consumer to wait its full PEER_WAIT_MS for records that will never come. One that exited 0 sent
+ * everything: it is reaped here (*st set to 0) and its records are still taken. pids[i] <= 0: not running. */
+static void check_producers(pid_t *pids, int *ended, int n, const int *next) {
+  for (int i = 0; i < n; i++) {
+    if (pids[i] <= 0 || ended[i]) continue;
+    int status;
+    pid_t r = waitpid(pids[i], &status, WNOHANG);
+    if (r == 0) continue;
+    REQUIREF(r == pids[i], "waitpid(producer %d): %s", i, strerror(errno));
+    ended[i] = 1;
+    char buf[64];
+    REQUIREF(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+             "producer %d (pid %d) ended early (%s) after the consumer took %d of its records", i, (int)pids[i],
+             status_str(status, buf, sizeof buf), next[i]);
+  }
+}
+
 static int t_many(int argc, char **argv) {
   pool_name = svc_name("many");
   sent_all = shared_word();
@@ -315,7 +334,8 @@ static int t_many(int argc, char **argv) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN};
   REQUIRE(epoll_ctl(ep, EPOLL_CTL_ADD, zc_svc_fd(s), &ev) == 0);
-  int next[5] = {0}, killed = 0, late = 0;
+  int next[5] = {0}, killed = 0, late = 0, ended[5] = {0};
+  pids[4] = 0;
   uint64_t end = now_ms() + 60000;
   while (now_ms() < end) {
     int done = next[0] == per && next[1] == per && next[2] == per && next[4] == per && killed;
@@ -323,8 +343,14 @@ static int t_many(int argc, char **argv) {
     zc_svc_msg_t m;
     if (zc_svc_receive(s, &m, 0) != 0) {
       CHECK(errno == EAGAIN);
-      /* one fd for every producer, joins and deaths: records are still due, so it must wake */
-      int n = epoll_wait(ep, &ev, 1, PEER_WAIT_MS);
+      /* one fd for every producer, joins and deaths: records are still due, so it must wake; between
+       * slices of 100 ms, a producer that died early fails the test at once */
+      int n = 0;
+      for (uint64_t wend = now_ms() + PEER_WAIT_MS; n == 0 && now_ms() < wend;) {
+        n = epoll_wait(ep, &ev, 1, 100);
+        if (n < 0 && errno == EINTR) n = 0;
+        if (n == 0) check_producers(pids, ended, 5, next);
+      }
       CHECKF(n == 1, "zc_svc_fd did not become readable in 60 s (records %d %d %d %d %d, killed %d)", next[0],
              next[1], next[2], next[3], next[4], killed);
       if (n != 1) break;
@@ -344,6 +370,7 @@ static int t_many(int argc, char **argv) {
     if (!killed && *sent_all) { /* most of its records are still in the ring: delivered after its death */
       kill(pids[3], SIGKILL);
       reap(pids[3]);
+      ended[3] = 1;
       killed = 1;
     }
     if (!late && next[0] > per / 2) {
@@ -353,7 +380,7 @@ static int t_many(int argc, char **argv) {
   }
   for (int i = 0; i < 5; i++) CHECKF(next[i] == (i == 3 ? 500 : per), "producer %d: %d records", i, next[i]);
   for (int i = 0; i < 5; i++)
-    if (i != 3) CHECK_EQ(reap(pids[i]), 0);
+    if (i != 3 && pids[i] > 0 && !ended[i]) CHECK_EQ(reap(pids[i]), 0);
   zc_svc_stats_t st;
   zc_svc_msg_t m;
   WAIT_UNTIL((zc_svc_receive(s, &m, 10), zc_svc_stats(s, &st), st.left == 5), PEER_WAIT_MS);
