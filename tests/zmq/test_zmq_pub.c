@@ -40,11 +40,19 @@ typedef struct sub_args_s {
   long first, count;  /* must receive messages first .. first + count - 1, in order, nothing else */
   int epoll;          /* in an epoll loop (zc_ep_arm, zc_ep_fd) */
   int hold;           /* keep up to this many views, re-checked at release */
-  long die_after;     /* >= 0: after this many, stop reading, sleep die_ms, SIGKILL itself */
+  long die_after;     /* >= 0: after this many, stop reading, wait for gate->go (at most die_ms), SIGKILL itself */
   int die_ms;
   int ring;           /* ring_entries (high-water mark), 0: default */
   int done_fd;        /* > 0: write a byte there once every message came (the publisher waits for it) */
+  struct gate_s *gate; /* with die_after: shared with the publisher */
 } sub_args_t;
+
+/* A subscriber that stops reading, and the publisher, agree through shared memory (mapped before fork):
+ * the subscriber says it stopped; the publisher says go once a send of its has waited for room since then
+ * (the stopped subscriber held it); only then does the subscriber die. */
+typedef struct gate_s {
+  int stopped, go;
+} gate_t;
 
 static void check_msg(const zc_chan_msg_t *m, uint64_t base, uint64_t i) {
   REQUIREF(m->type == (uint32_t)i, "expected message %lu, got type %u", (unsigned long)i, m->type);
@@ -93,7 +101,11 @@ static int subscriber_main(void *arg) {
   unsigned long wakeups = 0;
   for (long k = 0; k < a->count; k++) {
     if (a->die_after >= 0 && k == a->die_after) {
-      sleep_ms((unsigned)a->die_ms); /* holding nheld views, reading nothing: the publisher fills up */
+      /* holding nheld views, reading nothing: the publisher fills up and waits (not a sleep of ours: the
+       * publisher says when it has waited, whatever the pace of the processes) */
+      __atomic_store_n(&a->gate->stopped, 1, __ATOMIC_RELEASE);
+      REQUIREF(WAIT_UNTIL(__atomic_load_n(&a->gate->go, __ATOMIC_ACQUIRE), a->die_ms),
+               "stopped reading after %ld messages; the publisher never said it waited for room", k);
       raise(SIGKILL);
     }
     zc_chan_msg_t m;
@@ -175,9 +187,9 @@ static int t_stream(int argc, char **argv) {
   zc_ep_pub_t *p = pub_open(&cfg);
   int done[2];
   REQUIREF(pipe(done) == 0, "pipe");
-  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 10, 0, n, 0, 0, -1, 0, 0, done[1]},
-                     {zc_ep_pub_endpoint(p), 10, 0, n, 1, 0, -1, 0, 0, done[1]},
-                     {zc_ep_pub_endpoint(p), 10, 0, n, 0, 16, -1, 0, 0, done[1]}};
+  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 10, 0, n, 0, 0, -1, 0, 0, done[1], NULL},
+                     {zc_ep_pub_endpoint(p), 10, 0, n, 1, 0, -1, 0, 0, done[1], NULL},
+                     {zc_ep_pub_endpoint(p), 10, 0, n, 0, 16, -1, 0, 0, done[1], NULL}};
   pid_t pid[3];
   for (int k = 0; k < 3; k++) pid[k] = spawn_closefds(subscriber_main, &a[k], done[1], -1);
   close(done[1]);
@@ -208,19 +220,46 @@ static int t_stream(int argc, char **argv) {
 }
 
 /* One of three subscribers stops reading while it holds messages (the publisher, at a high-water mark of
- * 8, fills up and waits), then dies of SIGKILL: the publisher goes on, the other two get every message. */
+ * 8, fills up and waits), then dies of SIGKILL: the publisher goes on, the other two get every message.
+ * The victim dies only once the publisher has waited for room after it stopped (gate_t): each send waits at
+ * most 200 ms (ETIMEDOUT, the loan stays ours) and is retried, and the first timeout after the victim
+ * stopped lets it die; so the publisher is held by the victim whatever the pace of the processes. */
 static int t_kill(int argc, char **argv) {
   big_msgs = 1;
   long n = quick_mode(argc, argv) ? 600 : 1500;
-  zc_zmq_config_t cfg = {.chan.block_timeout_ms = PEER_MS, .chan.ring_entries = 8};
+  zc_zmq_config_t cfg = {.chan.block_timeout_ms = 200, .chan.ring_entries = 8};
   zc_ep_pub_t *p = pub_open(&cfg);
-  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 20, 0, n, 0, 0, -1, 0, 0, 0},
-                     {zc_ep_pub_endpoint(p), 20, 0, n, 1, 0, -1, 0, 0, 0},
-                     {zc_ep_pub_endpoint(p), 20, 0, n, 0, 10, 100, 1500, 8, 0}};
+  gate_t *gate = mmap(NULL, sizeof *gate, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  REQUIREF(gate != MAP_FAILED, "mmap");
+  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 20, 0, n, 0, 0, -1, 0, 0, 0, NULL},
+                     {zc_ep_pub_endpoint(p), 20, 0, n, 1, 0, -1, 0, 0, 0, NULL},
+                     {zc_ep_pub_endpoint(p), 20, 0, n, 0, 10, 100, PEER_MS, 8, 0, gate}};
   pid_t pid[3];
   for (int k = 0; k < 3; k++) pid[k] = spawn_closefds(subscriber_main, &a[k], -1, -1);
   pub_accept(p, 3);
-  for (long i = 0; i < n; i++) REQUIREF(pub_one(p, 20, (uint64_t)i) >= 2, "send %ld", i);
+  long timeouts = 0, held = 0; /* sends that timed out; of them, after the victim stopped */
+  for (long i = 0; i < n; i++) {
+    size_t sz = msg_size(20 + (uint64_t)i);
+    void *q = zc_ep_pub_loan(p, sz);
+    REQUIREF(q != NULL, "loan %zu: %s (%s)", sz, strerror(errno), zc_ep_pub_error(p));
+    fill_pattern(q, sz, 20 + (uint64_t)i);
+    uint64_t deadline = now_ns() + PEER_NS;
+    int rc;
+    while ((rc = zc_ep_pub_send(p, q, sz, (uint32_t)i)) < 0) {
+      REQUIREF(errno == ETIMEDOUT, "send %ld: %s (%s)", i, strerror(errno), zc_ep_pub_error(p));
+      REQUIREF(now_ns() < deadline, "send %ld: no room for %d s (the victim %s)", i, PEER_MS / 1000,
+               __atomic_load_n(&gate->go, __ATOMIC_ACQUIRE) ? "was told to die" : "is alive");
+      timeouts++;
+      if (__atomic_load_n(&gate->stopped, __ATOMIC_ACQUIRE)) { /* it holds us: let it die */
+        held++;
+        __atomic_store_n(&gate->go, 1, __ATOMIC_RELEASE);
+      }
+    }
+    REQUIREF(rc >= 2, "send %ld went to %d subscribers", i, rc);
+  }
+  __atomic_store_n(&gate->go, 1, __ATOMIC_RELEASE); /* if it never held us, the check below says so */
+  CHECKF(held > 0, "the stopped subscriber never held the publisher (%ld sends timed out, none after it stopped)",
+         timeouts);
   CHECKF(reap(pid[2]) == 128 + SIGKILL, "the victim did not die of SIGKILL");
   REQUIREF(WAIT_UNTIL(zc_ep_pub_subscribers(p) == 2, PEER_MS), "subscribers %d", zc_ep_pub_subscribers(p));
   pub_all_back(p, (uint64_t)n);
@@ -228,8 +267,8 @@ static int t_kill(int argc, char **argv) {
   zc_ep_pub_stats(p, &st);
   CHECKF(st.chan.full_waits > 0, "the stalled subscriber never held the publisher (full_waits 0)");
   CHECKF(st.left >= 1, "left %lu", (unsigned long)st.left);
-  printf("kill: %lu sends waited for room, %lu subscribers left\n", (unsigned long)st.chan.full_waits,
-         (unsigned long)st.left);
+  printf("kill: %lu sends waited for room (%ld timed out after 200 ms, %ld of them after the victim stopped), %lu "
+         "subscribers left\n", (unsigned long)st.chan.full_waits, timeouts, held, (unsigned long)st.left);
   zc_ep_pub_close(p);
   for (int k = 0; k < 2; k++) CHECKF(reap(pid[k]) == 0, "subscriber %d failed", k);
   CHECK_DONE("zmq_pub_kill");
@@ -322,8 +361,8 @@ static int t_restart(int argc, char **argv) {
 static int t_late(int argc, char **argv) {
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = PEER_MS};
   zc_ep_pub_t *p = pub_open(&cfg);
-  sub_args_t a = {zc_ep_pub_endpoint(p), 50, 0, 200, 0, 0, -1, 0, 0, 0};
-  sub_args_t b = {zc_ep_pub_endpoint(p), 50, 100, 100, 0, 0, -1, 0, 0, 0};
+  sub_args_t a = {zc_ep_pub_endpoint(p), 50, 0, 200, 0, 0, -1, 0, 0, 0, NULL};
+  sub_args_t b = {zc_ep_pub_endpoint(p), 50, 100, 100, 0, 0, -1, 0, 0, 0, NULL};
   pid_t pa = spawn_closefds(subscriber_main, &a, -1, -1);
   pub_accept(p, 1);
   for (uint64_t i = 0; i < 100; i++) REQUIREF(pub_one(p, 50, i) == 1, "send %lu", (unsigned long)i);
@@ -437,7 +476,7 @@ static int t_garbage(int argc, char **argv) {
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = PEER_MS};
   zc_ep_pub_t *p = pub_open(&cfg);
   const char *ep = zc_ep_pub_endpoint(p);
-  sub_args_t a = {ep, 60, 0, 50, 0, 0, -1, 0, 0, 0};
+  sub_args_t a = {ep, 60, 0, 50, 0, 0, -1, 0, 0, 0, NULL};
   pid_t pa = spawn_closefds(subscriber_main, &a, -1, -1);
   pub_accept(p, 1);
   pid_t j2 = spawn_closefds(junk_tcp_main, (void *)ep, -1, -1);
