@@ -172,7 +172,17 @@ int zs_peers(zs_t *s) {
   return n;
 }
 
-int zs_fd(zs_t *s) { return s->epfd; }
+int zs_fd(zs_t *s) { return s->xfd; }
+
+/* Locked. Only the thread that armed takes the space wake-up (its next call after the wake-up): another
+ * thread's receive must leave it for that thread's epoll_wait (see zsvc_internal.h). */
+void zs_space_taken(zs_t *s) {
+  if (!atomic_load(&s->space_woke) || !pthread_equal(s->space_tid, pthread_self())) return;
+  atomic_store(&s->space_woke, 0);
+  uint64_t v;
+  if (read(s->space_fd, &v, sizeof v) < 0) { /* cannot happen: space_woke is set after the write */
+  }
+}
 
 /* A call on the socket may have read the command that made ZMQ_FD readable for a sleeping receiver (this
  * library's, or the caller's event loop after a receive said EAGAIN), and a look at the monitor may have
@@ -195,7 +205,8 @@ void zs_kick(zs_t *s) {
   size_t sz = sizeof ev;
   if (zmq_getsockopt(s->sock, ZMQ_EVENTS, &ev, &sz) != 0) return;
   if ((space & ZS_SPACE_HWM) && (ev & ZMQ_POLLOUT) && atomic_exchange(&s->space_armed, 0)) { /* room: retry */
-    wake(s);
+    zs_space_wake(s);
+    if (sleeping && (ev & ZMQ_POLLIN)) wake(s);
     return;
   }
   if (sleeping && (ev & ZMQ_POLLIN)) wake(s);
@@ -215,6 +226,14 @@ int zs_arm_space(zs_t *s) {
     pthread_mutex_unlock(&s->lock);
     return zs_fail(s, EPIPE, "arm_space: the listener is gone (no connection)");
   }
+  /* This thread waits for room from now on; an earlier space wake-up is taken (the look below decides). */
+  s->space_tid = pthread_self();
+  if (atomic_load(&s->space_woke)) {
+    atomic_store(&s->space_woke, 0);
+    uint64_t v;
+    if (read(s->space_fd, &v, sizeof v) < 0) { /* cannot happen: space_woke is set after the write */
+    }
+  }
   /* Armed for both before looking (a free or a room signal from now on wakes the fd), then narrowed to
    * what is missing: a free must not end a wait for ZMQ_POLLOUT (its wake-up would be read by the next
    * receive, and libzmq's room signal may have been taken meanwhile), nor ZMQ_POLLOUT a wait for memory. */
@@ -232,9 +251,7 @@ int zs_arm_space(zs_t *s) {
     r = 1;
   } else if (need != 0) {
     /* A free or a room signal that took the arming meanwhile (space_armed 0) came back during the look and
-     * wrote the eventfd: retry now rather than sleep on that wake-up, which another thread's receive may
-     * read back (zs_unkick) before this caller's epoll_wait sees it; a lost wake-up then, the room signal
-     * having been taken by that receive too. */
+     * wrote space_fd: retry now (that wake-up is this thread's to take; its next call reads it). */
     int armed = ZS_SPACE_HWM | ZS_SPACE_MEM;
     if (!atomic_compare_exchange_strong(&s->space_armed, &armed, need)) r = 1;
   }
@@ -246,6 +263,7 @@ int zs_arm_space(zs_t *s) {
  * is looked at next), so the caller's fd does not stay readable. */
 void zs_unkick(zs_t *s) {
   atomic_store(&s->sleeping, 0);
+  zs_space_taken(s);
   uint64_t v;
   if (atomic_load(&s->kicked)) {
     atomic_store(&s->kicked, 0);
@@ -289,6 +307,8 @@ static void destroy(zs_t *s) {
   if (s->mon != NULL) zmq_close(s->mon);
   zs_slots_free(s); /* held messages closed before the context ends */
   if (s->ctx != NULL) zmq_ctx_term(s->ctx); /* waits for the linger: every free callback has run */
+  if (s->xfd >= 0) close(s->xfd);
+  if (s->space_fd >= 0) close(s->space_fd);
   if (s->epfd >= 0) close(s->epfd);
   if (s->evfd >= 0) close(s->evfd);
   if (s->tfd >= 0) close(s->tfd);
@@ -319,7 +339,7 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
   zs_t *s = aligned_alloc(64, (sizeof *s + 63) & ~(size_t)63);
   if (s == NULL) return NULL;
   memset(s, 0, sizeof *s);
-  s->epfd = s->evfd = s->tfd = -1;
+  s->epfd = s->evfd = s->tfd = s->xfd = s->space_fd = -1;
   pthread_mutex_init(&s->lock, NULL);
   s->listener = listen;
   s->policy = c.svc.chan.policy;
@@ -342,9 +362,12 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
   pend_entry_t *pe = calloc(s->max_pending, sizeof *pe);
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   s->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  s->xfd = epoll_create1(EPOLL_CLOEXEC);
+  s->space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (!listen) s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   pend_init(&s->pend, pe, pe != NULL ? s->max_pending : 0);
-  if (s->peers == NULL || pe == NULL || s->epfd < 0 || s->evfd < 0 || (!listen && s->tfd < 0)) {
+  if (s->peers == NULL || pe == NULL || s->epfd < 0 || s->evfd < 0 || s->xfd < 0 || s->space_fd < 0 ||
+      (!listen && s->tfd < 0)) {
     zs_fail(s, ENOMEM, "out of memory or fds");
     goto fail;
   }
@@ -384,6 +407,10 @@ zs_t *zs_open(const char *endpoint, const zc_eps_config_t *cfg, int listen) {
     snprintf(s->endpoint, sizeof s->endpoint, "%s", endpoint);
   struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0}; /* data: 0 eventfd, 1 monitor, 2 socket, 3 timer */
   if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) != 0) goto fail_fd;
+  if (epoll_ctl(s->xfd, EPOLL_CTL_ADD, s->epfd, &ev) != 0) goto fail_fd; /* the caller's fd: epfd + space_fd */
+  ev.data.u32 = 4;
+  if (epoll_ctl(s->xfd, EPOLL_CTL_ADD, s->space_fd, &ev) != 0) goto fail_fd;
+  ev.data.u32 = 0;
   ev.data.u32 = 3;
   if (s->tfd >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->tfd, &ev) != 0) goto fail_fd;
   for (int i = 1; i <= 2; i++) {

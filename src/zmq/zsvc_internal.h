@@ -25,12 +25,18 @@
  * thread-safe); it is never held while sleeping. The receiving thread sleeps in epoll_wait on s->epfd (the
  * socket's and the monitor's ZMQ_FD and an eventfd); a thread whose socket call may have consumed the
  * ZMQ_FD edge the sleeper waits for writes the eventfd. Sleeps last at most ZS_SLICE_MS in any case.
- * The caller's event loop sleeps on the same fd (zc_eps_fd) once a receive returned EAGAIN: that receive
+ * The caller's event loop sleeps on xfd (zc_eps_fd: epfd and space_fd) once a receive returned EAGAIN: that receive
  * read the monitor in full and left `sleeping` set, so every later call on the socket or the monitor,
  * from any thread, writes the eventfd if it took the wake-up of a waiting message or queued a FAILED
  * notice; the next receive reads the eventfd back (else the fd would stay readable). A connector's
  * timerfd wakes the loop when the grace after its listener's loss ends (receive then says EPIPE).
  * The free callback (libzmq's I/O thread) touches only atomics.
+ * Space wake-ups (zs_arm_space's: libzmq's room signal taken by a call, a free under the memory cap) go to
+ * their own eventfd, space_fd, which only the caller's fd (xfd: an epoll set of epfd and space_fd) holds:
+ * a receive of another thread reads evfd back (zs_unkick), and if the space wake-up were there too, it could
+ * read it before the thread that armed, asleep in epoll_wait, had seen it (a lost wake-up: the arming is
+ * spent, the room signal taken). space_fd is read only by the thread that armed (its next receive, loan,
+ * send or arm_space: zs_space_taken) or by the next arming. The waker writes space_fd, then sets space_woke.
  */
 #ifndef ZCMEM_ZSVC_INTERNAL_H
 #define ZCMEM_ZSVC_INTERNAL_H
@@ -43,6 +49,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define ZS_MAGIC 0x3153435au /* "ZCS1" as little-endian bytes */
@@ -88,6 +95,9 @@ typedef struct zs_s {
   int listener;
   void *ctx, *sock, *mon;
   int epfd, evfd, tfd; /* tfd: a connector's timer, due when the grace after its listener's loss ends */
+  int xfd, space_fd;    /* the caller's fd (zs_fd): epfd + space_fd; this library's own sleeps use epfd */
+  _Atomic int space_woke; /* space_fd was written since the arming thread last read it */
+  pthread_t space_tid;  /* the thread of the last zs_arm_space (s->lock) */
   _Atomic int sleeping; /* a receiver may sleep on epfd: this library's, or the caller's after EAGAIN */
   _Atomic int kicked;   /* evfd was written since a receive last read it */
   _Atomic int space_armed; /* zs_arm_space: ZS_SPACE_HWM: wake the fd at ZMQ_POLLOUT; ZS_SPACE_MEM: at a free */
@@ -145,6 +155,15 @@ int zs_sleep(zs_t *s, uint64_t deadline_ns); /* unlocked: poll the fds, at most 
 int zs_peers(zs_t *s);
 int zs_arm_space(zs_t *s);                   /* unlocked: zc_svc_arm_space's contract */
 int zs_fd(zs_t *s);
+void zs_space_taken(zs_t *s);                /* locked: the arming thread takes its space wake-up */
+/* A space wake-up (whoever exchanged space_armed to 0): write space_fd first, so that space_woke set means
+ * the write happened (zs_space_taken reads it then). No lock: the free callback calls it. */
+static inline void zs_space_wake(zs_t *s) {
+  uint64_t one = 1;
+  if (write(s->space_fd, &one, sizeof one) < 0) { /* full counter: a wake-up is pending anyway */
+  }
+  atomic_store(&s->space_woke, 1);
+}
 
 /* zsvc_msg.c */
 void *zs_loan(zs_t *s, size_t n);

@@ -110,12 +110,8 @@ void zs_free_cb(void *data, void *hint) {
   zc_free(data);
   if (counted) atomic_fetch_add_explicit(&s->returned, 1, memory_order_relaxed);
   atomic_fetch_add(&s->freed, bytes); /* seq_cst: zs_arm_space sets space_armed, then reads freed */
-  if ((atomic_load(&s->space_armed) & ZS_SPACE_MEM) && atomic_exchange(&s->space_armed, 0)) { /* a loop waits */
-    uint64_t one = 1;
-    atomic_store(&s->kicked, 1);
-    if (write(s->evfd, &one, sizeof one) < 0) { /* full counter: a wake-up is pending anyway */
-    }
-  }
+  if ((atomic_load(&s->space_armed) & ZS_SPACE_MEM) && atomic_exchange(&s->space_armed, 0)) /* a loop waits */
+    zs_space_wake(s);
 }
 
 static inline uint32_t loan_tag(const zs_t *s, const zs_hdr_t *h) {
@@ -165,6 +161,7 @@ static void *loan_on(zs_t *s, uint32_t idx, uint32_t gen, size_t n) {
 void *zs_loan(zs_t *s, size_t n) {
   if (n == 0 || n > s->max_msg) return errno = n == 0 ? EINVAL : EMSGSIZE, NULL;
   pthread_mutex_lock(&s->lock);
+  zs_space_taken(s); /* the retry after a space wake-up (an event loop that armed) */
   zs_monitor_maybe(s);
   uint32_t best = UINT32_MAX;
   for (uint32_t k = 0; k < s->hi; k++) { /* the fewest requests awaiting a reply; ties: round robin */
@@ -236,6 +233,7 @@ static int send_kind(zs_t *s, void *u, size_t len, uint32_t type, uint32_t kind,
   uint64_t deadline = 0, pause_ns = 20000;
   int err = 0;
   pthread_mutex_lock(&s->lock);
+  zs_space_taken(s); /* the retry after a space wake-up (an event loop that armed) */
   for (;;) {
     zs_monitor_maybe(s);
     zs_peer_t *p = idx < s->hi ? &s->peers[idx] : NULL;

@@ -16,6 +16,11 @@
  *   space:    back-pressure (zc_eps_arm_space, ZC_CHAN_FAIL) on a connector whose listener reads nothing at
  *             first: held by the high-water mark, then by the memory cap; the loop sleeps on the fd and
  *             is woken when room comes back, also after its own receive took libzmq's room signal.
+ *   space_other: the same, but every other time it is held, once the wake-up is there (the fd readable),
+ *             another thread calls receive(0) twice before the loop's thread goes back to its epoll_wait
+ *             (as a receiving thread may while the loop thread is still on its way out of epoll_wait):
+ *             the space wake-up must still be there for the loop (zs_t.space_fd, read only by the thread
+ *             that armed), for the high-water mark and the memory cap.
  * Every wait has a deadline (45 s for each wake-up: a lost wake-up fails instead of hanging). */
 #include "zc_test.h"
 #include "zcmem.h"
@@ -451,7 +456,19 @@ static int sink_main(void *arg) {
  * other time it is held after the first, the loop waits until the fd is readable (libzmq's room signal on
  * ZMQ_FD), then takes that signal inside libzmq with a receive(0) (as another thread's call on the socket
  * would): the fd must still wake it. (Not for the memory cap: there the wake-up is the library's own
- * eventfd, which a receive reads back by design; the rule is "a wake-up means retry".) */
+ * eventfd, which a receive reads back by design; the rule is "a wake-up means retry".) With take 2, every
+ * other time it is held after the first, once the fd is readable, another thread calls receive(0) twice
+ * (the first may take libzmq's room signal and pass it on to the eventfd, the second reads that back):
+ * the wake-up must be left for the loop's thread, for both causes. */
+static void *other_receives(void *arg) {
+  zc_eps_t *c = arg;
+  for (int i = 0; i < 2; i++) {
+    zc_svc_msg_t m;
+    REQUIREF(zc_eps_receive(c, &m, 0) != 0 && errno == EAGAIN, "other thread: receive: %s", strerror(errno));
+  }
+  return NULL;
+}
+
 static void space_run(const char *what, zc_eps_config_t cfg, int sink_hwm, size_t size, int total, int take) {
   int pfd[2], go[2];
   REQUIRE(pipe(pfd) == 0 && pipe(go) == 0);
@@ -492,15 +509,22 @@ static void space_run(const char *what, zc_eps_config_t cfg, int sink_hwm, size_
     retry_t0 = 0;
     armed++;
     REQUIRE(write(go[1], "g", 1) == 1 || errno == EAGAIN); /* the sink may read total / 4 more */
-    if (take && armed > 1 && armed % 2 == 0) {
+    if (take == 2 && armed > 1 && armed % 2 == 0) {
+      REQUIREF(wait_fd(efd, WAKE_MS) == 1, "%s: no wake-up within %d s after %d messages", what, WAKE_MS / 1000, sent);
+      pthread_t t;
+      REQUIRE(pthread_create(&t, NULL, other_receives, c) == 0);
+      pthread_join(t, NULL);
+      taken++;
+    } else if (take && armed > 1 && armed % 2 == 0) {
       REQUIREF(wait_fd(efd, WAKE_MS) == 1, "%s: no wake-up within %d s after %d messages", what, WAKE_MS / 1000, sent);
       sleep_ms(3); /* libzmq's command throttle */
       zc_svc_msg_t m;
       REQUIREF(zc_eps_receive(c, &m, 0) != 0 && errno == EAGAIN, "%s: receive: %s", what, strerror(errno));
       taken++;
     }
-    REQUIREF(wait_fd(efd, WAKE_MS) == 1, "%s: held and asleep %d s after %d messages (armed %d times)", what,
-             WAKE_MS / 1000, sent, armed);
+    REQUIREF(wait_fd(efd, WAKE_MS) == 1, "%s: held and asleep %d s after %d messages (armed %d times%s)", what,
+             WAKE_MS / 1000, sent, armed, take == 2 && armed > 1 && armed % 2 == 0 ? ", another thread's receives "
+             "came after the wake-up" : "");
     zc_svc_msg_t m;
     while (zc_eps_receive(c, &m, 0) == 0) zc_eps_release(c, &m); /* the rule after a wake-up */
     REQUIREF(errno == EAGAIN, "%s: receive: %s", what, strerror(errno));
@@ -528,6 +552,15 @@ static int t_space(int argc, char **argv) {
   zc_eps_config_t mem = {.svc = {.chan = {.policy = ZC_CHAN_FAIL, .max_bytes = 4u << 20}}};
   space_run("memory cap", mem, 2, 1u << 20, q ? 60 : 150, 0);
   CHECK_DONE("zmq_loop_space");
+}
+
+static int t_space_other(int argc, char **argv) {
+  int q = quick_mode(argc, argv);
+  zc_eps_config_t hwm = {.svc = {.chan = {.policy = ZC_CHAN_FAIL, .ring_entries = 2}}};
+  space_run("high-water mark, another thread's receives", hwm, 2, 256 * 1024, q ? 150 : 400, 2);
+  zc_eps_config_t mem = {.svc = {.chan = {.policy = ZC_CHAN_FAIL, .max_bytes = 4u << 20}}};
+  space_run("memory cap, another thread's receives", mem, 2, 1u << 20, q ? 60 : 150, 2);
+  CHECK_DONE("zmq_loop_space_other");
 }
 
 /* ---- svc_block: the high-water mark under ZC_CHAN_BLOCK on the services: send waits, then ETIMEDOUT, the
@@ -591,7 +624,7 @@ static int t_svc_block(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  static const zc_case_t cases[] = {{"svc", t_svc}, {"svc_conn", t_svc_conn}, {"pub", t_pub}, {"space", t_space},
+  static const zc_case_t cases[] = {{"svc", t_svc}, {"svc_conn", t_svc_conn}, {"pub", t_pub}, {"space", t_space}, {"space_other", t_space_other},
                                     {"svc_block", t_svc_block},
                                     {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
