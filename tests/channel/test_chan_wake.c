@@ -9,6 +9,9 @@
  *                on only once the message is published (the sender saw nobody armed and kicked nobody).
  *                An arm that does not look again after arming sleeps on a message already there: its
  *                poll() times out (20 s) and the test says so
+ *   svc_pingpong the same exchange through the channel services (zc_svc_*, a listener and a connector):
+ *                each side sleeps in epoll_wait on zc_svc_fd after zc_svc_receive(s, &m, 0) said EAGAIN
+ *                (which arms the connection); forced as above, at the connection's channel arm
  *   space_arm    a ZC_CHAN_FAIL producer whose 64-entry ring is full calls zc_chan_arm_space 100 times;
  *                forced: the consumer takes one message after the producer's look and before its arming,
  *                so no kick comes; arm_space must say 1 (retry), else the producer's poll() times out
@@ -24,10 +27,12 @@
 #include "zc_test.h"
 
 #include "zcmem_channel.h"
+#include "zcmem_service.h"
 #include "chan_internal.h" /* the test points' numbers */
 
 #include <poll.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #define PEER_MS 60000 /* a wait on the other process that is not what is tested */
@@ -95,8 +100,9 @@ typedef struct {
   int n;            /* messages in all */
 } pp_arg_t;
 
-/* Message j goes from side j % 2 to the other; two in three are forced into the receiver's arm window. */
-static int forced(int j) { return have_hooks() && j % 3 != 2; }
+/* Message j goes from side j % 2 to the other; two in three are forced into the receiver's arm window (not
+ * the first: a listener's connection may not be open yet). */
+static int forced(int j) { return have_hooks() && j % 3 != 2 && j > 0; }
 
 /* A failure of one side: printed, the other side told (it stops waiting), 1 returned. */
 #define SIDE_FAIL(...)                                                                              \
@@ -135,10 +141,14 @@ static int pingpong_side(int side, zc_chan_t *out, zc_chan_t *in, int n) {
       if (r == 1) continue;
       if (r != 0) SIDE_FAIL("side %d: arm before message %d: %s", side, j, strerror(errno));
       sleeps++;
-      if (!readable(fd, WAKE_MS) && !ld(&sh->failed))
-        SIDE_FAIL("side %d: lost wake-up: asleep %d s on zc_chan_fd after zc_chan_arm said 0, with message %d %s "
-                  "(messages sent: %d)", side, WAKE_MS / 1000, j,
-                  ld(&sh->last_sent) > j ? "published" : "not published", ld(&sh->last_sent));
+      uint64_t t0 = now_ms();
+      int woke;
+      while (!(woke = readable(fd, WAKE_MS)) && ld(&sh->last_sent) <= j && !ld(&sh->failed) && now_ms() - t0 < PEER_MS) {
+      } /* not sent yet: the other side's wait, not ours */
+      if (!woke && !ld(&sh->failed))
+        SIDE_FAIL("side %d: lost wake-up: asleep on zc_chan_fd after zc_chan_arm said 0, message %d %s (messages "
+                  "sent: %d)", side, j, ld(&sh->last_sent) > j ? "published for 20 s" : "not sent within 60 s",
+                  ld(&sh->last_sent));
       if (ld(&sh->failed)) SIDE_FAIL("side %d: stopped, the other side failed", side);
     }
     const uint32_t *b = m.data;
@@ -189,6 +199,90 @@ static int t_pingpong(int argc, char **argv) {
   zc_chan_close(in);
   zc_chan_close(out);
   CHECK_DONE("chanwake_pingpong");
+}
+
+/* ---- the same through the channel services: side 0 the connector (a child), side 1 the listener ---- */
+static char svc_name_buf[64];
+
+static int svc_side(int side, zc_svc_t *s, int n) {
+  int ep = epoll_create1(EPOLL_CLOEXEC), sleeps = 0, forced_recv = 0;
+  struct epoll_event ev = {.events = EPOLLIN};
+  if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, zc_svc_fd(s), &ev) != 0) SIDE_FAIL("side %d: epoll: %s", side, strerror(errno));
+  for (int j = 0; j < n; j++) {
+    if (j % 2 == side) { /* send j */
+      if (forced(j) && !wait_ge(&sh->window[1 - side], j + 1, PEER_MS))
+        SIDE_FAIL("side %d: the receiver of message %d never reached its arm window%s", side, j,
+                  ld(&sh->failed) ? " (it failed)" : "");
+      uint32_t *p = zc_svc_loan(s, 64);
+      if (p == NULL) SIDE_FAIL("side %d: loan for message %d: %s", side, j, strerror(errno));
+      p[0] = (uint32_t)j;
+      fill_pattern(p + 1, 60, (uint64_t)j);
+      if (zc_svc_send(s, p, 64, 5) != 0) SIDE_FAIL("side %d: send %d: %s", side, j, strerror(errno));
+      st(&sh->last_sent, j + 1);
+      continue;
+    }
+    zc_svc_msg_t m; /* receive j: receive(0) until EAGAIN (it arms the connection), then epoll_wait */
+    if (forced(j)) forced_recv++;
+    for (;;) {
+      if (forced(j)) hook_arm(CHAN_TP_ARM, side, j + 1, &sh->last_sent, j + 1);
+      int r = zc_svc_receive(s, &m, 0);
+      hook_armed = 0;
+      if (r == 0) break;
+      if (errno != EAGAIN) SIDE_FAIL("side %d: receive of message %d: %s", side, j, strerror(errno));
+      sleeps++;
+      uint64_t t0 = now_ms();
+      int k;
+      while (((k = epoll_wait(ep, &ev, 1, WAKE_MS)) == 0 && ld(&sh->last_sent) <= j && !ld(&sh->failed) &&
+              now_ms() - t0 < PEER_MS) || (k < 0 && errno == EINTR)) {
+      } /* not sent yet: the other side's wait, not ours */
+      if (k != 1 && !ld(&sh->failed))
+        SIDE_FAIL("side %d: lost wake-up: asleep on zc_svc_fd after zc_svc_receive said EAGAIN, message %d %s "
+                  "(messages sent: %d)", side, j, ld(&sh->last_sent) > j ? "published for 20 s" : "not sent within 60 s",
+                  ld(&sh->last_sent));
+      if (ld(&sh->failed)) SIDE_FAIL("side %d: stopped, the other side failed", side);
+    }
+    const uint32_t *b = m.data;
+    if (m.kind != ZC_SVC_ONEWAY || m.len != 64 || m.type != 5 || b[0] != (uint32_t)j ||
+        verify_pattern(b + 1, 60, (uint64_t)j) >= 0)
+      SIDE_FAIL("side %d: message %d: kind %d length %zu type %u number %u", side, j, (int)m.kind, (size_t)m.len,
+                m.type, b != NULL ? b[0] : 0);
+    if (zc_svc_release(s, &m) != 0) SIDE_FAIL("side %d: release: %s", side, strerror(errno));
+  }
+  if (have_hooks() && hook_hits < forced_recv)
+    SIDE_FAIL("side %d: the arm's test point was reached %d times for %d forced messages", side, hook_hits, forced_recv);
+  printf("side %d: %d messages received, %d forced into the arm window, %d sleeps in epoll\n", side, n / 2,
+         forced_recv, sleeps);
+  close(ep);
+  return 0;
+}
+
+static int svc_child(void *arg) {
+  int n = *(int *)arg;
+  zc_svc_config_t cfg = {.connect_timeout_ms = PEER_MS};
+  zc_svc_t *c = zc_svc_connect(svc_name_buf, &cfg);
+  REQUIREF(c != NULL, "connect: %s", strerror(errno));
+  int rc = svc_side(0, c, n);
+  zc_svc_close(c);
+  return rc;
+}
+
+static int t_svc_pingpong(int argc, char **argv) {
+  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(sh != MAP_FAILED);
+  if (have_hooks()) zc_chan_test_hook(hook);
+  int n = quick_mode(argc, argv) ? 200 : 600;
+  snprintf(svc_name_buf, sizeof svc_name_buf, "chanwake.%d", (int)getpid());
+  zc_svc_t *s = zc_svc_listen(svc_name_buf, NULL);
+  REQUIREF(s != NULL, "listen: %s", strerror(errno));
+  pid_t child = spawn(svc_child, &n);
+  int r1 = svc_side(1, s, n);
+  if (r1 != 0) kill(child, SIGKILL);
+  int r0 = reap(child);
+  CHECKF(r1 == 0, "side 1 (the listener, this process) failed");
+  CHECKF(r0 == 0, "side 0 (the connector, a child) ended with %d", r0);
+  printf("svc_pingpong: %d messages, test points %s\n", n, have_hooks() ? "on (ZC_DEBUG build)" : "off");
+  zc_svc_close(s);
+  CHECK_DONE("chanwake_svc_pingpong");
 }
 
 /* ---- producer space: the consumer moves between the producer's look and its announcement ---- */
@@ -322,6 +416,6 @@ static int t_space_block(int argc, char **argv) { return space_run(argc, argv, 1
 
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {
-      {"pingpong", t_pingpong}, {"space_arm", t_space_arm}, {"space_block", t_space_block}, {NULL, NULL}};
+      {"pingpong", t_pingpong}, {"svc_pingpong", t_svc_pingpong}, {"space_arm", t_space_arm}, {"space_block", t_space_block}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
