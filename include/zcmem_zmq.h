@@ -294,7 +294,9 @@ ZC_ZMQ_API const char *zc_ep_pub_error(zc_ep_pub_t *p);
  *     returns 0 and the fd wakes when libzmq says ZMQ_POLLOUT again (its pipe to a peer went below the
  *     mark: the peer read), when the free callback gives back memory under max_bytes, or when a reply
  *     comes (max_pending). On a listener ZMQ_POLLOUT means "some peer's pipe has room", not the peer the
- *     loan picked: a wake-up means "retry", as locally. Test zmq_loop_space.
+ *     loan picked: a wake-up means "retry", as locally. The wake-up is the arming thread's: it keeps
+ *     the fd readable until that thread's next receive, loan, send or arm_space (another thread's
+ *     receive does not take it). Tests zmq_loop_space, zmq_loop_space_other.
  *   - Not provided over ZeroMQ: peer credentials (cfg.svc.chan.peer_uids, zc_svc_msg_peer; no
  *     authentication: bind to loopback or a private network).
  *   - Threads, as zcmem_service.h: every call but receive and call (one thread at a time) is thread-safe.
