@@ -404,6 +404,25 @@ zc_inline void free_local(zc_page_t *pg, void *p) {
   free_local_checked(pg, p);
 }
 
+/* A free by h's thread of a block of s, a segment no heap owns: its owner exited and no thread adopted it
+ * yet (or the segment is cached, empty: then every pointer into it fails the check). Once the block passed
+ * the remote checks, h adopts s (segment.c: bounded, and never a fork child's untrusted orphan), and the
+ * free is the owner's free with all its checks; the later frees of the dead thread's blocks that h makes
+ * are local and its mallocs reuse them, where each was a remote free into a segment nobody allocated from
+ * until a refill adopted it (bench/rounds: every free is of an exited thread's block). Else a remote free. */
+static zc_noinline void free_abandoned(zc_heap_t *h, zc_segment_t *s, zc_page_t *pg, void *p) {
+  zc_page_remote_t *r = zc_page_remote(pg);
+  if (zc_unlikely(!remote_block_ok(r, p))) return remote_bad(pg, r, p);
+  if (h == &zc_heap_empty && !zc_thread_exiting()) { /* a thread's first call: it needs a heap either way */
+    zc_background_no_start++; /* as in free_remote_no_heap: this is a free, it starts no thread */
+    zc_heap_t *made = zc_heap_init_thread();
+    zc_background_no_start--;
+    if (made != NULL) h = made;
+  }
+  if (h != &zc_heap_empty && zc_segment_adopt_on_free(h, s)) return free_local(pg, p);
+  free_remote(h, NULL, r, p);
+}
+
 /* Everything the fast path does not handle: NULL, large regions, foreign pointers, remote frees, medium
  * segments, a thread whose heap has no map tag. */
 ZC_NO_SLP static zc_noinline void free_slow(void *p, uint16_t map) {
@@ -423,6 +442,7 @@ ZC_NO_SLP static zc_noinline void free_slow(void *p, uint16_t map) {
     free_local(pg, p);
     return;
   }
+  if (zc_unlikely(owner == NULL)) return free_abandoned(h, s, pg, p);
   /* Another thread's page: what the checks read is fixed while a block of the page is live. */
   zc_page_remote_t *r = zc_page_remote(pg);
   if (zc_likely(remote_block_ok(r, p))) return free_remote(h, owner, r, p);

@@ -94,6 +94,9 @@ void zc_segments_abandon(zc_heap_t *h, bool keep_dirty);
 bool zc_segments_purge_abandoned(bool force);
 /* Adopt every abandoned segment whose pages can be collected (trim) or one of a kind (allocation). */
 bool zc_segment_adopt(zc_heap_t *h, int kind);
+/* A free by h's thread of a live block of s, a segment whose owner exited: h adopts s if it is still
+ * abandoned and trusted and h owns no segment of s's kind (true: s is h's now, the free is local). */
+bool zc_segment_adopt_on_free(zc_heap_t *h, zc_segment_t *s);
 size_t zc_segments_abandoned_count(void);
 /* The process-wide purge policy's state and score (segment.c), for stats and tests. */
 typedef struct zc_segment_policy_s {

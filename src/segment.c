@@ -201,6 +201,27 @@ static void seg_push_back(zc_segment_t **head, zc_segment_t *s) {
   s->prev = t;
 }
 
+/* ---- the abandoned lists (abandoned_lock): segments no heap owns that hold blocks or resident pages ---- */
+
+static void abandoned_push(zc_segment_t *s) {
+  int k = (int)s->kind;
+  s->prev = NULL;
+  s->next = abandoned[k];
+  if (s->next != NULL) s->next->prev = s;
+  s->abandoned = 1;
+  __atomic_store_n(&abandoned[k], s, __ATOMIC_RELAXED); /* others peek at it without the lock */
+  __atomic_fetch_add(&abandoned_count, 1, __ATOMIC_RELAXED);
+}
+static void abandoned_unlink(zc_segment_t *s) {
+  int k = (int)s->kind;
+  if (s->prev != NULL) s->prev->next = s->next;
+  else __atomic_store_n(&abandoned[k], s->next, __ATOMIC_RELAXED);
+  if (s->next != NULL) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  s->abandoned = 0;
+  __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
+}
+
 /* ---- dirty list of a heap ---- */
 
 /* Off h's dirty list; the page stays dirty (resident) and counted in pol.dirty: abandon, segment cache. */
@@ -658,9 +679,7 @@ static void abandon_segments(zc_heap_t *h, bool keep_dirty) {
       }
       zc_segment_set_owner(s, NULL);
       zc_lock(&abandoned_lock);
-      s->next = abandoned[k];
-      __atomic_store_n(&abandoned[k], s, __ATOMIC_RELAXED); /* others peek at it without the lock */
-      __atomic_fetch_add(&abandoned_count, 1, __ATOMIC_RELAXED);
+      abandoned_push(s);
       zc_unlock(&abandoned_lock);
     }
     h->spare[k] = NULL;
@@ -725,9 +744,9 @@ bool zc_segments_purge_abandoned(bool force) {
   zc_lock(&abandoned_lock);
   young = segment_cache_sweep(now, delay, keep, force, &purged);
   for (int k = 0; k < ZC_SEG_KINDS; k++) {
-    zc_segment_t **link = &abandoned[k];
-    while (*link != NULL) {
-      zc_segment_t *s = *link;
+    zc_segment_t *next;
+    for (zc_segment_t *s = abandoned[k]; s != NULL; s = next) {
+      next = s->next;
       bool all_clean = true;
       for (uint32_t i = 0; i < s->pages_touched; i++) {
         zc_page_t *pg = &s->pages[i];
@@ -766,8 +785,7 @@ bool zc_segments_purge_abandoned(bool force) {
       }
       s->untrusted = 0; /* every page in use was rebuilt above */
       if (s->used_pages == 0 && all_clean) {
-        __atomic_store_n(link, s->next, __ATOMIC_RELAXED); /* may be abandoned[k], which others peek at */
-        __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
+        abandoned_unlink(s);
         if (!force && seg_cached < SEG_CACHE_MAX) {
           /* Into the segment cache, purged: the next segment a heap needs comes from here, not from a new
            * mapping (whose pages fault alike, one mmap and munmap more), and its purged pages, taken again,
@@ -781,9 +799,7 @@ bool zc_segments_purge_abandoned(bool force) {
         zc_segmap_clear(s, ZC_SEGMENT_SIZE);
         atomic_fetch_sub_explicit(&segments_live, 1, memory_order_relaxed);
         zc_os_free(s, ZC_SEGMENT_SIZE);
-        continue;
       }
-      link = &s->next;
     }
   }
   zc_unlock(&abandoned_lock);
@@ -838,19 +854,27 @@ bool zc_segment_adopt(zc_heap_t *h, int kind) {
     for (;;) {
       zc_lock(&abandoned_lock);
       zc_segment_t *s = abandoned[k];
-      if (s != NULL) {
-        __atomic_store_n(&abandoned[k], s->next, __ATOMIC_RELAXED);
-        __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
-      }
+      if (s != NULL) abandoned_unlink(s);
       zc_unlock(&abandoned_lock);
       if (s == NULL) break;
-      s->next = s->prev = NULL;
       adopt_one(h, s);
       any = true;
       if (kind >= 0) return true; /* allocation: one is enough */
     }
   }
   return any;
+}
+
+bool zc_segment_adopt_on_free(zc_heap_t *h, zc_segment_t *s) {
+  if (__atomic_load_n(&h->segments[s->kind], __ATOMIC_RELAXED) != NULL) return false; /* see internal.h */
+  zc_lock(&abandoned_lock);
+  /* Still abandoned (no other thread adopted it, the purger did not cache it meanwhile), and trusted: a fork
+   * child's orphan is left to the adoption of a refill or the purger's pass, which rebuild its pages. */
+  bool take = s->abandoned != 0 && s->untrusted == 0;
+  if (take) abandoned_unlink(s);
+  zc_unlock(&abandoned_lock);
+  if (take) adopt_one(h, s);
+  return take;
 }
 
 /* ---- fork: the child has one thread; the parent's locks must not be held across fork ---- */

@@ -201,6 +201,7 @@ typedef struct zc_segment_s {
       uint32_t pages_touched;           /* pages [0, pages_touched) were taken since the segment was mapped;
                                            the descriptors beyond are untouched zeros (free, clean): walks
                                            stop here, so they do not fault those OS pages in to read them */
+      uint32_t abandoned;               /* abandoned_lock: on the abandoned list (segment.c) */
       struct zc_segment_s *next, *prev; /* in the heap's segment list, or the abandoned list */
     };
   };

@@ -12,7 +12,8 @@
  *                            keep is no more than the demand's recent peak part, the 5 MiB of the test.
  *                            A build that does not count reuse fails (b) and (c); one without the cap (d).
  *   core_reuse_policy cache  (purger on, delay 1 s: the cache keeps a segment 10 s) a thread fills 1 MiB of
- *                            1 KiB blocks and exits without freeing them; the main thread frees them (remote
+ *                            1 KiB blocks and exits without freeing them; the main thread, which owns a small
+ *                            segment of its own (so it does not adopt that one on a free), frees them (remote
  *                            frees into the abandoned segment) and makes a malloc slow path of a medium block (which hands its
  *                            last pending frees over). (a) The purger empties, ages and purges the
  *                            segment and puts it in the segment cache (waited for, 60 s at most), where it
@@ -94,6 +95,11 @@ static void *alloc_and_free(void *arg) {
 static int case_cache(int argc, char **argv) {
   (void)argc;
   pthread_t t;
+  /* This thread owns a small segment before the other one exits: its frees into the exited thread's segment
+   * then stay remote frees (a thread adopts such a segment on a free only while it owns none of its kind:
+   * src/segment.c, zc_segment_adopt_on_free), and that segment stays abandoned for the purger. */
+  char *mine = zc_malloc(BLK);
+  REQUIRE(mine != NULL);
   REQUIRE(pthread_create(&t, NULL, fill_and_exit, NULL) == 0);
   REQUIRE(pthread_join(t, NULL) == 0);
   drop(owned, NS); /* remote frees into the abandoned segment */
@@ -116,6 +122,7 @@ static int case_cache(int argc, char **argv) {
   CHECKF(st.segments_mapped == mapped, "(b) a new thread mapped %llu segments with one cached",
          (unsigned long long)(st.segments_mapped - mapped));
   zc_free(flush);
+  zc_free(mine);
   CHECK_DONE(argv[0]);
 }
 
