@@ -77,7 +77,8 @@ uint64_t zc_os_map_calls(void) { return atomic_load_explicit(&map_calls, memory_
  * below the lowest mapping is usually free; the kernel then takes the hint and the mapping is one mmap, not
  * the mmap of size + align and two munmaps that trim it (nor five calls when a first exact try comes back
  * unaligned). The hint is asked with MAP_FIXED_NOREPLACE (Linux 4.17+): never over a mapping; a hint that
- * is taken fails (one call), the next hint goes below it, and the trimmed way serves this one. A kernel
+ * is taken fails (one call) and the trimmed way serves this one; the next hint goes below both (the
+ * kernel's own placement is usually just below the lowest mapping too, where two threads raced for one hint). A kernel
  * that ignores the flag places the mapping elsewhere: unless aligned by luck it is unmapped. A run descends
  * at most HINT_DESCENT below where it started; then the kernel's own placement (its highest free gap,
  * which reuses the holes that unmapped regions left) starts the next one. Relaxed atomics: a torn or stale
@@ -174,7 +175,7 @@ static void *map_aligned(size_t size, size_t align, int fd) {
   if (a > p) COUNTED(munmap(p, (size_t)(a - p)));
   size_t tail = (size_t)((p + span) - (a + size));
   if (tail) COUNTED(munmap(a + size, tail));
-  if (!tried) hint_note((uintptr_t)a, true); /* a new run starts here; after a failed hint the run goes on */
+  hint_note((uintptr_t)a, !tried); /* a new run starts here; after a failed hint the run goes on below both */
   return a;
 nomem:
   errno = ENOMEM;
