@@ -67,6 +67,8 @@ void zc_os_fail_purge(bool on);
  * zc_os_page_size returns it and purges round to it, so a 4 KiB machine runs the arithmetic of a 16 or
  * 64 KiB kernel (arm64). Call before the allocator maps anything. */
 void zc_os_set_page_size(size_t page);
+/* System calls (mmap, munmap) zc_os_alloc_* and zc_os_move have made to map aligned memory so far. */
+uint64_t zc_os_map_calls(void);
 
 /* ---- threads, time, process ---- */
 

@@ -66,7 +66,61 @@ static bool inject_failure(void) {
   return false;
 }
 
-/* Map size bytes aligned to align: map size + align - page, then unmap the unaligned head and tail. */
+/* System calls map_aligned made (zc_os_map_calls, for tests). */
+static _Atomic uint64_t map_calls;
+#define COUNTED(call) (atomic_fetch_add_explicit(&map_calls, 1, memory_order_relaxed), (call))
+uint64_t zc_os_map_calls(void) { return atomic_load_explicit(&map_calls, memory_order_relaxed); }
+
+/* The hint of an aligned anonymous mapping: the lowest base of the aligned mappings map_aligned made in
+ * the current run, and where that run started (0: none). The next one is asked for just below the lowest,
+ * at an aligned address: Linux hands out mappings top-down, from its highest free gap, so the address space
+ * below the lowest mapping is usually free; the kernel then takes the hint and the mapping is one mmap, not
+ * the mmap of size + align and two munmaps that trim it (nor five calls when a first exact try comes back
+ * unaligned). The hint is asked with MAP_FIXED_NOREPLACE (Linux 4.17+): never over a mapping; a hint that
+ * is taken fails (one call) and the trimmed way serves this one; the next hint goes below both (the
+ * kernel's own placement is usually just below the lowest mapping too, where two threads raced for one hint). A kernel
+ * that ignores the flag places the mapping elsewhere: unless aligned by luck it is unmapped. A run descends
+ * at most HINT_DESCENT below where it started; then the kernel's own placement (its highest free gap,
+ * which reuses the holes that unmapped regions left) starts the next one. Relaxed atomics: a torn or stale
+ * pair is a wrong hint, nothing worse. */
+static _Atomic uintptr_t hint_low, hint_anchor;
+#define HINT_DESCENT ((uintptr_t)64 << 30)
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+static void hint_note(uintptr_t p, bool anchor) {
+  if (anchor) {
+    atomic_store_explicit(&hint_anchor, p, memory_order_relaxed);
+    atomic_store_explicit(&hint_low, p, memory_order_relaxed);
+    return;
+  }
+  uintptr_t low = atomic_load_explicit(&hint_low, memory_order_relaxed);
+  while ((low == 0 || p < low) &&
+         !atomic_compare_exchange_weak_explicit(&hint_low, &low, p, memory_order_relaxed, memory_order_relaxed)) {
+  }
+}
+
+/* An anonymous mapping of size bytes at the hinted aligned address, or NULL (nothing mapped). *tried: a
+ * hint was tried (and failed). */
+static void *map_hinted(size_t size, size_t align, int flags, bool *tried) {
+  uintptr_t low = atomic_load_explicit(&hint_low, memory_order_relaxed);
+  uintptr_t anchor = atomic_load_explicit(&hint_anchor, memory_order_relaxed);
+  if (low == 0 || low < size + align || anchor < low || anchor - low > HINT_DESCENT) return NULL;
+  uintptr_t h = (low - size) & ~(uintptr_t)(align - 1);
+  char *p = COUNTED(mmap((void *)h, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, -1, 0));
+  if (p != MAP_FAILED && ((uintptr_t)p & (align - 1)) == 0) {
+    hint_note((uintptr_t)p, false);
+    return p;
+  }
+  if (p != MAP_FAILED) COUNTED(munmap(p, size)); /* the flag ignored, placed elsewhere */
+  hint_note(h, false); /* taken: the next hint goes below it */
+  *tried = true;
+  return NULL;
+}
+
+/* Map size bytes aligned to align: at the hint (above), else exactly (aligned by luck), else map size + align -
+ * page and unmap the unaligned head and tail. */
 static void *map_aligned(size_t size, size_t align, int fd) {
   if (inject_failure()) {
     errno = ENOMEM;
@@ -76,7 +130,7 @@ static void *map_aligned(size_t size, size_t align, int fd) {
   if (align < zc_os_page_size()) align = zc_os_page_size();
   int flags = fd >= 0 ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
   if (align == page) {
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+    void *p = COUNTED(mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0));
     if (p == MAP_FAILED) {
       errno = ENOMEM;
       return NULL;
@@ -88,32 +142,40 @@ static void *map_aligned(size_t size, size_t align, int fd) {
      * space, then map the file over the aligned part of it. */
     size_t span = size + align;
     if (span < size) goto nomem;
-    char *r = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *r = COUNTED(mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
     if (r == MAP_FAILED) goto nomem;
     char *a = (char *)(((uintptr_t)r + align - 1) & ~(uintptr_t)(align - 1));
-    void *p = mmap(a, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    void *p = COUNTED(mmap(a, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0));
     if (p == MAP_FAILED) {
-      munmap(r, span);
+      COUNTED(munmap(r, span));
       goto nomem;
     }
-    if (a > r) munmap(r, (size_t)(a - r));
+    if (a > r) COUNTED(munmap(r, (size_t)(a - r)));
     size_t tail = (size_t)((r + span) - (a + size));
-    if (tail) munmap(a + size, tail);
+    if (tail) COUNTED(munmap(a + size, tail));
     return a;
   }
-  /* First try an exact mapping: with Linux's top-down allocator it is often aligned already. */
-  char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
-  if (p == MAP_FAILED) goto nomem;
-  if (((uintptr_t)p & (align - 1)) == 0) return p;
-  munmap(p, size);
+  bool tried = false;
+  char *p = map_hinted(size, align, flags, &tried);
+  if (p != NULL) return p;
+  if (!tried) { /* no hint: an exact mapping is often aligned already */
+    p = COUNTED(mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0));
+    if (p == MAP_FAILED) goto nomem;
+    if (((uintptr_t)p & (align - 1)) == 0) {
+      hint_note((uintptr_t)p, true);
+      return p;
+    }
+    COUNTED(munmap(p, size));
+  }
   size_t span = size + align - page;
   if (span < size) goto nomem;
-  p = mmap(NULL, span, PROT_READ | PROT_WRITE, flags, -1, 0);
+  p = COUNTED(mmap(NULL, span, PROT_READ | PROT_WRITE, flags, -1, 0));
   if (p == MAP_FAILED) goto nomem;
   char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
-  if (a > p) munmap(p, (size_t)(a - p));
+  if (a > p) COUNTED(munmap(p, (size_t)(a - p)));
   size_t tail = (size_t)((p + span) - (a + size));
-  if (tail) munmap(a + size, tail);
+  if (tail) COUNTED(munmap(a + size, tail));
+  hint_note((uintptr_t)a, !tried); /* a new run starts here; after a failed hint the run goes on below both */
   return a;
 nomem:
   errno = ENOMEM;
