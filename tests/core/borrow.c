@@ -2,7 +2,7 @@
  * ZCMEM_BORROW classes up before it carves fresh memory (src/borrow.c; docs/design.md, "Page queues and
  * reuse").
  *
- *   core_borrow reuse    one thread: blocks of the 40 KiB class until the current page holds 3, 2 of
+ *   core_borrow reuse    ZCMEM_BORROW=2, one thread: blocks of the 40 KiB class until the current page holds 3, 2 of
  *                        those freed (the page stays in use, with 2 free blocks). (a) A 30000-byte malloc
  *                        (the 32 KiB class, 2 classes down, no page yet) returns one of the 2 freed blocks
  *                        (usable size 40960). (b) A 20000-byte malloc (the 20 KiB class, 4 classes down)
@@ -31,6 +31,7 @@
 
 static int case_reuse(int argc, char **argv) {
   (void)argc;
+  zc_option_set(zc_option_borrow, 2); /* (b) checks the reach: 4 classes down is beyond 2 */
   char *big[8];
   int n = 0, in_last = 0;
   while (in_last < 3) { /* until the current page (the last block's) holds 3 of them */
