@@ -131,7 +131,7 @@ typedef enum zc_option_e {
   zc_option_verbose,        /* ZCMEM_VERBOSE: 0 errors only, 1 warnings, 2 info (0) */
   zc_option_abort_on_error, /* ZCMEM_ABORT_ON_ERROR: abort() after reporting a bad free (0) */
   zc_option_huge_pages,     /* ZCMEM_HUGE_PAGES: 1 ask for transparent huge pages on segments (0) */
-  zc_option_borrow,         /* ZCMEM_BORROW: a medium malloc may take a free block up to this many classes up (2) */
+  zc_option_borrow,         /* ZCMEM_BORROW: a 1-64 KiB malloc may take a free block this many classes up (8) */
   zc_option_count
 } zc_option_t;
 

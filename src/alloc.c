@@ -206,7 +206,7 @@ static zc_noinline zc_page_t *page_for_class(zc_heap_t *h, unsigned cls) {
   /* Freed blocks before fresh memory: carving touches memory never used (a page fault per 4 KiB). Taking the
    * current page's room first left other pages' freed blocks waiting: bench/alloctest threads=1, 0.000113 ->
    * 0.0000385 faults per malloc/free pair (tests/core/fuller_first.c). */
-  if (found == NULL && cls >= ZC_MEDIUM_MIN_CLASS) { /* a free block of a larger class before fresh memory */
+  if (found == NULL && cls >= ZC_BORROW_MIN_CLASS) { /* a free block of a larger class before fresh memory */
     zc_page_t *other = zc_borrow_larger(h, cls);
     if (other != NULL) {
       zc_heap_queue_changed(h, cls); /* the scan may have rotated this class's queue */

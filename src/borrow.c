@@ -1,12 +1,15 @@
-/* Layer 4, malloc's slow path: a medium request served from a block already carved for one of the next
- * classes up, before fresh memory is carved for its own class.
+/* Layer 4, malloc's slow path: a request of 1-64 KiB (ZC_BORROW_MIN_CLASS and up) served from a block
+ * already carved for one of the next classes up, before fresh memory is carved for its own class.
  *
  * Why: every class has its own pages, so the memory carved for a class follows the most blocks of that
  * class ever live at once. For the rarer medium classes (10-64 KiB) that maximum is far above the mean: in
  * bench/prodcons (about 7 medium messages in flight over 12 classes) each class peaked at 3-5 carved blocks,
  * 1.5 MiB of 128 KiB pages for ~250 KiB live. A free block of a class at most ZCMEM_BORROW classes up
  * (4 classes per doubling: at most 1.5x the size for 2) is already resident: taking it costs no page fault
- * and no new memory, and the block goes back to its own page when freed, as any block of that page.
+ * and no new memory, and the block goes back to its own page when freed, as any block of that page. The
+ * default reach is 8 classes (two doublings: at most 4x the size) and classes from 1 KiB borrow as well as
+ * the medium ones (docs/design.md has the figures: fewer faults and a lower peak on bench/prodcons,
+ * prodcons-2x2 and xmalloc, whose 1-16 KiB blocks are rare enough that each class peaks far above its mean).
  *
  * A lender's blocks are at least as aligned as the borrower's (class_align). Only the first page of each
  * larger queue is looked at (the one its own mallocs would take from), with the same collect as its own

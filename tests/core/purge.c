@@ -314,7 +314,7 @@ static int print_options(void *arg) {
 
 static void test_options(void) {
   /* documented defaults (zcmem.h) */
-  const long def[zc_option_count] = {0, 100, 0, 8L << 20, 1L << 30, 0, 1, 0, 1, 0, 2};
+  const long def[zc_option_count] = {0, 100, 0, 8L << 20, 1L << 30, 0, 1, 0, 1, 0, 8};
   static opt_case_t cases[] = {
       {{NULL}, {0}, 0},
       {{"ZCMEM_PURGE_DELAY=250", "ZCMEM_STATS=2", NULL}, {0}, 0},
