@@ -251,15 +251,17 @@ zc_inline bool zc_link_ok(const zc_page_t *pg, const void *b, uint32_t span, uin
   return (uintptr_t)b - (uintptr_t)pg->start < span && zc_block_ok(pg, b, limit);
 }
 
-/* b, about to be popped from one of pg's lists, is a free block of pg: inside the carved area (NULL fails:
- * an empty list takes the same branch) and carrying the page's tag, which only free blocks carry at their
- * start: a link bent off the grid, onto a live block or out of the page is caught before it is followed. */
 /* A field of the page at base + off, its address written as one base + index + displacement: the direct path
  * (base: the heap, off: a direct slot's value, types.h) then reads and writes its page with no instruction
  * more than through a page pointer (with pg->field, GCC computes base + off into a register first: one more).
  * With off == 0 it is pg->field. */
 #define ZC_PAGE_AT(base, off, f) \
   (*(__typeof__(((zc_page_t *)0)->f) *)(void *)((char *)(base) + (off) + offsetof(zc_page_t, f)))
+
+/* b, about to be popped from one of pg's lists, is a free block of pg: inside the carved area (NULL fails:
+ * an empty list takes the same branch) and carrying the page's tag, which only free blocks carry at their
+ * start: a link bent off the grid, onto a live block or out of the page is caught before it is followed.
+ * The page is at base + off (ZC_PAGE_AT). */
 zc_inline bool zc_pop_ok_at(const void *base, intptr_t off, const zc_block_t *b) {
   return (uintptr_t)b - (uintptr_t)ZC_PAGE_AT(base, off, start) < ZC_PAGE_AT(base, off, span) &&
          b->tag == ZC_PAGE_AT(base, off, tag);
@@ -288,8 +290,8 @@ zc_inline void *zc_pop_at(void *base, intptr_t off, zc_block_t *b) {
 zc_inline void *zc_pop(zc_page_t *pg, zc_block_t *b) { return zc_pop_at(pg, 0, b); }
 
 /* malloc of n <= ZC_DIRECT_MAX: one load for the page, one checked pop. An empty list (NULL) fails the
- * same check as a corrupted head, so one branch leads to the slow path for both. */
-/* The page is at h + off (a direct slot holds the page's offset from the heap, types.h), read through
+ * same check as a corrupted head, so one branch leads to the slow path for both. The page is at h + off (a
+ * direct slot holds the page's offset from the heap, 0 for none: h's zero first line, types.h), read through
  * ZC_PAGE_AT: the offset costs no instruction over a pointer. The empty asm on off between the pop check and
  * the pop keeps GCC from computing h + off into a register for pg->free's load and store (one lea more). */
 zc_inline void *zc_malloc_small(zc_heap_t *h, size_t n) {

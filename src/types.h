@@ -283,11 +283,6 @@ typedef struct zc_heap_s {
   uint64_t direct_classes;                 /* bit c: class c's direct slots are non-zero (else all 0) */
 } zc_heap_t;
 
-/* The page malloc's fast path finds for a request of n <= ZC_DIRECT_MAX bytes: the class's current page, or
- * h's empty line read as a page (no free block). */
-zc_inline zc_page_t *zc_heap_direct(zc_heap_t *h, size_t n) {
-  return (zc_page_t *)((uintptr_t)h + (uintptr_t)h->direct[ZC_DIRECT_INDEX(n)]);
-}
 /* The "page" of a direct slot that has none (the slot holds 0): h's empty line. */
 zc_inline zc_page_t *zc_heap_no_page(zc_heap_t *h) { return (zc_page_t *)(void *)h; }
 
