@@ -292,7 +292,7 @@ static zc_noinline void *refill_remote(size_t n, zc_page_t *pg, zc_heap_t *h) {
   return zc_malloc_generic(h, n, false);
 }
 
-zc_noinline void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) {
+zc_inline void *malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) {
   zc_block_t *b = pg->local_free;
   if (pg->free == NULL && zc_pending_blocks(h) == 0 &&
       (__atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) == NULL ||
@@ -302,11 +302,16 @@ zc_noinline void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) {
       zc_stat_inc(&h->stat_class_refills[pg->class_idx], 1);
       if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b); /* the pop writes free (b's successor) */
       pg->free = b; /* the generic path pops the bad head again and breaks the page */
-    } else if (pg != &zc_page_empty) { /* the empty page has no remote line */
+    } else if (pg != zc_heap_no_page(h)) { /* a heap's empty line has no remote line */
       return refill_remote(n, pg, h);
     }
   }
   return zc_malloc_generic(h, n, false);
+}
+
+zc_noinline void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h) { return malloc_refill(n, pg, h); }
+zc_noinline void *zc_malloc_refill_at(size_t n, intptr_t off, zc_heap_t *h) {
+  return malloc_refill(n, (zc_page_t *)((uintptr_t)h + (uintptr_t)off), h);
 }
 
 /* The class of a request n in (ZC_DIRECT_MAX, ZC_SMALL_MAX] is zc_mid_class[(n - 1) >> 8]: above 1 KiB every

@@ -1,6 +1,7 @@
 /* Layer 4, heaps: one per thread, created on the thread's first allocation. Until then the thread's heap
- * is zc_heap_empty, whose direct table points at a page with no free block, so the malloc fast path needs
- * no "initialised?" test: the first call falls into the slow path through the same branch as an empty page.
+ * is zc_heap_empty, whose direct slots are all 0 (no page: malloc reads the heap's empty line, a page with no
+ * free block, types.h), so the malloc fast path needs no "initialised?" test: the first call falls into the
+ * slow path through the same branch as an empty page.
  *
  * Heaps are never unmapped: at thread exit a heap gives its segments up (segment.c abandons them) and is
  * parked for the next new thread, so thread churn reuses both heaps and pages and the process stays flat.
@@ -12,10 +13,9 @@
 
 #include <string.h>
 
-zc_page_t zc_page_empty;
 /* Its pair_owner is itself, which no page's owner is: a remote free then always takes free.c's out-of-line
  * new-owner path, where a thread without a heap is told apart (no test of its own on the remote path). */
-zc_heap_t zc_heap_empty = {.direct = {[0 ... ZC_DIRECT_SLOTS - 1] = &zc_page_empty}, .pair_owner = &zc_heap_empty};
+zc_heap_t zc_heap_empty = {.pair_owner = &zc_heap_empty};
 __thread zc_heap_t *zc_heap_tls = &zc_heap_empty;
 __thread uint16_t zc_owner_tag_tls = ZC_MAP_TAG_NONE;
 __thread bool zc_thread_exited;
@@ -25,9 +25,23 @@ static zc_heap_t *heaps_all;       /* every heap ever made, linked by next_heap 
 static uint32_t heaps_made;
 
 #define HEAPS_PER_MAP 16u
+/* Heaps start on OS-page boundaries (the layout of zc_heap_t is for them): a new thread's heap takes 2 page
+ * faults if the thread uses no size between about 490 and 1000 bytes (the whole table was written at setup,
+ * and heaps of 10.8 KiB straddled OS pages: 2-3). */
+#define HEAP_STRIDE ((sizeof(zc_heap_t) + 4095) & ~(size_t)4095)
 
+/* The direct slots of class cls: [lo, hi] (hi beyond the table for a class above ZC_DIRECT_MAX). */
+static size_t direct_lo(unsigned cls) { return cls == 1 ? 0 : ZC_DIRECT_INDEX((size_t)zc_class_size[cls - 1] + 1); }
+
+/* Back to a parked heap's state: no page, no pending chain. Only the direct slots of classes whose bit is set
+ * are cleared: the others are 0 already, and are not touched (a fault each OS page of the table). */
 static void heap_reset(zc_heap_t *h) {
-  for (size_t i = 0; i < ZC_DIRECT_SLOTS; i++) h->direct[i] = &zc_page_empty;
+  for (uint64_t m = h->direct_classes; m != 0; m &= m - 1) {
+    unsigned c = (unsigned)__builtin_ctzll(m);
+    size_t hi = ZC_DIRECT_INDEX(zc_class_size[c]);
+    for (size_t w = direct_lo(c); w <= hi && w < ZC_DIRECT_SLOTS; w++) h->direct[w] = 0;
+  }
+  h->direct_classes = 0;
   memset(h->queues, 0, sizeof h->queues);
   memset(h->current, 0, sizeof h->current);
   memset(h->pending, 0, sizeof h->pending);
@@ -40,7 +54,10 @@ void zc_heap_queue_changed(zc_heap_t *h, unsigned cls) {
   zc_page_t *first = h->queues[cls].first;
   zc_page_t *cur = h->current[cls];
   size_t hi = ZC_DIRECT_INDEX(zc_class_size[cls]);
-  if (cur == first && (hi >= ZC_DIRECT_SLOTS || h->direct[hi] == (first ? first : &zc_page_empty)))
+  intptr_t off = first ? (intptr_t)((uintptr_t)first - (uintptr_t)h) : 0;
+  /* the class's slots are all 0 (not read: a read of a never-touched OS page of the table faults too) */
+  bool zero = (h->direct_classes & ((uint64_t)1 << cls)) == 0;
+  if (cur == first && (hi >= ZC_DIRECT_SLOTS || (off == 0 ? zero : h->direct[hi] == off)))
     return; /* nothing moved (the usual refill): the direct slots already point at it */
   if (cur != first) { /* move the extra count; an old current page left at 0 is found by collect/rotation */
     if (cur != NULL) {
@@ -53,10 +70,10 @@ void zc_heap_queue_changed(zc_heap_t *h, unsigned cls) {
     }
     h->current[cls] = first;
   }
-  if (zc_class_size[cls] > ZC_DIRECT_MAX) return;
-  zc_page_t *pg = first ? first : &zc_page_empty;
-  size_t lo = cls == 1 ? 0 : ZC_DIRECT_INDEX((size_t)zc_class_size[cls - 1] + 1);
-  for (size_t w = lo; w <= hi; w++) h->direct[w] = pg;
+  if (zc_class_size[cls] > ZC_DIRECT_MAX || (off == 0 && zero)) return;
+  for (size_t w = direct_lo(cls); w <= hi; w++) h->direct[w] = off;
+  if (off != 0) h->direct_classes |= (uint64_t)1 << cls;
+  else h->direct_classes &= ~((uint64_t)1 << cls);
 }
 
 /* Heaps are mapped HEAPS_PER_MAP at a time and each is set up when it is first handed out (heaps_lock):
@@ -75,8 +92,7 @@ static zc_heap_t *heap_take(void) {
     }
   }
   if (heaps_unused_left == 0) { /* no parked heap and none unused: map a few more (never unmapped) */
-    size_t size = ((sizeof(zc_heap_t) * HEAPS_PER_MAP) + 4095) & ~(size_t)4095;
-    zc_heap_t *arr = zc_os_alloc_aligned(size, 4096);
+    zc_heap_t *arr = zc_os_alloc_aligned(HEAP_STRIDE * HEAPS_PER_MAP, 4096);
     if (arr == NULL) {
       zc_unlock(&heaps_lock);
       return NULL;
@@ -84,7 +100,8 @@ static zc_heap_t *heap_take(void) {
     heaps_unused = arr;
     heaps_unused_left = HEAPS_PER_MAP;
   }
-  zc_heap_t *h = heaps_unused++;
+  zc_heap_t *h = heaps_unused; /* zero from the OS: no page in any direct slot, nothing pending */
+  heaps_unused = (zc_heap_t *)(void *)((char *)heaps_unused + HEAP_STRIDE);
   heaps_unused_left--;
   zc_lock_init(&h->lock);
   h->id = heaps_made;
@@ -106,9 +123,8 @@ zc_heap_t *zc_heap_init_thread(void) {
   if (h != &zc_heap_empty) return h;
   zc_process_init();
   if (zc_heap_tls != &zc_heap_empty) return zc_heap_tls; /* a malloc inside the init made it (process.c) */
-  h = heap_take();
+  h = heap_take(); /* fresh (zero) or parked (reset by zc_heap_done or the fork child): no reset here */
   if (h == NULL) return NULL;
-  heap_reset(h);
   h->thread_id = zc_os_thread_id();
   __atomic_store_n(&h->os_tid, zc_os_tid(), __ATOMIC_RELAXED);
   h->next_purge_check = 0;

@@ -15,8 +15,7 @@
 #define ZC_ALIAS(name) __attribute__((alias(#name), visibility("default"), used))
 
 /* ---- heaps (heap.c) ---- */
-extern zc_heap_t zc_heap_empty; /* every direct slot points at zc_page_empty: malloc falls to the slow path */
-extern zc_page_t zc_page_empty;
+extern zc_heap_t zc_heap_empty; /* every direct slot is 0 (no page): malloc falls to the slow path */
 extern __thread zc_heap_t *zc_heap_tls;
 /* The calling thread's heap's map tag (zc_heap_t.map_tag), ZC_MAP_TAG_NONE while it has none: free
  * compares it with the segment map's entry (one load and one compare: "a small segment, and mine"). */
@@ -158,6 +157,9 @@ void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero);
 extern const uint8_t zc_mid_class[ZC_SMALL_MAX >> 8];
 /* malloc's slow path from the fast path, which found pg (h's direct page for n) with no block to pop. */
 void *zc_malloc_refill(size_t n, zc_page_t *pg, zc_heap_t *h); /* n first: it stays where malloc got it */
+/* The same from the direct path: the page is h + off (a direct slot's value, types.h), so that the fast path
+ * reads the page through the address h + off and needs no register for pg itself. */
+void *zc_malloc_refill_at(size_t n, intptr_t off, zc_heap_t *h);
 void zc_free_generic(void *p);
 /* Queue of class cls: refresh the heap's direct table after its first page changed. */
 void zc_heap_queue_changed(zc_heap_t *h, unsigned cls);
@@ -252,12 +254,22 @@ zc_inline bool zc_link_ok(const zc_page_t *pg, const void *b, uint32_t span, uin
   return (uintptr_t)b - (uintptr_t)pg->start < span && zc_block_ok(pg, b, limit);
 }
 
+/* A field of the page at base + off, its address written as one base + index + displacement: the direct path
+ * (base: the heap, off: a direct slot's value, types.h) then reads and writes its page with no instruction
+ * more than through a page pointer (with pg->field, GCC computes base + off into a register first: one more).
+ * With off == 0 it is pg->field. */
+#define ZC_PAGE_AT(base, off, f) \
+  (*(__typeof__(((zc_page_t *)0)->f) *)(void *)((char *)(base) + (off) + offsetof(zc_page_t, f)))
+
 /* b, about to be popped from one of pg's lists, is a free block of pg: inside the carved area (NULL fails:
  * an empty list takes the same branch) and carrying the page's tag, which only free blocks carry at their
- * start: a link bent off the grid, onto a live block or out of the page is caught before it is followed. */
-zc_inline bool zc_pop_ok(const zc_page_t *pg, const zc_block_t *b) {
-  return (uintptr_t)b - (uintptr_t)pg->start < pg->span && b->tag == pg->tag;
+ * start: a link bent off the grid, onto a live block or out of the page is caught before it is followed.
+ * The page is at base + off (ZC_PAGE_AT). */
+zc_inline bool zc_pop_ok_at(const void *base, intptr_t off, const zc_block_t *b) {
+  return (uintptr_t)b - (uintptr_t)ZC_PAGE_AT(base, off, start) < ZC_PAGE_AT(base, off, span) &&
+         b->tag == ZC_PAGE_AT(base, off, tag);
 }
+zc_inline bool zc_pop_ok(const zc_page_t *pg, const zc_block_t *b) { return zc_pop_ok_at(pg, 0, b); }
 
 /* ---- the hot paths ---- */
 
@@ -270,25 +282,34 @@ zc_inline bool zc_pop_ok(const zc_page_t *pg, const zc_block_t *b) {
 #ifndef ZC_PREFETCH_NEXT
 #define ZC_PREFETCH_NEXT 1 /* 0 only to measure what the prefetch buys (bench/alloctest) */
 #endif
-zc_inline void *zc_pop(zc_page_t *pg, zc_block_t *b) {
-  zc_block_t *next = zc_link_decode(pg, b->link);
-  pg->free = next;
+zc_inline void *zc_pop_at(void *base, intptr_t off, zc_block_t *b) {
+  zc_block_t *next = (zc_block_t *)(b->link ^ ZC_PAGE_AT(base, off, key)); /* zc_link_decode */
+  ZC_PAGE_AT(base, off, free) = next;
   if (ZC_PREFETCH_NEXT) __builtin_prefetch(next, 1);
   b->tag = 0;
-  pg->used++;
+  ZC_PAGE_AT(base, off, used)++;
   return b;
 }
+zc_inline void *zc_pop(zc_page_t *pg, zc_block_t *b) { return zc_pop_at(pg, 0, b); }
 
 /* malloc of n <= ZC_DIRECT_MAX: one load for the page, one checked pop. An empty list (NULL) fails the
- * same check as a corrupted head, so one branch leads to the slow path for both. */
+ * same check as a corrupted head, so one branch leads to the slow path for both. The page is at h + off (a
+ * direct slot holds the page's offset from the heap, 0 for none: h's zero first line, types.h), read through
+ * ZC_PAGE_AT: the offset costs no instruction over a pointer. The empty asm on off between the pop check and
+ * the pop keeps GCC from computing h + off into a register for pg->free's load and store (one lea more). */
 zc_inline void *zc_malloc_small(zc_heap_t *h, size_t n) {
-  zc_page_t *pg = h->direct[ZC_DIRECT_INDEX(n)];
-  zc_block_t *b = pg->free;
+  intptr_t off = h->direct[ZC_DIRECT_INDEX(n)];
+  zc_block_t *b = ZC_PAGE_AT(h, off, free);
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   __asm__("" : "+a"(b)); /* b in the return register: GCC otherwise copies it there after the prefetch */
 #endif
-  if (zc_likely(zc_pop_ok(pg, b))) return zc_pop(pg, b);
-  return zc_malloc_refill(n, pg, h);
+  if (zc_likely(zc_pop_ok_at(h, off, b))) {
+#if defined(__GNUC__)
+    __asm__("" : "+r"(off));
+#endif
+    return zc_pop_at(h, off, b);
+  }
+  return zc_malloc_refill_at(n, off, h);
 }
 
 #endif /* ZC_INTERNAL_H */

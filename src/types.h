@@ -231,8 +231,23 @@ typedef struct zc_pair_slot_s {
   uint64_t blocks, bytes, batches;
 } zc_pair_slot_t;
 
+/* A heap is laid out for the memory a new thread touches: its first 64 bytes are an empty page's first line
+ * (all zero, never written), then the thread's ids (written at setup), the direct table, the other fields. A
+ * direct slot holds the offset of its class's current page from the heap, and 0 (no page yet) makes malloc
+ * read the heap's own empty line, whose free list is empty: the same slow-path branch as a page run dry. So
+ * a fresh heap (zero from the OS) needs no write to its table, and a thread touches only the OS pages of the
+ * table that hold slots of the classes it uses. heap.c starts heaps on OS-page boundaries: the first OS page
+ * (written at setup, so the fast path's first read of it does not fault in the zero page first) holds the
+ * slots of sizes up to about 490 bytes, the third the last slots and the fields the slow paths write, the
+ * second the sizes between, touched only by a thread that uses them (it then takes two faults: the first
+ * read maps the zero page, the slow path's write copies it). The fast path adds the offset in the load's
+ * address (h + off, ZC_PAGE_AT in internal.h): no instruction more than with pointers. */
 typedef struct zc_heap_s {
-  zc_page_t *direct[ZC_DIRECT_SLOTS];      /* request size -> current page of its class (the fast path) */
+  _Alignas(64) uint8_t empty_line[64];     /* read as a zc_page_t's first line by malloc: zero forever */
+  uintptr_t thread_id;
+  uint64_t os_tid;                         /* the kernel's id of its current (or last) thread, for stats */
+  intptr_t direct[ZC_DIRECT_SLOTS];        /* request size -> offset of its class's current page from the
+                                              heap; 0: none yet (empty_line above) */
   zc_page_queue_t queues[ZC_CLASS_COUNT];  /* pages in use per class, current page first */
   zc_page_t *current[ZC_CLASS_COUNT];      /* the first page of each queue, which holds one extra count
                                               in used so that frees never empty it: the common
@@ -248,8 +263,6 @@ typedef struct zc_heap_s {
   uint32_t dirty_pages[ZC_SEG_KINDS];      /* pages on the dirty list, per kind of their segment */
   uint64_t next_purge_check;               /* clock of the next delay-based purge scan */
   uint32_t refills_unchecked;              /* cheap refills counted while dirty pages wait (alloc.c) */
-  uintptr_t thread_id;
-  uint64_t os_tid;                         /* the kernel's id of its current (or last) thread, for stats */
   uint32_t id;                             /* small number for stats (remote traffic per pair) */
   uint16_t map_tag;                        /* what the segment map holds for this heap's small segments
                                               (ZC_MAP_OWNED + id; medium ones: + ZC_MAP_MEDIUM_BIAS), or
@@ -268,7 +281,11 @@ typedef struct zc_heap_s {
   zc_pair_slot_t pair_other;               /* owners the table had no room for, and no owner */
   struct zc_heap_s *pair_owner;            /* the owner of the last chain begun, and its entry: a consumer */
   zc_pair_slot_t *pair_slot;               /* frees mostly one producer's blocks, one compare finds it */
+  uint64_t direct_classes;                 /* bit c: class c's direct slots are non-zero (else all 0) */
 } zc_heap_t;
+
+/* The "page" of a direct slot that has none (the slot holds 0): h's empty line. */
+zc_inline zc_page_t *zc_heap_no_page(zc_heap_t *h) { return (zc_page_t *)(void *)h; }
 
 /* Blocks in h's pending remote-free chains. With one slot that slot's count is the total, and no other
  * is kept (two adds fewer per remote free). */
@@ -327,6 +344,9 @@ _Static_assert(offsetof(zc_segment_t, heap) == offsetof(zc_page_t, segment_field
 _Static_assert(ZC_REMOTE_SLOTS <= 32 && (ZC_REMOTE_SLOTS & (ZC_REMOTE_SLOTS - 1)) == 0,
                "pending_mask has a bit per slot; the slot is a masked hash");
 _Static_assert(sizeof(zc_page_remote_t) == 64, "a remote line is one cache line, found by a shift");
+_Static_assert(offsetof(zc_page_t, next) == 64 && offsetof(zc_heap_t, thread_id) == 64,
+               "what malloc's fast path reads of a page is its first line: a heap's empty line stands for one");
+_Static_assert(ZC_CLASS_COUNT <= 64, "direct_classes has a bit per class");
 _Static_assert(sizeof(zc_segment_t) <= ZC_SEGMENT_HEADER, "the segment header fits before page 0");
 
 #endif /* ZC_TYPES_H */
