@@ -47,7 +47,7 @@ void zc_bad_free(const void *p, const char *what) { zc_error("%s %p", what, p); 
 static bool on_list(zc_page_t *pg, zc_block_t *b, const void *p) {
   for (uint32_t n = 0; b != NULL && n <= pg->capacity; n++, b = zc_link_decode(pg, b->link)) {
     if (b == p) return true;
-    if (!zc_link_ok(pg, b, pg->span, pg->limit)) return false; /* corrupted: pops will report it */
+    if (!zc_link_ok(pg, b, (uint32_t)pg->span, zc_page_limit(pg))) return false; /* corrupted: pops will report it */
   }
   return false;
 }
@@ -279,7 +279,7 @@ zc_inline bool block_checks(zc_page_t *pg, const void *p) {
     zc_bad_free(p, "invalid free: no block was handed out at");
     return false;
   }
-  uint64_t limit = __atomic_load_n(&pg->limit, __ATOMIC_RELAXED);
+  uint64_t limit = zc_page_limit(pg);
   if (!zc_block_ok(pg, p, limit)) {
     uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
     zc_bad_free(p, off < __atomic_load_n(&pg->span, __ATOMIC_RELAXED)
@@ -383,13 +383,14 @@ low:
 #define ZC_NO_SLP
 #endif
 /* The owner's free of a block of pg (a page of one of its segments, small or medium): p must be a carved
- * block start (one multiply and a compare), not carry the free tag (a double free), and not be the last
- * block in use of its page nor a block of a page with none in use (used > 1). Everything else goes out of
- * line, to every check (and so does every free in a debug build, for its list walk). */
-zc_inline void free_local(zc_page_t *pg, void *p) {
+ * block start (block_ok: the caller's one multiply and compare, the descriptor's 32-bit test for a small
+ * page, the remote line's 64-bit one otherwise), not carry the free tag (a double free), and not be the
+ * last block in use of its page nor a block of a page with none in use (used > 1). Everything else goes out
+ * of line, to every check (and so does every free in a debug build, for its list walk). */
+zc_inline void free_local(zc_page_t *pg, void *p, bool block_ok) {
   zc_block_t *blk = p;
   uintptr_t tag = pg->tag;
-  if (zc_likely(!ZC_DEBUG && zc_block_ok(pg, p, pg->limit) && blk->tag != tag)) {
+  if (zc_likely(!ZC_DEBUG && block_ok && blk->tag != tag)) {
     /* used > 1, tested as used - 1 > 0 on the decremented count (one sub and one branch; the slow path
      * gives the count back). used never reaches 2^31: a page holds at most 4096 blocks. */
     if (zc_unlikely(!used_dec_above_zero(&pg->used))) {
@@ -419,8 +420,8 @@ ZC_NO_SLP static zc_noinline void free_slow(void *p, uint16_t map) {
   zc_page_t *pg = zc_page_of(s, p);
   zc_heap_t *h = zc_heap_get();
   zc_heap_t *owner = atomic_load_explicit(&s->heap, memory_order_relaxed);
-  if (owner == h) { /* a medium segment, or a heap without a map tag */
-    free_local(pg, p);
+  if (owner == h) { /* a medium segment, or a heap without a map tag: the 64-bit test */
+    free_local(pg, p, remote_block_ok(zc_page_remote(pg), p));
     return;
   }
   /* Another thread's page: what the checks read is fixed while a block of the page is live. */
@@ -449,7 +450,8 @@ static zc_noinline void free_other_small(void *p, uintptr_t i) {
  * the remote free's test goes first: another heap's small block pays one subtract, compare and branch). */
 ZC_NO_SLP static zc_noinline void free_medium_tagged(void *p, uintptr_t i, uint16_t map) {
   if (zc_likely(map == (uint32_t)zc_owner_tag_tls + ZC_MAP_MEDIUM_BIAS)) {
-    free_local(zc_medium_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p), p);
+    zc_page_t *pg = zc_medium_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p);
+    free_local(pg, p, remote_block_ok(zc_page_remote(pg), p)); /* the 64-bit test: 32 bits are not exact here */
     return;
   }
   free_slow(p, map);
@@ -463,7 +465,8 @@ ZC_NO_SLP ZC_API void zc_free(void *p) {
                                                   : (uint16_t)ZC_MAP_NONE;
   if (zc_likely(map == zc_owner_tag_tls && !ZC_DEBUG)) {
     __asm__("" : "+r"(i)); /* the segment is i << 22 (one shift), not p & ~mask (a copy and an and) */
-    free_local(zc_small_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p), p);
+    zc_page_t *pg = zc_small_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p);
+    free_local(pg, p, zc_block_ok_small(pg, p));
     return;
   }
   /* another heap's small segment (ours would have matched): one subtract, compare and branch */
