@@ -329,7 +329,7 @@ static zc_noinline zc_cold void remote_bad(zc_page_t *pg, zc_page_remote_t *r, c
 }
 
 /* The owner's free, every check (the fast path's and more): whatever the fast path does not handle. */
-static zc_noinline void free_local_checked(zc_page_t *pg, void *p) {
+static zc_noinline void free_local_checked(void *p, zc_page_t *pg) {
   if (!block_checks(pg, p)) return;
   zc_block_t *blk = p;
   if (zc_unlikely(blk->tag == pg->tag || p == pg->local_free || p == pg->free)) {
@@ -350,9 +350,9 @@ static zc_noinline void free_local_checked(zc_page_t *pg, void *p) {
 }
 
 /* The fast path took one off used before it found the count too low: give it back, then check it all. */
-static zc_noinline void free_local_undo(zc_page_t *pg, void *p) {
+static zc_noinline void free_local_undo(void *p, zc_page_t *pg) {
   __atomic_store_n(&pg->used, pg->used + 1, __ATOMIC_RELAXED);
-  free_local_checked(pg, p);
+  free_local_checked(p, pg);
 }
 
 /* --*used > 0 as a signed count, with the decrement's own flags on x86-64 (GCC and clang otherwise load,
@@ -394,7 +394,7 @@ zc_inline void free_local(zc_page_t *pg, void *p, bool block_ok) {
     /* used > 1, tested as used - 1 > 0 on the decremented count (one sub and one branch; the slow path
      * gives the count back). used never reaches 2^31: a page holds at most 4096 blocks. */
     if (zc_unlikely(!used_dec_above_zero(&pg->used))) {
-      free_local_undo(pg, p);
+      free_local_undo(p, pg);
       return;
     }
     blk->link = zc_link_encode(pg, pg->local_free);
@@ -402,7 +402,7 @@ zc_inline void free_local(zc_page_t *pg, void *p, bool block_ok) {
     pg->local_free = blk;
     return;
   }
-  free_local_checked(pg, p);
+  free_local_checked(p, pg);
 }
 
 /* Everything the fast path does not handle: NULL, large regions, foreign pointers, remote frees, medium
@@ -461,6 +461,11 @@ ZC_NO_SLP static zc_noinline void free_medium_tagged(void *p, uintptr_t i, uint1
  * ours: one compare), the page is found by a constant shift, then free_local. */
 ZC_NO_SLP ZC_API void zc_free(void *p) {
   uintptr_t i = (uintptr_t)p >> ZC_SEGMENT_SHIFT; /* zc_segmap_get, with the index kept for the segment */
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* i in the second argument register and p left in the first, where free_other_small takes them: GCC
+   * otherwise shifts p's register and moves both back for that tail call (2 instructions per remote free) */
+  __asm__("" : "+S"(i));
+#endif
   uint16_t map = zc_likely(i < ZC_SEGMAP_ENTRIES) ? __atomic_load_n(&zc_segmap[i], __ATOMIC_RELAXED)
                                                   : (uint16_t)ZC_MAP_NONE;
   if (zc_likely(map == zc_owner_tag_tls && !ZC_DEBUG)) {
