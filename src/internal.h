@@ -219,7 +219,7 @@ zc_inline void zc_page_set_span(zc_page_t *pg, uint32_t span, uint32_t capacity)
   zc_page_remote_t *r = zc_page_remote(pg);
   uint64_t limit = (uint64_t)capacity * (__atomic_load_n(&r->grid, __ATOMIC_RELAXED) * pg->block_size);
   __atomic_store_n(&pg->span, (uint64_t)span, __ATOMIC_RELAXED);
-  pg->limit32 = capacity * (uint32_t)(pg->grid32 * pg->block_size);
+  __atomic_store_n(&pg->limit32, capacity * (uint32_t)(pg->grid32 * pg->block_size), __ATOMIC_RELAXED);
   __atomic_store_n(&r->limit, limit, __ATOMIC_RELAXED);
 }
 /* page_init, once the descriptor is set up and before the page is in use: the remote line gets an empty
