@@ -28,7 +28,7 @@ static bool prepend(zc_page_t *pg, zc_block_t *chain, uint32_t max) {
   if (pg->free != NULL) {
     zc_block_t *t = chain;
     uint32_t span = pg->span;
-    uint64_t limit = pg->limit;
+    uint64_t limit = zc_page_limit(pg);
     for (uint32_t n = 1;; n++) {
       if (!zc_link_ok(pg, t, span, limit) || t->tag != pg->tag || n > max) {
         zc_page_break(pg, t, "corrupted free list (a write after free or a double free) in the page of", true);
@@ -90,14 +90,14 @@ void zc_page_collect_all(zc_page_t *pg) {
 static bool rebuild_list(zc_page_t *pg, zc_block_t *b, uint64_t *seen, zc_block_t **tail, uint32_t *nfree,
                          const void **bad) {
   uint32_t span = pg->span;
-  uint64_t limit = pg->limit;
+  uint64_t limit = zc_page_limit(pg);
   *tail = NULL;
   while (b != NULL) {
     if (!zc_link_ok(pg, b, span, limit) || b->tag != pg->tag) {
       *bad = b;
       return false;
     }
-    uint32_t i = (uint32_t)(((unsigned __int128)((uintptr_t)b - (uintptr_t)pg->start) * pg->grid) >> 64);
+    uint32_t i = (uint32_t)(((unsigned __int128)((uintptr_t)b - (uintptr_t)pg->start) * zc_page_grid(pg)) >> 64);
     if (seen[i >> 6] & ((uint64_t)1 << (i & 63))) {
       *bad = b;
       return false;

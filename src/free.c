@@ -47,7 +47,7 @@ void zc_bad_free(const void *p, const char *what) { zc_error("%s %p", what, p); 
 static bool on_list(zc_page_t *pg, zc_block_t *b, const void *p) {
   for (uint32_t n = 0; b != NULL && n <= pg->capacity; n++, b = zc_link_decode(pg, b->link)) {
     if (b == p) return true;
-    if (!zc_link_ok(pg, b, pg->span, pg->limit)) return false; /* corrupted: pops will report it */
+    if (!zc_link_ok(pg, b, (uint32_t)pg->span, zc_page_limit(pg))) return false; /* corrupted: pops will report it */
   }
   return false;
 }
@@ -279,7 +279,7 @@ zc_inline bool block_checks(zc_page_t *pg, const void *p) {
     zc_bad_free(p, "invalid free: no block was handed out at");
     return false;
   }
-  uint64_t limit = __atomic_load_n(&pg->limit, __ATOMIC_RELAXED);
+  uint64_t limit = zc_page_limit(pg);
   if (!zc_block_ok(pg, p, limit)) {
     uintptr_t off = (uintptr_t)p - (uintptr_t)pg->start;
     zc_bad_free(p, off < __atomic_load_n(&pg->span, __ATOMIC_RELAXED)
@@ -329,7 +329,7 @@ static zc_noinline zc_cold void remote_bad(zc_page_t *pg, zc_page_remote_t *r, c
 }
 
 /* The owner's free, every check (the fast path's and more): whatever the fast path does not handle. */
-static zc_noinline void free_local_checked(zc_page_t *pg, void *p) {
+static zc_noinline void free_local_checked(void *p, zc_page_t *pg) {
   if (!block_checks(pg, p)) return;
   zc_block_t *blk = p;
   if (zc_unlikely(blk->tag == pg->tag || p == pg->local_free || p == pg->free)) {
@@ -350,9 +350,9 @@ static zc_noinline void free_local_checked(zc_page_t *pg, void *p) {
 }
 
 /* The fast path took one off used before it found the count too low: give it back, then check it all. */
-static zc_noinline void free_local_undo(zc_page_t *pg, void *p) {
+static zc_noinline void free_local_undo(void *p, zc_page_t *pg) {
   __atomic_store_n(&pg->used, pg->used + 1, __ATOMIC_RELAXED);
-  free_local_checked(pg, p);
+  free_local_checked(p, pg);
 }
 
 /* --*used > 0 as a signed count, with the decrement's own flags on x86-64 (GCC and clang otherwise load,
@@ -383,17 +383,18 @@ low:
 #define ZC_NO_SLP
 #endif
 /* The owner's free of a block of pg (a page of one of its segments, small or medium): p must be a carved
- * block start (one multiply and a compare), not carry the free tag (a double free), and not be the last
- * block in use of its page nor a block of a page with none in use (used > 1). Everything else goes out of
- * line, to every check (and so does every free in a debug build, for its list walk). */
-zc_inline void free_local(zc_page_t *pg, void *p) {
+ * block start (block_ok: the caller's one multiply and compare, the descriptor's 32-bit test for a small
+ * page, the remote line's 64-bit one otherwise), not carry the free tag (a double free), and not be the
+ * last block in use of its page nor a block of a page with none in use (used > 1). Everything else goes out
+ * of line, to every check (and so does every free in a debug build, for its list walk). */
+zc_inline void free_local(zc_page_t *pg, void *p, bool block_ok) {
   zc_block_t *blk = p;
   uintptr_t tag = pg->tag;
-  if (zc_likely(!ZC_DEBUG && zc_block_ok(pg, p, pg->limit) && blk->tag != tag)) {
+  if (zc_likely(!ZC_DEBUG && block_ok && blk->tag != tag)) {
     /* used > 1, tested as used - 1 > 0 on the decremented count (one sub and one branch; the slow path
      * gives the count back). used never reaches 2^31: a page holds at most 4096 blocks. */
     if (zc_unlikely(!used_dec_above_zero(&pg->used))) {
-      free_local_undo(pg, p);
+      free_local_undo(p, pg);
       return;
     }
     blk->link = zc_link_encode(pg, pg->local_free);
@@ -401,7 +402,7 @@ zc_inline void free_local(zc_page_t *pg, void *p) {
     pg->local_free = blk;
     return;
   }
-  free_local_checked(pg, p);
+  free_local_checked(p, pg);
 }
 
 /* A free by h's thread of a block of s, a segment no heap owns: its owner exited and no thread adopted it
@@ -438,8 +439,8 @@ ZC_NO_SLP static zc_noinline void free_slow(void *p, uint16_t map) {
   zc_page_t *pg = zc_page_of(s, p);
   zc_heap_t *h = zc_heap_get();
   zc_heap_t *owner = atomic_load_explicit(&s->heap, memory_order_relaxed);
-  if (owner == h) { /* a medium segment, or a heap without a map tag */
-    free_local(pg, p);
+  if (owner == h) { /* a medium segment, or a heap without a map tag: the 64-bit test */
+    free_local(pg, p, remote_block_ok(zc_page_remote(pg), p));
     return;
   }
   if (zc_unlikely(owner == NULL)) return free_abandoned(h, s, pg, p);
@@ -469,7 +470,8 @@ static zc_noinline void free_other_small(void *p, uintptr_t i) {
  * the remote free's test goes first: another heap's small block pays one subtract, compare and branch). */
 ZC_NO_SLP static zc_noinline void free_medium_tagged(void *p, uintptr_t i, uint16_t map) {
   if (zc_likely(map == (uint32_t)zc_owner_tag_tls + ZC_MAP_MEDIUM_BIAS)) {
-    free_local(zc_medium_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p), p);
+    zc_page_t *pg = zc_medium_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p);
+    free_local(pg, p, remote_block_ok(zc_page_remote(pg), p)); /* the 64-bit test: 32 bits are not exact here */
     return;
   }
   free_slow(p, map);
@@ -479,11 +481,17 @@ ZC_NO_SLP static zc_noinline void free_medium_tagged(void *p, uintptr_t i, uint1
  * ours: one compare), the page is found by a constant shift, then free_local. */
 ZC_NO_SLP ZC_API void zc_free(void *p) {
   uintptr_t i = (uintptr_t)p >> ZC_SEGMENT_SHIFT; /* zc_segmap_get, with the index kept for the segment */
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* i in the second argument register and p left in the first, where free_other_small takes them: GCC
+   * otherwise shifts p's register and moves both back for that tail call (2 instructions per remote free) */
+  __asm__("" : "+S"(i));
+#endif
   uint16_t map = zc_likely(i < ZC_SEGMAP_ENTRIES) ? __atomic_load_n(&zc_segmap[i], __ATOMIC_RELAXED)
                                                   : (uint16_t)ZC_MAP_NONE;
   if (zc_likely(map == zc_owner_tag_tls && !ZC_DEBUG)) {
     __asm__("" : "+r"(i)); /* the segment is i << 22 (one shift), not p & ~mask (a copy and an and) */
-    free_local(zc_small_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p), p);
+    zc_page_t *pg = zc_small_page_of((zc_segment_t *)(i << ZC_SEGMENT_SHIFT), p);
+    free_local(pg, p, zc_block_ok_small(pg, p));
     return;
   }
   /* another heap's small segment (ours would have matched): one subtract, compare and branch */

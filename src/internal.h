@@ -204,53 +204,74 @@ zc_inline void zc_queue_push_back(zc_page_queue_t *q, zc_page_t *pg) {
 /* ---- safe-linking (types.h): links are stored XOR the page's key, checked when popped ---- */
 zc_inline uintptr_t zc_link_encode(const zc_page_t *pg, const void *next) { return (uintptr_t)next ^ pg->key; }
 zc_inline zc_block_t *zc_link_decode(const zc_page_t *pg, uintptr_t link) { return (zc_block_t *)(link ^ pg->key); }
-/* A page's block grid (page_init, with nothing carved): grid = ceil(2^64 / size), one more for a power of
- * two, so that (see zc_block_ok) a block start's product is a small multiple of its index and every other
- * offset's is at least 2^48. */
+/* A page's block grid (page_init, with nothing carved), as two tests of "p is a carved block start":
+ *   64-bit, every page, in its remote line (zc_block_ok: other threads' frees, the owner's medium and slow
+ *     paths, the list walks): grid = ceil(2^64 / size), one more for a power of two;
+ *   32-bit, pages of small segments only, in the descriptor's first line (zc_block_ok_small: the owner's
+ *     small free): grid32 = ceil(2^32 / size), one more for a power of two; 0 in a medium segment.
+ * Both limits stay 0 until the first zc_page_set_span. */
 zc_inline void zc_page_set_grid(zc_page_t *pg, size_t bsize) {
-  pg->grid = UINT64_MAX / bsize + 1 + ((bsize & (bsize - 1)) == 0);
-  __atomic_store_n(&pg->limit, 0, __ATOMIC_RELAXED);
+  uint64_t pow2 = (bsize & (bsize - 1)) == 0;
+  bool small = zc_segment_of(pg)->kind == ZC_SEG_SMALL;
+  pg->grid32 = small ? (uint32_t)(UINT32_MAX / bsize + 1 + pow2) : 0;
+  pg->limit32 = 0;
+  __atomic_store_n(&zc_page_remote(pg)->grid, UINT64_MAX / bsize + 1 + pow2, __ATOMIC_RELAXED);
+  __atomic_store_n(&zc_page_remote(pg)->limit, 0, __ATOMIC_RELAXED);
 }
-/* The carved span changed (extend, break): span and the limit of zc_block_ok follow it, in the descriptor
- * and in the remote line. */
+/* The carved span changed (extend, break): span and both limits follow it (the descriptor's 32-bit one and
+ * the remote line's 64-bit one). */
 zc_inline void zc_page_set_span(zc_page_t *pg, uint32_t span, uint32_t capacity) {
-  uint64_t limit = (uint64_t)capacity * (pg->grid * pg->block_size);
-  __atomic_store_n(&pg->span, span, __ATOMIC_RELAXED);
-  __atomic_store_n(&pg->limit, limit, __ATOMIC_RELAXED);
-  __atomic_store_n(&zc_page_remote(pg)->limit, limit, __ATOMIC_RELAXED);
+  zc_page_remote_t *r = zc_page_remote(pg);
+  uint64_t limit = (uint64_t)capacity * (__atomic_load_n(&r->grid, __ATOMIC_RELAXED) * pg->block_size);
+  __atomic_store_n(&pg->span, (uint64_t)span, __ATOMIC_RELAXED);
+  __atomic_store_n(&pg->limit32, capacity * (uint32_t)(pg->grid32 * pg->block_size), __ATOMIC_RELAXED);
+  __atomic_store_n(&r->limit, limit, __ATOMIC_RELAXED);
 }
 /* page_init, once the descriptor is set up and before the page is in use: the remote line gets an empty
- * thread_free and the copies remote frees check blocks with (types.h). Relaxed stores: a correct remote
- * free of a block of the page is ordered after them by the hand-off of the block (malloc came later). */
+ * thread_free and the copies remote frees check blocks with (types.h; its grid and limit are written by
+ * zc_page_set_grid and zc_page_set_span). Relaxed stores: a correct remote free of a block of the page is
+ * ordered after them by the hand-off of the block (malloc came later). */
 zc_inline void zc_page_publish(zc_page_t *pg) {
   zc_page_remote_t *r = zc_page_remote(pg);
   atomic_store_explicit(&r->thread_free, 0, memory_order_relaxed);
   __atomic_store_n(&r->start, pg->start, __ATOMIC_RELAXED);
-  __atomic_store_n(&r->grid, pg->grid, __ATOMIC_RELAXED);
-  __atomic_store_n(&r->limit, pg->limit, __ATOMIC_RELAXED);
   __atomic_store_n(&r->key, pg->key, __ATOMIC_RELAXED);
   __atomic_store_n(&r->tag, pg->tag, __ATOMIC_RELAXED);
   __atomic_store_n(&r->block_size, pg->block_size, __ATOMIC_RELAXED);
 }
 /* pg leaves use (it becomes free: segment.c): its remote line's limit becomes 0, so that another thread's
  * free of any pointer into it fails the grid test (free.c: the remote path reads no page state; a broken
- * page gets the same through zc_page_break's zc_page_set_span). page_init's zc_page_publish copies the
- * descriptor's limit, 0 until the page's first extend. */
+ * page gets the same through zc_page_break's zc_page_set_span). page_init's zc_page_set_grid sets it to 0
+ * too, until the page's first extend. */
 zc_inline void zc_page_unpublish(zc_page_t *pg) {
   __atomic_store_n(&zc_page_remote(pg)->limit, 0, __ATOMIC_RELAXED);
 }
-/* p is a carved block start of pg: off = p - start (32 bits) is q * size + s with s < size; off * grid
- * (mod 2^64) is q * r (r = grid * size mod 2^64, 1 <= r <= size) when s == 0, and at least 2^48 otherwise
- * (Lemire's divisibility test; exact for off < 2^32, the more so for a pointer inside its 4 MiB segment).
- * So one multiply and one compare with limit = capacity * r say "on the grid and below the carved span".
- * NULL and every pointer of another page fail (their off is at least the page's area away). */
-zc_inline bool zc_block_ok(const zc_page_t *pg, const void *p, uint64_t limit) {
+/* The remote line's grid of pg (the 64-bit one: the block index of a block b is (b - start) * grid >> 64). */
+zc_inline uint64_t zc_page_grid(zc_page_t *pg) { return __atomic_load_n(&zc_page_remote(pg)->grid, __ATOMIC_RELAXED); }
+/* The remote line's limit of pg, which zc_block_ok and zc_link_ok take. */
+zc_inline uint64_t zc_page_limit(zc_page_t *pg) { return __atomic_load_n(&zc_page_remote(pg)->limit, __ATOMIC_RELAXED); }
+/* p is a carved block start of pg (the 64-bit test, every page): off = p - start (32 bits) is q * size + s
+ * with s < size; off * grid (mod 2^64) is q * r (r = grid * size mod 2^64, 1 <= r <= size) when s == 0,
+ * and at least 2^48 otherwise (Lemire's divisibility test; exact for off < 2^32, the more so for a pointer
+ * inside its 4 MiB segment). So one multiply and one compare with limit = capacity * r say "on the grid and
+ * below the carved span". NULL and every pointer of another page fail (their off is at least the page's
+ * area away). limit: zc_page_limit(pg), read once by the caller. */
+zc_inline bool zc_block_ok(zc_page_t *pg, const void *p, uint64_t limit) {
   uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)pg->start);
-  return (uint64_t)off * pg->grid < limit;
+  return (uint64_t)off * zc_page_grid(pg) < limit;
+}
+/* The same for p inside the 64 KiB area of pg, a page of a small segment (the owner's small free), with the
+ * descriptor's 32-bit grid and limit: off * grid32 mod 2^32 is q * r32 (r32 = grid32 * size mod 2^32) for a
+ * block start, and for every other offset such a pointer forms (below 64 KiB, or wrapped below 2^32 from
+ * page 0's 16 KiB header) at least the largest limit32, for every class a small segment holds: checked
+ * exhaustively by tests/core/grid32.c. A medium page's limit32 is 0: every pointer fails (not used there). */
+zc_inline bool zc_block_ok_small(const zc_page_t *pg, const void *p) {
+  uint32_t off = (uint32_t)((uintptr_t)p - (uintptr_t)pg->start);
+  return (uint32_t)(off * pg->grid32) < pg->limit32;
 }
 /* b, a block reached through a decoded link (any value): inside the carved span (a 64-bit compare, so a
- * far-away pointer never aliases into it) and on the grid. */
-zc_inline bool zc_link_ok(const zc_page_t *pg, const void *b, uint32_t span, uint64_t limit) {
+ * far-away pointer never aliases into it) and on the grid (the 64-bit test). */
+zc_inline bool zc_link_ok(zc_page_t *pg, const void *b, uint32_t span, uint64_t limit) {
   return (uintptr_t)b - (uintptr_t)pg->start < span && zc_block_ok(pg, b, limit);
 }
 

@@ -128,12 +128,12 @@ static bool reclaim_page(zc_heap_t *h, zc_page_t *pg, zc_page_remote_t *r, uint6
   memset(seen, 0, ((size_t)c + 63) / 64 * sizeof(uint64_t));
   size_t bsize = pg->block_size;
   uint32_t span = (uint32_t)(c * bsize);
-  uint64_t limit = (uint64_t)c * (pg->grid * bsize);
+  uint64_t limit = (uint64_t)c * (zc_page_grid(pg) * bsize);
   zc_block_t *head = ZC_TF_PTR(v), *b = head, *tail = NULL;
   uint32_t walked = 0;
   while (b != NULL) {
     if (walked == n || !zc_link_ok(pg, b, span, limit) || b->tag != pg->tag) break;
-    uint32_t i = (uint32_t)(((unsigned __int128)((uintptr_t)b - (uintptr_t)pg->start) * pg->grid) >> 64);
+    uint32_t i = (uint32_t)(((unsigned __int128)((uintptr_t)b - (uintptr_t)pg->start) * zc_page_grid(pg)) >> 64);
     if (seen[i >> 6] & ((uint64_t)1 << (i & 63))) break;
     seen[i >> 6] |= (uint64_t)1 << (i & 63);
     walked++;

@@ -16,13 +16,15 @@
  *                The top 16 bits of the word count the blocks in the stack, so the owner learns how many
  *                came back without walking (and missing the cache on) blocks another core just wrote.
  *                It lives in the page's remote line (zc_page_remote_t), the descriptor's third cache line.
- * The remote line: what another thread's free of a block of the page reads and writes (thread_free, and
- * copies of start, grid, limit, key and tag), on a cache line of its own (the descriptor's third). The
- * owner's malloc and free use the descriptor's first line, which other threads never touch: when a
+ * The remote line: what another thread's free of a block of the page reads and writes (thread_free, the
+ * page's 64-bit block grid and limit, and copies of start, key and tag), on a cache line of its own (the
+ * descriptor's third). The owner's malloc and small free use the descriptor's first line (with a 32-bit grid
+ * and limit of their own in a small segment), which other threads never touch; the owner's medium free and
+ * slow paths read the remote line's 64-bit test. When a
  * consumer read that line on every free of a producer's block, the producer missed the cache on its own
  * page descriptor at nearly every malloc (bench/prodcons: 4.9 M msg/s; with the remote line, see
- * docs/design.md). The owner writes the copies when the page is set up, extended or broken
- * (zc_page_publish, zc_page_set_span); they are fixed while a block of the page is live, which is what
+ * docs/design.md). The owner writes the line when the page is set up, extended or broken
+ * (zc_page_set_grid, zc_page_publish, zc_page_set_span); its fields are fixed while a block of the page is live, which is what
  * every correct free holds.
  * Safe-linking: the link a free block stores (in its first word, which the program can overwrite after a
  * use-after-free) is the next block's address XOR the page's key (a per-process secret from the platform's
@@ -129,7 +131,9 @@ typedef enum zc_page_state_e {
 typedef struct zc_page_remote_s {
   _Alignas(64) _Atomic(uintptr_t) thread_free; /* remote frees: chain head | (blocks in the chain << 48) */
   uint8_t *start;
-  uint64_t grid, limit;
+  uint64_t grid, limit;                      /* the 64-bit block test of every page (zc_block_ok): other
+                                                threads' frees, the owner's medium and slow paths; the owner
+                                                writes them (zc_page_set_grid, zc_page_set_span) */
   uintptr_t key, tag;
   uint32_t block_size;                       /* for the freer's statistics (bytes handed over) */
 } zc_page_remote_t;
@@ -139,16 +143,20 @@ typedef struct zc_page_s {
   zc_block_t *free;                 /* owner: pop on malloc */
   zc_block_t *local_free;           /* owner: push on local free */
   uint8_t *start;                   /* first block */
-  uint64_t grid;                    /* ceil(2^64 / block_size), +1 for a power of two: see zc_block_ok */
-  uint64_t limit;                   /* capacity * (grid * block_size mod 2^64): (uint32)(p - start) * grid
-                                       < limit iff p is a carved block start (range and grid, one multiply
-                                       and one compare; the owner writes it, other threads read it) */
+  uint64_t span;                    /* capacity * block_size: blocks live in [start, start + span) (the
+                                       owner writes it, slow paths of other threads read it: relaxed
+                                       atomics); 64 bits so that malloc's range test compares with memory */
   uintptr_t key;                    /* safe-linking key of this page's links */
   uintptr_t tag;                    /* written in the second word of every block put on a list (and
                                        cleared by malloc): a free that finds it there is a double free */
+  uint32_t grid32;                  /* a page of a small segment: ceil(2^32 / block_size), +1 for a power
+                                       of two (zc_block_ok_small); 0 in a medium segment's page */
+  uint32_t limit32;                 /* capacity * (grid32 * block_size mod 2^32), 0 in a medium page: the
+                                       owner's small free tests (uint32)((uint32)(p - start) * grid32) <
+                                       limit32 (range and grid, one multiply and one compare). Every other
+                                       block test uses the remote line's 64-bit grid and limit */
   uint32_t used;                    /* see the invariant above */
-  uint32_t span;                    /* capacity * block_size: blocks live in [start, start + span) (the
-                                       owner writes it, other threads' frees read it: relaxed atomics) */
+  uint32_t spare32;
   /* second cache line: the owner's slow paths */
   _Alignas(64) struct zc_page_s *next; /* heap queue of its class (in use) or dirty list (free) */
   struct zc_page_s *prev;
@@ -347,6 +355,7 @@ _Static_assert(sizeof(zc_page_remote_t) == 64, "a remote line is one cache line,
 _Static_assert(offsetof(zc_page_t, next) == 64 && offsetof(zc_heap_t, thread_id) == 64,
                "what malloc's fast path reads of a page is its first line: a heap's empty line stands for one");
 _Static_assert(ZC_CLASS_COUNT <= 64, "direct_classes has a bit per class");
+_Static_assert(offsetof(zc_page_t, spare32) + sizeof(uint32_t) <= 64, "what malloc and the owner's free touch is one line");
 _Static_assert(sizeof(zc_segment_t) <= ZC_SEGMENT_HEADER, "the segment header fits before page 0");
 
 #endif /* ZC_TYPES_H */
