@@ -420,7 +420,10 @@ static zc_noinline void free_abandoned(zc_heap_t *h, zc_segment_t *s, zc_page_t 
     zc_background_no_start--;
     if (made != NULL) h = made;
   }
-  if (h != &zc_heap_empty && zc_segment_adopt_on_free(h, s)) return free_local(pg, p);
+  if (h != &zc_heap_empty && zc_segment_adopt_on_free(h, s)) {
+    free_local(pg, p, true); /* p passed remote_block_ok above: the 64-bit grid test */
+    return;
+  }
   free_remote(h, NULL, r, p);
 }
 
