@@ -21,6 +21,7 @@
  * Links zcmem_prefixed: runs in every build, the sanitizers included.
  */
 #define _GNU_SOURCE
+#include "zc_pageset.h"
 #include "zc_test.h"
 #include "zcmem.h"
 
@@ -102,22 +103,7 @@ static int case_aligned(int argc, char **argv) {
 
 #define LIVE 16
 #define STEPS 20000
-#define PAGES_MAX 8192 /* a hash set of the 4 KiB pages blocks were handed out on (at most 32 MiB) */
-
-static uintptr_t touched[PAGES_MAX];
-static size_t ntouched;
-
-static void touch(const char *p, size_t n) {
-  for (uintptr_t pg = (uintptr_t)p >> 12; pg <= ((uintptr_t)p + n - 1) >> 12; pg++) {
-    size_t i = (size_t)(splitmix64(pg) % PAGES_MAX);
-    while (touched[i] != 0 && touched[i] != pg) i = (i + 1) % PAGES_MAX;
-    if (touched[i] == 0) {
-      REQUIRE(ntouched < PAGES_MAX / 2);
-      touched[i] = pg;
-      ntouched++;
-    }
-  }
-}
+static zc_pageset_t touched;
 
 static int case_fifo(int argc, char **argv) {
   (void)argc;
@@ -134,10 +120,10 @@ static int case_fifo(int argc, char **argv) {
     size_t n = (size_t)(10241.0 * exp(u * log(65536.0 / 10241.0)));
     *slot = zc_malloc(n);
     REQUIRE(*slot != NULL);
-    touch(*slot, zc_usable_size(*slot));
+    zc_pageset_add(&touched, *slot, zc_usable_size(*slot));
   }
   for (int i = 0; i < LIVE; i++) zc_free(ring[i]);
-  size_t bytes = ntouched << 12;
+  size_t bytes = zc_pageset_bytes(&touched);
   printf("fifo: ZCMEM_BORROW=%ld, %.2f MiB of distinct memory handed out for %d live medium blocks\n", borrow,
          (double)bytes / 1048576.0, LIVE);
   CHECKF(bytes <= (size_t)1690 << 10, "(d) %.2f MiB handed out, more than 1.65 MiB", (double)bytes / 1048576.0);

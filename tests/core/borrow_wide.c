@@ -19,6 +19,7 @@
  * Links zcmem_prefixed: runs in every build, the sanitizers included.
  */
 #define _GNU_SOURCE
+#include "zc_pageset.h"
 #include "zc_test.h"
 #include "zcmem.h"
 
@@ -77,22 +78,7 @@ static int case_reach(int argc, char **argv) {
 }
 
 #define STEPS 20000
-#define PAGES_MAX 8192 /* a hash set of the 4 KiB pages blocks were handed out on (at most 32 MiB) */
-
-static uintptr_t touched[PAGES_MAX];
-static size_t ntouched;
-
-static void touch(const char *p, size_t n) {
-  for (uintptr_t pg = (uintptr_t)p >> 12; pg <= ((uintptr_t)p + n - 1) >> 12; pg++) {
-    size_t i = (size_t)(splitmix64(pg) % PAGES_MAX);
-    while (touched[i] != 0 && touched[i] != pg) i = (i + 1) % PAGES_MAX;
-    if (touched[i] == 0) {
-      REQUIRE(ntouched < PAGES_MAX / 2);
-      touched[i] = pg;
-      ntouched++;
-    }
-  }
-}
+static zc_pageset_t touched;
 
 /* KiB of distinct memory handed out to a FIFO of live blocks of lo..hi bytes over STEPS replacements. */
 static size_t fifo_kib(int live, double lo, double hi, uint64_t seed) {
@@ -100,8 +86,7 @@ static size_t fifo_kib(int live, double lo, double hi, uint64_t seed) {
   rng_seed(&rng, seed);
   char *ring[64] = {0};
   REQUIRE(live <= 64);
-  ntouched = 0;
-  memset(touched, 0, sizeof touched);
+  zc_pageset_clear(&touched);
   for (int k = 0; k < STEPS; k++) {
     char **slot = &ring[k % live];
     zc_free(*slot);
@@ -109,10 +94,10 @@ static size_t fifo_kib(int live, double lo, double hi, uint64_t seed) {
     size_t n = (size_t)(lo * exp(u * log(hi / lo)));
     *slot = zc_malloc(n);
     REQUIRE(*slot != NULL);
-    touch(*slot, n);
+    zc_pageset_add(&touched, *slot, n);
   }
   for (int i = 0; i < live; i++) zc_free(ring[i]);
-  return ntouched << 2;
+  return zc_pageset_bytes(&touched) >> 10;
 }
 
 #define MEDIUM_MAX_KIB 1536u
