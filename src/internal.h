@@ -44,8 +44,10 @@ void zc_heaps_fork_child(bool keep_dirty);
 /* The purger's pass over h (trylock of h->lock): reclaim every page that holds no live block and whose
  * blocks other threads' frees gave back, once it has stayed so, untouched by the owner, for a purge delay,
  * and purge the reclaimed pages the owner has not taken back for a further delay; returns how many pages it
- * reclaimed. *waiting is set if some page is still waiting out either delay. */
-size_t zc_reclaim_idle(zc_heap_t *h, bool *waiting);
+ * reclaimed. *waiting is set if some page is still waiting out either delay; *watch if some page that is not
+ * current holds blocks other threads freed behind blocks its owner has out (the owner's local frees, which
+ * wake nothing, may leave it with none out later), or h's lock was busy. */
+size_t zc_reclaim_idle(zc_heap_t *h, bool *waiting, bool *watch);
 /* The owner takes back the pages the purger reclaimed (h->lock held): before any slow path of the owner
  * touches a page's lists, queue or current page, under the same hold of h->lock. */
 void zc_reclaim_drain_locked(zc_heap_t *h);

@@ -78,8 +78,9 @@ void zc_large_thread_exit(void);
 /* The background purger (ZCMEM_BACKGROUND=1): one thread for the whole allocator, started on the first
  * free into a cache (or a second thread's first malloc); after an idle spell it sleeps until woken. It sweeps the large-region cache and calls the hook,
  * which the heap layer sets to sweep small and medium pages; the hook returns true while it still holds
- * dirty memory to age. */
-void zc_background_set_hook(bool (*fn)(void));
+ * dirty memory to age, and sets *watch while memory may become free with no call that wakes the purger (a
+ * page waiting for its owner's local frees): idle, the purger then sleeps with a deadline. */
+void zc_background_set_hook(bool (*fn)(bool *watch));
 /* Start it (creates the thread): only outside free (malloc slow paths, public calls); see large_pool.c. */
 void zc_background_start(void);
 void zc_background_allow(void); /* the fork handlers are registered: zc_background_start may start it */

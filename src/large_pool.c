@@ -242,19 +242,52 @@ size_t lg_process_victims(victims_t *v) {
 /* The rest of the allocator's sweep (empty small/medium pages of every heap and of exited threads),
  * installed by the heap layer: one background thread serves the whole process. Returns true while it
  * still holds memory to age, which keeps the thread from exiting as idle. */
-static bool (*sweep_hook)(void);
+static bool (*sweep_hook)(bool *watch);
 static uint32_t purger_wake;   /* bumped to wake the idle purger (state 3) */
 static bool purger_wanted;     /* a free asked for it before it was ever started (lg_purger_request) */
 __thread unsigned zc_background_no_start, zc_background_in_free; /* see large.h */
 static bool purger_after_fork; /* it ran in the parent: the fork child starts its own */
 static bool background_allowed; /* zc_background_allow: the fork handlers are registered */
 
+/* The idle sleep's deadline while the hook watches (a page waits for its owner's local frees, which wake no
+ * one): clean_ttl, doubled after each that passes with nothing found, up to WATCH_NAP_MAX times clean_ttl. Such
+ * a page is reclaimed within that and two purge delays after the owner's last free, and an idle process
+ * with such pages sweeps once per 8 s (default delay) instead of never. */
+#define WATCH_NAP_MAX 8u
+
+/* Sleep as idle (state 3, set by the caller under the pool lock; w: purger_wake read then) until
+ * lg_purger_request wakes it, or nap ns (0: no deadline). True if the deadline passed (state 1 again). */
+static bool purger_idle_wait(uint32_t w, uint64_t nap) {
+  uint64_t end = zc_os_clock_ns() + nap;
+  while (__atomic_load_n(&lg_purger_state, __ATOMIC_ACQUIRE) == 3) {
+    int64_t left = -1;
+    if (nap != 0) {
+      uint64_t t = zc_os_clock_ns();
+      if (t >= end) {
+        bool out = false;
+        lg_pool_lock(); /* state changes under the pool lock (purger_start) */
+        if (__atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 3) {
+          __atomic_store_n(&lg_purger_state, 1, __ATOMIC_RELEASE);
+          out = true;
+        }
+        lg_pool_unlock();
+        return out;
+      }
+      left = (int64_t)(end - t);
+    }
+    zc_os_futex_wait_shared(&purger_wake, w, left);
+    w = __atomic_load_n(&purger_wake, __ATOMIC_RELAXED);
+  }
+  return false;
+}
+
 static void *purger_main(void *arg) {
   (void)arg;
-  uint64_t idle_since = 0;
+  uint64_t idle_since = 0, nap = 0;
   for (;;) {
     zc_os_sleep_ns(sweep_period_ns());
-    bool other_busy = sweep_hook != NULL && sweep_hook();
+    bool watch = false;
+    bool other_busy = sweep_hook != NULL && sweep_hook(&watch);
     uint64_t now = zc_os_clock_coarse_ns(), d = delay_ns();
     victims_t v = {NULL, NULL};
     lg_pool_lock();
@@ -266,19 +299,23 @@ static void *purger_main(void *arg) {
       else if (now - idle_since >= clean_ttl_ns(d)) {
         /* idle for long: sleep (state 3) until lg_purger_request wakes it. It does not exit: starting it again
          * would call pthread_create from inside free(), which glibc may be running under its stack-cache
-         * lock (a dead thread's TLS is freed under it), and pthread_create takes that lock: a deadlock. */
+         * lock (a dead thread's TLS is freed under it), and pthread_create takes that lock: a deadlock.
+         * While the hook watches, the sleep has a deadline (WATCH_NAP_MAX); once it passes, idle_since stays:
+         * a sweep that finds nothing again sleeps again at once, twice as long. */
+        uint64_t ttl = clean_ttl_ns(d);
+        nap = !watch ? 0 : nap == 0 ? ttl : nap * 2 > ttl * WATCH_NAP_MAX ? ttl * WATCH_NAP_MAX : nap * 2;
         __atomic_store_n(&lg_purger_state, 3, __ATOMIC_RELAXED);
         uint32_t w = __atomic_load_n(&purger_wake, __ATOMIC_RELAXED);
         lg_pool_unlock();
-        while (__atomic_load_n(&lg_purger_state, __ATOMIC_ACQUIRE) == 3) {
-          zc_os_futex_wait_shared(&purger_wake, w, -1);
-          w = __atomic_load_n(&purger_wake, __ATOMIC_RELAXED);
+        if (!purger_idle_wait(w, nap)) {
+          idle_since = 0;
+          nap = 0;
         }
-        idle_since = 0;
         continue;
       }
     } else {
       idle_since = 0;
+      nap = 0;
     }
     lg_pool_unlock();
     lg_process_victims(&v);
@@ -325,7 +362,7 @@ bool lg_want_purger(void) {
          delay_ns() > 0;
 }
 
-void zc_background_set_hook(bool (*fn)(void)) { sweep_hook = fn; }
+void zc_background_set_hook(bool (*fn)(bool *watch)) { sweep_hook = fn; }
 
 /* Fork child, in the pool's child handler: the purger did not come along. Under ASan and TSan a fork child
  * never starts one (state 2, as when a start failed: the inline policies and the purge at thread exit do its

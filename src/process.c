@@ -65,19 +65,27 @@ static void fork_child(void) {
  * Every half purge delay: purge what is past the delay in every heap whose lock the thread can take (an
  * owner busy in its slow path purges itself) and in abandoned segments. This is what bounds the delay for a
  * thread that has gone idle: without it, an idle heap keeps up to ZCMEM_DIRTY_BUDGET of empty pages until
- * its next slow path. Returns true while dirty pages remain to age. */
+ * its next slow path. Returns true while dirty pages remain to age; sets *watch while some page waits for its
+ * owner's local frees (zc_reclaim_idle), which wake nothing: the purger then never sleeps without a deadline. */
+typedef struct {
+  bool pending, watch;
+} sweep_state_t;
+
 static void sweep_heap(zc_heap_t *h, void *arg) {
+  sweep_state_t *st = arg;
   if (!h->live) return;
   bool waiting = false;
-  zc_reclaim_idle(h, &waiting); /* pages other threads' frees emptied while the owner was away (reclaim.c) */
+  /* pages other threads' frees emptied while the owner was away (reclaim.c) */
+  zc_reclaim_idle(h, &waiting, &st->watch);
   zc_segment_purge_other(h, false);
-  if (waiting || __atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) *(bool *)arg = true;
+  if (waiting || __atomic_load_n(&h->dirty_first, __ATOMIC_RELAXED) != NULL) st->pending = true;
 }
 
-static bool background_sweep(void) {
-  bool pending = zc_idle_sweep(); /* the hooks registered from above the core (idle.h) */
-  zc_heaps_visit(sweep_heap, &pending);
-  return zc_segments_purge_abandoned(false) || pending;
+static bool background_sweep(bool *watch) {
+  sweep_state_t st = {zc_idle_sweep(), false}; /* the hooks registered from above the core (idle.h) */
+  zc_heaps_visit(sweep_heap, &st);
+  *watch = st.watch;
+  return zc_segments_purge_abandoned(false) || st.pending;
 }
 
 void zc_purger_ensure(void) { zc_background_start(); }

@@ -169,7 +169,7 @@ static bool reclaim_page(zc_heap_t *h, zc_page_t *pg, zc_page_remote_t *r, uint6
 #define RECLAIM_PER_HOLD 32u
 
 /* One hold of h->lock: reclaim up to RECLAIM_PER_HOLD pages; *more: the limit stopped it. */
-static size_t reclaim_hold(zc_heap_t *h, bool *more, bool *waiting) {
+static size_t reclaim_hold(zc_heap_t *h, bool *more, bool *waiting, bool *watch) {
   size_t got = 0;
   *more = false;
   if (h->reclaim_off != 0) return 0;
@@ -184,7 +184,13 @@ static size_t reclaim_hold(zc_heap_t *h, bool *more, bool *waiting) {
         uintptr_t v = atomic_load_explicit(&r->thread_free, memory_order_acquire);
         if (v == 0) continue; /* most pages: one load of the remote line */
         zc_page_t *pg = &s->pages[i];
-        if (pg->reclaimed != 0 || !all_back(pg, ZC_TF_COUNT(v))) continue;
+        if (pg->reclaimed != 0) continue;
+        if (!all_back(pg, ZC_TF_COUNT(v))) {
+          /* other threads' frees wait behind blocks the owner has out: its local frees, which wake no one,
+           * may complete the page while the purger sleeps (the purger then sleeps with a deadline) */
+          if (__atomic_load_n(&pg->held, __ATOMIC_RELAXED) == 0) *watch = true;
+          continue;
+        }
         if (pg->reclaim_seen != v) { /* first seen so: a busy owner takes them back within the delay */
           pg->reclaim_seen = v;
           pg->reclaim_since = now;
@@ -226,12 +232,17 @@ static bool purge_undrained(zc_heap_t *h, uint64_t now, uint64_t delay, bool *wa
   return false;
 }
 
-size_t zc_reclaim_idle(zc_heap_t *h, bool *waiting) {
+size_t zc_reclaim_idle(zc_heap_t *h, bool *waiting, bool *watch) {
   size_t got = 0;
   bool more = true;
-  /* trylock: an owner in its slow path takes its remote frees itself; the next sweep goes on */
-  while (more && zc_trylock(&h->lock)) {
-    got += reclaim_hold(h, &more, waiting);
+  /* trylock: an owner in its slow path takes its remote frees itself; the next sweep goes on (a busy lock
+   * counts as a watch: the pass did not see the heap's pages) */
+  while (more) {
+    if (!zc_trylock(&h->lock)) {
+      *watch = true;
+      break;
+    }
+    got += reclaim_hold(h, &more, waiting, watch);
     if (!more && h->reclaimed != NULL)
       more = purge_undrained(h, zc_os_clock_ns(), (uint64_t)zc_opt(zc_option_purge_delay) * 1000000u, waiting);
     zc_unlock(&h->lock);
