@@ -13,6 +13,9 @@
  *                    subscriber receives the 6 MiB message byte-exact
  *   pubresize_evict  the same holder alive under ZC_PUB_EVICT (block_timeout_ms 300): the resize evicts it
  *                    (evicted 1) and goes through; the other subscriber receives the message
+ * In both holder cases the resize starts only once the other subscriber has released the 6 MiB message (it
+ * says so on its control pipe): until then it holds the message too, and under ZC_PUB_EVICT a reader that
+ * took longer than two block timeouts to check 6 MiB (TSan, a loaded machine) was evicted as well.
  */
 #include "pub_test.h"
 
@@ -20,8 +23,9 @@
 
 typedef struct {
   int sock, ctl;
-  uint32_t n;   /* messages to receive */
-  int hold_big; /* hold every message of at least 1 MiB (never release it) */
+  uint32_t n;      /* messages to receive */
+  int hold_big;    /* hold every message of at least 1 MiB (never release it) */
+  int tell_release; /* say 'r' on the control pipe after each release */
 } sub_t;
 
 static uint64_t seed_of(uint32_t seq) { return (uint64_t)seq * 0x9e3779b1u + 5u; }
@@ -52,6 +56,7 @@ static int sub_reader(void *arg) {
       continue;
     }
     REQUIRE(zc_chan_release(ch, &m) == 0);
+    if (a->tell_release) ctl_put(a->ctl, 'r');
   }
   ctl_put(a->ctl, 'd');
   if (a->hold_big) pause(); /* killed or evicted */
@@ -108,7 +113,7 @@ static zc_pub_t *publisher(size_t cap, int policy, int block_ms) {
 static int t_flow(int argc, char **argv) {
   (void)argc;
   zc_pub_t *p = publisher(0, ZC_CHAN_BLOCK, 20000);
-  sub_t s[2] = {{-1, -1, 8, 0}, {-1, -1, 8, 0}};
+  sub_t s[2] = {{-1, -1, 8, 0, 0}, {-1, -1, 8, 0, 0}};
   pid_t pid[2];
   for (int i = 0; i < 2; i++) pid[i] = start_sub(p, &s[i]);
   uint32_t seq = 0;
@@ -193,10 +198,11 @@ static int t_flow(int argc, char **argv) {
 static int holder_case(int argc, char **argv, int policy) {
   (void)argc;
   zc_pub_t *p = publisher(8u << 20, policy, policy == ZC_PUB_EVICT ? 300 : 30000);
-  sub_t h = {-1, -1, 1, 1}, r = {-1, -1, 2, 0};
+  sub_t h = {-1, -1, 1, 1, 0}, r = {-1, -1, 2, 0, 1};
   pid_t ph = start_sub(p, &h), pr = start_sub(p, &r);
   resized(p, 0, 100, 6u << 20, 100);
   CHECK(ctl_get(h.ctl) == 'h'); /* the holder has it */
+  CHECK(ctl_get(r.ctl) == 'r'); /* the reader has checked and released it: the holder alone keeps it */
   char *q = zc_pub_loan(p, 100);
   REQUIRE(q != NULL);
   fill_msg(q, 1, 100);
@@ -209,6 +215,7 @@ static int holder_case(int argc, char **argv, int policy) {
   if (g != NULL) {
     fill_msg(g, 1, 6u << 20);
     send_msg(p, g, 1, 6u << 20);
+    CHECK(ctl_get(r.ctl) == 'r');
   }
   CHECK(ctl_get(r.ctl) == 'd');
   zc_pub_stats_t st;
