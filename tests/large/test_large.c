@@ -106,6 +106,10 @@ static void test_sizes(void) {
 
 /* ---- cache reuse ---- */
 static void test_reuse(void) {
+  /* Nothing ages out while a loaded machine runs the case: with the default 100 ms a stall between a free and
+   * the next call let the purger (or the inline policy) purge a region, and the checks below (cached dirty, LIFO
+   * order of the dirty list) read a state that depends on the pace. */
+  zc_option_set(zc_option_purge_delay, 100000);
   zc_large_stats_t s0 = stats();
   char *p = lalloc(1 * MiB, 16, false);
   CHECKF(p != NULL, "alloc");
@@ -274,7 +278,10 @@ static void test_front(bool background) {
   }
   CHECKF(s.cached_clean >= aged, "front regions not purged: clean %lu dirty %lu, want clean >= %zu",
         (unsigned long)s.cached_clean, (unsigned long)s.cached_dirty, aged);
-  /* a forced purge (malloc_trim) empties the front at once */
+  /* a forced purge (malloc_trim) empties the front at once; r must still be dirty then, whatever the pace (with
+   * the 200 ms delay a stall after its free let the purger purge it first: "not cached dirty", and the forced
+   * purge found nothing to release) */
+  zc_option_set(zc_option_purge_delay, 100000);
   char *r = lalloc(n, 16, false);
   memset(r, 1, n);
   lfree(r);
