@@ -76,7 +76,8 @@ void zc_large_stats(zc_large_stats_t *out);
 void zc_large_thread_exit(void);
 
 /* The background purger (ZCMEM_BACKGROUND=1): one thread for the whole allocator, started on the first
- * free into a cache (or a second thread's first malloc); after an idle spell it sleeps until woken. It sweeps the large-region cache and calls the hook,
+ * free into a cache (or a second thread's first malloc); after an idle spell it sleeps until woken (or a
+ * deadline, while the hook watches). It sweeps the large-region cache and calls the hook,
  * which the heap layer sets to sweep small and medium pages; the hook returns true while it still holds
  * dirty memory to age, and sets *watch while memory may become free with no call that wakes the purger (a
  * page waiting for its owner's local frees): idle, the purger then sleeps with a deadline. */
