@@ -141,7 +141,7 @@ static pid_t zspawn_(int (*fn)(void *), const char *name, const void *arg, size_
   const char *str = NULL;
   if (str_off >= 0) memcpy(&str, (const char *)arg + str_off, sizeof str);
   size_t sl = str != NULL ? strlen(str) + 1 : 0, vn = zspawn_vars_size_();
-  unsigned char *blob = malloc(size + sl + 1), *vars = malloc(vn + 1);
+  unsigned char *blob = malloc(size + sl + 1), *vars = calloc(1, vn + 1);
   char *ahex = malloc(2 * (size + sl) + 1), *vhex = malloc(2 * vn + 1);
   REQUIREF(blob != NULL && vars != NULL && ahex != NULL && vhex != NULL, "zspawn: out of memory");
   memcpy(blob, arg, size);
