@@ -1,8 +1,10 @@
 /* The ZeroMQ transport across real processes over tcp://127.0.0.1 (ports picked by the kernel: bind to
  * port * and read the endpoint back). Every test has deadlines: a hang fails it. Usage: test_zmq <name>.
- * The children close the descriptors they inherit (spawn_closefds): the parent's ZeroMQ sockets must not
- * live on in them. */
+ * The children are this program started again by fork + exec (ZSPAWN, zmq_spawn.h: never a bare fork once
+ * libzmq's threads run) and close the descriptors they inherit: the parent's ZeroMQ sockets must not live
+ * on in them. */
 #include "zc_test.h"
+#include "zmq_spawn.h"
 #include "zcmem.h"
 #include "zcmem_zmq.h"
 
@@ -134,7 +136,7 @@ static int t_stream(int argc, char **argv) {
   zc_zmq_t *z = bind_consumer(NULL);
   long n = quick_mode(argc, argv) ? 2000 : 5000;
   prod_args_t a = {zc_zmq_endpoint(z), 100, n, 0, 0, 0, 1, 0};
-  pid_t p = spawn_closefds(producer_main, &a, -1, -1);
+  pid_t p = ZSPAWN(producer_main, &a, ep, -1, -1);
   uint64_t next = 0;
   zc_chan_msg_t held[16];
   int nheld = 0;
@@ -168,7 +170,7 @@ static int t_stream(int argc, char **argv) {
 static int t_kill_producer(int argc, char **argv) {
   zc_zmq_t *z = bind_consumer(NULL);
   prod_args_t a = {zc_zmq_endpoint(z), 200, -1, 0, 0, 0, 0, 0};
-  pid_t p = spawn_closefds(producer_main, &a, -1, -1);
+  pid_t p = ZSPAWN(producer_main, &a, ep, -1, -1);
   uint64_t next = 0;
   while (next < 300)
     REQUIREF(recv_checked(z, 200, &next, PEER_MS, NULL) == 0, "receive: %s", strerror(errno));
@@ -244,7 +246,7 @@ static int t_kill_consumer(int argc, char **argv) {
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = 100};
   zc_zmq_t *z = bind_producer(&cfg);
   cons_args_t a = {zc_zmq_endpoint(z), 0, -1, 300, -1};
-  pid_t p = spawn_closefds(consumer_main, &a, -1, -1);
+  pid_t p = ZSPAWN(consumer_main, &a, ep, -1, -1);
   wait_peer(z);
   uint64_t deadline = now_ns() + PEER_NS;
   uint64_t i = 0;
@@ -271,7 +273,7 @@ static int t_restart_producer(int argc, char **argv) {
   for (int round = 0; round < 3; round++) {
     /* the last producer closes right after its last send: close's linger must still deliver it all */
     prod_args_t a = {zc_zmq_endpoint(z), 1000u * (round + 1), round < 2 ? 500 : 3000, 0, 0, 0, round < 2, 0};
-    pid_t p = spawn_closefds(producer_main, &a, -1, -1);
+    pid_t p = ZSPAWN(producer_main, &a, ep, -1, -1);
     uint64_t next = 0, deadline = now_ns() + PEER_NS;
     while (next < (uint64_t)a.count) {
       if (recv_checked(z, a.base, &next, 1000, NULL) == 0) continue;
@@ -293,7 +295,7 @@ static int t_linger(int argc, char **argv) {
   zc_zmq_config_t cfg = {.chan.ring_entries = 2};
   zc_zmq_t *z = bind_consumer(&cfg);
   prod_args_t a = {zc_zmq_endpoint(z), 1500, 1000, 0, 0, 0, 0, 0};
-  pid_t p = spawn_closefds(producer_main, &a, -1, -1);
+  pid_t p = ZSPAWN(producer_main, &a, ep, -1, -1);
   uint64_t next = 0;
   while (next < (uint64_t)a.count) {
     REQUIREF(recv_checked(z, a.base, &next, PEER_MS, NULL) == 0, "receive %lu: %s", (unsigned long)next,
@@ -312,7 +314,7 @@ static int t_restart_consumer(int argc, char **argv) {
   int pfd[2];
   REQUIREF(pipe(pfd) == 0, "pipe");
   cons_args_t a = {ANY_PORT, 1, pfd[1], 3000, 300};
-  pid_t pa = spawn_closefds(consumer_main, &a, pfd[1], -1);
+  pid_t pa = ZSPAWN(consumer_main, &a, ep, pfd[1], -1);
   char ep[256];
   pipe_recv_str(pfd[0], ep, sizeof ep);
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = 50, .chan.setup_timeout_ms = PEER_MS, .linger_ms = PEER_MS};
@@ -332,7 +334,7 @@ static int t_restart_consumer(int argc, char **argv) {
     }
   }
   cons_args_t b = {ep, 1, -1, 4000, 300};
-  pid_t pb = spawn_closefds(consumer_main, &b, -1, -1);
+  pid_t pb = ZSPAWN(consumer_main, &b, ep, -1, -1);
   deadline = now_ns() + PEER_NS;
   for (uint64_t i = 0; i < 300;) {
     if (send_msg(z, 4000, i, deadline) == 0)
@@ -437,7 +439,7 @@ static int t_garbage(int argc, char **argv) {
   zc_zmq_t *z = bind_consumer(&cfg);
   char ep[256];
   snprintf(ep, sizeof ep, "%s", zc_zmq_endpoint(z));
-  pid_t g = spawn_closefds(garbage_main, ep, -1, -1);
+  pid_t g = ZSPAWN_STR(garbage_main, ep, -1, -1);
   const int expected = 5 + FUZZ_FRAMES;
   int eproto = 0, eproto_tcp = -1;
   zc_chan_msg_t m;
@@ -468,7 +470,7 @@ static int t_garbage(int argc, char **argv) {
   printf("garbage: %d frames libzmq made of raw TCP bytes, %d malformed ZeroMQ frames: all dropped\n",
          eproto_tcp, eproto);
   prod_args_t a = {ep, 5000, 200, 0, 0, 0, 1, 0};
-  pid_t p = spawn_closefds(producer_main, &a, -1, -1);
+  pid_t p = ZSPAWN(producer_main, &a, ep, -1, -1);
   deadline = now_ns() + PEER_NS;
   uint64_t next = 0;
   while (next < 200) {
@@ -495,7 +497,7 @@ static int t_heartbeat(int argc, char **argv) {
   zc_zmq_config_t cfg = {.heartbeat_ms = 200, .heartbeat_timeout_ms = 2000};
   zc_zmq_t *z = bind_consumer(&cfg);
   prod_args_t a = {zc_zmq_endpoint(z), 600, 20, 0, 200, 2000, 0, 1};
-  pid_t p = spawn_closefds(producer_main, &a, -1, -1);
+  pid_t p = ZSPAWN(producer_main, &a, ep, -1, -1);
   uint64_t next = 0;
   while (next < 20) REQUIREF(recv_checked(z, 600, &next, PEER_MS, NULL) == 0, "receive: %s", strerror(errno));
   /* the connection stays up for a while: nothing arrives, no EPIPE (heartbeats are answered) */
@@ -521,7 +523,7 @@ static int t_epoll(int argc, char **argv) {
   zc_zmq_t *z = bind_consumer(NULL);
   long n = quick_mode(argc, argv) ? 1000 : 3000;
   prod_args_t a = {zc_zmq_endpoint(z), 700, n, 50, 0, 0, 0, 1}; /* stays connected: no event at the end */
-  pid_t p = spawn_closefds(producer_main, &a, -1, -1);
+  pid_t p = ZSPAWN(producer_main, &a, ep, -1, -1);
   int ep = epoll_create1(0);
   struct epoll_event ev = {.events = EPOLLIN};
   REQUIREF(epoll_ctl(ep, EPOLL_CTL_ADD, zc_zmq_fd(z), &ev) == 0, "epoll_ctl: %s", strerror(errno));
@@ -564,7 +566,7 @@ static int t_hwm(int argc, char **argv) {
   zc_zmq_config_t cfg = {.chan.ring_entries = 2, .chan.block_timeout_ms = 200};
   zc_zmq_t *z = bind_producer(&cfg);
   cons_args_t a = {zc_zmq_endpoint(z), 0, -1, 0, 0};
-  pid_t p = spawn_closefds(consumer_main, &a, -1, -1);
+  pid_t p = ZSPAWN(consumer_main, &a, ep, -1, -1);
   wait_peer(z);
   size_t n = 256 * 1024;
   int sent = 0;
@@ -592,7 +594,7 @@ static int t_hwm(int argc, char **argv) {
   zc_zmq_config_t capped = {.chan.ring_entries = 2, .chan.block_timeout_ms = 200, .chan.max_bytes = 2u << 20};
   z = bind_producer(&capped);
   cons_args_t a2 = {zc_zmq_endpoint(z), 0, -1, 0, 0};
-  p = spawn_closefds(consumer_main, &a2, -1, -1);
+  p = ZSPAWN(consumer_main, &a2, ep, -1, -1);
   wait_peer(z);
   int loans = 0;
   for (;; loans++) {
@@ -743,6 +745,7 @@ int main(int argc, char **argv) {
       {"restart_producer", t_restart_producer}, {"restart_consumer", t_restart_consumer}, {"garbage", t_garbage},
       {"heartbeat", t_heartbeat}, {"epoll", t_epoll}, {"hwm", t_hwm}, {"api", t_api}, {"linger", t_linger},
       {"inproc", t_inproc}, {NULL, NULL}};
+  zspawn_main(argc, argv); /* a child started by ZSPAWN runs its function here and exits */
   signal(SIGPIPE, SIG_IGN);
   alarm(170); /* a hang fails the test before ctest's timeout (180 s) */
   return zc_run_case(argc, argv, cases);

@@ -11,6 +11,7 @@
  *     reads); a larger frame's first 8 KiB are copied out of the read buffer and the rest is read straight
  *     into the message's own buffer: at most 8 KiB copied per message. */
 #include "zc_test.h"
+#include "zmq_spawn.h"
 #include "zcmem_zmq.h"
 
 #include <stdatomic.h>
@@ -74,14 +75,15 @@ static int producer(void *arg) {
   return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  zspawn_main(argc, argv); /* the producer child (ZSPAWN) runs here */
   alarm(100);
   zc_zmq_t *z = zc_zmq_bind("tcp://127.0.0.1:*", ZC_CHAN_CONSUMER, NULL);
   REQUIREF(z != NULL, "bind: %s", strerror(errno));
   int pfd[2], gfd[2];
   REQUIREF(pipe(pfd) == 0 && pipe(gfd) == 0, "pipe");
   args_t a = {zc_zmq_endpoint(z), pfd[1], gfd[0]};
-  pid_t p = spawn_closefds(producer, &a, pfd[1], gfd[0]);
+  pid_t p = ZSPAWN(producer, &a, ep, pfd[1], gfd[0]);
   uint64_t rx[NSIZES];
   for (size_t k = 0; k < NSIZES; k++) {
     atomic_store(&copied, 0);

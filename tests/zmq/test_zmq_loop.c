@@ -23,6 +23,7 @@
  *             that armed), for the high-water mark and the memory cap.
  * Every wait has a deadline (45 s for each wake-up: a lost wake-up fails instead of hanging). */
 #include "zc_test.h"
+#include "zmq_spawn.h"
 #include "zcmem.h"
 #include "zcmem_zmq.h"
 
@@ -134,7 +135,7 @@ static int t_svc(int argc, char **argv) {
   char ep[256];
   snprintf(ep, sizeof ep, "%s", zc_eps_endpoint(s));
   client_args_t ca = {ep, rounds};
-  pid_t pid = spawn_closefds(client_main, &ca, -1, -1);
+  pid_t pid = ZSPAWN(client_main, &ca, ep, -1, -1);
   int efd = loop_fd(zc_eps_fd(s));
 
   zc_svc_msg_t held;
@@ -276,7 +277,7 @@ static int t_svc_conn(int argc, char **argv) {
   (void)argc, (void)argv;
   int pfd[2];
   REQUIRE(pipe(pfd) == 0);
-  pid_t pid = spawn_closefds(server_main, &pfd[1], pfd[1], -1);
+  pid_t pid = ZSPAWN_POD(server_main, &pfd[1], pfd[1], -1);
   close(pfd[1]);
   char ep[256];
   pipe_recv_str(pfd[0], ep, sizeof ep);
@@ -379,10 +380,10 @@ static int t_pub(int argc, char **argv) {
   int joined = 0;
   REQUIRE(zc_ep_pub_accept(p, 0) < 0 && errno == EAGAIN);
   pid_t pids[3];
-  pids[0] = spawn_closefds(sub_main, ep, -1, -1);
+  pids[0] = ZSPAWN_STR(sub_main, ep, -1, -1);
   await_joins(p, efd, &joined, 1);
-  pids[1] = spawn_closefds(sub_main, ep, -1, -1); /* two at once: their subscriptions may share an edge */
-  pids[2] = spawn_closefds(sub_main, ep, -1, -1);
+  pids[1] = ZSPAWN_STR(sub_main, ep, -1, -1); /* two at once: their subscriptions may share an edge */
+  pids[2] = ZSPAWN_STR(sub_main, ep, -1, -1);
   await_joins(p, efd, &joined, 3);
   CHECK_EQ(joined, 3);
   /* a subscriber killed: the loop wakes on the connection's end */
@@ -435,7 +436,7 @@ static int sink_main(void *arg) {
       else REQUIREF(errno == EINTR, "sink: read: %s", strerror(errno));
     }
     zc_svc_msg_t m;
-    /* no deadline: the producer's pace is not under test (spawn's alarm and the parent's death bound it) */
+    /* no deadline: the producer's pace is not under test (the child's alarm and the parent's death bound it) */
     REQUIREF(zc_eps_receive(s, &m, -1) == 0, "sink: receive: %s", strerror(errno));
     got++;
     int bye = m.kind == ZC_SVC_ONEWAY && m.type == T_BYE;
@@ -474,7 +475,7 @@ static void space_run(const char *what, zc_eps_config_t cfg, int sink_hwm, size_
   REQUIRE(pipe(pfd) == 0 && pipe(go) == 0);
   REQUIRE(fcntl(go[1], F_SETFL, O_NONBLOCK) == 0); /* a full pipe: the sink has credit enough */
   sink_args_t sa = {pfd[1], go[0], sink_hwm, total / 4};
-  pid_t pid = spawn_closefds(sink_main, &sa, pfd[1], go[0]);
+  pid_t pid = ZSPAWN_POD(sink_main, &sa, pfd[1], go[0]);
   close(pfd[1]);
   close(go[0]);
   char ep[256];
@@ -570,7 +571,7 @@ static int t_svc_block(int argc, char **argv) {
   int pfd[2], go[2];
   REQUIRE(pipe(pfd) == 0 && pipe(go) == 0);
   sink_args_t sa = {pfd[1], go[0], 2, 0};
-  pid_t pid = spawn_closefds(sink_main, &sa, pfd[1], go[0]);
+  pid_t pid = ZSPAWN_POD(sink_main, &sa, pfd[1], go[0]);
   close(pfd[1]);
   close(go[0]);
   char ep[256];
@@ -627,5 +628,6 @@ int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"svc", t_svc}, {"svc_conn", t_svc_conn}, {"pub", t_pub}, {"space", t_space}, {"space_other", t_space_other},
                                     {"svc_block", t_svc_block},
                                     {NULL, NULL}};
+  zspawn_main(argc, argv); /* a child started by ZSPAWN runs its function here and exits */
   return zc_run_case(argc, argv, cases);
 }

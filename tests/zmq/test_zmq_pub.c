@@ -1,8 +1,10 @@
 /* Fan-out over ZeroMQ (zc_ep_pub_*, zc_ep_subscribe; XPUB/SUB) across real processes over tcp://127.0.0.1,
  * ports picked by the kernel. Every wait has a deadline: a hang fails the test. Usage: test_zmq_pub <name>.
- * Children close the descriptors they inherit (spawn_closefds): the parent's ZeroMQ sockets must not live
- * on in them. Message i of a stream with base b: type i, size msg_size(b + i), bytes fill_pattern(b + i). */
+ * Children are this program started again by fork + exec (ZSPAWN, zmq_spawn.h) and close the descriptors
+ * they inherit: the parent's ZeroMQ sockets must not live on in them. Message i of a stream with base b:
+ * type i, size msg_size(b + i), bytes fill_pattern(b + i). */
 #include "zc_test.h"
+#include "zmq_spawn.h"
 #include "zcmem.h"
 #include "zcmem_zmq.h"
 
@@ -44,10 +46,10 @@ typedef struct sub_args_s {
   int die_ms;
   int ring;           /* ring_entries (high-water mark), 0: default */
   int done_fd;        /* > 0: write a byte there once every message came (the publisher waits for it) */
-  struct gate_s *gate; /* with die_after: shared with the publisher */
+  int gate_fd;         /* with die_after: a memfd holding the gate_t shared with the publisher, else -1 */
 } sub_args_t;
 
-/* A subscriber that stops reading, and the publisher, agree through shared memory (mapped before fork):
+/* A subscriber that stops reading, and the publisher, agree through shared memory (a memfd both map):
  * the subscriber says it stopped; the publisher says go once a send of its has waited for room since then
  * (the stopped subscriber held it); only then does the subscriber die. */
 typedef struct gate_s {
@@ -88,6 +90,11 @@ static int sub_recv(zc_ep_t *s, int epfd, zc_chan_msg_t *m, unsigned long *wakeu
 static int subscriber_main(void *arg) {
   const sub_args_t *a = arg;
   zc_zmq_config_t cfg = {.chan.setup_timeout_ms = PEER_MS, .chan.ring_entries = (uint32_t)a->ring};
+  gate_t *gate = NULL;
+  if (a->gate_fd >= 0) {
+    gate = mmap(NULL, sizeof *gate, PROT_READ | PROT_WRITE, MAP_SHARED, a->gate_fd, 0);
+    REQUIREF(gate != MAP_FAILED, "mmap of the gate: %s", strerror(errno));
+  }
   zc_ep_t *s = zc_ep_subscribe(a->ep, &cfg);
   REQUIREF(s != NULL, "subscribe %s: %s", a->ep, strerror(errno));
   int epfd = -1;
@@ -103,8 +110,8 @@ static int subscriber_main(void *arg) {
     if (a->die_after >= 0 && k == a->die_after) {
       /* holding nheld views, reading nothing: the publisher fills up and waits (not a sleep of ours: the
        * publisher says when it has waited, whatever the pace of the processes) */
-      __atomic_store_n(&a->gate->stopped, 1, __ATOMIC_RELEASE);
-      REQUIREF(WAIT_UNTIL(__atomic_load_n(&a->gate->go, __ATOMIC_ACQUIRE), a->die_ms),
+      __atomic_store_n(&gate->stopped, 1, __ATOMIC_RELEASE);
+      REQUIREF(WAIT_UNTIL(__atomic_load_n(&gate->go, __ATOMIC_ACQUIRE), a->die_ms),
                "stopped reading after %ld messages; the publisher never said it waited for room", k);
       raise(SIGKILL);
     }
@@ -187,11 +194,11 @@ static int t_stream(int argc, char **argv) {
   zc_ep_pub_t *p = pub_open(&cfg);
   int done[2];
   REQUIREF(pipe(done) == 0, "pipe");
-  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 10, 0, n, 0, 0, -1, 0, 0, done[1], NULL},
-                     {zc_ep_pub_endpoint(p), 10, 0, n, 1, 0, -1, 0, 0, done[1], NULL},
-                     {zc_ep_pub_endpoint(p), 10, 0, n, 0, 16, -1, 0, 0, done[1], NULL}};
+  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 10, 0, n, 0, 0, -1, 0, 0, done[1], -1},
+                     {zc_ep_pub_endpoint(p), 10, 0, n, 1, 0, -1, 0, 0, done[1], -1},
+                     {zc_ep_pub_endpoint(p), 10, 0, n, 0, 16, -1, 0, 0, done[1], -1}};
   pid_t pid[3];
-  for (int k = 0; k < 3; k++) pid[k] = spawn_closefds(subscriber_main, &a[k], done[1], -1);
+  for (int k = 0; k < 3; k++) pid[k] = ZSPAWN(subscriber_main, &a[k], ep, done[1], -1);
   close(done[1]);
   pub_accept(p, 3);
   zc_stats_t before;
@@ -229,13 +236,15 @@ static int t_kill(int argc, char **argv) {
   long n = quick_mode(argc, argv) ? 600 : 1500;
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = 200, .chan.ring_entries = 8};
   zc_ep_pub_t *p = pub_open(&cfg);
-  gate_t *gate = mmap(NULL, sizeof *gate, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  int gate_fd = memfd_create("zc-test-gate", 0); /* not close-on-exec: the victim maps it */
+  REQUIREF(gate_fd >= 0 && ftruncate(gate_fd, sizeof(gate_t)) == 0, "memfd: %s", strerror(errno));
+  gate_t *gate = mmap(NULL, sizeof *gate, PROT_READ | PROT_WRITE, MAP_SHARED, gate_fd, 0);
   REQUIREF(gate != MAP_FAILED, "mmap");
-  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 20, 0, n, 0, 0, -1, 0, 0, 0, NULL},
-                     {zc_ep_pub_endpoint(p), 20, 0, n, 1, 0, -1, 0, 0, 0, NULL},
-                     {zc_ep_pub_endpoint(p), 20, 0, n, 0, 10, 100, PEER_MS, 8, 0, gate}};
+  sub_args_t a[3] = {{zc_ep_pub_endpoint(p), 20, 0, n, 0, 0, -1, 0, 0, 0, -1},
+                     {zc_ep_pub_endpoint(p), 20, 0, n, 1, 0, -1, 0, 0, 0, -1},
+                     {zc_ep_pub_endpoint(p), 20, 0, n, 0, 10, 100, PEER_MS, 8, 0, gate_fd}};
   pid_t pid[3];
-  for (int k = 0; k < 3; k++) pid[k] = spawn_closefds(subscriber_main, &a[k], -1, -1);
+  for (int k = 0; k < 3; k++) pid[k] = ZSPAWN(subscriber_main, &a[k], ep, -1, a[k].gate_fd);
   pub_accept(p, 3);
   long timeouts = 0, held = 0; /* sends that timed out; of them, after the victim stopped */
   for (long i = 0; i < n; i++) {
@@ -312,7 +321,7 @@ static int t_restart(int argc, char **argv) {
   int pfd[2];
   REQUIREF(pipe(pfd) == 0, "pipe");
   pubc_args_t a = {ANY_PORT, pfd[1], 30, 300, 1, 0};
-  pid_t pa = spawn_closefds(publisher_main, &a, pfd[1], -1);
+  pid_t pa = ZSPAWN(publisher_main, &a, ep, pfd[1], -1);
   char ep[256];
   pipe_recv_str(pfd[0], ep, sizeof ep);
   zc_zmq_config_t cfg = {.chan.setup_timeout_ms = PEER_MS};
@@ -335,7 +344,7 @@ static int t_restart(int argc, char **argv) {
   /* B numbers from 0 again and first publishes 1000 messages, most before we are reconnected: its first
    * message we see is numbered above A's last, and must start a new run, not count as a gap */
   pubc_args_t b = {ep, -1, 40, 300, 0, 1000};
-  pid_t pb = spawn_closefds(publisher_main, &b, -1, -1);
+  pid_t pb = ZSPAWN(publisher_main, &b, ep, -1, -1);
   deadline = now_ns();
   for (uint64_t i = 0; i < 300;) {
     if (zc_ep_receive(s, &m, 1000) != 0) { /* EPIPE while no publisher is connected */
@@ -361,12 +370,12 @@ static int t_restart(int argc, char **argv) {
 static int t_late(int argc, char **argv) {
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = PEER_MS};
   zc_ep_pub_t *p = pub_open(&cfg);
-  sub_args_t a = {zc_ep_pub_endpoint(p), 50, 0, 200, 0, 0, -1, 0, 0, 0, NULL};
-  sub_args_t b = {zc_ep_pub_endpoint(p), 50, 100, 100, 0, 0, -1, 0, 0, 0, NULL};
-  pid_t pa = spawn_closefds(subscriber_main, &a, -1, -1);
+  sub_args_t a = {zc_ep_pub_endpoint(p), 50, 0, 200, 0, 0, -1, 0, 0, 0, -1};
+  sub_args_t b = {zc_ep_pub_endpoint(p), 50, 100, 100, 0, 0, -1, 0, 0, 0, -1};
+  pid_t pa = ZSPAWN(subscriber_main, &a, ep, -1, -1);
   pub_accept(p, 1);
   for (uint64_t i = 0; i < 100; i++) REQUIREF(pub_one(p, 50, i) == 1, "send %lu", (unsigned long)i);
-  pid_t pb = spawn_closefds(subscriber_main, &b, -1, -1);
+  pid_t pb = ZSPAWN(subscriber_main, &b, ep, -1, -1);
   pub_accept(p, 1);
   REQUIREF(WAIT_UNTIL(zc_ep_pub_subscribers(p) == 2, PEER_MS), "subscribers");
   for (uint64_t i = 100; i < 200; i++) REQUIREF(pub_one(p, 50, i) == 2, "send %lu", (unsigned long)i);
@@ -476,16 +485,16 @@ static int t_garbage(int argc, char **argv) {
   zc_zmq_config_t cfg = {.chan.block_timeout_ms = PEER_MS};
   zc_ep_pub_t *p = pub_open(&cfg);
   const char *ep = zc_ep_pub_endpoint(p);
-  sub_args_t a = {ep, 60, 0, 50, 0, 0, -1, 0, 0, 0, NULL};
-  pid_t pa = spawn_closefds(subscriber_main, &a, -1, -1);
+  sub_args_t a = {ep, 60, 0, 50, 0, 0, -1, 0, 0, 0, -1};
+  pid_t pa = ZSPAWN(subscriber_main, &a, ep, -1, -1);
   pub_accept(p, 1);
-  pid_t j2 = spawn_closefds(junk_tcp_main, (void *)ep, -1, -1);
+  pid_t j2 = ZSPAWN_STR(junk_tcp_main, ep, -1, -1);
   CHECKF(reap(j2) == 0, "junk TCP peer");
   zc_pub_stats_t st;
   CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.left >= 1), PEER_MS), "the non-ZMTP peer's connection: left %lu",
          (unsigned long)st.left);
   uint64_t left0 = st.left;
-  pid_t j1 = spawn_closefds(junk_xsub_main, (void *)ep, -1, -1);
+  pid_t j1 = ZSPAWN_STR(junk_xsub_main, ep, -1, -1);
   CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.chan.rejected >= 5 && st.left > left0), PEER_MS),
          "rejected %lu, left %lu: the junk XSUB's oversized frame did not get its connection dropped",
          (unsigned long)st.chan.rejected, (unsigned long)st.left);
@@ -500,7 +509,7 @@ static int t_garbage(int argc, char **argv) {
   int pfd[2], done[2];
   REQUIREF(pipe(pfd) == 0 && pipe(done) == 0, "pipe");
   int fds[2] = {pfd[1], done[0]};
-  pid_t hp = spawn_closefds(junk_pub_main, fds, pfd[1], done[0]);
+  pid_t hp = ZSPAWN_POD(junk_pub_main, &fds, pfd[1], done[0]);
   close(pfd[1]);
   close(done[0]);
   char hep[256];
@@ -547,7 +556,7 @@ static void one_policy(int policy) {
   big_msgs = 1;
   zc_zmq_config_t cfg = {.chan.policy = policy, .chan.block_timeout_ms = 200, .chan.ring_entries = 4};
   zc_ep_pub_t *p = pub_open(&cfg);
-  pid_t st = spawn_closefds(stalled_main, (void *)zc_ep_pub_endpoint(p), -1, -1);
+  pid_t st = ZSPAWN_STR(stalled_main, zc_ep_pub_endpoint(p), -1, -1);
   pub_accept(p, 1);
   long i = 0;
   int rc = 0;
@@ -644,8 +653,8 @@ static int t_evict(int argc, char **argv) {
   REQUIREF(pipe(go) == 0 && pipe(done) == 0, "pipe");
   evict_args_t slow = {zc_ep_pub_endpoint(p), go[0], done[1], n, 1};
   evict_args_t fast = {zc_ep_pub_endpoint(p), -1, -1, n, 0};
-  pid_t ps = spawn_closefds(evict_sub_main, &slow, go[0], done[1]);
-  pid_t pf = spawn_closefds(evict_sub_main, &fast, -1, -1);
+  pid_t ps = ZSPAWN(evict_sub_main, &slow, ep, go[0], done[1]);
+  pid_t pf = ZSPAWN(evict_sub_main, &fast, ep, -1, -1);
   pub_accept(p, 2);
   for (long i = 0; i < n; i++) REQUIREF(pub_one(p, 80, (uint64_t)i) >= 1, "send %ld", i);
   zc_pub_stats_t st;
@@ -709,5 +718,7 @@ int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"stream", t_stream}, {"kill", t_kill},       {"restart", t_restart},
                                     {"late", t_late},     {"garbage", t_garbage}, {"policy", t_policy},
                                     {"evict", t_evict},   {"api", t_api},         {NULL, NULL}};
+  zspawn_inherit(&big_msgs, sizeof big_msgs); /* msg_size() in the children: as the parent set it */
+  zspawn_main(argc, argv); /* a child started by ZSPAWN runs its function here and exits */
   return zc_run_case(argc, argv, cases);
 }

@@ -3,6 +3,7 @@
  * server that restarts, timeouts and bad arguments (garbage: test_zmq_svc_garbage.c). Usage: test_zmq_svc <name>.
  * Ports are picked by the kernel (bind to port *, the child tells the parent). Every wait has a deadline. */
 #include "zc_test.h"
+#include "zmq_spawn.h"
 #include "zcmem.h"
 #include "zcmem_zmq.h"
 
@@ -149,7 +150,7 @@ static pid_t start_server(server_args_t *a, char *ep, size_t cap) {
   int pfd[2];
   REQUIRE(pipe(pfd) == 0);
   a->fd = pfd[1];
-  pid_t pid = spawn_closefds(server_main, a, pfd[1], -1);
+  pid_t pid = ZSPAWN(server_main, a, bind, pfd[1], -1);
   close(pfd[1]);
   pipe_recv_str(pfd[0], ep, cap);
   close(pfd[0]);
@@ -339,7 +340,7 @@ static int t_workq(int argc, char **argv) {
   pid_t pids[WQ_WORKERS];
   for (int i = 0; i < WQ_WORKERS; i++) {
     wa[i] = (worker_args_t){.ep = ep, .victim = i == 0};
-    pids[i] = spawn_closefds(worker_main, &wa[i], -1, -1);
+    pids[i] = ZSPAWN(worker_main, &wa[i], ep, -1, -1);
   }
   wait_peers(d, WQ_WORKERS); /* each worker's HELLO makes it known before it sent anything */
   /* every job is sent, re-sent after a FAILED notice, until each has exactly one reply */
@@ -614,7 +615,7 @@ static int t_bye(int argc, char **argv) {
   int go[2];
   REQUIRE(pipe(go) == 0);
   bye_args_t a = {.ep = ep, .go = go[0]};
-  pid_t pid = spawn_closefds(bye_client, &a, go[0], -1);
+  pid_t pid = ZSPAWN(bye_client, &a, ep, go[0], -1);
   close(go[0]);
   wait_peers(d, 1); /* its HELLO: a known peer, as the example's client is after its calls */
   REQUIRE(write(go[1], "g", 1) == 1);
@@ -652,7 +653,7 @@ static int t_heartbeat(int argc, char **argv) {
   char ep[256];
   snprintf(ep, sizeof ep, "%s", zc_eps_endpoint(d));
   worker_args_t wa = {.ep = ep, .stop = 1};
-  pid_t pid = spawn_closefds(worker_main, &wa, -1, -1);
+  pid_t pid = ZSPAWN(worker_main, &wa, ep, -1, -1);
   wait_peers(d, 1);
   size_t n;
   void *p = loan_msg(d, 0x77 << 8, &n);
@@ -682,5 +683,6 @@ int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"rr", t_rr}, {"workq", t_workq}, {"restart", t_restart},
                                     {"api", t_api}, {"heartbeat", t_heartbeat}, {"bye", t_bye},
                                     {NULL, NULL}};
+  zspawn_main(argc, argv); /* a child started by ZSPAWN runs its function here and exits */
   return zc_run_case(argc, argv, cases);
 }

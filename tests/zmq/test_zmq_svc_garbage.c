@@ -3,6 +3,7 @@
  * zc_eps connector. Every bad frame is dropped and counted; the good messages around them get through.
  * Usage: test_zmq_svc_garbage garbage. */
 #include "zc_test.h"
+#include "zmq_spawn.h"
 #include "zcmem.h"
 #include "zcmem_zmq.h"
 
@@ -185,7 +186,7 @@ static int t_garbage(int argc, char **argv) {
   REQUIREF(e != NULL, "listen: %s", strerror(errno));
   char ep[256];
   snprintf(ep, sizeof ep, "%s", zc_eps_endpoint(e));
-  pid_t pid = spawn_closefds(garbage_dealer_main, ep, -1, -1);
+  pid_t pid = ZSPAWN_STR(garbage_dealer_main, ep, -1, -1);
   zc_svc_msg_t m;
   REQUIREF(zc_eps_receive(e, &m, PEER_MS) == 0, "receive: %s (%s)", strerror(errno), zc_eps_error(e));
   CHECKF(m.kind == ZC_SVC_REQUEST && m.type == 3 && m.len == 8 && memcmp(m.data, "question", 8) == 0,
@@ -207,7 +208,7 @@ static int t_garbage(int argc, char **argv) {
   int pfd[2], done[2];
   REQUIRE(pipe(pfd) == 0 && pipe(done) == 0);
   int fds[2] = {pfd[1], done[0]};
-  pid = spawn_closefds(garbage_router_main, fds, pfd[1], done[0]);
+  pid = ZSPAWN_POD(garbage_router_main, &fds, pfd[1], done[0]);
   close(pfd[1]);
   close(done[0]);
   pipe_recv_str(pfd[0], ep, sizeof ep);
@@ -239,5 +240,6 @@ static int t_garbage(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"garbage", t_garbage}, {NULL, NULL}};
+  zspawn_main(argc, argv); /* a child started by ZSPAWN runs its function here and exits */
   return zc_run_case(argc, argv, cases);
 }
