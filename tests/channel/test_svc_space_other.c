@@ -127,7 +127,10 @@ static int peer_main(void *arg) {
 
 /* ---- the other thread R: receives when told ---- */
 static zc_svc_t *svc;
-static int r_cmd, r_done, r_bad; /* R: receives for command r_cmd, then r_done = r_cmd; r_bad: not EAGAIN */
+static int r_cmd, r_done, r_bad; /* R: receives for command r_cmd, then r_done = r_cmd; r_bad: a surprise */
+enum { R_TWICE = 0, R_TWICE_DEAD = 1, R_JOIN = 2 };
+static int r_job; /* R_TWICE: two receives, each EAGAIN (nothing comes to this side); R_TWICE_DEAD: EAGAIN or
+                     EPIPE (the peer was killed); R_JOIN: until a connection is open and its hello was taken */
 
 static void *r_main(void *arg) {
   (void)arg;
@@ -135,12 +138,36 @@ static void *r_main(void *arg) {
     int c;
     while ((c = ld(&r_cmd)) == done) usleep(200); /* the next command (the parent always gives one) */
     if (c < 0) return NULL;
-    for (int k = 0; k < 2; k++) {
-      zc_svc_msg_t m;
-      if (zc_svc_receive(svc, &m, 0) == 0 || errno != EAGAIN) st(&r_bad, 1); /* nothing comes to this side */
+    zc_svc_msg_t m;
+    if (ld(&r_job) == R_JOIN) { /* accepts the joiner (inside receive), takes its hello, then EAGAIN */
+      int hello = 0;
+      for (uint64_t end = now_ms() + PEER_MS; now_ms() < end;) {
+        if (zc_svc_receive(svc, &m, 0) == 0) {
+          if (m.kind != ZC_SVC_ONEWAY || m.type != T_HELLO) st(&r_bad, 1);
+          hello = 1;
+          zc_svc_release(svc, &m);
+          continue;
+        }
+        if (errno != EAGAIN) st(&r_bad, 1);
+        if (hello && zc_svc_peers(svc) == 1) break;
+        usleep(200);
+      }
+      if (!hello) st(&r_bad, 1);
+    } else {
+      for (int k = 0; k < 2; k++)
+        if (zc_svc_receive(svc, &m, 0) == 0 || (errno != EAGAIN && !(ld(&r_job) == R_TWICE_DEAD && errno == EPIPE)))
+          st(&r_bad, 1);
     }
     st(&r_done, done = c);
   }
+}
+
+/* R does its job now; L waits until it is done. */
+static void r_run(int job, int cmd) {
+  st(&r_job, job);
+  st(&r_cmd, cmd);
+  REQUIREF(wait_ge(&r_done, cmd, PEER_MS * 2), "command %d: the receiving thread never finished", cmd);
+  CHECKF(!ld(&r_bad), "command %d: the other thread's zc_svc_receive(.., 0) said something else than expected", cmd);
 }
 
 /* Send the loan *p (message seq); on EAGAIN the loan stays at *p. 0 sent, 1 EAGAIN, -1 other error. */
@@ -158,7 +185,9 @@ static int send_one(zc_svc_t *s, char **p, uint32_t seq) {
   return errno == EAGAIN ? 1 : -1;
 }
 
-static int t_other(int listen_here) {
+/* death: after 4 rounds the peer is SIGKILLed while L is armed; R's receive marks the connection dead
+ * (its fds leave the set): L must still be woken, and its retry fails with EPIPE. */
+static int t_other(int listen_here, int death) {
   sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   REQUIRE(sh != MAP_FAILED);
   snprintf(sh->name, sizeof sh->name, "svcso.%d.%d", (int)getpid(), listen_here);
@@ -184,7 +213,8 @@ static int t_other(int listen_here) {
   int fd = zc_svc_fd(s), retries = 0, others = 0;
   uint32_t seq = 0;
   char *p = NULL;
-  for (int round = 0; round < ROUNDS && !ld(&sh->failed); round++) {
+  int rounds = death ? 5 : ROUNDS;
+  for (int round = 0; round < rounds && !ld(&sh->failed); round++) {
     int v;
     for (;;) { /* fill the connection (the peer takes nothing now), then arm; 1: room came back meanwhile */
       while ((v = send_one(s, &p, seq)) == 0) REQUIREF(++seq < 100000, "the connection never fills");
@@ -194,15 +224,33 @@ static int t_other(int listen_here) {
     }
     REQUIREF(v == 0, "round %d: arm_space: %s", round, strerror(errno));
     CHECKF(!readable(fd, 0), "round %d: zc_svc_fd readable right after arm_space said 0 (nothing moved)", round);
+    if (death && round == rounds - 1) { /* the peer dies instead of taking */
+      REQUIRE(kill(peer, SIGKILL) == 0);
+      int rc = reap(peer);
+      CHECKF(rc == 128 + SIGKILL, "the peer exited with %d", rc);
+      REQUIREF(readable(fd, WAKE_MS), "zc_svc_fd not readable %d s after the peer's death", WAKE_MS / 1000);
+      r_run(R_TWICE_DEAD, round + 1);
+      REQUIREF(readable(fd, WAKE_MS), "lost wake-up: zc_svc_fd quiet for %d s after another thread's zc_svc_receive "
+               "saw the connection die while this thread was armed", WAKE_MS / 1000);
+      CHECKF(zc_svc_send(s, p, MSG_LEN, T_DATA) == -1 && errno == EPIPE, "the retry after the death: %s",
+             strerror(errno));
+      CHECK(zc_svc_cancel(s, p) == 0);
+      CHECKF(!readable(fd, 0), "zc_svc_fd still readable after the arming thread's retry took its wake-up");
+      if (listen_here) CHECK(zc_svc_arm_space(s) == 0); /* no connection: a join wakes the fd */
+      else CHECKF(zc_svc_arm_space(s) == -1 && errno == EPIPE, "arm_space after the death: %s", strerror(errno));
+      st(&r_cmd, -1);
+      pthread_join(r, NULL);
+      printf("%s: %d rounds, then the peer's death woke the armed thread\n", listen_here ? "listener" : "connector", rounds);
+      zc_svc_close(s);
+      return check_exit(listen_here ? "svc_space_other_death_listener" : "svc_space_other_death");
+    }
     /* the peer takes one message: its channel writes L's wake-up */
     int took = ld(&sh->taken);
     st(&sh->take_to, took + 1);
     REQUIREF(readable(fd, WAKE_MS), "round %d: zc_svc_fd not readable %d s after the peer was told to take "
              "message %d (peer took %d)", round, WAKE_MS / 1000, took + 1, ld(&sh->taken));
     if (round % 2 == 0) { /* another thread receives before L, woken, gets back to the fd */
-      st(&r_cmd, round + 1);
-      REQUIREF(wait_ge(&r_done, round + 1, PEER_MS), "round %d: the receiving thread never finished", round);
-      CHECKF(!ld(&r_bad), "round %d: the other thread's zc_svc_receive(.., 0) did not say EAGAIN", round);
+      r_run(R_TWICE, round + 1);
       REQUIREF(readable(fd, WAKE_MS), "round %d: lost space wake-up: zc_svc_fd quiet for %d s after another "
                "thread's zc_svc_receive, with room there (the peer took message %d)", round, WAKE_MS / 1000, took + 1);
       others++;
@@ -246,18 +294,69 @@ static int t_other(int listen_here) {
   return check_exit(listen_here ? "svc_space_other_listener" : "svc_space_other");
 }
 
+/* join: a listener with no connection arms (0: a join wakes the fd); a peer connects; another thread's
+ * receive accepts it (and takes its hello) before L gets back to the fd: L must still be woken, and its
+ * loan then succeeds on the new connection. */
+static int t_join(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(sh != MAP_FAILED);
+  snprintf(sh->name, sizeof sh->name, "svcso.%d.join", (int)getpid());
+  zc_svc_config_t cfg = config();
+  zc_svc_t *s = zc_svc_listen(sh->name, &cfg);
+  REQUIREF(s != NULL, "listen: %s", strerror(errno));
+  svc = s;
+  pthread_t r;
+  REQUIRE(pthread_create(&r, NULL, r_main, NULL) == 0);
+  int fd = zc_svc_fd(s);
+  char *p = zc_svc_loan(s, MSG_LEN);
+  CHECKF(p == NULL && errno == EAGAIN, "a loan with no connection: %s", p ? "granted" : strerror(errno));
+  CHECK(zc_svc_arm_space(s) == 0); /* armed: a join wakes the fd */
+  CHECK(!readable(fd, 0));
+  pid_t peer = spawn_closefds(peer_main, NULL, -1, -1); /* connects and says hello */
+  REQUIREF(readable(fd, WAKE_MS), "zc_svc_fd not readable %d s after the peer was started", WAKE_MS / 1000);
+  r_run(R_JOIN, 1); /* the join is accepted by the other thread */
+  REQUIREF(readable(fd, WAKE_MS), "lost wake-up: zc_svc_fd quiet for %d s after another thread's zc_svc_receive "
+           "accepted a connection while this thread was armed", WAKE_MS / 1000);
+  uint32_t seq = 0;
+  REQUIREF(send_one(s, &p, seq) == 0, "the retry after the join: %s", strerror(errno));
+  CHECKF(!readable(fd, 0), "zc_svc_fd still readable after the arming thread's retry took its wake-up");
+  st(&r_cmd, -1);
+  pthread_join(r, NULL);
+  st(&sh->take_to, INT32_MAX);
+  char *e = zc_svc_loan(s, 4);
+  REQUIREF(e != NULL && zc_svc_send(s, e, 4, T_END) == 0, "end marker: %s", strerror(errno));
+  int rc = reap(peer);
+  CHECKF(rc == 0, "the peer exited with %d", rc);
+  CHECK(ld(&sh->taken) == 1);
+  zc_svc_close(s);
+  CHECK_DONE("svc_space_other_join");
+}
+
 static int t_connector(int argc, char **argv) {
   (void)argc;
   (void)argv;
-  return t_other(0);
+  return t_other(0, 0);
 }
 static int t_listener(int argc, char **argv) {
   (void)argc;
   (void)argv;
-  return t_other(1);
+  return t_other(1, 0);
+}
+static int t_death(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  return t_other(0, 1);
+}
+static int t_death_listener(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  return t_other(1, 1);
 }
 
 int main(int argc, char **argv) {
-  static const zc_case_t cases[] = {{"other", t_connector}, {"other_listener", t_listener}, {NULL, NULL}};
+  static const zc_case_t cases[] = {{"other", t_connector}, {"other_listener", t_listener}, {"other_death", t_death},
+                                    {"other_death_listener", t_death_listener}, {"other_join", t_join}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
