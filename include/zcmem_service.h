@@ -89,7 +89,11 @@ ZC_CHAN_API int zc_svc_fd(zc_svc_t *s);
  * on a listener with no connection: a join wakes zc_svc_fd), -1 EPIPE on a connected endpoint whose
  * connection is gone. A wake-up means "retry", not "it fits": on EAGAIN again, arm again. After zc_svc_fd
  * is readable call zc_svc_receive(s, &m, 0) until EAGAIN (as for messages): it reads the wake-up records,
- * else the fd stays readable. */
+ * else the fd stays readable.
+ * The wake-up is the arming thread's: another thread may receive meanwhile (a loop thread that arms and
+ * sleeps on zc_svc_fd while a receiving thread runs); a wake-up that thread's receive reads is passed on,
+ * and the fd stays readable until the arming thread's next receive, loan, send, request, reply, resize or
+ * arm_space (its retry reads it back). One thread waits for room at a time: the last that armed. */
 ZC_CHAN_API int zc_svc_arm_space(zc_svc_t *s);
 /* Who sent m (for a FAILED notice: the process whose connection its request had gone to): the pid,
  * uid and gid the kernel recorded when that connection was made (SO_PEERCRED; a peer cannot forge them).

@@ -124,6 +124,7 @@ static void sleep_once(zc_chan_t *ch, uint64_t deadline) {
   chan_ctl_t *ctl = ch->ctl;
   flush_pend(ch);
   uint32_t w = CHAN_LOAD(&ctl->data_word);
+  chan_test_point(CHAN_TP_SLEEP); /* a send from here on sees c_wait 0 and wakes nobody: the look below finds it */
   __atomic_fetch_or(&ctl->c_wait, CHAN_SLEEPING, __ATOMIC_SEQ_CST);
   chan_fence(); /* flag store before the ring and ret_tail loads: pairs with wake_consumer */
   if (pend_full(ch)) flush_pend(ch); /* a drain just before the flag was set did not wake us */

@@ -273,6 +273,9 @@ enum {
   CHAN_TP_ARM = 1,        /* consumer, zc_chan_arm(_quiet): ring seen empty, CHAN_ARMED not set yet */
   CHAN_TP_ARM_SPACE = 2,  /* producer, zc_chan_arm_space: tail and returns seen, CHAN_SPACE_ARMED not set yet */
   CHAN_TP_WAIT_FULL = 3,  /* producer, chan_wait_full: no progress seen while spinning, p_wait not raised yet */
+  CHAN_TP_FULL_CHECK = 4, /* producer, chan_wait_full (blocking): the loan's or send's room check failed, the wait
+                             has not looked at the consumer's progress yet */
+  CHAN_TP_SLEEP = 5,      /* consumer, sleep_once: ring seen empty, CHAN_SLEEPING not set yet */
 };
 #if defined(ZC_DEBUG) && ZC_DEBUG
 extern void (*chan_test_hook_fn)(int point);

@@ -323,6 +323,7 @@ int chan_wait_full(zc_chan_t *ch, uint64_t *deadline, bool for_memory) {
     return -1;
   }
   chan_ctl_t *ctl = ch->ctl;
+  chan_test_point(CHAN_TP_FULL_CHECK); /* a move from here on must count as progress: `seen` is the check's */
   /* A consumer whose overflow list is long stops taking messages until we take its releases back: take
    * them now so it can go on (and free memory for us). */
   uint64_t taken = ch->p_ret_tail;

@@ -81,9 +81,16 @@ static zc_svc_t *svc_new(const zc_svc_config_t *cfg) {
   s->max_peers = c.max_peers;
   pend_init(&s->pend, (pend_entry_t *)(b + head + peers), c.max_pending);
   for (int k = 0; k < SVC_MAX_JOINS; k++) s->join_fd[k] = -1;
+  s->space[0] = s->space[1] = -1;
   s->ep = zc_os_epoll_create();
-  if (s->ep < 0) {
+  s->xfd = zc_os_epoll_create();
+  if (s->ep < 0 || s->xfd < 0 || zc_os_unix_pair(s->space) != 0 || zc_os_epoll_add(s->xfd, s->ep, 0) != 0 ||
+      zc_os_epoll_add(s->xfd, s->space[0], 1) != 0) {
     int e = errno;
+    zc_os_close(s->ep);
+    zc_os_close(s->xfd);
+    zc_os_close(s->space[0]);
+    zc_os_close(s->space[1]);
     zc_os_free(b, size);
     return errno = e, NULL;
   }
@@ -123,6 +130,7 @@ static int peer_add(zc_svc_t *s, zc_chan_t *out, zc_chan_t *in) {
     svc_peer_dead(s, i, errno, 0); /* the receiving thread reaps it */
     return -1;
   }
+  svc_space_wake(s); /* a connection to loan on: an event loop waiting for room retries */
   return 0;
 }
 
@@ -248,8 +256,10 @@ svc_peer_t *svc_peer_get(zc_svc_t *s, uint32_t idx, uint32_t gen, int any_state)
 
 void svc_peer_dead(zc_svc_t *s, uint32_t idx, int err, int drained) {
   svc_peer_t *p = &s->peers[idx];
+  bool died = false;
   zc_lock(&s->lock);
   if (p->state == PEER_OPEN) {
+    died = true;
     /* out of the epoll set now: its fds stay readable (end of file) while a view into it is held, and
      * a sleeping receive must not spin on them */
     zc_os_epoll_del(s->ep, zc_chan_fd(p->in));
@@ -261,6 +271,7 @@ void svc_peer_dead(zc_svc_t *s, uint32_t idx, int err, int drained) {
   }
   if (drained && __atomic_load_n(&p->drained, __ATOMIC_RELAXED) == 0) __atomic_store_n(&p->drained, 1, __ATOMIC_RELEASE);
   zc_unlock(&s->lock);
+  if (died) svc_space_wake(s); /* its fds left the set: a loop waiting for room on it retries (EPIPE) */
 }
 
 /* A dead connection: once its in-channel is drained (what it sent before dying was handed out), its
@@ -362,8 +373,9 @@ void svc_check(zc_svc_t *s, int timeout_ms) {
       zc_unlock(&p->in_lock);
       p->armed = r == 0;
       p->kicked = 0;
-    } else { /* out: readable only at the receiver's end of file */
-      r = zc_chan_collect(p->out) < 0 ? -1 : 0;
+    } else { /* out: a space wake-up (the peer took or released after zc_svc_arm_space), or its end of file */
+      r = zc_chan_collect(p->out) < 0 ? -1 : 0; /* reads the wake-up record: pass it on to the arming thread */
+      svc_space_wake(s);
     }
     if (r < 0) svc_peer_dead(s, idx, errno == EPROTO ? EPROTO : EPIPE, 0);
   }
@@ -392,12 +404,49 @@ int svc_arm_all(zc_svc_t *s) {
   return ready;
 }
 
-int zc_svc_fd(zc_svc_t *s) { return s->ep; }
+int zc_svc_fd(zc_svc_t *s) { return s->xfd; }
+
+/* The wake-ups in the pair, read (a bounded number: one is written per arming). */
+static void space_drain(zc_svc_t *s) {
+  for (int k = 0; k < 64; k++) {
+    char b[8];
+    int fd;
+    if (zc_os_msg_recv(s->space[0], b, sizeof b, &fd) <= 0) return;
+  }
+}
+
+/* Room may be back (a space wake-up read from a connection's socket, a join, a death). If a thread armed
+ * and has not been woken since: the arming thread itself is awake (its own receive got here) and retries
+ * after it; another thread's wake-up is passed on through the pair, which only that thread reads back. */
+void svc_space_wake(zc_svc_t *s) {
+  if (__atomic_load_n(&s->space_armed, __ATOMIC_ACQUIRE) == 0 || __atomic_exchange_n(&s->space_armed, 0, __ATOMIC_SEQ_CST) == 0)
+    return;
+  if (__atomic_load_n(&s->space_tid, __ATOMIC_SEQ_CST) == zc_os_thread_id()) return;
+  char one = 1;
+  zc_os_msg_send(s->space[1], &one, 1, -1, false); /* never blocks; at most a few wait (one per arming) */
+  __atomic_store_n(&s->space_woke, 1, __ATOMIC_RELEASE);
+}
+
+/* space_woke is set: the arming thread reads its wake-up back; another thread leaves it to that one. */
+void svc_space_taken_slow(zc_svc_t *s) {
+  if (__atomic_load_n(&s->space_tid, __ATOMIC_ACQUIRE) != zc_os_thread_id()) return;
+  __atomic_store_n(&s->space_woke, 0, __ATOMIC_SEQ_CST);
+  space_drain(s);
+}
 
 /* Every connection's producer channel is armed for space; each one's channel fd is in s->ep already
- * (tag i << 1 | 1), and svc_check drains its wake-up records (zc_chan_collect reads them). */
+ * (tag i << 1 | 1), and svc_check drains its wake-up records (zc_chan_collect reads them) and passes each
+ * on to this thread (svc_space_wake). This thread is the arming one from now on; an earlier wake-up in the
+ * pair is read here (the looks below decide), and space_armed is raised before any connection is armed,
+ * so that whoever reads a wake-up record of this arming sees it. */
 int zc_svc_arm_space(zc_svc_t *s) {
   if (s == NULL) return errno = EINVAL, -1;
+  __atomic_store_n(&s->space_tid, zc_os_thread_id(), __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&s->space_woke, __ATOMIC_ACQUIRE) != 0) {
+    __atomic_store_n(&s->space_woke, 0, __ATOMIC_SEQ_CST);
+    space_drain(s);
+  }
+  __atomic_store_n(&s->space_armed, 1, __ATOMIC_SEQ_CST);
   int ready = 0, any = 0;
   for (uint32_t i = 0;; i++) { /* one connection at a time: no channel call under s->lock */
     zc_lock(&s->lock);
@@ -407,7 +456,10 @@ int zc_svc_arm_space(zc_svc_t *s) {
     int dead = s->connected ? (s->dead ? s->dead : EPIPE) : 0;
     zc_unlock(&s->lock);
     if (end) {
-      if (!any && dead) return errno = dead, -1; /* a connected endpoint whose connection is gone */
+      if (!any && dead) {
+        __atomic_store_n(&s->space_armed, 0, __ATOMIC_RELAXED);
+        return errno = dead, -1; /* a connected endpoint whose connection is gone */
+      }
       break;
     }
     if (p == NULL) continue;
@@ -416,6 +468,7 @@ int zc_svc_arm_space(zc_svc_t *s) {
     svc_peer_put(p);
     if (r != 0) ready = 1; /* room came back, or the connection died: the retry will tell */
   }
+  if (ready) __atomic_store_n(&s->space_armed, 0, __ATOMIC_RELAXED); /* no wake-up needed: retry now */
   return ready;
 }
 
@@ -459,6 +512,9 @@ void zc_svc_close(zc_svc_t *s) {
     zc_chan_close(p->out);
   }
   for (int k = 0; k < SVC_MAX_JOINS; k++) zc_os_close(s->join_fd[k]);
+  zc_os_close(s->xfd);
+  zc_os_close(s->space[0]);
+  zc_os_close(s->space[1]);
   zc_os_close(s->ep);
   zc_os_close(s->listen_fd);
   if (s->q) zc_os_free(s->q, s->q_bytes);

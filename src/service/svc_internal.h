@@ -21,6 +21,17 @@
  * A connection is looked up without a lock: svc_peer_get raises p->busy, then reads p->state; a loan's
  * own reference p->held guards its send (and a connected endpoint's loan raises held before reading the
  * state); svc_peer_reap stores PEER_CLOSING, then reads busy and held, and backs off if either is raised.
+ *
+ * Space wake-ups (zc_svc_arm_space) are the arming thread's. The caller's fd (xfd, zc_svc_fd) is an epoll
+ * set of ep and of one end of a private socket pair (space[0]); the library's own sleeps use ep. A
+ * consumer's space wake-up is a record in the connection's socket (in ep), and any receive may read it
+ * (svc_check's zc_chan_collect): if the thread that reads it, or that accepts a join or marks a connection
+ * dead (each also means "retry"), is not the arming one, it passes the wake-up on as a record in the pair
+ * (svc_space_wake), which only the arming thread reads back: at its next receive, loan, send or arm_space
+ * (svc_space_taken), or at the next arming. Without that, another thread's receive could read the record
+ * after it woke the arming thread's epoll_wait and before that returned, and the arming thread slept on
+ * with room there. space_tid is stored before space_armed; a waker exchanges space_armed to 0 (one
+ * wake-up per arming), writes the pair, then sets space_woke.
  */
 #ifndef ZC_SVC_INTERNAL_H
 #define ZC_SVC_INTERNAL_H
@@ -77,6 +88,11 @@ struct zc_svc_s {
   zc_svc_config_t cfg;
   int listen_fd;        /* -1 on a connected endpoint */
   int ep;               /* epoll: the listening fd and both channel fds of every connection */
+  int xfd;              /* the caller's fd (zc_svc_fd): epoll of ep and space[0] */
+  int space[2];         /* a private socket pair: a space wake-up passed on to the arming thread */
+  uintptr_t space_tid;  /* the thread that called zc_svc_arm_space last (atomic) */
+  int space_armed;      /* an arming whose wake-up has not come yet (atomic) */
+  int space_woke;       /* space[0] holds a wake-up the arming thread has not read back (atomic) */
   int connected;        /* 1: made by zc_svc_connect (one connection, slot 0) */
   int dead;             /* connected: errno once its connection is gone */
   svc_peer_t *peers;
@@ -112,6 +128,13 @@ void svc_peer_reap(zc_svc_t *s, uint32_t idx);                 /* fail requests,
 int svc_arm_all(zc_svc_t *s);                                  /* before sleeping: 1 if messages wait */
 svc_peer_t *svc_peer_get(zc_svc_t *s, uint32_t idx, uint32_t gen, int any_state); /* busy++ or NULL; no lock */
 static inline void svc_peer_put(svc_peer_t *p) { __atomic_fetch_sub(&p->busy, 1, __ATOMIC_RELEASE); }
+void svc_space_wake(zc_svc_t *s);                              /* room may be back: wake the arming thread */
+void svc_space_taken_slow(zc_svc_t *s);
+/* At the start of each receive, loan and send: the arming thread reads its wake-up back (else zc_svc_fd
+ * stays readable). One relaxed load when there is none. */
+static inline void svc_space_taken(zc_svc_t *s) {
+  if (__builtin_expect(__atomic_load_n(&s->space_woke, __ATOMIC_RELAXED) != 0, 0)) svc_space_taken_slow(s);
+}
 
 /* svc_msg.c */
 void svc_fail_pending(zc_svc_t *s, uint32_t idx, int err);     /* FAILED notices for idx's requests (locked) */

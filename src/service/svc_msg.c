@@ -234,6 +234,7 @@ static int next_msg(zc_svc_t *s, zc_svc_msg_t *m, int timeout_ms, uint64_t *dead
 
 int zc_svc_receive(zc_svc_t *s, zc_svc_msg_t *m, int timeout_ms) {
   if (s == NULL || m == NULL) return errno = EINVAL, -1;
+  svc_space_taken(s);
   uint64_t dl = 0;
   if (next_msg(s, m, timeout_ms, &dl, true) != 0) return -1;
   stat_bump_receiver(&s->st.received);
@@ -283,6 +284,7 @@ void *zc_svc_loan(zc_svc_t *s, size_t n) {
     errno = s != NULL && n > SVC_LEN_LIMIT ? EMSGSIZE : EINVAL;
     return NULL;
   }
+  svc_space_taken(s);
   if (s->connected) { /* one connection, slot 0: no choice to make, no lock. The loan's own reference
                          (held) is raised first and guards it as busy does in svc_peer_get: the reaper
                          marks the slot CLOSING, then reads held */
@@ -318,6 +320,7 @@ void *zc_svc_loan_reply(zc_svc_t *s, const zc_svc_msg_t *req, size_t n) {
     errno = s != NULL && req != NULL && req->kind == ZC_SVC_REQUEST && n > SVC_LEN_LIMIT ? EMSGSIZE : EINVAL;
     return NULL;
   }
+  svc_space_taken(s);
   svc_peer_t *p = svc_peer_get(s, req->peer, req->peer_gen, 0);
   if (p == NULL) return errno = EPIPE, NULL;
   __atomic_fetch_add(&p->held, 1, __ATOMIC_ACQUIRE); /* under busy: the reaper reads held after busy */
@@ -349,6 +352,7 @@ size_t zc_svc_max_msg(zc_svc_t *s) {
 /* The loan at user pointer u: its header and connection (busy raised), or NULL with errno. */
 static svc_peer_t *loan_peer(zc_svc_t *s, void *u, svc_hdr_t **hp, int any_state) {
   if (s == NULL || u == NULL || ((uintptr_t)u & 15) != 0) return errno = EINVAL, NULL;
+  svc_space_taken(s);
   svc_hdr_t *h = (svc_hdr_t *)((char *)u - ZC_SVC_HEADER);
   if (h->tag != SVC_LOAN_TAG) return errno = EINVAL, NULL; /* not a loan of a service, or sent already */
   *hp = h;
@@ -385,6 +389,7 @@ static int send_kind(zc_svc_t *s, void *u, size_t len, uint32_t type, int kind, 
   /* No busy here: the loan's own reference (held) keeps its connection from being closed until the
    * loan ends, and every way a loan ends clears its tag first (send, cancel, a resize that moves it). */
   if (s == NULL || u == NULL || ((uintptr_t)u & 15) != 0) return errno = EINVAL, -1;
+  svc_space_taken(s); /* the arming thread's retry reads its wake-up back */
   svc_hdr_t *h = (svc_hdr_t *)((char *)u - ZC_SVC_HEADER);
   if (h->tag != SVC_LOAN_TAG) return errno = EINVAL, -1; /* not a loan of a service, or sent already */
   uint32_t idx = (uint32_t)h->id, gen = (uint32_t)(h->id >> 32);

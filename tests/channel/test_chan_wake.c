@@ -19,6 +19,14 @@
  *                after the producer's last look and before it raises p_wait; the producer must not sleep
  *                on the futex then (stats.sleeps stays 0 over the forced rounds: a missed move costs a
  *                whole 50 ms sleep slice, not a hang)
+ *   full_check   the same for the window before it: the consumer makes room after the blocking send's room
+ *                check failed and before its wait looked at the consumer's progress (chan_wait_full's
+ *                start); the wait must count that move (it compares with the check's own values), so the
+ *                producer never sleeps on the futex over the forced rounds
+ *   sleep        the consumer's futex sleep (zc_chan_receive with a timeout): the producer sends after the
+ *                consumer's last look at the empty ring and before it sets CHAN_SLEEPING; its look after
+ *                setting the flag must find the message (stats.sleeps stays 0 over the forced rounds; a
+ *                miss costs a 50 ms slice)
  *
  * Without test points (release, sanitizer builds) the same exchanges run unforced: they still check that
  * every message arrives and that every wait is woken, but cannot force the window. Every wait on the other
@@ -323,8 +331,9 @@ static int space_consumer(void *arg) {
   return 0;
 }
 
-static int space_run(int argc, char **argv, int block) {
-  const char *name = block ? "chanwake_space_block" : "chanwake_space_arm";
+/* point: the test point a blocking producer is stopped at (CHAN_TP_WAIT_FULL or CHAN_TP_FULL_CHECK). */
+static int space_run(int argc, char **argv, int block, int point) {
+  const char *name = !block ? "chanwake_space_arm" : point == CHAN_TP_FULL_CHECK ? "chanwake_full_check" : "chanwake_space_block";
   sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   REQUIRE(sh != MAP_FAILED);
   if (have_hooks()) zc_chan_test_hook(hook);
@@ -364,7 +373,7 @@ static int space_run(int argc, char **argv, int block) {
     REQUIRE(q != NULL);
     q[0] = seq;
     if (block) {
-      if (have_hooks()) hook_arm(CHAN_TP_WAIT_FULL, 0, k, &sh->took, k);
+      if (have_hooks()) hook_arm(point, 0, k, &sh->took, k);
       else st(&sh->window[0], k); /* unforced: the consumer takes one whenever it gets there */
       int r = zc_chan_send(p, q, 64, 1); /* the ring is full: waits for the consumer's take */
       hook_armed = 0;
@@ -411,11 +420,84 @@ static int space_run(int argc, char **argv, int block) {
   return check_exit(name);
 }
 
-static int t_space_arm(int argc, char **argv) { return space_run(argc, argv, 0); }
-static int t_space_block(int argc, char **argv) { return space_run(argc, argv, 1); }
+static int t_space_arm(int argc, char **argv) { return space_run(argc, argv, 0, 0); }
+static int t_space_block(int argc, char **argv) { return space_run(argc, argv, 1, CHAN_TP_WAIT_FULL); }
+static int t_full_check(int argc, char **argv) { return space_run(argc, argv, 1, CHAN_TP_FULL_CHECK); }
+
+/* ---- the consumer's futex sleep: the producer sends between the consumer's last look and its flag ---- */
+typedef struct {
+  int sv[2];
+  int rounds;
+} sl_arg_t;
+
+/* The consumer (a child): round k receives message k - 1 with a timeout; forced, its sleep stops at the
+ * test point until the producer has sent it. 0, or 1 on failure. */
+static int sleep_consumer(void *arg) {
+  sl_arg_t *a = arg;
+  close(a->sv[0]);
+  if (have_hooks()) zc_chan_test_hook(hook);
+  zc_chan_t *c = zc_chan_open(a->sv[1], ZC_CHAN_CONSUMER, NULL);
+  if (c == NULL) SIDE_FAIL("consumer: open: %s", strerror(errno));
+  zc_chan_stats_t s0, s1;
+  zc_chan_stats(c, &s0);
+  for (int k = 1; k <= a->rounds; k++) {
+    if (have_hooks()) hook_arm(CHAN_TP_SLEEP, 1, k, &sh->last_sent, k);
+    else st(&sh->window[1], k); /* unforced: the producer sends whenever it gets there */
+    zc_chan_msg_t m;
+    int r = zc_chan_receive(c, &m, PEER_MS);
+    hook_armed = 0;
+    if (r != 0) SIDE_FAIL("consumer: receive in round %d: %s", k, strerror(errno));
+    if (m.len != 64 || *(const uint32_t *)m.data != (uint32_t)(k - 1))
+      SIDE_FAIL("consumer: round %d: message %u of %u bytes", k, *(const uint32_t *)m.data, m.len);
+    if (zc_chan_release(c, &m) != 0) SIDE_FAIL("consumer: release: %s", strerror(errno));
+  }
+  zc_chan_stats(c, &s1);
+  if (have_hooks() && s1.sleeps != s0.sleeps)
+    SIDE_FAIL("consumer: slept on the futex %llu times in %d rounds, each with the message published before it "
+              "raised CHAN_SLEEPING (its look after the flag missed it: each cost a 50 ms slice)",
+              (unsigned long long)(s1.sleeps - s0.sleeps), a->rounds);
+  if (have_hooks() && hook_hits < a->rounds)
+    SIDE_FAIL("consumer: the sleep's test point was reached %d times in %d rounds", hook_hits, a->rounds);
+  printf("consumer: %d rounds, test points %s, %llu futex sleeps\n", a->rounds, have_hooks() ? "on" : "off",
+         (unsigned long long)(s1.sleeps - s0.sleeps));
+  zc_chan_close(c);
+  return 0;
+}
+
+static int t_sleep(int argc, char **argv) {
+  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(sh != MAP_FAILED);
+  sl_arg_t a = {.rounds = quick_mode(argc, argv) ? 40 : 100};
+  REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, a.sv) == 0);
+  pid_t child = spawn(sleep_consumer, &a);
+  close(a.sv[1]);
+  zc_chan_t *p = zc_chan_open(a.sv[0], ZC_CHAN_PRODUCER, NULL);
+  if (p == NULL) kill(child, SIGKILL);
+  REQUIREF(p != NULL, "producer: open: %s", strerror(errno));
+  int ok = 1;
+  for (int k = 1; k <= a.rounds && ok; k++) {
+    if (!wait_ge(&sh->window[1], k, PEER_MS)) {
+      CHECKF(0, "round %d: the consumer never reached its sleep%s", k, ld(&sh->failed) ? " (it failed)" : "");
+      ok = 0;
+      break;
+    }
+    uint32_t *q = zc_chan_loan(p, 64);
+    REQUIRE(q != NULL);
+    q[0] = (uint32_t)(k - 1);
+    REQUIREF(zc_chan_send(p, q, 64, 1) == 0, "round %d: send: %s", k, strerror(errno));
+    st(&sh->last_sent, k);
+  }
+  if (!ok) kill(child, SIGKILL);
+  int rc = reap(child);
+  CHECKF(rc == 0, "the consumer ended with %d", rc);
+  zc_chan_close(p);
+  printf("sleep: %d rounds, test points %s\n", a.rounds, have_hooks() ? "on (ZC_DEBUG build)" : "off");
+  CHECK_DONE("chanwake_sleep");
+}
 
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {
-      {"pingpong", t_pingpong}, {"svc_pingpong", t_svc_pingpong}, {"space_arm", t_space_arm}, {"space_block", t_space_block}, {NULL, NULL}};
+      {"pingpong", t_pingpong}, {"svc_pingpong", t_svc_pingpong}, {"space_arm", t_space_arm}, {"space_block", t_space_block},
+      {"full_check", t_full_check}, {"sleep", t_sleep}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
