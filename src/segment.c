@@ -47,7 +47,8 @@
 uint16_t zc_segmap[ZC_SEGMAP_ENTRIES];
 
 static zc_lock_t abandoned_lock = ZC_LOCK_INIT;
-static zc_segment_t *abandoned[ZC_SEG_KINDS];
+static zc_segment_t *abandoned[ZC_SEG_KINDS];      /* newest first */
+static zc_segment_t *abandoned_last[ZC_SEG_KINDS]; /* the oldest: a refill adopts it first */
 static size_t abandoned_count;
 static _Atomic uint64_t segments_live;
 static _Atomic uint64_t purged_bytes;
@@ -208,6 +209,7 @@ static void abandoned_push(zc_segment_t *s) {
   s->prev = NULL;
   s->next = abandoned[k];
   if (s->next != NULL) s->next->prev = s;
+  else abandoned_last[k] = s;
   s->abandoned = 1;
   __atomic_store_n(&abandoned[k], s, __ATOMIC_RELAXED); /* others peek at it without the lock */
   __atomic_fetch_add(&abandoned_count, 1, __ATOMIC_RELAXED);
@@ -217,6 +219,7 @@ static void abandoned_unlink(zc_segment_t *s) {
   if (s->prev != NULL) s->prev->next = s->next;
   else __atomic_store_n(&abandoned[k], s->next, __ATOMIC_RELAXED);
   if (s->next != NULL) s->next->prev = s->prev;
+  else abandoned_last[k] = s->prev;
   s->next = s->prev = NULL;
   s->abandoned = 0;
   __atomic_fetch_sub(&abandoned_count, 1, __ATOMIC_RELAXED);
@@ -846,6 +849,10 @@ static void adopt_one(zc_heap_t *h, zc_segment_t *s) {
   zc_reclaim_resume(h);
 }
 
+/* The oldest abandoned segment first: it has waited longest, so its empty pages are the next the purge delay
+ * takes (adopted, they are reused resident instead of purged and faulted back later), and its dead owner's
+ * blocks have had the longest to come back. Taking the newest, as before, left the oldest to age out at the
+ * tail of the list while threads kept starting (docs/design.md, "Threads"). */
 bool zc_segment_adopt(zc_heap_t *h, int kind) {
   if (__atomic_load_n(&abandoned_count, __ATOMIC_RELAXED) == 0) return false;
   bool any = false;
@@ -853,7 +860,7 @@ bool zc_segment_adopt(zc_heap_t *h, int kind) {
     if (kind >= 0 && k != kind) continue;
     for (;;) {
       zc_lock(&abandoned_lock);
-      zc_segment_t *s = abandoned[k];
+      zc_segment_t *s = abandoned_last[k];
       if (s != NULL) abandoned_unlink(s);
       zc_unlock(&abandoned_lock);
       if (s == NULL) break;
