@@ -145,6 +145,9 @@ void zc_page_retire(zc_heap_t *h, zc_page_t *pg);
 /* Under h->lock, for a medium class cls whose pages have no free block: the first page of one of the next
  * ZCMEM_BORROW classes' queues that has one (collected as its own refill would), or NULL (borrow.c). */
 zc_page_t *zc_borrow_larger(zc_heap_t *h, unsigned cls);
+/* Every half purge delay, from malloc's slow path (h->lock held): purge the whole OS pages inside the free
+ * blocks of h's medium pages that were free at the last walk too (borrow.c). */
+void zc_medium_trim(zc_heap_t *h);
 /* Take a page that zc_page_collect* broke out of h's queue. */
 void zc_heap_page_broken(zc_heap_t *h, zc_page_t *pg);
 /* Hand this thread's pending remote-free chain over. */

@@ -270,6 +270,7 @@ typedef struct zc_heap_s {
   size_t dirty_bytes;
   uint32_t dirty_pages[ZC_SEG_KINDS];      /* pages on the dirty list, per kind of their segment */
   uint64_t next_purge_check;               /* clock of the next delay-based purge scan */
+  uint64_t next_trim_check;                /* clock of the next walk of its medium pages (zc_medium_trim) */
   uint32_t refills_unchecked;              /* cheap refills counted while dirty pages wait (alloc.c) */
   uint32_t id;                             /* small number for stats (remote traffic per pair) */
   uint16_t map_tag;                        /* what the segment map holds for this heap's small segments
