@@ -64,15 +64,7 @@ static void st(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
 /* Wait until *p >= v, the other side failed, or ms passed: 1 if reached. Short sleeps, so a side waiting
  * here leaves the CPU to the other (2 cores shared by many processes). */
-static int wait_ge(const int *p, int v, int ms) {
-  uint64_t end = now_ms() + (uint64_t)ms;
-  for (int i = 0; ld(p) < v; i++) {
-    if (ld(&sh->failed) || now_ms() >= end) return ld(p) >= v;
-    if (i < 100) sched_yield();
-    else usleep(100);
-  }
-  return 1;
-}
+static int wait_ge(const int *p, int v, int ms) { return zc_wait_ge(p, v, &sh->failed, ms, 100); }
 
 /* ---- the hook: run by the library at a test point, in this process ---- */
 static int hook_point, hook_armed, hook_side, hook_value, hook_hits;

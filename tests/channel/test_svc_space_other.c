@@ -49,15 +49,7 @@ static int ld(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static void st(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
 /* Until *p >= v, the other side failed, or ms passed: 1 if reached (short sleeps: 2 shared cores). */
-static int wait_ge(const int *p, int v, int ms) {
-  uint64_t end = now_ms() + (uint64_t)ms;
-  for (int i = 0; ld(p) < v; i++) {
-    if (ld(&sh->failed) || now_ms() >= end) return ld(p) >= v;
-    if (i < 100) sched_yield();
-    else usleep(200);
-  }
-  return 1;
-}
+static int wait_ge(const int *p, int v, int ms) { return zc_wait_ge(p, v, &sh->failed, ms, 200); }
 
 static int readable(int fd, int ms) {
   struct pollfd pf = {fd, POLLIN, 0};

@@ -8,7 +8,9 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline uint64_t now_ns(void) {
   struct timespec ts;
@@ -39,5 +41,19 @@ static inline void sleep_ms(long ms) {
     }                                                                                               \
     wu_ok_;                                                                                         \
   })
+
+/* Until *p >= v (acquire loads; p may be shared with another process), *failed is non-zero (failed may be
+ * NULL), or ms passed: 1 if reached. Yields first, then sleeps nap_us between looks, so a side waiting
+ * here leaves the CPU to the other (2 cores shared by many processes). */
+static inline int zc_wait_ge(const int *p, int v, const int *failed, int ms, int nap_us) {
+  uint64_t end = now_ms() + (uint64_t)ms;
+  for (int i = 0; __atomic_load_n(p, __ATOMIC_ACQUIRE) < v; i++) {
+    if ((failed != NULL && __atomic_load_n(failed, __ATOMIC_ACQUIRE)) || now_ms() >= end)
+      return __atomic_load_n(p, __ATOMIC_ACQUIRE) >= v;
+    if (i < 100) sched_yield();
+    else usleep((useconds_t)nap_us);
+  }
+  return 1;
+}
 
 #endif /* ZC_TEST_CLOCK_H */

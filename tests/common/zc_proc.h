@@ -4,9 +4,13 @@
 #ifndef ZC_PROC_H
 #define ZC_PROC_H
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 /* The "Threads:" line of /proc/self/status, read without malloc; -1 if unreadable. */
@@ -44,6 +48,31 @@ static inline int zc_use_malloc(unsigned seed) {
     free(p[i]);
   }
   return bad;
+}
+
+/* 1 if a thread of this process other than the n in skip is blocked in the futex system call (the purger
+ * asleep as idle, when the test's own threads are skipped): /proc/self/task/T/syscall starts with the number
+ * of the call a blocked thread is in. Uses opendir and stdio (they malloc). */
+static inline int zc_thread_in_futex(const pid_t *skip, int n) {
+  DIR *d = opendir("/proc/self/task");
+  if (d == NULL) return 0;
+  int found = 0;
+  struct dirent *e;
+  while (!found && (e = readdir(d)) != NULL) {
+    pid_t t = (pid_t)atoi(e->d_name);
+    int skipped = t <= 0;
+    for (int i = 0; i < n && !skipped; i++) skipped = t == skip[i];
+    if (skipped) continue;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue;
+    long nr = -1;
+    if (fscanf(f, "%ld", &nr) == 1 && nr == SYS_futex) found = 1;
+    fclose(f);
+  }
+  closedir(d);
+  return found;
 }
 
 #endif

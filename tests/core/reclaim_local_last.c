@@ -20,10 +20,10 @@
  * zcmem_prefixed. Linux only (/proc).
  */
 #define _GNU_SOURCE
+#include "zc_proc.h"
 #include "zc_test.h"
 #include "zcmem.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,23 +77,8 @@ static void *b_main(void *arg) {
 
 /* Some task of the process other than main and A waits in futex(): the purger sleeps as idle. */
 static int purger_asleep(pid_t self) {
-  DIR *d = opendir("/proc/self/task");
-  if (d == NULL) return 0;
-  int found = 0;
-  struct dirent *e;
-  while (!found && (e = readdir(d)) != NULL) {
-    pid_t t = (pid_t)atoi(e->d_name);
-    if (t <= 0 || t == self || t == tid_a) continue;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) continue;
-    long nr = -1;
-    if (fscanf(f, "%ld", &nr) == 1 && nr == SYS_futex) found = 1;
-    fclose(f);
-  }
-  closedir(d);
-  return found;
+  pid_t skip[2] = {self, tid_a};
+  return zc_thread_in_futex(skip, 2);
 }
 
 static uint64_t reclaimed(void) {
