@@ -21,6 +21,7 @@
  */
 #define _GNU_SOURCE
 #include "zc_proc.h"
+#include "zc_stage.h"
 #include "zc_test.h"
 #include "zcmem.h"
 
@@ -31,22 +32,8 @@
 
 enum { N = 4096, BS = 64 };
 static void *blocks[N];
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int stage; /* 1: A allocated; 2: A may free its quarter; 3: A freed it; 4: A may end */
+static zc_stage_t st = ZC_STAGE_INIT; /* 1: A allocated; 2: A may free its quarter; 3: A freed it; 4: A may end */
 static pid_t tid_a;
-
-static void wait_stage(int s) {
-  pthread_mutex_lock(&mu);
-  while (stage < s) pthread_cond_wait(&cv, &mu);
-  pthread_mutex_unlock(&mu);
-}
-static void set_stage(int s) {
-  pthread_mutex_lock(&mu);
-  stage = s;
-  pthread_cond_broadcast(&cv);
-  pthread_mutex_unlock(&mu);
-}
 
 static void *a_main(void *arg) {
   (void)arg;
@@ -56,15 +43,12 @@ static void *a_main(void *arg) {
     REQUIRE(blocks[i] != NULL);
     memset(blocks[i], 0x5A, BS);
   }
-  pthread_mutex_lock(&mu);
-  tid_a = me;
-  stage = 1;
-  pthread_cond_broadcast(&cv);
-  pthread_mutex_unlock(&mu);
-  wait_stage(2);
+  tid_a = me; /* seen by main after its zc_stage_wait(&st, 1) */
+  zc_stage_set(&st, 1);
+  zc_stage_wait(&st, 2);
   for (int i = 0; i < N; i += 4) zc_free(blocks[i]); /* local frees: the last blocks out of their pages */
-  set_stage(3);
-  wait_stage(4); /* idle: no allocator call until the end */
+  zc_stage_set(&st, 3);
+  zc_stage_wait(&st, 4); /* idle: no allocator call until the end */
   return NULL;
 }
 
@@ -96,20 +80,20 @@ int main(void) {
   REQUIRE(mine != NULL);
   pthread_t a, b;
   REQUIRE(pthread_create(&a, NULL, a_main, NULL) == 0);
-  wait_stage(1);
+  zc_stage_wait(&st, 1);
   REQUIRE(pthread_create(&b, NULL, b_main, NULL) == 0);
   REQUIRE(pthread_join(b, NULL) == 0);
   /* twice in a row, 200 ms apart: the idle sleep's futex wait, not a passing lock wait */
   int asleep = WAIT_UNTIL(purger_asleep(self) && (sleep_ms(200), purger_asleep(self)), 60000);
   REQUIREF(asleep, "the purger was not seen asleep within 60 s (it sleeps after 1 s with nothing to do)");
   uint64_t r0 = reclaimed();
-  set_stage(2);
-  wait_stage(3);
+  zc_stage_set(&st, 2);
+  zc_stage_wait(&st, 3);
   printf("the purger slept; the owner freed its quarter\n");
   CHECKF(WAIT_UNTIL(reclaimed() > r0, 30000),
          "no page reclaimed within 30 s after the owner's local frees left its pages with no block out (the "
          "purger slept on)");
-  set_stage(4);
+  zc_stage_set(&st, 4);
   REQUIRE(pthread_join(a, NULL) == 0);
   zc_free(mine);
   return check_exit("core_reclaim_local_last");

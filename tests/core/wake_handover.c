@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include "zc_clock.h"
 #include "zc_proc.h"
+#include "zc_stage.h"
 #include "zc_test.h"
 #include "zcmem.h"
 
@@ -33,22 +34,8 @@
 #define PAGE0_BLOCKS ((64 - 16) * 1024 / BLOCK) /* page 0 starts after the 16 KiB header */
 
 static void *blocks[PAGE0_BLOCKS + 1];
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int stage; /* 1: A has allocated; 2: B may free; 3: B has freed; 4: B may end; 5: A may end */
+static zc_stage_t st = ZC_STAGE_INIT; /* 1: A has allocated; 2: B may free; 3: B has freed; 4: B may end; 5: A may end */
 static pid_t tid_a, tid_b;
-
-static void wait_stage(int s) {
-  pthread_mutex_lock(&mu);
-  while (stage < s) pthread_cond_wait(&cv, &mu);
-  pthread_mutex_unlock(&mu);
-}
-static void set_stage(int s) {
-  pthread_mutex_lock(&mu);
-  stage = s;
-  pthread_cond_broadcast(&cv);
-  pthread_mutex_unlock(&mu);
-}
 
 static void *a_main(void *arg) {
   (void)arg;
@@ -58,26 +45,23 @@ static void *a_main(void *arg) {
     REQUIRE(blocks[i] != NULL);
     memset(blocks[i], 0x5A, BLOCK);
   }
-  pthread_mutex_lock(&mu);
-  tid_a = me;
-  stage = 1;
-  pthread_cond_broadcast(&cv);
-  pthread_mutex_unlock(&mu);
-  wait_stage(5); /* idle: no allocator call until the end */
+  tid_a = me; /* seen by main after its zc_stage_wait(&st, 1) */
+  zc_stage_set(&st, 1);
+  zc_stage_wait(&st, 5); /* idle: no allocator call until the end */
   zc_free(blocks[PAGE0_BLOCKS]);
   return NULL;
 }
 
 static void *b_main(void *arg) {
   (void)arg;
-  pthread_mutex_lock(&mu);
-  tid_b = (pid_t)syscall(SYS_gettid); /* under mu: main reads it once it is set */
-  pthread_cond_broadcast(&cv);
-  pthread_mutex_unlock(&mu);
-  wait_stage(2);
+  pthread_mutex_lock(&st.mu);
+  tid_b = (pid_t)syscall(SYS_gettid); /* under st.mu: main reads it once it is set */
+  pthread_cond_broadcast(&st.cv);
+  pthread_mutex_unlock(&st.mu);
+  zc_stage_wait(&st, 2);
   for (size_t i = 0; i < PAGE0_BLOCKS; i++) zc_free(blocks[i]); /* remote frees: 12 full chains */
-  set_stage(3);
-  wait_stage(4);
+  zc_stage_set(&st, 3);
+  zc_stage_wait(&st, 4);
   return NULL;
 }
 
@@ -103,15 +87,15 @@ int main(void) {
   pthread_t a, b;
   REQUIRE(pthread_create(&b, NULL, b_main, NULL) == 0);
   REQUIRE(pthread_create(&a, NULL, a_main, NULL) == 0);
-  wait_stage(1);
-  pthread_mutex_lock(&mu);
-  while (tid_b == 0) pthread_cond_wait(&cv, &mu);
-  pthread_mutex_unlock(&mu);
+  zc_stage_wait(&st, 1);
+  pthread_mutex_lock(&st.mu);
+  while (tid_b == 0) pthread_cond_wait(&st.cv, &st.mu);
+  pthread_mutex_unlock(&st.mu);
   /* twice in a row, 200 ms apart: a futex wait of the idle sleep, not a passing lock wait */
   int asleep = WAIT_UNTIL(purger_asleep(self) && (usleep(200000), purger_asleep(self)), 60000);
   uint64_t r0 = reclaimed();
-  set_stage(2);
-  wait_stage(3);
+  zc_stage_set(&st, 2);
+  zc_stage_wait(&st, 3);
   if (asleep) {
     printf("the purger slept; B's hand-overs began\n");
     int ok = WAIT_UNTIL(reclaimed() > r0, delay * 4 + 60000);
@@ -120,9 +104,9 @@ int main(void) {
   } else {
     CHECKF(0, "the purger was not seen asleep within 60 s with nothing to do (it sleeps after 1 s idle)");
   }
-  set_stage(4);
+  zc_stage_set(&st, 4);
   REQUIRE(pthread_join(b, NULL) == 0);
-  set_stage(5);
+  zc_stage_set(&st, 5);
   REQUIRE(pthread_join(a, NULL) == 0);
   zc_free(mine);
   return check_exit("core_wake_handover");
