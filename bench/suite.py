@@ -62,7 +62,7 @@ BENCHMARKS = [
     Bench("mstress", "mstress", [], [], "time",
           "power-of-two sizes, realloc, blocks migrate and outlive their threads"),
     Bench("rptest", "rptest", [], [], "ops",
-          "sizes 8 B-16 KiB log-uniform, 10% of frees cross-thread"),
+          "sizes 8 B-16 KiB log-uniform, 10% of frees cross-thread", extra=["inflight_peak"]),
     Bench("alloc-test1", "alloctest", ["threads=1"], ["threads=1"], "ops",
           "Pareto sizes under 1 KiB, one thread"),
     Bench("alloc-testN", "alloctest", ["threads=2"], ["threads=2"], "ops",
