@@ -172,7 +172,8 @@ ZC_CHAN_API int zc_chan_release_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, 
  * EPIPE). Do not read from or close it. */
 ZC_CHAN_API int zc_chan_fd(zc_chan_t *ch);
 /* Consumer: ask for a wake-up on zc_chan_fd at the next message. Returns 1 if messages are already
- * waiting (receive them instead of sleeping), 0 if armed, -1 on error (EPIPE, EPROTO, EMFILE). Drains
+ * waiting (receive them, then arm again before sleeping: a 1 leaves no wake-up asked for, so a send while
+ * you take them does not make the fd readable), 0 if armed, -1 on error (EPIPE, EPROTO, EMFILE). Drains
  * the earlier wake-up from the socket, so call it right before epoll_wait. It reads records up to the
  * first wake-up (a producer leaves at most one unread), so one read suffices after a wake-up; a record
  * behind it keeps the fd readable, and the next call reads it. */
@@ -180,7 +181,9 @@ ZC_CHAN_API int zc_chan_arm(zc_chan_t *ch);
 /* Consumer: zc_chan_arm without reading the socket (no system call), for an event loop whose poll or
  * epoll has just reported zc_chan_fd not readable (nothing unread then). Returns as zc_chan_arm. A
  * record that is unread after all (a wake-up, a new segment, end of file) keeps the fd readable: call
- * zc_chan_arm when it is reported, which reads it. */
+ * zc_chan_arm when it is reported, which reads it. One exception: after an arm that said 1 although the
+ * producer had already answered its request (its wake-up record sent, or about to be), the next arm,
+ * quiet or not, reads up to that record (one recvmsg), so it does not leave the fd readable for nothing. */
 ZC_CHAN_API int zc_chan_arm_quiet(zc_chan_t *ch);
 /* Producer, after a loan, send or resize failed with EAGAIN (ZC_CHAN_FAIL): ask for a wake-up on
  * zc_chan_fd when the consumer next takes a message from the ring or releases one. Returns 1 if it did so

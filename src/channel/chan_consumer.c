@@ -243,17 +243,41 @@ static void flush_pend(zc_chan_t *ch) {
 
 int zc_chan_release(zc_chan_t *ch, const zc_chan_msg_t *m) { return zc_chan_release_batch(ch, m, 1); }
 
+/* An arm that says 1 leaves no wake-up behind: the caller, told that messages wait, takes them and arms
+ * again before it sleeps, so a kick for an arming of ours would only make the fd readable with nothing to
+ * do (an event loop's wasted wake-up and look). Our flag may still be up (raised by this call before its
+ * second look found a message, or by an earlier arm whose fd became readable for another record): take it
+ * back. The producer clears the flag with one atomic and kicks only if it was set, so exactly one of us
+ * clears it: if the producer did, its kick is due (sent, or about to be) and the next arm reads it
+ * (kick_due), quiet or not. A flag in shared memory is only a hint: a hostile producer that clears it
+ * without kicking costs one read that finds nothing, one that sets it costs one atomic. */
+static int arm_ready(zc_chan_t *ch) {
+  if ((CHAN_LOAD_RELAXED(&ch->ctl->c_wait) & CHAN_ARMED) &&
+      (__atomic_fetch_and(&ch->ctl->c_wait, ~CHAN_ARMED, __ATOMIC_ACQ_REL) & CHAN_ARMED)) {
+    ch->armed = 0; /* taken back: no kick comes */
+    return 1;
+  }
+  if (ch->armed) ch->kick_due = 1; /* the producer took it: its kick is ours to read */
+  ch->armed = 0;
+  return 1;
+}
+
 static int arm(zc_chan_t *ch, bool drain) {
   if (consumer_check(ch) != 0) return -1;
-  if (drain && chan_consumer_poll_kick(ch) != 0) return -1; /* drains the earlier kick, maps new segments */
+  /* drains the earlier kick (or the one due), maps new segments */
+  if ((drain || ch->kick_due) && chan_consumer_poll_kick(ch) != 0) return -1;
+  ch->kick_due = 0; /* read, or late: a kick that comes after all keeps the fd readable for one more look */
   flush_pend(ch); /* a producer starved of memory may be waiting for these while we sleep in epoll */
-  if (maybe_ready(ch) && !pend_full(ch)) return 1;
+  chan_test_point(CHAN_TP_ARM_LOOK);
+  if (maybe_ready(ch) && !pend_full(ch)) return arm_ready(ch);
   if (ch->eof) return chan_fail(ch, EPIPE, "the producer closed or died");
   chan_test_point(CHAN_TP_ARM); /* a send from here on sees c_wait 0 and kicks nobody: the look below finds it */
   __atomic_fetch_or(&ch->ctl->c_wait, CHAN_ARMED, __ATOMIC_SEQ_CST);
+  ch->armed = 1;
   chan_fence(); /* flag store before the ring and ret_tail loads: pairs with wake_consumer */
+  chan_test_point(CHAN_TP_ARMED); /* a send from here on kicks, and the look below finds its message too */
   if (pend_full(ch)) flush_pend(ch);
-  return maybe_ready(ch) && !pend_full(ch) ? 1 : 0;
+  return maybe_ready(ch) && !pend_full(ch) ? arm_ready(ch) : 0;
 }
 
 int zc_chan_arm(zc_chan_t *ch) { return arm(ch, true); }

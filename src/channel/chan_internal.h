@@ -167,6 +167,10 @@ struct zc_chan_s {
   size_t npend, pend_cap;
   uint64_t held_msgs, held_bytes, received, released;
   int eof;                   /* the producer's end of file was seen */
+  int armed;                 /* we raised CHAN_ARMED and have not seen it come back since (our withdrawal, or
+                                the producer's kick read from the socket) */
+  int kick_due;              /* an arm said 1 after the producer had taken our CHAN_ARMED: its kick is in the
+                                socket (or about to be); the next arm reads it, quiet or not */
 
   uint64_t rejected, wakes, sleeps;
 
@@ -276,6 +280,10 @@ enum {
   CHAN_TP_FULL_CHECK = 4, /* producer, chan_wait_full (blocking): the loan's or send's room check failed, the wait
                              has not looked at the consumer's progress yet */
   CHAN_TP_SLEEP = 5,      /* consumer, sleep_once: ring seen empty, CHAN_SLEEPING not set yet */
+  CHAN_TP_ARMED = 6,      /* consumer, zc_chan_arm(_quiet): CHAN_ARMED set, the ring not looked at again yet (a
+                             send from here on kicks, and the second look finds its message too) */
+  CHAN_TP_ARM_LOOK = 7,   /* consumer, zc_chan_arm(_quiet): the socket read (or not), the ring not looked at yet
+                             (a kick for a flag still up from an earlier arm comes after the read: unread) */
 };
 #if defined(ZC_DEBUG) && ZC_DEBUG
 extern void (*chan_test_hook_fn)(int point);

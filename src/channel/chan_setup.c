@@ -329,6 +329,8 @@ static int poll_socket(zc_chan_t *ch, bool stop_at_kick) {
     }
     if (w.kind == WIRE_KICK) {
       zc_os_close(fd);
+      ch->armed = 0; /* the producer took our flag (one kick per arming): this is its kick */
+      ch->kick_due = 0;
       if (stop_at_kick) return 0;
       continue;
     }

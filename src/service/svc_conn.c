@@ -388,7 +388,8 @@ void svc_check(zc_svc_t *s, int timeout_ms) {
  * about to be): zc_chan_arm reads it (one recvmsg), so the caller's epoll does not report it again and no
  * epoll look is needed to find it. The others are armed without reading the socket (zc_chan_arm_quiet): a
  * record there (a segment, its end, a late wake-up) keeps it readable in s->ep, and svc_check's zc_chan_arm
- * reads it when epoll reports it. */
+ * reads it when epoll reports it. (A wake-up the channel knows is due, because an arm that said 1 found its
+ * flag taken by the producer, is read by the quiet arm too: docs/channel.md, "Wake-ups".) */
 int svc_arm_all(zc_svc_t *s) {
   int ready = 0;
   for (uint32_t i = 0; i < s->hi; i++) {

@@ -15,6 +15,7 @@
 #include "zc_test.h"
 #include "zcmem_service.h"
 #include "svc_internal.h"
+#include "chan_internal.h" /* the wire records' kinds, for svc_fd_why */
 
 #include <poll.h>
 #include <pthread.h>
@@ -171,6 +172,90 @@ static inline int body_ok(const void *p, size_t n, uint64_t seed) {
   uint64_t s;
   memcpy(&s, p, 8);
   return s == seed && verify_pattern((const char *)p + 8, n - 8, seed) < 0;
+}
+
+/* ---- why zc_svc_fd is readable (failure messages only) ----
+ * zc_svc_fd is an epoll set of the service's own set (tag 0) and of one end of its private wake-up pair
+ * (tag 1); the service's set holds the listening socket, accepted connectors waiting for their HELLO, and
+ * each connection's two channel sockets (in: i << 1, out: i << 1 | 1). This names every member that is
+ * readable now and, for a socket, the record waiting first in it (read with MSG_PEEK: nothing is taken,
+ * and level-triggered epoll_wait calls change nothing). The members' fd numbers are read from
+ * /proc/self/fdinfo. Internal layout, for diagnosis: a test asserts with poll() on zc_svc_fd, never on this. */
+#include <sys/epoll.h>
+
+/* The fd that epoll set ep watches with tag data, or -1. */
+static inline int svc_epoll_member(int ep, uint64_t data) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return -1;
+  int fd = -1;
+  while (fgets(line, sizeof line, f)) {
+    int t;
+    unsigned ev;
+    unsigned long long d;
+    if (sscanf(line, "tfd: %d events: %x data: %llx", &t, &ev, &d) == 3 && d == data) {
+      fd = t;
+      break;
+    }
+  }
+  fclose(f);
+  return fd;
+}
+
+/* The fd of the member of zc_svc_fd's inner set (the service's own epoll set) watched with tag, or -1. */
+static inline int svc_inner_member(int xfd, uint64_t tag) {
+  int ep = svc_epoll_member(xfd, 0);
+  return ep < 0 ? -1 : svc_epoll_member(ep, tag);
+}
+
+/* What the socket fd holds first: "empty", "end of file", or a channel record's kind. */
+static inline const char *svc_peek_record(int fd, char *buf, size_t n) {
+  uint32_t w[6];
+  long r = recv(fd, w, sizeof w, MSG_PEEK | MSG_DONTWAIT);
+  if (r < 0) snprintf(buf, n, "%s", errno == EAGAIN ? "empty" : "recv error");
+  else if (r == 0) snprintf(buf, n, "end of file");
+  else if (r == 1) snprintf(buf, n, "a 1-byte record (a passed-on space wake-up)");
+  else if (r >= 8 && w[0] == CHAN_MAGIC) {
+    unsigned kind = w[1] & 0xffff;
+    static const char *names[] = {"?", "HELLO", "CTL", "SEG", "KICK"};
+    snprintf(buf, n, "a %s record (channel wire kind %u)", kind <= WIRE_KICK ? names[kind] : "unknown", kind);
+  } else snprintf(buf, n, "a %ld-byte record", r);
+  return buf;
+}
+
+/* Describe in out (n bytes) what makes xfd (zc_svc_fd) readable; "nothing" if nothing does. */
+static inline const char *svc_fd_why(int xfd, char *out, size_t n) {
+  struct epoll_event ev[8];
+  size_t at = 0;
+  out[0] = 0;
+#define WHY_ADD(...) (at += (size_t)snprintf(out + at, at < n ? n - at : 0, __VA_ARGS__), at = at < n ? at : n)
+  int k = epoll_wait(xfd, ev, 8, 0);
+  for (int i = 0; i < k; i++) {
+    char rec[96];
+    if (ev[i].data.u64 == 1) {
+      int fd = svc_epoll_member(xfd, 1);
+      WHY_ADD("[the private wake-up pair: %s] ", fd < 0 ? "?" : svc_peek_record(fd, rec, sizeof rec));
+      continue;
+    }
+    int ep = svc_epoll_member(xfd, ev[i].data.u64);
+    struct epoll_event in[32];
+    int m = ep < 0 ? -1 : epoll_wait(ep, in, 32, 0);
+    WHY_ADD("[the service's epoll set: %d ready] ", m);
+    for (int j = 0; j < m; j++) {
+      uint64_t t = in[j].data.u64;
+      int fd = svc_epoll_member(ep, t);
+      const char *what = fd < 0 ? "?" : svc_peek_record(fd, rec, sizeof rec);
+      if (t == SVC_LISTEN_TAG) WHY_ADD("[listening socket: a connector waits] ");
+      else if (t & SVC_JOIN_TAG) WHY_ADD("[connector %llu before its HELLO: %s] ", (unsigned long long)(t & ~SVC_JOIN_TAG), what);
+      else WHY_ADD("[connection %llu %s socket (events 0x%x): %s] ", (unsigned long long)(t >> 1),
+                   (t & 1) ? "out (space wake-ups)" : "in (message wake-ups)", in[j].events, what);
+    }
+  }
+  if (k < 0) WHY_ADD("epoll_wait: errno %d", errno);
+  if (at == 0) WHY_ADD("nothing");
+#undef WHY_ADD
+  return out;
 }
 
 #endif /* SVC_TEST_H */

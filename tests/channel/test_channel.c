@@ -612,7 +612,12 @@ static int t_epoll(int argc, char **argv) {
     void *p = zc_chan_loan(ch, msg_size(i));
     fill_pattern(p, msg_size(i), i);
     REQUIREF(zc_chan_send(ch, p, msg_size(i), 1) == 0, "send");
-    if (i % 10 == 9) sleep_ms(2); /* let the consumer go back to epoll_wait */
+    /* every tenth message: wait until the consumer has taken everything and armed (CHAN_ARMED up, which
+     * only its arm raises and only a send takes down), so the next send must kick it out of epoll_wait.
+     * (A fixed 2 ms pause here bet on the consumer's pace: a consumer kept off the CPU saw no wake-up.) */
+    if (i % 10 == 9 && i + 1 < N_EPOLL)
+      REQUIREF(WAIT_UNTIL(__atomic_load_n(&ch->ctl->c_wait, __ATOMIC_ACQUIRE) & CHAN_ARMED, 30000),
+               "the consumer never armed after message %lu", (unsigned long)i);
   }
   drain_returns(ch);
   zc_chan_stats_t st;

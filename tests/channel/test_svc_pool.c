@@ -14,7 +14,9 @@
  *                 and one fd (epoll on zc_svc_fd): every producer's records arrive complete and in order;
  *                 one producer is SIGKILLed midway and another joins late without disturbing the rest
  *   fd            an event loop on zc_svc_fd: a record sent while the consumer sleeps in epoll_wait wakes it
- *                 (receive with timeout 0 arms every connection before it returns EAGAIN), 20 times
+ *                 (receive with timeout 0 arms every connection before it returns EAGAIN), 20 times; each
+ *                 record is sent once the consumer said EAGAIN and is on its way into epoll_wait (a word it
+ *                 stores: no pause that the machine's pace could beat)
  * Usage: test_svc_pool <name>. */
 #include "svc_test.h"
 
@@ -232,8 +234,8 @@ static int bad_worker(void *arg) {
   REQUIRE(raw_recv(&rp, &k, &h, PEER_WAIT_MS) == 0 && k == ZC_SVC_REQUEST);
   if (kind == 1) raw_send(&rp, ZC_SVC_REPLY, h.id, T_WORK, 5);
   else raw_send(&rp, ZC_SVC_REPLY, h.id ^ 1, T_WORK, 32); /* the other index: the honest worker's request */
-  sleep_ms(30000); /* connected until the parent kills it, however slowly the parent runs */
-  raw_close(&rp);
+  for (;;) sleep_ms(100); /* connected until the parent kills it, however slowly the parent runs (spawn's
+                           * alarm ends us if it never does) */
   return 0;
 }
 
@@ -396,14 +398,16 @@ static int t_many(int argc, char **argv) {
 
 /* ---- the fd of an event loop: one record at a time, each sent while the consumer sleeps in epoll ---- */
 static volatile int *taken; /* records the consumer has taken */
+static volatile int *waiting; /* taken + 1, stored by the consumer right before its epoll_wait (armed) */
 
 static int slow_producer(void *arg) {
   zc_svc_config_t cfg = {.connect_timeout_ms = 10000};
   zc_svc_t *c = zc_svc_connect(pool_name, &cfg);
   REQUIRE(c != NULL);
   for (int i = 0; i < 20; i++) {
-    REQUIRE(WAIT_UNTIL(*taken == i, PEER_WAIT_MS));
-    sleep_ms(20); /* the consumer is back in epoll_wait */
+    /* the consumer took record i - 1, said EAGAIN (armed) and is on its way into epoll_wait: the send
+     * must wake it (a fixed 20 ms here bet on its pace) */
+    REQUIRE(WAIT_UNTIL(*taken == i && *waiting == i + 1, PEER_WAIT_MS));
     uint32_t *p = zc_svc_loan(c, 16);
     REQUIRE(p != NULL);
     p[0] = (uint32_t)i;
@@ -417,6 +421,7 @@ static int slow_producer(void *arg) {
 static int t_fd(int argc, char **argv) {
   pool_name = svc_name("fd");
   taken = shared_word();
+  waiting = shared_word();
   zc_svc_t *s = zc_svc_listen(pool_name, NULL);
   REQUIRE(s != NULL);
   pid_t pp = spawn(slow_producer, NULL);
@@ -433,7 +438,8 @@ static int t_fd(int argc, char **argv) {
       continue;
     }
     CHECK(errno == EAGAIN);
-    int n = epoll_wait(ep, &ev, 1, PEER_WAIT_MS); /* a record is due within 20 ms: the fd must wake us */
+    *waiting = *taken + 1;
+    int n = epoll_wait(ep, &ev, 1, PEER_WAIT_MS); /* a record is due: the fd must wake us */
     CHECKF(n == 1, "zc_svc_fd stayed quiet for 60 s with record %d due", *taken);
     if (n != 1) break;
     wakes++;

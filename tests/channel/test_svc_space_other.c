@@ -16,12 +16,15 @@
  *   other_listener  this process listens (zc_svc_listen) with the peer as its one connection
  *
  * At the end the peer takes the rest and checks that every message arrived once, in order, intact.
+ * When this process listens (other_listener, other_death_listener, other_join), ZC_DEBUG builds force the
+ * set-up's race (the peer's hello sent into the connection's arm, after its flag: answered by a message
+ * found and a kick sent; see force_setup), and the fd must be quiet after the first drain. The endpoint's
+ * check_ms is 10 minutes: every look at its epoll set is one a receive makes because it took nothing, so
+ * a record a drain leaves unread shows. Each "fd quiet" check names what is readable if it fails.
  * Before the fix (docs/channel.md, "Back-pressure for event loops"), R's receive read the wake-up record
  * from the connection's socket (svc_check's zc_chan_collect) and L slept with room there.
  * Usage: test_svc_space_other <name>. */
-#include "zc_test.h"
-
-#include "zcmem_service.h"
+#include "svc_test.h" /* svc_fd_why: what makes zc_svc_fd readable, for the failure messages */
 
 #include <poll.h>
 #include <pthread.h>
@@ -41,9 +44,12 @@ typedef struct {
   int take_to;  /* parent: the peer may take messages until it has taken this many (INT32_MAX: all) */
   int taken;    /* peer: messages taken and released so far */
   int failed;   /* either side failed: the other stops waiting */
+  int gated;    /* parent: a connecting peer waits for hello_go before its hello (forced set-up) */
+  int hello_go; /* parent: the peer may send its hello now */
   char name[64];
 } shared_t;
 static shared_t *sh;
+static char why[1024]; /* svc_fd_why's answer, for a failure message */
 
 static int ld(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static void st(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
@@ -86,6 +92,7 @@ static int peer_main(void *arg) {
   if (s == NULL) PEER_FAIL("%s: %s", listener ? "listen" : "connect", strerror(errno));
   zc_svc_msg_t m;
   if (!listener) { /* say hello: the parent, a listener, accepts us inside its receive */
+    if (ld(&sh->gated) && !wait_ge(&sh->hello_go, 1, PEER_MS * 3)) PEER_FAIL("the parent never let us say hello");
     char *p = zc_svc_loan(s, 16);
     if (p == NULL || zc_svc_send(s, p, 16, T_HELLO) != 0) PEER_FAIL("hello: %s", strerror(errno));
   } else { /* the parent's hello: accepted here */
@@ -115,6 +122,45 @@ static int peer_main(void *arg) {
   }
   zc_svc_close(s);
   return 0;
+}
+
+/* ---- the forced set-up (builds with test points): the hello's wake-up record arrives after all ----
+ * When this process listens, the receive that accepts the peer arms the connection's in-channel before the
+ * hello is there. The hook stops that arm after it announced itself (CHAN_ARMED) and before its second look,
+ * and lets the peer send its hello only then: the peer's send sees the flag and kicks, and the arm's second
+ * look finds the hello too (it says 1: take it). The kick is in the socket before the hello is taken, and
+ * before the first drain (the peer says joined after its send returned): that drain must read it, or
+ * zc_svc_fd stays readable with nothing to do. Without test points the same set-up runs unforced. */
+extern void zc_chan_test_hook(void (*fn)(int point)) __attribute__((weak));
+static int have_hooks(void) { return zc_chan_test_hook != NULL; }
+static int hook_hits, hook_xfd;
+static void setup_hook(int point) {
+  if (point != CHAN_TP_ARMED || ld(&hook_hits) != 0) return;
+  /* A record still unread in the connection's socket (its first segment's, which can come after the
+   * channel opened) would stop the peer's kick (at most one record unread): then this arm goes on, and the
+   * epoll look that reads the record arms again */
+  char b;
+  int in = svc_inner_member(hook_xfd, 0); /* connection 0's in-channel socket */
+  if (in < 0 || recv(in, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0) return;
+  st(&hook_hits, 1);
+  st(&sh->hello_go, 1);                 /* the peer says hello now, into an armed channel ... */
+  wait_ge(&sh->joined, 1, PEER_MS * 2); /* ... and the arm looks again only once its send returned */
+}
+/* Before the peer is spawned (a connecting peer, this process listening): force if we can. */
+static void force_setup(zc_svc_t *s) {
+  if (!have_hooks()) {
+    st(&sh->hello_go, 1);
+    return;
+  }
+  hook_xfd = zc_svc_fd(s);
+  st(&sh->gated, 1);
+  zc_chan_test_hook(setup_hook);
+}
+/* After the first drain: the hook is done; it must have stopped the arm once. */
+static void force_done(void) {
+  if (!have_hooks()) return;
+  zc_chan_test_hook(NULL);
+  CHECKF(ld(&hook_hits) >= 1, "the forced set-up: the arm's test point was never reached");
 }
 
 /* ---- the other thread R: receives when told ---- */
@@ -184,8 +230,10 @@ static int t_other(int listen_here, int death) {
   REQUIRE(sh != MAP_FAILED);
   snprintf(sh->name, sizeof sh->name, "svcso.%d.%d", (int)getpid(), listen_here);
   zc_svc_config_t cfg = config();
+  cfg.check_ms = 600000; /* no periodic look (it would hide a record a drain left unread): every look is a drain's */
   zc_svc_t *s = NULL;
   if (listen_here) REQUIREF((s = zc_svc_listen(sh->name, &cfg)) != NULL, "listen: %s", strerror(errno));
+  if (listen_here) force_setup(s);
   pid_t peer = spawn_closefds(peer_main, listen_here ? NULL : (void *)1, -1, -1);
   zc_svc_msg_t m;
   if (listen_here) { /* accept the peer: its hello */
@@ -199,6 +247,10 @@ static int t_other(int listen_here, int death) {
   }
   REQUIREF(wait_ge(&sh->joined, 1, PEER_MS), "the peer never joined");
   CHECK(zc_svc_receive(s, &m, 0) == -1 && errno == EAGAIN); /* as an event loop starts: reads the set-up records */
+  /* the peer is idle from here until told: after a drain that said EAGAIN nothing is left to do */
+  CHECKF(!readable(zc_svc_fd(s), 0), "zc_svc_fd readable after the first drain said EAGAIN (the set-up left "
+         "something unread; the peer is idle): %s", svc_fd_why(zc_svc_fd(s), why, sizeof why));
+  if (listen_here) force_done();
   svc = s;
   pthread_t r;
   REQUIRE(pthread_create(&r, NULL, r_main, NULL) == 0);
@@ -215,7 +267,8 @@ static int t_other(int listen_here, int death) {
       retries++;
     }
     REQUIREF(v == 0, "round %d: arm_space: %s", round, strerror(errno));
-    CHECKF(!readable(fd, 0), "round %d: zc_svc_fd readable right after arm_space said 0 (nothing moved)", round);
+    CHECKF(!readable(fd, 0), "round %d: zc_svc_fd readable right after arm_space said 0 (nothing moved): %s", round,
+           svc_fd_why(fd, why, sizeof why));
     if (death && round == rounds - 1) { /* the peer dies instead of taking */
       REQUIRE(kill(peer, SIGKILL) == 0);
       int rc = reap(peer);
@@ -227,7 +280,8 @@ static int t_other(int listen_here, int death) {
       CHECKF(zc_svc_send(s, p, MSG_LEN, T_DATA) == -1 && errno == EPIPE, "the retry after the death: %s",
              strerror(errno));
       CHECK(zc_svc_cancel(s, p) == 0);
-      CHECKF(!readable(fd, 0), "zc_svc_fd still readable after the arming thread's retry took its wake-up");
+      CHECKF(!readable(fd, 0), "zc_svc_fd still readable after the arming thread's retry took its wake-up: %s",
+             svc_fd_why(fd, why, sizeof why));
       if (listen_here) CHECK(zc_svc_arm_space(s) == 0); /* no connection: a join wakes the fd */
       else CHECKF(zc_svc_arm_space(s) == -1 && errno == EPIPE, "arm_space after the death: %s", strerror(errno));
       st(&r_cmd, -1);
@@ -248,14 +302,15 @@ static int t_other(int listen_here, int death) {
       others++;
     } else { /* L is the receiving thread too: its receive reads the wake-up */
       CHECK(zc_svc_receive(s, &m, 0) == -1 && errno == EAGAIN);
-      CHECKF(!readable(fd, 0), "round %d: zc_svc_fd still readable after the arming thread's own receive", round);
+      CHECKF(!readable(fd, 0), "round %d: zc_svc_fd still readable after the arming thread's own receive: %s", round,
+             svc_fd_why(fd, why, sizeof why));
     }
     REQUIREF(wait_ge(&sh->taken, took + 1, PEER_MS), "round %d: the peer never took message %d", round, took + 1);
     v = send_one(s, &p, seq); /* the retry the wake-up asked for: the peer made room */
     REQUIREF(v == 0, "round %d: send %u after the wake-up: %s", round, seq, v > 0 ? "EAGAIN" : strerror(errno));
     seq++;
     CHECKF(!readable(fd, 0), "round %d: zc_svc_fd still readable after the arming thread's send took its "
-           "wake-up (an event loop would spin)", round);
+           "wake-up (an event loop would spin): %s", round, svc_fd_why(fd, why, sizeof why));
   }
   st(&r_cmd, -1);
   pthread_join(r, NULL);
@@ -296,6 +351,7 @@ static int t_join(int argc, char **argv) {
   REQUIRE(sh != MAP_FAILED);
   snprintf(sh->name, sizeof sh->name, "svcso.%d.join", (int)getpid());
   zc_svc_config_t cfg = config();
+  cfg.check_ms = 600000; /* as in t_other */
   zc_svc_t *s = zc_svc_listen(sh->name, &cfg);
   REQUIREF(s != NULL, "listen: %s", strerror(errno));
   svc = s;
@@ -305,15 +361,18 @@ static int t_join(int argc, char **argv) {
   char *p = zc_svc_loan(s, MSG_LEN);
   CHECKF(p == NULL && errno == EAGAIN, "a loan with no connection: %s", p ? "granted" : strerror(errno));
   CHECK(zc_svc_arm_space(s) == 0); /* armed: a join wakes the fd */
-  CHECK(!readable(fd, 0));
+  CHECKF(!readable(fd, 0), "zc_svc_fd readable after arm_space said 0 with no connection: %s", svc_fd_why(fd, why, sizeof why));
+  force_setup(s); /* the hello's wake-up record is due when R's receive takes the hello */
   pid_t peer = spawn_closefds(peer_main, NULL, -1, -1); /* connects and says hello */
   REQUIREF(readable(fd, WAKE_MS), "zc_svc_fd not readable %d s after the peer was started", WAKE_MS / 1000);
   r_run(R_JOIN, 1); /* the join is accepted by the other thread */
+  force_done();
   REQUIREF(readable(fd, WAKE_MS), "lost wake-up: zc_svc_fd quiet for %d s after another thread's zc_svc_receive "
            "accepted a connection while this thread was armed", WAKE_MS / 1000);
   uint32_t seq = 0;
   REQUIREF(send_one(s, &p, seq) == 0, "the retry after the join: %s", strerror(errno));
-  CHECKF(!readable(fd, 0), "zc_svc_fd still readable after the arming thread's retry took its wake-up");
+  CHECKF(!readable(fd, 0), "zc_svc_fd still readable after the arming thread's retry took its wake-up: %s",
+         svc_fd_why(fd, why, sizeof why));
   st(&r_cmd, -1);
   pthread_join(r, NULL);
   st(&sh->take_to, INT32_MAX);

@@ -42,7 +42,7 @@ static void send_garbage(void *s, const void *rid, size_t rid_len) {
 #define ROUTE() \
   if (rid != NULL) raw_send(s, rid, rid_len, ZMQ_SNDMORE)
   ROUTE();
-  raw_send(s, f, 0, 0); /* empty */
+  raw_send(s, "", 0, 0); /* empty (from a literal: f holds nothing yet) */
   ROUTE();
   raw_send(s, "hello", 5, 0); /* shorter than a header */
   memset(f, 0, 64);
