@@ -6,6 +6,8 @@
  */
 #include "large_internal.h"
 
+#include "idle.h" /* zc_test_point */
+
 lg_pool_t lg_pool;
 int lg_purger_state;
 lg_stats_t lg_st;
@@ -249,19 +251,16 @@ __thread unsigned zc_background_no_start, zc_background_in_free; /* see large.h 
 static bool purger_after_fork; /* it ran in the parent: the fork child starts its own */
 static bool background_allowed; /* zc_background_allow: the fork handlers are registered */
 
-/* Test points (ZC_DEBUG builds): a test widens a race window by stalling the purger where it reaches one
+/* Test points (ZC_DEBUG builds, idle.h): a test widens a race window by stalling the thread that reaches one
  * (zc_purger_test_hook, exported in debug builds only); elsewhere they compile to nothing. */
 #if ZC_DEBUG
-static void (*purger_test_fn)(int point);
-ZC_API void zc_purger_test_hook(void (*fn)(int point)) { __atomic_store_n(&purger_test_fn, fn, __ATOMIC_RELEASE); }
-static void purger_test_point(int point) {
-  void (*f)(int) = __atomic_load_n(&purger_test_fn, __ATOMIC_ACQUIRE);
+static void (*test_point_fn)(int point);
+ZC_API void zc_purger_test_hook(void (*fn)(int point)) { __atomic_store_n(&test_point_fn, fn, __ATOMIC_RELEASE); }
+void zc_test_point(int point) {
+  void (*f)(int) = __atomic_load_n(&test_point_fn, __ATOMIC_ACQUIRE);
   if (f != NULL) f(point);
 }
-#else
-static inline void purger_test_point(int point) { (void)point; }
 #endif
-enum { PURGER_TP_SETTLED = 1 }; /* its last sweep (after the settle) found nothing; no lock held; the sleep is next */
 
 /* The idle sleep's deadline while the hook watches (a page waits for its owner's local frees, which wake no
  * one): clean_ttl, doubled after each that passes with nothing found, up to WATCH_NAP_MAX times clean_ttl. Such
@@ -344,7 +343,7 @@ static void *purger_main(void *arg) {
       uint64_t ttl = clean_ttl_ns(d);
       nap = !watch ? 0 : nap == 0 ? ttl : nap * 2 > ttl * WATCH_NAP_MAX ? ttl * WATCH_NAP_MAX : nap * 2;
       lg_pool_unlock();
-      purger_test_point(PURGER_TP_SETTLED);
+      zc_test_point(ZC_TP_PURGER_SETTLED);
       if (!purger_idle_wait(w, nap)) {
         idle_since = 0;
         nap = 0;
