@@ -67,7 +67,10 @@ static bool debug_block_ok(zc_page_t *pg, const void *p) {
 
 /* Push a chain of count blocks on the thread_free stack of the page whose remote line is r: one
  * compare-and-swap. Release: the owner's acquiring exchange (take_thread_free) then sees the chain's links
- * and tags. Only the remote line is touched (its key encodes the tail's link), never the descriptor. */
+ * and tags; seq_cst, for the purger's wake-up protocol (large.h): the caller's read of the purger's state
+ * after it, and the purger's sweep after its settle, cannot both miss the other (on x86-64 the same lock
+ * cmpxchg as a release one). Only the remote line is touched (its key encodes the tail's link), never the
+ * descriptor. */
 static void push_chain(zc_page_remote_t *r, zc_block_t *head, zc_block_t *tail, uint64_t count) {
   uintptr_t key = __atomic_load_n(&r->key, __ATOMIC_RELAXED);
   uintptr_t old = atomic_load_explicit(&r->thread_free, memory_order_relaxed), nv;
@@ -80,7 +83,7 @@ static void push_chain(zc_page_remote_t *r, zc_block_t *head, zc_block_t *tail, 
     uintptr_t ptr = (uintptr_t)ZC_TF_PTR(old);
     tail->link = ptr ^ key;
     nv = (old - ptr) + add;
-  } while (!atomic_compare_exchange_weak_explicit(&r->thread_free, &old, nv, memory_order_release,
+  } while (!atomic_compare_exchange_weak_explicit(&r->thread_free, &old, nv, memory_order_seq_cst,
                                                    memory_order_relaxed));
 }
 
@@ -151,7 +154,8 @@ static zc_noinline void hand_over_chain(zc_heap_t *h, zc_page_remote_t *r, zc_bl
    * idle; it never starts the thread from here: a malloc slow path started it once a second heap existed
    * (page_for_class). Last, with h's pending state whole again: while the purger runs (the common case),
    * one compare of its state, read inline (large.h), and no call; else a tail call. The wake call on every
-   * hand-over was 9 instructions (the jump through zc_purger_wake and zc_background_wake's stack frame). */
+   * hand-over was 9 instructions (the jump through zc_purger_wake and zc_background_wake's stack frame).
+   * The push (seq_cst) comes before this read (seq_cst): large.h, the wake-up protocol. */
   if (zc_likely(zc_background_running())) return;
   zc_purger_wake();
 }
@@ -242,6 +246,7 @@ static zc_noinline void free_remote_no_heap(zc_heap_t *owner, zc_page_remote_t *
   if (zc_unlikely(blk->tag == tag)) return zc_bad_free(p, "double free (from another thread) of");
   blk->tag = tag;
   push_chain(r, blk, blk, 1);
+  if (!zc_background_running()) zc_purger_wake(); /* as hand_over_chain: the block may complete its page */
 }
 
 /* A chain begins for another owner than the last one's (or the thread has no heap yet): select its pair

@@ -15,7 +15,12 @@
  *   - zc_idle_unregister unlinks h and returns only when no call of h->fn is running: after it the caller may
  *     unmap h->arg. Unregistering an h that is not registered does nothing.
  *   - zc_idle_kick: the owner made memory that will need aging; start the purger if it stopped as idle.
- *     Cheap (two loads) when it runs. Call with none of the owner's locks held.
+ *     Cheap (two loads) when it runs. Call with none of the owner's locks held, after the memory is where
+ *     the hook will find it (the purger's wake-up protocol, large.h): published under the lock the hook
+ *     takes, or by a seq_cst atomic write. A kick before the publish can see the purger running just before
+ *     its last sweep, which then misses the memory: it sleeps with no end.
+ *   - zc_test_point (ZC_DEBUG builds; nothing elsewhere): a test stalls the thread that reaches a point to
+ *     force a race window (zc_purger_test_hook, exported in debug builds only).
  */
 #ifndef ZC_IDLE_H
 #define ZC_IDLE_H
@@ -34,5 +39,15 @@ void zc_idle_kick(void);
 
 /* The purger's pass (process.c): call every hook; true while one of them holds memory to age. */
 bool zc_idle_sweep(void);
+
+enum {
+  ZC_TP_PURGER_SETTLED = 1, /* the purger: its last sweep before the idle sleep found nothing; no lock held */
+  ZC_TP_PAGES_RECYCLE = 2,  /* counted pages: another thread's free emptied a page, not yet on remote_free */
+};
+#if defined(ZC_DEBUG) && ZC_DEBUG
+void zc_test_point(int point);
+#else
+static inline void zc_test_point(int point) { (void)point; }
+#endif
 
 #endif /* ZC_IDLE_H */

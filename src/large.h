@@ -95,10 +95,22 @@ bool zc_background_wanted(void); /* a free asked for the purger before it ever r
 extern __thread unsigned zc_background_no_start, zc_background_in_free;
 void zc_background_fork_child(void); /* last in the fork child: the parent's purger restarted */
 bool zc_background_after_fork(void); /* in the fork child's handlers: zc_background_fork_child will start it */
-/* The purger thread's state (large_pool.c; 1 while it runs). Read inline: a remote free's hand-over tests it
- * with one compare and skips the wake call while the purger runs (zc_background_running). */
+/* The purger thread's state (large_pool.c): 0 never started, 1 running, 2 none (its start failed; a fork child
+ * under a sanitizer), 3 idle: its last sweep before the idle sleep, or that sleep. Read inline: a remote
+ * free's hand-over tests it with one compare and skips the wake call while the purger runs.
+ *
+ * The wake-up protocol. Whoever makes work for an idle purger (a hand-over, a front-cache put, a page
+ * emptied, a region cached, ...) publishes the work first, then reads the state, and wakes the purger unless
+ * it reads 1. The purger sets 3 before its last sweep (large_pool.c, purger_settle), so a publisher that
+ * reads 1 published before that sweep looks, and the sweep finds the work. For that, a lock-free publish is
+ * a seq_cst atomic write (the hand-over's compare-and-swap, free.c; a front-slot put, large_front.c), the
+ * state read after it is seq_cst (zc_background_running, lg_front_tick), and so are the purger's store of 3
+ * and the loads by which its sweep looks (thread_free, front slots): of the two, one sees the other. Work
+ * published under a lock the sweep takes after the store (h->lock, the pool lock, the abandoned list's) needs
+ * no more: the lock orders the two. On x86-64 the seq_cst compare-and-swap and loads are the instructions of
+ * the release and relaxed ones (lock cmpxchg, mov): the free path costs what it did. */
 extern int lg_purger_state __attribute__((visibility("hidden")));
-static inline bool zc_background_running(void) { return __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1; }
+static inline bool zc_background_running(void) { return __atomic_load_n(&lg_purger_state, __ATOMIC_SEQ_CST) == 1; }
 
 /* fork: the parent holds the pool lock across fork; the child reinitialises it (and the purger). */
 void zc_large_fork_prepare(void);

@@ -63,7 +63,8 @@ region_t *lg_front_put(front_t *f, region_t *r, size_t budget) {
       /* counted before it is published (whoever takes it out subtracts): lg_front_held never dips below
        * the slots' bytes, it may only exceed them for a moment */
       __atomic_fetch_add(&lg_front_held, size, __ATOMIC_RELAXED);
-      if (__atomic_compare_exchange_n(&f->slot[i], &e, w, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) return NULL;
+      /* seq_cst: the caller's lg_front_tick reads the purger's state after it (large.h, the wake-up protocol) */
+      if (__atomic_compare_exchange_n(&f->slot[i], &e, w, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) return NULL;
       __atomic_fetch_sub(&lg_front_held, size, __ATOMIC_RELAXED);
     }
   }
@@ -71,7 +72,7 @@ region_t *lg_front_put(front_t *f, region_t *r, size_t budget) {
     uintptr_t old = ws[i];
     if (old == 0 || held - class_bytes((unsigned)(old & FRONT_CLS_MASK)) > cap) continue;
     __atomic_fetch_add(&lg_front_held, size, __ATOMIC_RELAXED);
-    if (__atomic_compare_exchange_n(&f->slot[i], &old, w, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+    if (__atomic_compare_exchange_n(&f->slot[i], &old, w, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
       region_t *out = (region_t *)(old & ~FRONT_CLS_MASK);
       __atomic_store_n(&out->state, ST_BUSY, __ATOMIC_RELAXED);
       __atomic_fetch_sub(&lg_front_held, class_bytes((unsigned)(old & FRONT_CLS_MASK)), __ATOMIC_RELAXED);
@@ -157,10 +158,12 @@ void lg_front_sweep(victims_t *v, uint64_t now, bool force) {
   }
 }
 
+/* seq_cst loads: the purger's last sweep before its idle sleep sees a put whose thread saw it running (large.h,
+ * the wake-up protocol) */
 size_t lg_front_bytes(void) {
   size_t n = 0;
   for (unsigned i = 0; i < NFRONT * FRONT_SLOTS; i++) {
-    uintptr_t w = __atomic_load_n(&lg_front[i / FRONT_SLOTS].slot[i % FRONT_SLOTS], __ATOMIC_RELAXED);
+    uintptr_t w = __atomic_load_n(&lg_front[i / FRONT_SLOTS].slot[i % FRONT_SLOTS], __ATOMIC_SEQ_CST);
     if (w != 0) n += class_bytes((unsigned)(w & FRONT_CLS_MASK));
   }
   return n;

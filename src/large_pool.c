@@ -6,6 +6,8 @@
  */
 #include "large_internal.h"
 
+#include "idle.h" /* zc_test_point */
+
 lg_pool_t lg_pool;
 int lg_purger_state;
 lg_stats_t lg_st;
@@ -249,6 +251,17 @@ __thread unsigned zc_background_no_start, zc_background_in_free; /* see large.h 
 static bool purger_after_fork; /* it ran in the parent: the fork child starts its own */
 static bool background_allowed; /* zc_background_allow: the fork handlers are registered */
 
+/* Test points (ZC_DEBUG builds, idle.h): a test widens a race window by stalling the thread that reaches one
+ * (zc_purger_test_hook, exported in debug builds only); elsewhere they compile to nothing. */
+#if ZC_DEBUG
+static void (*test_point_fn)(int point);
+ZC_API void zc_purger_test_hook(void (*fn)(int point)) { __atomic_store_n(&test_point_fn, fn, __ATOMIC_RELEASE); }
+void zc_test_point(int point) {
+  void (*f)(int) = __atomic_load_n(&test_point_fn, __ATOMIC_ACQUIRE);
+  if (f != NULL) f(point);
+}
+#endif
+
 /* The idle sleep's deadline while the hook watches (a page waits for its owner's local frees, which wake no
  * one): clean_ttl, doubled after each that passes with nothing found, up to WATCH_NAP_MAX times clean_ttl. Such
  * a page is reclaimed within that and two purge delays after the owner's last free, and an idle process
@@ -281,11 +294,33 @@ static bool purger_idle_wait(uint32_t w, uint64_t nap) {
   return false;
 }
 
+/* The settle: the purger goes idle (state 3, seq_cst, under the pool lock) before its last sweep, not after
+ * it. Whoever makes work for it publishes the work first, then reads the state (large.h, "the wake-up
+ * protocol"): either that read sees 3 and wakes it (purger_start: state 1 and a futex wake, so the wait below
+ * returns at once, the wake count w having moved), or the work was published before the sweep's look at it,
+ * which then finds it and keeps the purger awake. When the state was set after the sweep, a hand-over in
+ * between saw the purger running, woke nobody, and its page waited for the owner's next malloc slow path
+ * (core_purger_settle forces that order). *w: purger_wake when the state went to 3. */
+static void purger_settle(uint32_t *w) {
+  lg_pool_lock(); /* state changes under the pool lock (purger_start) */
+  __atomic_store_n(&lg_purger_state, 3, __ATOMIC_SEQ_CST);
+  *w = __atomic_load_n(&purger_wake, __ATOMIC_RELAXED);
+  lg_pool_unlock();
+}
+
 static void *purger_main(void *arg) {
   (void)arg;
   uint64_t idle_since = 0, nap = 0;
   for (;;) {
     zc_os_sleep_ns(sweep_period_ns());
+    /* Idle for long (its sweeps found nothing for clean_ttl): this sweep is its last before the idle sleep,
+     * unless it finds something; the state goes to 3 first (purger_settle). It sleeps until lg_purger_request
+     * wakes it. It does not exit: starting it again would call pthread_create from inside free(), which glibc
+     * may be running under its stack-cache lock (a dead thread's TLS is freed under it), and pthread_create
+     * takes that lock: a deadlock. */
+    uint32_t w = 0;
+    bool settle = idle_since != 0 && zc_os_clock_coarse_ns() - idle_since >= clean_ttl_ns(delay_ns());
+    if (settle) purger_settle(&w);
     bool watch = false;
     bool other_busy = sweep_hook != NULL && sweep_hook(&watch);
     uint64_t now = zc_os_clock_coarse_ns(), d = delay_ns();
@@ -293,30 +328,31 @@ static void *purger_main(void *arg) {
     lg_pool_lock();
     lg_collect_due(&v, now, false);
     lg_front_sweep(&v, now, false);
-    if (!other_busy && lg_pool.count[DIRTY] + lg_pool.count[CLEAN] == 0 && lg_front_bytes() == 0 && v.purge == NULL &&
-        v.unmap == NULL) {
-      if (idle_since == 0) idle_since = now;
-      else if (now - idle_since >= clean_ttl_ns(d)) {
-        /* idle for long: sleep (state 3) until lg_purger_request wakes it. It does not exit: starting it again
-         * would call pthread_create from inside free(), which glibc may be running under its stack-cache
-         * lock (a dead thread's TLS is freed under it), and pthread_create takes that lock: a deadlock.
-         * While the hook watches, the sleep has a deadline (WATCH_NAP_MAX); once it passes, idle_since stays:
-         * a sweep that finds nothing again sleeps again at once, twice as long. */
-        uint64_t ttl = clean_ttl_ns(d);
-        nap = !watch ? 0 : nap == 0 ? ttl : nap * 2 > ttl * WATCH_NAP_MAX ? ttl * WATCH_NAP_MAX : nap * 2;
-        __atomic_store_n(&lg_purger_state, 3, __ATOMIC_RELAXED);
-        uint32_t w = __atomic_load_n(&purger_wake, __ATOMIC_RELAXED);
-        lg_pool_unlock();
-        if (!purger_idle_wait(w, nap)) {
-          idle_since = 0;
-          nap = 0;
-        }
-        continue;
-      }
-    } else {
+    bool idle = !other_busy && lg_pool.count[DIRTY] + lg_pool.count[CLEAN] == 0 && lg_front_bytes() == 0 &&
+                v.purge == NULL && v.unmap == NULL;
+    if (!idle) {
       idle_since = 0;
       nap = 0;
+    } else if (idle_since == 0) {
+      idle_since = now;
     }
+    if (settle && idle) {
+      /* While the hook watches, the sleep has a deadline (WATCH_NAP_MAX); once it passes, idle_since stays: a
+       * sweep that finds nothing again sleeps again at once, twice as long. A wake since the settle (state 1
+       * again) ends the wait at once. */
+      uint64_t ttl = clean_ttl_ns(d);
+      nap = !watch ? 0 : nap == 0 ? ttl : nap * 2 > ttl * WATCH_NAP_MAX ? ttl * WATCH_NAP_MAX : nap * 2;
+      lg_pool_unlock();
+      zc_test_point(ZC_TP_PURGER_SETTLED);
+      if (!purger_idle_wait(w, nap)) {
+        idle_since = 0;
+        nap = 0;
+      }
+      continue;
+    }
+    /* the last sweep found work: running again, unless a wake did it already */
+    if (settle && __atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 3)
+      __atomic_store_n(&lg_purger_state, 1, __ATOMIC_RELEASE);
     lg_pool_unlock();
     lg_process_victims(&v);
   }
@@ -436,7 +472,7 @@ void zc_background_wake(void) { lg_purger_request(); }
  * should run (lg_purger_request: never a thread creation, the free may be glibc's under its stack lock),
  * else run the inline policy when a sweep is due. */
 void lg_front_tick(void) {
-  if (likely(__atomic_load_n(&lg_purger_state, __ATOMIC_RELAXED) == 1)) return;
+  if (likely(__atomic_load_n(&lg_purger_state, __ATOMIC_SEQ_CST) == 1)) return; /* after the put: large.h */
   if (lg_want_purger()) {
     lg_purger_request();
     return;

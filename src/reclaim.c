@@ -180,8 +180,10 @@ static size_t reclaim_hold(zc_heap_t *h, bool *more, bool *waiting, bool *watch)
       for (uint32_t i = 0; i < s->pages_touched; i++) { /* beyond: never taken, and untouched memory */
         zc_page_remote_t *r = &s->pages[i].remote;
         /* acquire: the owner's last writes of the page's counts before it handed these blocks out (its
-         * pops: used) happen-before the freers' release pushes, hence before all_back reads them */
-        uintptr_t v = atomic_load_explicit(&r->thread_free, memory_order_acquire);
+         * pops: used) happen-before the freers' release pushes, hence before all_back reads them; seq_cst:
+         * the purger's last sweep before its idle sleep sees a hand-over whose freer saw it running (large.h,
+         * the wake-up protocol; a plain load on x86-64 either way) */
+        uintptr_t v = atomic_load_explicit(&r->thread_free, memory_order_seq_cst);
         if (v == 0) continue; /* most pages: one load of the remote line */
         zc_page_t *pg = &s->pages[i];
         if (pg->reclaimed != 0) continue;

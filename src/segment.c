@@ -758,8 +758,9 @@ bool zc_segments_purge_abandoned(bool force) {
           if (s->untrusted && !page_trust(pg)) continue;
           /* Only a page that the blocks on its thread_free empty changes here: the others are left as they
            * are (collected at adoption), so that no free block is written (in a fork child, the lost threads'
-           * pages are shared with the parent: each write copies one) */
-          if (pg->used != ZC_TF_COUNT(atomic_load_explicit(&s->pages[i].remote.thread_free, memory_order_relaxed)))
+           * pages are shared with the parent: each write copies one). seq_cst: the purger's last sweep before
+           * its idle sleep sees a hand-over whose freer saw it running (large.h, the wake-up protocol) */
+          if (pg->used != ZC_TF_COUNT(atomic_load_explicit(&s->pages[i].remote.thread_free, memory_order_seq_cst)))
             continue;
           zc_page_collect_all(pg);
           if (pg->state != ZC_PAGE_IN_USE || pg->used != 0) continue;

@@ -347,7 +347,8 @@ static void owner_keep(zc_pages_t *pg, pg_meta_t *m) {
 
 /* Owner: take in the pages other threads emptied (oldest first, so the newest end up hottest). */
 static void owner_drain(zc_pages_t *pg) {
-  pg_meta_t *r = atomic_exchange_explicit(&pg->remote_free, NULL, memory_order_acquire), *rev = NULL;
+  /* seq_cst: the purger's wake-up protocol (page_recycle) */
+  pg_meta_t *r = atomic_exchange_explicit(&pg->remote_free, NULL, memory_order_seq_cst), *rev = NULL;
   while (r) {
     pg_meta_t *n = r->next;
     r->next = rev;
@@ -418,8 +419,8 @@ static void page_recycle(zc_pages_t *pg, pg_meta_t *m, bool by_owner) {
   atomic_fetch_sub_explicit(&pg->pages_busy, 1, memory_order_relaxed);
   int64_t dirty = atomic_fetch_add_explicit(&pg->empty_dirty, 1, memory_order_relaxed) + 1;
   m->empty_since = zc_os_clock_ns();
-  zc_idle_kick(); /* the purger ages the page (it may have stopped while nothing was empty) */
   if (by_owner) {
+    zc_idle_kick(); /* the purger ages the page (it may have stopped while nothing was empty) */
     atomic_store_explicit(&m->state, PG_EMPTY, memory_order_relaxed);
     owner_keep(pg, m);
     owner_trim(pg, pg->max_empty, false);
@@ -431,11 +432,17 @@ static void page_recycle(zc_pages_t *pg, pg_meta_t *m, bool by_owner) {
   } else {
     atomic_store_explicit(&m->state, PG_EMPTY, memory_order_relaxed);
   }
+  zc_test_point(ZC_TP_PAGES_RECYCLE);
+  /* seq_cst, and the kick after it (idle.h): the purger's last sweep before its idle sleep either takes the
+   * page in (owner_drain's exchange) or its state, which the kick reads, says it is not running. A kick
+   * before the push (as it was) saw it running, and a push after that sweep was never aged: the page stayed
+   * resident until the owner's next call (core_purger_settle_pages). */
   pg_meta_t *head = atomic_load_explicit(&pg->remote_free, memory_order_relaxed);
   do {
     m->next = head;
-  } while (!atomic_compare_exchange_weak_explicit(&pg->remote_free, &head, m, memory_order_release,
+  } while (!atomic_compare_exchange_weak_explicit(&pg->remote_free, &head, m, memory_order_seq_cst,
                                                   memory_order_relaxed));
+  zc_idle_kick();
 }
 
 /* Publish the current page's allocation count and let it go. */

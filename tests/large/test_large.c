@@ -31,6 +31,21 @@
 static void *lalloc(size_t size, size_t align, bool zero) { return zc_large_alloc(size, align, zero); }
 static void lfree(void *p) { zc_large_free(p, hdr_of(p)); }
 
+/* A purge delay longer than ctest lets a case run (TIMEOUT 600 s): no cached region ages, whatever the pace. A
+ * check that a freed region comes back (q == p), or is still cached dirty, reads a state that a region aging
+ * between the free and the check changes: once past the delay the purger (or the inline policy) takes it off
+ * the lists to purge it, and a malloc meanwhile maps a new region. With a delay of 10 s (the earlier default
+ * here) or less, a stall of the process that long (a loaded machine, a sanitizer) failed the check. Set in
+ * the program, so no ZCMEM_PURGE_DELAY of the environment changes it; refused if the option does not take it.
+ * The purger sleeps half a delay between sweeps: a case that needs it to age regions sets its short delay
+ * before its first large allocation starts the thread. */
+#define NO_AGING_MS 600000L
+static void no_aging(void) {
+  zc_option_set(zc_option_purge_delay, NO_AGING_MS);
+  REQUIREF(zc_option_get(zc_option_purge_delay) == NO_AGING_MS, "the purge delay %ld ms was refused",
+           NO_AGING_MS);
+}
+
 
 /* Mapped bytes must be exactly the cached bytes when nothing is live. The background purger takes regions
  * off the cache lists while it purges them (outside the lock): wait up to 60 s for a quiet moment (the purger
@@ -109,7 +124,7 @@ static void test_reuse(void) {
   /* Nothing ages out while a loaded machine runs the case: with the default 100 ms a stall between a free and
    * the next call let the purger (or the inline policy) purge a region, and the checks below (cached dirty, LIFO
    * order of the dirty list) read a state that depends on the pace. */
-  zc_option_set(zc_option_purge_delay, 100000);
+  no_aging();
   zc_large_stats_t s0 = stats();
   char *p = lalloc(1 * MiB, 16, false);
   CHECKF(p != NULL, "alloc");
@@ -149,6 +164,7 @@ static void test_reuse(void) {
 /* ---- zero ---- */
 
 static void test_zero(void) {
+  no_aging(); /* q == p: the region freed must still be cached (dirty, or clean after the forced purge) */
   for (int round = 0; round < 3; round++) { /* 0 dirty reuse; 1 clean (DONTNEED); 2 clean (MADV_FREE) */
     zc_option_set(zc_option_purge_mode, round == 2 ? 1 : 0);
     size_t n = 2 * MiB + 333;
@@ -236,6 +252,34 @@ static void *front_thread(void *arg) {
   return NULL;
 }
 
+/* The front hit: a region freed into the front slots comes back to the next request of its class, with
+ * nothing counted as a miss, zeroed when asked. Nothing ages (no_aging, set by main): with the 200 ms of the
+ * aging cases below, a stall after the frees let the purger purge the regions first. */
+static void test_front_reuse(void) {
+  enum { N = 6 };
+  size_t n = 256 * KiB;
+  char *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = lalloc(n, 16, false);
+    memset(p[i], i + 1, n);
+  }
+  size_t map = zc_large_usable(p[0], hdr_of(p[0])) + 128; /* the mapping: header + usable */
+  for (int i = 0; i < N; i++) lfree(p[i]);
+  zc_large_stats_t s = stats();
+  CHECKF(s.cached_dirty == N * map, "dirty %lu, want %zu", (unsigned long)s.cached_dirty, N * map);
+  uint64_t misses = s.cache_misses;
+  char *q = lalloc(n, 16, true);
+  int mine = 0;
+  for (int i = 0; i < N; i++) mine |= q == p[i];
+  CHECKF(mine && stats().cache_misses == misses, "front reuse: %p is not a freed region or missed", (void *)q);
+  CHECKF(all_zero((unsigned char *)q, n), "zero=true from the front cache");
+  lfree(q);
+  check_quiet_pool("front_reuse");
+}
+
+/* The front's aging (background purger or inline policy) and its forced purge. The delay is set before the
+ * first large allocation, which starts the purger: it sleeps half the delay it sees between sweeps, and the
+ * inline policy schedules its next sweep so too (a case cannot shorten the delay once either has run). */
 static void test_front(bool background) {
   zc_option_set(zc_option_background, background);
   zc_option_set(zc_option_purge_delay, 200);
@@ -247,17 +291,7 @@ static void test_front(bool background) {
     memset(p[i], i + 1, n);
   }
   size_t map = zc_large_usable(p[0], hdr_of(p[0])) + 128; /* the mapping: header + usable */
-  uint64_t t0 = now_ms();
   for (int i = 0; i < N; i++) lfree(p[i]);
-  zc_large_stats_t s = stats();
-  if (now_ms() - t0 < 150) CHECKF(s.cached_dirty == N * map, "dirty %lu, want %zu", (unsigned long)s.cached_dirty, N * map);
-  uint64_t misses = s.cache_misses;
-  char *q = lalloc(n, 16, true);
-  int mine = 0;
-  for (int i = 0; i < N; i++) mine |= q == p[i];
-  CHECKF(mine && stats().cache_misses == misses, "front reuse: %p is not a freed region or missed", (void *)q);
-  CHECKF(all_zero((unsigned char *)q, n), "zero=true from the front cache");
-  lfree(q);
   /* a thread that frees into its own shard and exits: its region is not lost */
   char *theirs = NULL;
   pthread_t t;
@@ -266,6 +300,7 @@ static void test_front(bool background) {
   /* aging: within a few seconds every cached region is purged into the pool's clean lists (inline: all but
    * the one the traffic below keeps cycling) */
   size_t aged = background ? N * map : (N - 1) * map;
+  zc_large_stats_t s;
   uint64_t deadline = now_ms() + 60000;
   while (now_ms() < deadline) {
     /* inline policy needs traffic: a 256 KiB block, a hit in the front slots (which runs the policy when a
@@ -281,7 +316,7 @@ static void test_front(bool background) {
   /* a forced purge (malloc_trim) empties the front at once; r must still be dirty then, whatever the pace (with
    * the 200 ms delay a stall after its free let the purger purge it first: "not cached dirty", and the forced
    * purge found nothing to release) */
-  zc_option_set(zc_option_purge_delay, 100000);
+  no_aging();
   char *r = lalloc(n, 16, false);
   memset(r, 1, n);
   lfree(r);
@@ -296,7 +331,7 @@ static void test_front(bool background) {
 static void test_budget(void) {
   size_t budget = 32 * MiB;
   zc_option_set(zc_option_large_cache, (long)budget);
-  zc_option_set(zc_option_purge_delay, 100000); /* only the budget acts */
+  no_aging(); /* only the budget acts */
   enum { N = 40 };
   char *p[N];
   for (int i = 0; i < N; i++) {
@@ -334,6 +369,7 @@ static void test_budget(void) {
 
 /* ---- bad frees: message printed, nothing crashes, pool intact ---- */
 static void test_bad_free(void) {
+  no_aging(); /* r == q below: the freed region must still be cached */
   int fds[2];
   CHECKF(pipe(fds) == 0, "pipe");
   fflush(stderr);
@@ -421,6 +457,7 @@ static int mapping_is_file(const void *p, char *line_out, size_t cap) {
 }
 
 static void test_file(void) {
+  no_aging(); /* q == p below: the freed region must still be cached */
   zc_option_set(zc_option_large_file, 1);
   size_t n = 3 * MiB;
   unsigned char *p = lalloc(n, 16, true);
@@ -539,6 +576,7 @@ static void test_resize(void) {
 
 /* ---- fork ---- */
 static void test_fork(void) {
+  no_aging(); /* q == p in the child and in the parent: the freed region must still be cached */
   char *p = lalloc(1 * MiB, 16, false);
   lfree(p);
   /* A raw fork (no atfork handlers): the hooks under test are called by hand, whatever the core registers. */
@@ -714,6 +752,7 @@ CASE_VOID(zero, test_zero())
 CASE_VOID(purge_background, test_purge(true))
 CASE_VOID(purge_inline, test_purge(false))
 CASE_VOID(budget, test_budget())
+CASE_VOID(front_reuse, test_front_reuse())
 CASE_VOID(front_background, test_front(true))
 CASE_VOID(front_inline, test_front(false))
 CASE_VOID(bad_free, test_bad_free())
@@ -727,12 +766,12 @@ CASE_VOID(threads, test_threads(argc, argv))
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IONBF, 0);
   zc_option_set(zc_option_background, 1);
-  /* Cases that do not test the time policy keep regions dirty for long, so a slow machine cannot purge
-   * them in the middle of a reuse check; the policy cases set their own delay. */
-  zc_option_set(zc_option_purge_delay, 10000);
+  /* Cases that do not test the time policy keep regions dirty for the whole run (no_aging), so a slow machine
+   * cannot purge them in the middle of a reuse check; the policy cases set their own delay. */
+  no_aging();
   static const zc_case_t cases[] = {
       {"sizes", case_sizes}, {"reuse", case_reuse}, {"zero", case_zero}, {"purge_background", case_purge_background},
-      {"purge_inline", case_purge_inline}, {"budget", case_budget}, {"front_background", case_front_background},
+      {"purge_inline", case_purge_inline}, {"budget", case_budget}, {"front_reuse", case_front_reuse}, {"front_background", case_front_background},
       {"front_inline", case_front_inline}, {"bad_free", case_bad_free}, {"fail", case_fail}, {"file", case_file},
       {"file_api", case_file_api}, {"resize", case_resize}, {"fork", case_fork}, {"threads", case_threads},
       {NULL, NULL}};
