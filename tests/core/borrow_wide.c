@@ -1,9 +1,10 @@
-/* Borrowing reaches 8 classes up by default, and classes from 1 KiB borrow too (src/borrow.c,
- * ZC_BORROW_MIN_CLASS in src/sizeclass.h; docs/design.md, "Page queues and reuse").
+/* Borrowing reaches 8 classes up by default, and classes from 2.5 KiB borrow too, not the 2 KiB one and below
+ * (src/borrow.c, ZC_BORROW_MIN_CLASS in src/sizeclass.h; docs/design.md, "Page queues and reuse").
  *
  *   core_borrow_wide small  one thread: 6 blocks of the 4 KiB class, 2 of them freed. (a) A 3000-byte malloc
  *                           (the 3 KiB class, no page yet) returns a free block of the 4 KiB page (usable
- *                           size 4096) instead of carving a page of its own.
+ *                           size 4096) instead of carving a page of its own. (e) A 2000-byte malloc (the
+ *                           2 KiB class, below ZC_BORROW_MIN_CLASS) then carves a 2 KiB block of its own.
  *   core_borrow_wide reach  default options, one thread: blocks of the 40 KiB class until the current page
  *                           holds 3, 2 of them freed. (b) A 20000-byte malloc (the 20 KiB class, 4 classes
  *                           down, no page yet) returns one of the freed 40 KiB blocks.
@@ -44,6 +45,12 @@ static int case_small(int argc, char **argv) {
          (void *)b[5]);
   CHECKF(zc_usable_size(p) == 4096 && ((uintptr_t)p >> 16) == ((uintptr_t)b[0] >> 16),
          "(a) 3000 B did not take a free block of the 4 KiB page (usable %zu)", zc_usable_size(p));
+  /* (e) below the first borrowing class (2.5 KiB): a 2000-byte malloc (the 2 KiB class, no page yet) carves
+   * its own block although a 4 KiB block, 4 classes up, is still free */
+  char *q = zc_malloc(2000);
+  REQUIRE(q != NULL);
+  CHECKF(zc_usable_size(q) == 2048, "(e) 2000 B borrowed a block of a larger class (usable %zu)", zc_usable_size(q));
+  zc_free(q);
   zc_free(p);
   for (int i = 0; i < 6; i++)
     if (i != 2 && i != 3) zc_free(b[i]);

@@ -119,6 +119,26 @@ static void test_limits_and_misuse(void) {
   zc_ring_destroy(r);
 }
 
+/* docs/lifetime.md: "a message of at most half the ring always fits once the ring drains": with the drained
+ * ring's head at each of its chunks in turn (a padding record when the message would cross the end), a
+ * message of exactly half the ring is placed, and one chunk more is EMSGSIZE. */
+static void test_half_fits(void) {
+  for (int h = 0; h < 8; h++) {
+    zc_ring_t *r = zc_ring_create(128, 8);
+    REQUIRE(r != NULL);
+    for (int i = 0; i < h; i++) zc_ring_free(r, zc_ring_alloc(r, 100)); /* the head moves to chunk h */
+    char *big = zc_ring_alloc(r, 4 * 128);
+    CHECKF(big != NULL, "half the ring did not fit with the drained ring's head at chunk %d: %s", h, strerror(errno));
+    if (big) fill_pattern(big, 4 * 128, (uint64_t)h);
+    if (big) CHECKF(verify_pattern(big, 4 * 128, (uint64_t)h) < 0, "head %d: the message's bytes changed", h);
+    zc_ring_free(r, big);
+    errno = 0;
+    CHECK(zc_ring_alloc(r, 4 * 128 + 1) == NULL && errno == EMSGSIZE);
+    CHECK_EQ(stats(r).occupied, 0);
+    zc_ring_destroy(r);
+  }
+}
+
 /* Chunks of 384 bytes (not a power of two), random sizes, a window of live messages freed in random
  * order, a seeded payload checked before each free. */
 static void test_random(void) {
@@ -309,6 +329,7 @@ static void test_trim(void) {
 }
 
 int main(void) {
+  test_half_fits();
   test_peak_laps();
   test_double_free_after_pass();
   test_stats_bounds();
