@@ -9,7 +9,7 @@
  * 1.5 MiB of 128 KiB pages for ~250 KiB live. A free block of a class at most ZCMEM_BORROW classes up
  * (4 classes per doubling: at most 1.5x the size for 2) is already resident: taking it costs no page fault
  * and no new memory, and the block goes back to its own page when freed, as any block of that page. The
- * default reach is 8 classes (two doublings: at most 4x the size) and classes from 1 KiB borrow as well as
+ * default reach is 8 classes (two doublings: at most 4x the size) and classes above 2 KiB borrow as well as
  * the medium ones (docs/design.md has the figures: fewer faults and a lower peak on bench/prodcons,
  * prodcons-2x2 and xmalloc, whose 1-16 KiB blocks are rare enough that each class peaks far above its mean).
  *

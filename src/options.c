@@ -31,7 +31,7 @@ static option_desc_t options[zc_option_count] = {
     [zc_option_verbose] = {"ZCMEM_VERBOSE", 0, OPT_NUM, 2, "0 errors, 1 warnings, 2 info"},
     [zc_option_abort_on_error] = {"ZCMEM_ABORT_ON_ERROR", 1, OPT_BOOL, 1, "abort() after reporting a bad free"},
     [zc_option_huge_pages] = {"ZCMEM_HUGE_PAGES", 0, OPT_BOOL, 1, "transparent huge pages for segments"},
-    [zc_option_borrow] = {"ZCMEM_BORROW", 8, OPT_NUM, 8, "a malloc of 1-64 KiB may take a free block this many classes up"},
+    [zc_option_borrow] = {"ZCMEM_BORROW", 8, OPT_NUM, 8, "a malloc of over 2 KiB (to 64 KiB) may take a free block this many classes up"},
 };
 
 static _Atomic int options_state; /* 0 unread, 1 reading, 2 read */
