@@ -173,7 +173,15 @@ static void *large_alloc(size_t size, size_t align, bool zero, bool reuse_only) 
   }
   if (fresh) {
     size_t want = page_round(class_bytes(c));
-    if ((r = compose(f, c, want, s, &fresh)) == NULL) return NULL;
+    r = compose(f, c, want, s, &fresh);
+    /* The class rounds up by up to a quarter: a mapping of just what is needed when that one is refused (the
+     * kernel's overcommit heuristic refuses one larger than RAM + swap), so that zcmem grants what the
+     * system malloc's mmap would (core_overcommit). */
+    if (r == NULL && page_round(need) < want) {
+      fresh = true;
+      r = map_region(page_round(need), s);
+    }
+    if (r == NULL) return NULL;
     if (!fresh) from = DIRTY; /* its pages hold old bytes */
     FSTAT_ADD(f, misses, 1);
   }
