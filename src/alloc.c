@@ -454,8 +454,8 @@ ZC_API void *zc_realloc(void *p, size_t n) {
     zc_free(p);
     return NULL;
   }
-  size_t old = zc_usable_size(p);
-  if (old == 0) { /* not ours, or already free: zc_usable_size reported it; the block is left alone */
+  size_t old = zc_realloc_usable(p);
+  if (old == 0) { /* not a live block's start: zc_realloc_usable reported it; the block is left alone */
     errno = EINVAL;
     return NULL;
   }

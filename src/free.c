@@ -522,10 +522,12 @@ ZC_NO_SLP ZC_API void zc_free(void *p) {
 
 /* The usable size of p, or 0 if p is not inside a block zcmem handed out (never reports); *freed: p is the
  * start of a small or medium block that is free (it carries its page's free tag: on one of the page's lists
- * or in a freer's pending chain), which a caller reports as a double free. Only reads: a freed block is
- * left as it is. */
-static size_t usable_quiet(const void *p, bool *freed) {
+ * or in a freer's pending chain), which a caller reports as a double free; *inside: p lies inside a small or
+ * medium block, past its start (the size is then what is left from p). Only reads: a freed block is left as
+ * it is. */
+static size_t usable_quiet(const void *p, bool *freed, bool *inside) {
   *freed = false;
+  *inside = false;
   if (p == NULL) return 0;
   uint16_t map = zc_segmap_get(p);
   if (zc_map_is_segment(map)) {
@@ -539,6 +541,7 @@ static size_t usable_quiet(const void *p, bool *freed) {
         *freed = true;
         return 0;
       }
+      *inside = in != 0;
       return pg->block_size - in;
     }
     return 0;
@@ -552,17 +555,31 @@ static size_t usable_quiet(const void *p, bool *freed) {
 /* Also realloc's first step: a 0 it reports makes realloc fail with EINVAL, the block untouched. */
 ZC_API size_t zc_usable_size(const void *p) {
   if (p == NULL) return 0;
-  bool freed;
-  size_t n = usable_quiet(p, &freed);
+  bool freed, inside;
+  size_t n = usable_quiet(p, &freed, &inside);
   if (zc_likely(n != 0)) return n;
   zc_bad_free(p, freed ? "usable size or realloc of a freed block (a double free or a use after free):"
                        : "usable size of a pointer zcmem did not allocate:");
   return 0;
 }
 
+/* realloc's first step: the usable size of the live block p starts, or 0 after a report. A pointer inside a
+ * small or medium block is refused here too: realloc copied from it into a new block and only its free of
+ * it reported, so with ZCMEM_ABORT_ON_ERROR=0 the caller got a block although the old one stayed live
+ * (core_realloc_bad). p is not NULL. */
+size_t zc_realloc_usable(const void *p) {
+  bool freed, inside;
+  size_t n = usable_quiet(p, &freed, &inside);
+  if (zc_likely(n != 0 && !inside)) return n;
+  zc_bad_free(p, freed ? "usable size or realloc of a freed block (a double free or a use after free):"
+                 : inside ? "realloc of a pointer that is not the start of a block (interior or misaligned):"
+                          : "usable size of a pointer zcmem did not allocate:");
+  return 0;
+}
+
 ZC_API size_t zc_owned_size(const void *p) {
-  bool freed;
-  return usable_quiet(p, &freed);
+  bool freed, inside;
+  return usable_quiet(p, &freed, &inside);
 }
 
 ZC_API void zc_free_sized(void *p, size_t size) {

@@ -156,6 +156,8 @@ void zc_remote_flush(zc_heap_t *h);
 void zc_heap_remote_totals(zc_heap_t *h, uint64_t *frees, uint64_t *batches);
 /* Report a bad free (invalid pointer, double free): one line, then abort unless ZCMEM_ABORT_ON_ERROR=0. */
 void zc_bad_free(const void *p, const char *what);
+/* realloc's usable size of p (not NULL): 0 after a report unless p is the start of a live block (free.c). */
+size_t zc_realloc_usable(const void *p);
 /* The allocation slow path (class cls, request size n) and the generic free. */
 void *zc_malloc_generic(zc_heap_t *h, size_t n, bool zero);
 /* The size class of a request n in (ZC_DIRECT_MAX, ZC_SMALL_MAX]: zc_mid_class[(n - 1) >> 8] (alloc.c). */

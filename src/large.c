@@ -173,7 +173,15 @@ static void *large_alloc(size_t size, size_t align, bool zero, bool reuse_only) 
   }
   if (fresh) {
     size_t want = page_round(class_bytes(c));
-    if ((r = compose(f, c, want, s, &fresh)) == NULL) return NULL;
+    r = compose(f, c, want, s, &fresh);
+    /* The class rounds up by up to a quarter: a mapping of just what is needed when that one is refused (the
+     * kernel's overcommit heuristic refuses one larger than RAM + swap), so that zcmem grants what the
+     * system malloc's mmap would (core_overcommit). */
+    if (r == NULL && page_round(need) < want) {
+      fresh = true;
+      r = map_region(page_round(need), s);
+    }
+    if (r == NULL) return NULL;
     if (!fresh) from = DIRTY; /* its pages hold old bytes */
     FSTAT_ADD(f, misses, 1);
   }
@@ -529,7 +537,14 @@ size_t zc_large_release_cache(void) {
   lg_collect_over_budget(&v, 0);
   lg_front_sweep(&v, 0, true);
   lg_pool_unlock();
-  return lg_process_victims(&v);
+  /* The address space, not the resident bytes lg_process_victims counts: after a purge (malloc_trim, or the
+   * purge delay) every cached region is clean, and a 0 here made the malloc slow path skip its retry while
+   * the unmap had just made room (a thread's first small or medium malloc failed under RLIMIT_AS:
+   * core_exhaust_*_thread). */
+  size_t unmapped = 0;
+  for (region_t *r = v.unmap; r != NULL; r = r->link[L_CLASS].next) unmapped += r->map_size;
+  lg_process_victims(&v);
+  return unmapped;
 }
 
 size_t zc_large_purge(bool force) {

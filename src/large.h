@@ -51,7 +51,7 @@ void *zc_large_grow_resident(void *p, void *hdr, size_t new_size);
 size_t zc_large_purge(bool force);
 
 /* Unmap every cached region (dirty and clean): the address space is needed elsewhere (a mapping failed).
- * Returns the bytes released. */
+ * Returns the bytes of address space unmapped (resident or not). */
 size_t zc_large_release_cache(void);
 
 typedef struct zc_large_stats_s {

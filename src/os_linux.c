@@ -128,7 +128,11 @@ static void *map_aligned(size_t size, size_t align, int fd) {
   }
   size_t page = real_page_size(); /* what mmap aligns to */
   if (align < zc_os_page_size()) align = zc_os_page_size();
-  int flags = fd >= 0 ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+  /* No MAP_NORESERVE: the kernel's overcommit policy applies as to the system malloc's mappings. With it,
+   * the default heuristic (vm.overcommit_memory=0) no longer refused a mapping larger than RAM + swap, and
+   * malloc(1 TiB) on a 23 GiB machine returned a block the OOM killer ended the process for at first use
+   * instead of NULL (core_overcommit). Strict accounting (2) ignores the flag; 1 grants every mapping. */
+  int flags = fd >= 0 ? MAP_SHARED : (MAP_PRIVATE | MAP_ANONYMOUS);
   if (align == page) {
     void *p = COUNTED(mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0));
     if (p == MAP_FAILED) {
