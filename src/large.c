@@ -49,6 +49,7 @@
 #endif
 
 static uint64_t secret; /* nonzero once initialised */
+static bool file_mapped; /* a file-backed region was ever mapped (atomic; the fork handlers below) */
 
 /* ---- headers and their keyed checks (large_region.h) ---- */
 
@@ -233,6 +234,7 @@ static region_t *map_region(size_t map_size, uint64_t s) {
     if (zc_opt(zc_option_large_file) == 1) {
       base = zc_os_alloc_file_backed(map_size, ZC_SEGMENT_SIZE);
       if (base != NULL) flags = F_FILE;
+      if (base != NULL) __atomic_store_n(&file_mapped, true, __ATOMIC_RELEASE); /* before any cache holds it */
     }
     if (base == NULL) base = zc_os_alloc_aligned(map_size, ZC_SEGMENT_SIZE);
     if (base == NULL && attempt == 0) { /* out of address space or mappings: drop the cache, retry once */
@@ -583,15 +585,158 @@ void zc_large_stats(zc_large_stats_t *out) {
   out->filled = __atomic_load_n(&lg_st.filled, __ATOMIC_RELAXED);
 }
 
-/* ---- fork ---- */
+/* ---- fork ----
+ * File-backed regions are MAP_SHARED mappings: a fork child shares them with its parent. The cached ones are
+ * free in the parent, which may hand them out again: the child forgets them (unmaps them: in the child
+ * only), so that no cached region is ever handed out by two processes. Each file-backed region maps a file
+ * of its own (zc_os_alloc_file_backed), so the child's new regions share nothing with the parent. Live
+ * file-backed blocks inherited at the fork stay shared (docs/design.md, "File-backed").
+ *
+ * The pool's lists are linked through the regions' headers, and a file-backed header is shared: once the
+ * parent's handler releases the pool lock, the parent's threads relink them, so the child must not follow
+ * (or write) their links. The prepare handler (pool lock held, so the lists are as the child will see them)
+ * copies every cached file-backed region's size and links into private memory (fork_snap, an open-addressing
+ * table by address); the child rebuilds its lists from the anonymous headers (private to it) and those
+ * copies, then unmaps the regions. A front slot is a private word naming its region and class (the size):
+ * only the region's F_FILE flag is read from the shared header, and that bit never changes while the file
+ * is mapped. If the table cannot be mapped, the child drops its whole pool instead (every cached region is
+ * forgotten, without unmapping: address space, and the parent's freed file pages, until the child exits). */
+typedef struct fsnap_s {
+  region_t *r;      /* NULL: empty entry */
+  size_t map_size;  /* 0 if its header failed its check (left mapped) */
+  int w;            /* DIRTY or CLEAN */
+  rlink_t link[2];  /* its links as of the fork */
+} fsnap_t;
 
-void zc_large_fork_prepare(void) { zc_lock_for_fork(&lg_pool.lock); }
-void zc_large_fork_parent(void) { zc_unlock_for_fork(&lg_pool.lock); }
+static fsnap_t *fork_snap;     /* the prepare handler's table, or NULL */
+static size_t fork_snap_bytes; /* its mapping */
+static unsigned fork_snap_bits; /* log2 of its entries */
+static bool fork_snap_lost;    /* file-backed regions may be cached, and no table could be made */
+
+static size_t snap_slot(const region_t *r, unsigned bits) {
+  return (size_t)(((uint64_t)(uintptr_t)r >> ZC_SEGMENT_SHIFT) * 0x9e3779b97f4a7c15ull >> (64u - bits));
+}
+
+static const fsnap_t *snap_find(const region_t *r) {
+  size_t mask = ((size_t)1 << fork_snap_bits) - 1;
+  for (size_t i = snap_slot(r, fork_snap_bits);; i = (i + 1) & mask) {
+    if (fork_snap[i].r == r) return &fork_snap[i];
+    if (fork_snap[i].r == NULL) return NULL;
+  }
+}
+
+/* Pool lock held: record every cached file-backed region (count of them at most half the table). */
+static void snap_fill(void) {
+  size_t mask = ((size_t)1 << fork_snap_bits) - 1;
+  for (int w = 0; w < 2; w++) {
+    for (region_t *r = lg_pool.age[w].head; r != NULL; r = r->link[L_AGE].next) {
+      if (!(r->flags & F_FILE)) continue;
+      size_t i = snap_slot(r, fork_snap_bits);
+      while (fork_snap[i].r != NULL) i = (i + 1) & mask;
+      fork_snap[i] = (fsnap_t){r, region_valid(r) ? r->map_size : 0, w, {r->link[0], r->link[1]}};
+    }
+  }
+}
+
+void zc_large_fork_prepare(void) {
+  fork_snap = NULL;
+  fork_snap_lost = false;
+  if (!__atomic_load_n(&file_mapped, __ATOMIC_ACQUIRE)) { /* only anonymous regions: nothing to forget */
+    zc_lock_for_fork(&lg_pool.lock);
+    return;
+  }
+  /* The table is mapped before the lock is taken (never an mmap under it), sized for the regions cached
+   * then; if more were cached meanwhile, again (a few times, then the fallback). */
+  for (int tries = 0;; tries++) {
+    size_t n = __atomic_load_n(&lg_pool.count[DIRTY], __ATOMIC_RELAXED) +
+               __atomic_load_n(&lg_pool.count[CLEAN], __ATOMIC_RELAXED) + 16;
+    unsigned bits = 5;
+    while (((size_t)1 << bits) < 2 * n) bits++;
+    size_t bytes = page_round(((size_t)1 << bits) * sizeof(fsnap_t));
+    fsnap_t *t = zc_os_alloc_aligned(bytes, zc_os_page_size()); /* zero-filled */
+    zc_lock_for_fork(&lg_pool.lock);
+    if (t != NULL && lg_pool.count[DIRTY] + lg_pool.count[CLEAN] <= n) {
+      fork_snap = t;
+      fork_snap_bytes = bytes;
+      fork_snap_bits = bits;
+      snap_fill();
+      return;
+    }
+    if (t == NULL || tries == 3) {
+      fork_snap_lost = true;
+      if (t != NULL) { /* leaked in the parent's handler instead: freed there, after the lock */
+        fork_snap = t;
+        fork_snap_bytes = bytes;
+      }
+      return;
+    }
+    zc_unlock_for_fork(&lg_pool.lock);
+    zc_os_free(t, bytes);
+  }
+}
+
+void zc_large_fork_parent(void) {
+  zc_unlock_for_fork(&lg_pool.lock);
+  if (fork_snap != NULL) zc_os_free(fork_snap, fork_snap_bytes);
+  fork_snap = NULL;
+}
+
+/* Child: list l (link k) without the regions in the table, following their links from the table. Writes
+ * only the anonymous headers, which are the child's own. */
+static void snap_relink(rlist_t *l, int k) {
+  region_t *kept = NULL, *x = l->head;
+  l->head = NULL;
+  while (x != NULL) {
+    const fsnap_t *e = snap_find(x);
+    region_t *next = e != NULL ? e->link[k].next : x->link[k].next;
+    if (e == NULL) {
+      x->link[k].prev = kept;
+      if (kept != NULL) kept->link[k].next = x;
+      else l->head = x;
+      kept = x;
+    }
+    x = next;
+  }
+  if (kept != NULL) kept->link[k].next = NULL;
+  l->tail = kept;
+}
+
+static void forget_file_regions(void) {
+  lg_front_fork_child(); /* the front slots' file-backed regions */
+  if (fork_snap_lost) {
+    memset(lg_pool.cls, 0, sizeof lg_pool.cls);
+    memset(lg_pool.age, 0, sizeof lg_pool.age);
+    for (int w = 0; w < 2; w++) {
+      __atomic_store_n(&lg_pool.bytes[w], 0, __ATOMIC_RELAXED);
+      __atomic_store_n(&lg_pool.count[w], 0, __ATOMIC_RELAXED);
+    }
+  } else if (fork_snap != NULL) {
+    for (int w = 0; w < 2; w++) {
+      for (unsigned c = 0; c < NCLASS; c++) snap_relink(&lg_pool.cls[w][c], L_CLASS);
+      snap_relink(&lg_pool.age[w], L_AGE);
+    }
+    for (size_t i = 0; i < ((size_t)1 << fork_snap_bits); i++) {
+      const fsnap_t *e = &fork_snap[i];
+      if (e->r == NULL) continue;
+      /* as lg_cache_unlink: a region whose header failed its check leaves its bytes counted */
+      __atomic_store_n(&lg_pool.bytes[e->w], lg_pool.bytes[e->w] - e->map_size, __ATOMIC_RELAXED);
+      __atomic_store_n(&lg_pool.count[e->w], lg_pool.count[e->w] - 1, __ATOMIC_RELAXED);
+      if (e->map_size == 0) continue; /* left alone (leaked), as a corrupt region always is */
+      zc_segmap_clear(e->r, e->map_size);
+      zc_os_free(e->r, e->map_size);
+      STAT_SUB(mapped, e->map_size);
+    }
+  }
+  if (fork_snap != NULL) zc_os_free(fork_snap, fork_snap_bytes);
+  fork_snap = NULL;
+  fork_snap_lost = false;
+}
 
 /* The child has one thread: the lock is reset and the purger restarts on the next free. Regions another
  * parent thread held BUSY at the fork (being purged or unmapped) stay mapped in the child but are lost to
- * the pool: address space, not memory. */
+ * the pool: address space, not memory. The cached file-backed regions are forgotten (above). */
 void zc_large_fork_child(void) {
   zc_lock_init(&lg_pool.lock);
   lg_purger_fork_child();
+  if (__atomic_load_n(&file_mapped, __ATOMIC_ACQUIRE)) forget_file_regions();
 }

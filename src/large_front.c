@@ -158,6 +158,27 @@ void lg_front_sweep(victims_t *v, uint64_t now, bool force) {
   }
 }
 
+/* Fork child (one thread): empty the slots that hold a file-backed region (shared with the parent, which
+ * may hand it out again) and unmap it, in the child only. The slot word (private) gives the region and its
+ * size (a front region's map_size is its class size, lg_front_put); the shared header is read only for its
+ * F_FILE bit, which no one changes while the file is mapped. */
+void lg_front_fork_child(void) {
+  for (unsigned i = 0; i < NFRONT * FRONT_SLOTS; i++) {
+    uintptr_t *slot = &lg_front[i / FRONT_SLOTS].slot[i % FRONT_SLOTS];
+    uintptr_t w = *slot;
+    if (w == 0) continue;
+    region_t *r = (region_t *)(w & ~FRONT_CLS_MASK);
+    if (!(__atomic_load_n(&r->flags, __ATOMIC_RELAXED) & F_FILE)) continue;
+    size_t size = class_bytes((unsigned)(w & FRONT_CLS_MASK));
+    *slot = 0;
+    front_seen[i].word = 0;
+    __atomic_fetch_sub(&lg_front_held, size, __ATOMIC_RELAXED);
+    zc_segmap_clear(r, size);
+    zc_os_free(r, size);
+    STAT_SUB(mapped, size);
+  }
+}
+
 /* seq_cst loads: the purger's last sweep before its idle sleep sees a put whose thread saw it running (large.h,
  * the wake-up protocol) */
 size_t lg_front_bytes(void) {

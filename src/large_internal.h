@@ -182,6 +182,7 @@ region_t *lg_front_take(front_t *f, unsigned c);
 region_t *lg_front_take_below(front_t *f, unsigned c, unsigned lo);
 void lg_front_sweep(victims_t *v, uint64_t now, bool force);
 size_t lg_front_bytes(void);
+void lg_front_fork_child(void);
 uint64_t lg_live_bytes_now(void);
 
 #endif /* ZC_LARGE_INTERNAL_H */
