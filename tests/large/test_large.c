@@ -626,7 +626,7 @@ static int ff_first_bad(unsigned char **b, uint64_t seed) {
   return -1;
 }
 
-static void test_file_fork(void) {
+static void test_file_fork(bool lost) {
   no_aging(); /* the freed regions must still be cached at the fork */
   CHECKF(zc_option_get(zc_option_large_file) == 1, "ZCMEM_LARGE_FILE=1 not seen (%ld)",
          zc_option_get(zc_option_large_file));
@@ -655,7 +655,10 @@ static void test_file_fork(void) {
            (unsigned long)s.cached_dirty, freed);
   int to_parent[2], to_child[2];
   REQUIRE(pipe(to_parent) == 0 && pipe(to_child) == 0);
+  /* lost: the prepare handler's table cannot be mapped, the child drops its whole pool instead */
+  if (lost) zc_os_fail_after(0);
   pid_t pid = fork();
+  if (lost) zc_os_fail_after(-1);
   REQUIRE(pid >= 0);
   if (pid == 0) {
     close(to_parent[0]), close(to_child[1]);
@@ -856,7 +859,8 @@ CASE_VOID(bad_free, test_bad_free())
 CASE_VOID(fail, test_fail())
 CASE_VOID(file, test_file())
 CASE_VOID(file_api, test_file_api())
-CASE_VOID(file_fork, test_file_fork())
+CASE_VOID(file_fork, test_file_fork(false))
+CASE_VOID(file_fork_lost, test_file_fork(true))
 CASE_VOID(resize, test_resize())
 CASE_VOID(fork, test_fork())
 CASE_VOID(threads, test_threads(argc, argv))
@@ -871,7 +875,7 @@ int main(int argc, char **argv) {
       {"sizes", case_sizes}, {"reuse", case_reuse}, {"zero", case_zero}, {"purge_background", case_purge_background},
       {"purge_inline", case_purge_inline}, {"budget", case_budget}, {"front_reuse", case_front_reuse}, {"front_background", case_front_background},
       {"front_inline", case_front_inline}, {"bad_free", case_bad_free}, {"fail", case_fail}, {"file", case_file},
-      {"file_api", case_file_api}, {"file_fork", case_file_fork}, {"resize", case_resize}, {"fork", case_fork}, {"threads", case_threads},
+      {"file_api", case_file_api}, {"file_fork", case_file_fork}, {"file_fork_lost", case_file_fork_lost}, {"resize", case_resize}, {"fork", case_fork}, {"threads", case_threads},
       {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }
