@@ -128,7 +128,7 @@ typedef enum zc_option_e {
   zc_option_large_cache,    /* ZCMEM_LARGE_CACHE: bytes of freed large regions kept for reuse (1G) */
   zc_option_large_file,     /* ZCMEM_LARGE_FILE: 1 back large regions by an unlinked file (0) */
   zc_option_background,     /* ZCMEM_BACKGROUND: 1 run the background purger thread (1) */
-  zc_option_verbose,        /* ZCMEM_VERBOSE: 0-2, no message depends on it yet (0) */
+  zc_option_verbose,        /* ZCMEM_VERBOSE: 1 warnings, 2 and the options in effect (0) */
   zc_option_abort_on_error, /* ZCMEM_ABORT_ON_ERROR: abort() after reporting a bad free (1) */
   zc_option_huge_pages,     /* ZCMEM_HUGE_PAGES: 1 ask for transparent huge pages on segments (0) */
   zc_option_borrow,         /* ZCMEM_BORROW: a 2-64 KiB malloc may take a free block this many classes up (8) */

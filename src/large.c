@@ -235,6 +235,10 @@ static region_t *map_region(size_t map_size, uint64_t s) {
       base = zc_os_alloc_file_backed(map_size, ZC_SEGMENT_SIZE);
       if (base != NULL) flags = F_FILE;
       if (base != NULL) __atomic_store_n(&file_mapped, true, __ATOMIC_RELEASE); /* before any cache holds it */
+      static bool warned;
+      if (base == NULL && !__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED))
+        zc_warning("ZCMEM_LARGE_FILE=1: no file could be made in $TMPDIR (or /tmp): this large region and "
+                   "those like it are anonymous memory");
     }
     if (base == NULL) base = zc_os_alloc_aligned(map_size, ZC_SEGMENT_SIZE);
     if (base == NULL && attempt == 0) { /* out of address space or mappings: drop the cache, retry once */

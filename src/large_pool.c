@@ -378,6 +378,10 @@ static void purger_start(void) {
     lg_pool_lock();
     __atomic_store_n(&lg_purger_state, 2, __ATOMIC_RELAXED);
     lg_pool_unlock();
+    static bool warned;
+    if (!__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED))
+      zc_warning("no background purger (its thread could not be started): memory is purged on the "
+                 "allocating threads' slow paths only");
   }
 }
 

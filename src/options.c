@@ -105,6 +105,13 @@ void zc_options_init(void) {
     else bad_option(&options[i], s);
   }
   atomic_store(&options_state, 2);
+  if (options[zc_option_verbose].value >= 2) { /* the options in effect, once (ZCMEM_VERBOSE=2) */
+    char line[480];
+    size_t n = zc_format(line, sizeof line, "options:");
+    for (int i = 0; i < zc_option_count && n < sizeof line; i++)
+      n += zc_format(line + n, sizeof line - n, " %s=%ld", options[i].name, options[i].value);
+    message_str("info", line);
+  }
 }
 
 long zc_opt(zc_option_t opt) {
@@ -228,7 +235,7 @@ void zc_report(const char *fmt, ...) {
 }
 
 void zc_warning(const char *fmt, ...) {
-  if (options[zc_option_verbose].value < 1 && atomic_load(&options_state) == 2) return;
+  if (zc_opt(zc_option_verbose) < 1) return;
   va_list ap;
   va_start(ap, fmt);
   message("warning", fmt, ap);

@@ -27,7 +27,8 @@ void zc_error(const char *fmt, ...);
 /* An error that is not the program's memory misuse (e.g. a channel's peer broke the protocol): the same
  * line and count, never an abort. */
 void zc_report(const char *fmt, ...);
-/* The same as a warning (shown when ZCMEM_VERBOSE >= 1) */
+/* "zcmem: warning: <message>\n" when ZCMEM_VERBOSE >= 1: zcmem runs on, without something the options asked
+ * for (a file for ZCMEM_LARGE_FILE, huge pages, the background purger). Each caller warns once. */
 void zc_warning(const char *fmt, ...);
 /* Format into buf (at most cap bytes, always NUL-terminated); returns the length it wanted. */
 size_t zc_vformat(char *buf, size_t cap, const char *fmt, va_list ap);

@@ -357,7 +357,11 @@ static zc_segment_t *segment_new(zc_heap_t *h, int kind) {
   s = zc_os_alloc_aligned(ZC_SEGMENT_SIZE, ZC_SEGMENT_SIZE);
   if (s == NULL) return NULL;
   atomic_fetch_add_explicit(&pol.maps, 1, RLX);
-  if (zc_opt(zc_option_huge_pages)) zc_os_huge_pages(s, ZC_SEGMENT_SIZE);
+  if (zc_opt(zc_option_huge_pages) && !zc_os_huge_pages(s, ZC_SEGMENT_SIZE)) {
+    static bool warned;
+    if (!__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED))
+      zc_warning("ZCMEM_HUGE_PAGES=1: the kernel refused MADV_HUGEPAGE: segments use normal pages");
+  }
   segment_format(s, kind, 0, 0, true);
   atomic_store_explicit(&s->heap, h, memory_order_relaxed);
   zc_segmap_set(s, ZC_SEGMENT_SIZE, zc_segment_map_value(s, h));

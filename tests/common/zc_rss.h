@@ -21,6 +21,17 @@
 #define UNDER_HEAVY_SANITIZER 0
 #endif
 
+/* The process's mapped address space (statm's first field), in bytes: what RLIMIT_AS counts. */
+static inline size_t vm_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long size = 0;
+  if (f) {
+    if (fscanf(f, "%lu", &size) != 1) size = 0;
+    fclose(f);
+  }
+  return (size_t)size * (size_t)sysconf(_SC_PAGESIZE);
+}
+
 static inline size_t rss_bytes(void) {
   FILE *f = fopen("/proc/self/statm", "r");
   unsigned long size = 0, res = 0;

@@ -21,46 +21,11 @@
 /* A failed realloc leaves its block valid, and the tests read it after: not a use after free. */
 #pragma GCC diagnostic ignored "-Wuse-after-free"
 
+#include "zc_tapi.h"
 #ifdef ZC_TEST_PREFIXED
 #define NAME "core_api_prefixed"
-#define T_malloc zc_malloc
-#define T_calloc zc_calloc
-#define T_realloc zc_realloc
-#define T_reallocarray zc_reallocarray
-#define T_free zc_free
-#define T_free_sized zc_free_sized
-#define T_free_aligned_sized zc_free_aligned_sized
-#define HAVE_FREE_SIZED 1
-#define HAVE_FREE_ALIGNED_SIZED 1
-#define T_aligned_alloc zc_aligned_alloc
-#define T_posix_memalign zc_posix_memalign
-#define T_memalign zc_memalign
-#define T_valloc zc_valloc
-#define T_pvalloc zc_pvalloc
-#define T_usable zc_usable_size
-#define T_trim zc_trim
 #else
 #define NAME "core_api_override"
-/* C23 names: glibc 2.36's headers lack them; weak so that a library without them fails a CHECK, not the
- * link. */
-extern void free_sized(void *p, size_t size) __attribute__((weak));
-extern void free_aligned_sized(void *p, size_t align, size_t size) __attribute__((weak));
-#define T_malloc malloc
-#define T_calloc calloc
-#define T_realloc realloc
-#define T_reallocarray reallocarray
-#define T_free free
-#define T_free_sized free_sized
-#define T_free_aligned_sized free_aligned_sized
-#define HAVE_FREE_SIZED (free_sized != NULL)
-#define HAVE_FREE_ALIGNED_SIZED (free_aligned_sized != NULL)
-#define T_aligned_alloc aligned_alloc
-#define T_posix_memalign posix_memalign
-#define T_memalign memalign
-#define T_valloc valloc
-#define T_pvalloc pvalloc
-#define T_usable malloc_usable_size
-#define T_trim malloc_trim
 #endif
 
 /* Hide constants from the compiler so that it neither folds nor warns about the huge sizes on purpose. */

@@ -24,31 +24,11 @@
 #include <pthread.h>
 #include <sys/resource.h>
 
+#include "zc_tapi.h"
 #ifdef ZC_TEST_PREFIXED
-#include "zcmem.h"
 #define NAME "core_exhaust_prefixed"
-#define T_malloc zc_malloc
-#define T_calloc zc_calloc
-#define T_realloc zc_realloc
-#define T_free zc_free
-#define T_posix_memalign zc_posix_memalign
-#define T_aligned_alloc zc_aligned_alloc
-#define T_memalign zc_memalign
-#define T_valloc zc_valloc
-#define T_usable zc_usable_size
-#define T_trim zc_trim
 #else
 #define NAME "core_exhaust_preload"
-#define T_malloc malloc
-#define T_calloc calloc
-#define T_realloc realloc
-#define T_free free
-#define T_posix_memalign posix_memalign
-#define T_aligned_alloc aligned_alloc
-#define T_memalign memalign
-#define T_valloc valloc
-#define T_usable malloc_usable_size
-#define T_trim malloc_trim
 #endif
 
 #define MAXP ((size_t)1 << 23)
@@ -65,18 +45,8 @@ enum { E_MALLOC, E_CALLOC, E_POSIX_MEMALIGN, E_ALIGNED_ALLOC, E_MEMALIGN, E_VALL
 static const char *const entry_names[] = {"malloc", "calloc", "posix_memalign", "aligned_alloc", "memalign",
                                           "valloc", "realloc"};
 
-static size_t vm_size(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  unsigned long size = 0;
-  if (f) {
-    if (fscanf(f, "%lu", &size) != 1) size = 0;
-    fclose(f);
-  }
-  return (size_t)size * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static void limit_as(size_t room) {
-  struct rlimit rl = {vm_size() + room, 0};
+  struct rlimit rl = {vm_bytes() + room, 0};
   rl.rlim_max = rl.rlim_cur;
   REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
 }

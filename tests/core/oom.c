@@ -192,22 +192,12 @@ static int part_injection(void *arg) {
 }
 #endif
 
-static size_t vm_size(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  unsigned long size = 0;
-  if (f) {
-    if (fscanf(f, "%lu", &size) != 1) size = 0;
-    fclose(f);
-  }
-  return (size_t)size * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 /* Under RLIMIT_AS the kernel refuses mappings: malloc must return NULL + ENOMEM, and work after frees. */
 static int part_rlimit(void *arg) {
   (void)arg;
   size_t count = 0;
   int err;
-  struct rlimit rl = {vm_size() + ((size_t)384 << 20), RLIM_INFINITY};
+  struct rlimit rl = {vm_bytes() + ((size_t)384 << 20), RLIM_INFINITY};
   rl.rlim_max = rl.rlim_cur;
   REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
   struct { const char *what; size_t size; } kinds[] = {

@@ -27,29 +27,11 @@
 #include <malloc.h>
 #include <sys/sysinfo.h>
 
+#include "zc_tapi.h"
 #ifdef ZC_TEST_PREFIXED
-#include "zcmem.h"
 #define NAME "core_overcommit_prefixed"
-#define T_malloc zc_malloc
-#define T_calloc zc_calloc
-#define T_realloc zc_realloc
-#define T_free zc_free
-#define T_posix_memalign zc_posix_memalign
-#define T_aligned_alloc zc_aligned_alloc
-#define T_memalign zc_memalign
-#define T_valloc zc_valloc
-#define T_pvalloc zc_pvalloc
 #else
 #define NAME "core_overcommit_preload"
-#define T_malloc malloc
-#define T_calloc calloc
-#define T_realloc realloc
-#define T_free free
-#define T_posix_memalign posix_memalign
-#define T_aligned_alloc aligned_alloc
-#define T_memalign memalign
-#define T_valloc valloc
-#define T_pvalloc pvalloc
 #endif
 
 /* Hide sizes from the compiler (no folding, no warning about the huge sizes on purpose). */
