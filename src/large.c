@@ -50,6 +50,10 @@
 
 static uint64_t secret; /* nonzero once initialised */
 static bool file_mapped; /* a file-backed region was ever mapped (atomic; the fork handlers below) */
+/* The fork generation: 0 in the first process, the parent's plus one in a fork child (zc_large_fork_child).
+ * A region's header records the generation that mapped it, so a file-backed region whose generation is not
+ * ours was inherited at a fork and is shared with an ancestor (MAP_SHARED): its header is the ancestor's too. */
+static uint32_t lg_gen;
 
 /* ---- headers and their keyed checks (large_region.h) ---- */
 
@@ -109,6 +113,7 @@ static void split_tail(region_t *r, size_t want) {
   t->offset = HDR_SIZE;
   t->flags = r->flags & ~(uint32_t)F_STALE;
   t->cls = class_floor(old - want);
+  t->gen = r->gen;
   seal(t);
   __atomic_store_n(&t->state, ST_BUSY, __ATOMIC_RELAXED);
   zc_segmap_set(t, old - want, ZC_MAP_LARGE);
@@ -261,6 +266,7 @@ static region_t *map_region(size_t map_size, uint64_t s) {
   r->offset = HDR_SIZE;
   r->flags = flags;
   r->cls = class_floor(map_size);
+  r->gen = lg_gen;
   r->stamp = 0;
   seal(r);
   __atomic_store_n(&r->state, ST_BUSY, __ATOMIC_RELAXED);
@@ -405,6 +411,7 @@ static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *
   q->offset = HDR_SIZE;
   q->flags = flags;
   q->cls = class_floor(want);
+  q->gen = lg_gen;
   q->stamp = 0;
   seal(q);
   __atomic_store_n(&q->state, ST_BUSY, __ATOMIC_RELAXED);
@@ -414,10 +421,30 @@ static region_t *compose(front_t *f, unsigned c, size_t want, uint64_t s, bool *
   return q;
 }
 
+/* A free, in a fork child, of a file-backed block live at the fork: the mapping is shared with the ancestor
+ * that made it, whose block it still is, so its header must not change (a state change or a cache link here
+ * would be the ancestor's: its own free would then report a double free, its lists would be corrupted). The
+ * child only unmaps its view; a second free of the block then finds no zcmem memory there and is reported. */
+static __attribute__((noinline)) void free_inherited(region_t *r) {
+  size_t size = r->map_size;
+  FSTAT_ADD(lg_my_front(), frees, 1);
+  FSTAT_ADD(lg_my_front(), live_bytes, -(int64_t)(size - r->offset));
+  zc_segmap_clear(r, size); /* first: no chunk is marked ours without its header mapped */
+  zc_os_free(r, size);
+  STAT_SUB(mapped, size);
+}
+
 void zc_large_free(void *p, void *hdr) {
   region_t *r = hdr;
   if (!region_valid(r)) {
     zc_error("invalid free of %p: the header of its large region at %p fails its keyed check (overwritten)", p, hdr);
+    return;
+  }
+  if (unlikely((r->flags & F_FILE) && r->gen != lg_gen)) { /* inherited at a fork: the header is shared, and */
+    if (p != block_of(r)) /* its state is the ancestor's (who may have freed its own block meanwhile) */
+      zc_error("invalid free of %p: not the start of a large block (it starts at %p)", p, (void *)block_of(r));
+    else
+      free_inherited(r);
     return;
   }
   uint32_t state = region_state(r);
@@ -740,6 +767,7 @@ static void forget_file_regions(void) {
  * parent thread held BUSY at the fork (being purged or unmapped) stay mapped in the child but are lost to
  * the pool: address space, not memory. The cached file-backed regions are forgotten (above). */
 void zc_large_fork_child(void) {
+  lg_gen++; /* the regions mapped so far are the parent's (free_inherited) */
   zc_lock_init(&lg_pool.lock);
   lg_purger_fork_child();
   if (__atomic_load_n(&file_mapped, __ATOMIC_ACQUIRE)) forget_file_regions();

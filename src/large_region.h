@@ -50,6 +50,7 @@ struct region_s {
   uint32_t state;   /* ST_*, changed with atomics */
   uint32_t flags;   /* F_* */
   uint32_t cls;     /* class it is cached under: the largest class whose size <= map_size */
+  uint32_t gen;     /* the fork generation of the process that mapped it (large.c, lg_gen) */
   uint64_t stamp;   /* ns: when it entered its current cache list */
   rlink_t link[2];  /* L_CLASS: class list (also the BUSY victim chain); L_AGE: age list */
 };
@@ -69,6 +70,7 @@ static inline uint64_t region_mac(const region_t *r, uint64_t secret) {
   h = region_mix(h, r->map_size, 0x9e3779b97f4a7c15ull);
   h = region_mix(h, r->offset, 0xbf58476d1ce4e5b9ull);
   h = region_mix(h, ((uint64_t)r->cls << 32) | r->flags, 0x94d049bb133111ebull);
+  h = region_mix(h, r->gen, 0x2545f4914f6cdd1dull);
   return region_mix(h, secret, 0xd6e8feb86659fd93ull);
 }
 
