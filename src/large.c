@@ -429,9 +429,7 @@ static __attribute__((noinline)) void free_inherited(region_t *r) {
   size_t size = r->map_size;
   FSTAT_ADD(lg_my_front(), frees, 1);
   FSTAT_ADD(lg_my_front(), live_bytes, -(int64_t)(size - r->offset));
-  zc_segmap_clear(r, size); /* first: no chunk is marked ours without its header mapped */
-  zc_os_free(r, size);
-  STAT_SUB(mapped, size);
+  lg_forget_range(r, size);
 }
 
 void zc_large_free(void *p, void *hdr) {
@@ -753,9 +751,7 @@ static void forget_file_regions(void) {
       __atomic_store_n(&lg_pool.bytes[e->w], lg_pool.bytes[e->w] - e->map_size, __ATOMIC_RELAXED);
       __atomic_store_n(&lg_pool.count[e->w], lg_pool.count[e->w] - 1, __ATOMIC_RELAXED);
       if (e->map_size == 0) continue; /* left alone (leaked), as a corrupt region always is */
-      zc_segmap_clear(e->r, e->map_size);
-      zc_os_free(e->r, e->map_size);
-      STAT_SUB(mapped, e->map_size);
+      lg_forget_range(e->r, e->map_size);
     }
   }
   if (fork_snap != NULL) zc_os_free(fork_snap, fork_snap_bytes);

@@ -173,9 +173,7 @@ void lg_front_fork_child(void) {
     *slot = 0;
     front_seen[i].word = 0;
     __atomic_fetch_sub(&lg_front_held, size, __ATOMIC_RELAXED);
-    zc_segmap_clear(r, size);
-    zc_os_free(r, size);
-    STAT_SUB(mapped, size);
+    lg_forget_range(r, size);
   }
 }
 

@@ -166,6 +166,9 @@ void lg_collect_due(victims_t *v, uint64_t now, bool force);
 void lg_policy_locked(victims_t *v, uint64_t now);
 region_t *lg_cache_take(unsigned c, bool dirty_only, int *from, victims_t *v, uint64_t now, bool inline_run);
 size_t lg_unmap_region(region_t *r);
+/* Unmap size bytes at r and take them off the map and the mapped count, reading no header: a region this
+ * process no longer owns (a fork child's inherited file-backed ones) or one just checked (lg_unmap_region). */
+void lg_forget_range(void *r, size_t size);
 size_t lg_process_victims(victims_t *v);
 bool lg_want_purger(void);
 void lg_purger_request(void); /* from any path, free included: wake or note as wanted, never a thread start */

@@ -182,11 +182,15 @@ size_t lg_unmap_region(region_t *r) {
     return 0;
   }
   size_t size = r->map_size;
+  lg_forget_range(r, size);
+  STAT_ADD(purged, size);
+  return size;
+}
+
+void lg_forget_range(void *r, size_t size) {
   zc_segmap_clear(r, size); /* first: no chunk is marked ours without its header mapped */
   zc_os_free(r, size);
   STAT_SUB(mapped, size);
-  STAT_ADD(purged, size);
-  return size;
 }
 
 /* Purge or unmap the victims; purged regions go back to the pool as clean. Returns bytes released. */

@@ -253,25 +253,32 @@ static void *front_thread(void *arg) {
   return NULL;
 }
 
-/* The front hit: a region freed into the front slots comes back to the next request of its class, with
- * nothing counted as a miss, zeroed when asked. Nothing ages (no_aging, set by main): with the 200 ms of the
- * aging cases below, a stall after the frees let the purger purge the regions first. */
-static void test_front_reuse(void) {
-  enum { N = 6 };
-  size_t n = 256 * KiB;
-  char *p[N];
-  for (int i = 0; i < N; i++) {
+/* The front cases' start: FRONT_N regions of n = 256 KiB allocated, written and freed into the front slots; returns
+ * one region's mapping (header + usable). */
+enum { FRONT_N = 6 };
+static size_t front_fill(char **p, size_t n) {
+  for (int i = 0; i < FRONT_N; i++) {
     p[i] = lalloc(n, 16, false);
     memset(p[i], i + 1, n);
   }
   size_t map = zc_large_usable(p[0], hdr_of(p[0])) + 128; /* the mapping: header + usable */
-  for (int i = 0; i < N; i++) lfree(p[i]);
+  for (int i = 0; i < FRONT_N; i++) lfree(p[i]);
+  return map;
+}
+
+/* The front hit: a region freed into the front slots comes back to the next request of its class, with
+ * nothing counted as a miss, zeroed when asked. Nothing ages (no_aging, set by main): with the 200 ms of the
+ * aging cases below, a stall after the frees let the purger purge the regions first. */
+static void test_front_reuse(void) {
+  size_t n = 256 * KiB;
+  char *p[FRONT_N];
+  size_t map = front_fill(p, n);
   zc_large_stats_t s = stats();
-  CHECKF(s.cached_dirty == N * map, "dirty %lu, want %zu", (unsigned long)s.cached_dirty, N * map);
+  CHECKF(s.cached_dirty == FRONT_N * map, "dirty %lu, want %zu", (unsigned long)s.cached_dirty, FRONT_N * map);
   uint64_t misses = s.cache_misses;
   char *q = lalloc(n, 16, true);
   int mine = 0;
-  for (int i = 0; i < N; i++) mine |= q == p[i];
+  for (int i = 0; i < FRONT_N; i++) mine |= q == p[i];
   CHECKF(mine && stats().cache_misses == misses, "front reuse: %p is not a freed region or missed", (void *)q);
   CHECKF(all_zero((unsigned char *)q, n), "zero=true from the front cache");
   lfree(q);
@@ -284,15 +291,9 @@ static void test_front_reuse(void) {
 static void test_front(bool background) {
   zc_option_set(zc_option_background, background);
   zc_option_set(zc_option_purge_delay, 200);
-  enum { N = 6 };
   size_t n = 256 * KiB;
-  char *p[N];
-  for (int i = 0; i < N; i++) {
-    p[i] = lalloc(n, 16, false);
-    memset(p[i], i + 1, n);
-  }
-  size_t map = zc_large_usable(p[0], hdr_of(p[0])) + 128; /* the mapping: header + usable */
-  for (int i = 0; i < N; i++) lfree(p[i]);
+  char *p[FRONT_N];
+  size_t map = front_fill(p, n);
   /* a thread that frees into its own shard and exits: its region is not lost */
   char *theirs = NULL;
   pthread_t t;
@@ -300,7 +301,7 @@ static void test_front(bool background) {
   REQUIRE(pthread_join(t, NULL) == 0);
   /* aging: within a few seconds every cached region is purged into the pool's clean lists (inline: all but
    * the one the traffic below keeps cycling) */
-  size_t aged = background ? N * map : (N - 1) * map;
+  size_t aged = background ? FRONT_N * map : (FRONT_N - 1) * map;
   zc_large_stats_t s;
   uint64_t deadline = now_ms() + 60000;
   while (now_ms() < deadline) {
