@@ -389,8 +389,14 @@ static int t_late(int argc, char **argv) {
 /* ---- garbage ---- */
 /* A peer that is not a SUB: an XSUB subscribing, then sending junk frames, then one too large (its
  * connection is dropped). */
+typedef struct {
+  char ep[256];
+  int go; /* read end: a byte (or end of file) once the publisher counted the junk frames */
+} junk_xsub_args_t;
+
 static int junk_xsub_main(void *arg) {
-  const char *ep = arg;
+  const junk_xsub_args_t *ja = arg;
+  const char *ep = ja->ep;
   void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_XSUB);
   REQUIREF(zmq_connect(s, ep) == 0, "connect %s", ep);
   unsigned char buf[1000];
@@ -405,7 +411,11 @@ static int junk_xsub_main(void *arg) {
   zmq_send(s, buf, 10, 0);
   buf[0] = 2;
   zmq_send(s, buf, 3, 0);
-  sleep_ms(300);
+  /* the oversized frame only once the publisher has counted the junk before it: a connection dropped with
+   * frames still queued would lose them (a fixed pause here was a bet on the publisher's pace) */
+  char c;
+  if (read(ja->go, &c, 1) < 0) {
+  }
   zmq_send(s, buf, sizeof buf, 0); /* above the publisher's 256-byte limit: libzmq drops the connection */
   sleep(60);                       /* until killed: only the publisher can have closed it */
   int linger = 0;
@@ -494,8 +504,16 @@ static int t_garbage(int argc, char **argv) {
   CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.left >= 1), PEER_MS), "the non-ZMTP peer's connection: left %lu",
          (unsigned long)st.left);
   uint64_t left0 = st.left;
-  pid_t j1 = ZSPAWN_STR(junk_xsub_main, ep, -1, -1);
-  CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.chan.rejected >= 5 && st.left > left0), PEER_MS),
+  int go[2];
+  REQUIREF(pipe(go) == 0, "pipe");
+  junk_xsub_args_t ja = {.go = go[0]};
+  snprintf(ja.ep, sizeof ja.ep, "%s", ep);
+  pid_t j1 = ZSPAWN_POD(junk_xsub_main, &ja, go[0], -1);
+  close(go[0]);
+  CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.chan.rejected >= 5), PEER_MS),
+         "rejected %lu: the junk XSUB's five junk frames were not all counted", (unsigned long)st.chan.rejected);
+  close(go[1]); /* the junk XSUB may send its oversized frame */
+  CHECKF(WAIT_UNTIL((zc_ep_pub_stats(p, &st), st.left > left0), PEER_MS),
          "rejected %lu, left %lu: the junk XSUB's oversized frame did not get its connection dropped",
          (unsigned long)st.chan.rejected, (unsigned long)st.left);
   kill(j1, SIGKILL);
