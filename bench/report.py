@@ -52,7 +52,7 @@ def verdict(row):
     return "tie: " + ", ".join(tied)
 
 
-SPREAD_METRICS = ("faults_per_op",)  # non-primary rows that show their ±
+SPREAD_METRICS = ("faults_per_op", "faults_process")  # non-primary rows that show their ±
 
 
 def table_lines(rows, cols, md):

@@ -217,6 +217,28 @@ def test_rsswhere(bindir):
           f"rsswhere: the sampled resident peak holds the live data of its sample ({w})")
 
 
+def test_spawn_faults(bindir):
+    """The spawn helper's report: peak RSS and the whole process's minor faults (the faults_process row),
+    which include the phase's. 64 buffers touched page by page fault at least once per fresh page."""
+    rfd, wfd = os.pipe()
+    r = subprocess.run([os.path.join(bindir, "spawn"), str(wfd), "", os.path.join(bindir, "large"), "-q",
+                        "threads=1", "steps=64", "keep=8", "max=8M", "touch=page"], pass_fds=(wfd,),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    os.close(wfd)
+    with os.fdopen(rfd) as f:
+        report = f.read()
+    m = re.search(r"maxrss_kib=(\d+) cpu_s=([\d.]+) status=(-?\d+) minflt=(\d+)", report)
+    phase = {}
+    for ln in r.stdout.decode().splitlines():
+        kv = dict(x.split("=", 1) for x in ln.split()[1:] if "=" in x) if ln.startswith("zcbench") else {}
+        if "metric" in kv:
+            phase[kv["metric"]] = float(kv["value"])
+    in_phase = phase.get("faults_per_op", 0) * phase.get("ops_done", 0)
+    check(r.returncode == 0 and m is not None and in_phase > 640 and int(m.group(4)) >= in_phase,
+          f"spawn: reports the whole process's minor faults, at least the phase's ({report.strip()!r}, "
+          f"phase {in_phase:.0f})")
+
+
 def test_programs(bindir):
     test_rsswhere(bindir)
     test_zmq_bench(bindir)
@@ -230,6 +252,7 @@ def test_programs(bindir):
     rc, m = run_program(bindir, ["large", "-q", "threads=1", "steps=64", "keep=8", "max=8M", "touch=page"])
     check(rc == 0 and m.get("ops_done") == 64 and m.get("faults_per_op", 0) > 10,
           f"large touch=page: 64 buffers, faults counted in the phase (got {m})")
+    test_spawn_faults(bindir)
     if not syscalls.available():
         print("skip  strace pass: strace is not installed")
     else:

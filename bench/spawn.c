@@ -3,8 +3,8 @@
  *   spawn <fd> <preload> <program> [args...]
  *
  * Forks, sets LD_PRELOAD=<preload> in the child (unset if <preload> is empty), execs the program, waits
- * for it with wait4 and writes "maxrss_kib=<n> cpu_s=<user+system seconds> status=<wait status>\n" to
- * file descriptor <fd>; then
+ * for it with wait4 and writes "maxrss_kib=<n> cpu_s=<user+system seconds> status=<wait status>
+ * minflt=<minor faults of the whole process, start-up and exit included>\n" to file descriptor <fd>; then
  * exits with the child's exit status (128 + signal if it was killed).
  *
  * Why a helper: Linux carries a process's peak RSS across exec (the old image's high-water mark is
@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
   }
   double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-  dprintf(fd, "maxrss_kib=%ld cpu_s=%.6f status=%d\n", ru.ru_maxrss, cpu, status);
+  dprintf(fd, "maxrss_kib=%ld cpu_s=%.6f status=%d minflt=%ld\n", ru.ru_maxrss, cpu, status, ru.ru_minflt);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return WEXITSTATUS(status);
 }
