@@ -19,7 +19,8 @@
  *   EAGAIN     nothing to receive, or the ring/memory is full under the ZC_CHAN_FAIL policy
  *   ETIMEDOUT  a blocking call timed out
  *   EMSGSIZE   a message larger than zc_chan_max_msg(), or send(len) larger than the loan
- *   EINVAL     a pointer that is not a live loan of this channel, a bad argument
+ *   EINVAL     a pointer that is not a live loan of this channel, a bad argument (a NULL channel or
+ *              publisher, a NULL array with n > 0: every call refuses it, none dereferences it)
  *   EPIPE      the peer closed or died (its messages were reclaimed)
  *   EPROTO     the peer broke the protocol (garbage in shared memory): the channel is closed
  *   EMFILE     a shared-memory fd could not be received (RLIMIT_NOFILE): the channel is closed
@@ -137,7 +138,8 @@ ZC_CHAN_API void *zc_chan_loan_resize(zc_chan_t *ch, void *p, size_t n, size_t k
 /* Send a loaned buffer: its first len bytes (len <= the loaned n) reach the consumer with the type tag.
  * The buffer belongs to the channel from then on. When the queue is full (EAGAIN, ETIMEDOUT) the loan stays
  * with the caller: send again or cancel it. On any other error (EINVAL: not a live loan; EMSGSIZE: len
- * beyond the slot; EPIPE, EPROTO) the loan, if it was one, is given back to the allocator. */
+ * beyond the slot; EPIPE, EPROTO) the loan, if it was one, is given back to the allocator. The pointer
+ * and len are checked first: EINVAL and EMSGSIZE come at once, never after waiting for room. */
 ZC_CHAN_API int zc_chan_send(zc_chan_t *ch, void *p, size_t len, uint32_t type);
 /* Send n messages at once (data, len, type of each; handle ignored). Returns how many were sent; all of
  * them unless an error stops it (then -1 if none was sent, with errno). The unsent loans follow the rules
@@ -161,7 +163,10 @@ ZC_CHAN_API int zc_chan_receive_batch(zc_chan_t *ch, zc_chan_msg_t *out, int max
 /* Copy bytes [off, off + n) of a received message into dst (private memory), so that what you check is
  * what you use. 0, or -1 with EMSGSIZE if the range is not inside the message (off + n > m->len). */
 ZC_CHAN_API int zc_chan_copy(const zc_chan_msg_t *m, size_t off, void *dst, size_t n);
-/* Give a message back to the producer; the view must not be used afterwards. */
+/* Give a message back to the producer; the view must not be used afterwards. Release each message once:
+ * the consumer keeps no record of what it handed out, so a second release of the same message (or of a
+ * handle it never received) reaches the producer, which takes it for a hostile consumer and closes the
+ * channel (EPROTO there, EPIPE here; see docs/channel.md, "Validation rules"). */
 ZC_CHAN_API int zc_chan_release(zc_chan_t *ch, const zc_chan_msg_t *m);
 ZC_CHAN_API int zc_chan_release_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n);
 
@@ -292,7 +297,8 @@ ZC_CHAN_API void *zc_pub_loan_resize(zc_pub_t *p, void *buf, size_t n, size_t ke
 ZC_CHAN_API size_t zc_pub_max_msg(zc_pub_t *p);
 /* Send a loan to every live subscriber. Returns how many it went to (0: nobody is subscribed; the loan is
  * given back at once), or -1: EAGAIN / ETIMEDOUT (a subscriber's ring or queue budget is full: the loan
- * stays with the caller), EINVAL, EMSGSIZE (the loan is given back). */
+ * stays with the caller), EINVAL, EMSGSIZE (the loan is given back). EINVAL and EMSGSIZE come at once,
+ * whatever the policy: a bad send never waits for room, and under ZC_PUB_EVICT never cuts anyone off. */
 ZC_CHAN_API int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type);
 /* Send n loans (data, len, type of each; handle ignored) to every live subscriber, in order, waking each
  * subscriber once for the whole batch (at most one futex wake and one event-loop record per subscriber,

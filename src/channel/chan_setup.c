@@ -382,9 +382,9 @@ void (*chan_test_hook_fn)(int point);
 ZC_CHAN_API void zc_chan_test_hook(void (*fn)(int point)) { __atomic_store_n(&chan_test_hook_fn, fn, __ATOMIC_RELEASE); }
 #endif
 
-int zc_chan_fd(zc_chan_t *ch) { return ch->sock; }
-const char *zc_chan_error(zc_chan_t *ch) { return ch->err; }
-zc_chan_role_t zc_chan_role(zc_chan_t *ch) { return ch->role; }
+int zc_chan_fd(zc_chan_t *ch) { return ch ? ch->sock : (errno = EINVAL, -1); }
+const char *zc_chan_error(zc_chan_t *ch) { return ch ? ch->err : "no channel (NULL)"; }
+zc_chan_role_t zc_chan_role(zc_chan_t *ch) { return ch ? ch->role : (zc_chan_role_t)0; }
 
 int zc_chan_peer(zc_chan_t *ch, zc_chan_peer_t *out) {
   if (ch == NULL || out == NULL) return errno = EINVAL, -1;
@@ -393,6 +393,7 @@ int zc_chan_peer(zc_chan_t *ch, zc_chan_peer_t *out) {
 }
 
 int zc_chan_copy(const zc_chan_msg_t *m, size_t off, void *dst, size_t n) {
+  if (m == NULL || (dst == NULL && n != 0)) return errno = EINVAL, -1;
   size_t len = m->len; /* private: loaded and checked once at receive */
   if (off > len || n > len - off) return errno = EMSGSIZE, -1;
   memcpy(dst, (const char *)m->data + off, n);
@@ -401,6 +402,7 @@ int zc_chan_copy(const zc_chan_msg_t *m, size_t off, void *dst, size_t n) {
 
 void zc_chan_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
   memset(out, 0, sizeof *out);
+  if (ch == NULL) return;
   if (ch->role == ZC_CHAN_PRODUCER) chan_producer_stats(ch, out);
   else chan_consumer_stats(ch, out);
   out->rejected = __atomic_load_n(&ch->rejected, __ATOMIC_RELAXED); /* producer threads bump these unlocked */

@@ -405,7 +405,7 @@ int svc_arm_all(zc_svc_t *s) {
   return ready;
 }
 
-int zc_svc_fd(zc_svc_t *s) { return s->xfd; }
+int zc_svc_fd(zc_svc_t *s) { return s ? s->xfd : (errno = EINVAL, -1); }
 
 /* The wake-ups in the pair, read (a bounded number: one is written per arming). */
 static void space_drain(zc_svc_t *s) {
@@ -487,15 +487,20 @@ int zc_svc_msg_peer(zc_svc_t *s, const zc_svc_msg_t *m, zc_chan_peer_t *out) {
 }
 
 int zc_svc_peers(zc_svc_t *s) {
+  if (s == NULL) return errno = EINVAL, -1;
   zc_lock(&s->lock);
   int n = (int)s->st.peers;
   zc_unlock(&s->lock);
   return n;
 }
 
-const char *zc_svc_error(zc_svc_t *s) { return s->err; }
+const char *zc_svc_error(zc_svc_t *s) { return s ? s->err : "no endpoint (NULL)"; }
 
 void zc_svc_stats(zc_svc_t *s, zc_svc_stats_t *out) {
+  if (s == NULL) {
+    memset(out, 0, sizeof *out);
+    return;
+  }
   zc_lock(&s->lock); /* some counters are bumped outside it (atomically): read each atomically */
   const uint64_t *from = (const uint64_t *)&s->st;
   uint64_t *to = (uint64_t *)out;

@@ -590,6 +590,25 @@ static int slow_run(int policy) {
   pid_t pf = start_sub(p, sub_fast, &f), pz = start_sub(p, sub_sleeper, &z);
   CHECK(ctl_get(f.ctl) == 'o' && ctl_get(z.ctl) == 'o');
   send_acked(p, 0, RING, 1000, 2, f.ctl); /* the sleeper's ring is full now, the fast one's empty */
+  /* A bad send fails at once, whatever the policy and the full ring: it neither waits for room nor (EVICT)
+   * cuts anyone off on its way to failing. A length beyond the loan gives the loan back (EMSGSIZE). */
+  char local[64] __attribute__((aligned(16)));
+  char *bad = zc_pub_loan(p, 100);
+  REQUIRE(bad != NULL);
+  int kb = zc_pub_send(p, local, 10, RING), eb = errno;
+  CHECKF(kb == -1 && eb == EINVAL, "policy %d: send of a pointer that is no loan, with a full ring: %d (%s)", policy, kb,
+         strerror(eb));
+  kb = zc_pub_send(p, bad, 5000, RING), eb = errno;
+  CHECKF(kb == -1 && eb == EMSGSIZE, "policy %d: send beyond its 112-byte loan, with a full ring: %d (%s)", policy, kb,
+         strerror(eb));
+  CHECKF(zc_pub_cancel(p, bad) == -1 && errno == EINVAL, "policy %d: the loan was not given back", policy);
+  zc_chan_msg_t badm = {local, 10, RING, 0};
+  kb = zc_pub_send_batch(p, &badm, 1), eb = errno;
+  CHECKF(kb == -1 && eb == EINVAL, "policy %d: send_batch of a pointer that is no loan, with a full ring: %d (%s)", policy,
+         kb, strerror(eb));
+  zc_pub_stats_t sb = stats_of(p);
+  CHECKF(sb.evicted == 0 && sb.subscribers == 2, "policy %d: the bad sends evicted %lu, left %lu subscribers", policy,
+         (unsigned long)sb.evicted, (unsigned long)sb.subscribers);
   uint32_t len = msg_len(RING, 1000);
   char *q = zc_pub_loan(p, len);
   REQUIRE(q != NULL);
