@@ -826,7 +826,35 @@ static int t_null(int argc, char **argv) {
   memset(&ss, 0xff, sizeof ss);
   zc_svc_stats(NULL, &ss);
   REQUIREF(ss.requests == 0 && ss.peers == 0, "svc_stats(NULL) not zeroed");
+  errno = 0;
+  REQUIREF(zc_svc_loan(NULL, 10) == NULL && errno == EINVAL, "svc_loan(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_send(NULL, buf, 1, 1) == -1 && errno == EINVAL, "svc_send(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_receive(NULL, &sm, 0) == -1 && errno == EINVAL, "svc_receive(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_release(NULL, &sm) == -1 && errno == EINVAL, "svc_release(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_arm_space(NULL) == -1 && errno == EINVAL, "svc_arm_space(NULL): errno %d", errno);
   zc_svc_close(NULL);
+  char name[64];
+  snprintf(name, sizeof name, "test-null.%d", (int)getpid());
+  zc_svc_t *s = zc_svc_listen(name, NULL); /* NULL messages on a live endpoint */
+  REQUIREF(s != NULL, "svc_listen: %s", strerror(errno));
+  zc_chan_peer_t who;
+  errno = 0;
+  REQUIREF(zc_svc_receive(s, NULL, 0) == -1 && errno == EINVAL, "svc_receive(s, NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_release(s, NULL) == -1 && errno == EINVAL, "svc_release(s, NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_loan_reply(s, NULL, 10) == NULL && errno == EINVAL, "svc_loan_reply(s, NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_reply(s, NULL, buf, 1, 1) == -1 && errno == EINVAL, "svc_reply(s, NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_msg_peer(s, NULL, &who) == -1 && errno == EINVAL, "svc_msg_peer(s, NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_call(s, buf, 1, 1, NULL, 0) == -1 && errno == EINVAL, "svc_call(s, .., NULL): errno %d", errno);
+  zc_svc_close(s);
   /* NULL arrays with a live channel */
   seqpacket_pair(sv);
   pid_t c = spawn(idle_consumer, NULL);
