@@ -111,7 +111,9 @@ ZC_CHAN_API zc_chan_t *zc_chan_open(int sock_fd, zc_chan_role_t role, const zc_c
  * still held come back to nobody (the memory is gone with the producer's mappings). Call it last: no other
  * thread may be inside a call on this channel, or start one, once close has begun (it frees the channel).
  * To stop producer threads blocked in loan or send, let them time out (block_timeout_ms) or have the
- * consumer close its end (they fail with EPIPE), then join them, then close. */
+ * consumer close its end (they fail with EPIPE), then join them, then close. In a fork child, closing the
+ * channel it inherited only frees the child's copies: the parent's channel goes on (no other call may be
+ * made on it in the child). */
 ZC_CHAN_API void zc_chan_close(zc_chan_t *ch);
 
 /* ---- producer ---- */

@@ -56,7 +56,7 @@ int chan_fail(zc_chan_t *ch, int err, const char *fmt, ...) {
     zc_vformat(ch->err, sizeof ch->err, fmt, ap);
     va_end(ap);
     if (err != EPIPE) zc_report("channel (%s): %s", ch->role == ZC_CHAN_PRODUCER ? "producer" : "consumer", ch->err);
-    zc_os_unix_shutdown(ch->sock); /* the peer sees end of file now and reclaims or stops */
+    if (ch->pid == zc_os_pid()) zc_os_unix_shutdown(ch->sock); /* the peer sees end of file now and reclaims or stops */
   }
   errno = __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE);
   return -1;
@@ -216,6 +216,7 @@ static zc_chan_t *open_sock(int sock, zc_chan_role_t role, const zc_chan_config_
     return NULL;
   }
   ch->sock = sock;
+  ch->pid = zc_os_pid();
   ch->role = role;
   fill_defaults(&ch->cfg, cfg);
   zc_lock_init(&ch->lock);
@@ -268,6 +269,7 @@ zc_chan_t *chan_hub_new(const zc_chan_config_t *cfg, struct zc_pub_s *pub) {
   zc_chan_t *ch = chan_private_alloc(sizeof *ch);
   if (ch == NULL) return errno = ENOMEM, NULL;
   ch->sock = -1;
+  ch->pid = zc_os_pid();
   ch->role = ZC_CHAN_PRODUCER;
   ch->pub = pub;
   fill_defaults(&ch->cfg, cfg);
@@ -363,13 +365,20 @@ static int poll_socket(zc_chan_t *ch, bool stop_at_kick) {
 
 void zc_chan_close(zc_chan_t *ch) {
   if (ch == NULL) return;
-  zc_os_unix_shutdown(ch->sock);
+  /* Shut down (the peer sees end of file even if a fork child still holds a copy of the fd), but only in
+   * the process that opened the channel: a fork child that closes what it inherited closes its fd and
+   * frees its copies, and the parent's channel goes on (the socket is one object for both processes). */
+  bool own = ch->pid == zc_os_pid();
+  if (own) zc_os_unix_shutdown(ch->sock);
   zc_os_close(ch->sock);
+  /* A fork child has no control segment and no producer data segment (MADV_DONTFORK): their addresses may
+   * hold a mapping of its own by now, which an unmap would destroy. The consumer's segments and the
+   * private memory were inherited: those the child frees. */
   for (unsigned i = 0; i < ch->nseg; i++) {
-    zc_os_free(ch->seg[i].base, ch->seg[i].size);
+    if (own || ch->role == ZC_CHAN_CONSUMER) zc_os_free(ch->seg[i].base, ch->seg[i].size);
     chan_private_free(ch->seg[i].pages, ch->seg[i].meta_size);
   }
-  if (ch->ctl) zc_os_free(ch->ctl, ch->ctl_size);
+  if (ch->ctl && own) zc_os_free(ch->ctl, ch->ctl_size);
   chan_private_free(ch->pend, ch->pend_cap * sizeof(uint64_t));
   chan_private_free(ch->qlen, (size_t)ch->ring_cap * sizeof(uint32_t));
   chan_private_free(ch, sizeof *ch);
