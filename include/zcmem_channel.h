@@ -63,9 +63,10 @@ typedef enum zc_chan_policy_e {
 /* Every field may be left 0 for its default. Only the producer's configuration matters for sizes. */
 typedef struct zc_chan_config_s {
   uint32_t ring_entries;  /* descriptors in the ring, a power of two (4096) */
-  uint64_t first_segment; /* bytes of the first data segment (4 MiB); later ones double, up to 256 MiB */
+  uint64_t first_segment; /* bytes of the first data segment (4 MiB); later ones double, up to 256 MiB
+                             (a larger value, up to UINT64_MAX, is taken as 256 MiB) */
   uint64_t max_bytes;     /* cap on all data segments together (1 GiB) */
-  int policy;             /* zc_chan_policy_t (ZC_CHAN_BLOCK) */
+  int policy;             /* zc_chan_policy_t (ZC_CHAN_BLOCK); another value: the open fails, EINVAL */
   int block_timeout_ms;   /* ZC_CHAN_BLOCK: how long to wait (0: 1000 ms; < 0: forever) */
   int spin_ns;            /* how long a waiting side spins before it sleeps on the futex (0: 20000) */
   int setup_timeout_ms;   /* how long open/accept waits for the peer's handshake (0: 5000 ms; < 0: forever) */

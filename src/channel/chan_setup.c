@@ -74,10 +74,11 @@ static void fill_defaults(zc_chan_config_t *c, const zc_chan_config_t *user) {
   if (c->setup_timeout_ms == 0) c->setup_timeout_ms = 5000;
   if (c->setup_timeout_ms < 0) c->setup_timeout_ms = -1; /* forever */
   if (c->max_queued_bytes == 0) c->max_queued_bytes = CHAN_DEFAULT_QUEUED;
-  /* segments are whole pages (512 KiB); the cap is at least one segment */
+  /* segments are whole pages (512 KiB); the cap is at least one segment (clamped before rounding up: a
+   * size near 2^64 wrapped to 0, and the open failed with ENOSPC) */
   uint64_t big = CHAN_PAGE_SIZE;
-  c->first_segment = (c->first_segment + big - 1) / big * big;
   if (c->first_segment > CHAN_SEG_MAX_BYTES) c->first_segment = CHAN_SEG_MAX_BYTES;
+  c->first_segment = (c->first_segment + big - 1) / big * big;
   if (c->max_bytes < c->first_segment) c->max_bytes = c->first_segment;
 }
 
@@ -108,6 +109,9 @@ static int producer_setup(zc_chan_t *ch) {
   uint32_t cap = ch->cfg.ring_entries;
   if (cap < 64 || cap > (1u << 20) || (cap & (cap - 1)) != 0)
     return chan_fail(ch, EINVAL, "ring_entries %u is not a power of two in [64, 1M]", cap);
+  int pol = ch->cfg.policy;
+  if (pol != ZC_CHAN_BLOCK && pol != ZC_CHAN_FAIL && pol != ZC_PUB_EVICT)
+    return chan_fail(ch, EINVAL, "policy %d is not ZC_CHAN_BLOCK, ZC_CHAN_FAIL or ZC_PUB_EVICT", pol);
   ch->ring_cap = cap;
   ch->ret_cap = cap * 2;
   ch->ctl_size = chan_ctl_size(ch->ring_cap, ch->ret_cap);
@@ -275,7 +279,9 @@ zc_chan_t *chan_hub_new(const zc_chan_config_t *cfg, struct zc_pub_s *pub) {
   fill_defaults(&ch->cfg, cfg);
   zc_lock_init(&ch->lock);
   uint32_t cap = ch->cfg.ring_entries;
-  if (cap < 64 || cap > (1u << 20) || (cap & (cap - 1)) != 0) {
+  int pol = ch->cfg.policy;
+  if (cap < 64 || cap > (1u << 20) || (cap & (cap - 1)) != 0 ||
+      (pol != ZC_CHAN_BLOCK && pol != ZC_CHAN_FAIL && pol != ZC_PUB_EVICT)) {
     chan_private_free(ch, sizeof *ch);
     return errno = EINVAL, NULL;
   }

@@ -704,6 +704,11 @@ static int producer_child(void *arg) {
   return ch == NULL && errno == EPROTO ? 0 : 1;
 }
 
+static int refused_consumer(void *arg) {
+  close(sv[0]);
+  return zc_chan_open(sv[1], ZC_CHAN_CONSUMER, NULL) == NULL ? 0 : 1;
+}
+
 static int t_misuse(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(idle_consumer, NULL);
@@ -729,6 +734,26 @@ static int t_misuse(int argc, char **argv) {
   close(sv[1]);
   REQUIREF(zc_chan_open(sv[0], ZC_CHAN_PRODUCER, NULL) == NULL && errno == EPROTO, "two producers: errno %d", errno);
   REQUIREF(reap(c) == 0, "the other producer did not fail with EPROTO");
+  /* configurations out of range: a policy that is none of the three is refused (EINVAL), a first segment
+   * near 2^64 is clamped to 256 MiB like any above it (rounding it up wrapped to 0: ENOSPC) */
+  zc_chan_config_t badpol = {.policy = 7};
+  seqpacket_pair(sv);
+  c = spawn(refused_consumer, NULL);
+  close(sv[1]);
+  REQUIREF(zc_chan_open(sv[0], ZC_CHAN_PRODUCER, &badpol) == NULL && errno == EINVAL, "policy 7: errno %d", errno);
+  REQUIREF(reap(c) == 0, "the consumer's open did not fail");
+  REQUIREF(zc_pub_listen(NULL, &badpol) == NULL && errno == EINVAL, "zc_pub_listen with policy 7: errno %d", errno);
+  zc_chan_config_t huge = {.first_segment = UINT64_MAX};
+  seqpacket_pair(sv);
+  c = spawn(idle_consumer, NULL);
+  ch = open_parent_producer(&huge);
+  p = zc_chan_loan(ch, 100);
+  REQUIREF(p != NULL && zc_chan_send(ch, p, 100, 1) == 0, "first_segment UINT64_MAX: %s", strerror(errno));
+  zc_chan_stats_t st0;
+  zc_chan_stats(ch, &st0);
+  REQUIREF(st0.segment_bytes == (256u << 20), "first_segment UINT64_MAX: a segment of %lu bytes", (unsigned long)st0.segment_bytes);
+  zc_chan_close(ch);
+  REQUIREF(reap(c) == 0, "consumer failed");
   /* a stream socket */
   int st[2];
   REQUIREF(socketpair(AF_UNIX, SOCK_STREAM, 0, st) == 0, "socketpair");
