@@ -65,7 +65,10 @@ static zc_svc_t *svc_new(const zc_svc_config_t *cfg) {
   if (c.max_peers == 0) c.max_peers = 64;
   if (c.max_pending == 0) c.max_pending = 4096;
   if (c.check_ms <= 0) c.check_ms = 10;
-  if (c.max_peers > 4096 || c.max_pending > (1u << 24)) return errno = EINVAL, NULL;
+  int pol = c.chan.policy; /* checked here too: each connection's open would refuse it, one by one */
+  if (c.max_peers > 4096 || c.max_pending > (1u << 24) ||
+      (pol != ZC_CHAN_BLOCK && pol != ZC_CHAN_FAIL && pol != ZC_PUB_EVICT))
+    return errno = EINVAL, NULL;
   size_t page = zc_os_page_size(), head = (sizeof(zc_svc_t) + 63) & ~(size_t)63;
   size_t peers = (c.max_peers * sizeof(svc_peer_t) + 63) & ~(size_t)63;
   size_t size = head + peers + c.max_pending * sizeof(pend_entry_t);

@@ -743,6 +743,8 @@ static int t_misuse(int argc, char **argv) {
   REQUIREF(zc_chan_open(sv[0], ZC_CHAN_PRODUCER, &badpol) == NULL && errno == EINVAL, "policy 7: errno %d", errno);
   REQUIREF(reap(c) == 0, "the consumer's open did not fail");
   REQUIREF(zc_pub_listen(NULL, &badpol) == NULL && errno == EINVAL, "zc_pub_listen with policy 7: errno %d", errno);
+  zc_svc_config_t badsvc = {.chan.policy = -1};
+  REQUIREF(zc_svc_listen("test-badpolicy", &badsvc) == NULL && errno == EINVAL, "zc_svc_listen with policy -1: errno %d", errno);
   zc_chan_config_t huge = {.first_segment = UINT64_MAX};
   seqpacket_pair(sv);
   c = spawn(idle_consumer, NULL);
