@@ -312,7 +312,11 @@ ZC_CHAN_API int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type);
  * it held come back when the others release them. */
 ZC_CHAN_API int zc_pub_send_batch(zc_pub_t *p, const zc_chan_msg_t *msgs, int n);
 /* Take in every subscriber's releases, see which subscribers died or left (their messages come back), and
- * accept subscribers already waiting on the listener, without blocking. Returns the messages in flight. */
+ * accept subscribers already waiting on the listener, without waiting for more. Returns the messages in
+ * flight. Accepting runs each waiter's handshake in the call: a connector that stays silent holds it up
+ * to cfg.setup_timeout_ms (5 s by default), then is turned away (test fanout_silent); zc_pub_arm_space
+ * accepts the same way. With local processes of an allowed uid that may misbehave, keep setup_timeout_ms
+ * short, or accept from a thread of its own (zc_pub_accept) and leave the listener out of the event loop. */
 ZC_CHAN_API long zc_pub_collect(zc_pub_t *p);
 /* Live subscribers now. */
 ZC_CHAN_API int zc_pub_subscribers(zc_pub_t *p);
