@@ -19,7 +19,8 @@
  *   EAGAIN     nothing to receive, or the ring/memory is full under the ZC_CHAN_FAIL policy
  *   ETIMEDOUT  a blocking call timed out
  *   EMSGSIZE   a message larger than zc_chan_max_msg(), or send(len) larger than the loan
- *   EINVAL     a pointer that is not a live loan of this channel, a bad argument
+ *   EINVAL     a pointer that is not a live loan of this channel, a bad argument (a NULL channel or
+ *              publisher, a NULL array with n > 0: every call refuses it, none dereferences it)
  *   EPIPE      the peer closed or died (its messages were reclaimed)
  *   EPROTO     the peer broke the protocol (garbage in shared memory): the channel is closed
  *   EMFILE     a shared-memory fd could not be received (RLIMIT_NOFILE): the channel is closed
@@ -62,9 +63,10 @@ typedef enum zc_chan_policy_e {
 /* Every field may be left 0 for its default. Only the producer's configuration matters for sizes. */
 typedef struct zc_chan_config_s {
   uint32_t ring_entries;  /* descriptors in the ring, a power of two (4096) */
-  uint64_t first_segment; /* bytes of the first data segment (4 MiB); later ones double, up to 256 MiB */
+  uint64_t first_segment; /* bytes of the first data segment (4 MiB); later ones double, up to 256 MiB
+                             (a larger value, up to UINT64_MAX, is taken as 256 MiB) */
   uint64_t max_bytes;     /* cap on all data segments together (1 GiB) */
-  int policy;             /* zc_chan_policy_t (ZC_CHAN_BLOCK) */
+  int policy;             /* zc_chan_policy_t (ZC_CHAN_BLOCK); another value: the open fails, EINVAL */
   int block_timeout_ms;   /* ZC_CHAN_BLOCK: how long to wait (0: 1000 ms; < 0: forever) */
   int spin_ns;            /* how long a waiting side spins before it sleeps on the futex (0: 20000) */
   int setup_timeout_ms;   /* how long open/accept waits for the peer's handshake (0: 5000 ms; < 0: forever) */
@@ -110,7 +112,9 @@ ZC_CHAN_API zc_chan_t *zc_chan_open(int sock_fd, zc_chan_role_t role, const zc_c
  * still held come back to nobody (the memory is gone with the producer's mappings). Call it last: no other
  * thread may be inside a call on this channel, or start one, once close has begun (it frees the channel).
  * To stop producer threads blocked in loan or send, let them time out (block_timeout_ms) or have the
- * consumer close its end (they fail with EPIPE), then join them, then close. */
+ * consumer close its end (they fail with EPIPE), then join them, then close. In a fork child, closing the
+ * channel it inherited only frees the child's copies: the parent's channel goes on (no other call may be
+ * made on it in the child). */
 ZC_CHAN_API void zc_chan_close(zc_chan_t *ch);
 
 /* ---- producer ---- */
@@ -137,7 +141,8 @@ ZC_CHAN_API void *zc_chan_loan_resize(zc_chan_t *ch, void *p, size_t n, size_t k
 /* Send a loaned buffer: its first len bytes (len <= the loaned n) reach the consumer with the type tag.
  * The buffer belongs to the channel from then on. When the queue is full (EAGAIN, ETIMEDOUT) the loan stays
  * with the caller: send again or cancel it. On any other error (EINVAL: not a live loan; EMSGSIZE: len
- * beyond the slot; EPIPE, EPROTO) the loan, if it was one, is given back to the allocator. */
+ * beyond the slot; EPIPE, EPROTO) the loan, if it was one, is given back to the allocator. The pointer
+ * and len are checked first: EINVAL and EMSGSIZE come at once, never after waiting for room. */
 ZC_CHAN_API int zc_chan_send(zc_chan_t *ch, void *p, size_t len, uint32_t type);
 /* Send n messages at once (data, len, type of each; handle ignored). Returns how many were sent; all of
  * them unless an error stops it (then -1 if none was sent, with errno). The unsent loans follow the rules
@@ -161,7 +166,10 @@ ZC_CHAN_API int zc_chan_receive_batch(zc_chan_t *ch, zc_chan_msg_t *out, int max
 /* Copy bytes [off, off + n) of a received message into dst (private memory), so that what you check is
  * what you use. 0, or -1 with EMSGSIZE if the range is not inside the message (off + n > m->len). */
 ZC_CHAN_API int zc_chan_copy(const zc_chan_msg_t *m, size_t off, void *dst, size_t n);
-/* Give a message back to the producer; the view must not be used afterwards. */
+/* Give a message back to the producer; the view must not be used afterwards. Release each message once:
+ * the consumer keeps no record of what it handed out, so a second release of the same message (or of a
+ * handle it never received) reaches the producer, which takes it for a hostile consumer and closes the
+ * channel (EPROTO there, EPIPE here; see docs/channel.md, "Validation rules"). */
 ZC_CHAN_API int zc_chan_release(zc_chan_t *ch, const zc_chan_msg_t *m);
 ZC_CHAN_API int zc_chan_release_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n);
 
@@ -292,7 +300,8 @@ ZC_CHAN_API void *zc_pub_loan_resize(zc_pub_t *p, void *buf, size_t n, size_t ke
 ZC_CHAN_API size_t zc_pub_max_msg(zc_pub_t *p);
 /* Send a loan to every live subscriber. Returns how many it went to (0: nobody is subscribed; the loan is
  * given back at once), or -1: EAGAIN / ETIMEDOUT (a subscriber's ring or queue budget is full: the loan
- * stays with the caller), EINVAL, EMSGSIZE (the loan is given back). */
+ * stays with the caller), EINVAL, EMSGSIZE (the loan is given back). EINVAL and EMSGSIZE come at once,
+ * whatever the policy: a bad send never waits for room, and under ZC_PUB_EVICT never cuts anyone off. */
 ZC_CHAN_API int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type);
 /* Send n loans (data, len, type of each; handle ignored) to every live subscriber, in order, waking each
  * subscriber once for the whole batch (at most one futex wake and one event-loop record per subscriber,
@@ -303,7 +312,11 @@ ZC_CHAN_API int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type);
  * it held come back when the others release them. */
 ZC_CHAN_API int zc_pub_send_batch(zc_pub_t *p, const zc_chan_msg_t *msgs, int n);
 /* Take in every subscriber's releases, see which subscribers died or left (their messages come back), and
- * accept subscribers already waiting on the listener, without blocking. Returns the messages in flight. */
+ * accept subscribers already waiting on the listener, without waiting for more. Returns the messages in
+ * flight. Accepting runs each waiter's handshake in the call: a connector that stays silent holds it up
+ * to cfg.setup_timeout_ms (5 s by default), then is turned away (test fanout_silent); zc_pub_arm_space
+ * accepts the same way. With local processes of an allowed uid that may misbehave, keep setup_timeout_ms
+ * short, or accept from a thread of its own (zc_pub_accept) and leave the listener out of the event loop. */
 ZC_CHAN_API long zc_pub_collect(zc_pub_t *p);
 /* Live subscribers now. */
 ZC_CHAN_API int zc_pub_subscribers(zc_pub_t *p);

@@ -28,6 +28,8 @@
  * be caught without a per-object header: a free of the start of another live object (it is that object's
  * free), and a double free that arrives after the page was recycled and a new object was placed at the
  * same address (it frees the new object).
+ * As for every bad free of zcmem, the report is followed by abort() unless ZCMEM_ABORT_ON_ERROR=0 (the
+ * default is 1, as glibc aborts on a double free); with 0 the call returns having changed nothing.
  *
  * Includes: zcmem.h only.
  */

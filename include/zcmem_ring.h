@@ -30,6 +30,8 @@
  *     free that arrives after the ring went a full lap and a new message starts on the same chunk frees
  *     that new message; zc_ring_free_tagged (the producer's zc_ring_tag carried with the pointer) catches
  *     it (see docs/lifetime.md).
+ *     As for every bad free of zcmem, the report is followed by abort() unless ZCMEM_ABORT_ON_ERROR=0 (the
+ *     default is 1); with 0 the call returns and the ring is unchanged.
  *
  * Includes: zcmem.h only.
  */

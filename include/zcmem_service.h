@@ -31,6 +31,14 @@
  *
  * Errors: -1 (or NULL) and errno, as in zcmem_channel.h; EPIPE when the connection a call needs is gone,
  * EAGAIN when nothing is there (timeout 0) or no connection exists yet, ETIMEDOUT, EINVAL, EMSGSIZE.
+ * A NULL endpoint or message is EINVAL in every call.
+ * Loan pointers: the pointer given to zc_svc_send, _request, _reply, _cancel or _loan_resize must be one a
+ * loan call of s returned. It is recognised by the 16-byte service header just before it (a tag and its
+ * connection), not looked up: a pointer that never was a loan is refused (EINVAL) when those 16 bytes are
+ * readable memory (the stack, a loan + 16, a loan already sent or cancelled: test svc_resize), but one
+ * at the very start of a mapping faults on that read, and a received message's view
+ * (read-only) whose header a hostile peer forged to look like a loan faults when the send writes it.
+ * zc_chan_* and zc_zmq_* check a loan pointer against their own memory before touching it.
  */
 #ifndef ZCMEM_SERVICE_H
 #define ZCMEM_SERVICE_H

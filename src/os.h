@@ -216,6 +216,8 @@ bool zc_os_no_fork(void *p, size_t size);
 int zc_os_unix_peer(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 /* The effective uid of this process. */
 uint32_t zc_os_euid(void);
+/* The id of this process (a system call: for cold paths). */
+int32_t zc_os_pid(void);
 /* Bytes this end sent on a UNIX socket that the peer has not read yet (SIOCOUTQ), -1 on error. */
 long zc_os_unix_unread(int fd);
 

@@ -764,6 +764,8 @@ int zc_os_shm_seals(int fd) {
 
 bool zc_os_no_fork(void *p, size_t size) { return madvise(p, size, MADV_DONTFORK) == 0; }
 
+int32_t zc_os_pid(void) { return (int32_t)getpid(); }
+
 int zc_os_unix_peer(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
   struct ucred c;
   socklen_t len = sizeof c;

@@ -18,7 +18,7 @@
 #define CHAN_SLICE_NS 50000000 /* a sleeping consumer looks at the socket this often */
 
 static int consumer_check(zc_chan_t *ch) {
-  if (ch->role != ZC_CHAN_CONSUMER) return errno = EINVAL, -1;
+  if (ch == NULL || ch->role != ZC_CHAN_CONSUMER) return errno = EINVAL, -1;
   return chan_dead(ch);
 }
 
@@ -138,7 +138,7 @@ static void sleep_once(zc_chan_t *ch, uint64_t deadline) {
 }
 
 int zc_chan_receive_batch(zc_chan_t *ch, zc_chan_msg_t *out, int max, int timeout_ms) {
-  if (max <= 0) return errno = EINVAL, -1;
+  if (max <= 0 || out == NULL) return errno = EINVAL, -1;
   if (consumer_check(ch) != 0) return -1;
   int n = take(ch, out, max);
   if (n != 0) return n;
@@ -209,8 +209,8 @@ static int pend_push(zc_chan_t *ch, uint64_t h) {
 }
 
 int zc_chan_release_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
-  if (n < 0) return errno = EINVAL, -1;
-  if (ch->role != ZC_CHAN_CONSUMER) return errno = EINVAL, -1;
+  if (n < 0 || (n > 0 && msgs == NULL)) return errno = EINVAL, -1;
+  if (ch == NULL || ch->role != ZC_CHAN_CONSUMER) return errno = EINVAL, -1;
   for (int i = 0; i < n; i++) {
     ch->held_msgs--;
     ch->held_bytes -= msgs[i].len;

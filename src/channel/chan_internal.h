@@ -131,6 +131,8 @@ typedef struct chan_class_s {
 /* ---- the channel ---- */
 struct zc_chan_s {
   int sock;
+  int32_t pid;           /* the process that opened it: only it shuts the socket down (a fork child's copy
+                          * is closed, never shut down: that would end the parent's channel) */
   zc_chan_role_t role;
   int dead;              /* 0 while usable, else the errno every call returns (atomic) */
   char err[200];         /* the reason, one line */

@@ -396,7 +396,7 @@ static __attribute__((noinline)) void *loan_large(zc_chan_t *ch, size_t n) {
 }
 
 void *zc_chan_loan(zc_chan_t *ch, size_t n) {
-  if (ch->role != ZC_CHAN_PRODUCER || n == 0) return errno = EINVAL, NULL;
+  if (ch == NULL || ch->role != ZC_CHAN_PRODUCER || n == 0) return errno = EINVAL, NULL;
   if (__builtin_expect(n > ZC_CHAN_MAX_MSG, 0)) return loan_large(ch, n);
   zc_lock(&ch->lock);
   char *p = loan_locked(ch, n, true);
@@ -457,7 +457,7 @@ void chan_give_back(zc_chan_t *ch, uint32_t id, unsigned cls) {
 int zc_chan_cancel(zc_chan_t *ch, void *p) {
   uint32_t id;
   unsigned cls;
-  if (ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
+  if (ch == NULL || ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
   zc_lock(&ch->lock);
   int r = chan_find_loan(ch, p, &id, &cls);
   if (r == 0) chan_give_back(ch, id, cls);
@@ -523,24 +523,19 @@ static void wake_consumer(zc_chan_t *ch) {
 void chan_wake_consumer(zc_chan_t *ch) { wake_consumer(ch); }
 
 int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
-  if (ch->role != ZC_CHAN_PRODUCER || n <= 0) return errno = EINVAL, -1;
+  if (ch == NULL || ch->role != ZC_CHAN_PRODUCER || n <= 0 || msgs == NULL) return errno = EINVAL, -1;
   uint64_t deadline = 0;
   int done = 0, err = 0;
   zc_lock(&ch->lock);
   bool unwoken = false; /* published descriptors the consumer has not been told about */
   while (done < n && err == 0) {
     const zc_chan_msg_t *m = &msgs[done];
-    int room = chan_dead(ch) == 0 ? queue_room(ch, m->len) : -1;
-    if (room < 0) {
+    if (chan_dead(ch) != 0) {
       err = errno;
       break;
     }
-    if (room == 0) {
-      if (unwoken) wake_consumer(ch); /* it must not sleep on what we published while we wait for it */
-      unwoken = false;
-      if (chan_wait_full(ch, &deadline, false) != 0) err = errno;
-      continue;
-    }
+    /* The loan and its length first: a bad one fails at once (EINVAL, EMSGSIZE), it never waits for room
+     * (nor, after a wait, is it taken for a loan that was cancelled meanwhile: looked up again each time). */
     uint32_t id, off;
     unsigned cls, seg;
     if (find_loan(ch, m->data, &id, &cls, &off, &seg) != 0) {
@@ -552,6 +547,17 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
       chan_give_back(ch, id, cls);
       err = EMSGSIZE;
       break;
+    }
+    int room = queue_room(ch, m->len);
+    if (room < 0) {
+      err = errno;
+      break;
+    }
+    if (room == 0) {
+      if (unwoken) wake_consumer(ch); /* it must not sleep on what we published while we wait for it */
+      unwoken = false;
+      if (chan_wait_full(ch, &deadline, false) != 0) err = errno;
+      continue;
     }
     chan_slot_t *sl = slot_of(ch, id);
     uint64_t pos = ch->p_head;
@@ -590,6 +596,7 @@ int zc_chan_send_batch(zc_chan_t *ch, const zc_chan_msg_t *msgs, int n) {
 }
 
 int zc_chan_send(zc_chan_t *ch, void *p, size_t len, uint32_t type) {
+  if (ch == NULL) return errno = EINVAL, -1;
   if (len > UINT32_MAX) { /* beyond any slot (the descriptor's length is 32 bits) */
     zc_chan_cancel(ch, p);
     return errno = EMSGSIZE, -1;
@@ -599,7 +606,7 @@ int zc_chan_send(zc_chan_t *ch, void *p, size_t len, uint32_t type) {
 }
 
 long zc_chan_collect(zc_chan_t *ch) {
-  if (ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
+  if (ch == NULL || ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
   zc_lock(&ch->lock);
   long r = -1;
   if (chan_dead(ch) == 0 && chan_drain_returns(ch) == 0 && chan_producer_peer_check(ch) == 0) r = (long)ch->inflight_msgs;
@@ -610,7 +617,7 @@ long zc_chan_collect(zc_chan_t *ch) {
 }
 
 int zc_chan_arm_space(zc_chan_t *ch) {
-  if (ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
+  if (ch == NULL || ch->role != ZC_CHAN_PRODUCER) return errno = EINVAL, -1;
   chan_ctl_t *ctl = ch->ctl;
   zc_lock(&ch->lock);
   int r = -1;

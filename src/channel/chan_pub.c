@@ -282,12 +282,16 @@ static int link_add(zc_pub_t *p, zc_chan_t *l) {
 }
 
 int zc_pub_add(zc_pub_t *p, int sock) {
+  if (p == NULL) {
+    zc_os_close(sock); /* ours, as on every failure */
+    return errno = EINVAL, -1;
+  }
   zc_chan_t *l = chan_open_link(sock, &p->ucfg); /* the handshake, without the lock */
   return l == NULL ? -1 : link_add(p, l);
 }
 
 int zc_pub_accept(zc_pub_t *p, int timeout_ms) {
-  if (p->lfd < 0) return errno = EINVAL, -1;
+  if (p == NULL || p->lfd < 0) return errno = EINVAL, -1;
   int fd = zc_os_unix_accept(p->lfd, timeout_ms);
   if (fd < 0) {
     if (timeout_ms == 0 && errno == ETIMEDOUT) errno = EAGAIN;
@@ -299,7 +303,7 @@ int zc_pub_accept(zc_pub_t *p, int timeout_ms) {
 /* ---- loan, send ---- */
 
 void *zc_pub_loan(zc_pub_t *p, size_t n) {
-  if (n == 0) return errno = EINVAL, NULL;
+  if (p == NULL || n == 0) return errno = EINVAL, NULL;
   zc_chan_t *h = p->hub;
   char *q = NULL;
   zc_lock(&h->lock);
@@ -324,6 +328,7 @@ void *zc_pub_loan(zc_pub_t *p, size_t n) {
 }
 
 int zc_pub_cancel(zc_pub_t *p, void *buf) {
+  if (p == NULL) return errno = EINVAL, -1;
   zc_chan_t *h = p->hub;
   uint32_t id;
   unsigned cls;
@@ -387,18 +392,44 @@ static int room_for(zc_pub_t *p, uint32_t len, uint64_t *deadline, uint32_t *unw
   }
 }
 
-/* Publish loan buf on every live link (room_for said yes), without waking anyone. Returns the number
- * of links, or -1: EINVAL (not a loan), EMSGSIZE (the loan is given back). */
-static int publish(zc_pub_t *p, void *buf, uint32_t len, uint32_t type) {
-  zc_chan_t *h = p->hub;
+/* A loan about to be published: where it is, found under the hub's lock. */
+typedef struct pub_loan_s {
   uint32_t id, off;
   unsigned cls, seg;
-  if (chan_find_loan_at(h, buf, &id, &cls, &off, &seg) != 0) return errno = EINVAL, -1;
-  size_t bytes = chan_slot_bytes(h, id, cls);
-  if (len > bytes) {
-    chan_give_back(h, id, cls);
+  size_t bytes;
+} pub_loan_t;
+
+/* Locked: is buf a live loan that holds len bytes? 0, or -1: EINVAL (not a loan), EMSGSIZE (len beyond it:
+ * the loan is given back). Checked before room_for, so a bad send fails at once: it never waits for room,
+ * and under ZC_PUB_EVICT never cuts off a subscriber on its way to failing. */
+static int pub_loan_check(zc_chan_t *h, void *buf, uint32_t len, pub_loan_t *lf) {
+  if (chan_find_loan_at(h, buf, &lf->id, &lf->cls, &lf->off, &lf->seg) != 0) return errno = EINVAL, -1;
+  lf->bytes = chan_slot_bytes(h, lf->id, lf->cls);
+  if (len > lf->bytes) {
+    chan_give_back(h, lf->id, lf->cls);
     return errno = EMSGSIZE, -1;
   }
+  return 0;
+}
+
+/* Locked: pub_loan_check, then room on every live link; the loan is looked up again if room_for waited
+ * (it drops the lock: another thread may have cancelled or resized the loan meanwhile). */
+static int pub_room_for_loan(zc_pub_t *p, void *buf, uint32_t len, pub_loan_t *lf, uint64_t *deadline,
+                             uint32_t *unwoken) {
+  zc_chan_t *h = p->hub;
+  if (pub_loan_check(h, buf, len, lf) != 0) return -1;
+  uint64_t waits = h->full_waits; /* every wait of room_for counts one */
+  if (room_for(p, len, deadline, unwoken) != 0) return -1;
+  return h->full_waits == waits ? 0 : pub_loan_check(h, buf, len, lf);
+}
+
+/* Publish the loan lf (pub_room_for_loan said yes) on every live link, without waking anyone. Returns
+ * the number of links. */
+static int publish(zc_pub_t *p, const pub_loan_t *lf, uint32_t len, uint32_t type) {
+  zc_chan_t *h = p->hub;
+  uint32_t id = lf->id, off = lf->off;
+  unsigned cls = lf->cls, seg = lf->seg;
+  size_t bytes = lf->bytes;
   uint32_t mask = p->live;
   h->sent++;
   if (mask == 0) { /* nobody listens: the memory comes back at once */
@@ -441,6 +472,7 @@ static void wake_links(zc_pub_t *p, uint32_t links) {
 }
 
 int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type) {
+  if (p == NULL) return errno = EINVAL, -1;
   if (len > UINT32_MAX) {
     zc_pub_cancel(p, buf);
     return errno = EMSGSIZE, -1;
@@ -449,8 +481,9 @@ int zc_pub_send(zc_pub_t *p, void *buf, size_t len, uint32_t type) {
   uint64_t deadline = 0;
   uint32_t unwoken = 0;
   zc_lock(&h->lock);
-  int r = room_for(p, (uint32_t)len, &deadline, &unwoken);
-  if (r == 0) r = publish(p, buf, (uint32_t)len, type);
+  pub_loan_t lf;
+  int r = pub_room_for_loan(p, buf, (uint32_t)len, &lf, &deadline, &unwoken);
+  if (r == 0) r = publish(p, &lf, (uint32_t)len, type);
   if (__builtin_expect(r >= 0, 1)) {
     wake_links(p, p->live);
     zc_unlock(&h->lock);
@@ -474,10 +507,12 @@ int zc_pub_send_batch(zc_pub_t *p, const zc_chan_msg_t *msgs, int n) {
   zc_lock(&h->lock);
   while (done < n) {
     const zc_chan_msg_t *m = &msgs[done];
-    if (room_for(p, m->len, &deadline, &unwoken) != 0 || publish(p, (void *)m->data, m->len, m->type) < 0) {
+    pub_loan_t lf;
+    if (pub_room_for_loan(p, (void *)m->data, m->len, &lf, &deadline, &unwoken) != 0) {
       err = errno;
       break;
     }
+    publish(p, &lf, m->len, m->type);
     unwoken |= p->live;
     done++;
   }
@@ -506,6 +541,7 @@ static void accept_waiting(zc_pub_t *p) {
 }
 
 long zc_pub_collect(zc_pub_t *p) {
+  if (p == NULL) return errno = EINVAL, -1;
   zc_chan_t *h = p->hub;
   zc_lock(&h->lock);
   check_links(p);
@@ -519,21 +555,23 @@ long zc_pub_collect(zc_pub_t *p) {
 }
 
 int zc_pub_subscribers(zc_pub_t *p) {
+  if (p == NULL) return errno = EINVAL, -1;
   zc_lock(&p->hub->lock);
   int n = __builtin_popcount(p->live);
   zc_unlock(&p->hub->lock);
   return n;
 }
 
-int zc_pub_fd(zc_pub_t *p) { return p->lfd; }
+int zc_pub_fd(zc_pub_t *p) { return p ? p->lfd : (errno = EINVAL, -1); }
 
-int zc_pub_event_fd(zc_pub_t *p) { return p->ep; }
+int zc_pub_event_fd(zc_pub_t *p) { return p ? p->ep : (errno = EINVAL, -1); }
 
 /* As zc_chan_arm_space, over every live link: take in what came back, then arm each link and look again
  * after the flag is visible (the subscriber's take or release after our look sees it and kicks). Like
  * zc_pub_collect it handles everything that makes the event fd readable (joiners, deaths, wake-up
  * records), so the fd is quiet when it returns 0 until one of those happens again. */
 int zc_pub_arm_space(zc_pub_t *p) {
+  if (p == NULL) return errno = EINVAL, -1;
   zc_chan_t *h = p->hub;
   accept_waiting(p); /* a joiner would keep the event fd readable: the caller is about to wait on it */
   zc_lock(&h->lock);
@@ -569,17 +607,22 @@ out: {
 }
 
 size_t zc_pub_max_msg(zc_pub_t *p) {
+  if (p == NULL) return 0;
   zc_lock(&p->hub->lock);
   size_t r = chan_max_msg_locked(p->hub);
   zc_unlock(&p->hub->lock);
   return r;
 }
 
-const char *zc_pub_error(zc_pub_t *p) { return p->hub->err[0] ? p->hub->err : p->err; }
+const char *zc_pub_error(zc_pub_t *p) {
+  if (p == NULL) return "no publisher (NULL)";
+  return p->hub->err[0] ? p->hub->err : p->err;
+}
 
 void zc_pub_stats(zc_pub_t *p, zc_pub_stats_t *out) {
-  zc_chan_t *h = p->hub;
   memset(out, 0, sizeof *out);
+  if (p == NULL) return;
+  zc_chan_t *h = p->hub;
   zc_chan_stats_t *c = &out->chan;
   zc_lock(&h->lock);
   c->loaned_msgs = h->loaned_msgs;

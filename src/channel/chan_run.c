@@ -189,6 +189,7 @@ size_t chan_max_msg_locked(zc_chan_t *ch) {
 }
 
 size_t zc_chan_max_msg(zc_chan_t *ch) {
+  if (ch == NULL) return 0;
   if (ch->role != ZC_CHAN_PRODUCER) return CHAN_SEG_LIMIT; /* the largest the consumer accepts */
   zc_lock(&ch->lock);
   size_t r = chan_max_msg_locked(ch);
@@ -199,7 +200,7 @@ size_t zc_chan_max_msg(zc_chan_t *ch) {
 /* ---- resizing a loan ---- */
 
 void *zc_chan_loan_resize(zc_chan_t *ch, void *p, size_t n, size_t keep) {
-  if (ch->role != ZC_CHAN_PRODUCER || n == 0) return errno = EINVAL, NULL;
+  if (ch == NULL || ch->role != ZC_CHAN_PRODUCER || n == 0) return errno = EINVAL, NULL;
   if (keep > n) keep = n;
   uint32_t id;
   unsigned cls;

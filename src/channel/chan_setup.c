@@ -56,7 +56,7 @@ int chan_fail(zc_chan_t *ch, int err, const char *fmt, ...) {
     zc_vformat(ch->err, sizeof ch->err, fmt, ap);
     va_end(ap);
     if (err != EPIPE) zc_report("channel (%s): %s", ch->role == ZC_CHAN_PRODUCER ? "producer" : "consumer", ch->err);
-    zc_os_unix_shutdown(ch->sock); /* the peer sees end of file now and reclaims or stops */
+    if (ch->pid == zc_os_pid()) zc_os_unix_shutdown(ch->sock); /* the peer sees end of file now and reclaims or stops */
   }
   errno = __atomic_load_n(&ch->dead, __ATOMIC_ACQUIRE);
   return -1;
@@ -74,10 +74,11 @@ static void fill_defaults(zc_chan_config_t *c, const zc_chan_config_t *user) {
   if (c->setup_timeout_ms == 0) c->setup_timeout_ms = 5000;
   if (c->setup_timeout_ms < 0) c->setup_timeout_ms = -1; /* forever */
   if (c->max_queued_bytes == 0) c->max_queued_bytes = CHAN_DEFAULT_QUEUED;
-  /* segments are whole pages (512 KiB); the cap is at least one segment */
+  /* segments are whole pages (512 KiB); the cap is at least one segment (clamped before rounding up: a
+   * size near 2^64 wrapped to 0, and the open failed with ENOSPC) */
   uint64_t big = CHAN_PAGE_SIZE;
-  c->first_segment = (c->first_segment + big - 1) / big * big;
   if (c->first_segment > CHAN_SEG_MAX_BYTES) c->first_segment = CHAN_SEG_MAX_BYTES;
+  c->first_segment = (c->first_segment + big - 1) / big * big;
   if (c->max_bytes < c->first_segment) c->max_bytes = c->first_segment;
 }
 
@@ -108,6 +109,9 @@ static int producer_setup(zc_chan_t *ch) {
   uint32_t cap = ch->cfg.ring_entries;
   if (cap < 64 || cap > (1u << 20) || (cap & (cap - 1)) != 0)
     return chan_fail(ch, EINVAL, "ring_entries %u is not a power of two in [64, 1M]", cap);
+  int pol = ch->cfg.policy;
+  if (pol != ZC_CHAN_BLOCK && pol != ZC_CHAN_FAIL && pol != ZC_PUB_EVICT)
+    return chan_fail(ch, EINVAL, "policy %d is not ZC_CHAN_BLOCK, ZC_CHAN_FAIL or ZC_PUB_EVICT", pol);
   ch->ring_cap = cap;
   ch->ret_cap = cap * 2;
   ch->ctl_size = chan_ctl_size(ch->ring_cap, ch->ret_cap);
@@ -216,6 +220,7 @@ static zc_chan_t *open_sock(int sock, zc_chan_role_t role, const zc_chan_config_
     return NULL;
   }
   ch->sock = sock;
+  ch->pid = zc_os_pid();
   ch->role = role;
   fill_defaults(&ch->cfg, cfg);
   zc_lock_init(&ch->lock);
@@ -268,12 +273,15 @@ zc_chan_t *chan_hub_new(const zc_chan_config_t *cfg, struct zc_pub_s *pub) {
   zc_chan_t *ch = chan_private_alloc(sizeof *ch);
   if (ch == NULL) return errno = ENOMEM, NULL;
   ch->sock = -1;
+  ch->pid = zc_os_pid();
   ch->role = ZC_CHAN_PRODUCER;
   ch->pub = pub;
   fill_defaults(&ch->cfg, cfg);
   zc_lock_init(&ch->lock);
   uint32_t cap = ch->cfg.ring_entries;
-  if (cap < 64 || cap > (1u << 20) || (cap & (cap - 1)) != 0) {
+  int pol = ch->cfg.policy;
+  if (cap < 64 || cap > (1u << 20) || (cap & (cap - 1)) != 0 ||
+      (pol != ZC_CHAN_BLOCK && pol != ZC_CHAN_FAIL && pol != ZC_PUB_EVICT)) {
     chan_private_free(ch, sizeof *ch);
     return errno = EINVAL, NULL;
   }
@@ -363,13 +371,20 @@ static int poll_socket(zc_chan_t *ch, bool stop_at_kick) {
 
 void zc_chan_close(zc_chan_t *ch) {
   if (ch == NULL) return;
-  zc_os_unix_shutdown(ch->sock);
+  /* Shut down (the peer sees end of file even if a fork child still holds a copy of the fd), but only in
+   * the process that opened the channel: a fork child that closes what it inherited closes its fd and
+   * frees its copies, and the parent's channel goes on (the socket is one object for both processes). */
+  bool own = ch->pid == zc_os_pid();
+  if (own) zc_os_unix_shutdown(ch->sock);
   zc_os_close(ch->sock);
+  /* A fork child has no control segment and no producer data segment (MADV_DONTFORK): their addresses may
+   * hold a mapping of its own by now, which an unmap would destroy. The consumer's segments and the
+   * private memory were inherited: those the child frees. */
   for (unsigned i = 0; i < ch->nseg; i++) {
-    zc_os_free(ch->seg[i].base, ch->seg[i].size);
+    if (own || ch->role == ZC_CHAN_CONSUMER) zc_os_free(ch->seg[i].base, ch->seg[i].size);
     chan_private_free(ch->seg[i].pages, ch->seg[i].meta_size);
   }
-  if (ch->ctl) zc_os_free(ch->ctl, ch->ctl_size);
+  if (ch->ctl && own) zc_os_free(ch->ctl, ch->ctl_size);
   chan_private_free(ch->pend, ch->pend_cap * sizeof(uint64_t));
   chan_private_free(ch->qlen, (size_t)ch->ring_cap * sizeof(uint32_t));
   chan_private_free(ch, sizeof *ch);
@@ -382,9 +397,9 @@ void (*chan_test_hook_fn)(int point);
 ZC_CHAN_API void zc_chan_test_hook(void (*fn)(int point)) { __atomic_store_n(&chan_test_hook_fn, fn, __ATOMIC_RELEASE); }
 #endif
 
-int zc_chan_fd(zc_chan_t *ch) { return ch->sock; }
-const char *zc_chan_error(zc_chan_t *ch) { return ch->err; }
-zc_chan_role_t zc_chan_role(zc_chan_t *ch) { return ch->role; }
+int zc_chan_fd(zc_chan_t *ch) { return ch ? ch->sock : (errno = EINVAL, -1); }
+const char *zc_chan_error(zc_chan_t *ch) { return ch ? ch->err : "no channel (NULL)"; }
+zc_chan_role_t zc_chan_role(zc_chan_t *ch) { return ch ? ch->role : (zc_chan_role_t)0; }
 
 int zc_chan_peer(zc_chan_t *ch, zc_chan_peer_t *out) {
   if (ch == NULL || out == NULL) return errno = EINVAL, -1;
@@ -393,6 +408,7 @@ int zc_chan_peer(zc_chan_t *ch, zc_chan_peer_t *out) {
 }
 
 int zc_chan_copy(const zc_chan_msg_t *m, size_t off, void *dst, size_t n) {
+  if (m == NULL || (dst == NULL && n != 0)) return errno = EINVAL, -1;
   size_t len = m->len; /* private: loaded and checked once at receive */
   if (off > len || n > len - off) return errno = EMSGSIZE, -1;
   memcpy(dst, (const char *)m->data + off, n);
@@ -401,6 +417,7 @@ int zc_chan_copy(const zc_chan_msg_t *m, size_t off, void *dst, size_t n) {
 
 void zc_chan_stats(zc_chan_t *ch, zc_chan_stats_t *out) {
   memset(out, 0, sizeof *out);
+  if (ch == NULL) return;
   if (ch->role == ZC_CHAN_PRODUCER) chan_producer_stats(ch, out);
   else chan_consumer_stats(ch, out);
   out->rejected = __atomic_load_n(&ch->rejected, __ATOMIC_RELAXED); /* producer threads bump these unlocked */

@@ -65,7 +65,10 @@ static zc_svc_t *svc_new(const zc_svc_config_t *cfg) {
   if (c.max_peers == 0) c.max_peers = 64;
   if (c.max_pending == 0) c.max_pending = 4096;
   if (c.check_ms <= 0) c.check_ms = 10;
-  if (c.max_peers > 4096 || c.max_pending > (1u << 24)) return errno = EINVAL, NULL;
+  int pol = c.chan.policy; /* checked here too: each connection's open would refuse it, one by one */
+  if (c.max_peers > 4096 || c.max_pending > (1u << 24) ||
+      (pol != ZC_CHAN_BLOCK && pol != ZC_CHAN_FAIL && pol != ZC_PUB_EVICT))
+    return errno = EINVAL, NULL;
   size_t page = zc_os_page_size(), head = (sizeof(zc_svc_t) + 63) & ~(size_t)63;
   size_t peers = (c.max_peers * sizeof(svc_peer_t) + 63) & ~(size_t)63;
   size_t size = head + peers + c.max_pending * sizeof(pend_entry_t);
@@ -405,7 +408,7 @@ int svc_arm_all(zc_svc_t *s) {
   return ready;
 }
 
-int zc_svc_fd(zc_svc_t *s) { return s->xfd; }
+int zc_svc_fd(zc_svc_t *s) { return s ? s->xfd : (errno = EINVAL, -1); }
 
 /* The wake-ups in the pair, read (a bounded number: one is written per arming). */
 static void space_drain(zc_svc_t *s) {
@@ -487,15 +490,20 @@ int zc_svc_msg_peer(zc_svc_t *s, const zc_svc_msg_t *m, zc_chan_peer_t *out) {
 }
 
 int zc_svc_peers(zc_svc_t *s) {
+  if (s == NULL) return errno = EINVAL, -1;
   zc_lock(&s->lock);
   int n = (int)s->st.peers;
   zc_unlock(&s->lock);
   return n;
 }
 
-const char *zc_svc_error(zc_svc_t *s) { return s->err; }
+const char *zc_svc_error(zc_svc_t *s) { return s ? s->err : "no endpoint (NULL)"; }
 
 void zc_svc_stats(zc_svc_t *s, zc_svc_stats_t *out) {
+  if (s == NULL) {
+    memset(out, 0, sizeof *out);
+    return;
+  }
   zc_lock(&s->lock); /* some counters are bumped outside it (atomically): read each atomically */
   const uint64_t *from = (const uint64_t *)&s->st;
   uint64_t *to = (uint64_t *)out;

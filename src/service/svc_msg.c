@@ -473,6 +473,7 @@ int zc_svc_cancel(zc_svc_t *s, void *u) {
 }
 
 int zc_svc_abandon(zc_svc_t *s, uint64_t id) {
+  if (s == NULL) return errno = EINVAL, -1;
   zc_lock(&s->lock);
   int r = pend_abandon(&s->pend, id);
   zc_unlock(&s->lock);

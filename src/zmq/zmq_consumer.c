@@ -146,7 +146,7 @@ again:;
 }
 
 int zc_zmq_receive(zc_zmq_t *z, zc_chan_msg_t *out, int timeout_ms) {
-  if (z->role != ZC_CHAN_CONSUMER || out == NULL) {
+  if (z == NULL || z->role != ZC_CHAN_CONSUMER || out == NULL) {
     errno = EINVAL;
     return -1;
   }
@@ -196,7 +196,7 @@ int zc_zmq_receive_batch(zc_zmq_t *z, zc_chan_msg_t *out, int max, int timeout_m
 }
 
 int zc_zmq_release(zc_zmq_t *z, const zc_chan_msg_t *m) {
-  if (z->role != ZC_CHAN_CONSUMER || m == NULL) {
+  if (z == NULL || z->role != ZC_CHAN_CONSUMER || m == NULL) {
     errno = EINVAL;
     return -1;
   }
@@ -217,6 +217,10 @@ int zc_zmq_release(zc_zmq_t *z, const zc_chan_msg_t *m) {
 }
 
 int zc_zmq_release_batch(zc_zmq_t *z, const zc_chan_msg_t *msgs, int n) {
+  if (z == NULL || n < 0 || (n > 0 && msgs == NULL)) {
+    errno = EINVAL;
+    return -1;
+  }
   int rc = 0;
   for (int i = 0; i < n; i++)
     if (zc_zmq_release(z, &msgs[i]) != 0) rc = -1;
@@ -227,7 +231,7 @@ int zc_zmq_release_batch(zc_zmq_t *z, const zc_chan_msg_t *msgs, int n) {
  * message is there; reading ZMQ_EVENTS also clears the fd. So: drain the monitor, then ask ZMQ_EVENTS.
  * If it says nothing is readable, the fd is clear and the next frame signals it again. */
 int zc_zmq_arm(zc_zmq_t *z) {
-  if (z->role != ZC_CHAN_CONSUMER) {
+  if (z == NULL || z->role != ZC_CHAN_CONSUMER) {
     errno = EINVAL;
     return -1;
   }

@@ -75,7 +75,7 @@ zc_ep_t *zc_ep_subscribe(const char *endpoint, const zc_zmq_config_t *cfg) {
               endpoint);
 }
 
-uint64_t zc_ep_missed(zc_ep_t *e) { return e->kind == ZC_EP_ZMQ ? zc_zmq_missed(e->z) : 0; }
+uint64_t zc_ep_missed(zc_ep_t *e) { return e != NULL && e->kind == ZC_EP_ZMQ ? zc_zmq_missed(e->z) : 0; }
 
 void zc_ep_close(zc_ep_t *e) {
   if (e == NULL) return;
@@ -86,40 +86,44 @@ void zc_ep_close(zc_ep_t *e) {
   free(e);
 }
 
-zc_ep_kind_t zc_ep_kind(zc_ep_t *e) { return e->kind; }
-const char *zc_ep_endpoint(zc_ep_t *e) { return e->kind == ZC_EP_ZMQ ? zc_zmq_endpoint(e->z) : e->path; }
+zc_ep_kind_t zc_ep_kind(zc_ep_t *e) { return e ? e->kind : (zc_ep_kind_t)0; }
+const char *zc_ep_endpoint(zc_ep_t *e) {
+  return e == NULL ? NULL : e->kind == ZC_EP_ZMQ ? zc_zmq_endpoint(e->z) : e->path;
+}
 
-#define DISPATCH(e, chan_call, zmq_call) ((e)->kind == ZC_EP_ZMQ ? (zmq_call) : (chan_call))
+/* A NULL endpoint takes the channel's branch with a NULL channel, which every zc_chan_* call refuses (EINVAL). */
+#define DISPATCH(e, chan_call, zmq_call) ((e) != NULL && (e)->kind == ZC_EP_ZMQ ? (zmq_call) : (chan_call))
+#define EP_CH(e) ((e) != NULL ? (e)->ch : NULL)
 
-void *zc_ep_loan(zc_ep_t *e, size_t n) { return DISPATCH(e, zc_chan_loan(e->ch, n), zc_zmq_loan(e->z, n)); }
+void *zc_ep_loan(zc_ep_t *e, size_t n) { return DISPATCH(e, zc_chan_loan(EP_CH(e), n), zc_zmq_loan(e->z, n)); }
 int zc_ep_send(zc_ep_t *e, void *p, size_t len, uint32_t type) {
-  return DISPATCH(e, zc_chan_send(e->ch, p, len, type), zc_zmq_send(e->z, p, len, type));
+  return DISPATCH(e, zc_chan_send(EP_CH(e), p, len, type), zc_zmq_send(e->z, p, len, type));
 }
 int zc_ep_send_batch(zc_ep_t *e, const zc_chan_msg_t *msgs, int n) {
-  return DISPATCH(e, zc_chan_send_batch(e->ch, msgs, n), zc_zmq_send_batch(e->z, msgs, n));
+  return DISPATCH(e, zc_chan_send_batch(EP_CH(e), msgs, n), zc_zmq_send_batch(e->z, msgs, n));
 }
-int zc_ep_cancel(zc_ep_t *e, void *p) { return DISPATCH(e, zc_chan_cancel(e->ch, p), zc_zmq_cancel(e->z, p)); }
-long zc_ep_collect(zc_ep_t *e) { return DISPATCH(e, zc_chan_collect(e->ch), zc_zmq_collect(e->z)); }
+int zc_ep_cancel(zc_ep_t *e, void *p) { return DISPATCH(e, zc_chan_cancel(EP_CH(e), p), zc_zmq_cancel(e->z, p)); }
+long zc_ep_collect(zc_ep_t *e) { return DISPATCH(e, zc_chan_collect(EP_CH(e)), zc_zmq_collect(e->z)); }
 int zc_ep_receive(zc_ep_t *e, zc_chan_msg_t *out, int timeout_ms) {
-  return DISPATCH(e, zc_chan_receive(e->ch, out, timeout_ms), zc_zmq_receive(e->z, out, timeout_ms));
+  return DISPATCH(e, zc_chan_receive(EP_CH(e), out, timeout_ms), zc_zmq_receive(e->z, out, timeout_ms));
 }
 int zc_ep_receive_batch(zc_ep_t *e, zc_chan_msg_t *out, int max, int timeout_ms) {
-  return DISPATCH(e, zc_chan_receive_batch(e->ch, out, max, timeout_ms),
+  return DISPATCH(e, zc_chan_receive_batch(EP_CH(e), out, max, timeout_ms),
                   zc_zmq_receive_batch(e->z, out, max, timeout_ms));
 }
 int zc_ep_release(zc_ep_t *e, const zc_chan_msg_t *m) {
-  return DISPATCH(e, zc_chan_release(e->ch, m), zc_zmq_release(e->z, m));
+  return DISPATCH(e, zc_chan_release(EP_CH(e), m), zc_zmq_release(e->z, m));
 }
 int zc_ep_release_batch(zc_ep_t *e, const zc_chan_msg_t *msgs, int n) {
-  return DISPATCH(e, zc_chan_release_batch(e->ch, msgs, n), zc_zmq_release_batch(e->z, msgs, n));
+  return DISPATCH(e, zc_chan_release_batch(EP_CH(e), msgs, n), zc_zmq_release_batch(e->z, msgs, n));
 }
-int zc_ep_fd(zc_ep_t *e) { return DISPATCH(e, zc_chan_fd(e->ch), zc_zmq_fd(e->z)); }
-int zc_ep_arm(zc_ep_t *e) { return DISPATCH(e, zc_chan_arm(e->ch), zc_zmq_arm(e->z)); }
-const char *zc_ep_error(zc_ep_t *e) { return DISPATCH(e, zc_chan_error(e->ch), zc_zmq_error(e->z)); }
+int zc_ep_fd(zc_ep_t *e) { return DISPATCH(e, zc_chan_fd(EP_CH(e)), zc_zmq_fd(e->z)); }
+int zc_ep_arm(zc_ep_t *e) { return DISPATCH(e, zc_chan_arm(EP_CH(e)), zc_zmq_arm(e->z)); }
+const char *zc_ep_error(zc_ep_t *e) { return DISPATCH(e, zc_chan_error(EP_CH(e)), zc_zmq_error(e->z)); }
 
 void zc_ep_stats(zc_ep_t *e, zc_chan_stats_t *out) {
-  if (e->kind == ZC_EP_ZMQ)
+  if (e != NULL && e->kind == ZC_EP_ZMQ)
     zc_zmq_stats(e->z, out);
   else
-    zc_chan_stats(e->ch, out);
+    zc_chan_stats(EP_CH(e), out);
 }

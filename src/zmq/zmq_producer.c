@@ -93,8 +93,8 @@ static int reserve(zc_zmq_t *z, uint64_t bytes) {
 }
 
 void *zc_zmq_loan(zc_zmq_t *z, size_t n) {
-  if (z->role != ZC_CHAN_PRODUCER || n == 0 || n > z->max_msg) {
-    errno = n > z->max_msg ? EMSGSIZE : EINVAL;
+  if (z == NULL || z->role != ZC_CHAN_PRODUCER || n == 0 || n > z->max_msg) {
+    errno = z != NULL && n > z->max_msg ? EMSGSIZE : EINVAL;
     return NULL;
   }
   if (reserve(z, ZQ_HDR + n) != 0) return NULL;
@@ -137,7 +137,7 @@ static void give_back(zc_zmq_t *z, zq_hdr_t *h) {
 }
 
 int zc_zmq_cancel(zc_zmq_t *z, void *p) {
-  if (z->role != ZC_CHAN_PRODUCER) {
+  if (z == NULL || z->role != ZC_CHAN_PRODUCER) {
     errno = EINVAL;
     return -1;
   }
@@ -249,7 +249,7 @@ int zq_send_checked(zc_zmq_t *z, void *p, size_t len, uint32_t type) {
 }
 
 int zc_zmq_send(zc_zmq_t *z, void *p, size_t len, uint32_t type) {
-  if (z->role != ZC_CHAN_PRODUCER) {
+  if (z == NULL || z->role != ZC_CHAN_PRODUCER) {
     errno = EINVAL;
     return -1;
   }
@@ -262,7 +262,7 @@ int zc_zmq_send(zc_zmq_t *z, void *p, size_t len, uint32_t type) {
 }
 
 int zc_zmq_send_batch(zc_zmq_t *z, const zc_chan_msg_t *msgs, int n) {
-  if (z->role != ZC_CHAN_PRODUCER || n < 0 || (n > 0 && msgs == NULL)) {
+  if (z == NULL || z->role != ZC_CHAN_PRODUCER || n < 0 || (n > 0 && msgs == NULL)) {
     errno = EINVAL;
     return -1;
   }
@@ -278,7 +278,7 @@ int zc_zmq_send_batch(zc_zmq_t *z, const zc_chan_msg_t *msgs, int n) {
 }
 
 long zc_zmq_collect(zc_zmq_t *z) {
-  if (z->role != ZC_CHAN_PRODUCER) {
+  if (z == NULL || z->role != ZC_CHAN_PRODUCER) {
     errno = EINVAL;
     return -1;
   }

@@ -323,12 +323,13 @@ void zc_zmq_close(zc_zmq_t *z) {
   destroy(z);
 }
 
-const char *zc_zmq_endpoint(zc_zmq_t *z) { return z->endpoint; }
-const char *zc_zmq_error(zc_zmq_t *z) { return z->err; }
-zc_chan_role_t zc_zmq_role(zc_zmq_t *z) { return z->role; }
-int zc_zmq_fd(zc_zmq_t *z) { return z->epfd; }
+const char *zc_zmq_endpoint(zc_zmq_t *z) { return z ? z->endpoint : NULL; }
+const char *zc_zmq_error(zc_zmq_t *z) { return z ? z->err : "no endpoint (NULL)"; }
+zc_chan_role_t zc_zmq_role(zc_zmq_t *z) { return z ? z->role : (zc_chan_role_t)0; }
+int zc_zmq_fd(zc_zmq_t *z) { return z ? z->epfd : (errno = EINVAL, -1); }
 
 int zc_zmq_peers(zc_zmq_t *z) {
+  if (z == NULL) return errno = EINVAL, -1;
   if (z->inproc) return -1;
   if (z->role == ZC_CHAN_PRODUCER) pthread_mutex_lock(&z->lock);
   zq_monitor_drain(z);
@@ -339,6 +340,7 @@ int zc_zmq_peers(zc_zmq_t *z) {
 
 void zc_zmq_stats(zc_zmq_t *z, zc_chan_stats_t *out) {
   memset(out, 0, sizeof *out);
+  if (z == NULL) return;
   if (z->role == ZC_CHAN_PRODUCER) {
     pthread_mutex_lock(&z->lock);
     out->sent = z->sent;

@@ -180,29 +180,31 @@ void zc_ep_pub_close(zc_ep_pub_t *p) {
   free(p);
 }
 
-#define DISPATCH(p, local_call, zmq_call) ((p)->z != NULL ? (zmq_call) : (local_call))
+/* A NULL publisher takes the local branch with a NULL zc_pub_t, which every zc_pub_* call refuses (EINVAL). */
+#define DISPATCH(p, local_call, zmq_call) ((p) != NULL && (p)->z != NULL ? (zmq_call) : (local_call))
+#define EPP_LOCAL(p) ((p) != NULL ? (p)->local : NULL)
 
-zc_ep_kind_t zc_ep_pub_kind(zc_ep_pub_t *p) { return p->z != NULL ? ZC_EP_ZMQ : ZC_EP_CHANNEL; }
-const char *zc_ep_pub_endpoint(zc_ep_pub_t *p) { return p->z != NULL ? zc_zmq_endpoint(p->z) : p->path; }
+zc_ep_kind_t zc_ep_pub_kind(zc_ep_pub_t *p) { return p == NULL ? (zc_ep_kind_t)0 : p->z != NULL ? ZC_EP_ZMQ : ZC_EP_CHANNEL; }
+const char *zc_ep_pub_endpoint(zc_ep_pub_t *p) { return p == NULL ? NULL : p->z != NULL ? zc_zmq_endpoint(p->z) : p->path; }
 int zc_ep_pub_accept(zc_ep_pub_t *p, int timeout_ms) {
-  return DISPATCH(p, zc_pub_accept(p->local, timeout_ms), zc_zmq_pub_accept(p->z, timeout_ms));
+  return DISPATCH(p, zc_pub_accept(EPP_LOCAL(p), timeout_ms), zc_zmq_pub_accept(p->z, timeout_ms));
 }
-void *zc_ep_pub_loan(zc_ep_pub_t *p, size_t n) { return DISPATCH(p, zc_pub_loan(p->local, n), zc_zmq_loan(p->z, n)); }
+void *zc_ep_pub_loan(zc_ep_pub_t *p, size_t n) { return DISPATCH(p, zc_pub_loan(EPP_LOCAL(p), n), zc_zmq_loan(p->z, n)); }
 int zc_ep_pub_send(zc_ep_pub_t *p, void *buf, size_t len, uint32_t type) {
-  return DISPATCH(p, zc_pub_send(p->local, buf, len, type), zc_zmq_pub_send(p->z, buf, len, type));
+  return DISPATCH(p, zc_pub_send(EPP_LOCAL(p), buf, len, type), zc_zmq_pub_send(p->z, buf, len, type));
 }
 int zc_ep_pub_cancel(zc_ep_pub_t *p, void *buf) {
-  return DISPATCH(p, zc_pub_cancel(p->local, buf), zc_zmq_cancel(p->z, buf));
+  return DISPATCH(p, zc_pub_cancel(EPP_LOCAL(p), buf), zc_zmq_cancel(p->z, buf));
 }
-long zc_ep_pub_collect(zc_ep_pub_t *p) { return DISPATCH(p, zc_pub_collect(p->local), zc_zmq_collect(p->z)); }
+long zc_ep_pub_collect(zc_ep_pub_t *p) { return DISPATCH(p, zc_pub_collect(EPP_LOCAL(p)), zc_zmq_collect(p->z)); }
 int zc_ep_pub_subscribers(zc_ep_pub_t *p) {
-  return DISPATCH(p, zc_pub_subscribers(p->local), zc_zmq_subscribers(p->z));
+  return DISPATCH(p, zc_pub_subscribers(EPP_LOCAL(p)), zc_zmq_subscribers(p->z));
 }
-int zc_ep_pub_fd(zc_ep_pub_t *p) { return DISPATCH(p, zc_pub_fd(p->local), zc_zmq_fd(p->z)); }
-const char *zc_ep_pub_error(zc_ep_pub_t *p) { return DISPATCH(p, zc_pub_error(p->local), zc_zmq_error(p->z)); }
+int zc_ep_pub_fd(zc_ep_pub_t *p) { return DISPATCH(p, zc_pub_fd(EPP_LOCAL(p)), zc_zmq_fd(p->z)); }
+const char *zc_ep_pub_error(zc_ep_pub_t *p) { return DISPATCH(p, zc_pub_error(EPP_LOCAL(p)), zc_zmq_error(p->z)); }
 void zc_ep_pub_stats(zc_ep_pub_t *p, zc_pub_stats_t *out) {
-  if (p->z != NULL)
+  if (p != NULL && p->z != NULL)
     zc_zmq_pub_stats(p->z, out);
   else
-    zc_pub_stats(p->local, out);
+    zc_pub_stats(EPP_LOCAL(p), out);
 }

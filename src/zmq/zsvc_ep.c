@@ -50,42 +50,44 @@ void zc_eps_close(zc_eps_t *e) {
   free(e);
 }
 
-zc_ep_kind_t zc_eps_kind(zc_eps_t *e) { return e->kind; }
-const char *zc_eps_endpoint(zc_eps_t *e) { return e->z != NULL ? e->z->endpoint : e->name; }
+zc_ep_kind_t zc_eps_kind(zc_eps_t *e) { return e ? e->kind : (zc_ep_kind_t)0; }
+const char *zc_eps_endpoint(zc_eps_t *e) { return e == NULL ? NULL : e->z != NULL ? e->z->endpoint : e->name; }
 
-#define DISPATCH(e, svc_call, zmq_call) ((e)->z != NULL ? (zmq_call) : (svc_call))
+/* A NULL endpoint takes the service's branch with a NULL service, which every zc_svc_* call refuses (EINVAL). */
+#define DISPATCH(e, svc_call, zmq_call) ((e) != NULL && (e)->z != NULL ? (zmq_call) : (svc_call))
+#define EPS_SVC(e) ((e) != NULL ? (e)->svc : NULL)
 
-int zc_eps_fd(zc_eps_t *e) { return DISPATCH(e, zc_svc_fd(e->svc), zs_fd(e->z)); }
-int zc_eps_arm_space(zc_eps_t *e) { return DISPATCH(e, zc_svc_arm_space(e->svc), zs_arm_space(e->z)); }
-int zc_eps_peers(zc_eps_t *e) { return DISPATCH(e, zc_svc_peers(e->svc), zs_peers(e->z)); }
-void *zc_eps_loan(zc_eps_t *e, size_t n) { return DISPATCH(e, zc_svc_loan(e->svc, n), zs_loan(e->z, n)); }
-size_t zc_eps_max_msg(zc_eps_t *e) { return DISPATCH(e, zc_svc_max_msg(e->svc), (size_t)e->z->max_msg); }
+int zc_eps_fd(zc_eps_t *e) { return DISPATCH(e, zc_svc_fd(EPS_SVC(e)), zs_fd(e->z)); }
+int zc_eps_arm_space(zc_eps_t *e) { return DISPATCH(e, zc_svc_arm_space(EPS_SVC(e)), zs_arm_space(e->z)); }
+int zc_eps_peers(zc_eps_t *e) { return DISPATCH(e, zc_svc_peers(EPS_SVC(e)), zs_peers(e->z)); }
+void *zc_eps_loan(zc_eps_t *e, size_t n) { return DISPATCH(e, zc_svc_loan(EPS_SVC(e), n), zs_loan(e->z, n)); }
+size_t zc_eps_max_msg(zc_eps_t *e) { return DISPATCH(e, zc_svc_max_msg(EPS_SVC(e)), (size_t)e->z->max_msg); }
 void *zc_eps_loan_reply(zc_eps_t *e, const zc_svc_msg_t *req, size_t n) {
-  return DISPATCH(e, zc_svc_loan_reply(e->svc, req, n), zs_loan_reply(e->z, req, n));
+  return DISPATCH(e, zc_svc_loan_reply(EPS_SVC(e), req, n), zs_loan_reply(e->z, req, n));
 }
 int zc_eps_send(zc_eps_t *e, void *p, size_t len, uint32_t type) {
-  return DISPATCH(e, zc_svc_send(e->svc, p, len, type), zs_send(e->z, p, len, type));
+  return DISPATCH(e, zc_svc_send(EPS_SVC(e), p, len, type), zs_send(e->z, p, len, type));
 }
 int zc_eps_request(zc_eps_t *e, void *p, size_t len, uint32_t type, uint64_t *id) {
-  return DISPATCH(e, zc_svc_request(e->svc, p, len, type, id), zs_request(e->z, p, len, type, id));
+  return DISPATCH(e, zc_svc_request(EPS_SVC(e), p, len, type, id), zs_request(e->z, p, len, type, id));
 }
 int zc_eps_reply(zc_eps_t *e, zc_svc_msg_t *req, void *p, size_t len, uint32_t type) {
-  return DISPATCH(e, zc_svc_reply(e->svc, req, p, len, type), zs_reply(e->z, req, p, len, type));
+  return DISPATCH(e, zc_svc_reply(EPS_SVC(e), req, p, len, type), zs_reply(e->z, req, p, len, type));
 }
-int zc_eps_cancel(zc_eps_t *e, void *p) { return DISPATCH(e, zc_svc_cancel(e->svc, p), zs_cancel(e->z, p)); }
+int zc_eps_cancel(zc_eps_t *e, void *p) { return DISPATCH(e, zc_svc_cancel(EPS_SVC(e), p), zs_cancel(e->z, p)); }
 int zc_eps_call(zc_eps_t *e, void *p, size_t len, uint32_t type, zc_svc_msg_t *reply, int timeout_ms) {
-  return DISPATCH(e, zc_svc_call(e->svc, p, len, type, reply, timeout_ms), zs_call(e->z, p, len, type, reply, timeout_ms));
+  return DISPATCH(e, zc_svc_call(EPS_SVC(e), p, len, type, reply, timeout_ms), zs_call(e->z, p, len, type, reply, timeout_ms));
 }
-int zc_eps_abandon(zc_eps_t *e, uint64_t id) { return DISPATCH(e, zc_svc_abandon(e->svc, id), zs_abandon(e->z, id)); }
+int zc_eps_abandon(zc_eps_t *e, uint64_t id) { return DISPATCH(e, zc_svc_abandon(EPS_SVC(e), id), zs_abandon(e->z, id)); }
 int zc_eps_receive(zc_eps_t *e, zc_svc_msg_t *m, int timeout_ms) {
-  return DISPATCH(e, zc_svc_receive(e->svc, m, timeout_ms), zs_receive(e->z, m, timeout_ms));
+  return DISPATCH(e, zc_svc_receive(EPS_SVC(e), m, timeout_ms), zs_receive(e->z, m, timeout_ms));
 }
-int zc_eps_release(zc_eps_t *e, zc_svc_msg_t *m) { return DISPATCH(e, zc_svc_release(e->svc, m), zs_release(e->z, m)); }
-const char *zc_eps_error(zc_eps_t *e) { return DISPATCH(e, zc_svc_error(e->svc), (const char *)e->z->err); }
+int zc_eps_release(zc_eps_t *e, zc_svc_msg_t *m) { return DISPATCH(e, zc_svc_release(EPS_SVC(e), m), zs_release(e->z, m)); }
+const char *zc_eps_error(zc_eps_t *e) { return DISPATCH(e, zc_svc_error(EPS_SVC(e)), (const char *)e->z->err); }
 
 void zc_eps_stats(zc_eps_t *e, zc_svc_stats_t *out) {
-  if (e->z != NULL)
+  if (e != NULL && e->z != NULL)
     zs_stats(e->z, out);
   else
-    zc_svc_stats(e->svc, out);
+    zc_svc_stats(EPS_SVC(e), out);
 }

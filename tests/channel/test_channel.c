@@ -4,9 +4,11 @@
  * Usage: test_channel <name>; each name is one ctest test. */
 #include "chan_test.h"
 #include "chan_internal.h" /* the shared control block: who sleeps on the futex */
+#include "zcmem_service.h"
 
 #include <dirent.h>
 #include <pthread.h>
+#include <poll.h>
 #include <sys/epoll.h>
 
 static int sv[2];
@@ -702,6 +704,11 @@ static int producer_child(void *arg) {
   return ch == NULL && errno == EPROTO ? 0 : 1;
 }
 
+static int refused_consumer(void *arg) {
+  close(sv[0]);
+  return zc_chan_open(sv[1], ZC_CHAN_CONSUMER, NULL) == NULL ? 0 : 1;
+}
+
 static int t_misuse(int argc, char **argv) {
   seqpacket_pair(sv);
   pid_t c = spawn(idle_consumer, NULL);
@@ -727,11 +734,215 @@ static int t_misuse(int argc, char **argv) {
   close(sv[1]);
   REQUIREF(zc_chan_open(sv[0], ZC_CHAN_PRODUCER, NULL) == NULL && errno == EPROTO, "two producers: errno %d", errno);
   REQUIREF(reap(c) == 0, "the other producer did not fail with EPROTO");
+  /* configurations out of range: a policy that is none of the three is refused (EINVAL), a first segment
+   * near 2^64 is clamped to 256 MiB like any above it (rounding it up wrapped to 0: ENOSPC) */
+  zc_chan_config_t badpol = {.policy = 7};
+  seqpacket_pair(sv);
+  c = spawn(refused_consumer, NULL);
+  close(sv[1]);
+  REQUIREF(zc_chan_open(sv[0], ZC_CHAN_PRODUCER, &badpol) == NULL && errno == EINVAL, "policy 7: errno %d", errno);
+  REQUIREF(reap(c) == 0, "the consumer's open did not fail");
+  REQUIREF(zc_pub_listen(NULL, &badpol) == NULL && errno == EINVAL, "zc_pub_listen with policy 7: errno %d", errno);
+  zc_svc_config_t badsvc = {.chan.policy = -1};
+  REQUIREF(zc_svc_listen("test-badpolicy", &badsvc) == NULL && errno == EINVAL, "zc_svc_listen with policy -1: errno %d", errno);
+  zc_chan_config_t huge = {.first_segment = UINT64_MAX};
+  seqpacket_pair(sv);
+  c = spawn(idle_consumer, NULL);
+  ch = open_parent_producer(&huge);
+  p = zc_chan_loan(ch, 100);
+  REQUIREF(p != NULL && zc_chan_send(ch, p, 100, 1) == 0, "first_segment UINT64_MAX: %s", strerror(errno));
+  zc_chan_stats_t st0;
+  zc_chan_stats(ch, &st0);
+  REQUIREF(st0.segment_bytes == (256u << 20), "first_segment UINT64_MAX: a segment of %lu bytes", (unsigned long)st0.segment_bytes);
+  zc_chan_close(ch);
+  REQUIREF(reap(c) == 0, "consumer failed");
   /* a stream socket */
   int st[2];
   REQUIREF(socketpair(AF_UNIX, SOCK_STREAM, 0, st) == 0, "socketpair");
   REQUIREF(zc_chan_open(st[0], ZC_CHAN_PRODUCER, NULL) == NULL && errno == EPROTOTYPE, "stream socket: errno %d", errno);
   close(st[1]);
+  return 0;
+}
+
+/* ---- null: every call given a NULL channel or publisher fails with EINVAL (or returns its neutral
+ * value), never dereferences it ---- */
+static int t_null(int argc, char **argv) {
+  zc_chan_msg_t m = {0};
+  zc_chan_stats_t st;
+  char buf[16];
+  errno = 0;
+  REQUIREF(zc_chan_loan(NULL, 10) == NULL && errno == EINVAL, "loan(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_loan_resize(NULL, buf, 10, 0) == NULL && errno == EINVAL, "loan_resize(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_send(NULL, buf, 1, 1) == -1 && errno == EINVAL, "send(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_send(NULL, buf, (size_t)UINT32_MAX + 1, 1) == -1 && errno == EINVAL, "send(NULL, 4 GiB): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_send_batch(NULL, &m, 1) == -1 && errno == EINVAL, "send_batch(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_cancel(NULL, buf) == -1 && errno == EINVAL, "cancel(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_collect(NULL) == -1 && errno == EINVAL, "collect(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_arm_space(NULL) == -1 && errno == EINVAL, "arm_space(NULL): errno %d", errno);
+  REQUIREF(zc_chan_max_msg(NULL) == 0, "max_msg(NULL)");
+  errno = 0;
+  REQUIREF(zc_chan_receive(NULL, &m, 0) == -1 && errno == EINVAL, "receive(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_receive_batch(NULL, &m, 1, 0) == -1 && errno == EINVAL, "receive_batch(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_release(NULL, &m) == -1 && errno == EINVAL, "release(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_release_batch(NULL, &m, 1) == -1 && errno == EINVAL, "release_batch(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_arm(NULL) == -1 && errno == EINVAL, "arm(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_arm_quiet(NULL) == -1 && errno == EINVAL, "arm_quiet(NULL): errno %d", errno);
+  REQUIREF(zc_chan_fd(NULL) == -1, "fd(NULL)");
+  REQUIREF(zc_chan_error(NULL) != NULL && zc_chan_error(NULL)[0] != 0, "error(NULL)");
+  REQUIREF((int)zc_chan_role(NULL) == 0, "role(NULL)");
+  memset(&st, 0xff, sizeof st);
+  zc_chan_stats(NULL, &st);
+  REQUIREF(st.sent == 0 && st.received == 0, "stats(NULL) not zeroed");
+  errno = 0;
+  REQUIREF(zc_chan_copy(NULL, 0, buf, 1) == -1 && errno == EINVAL, "copy(NULL): errno %d", errno);
+  zc_chan_close(NULL);
+  errno = 0;
+  REQUIREF(zc_pub_loan(NULL, 10) == NULL && errno == EINVAL, "pub_loan(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_pub_send(NULL, buf, 1, 1) == -1 && errno == EINVAL, "pub_send(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_pub_cancel(NULL, buf) == -1 && errno == EINVAL, "pub_cancel(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_pub_collect(NULL) == -1 && errno == EINVAL, "pub_collect(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_pub_accept(NULL, 0) == -1 && errno == EINVAL, "pub_accept(NULL): errno %d", errno);
+  int pv[2];
+  seqpacket_pair(pv);
+  errno = 0;
+  REQUIREF(zc_pub_add(NULL, pv[0]) == -1 && errno == EINVAL, "pub_add(NULL): errno %d", errno);
+  struct pollfd hup = {pv[1], POLLIN, 0}; /* the fd was the publisher's: closed, the other end sees it */
+  REQUIREF(poll(&hup, 1, 10000) == 1 && (hup.revents & (POLLIN | POLLHUP)), "pub_add(NULL) kept the fd open");
+  close(pv[1]);
+  errno = 0;
+  REQUIREF(zc_pub_subscribers(NULL) == -1 && errno == EINVAL, "pub_subscribers(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_pub_arm_space(NULL) == -1 && errno == EINVAL, "pub_arm_space(NULL): errno %d", errno);
+  REQUIREF(zc_pub_fd(NULL) == -1 && zc_pub_event_fd(NULL) == -1, "pub fds of NULL");
+  REQUIREF(zc_pub_max_msg(NULL) == 0, "pub_max_msg(NULL)");
+  REQUIREF(zc_pub_error(NULL) != NULL, "pub_error(NULL)");
+  zc_pub_stats_t ps;
+  memset(&ps, 0xff, sizeof ps);
+  zc_pub_stats(NULL, &ps);
+  REQUIREF(ps.subscribers == 0 && ps.chan.sent == 0, "pub_stats(NULL) not zeroed");
+  errno = 0;
+  REQUIREF(zc_pub_loan_resize(NULL, buf, 10, 0) == NULL && errno == EINVAL, "pub_loan_resize(NULL)");
+  errno = 0;
+  REQUIREF(zc_pub_send_batch(NULL, &m, 1) == -1 && errno == EINVAL, "pub_send_batch(NULL)");
+  zc_pub_close(NULL);
+  zc_svc_msg_t sm = {0};
+  errno = 0;
+  REQUIREF(zc_svc_abandon(NULL, 1) == -1 && errno == EINVAL, "svc_abandon(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_peers(NULL) == -1 && errno == EINVAL, "svc_peers(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_call(NULL, buf, 1, 1, &sm, 0) == -1 && errno == EINVAL, "svc_call(NULL): errno %d", errno);
+  REQUIREF(zc_svc_fd(NULL) == -1 && zc_svc_error(NULL) != NULL && zc_svc_max_msg(NULL) == 0, "svc fd/error/max_msg of NULL");
+  zc_svc_stats_t ss;
+  memset(&ss, 0xff, sizeof ss);
+  zc_svc_stats(NULL, &ss);
+  REQUIREF(ss.requests == 0 && ss.peers == 0, "svc_stats(NULL) not zeroed");
+  errno = 0;
+  REQUIREF(zc_svc_loan(NULL, 10) == NULL && errno == EINVAL, "svc_loan(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_send(NULL, buf, 1, 1) == -1 && errno == EINVAL, "svc_send(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_receive(NULL, &sm, 0) == -1 && errno == EINVAL, "svc_receive(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_release(NULL, &sm) == -1 && errno == EINVAL, "svc_release(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_arm_space(NULL) == -1 && errno == EINVAL, "svc_arm_space(NULL): errno %d", errno);
+  zc_svc_close(NULL);
+  char name[64];
+  snprintf(name, sizeof name, "test-null.%d", (int)getpid());
+  zc_svc_t *s = zc_svc_listen(name, NULL); /* NULL messages on a live endpoint */
+  REQUIREF(s != NULL, "svc_listen: %s", strerror(errno));
+  zc_chan_peer_t who;
+  errno = 0;
+  REQUIREF(zc_svc_receive(s, NULL, 0) == -1 && errno == EINVAL, "svc_receive(s, NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_release(s, NULL) == -1 && errno == EINVAL, "svc_release(s, NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_loan_reply(s, NULL, 10) == NULL && errno == EINVAL, "svc_loan_reply(s, NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_reply(s, NULL, buf, 1, 1) == -1 && errno == EINVAL, "svc_reply(s, NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_msg_peer(s, NULL, &who) == -1 && errno == EINVAL, "svc_msg_peer(s, NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_svc_call(s, buf, 1, 1, NULL, 0) == -1 && errno == EINVAL, "svc_call(s, .., NULL): errno %d", errno);
+  zc_svc_close(s);
+  /* NULL arrays with a live channel */
+  seqpacket_pair(sv);
+  pid_t c = spawn(idle_consumer, NULL);
+  zc_chan_t *ch = open_parent_producer(NULL);
+  errno = 0;
+  REQUIREF(zc_chan_send_batch(ch, NULL, 1) == -1 && errno == EINVAL, "send_batch(ch, NULL, 1): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_chan_copy(&m, 0, NULL, 1) == -1 && errno == EINVAL, "copy to NULL: errno %d", errno);
+  zc_chan_close(ch);
+  REQUIREF(reap(c) == 0, "consumer failed");
+  return 0;
+}
+
+/* ---- misuse_full: a bad send with the queue full fails at once (EINVAL, EMSGSIZE), not with the
+ * queue's EAGAIN nor after waiting for room ---- */
+static int gate[2];
+static int gated_consumer(void *arg) {
+  zc_chan_t *ch = open_child_consumer(NULL);
+  close(gate[1]);
+  char b;
+  REQUIREF(read(gate[0], &b, 1) == 0, "gate"); /* reads nothing until the producer is done */
+  zc_chan_msg_t m;
+  REQUIREF(zc_chan_receive_batch(ch, NULL, 1, 0) == -1 && errno == EINVAL, "receive into NULL: errno %d", errno);
+  REQUIREF(zc_chan_release_batch(ch, NULL, 1) == -1 && errno == EINVAL, "release of NULL: errno %d", errno);
+  while (zc_chan_receive(ch, &m, -1) == 0) zc_chan_release(ch, &m);
+  REQUIREF(errno == EPIPE, "expected EPIPE, got errno %d", errno);
+  zc_chan_close(ch);
+  return 0;
+}
+
+static int t_misuse_full(int argc, char **argv) {
+  for (int policy = ZC_CHAN_BLOCK; policy <= ZC_CHAN_FAIL; policy++) {
+    seqpacket_pair(sv);
+    REQUIREF(pipe(gate) == 0, "pipe");
+    pid_t c = spawn(gated_consumer, NULL);
+    close(gate[0]);
+    /* BLOCK waits up to 20 s: a bad send that waited for room fails with ETIMEDOUT (the old code did) */
+    zc_chan_config_t cfg = {.ring_entries = 64, .policy = policy, .block_timeout_ms = 20000};
+    zc_chan_t *ch = open_parent_producer(&cfg);
+    char *bad = zc_chan_loan(ch, 100);
+    REQUIREF(bad != NULL, "loan");
+    for (int i = 0; i < 64; i++) { /* the ring's 64 descriptors: full, the consumer reads nothing */
+      char *p = zc_chan_loan(ch, 100);
+      REQUIREF(p != NULL && zc_chan_send(ch, p, 100, 1) == 0, "send %d: %s", i, strerror(errno));
+    }
+    char local[64] __attribute__((aligned(16)));
+    int r = zc_chan_send(ch, local, 10, 1);
+    REQUIREF(r == -1 && errno == EINVAL, "policy %d: send of a pointer that is no loan, ring full: %d (%s)", policy, r,
+             strerror(errno));
+    r = zc_chan_send(ch, bad, 5000, 1);
+    REQUIREF(r == -1 && errno == EMSGSIZE, "policy %d: send beyond its 112-byte loan, ring full: %d (%s)", policy, r,
+             strerror(errno));
+    REQUIREF(zc_chan_cancel(ch, bad) == -1 && errno == EINVAL, "policy %d: EMSGSIZE did not give the loan back", policy);
+    zc_chan_stats_t st;
+    zc_chan_stats(ch, &st);
+    REQUIREF(st.sent == 64 && st.full_waits == 0, "policy %d: sent %lu, full waits %lu", policy, (unsigned long)st.sent,
+             (unsigned long)st.full_waits);
+    close(gate[1]);
+    zc_chan_close(ch);
+    REQUIREF(reap(c) == 0, "consumer failed");
+  }
   return 0;
 }
 
@@ -803,7 +1014,7 @@ int main(int argc, char **argv) {
       {"flow", t_flow}, {"path", t_path}, {"threads", t_threads}, {"batch", t_batch}, {"timeout", t_timeout},
       {"spinwake", t_spinwake}, {"eagain", t_eagain}, {"budget", t_budget}, {"overflow", t_overflow},
       {"block", t_block}, {"epoll", t_epoll}, {"slots", t_slots}, {"recycle", t_recycle}, {"misuse", t_misuse},
-      {"devshm", t_devshm}, {NULL, NULL}};
+      {"devshm", t_devshm}, {"null", t_null}, {"misuse_full", t_misuse_full}, {NULL, NULL}};
   alarm(120);
   return zc_run_case(argc, argv, cases);
 }

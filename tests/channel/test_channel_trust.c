@@ -517,11 +517,88 @@ static int t_nofork(int argc, char **argv) {
   return 0;
 }
 
+/* ---- fork_close ---- */
+/* A fork child that closes the channel it inherited (a helper process closing what it does not use) must
+ * leave the parent's channel working: its zc_chan_close closes its copy of the socket, never shuts the
+ * shared socket down (which ended the channel for both), and does not unmap the producer's data and control
+ * segments, which a child does not have (MADV_DONTFORK): a mapping of the child's own at their address
+ * must survive the close. Both sides fork such a child before the first message. */
+static zc_chan_t *fork_ch; /* the channel the helper child closes */
+
+static int closing_child(void *arg) {
+  zc_chan_t *ch = fork_ch;
+  char *own = NULL;
+  size_t size = 0;
+  int theirs = 0; /* something of the child's own (a sanitizer's runtime, say) is there already */
+  if (ch->role == ZC_CHAN_PRODUCER) { /* the producer's segment is not mapped here: map something there */
+    own = ch->seg[0].base;
+    size = ch->seg[0].size;
+    void *got = mmap(own, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (got == own) {
+      memset(own, 0x5a, size);
+    } else {
+      REQUIREF(errno == EEXIST, "mmap: %s", strerror(errno));
+      theirs = 1; /* (not the segment itself: channel_nofork checks that the child has none) */
+    }
+  }
+  zc_chan_close(ch);
+  if (own && !theirs) REQUIREF(own[0] == 0x5a && own[size - 1] == 0x5a, "the child's own mapping changed");
+  if (own && theirs) { /* still mapped: mincore fails with ENOMEM on an unmapped page */
+    unsigned char v;
+    REQUIREF(mincore(own, 4096, &v) == 0 && mincore(own + size - 4096, 4096, &v) == 0,
+             "zc_chan_close in the fork child unmapped a mapping of the child's own at the segment's address");
+  }
+  return 0; /* a close that unmapped `own` would have faulted above */
+}
+
+static int forking_consumer(void *arg) {
+  close(sv[0]);
+  zc_chan_t *ch = open_end(sv[1], ZC_CHAN_CONSUMER, NULL);
+  fork_ch = ch;
+  REQUIREF(reap(spawn(closing_child, NULL)) == 0, "the consumer's helper child failed");
+  signal_byte(pipefd[1]);
+  zc_chan_msg_t m;
+  for (int i = 0; i < 100; i++) {
+    REQUIREF(zc_chan_receive(ch, &m, -1) == 0, "message %d: %s (%s)", i, strerror(errno), zc_chan_error(ch));
+    REQUIREF(m.len == 100 && verify_pattern(m.data, 100, (uint64_t)i) < 0, "message %d", i);
+    zc_chan_release(ch, &m);
+  }
+  REQUIREF(zc_chan_receive(ch, &m, -1) == -1 && errno == EPIPE, "no end of file after the producer closed");
+  zc_chan_close(ch);
+  return 0;
+}
+
+static int t_fork_close(int argc, char **argv) {
+  seqpacket_pair(sv);
+  REQUIREF(pipe(pipefd) == 0, "pipe");
+  pid_t c = spawn(forking_consumer, NULL);
+  close(sv[1]);
+  zc_chan_t *ch = open_end(sv[0], ZC_CHAN_PRODUCER, NULL);
+  fork_ch = ch;
+  REQUIREF(reap(spawn(closing_child, NULL)) == 0, "the producer's helper child failed");
+  char b;
+  REQUIREF(read(pipefd[0], &b, 1) == 1, "the consumer's helper did not finish");
+  for (int i = 0; i < 100; i++) {
+    char *p = zc_chan_loan(ch, 100);
+    REQUIREF(p != NULL, "loan %d: %s (%s)", i, strerror(errno), zc_chan_error(ch));
+    fill_pattern(p, 100, (uint64_t)i);
+    REQUIREF(zc_chan_send(ch, p, 100, 1) == 0, "send %d after the helpers closed their copies: %s (%s)", i,
+             strerror(errno), zc_chan_error(ch));
+  }
+  uint64_t end = now_ns() + 60000000000ull;
+  long n;
+  while ((n = zc_chan_collect(ch)) > 0 && now_ns() < end) sleep_ms(1);
+  REQUIREF(n == 0, "collect: %ld in flight (%s)", n, zc_chan_error(ch));
+  zc_chan_close(ch);
+  REQUIREF(reap(c) == 0, "consumer failed");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {
       {"kick_flood", t_kick_flood}, {"writable_segment", t_writable_segment}, {"rewrite", t_rewrite},
       {"zero_freed", t_zero_freed}, {"pend_bound", t_pend_bound}, {"pend_gate", t_pend_gate},
-      {"arm_overflow", t_arm_overflow}, {"nofork", t_nofork}, {NULL, NULL}};
+      {"arm_overflow", t_arm_overflow}, {"nofork", t_nofork}, {"fork_close", t_fork_close}, {NULL, NULL}};
   alarm(120);
   signal(SIGPIPE, SIG_IGN);
   return zc_run_case(argc, argv, cases);

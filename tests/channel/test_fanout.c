@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 /* ---- the harness: each subscriber has a channel socket and a control socket (both kept in the child) ---- */
 typedef struct {
@@ -428,6 +429,39 @@ static int t_join(int argc, char **argv) {
   CHECK_DONE("fanout_join");
 }
 
+/* ---- fanout_silent ---- */
+/* A connector on the publisher's path that never greets holds zc_pub_collect for at most setup_timeout_ms
+ * (the handshake of a waiting subscriber runs inside the call), then is turned away: its socket is closed,
+ * nobody joined, and a real subscriber joins and gets every message afterwards. */
+static int t_silent(int argc, char **argv) {
+  (void)argc, (void)argv;
+  zc_chan_config_t cfg = forever();
+  cfg.setup_timeout_ms = 300;
+  snprintf(sub_path, sizeof sub_path, "/tmp/zc-fanout-silent-%d.sock", (int)getpid());
+  zc_pub_t *p = zc_pub_listen(sub_path, &cfg);
+  REQUIRE(p != NULL);
+  int quiet = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", sub_path);
+  REQUIREF(quiet >= 0 && connect(quiet, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s", strerror(errno));
+  CHECK(zc_pub_collect(p) == 0); /* returns: the silent one timed out inside */
+  CHECKF(zc_pub_subscribers(p) == 0 && stats_of(p).joined == 0, "a silent connector joined (%d)", zc_pub_subscribers(p));
+  struct pollfd pf = {quiet, POLLIN, 0};
+  char b[64];
+  CHECKF(poll(&pf, 1, 10000) == 1 && recv(quiet, b, sizeof b, MSG_DONTWAIT) >= 0, "the silent connector was not turned away");
+  close(quiet);
+  sub_t s = {.first = 0, .n = 50, .maxlen = 2000, .hold = 2};
+  pid_t ps = start_sub_path(p, sub_reader, &s);
+  send_range(p, 0, 50, 2000, 1);
+  CHECK(ctl_get(s.ctl) == 'd');
+  all_back(p, 50);
+  ctl_put(s.ctl, 'q');
+  CHECK(reap(ps) == 0);
+  zc_pub_close(p);
+  unlink(sub_path);
+  CHECK_DONE("fanout_silent");
+}
+
 /* ---- fanout_hostile ---- */
 enum { H_TWICE, H_GARBAGE, H_OTHERS, H_HEAD, H_KINDS };
 static const char *const h_name[H_KINDS] = {"released twice", "a handle it never got", "another's message",
@@ -590,6 +624,25 @@ static int slow_run(int policy) {
   pid_t pf = start_sub(p, sub_fast, &f), pz = start_sub(p, sub_sleeper, &z);
   CHECK(ctl_get(f.ctl) == 'o' && ctl_get(z.ctl) == 'o');
   send_acked(p, 0, RING, 1000, 2, f.ctl); /* the sleeper's ring is full now, the fast one's empty */
+  /* A bad send fails at once, whatever the policy and the full ring: it neither waits for room nor (EVICT)
+   * cuts anyone off on its way to failing. A length beyond the loan gives the loan back (EMSGSIZE). */
+  char local[64] __attribute__((aligned(16)));
+  char *bad = zc_pub_loan(p, 100);
+  REQUIRE(bad != NULL);
+  int kb = zc_pub_send(p, local, 10, RING), eb = errno;
+  CHECKF(kb == -1 && eb == EINVAL, "policy %d: send of a pointer that is no loan, with a full ring: %d (%s)", policy, kb,
+         strerror(eb));
+  kb = zc_pub_send(p, bad, 5000, RING), eb = errno;
+  CHECKF(kb == -1 && eb == EMSGSIZE, "policy %d: send beyond its 112-byte loan, with a full ring: %d (%s)", policy, kb,
+         strerror(eb));
+  CHECKF(zc_pub_cancel(p, bad) == -1 && errno == EINVAL, "policy %d: the loan was not given back", policy);
+  zc_chan_msg_t badm = {local, 10, RING, 0};
+  kb = zc_pub_send_batch(p, &badm, 1), eb = errno;
+  CHECKF(kb == -1 && eb == EINVAL, "policy %d: send_batch of a pointer that is no loan, with a full ring: %d (%s)", policy,
+         kb, strerror(eb));
+  zc_pub_stats_t sb = stats_of(p);
+  CHECKF(sb.evicted == 0 && sb.subscribers == 2, "policy %d: the bad sends evicted %lu, left %lu subscribers", policy,
+         (unsigned long)sb.evicted, (unsigned long)sb.subscribers);
   uint32_t len = msg_len(RING, 1000);
   char *q = zc_pub_loan(p, len);
   REQUIRE(q != NULL);
@@ -711,6 +764,6 @@ static int t_large(int argc, char **argv) {
 int main(int argc, char **argv) {
   static const zc_case_t cases[] = {{"flow", t_flow},       {"last", t_last},       {"kill", t_kill}, {"kill_fail", t_kill_fail},
                                     {"join", t_join}, {"threads", t_threads},       {"hostile", t_hostile}, {"slow", t_slow},
-                                    {"large", t_large},     {NULL, NULL}};
+                                    {"large", t_large},     {"silent", t_silent}, {NULL, NULL}};
   return zc_run_case(argc, argv, cases);
 }

@@ -633,7 +633,84 @@ static int t_hwm(int argc, char **argv) {
 }
 
 /* Bad arguments, the memory cap, timeouts, handles; in one process. */
+/* Every call given a NULL endpoint fails with EINVAL (or returns its neutral value): none dereferences it,
+ * over either transport's dispatcher (zc_ep_*, zc_eps_*, zc_ep_pub_*). */
+static void api_null(void) {
+  zc_chan_msg_t m = {0};
+  zc_svc_msg_t sm = {0};
+  char buf[16];
+  errno = 0;
+  REQUIREF(zc_zmq_loan(NULL, 10) == NULL && errno == EINVAL, "zmq_loan(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_zmq_send(NULL, buf, 1, 1) == -1 && errno == EINVAL, "zmq_send(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_zmq_send_batch(NULL, &m, 1) == -1 && errno == EINVAL, "zmq_send_batch(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_zmq_cancel(NULL, buf) == -1 && errno == EINVAL, "zmq_cancel(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_zmq_collect(NULL) == -1 && errno == EINVAL, "zmq_collect(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_zmq_receive(NULL, &m, 0) == -1 && errno == EINVAL, "zmq_receive(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_zmq_receive_batch(NULL, &m, 1, 0) == -1 && errno == EINVAL, "zmq_receive_batch(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_zmq_release(NULL, &m) == -1 && errno == EINVAL, "zmq_release(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_zmq_release_batch(NULL, &m, 1) == -1 && errno == EINVAL, "zmq_release_batch(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_zmq_arm(NULL) == -1 && errno == EINVAL, "zmq_arm(NULL): errno %d", errno);
+  REQUIREF(zc_zmq_fd(NULL) == -1 && zc_zmq_peers(NULL) == -1 && zc_zmq_error(NULL) != NULL &&
+               zc_zmq_endpoint(NULL) == NULL && (int)zc_zmq_role(NULL) == 0,
+           "zmq fd/peers/error/endpoint/role of NULL");
+  zc_chan_stats_t st;
+  memset(&st, 0xff, sizeof st);
+  zc_zmq_stats(NULL, &st);
+  REQUIREF(st.sent == 0, "zmq_stats(NULL) not zeroed");
+  zc_zmq_close(NULL);
+  errno = 0;
+  REQUIREF(zc_ep_loan(NULL, 10) == NULL && errno == EINVAL, "ep_loan(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_ep_send(NULL, buf, 1, 1) == -1 && errno == EINVAL, "ep_send(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_ep_receive(NULL, &m, 0) == -1 && errno == EINVAL, "ep_receive(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_ep_release(NULL, &m) == -1 && errno == EINVAL, "ep_release(NULL): errno %d", errno);
+  REQUIREF(zc_ep_fd(NULL) == -1 && zc_ep_error(NULL) != NULL && zc_ep_endpoint(NULL) == NULL && zc_ep_missed(NULL) == 0,
+           "ep fd/error/endpoint/missed of NULL");
+  memset(&st, 0xff, sizeof st);
+  zc_ep_stats(NULL, &st);
+  REQUIREF(st.sent == 0, "ep_stats(NULL) not zeroed");
+  zc_ep_close(NULL);
+  errno = 0;
+  REQUIREF(zc_eps_loan(NULL, 10) == NULL && errno == EINVAL, "eps_loan(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_eps_send(NULL, buf, 1, 1) == -1 && errno == EINVAL, "eps_send(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_eps_receive(NULL, &sm, 0) == -1 && errno == EINVAL, "eps_receive(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_eps_release(NULL, &sm) == -1 && errno == EINVAL, "eps_release(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_eps_call(NULL, buf, 1, 1, &sm, 0) == -1 && errno == EINVAL, "eps_call(NULL): errno %d", errno);
+  REQUIREF(zc_eps_fd(NULL) == -1 && zc_eps_peers(NULL) == -1 && zc_eps_error(NULL) != NULL &&
+               zc_eps_endpoint(NULL) == NULL && zc_eps_max_msg(NULL) == 0,
+           "eps fd/peers/error/endpoint/max_msg of NULL");
+  zc_svc_stats_t ss;
+  memset(&ss, 0xff, sizeof ss);
+  zc_eps_stats(NULL, &ss);
+  REQUIREF(ss.requests == 0, "eps_stats(NULL) not zeroed");
+  zc_eps_close(NULL);
+  errno = 0;
+  REQUIREF(zc_ep_pub_loan(NULL, 10) == NULL && errno == EINVAL, "ep_pub_loan(NULL): errno %d", errno);
+  errno = 0;
+  REQUIREF(zc_ep_pub_send(NULL, buf, 1, 1) == -1 && errno == EINVAL, "ep_pub_send(NULL): errno %d", errno);
+  REQUIREF(zc_ep_pub_fd(NULL) == -1 && zc_ep_pub_subscribers(NULL) == -1 && zc_ep_pub_error(NULL) != NULL &&
+               zc_ep_pub_endpoint(NULL) == NULL,
+           "ep_pub fd/subscribers/error/endpoint of NULL");
+  zc_ep_pub_close(NULL);
+}
+
 static int t_api(int argc, char **argv) {
+  api_null();
   zc_zmq_config_t cfg = {.chan.policy = ZC_CHAN_FAIL, .chan.max_bytes = 4u << 20, .max_msg = 8u << 20};
   zc_zmq_t *z = bind_producer(&cfg);
   REQUIREF(zc_zmq_loan(z, 0) == NULL && errno == EINVAL, "loan(0)");
