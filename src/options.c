@@ -12,8 +12,12 @@
 
 typedef enum { OPT_BOOL, OPT_NUM, OPT_SIZE } opt_kind_t;
 
+/* The name is kept in the table, not pointed to: zc_options_init reads every name at the first malloc, and
+ * a name in .rodata faulted in the library's read-only data (40 KiB with the unwind tables beside it: the
+ * kernel maps a file's cached pages up to 64 KiB around a fault) in every process (docs/design.md, "What a
+ * process pays before it holds data"). */
 typedef struct {
-  const char *name;
+  char name[24];
   long value;
   opt_kind_t kind;
   long max;
