@@ -337,7 +337,7 @@ zc_noinline void *zc_malloc_refill_at(size_t n, intptr_t off, zc_heap_t *h) {
 #define ZC_MC4(k) ZC_MC(k), ZC_MC((k) + 1), ZC_MC((k) + 2), ZC_MC((k) + 3)
 #define ZC_MC16(k) ZC_MC4(k), ZC_MC4((k) + 4), ZC_MC4((k) + 8), ZC_MC4((k) + 12)
 #define ZC_MC64(k) ZC_MC16(k), ZC_MC16((k) + 16), ZC_MC16((k) + 32), ZC_MC16((k) + 48)
-const uint8_t zc_mid_class[ZC_SMALL_MAX >> ZC_MID_SHIFT] = {ZC_MC64(0), ZC_MC64(64), ZC_MC64(128), ZC_MC64(192)};
+__attribute__((section(".data.rel.ro"))) const uint8_t zc_mid_class[ZC_SMALL_MAX >> ZC_MID_SHIFT] = {ZC_MC64(0), ZC_MC64(64), ZC_MC64(128), ZC_MC64(192)};
 _Static_assert(ZC_DIRECT_MAX >= ((size_t)4 << ZC_MID_SHIFT), "classes above ZC_DIRECT_MAX are 256 B apart or more");
 
 /* malloc of ZC_DIRECT_MAX < n: for a size class (up to ZC_SMALL_MAX) the class's current page (the first of

@@ -5,7 +5,7 @@
  */
 #include "large_internal.h"
 
-front_t lg_front[NFRONT];
+ZC_BSS_LAST front_t lg_front[NFRONT]; /* after the small statics (ZC_BSS_LAST, segmap.h) */
 static bool front_owned[NSHARD]; /* claimed with compare-and-swap, released by the owner */
 static struct {
   uintptr_t word; /* the slot's word when a sweep first saw it */

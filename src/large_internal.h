@@ -46,10 +46,12 @@ typedef struct victims_s {
 /* The global pool (large_pool.c). */
 typedef struct lg_pool_s {
   zc_lock_t lock;
-  rlist_t cls[2][NCLASS]; /* per class, most recently cached first */
   rlist_t age[2];         /* oldest first */
   size_t bytes[2];        /* mapped bytes of the cached regions (atomic stores: read by stats) */
   size_t count[2];
+  /* last: the purger's sweeps read the fields above in every process, these only once regions are cached
+   * (6 KiB: the fields above share an OS page with the front caches, segmap.h's ZC_BSS_LAST) */
+  rlist_t cls[2][NCLASS]; /* per class, most recently cached first */
 } lg_pool_t;
 extern lg_pool_t lg_pool;
 

@@ -8,7 +8,7 @@
 
 #include "idle.h" /* zc_test_point */
 
-lg_pool_t lg_pool;
+ZC_BSS_LAST lg_pool_t lg_pool; /* 6 KiB: after the small statics (ZC_BSS_LAST, segmap.h) */
 int lg_purger_state;
 lg_stats_t lg_st;
 uint64_t lg_next_sweep;

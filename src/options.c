@@ -12,8 +12,12 @@
 
 typedef enum { OPT_BOOL, OPT_NUM, OPT_SIZE } opt_kind_t;
 
+/* The name is kept in the table, not pointed to: zc_options_init reads every name at the first malloc, and
+ * a name in .rodata faulted in the library's read-only data (40 KiB with the unwind tables beside it: the
+ * kernel maps a file's cached pages up to 64 KiB around a fault) in every process (docs/design.md, "What a
+ * process pays before it holds data"). */
 typedef struct {
-  const char *name;
+  char name[24];
   long value;
   opt_kind_t kind;
   long max;
@@ -44,7 +48,9 @@ static _Atomic unsigned long error_count;
  * written as 16777216T fails instead of parsing as 0. */
 static bool parse_value(const option_desc_t *d, const char *s, long *out) {
   if (d->kind == OPT_BOOL || d->kind == OPT_NUM) {
-    static const char *const yes[] = {"true", "on", "yes"}, *const no[] = {"false", "off", "no"};
+    /* not in .rodata either (see option_desc_t): a process that sets a ZCMEM_ number reads them */
+    __attribute__((section(".data.rel.ro"))) static const char yes[3][6] = {"true", "on", "yes"},
+                                                              no[3][6] = {"false", "off", "no"};
     for (int i = 0; i < 3; i++) {
       if (strcasecmp(s, yes[i]) == 0) return *out = 1, true;
       if (strcasecmp(s, no[i]) == 0) return *out = 0, true;

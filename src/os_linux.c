@@ -330,8 +330,23 @@ bool zc_os_thread_exit_init(void (*fn)(void *)) { return pthread_key_create(&exi
 
 void zc_os_thread_exit_register(void *arg) { pthread_setspecific(exit_key, arg); }
 
+/* glibc's pthread_atfork is a stub linked statically into each caller (libc_nonshared.a) that passes the
+ * caller's __dso_handle to __register_atfork; the linker puts it after all of zcmem's code, at the very end
+ * of libzcmem.so's text. Its one call, at load, faulted that last page in, and with it (the kernel maps up to
+ * 64 KiB of cached file pages around a fault) the last 40 KiB of the library's text, in every process
+ * (docs/design.md, "What a process pays before it holds data"). So on glibc zcmem makes the stub's call
+ * itself. An interposed __register_atfork still sees it (tests/core/atfork.c). */
+#if defined(__GLIBC__)
+extern int __register_atfork(void (*)(void), void (*)(void), void (*)(void), void *);
+extern void *__dso_handle __attribute__((weak, visibility("hidden")));
+#endif
+
 void zc_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+#if defined(__GLIBC__)
+  __register_atfork(prepare, parent, child, &__dso_handle != NULL ? __dso_handle : NULL);
+#else
   pthread_atfork(prepare, parent, child);
+#endif
 }
 
 bool zc_os_thread_start(void *(*fn)(void *), void *arg) {

@@ -48,6 +48,18 @@ enum {
 _Static_assert(ZC_MAP_OWNED_MAX <= ZC_MAP_MEDIUM_BIAS && ZC_MAP_OWNED + 2 * ZC_MAP_MEDIUM_BIAS <= ZC_MAP_TAG_NONE,
                "small tags, medium tags and the no-tag value never meet");
 
+/* Zeroed arrays of the core that would sit between the small statics every process touches (locks, the
+ * purge policy, the purger's state) are put in common storage, which the linker places after every .bss
+ * section: those statics then share one OS page instead of being spread over four (docs/design.md, "What a
+ * process pays before it holds data"). The map stays in .bss, first of its file: its first entries, which
+ * free(NULL) reads, share the OS page of the end of .data. Each such name is defined once (a second common
+ * definition of the same name would be merged silently). */
+#if defined(__GNUC__)
+#define ZC_BSS_LAST __attribute__((common))
+#else
+#define ZC_BSS_LAST
+#endif
+
 extern uint16_t zc_segmap[ZC_SEGMAP_ENTRIES];
 
 /* A map value that stands for a small or medium segment's header (owned by a tag or not). */

@@ -43,7 +43,8 @@
 #include <errno.h>
 #include <string.h>
 
-/* The segment map (segmap.h): 64 MiB of zeroed .bss, touched only where segments live. */
+/* The segment map (segmap.h): 128 MiB of zeroed .bss, touched only where segments live (and its first
+ * entries by free(NULL): they share the OS page of the end of .data, resident anyway). */
 uint16_t zc_segmap[ZC_SEGMAP_ENTRIES];
 
 static zc_lock_t abandoned_lock = ZC_LOCK_INIT;
